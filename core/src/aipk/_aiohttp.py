@@ -1,0 +1,110 @@
+"""An async transport over aiohttp: several times faster than httpx under concurrency.
+
+Install with ``pip install 'aipk-core[aiohttp]'`` and pass ``transport=AiohttpTransport()`` to
+:class:`~aipk.AsyncClient`. The ``aiohttp.ClientSession`` is created lazily inside the running
+event loop, or you can pass your own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING
+
+from ._http import HttpRequest, Timeout
+from .errors import ConfigurationError
+from .transports import TransportFailure
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = ["AiohttpTransport"]
+
+
+def _import_aiohttp() -> object:
+    try:
+        import aiohttp
+    except ImportError:
+        raise ConfigurationError(
+            "AiohttpTransport needs aiohttp: pip install 'aipk-core[aiohttp]'"
+        ) from None
+    return aiohttp
+
+
+def _failure(exc: BaseException, *, before_first_byte: bool) -> TransportFailure:
+    timeout = isinstance(exc, asyncio.TimeoutError)
+    kind = type(exc).__name__
+    text = str(exc)
+    return TransportFailure(f"{kind}: {text}" if text else kind, timeout=timeout,
+                            before_first_byte=before_first_byte)
+
+
+class _AiohttpResponse:
+    __slots__ = ("_response", "headers", "status")
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status = response.status
+        self.headers: Mapping[str, str] = response.headers
+
+    async def read(self) -> bytes:
+        import aiohttp
+
+        try:
+            return await self._response.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise _failure(exc, before_first_byte=False) from None
+        finally:
+            self._response.release()
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        import aiohttp
+
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise _failure(exc, before_first_byte=False) from None
+
+    async def close(self) -> None:
+        self._response.release()
+
+
+class AiohttpTransport:
+    """Async transport over an ``aiohttp.ClientSession`` (yours, or one it creates and owns)."""
+
+    def __init__(self, session: aiohttp.ClientSession | None = None, *,
+                 timeout: Timeout | None = None, max_connections: int = 100) -> None:
+        _import_aiohttp()
+        self._session = session
+        self._owns = session is None
+        self._timeout = timeout or Timeout()
+        self._max_connections = max_connections
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        import aiohttp
+
+        t = self._timeout
+        return aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, connect=t.connect, sock_read=t.read),
+            connector=aiohttp.TCPConnector(limit=self._max_connections),
+            auto_decompress=True,
+        )
+
+    async def send(self, request: HttpRequest, body: bytes | None) -> _AiohttpResponse:
+        import aiohttp
+
+        session = self._session
+        if session is None:
+            session = self._session = self._new_session()
+        try:
+            response = await session.request(request.method, request.url,
+                                             headers=dict(request.headers), data=body)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise _failure(exc, before_first_byte=True) from None
+        return _AiohttpResponse(response)
+
+    async def close(self) -> None:
+        if self._owns and self._session is not None:
+            await self._session.close()
+            self._session = None

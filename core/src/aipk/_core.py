@@ -1,0 +1,261 @@
+"""The sans-IO engine both clients share: build, observe, parse, decode, classify.
+
+:class:`Engine` turns a :class:`~aipk.ChatRequest` into bytes to send and turns what comes back
+(status, headers, body bytes or body chunks) into responses, stream events and typed errors,
+through the plugin hooks. It does no I/O, so :class:`~aipk.Client` and :class:`~aipk.AsyncClient`
+differ only in how they send and wait.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from ._decoding import StreamDecoder
+from ._http import HttpRequest
+from ._messages import ChatRequest
+from ._metrics import ProviderMetrics
+from ._providers import Credential, ModelInfo, Provider
+from ._ratelimit import RateLimitState, RateLimitTracker
+from ._responses import ChatResponse, StreamAccumulator, StreamEvent
+from ._retry import RetryPolicy
+from .errors import InvalidRequestError, PluginError, ProviderError, ResponseError
+from .registry import Registry
+from .sse import SSEDecodeError, SSEDecoder
+
+__all__ = ["Engine", "StreamSession"]
+
+_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id")
+
+
+def request_id_of(headers: Mapping[str, str]) -> str | None:
+    for name in _REQUEST_ID_HEADERS:
+        value = headers.get(name)
+        if value:
+            return value
+    return None
+
+
+class Engine:
+    """Everything a client does that is not sending bytes or waiting."""
+
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        provider: Provider,
+        credential: Credential,
+        retry: RetryPolicy,
+        tracker: RateLimitTracker | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        hook = registry.hook
+        self.provider = provider
+        self.credential = credential
+        self.retry = retry
+        self.tracker = tracker or RateLimitTracker()
+        self.metrics = ProviderMetrics()
+        self.clock = clock
+        self._build = hook.aipk_build_request
+        self._apply = hook.aipk_apply_credential
+        self._parse_limits = hook.aipk_parse_rate_limits
+        self._parse = hook.aipk_parse_response
+        self._decoder = hook.aipk_stream_decoder
+        self._map_error = hook.aipk_map_error
+        self._models_request = hook.aipk_models_request
+        self._parse_models = hook.aipk_parse_models
+
+    # -- requests ------------------------------------------------------------------------
+
+    def build(self, request: ChatRequest, stream: bool) -> tuple[HttpRequest, bytes | None]:
+        """The authenticated HTTP request for ``request`` and its encoded body."""
+        if stream and not self.provider.spec.capabilities.streaming:
+            raise InvalidRequestError(
+                f"provider {self.provider.name!r} does not support streaming; use chat()",
+                provider=self.provider.name, field="stream",
+            )
+        built = self._build(provider=self.provider, request=request, stream=stream)
+        if built is None:
+            raise self._no_plugin("aipk_build_request")
+        return self.authenticate(built)
+
+    def authenticate(self, built: HttpRequest) -> tuple[HttpRequest, bytes | None]:
+        signed = self._apply(provider=self.provider, http_request=built, credential=self.credential)
+        if signed is None:
+            raise self._no_plugin("aipk_apply_credential")
+        return signed, signed.body()
+
+    def models_request(self) -> tuple[HttpRequest, bytes | None] | None:
+        built = self._models_request(provider=self.provider)
+        return None if built is None else self.authenticate(built)
+
+    def _no_plugin(self, hook: str) -> PluginError:
+        return PluginError(
+            f"no installed plugin implements {hook} for provider {self.provider.name!r} "
+            f"(protocol {self.provider.protocol!r}); install or upgrade its plugin package"
+        )
+
+    # -- responses -----------------------------------------------------------------------
+
+    def observe(self, status: int, headers: Mapping[str, str], model: str) -> RateLimitState | None:
+        """Merge the rate-limit state a response reports into the tracker."""
+        state = self._parse_limits(provider=self.provider, status=status, headers=headers,
+                                   now=self.clock())
+        if state is None:
+            return None
+        return self.tracker.update((self.provider.name, self.credential.id, model), state)
+
+    def decode_json(self, body: bytes, request_id: str | None) -> Any:
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise ResponseError(
+                f"the response body is not valid JSON ({exc}); the provider or a proxy in "
+                f"between sent something else: check base_url",
+                provider=self.provider.name, request_id=request_id, retryable=False,
+            ) from None
+
+    def chat_response(self, request: ChatRequest, body: bytes, headers: Mapping[str, str],
+                      rate_limit: RateLimitState | None) -> ChatResponse:
+        request_id = request_id_of(headers)
+        data = self.decode_json(body, request_id)
+        try:
+            parsed = self._parse(provider=self.provider, request=request, data=data,
+                                 headers=headers)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ResponseError(
+                f"the response has an unexpected shape ({type(exc).__name__}: {exc}); "
+                f"upgrade the {self.provider.name} plugin if the provider changed its format",
+                provider=self.provider.name, request_id=request_id,
+            ) from None
+        if parsed is None:
+            raise self._no_plugin("aipk_parse_response")
+        response: ChatResponse = parsed
+        self.metrics.record_usage(response.usage)
+        return attrs.evolve(response, request_id=request_id, rate_limit=rate_limit)
+
+    def error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        """The typed error for an HTTP error response."""
+        request_id = request_id_of(headers)
+        data: Any
+        try:
+            data = json.loads(body) if body else None
+        except ValueError:
+            data = body.decode("utf-8", errors="replace")[:2000]
+        error = self._map_error(provider=self.provider, status=status, headers=headers,
+                                data=data, request_id=request_id)
+        if error is None:  # the built-in plugin always answers; guard against its removal
+            raise self._no_plugin("aipk_map_error")
+        result: ProviderError = error
+        return result
+
+    def models(self, body: bytes, headers: Mapping[str, str]) -> list[ModelInfo]:
+        data = self.decode_json(body, request_id_of(headers))
+        parsed = self._parse_models(provider=self.provider, data=data)
+        return list(parsed) if parsed is not None else list(self.provider.spec.models)
+
+    def open_stream(self, request: ChatRequest, headers: Mapping[str, str],
+                    rate_limit: RateLimitState | None) -> StreamSession:
+        decoder = self._decoder(provider=self.provider, request=request)
+        if decoder is None:
+            raise self._no_plugin("aipk_stream_decoder")
+        return StreamSession(self, decoder, request, request_id_of(headers), rate_limit)
+
+    # -- retries -------------------------------------------------------------------------
+
+    def retry_delay(self, attempt: int, error: ProviderError, policy: RetryPolicy | None) -> (
+            float | None):
+        return (policy or self.retry).delay(attempt, error)
+
+
+class StreamSession:
+    """One stream being decoded: SSE framing, the provider's decoder, and the accumulator."""
+
+    __slots__ = ("_decoder", "_engine", "_request", "_sse", "accumulator", "delivered",
+                 "rate_limit", "request_id")
+
+    def __init__(self, engine: Engine, decoder: StreamDecoder, request: ChatRequest,
+                 request_id: str | None, rate_limit: RateLimitState | None) -> None:
+        self._engine = engine
+        self._decoder = decoder
+        self._request = request
+        self._sse = SSEDecoder()
+        self.accumulator = StreamAccumulator()
+        self.request_id = request_id
+        self.rate_limit = rate_limit
+        self.delivered = False
+
+    @property
+    def done(self) -> bool:
+        return self._decoder.done
+
+    def feed(self, chunk: bytes) -> list[StreamEvent]:
+        """Decode one body chunk into the events it completes."""
+        try:
+            events = self._sse.feed(chunk)
+        except SSEDecodeError as exc:
+            raise self._bad(str(exc)) from None
+        if not events:
+            return []
+        return self._events(events)
+
+    def finish(self) -> list[StreamEvent]:
+        """The body ended: decode what is left and let the decoder judge completeness."""
+        out: list[StreamEvent] = []
+        if not self._decoder.done:
+            try:
+                out = self._events(self._sse.flush())
+            except SSEDecodeError as exc:
+                raise self._bad(str(exc)) from None
+        try:
+            tail = self._decoder.close()
+        except ProviderError as exc:
+            raise self._stamp(exc) from None
+        for event in tail:
+            self.accumulator.add(event)
+            out.append(event)
+        self._engine.metrics.record_usage(self.accumulator.usage)
+        return out
+
+    def _events(self, sse_events: Sequence[Any]) -> list[StreamEvent]:
+        decoder = self._decoder
+        add = self.accumulator.add
+        out: list[StreamEvent] = []
+        try:
+            for sse in sse_events:
+                for event in decoder.feed(sse):
+                    add(event)
+                    out.append(event)
+                if decoder.done:
+                    break
+        except ProviderError as exc:
+            raise self._stamp(exc) from None
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise self._bad(f"{type(exc).__name__}: {exc}") from None
+        if out:
+            self.delivered = True
+        return out
+
+    def _stamp(self, exc: ProviderError) -> ProviderError:
+        if exc.request_id is None:
+            exc.request_id = self.request_id
+        return exc
+
+    def _bad(self, detail: str) -> ResponseError:
+        return ResponseError(
+            f"the stream could not be decoded ({detail}); the provider or a proxy sent "
+            f"something that is not its event stream",
+            provider=self._engine.provider.name, request_id=self.request_id,
+        )
+
+    def response(self) -> ChatResponse:
+        acc = self.accumulator
+        acc.id = acc.id or self._decoder.response_id
+        acc.model = acc.model or self._decoder.model
+        acc.extra.update(self._decoder.extra)
+        return acc.response(provider=self._engine.provider.name, model=self._request.model,
+                            request_id=self.request_id, rate_limit=self.rate_limit)

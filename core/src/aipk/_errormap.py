@@ -1,0 +1,83 @@
+"""Generic mapping from an HTTP error response to a typed error.
+
+Provider plugins call :func:`error_for_status` from their ``aipk_map_error`` hook after pulling
+the message and code out of their own error body shape; the status decides the error class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ._ratelimit import parse_retry_after
+from .errors import (
+    AuthenticationError,
+    AuthErrorCode,
+    BadRequestError,
+    OverloadedError,
+    ProviderError,
+    RateLimitError,
+    ServerError,
+    StatusError,
+)
+
+__all__ = ["RETRYABLE_STATUSES", "error_for_status", "should_retry_header"]
+
+#: Statuses worth retrying: request timeout, conflict/lock timeout, rate limit, server errors.
+RETRYABLE_STATUSES = frozenset({408, 409, 429})
+
+_HINTS = {
+    401: "check the API key (or re-run the login command for OAuth credentials)",
+    403: "the credential lacks permission for this model or endpoint",
+    404: "check the model name and base_url",
+    413: "the request is too large; send fewer or shorter messages",
+}
+
+
+def should_retry_header(headers: Mapping[str, str]) -> bool | None:
+    """The provider's own ``x-should-retry`` verdict, if it sent one."""
+    value = headers.get("x-should-retry")
+    if value is None:
+        return None
+    value = value.strip().lower()
+    return True if value == "true" else False if value == "false" else None
+
+
+def error_for_status(
+    *,
+    provider: str,
+    status: int,
+    headers: Mapping[str, str],
+    body: Any,
+    message: str | None,
+    code: str | None = None,
+    request_id: str | None = None,
+    now: float = 0.0,
+) -> ProviderError:
+    """The typed error for ``status``, with ``message`` (the provider's words) and a fix hint."""
+    text = message or f"HTTP {status} with no error message"
+    hint = _HINTS.get(status)
+    if hint:
+        text = f"{text} ({hint})"
+    verdict = should_retry_header(headers)
+    common: dict[str, Any] = {
+        "provider": provider, "status": status, "body": body, "headers": headers,
+        "request_id": request_id,
+    }
+    if status == 429:
+        retry_after = parse_retry_after(headers, now)
+        return RateLimitError(text, retry_after=retry_after, code=code, **common)
+    if status in (401, 403):
+        auth_code = (AuthErrorCode.SCOPE_INSUFFICIENT if status == 403
+                     else AuthErrorCode.INVALID_CREDENTIALS)
+        return AuthenticationError(text, auth_code=auth_code, **common)
+    retryable = status in RETRYABLE_STATUSES or status >= 500
+    if verdict is not None:
+        retryable = verdict
+    if status == 529:
+        return OverloadedError(text, retryable=retryable, code=code, **common)
+    if status >= 500:
+        return ServerError(text, retryable=retryable, code=code, **common)
+    if 400 <= status < 500:
+        return BadRequestError(text, retryable=retryable, code=code, **common)
+    return StatusError(text, retryable=retryable, code=code, **common)

@@ -1,0 +1,85 @@
+"""The sans-IO HTTP request a plugin builds, timeouts, and redaction of secrets for display.
+
+Plugins never send anything: they return an :class:`HttpRequest`, and the client's transport
+sends it. ``json`` is encoded once, by the core, just before sending, so wrappers can still
+adjust the body.
+"""
+
+from __future__ import annotations
+
+import json as _json
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import attrs
+
+__all__ = ["HttpRequest", "Timeout", "encode_json", "redact_headers", "redact_url"]
+
+SENSITIVE_HEADERS = frozenset(
+    {"authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie", "proxy-authorization",
+     "openai-organization"}
+)
+_KEY_PARAM = re.compile(r"([?&](?:key|api_key|apikey|access_token|token)=)[^&#]*", re.IGNORECASE)
+
+
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """A copy of ``headers`` with credentials replaced by ``'****'``."""
+    return {k: ("****" if k.lower() in SENSITIVE_HEADERS else v) for k, v in headers.items()}
+
+
+def redact_url(url: str) -> str:
+    """``url`` with key-like query parameters replaced by ``'****'``."""
+    return _KEY_PARAM.sub(r"\1****", url)
+
+
+_encoder = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+
+
+def encode_json(data: Any) -> bytes:
+    """Compact UTF-8 JSON, as sent on the wire."""
+    return _encoder.encode(data).encode("utf-8")
+
+
+@attrs.frozen(kw_only=True, repr=False)
+class HttpRequest:
+    """An HTTP request to send: method, URL, headers, and a JSON body or raw content."""
+
+    method: Literal["GET", "POST", "PUT", "DELETE", "PATCH"] = "POST"
+    url: str
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    json: Any = None
+    content: bytes | None = None
+
+    def body(self) -> bytes | None:
+        """The bytes to send: ``content`` if set, else ``json`` encoded, else nothing."""
+        if self.content is not None:
+            return self.content
+        if self.json is not None:
+            return encode_json(self.json)
+        return None
+
+    def with_headers(self, **headers: str) -> HttpRequest:
+        """A copy with these headers added or replaced."""
+        return self.merge_headers(headers)
+
+    def merge_headers(self, headers: Mapping[str, str]) -> HttpRequest:
+        """A copy with ``headers`` added or replaced."""
+        return attrs.evolve(self, headers={**self.headers, **headers})
+
+    def __repr__(self) -> str:
+        return (
+            f"HttpRequest(method={self.method!r}, url={redact_url(self.url)!r}, "
+            f"headers={redact_headers(self.headers)!r})"
+        )
+
+
+@attrs.frozen(kw_only=True)
+class Timeout:
+    """Separate timeouts, in seconds. ``read`` bounds the wait for *each* chunk, not the whole
+    stream, so a long stream is never cut by a total deadline."""
+
+    connect: float = 10.0
+    read: float = 600.0
+    write: float = 60.0
+    pool: float = 60.0

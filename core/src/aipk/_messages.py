@@ -1,0 +1,260 @@
+"""What a caller sends: messages, tools, tool choice and the unified chat request.
+
+All records are frozen, slotted and keyword-only. ``None`` always means "not set": a field left
+as ``None`` is not sent, so ``temperature=0`` is sent as 0.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, Literal
+
+import attrs
+
+from .errors import InvalidRequestError
+
+__all__ = [
+    "ChatRequest",
+    "Image",
+    "Message",
+    "Role",
+    "Tool",
+    "ToolCall",
+    "ToolChoice",
+]
+
+Role = Literal["system", "user", "assistant", "tool"]
+_ROLES = frozenset({"system", "user", "assistant", "tool"})
+
+
+@attrs.frozen(kw_only=True)
+class ToolCall:
+    """A function call the model asked for. ``arguments`` is the JSON text exactly as produced."""
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+    def parsed_arguments(self) -> Any:
+        """The arguments decoded from JSON; InvalidRequestError naming the tool if invalid."""
+        try:
+            return json.loads(self.arguments or "{}")
+        except ValueError as exc:
+            raise InvalidRequestError(
+                f"tool call {self.id!r} to {self.name!r} has arguments that are not valid JSON: "
+                f"{exc}; the model produced malformed arguments, ask it again or repair them",
+                field="arguments",
+            ) from None
+
+
+def _bytes_repr(data: bytes | None) -> str:
+    return "None" if data is None else f"<{len(data)} bytes>"
+
+
+@attrs.frozen(kw_only=True)
+class Image:
+    """An image in a user message: a URL (``https:`` or ``data:``), or bytes and a media type."""
+
+    url: str | None = None
+    data: bytes | None = attrs.field(default=None, repr=_bytes_repr)
+    media_type: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if (self.url is None) == (self.data is None):
+            raise InvalidRequestError("an Image needs exactly one of url= or data=", field="image")
+        if self.data is not None and not self.media_type:
+            raise InvalidRequestError(
+                "an Image given as data= needs media_type=, e.g. 'image/png'", field="media_type"
+            )
+
+
+def _tuple(value: Iterable[Any] | None) -> tuple[Any, ...]:
+    return () if value is None else tuple(value)
+
+
+@attrs.frozen(kw_only=True)
+class Message:
+    """One chat message; build with :meth:`system`, :meth:`user`, :meth:`assistant`, :meth:`tool`.
+
+    ``extra`` carries provider data that must travel with the message to the next turn (for
+    example Gemini's ``thoughtSignature`` or Anthropic thinking blocks).
+    """
+
+    role: Role
+    content: str | None = None
+    images: tuple[Image, ...] = attrs.field(default=(), converter=_tuple)
+    tool_calls: tuple[ToolCall, ...] = attrs.field(default=(), converter=_tuple)
+    tool_call_id: str | None = None
+    name: str | None = None
+    extra: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        if self.role not in _ROLES:
+            raise InvalidRequestError(
+                f"message role {self.role!r} is not one of system, user, assistant, tool",
+                field="role",
+            )
+        if self.role == "tool" and not self.tool_call_id:
+            raise InvalidRequestError(
+                "a tool message needs tool_call_id= naming the tool call it answers",
+                field="tool_call_id",
+            )
+
+    @classmethod
+    def system(cls, content: str) -> Message:
+        return cls(role="system", content=content)
+
+    @classmethod
+    def user(cls, content: str, *, images: Iterable[Image] = ()) -> Message:
+        return cls(role="user", content=content, images=tuple(images))
+
+    @classmethod
+    def assistant(
+        cls, content: str | None = None, *, tool_calls: Iterable[ToolCall] = ()
+    ) -> Message:
+        return cls(role="assistant", content=content, tool_calls=tuple(tool_calls))
+
+    @classmethod
+    def tool(cls, tool_call_id: str, content: str, *, name: str | None = None) -> Message:
+        return cls(role="tool", content=content, tool_call_id=tool_call_id, name=name)
+
+    @classmethod
+    def coerce(cls, value: Message | Mapping[str, Any]) -> Message:
+        """A Message from a Message or an OpenAI-style dict (``{"role": ..., "content": ...}``)."""
+        if isinstance(value, Message):
+            return value
+        if not isinstance(value, Mapping):
+            raise InvalidRequestError(
+                f"messages must be Message objects or dicts, not {type(value).__name__}",
+                field="messages",
+            )
+        calls = tuple(
+            c if isinstance(c, ToolCall) else _tool_call_from_dict(c)
+            for c in value.get("tool_calls") or ()
+        )
+        return cls(
+            role=value.get("role", ""),
+            content=value.get("content"),
+            tool_calls=calls,
+            tool_call_id=value.get("tool_call_id"),
+            name=value.get("name"),
+        )
+
+
+def _tool_call_from_dict(data: Mapping[str, Any]) -> ToolCall:
+    fn = data.get("function", data)
+    args = fn.get("arguments", "{}")
+    return ToolCall(
+        id=data.get("id", ""),
+        name=fn.get("name", ""),
+        arguments=args if isinstance(args, str) else json.dumps(args),
+    )
+
+
+def _default_parameters() -> dict[str, Any]:
+    return {"type": "object", "properties": {}}
+
+
+@attrs.frozen(kw_only=True)
+class Tool:
+    """A function the model may call. ``parameters`` is a JSON Schema object."""
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = attrs.field(factory=_default_parameters)
+    strict: bool | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not self.name or not all(c.isalnum() or c in "_-" for c in self.name):
+            raise InvalidRequestError(
+                f"tool name {self.name!r} must be non-empty and use only letters, digits, _ and -",
+                field="tools",
+            )
+        if self.parameters.get("type", "object") != "object":
+            raise InvalidRequestError(
+                f"tool {self.name!r}: parameters must be a JSON Schema with type 'object'",
+                field="tools",
+            )
+
+
+@attrs.frozen(kw_only=True)
+class ToolChoice:
+    """Whether and which tool the model must call: AUTO, REQUIRED, NONE or :meth:`function`."""
+
+    mode: Literal["auto", "required", "none", "function"]
+    name: str | None = None
+
+    AUTO: ClassVar[ToolChoice]
+    REQUIRED: ClassVar[ToolChoice]
+    NONE: ClassVar[ToolChoice]
+
+    @classmethod
+    def function(cls, name: str) -> ToolChoice:
+        return cls(mode="function", name=name)
+
+    @classmethod
+    def coerce(cls, value: ToolChoice | str | None) -> ToolChoice | None:
+        if value is None or isinstance(value, ToolChoice):
+            return value
+        if value in ("auto", "required", "none"):
+            return cls(mode=value)  # type: ignore[arg-type]
+        raise InvalidRequestError(
+            f"tool_choice {value!r} is not 'auto', 'required', 'none' or ToolChoice.function(name)",
+            field="tool_choice",
+        )
+
+
+ToolChoice.AUTO = ToolChoice(mode="auto")
+ToolChoice.REQUIRED = ToolChoice(mode="required")
+ToolChoice.NONE = ToolChoice(mode="none")
+
+
+def _messages(value: Iterable[Message | Mapping[str, Any]] | str) -> tuple[Message, ...]:
+    if isinstance(value, (str, bytes)):
+        raise InvalidRequestError(
+            "messages must be a list of messages; for one prompt use [Message.user(text)]",
+            field="messages",
+        )
+    return tuple(Message.coerce(m) for m in value)
+
+
+def _tool_choice(value: ToolChoice | str | None) -> ToolChoice | None:
+    return ToolChoice.coerce(value)
+
+
+def _stop(value: str | Iterable[str] | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+@attrs.frozen(kw_only=True)
+class ChatRequest:
+    """A provider-neutral chat request. ``extra`` is merged into the provider's wire body as is."""
+
+    model: str
+    messages: tuple[Message, ...] = attrs.field(converter=_messages)
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: tuple[str, ...] | None = attrs.field(default=None, converter=_stop)
+    tools: tuple[Tool, ...] = attrs.field(default=(), converter=_tuple)
+    tool_choice: ToolChoice | None = attrs.field(default=None, converter=_tool_choice)
+    parallel_tool_calls: bool | None = None
+    extra: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.model:
+            raise InvalidRequestError("model= is required, e.g. model='gpt-4o-mini'", field="model")
+        if not self.messages:
+            raise InvalidRequestError("messages= needs at least one message", field="messages")
+        if self.max_tokens is not None and self.max_tokens <= 0:
+            raise InvalidRequestError("max_tokens must be a positive integer", field="max_tokens")
+        choice = self.tool_choice
+        if (choice is not None and choice.mode == "function"
+                and choice.name not in {t.name for t in self.tools}):
+            raise InvalidRequestError(
+                f"tool_choice names {choice.name!r}, which is not among tools=",
+                field="tool_choice",
+            )

@@ -1,0 +1,174 @@
+"""Provider descriptions and credentials.
+
+* :class:`ProviderSpec` is what a plugin declares: name, wire protocol, default base URL, how it
+  authenticates, which environment variables hold its key, what it can do, its static models.
+* :class:`Provider` is a spec resolved against the user's settings; every hook receives one.
+* :class:`Secret` wraps a credential so it never shows up in a repr, a message or a log line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import attrs
+
+__all__ = [
+    "AuthKind",
+    "Capabilities",
+    "Credential",
+    "ModelInfo",
+    "Provider",
+    "ProviderSpec",
+    "Secret",
+]
+
+AuthKind = Literal["api_key", "oauth", "none"]
+
+
+class Secret:
+    """A credential value. ``repr``/``str`` show only ``'****'``; :meth:`reveal` gives the value."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself; pass it only to the place that needs it (a header)."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('****')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __reduce__(self) -> Any:
+        raise TypeError("Secret values cannot be pickled; store them through a token store")
+
+
+@attrs.frozen(kw_only=True)
+class Credential:
+    """A credential for a request; ``id`` is a stable, non-secret label for logs and metrics."""
+
+    kind: AuthKind
+    secret: Secret | None = None
+    id: str = "default"
+
+
+@attrs.frozen(kw_only=True)
+class Capabilities:
+    """What a provider, or one of its models, supports. ``None`` means unknown."""
+
+    streaming: bool = True
+    tools: bool = True
+    vision: bool = False
+    json_mode: bool = False
+    reasoning: bool = False
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+
+    def merge(self, override: Capabilities | None) -> Capabilities:
+        """These capabilities with a model's own values taking precedence where it sets them."""
+        if override is None:
+            return self
+        return attrs.evolve(
+            override,
+            context_window=override.context_window or self.context_window,
+            max_output_tokens=override.max_output_tokens or self.max_output_tokens,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class ModelInfo:
+    """A model a provider serves. Prices are in US dollars per million tokens."""
+
+    id: str
+    provider: str
+    display_name: str | None = None
+    capabilities: Capabilities | None = None
+    input_price: float | None = None
+    output_price: float | None = None
+    created: int | None = None
+    extra: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def context_window(self) -> int | None:
+        return self.capabilities.context_window if self.capabilities else None
+
+
+@attrs.frozen(kw_only=True)
+class ProviderSpec:
+    """What a plugin declares about one provider it serves.
+
+    ``protocol`` names the wire format family; hook implementations route on it (or on
+    ``name``), so several providers can share one implementation (OpenAI-compatible services).
+    ``base_url_env`` names an environment variable that overrides ``default_base_url``;
+    ``option_env`` maps option names to environment variables read when a client is created
+    (an explicit keyword argument wins).
+    """
+
+    name: str
+    protocol: str
+    default_base_url: str
+    display_name: str | None = None
+    auth_kinds: tuple[AuthKind, ...] = ("api_key",)
+    env_vars: tuple[str, ...] = ()
+    capabilities: Capabilities = attrs.field(factory=Capabilities)
+    models: tuple[ModelInfo, ...] = ()
+    default_model: str | None = None
+    key_optional: bool = False
+    connect_timeout: float | None = None
+    read_timeout: float | None = None
+    base_url_env: str | None = None
+    option_env: Mapping[str, str] = attrs.field(factory=dict)
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class Provider:
+    """A provider spec resolved against the user's settings; what every hook receives."""
+
+    spec: ProviderSpec
+    base_url: str
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def protocol(self) -> str:
+        return self.spec.protocol
+
+    def url(self, path: str) -> str:
+        """``base_url`` joined with ``path`` (exactly one slash between them)."""
+        return self.base_url.rstrip("/") + "/" + path.lstrip("/")
+
+    @property
+    def is_loopback(self) -> bool:
+        """True when the base URL points at this machine (a local server needs no key)."""
+        return is_loopback_url(self.base_url)
+
+
+def is_loopback_url(url: str) -> bool:
+    """True for http(s) URLs whose host is localhost or a loopback address."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,280 @@
+"""Rate-limit state, the value parsers plugins share, and the tracker that merges updates.
+
+A plugin's ``aipk_parse_rate_limits`` hook turns response headers into a :class:`RateLimitState`
+using the parsers here (:func:`parse_duration`, :func:`parse_reset`, :func:`parse_retry_after`).
+Every reset is stored as an absolute time (seconds since the epoch), so state can be merged
+and compared later. Nonsense values (negative, huge, garbage dates, the ``-1``/``0`` sentinel
+limits some deployments send) are ignored with a debug log line, never raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+from collections.abc import Mapping
+from datetime import datetime
+
+import attrs
+
+__all__ = [
+    "MAX_RESET_SECONDS",
+    "RateLimitState",
+    "RateLimitTracker",
+    "RateLimitWindow",
+    "parse_count",
+    "parse_duration",
+    "parse_reset",
+    "parse_retry_after",
+]
+
+log = logging.getLogger("aipk.ratelimit")
+
+#: Resets and retry-after values further out than this are treated as nonsense and ignored.
+MAX_RESET_SECONDS = 7 * 24 * 3600.0
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h|d)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
+                 "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: str) -> float | None:
+    """Seconds from a Go-style duration (``1s``, ``6m0s``, ``1m26.4s``, ``12ms``, ``1h2m3s``)
+    or a bare number of seconds; None for anything else."""
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        pos = 0
+        seconds = 0.0
+        for match in _DURATION_PART.finditer(text):
+            if match.start() != pos:
+                return None
+            seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            pos = match.end()
+        if pos != len(text) or pos == 0:
+            return None
+    if not math.isfinite(seconds) or seconds < 0 or seconds > MAX_RESET_SECONDS:
+        return None
+    return seconds
+
+
+def parse_count(value: str | None) -> int | None:
+    """A non-negative integer header value; None for missing, garbage, or negative sentinels."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        number = int(text)
+    except ValueError:
+        try:
+            as_float = float(text)
+        except ValueError:
+            log.debug("ignoring rate-limit count %r: not a number", value)
+            return None
+        if not math.isfinite(as_float) or as_float != int(as_float):
+            log.debug("ignoring rate-limit count %r: not a whole number", value)
+            return None
+        number = int(as_float)
+    if number < 0:
+        log.debug("ignoring rate-limit count %r: negative sentinel", value)
+        return None
+    return number
+
+
+def parse_reset(value: str | None, now: float) -> float | None:
+    """An absolute reset time from a relative duration, unix seconds or milliseconds,
+    an RFC 3339 timestamp or an HTTP date; None when the value makes no sense."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if math.isfinite(number):
+        if number > 1e12:  # epoch milliseconds (OpenRouter)
+            at = number / 1000.0
+        elif number > 1e9:  # epoch seconds
+            at = number
+        else:
+            at = now + number
+    else:
+        seconds = parse_duration(text)
+        if seconds is not None:
+            at = now + seconds
+        else:
+            parsed = _parse_timestamp(text)
+            if parsed is None:
+                log.debug("ignoring rate-limit reset %r: unrecognised format", value)
+                return None
+            at = parsed
+    if at < now - 1.0 or at - now > MAX_RESET_SECONDS:
+        log.debug("ignoring rate-limit reset %r: out of range", value)
+        return None
+    return max(at, now)
+
+
+def _parse_timestamp(text: str) -> float | None:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        pass
+    import email.utils  # deferred: costs ~10 ms at import and is rarely needed
+
+    try:
+        return email.utils.parsedate_to_datetime(text).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
+    """Seconds to wait from ``retry-after-ms``, then ``retry-after`` (seconds or HTTP date)."""
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms is not None:
+        try:
+            ms = float(raw_ms)
+        except ValueError:
+            ms = math.nan
+        if math.isfinite(ms) and 0 <= ms <= MAX_RESET_SECONDS * 1000:
+            return ms / 1000.0
+        log.debug("ignoring retry-after-ms %r", raw_ms)
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        at = _parse_timestamp(raw.strip())
+        if at is None:
+            log.debug("ignoring retry-after %r: neither seconds nor an HTTP date", raw)
+            return None
+        seconds = at - now
+    if not math.isfinite(seconds) or seconds < 0 or seconds > MAX_RESET_SECONDS:
+        log.debug("ignoring retry-after %r: out of range", raw)
+        return None
+    return seconds
+
+
+@attrs.frozen(kw_only=True)
+class RateLimitWindow:
+    """One limit: its size, what is left, and when it resets (absolute, epoch seconds)."""
+
+    limit: int | None = None
+    remaining: int | None = None
+    reset_at: float | None = None
+
+    def merge(self, newer: RateLimitWindow | None) -> RateLimitWindow:
+        if newer is None:
+            return self
+        return RateLimitWindow(
+            limit=newer.limit if newer.limit is not None else self.limit,
+            remaining=newer.remaining if newer.remaining is not None else self.remaining,
+            reset_at=newer.reset_at if newer.reset_at is not None else self.reset_at,
+        )
+
+    def exhausted(self, now: float, need: int = 1) -> bool:
+        """True when fewer than ``need`` remain and the window has not reset yet."""
+        if self.remaining is None or self.remaining >= need:
+            return False
+        return self.reset_at is None or self.reset_at > now
+
+    def used_fraction(self) -> float | None:
+        if not self.limit or self.remaining is None:
+            return None
+        return 1.0 - min(self.remaining, self.limit) / self.limit
+
+
+_WINDOWS = ("requests", "tokens", "input_tokens", "output_tokens", "daily_requests",
+            "daily_tokens")
+
+
+@attrs.frozen(kw_only=True)
+class RateLimitState:
+    """What the provider last said about its limits. ``not_before`` is absolute (epoch seconds)."""
+
+    requests: RateLimitWindow | None = None
+    tokens: RateLimitWindow | None = None
+    input_tokens: RateLimitWindow | None = None
+    output_tokens: RateLimitWindow | None = None
+    daily_requests: RateLimitWindow | None = None
+    daily_tokens: RateLimitWindow | None = None
+    not_before: float | None = None
+    credits_remaining: float | None = None
+    observed_at: float = 0.0
+
+    def merge(self, newer: RateLimitState) -> RateLimitState:
+        """This state updated by ``newer``: fields ``newer`` sets win, the rest are kept."""
+        changes: dict[str, object] = {}
+        for name in _WINDOWS:
+            old: RateLimitWindow | None = getattr(self, name)
+            new: RateLimitWindow | None = getattr(newer, name)
+            changes[name] = new if old is None else old.merge(new)
+        changes["not_before"] = (newer.not_before if newer.not_before is not None
+                                 else self.not_before)
+        changes["credits_remaining"] = (newer.credits_remaining
+                                        if newer.credits_remaining is not None
+                                        else self.credits_remaining)
+        changes["observed_at"] = max(self.observed_at, newer.observed_at)
+        return attrs.evolve(self, **changes)  # type: ignore[arg-type]
+
+    def windows(self) -> dict[str, RateLimitWindow]:
+        return {n: w for n in _WINDOWS if (w := getattr(self, n)) is not None}
+
+    def wait_time(self, now: float, estimated_tokens: int = 0) -> float:
+        """Seconds until a request of ``estimated_tokens`` may go; 0 when it may go now."""
+        wait = 0.0
+        if self.not_before is not None and self.not_before > now:
+            wait = self.not_before - now
+        for name, window in self.windows().items():
+            need = estimated_tokens if "tokens" in name else 1
+            if need and window.exhausted(now, need) and window.reset_at is not None:
+                wait = max(wait, window.reset_at - now)
+        return wait
+
+    def can_send(self, now: float, estimated_tokens: int = 0) -> bool:
+        """True when nothing the provider said stops a request of ``estimated_tokens`` now."""
+        if self.not_before is not None and self.not_before > now:
+            return False
+        for name, window in self.windows().items():
+            need = estimated_tokens if "tokens" in name else 1
+            if need and window.exhausted(now, need):
+                return False
+        return True
+
+    def should_throttle(self, threshold: float = 0.8) -> bool:
+        """True when any window has used at least ``threshold`` of its limit."""
+        return any(
+            (used := w.used_fraction()) is not None and used >= threshold
+            for w in self.windows().values()
+        )
+
+
+TrackerKey = tuple[str, str, str]
+
+
+class RateLimitTracker:
+    """Latest rate-limit state per (provider, credential id, model), merged update by update."""
+
+    def __init__(self) -> None:
+        self._states: dict[TrackerKey, RateLimitState] = {}
+        self._lock = threading.Lock()
+
+    def update(self, key: TrackerKey, state: RateLimitState) -> RateLimitState:
+        with self._lock:
+            old = self._states.get(key)
+            merged = state if old is None else old.merge(state)
+            self._states[key] = merged
+            return merged
+
+    def get(self, key: TrackerKey) -> RateLimitState | None:
+        return self._states.get(key)
+
+    def wait_time(self, key: TrackerKey, now: float, estimated_tokens: int = 0) -> float:
+        state = self._states.get(key)
+        return 0.0 if state is None else state.wait_time(now, estimated_tokens)

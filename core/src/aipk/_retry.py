@@ -1,0 +1,48 @@
+"""When to retry, and how long to wait first.
+
+Defaults (all configurable per client and per call through :class:`RetryPolicy`):
+
+* up to ``max_retries=2`` retries (3 attempts);
+* retried: 408, 409, 429, 5xx, 529, timeouts and connection errors *before the first byte*,
+  and whatever the provider's ``x-should-retry`` header says; never 400/401/403/404/422;
+* wait ``min(initial_delay * 2**attempt, max_delay) * U(1 - jitter, 1)``: 0.5 s, 1 s, 2 s …
+  capped at 8 s;
+* a server-given delay (``retry-after-ms``, ``retry-after``) is used as is when it is at most
+  ``max_retry_after`` (60 s); beyond it the call fails at once with the RateLimitError, whose
+  ``retry_after`` says how long the provider asked for;
+* a stream that has already delivered events is never restarted.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import attrs
+
+from .errors import ProviderError, RateLimitError
+
+__all__ = ["RetryPolicy"]
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How many times to retry and how long to wait between attempts."""
+
+    max_retries: int = 2
+    initial_delay: float = 0.5
+    max_delay: float = 8.0
+    max_retry_after: float = 60.0
+    jitter: float = 0.25
+
+    def delay(
+        self, attempt: int, error: ProviderError, rand: Callable[[], float] = random.random
+    ) -> float | None:
+        """Seconds to wait before retry number ``attempt + 1``, or None to give up now."""
+        if attempt >= self.max_retries or not error.retryable:
+            return None
+        if isinstance(error, RateLimitError) and error.retry_after is not None:
+            wait: float = error.retry_after
+            return max(wait, 0.0) if wait <= self.max_retry_after else None
+        base = min(self.initial_delay * (2.0**attempt), self.max_delay)
+        return base * (1.0 - self.jitter * rand())

@@ -1,0 +1,307 @@
+"""Every error aipk raises, rooted at :class:`AipkError`.
+
+The hierarchy::
+
+    AipkError
+    ├── ConfigurationError              bad settings; fix the code or environment, never retried
+    │   ├── UnknownProviderError        no installed plugin serves that provider name
+    │   ├── MissingCredentialError      no API key or token could be found
+    │   └── InvalidRequestError         the request cannot be sent as built (caught before sending)
+    ├── PluginError                     a plugin failed to load or broke the hook contract
+    └── ProviderError                   anything that went wrong talking to a provider
+        ├── TransportError              no usable HTTP response
+        │   ├── RequestTimeout          connecting, or waiting for the next byte, took too long
+        │   └── NetworkError            connection refused, reset, closed mid-response
+        ├── StatusError                 the provider answered with an HTTP error status
+        │   ├── BadRequestError         400, 404, 409, 413, 422 …: the request itself is wrong
+        │   ├── AuthenticationError     401, 403, and credential failures (see AuthErrorCode)
+        │   ├── RateLimitError          429, and "all keys exhausted"; carries retry_after
+        │   └── ServerError             5xx
+        │       └── OverloadedError     529 / "overloaded"
+        ├── StreamError                 an error reported in-band, after HTTP 200
+        └── ResponseError               a response aipk cannot decode: malformed JSON, invalid
+                                        UTF-8, a stream that ended before its terminator
+
+Every :class:`ProviderError` carries ``provider``, ``request_id`` (when the provider sent one)
+and ``retryable``. Status errors also carry ``status``, the decoded ``body`` and the response
+``headers``. Messages say what to do about the error and never contain a secret: credentials are
+redacted before they reach any message, repr or log line.
+
+``AuthenticationError`` is *not* raised for a 401 that a credential refresh and one retry
+recovered from; only the final failure reaches the caller.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "AipkError",
+    "AuthErrorCode",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "InvalidRequestError",
+    "MissingCredentialError",
+    "NetworkError",
+    "OverloadedError",
+    "PluginError",
+    "ProviderError",
+    "RateLimitError",
+    "RequestTimeout",
+    "ResponseError",
+    "ServerError",
+    "StatusError",
+    "StreamError",
+    "TransportError",
+    "UnknownProviderError",
+]
+
+
+class AipkError(Exception):
+    """Base class of every error aipk raises."""
+
+    retryable: bool = False
+
+
+class ConfigurationError(AipkError, ValueError):
+    """The configuration is wrong; the message names the setting to change."""
+
+
+class UnknownProviderError(ConfigurationError):
+    """No installed plugin serves the requested provider name."""
+
+    def __init__(self, name: str, installed: list[str]) -> None:
+        self.name = name
+        self.installed = sorted(installed)
+        listing = ", ".join(self.installed) if self.installed else "none"
+        super().__init__(
+            f"unknown provider {name!r}; installed providers: {listing}. "
+            f"If a plugin exists for it, install it with: pip install aipk-{name}"
+        )
+
+
+class MissingCredentialError(ConfigurationError):
+    """No credential could be found for a provider that needs one."""
+
+    def __init__(self, provider: str, env_vars: tuple[str, ...]) -> None:
+        self.provider = provider
+        self.env_vars = env_vars
+        where = " or ".join(env_vars) if env_vars else "the api_key argument"
+        super().__init__(
+            f"no API key for provider {provider!r}: set {where} in the environment, "
+            f"or pass api_key=... to the client"
+        )
+
+
+class InvalidRequestError(ConfigurationError):
+    """The request was rejected before sending; the message names the field to correct."""
+
+    def __init__(self, message: str, *, provider: str | None = None, field: str | None = None):
+        self.provider = provider
+        self.field = field
+        super().__init__(message)
+
+
+class PluginError(AipkError):
+    """A plugin failed to load, or returned something its hook does not allow."""
+
+    def __init__(self, message: str, *, plugin: str | None = None) -> None:
+        self.plugin = plugin
+        super().__init__(message)
+
+
+class AuthErrorCode(str, enum.Enum):
+    """Why authentication failed. ``retryable`` says whether trying again can help."""
+
+    INVALID_CREDENTIALS = "invalid_credentials"
+    TOKEN_EXPIRED = "token_expired"
+    REFRESH_FAILED = "refresh_failed"
+    OAUTH_FLOW_FAILED = "oauth_flow_failed"
+    INVALID_CONFIG = "invalid_config"
+    NETWORK_ERROR = "network_error"
+    PROVIDER_UNAVAILABLE = "provider_unavailable"
+    SCOPE_INSUFFICIENT = "scope_insufficient"
+    KEY_ROTATION_FAILED = "key_rotation_failed"
+    ALL_KEYS_EXHAUSTED = "all_keys_exhausted"
+    STORAGE_ERROR = "storage_error"
+    ENCRYPTION_ERROR = "encryption_error"
+
+    @property
+    def retryable(self) -> bool:
+        return self in _RETRYABLE_AUTH_CODES
+
+
+_RETRYABLE_AUTH_CODES = frozenset(
+    {
+        AuthErrorCode.TOKEN_EXPIRED,
+        AuthErrorCode.REFRESH_FAILED,
+        AuthErrorCode.NETWORK_ERROR,
+        AuthErrorCode.PROVIDER_UNAVAILABLE,
+        AuthErrorCode.KEY_ROTATION_FAILED,
+        AuthErrorCode.ALL_KEYS_EXHAUSTED,
+        AuthErrorCode.STORAGE_ERROR,
+    }
+)
+
+
+class ProviderError(AipkError):
+    """Something went wrong talking to a provider."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        request_id: str | None = None,
+        retryable: bool = False,
+    ) -> None:
+        self.provider = provider
+        self.request_id = request_id
+        self.retryable = retryable
+        self.message = message
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        rid = f", request id {self.request_id}" if self.request_id else ""
+        return f"[{self.provider}{rid}] {self.message}"
+
+
+class TransportError(ProviderError):
+    """No usable HTTP response arrived."""
+
+    def __init__(self, message: str, *, provider: str, request_id: str | None = None,
+                 retryable: bool = True, before_first_byte: bool = True) -> None:
+        super().__init__(message, provider=provider, request_id=request_id, retryable=retryable)
+        self.before_first_byte = before_first_byte
+
+
+class RequestTimeout(TransportError):
+    """Connecting took longer than the connect timeout, or no byte came within the read timeout."""
+
+
+class NetworkError(TransportError):
+    """The connection failed or broke: refused, reset, or closed mid-response."""
+
+
+class StatusError(ProviderError):
+    """The provider answered with an HTTP error status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        status: int,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        request_id: str | None = None,
+        retryable: bool = False,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, request_id=request_id, retryable=retryable)
+        self.status = status
+        self.body = body
+        self.headers = dict(headers) if headers is not None else {}
+        self.code = code
+
+    def __str__(self) -> str:
+        rid = f", request id {self.request_id}" if self.request_id else ""
+        return f"[{self.provider} HTTP {self.status}{rid}] {self.message}"
+
+
+class BadRequestError(StatusError):
+    """The provider rejected the request itself (400, 404, 422 …); retrying will not help."""
+
+
+class AuthenticationError(StatusError):
+    """The credential was refused, expired or could not be obtained.
+
+    ``status`` is 0 when the failure did not come from an HTTP response (a refresh that failed
+    on the network, a token file that could not be read).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        auth_code: AuthErrorCode = AuthErrorCode.INVALID_CREDENTIALS,
+        status: int = 0,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        request_id: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            provider=provider,
+            status=status,
+            body=body,
+            headers=headers,
+            request_id=request_id,
+            retryable=auth_code.retryable,
+            code=auth_code.value,
+        )
+        self.auth_code = auth_code
+        self.details = dict(details or {})
+
+
+class RateLimitError(StatusError):
+    """The provider (or a client-side limit) says: not now. ``retry_after`` is in seconds."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        retry_after: float | None = None,
+        status: int = 429,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        request_id: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            provider=provider,
+            status=status,
+            body=body,
+            headers=headers,
+            request_id=request_id,
+            retryable=True,
+            code=code,
+        )
+        self.retry_after: float | None = retry_after
+
+
+class ServerError(StatusError):
+    """The provider failed (5xx); usually worth retrying."""
+
+
+class OverloadedError(ServerError):
+    """The provider is overloaded (529, or an in-band "overloaded" error)."""
+
+
+class StreamError(ProviderError):
+    """An error the provider reported inside a stream, after HTTP 200."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        request_id: str | None = None,
+        retryable: bool = False,
+        code: str | None = None,
+        body: Any = None,
+    ) -> None:
+        super().__init__(message, provider=provider, request_id=request_id, retryable=retryable)
+        self.code = code
+        self.body = body
+
+
+class ResponseError(ProviderError):
+    """The response could not be decoded: malformed JSON, invalid UTF-8, or a truncated stream."""

@@ -1,0 +1,151 @@
+"""An incremental, spec-compliant decoder for ``text/event-stream`` bodies.
+
+Feed it bytes as they arrive, in chunks of any size; it returns the events completed so far.
+It follows the WHATWG "event stream interpretation": lines end in CR, LF or CRLF (also when a
+CRLF is split across two chunks), ``data`` lines join with ``\\n``, lines starting with ``:`` are
+comments, ``event``/``id``/``retry`` are kept, one leading space after the colon is dropped, a
+leading UTF-8 BOM is skipped, and a blank line dispatches the event. An event with no ``data``
+line is not dispatched. Bytes are split into lines *before* UTF-8 decoding, so a multi-byte
+character split across chunks is safe, and U+2028 or U+0085 inside data never split a line.
+
+Two deliberate choices beyond the spec: there is no size limit on a line or an event, and
+:meth:`SSEDecoder.flush` dispatches a final event whose blank line never came (some servers end
+the body right after the last ``data:`` line); whether the stream was complete is for the
+provider's decoder to judge from its own terminator.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+__all__ = ["SSEDecodeError", "SSEDecoder", "ServerSentEvent"]
+
+_BOM = b"\xef\xbb\xbf"
+
+
+class SSEDecodeError(ValueError):
+    """The stream is not valid UTF-8 where an event's text must be."""
+
+
+class ServerSentEvent(NamedTuple):
+    """One dispatched event. ``event`` is None when the stream gave no ``event:`` field."""
+
+    data: str
+    event: str | None = None
+    id: str | None = None
+    retry: int | None = None
+
+
+def _decode(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SSEDecodeError(f"event stream is not valid UTF-8 at byte {exc.start}") from None
+
+
+class SSEDecoder:
+    """Incremental decoder: ``feed(chunk) -> [events]``, then ``flush() -> [events]`` at EOF."""
+
+    __slots__ = ("_data", "_event", "_head", "_last_id", "_partial", "_retry", "_skip_lf")
+
+    def __init__(self) -> None:
+        self._partial: list[bytes] = []  # pieces of an unfinished line
+        self._data: list[bytes] = []
+        self._event: bytes | None = None
+        self._last_id: str | None = None
+        self._retry: int | None = None
+        self._skip_lf = False  # the previous chunk ended in CR; drop a leading LF
+        self._head: bytes | None = b""  # bytes seen before the BOM check is settled; None = done
+
+    @property
+    def last_event_id(self) -> str | None:
+        """The last ``id`` seen; kept across events, as the spec requires for reconnection."""
+        return self._last_id
+
+    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        """Consume ``chunk`` and return the events it completed (often none or one)."""
+        if self._head is not None:
+            chunk = self._strip_bom(chunk)
+            if not chunk:
+                return []
+        if self._skip_lf:
+            if not chunk:
+                return []
+            self._skip_lf = False
+            if chunk[0] == 10:
+                chunk = chunk[1:]
+        if b"\r" in chunk:
+            if chunk[-1] == 13:
+                self._skip_lf = True
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if b"\n" not in chunk:
+            if chunk:
+                self._partial.append(chunk)
+            return []
+        if self._partial:
+            self._partial.append(chunk)
+            chunk = b"".join(self._partial)
+            self._partial = []
+        lines = chunk.split(b"\n")
+        rest = lines.pop()
+        if rest:
+            self._partial.append(rest)
+        return self._process(lines)
+
+    def flush(self) -> list[ServerSentEvent]:
+        """End of stream: finish a trailing line and dispatch a pending event, if any."""
+        lines = [b"".join(self._partial)] if self._partial else []
+        self._partial = []
+        if self._head:  # a stream shorter than the BOM that was not a BOM prefix after all
+            lines.insert(0, self._head)
+            self._head = None
+        lines.append(b"")
+        return self._process(lines)
+
+    def _strip_bom(self, chunk: bytes) -> bytes:
+        head = (self._head or b"") + chunk
+        if len(head) < 3 and _BOM.startswith(head):
+            self._head = head
+            return b""
+        self._head = None
+        return head[3:] if head.startswith(_BOM) else head
+
+    def _process(self, lines: list[bytes]) -> list[ServerSentEvent]:
+        events: list[ServerSentEvent] = []
+        data = self._data
+        for line in lines:
+            if not line:
+                if data:
+                    events.append(self._dispatch())
+                    data = self._data
+                else:
+                    self._event = None
+                continue
+            if line[0] == 58:  # b":" comment
+                continue
+            field, _, value = line.partition(b":")
+            if value[:1] == b" ":
+                value = value[1:]
+            if field == b"data":
+                data.append(value)
+            elif field == b"event":
+                self._event = value
+            elif field == b"id":
+                if b"\0" not in value:
+                    self._last_id = _decode(value)
+            elif field == b"retry" and value.isdigit():
+                self._retry = int(value)
+        return events
+
+    def _dispatch(self) -> ServerSentEvent:
+        data = self._data
+        raw = data[0] if len(data) == 1 else b"\n".join(data)
+        event = self._event
+        self._data = []
+        self._event = None
+        return ServerSentEvent(
+            _decode(raw),
+            None if event is None else _decode(event),
+            self._last_id,
+            self._retry,
+        )

@@ -1,0 +1,232 @@
+"""The transport seam: how bytes reach a provider.
+
+A transport sends one :class:`~aipk.HttpRequest` and returns a response whose head (status,
+headers) is available at once and whose body is read whole or iterated in chunks. The client
+does everything else. Built in:
+
+* :class:`HttpxTransport` (sync) and :class:`AsyncHttpxTransport` (async), the defaults; pass
+  your own ``httpx.Client`` / ``httpx.AsyncClient`` to share pools, proxies or TLS settings.
+* :class:`AiohttpTransport` (async, ``pip install 'aipk-core[aiohttp]'``), several times faster
+  under concurrency.
+
+Transports raise :class:`TransportFailure`; the client turns it into
+:class:`~aipk.errors.RequestTimeout` or :class:`~aipk.errors.NetworkError` with the provider name.
+``headers`` must answer lookups of lower-case names case-insensitively.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from ._http import HttpRequest, Timeout
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ._aiohttp import AiohttpTransport
+
+__all__ = [
+    "AiohttpTransport",
+    "AsyncHttpxTransport",
+    "AsyncResponse",
+    "AsyncTransport",
+    "HttpxTransport",
+    "Response",
+    "Transport",
+    "TransportFailure",
+]
+
+
+class TransportFailure(Exception):
+    """The transport got no usable response. ``timeout`` tells a timeout from a network error."""
+
+    def __init__(self, message: str, *, timeout: bool = False, before_first_byte: bool = True):
+        super().__init__(message)
+        self.timeout = timeout
+        self.before_first_byte = before_first_byte
+
+
+@runtime_checkable
+class Response(Protocol):
+    """A synchronous response: the head now, the body on demand."""
+
+    status: int
+    headers: Mapping[str, str]
+
+    def read(self) -> bytes: ...
+    def iter_bytes(self) -> Iterator[bytes]: ...
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Sends requests synchronously."""
+
+    def send(self, request: HttpRequest, body: bytes | None) -> Response: ...
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class AsyncResponse(Protocol):
+    """An asynchronous response: the head now, the body on demand."""
+
+    status: int
+    headers: Mapping[str, str]
+
+    async def read(self) -> bytes: ...
+    def iter_bytes(self) -> AsyncIterator[bytes]: ...
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class AsyncTransport(Protocol):
+    """Sends requests asynchronously."""
+
+    async def send(self, request: HttpRequest, body: bytes | None) -> AsyncResponse: ...
+    async def close(self) -> None: ...
+
+
+def _httpx_timeout(timeout: Timeout) -> httpx.Timeout:
+    import httpx
+
+    return httpx.Timeout(connect=timeout.connect, read=timeout.read, write=timeout.write,
+                         pool=timeout.pool)
+
+
+def _failure(exc: Exception, *, before_first_byte: bool) -> TransportFailure:
+    import httpx
+
+    timeout = isinstance(exc, httpx.TimeoutException)
+    kind = type(exc).__name__
+    return TransportFailure(f"{kind}: {exc}" if str(exc) else kind, timeout=timeout,
+                            before_first_byte=before_first_byte)
+
+
+class _HttpxResponse:
+    __slots__ = ("_response", "headers", "status")
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self.status: int = response.status_code
+        self.headers: Mapping[str, str] = response.headers
+
+    def read(self) -> bytes:
+        import httpx
+
+        try:
+            return self._response.read()
+        except httpx.HTTPError as exc:
+            raise _failure(exc, before_first_byte=False) from None
+        finally:
+            self._response.close()
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        import httpx
+
+        try:
+            yield from self._response.iter_bytes()
+        except httpx.HTTPError as exc:
+            raise _failure(exc, before_first_byte=False) from None
+
+    def close(self) -> None:
+        self._response.close()
+
+
+class HttpxTransport:
+    """The default sync transport, over an ``httpx.Client`` (yours, or one it creates and owns)."""
+
+    def __init__(self, client: httpx.Client | None = None, *, timeout: Timeout | None = None,
+                 max_connections: int = 100) -> None:
+        import httpx
+
+        self._owns = client is None
+        self._client = client or httpx.Client(
+            timeout=_httpx_timeout(timeout or Timeout()),
+            limits=httpx.Limits(max_connections=max_connections,
+                                max_keepalive_connections=max_connections),
+        )
+
+    def send(self, request: HttpRequest, body: bytes | None) -> _HttpxResponse:
+        import httpx
+
+        client = self._client
+        try:
+            built = client.build_request(request.method, request.url, headers=request.headers,
+                                         content=body)
+            return _HttpxResponse(client.send(built, stream=True))
+        except httpx.HTTPError as exc:
+            raise _failure(exc, before_first_byte=True) from None
+
+    def close(self) -> None:
+        if self._owns:
+            self._client.close()
+
+
+class _AsyncHttpxResponse:
+    __slots__ = ("_response", "headers", "status")
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self.status: int = response.status_code
+        self.headers: Mapping[str, str] = response.headers
+
+    async def read(self) -> bytes:
+        import httpx
+
+        try:
+            return await self._response.aread()
+        except httpx.HTTPError as exc:
+            raise _failure(exc, before_first_byte=False) from None
+        finally:
+            await self._response.aclose()
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        import httpx
+
+        try:
+            async for chunk in self._response.aiter_bytes():
+                yield chunk
+        except httpx.HTTPError as exc:
+            raise _failure(exc, before_first_byte=False) from None
+
+    async def close(self) -> None:
+        await self._response.aclose()
+
+
+class AsyncHttpxTransport:
+    """The default async transport, over an ``httpx.AsyncClient``."""
+
+    def __init__(self, client: httpx.AsyncClient | None = None, *, timeout: Timeout | None = None,
+                 max_connections: int = 100) -> None:
+        import httpx
+
+        self._owns = client is None
+        self._client = client or httpx.AsyncClient(
+            timeout=_httpx_timeout(timeout or Timeout()),
+            limits=httpx.Limits(max_connections=max_connections,
+                                max_keepalive_connections=max_connections),
+        )
+
+    async def send(self, request: HttpRequest, body: bytes | None) -> _AsyncHttpxResponse:
+        import httpx
+
+        client = self._client
+        try:
+            built = client.build_request(request.method, request.url, headers=request.headers,
+                                         content=body)
+            return _AsyncHttpxResponse(await client.send(built, stream=True))
+        except httpx.HTTPError as exc:
+            raise _failure(exc, before_first_byte=True) from None
+
+    async def close(self) -> None:
+        if self._owns:
+            await self._client.aclose()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "AiohttpTransport":
+        from ._aiohttp import AiohttpTransport
+
+        return AiohttpTransport
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,14 @@
+"""aipk-openai: OpenAI chat completions, and OpenAI-compatible services, for aipk.
+
+Installing the package registers the plugin (entry point ``aipk.plugins: openai``); use it
+through :class:`aipk.Client`. :mod:`aipk_openai.wire` holds the reusable wire functions.
+"""
+
+from __future__ import annotations
+
+from .plugin import OPENAI
+from .presets import GROQ, LMSTUDIO, OLLAMA, PRESETS
+from .wire import OpenAIStreamDecoder
+
+__all__ = ["GROQ", "LMSTUDIO", "OLLAMA", "OPENAI", "PRESETS", "OpenAIStreamDecoder"]
+__version__ = "0.1.0"

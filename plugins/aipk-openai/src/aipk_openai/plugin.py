@@ -1,0 +1,114 @@
+"""The aipk hooks for OpenAI and OpenAI-compatible providers.
+
+Serves every provider whose spec has ``protocol="openai"``: OpenAI itself and the presets in
+:mod:`aipk_openai.presets` (Groq, LM Studio, Ollama), and any endpoint reached with
+``Client("openai", base_url=...)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from aipk import (
+    Capabilities,
+    ChatRequest,
+    ChatResponse,
+    HttpRequest,
+    ModelInfo,
+    Provider,
+    ProviderSpec,
+    RateLimitState,
+    hookimpl,
+)
+from aipk.errors import ProviderError
+
+from . import wire
+from .presets import PRESETS
+
+PROTOCOL = "openai"
+
+
+def _model(model_id: str, context: int, output: int, *, vision: bool = True,
+           reasoning: bool = False, prices: tuple[float, float] | None = None) -> ModelInfo:
+    return ModelInfo(
+        id=model_id, provider="openai",
+        capabilities=Capabilities(vision=vision, json_mode=True, reasoning=reasoning,
+                                  context_window=context, max_output_tokens=output),
+        input_price=prices[0] if prices else None,
+        output_price=prices[1] if prices else None,
+    )
+
+
+OPENAI = ProviderSpec(
+    name="openai",
+    protocol=PROTOCOL,
+    display_name="OpenAI",
+    default_base_url="https://api.openai.com/v1",
+    base_url_env="OPENAI_BASE_URL",
+    env_vars=("OPENAI_API_KEY",),
+    option_env={"organization": "OPENAI_ORG_ID", "project": "OPENAI_PROJECT_ID"},
+    capabilities=Capabilities(streaming=True, tools=True, vision=True, json_mode=True),
+    default_model="gpt-4o-mini",
+    options={"max_tokens_field": "max_completion_tokens"},
+    models=(
+        _model("gpt-4o", 128_000, 16_384, prices=(2.5, 10.0)),
+        _model("gpt-4o-mini", 128_000, 16_384, prices=(0.15, 0.6)),
+        _model("gpt-4.1", 1_047_576, 32_768, prices=(2.0, 8.0)),
+        _model("gpt-4.1-mini", 1_047_576, 32_768, prices=(0.4, 1.6)),
+        _model("o3-mini", 200_000, 100_000, vision=False, reasoning=True, prices=(1.1, 4.4)),
+    ),
+)
+
+
+def _ours(provider: Provider) -> bool:
+    return provider.protocol == PROTOCOL
+
+
+@hookimpl
+def aipk_providers() -> Sequence[ProviderSpec]:
+    return (OPENAI, *PRESETS)
+
+
+@hookimpl
+def aipk_build_request(provider: Provider, request: ChatRequest, stream: bool) -> (
+        HttpRequest | None):
+    return wire.build_chat_request(provider, request, stream) if _ours(provider) else None
+
+
+@hookimpl
+def aipk_parse_rate_limits(provider: Provider, status: int, headers: Mapping[str, str],
+                           now: float) -> RateLimitState | None:
+    return wire.parse_rate_limits(status, headers, now) if _ours(provider) else None
+
+
+@hookimpl
+def aipk_parse_response(provider: Provider, request: ChatRequest, data: Any,
+                        headers: Mapping[str, str]) -> ChatResponse | None:
+    return wire.parse_chat_response(provider, request, data) if _ours(provider) else None
+
+
+@hookimpl
+def aipk_stream_decoder(provider: Provider, request: ChatRequest) -> (
+        wire.OpenAIStreamDecoder | None):
+    return wire.OpenAIStreamDecoder(provider) if _ours(provider) else None
+
+
+@hookimpl
+def aipk_map_error(provider: Provider, status: int, headers: Mapping[str, str], data: Any,
+                   request_id: str | None) -> ProviderError | None:
+    if not _ours(provider):
+        return None
+    import time
+
+    return wire.map_error(provider, status, headers, data, request_id, time.time())
+
+
+@hookimpl
+def aipk_models_request(provider: Provider) -> HttpRequest | None:
+    return wire.build_models_request(provider) if _ours(provider) else None
+
+
+@hookimpl
+def aipk_parse_models(provider: Provider, data: Any) -> Sequence[ModelInfo] | None:
+    return wire.parse_models(provider, data) if _ours(provider) else None

@@ -1,0 +1,400 @@
+"""The OpenAI chat-completions wire format, as pure functions and one stream decoder.
+
+Other plugins whose providers speak OpenAI-compatible chat completions (Cerebras, OpenRouter,
+Qwen, Groq …) import these instead of copying them, and adjust only what differs.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import aipk
+from aipk import (
+    ChatRequest,
+    ChatResponse,
+    FinishEvent,
+    FinishReason,
+    HttpRequest,
+    Message,
+    ModelInfo,
+    Provider,
+    RateLimitState,
+    RateLimitWindow,
+    ReasoningDelta,
+    RefusalDelta,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    UsageEvent,
+)
+from aipk.errors import InvalidRequestError, ProviderError, ResponseError, StreamError
+from aipk.sse import ServerSentEvent
+
+__all__ = [
+    "OpenAIStreamDecoder",
+    "build_chat_body",
+    "build_chat_request",
+    "build_models_request",
+    "encode_message",
+    "finish_reason",
+    "map_error",
+    "parse_chat_response",
+    "parse_models",
+    "parse_rate_limits",
+    "parse_usage",
+]
+
+_FINISH = {
+    "stop": FinishReason.STOP,
+    "length": FinishReason.LENGTH,
+    "tool_calls": FinishReason.TOOL_CALLS,
+    "function_call": FinishReason.TOOL_CALLS,
+    "content_filter": FinishReason.CONTENT_FILTER,
+    "error": FinishReason.ERROR,
+}
+
+
+def finish_reason(raw: str) -> FinishReason:
+    """The normalised finish reason for OpenAI's word."""
+    return _FINISH.get(raw, FinishReason.OTHER)
+
+
+# -- requests --------------------------------------------------------------------------------
+
+
+def _image_part(image: aipk.Image) -> dict[str, Any]:
+    url = image.url
+    if url is None:
+        assert image.data is not None
+        url = f"data:{image.media_type};base64,{base64.b64encode(image.data).decode('ascii')}"
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def encode_message(message: Message) -> dict[str, Any]:
+    """One message in OpenAI's shape."""
+    out: dict[str, Any] = {"role": message.role}
+    if message.images:
+        parts: list[dict[str, Any]] = []
+        if message.content:
+            parts.append({"type": "text", "text": message.content})
+        parts.extend(_image_part(image) for image in message.images)
+        out["content"] = parts
+    else:
+        out["content"] = message.content
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function",
+             "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    if message.name is not None:
+        out["name"] = message.name
+    return out
+
+
+def _tool_choice(choice: aipk.ToolChoice) -> Any:
+    if choice.mode == "function":
+        return {"type": "function", "function": {"name": choice.name}}
+    return choice.mode
+
+
+def build_chat_body(provider: Provider, request: ChatRequest, stream: bool) -> dict[str, Any]:
+    """The JSON body for ``POST /chat/completions``; unset fields are left out."""
+    _check_vision(provider, request)
+    body: dict[str, Any] = {
+        "model": request.model,
+        "messages": [encode_message(m) for m in request.messages],
+    }
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.max_tokens is not None:
+        body[provider.options.get("max_tokens_field", "max_tokens")] = request.max_tokens
+    if request.stop is not None:
+        body["stop"] = list(request.stop)
+    if request.tools:
+        body["tools"] = [
+            {"type": "function", "function": _function(tool)} for tool in request.tools
+        ]
+    if request.tool_choice is not None:
+        body["tool_choice"] = _tool_choice(request.tool_choice)
+    if request.parallel_tool_calls is not None:
+        body["parallel_tool_calls"] = request.parallel_tool_calls
+    if stream:
+        body["stream"] = True
+        if provider.options.get("stream_usage", True):
+            body["stream_options"] = {"include_usage": True}
+    if request.extra:
+        body.update(request.extra)
+    return body
+
+
+def _function(tool: aipk.Tool) -> dict[str, Any]:
+    fn: dict[str, Any] = {"name": tool.name, "parameters": dict(tool.parameters)}
+    if tool.description:
+        fn["description"] = tool.description
+    if tool.strict is not None:
+        fn["strict"] = tool.strict
+    return fn
+
+
+def _check_vision(provider: Provider, request: ChatRequest) -> None:
+    if not any(m.images for m in request.messages):
+        return
+    for info in provider.spec.models:
+        if info.id == request.model and info.capabilities and not info.capabilities.vision:
+            raise InvalidRequestError(
+                f"model {request.model!r} does not accept images; remove them or use a vision "
+                f"model", provider=provider.name, field="messages",
+            )
+
+
+def _headers(provider: Provider, accept: str) -> dict[str, str]:
+    headers = {"content-type": "application/json", "accept": accept}
+    organization = provider.options.get("organization")
+    if organization:
+        headers["openai-organization"] = str(organization)
+    project = provider.options.get("project")
+    if project:
+        headers["openai-project"] = str(project)
+    return headers
+
+
+def build_chat_request(provider: Provider, request: ChatRequest, stream: bool) -> HttpRequest:
+    """``POST {base_url}/chat/completions``."""
+    return HttpRequest(
+        method="POST",
+        url=provider.url("chat/completions"),
+        headers=_headers(provider, "text/event-stream" if stream else "application/json"),
+        json=build_chat_body(provider, request, stream),
+    )
+
+
+def build_models_request(provider: Provider) -> HttpRequest:
+    """``GET {base_url}/models``."""
+    return HttpRequest(method="GET", url=provider.url("models"),
+                       headers=_headers(provider, "application/json"))
+
+
+# -- responses -------------------------------------------------------------------------------
+
+
+def parse_usage(data: Mapping[str, Any]) -> Usage:
+    """Usage from OpenAI's ``usage`` object."""
+    prompt = data.get("prompt_tokens") or 0
+    completion = data.get("completion_tokens") or 0
+    details = data.get("completion_tokens_details") or {}
+    prompt_details = data.get("prompt_tokens_details") or {}
+    return Usage(
+        input_tokens=prompt,
+        output_tokens=completion,
+        total_tokens=data.get("total_tokens") or prompt + completion,
+        reasoning_tokens=details.get("reasoning_tokens"),
+        cache_read_tokens=prompt_details.get("cached_tokens"),
+    )
+
+
+def _message(provider: Provider, msg: Mapping[str, Any]) -> Message:
+    calls = tuple(
+        ToolCall(id=c.get("id") or f"call_{i}", name=c["function"]["name"],
+                 arguments=c["function"].get("arguments") or "{}")
+        for i, c in enumerate(msg.get("tool_calls") or ())
+    )
+    return Message(role="assistant", content=msg.get("content"), tool_calls=calls)
+
+
+def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> ChatResponse:
+    """A ``chat.completion`` body as a ChatResponse (the first choice; others in ``extra``)."""
+    if isinstance(data, dict) and data.get("error"):
+        raise _stream_error(provider, data["error"])
+    choices = data["choices"]
+    if not choices:
+        raise ResponseError("the response has no choices", provider=provider.name)
+    first = choices[0]
+    msg = first.get("message") or {}
+    raw = first.get("finish_reason")
+    refusal = msg.get("refusal")
+    reason = finish_reason(raw) if raw else None
+    if refusal and not msg.get("content") and reason is FinishReason.STOP:
+        reason = FinishReason.REFUSAL
+    extra: dict[str, Any] = {}
+    if len(choices) > 1:
+        extra["alternatives"] = tuple(_message(provider, c.get("message") or {})
+                                      for c in choices[1:])
+    return ChatResponse(
+        provider=provider.name,
+        model=data.get("model") or request.model,
+        message=_message(provider, msg),
+        finish_reason=reason,
+        raw_finish_reason=raw,
+        usage=parse_usage(data["usage"]) if data.get("usage") else None,
+        id=data.get("id"),
+        refusal=refusal,
+        reasoning=msg.get("reasoning_content") or msg.get("reasoning"),
+        extra=extra,
+    )
+
+
+def parse_models(provider: Provider, data: Any) -> list[ModelInfo]:
+    """``{"data": [{"id": …}, …]}`` as ModelInfo, enriched from the plugin's static list."""
+    known = {info.id: info for info in provider.spec.models}
+    out = []
+    for item in data.get("data") or ():
+        static = known.get(item["id"])
+        out.append(ModelInfo(
+            id=item["id"], provider=provider.name,
+            display_name=static.display_name if static else None,
+            capabilities=static.capabilities if static else None,
+            created=item.get("created"),
+            extra={"owned_by": item["owned_by"]} if item.get("owned_by") else {},
+        ))
+    return out
+
+
+# -- errors and rate limits ------------------------------------------------------------------
+
+_RETRYABLE_CODES = {"server_error", "overloaded", "overloaded_error", "rate_limit_exceeded",
+                    "timeout", "service_unavailable"}
+
+
+def _stream_error(provider: Provider, error: Any) -> StreamError:
+    if isinstance(error, Mapping):
+        message = str(error.get("message") or "the provider reported an error mid-stream")
+        code = error.get("code") or error.get("type")
+    else:
+        message, code = str(error), None
+    retryable = (str(code) in _RETRYABLE_CODES
+                 or (isinstance(code, int) and (code >= 500 or code == 429)))
+    return StreamError(message, provider=provider.name, code=None if code is None else str(code),
+                       retryable=retryable, body=error)
+
+
+def map_error(provider: Provider, status: int, headers: Mapping[str, str], data: Any,
+              request_id: str | None, now: float) -> ProviderError:
+    """An OpenAI-shaped error body (``{"error": {"message", "type", "code"}}``) as a typed error."""
+    message: str | None = None
+    code: str | None = None
+    error = data.get("error") if isinstance(data, Mapping) else None
+    if isinstance(error, Mapping):
+        message = error.get("message")
+        raw_code = error.get("code") or error.get("type")
+        code = None if raw_code is None else str(raw_code)
+    elif isinstance(error, str):
+        message = error
+    elif isinstance(data, str) and data:
+        message = data
+    return aipk.error_for_status(provider=provider.name, status=status, headers=headers,
+                                 body=data, message=message, code=code, request_id=request_id,
+                                 now=now)
+
+
+def _window(headers: Mapping[str, str], name: str, now: float) -> RateLimitWindow | None:
+    limit = aipk.parse_count(headers.get(f"x-ratelimit-limit-{name}"))
+    remaining = aipk.parse_count(headers.get(f"x-ratelimit-remaining-{name}"))
+    reset = aipk.parse_reset(headers.get(f"x-ratelimit-reset-{name}"), now)
+    if limit == 0:  # sentinel some deployments send: no information
+        limit = remaining = None
+    if limit is None and remaining is None and reset is None:
+        return None
+    return RateLimitWindow(limit=limit, remaining=remaining, reset_at=reset)
+
+
+def parse_rate_limits(status: int, headers: Mapping[str, str], now: float) -> (
+        RateLimitState | None):
+    """``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` and retry-after."""
+    requests = _window(headers, "requests", now)
+    tokens = _window(headers, "tokens", now)
+    retry_after = aipk.parse_retry_after(headers, now)
+    if requests is None and tokens is None and retry_after is None:
+        return None
+    return RateLimitState(
+        requests=requests,
+        tokens=tokens,
+        not_before=now + retry_after if retry_after is not None else None,
+        observed_at=now,
+    )
+
+
+# -- streaming -------------------------------------------------------------------------------
+
+
+class OpenAIStreamDecoder:
+    """Chat-completion chunks to stream events; ``data: [DONE]`` ends the stream.
+
+    Only choice 0 is streamed. Tool-call fragments are keyed by their ``index``; ``id`` and
+    ``name`` come on the first fragment. A chunk carrying ``error`` raises StreamError, even
+    when it also carries choices (OpenRouter). A stream that ends without ``[DONE]`` and
+    without a finish reason raises ResponseError from :meth:`close`.
+    """
+
+    __slots__ = ("_finished", "_loads", "_provider", "done", "extra", "model", "response_id")
+
+    def __init__(self, provider: Provider) -> None:
+        self._provider = provider
+        self._loads = json.loads
+        self._finished = False
+        self.done = False
+        self.response_id: str | None = None
+        self.model: str | None = None
+        self.extra: dict[str, Any] = {}
+
+    def feed(self, event: ServerSentEvent) -> Sequence[StreamEvent]:
+        data = event.data
+        if data[:6] == "[DONE]":
+            self.done = True
+            return ()
+        chunk = self._loads(data)
+        if type(chunk) is not dict:
+            raise ValueError(f"expected a JSON object, got {type(chunk).__name__}")
+        if chunk.get("error"):
+            raise _stream_error(self._provider, chunk["error"])
+        if self.response_id is None:
+            self.response_id = chunk.get("id")
+            self.model = chunk.get("model")
+        out: list[StreamEvent] = []
+        for choice in chunk.get("choices") or ():
+            if choice.get("index", 0):
+                continue
+            delta = choice.get("delta")
+            if delta:
+                text = delta.get("content")
+                if text:
+                    out.append(TextDelta(text=text))
+                reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                if reasoning:
+                    out.append(ReasoningDelta(text=reasoning))
+                refusal = delta.get("refusal")
+                if refusal:
+                    out.append(RefusalDelta(text=refusal))
+                calls = delta.get("tool_calls")
+                if calls:
+                    for call in calls:
+                        fn = call.get("function") or {}
+                        out.append(ToolCallDelta(index=call.get("index", 0), id=call.get("id"),
+                                                 name=fn.get("name"),
+                                                 arguments=fn.get("arguments") or ""))
+            raw = choice.get("finish_reason")
+            if raw:
+                self._finished = True
+                out.append(FinishEvent(reason=finish_reason(raw), raw=raw))
+        usage = chunk.get("usage")
+        if usage:
+            out.append(UsageEvent(usage=parse_usage(usage)))
+        return out
+
+    def close(self) -> Sequence[StreamEvent]:
+        if not self.done and not self._finished:
+            raise ResponseError(
+                "the stream ended before its finish reason and [DONE]: the connection was cut "
+                "or the provider stopped early; retry the request",
+                provider=self._provider.name, retryable=True,
+            )
+        return ()
