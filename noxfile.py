@@ -1,0 +1,66 @@
+"""Automation: `nox -l` lists sessions; `nox -s tests_all lint typecheck` is what CI runs.
+
+* ``tests-<package>``: one package installed alone with its declared dependencies (plus the
+  testkit when its tests need the emulator) — catches undeclared dependencies.
+* ``tests_all``: every package installed, every test.
+* ``lint`` / ``typecheck``: ruff and mypy over the whole tree.
+* ``bench``: aipk against the raw httpx / aiohttp floors (and the openai SDK if installable).
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests_all", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+
+TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100"]
+PACKAGES = {
+    "core": ["./core", "./contrib/aipk-testkit"],
+    "aipk-openai": ["./core", "./plugins/aipk-openai", "./contrib/aipk-testkit"],
+    "aipk-testkit": ["./contrib/aipk-testkit"],
+}
+TEST_DIRS = {
+    "core": "core/tests",
+    "aipk-openai": "plugins/aipk-openai/tests",
+    "aipk-testkit": "contrib/aipk-testkit/tests",
+}
+
+
+@nox.session
+@nox.parametrize("package", list(PACKAGES))
+def tests(session: nox.Session, package: str) -> None:
+    """One package's tests with only that package (and what it declares) installed."""
+    session.install(*TEST_TOOLS, *PACKAGES[package])
+    session.run("pytest", "-q", "-p", "no:cacheprovider", TEST_DIRS[package], *session.posargs)
+
+
+@nox.session
+def tests_all(session: nox.Session) -> None:
+    """Every test with every package installed."""
+    session.install(*TEST_TOOLS, "aiohttp>=3.9", "-e", "./core", "-e", "./plugins/aipk-openai",
+                    "-e", "./contrib/aipk-testkit")
+    session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs,
+                env={"AIPK_STRICT_PLUGINS": "1"})
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    session.install("mypy>=1.10", "aiohttp>=3.9", "./core", "./plugins/aipk-openai",
+                    "./contrib/aipk-testkit")
+    session.run("mypy")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Side-by-side benchmark; pass ``-- --quick`` for a short run."""
+    session.install("aiohttp>=3.9", "-e", "./core", "-e", "./plugins/aipk-openai",
+                    "-e", "./contrib/aipk-testkit")
+    session.install("openai", success_codes=[0, 1])
+    session.run("python", "bench/run.py", *session.posargs)
