@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ._http import HttpRequest, Timeout
 from .errors import ConfigurationError
-from .transports import TransportFailure
+from .transports import TransportFailure, lower_headers
 
 if TYPE_CHECKING:
     import aiohttp
@@ -45,7 +45,7 @@ class _AiohttpResponse:
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
         self.status = response.status
-        self.headers: Mapping[str, str] = response.headers
+        self.headers: Mapping[str, str] = lower_headers(response.raw_headers)
 
     async def read(self) -> bytes:
         import aiohttp

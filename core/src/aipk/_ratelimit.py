@@ -14,7 +14,7 @@ import math
 import re
 import threading
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 
 import attrs
 
@@ -122,15 +122,17 @@ def parse_reset(value: str | None, now: float) -> float | None:
 
 def _parse_timestamp(text: str) -> float | None:
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        pass
-    import email.utils  # deferred: costs ~10 ms at import and is rarely needed
+        import email.utils  # deferred: costs ~10 ms at import and is rarely needed
 
-    try:
-        return email.utils.parsedate_to_datetime(text).timestamp()
-    except (TypeError, ValueError, IndexError):
-        return None
+        try:
+            parsed = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+    if parsed.tzinfo is None:  # no zone given (or "-0000"): UTC, never this machine's local time
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:

@@ -215,7 +215,7 @@ class Registry:
         with self._lock:
             specs: dict[str, ProviderSpec] = {}
             owners: dict[str, str] = {}
-            for impl in reversed(self.pm.hook.aipk_providers.get_hookimpls()):
+            for impl in self.pm.hook.aipk_providers.get_hookimpls():  # registration order
                 declared = cast("Sequence[object]", impl.function() or ())
                 for spec in declared:
                     if not isinstance(spec, ProviderSpec):

@@ -11,12 +11,12 @@ does everything else. Built in:
 
 Transports raise :class:`TransportFailure`; the client turns it into
 :class:`~aipk.errors.RequestTimeout` or :class:`~aipk.errors.NetworkError` with the provider name.
-``headers`` must answer lookups of lower-case names case-insensitively.
+``headers`` is a mapping with lower-case names (see :func:`lower_headers`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ._http import HttpRequest, Timeout
@@ -87,6 +87,19 @@ class AsyncTransport(Protocol):
     async def close(self) -> None: ...
 
 
+def lower_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Raw header pairs as a plain dict with lower-case names (repeated names joined by ", ").
+
+    Built once per response, so every later lookup is a plain dict lookup.
+    """
+    out: dict[str, str] = {}
+    for key, value in raw:
+        name = key.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        out[name] = f"{out[name]}, {text}" if name in out else text
+    return out
+
+
 def _httpx_timeout(timeout: Timeout) -> httpx.Timeout:
     import httpx
 
@@ -109,7 +122,7 @@ class _HttpxResponse:
     def __init__(self, response: httpx.Response) -> None:
         self._response = response
         self.status: int = response.status_code
-        self.headers: Mapping[str, str] = response.headers
+        self.headers: Mapping[str, str] = lower_headers(response.headers.raw)
 
     def read(self) -> bytes:
         import httpx
@@ -169,7 +182,7 @@ class _AsyncHttpxResponse:
     def __init__(self, response: httpx.Response) -> None:
         self._response = response
         self.status: int = response.status_code
-        self.headers: Mapping[str, str] = response.headers
+        self.headers: Mapping[str, str] = lower_headers(response.headers.raw)
 
     async def read(self) -> bytes:
         import httpx
