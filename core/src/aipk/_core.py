@@ -112,7 +112,7 @@ class Engine:
     def decode_json(self, body: bytes, request_id: str | None) -> Any:
         try:
             return json.loads(body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
             raise ResponseError(
                 f"the response body is not valid JSON ({exc}); the provider or a proxy in "
                 f"between sent something else: check base_url",
@@ -144,7 +144,7 @@ class Engine:
         data: Any
         try:
             data = json.loads(body) if body else None
-        except ValueError:
+        except (ValueError, RecursionError):
             data = body.decode("utf-8", errors="replace")[:2000]
         error = self._map_error(provider=self.provider, status=status, headers=headers,
                                 data=data, request_id=request_id)
@@ -234,7 +234,7 @@ class StreamSession:
                     break
         except ProviderError as exc:
             raise self._stamp(exc) from None
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise self._bad(f"{type(exc).__name__}: {exc}") from None
         if out:
             self.delivered = True

@@ -66,7 +66,10 @@ def error_for_status(
     }
     if status == 429:
         retry_after = parse_retry_after(headers, now)
-        return RateLimitError(text, retry_after=retry_after, code=code, **common)
+        limited = RateLimitError(text, retry_after=retry_after, code=code, **common)
+        if verdict is False:  # e.g. a 429 for an exhausted quota: waiting will not help
+            limited.retryable = False
+        return limited
     if status in (401, 403):
         auth_code = (AuthErrorCode.SCOPE_INSUFFICIENT if status == 403
                      else AuthErrorCode.INVALID_CREDENTIALS)

@@ -21,6 +21,8 @@ from typing import NamedTuple
 __all__ = ["SSEDecodeError", "SSEDecoder", "ServerSentEvent"]
 
 _BOM = b"\xef\xbb\xbf"
+#: Longer ``retry`` values are ignored: int() refuses over 4300 digits (a plain ValueError).
+_MAX_RETRY_DIGITS = 64
 
 
 class SSEDecodeError(ValueError):
@@ -133,7 +135,7 @@ class SSEDecoder:
             elif field == b"id":
                 if b"\0" not in value:
                     self._last_id = _decode(value)
-            elif field == b"retry" and value.isdigit():
+            elif field == b"retry" and value.isdigit() and len(value) <= _MAX_RETRY_DIGITS:
                 self._retry = int(value)
         return events
 

@@ -187,18 +187,30 @@ def build_models_request(provider: Provider) -> HttpRequest:
 # -- responses -------------------------------------------------------------------------------
 
 
+def _count(value: Any) -> int | None:
+    """A token count: a non-negative whole number, else None (never a string or a bool)."""
+    if type(value) is int:
+        return value if value >= 0 else None
+    if type(value) is float and value.is_integer() and value >= 0:
+        return int(value)
+    return None
+
+
+def _details(data: Mapping[str, Any], key: str, field: str) -> int | None:
+    details = data.get(key)
+    return _count(details.get(field)) if isinstance(details, Mapping) else None
+
+
 def parse_usage(data: Mapping[str, Any]) -> Usage:
-    """Usage from OpenAI's ``usage`` object."""
-    prompt = data.get("prompt_tokens") or 0
-    completion = data.get("completion_tokens") or 0
-    details = data.get("completion_tokens_details") or {}
-    prompt_details = data.get("prompt_tokens_details") or {}
+    """Usage from OpenAI's ``usage`` object; counts that are not whole numbers are ignored."""
+    prompt = _count(data.get("prompt_tokens")) or 0
+    completion = _count(data.get("completion_tokens")) or 0
     return Usage(
         input_tokens=prompt,
         output_tokens=completion,
-        total_tokens=data.get("total_tokens") or prompt + completion,
-        reasoning_tokens=details.get("reasoning_tokens"),
-        cache_read_tokens=prompt_details.get("cached_tokens"),
+        total_tokens=_count(data.get("total_tokens")) or prompt + completion,
+        reasoning_tokens=_details(data, "completion_tokens_details", "reasoning_tokens"),
+        cache_read_tokens=_details(data, "prompt_tokens_details", "cached_tokens"),
     )
 
 
@@ -335,12 +347,15 @@ class OpenAIStreamDecoder:
     without a finish reason raises ResponseError from :meth:`close`.
     """
 
-    __slots__ = ("_finished", "_loads", "_provider", "done", "extra", "model", "response_id")
+    __slots__ = ("_finished", "_loads", "_provider", "_refused", "_texted", "done", "extra",
+                 "model", "response_id")
 
     def __init__(self, provider: Provider) -> None:
         self._provider = provider
         self._loads = json.loads
         self._finished = False
+        self._refused = False  # a refusal and no text: "stop" means REFUSAL, as in chat()
+        self._texted = False
         self.done = False
         self.response_id: str | None = None
         self.model: str | None = None
@@ -356,6 +371,11 @@ class OpenAIStreamDecoder:
             raise ValueError(f"expected a JSON object, got {type(chunk).__name__}")
         if chunk.get("error"):
             raise _stream_error(self._provider, chunk["error"])
+        if "choices" not in chunk and "usage" not in chunk:
+            raise ValueError(
+                f"not a chat.completion.chunk (type {chunk.get('type')!r}); is base_url a "
+                f"chat-completions endpoint?"
+            )
         if self.response_id is None:
             self.response_id = chunk.get("id")
             self.model = chunk.get("model")
@@ -367,24 +387,34 @@ class OpenAIStreamDecoder:
             if delta:
                 text = delta.get("content")
                 if text:
+                    self._texted = True
                     out.append(TextDelta(text=text))
                 reasoning = delta.get("reasoning_content") or delta.get("reasoning")
                 if reasoning:
                     out.append(ReasoningDelta(text=reasoning))
                 refusal = delta.get("refusal")
                 if refusal:
+                    self._refused = True
                     out.append(RefusalDelta(text=refusal))
                 calls = delta.get("tool_calls")
                 if calls:
                     for call in calls:
                         fn = call.get("function") or {}
-                        out.append(ToolCallDelta(index=call.get("index", 0), id=call.get("id"),
+                        index = call.get("index")
+                        if index is None:
+                            index = 0
+                        elif type(index) is not int:
+                            raise ValueError(f"tool call index {index!r} is not an integer")
+                        out.append(ToolCallDelta(index=index, id=call.get("id"),
                                                  name=fn.get("name"),
                                                  arguments=fn.get("arguments") or ""))
             raw = choice.get("finish_reason")
             if raw:
                 self._finished = True
-                out.append(FinishEvent(reason=finish_reason(raw), raw=raw))
+                reason = finish_reason(raw)
+                if reason is FinishReason.STOP and self._refused and not self._texted:
+                    reason = FinishReason.REFUSAL
+                out.append(FinishEvent(reason=reason, raw=raw))
         usage = chunk.get("usage")
         if usage:
             out.append(UsageEvent(usage=parse_usage(usage)))
