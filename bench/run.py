@@ -161,7 +161,7 @@ def table(results: dict[str, dict[str, float]]) -> str:
     for name, values in results.items():
         floor = results.get(FLOOR[name], {})
         cells = []
-        for key, _, higher_better in METRICS:
+        for key, _, _higher_better in METRICS:
             value = values.get(key)
             if value is None:
                 cells.append("—")
@@ -169,7 +169,7 @@ def table(results: dict[str, dict[str, float]]) -> str:
             text = f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
             base = floor.get(key)
             if FLOOR[name] != name and base and key not in ("stream_rss_growth_mb",):
-                ratio = (value / base) if higher_better else (value / base)
+                ratio = value / base
                 text += f" ({ratio:.2f}×)"
             cells.append(text)
         rows.append(f"| {ADAPTERS[name].name} | " + " | ".join(cells) + " |")

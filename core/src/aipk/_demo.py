@@ -27,11 +27,12 @@ def _emulator() -> Any:
 
 def run_demo(out: TextIO) -> int:
     """Run every step; returns 0 when all behaved as expected, 1 otherwise."""
+    from aipk_testkit.emulator import Fault, Reply, ToolCallSpec
+
     from ._client import Client
     from ._messages import Message, Tool
     from ._responses import FinishEvent, TextDelta, ToolCallDelta, UsageEvent
     from .registry import default_registry
-    from aipk_testkit.emulator import Fault, Reply, ToolCallSpec
 
     def say(text: str = "") -> None:
         print(text, file=out, flush=True)

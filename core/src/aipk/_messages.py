@@ -166,7 +166,8 @@ class Tool:
     strict: bool | None = None
 
     def __attrs_post_init__(self) -> None:
-        if not self.name or not all(c.isalnum() or c in "_-" for c in self.name):
+        if not self.name or not all(c.isascii() and (c.isalnum() or c in "_-")
+                                    for c in self.name):
             raise InvalidRequestError(
                 f"tool name {self.name!r} must be non-empty and use only letters, digits, _ and -",
                 field="tools",
@@ -211,7 +212,7 @@ ToolChoice.NONE = ToolChoice(mode="none")
 
 
 def _messages(value: Iterable[Message | Mapping[str, Any]] | str) -> tuple[Message, ...]:
-    if isinstance(value, (str, bytes)):
+    if isinstance(value, (str, bytes, Message)):
         raise InvalidRequestError(
             "messages must be a list of messages; for one prompt use [Message.user(text)]",
             field="messages",

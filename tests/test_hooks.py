@@ -1,0 +1,211 @@
+"""One test per hookspec, each through a real client against the emulator, plus meta-tests:
+every hookspec is documented in docs/hooks.md and has a ``test_hook_<name>`` here."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import aipk
+import aipk_openai.plugin
+from aipk import hookspecs
+from aipk.registry import Registry
+from aipk.sse import ServerSentEvent
+from aipk_openai import wire
+from aipk_testkit.emulator import Emulator, Fault, Reply
+
+ROOT = Path(__file__).resolve().parents[1]
+USER = [aipk.Message.user("hi")]
+
+
+def _hookspec_names() -> list[str]:
+    return [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
+            if name.startswith("aipk_")]
+
+
+def test_every_hookspec_is_documented() -> None:
+    doc = (ROOT / "docs" / "hooks.md").read_text()
+    documented = set(re.findall(r"^## (aipk_\w+)$", doc, flags=re.MULTILINE))
+    assert documented == set(_hookspec_names())
+
+
+def test_every_hookspec_has_a_test() -> None:
+    tests = {name for name in dir(sys.modules[__name__]) if name.startswith("test_hook_")}
+    assert {f"test_hook_{name}" for name in _hookspec_names()} <= tests
+
+
+def test_every_hookspec_has_one_docstring_and_annotations() -> None:
+    for name in _hookspec_names():
+        fn = getattr(hookspecs, name)
+        assert fn.__doc__ and "\n" not in fn.__doc__.strip(), name
+        assert "return" in fn.__annotations__, name
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Emulator]:
+    with Emulator() as emu:
+        yield emu
+
+
+@pytest.fixture
+def emu(server: Emulator) -> Emulator:
+    server.reset()
+    return server
+
+
+def client_with(emu: Emulator, *plugins: object, provider: str = "openai") -> aipk.Client:
+    registry = Registry(entry_points=False)
+    registry.register(aipk_openai.plugin, name="openai")
+    for plugin in plugins:
+        registry.register(plugin, name=type(plugin).__name__)
+    return aipk.Client(provider, base_url=emu.url("openai"), api_key="sk-hooks",
+                       registry=registry, sleep=lambda s: None)
+
+
+def test_hook_aipk_providers(emu: Emulator) -> None:
+    class Acme:
+        @aipk.hookimpl
+        def aipk_providers(self) -> Sequence[aipk.ProviderSpec]:
+            return [aipk.ProviderSpec(name="acme", protocol="openai",
+                                      default_base_url="http://127.0.0.1:1/v1",
+                                      env_vars=("ACME_API_KEY",))]
+
+    emu.enqueue(Reply(text="from acme"))
+    with client_with(emu, Acme(), provider="acme") as client:
+        assert client.provider.name == "acme"
+        assert client.chat(model="m", messages=USER).text == "from acme"
+
+
+def test_hook_aipk_build_request(emu: Emulator) -> None:
+    class Tracer:
+        @aipk.hookimpl(wrapper=True)
+        def aipk_build_request(self, provider: aipk.Provider, request: aipk.ChatRequest,
+                               stream: bool) -> Any:
+            built = yield
+            return built.merge_headers({"x-trace-id": f"{provider.name}-{stream}"})
+
+    with client_with(emu, Tracer()) as client:
+        client.chat(model="m", messages=USER)
+        list(client.stream(model="m", messages=USER))
+    assert [r.headers["x-trace-id"] for r in emu.requests] == ["openai-False", "openai-True"]
+
+
+def test_hook_aipk_apply_credential(emu: Emulator) -> None:
+    class XApiKey:
+        @aipk.hookimpl(tryfirst=True)
+        def aipk_apply_credential(self, provider: aipk.Provider, http_request: aipk.HttpRequest,
+                                  credential: aipk.Credential) -> aipk.HttpRequest:
+            assert credential.secret is not None
+            return http_request.merge_headers({"x-api-key": credential.secret.reveal()})
+
+    with client_with(emu, XApiKey()) as client:
+        client.chat(model="m", messages=USER)
+    headers = emu.requests[-1].headers
+    assert headers["x-api-key"] == "sk-hooks" and "authorization" not in headers
+
+
+def test_hook_aipk_parse_rate_limits(emu: Emulator) -> None:
+    class Daily:
+        @aipk.hookimpl(tryfirst=True)
+        def aipk_parse_rate_limits(self, provider: aipk.Provider, status: int,
+                                   headers: Mapping[str, str], now: float) -> aipk.RateLimitState:
+            base = wire.parse_rate_limits(status, headers, now) or aipk.RateLimitState()
+            daily = aipk.RateLimitWindow(limit=1000, remaining=990)
+            return aipk.RateLimitState(requests=base.requests, daily_requests=daily,
+                                       observed_at=now)
+
+    emu.set_rate_limit(requests=5, tokens=100, window=60)
+    with client_with(emu, Daily()) as client:
+        reply = client.chat(model="m", messages=USER)
+    assert reply.rate_limit is not None
+    assert reply.rate_limit.daily_requests == aipk.RateLimitWindow(limit=1000, remaining=990)
+    assert reply.rate_limit.requests is not None and reply.rate_limit.requests.limit == 5
+
+
+def test_hook_aipk_parse_response(emu: Emulator) -> None:
+    class Shout:
+        @aipk.hookimpl(wrapper=True)
+        def aipk_parse_response(self, provider: aipk.Provider, request: aipk.ChatRequest,
+                                data: Any, headers: Mapping[str, str]) -> Any:
+            response = yield
+            message = aipk.Message.assistant(response.text.upper())
+            return aipk.ChatResponse(provider=response.provider, model=response.model,
+                                     message=message, extra={"raw_id": data["id"]})
+
+    emu.enqueue(Reply(text="quiet"))
+    with client_with(emu, Shout()) as client:
+        reply = client.chat(model="m", messages=USER)
+    assert reply.text == "QUIET" and reply.extra["raw_id"].startswith("chatcmpl-")
+
+
+def test_hook_aipk_stream_decoder(emu: Emulator) -> None:
+    class Counting(wire.OpenAIStreamDecoder):
+        seen = 0
+
+        def feed(self, event: ServerSentEvent) -> Sequence[aipk.StreamEvent]:
+            Counting.seen += 1
+            return super().feed(event)
+
+    class Plugin:
+        @aipk.hookimpl(tryfirst=True)
+        def aipk_stream_decoder(self, provider: aipk.Provider,
+                                request: aipk.ChatRequest) -> Counting:
+            return Counting(provider)
+
+    emu.enqueue(Reply(text="abcdefgh", chunk_size=2))
+    with client_with(emu, Plugin()) as client:
+        stream = client.stream(model="m", messages=USER)
+        assert "".join(stream.text()) == "abcdefgh"
+    assert Counting.seen >= 6  # role chunk, 4 deltas, finish, usage, [DONE]
+
+
+def test_hook_aipk_map_error(emu: Emulator) -> None:
+    class QuotaError(aipk.RateLimitError):
+        pass
+
+    class Plugin:
+        @aipk.hookimpl(tryfirst=True)
+        def aipk_map_error(self, provider: aipk.Provider, status: int,
+                           headers: Mapping[str, str], data: Any,
+                           request_id: str | None) -> aipk.ProviderError | None:
+            if status != 429:
+                return None
+            return QuotaError("daily quota", provider=provider.name, retry_after=None,
+                              request_id=request_id)
+
+    emu.enqueue(Fault.status(429, retry_after=1))
+    emu.enqueue(Fault.status(429, retry_after=1))
+    emu.enqueue(Fault.status(429, retry_after=1))
+    with client_with(emu, Plugin()) as client, pytest.raises(QuotaError) as info:
+        client.chat(model="m", messages=USER, retry=aipk.RetryPolicy(max_retries=0))
+    assert info.value.request_id and str(info.value).startswith("[openai")
+
+
+def test_hook_aipk_models_request(emu: Emulator) -> None:
+    class Plugin:
+        @aipk.hookimpl(tryfirst=True)
+        def aipk_models_request(self, provider: aipk.Provider) -> aipk.HttpRequest:
+            return aipk.HttpRequest(method="GET", url=provider.url("models?limit=2"))
+
+    with client_with(emu, Plugin()) as client:
+        assert client.models()
+    assert emu.requests[-1].query.endswith("limit=2")
+
+
+def test_hook_aipk_parse_models(emu: Emulator) -> None:
+    class Plugin:
+        @aipk.hookimpl(tryfirst=True)
+        def aipk_parse_models(self, provider: aipk.Provider,
+                              data: Any) -> list[aipk.ModelInfo]:
+            return [aipk.ModelInfo(id=f"x-{m['id']}", provider=provider.name)
+                    for m in data["data"]]
+
+    with client_with(emu, Plugin()) as client:
+        ids = [m.id for m in client.models()]
+    assert ids and all(i.startswith("x-") for i in ids)
