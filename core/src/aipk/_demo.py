@@ -15,20 +15,18 @@ from .errors import AipkError, ConfigurationError
 __all__ = ["run_demo"]
 
 
-def _emulator() -> Any:
+def _emulator_module() -> Any:
     try:
-        from aipk_testkit.emulator import Emulator
+        from aipk_testkit import emulator
     except ImportError:
         raise ConfigurationError(
             "aipk demo needs the loopback emulator: pip install aipk-testkit"
         ) from None
-    return Emulator
+    return emulator
 
 
 def run_demo(out: TextIO) -> int:
     """Run every step; returns 0 when all behaved as expected, 1 otherwise."""
-    from aipk_testkit.emulator import Fault, Reply, ToolCallSpec
-
     from ._client import Client
     from ._messages import Message, Tool
     from ._responses import FinishEvent, TextDelta, ToolCallDelta, UsageEvent
@@ -38,7 +36,9 @@ def run_demo(out: TextIO) -> int:
         print(text, file=out, flush=True)
 
     default_registry().spec("openai")  # fails early, with the install hint, if missing
-    Emulator = _emulator()
+    emulator = _emulator_module()
+    Emulator, Fault, Reply, ToolCallSpec = (
+        emulator.Emulator, emulator.Fault, emulator.Reply, emulator.ToolCallSpec)
     waits: list[float] = []
 
     def sleep(seconds: float) -> None:
@@ -55,7 +55,7 @@ def run_demo(out: TextIO) -> int:
             say("\n1. Streamed chat")
             emu.enqueue(Reply(text="Streams arrive as small deltas, decoded as they come.",
                               chunk_size=6))
-            say("   answer: ", )
+            out.write("   answer: ")
             with client.stream(model="gpt-4o-mini",
                                messages=[Message.user("How do streams work?")]) as stream:
                 pieces = 0

@@ -11,9 +11,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import aipk_openai.plugin
 import attrs
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import aipk_openai.plugin
 from aipk import (
     ChatRequest,
     ChatResponse,
@@ -36,8 +39,6 @@ from aipk.errors import BadRequestError, ResponseError
 from aipk.registry import Registry
 from aipk.sse import SSEDecoder
 from aipk_openai import OPENAI, wire
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures"
 OPENAI_DIR = FIXTURES / "openai"

@@ -9,9 +9,12 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 import aipk
 import aipk_openai.plugin
-import pytest
 from aipk import (
     ChatRequest,
     Credential,
@@ -48,8 +51,6 @@ from aipk.errors import (
 from aipk.registry import Registry
 from aipk.sse import ServerSentEvent
 from aipk_openai import GROQ, OPENAI, wire
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 NOW = 1_700_000_000.0
 USER = [Message.user("hi")]

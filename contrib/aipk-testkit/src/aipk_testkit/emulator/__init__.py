@@ -1,0 +1,50 @@
+"""A loopback provider emulator: a real HTTP/1.1 server on 127.0.0.1 that speaks the wire
+protocols of AI model providers, scripted from tests.
+
+::
+
+    with Emulator() as emu:
+        emu.enqueue(Reply(text="Hello there", chunk_size=4))
+        emu.enqueue(Fault.status(429, retry_after=1.5))
+        client = SomeClient(base_url=emu.url("openai"))   # http://127.0.0.1:PORT/v1
+        ...
+        assert emu.requests[-1].json()["model"] == "gpt-4o-mini"
+
+Design, one module per concern (each small, standard library only):
+
+* ``_types``: the scripting vocabulary (:class:`Reply`, :class:`ToolCallSpec`,
+  :class:`Fault`, :class:`RecordedRequest`), protocol-neutral.
+* ``_http``: HTTP/1.1 on a raw :class:`asyncio.Protocol` (hand-written parsing, keep-alive,
+  ``Content-Length`` responses for JSON, ``Transfer-Encoding: chunked`` with one chunk per SSE
+  event for streams).
+* ``_app``: dispatch: mount routing, auth, rate limits, the FIFO reply queue, faults, and the
+  cache of precomputed response bytes.
+* ``_protocol``: the :class:`ProtocolHandler` contract and registry. A wire protocol is one
+  module that subclasses it and registers itself; its docstring lists what the Anthropic
+  Messages and Gemini modules will implement.
+* ``_openai``: OpenAI chat completions (mount ``/v1``).
+* ``_server``: :class:`Emulator`, the thread/loop owner and scripting API.
+* ``__main__``: ``python -m aipk_testkit.emulator --port 0 [--stream-chunks N]`` for a
+  separate-process server (benchmarks): prints ``READY <base_url>`` and serves until SIGTERM.
+"""
+
+from . import _openai  # noqa: F401  (registers the protocol)
+from ._protocol import ChatCall, ProtocolHandler, Rendered, RequestError, register, registered
+from ._ratelimit import RateLimitSnapshot
+from ._server import Emulator
+from ._types import Fault, RecordedRequest, Reply, ToolCallSpec
+
+__all__ = [
+    "ChatCall",
+    "Emulator",
+    "Fault",
+    "ProtocolHandler",
+    "RateLimitSnapshot",
+    "RecordedRequest",
+    "Rendered",
+    "Reply",
+    "RequestError",
+    "ToolCallSpec",
+    "register",
+    "registered",
+]

@@ -1,0 +1,168 @@
+"""The contract between the protocol-neutral server and one wire protocol, and their registry.
+
+A protocol lives in its own module (``_openai.py``; ``_anthropic.py`` and ``_gemini.py`` next),
+subclasses :class:`ProtocolHandler` and decorates it with :func:`register`. The server routes a
+request to the handler whose ``mount`` is the longest prefix of its path, then:
+
+1. ``check_auth`` (only when a key is required) may answer 401 in the protocol's shape.
+2. ``route`` names the endpoint for the path below the mount: ``"chat"`` endpoints are answered
+   from the emulator's reply queue; any other name is answered by ``answer`` (e.g. models).
+3. For chat, ``parse_chat`` extracts a :class:`ChatCall` (model, stream flag, last user text,
+   rendering options) or raises :class:`RequestError` (400 in the protocol's shape).
+4. ``render_reply`` turns a :class:`~aipk_testkit.emulator.Reply` into a :class:`Rendered`:
+   a JSON body, or a list of complete SSE events plus the protocol's ``terminator`` event.
+   The server frames each event as one HTTP chunk, caches the bytes, and applies faults
+   generically by slicing events (reset, truncate) or splicing in ``error_event`` /
+   ``malformed_event``.
+5. ``render_error`` gives an error response for any status, ``rate_limit_headers`` the
+   protocol's rate-limit header family, ``new_request_id`` its request id.
+
+What the next modules implement (the server needs no change):
+
+* **Anthropic Messages** (mount ``/anthropic``, so the SDK's base URL is ``<base>/anthropic``
+  and it posts ``/v1/messages``): ``x-api-key`` auth; ``message`` JSON or the event sequence
+  ``message_start`` … ``content_block_delta`` … ``message_stop`` (``event:`` lines; the
+  terminator is the ``message_stop`` event); ``event: error`` in-band errors; error bodies
+  ``{"type":"error","error":{"type":"overloaded_error",...}}``; ``anthropic-ratelimit-*``
+  headers with RFC 3339 resets (``RateLimitSnapshot.reset_at``); ``request-id`` header.
+* **Gemini** (mount ``/gemini``; ``/v1beta/models/{model}:generateContent`` and
+  ``:streamGenerateContent?alt=sse``): the stream flag comes from the path, not the body;
+  events end in CRLF CRLF, there is no terminator (``b""``) and function calls arrive whole;
+  ``google.rpc`` error bodies; ``x-goog-api-key`` or ``?key=`` auth; no rate-limit headers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import secrets
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, TypeVar
+
+from ._ratelimit import RateLimitSnapshot
+from ._types import RecordedRequest, Reply
+
+P = TypeVar("P", bound="ProtocolHandler")
+
+_REGISTRY: dict[str, type[ProtocolHandler]] = {}
+
+
+def register(cls: type[P]) -> type[P]:
+    """Class decorator: make a protocol handler available to every new emulator."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def registered() -> dict[str, type[ProtocolHandler]]:
+    """The registered protocol handler classes by protocol name."""
+    return dict(_REGISTRY)
+
+
+@dataclass(frozen=True)
+class ChatCall:
+    """What the server needs to know about one chat request, extracted by the handler.
+
+    ``options`` holds protocol rendering switches (e.g. OpenAI's ``include_usage``); together
+    with the model, stream flag and prompt size it keys the cache of precomputed responses.
+    """
+
+    model: str
+    stream: bool
+    user_text: str
+    prompt_tokens: int
+    options: tuple[object, ...] = ()
+
+
+@dataclass
+class Rendered:
+    """A response before framing: a body, or (when ``events`` is not ``None``) an SSE stream.
+
+    Each event is a complete SSE event (``data: …\\n\\n``); ``terminator`` is the protocol's
+    end-of-stream event (``b""`` when it has none). Faults cut the stream before it.
+    """
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+    events: list[bytes] | None = None
+    terminator: bytes = b""
+
+
+class RequestError(Exception):
+    """A request the protocol rejects; rendered with :meth:`ProtocolHandler.render_error`."""
+
+    def __init__(self, status: int, message: str, *, code: str | None = None,
+                 param: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.param = param
+
+
+class ProtocolHandler(ABC):
+    """One wire protocol: routing below its mount, parsing, rendering and error shapes."""
+
+    name: ClassVar[str]
+    mount: ClassVar[str]
+    request_id_header: ClassVar[str] = "x-request-id"
+
+    def __init__(self, models: Sequence[str] | None = None) -> None:
+        self.models: list[str] = list(models) if models is not None else self.default_models()
+        self._ids = itertools.count(1)
+        self._id_prefix = secrets.token_hex(12)
+
+    def default_models(self) -> list[str]:
+        """Model ids listed when the emulator is not given any."""
+        return []
+
+    def new_request_id(self) -> str:
+        """A fresh request id for the response header (cheap: a random prefix and a counter)."""
+        return f"req_{self._id_prefix}{next(self._ids):08x}"
+
+    def retry_after_headers(self, seconds: float) -> list[tuple[str, str]]:
+        """Headers telling the client to wait ``seconds`` (``retry-after``, rounded up)."""
+        return [("retry-after", str(max(0, math.ceil(seconds))))]
+
+    @abstractmethod
+    def route(self, method: str, path: str) -> str | None:
+        """The endpoint name for ``path`` (below the mount); ``"chat"`` or another, or ``None``."""
+
+    @abstractmethod
+    def check_auth(self, request: RecordedRequest, key: str) -> Rendered | None:
+        """``None`` when the request carries ``key`` as this protocol expects, else a 401."""
+
+    @abstractmethod
+    def parse_chat(self, request: RecordedRequest, path: str) -> ChatCall:
+        """Extract the :class:`ChatCall`; raise :class:`RequestError` when malformed."""
+
+    @abstractmethod
+    def answer(self, endpoint: str, path: str, request: RecordedRequest) -> Rendered:
+        """The response of a non-chat endpoint (e.g. the model listing)."""
+
+    @abstractmethod
+    def render_reply(self, reply: Reply, call: ChatCall, usage: tuple[int, int]) -> Rendered:
+        """``reply`` as this protocol's JSON body or SSE events, with ``usage`` reported."""
+
+    @abstractmethod
+    def render_error(self, status: int, message: str | None = None, *, code: str | None = None,
+                     param: str | None = None, error_type: str | None = None) -> Rendered:
+        """An error response for ``status`` in this protocol's shape (defaults per status)."""
+
+    @abstractmethod
+    def error_event(self, message: str, code: str | None) -> bytes:
+        """An in-band error event, sent after a 200 in a stream."""
+
+    @abstractmethod
+    def malformed_body(self, invalid_utf8: bool) -> bytes:
+        """A 200 body that is not JSON (or not UTF-8)."""
+
+    @abstractmethod
+    def malformed_event(self, invalid_utf8: bool) -> bytes:
+        """An SSE event whose data is not JSON (or not UTF-8)."""
+
+    @abstractmethod
+    def rate_limit_headers(self, snapshot: RateLimitSnapshot) -> list[tuple[str, str]]:
+        """This protocol's rate-limit headers for ``snapshot``."""
