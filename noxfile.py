@@ -16,7 +16,7 @@ nox.options.reuse_existing_virtualenvs = True
 
 TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100"]
 PACKAGES = {
-    "core": ["./core", "./contrib/aipk-testkit"],
+    "core": ["./core"],
     "aipk-openai": ["./core", "./plugins/aipk-openai", "./contrib/aipk-testkit"],
     "aipk-testkit": ["./contrib/aipk-testkit"],
 }

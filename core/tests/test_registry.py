@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -37,36 +38,43 @@ GOOD = """
 """
 
 
-def test_available_lists_installed_plugins_without_importing_them() -> None:
+def test_available_lists_installed_plugins_without_importing_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _install_fake(tmp_path, monkeypatch, "good", GOOD)
     code = textwrap.dedent("""
         import sys, aipk
         infos = aipk.registry.available()
         names = {i.name: i for i in infos}
-        assert "openai" in names, names
-        info = names["openai"]
-        assert info.distribution == "aipk-openai" and info.version and not info.loaded
-        assert "aipk_openai" not in sys.modules and "aipk_openai.plugin" not in sys.modules
+        assert "good" in names, names
+        info = names["good"]
+        assert info.distribution == "aipk-fake-good" and info.version == "0.3.1", info
+        assert not info.loaded
+        assert "aipk_fake_good" not in sys.modules, "available() must not import plugins"
         assert "httpx" not in sys.modules, "import aipk must not import httpx"
         print("ok")
     """)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=False)
+                            check=False, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 
 
-def test_loading_reports_provider_names_per_plugin() -> None:
+def test_loading_reports_provider_names_per_plugin(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    _install_fake(tmp_path, monkeypatch, "good", GOOD)
     registry = Registry()
     registry.load()
-    info = {i.name: i for i in registry.available()}["openai"]
+    info = {i.name: i for i in registry.available()}["good"]
     assert info.loaded
-    assert {"openai", "groq", "ollama", "lmstudio"} <= set(info.providers)
+    assert info.providers == ("goodprov",)
 
 
 def test_broken_plugin_is_isolated_and_reported(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AIPK_STRICT_PLUGINS", raising=False)
     _install_fake(tmp_path, monkeypatch, "broken", "raise RuntimeError('boom at import')\n")
+    _install_fake(tmp_path, monkeypatch, "good", GOOD)
     registry = Registry()
     with pytest.warns(PluginWarning, match="broken.*boom at import"):
         registry.load()
@@ -74,7 +82,7 @@ def test_broken_plugin_is_isolated_and_reported(tmp_path: Path,
     assert info["broken"].loaded is False
     assert info["broken"].error == "RuntimeError: boom at import"
     assert info["broken"].distribution == "aipk-fake-broken"
-    assert registry.spec("openai").name == "openai"  # the others still work
+    assert registry.spec("goodprov").name == "goodprov"  # the others still work
 
 
 def test_strict_mode_makes_a_broken_plugin_fatal(tmp_path: Path,
@@ -96,13 +104,14 @@ def test_misspelled_hook_disables_only_that_plugin(tmp_path: Path,
         def aipk_build_requets(provider, request, stream):
             return None
     """)
+    _install_fake(tmp_path, monkeypatch, "good", GOOD)
     registry = Registry()
     with pytest.warns(PluginWarning, match="unknown hook.*aipk_build_requets"):
         registry.load()
     info = {i.name: i for i in registry.available()}
     assert not info["typo"].loaded
     assert "aipk_build_requets" in (info["typo"].error or "")
-    assert registry.spec("openai").protocol == "openai"
+    assert registry.spec("goodprov").protocol == "openai"
 
 
 def test_good_third_party_plugin_adds_a_provider(tmp_path: Path,
@@ -115,10 +124,11 @@ def test_good_third_party_plugin_adds_a_provider(tmp_path: Path,
     assert info.loaded and info.providers == ("goodprov",) and info.version == "0.3.1"
 
 
-@pytest.mark.parametrize(("selection", "expected"), [("", set()), ("openai", {"openai"})])
+@pytest.mark.parametrize(("selection", "expected"), [("", set()), ("good", {"good"})])
 def test_load_plugins_selection(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                 selection: str, expected: set[str]) -> None:
     _install_fake(tmp_path, monkeypatch, "good", GOOD)
+    _install_fake(tmp_path, monkeypatch, "other", GOOD.replace("goodprov", "otherprov"))
     monkeypatch.setenv("AIPK_LOAD_PLUGINS", selection)
     registry = Registry()
     registry.load()
@@ -126,12 +136,14 @@ def test_load_plugins_selection(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
     assert loaded == expected
 
 
-def test_unknown_provider_lists_installed_and_install_hint() -> None:
+def test_unknown_provider_lists_installed_and_install_hint(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _install_fake(tmp_path, monkeypatch, "good", GOOD)
     with pytest.raises(UnknownProviderError) as info:
         Registry().spec("nosuch")
     message = str(info.value)
     assert "pip install aipk-nosuch" in message
-    assert "openai" in message
+    assert "goodprov" in message
 
 
 def test_in_process_registration_and_isolation() -> None:

@@ -242,6 +242,10 @@ class ChatStream:
     @property
     def response(self) -> ChatResponse:
         """The aggregated response; reads the rest of the stream first if needed."""
+        return self.get_response()
+
+    def get_response(self) -> ChatResponse:
+        """The aggregated response; reads the rest of the stream first if needed."""
         if not self._finished:
             for _ in self:
                 pass

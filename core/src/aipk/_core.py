@@ -13,8 +13,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import attrs
-
 from ._decoding import StreamDecoder
 from ._http import HttpRequest
 from ._messages import ChatRequest
@@ -136,7 +134,7 @@ class Engine:
             raise self._no_plugin("aipk_parse_response")
         response: ChatResponse = parsed
         self.metrics.record_usage(response.usage)
-        return attrs.evolve(response, request_id=request_id, rate_limit=rate_limit)
+        return response.with_transport_info(request_id, rate_limit)
 
     def error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         """The typed error for an HTTP error response."""

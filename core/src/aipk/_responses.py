@@ -85,6 +85,16 @@ class ChatResponse:
     rate_limit: RateLimitState | None = None
     extra: Mapping[str, Any] = attrs.field(factory=dict)
 
+    def with_transport_info(self, request_id: str | None,
+                            rate_limit: RateLimitState | None) -> ChatResponse:
+        """A copy carrying the request id and rate-limit state (faster than attrs.evolve)."""
+        return ChatResponse(
+            provider=self.provider, model=self.model, message=self.message,
+            finish_reason=self.finish_reason, raw_finish_reason=self.raw_finish_reason,
+            usage=self.usage, id=self.id, request_id=request_id, refusal=self.refusal,
+            reasoning=self.reasoning, rate_limit=rate_limit, extra=self.extra,
+        )
+
     @property
     def text(self) -> str:
         """The assistant's text ('' when it only called tools)."""
