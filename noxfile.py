@@ -15,31 +15,39 @@ nox.options.sessions = ["tests_all", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 
 TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100"]
+PLUGINS = ["aipk-openai", "aipk-anthropic", "aipk-gemini"]
+EVERYTHING = ["./core", *(f"./plugins/{p}" for p in PLUGINS), "./contrib/aipk-testkit"]
+#: What each package's isolated test session installs: the package, what it declares, and the
+#: testkit where its tests use the emulator.
 PACKAGES = {
     "core": ["./core"],
-    "aipk-openai": ["./core", "./plugins/aipk-openai", "./contrib/aipk-testkit"],
     "aipk-testkit": ["./contrib/aipk-testkit"],
+    **{p: ["./core", "./plugins/aipk-openai", f"./plugins/{p}", "./contrib/aipk-testkit"]
+       for p in PLUGINS},
 }
 TEST_DIRS = {
     "core": "core/tests",
-    "aipk-openai": "plugins/aipk-openai/tests",
     "aipk-testkit": "contrib/aipk-testkit/tests",
+    **{p: f"plugins/{p}/tests" for p in PLUGINS},
 }
+
+
+def _editable(paths: list[str]) -> list[str]:
+    return [arg for path in paths for arg in ("-e", path)]
 
 
 @nox.session
 @nox.parametrize("package", list(PACKAGES))
 def tests(session: nox.Session, package: str) -> None:
     """One package's tests with only that package (and what it declares) installed."""
-    session.install(*TEST_TOOLS, *PACKAGES[package])
+    session.install(*TEST_TOOLS, *dict.fromkeys(PACKAGES[package]))
     session.run("pytest", "-q", "-p", "no:cacheprovider", TEST_DIRS[package], *session.posargs)
 
 
 @nox.session
 def tests_all(session: nox.Session) -> None:
     """Every test with every package installed."""
-    session.install(*TEST_TOOLS, "aiohttp>=3.9", "-e", "./core", "-e", "./plugins/aipk-openai",
-                    "-e", "./contrib/aipk-testkit")
+    session.install(*TEST_TOOLS, "aiohttp>=3.9", *_editable(EVERYTHING))
     session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs,
                 env={"AIPK_STRICT_PLUGINS": "1"})
 
@@ -52,15 +60,13 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("mypy>=1.10", "aiohttp>=3.9", "./core", "./plugins/aipk-openai",
-                    "./contrib/aipk-testkit")
+    session.install("mypy>=1.10", "aiohttp>=3.9", "pytest>=8", *EVERYTHING)
     session.run("mypy")
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
     """Side-by-side benchmark; pass ``-- --quick`` for a short run."""
-    session.install("aiohttp>=3.9", "-e", "./core", "-e", "./plugins/aipk-openai",
-                    "-e", "./contrib/aipk-testkit")
+    session.install("aiohttp>=3.9", *_editable(EVERYTHING))
     session.install("openai", success_codes=[0, 1])
     session.run("python", "bench/run.py", *session.posargs)

@@ -13,11 +13,12 @@ from ._client import HealthStatus, resolve_timeout
 from ._core import StreamSession
 from ._http import HttpRequest, Timeout
 from ._messages import ChatRequest
-from ._providers import ModelInfo, Secret
+from ._providers import Credential, ModelInfo, Secret
 from ._ratelimit import RateLimitState
 from ._responses import ChatResponse, StreamEvent, TextDelta
 from ._retry import RetryPolicy
 from .errors import ProviderError
+from .limits import ClientLimits
 from .registry import Registry
 from .transports import AsyncHttpxTransport, AsyncResponse, AsyncTransport, TransportFailure
 
@@ -36,8 +37,9 @@ class AsyncClient(ClientBase):
     ``timeout`` is a :class:`~aipk.Timeout` (connect and read set separately) or seconds.
     ``http_client`` lets you pass your own ``httpx.AsyncClient``; ``transport`` any
     :class:`~aipk.transports.AsyncTransport`, e.g.
-    :class:`~aipk.transports.AiohttpTransport`. Other keyword arguments are provider options
-    (for example ``organization=`` for OpenAI).
+    :class:`~aipk.transports.AiohttpTransport`. ``credential`` passes a ready
+    :class:`~aipk.Credential` (for example an OAuth access token: ``kind="oauth"``).
+    Other keyword arguments are provider options (for example ``organization=`` for OpenAI).
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class AsyncClient(ClientBase):
         provider: str = "openai",
         *,
         api_key: str | Secret | None = None,
+        credential: Credential | None = None,
         base_url: str | None = None,
         timeout: Timeout | float | None = None,
         headers: Mapping[str, str] | None = None,
@@ -53,13 +56,14 @@ class AsyncClient(ClientBase):
         http_client: httpx.AsyncClient | None = None,
         transport: AsyncTransport | None = None,
         registry: Registry | None = None,
+        limits: ClientLimits | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         **options: Any,
     ) -> None:
         super().__init__(provider, api_key=api_key, base_url=base_url, headers=headers,
                          retry=retry, max_retries=max_retries, registry=registry, clock=clock,
-                         options=options)
+                         options=options, limits=limits, credential=credential)
         spec = self._engine.provider.spec
         self.timeout = resolve_timeout(timeout, spec.connect_timeout, spec.read_timeout)
         self._transport: AsyncTransport = (
@@ -132,6 +136,9 @@ class AsyncClient(ClientBase):
               retry: RetryPolicy | None) -> tuple[AsyncResponse, RateLimitState | None]:
         engine = self._engine
         start = time.monotonic()
+        wait = engine.admission_delay(model, body, retry)
+        if wait > 0:
+            await self._sleep(wait)
         attempt = 0
         while True:
             try:
@@ -148,7 +155,7 @@ class AsyncClient(ClientBase):
                     raw = await response.read()
                 except TransportFailure:
                     raw = b""
-                error = engine.error(response.status, response.headers, raw)
+                error = engine.error(response.status, response.headers, raw, model)
             delay = engine.retry_delay(attempt, error, retry)
             if delay is None:
                 engine.metrics.record(ok=False, latency=time.monotonic() - start,

@@ -14,15 +14,19 @@ from ._providers import Capabilities, Credential, Provider, ProviderSpec, Secret
 from ._ratelimit import RateLimitState, RateLimitTracker
 from ._retry import RetryPolicy
 from .errors import ConfigurationError, MissingCredentialError, NetworkError, RequestTimeout
+from .limits import ClientLimits
 from .registry import Registry, default_registry
 from .transports import TransportFailure
 
 __all__ = ["ClientBase"]
 
 
-def resolve_credential(spec: ProviderSpec, provider: Provider,
-                       api_key: str | Secret | None) -> Credential:
-    """The credential to use: ``api_key=``, else the spec's env vars, else none if allowed."""
+def resolve_credential(spec: ProviderSpec, provider: Provider, api_key: str | Secret | None,
+                       credential: Credential | None = None) -> Credential:
+    """The credential to use: ``credential=``, ``api_key=``, the spec's env vars, or none if the
+    provider allows it."""
+    if credential is not None:
+        return credential
     if isinstance(api_key, Secret):
         return Credential(kind="api_key", secret=api_key, id="api_key")
     if api_key:
@@ -52,6 +56,8 @@ class ClientBase:
         registry: Registry | None,
         clock: Callable[[], float],
         options: Mapping[str, Any],
+        limits: ClientLimits | None = None,
+        credential: Credential | None = None,
     ) -> None:
         self._registry = registry or default_registry()
         spec = self._registry.spec(provider)
@@ -78,9 +84,10 @@ class ClientBase:
         self._engine = Engine(
             registry=self._registry,
             provider=resolved,
-            credential=resolve_credential(spec, resolved, api_key),
+            credential=resolve_credential(spec, resolved, api_key, credential),
             retry=policy,
             tracker=RateLimitTracker(),
+            limits=limits,
             clock=clock,
         )
         self._clock = clock
@@ -109,6 +116,15 @@ class ClientBase:
         """The latest rate-limit state the provider reported for ``model`` with this credential."""
         engine = self._engine
         return engine.tracker.get((engine.provider.name, engine.credential.id, model))
+
+    @property
+    def limits(self) -> ClientLimits:
+        """The client-side limits in force (plugin defaults unless you set your own)."""
+        return self._engine.limiter.limits
+
+    def set_limits(self, limits: ClientLimits) -> None:
+        """Change the client-side limits at run time, e.g. after moving to a higher tier."""
+        self._engine.limiter.update(limits)
 
     def metrics(self) -> dict[str, Any]:
         """Counters for this client: requests, successes, errors, retries, tokens, latency."""

@@ -13,11 +13,12 @@ from ._base import ClientBase
 from ._core import StreamSession
 from ._http import HttpRequest, Timeout
 from ._messages import ChatRequest
-from ._providers import ModelInfo, Secret
+from ._providers import Credential, ModelInfo, Secret
 from ._ratelimit import RateLimitState
 from ._responses import ChatResponse, StreamEvent, TextDelta
 from ._retry import RetryPolicy
 from .errors import ProviderError
+from .limits import ClientLimits
 from .registry import Registry
 from .transports import HttpxTransport, Response, Transport, TransportFailure
 
@@ -55,8 +56,9 @@ class Client(ClientBase):
 
     ``timeout`` is a :class:`~aipk.Timeout` (connect and read set separately) or seconds.
     ``http_client`` lets you pass your own ``httpx.Client``; ``transport`` any
-    :class:`~aipk.transports.Transport`. Other keyword arguments are provider options
-    (for example ``organization=`` for OpenAI).
+    :class:`~aipk.transports.Transport`. ``credential`` passes a ready
+    :class:`~aipk.Credential` (for example an OAuth access token: ``kind="oauth"``).
+    Other keyword arguments are provider options (for example ``organization=`` for OpenAI).
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class Client(ClientBase):
         provider: str = "openai",
         *,
         api_key: str | Secret | None = None,
+        credential: Credential | None = None,
         base_url: str | None = None,
         timeout: Timeout | float | None = None,
         headers: Mapping[str, str] | None = None,
@@ -72,13 +75,14 @@ class Client(ClientBase):
         http_client: httpx.Client | None = None,
         transport: Transport | None = None,
         registry: Registry | None = None,
+        limits: ClientLimits | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         **options: Any,
     ) -> None:
         super().__init__(provider, api_key=api_key, base_url=base_url, headers=headers,
                          retry=retry, max_retries=max_retries, registry=registry, clock=clock,
-                         options=options)
+                         options=options, limits=limits, credential=credential)
         spec = self._engine.provider.spec
         self.timeout = resolve_timeout(timeout, spec.connect_timeout, spec.read_timeout)
         self._transport: Transport = (
@@ -151,6 +155,9 @@ class Client(ClientBase):
               retry: RetryPolicy | None) -> tuple[Response, RateLimitState | None]:
         engine = self._engine
         start = time.monotonic()
+        wait = engine.admission_delay(model, body, retry)
+        if wait > 0:
+            self._sleep(wait)
         attempt = 0
         while True:
             try:
@@ -167,7 +174,7 @@ class Client(ClientBase):
                     raw = response.read()
                 except TransportFailure:
                     raw = b""
-                error = engine.error(response.status, response.headers, raw)
+                error = engine.error(response.status, response.headers, raw, model)
             delay = engine.retry_delay(attempt, error, retry)
             if delay is None:
                 engine.metrics.record(ok=False, latency=time.monotonic() - start,

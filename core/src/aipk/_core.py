@@ -21,7 +21,14 @@ from ._providers import Credential, ModelInfo, Provider
 from ._ratelimit import RateLimitState, RateLimitTracker
 from ._responses import ChatResponse, StreamAccumulator, StreamEvent
 from ._retry import RetryPolicy
-from .errors import InvalidRequestError, PluginError, ProviderError, ResponseError
+from .errors import (
+    InvalidRequestError,
+    PluginError,
+    ProviderError,
+    RateLimitError,
+    ResponseError,
+)
+from .limits import ClientLimits, Limiter
 from .registry import Registry
 from .sse import SSEDecodeError, SSEDecoder
 
@@ -49,6 +56,7 @@ class Engine:
         credential: Credential,
         retry: RetryPolicy,
         tracker: RateLimitTracker | None = None,
+        limits: ClientLimits | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         hook = registry.hook
@@ -58,6 +66,7 @@ class Engine:
         self.tracker = tracker or RateLimitTracker()
         self.metrics = ProviderMetrics()
         self.clock = clock
+        self.limiter = Limiter(limits or ClientLimits.from_options(provider.options))
         self._build = hook.aipk_build_request
         self._apply = hook.aipk_apply_credential
         self._parse_limits = hook.aipk_parse_rate_limits
@@ -136,8 +145,10 @@ class Engine:
         self.metrics.record_usage(response.usage)
         return response.with_transport_info(request_id, rate_limit)
 
-    def error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
-        """The typed error for an HTTP error response."""
+    def error(self, status: int, headers: Mapping[str, str], body: bytes,
+              model: str = "") -> ProviderError:
+        """The typed error for an HTTP error response; a rate-limit error's ``retry_after``
+        (from headers or, e.g. Gemini's, from the body) also goes into the tracker."""
         request_id = request_id_of(headers)
         data: Any
         try:
@@ -149,6 +160,11 @@ class Engine:
         if error is None:  # the built-in plugin always answers; guard against its removal
             raise self._no_plugin("aipk_map_error")
         result: ProviderError = error
+        if isinstance(result, RateLimitError) and result.retry_after is not None:
+            now = self.clock()
+            self.tracker.update((self.provider.name, self.credential.id, model),
+                                RateLimitState(not_before=now + result.retry_after,
+                                               observed_at=now))
         return result
 
     def models(self, body: bytes, headers: Mapping[str, str]) -> list[ModelInfo]:
@@ -162,6 +178,31 @@ class Engine:
         if decoder is None:
             raise self._no_plugin("aipk_stream_decoder")
         return StreamSession(self, decoder, request, request_id_of(headers), rate_limit)
+
+    # -- admission -----------------------------------------------------------------------
+
+    def admission_delay(self, model: str, body: bytes | None,
+                        policy: RetryPolicy | None) -> float:
+        """Seconds to wait before sending, from client-side limits and what the provider last
+        said (retry-after, exhausted windows). Raises RateLimitError instead of waiting longer
+        than the retry policy's ``max_retry_after``."""
+        tokens = len(body) // 4 if body else 0
+        limiter = self.limiter
+        booked = limiter.reserve(tokens) if limiter.limits.enabled else 0.0
+        tracked = self.tracker.wait_time((self.provider.name, self.credential.id, model),
+                                         self.clock(), tokens)
+        delay = max(booked, tracked)
+        cap = (policy or self.retry).max_retry_after
+        if delay > cap:
+            if limiter.limits.enabled:
+                limiter.refund(tokens)
+            source = "client-side limits" if booked >= tracked else "the provider's rate limits"
+            raise RateLimitError(
+                f"{source} allow the next request in {delay:.1f}s, longer than "
+                f"max_retry_after={cap:g}s; wait, or raise RetryPolicy(max_retry_after=...)",
+                provider=self.provider.name, retry_after=delay, status=0,
+            )
+        return delay
 
     # -- retries -------------------------------------------------------------------------
 

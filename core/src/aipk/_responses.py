@@ -236,7 +236,7 @@ class StreamAccumulator:
             provider=provider,
             model=self.model or model,
             message=Message(role="assistant", content=text if text or not calls else None,
-                            tool_calls=calls),
+                            tool_calls=calls, extra=dict(self.extra)),
             finish_reason=self._finish.reason if self._finish else None,
             raw_finish_reason=self._finish.raw if self._finish else None,
             usage=self.usage,

@@ -80,7 +80,9 @@ class App:
 
     def __init__(self, handlers: list[ProtocolHandler], state: State) -> None:
         self.handlers = sorted(handlers, key=lambda h: len(h.mount), reverse=True)
-        self.fallback = handlers[0]
+        # Unknown paths get an error in OpenAI's shape (the most common protocol), whatever the
+        # import order of the protocol modules.
+        self.fallback = next((h for h in handlers if h.name == "openai"), handlers[0])
         self.state = state
 
     def _match(self, path: str) -> tuple[ProtocolHandler, str] | None:
@@ -123,7 +125,7 @@ class App:
                 error = handler.render_error(
                     429, f"Rate limit reached on {which} per window. "
                     f"Please try again in {wait:.3f}s.",
-                    code="rate_limit_exceeded", error_type=which)
+                    code="rate_limit_exceeded", error_type=which, retry_after=wait)
                 self._send(conn, handler, encode(error, handler.retry_after_headers(wait)),
                            count=False)
                 return
@@ -190,7 +192,8 @@ class App:
                 extra.append(("retry-after", _number(fault.retry_after)))
             if fault.retry_after_ms is not None:
                 extra.append(("retry-after-ms", _number(fault.retry_after_ms)))
-            return encode(handler.render_error(fault.status_code, fault.message), extra)
+            return encode(handler.render_error(fault.status_code, fault.message,
+                                               retry_after=fault.retry_after), extra)
         source = fault.reply or _filler(fault.after_events)
         usage = source.usage or (call.prompt_tokens, source.completion_tokens())
         rendered = handler.render_reply(source, call, usage)

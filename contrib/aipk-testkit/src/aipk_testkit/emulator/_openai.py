@@ -248,7 +248,8 @@ class OpenAIHandler(ProtocolHandler):
                           "code": code if code is not None else default_code}}
 
     def render_error(self, status: int, message: str | None = None, *, code: str | None = None,
-                     param: str | None = None, error_type: str | None = None) -> Rendered:
+                     param: str | None = None, error_type: str | None = None,
+                     retry_after: float | None = None) -> Rendered:
         return Rendered(status, list(_JSON_HEADERS),
                         _dumps(self._error_obj(status, message, code, param, error_type)))
 

@@ -148,8 +148,10 @@ class ProtocolHandler(ABC):
 
     @abstractmethod
     def render_error(self, status: int, message: str | None = None, *, code: str | None = None,
-                     param: str | None = None, error_type: str | None = None) -> Rendered:
-        """An error response for ``status`` in this protocol's shape (defaults per status)."""
+                     param: str | None = None, error_type: str | None = None,
+                     retry_after: float | None = None) -> Rendered:
+        """An error response for ``status`` in this protocol's shape (defaults per status).
+        ``retry_after`` is for protocols that also say it in the body (Gemini's RetryInfo)."""
 
     @abstractmethod
     def error_event(self, message: str, code: str | None) -> bytes:

@@ -1,0 +1,134 @@
+"""Client-side rate limits, for providers that send no rate-limit headers (Gemini, Qwen) or when
+you want to stay under your own budget.
+
+:class:`ClientLimits` says how many requests per minute, tokens per minute and requests per day
+a client may use. Plugins declare defaults in ``ProviderSpec.options`` (``requests_per_minute``,
+``tokens_per_minute``, ``requests_per_day``); ``Client(limits=...)`` overrides them, and
+``client.set_limits(...)`` changes them at run time (a new tier).
+
+Each limit is a :class:`TokenBucket`. ``reserve`` never blocks: it books the capacity and says
+how long the caller must wait, so concurrent callers queue in arrival order and the async
+client waits with ``asyncio.sleep`` (cancellable; nothing blocks the event loop).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+__all__ = ["ClientLimits", "Limiter", "TokenBucket"]
+
+
+class TokenBucket:
+    """``capacity`` units refilled evenly over ``period`` seconds; starts full."""
+
+    __slots__ = ("_clock", "_level", "_lock", "_stamp", "capacity", "period")
+
+    def __init__(self, capacity: float, period: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if capacity <= 0 or period <= 0:
+            raise ValueError("a token bucket needs a positive capacity and period")
+        self.capacity = float(capacity)
+        self.period = float(period)
+        self._clock = clock
+        self._level = float(capacity)
+        self._stamp = clock()
+        self._lock = threading.Lock()
+
+    @property
+    def rate(self) -> float:
+        """Units refilled per second."""
+        return self.capacity / self.period
+
+    def _refill(self, now: float) -> None:
+        if now > self._stamp:
+            self._level = min(self.capacity, self._level + (now - self._stamp) * self.rate)
+            self._stamp = now
+
+    def reserve(self, amount: float = 1.0) -> float:
+        """Book ``amount`` units; return the seconds to wait before using them (0 = now)."""
+        with self._lock:
+            now = self._clock()
+            self._refill(now)
+            self._level -= amount
+            return 0.0 if self._level >= 0 else -self._level / self.rate
+
+    def refund(self, amount: float = 1.0) -> None:
+        """Give back units booked by a call that did not go ahead."""
+        with self._lock:
+            self._level = min(self.capacity, self._level + amount)
+
+    def available(self) -> float:
+        """Units that could be used right now."""
+        with self._lock:
+            self._refill(self._clock())
+            return max(self._level, 0.0)
+
+
+@attrs.frozen(kw_only=True)
+class ClientLimits:
+    """Client-side limits; ``None`` means no limit of that kind."""
+
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    requests_per_day: float | None = None
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> ClientLimits:
+        """The limits named in provider options (as plugins declare their defaults)."""
+        def number(key: str) -> float | None:
+            value = options.get(key)
+            return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+        return cls(requests_per_minute=number("requests_per_minute"),
+                   tokens_per_minute=number("tokens_per_minute"),
+                   requests_per_day=number("requests_per_day"))
+
+    @property
+    def enabled(self) -> bool:
+        return any(v is not None for v in (self.requests_per_minute, self.tokens_per_minute,
+                                           self.requests_per_day))
+
+
+class Limiter:
+    """The buckets for one :class:`ClientLimits`; thread-safe, never blocks."""
+
+    def __init__(self, limits: ClientLimits, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self.limits = limits
+        self._buckets = self._build(limits)
+
+    def _build(self, limits: ClientLimits) -> list[tuple[TokenBucket, bool]]:
+        buckets: list[tuple[TokenBucket, bool]] = []
+        if limits.requests_per_minute:
+            buckets.append((TokenBucket(limits.requests_per_minute, 60.0, self._clock), False))
+        if limits.requests_per_day:
+            buckets.append((TokenBucket(limits.requests_per_day, 86400.0, self._clock), False))
+        if limits.tokens_per_minute:
+            buckets.append((TokenBucket(limits.tokens_per_minute, 60.0, self._clock), True))
+        return buckets
+
+    def update(self, limits: ClientLimits) -> None:
+        """Switch to new limits (a different tier); buckets start full."""
+        self.limits = limits
+        self._buckets = self._build(limits)
+
+    def reserve(self, tokens: int = 0) -> float:
+        """Book one request of about ``tokens`` tokens; return the seconds to wait."""
+        wait = 0.0
+        for bucket, counts_tokens in self._buckets:
+            amount = min(float(tokens), bucket.capacity) if counts_tokens else 1.0
+            if amount:
+                wait = max(wait, bucket.reserve(amount))
+        return wait
+
+    def refund(self, tokens: int = 0) -> None:
+        """Return what :meth:`reserve` booked, for a request that will not be sent."""
+        for bucket, counts_tokens in self._buckets:
+            amount = min(float(tokens), bucket.capacity) if counts_tokens else 1.0
+            if amount:
+                bucket.refund(amount)

@@ -1,0 +1,584 @@
+"""Every captured Anthropic fixture in ``tests/fixtures/anthropic/`` decoded by the plugin, with
+the expected values written out by hand from the fixture (not computed by the code under test).
+
+A meta-test fails when a fixture file is added without an expectation here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import aipk_anthropic.plugin
+from aipk import (
+    ChatRequest,
+    ChatResponse,
+    Credential,
+    FinishEvent,
+    FinishReason,
+    Message,
+    Provider,
+    ReasoningDelta,
+    RefusalDelta,
+    RetryPolicy,
+    StreamAccumulator,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    UsageEvent,
+)
+from aipk._core import Engine
+from aipk.errors import BadRequestError, InvalidRequestError, RateLimitError, StatusError
+from aipk.registry import Registry
+from aipk.sse import SSEDecoder
+from aipk_anthropic import ANTHROPIC, wire
+
+FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures"
+ANTHROPIC_DIR = FIXTURES / "anthropic"
+NOW = 1_700_000_000.0
+REQUEST = ChatRequest(model="claude-sonnet-4-5", messages=[Message.user("hi")])
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _provider() -> Provider:
+    return Provider(spec=ANTHROPIC, base_url=ANTHROPIC.default_base_url)
+
+
+def _engine(now: float = NOW) -> Engine:
+    registry = Registry(entry_points=False)
+    registry.register(aipk_anthropic.plugin, "anthropic")
+    return Engine(registry=registry, provider=_provider(), credential=Credential(kind="none"),
+                  retry=RetryPolicy(), clock=lambda: now)
+
+
+def _raw(name: str) -> bytes:
+    return (ANTHROPIC_DIR / name).read_bytes()
+
+
+def _interaction(name: str) -> tuple[int, dict[str, str], str]:
+    """status, headers (lower-cased, first value of each list), body text."""
+    response = json.loads(_raw(name))["response"]
+    headers = {k.lower(): v[0] for k, v in response["headers"].items() if v}
+    return response["status"], headers, response["body"]
+
+
+def _body(name: str) -> tuple[bytes, dict[str, str]]:
+    """The response body bytes and headers of an .sse or interaction-json fixture."""
+    if name.endswith(".sse"):
+        return _raw(name), {}
+    _, headers, body = _interaction(name)
+    return body.encode("utf-8"), headers
+
+
+def _split(raw: bytes, cuts: Sequence[int]) -> list[bytes]:
+    points = sorted({c for c in cuts if 0 < c < len(raw)})
+    return [raw[a:b] for a, b in zip([0, *points], [*points, len(raw)], strict=True)]
+
+
+def _manual_decode(pieces: Sequence[bytes]) -> tuple[list[StreamEvent], StreamAccumulator,
+                                                     wire.AnthropicStreamDecoder]:
+    """SSEDecoder -> AnthropicStreamDecoder -> StreamAccumulator, then decoder.close()."""
+    sse = SSEDecoder()
+    decoder = wire.AnthropicStreamDecoder(_provider())
+    events: list[StreamEvent] = []
+    for piece in pieces:
+        for event in sse.feed(piece):
+            events.extend(decoder.feed(event))
+    for event in sse.flush():
+        events.extend(decoder.feed(event))
+    events.extend(decoder.close())
+    acc = StreamAccumulator()
+    for item in events:
+        acc.add(item)
+    return events, acc, decoder
+
+
+def _session_decode(pieces: Sequence[bytes], headers: Mapping[str, str] | None = None) -> (
+        tuple[list[StreamEvent], ChatResponse]):
+    session = _engine().open_stream(REQUEST, headers or {}, None)
+    events: list[StreamEvent] = []
+    for piece in pieces:
+        events.extend(session.feed(piece))
+    events.extend(session.finish())
+    return events, session.response()
+
+
+def _utc(year: int, month: int, day: int, hour: int, minute: int, second: int) -> float:
+    return datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc).timestamp()
+
+
+# -- expectations, read by hand from the fixtures --------------------------------------------
+
+#: (id, name, input): input is the parsed dict, or the exact argument text when the stream
+#: cut the JSON short.
+Call = tuple[str, str, "dict[str, Any] | str"]
+
+
+@attrs.frozen
+class Expect:
+    id: str
+    model: str
+    text: str
+    finish: FinishReason
+    raw_finish: str
+    usage: tuple[int, int]  # input, output
+    cache: tuple[int | None, int | None] = (0, 0)  # cache read, cache write
+    calls: tuple[Call, ...] = ()
+    reasoning: str | None = None
+    reasoning_tokens: int | None = None
+    refusal: str | None = None
+    signature: str | None = None
+
+
+STOP, LENGTH, TOOLS, REFUSAL = (FinishReason.STOP, FinishReason.LENGTH, FinishReason.TOOL_CALLS,
+                                FinishReason.REFUSAL)
+NO_CACHE = (None, None)
+HELLO = "Hello there!"
+PARIS = "I'll check the current weather in Paris for you."
+LONG_TEXT = (
+    " there! Happy to explain.\n\n**Solar eclipses** happen when the Moon passes between the Sun "
+    "and the Earth, casting a shadow that blocks some or all of the Sun's light for viewers "
+    "inside it. They're one of the most dramatic sights in the sky.\n\nSome key points:\n\n**The "
+    "three main types:**\n- Total (the Moon completely covers the Sun's disk)\n- Partial (only "
+    "part of the Sun is covered)\n- Annular (the famous *ring of fire*)\n\n**Why they're so "
+    "striking:**\n- Totality can turn day into twilight (for a few minutes), and the Sun's "
+    "corona becomes visible to the naked eye\n- Temperatures can drop noticeably while the "
+    "shadow passes over\n- Animals sometimes behave as if night has fallen\n\n**Viewing "
+    "safely:**\n- **Certified eclipse glasses** are a must for looking at the Sun directly. "
+    "Ordinary sunglasses are not safe, even very dark ones.\n- A pinhole projector is an easy, "
+    "safe alternative.\n\n**Why they're rare:**\nThe Moon's shadow traces a (narrow) path across "
+    "the Earth, so any given spot sees a total eclipse only about once every few centuries. "
+    "That rarity is a big part of the excitement.\n\nIs there a particular angle you're curious "
+    "about? For example, I'd be happy to go deeper on the history, the science of totality, "
+    "safe viewing, or how they're portrayed in fiction. Just let me know what's sparking your "
+    "interest!"
+)
+THINKING = (
+    "Simple educational question about what a solar eclipse is. This is benign general "
+    "knowledge — definitions are fine. Also the user called me \"claudius\" — I'm Claude. "
+    "Minor correction or just roll with it politely."
+)
+TAX_ARGS = (
+    '{"filename": "taxes.txt", "lines_of_text": [\n"# COMPREHENSIVE TAX GUIDE FOR INDIVIDUALS '
+    'WITH MULTIPLE W-2s",\n"",\n"## INTRODUCTION",\n"",\n"Filing taxes'
+)
+
+PAI_TEXT = Expect("msg_018E1hg8GoVTGEKQY3ovMcSJ", "claude-sonnet-4-5-20250929", "2", STOP,
+                  "end_turn", (20, 5))
+PAI_TOOL_SEARCH = Expect(
+    "msg_01E3Wn1NynZw9FALZ68znj9S", "claude-sonnet-4-6",
+    "Let me search for a tool that can provide current exchange rate information."
+    "I found the right tool! Let me fetch the current USD to EUR exchange rate for you.",
+    TOOLS, "tool_use", (1591, 175),
+    calls=(("toolu_01EFn5wTNBYA8Reni8rbmnHT", "get_exchange_rate",
+            {"from_currency": "USD", "to_currency": "EUR"}),))
+STRUCTURED_RETRY = Expect("msg_013nnniYDrJDocdy5nrMU7cH", "claude-sonnet-4-5-20250929",
+                          "[12345,67890]", STOP, "end_turn", (135, 10))
+TOOL_CLIENT = Expect(
+    "msg_01AusY9WEbCaj3N7Tv5J4YjH", "claude-haiku-4-5-20251001", "", TOOLS, "tool_use",
+    (656, 74), calls=(("toolu_018acGYLtfR52q9yDbWaEdQZ", "get_weather",
+                       {"location": "San Francisco, CA", "units": "f"}),))
+TOOL_PARIS = Expect(
+    "msg_019Q1hrJbZG26Fb9BQhrkHEr", "claude-sonnet-4-20250514", PARIS, TOOLS, "tool_use",
+    (377, 65), calls=(("toolu_01NRLabsLyVHZPKxbKvkfSMn", "get_weather", {"location": "Paris"}),))
+
+#: Streams: raw SSE files, and interaction-json files whose body is the same SSE stream.
+STREAMS: dict[str, Expect] = {
+    "pai-stream-text.sse": PAI_TEXT,
+    "pai-stream-text.json": PAI_TEXT,
+    "pai-stream-tool-search-then-tool-use.sse": PAI_TOOL_SEARCH,
+    "pai-stream-tool-search-then-tool-use.json": PAI_TOOL_SEARCH,
+    "sdk-stream-structured-output-after-retry.sse": STRUCTURED_RETRY,
+    "sdk-stream-structured-output-after-retry.json": STRUCTURED_RETRY,
+    "sdk-stream-tool-use-client.sse": TOOL_CLIENT,
+    "sdk-stream-tool-use-client.json": TOOL_CLIENT,
+    "sdk-stream-tool-use.sse": TOOL_PARIS,
+    "sdk-stream-tool-use-original-padded.sse": TOOL_PARIS,
+    "sdk-stream-compaction-block.sse": Expect(
+        "msg_01CompactionEncryptedContent01", "claude-opus-4-7", HELLO, STOP, "end_turn",
+        (30, 8), NO_CACHE),
+    "sdk-stream-fallback-block.sse": Expect(
+        "msg_01FallbackModelRelabel000001", "claude-opus-4-7", HELLO, STOP, "end_turn", (25, 8),
+        NO_CACHE),
+    "sdk-stream-fallback-credit-usage.sse": Expect(
+        "msg_01FallbackCreditUsage0000001", "claude-sonnet-4-5", HELLO, STOP, "end_turn",
+        (25, 8), NO_CACHE),
+    "sdk-stream-refusal-stop-details.sse": Expect(
+        "msg_01RefusalTestMessage123456789", "claude-opus-4-7", "", REFUSAL, "refusal", (20, 0),
+        NO_CACHE, refusal="This request was refused due to policy."),
+    "sdk-stream-server-tool-then-refusal.sse": Expect(
+        "msg_fixture_atool_0001", "claude-fable-5",
+        "Here's a summary of this year's solar eclipses and how", REFUSAL, "refusal", (28, 106),
+        reasoning_tokens=67, refusal=""),
+    "sdk-stream-text-basic.sse": Expect(
+        "msg_4QpJur2dWWDjF6C758FbBw5vm12BaVipnK", "claude-3-opus-latest", HELLO, STOP,
+        "end_turn", (11, 6), NO_CACHE),
+    "sdk-stream-text-long-padded.sse": Expect(
+        "msg_fixture_b_0001", "claude-opus-4-8", LONG_TEXT, STOP, "end_turn", (31, 547),
+        reasoning_tokens=0),
+    "sdk-stream-thinking-then-refusal.sse": Expect(
+        "msg_fixture_a_0001", "claude-fable-5", "Hi", REFUSAL, "refusal", (28, 106),
+        reasoning=THINKING, reasoning_tokens=67, refusal="",
+        signature="c3ludGhldGljLXNpZ25hdHVyZS1maXh0dXJlLWEtbm90LWEtcmVhbC1zaWduYXR1cmU="),
+    "sdk-stream-tool-use-truncated-max-tokens.sse": Expect(
+        "msg_01UdjYBBipA9omjYhicnevgq", "claude-3-7-sonnet-20250219",
+        "I'll create a comprehensive tax guide for someone with multiple W2s and save it in a "
+        "file called taxes.txt. Let me do that for you now.", LENGTH, "max_tokens", (450, 124),
+        calls=(("toolu_01EKqbqmZrGRXy18eN7m9kvY", "make_file", TAX_ARGS),)),
+}
+
+TIDY_TEXT = ("Hello! How can I assist you today? Is there anything specific you'd like to know or "
+             "discuss?")
+
+#: Non-streaming ``message`` bodies (interaction-json, status 200).
+MESSAGES: dict[str, Expect] = {
+    "pai-stop-sequence.json": Expect(
+        "msg_01376yZQxHcw9pER2Ab2SvQb", "claude-sonnet-4-5-20250929", "The beautiful city of ",
+        STOP, "stop_sequence", (32, 5)),
+    "pai-text-basic.json": Expect(
+        "msg_01Fg1JVgvCYUHWsxrj9GkpEv", "claude-3-opus-20240229",
+        "The capital of France is Paris.", STOP, "end_turn", (20, 10)),
+    "pai-tool-use-parallel.json": Expect(
+        "msg_011S3wxtqL5CVescWqS3zeg2", "claude-haiku-4-5-20251001",
+        "I'll help you find out who is the youngest by retrieving information about each family "
+        "member. I'll retrieve their entity information to compare their ages.", TOOLS,
+        "tool_use", (423, 202),
+        calls=(("toolu_0167cfEnoQaPviGdVXA95zcu", "retrieve_entity_info", {"name": "Alice"}),
+               ("toolu_01EEe2V5HD1Ac4rKiUR4HD2T", "retrieve_entity_info", {"name": "Bob"}),
+               ("toolu_01XFyAjstT3966qvRynZyVPo", "retrieve_entity_info", {"name": "Charlie"}),
+               ("toolu_013mnQZbgtK2oe3Mo3XKJsx3", "retrieve_entity_info", {"name": "Daisy"}))),
+    "pai-tool-use-single.json": Expect(
+        "msg_012TXW181edhmR5JCsQRsBKx", "claude-sonnet-4-5-20250929", "", TOOLS, "tool_use",
+        (445, 23), calls=(("toolu_01X9wcHKKAZD9tBC711xipPa", "get_user_country", {}),)),
+    "sdk-structured-output-json.json": Expect(
+        "msg_01EojSKby3oqoP7mb4PHsMJ7", "claude-sonnet-4-5-20250929",
+        '{"name":"John Doe","age":30}', STOP, "end_turn", (222, 14)),
+    "tidyllm-text-ratelimit-headers-2025-03.json": Expect(
+        "msg_01MbyDCVWj1k6oBZxTbKd4qH", "claude-3-5-sonnet-20240620", TIDY_TEXT, STOP,
+        "end_turn", (16, 24)),
+    "tidyllm-text-ratelimit-headers.json": Expect(
+        "msg_01QgNtCXZKCJgpWHW3NEwmdP", "claude-3-5-sonnet-20240620", TIDY_TEXT, STOP,
+        "end_turn", (16, 24)),
+}
+
+#: The ``request-id`` header of the message bodies that carry one (pydantic-ai drops it).
+REQUEST_IDS = {
+    "tidyllm-text-ratelimit-headers-2025-03.json": "req_0189MaYtDHWeMgWcywdR2k3j",
+    "tidyllm-text-ratelimit-headers.json": "req_011CSLsW7mFqvHHnzrKdKjAE",
+}
+
+
+@attrs.frozen
+class ErrorExpect:
+    status: int
+    cls: type[Exception]
+    code: str
+    message: str
+    request_id: str  # from the body's request_id (no request-id header survives)
+    retryable: bool
+
+
+ERRORS: dict[str, ErrorExpect] = {
+    "pai-error-400-invalid-request.json": ErrorExpect(
+        400, BadRequestError, "invalid_request_error",
+        "This model does not support effort level 'xhigh'. Supported levels: high, low, max, "
+        "medium.", "req_011Ca7jT9AHpgXgdv8igm4z9", False),
+    "pai-error-404-not-found.json": ErrorExpect(
+        404, BadRequestError, "not_found_error", "model: claude-does-not-exist",
+        "req_011CVEA3SF7rnb3DuBZytqQa", False),
+    "sdk-error-400-invalid-request.json": ErrorExpect(
+        400, BadRequestError, "invalid_request_error",
+        "messages.0.content.1: unexpected `tool_use_id` found in `tool_result` blocks: "
+        "toolu_01GHndag5wQmbzNihYmV2UBj. Each `tool_result` block must have a corresponding "
+        "`tool_use` block in the previous message.", "req_011CYHyk9NPsBYeGbC9LuDNK", False),
+    "sdk-error-429-rate-limit.json": ErrorExpect(
+        429, RateLimitError, "rate_limit_error",
+        "This request would exceed your organization's rate limit of 20,000,000 prompt bytes per "
+        "hour (org: 5576611f-a1ee-427c-9800-298d9579899c, model: claude-sonnet-4-5-20250929).",
+        "req_011CYK5n67SytMUxm8WMZUWY", True),
+}
+
+
+@attrs.frozen
+class Window:
+    limit: int
+    remaining: int
+    reset_at: float
+
+
+#: anthropic-ratelimit-* headers (RFC 3339 resets), and a clock a few seconds before them.
+RATE_LIMITS: dict[str, tuple[float, dict[str, Window]]] = {
+    "tidyllm-text-ratelimit-headers-2025-03.json": (_utc(2025, 3, 21, 8, 22, 30), {
+        "requests": Window(1000, 999, _utc(2025, 3, 21, 8, 22, 33)),
+        "tokens": Window(96000, 96000, _utc(2025, 3, 21, 8, 22, 38)),
+        "input_tokens": Window(80000, 80000, _utc(2025, 3, 21, 8, 22, 38)),
+        "output_tokens": Window(16000, 16000, _utc(2025, 3, 21, 8, 22, 38)),
+    }),
+    "tidyllm-text-ratelimit-headers.json": (_utc(2025, 8, 21, 12, 40, 55), {
+        "requests": Window(1000, 999, _utc(2025, 8, 21, 12, 40, 59)),
+        "tokens": Window(96000, 96000, _utc(2025, 8, 21, 12, 40, 59)),
+        "input_tokens": Window(80000, 80000, _utc(2025, 8, 21, 12, 40, 59)),
+        "output_tokens": Window(16000, 16000, _utc(2025, 8, 21, 12, 41, 0)),
+    }),
+}
+
+COVERED = set(STREAMS) | set(MESSAGES) | set(ERRORS) | set(RATE_LIMITS)
+
+
+# -- meta ------------------------------------------------------------------------------------
+
+
+def test_every_anthropic_fixture_has_a_test() -> None:
+    on_disk = {p.name for p in ANTHROPIC_DIR.iterdir() if p.is_file()}
+    assert on_disk == COVERED
+
+
+def test_manifest_lists_exactly_the_anthropic_fixtures() -> None:
+    manifest = json.loads((FIXTURES / "MANIFEST.json").read_text())
+    listed = {f["path"].split("/", 1)[1] for f in manifest["files"]
+              if f["path"].startswith("anthropic/")}
+    assert listed == COVERED
+
+
+# -- shared checks ---------------------------------------------------------------------------
+
+
+def _check(response: ChatResponse, expect: Expect) -> None:
+    assert response.provider == "anthropic"
+    assert response.id == expect.id
+    assert response.model == expect.model
+    assert response.text == expect.text
+    assert response.finish_reason is expect.finish
+    assert response.raw_finish_reason == expect.raw_finish
+    usage = response.usage
+    assert usage is not None
+    assert (usage.input_tokens, usage.output_tokens) == expect.usage
+    assert usage.total_tokens == sum(expect.usage)
+    assert (usage.cache_read_tokens, usage.cache_write_tokens) == expect.cache
+    assert usage.reasoning_tokens == expect.reasoning_tokens
+    assert response.reasoning == expect.reasoning
+    assert response.refusal == expect.refusal
+    calls = response.tool_calls
+    assert [(c.id, c.name) for c in calls] == [(i, n) for i, n, _ in expect.calls]
+    for call, (_, _, expected_input) in zip(calls, expect.calls, strict=True):
+        if isinstance(expected_input, str):  # cut short by max_tokens: kept as produced
+            assert call.arguments == expected_input
+            with pytest.raises(InvalidRequestError):
+                call.parsed_arguments()
+        else:
+            assert call.parsed_arguments() == expected_input
+    assert response.message.content == (expect.text if expect.text or not expect.calls
+                                         else None)
+    if expect.signature is not None:
+        assert response.extra["thinking_blocks"] == [
+            {"type": "thinking", "thinking": expect.reasoning, "signature": expect.signature}]
+    else:
+        assert "thinking_blocks" not in response.extra
+
+
+# -- streams ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(STREAMS))
+def test_stream_fixture(name: str) -> None:
+    raw, headers = _body(name)
+    expect = STREAMS[name]
+    events, response = _session_decode([raw], headers)
+    _check(response, expect)
+
+    # The same events from the bare pipeline (SSEDecoder -> decoder -> accumulator).
+    manual, acc, decoder = _manual_decode([raw])
+    assert manual == events
+    assert decoder.done
+    assert (decoder.response_id, decoder.model) == (expect.id, expect.model)
+    assert acc.text() == expect.text
+
+    kinds = {type(e) for e in events}
+    assert (TextDelta in kinds) == bool(expect.text)
+    assert (ReasoningDelta in kinds) == (expect.reasoning is not None)
+    assert (RefusalDelta in kinds) == (expect.refusal is not None)
+    assert [e for e in events if type(e) is FinishEvent] == [
+        FinishEvent(reason=expect.finish, raw=expect.raw_finish)]
+    usages = [e for e in events if type(e) is UsageEvent]
+    assert len(usages) == 1  # input (message_start) and output (message_delta) merged
+    assert type(events[-1]) is UsageEvent
+    # Tool calls: numbered 0, 1, … in order; id and name only on the first fragment.
+    deltas = [e for e in events if type(e) is ToolCallDelta]
+    assert sorted({d.index for d in deltas}) == list(range(len(expect.calls)))
+    for index, (call_id, call_name, _) in enumerate(expect.calls):
+        mine = [d for d in deltas if d.index == index]
+        assert (mine[0].id, mine[0].name, mine[0].arguments) == (call_id, call_name, "")
+        assert all(d.id is None and d.name is None and d.arguments for d in mine[1:])
+
+
+def test_server_tool_input_is_not_a_client_tool_call() -> None:
+    """tool_search's server_tool_use block (index 1) is run by Anthropic; the client tool
+    (content block 4) is tool call 0, with exactly its eight non-empty fragments."""
+    events, response = _session_decode([_raw("pai-stream-tool-search-then-tool-use.sse")])
+    deltas = [e for e in events if type(e) is ToolCallDelta]
+    assert [d.index for d in deltas] == [0] * 9
+    assert [d.arguments for d in deltas[1:]] == [
+        '{"from_', "curre", 'ncy"', ': "US', 'D"', ', "', 'to_currency"', ': "EUR"}']
+    assert "tool_search_tool_bm25" not in {c.name for c in response.tool_calls}
+
+
+def test_thinking_stream_keeps_signature_for_the_next_turn() -> None:
+    events, response = _session_decode([_raw("sdk-stream-thinking-then-refusal.sse")])
+    reasoning = [e.text for e in events if type(e) is ReasoningDelta]
+    assert reasoning[0] == "Simple educ"
+    assert len(reasoning) == 3  # the empty fourth thinking_delta yields nothing
+    follow_up = Message(role="assistant", content=response.text, extra=response.extra)
+    request = ChatRequest(model="claude-sonnet-4-5", messages=[
+        Message.user("What is an eclipse?"), follow_up, Message.user("Go on")])
+    body = wire.build_messages_body(_provider(), request, stream=False)
+    assert body["messages"][1]["content"][0] == {
+        "type": "thinking", "thinking": THINKING,
+        "signature": "c3ludGhldGljLXNpZ25hdHVyZS1maXh0dXJlLWEtbm90LWEtcmVhbC1zaWduYXR1cmU="}
+    assert body["messages"][1]["content"][1] == {"type": "text", "text": "Hi"}
+
+
+def test_stop_details_and_refusal_explanation_are_kept() -> None:
+    _, response = _session_decode([_raw("sdk-stream-refusal-stop-details.sse")])
+    assert response.extra["stop_details"] == {
+        "type": "refusal", "category": "cyber",
+        "explanation": "This request was refused due to policy."}
+
+
+@pytest.mark.parametrize("name", sorted(STREAMS))
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_stream_fixture_any_chunking(name: str, data: st.DataObject) -> None:
+    raw, _ = _body(name)
+    whole, _ = _session_decode([raw])
+    cuts = data.draw(st.lists(st.integers(1, len(raw) - 1), max_size=40))
+    pieces = _split(raw, cuts)
+    assert b"".join(pieces) == raw
+    assert _session_decode(pieces)[0] == whole
+    assert _manual_decode(pieces)[0] == whole
+
+
+def test_stream_fixture_byte_by_byte_and_crlf() -> None:
+    raw = _raw("sdk-stream-tool-use-original-padded.sse")
+    whole = _session_decode([raw])[0]
+    assert _session_decode([raw[i:i + 1] for i in range(len(raw))])[0] == whole
+    crlf = raw.replace(b"\n", b"\r\n")
+    assert _session_decode(_split(crlf, range(5, len(crlf), 61)))[0] == whole
+
+
+# -- non-streaming bodies --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(MESSAGES))
+def test_message_body_fixture(name: str) -> None:
+    status, headers, body = _interaction(name)
+    assert status == 200
+    expect = MESSAGES[name]
+    response = wire.parse_messages_response(_provider(), REQUEST, json.loads(body))
+    _check(response, expect)
+
+    # Through the engine (hooks): the same answer, plus request id and rate-limit state.
+    now = RATE_LIMITS[name][0] if name in RATE_LIMITS else NOW
+    engine = _engine(now)
+    state = engine.observe(200, headers, REQUEST.model)
+    through = engine.chat_response(REQUEST, body.encode("utf-8"), headers, state)
+    _check(through, expect)
+    assert through.request_id == REQUEST_IDS.get(name)
+    assert through.rate_limit == state
+    assert (state is not None) == (name in RATE_LIMITS)
+
+
+def test_stop_sequence_value_is_kept() -> None:
+    _, _, body = _interaction("pai-stop-sequence.json")
+    response = wire.parse_messages_response(_provider(), REQUEST, json.loads(body))
+    assert response.extra == {"stop_sequence": "Paris"}
+
+
+def test_parallel_tool_arguments_are_json_of_the_input() -> None:
+    _, _, body = _interaction("pai-tool-use-parallel.json")
+    response = wire.parse_messages_response(_provider(), REQUEST, json.loads(body))
+    assert [c.arguments for c in response.tool_calls] == [
+        '{"name": "Alice"}', '{"name": "Bob"}', '{"name": "Charlie"}', '{"name": "Daisy"}']
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(ERRORS))
+def test_error_fixture(name: str) -> None:
+    status, headers, body = _interaction(name)
+    expect = ERRORS[name]
+    assert status == expect.status
+    data = json.loads(body)
+    error = wire.map_error(_provider(), status, headers, data, None, NOW)
+    assert type(error) is expect.cls
+    assert isinstance(error, StatusError)
+    assert error.status == expect.status
+    assert error.code == expect.code
+    assert error.message.startswith(expect.message)
+    assert error.retryable is expect.retryable
+    assert error.request_id == expect.request_id
+    assert error.provider == "anthropic"
+    assert error.body == data
+    if status == 404:
+        assert "check the model name and base_url" in error.message
+    if isinstance(error, RateLimitError):
+        assert error.retry_after is None  # no retry-after header in the capture
+
+    # Through the engine: the plugin's hook wins over the built-in fallback.
+    through = _engine().error(status, headers, body.encode("utf-8"))
+    assert type(through) is expect.cls
+    assert isinstance(through, StatusError)
+    assert (through.code, through.message, through.request_id) == (
+        error.code, error.message, expect.request_id)
+
+
+def test_request_id_header_wins_over_the_body() -> None:
+    status, headers, body = _interaction("sdk-error-400-invalid-request.json")
+    error = _engine().error(status, {**headers, "request-id": "req_header"}, body.encode())
+    assert error.request_id == "req_header"
+    assert "req_header" in str(error)
+
+
+# -- rate limits -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(RATE_LIMITS))
+def test_rate_limit_headers(name: str) -> None:
+    status, headers, _ = _interaction(name)
+    now, windows = RATE_LIMITS[name]
+    state = wire.parse_rate_limits(status, headers, now)
+    assert state is not None
+    got = state.windows()
+    assert set(got) == set(windows)
+    for field, want in windows.items():
+        assert (got[field].limit, got[field].remaining) == (want.limit, want.remaining)
+        assert got[field].reset_at == pytest.approx(want.reset_at)
+    assert state.not_before is None
+    assert state.observed_at == now
+
+
+def test_resets_already_in_the_past_are_dropped() -> None:
+    _, headers, _ = _interaction("tidyllm-text-ratelimit-headers-2025-03.json")
+    state = wire.parse_rate_limits(200, headers, _utc(2025, 3, 21, 8, 22, 36))
+    assert state is not None and state.requests is not None and state.tokens is not None
+    assert state.requests.reset_at is None  # 08:22:33Z is 3 s before "now"
+    assert state.requests.remaining == 999
+    assert state.tokens.reset_at == pytest.approx(_utc(2025, 3, 21, 8, 22, 38))
+
+
+def test_interactions_without_ratelimit_headers_give_no_state() -> None:
+    for path in sorted(ANTHROPIC_DIR.glob("*.json")):
+        if path.name in RATE_LIMITS:
+            continue
+        status, headers, _ = _interaction(path.name)
+        assert wire.parse_rate_limits(status, headers, NOW) is None, path.name

@@ -1,0 +1,26 @@
+"""aipk-gemini: Google Gemini (``generateContent``) for aipk.
+
+Installing the package registers the plugin (entry point ``aipk.plugins: gemini``); use it
+through ``aipk.Client("gemini")``. :mod:`aipk_gemini.wire` holds the wire functions,
+:mod:`aipk_gemini.schema` the tool-schema conversion, :mod:`aipk_gemini.limits` the
+client-side request limiter.
+"""
+
+from __future__ import annotations
+
+from .limits import DEFAULT_REQUESTS_PER_MINUTE, TokenBucket, limiter_for
+from .plugin import GEMINI, Endpoint, endpoint_for
+from .wire import CLOUDCODE_BASE_URL, DAILY_QUOTA_CODE, GeminiStreamDecoder
+
+__all__ = [
+    "CLOUDCODE_BASE_URL",
+    "DAILY_QUOTA_CODE",
+    "DEFAULT_REQUESTS_PER_MINUTE",
+    "GEMINI",
+    "Endpoint",
+    "GeminiStreamDecoder",
+    "TokenBucket",
+    "endpoint_for",
+    "limiter_for",
+]
+__version__ = "0.1.0"

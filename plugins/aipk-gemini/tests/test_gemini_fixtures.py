@@ -1,0 +1,497 @@
+"""Every captured Gemini fixture in ``tests/fixtures/google/`` decoded by the plugin, with the
+expected values written out by hand from the fixture (not computed by the code under test).
+
+A meta-test fails when a fixture file is added without an expectation here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import aipk_gemini.plugin
+from aipk import (
+    ChatRequest,
+    ChatResponse,
+    Credential,
+    FinishEvent,
+    FinishReason,
+    Message,
+    Provider,
+    ReasoningDelta,
+    RetryPolicy,
+    StreamAccumulator,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+    UsageEvent,
+)
+from aipk._core import Engine
+from aipk.errors import BadRequestError, ResponseError
+from aipk.registry import Registry
+from aipk.sse import SSEDecoder
+from aipk_gemini import GEMINI, wire
+
+FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures"
+GOOGLE_DIR = FIXTURES / "google"
+NOW = 1_700_000_000.0
+REQUEST = ChatRequest(model="gemini-2.5-flash", messages=[Message.user("hi")])
+STOP, LENGTH, TOOLS = FinishReason.STOP, FinishReason.LENGTH, FinishReason.TOOL_CALLS
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _provider() -> Provider:
+    return Provider(spec=GEMINI, base_url=GEMINI.default_base_url, options=dict(GEMINI.options))
+
+
+def _engine() -> Engine:
+    registry = Registry(entry_points=False)
+    registry.register(aipk_gemini.plugin, "gemini")
+    return Engine(registry=registry, provider=_provider(), credential=Credential(kind="none"),
+                  retry=RetryPolicy(), clock=lambda: NOW)
+
+
+def _raw(name: str) -> bytes:
+    return (GOOGLE_DIR / name).read_bytes()
+
+
+def _interaction(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(_raw(name))
+    return data
+
+
+def _response(name: str) -> tuple[int, dict[str, str], str]:
+    """status, headers (lower-cased, first value of each list), body text."""
+    response = _interaction(name)["response"]
+    headers = {k.lower(): v[0] for k, v in response["headers"].items() if v}
+    return response["status"], headers, response["body"]
+
+
+def _body(name: str) -> bytes:
+    if name.endswith(".sse"):
+        return _raw(name)
+    return _response(name)[2].encode("utf-8")
+
+
+def _split(raw: bytes, cuts: Sequence[int]) -> list[bytes]:
+    points = sorted({c for c in cuts if 0 < c < len(raw)})
+    return [raw[a:b] for a, b in zip([0, *points], [*points, len(raw)], strict=True)]
+
+
+def _manual_decode(pieces: Sequence[bytes]) -> tuple[list[StreamEvent], wire.GeminiStreamDecoder]:
+    """SSEDecoder -> GeminiStreamDecoder, then decoder.close()."""
+    sse = SSEDecoder()
+    decoder = wire.GeminiStreamDecoder(_provider())
+    events: list[StreamEvent] = []
+    for piece in pieces:
+        for event in sse.feed(piece):
+            events.extend(decoder.feed(event))
+    for event in sse.flush():
+        events.extend(decoder.feed(event))
+    events.extend(decoder.close())
+    return events, decoder
+
+
+def _session_decode(pieces: Sequence[bytes], headers: Mapping[str, str] | None = None) -> (
+        tuple[list[StreamEvent], ChatResponse]):
+    session = _engine().open_stream(REQUEST, headers or {}, None)
+    events: list[StreamEvent] = []
+    for piece in pieces:
+        events.extend(session.feed(piece))
+    events.extend(session.finish())
+    return events, session.response()
+
+
+# -- expectations, read by hand from the fixtures --------------------------------------------
+
+
+@attrs.frozen
+class Expect:
+    id: str | None
+    model: str
+    text: str
+    finish: FinishReason
+    raw_finish: str
+    usage: Usage | None
+    calls: tuple[tuple[str, str, str], ...] = ()  # (id, name, arguments)
+    reasoning_starts: tuple[str, ...] = ()
+    signature_start: str | None = None  # thoughtSignature on a text part
+    call_signature_start: str | None = None  # thoughtSignature on call_0
+
+
+THINKING_TEXT_START = ("This is a great question! Safely crossing the street is all about being "
+                       "aware and predictable. Here is a step-by-step guide that is widely "
+                       "taught for safety:\n\n### 1. Find a Safe Place to Cross\n")
+THINKING_TEXT_END = (" to **stay alert and be predictable**. Always assume a driver might not "
+                     "see you.")
+THINKING_TEXT_LEN = 1938
+COUNT_TO_30 = "\n".join(str(n) for n in range(1, 31))
+
+STREAM_TEXT = Expect(
+    "w1peaMz6INOvnvgPgYfPiQY", "gemini-2.0-flash-exp", "The capital of France is Paris.\n",
+    STOP, "STOP", Usage(input_tokens=13, output_tokens=8, total_tokens=21))
+STREAM_CALL = Expect(
+    "1lpeaMTxIpW1nvgP-O3vwQY", "gemini-2.0-flash", "", TOOLS, "STOP",
+    Usage(input_tokens=52, output_tokens=5, total_tokens=57),
+    calls=(("call_0", "get_capital", '{"country":"France"}'),))
+STREAM_THINKING = Expect(
+    "beHBaJfEMIi-qtsP3769-Q8", "gemini-2.5-pro", THINKING_TEXT_START, STOP, "STOP",
+    # candidatesTokenCount 469 + thoughtsTokenCount 787 = 1256; totalTokenCount 1290
+    Usage(input_tokens=34, output_tokens=1256, total_tokens=1290, reasoning_tokens=787),
+    reasoning_starts=("**Clarifying User Goals**\n\nI'm currently focused on defining",
+                      "**Developing a Safety Protocol**\n\nI'm now formulating",
+                      "**Prioritizing Safe Crossing**\n\nI've revised",
+                      "**Crafting Safe Instructions**\n\nI've identified the core user intent"),
+    signature_start="CiIB0e2Kb6Syj1a961EfbWv4W5C8RgAA/hGleV9VYJtnJFh4CmkB0e2Kb2qMva5NvDLuUvN8")
+STREAM_MID_USAGE = Expect(
+    "ru1garvBEoOiqtsP2fznmQw", "gemini-2.5-flash", COUNT_TO_30, STOP, "STOP",
+    Usage(input_tokens=18, output_tokens=115, total_tokens=133, reasoning_tokens=35))
+
+#: Streams (raw SSE files, and interaction-json files whose body is the same SSE stream).
+STREAMS: dict[str, Expect] = {
+    "pai-stream-text.sse": STREAM_TEXT,
+    "pai-stream-text.json": STREAM_TEXT,
+    "pai-stream-function-call.sse": STREAM_CALL,
+    "pai-stream-function-call.json": STREAM_CALL,
+    "pai-stream-thinking.sse": STREAM_THINKING,
+    "pai-stream-thinking.json": STREAM_THINKING,
+    "pai-stream-usage-mid-stream.sse": STREAM_MID_USAGE,
+    "pai-stream-usage-mid-stream.json": STREAM_MID_USAGE,
+}
+
+#: Every usage snapshot the stream reports, in order (repeats collapsed; never summed).
+STREAM_USAGES: dict[str, list[Usage]] = {
+    "pai-stream-text.sse": [Usage(input_tokens=15, output_tokens=0, total_tokens=15),
+                            Usage(input_tokens=13, output_tokens=8, total_tokens=21)],
+    "pai-stream-usage-mid-stream.sse": [
+        Usage(input_tokens=18, output_tokens=66, total_tokens=84, reasoning_tokens=35),
+        Usage(input_tokens=18, output_tokens=114, total_tokens=132, reasoning_tokens=35),
+        Usage(input_tokens=18, output_tokens=115, total_tokens=133, reasoning_tokens=35)],
+}
+
+#: Non-streaming GenerateContentResponse bodies (status 200).
+BODIES: dict[str, Expect] = {
+    "pai-generate-text.json": Expect(
+        "bzlXaa_EE_aHqtsPi_zw8Ao", "gemini-2.5-flash", "Hello! How can I help you today?", STOP,
+        "STOP", Usage(input_tokens=9, output_tokens=43, total_tokens=52, reasoning_tokens=34)),
+    "pai-finish-max-tokens.json": Expect(
+        "R5MoavWNNp_8qtsP2fWD2A0", "gemini-2.5-flash", "The capital of France is", LENGTH,
+        "MAX_TOKENS", Usage(input_tokens=15, output_tokens=5, total_tokens=20)),
+    "pai-function-calls-parallel.json": Expect(
+        "wOd8abGuO5rgz7IP5tLEGA", "gemini-3-flash-preview", "", TOOLS, "STOP",
+        Usage(input_tokens=83, output_tokens=220, total_tokens=303, reasoning_tokens=190),
+        calls=(("call_0", "generate_topic", "{}"), ("call_1", "generate_topic", "{}"),
+               ("call_2", "generate_topic", "{}")),
+        call_signature_start="Es8FCswFAXLI2nxFGW9oAYt0fTQoHlYcudYTgqNXlir9nzbXoqFXqLY9sWOIMaev"),
+    "tidyllm-generate-text-2024.json": Expect(
+        None, "gemini-1.5-flash-002", "Hello, world!\n", STOP, "STOP",
+        Usage(input_tokens=5, output_tokens=5, total_tokens=10)),
+    "pai-vertex-prompt-blocked-model-armor.json": Expect(
+        "mSEXaseKG-P51PIPwv66qQs", "gemini-2.5-flash", "", FinishReason.CONTENT_FILTER,
+        "MODEL_ARMOR", None),
+}
+
+
+@attrs.frozen
+class ErrorExpect:
+    status: int
+    code: str
+    message: str
+
+
+ERRORS: dict[str, ErrorExpect] = {
+    "pai-error-404-model-not-found.json": ErrorExpect(
+        404, "NOT_FOUND",
+        "models/gemini-3.6-flahs is not found for API version v1beta, or is not supported for "
+        "generateContent. Call ModelService.ListModels to see the list of available models and "
+        "their supported methods."),
+    "pai-vertex-error-400-invalid-argument.json": ErrorExpect(
+        400, "INVALID_ARGUMENT",
+        "Cannot fetch content from the provided URL. Please ensure the URL is valid and "
+        "accessible by Vertex AI. Vertex AI respects robots.txt rules, so confirm the URL is "
+        "allowed to be crawled. Status: URL_ROBOTED-ROBOTED_DENIED"),
+}
+
+COVERED = set(STREAMS) | set(BODIES) | set(ERRORS)
+
+
+# -- meta ------------------------------------------------------------------------------------
+
+
+def test_every_google_fixture_has_a_test() -> None:
+    on_disk = {p.name for p in GOOGLE_DIR.iterdir() if p.is_file()}
+    assert on_disk == COVERED
+
+
+def test_manifest_lists_exactly_the_google_fixtures() -> None:
+    manifest = json.loads((FIXTURES / "MANIFEST.json").read_text())
+    listed = {f["path"].split("/", 1)[1] for f in manifest["files"]
+              if f["path"].startswith("google/")}
+    assert listed == {p.name for p in GOOGLE_DIR.iterdir() if p.is_file()}
+
+
+def test_sse_files_are_the_interaction_bodies() -> None:
+    for name in STREAMS:
+        if name.endswith(".json"):
+            assert _body(name) == _raw(name.replace(".json", ".sse")), name
+
+
+# -- streams ---------------------------------------------------------------------------------
+
+
+def _check(response: ChatResponse, expect: Expect) -> None:
+    assert response.id == expect.id
+    assert response.model == expect.model
+    if expect is STREAM_THINKING:
+        assert response.text.startswith(THINKING_TEXT_START)
+        assert response.text.endswith(THINKING_TEXT_END)
+        assert len(response.text) == THINKING_TEXT_LEN
+    else:
+        assert response.text == expect.text
+    assert response.finish_reason is expect.finish
+    assert response.raw_finish_reason == expect.raw_finish
+    assert response.usage == expect.usage
+    assert [(c.id, c.name, c.arguments) for c in response.tool_calls] == list(expect.calls)
+
+
+@pytest.mark.parametrize("name", sorted(STREAMS))
+def test_stream_fixture(name: str) -> None:
+    raw = _body(name)
+    expect = STREAMS[name]
+    events, response = _session_decode([raw])
+    _check(response, expect)
+    assert response.provider == "gemini"
+
+    manual, decoder = _manual_decode([raw])
+    assert manual == events
+    finishes = [e for e in events if type(e) is FinishEvent]
+    assert finishes == [FinishEvent(reason=expect.finish, raw=expect.raw_finish)]
+    usages = [e.usage for e in events if type(e) is UsageEvent]
+    assert usages[-1] == expect.usage
+    deltas = [e for e in events if type(e) is ToolCallDelta]
+    # Gemini sends each functionCall whole: one delta per call, with id, name and all arguments.
+    assert [(d.index, d.id, d.name, d.arguments) for d in deltas] == [
+        (i, *call) for i, call in enumerate(expect.calls)]
+    reasoning = [e.text for e in events if type(e) is ReasoningDelta]
+    assert len(reasoning) == len(expect.reasoning_starts)
+    for text, start in zip(reasoning, expect.reasoning_starts, strict=True):
+        assert text.startswith(start)
+    assert (response.reasoning is None) == (not expect.reasoning_starts)
+    signature = response.extra.get("thoughtSignature")
+    if expect.signature_start is None:
+        assert signature is None
+    else:
+        assert isinstance(signature, str) and signature.startswith(expect.signature_start)
+        assert len(signature) == 6152
+        assert decoder.extra["thoughtSignature"] == signature
+
+
+@pytest.mark.parametrize("name", sorted(STREAM_USAGES))
+def test_stream_usage_is_a_running_snapshot(name: str) -> None:
+    events, response = _session_decode([_raw(name)])
+    assert [e.usage for e in events if type(e) is UsageEvent] == STREAM_USAGES[name]
+    assert response.usage == STREAM_USAGES[name][-1]
+
+
+def test_mid_stream_usage_is_live_after_the_first_event() -> None:
+    raw = _raw("pai-stream-usage-mid-stream.sse")
+    first_event_end = raw.index(b"\r\n\r\n") + 4
+    session = _engine().open_stream(REQUEST, {}, None)
+    events = session.feed(raw[:first_event_end])
+    assert [e.text for e in events if type(e) is TextDelta] == [
+        "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n13\n1"]
+    assert session.accumulator.usage == Usage(input_tokens=18, output_tokens=66,
+                                              total_tokens=84, reasoning_tokens=35)
+
+
+def test_stream_events_are_crlf_framed_and_end_at_eof() -> None:
+    raw = _raw("pai-stream-text.sse")
+    assert raw.count(b"\r\n\r\n") == 3 and b"[DONE]" not in raw
+    events, response = _session_decode([raw])
+    assert [e.text for e in events if type(e) is TextDelta] == [
+        "The", " capital of France", " is Paris.\n"]
+    assert response.finish_reason is STOP
+
+
+@pytest.mark.parametrize("name", sorted(n for n in STREAMS if n.endswith(".sse")))
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_stream_fixture_any_chunking(name: str, data: st.DataObject) -> None:
+    raw = _raw(name)
+    whole, _ = _session_decode([raw])
+    cuts = data.draw(st.lists(st.integers(1, len(raw) - 1), max_size=40))
+    pieces = _split(raw, cuts)
+    assert b"".join(pieces) == raw
+    assert _session_decode(pieces)[0] == whole
+    assert _manual_decode(pieces)[0] == whole
+
+
+def test_stream_fixture_byte_by_byte() -> None:
+    raw = _raw("pai-stream-function-call.sse")
+    events, response = _session_decode([raw[i:i + 1] for i in range(len(raw))])
+    assert events == _session_decode([raw])[0]
+    assert response.tool_calls[0].parsed_arguments() == {"country": "France"}
+
+
+def test_stream_cut_between_events_is_a_retryable_response_error() -> None:
+    raw = _raw("pai-stream-text.sse")
+    cut = raw[: raw.index(b'"finishReason"')]
+    cut = cut[: cut.rindex(b"\r\n\r\n") + 4]  # two whole events, no finishReason
+    session = _engine().open_stream(REQUEST, {"x-goog-request-id": "g-1"}, None)
+    events = session.feed(cut)
+    assert "".join(e.text for e in events if type(e) is TextDelta) == "The capital of France"
+    with pytest.raises(ResponseError, match="before a finishReason") as info:
+        session.finish()
+    assert info.value.retryable
+    assert info.value.request_id == "g-1"
+
+
+def test_stream_cut_mid_json_is_a_response_error() -> None:
+    raw = _raw("pai-stream-function-call.sse")
+    session = _engine().open_stream(REQUEST, {}, None)
+    assert session.feed(raw[:200]) == []
+    with pytest.raises(ResponseError, match="could not be decoded"):
+        session.finish()
+
+
+def test_stream_accumulator_matches_events() -> None:
+    events, _ = _manual_decode([_raw("pai-stream-thinking.sse")])
+    acc = StreamAccumulator()
+    for event in events:
+        acc.add(event)
+    assert len(acc.text()) == THINKING_TEXT_LEN
+
+
+# -- non-streaming bodies --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(BODIES))
+def test_body_fixture(name: str) -> None:
+    status, headers, body = _response(name)
+    assert status == 200
+    expect = BODIES[name]
+    response = wire.parse_chat_response(_provider(), REQUEST, json.loads(body))
+    _check(response, expect)
+    assert response.provider == "gemini"
+    through = _engine().chat_response(REQUEST, body.encode(), headers, None)
+    _check(through, expect)
+    assert through.message == response.message
+
+
+def test_generate_text_reports_reasoning_tokens_without_thought_text() -> None:
+    _, _, body = _response("pai-generate-text.json")
+    response = wire.parse_chat_response(_provider(), REQUEST, json.loads(body))
+    assert response.usage is not None and response.usage.reasoning_tokens == 34
+    assert response.reasoning is None
+
+
+def test_parallel_calls_keep_the_thought_signature_of_the_first_call() -> None:
+    _, _, body = _response("pai-function-calls-parallel.json")
+    response = wire.parse_chat_response(_provider(), REQUEST, json.loads(body))
+    expect = BODIES["pai-function-calls-parallel.json"]
+    signatures = response.message.extra["functionCallSignatures"]
+    assert list(signatures) == ["call_0"]
+    assert signatures["call_0"].startswith(expect.call_signature_start or "?")
+    assert response.extra["functionCallSignatures"] == signatures
+    assert response.extra["finishMessage"] == "Model generated function call(s)."
+    assert response.message.content is None
+    assert [c.parsed_arguments() for c in response.tool_calls] == [{}, {}, {}]
+
+    # The next turn echoes the signature on the same functionCall part, and only there.
+    follow = ChatRequest(model="gemini-3-flash-preview", messages=[
+        Message.user("Tell three jokes"), response.message,
+        *(Message.tool(c.id, '{"topic": "cats"}') for c in response.tool_calls)])
+    contents = wire.build_chat_body(_provider(), follow)["contents"]
+    model_parts = contents[1]["parts"]
+    assert contents[1]["role"] == "model"
+    assert model_parts[0]["thoughtSignature"] == signatures["call_0"]
+    assert all("thoughtSignature" not in p for p in model_parts[1:])
+    assert contents[2] == {"role": "user", "parts": [
+        {"functionResponse": {"name": "generate_topic", "response": {"topic": "cats"}}}] * 3}
+
+
+def test_prompt_blocked_is_a_content_filter_finish_not_an_empty_answer() -> None:
+    _, _, body = _response("pai-vertex-prompt-blocked-model-armor.json")
+    response = wire.parse_chat_response(_provider(), REQUEST, json.loads(body))
+    assert response.finish_reason is FinishReason.CONTENT_FILTER
+    assert response.raw_finish_reason == "MODEL_ARMOR"
+    assert response.extra["promptFeedback"]["blockReasonMessage"] == (
+        "The prompt violated Prompt Injection and Jailbreak filters.")
+    assert response.usage is None  # usageMetadata holds only trafficType
+
+
+def test_fixture_requests_match_what_the_plugin_builds() -> None:
+    provider = _provider()
+    generate = _interaction("pai-generate-text.json")["request"]
+    built = wire.build_chat_request(provider, ChatRequest(
+        model="gemini-2.5-flash",
+        messages=[Message.system("You are a chatbot."), Message.user("Hello!")],
+        extra={"generationConfig": {"responseModalities": ["TEXT"]}}), stream=False)
+    assert built.url == generate["url"]
+    expected = dict(generate["body"])
+    expected["systemInstruction"] = {"parts": expected["systemInstruction"]["parts"]}
+    assert built.json == expected
+
+    capped = _interaction("pai-finish-max-tokens.json")["request"]
+    built = wire.build_chat_request(provider, ChatRequest(
+        model="gemini-2.5-flash", max_tokens=5,
+        messages=[Message.system("You are a helpful chatbot."),
+                  Message.user("What is the capital of France?")],
+        extra={"generationConfig": {"responseModalities": ["TEXT"],
+                                    "thinkingConfig": {"thinking_budget": 0}}}), stream=False)
+    expected = dict(capped["body"])
+    expected["systemInstruction"] = {"parts": expected["systemInstruction"]["parts"]}
+    assert built.json == expected
+
+    for name, model in [("pai-stream-text.json", "gemini-2.0-flash-exp"),
+                        ("pai-stream-thinking.json", "gemini-2.5-pro")]:
+        built = wire.build_chat_request(provider, ChatRequest(
+            model=model, messages=[Message.user("x")]), stream=True)
+        assert built.url == _interaction(name)["request"]["url"]
+    # tidyllm put the key in the URL (?key=); the plugin never does.
+    assert "?key=" in _interaction("tidyllm-generate-text-2024.json")["request"]["url"]
+    built = wire.build_chat_request(provider, REQUEST, stream=False)
+    assert "key" not in built.url
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(ERRORS))
+def test_error_fixture(name: str) -> None:
+    status, headers, body = _response(name)
+    expect = ERRORS[name]
+    assert status == expect.status
+    data = json.loads(body)
+    error = wire.map_error(_provider(), status, headers, data, None, NOW)
+    assert type(error) is BadRequestError
+    assert (error.status, error.code) == (expect.status, expect.code)
+    assert error.message.startswith(expect.message)
+    assert not error.retryable
+    assert error.provider == "gemini"
+    assert error.body == data
+    if status == 404:
+        assert "check the model name and base_url" in error.message
+
+    through = _engine().error(status, {**headers, "x-goog-request-id": "g-9"}, body.encode())
+    assert type(through) is BadRequestError
+    assert (through.code, through.status, through.message) == (
+        error.code, error.status, error.message)
+    assert through.request_id == "g-9"
+
+
+def test_no_fixture_carries_rate_limit_headers() -> None:
+    for name in sorted(COVERED):
+        if name.endswith(".json"):
+            status, headers, _ = _response(name)
+            assert wire.parse_rate_limits(status, headers, NOW) is None, name
