@@ -22,8 +22,7 @@ import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from importlib import metadata
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 import pluggy
@@ -31,6 +30,9 @@ import pluggy
 from . import hookspecs
 from ._providers import ProviderSpec
 from .errors import PluginError, UnknownProviderError
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -44,6 +46,13 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "aipk.plugins"
+
+
+def _entry_points() -> list[EntryPoint]:
+    # importlib.metadata costs ~30 ms to import; only listing or loading plugins needs it.
+    from importlib import metadata
+
+    return list(metadata.entry_points(group=ENTRY_POINT_GROUP))
 log = logging.getLogger("aipk.plugins")
 
 
@@ -115,7 +124,7 @@ class Registry:
         if not self._loaded:
             if self._entry_points:
                 selection = _env_selection()
-                for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+                for ep in _entry_points():
                     if selection is not None and ep.name not in selection:
                         continue
                     if self.pm.get_plugin(ep.name) is not None or self.pm.is_blocked(ep.name):
@@ -124,7 +133,7 @@ class Registry:
             self.pm.check_pending()
             self._loaded = True
 
-    def _load_one(self, ep: metadata.EntryPoint) -> None:
+    def _load_one(self, ep: EntryPoint) -> None:
         try:
             plugin = ep.load()
             self._register_checked(plugin, ep.name)
@@ -179,7 +188,7 @@ class Registry:
     def available(self) -> list[PluginInfo]:
         """Installed and registered plugins; entry points are listed without being imported."""
         infos: dict[str, PluginInfo] = {}
-        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        for ep in _entry_points():
             dist = getattr(ep, "dist", None)
             plugin = self.pm.get_plugin(ep.name)
             infos[ep.name] = PluginInfo(
