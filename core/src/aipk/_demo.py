@@ -107,9 +107,39 @@ def run_demo(out: TextIO) -> int:
             say(f"\nclient metrics: {metrics['requests']} calls, {metrics['retries']} retried, "
                 f"{metrics['errors']} failed, {metrics['input_tokens']} tokens in, "
                 f"{metrics['output_tokens']} tokens out")
-    ok = waits == [1.0] and reply.text == "Served after the wait." and call.name == "get_weather"
+        others = _other_protocols(emu, key, say)
+    ok = (waits == [1.0] and reply.text == "Served after the wait."
+          and call.name == "get_weather" and all(others.values()))
     say("demo complete: all steps behaved as expected" if ok else "demo FAILED")
     return 0 if ok else 1
+
+
+_OTHER = {"anthropic": "claude-sonnet-4-5", "gemini": "gemini-2.5-flash"}
+
+
+def _other_protocols(emu: Any, key: str, say: Any) -> dict[str, bool]:
+    """Step 4: the same streamed call through every other installed plugin the emulator speaks."""
+    from ._client import Client
+    from ._messages import Message
+    from .registry import default_registry
+
+    installed = default_registry().specs()
+    results: dict[str, bool] = {}
+    todo = [name for name in _OTHER if name in installed]
+    if not todo:
+        return results
+    say("\n4. The same stream through the other provider plugins (their own wire protocols)")
+    emulator = _emulator_module()
+    for name in todo:
+        expected = f"Hello from the {name} protocol."
+        emu.enqueue(emulator.Reply(text=expected, chunk_size=5))
+        with Client(name, base_url=emu.url(name), api_key=key) as client, \
+                client.stream(model=_OTHER[name], messages=[Message.user("Hi")]) as stream:
+            text = "".join(stream.text())
+        wire = emu.requests[-1]
+        results[name] = text == expected
+        say(f"   {name:<9} {wire.method} {wire.path}: {text!r}")
+    return results
 
 
 def main() -> int:  # pragma: no cover - convenience for python -m aipk._demo

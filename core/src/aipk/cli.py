@@ -41,11 +41,16 @@ def _providers(_: argparse.Namespace) -> int:
 
 def _models(args: argparse.Namespace) -> int:
     from ._client import Client
+    from .registry import default_registry
 
-    with Client(args.provider, base_url=args.base_url) as client:
-        for model in client.models(static=args.static):
-            window = f"  context {model.context_window:,}" if model.context_window else ""
-            print(f"{model.id}{window}")
+    if args.static:  # the plugin's own list: no key, no request
+        models = list(default_registry().spec(args.provider).models)
+    else:
+        with Client(args.provider, base_url=args.base_url) as client:
+            models = client.models()
+    for model in models:
+        window = f"  context {model.context_window:,}" if model.context_window else ""
+        print(f"{model.id}{window}")
     return 0
 
 
