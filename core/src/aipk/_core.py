@@ -34,7 +34,7 @@ from .sse import SSEDecodeError, SSEDecoder
 
 __all__ = ["Engine", "StreamSession"]
 
-_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id")
+_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id", "inference-id")
 
 
 def request_id_of(headers: Mapping[str, str]) -> str | None:

@@ -1,0 +1,99 @@
+"""The aipk hooks for Cerebras Inference.
+
+Cerebras speaks OpenAI chat completions, so its spec says ``protocol="openai"`` and the
+aipk-openai plugin builds requests, parses responses (the ``reasoning`` field of gpt-oss and GLM
+models becomes ``ChatResponse.reasoning`` / ``ReasoningDelta``), decodes streams and maps
+errors. This module only overrides what differs, with ``tryfirst`` hooks that answer for
+``cerebras`` and return None for every other provider:
+
+* rate limits: Cerebras' own header names and daily windows (:mod:`aipk_cerebras.limits`);
+* responses: Cerebras' ``time_info`` timings are kept in ``ChatResponse.extra``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from aipk import (
+    Capabilities,
+    ChatRequest,
+    ChatResponse,
+    ModelInfo,
+    Provider,
+    ProviderSpec,
+    RateLimitState,
+    hookimpl,
+)
+from aipk_openai import wire
+
+from . import limits
+
+__all__ = ["CEREBRAS", "NAME"]
+
+NAME = "cerebras"
+
+
+def _model(model_id: str, context: int, *, reasoning: bool = False) -> ModelInfo:
+    return ModelInfo(
+        id=model_id, provider=NAME,
+        capabilities=Capabilities(vision=False, json_mode=True, reasoning=reasoning,
+                                  context_window=context),
+    )
+
+
+#: Context windows are the paid tiers'; the free tier allows less (8k-65k). Cerebras retires
+#: models often: ``client.models()`` lists what the API serves today.
+CEREBRAS = ProviderSpec(
+    name=NAME,
+    protocol="openai",
+    display_name="Cerebras",
+    default_base_url="https://api.cerebras.ai/v1",
+    base_url_env="CEREBRAS_BASE_URL",
+    env_vars=("CEREBRAS_API_KEY",),
+    capabilities=Capabilities(streaming=True, tools=True, vision=False, json_mode=True,
+                              reasoning=True),
+    default_model="gpt-oss-120b",
+    read_timeout=120.0,
+    options={"max_tokens_field": "max_completion_tokens"},
+    models=(
+        _model("gpt-oss-120b", 131_072, reasoning=True),
+        _model("zai-glm-4.7", 131_072, reasoning=True),
+        _model("zai-glm-4.6", 131_072, reasoning=True),
+        _model("qwen-3-coder-480b", 131_072),
+        _model("qwen-3-235b-a22b-instruct-2507", 131_072),
+        _model("qwen-3-235b-a22b-thinking-2507", 131_072, reasoning=True),
+        _model("qwen-3-32b", 131_072, reasoning=True),
+        _model("llama-3.3-70b", 131_072),
+        _model("llama3.1-8b", 32_768),
+    ),
+)
+
+
+def _ours(provider: Provider) -> bool:
+    return provider.name == NAME
+
+
+@hookimpl
+def aipk_providers() -> Sequence[ProviderSpec]:
+    return (CEREBRAS,)
+
+
+@hookimpl(tryfirst=True)
+def aipk_parse_rate_limits(provider: Provider, status: int, headers: Mapping[str, str],
+                           now: float) -> RateLimitState | None:
+    return limits.parse_rate_limits(status, headers, now) if _ours(provider) else None
+
+
+@hookimpl(tryfirst=True)
+def aipk_parse_response(provider: Provider, request: ChatRequest, data: Any,
+                        headers: Mapping[str, str]) -> ChatResponse | None:
+    if not _ours(provider):
+        return None
+    response = wire.parse_chat_response(provider, request, data)
+    timings = data.get("time_info")
+    if isinstance(timings, Mapping):
+        response = attrs.evolve(response, extra={**response.extra, "time_info": dict(timings)})
+    return response

@@ -1,0 +1,35 @@
+"""aipk-openrouter: OpenRouter (an OpenAI-compatible gateway to many models) for aipk.
+
+Installing the package registers the plugin (entry point ``aipk.plugins: openrouter``); use it
+through ``aipk.Client("openrouter")``. Modules: :mod:`~aipk_openrouter.routing` (model lists and
+strategies), :mod:`~aipk_openrouter.models` (``GET /models`` with prices),
+:mod:`~aipk_openrouter.account` (credits from ``GET /key``), :mod:`~aipk_openrouter.oauth`
+(the PKCE login's endpoints and request builders), :mod:`~aipk_openrouter.limits` (rate-limit
+headers) and :mod:`~aipk_openrouter.wire` (what OpenRouter adds to the OpenAI wire format).
+"""
+
+from __future__ import annotations
+
+from .account import KeyInfo, key_request, parse_key
+from .limits import parse_rate_limits
+from .models import parse_models
+from .plugin import OPENROUTER
+from .routing import ModelRouter, RoundRobin, Strategy, is_free, models_field, order_models
+from .wire import OpenRouterStreamDecoder
+
+__all__ = [
+    "OPENROUTER",
+    "KeyInfo",
+    "ModelRouter",
+    "OpenRouterStreamDecoder",
+    "RoundRobin",
+    "Strategy",
+    "is_free",
+    "key_request",
+    "models_field",
+    "order_models",
+    "parse_key",
+    "parse_models",
+    "parse_rate_limits",
+]
+__version__ = "0.1.0"

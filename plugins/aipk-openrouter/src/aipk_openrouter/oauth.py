@@ -1,0 +1,81 @@
+"""OpenRouter's PKCE login, as pure pieces: it yields a permanent API key for the key pool.
+
+1. Make a verifier (:func:`new_code_verifier`) and its S256 :func:`code_challenge`.
+2. Send the user to :func:`authorization_url` (``https://openrouter.ai/auth?callback_url=…
+   &code_challenge=…&code_challenge_method=S256``); OpenRouter redirects to ``callback_url``
+   with ``?code=…``.
+3. Send :func:`key_exchange_request` (``POST https://openrouter.ai/api/v1/auth/keys`` with
+   ``{code, code_verifier, code_challenge_method}``) and read the key with
+   :func:`parse_key_exchange`. There is no refresh: the key is permanent until revoked.
+
+Running the callback server and storing the key belong to aipk's credential machinery.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from aipk import HttpRequest, Secret
+from aipk.errors import ConfigurationError, ResponseError
+
+__all__ = ["AUTH_URL", "KEYS_URL", "authorization_url", "code_challenge",
+           "key_exchange_request", "new_code_verifier", "parse_key_exchange"]
+
+AUTH_URL = "https://openrouter.ai/auth"
+KEYS_URL = "https://openrouter.ai/api/v1/auth/keys"
+_VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def new_code_verifier() -> str:
+    """A fresh RFC 7636 verifier: 32 random bytes, base64url, 43 characters."""
+    return _b64url(secrets.token_bytes(32))
+
+
+def code_challenge(verifier: str) -> str:
+    """The S256 challenge for ``verifier`` (which must be 43-128 unreserved characters)."""
+    if not _VERIFIER.fullmatch(verifier):
+        raise ValueError("a PKCE code verifier is 43-128 characters of A-Z a-z 0-9 - . _ ~")
+    return _b64url(hashlib.sha256(verifier.encode("ascii")).digest())
+
+
+def authorization_url(callback_url: str, challenge: str, *, auth_url: str = AUTH_URL) -> str:
+    """Where to send the user; ``callback_url`` (http or https) is escaped properly."""
+    parts = urlsplit(callback_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"callback_url {callback_url!r} must be an http(s) URL, e.g. "
+            f"'http://localhost:3000/callback'")
+    query = urlencode({"callback_url": callback_url, "code_challenge": challenge,
+                       "code_challenge_method": "S256"})
+    return f"{auth_url}?{query}"
+
+
+def key_exchange_request(code: str, code_verifier: str, *, keys_url: str = KEYS_URL) -> (
+        HttpRequest):
+    """``POST /auth/keys`` trading the callback's ``code`` and the verifier for a key."""
+    if not code:
+        raise ConfigurationError("the callback carried no code; start the login again")
+    return HttpRequest(
+        method="POST", url=keys_url,
+        headers={"content-type": "application/json", "accept": "application/json"},
+        json={"code": code, "code_verifier": code_verifier, "code_challenge_method": "S256"},
+    )
+
+
+def parse_key_exchange(data: Any) -> Secret:
+    """The API key from the exchange's ``{"key": …}`` answer, wrapped as a Secret."""
+    key = data.get("key") if isinstance(data, Mapping) else None
+    if not isinstance(key, str) or not key:
+        raise ResponseError("the key exchange answered without a key; start the login again",
+                            provider="openrouter")
+    return Secret(key)

@@ -1,0 +1,168 @@
+"""What OpenRouter adds to the OpenAI wire format; everything else is ``aipk_openai.wire``.
+
+* Requests: ``HTTP-Referer`` / ``X-Title`` attribution headers, only from the user's options;
+  ``model`` / ``models`` from a :class:`~aipk_openrouter.routing.ModelRouter` option.
+* Responses: the upstream provider, the cost in credits, ``native_finish_reason`` and
+  ``reasoning_details`` go into ``ChatResponse.extra`` (streams: provider and cost).
+* Errors: OpenRouter wraps upstream failures as ``{"error": {"message": "Provider returned
+  error", "code": 429, "metadata": {"provider_name", "raw"}}}``; the message names the
+  upstream and its words. A 429 without ``retry-after`` takes its wait from
+  ``metadata.headers["X-RateLimit-Reset"]`` (epoch ms) when present.
+* Streams: in-chunk ``error`` objects raise StreamError (the OpenAI decoder does this) and the
+  ``: OPENROUTER PROCESSING`` keep-alive comments are dropped by the core's SSE decoder.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+import aipk
+from aipk import ChatRequest, ChatResponse, HttpRequest, Provider, StreamEvent
+from aipk.errors import ConfigurationError, ProviderError, RateLimitError
+from aipk.sse import ServerSentEvent
+from aipk_openai import wire as openai_wire
+from aipk_openai.wire import OpenAIStreamDecoder
+
+from .limits import parse_reset_ms
+from .routing import ModelRouter
+
+__all__ = ["OpenRouterStreamDecoder", "attribution_headers", "build_chat_request",
+           "map_error", "parse_chat_response"]
+
+_ATTRIBUTION = (("referer", "http-referer"), ("title", "x-title"))
+_RAW_LIMIT = 500
+
+
+def attribution_headers(options: Mapping[str, Any]) -> dict[str, str]:
+    """``http-referer`` / ``x-title`` from the ``referer`` / ``title`` options; no defaults."""
+    headers: dict[str, str] = {}
+    for option, header in _ATTRIBUTION:
+        value = options.get(option)
+        if value is None:
+            continue
+        text = str(value).strip()
+        if any(ord(c) < 32 or ord(c) == 127 for c in text):
+            raise ConfigurationError(
+                f"the OpenRouter {option}= option contains a control character; it must be a "
+                f"single line")
+        if text:
+            headers[header] = text
+    return headers
+
+
+def build_chat_request(provider: Provider, request: ChatRequest, stream: bool) -> HttpRequest:
+    """The OpenAI request plus attribution headers and the router's model order."""
+    built = openai_wire.build_chat_request(provider, request, stream)
+    router = provider.options.get("router")
+    if router is not None and "models" not in request.extra:
+        if not isinstance(router, ModelRouter):
+            raise ConfigurationError(
+                f"the OpenRouter router= option must be an aipk_openrouter.ModelRouter, not "
+                f"{type(router).__name__}")
+        built = attrs.evolve(built, json={**built.json, **router.body_fields()})
+    headers = attribution_headers(provider.options)
+    return built.merge_headers(headers) if headers else built
+
+
+def _response_extra(data: Mapping[str, Any]) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    upstream = data.get("provider")
+    if isinstance(upstream, str):
+        extra["upstream_provider"] = upstream
+    usage = data.get("usage")
+    if isinstance(usage, Mapping):
+        cost = usage.get("cost")
+        if isinstance(cost, (int, float)) and not isinstance(cost, bool):
+            extra["cost"] = float(cost)
+    return extra
+
+
+def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> ChatResponse:
+    """The OpenAI parse, with OpenRouter's own fields in ``extra``."""
+    response = openai_wire.parse_chat_response(provider, request, data)
+    extra = {**response.extra, **_response_extra(data)}
+    choice = data["choices"][0]
+    native = choice.get("native_finish_reason")
+    if isinstance(native, str):
+        extra["native_finish_reason"] = native
+    details = (choice.get("message") or {}).get("reasoning_details")
+    if details:
+        extra["reasoning_details"] = details
+    return attrs.evolve(response, extra=extra)
+
+
+class OpenRouterStreamDecoder(OpenAIStreamDecoder):
+    """The OpenAI decoder, also noting the upstream provider and the cost in ``extra``.
+
+    Only the first chunk and a chunk that mentions ``"cost"`` are looked at twice.
+    """
+
+    __slots__ = ("_noted",)
+
+    def __init__(self, provider: Provider) -> None:
+        super().__init__(provider)
+        self._noted = False
+
+    def feed(self, event: ServerSentEvent) -> Sequence[StreamEvent]:
+        events = super().feed(event)
+        data = event.data
+        if data[:1] == "{" and (not self._noted or '"cost"' in data):
+            self._noted = True
+            chunk = json.loads(data)
+            if isinstance(chunk, Mapping):
+                self.extra.update(_response_extra(chunk))
+        return events
+
+
+def _detail(error: Mapping[str, Any]) -> str | None:
+    metadata = error.get("metadata")
+    if not isinstance(metadata, Mapping):
+        return None
+    raw = metadata.get("raw")
+    if raw is not None and not isinstance(raw, str):
+        raw = json.dumps(raw, ensure_ascii=False)
+    reasons = metadata.get("reasons")
+    if not raw and isinstance(reasons, list) and reasons:
+        raw = "flagged for " + ", ".join(str(r) for r in reasons)
+    if not raw:
+        return None
+    if len(raw) > _RAW_LIMIT:
+        raw = raw[:_RAW_LIMIT] + "…"
+    upstream = metadata.get("provider_name")
+    return f"({upstream}) {raw}" if isinstance(upstream, str) and upstream else raw
+
+
+def _reset_wait(error: Mapping[str, Any], now: float) -> float | None:
+    metadata = error.get("metadata")
+    headers = metadata.get("headers") if isinstance(metadata, Mapping) else None
+    if not isinstance(headers, Mapping):
+        return None
+    lowered = {str(k).lower(): str(v) for k, v in headers.items()}
+    at = parse_reset_ms(lowered.get("x-ratelimit-reset"), now)
+    return None if at is None else at - now
+
+
+def map_error(provider: Provider, status: int, headers: Mapping[str, str], data: Any,
+              request_id: str | None, now: float) -> ProviderError:
+    """OpenRouter's error body as a typed error naming the upstream provider and its words."""
+    error = data.get("error") if isinstance(data, Mapping) else None
+    if not isinstance(error, Mapping):
+        return openai_wire.map_error(provider, status, headers, data, request_id, now)
+    message = str(error.get("message") or f"HTTP {status}")
+    detail = _detail(error)
+    if detail:
+        message = f"{message}: {detail}"
+    if status == 402:
+        message += " (add credits at https://openrouter.ai/settings/credits or use a :free model)"
+    raw_code = error.get("code") or error.get("type")
+    result = aipk.error_for_status(provider=provider.name, status=status, headers=headers,
+                                   body=data, message=message,
+                                   code=None if raw_code is None else str(raw_code),
+                                   request_id=request_id, now=now)
+    if isinstance(result, RateLimitError) and result.retry_after is None:
+        result.retry_after = _reset_wait(error, now)
+    return result
