@@ -71,16 +71,20 @@ from .errors import (
     UnknownProviderError,
 )
 from .hookspecs import hookimpl
+from .state import MemoryStore, StateStore
 
 if TYPE_CHECKING:
     from ._async_client import AsyncChatStream, AsyncClient
     from ._client import ChatStream, Client, HealthStatus
     from ._decoding import StreamDecoder
+    from .router import AllTargetsFailedError, AsyncRouter, Router, Target
 
 __all__ = [
     "AipkError",
+    "AllTargetsFailedError",
     "AsyncChatStream",
     "AsyncClient",
+    "AsyncRouter",
     "AuthErrorCode",
     "AuthKind",
     "AuthenticationError",
@@ -98,6 +102,7 @@ __all__ = [
     "HttpRequest",
     "Image",
     "InvalidRequestError",
+    "MemoryStore",
     "Message",
     "MissingCredentialError",
     "ModelInfo",
@@ -116,13 +121,16 @@ __all__ = [
     "ResponseError",
     "RetryPolicy",
     "Role",
+    "Router",
     "Secret",
     "ServerError",
+    "StateStore",
     "StatusError",
     "StreamAccumulator",
     "StreamDecoder",
     "StreamError",
     "StreamEvent",
+    "Target",
     "TextDelta",
     "Timeout",
     "Tool",
@@ -151,6 +159,10 @@ _LAZY = {
     "Client": "._client",
     "HealthStatus": "._client",
     "StreamDecoder": "._decoding",
+    "AllTargetsFailedError": ".router",
+    "AsyncRouter": ".router",
+    "Router": ".router",
+    "Target": ".router",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -21,6 +22,11 @@ from .transports import TransportFailure
 __all__ = ["ClientBase"]
 
 
+def key_fingerprint(key: str) -> str:
+    """A stable, non-secret id for a key (8 hex digits of its SHA-256), for state and metrics."""
+    return "key:" + hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
 def resolve_credential(spec: ProviderSpec, provider: Provider, api_key: str | Secret | None,
                        credential: Credential | None = None) -> Credential:
     """The credential to use: ``credential=``, ``api_key=``, the spec's env vars, or none if the
@@ -28,9 +34,9 @@ def resolve_credential(spec: ProviderSpec, provider: Provider, api_key: str | Se
     if credential is not None:
         return credential
     if isinstance(api_key, Secret):
-        return Credential(kind="api_key", secret=api_key, id="api_key")
+        return Credential(kind="api_key", secret=api_key, id=key_fingerprint(api_key.reveal()))
     if api_key:
-        return Credential(kind="api_key", secret=Secret(api_key), id="api_key")
+        return Credential(kind="api_key", secret=Secret(api_key), id=key_fingerprint(api_key))
     for var in spec.env_vars:
         value = os.environ.get(var, "").strip()
         if value:

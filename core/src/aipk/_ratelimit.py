@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import math
 import re
-import threading
 from collections.abc import Mapping
 from datetime import datetime, timezone
 
 import attrs
+
+from .state import MemoryStore, StateStore
 
 __all__ = [
     "MAX_RESET_SECONDS",
@@ -261,22 +262,39 @@ TrackerKey = tuple[str, str, str]
 
 
 class RateLimitTracker:
-    """Latest rate-limit state per (provider, credential id, model), merged update by update."""
+    """Latest rate-limit state per (provider, credential id, model), merged update by update.
 
-    def __init__(self) -> None:
-        self._states: dict[TrackerKey, RateLimitState] = {}
-        self._lock = threading.Lock()
+    The states live in a :class:`~aipk.state.StateStore` (namespace ``"aipk.ratelimit"``, key
+    ``provider``, ``credential id`` and ``model`` joined by ``\\x1f``); a private
+    :class:`~aipk.state.MemoryStore` unless you pass one.
+    """
+
+    NAMESPACE = "aipk.ratelimit"
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: StateStore | None = None) -> None:
+        self._store: StateStore = MemoryStore() if store is None else store
+
+    @property
+    def store(self) -> StateStore:
+        return self._store
 
     def update(self, key: TrackerKey, state: RateLimitState) -> RateLimitState:
-        with self._lock:
-            old = self._states.get(key)
-            merged = state if old is None else old.merge(state)
-            self._states[key] = merged
-            return merged
+        def merge(old: RateLimitState | None) -> RateLimitState:
+            return state if old is None else old.merge(state)
+
+        merged = self._store.update(self.NAMESPACE, _store_key(key), merge)
+        return state if merged is None else merged
 
     def get(self, key: TrackerKey) -> RateLimitState | None:
-        return self._states.get(key)
+        value = self._store.get(self.NAMESPACE, _store_key(key))
+        return value if isinstance(value, RateLimitState) else None
 
     def wait_time(self, key: TrackerKey, now: float, estimated_tokens: int = 0) -> float:
-        state = self._states.get(key)
+        state = self.get(key)
         return 0.0 if state is None else state.wait_time(now, estimated_tokens)
+
+
+def _store_key(key: TrackerKey) -> str:
+    return "\x1f".join(key)

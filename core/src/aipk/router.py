@@ -1,0 +1,1130 @@
+"""Failover and routing over several targets (provider, model, credentials).
+
+::
+
+    from aipk.router import Router, Target
+
+    with Router([Target(provider="openai", model="gpt-4o-mini"),
+                 Target(provider="anthropic", model="claude-3-5-haiku-latest")]) as router:
+        reply = router.chat(messages=[aipk.Message.user("Hello")])
+        print(reply.text, reply.extra["router"]["served_by"])
+
+Each call walks the targets in the strategy's order (``failover``, ``round_robin``,
+``cheapest_first``, ``lowest_latency``), skips targets that are cooling down or whose circuit
+breaker is open, and tries the next one after a rate limit, a server error, a network error or
+a refused credential. Requests that are wrong everywhere (400s, invalid requests) raise at
+once. When every target fails, :class:`AllTargetsFailedError` says what each one answered and
+when the earliest becomes available. :class:`AsyncRouter` is the async twin. See
+``docs/routing.md`` for the rules and defaults.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
+
+import attrs
+
+from ._breaker import BreakerPolicy, BreakerState, CircuitBreaker
+from ._messages import ChatRequest, Message
+from ._providers import ModelInfo, ProviderSpec, Secret
+from ._responses import ChatResponse, StreamEvent, TextDelta, Usage
+from ._retry import RetryPolicy
+from .errors import (
+    AipkError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ProviderError,
+    RateLimitError,
+    ResponseError,
+    ServerError,
+    StatusError,
+    StreamError,
+    TransportError,
+)
+from .state import MemoryStore, StateStore
+
+if TYPE_CHECKING:
+    from ._async_client import AsyncChatStream, AsyncClient
+    from ._client import Client
+    from .registry import Registry
+
+__all__ = [
+    "DEFAULT_BREAKER",
+    "DEFAULT_COOLDOWN",
+    "STRATEGIES",
+    "TARGET_RETRY",
+    "AllTargetsFailedError",
+    "AsyncRoutedStream",
+    "AsyncRouter",
+    "BreakerPolicy",
+    "BreakerState",
+    "CircuitBreaker",
+    "CooldownPolicy",
+    "RouteInfo",
+    "RoutedStream",
+    "Router",
+    "Strategy",
+    "Target",
+    "TargetMetrics",
+    "Verdict",
+    "classify",
+    "is_context_window_error",
+    "route_of",
+]
+
+Strategy = Literal["failover", "round_robin", "cheapest_first", "lowest_latency"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
+
+#: The retry policy each call to a target uses by default: no retries inside a target (the
+#: router is the retry loop, across targets) and no client-side wait over 1 s before sending
+#: (the router fails over instead).
+TARGET_RETRY = RetryPolicy(max_retries=0, max_retry_after=1.0)
+
+_COOLDOWN_NS = "aipk.cooldown"
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not value >= 0:
+        raise ValueError(f"{attribute.name} must be zero or more, got {value!r}")
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class CooldownPolicy:
+    """How long (seconds) a target is skipped after each kind of failure.
+
+    A rate limit's own ``retry_after`` replaces ``rate_limit``; every cooldown is capped at
+    ``max_cooldown``. Zero turns a kind off.
+    """
+
+    rate_limit: float = attrs.field(default=5.0, validator=_non_negative)
+    server_error: float = attrs.field(default=2.0, validator=_non_negative)
+    network: float = attrs.field(default=2.0, validator=_non_negative)
+    credential: float = attrs.field(default=300.0, validator=_non_negative)
+    max_cooldown: float = attrs.field(default=3600.0, validator=_non_negative)
+
+
+DEFAULT_COOLDOWN = CooldownPolicy()
+_NO_COOLDOWN = CooldownPolicy(rate_limit=0, server_error=0, network=0, credential=0)
+DEFAULT_BREAKER = BreakerPolicy()
+
+
+def _secret_or_none(value: Secret | str | None) -> Secret | None:
+    if value is None or isinstance(value, Secret):
+        return value
+    return Secret(value)
+
+
+def _default_name(target: Target) -> str:
+    return f"{target.provider}/{target.model}"
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class Target:
+    """One place a request can go: a provider, a model, and optionally credentials.
+
+    ``client`` is a ready :class:`~aipk.Client` (or :class:`~aipk.AsyncClient` for
+    :class:`AsyncRouter`); without one the router creates one on first use from ``provider``,
+    ``api_key`` and ``base_url``, and reuses it. ``name`` (default ``"provider/model"``)
+    identifies the target in metrics, errors and the state store, so it must be unique.
+    ``input_price``/``output_price`` (USD per million tokens) and ``context_window`` override
+    the provider's static model information.
+    """
+
+    provider: str
+    model: str
+    client: Client | AsyncClient | None = attrs.field(default=None, eq=False, repr=False)
+    api_key: Secret | None = attrs.field(default=None, converter=_secret_or_none)
+    base_url: str | None = None
+    name: str = attrs.field(default=attrs.Factory(_default_name, takes_self=True))
+    input_price: float | None = None
+    output_price: float | None = None
+    context_window: int | None = None
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class RouteInfo:
+    """How a response was routed: who served it, with which model, and who was tried first
+    (``tried`` ends with ``served_by``; ``failures`` pairs a target name with its error)."""
+
+    served_by: str
+    model: str
+    tried: tuple[str, ...]
+    failures: tuple[tuple[str, str], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, as stored in ``response.extra["router"]``."""
+        return {"served_by": self.served_by, "model": self.model, "tried": list(self.tried),
+                "failures": [{"target": t, "error": e} for t, e in self.failures]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RouteInfo:
+        return cls(served_by=data["served_by"], model=data["model"],
+                   tried=tuple(data["tried"]),
+                   failures=tuple((f["target"], f["error"]) for f in data["failures"]))
+
+
+def route_of(response: ChatResponse) -> RouteInfo | None:
+    """The :class:`RouteInfo` of a response a router returned (None for other responses)."""
+    data = response.extra.get("router")
+    return RouteInfo.from_dict(data) if isinstance(data, Mapping) else None
+
+
+class AllTargetsFailedError(ProviderError):
+    """Every target failed or was unavailable.
+
+    ``failures`` pairs each tried :class:`Target` with its error, in order; ``skipped`` pairs
+    each target not tried with the reason. ``retry_after`` is the number of seconds until the
+    earliest target is available again (0: one is available now), ``available_at`` the same
+    moment on the router's clock.
+    """
+
+    def __init__(self, message: str, *, failures: Sequence[tuple[Target, ProviderError]],
+                 skipped: Sequence[tuple[Target, str]], available_at: float,
+                 retry_after: float) -> None:
+        super().__init__(message, provider="router", retryable=True)
+        self.failures = tuple(failures)
+        self.skipped = tuple(skipped)
+        self.available_at = available_at
+        self.retry_after = retry_after
+
+
+_CONTEXT_CODES = frozenset({"context_length_exceeded", "context_window_exceeded",
+                            "model_context_window_exceeded"})
+_CONTEXT_TEXT = re.compile(
+    r"context[ _-]?(length|window)|prompt is too long|input token count.*exceeds"
+    r"|maximum number of tokens|too many (input )?tokens",
+    re.IGNORECASE,
+)
+
+
+def is_context_window_error(error: BaseException) -> bool:
+    """True for a provider's "the request does not fit the model's context window" error."""
+    if not isinstance(error, BadRequestError):
+        return False
+    if error.code in _CONTEXT_CODES:
+        return True
+    return bool(_CONTEXT_TEXT.search(error.message))
+
+
+Action = Literal["raise", "failover", "context"]
+BreakerVerdict = Literal["success", "failure", "neutral"]
+
+
+@attrs.frozen(slots=True)
+class Verdict:
+    """What the router does about one target's error: ``action`` (raise it, fail over, or the
+    context-window fallback), the target's ``cooldown`` in seconds, and what it tells the
+    breaker."""
+
+    action: Action
+    cooldown: float = 0.0
+    breaker: BreakerVerdict = "neutral"
+
+
+def classify(error: ProviderError, cooldown: CooldownPolicy = DEFAULT_COOLDOWN) -> Verdict:
+    """What the router does about ``error`` from one target (see docs/routing.md)."""
+    c = cooldown
+    if isinstance(error, RateLimitError):
+        if error.retry_after is not None:
+            wait = error.retry_after
+        else:
+            wait = c.rate_limit if error.retryable else c.credential  # a spent quota: long
+        return Verdict("failover", min(wait, c.max_cooldown), "neutral")
+    if isinstance(error, AuthenticationError):
+        return Verdict("failover", min(c.credential, c.max_cooldown), "failure")
+    if isinstance(error, BadRequestError):
+        if is_context_window_error(error):
+            return Verdict("context", 0.0, "success")
+        if error.retryable:  # 408, 409: transient
+            return Verdict("failover", min(c.server_error, c.max_cooldown), "neutral")
+        return Verdict("raise", 0.0, "success")
+    if isinstance(error, (ServerError, StatusError, ResponseError)):
+        return Verdict("failover", min(c.server_error, c.max_cooldown), "failure")
+    if isinstance(error, TransportError):
+        return Verdict("failover", min(c.network, c.max_cooldown), "failure")
+    if isinstance(error, StreamError):
+        if error.retryable:
+            return Verdict("failover", min(c.server_error, c.max_cooldown), "failure")
+        return Verdict("raise", 0.0, "success")
+    if isinstance(error, AllTargetsFailedError):  # a router used as a target's client
+        return Verdict("failover", min(error.retry_after, c.max_cooldown), "neutral")
+    return Verdict("raise", 0.0, "neutral")
+
+
+# -- metrics -------------------------------------------------------------------------------
+
+
+def _percentile(ordered: Sequence[float], p: float) -> float:
+    if not ordered:
+        return 0.0
+    rank = max(1, math.ceil(p * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+class TargetMetrics:
+    """Counters for one target, and the latencies of its last ``window`` successful calls (a
+    fixed ring buffer: memory never grows). ``ewma`` is the smoothed latency
+    ``lowest_latency`` ranks by (None before the first success)."""
+
+    __slots__ = ("_count", "_lock", "_next", "_samples", "cancelled", "error_types", "errors",
+                 "ewma", "input_tokens", "output_tokens", "requests", "successes")
+
+    ALPHA = 0.3
+
+    def __init__(self, window: int = 1024) -> None:
+        if window < 1:
+            raise ValueError("the latency window needs at least one slot")
+        self._lock = threading.Lock()
+        self._samples = [0.0] * window
+        self._next = 0
+        self._count = 0
+        self.requests = 0
+        self.successes = 0
+        self.errors = 0
+        self.cancelled = 0
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.ewma: float | None = None
+        self.error_types: dict[str, int] = {}
+
+    def started(self) -> None:
+        with self._lock:
+            self.requests += 1
+
+    def succeeded(self, latency: float, usage: Usage | None) -> None:
+        with self._lock:
+            self.successes += 1
+            samples = self._samples
+            samples[self._next] = latency
+            self._next = (self._next + 1) % len(samples)
+            self._count = min(self._count + 1, len(samples))
+            self.ewma = latency if self.ewma is None else (
+                self.ALPHA * latency + (1.0 - self.ALPHA) * self.ewma)
+            if usage is not None:
+                self.input_tokens += usage.input_tokens
+                self.output_tokens += usage.output_tokens
+
+    def failed(self, error: BaseException) -> None:
+        name = type(error).__name__
+        with self._lock:
+            self.errors += 1
+            self.error_types[name] = self.error_types.get(name, 0) + 1
+
+    def was_cancelled(self) -> None:
+        with self._lock:
+            self.cancelled += 1
+
+    def latencies(self) -> list[float]:
+        """The kept latency samples (at most ``window``), oldest first."""
+        with self._lock:
+            samples, count, nxt = self._samples, self._count, self._next
+            if count < len(samples):
+                return samples[:count]
+            return samples[nxt:] + samples[:nxt]
+
+    def snapshot(self) -> dict[str, Any]:
+        """The counters and latency percentiles (seconds) as a plain dict."""
+        with self._lock:
+            kept = self._samples[:self._count]
+            out: dict[str, Any] = {
+                "requests": self.requests, "successes": self.successes, "errors": self.errors,
+                "cancelled": self.cancelled,
+                "in_flight": self.requests - self.successes - self.errors - self.cancelled,
+                "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+                "error_types": dict(self.error_types), "ewma_latency": self.ewma,
+            }
+        kept.sort()
+        out.update(latency_samples=len(kept), p50=_percentile(kept, 0.50),
+                   p95=_percentile(kept, 0.95), p99=_percentile(kept, 0.99),
+                   mean_latency=sum(kept) / len(kept) if kept else 0.0)
+        return out
+
+
+class _Counters:
+    __slots__ = ("_lock", "cancelled", "errors", "requests", "successes")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests = self.successes = self.errors = self.cancelled = 0
+
+    def add(self, field: str) -> None:
+        with self._lock:
+            setattr(self, field, getattr(self, field) + 1)
+
+
+# -- the shared, sans-IO core --------------------------------------------------------------
+
+
+class _TargetState:
+    __slots__ = ("client", "index", "info", "info_loaded", "metrics", "name", "owned", "target",
+                 "windows")
+
+    def __init__(self, target: Target, index: int, window: int) -> None:
+        self.target = target
+        self.name = target.name
+        self.index = index
+        self.metrics = TargetMetrics(window)
+        self.client: Client | AsyncClient | None = target.client
+        self.owned = False
+        self.info: ModelInfo | None = None
+        self.info_loaded = False
+        self.windows: dict[str, int | None] = {}
+
+
+class _Core:
+    """Everything the sync and async routers share: ordering, availability, classification,
+    and the bookkeeping after each attempt. No I/O."""
+
+    def __init__(self, targets: Sequence[Target], *, strategy: str, cooldown: CooldownPolicy |
+                 None, breaker: BreakerPolicy | None, fallback: Mapping[str, str] | bool,
+                 store: StateStore | None, clock: Callable[[], float],
+                 retry: RetryPolicy | None, registry: Registry | None,
+                 client_options: Mapping[str, Any] | None, latency_window: int) -> None:
+        targets = list(targets)
+        if not targets:
+            raise ConfigurationError("a router needs at least one Target")
+        if strategy not in STRATEGIES:
+            raise ConfigurationError(
+                f"unknown routing strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+        seen: set[str] = set()
+        for t in targets:
+            if not isinstance(t, Target):
+                raise ConfigurationError(f"targets must be aipk.router.Target records, not "
+                                         f"{type(t).__name__}")
+            if t.name in seen:
+                raise ConfigurationError(
+                    f"two targets are named {t.name!r}; give each a unique name= "
+                    f"(e.g. Target(..., name='{t.name}#2'))")
+            seen.add(t.name)
+        if not isinstance(fallback, (bool, Mapping)):
+            raise ConfigurationError("fallback_on_context_window takes True/False or a dict "
+                                     "{model: larger_model}")
+        options = dict(client_options or {})
+        clash = {"provider", "api_key", "base_url", "registry"} & set(options)
+        if clash:
+            raise ConfigurationError(f"set {', '.join(sorted(clash))} on each Target, not in "
+                                     f"client_options")
+        self.strategy = strategy
+        self.cooldown = cooldown if cooldown is not None else _NO_COOLDOWN
+        self.fallback = fallback
+        self.clock = clock
+        self.store: StateStore = store if store is not None else MemoryStore(clock=clock)
+        self.breaker = (CircuitBreaker(breaker, store=self.store, clock=clock)
+                        if breaker is not None else None)
+        self.retry = retry
+        self.registry = registry
+        self.client_options = options
+        self.states = [_TargetState(t, i, latency_window) for i, t in enumerate(targets)]
+        self.by_name = {s.name: s for s in self.states}
+        self.counters = _Counters()
+        self._rr = 0
+        self._rr_lock = threading.Lock()
+        self._cheapest: list[_TargetState] | None = None
+        self.client_lock = threading.Lock()
+
+    # -- requests --------------------------------------------------------------------------
+
+    def request(self, request: ChatRequest | None, fields: dict[str, Any]) -> ChatRequest:
+        if request is not None:
+            if fields:
+                raise ConfigurationError(
+                    "pass either a ChatRequest or keyword fields (messages=…), not both")
+            return request
+        if fields.pop("model", None) is not None:
+            raise ConfigurationError(
+                "the router takes the model from each Target: drop model= from the call")
+        messages: Sequence[Message | Mapping[str, Any]] = fields.pop("messages", ())
+        return ChatRequest(model=self.states[0].target.model, messages=messages, **fields)
+
+    def policy(self, retry: RetryPolicy | None) -> RetryPolicy | None:
+        return retry if retry is not None else self.retry
+
+    # -- model information -----------------------------------------------------------------
+
+    def _spec(self, state: _TargetState) -> ProviderSpec | None:
+        client = state.client
+        if client is not None:
+            return client.provider.spec
+        try:
+            from .registry import default_registry
+
+            return (self.registry or default_registry()).spec(state.target.provider)
+        except AipkError:
+            return None
+
+    def model_info(self, state: _TargetState) -> ModelInfo | None:
+        if not state.info_loaded:
+            spec = self._spec(state)
+            if spec is not None:
+                state.info = next((m for m in spec.models if m.id == state.target.model), None)
+            state.info_loaded = True
+        return state.info
+
+    def window(self, state: _TargetState, model: str) -> int | None:
+        if model == state.target.model and state.target.context_window is not None:
+            return state.target.context_window
+        if model not in state.windows:
+            spec = self._spec(state)
+            found: int | None = None
+            if spec is not None:
+                info = next((m for m in spec.models if m.id == model), None)
+                found = (info.context_window if info is not None else None) or (
+                    spec.capabilities.context_window)
+            state.windows[model] = found
+        return state.windows[model]
+
+    def _price(self, state: _TargetState) -> tuple[bool, float]:
+        t = state.target
+        info = self.model_info(state) if t.input_price is None or t.output_price is None else None
+        inp = t.input_price if t.input_price is not None else (info.input_price if info else None)
+        out = (t.output_price if t.output_price is not None
+               else (info.output_price if info else None))
+        if inp is None or out is None:
+            return (True, 0.0)
+        return (False, inp + out)
+
+    # -- ordering and availability ---------------------------------------------------------
+
+    def order(self) -> list[_TargetState]:
+        states = self.states
+        if self.strategy == "failover":
+            return states
+        if self.strategy == "round_robin":
+            with self._rr_lock:
+                start = self._rr
+                self._rr = (start + 1) % len(states)
+            return states[start:] + states[:start]
+        if self.strategy == "cheapest_first":
+            if self._cheapest is None:
+                self._cheapest = sorted(states, key=self._price)
+            return self._cheapest
+        # lowest_latency: unobserved targets first (so they get measured), then fastest
+        return sorted(states, key=lambda s: (s.metrics.ewma or 0.0, s.index))
+
+    def cooling_until(self, state: _TargetState, now: float) -> float | None:
+        until = self.store.get(_COOLDOWN_NS, state.name)
+        if isinstance(until, (int, float)) and until > now:
+            return float(until)
+        return None
+
+    def available_at(self, state: _TargetState, now: float) -> float:
+        at = self.cooling_until(state, now) or now
+        if self.breaker is not None:
+            opens = self.breaker.available_at(state.name)
+            if opens is not None:
+                at = max(at, opens)
+        return at
+
+    def set_cooldown(self, state: _TargetState, seconds: float, now: float) -> None:
+        if seconds <= 0:
+            return
+        until = now + seconds
+
+        def later(old: float | None) -> float | None:
+            return old if old is not None and old >= until else until
+
+        self.store.update(_COOLDOWN_NS, state.name, later, ttl=seconds)
+
+    def breaker_verdict(self, state: _TargetState, verdict: BreakerVerdict) -> None:
+        breaker = self.breaker
+        if breaker is None:
+            return
+        if verdict == "success":
+            breaker.record_success(state.name)
+        elif verdict == "failure":
+            breaker.record_failure(state.name)
+        else:
+            breaker.release(state.name)
+
+    # -- clients ---------------------------------------------------------------------------
+
+    def install_client(self, state: _TargetState,
+                       make: Callable[[Target], Client | AsyncClient]) -> (
+            tuple[Client | AsyncClient, Client | AsyncClient | None]):
+        """The target's client, creating it (outside the lock) on first use. Returns the client
+        and a surplus one a racing thread created, for the caller to close."""
+        client = state.client
+        if client is not None:
+            return client, None
+        fresh = make(state.target)
+        with self.client_lock:
+            if state.client is None:
+                state.client = fresh
+                state.owned = True
+                return fresh, None
+            return state.client, fresh
+
+    def client_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"max_retries": 0, **self.client_options}
+        if self.registry is not None:
+            kwargs["registry"] = self.registry
+        return kwargs
+
+    # -- metrics ---------------------------------------------------------------------------
+
+    def metrics(self) -> dict[str, Any]:
+        now = self.clock()
+        targets: dict[str, Any] = {}
+        for s in self.states:
+            snap = s.metrics.snapshot()
+            until = self.cooling_until(s, now)
+            snap["cooldown_remaining"] = 0.0 if until is None else until - now
+            snap["breaker"] = self.breaker.mode(s.name) if self.breaker is not None else "off"
+            targets[s.name] = snap
+        c = self.counters
+        return {"requests": c.requests, "successes": c.successes, "errors": c.errors,
+                "cancelled": c.cancelled, "targets": targets}
+
+
+def _summary(error: BaseException) -> str:
+    text = str(error)
+    if len(text) > 300:
+        text = text[:300] + "…"
+    return f"{type(error).__name__}: {text}"
+
+
+class _Run:
+    """One routed request: hands out attempts in order and records each outcome."""
+
+    __slots__ = ("core", "current", "failures", "log", "min_window", "queue", "request",
+                 "skipped", "started", "tried")
+
+    def __init__(self, core: _Core, request: ChatRequest) -> None:
+        self.core = core
+        self.request = request
+        self.queue: deque[tuple[_TargetState, str, bool]] = deque(
+            (s, s.target.model, False) for s in core.order())
+        self.failures: list[tuple[_TargetState, str, ProviderError]] = []
+        self.skipped: list[tuple[_TargetState, str, str]] = []  # (state, kind, why)
+        self.tried: list[str] = []
+        self.log: list[str] = []  # what happened, in order, for the all-failed message
+        self.current: tuple[_TargetState, str] | None = None
+        self.started = 0.0
+        self.min_window: int | None = None
+        core.counters.add("requests")
+
+    def next(self) -> tuple[_TargetState, ChatRequest] | None:
+        """The next target to try and the request to send it, or None when none is left."""
+        core = self.core
+        while self.queue:
+            state, model, forced = self.queue.popleft()
+            if self.min_window is not None and not forced:
+                window = core.window(state, model)
+                if window is None or window <= self.min_window:
+                    self._skip(state, "window", f"context window {window or 'unknown'} is not "
+                                                f"larger than {self.min_window}")
+                    continue
+            now = core.clock()
+            until = core.cooling_until(state, now)
+            if until is not None:
+                self._skip(state, "cooldown", f"cooling down for {until - now:.1f}s")
+                continue
+            breaker = core.breaker
+            if breaker is not None and not breaker.allow(state.name):
+                self._skip(state, "breaker", "circuit breaker open")
+                continue
+            state.metrics.started()
+            self.tried.append(state.name)
+            self.current = (state, model)
+            self.started = core.clock()
+            request = self.request
+            if request.model != model:
+                request = attrs.evolve(request, model=model)
+            return state, request
+        return None
+
+    def _skip(self, state: _TargetState, kind: str, why: str) -> None:
+        self.skipped.append((state, kind, why))
+        self.log.append(f"{state.name}: skipped, {why}")
+
+    def failed(self, error: ProviderError, *, committed: bool = False) -> bool:
+        """Record ``error`` from the current attempt; True to try the next target, False when
+        the caller must raise it (always once a stream has delivered events: ``committed``)."""
+        core = self.core
+        state, model = self._take()
+        verdict = classify(error, core.cooldown)
+        state.metrics.failed(error)
+        core.breaker_verdict(state, verdict.breaker)
+        if verdict.action == "failover":
+            core.set_cooldown(state, verdict.cooldown, core.clock())
+            go_on = True
+        elif verdict.action == "context":
+            go_on = not committed and self._context_fallback(state, model)
+        else:
+            go_on = False
+        go_on = go_on and not committed
+        if go_on:
+            self.failures.append((state, model, error))
+            self.log.append(f"{state.name} ({model}): {_summary(error)}")
+        else:
+            core.counters.add("errors")
+        return go_on
+
+    def _context_fallback(self, state: _TargetState, model: str) -> bool:
+        fallback = self.core.fallback
+        if fallback is False:
+            return False
+        if fallback is True:
+            window = self.core.window(state, model) or 0
+            self.min_window = max(self.min_window or 0, window)
+            return True
+        bigger = fallback.get(model)
+        used = {m for s, m, _ in self.failures if s is state} | {model}
+        if bigger is None or bigger in used:
+            return False
+        self.queue.appendleft((state, bigger, True))
+        return True
+
+    def succeeded(self, response: ChatResponse) -> ChatResponse:
+        core = self.core
+        state, model = self._take()
+        state.metrics.succeeded(core.clock() - self.started, response.usage)
+        core.breaker_verdict(state, "success")
+        core.counters.add("successes")
+        info = RouteInfo(served_by=state.name, model=model, tried=tuple(self.tried),
+                         failures=tuple((s.name, _summary(e)) for s, _, e in self.failures))
+        return attrs.evolve(response, extra={**response.extra, "router": info.to_dict()})
+
+    def aborted(self, exc: BaseException) -> None:
+        """The attempt (or the whole call) ended with something other than a provider error:
+        a bug, a configuration error, or cancellation."""
+        core = self.core
+        cancelled = not isinstance(exc, Exception)
+        if self.current is not None:
+            state, _ = self._take()
+            if cancelled:
+                state.metrics.was_cancelled()
+            else:
+                state.metrics.failed(exc)
+            core.breaker_verdict(state, "neutral")
+        core.counters.add("cancelled" if cancelled else "errors")
+
+    def _take(self) -> tuple[_TargetState, str]:
+        current = self.current
+        assert current is not None, "no attempt in flight"
+        self.current = None
+        return current
+
+    def exhausted(self) -> ProviderError:
+        """The error to raise when no target is left."""
+        core = self.core
+        core.counters.add("errors")
+        if (self.failures and all(is_context_window_error(e) for _, _, e in self.failures)
+                and all(kind == "window" for _, kind, _ in self.skipped)):
+            return self.failures[-1][2]  # too big for every model that could take it
+        now = core.clock()
+        at = min(core.available_at(s, now) for s in core.states)
+        wait = max(0.0, at - now)
+        when = "one is available now" if wait <= 0 else f"the earliest is available in {wait:.1f}s"
+        message = (f"all {len(core.states)} targets failed or were unavailable; {when}: retry "
+                   f"then, or add targets to the router. " + "; ".join(self.log))
+        return AllTargetsFailedError(
+            message, failures=[(s.target, e) for s, _, e in self.failures],
+            skipped=[(s.target, why) for s, _, why in self.skipped], available_at=at,
+            retry_after=wait)
+
+
+# -- the routers ---------------------------------------------------------------------------
+
+
+def _closed_early() -> AipkError:
+    return AipkError("the stream was closed before it finished, so there is no response; "
+                     "read it to the end before asking for the response")
+
+
+
+class _RouterBase:
+    def __init__(
+        self,
+        targets: Sequence[Target],
+        *,
+        strategy: Strategy = "failover",
+        cooldown: CooldownPolicy | None = DEFAULT_COOLDOWN,
+        breaker: BreakerPolicy | None = DEFAULT_BREAKER,
+        fallback_on_context_window: Mapping[str, str] | bool = False,
+        store: StateStore | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        retry: RetryPolicy | None = TARGET_RETRY,
+        registry: Registry | None = None,
+        client_options: Mapping[str, Any] | None = None,
+        latency_window: int = 1024,
+    ) -> None:
+        self._core = _Core(targets, strategy=strategy, cooldown=cooldown, breaker=breaker,
+                           fallback=fallback_on_context_window, store=store, clock=clock,
+                           retry=retry, registry=registry, client_options=client_options,
+                           latency_window=latency_window)
+        self._check_clients()
+
+    def _check_clients(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        return tuple(s.target for s in self._core.states)
+
+    @property
+    def store(self) -> StateStore:
+        """Where cooldowns and breaker states live."""
+        return self._core.store
+
+    @property
+    def breaker(self) -> CircuitBreaker | None:
+        return self._core.breaker
+
+    def metrics(self) -> dict[str, Any]:
+        """Router totals (``requests``, ``successes``, ``errors``, ``cancelled``) and, under
+        ``targets``, each target's counters, tokens, latency percentiles (p50/p95/p99 of its
+        recent successes), breaker mode and remaining cooldown."""
+        return self._core.metrics()
+
+    def __repr__(self) -> str:
+        names = ", ".join(s.name for s in self._core.states)
+        return f"<{type(self).__name__} strategy={self._core.strategy!r} targets=[{names}]>"
+
+
+class Router(_RouterBase):
+    """Routes chat and stream calls over :class:`Target` records with synchronous clients.
+
+    ``strategy`` orders the targets per call; ``cooldown`` and ``breaker`` (None turns either
+    off) decide when a target is skipped; ``fallback_on_context_window`` is False (raise),
+    True (try only targets with a larger known context window) or ``{model: larger_model}``
+    (retry the same target with the larger model). ``store`` holds cooldown and breaker state
+    (a private :class:`~aipk.state.MemoryStore` by default), ``clock`` measures cooldowns and
+    latency. ``retry`` is the policy for each call to a target (default :data:`TARGET_RETRY`:
+    no retries inside a target); None keeps each client's own. Clients the router creates get
+    ``max_retries=0`` plus ``client_options``; close them with :meth:`close` or ``with``.
+    """
+
+    def _check_clients(self) -> None:
+        from ._async_client import AsyncClient
+
+        for s in self._core.states:
+            if isinstance(s.client, AsyncClient):
+                raise ConfigurationError(
+                    f"target {s.name!r} has an AsyncClient; use aipk.router.AsyncRouter, or give "
+                    f"it an aipk.Client")
+
+    def __enter__(self) -> Router:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the clients the router created (not the ones you passed in)."""
+        for s in self._core.states:
+            if s.owned and s.client is not None:
+                cast("Client", s.client).close()
+                s.client = None
+                s.owned = False
+
+    def _client(self, state: _TargetState) -> Client:
+        def make(target: Target) -> Client:
+            from ._client import Client
+
+            return Client(target.provider, api_key=target.api_key, base_url=target.base_url,
+                          **self._core.client_kwargs())
+
+        client, surplus = self._core.install_client(state, make)
+        if surplus is not None:
+            cast("Client", surplus).close()
+        return cast("Client", client)
+
+    def chat(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
+             **fields: Any) -> ChatResponse:
+        """Send the request to the first target that answers; the response's
+        ``extra["router"]`` says who served it and who was tried (:func:`route_of`)."""
+        core = self._core
+        req = core.request(request, fields)
+        policy = core.policy(retry)
+        run = _Run(core, req)
+        try:
+            while (attempt := run.next()) is not None:
+                state, sent = attempt
+                try:
+                    client = self._client(state)
+                    run.started = core.clock()
+                    response = client.chat(sent, retry=policy)
+                except ProviderError as exc:
+                    if run.failed(exc):
+                        continue
+                    raise
+                return run.succeeded(response)
+        except ProviderError:
+            raise
+        except BaseException as exc:
+            run.aborted(exc)
+            raise
+        raise run.exhausted()
+
+    def stream(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
+               **fields: Any) -> RoutedStream:
+        """Stream from the first target that starts answering. Failover happens only before
+        the first event; an error after it reaches you."""
+        core = self._core
+        return RoutedStream(self, core.request(request, fields), core.policy(retry))
+
+
+class RoutedStream:
+    """A routed streaming answer: iterate it for events; :attr:`response` then holds the
+    aggregated response (with ``extra["router"]``) and :attr:`route` who served it."""
+
+    def __init__(self, router: Router, request: ChatRequest, retry: RetryPolicy | None) -> None:
+        self._router = router
+        self.request = request
+        self._retry = retry
+        self._iterator: Iterator[StreamEvent] | None = None
+        self._response: ChatResponse | None = None
+
+    def __enter__(self) -> RoutedStream:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[StreamEvent]:
+        if self._iterator is None:
+            self._iterator = self._events()
+        return self._iterator
+
+    def _events(self) -> Iterator[StreamEvent]:
+        router = self._router
+        run = _Run(router._core, self.request)
+        try:
+            while (attempt := run.next()) is not None:
+                state, sent = attempt
+                client = router._client(state)
+                run.started = run.core.clock()
+                stream = client.stream(sent, retry=self._retry)
+                events = iter(stream)
+                try:
+                    first = next(events)
+                except StopIteration:
+                    self._response = run.succeeded(stream.response)
+                    return
+                except ProviderError as exc:
+                    stream.close()
+                    if run.failed(exc):
+                        continue
+                    raise
+                try:
+                    yield first
+                    yield from events
+                except ProviderError as exc:
+                    run.failed(exc, committed=True)
+                    raise
+                finally:
+                    stream.close()
+                self._response = run.succeeded(stream.response)
+                return
+        except ProviderError:
+            raise
+        except BaseException as exc:
+            run.aborted(exc)
+            raise
+        raise run.exhausted()
+
+    def text(self) -> Iterator[str]:
+        """Only the answer's text fragments."""
+        for event in self:
+            if type(event) is TextDelta:
+                yield event.text
+
+    @property
+    def route(self) -> RouteInfo | None:
+        """Who served the stream (None until it finished)."""
+        return None if self._response is None else route_of(self._response)
+
+    @property
+    def response(self) -> ChatResponse:
+        """The aggregated response; reads the rest of the stream first if needed."""
+        return self.get_response()
+
+    def get_response(self) -> ChatResponse:
+        if self._response is None:
+            for _ in self:
+                pass
+        if self._response is None:
+            raise _closed_early()
+        return self._response
+
+    def close(self) -> None:
+        """Stop reading and release the connection."""
+        if self._iterator is not None:
+            self._iterator.close()  # type: ignore[attr-defined]
+
+
+class AsyncRouter(_RouterBase):
+    """The async twin of :class:`Router` (same settings): ``await router.chat(...)``,
+    ``async for event in router.stream(...)``. Targets need :class:`~aipk.AsyncClient`
+    clients, or none (created on first use)."""
+
+    def _check_clients(self) -> None:
+        from ._client import Client
+
+        for s in self._core.states:
+            if isinstance(s.client, Client):
+                raise ConfigurationError(
+                    f"target {s.name!r} has a synchronous Client; use aipk.router.Router, or give "
+                    f"it an aipk.AsyncClient")
+
+    async def __aenter__(self) -> AsyncRouter:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the clients the router created (not the ones you passed in)."""
+        for s in self._core.states:
+            if s.owned and s.client is not None:
+                client = cast("AsyncClient", s.client)
+                s.client = None
+                s.owned = False
+                await client.close()
+
+    async def _client(self, state: _TargetState) -> AsyncClient:
+        def make(target: Target) -> AsyncClient:
+            from ._async_client import AsyncClient
+
+            return AsyncClient(target.provider, api_key=target.api_key,
+                               base_url=target.base_url, **self._core.client_kwargs())
+
+        client, surplus = self._core.install_client(state, make)
+        if surplus is not None:
+            await cast("AsyncClient", surplus).close()
+        return cast("AsyncClient", client)
+
+    async def chat(self, request: ChatRequest | None = None, /, *,
+                   retry: RetryPolicy | None = None, **fields: Any) -> ChatResponse:
+        """Send the request to the first target that answers (see :meth:`Router.chat`)."""
+        core = self._core
+        req = core.request(request, fields)
+        policy = core.policy(retry)
+        run = _Run(core, req)
+        try:
+            while (attempt := run.next()) is not None:
+                state, sent = attempt
+                try:
+                    client = await self._client(state)
+                    run.started = core.clock()
+                    response = await client.chat(sent, retry=policy)
+                except ProviderError as exc:
+                    if run.failed(exc):
+                        continue
+                    raise
+                return run.succeeded(response)
+        except ProviderError:
+            raise
+        except BaseException as exc:
+            run.aborted(exc)
+            raise
+        raise run.exhausted()
+
+    def stream(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
+               **fields: Any) -> AsyncRoutedStream:
+        """Stream from the first target that starts answering (see :meth:`Router.stream`)."""
+        core = self._core
+        return AsyncRoutedStream(self, core.request(request, fields), core.policy(retry))
+
+
+class AsyncRoutedStream:
+    """The async twin of :class:`RoutedStream`: ``async for`` over it, then
+    ``await stream.get_response()``."""
+
+    def __init__(self, router: AsyncRouter, request: ChatRequest,
+                 retry: RetryPolicy | None) -> None:
+        self._router = router
+        self.request = request
+        self._retry = retry
+        self._iterator: AsyncIterator[StreamEvent] | None = None
+        self._response: ChatResponse | None = None
+
+    async def __aenter__(self) -> AsyncRoutedStream:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        if self._iterator is None:
+            self._iterator = self._events()
+        return self._iterator
+
+    async def _events(self) -> AsyncIterator[StreamEvent]:
+        router = self._router
+        run = _Run(router._core, self.request)
+        try:
+            while (attempt := run.next()) is not None:
+                state, sent = attempt
+                stream: AsyncChatStream | None = None
+                try:
+                    client = await router._client(state)
+                    run.started = run.core.clock()
+                    stream = client.stream(sent, retry=self._retry)
+                    events = stream.__aiter__()
+                    first = await events.__anext__()
+                except StopAsyncIteration:
+                    assert stream is not None
+                    self._response = run.succeeded(await stream.get_response())
+                    return
+                except ProviderError as exc:
+                    if stream is not None:
+                        await stream.close()
+                    if run.failed(exc):
+                        continue
+                    raise
+                try:
+                    yield first
+                    async for event in events:
+                        yield event
+                except ProviderError as exc:
+                    run.failed(exc, committed=True)
+                    raise
+                finally:
+                    await stream.close()
+                self._response = run.succeeded(await stream.get_response())
+                return
+        except ProviderError:
+            raise
+        except BaseException as exc:
+            run.aborted(exc)
+            raise
+        raise run.exhausted()
+
+    async def text(self) -> AsyncIterator[str]:
+        """Only the answer's text fragments."""
+        async for event in self:
+            if type(event) is TextDelta:
+                yield event.text
+
+    @property
+    def route(self) -> RouteInfo | None:
+        """Who served the stream (None until it finished)."""
+        return None if self._response is None else route_of(self._response)
+
+    async def get_response(self) -> ChatResponse:
+        """The aggregated response; reads the rest of the stream first if needed."""
+        if self._response is None:
+            async for _ in self:
+                pass
+        if self._response is None:
+            raise _closed_early()
+        return self._response
+
+    async def close(self) -> None:
+        """Stop reading and release the connection."""
+        if self._iterator is not None:
+            await self._iterator.aclose()  # type: ignore[attr-defined]

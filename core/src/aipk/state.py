@@ -1,0 +1,159 @@
+"""A small key-value store for the per-key state aipk keeps between requests.
+
+Rate-limit trackers, router cooldowns and circuit breakers keep their state behind
+:class:`StateStore`, so one shared store (Redis, a database) can later replace the in-memory
+default and several processes then see the same state. The interface is four calls on
+``(namespace, key)`` pairs:
+
+* ``get``: the value, or None when absent or expired;
+* ``set``: store a value, optionally expiring ``ttl`` seconds from now;
+* ``update``: atomic read-modify-write: ``fn(old)`` runs while the key is locked and its
+  result is stored (None deletes the key; returning ``old`` itself leaves the entry, and its
+  expiry, untouched);
+* ``delete``.
+
+``fn`` must be quick and pure (no I/O, no waiting): it runs inside the store's critical
+section. Values should be immutable records; a shared store also needs them serialisable.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+__all__ = ["MemoryStore", "StateStore"]
+
+T = TypeVar("T")
+
+_Key = tuple[str, str]
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    """Per-key state shared by trackers, cooldowns and breakers. See the module docs."""
+
+    def get(self, namespace: str, key: str) -> Any:
+        """The stored value, or None when absent or expired."""
+        ...
+
+    def set(self, namespace: str, key: str, value: Any, *, ttl: float | None = None) -> None:
+        """Store ``value``; with ``ttl`` it expires that many seconds from now."""
+        ...
+
+    def update(self, namespace: str, key: str, fn: Callable[[T | None], T | None], *,
+               ttl: float | None = None) -> T | None:
+        """Atomically store ``fn(current or None)`` and return it (see the module docs)."""
+        ...
+
+    def delete(self, namespace: str, key: str) -> None:
+        """Remove the key (no error when absent)."""
+        ...
+
+
+class MemoryStore:
+    """The default :class:`StateStore`: a dict in this process, thread-safe.
+
+    One lock guards the dict; it is held only for the dict operations and ``update``'s ``fn``,
+    never across I/O. Expired entries are invisible at once and purged as writes happen (a
+    heap of expiry times, compacted so it stays proportional to the live entries). Beyond
+    ``max_entries`` the least recently written entries are dropped. ``clock`` gives the
+    seconds TTLs are measured in (inject a fake one in tests).
+    """
+
+    __slots__ = ("_clock", "_data", "_heap", "_lock", "max_entries")
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic,
+                 max_entries: int = 100_000) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self._clock = clock
+        self.max_entries = max_entries
+        self._data: dict[_Key, tuple[Any, float | None]] = {}
+        self._heap: list[tuple[float, _Key]] = []
+        self._lock = threading.Lock()
+
+    def get(self, namespace: str, key: str) -> Any:
+        k = (namespace, key)
+        entry = self._data.get(k)
+        if entry is None:
+            return None
+        value, expires = entry
+        if expires is not None and expires <= self._clock():
+            with self._lock:
+                if self._data.get(k) is entry:
+                    del self._data[k]
+            return None
+        return value
+
+    def set(self, namespace: str, key: str, value: Any, *, ttl: float | None = None) -> None:
+        now = self._clock()
+        with self._lock:
+            self._write((namespace, key), value, ttl, now)
+
+    def update(self, namespace: str, key: str, fn: Callable[[T | None], T | None], *,
+               ttl: float | None = None) -> T | None:
+        k = (namespace, key)
+        now = self._clock()
+        with self._lock:
+            entry = self._data.get(k)
+            old: T | None = None
+            if entry is not None and (entry[1] is None or entry[1] > now):
+                old = entry[0]
+            new = fn(old)
+            if new is None:
+                self._data.pop(k, None)
+            elif new is not old:
+                self._write(k, new, ttl, now)
+            return new
+
+    def delete(self, namespace: str, key: str) -> None:
+        with self._lock:
+            self._data.pop((namespace, key), None)
+
+    # -- housekeeping --------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        """Live entries (expired ones are purged first)."""
+        with self._lock:
+            self._purge(self._clock())
+            return len(self._data)
+
+    def purge(self) -> None:
+        """Drop every expired entry now (writes also do this as they go)."""
+        with self._lock:
+            self._purge(self._clock())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self._heap.clear()
+
+    def _write(self, k: _Key, value: Any, ttl: float | None, now: float) -> None:
+        # Lock held. Re-insert so dict order is least recently written first.
+        data = self._data
+        data.pop(k, None)
+        expires = None if ttl is None else now + ttl
+        data[k] = (value, expires)
+        if expires is not None:
+            heapq.heappush(self._heap, (expires, k))
+        self._purge(now)
+        while len(data) > self.max_entries:
+            del data[next(iter(data))]
+
+    def _purge(self, now: float) -> None:
+        # Lock held.
+        heap, data = self._heap, self._data
+        while heap and heap[0][0] <= now:
+            _, k = heapq.heappop(heap)
+            entry = data.get(k)
+            if entry is not None and entry[1] is not None and entry[1] <= now:
+                del data[k]
+        if len(heap) > 2 * len(data) + 64:  # stale expiries of rewritten keys: rebuild
+            self._heap = [(e, k) for k, (_, e) in data.items() if e is not None]
+            heapq.heapify(self._heap)
+
+    def __repr__(self) -> str:
+        return f"<MemoryStore entries={len(self._data)} max_entries={self.max_entries}>"
