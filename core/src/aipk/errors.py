@@ -15,7 +15,7 @@ The hierarchy::
         ├── StatusError                 the provider answered with an HTTP error status
         │   ├── BadRequestError         400, 404, 409, 413, 422 …: the request itself is wrong
         │   ├── AuthenticationError     401, 403, and credential failures (see AuthErrorCode)
-        │   ├── RateLimitError          429, and "all keys exhausted"; carries retry_after
+        │   ├── RateLimitError          429 or a client-side limit; carries retry_after
         │   └── ServerError             5xx
         │       └── OverloadedError     529 / "overloaded"
         ├── StreamError                 an error reported in-band, after HTTP 200
@@ -209,7 +209,8 @@ class StatusError(ProviderError):
 
     def __str__(self) -> str:
         rid = f", request id {self.request_id}" if self.request_id else ""
-        return f"[{self.provider} HTTP {self.status}{rid}] {self.message}"
+        status = f" HTTP {self.status}" if self.status else ""
+        return f"[{self.provider}{status}{rid}] {self.message}"
 
 
 class BadRequestError(StatusError):

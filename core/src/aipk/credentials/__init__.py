@@ -1,0 +1,96 @@
+"""Credential management: API key pools, OAuth accounts, token storage and login flows.
+
+::
+
+    from aipk.credentials import KeyPool, call_with_failover
+
+    pool = KeyPool.from_env("openai", "OPENAI_API_KEY")       # OPENAI_API_KEY=sk-1,sk-2,sk-3
+    credential = pool.acquire()                               # round-robin, skips keys in backoff
+    ...
+    pool.report_success(credential, latency=0.42, tokens=812)  # or report_failure(credential, err)
+
+OAuth::
+
+    from aipk.credentials import FileTokenStore, OAuthClient, OAuthEndpoints, OAuthManager
+
+    oauth = OAuthClient(OAuthEndpoints(provider="example", client_id="...",
+                                       token_url="https://…/oauth/token",
+                                       authorize_url="https://…/oauth/authorize"))
+    store = FileTokenStore("~/.config/aipk/tokens.json")
+    store.save(oauth.login())                                 # browser + loopback callback
+    manager = OAuthManager.from_store("example", store, refresh=oauth.refresh,
+                                      arefresh=oauth.arefresh)
+
+See ``docs/credentials.md``.
+"""
+
+from __future__ import annotations
+
+from ._errors import CredentialError, KeysExhaustedError
+from ._flows import (
+    PKCE,
+    AuthorizationRequest,
+    DeviceAuthorization,
+    LoopbackServer,
+    OAuthClient,
+    OAuthEndpoints,
+    check_state,
+    new_state,
+    pkce_challenge,
+)
+from ._health import (
+    BackoffPolicy,
+    Failure,
+    HealthInfo,
+    HealthState,
+    HealthSummary,
+    classify_failure,
+)
+from ._metrics import CredentialMetrics, MetricsRegistry, MetricsSnapshot
+from ._oauth import AsyncRefreshFn, OAuthCredential, OAuthManager, OnTokenRefresh, RefreshFn
+from ._pool import (
+    CredentialPool,
+    CredentialSource,
+    KeyPool,
+    SingleCredential,
+    acall_with_failover,
+    call_with_failover,
+)
+from ._store import FileTokenStore, MemoryTokenStore, TokenStore
+
+__all__ = [
+    "PKCE",
+    "AsyncRefreshFn",
+    "AuthorizationRequest",
+    "BackoffPolicy",
+    "CredentialError",
+    "CredentialMetrics",
+    "CredentialPool",
+    "CredentialSource",
+    "DeviceAuthorization",
+    "Failure",
+    "FileTokenStore",
+    "HealthInfo",
+    "HealthState",
+    "HealthSummary",
+    "KeyPool",
+    "KeysExhaustedError",
+    "LoopbackServer",
+    "MemoryTokenStore",
+    "MetricsRegistry",
+    "MetricsSnapshot",
+    "OAuthClient",
+    "OAuthCredential",
+    "OAuthEndpoints",
+    "OAuthManager",
+    "OnTokenRefresh",
+    "RefreshFn",
+    "SingleCredential",
+    "TokenStore",
+    "acall_with_failover",
+    "call_with_failover",
+    "check_state",
+    "classify_failure",
+    "new_state",
+    "pkce_challenge",
+]

@@ -1,0 +1,233 @@
+"""Per-credential health and backoff: the state machine, its policy and where state lives.
+
+The rules (go-sdk-features §4.3, with its recovery gap closed):
+
+* a *counted* failure (see :func:`classify_failure`) increments ``failures`` and puts the
+  credential in backoff for ``min(base * multiplier**(failures-1), cap)`` seconds, times
+  ``U(1 - jitter, 1)``: 1 s, 2 s, 4 s … 60 s by default; a 429's ``retry-after`` replaces
+  that wait;
+* at ``failure_threshold`` (3) consecutive failures the credential is *unhealthy*; once its
+  backoff ends it is offered to exactly one caller as a probe (others skip it until that
+  caller reports, or ``probe_timeout`` passes);
+* the first success resets everything: healthy, no failures, no backoff.
+
+Every transition is a pure function of the previous :class:`HealthState`, so the pool can keep
+states in an :class:`aipk.state.StateStore` (in memory by default; a shared store later) and
+apply them with its atomic ``update``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from aipk.errors import (
+    AuthenticationError,
+    AuthErrorCode,
+    ProviderError,
+    RateLimitError,
+    StatusError,
+    StreamError,
+    TransportError,
+)
+
+from ._errors import CredentialError, KeysExhaustedError
+
+__all__ = [
+    "BackoffPolicy",
+    "Failure",
+    "HealthInfo",
+    "HealthState",
+    "HealthSummary",
+    "classify_failure",
+]
+
+
+def _positive(instance: Any, attribute: attrs.Attribute[float], value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{attribute.name} must be positive, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class BackoffPolicy:
+    """How long a failing credential rests, and when it counts as unhealthy."""
+
+    base: float = attrs.field(default=1.0, validator=_positive)
+    cap: float = attrs.field(default=60.0, validator=_positive)
+    multiplier: float = attrs.field(default=2.0, validator=attrs.validators.ge(1.0))
+    jitter: float = attrs.field(default=0.1, validator=[attrs.validators.ge(0.0),
+                                                         attrs.validators.lt(1.0)])
+    failure_threshold: int = attrs.field(default=3, validator=attrs.validators.ge(1))
+    probe_timeout: float = attrs.field(default=30.0, validator=_positive)
+
+    def schedule(self, failures: int) -> float:
+        """The backoff after ``failures`` consecutive failures, before jitter (0 for none)."""
+        if failures <= 0:
+            return 0.0
+        try:
+            raw = self.base * self.multiplier ** (failures - 1)
+        except OverflowError:
+            return self.cap
+        return min(raw, self.cap)
+
+    def delay(self, failures: int, rand: Callable[[], float] = random.random) -> float:
+        """:meth:`schedule` times ``U(1 - jitter, 1)``: never longer than the schedule."""
+        return self.schedule(failures) * (1.0 - self.jitter * rand())
+
+
+@attrs.frozen(kw_only=True)
+class HealthState:
+    """One credential's health at a moment. Times are ``clock()`` values (epoch seconds)."""
+
+    failures: int = 0
+    healthy: bool = True
+    backoff_until: float = 0.0
+    probe_until: float = 0.0
+    last_failure: float | None = None
+    last_success: float | None = None
+    last_error: str | None = None
+
+    def available(self, now: float) -> bool:
+        """Out of backoff, and (if unhealthy) nobody is probing it right now."""
+        if now < self.backoff_until:
+            return False
+        return self.healthy or now >= self.probe_until
+
+    def wait(self, now: float) -> float:
+        """Seconds until :meth:`available` can become true (0 if it is)."""
+        until = self.backoff_until if self.healthy else max(self.backoff_until, self.probe_until)
+        return max(0.0, until - now)
+
+    def failed(self, now: float, policy: BackoffPolicy, *, label: str,
+               retry_after: float | None = None,
+               rand: Callable[[], float] = random.random) -> HealthState:
+        """The state after a counted failure; ``retry_after`` overrides the backoff schedule."""
+        failures = self.failures + 1
+        wait = max(0.0, retry_after) if retry_after is not None else policy.delay(failures, rand)
+        return attrs.evolve(self, failures=failures,
+                            healthy=failures < policy.failure_threshold,
+                            backoff_until=now + wait, probe_until=0.0, last_failure=now,
+                            last_error=label)
+
+    def succeeded(self, now: float) -> HealthState:
+        """The state after a success: healthy, no failures, no backoff."""
+        return HealthState(last_success=now, last_failure=self.last_failure,
+                           last_error=self.last_error)
+
+    def probing(self, now: float, policy: BackoffPolicy) -> HealthState:
+        """The state once one caller has taken this unhealthy credential as a probe."""
+        return attrs.evolve(self, probe_until=now + policy.probe_timeout)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values, for a shared state store that serialises (JSON, Redis)."""
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HealthState:
+        return cls(**{f.name: data[f.name] for f in attrs.fields(cls) if f.name in data})
+
+
+@attrs.frozen(kw_only=True)
+class Failure:
+    """A failure that counts against a credential: a short label (no secrets), the
+    provider's ``retry_after`` if it gave one, and whether it was a 401 (worth a refresh)."""
+
+    label: str
+    retry_after: float | None = None
+    unauthorized: bool = False
+
+
+_COUNTED_AUTH_CODES = frozenset({
+    AuthErrorCode.INVALID_CREDENTIALS,
+    AuthErrorCode.TOKEN_EXPIRED,
+    AuthErrorCode.REFRESH_FAILED,
+    AuthErrorCode.SCOPE_INSUFFICIENT,
+    AuthErrorCode.NETWORK_ERROR,
+    AuthErrorCode.PROVIDER_UNAVAILABLE,
+})
+
+
+def _status_failure(status: int, retry_after: float | None = None) -> Failure | None:
+    if status in (401, 403):
+        return Failure(label=f"HTTP {status}", unauthorized=status == 401)
+    if status == 429:
+        return Failure(label="HTTP 429", retry_after=retry_after)
+    if status == 408 or status >= 500:
+        return Failure(label=f"HTTP {status}")
+    return None
+
+
+def classify_failure(error: BaseException | int) -> Failure | None:
+    """Whether ``error`` (an exception, or an HTTP status) counts against the credential.
+
+    Counted: 401/403, 429, 408, 5xx (529 included), timeouts and connection errors, failed
+    refreshes (a :class:`CredentialError` counts by its ``auth_code``, not the token
+    endpoint's status), retryable in-band stream errors (overloaded). Not counted:
+    400/404/409/422 and other client errors, validation and configuration errors,
+    client-side rate limits, cancellation, and anything else.
+    """
+    if isinstance(error, int):
+        return _status_failure(error)
+    if not isinstance(error, Exception) or isinstance(error, KeysExhaustedError):
+        return None  # cancellation, KeyboardInterrupt, SystemExit; or nothing was sent
+    if isinstance(error, AuthenticationError):
+        if error.status and not isinstance(error, CredentialError):  # an API response
+            return _status_failure(error.status)
+        if error.auth_code in _COUNTED_AUTH_CODES:
+            return Failure(label=error.auth_code.value)
+        return None
+    if isinstance(error, RateLimitError):
+        return _status_failure(429, error.retry_after) if error.status == 429 else None
+    if isinstance(error, StatusError):
+        return _status_failure(error.status)
+    if isinstance(error, TransportError):
+        return Failure(label=type(error).__name__)
+    if isinstance(error, StreamError):
+        return Failure(label=f"stream error {error.code or ''}".rstrip()) if error.retryable \
+            else None
+    if isinstance(error, ProviderError):
+        return None  # ResponseError and the like: not the credential's fault
+    if isinstance(error, (asyncio.TimeoutError, TimeoutError, ConnectionError)):
+        return Failure(label=type(error).__name__)
+    httpx = sys.modules.get("httpx")  # only if loaded: classifying must not import it
+    if httpx is not None and isinstance(error, httpx.TransportError):
+        return Failure(label=type(error).__name__)
+    return None
+
+
+@attrs.frozen(kw_only=True)
+class HealthInfo:
+    """What :meth:`CredentialPool.health` reports about one credential (no secrets).
+
+    ``backoff_remaining`` is in seconds; times are epoch seconds. The OAuth fields are set
+    only by :class:`~aipk.credentials.OAuthManager`.
+    """
+
+    id: str
+    healthy: bool
+    available: bool
+    consecutive_failures: int
+    backoff_remaining: float
+    last_failure: float | None = None
+    last_success: float | None = None
+    last_error: str | None = None
+    expires_at: float | None = None
+    refreshes: int = 0
+    last_refresh_error: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class HealthSummary:
+    """Counts over a pool, and the success rate of all requests reported to it (1.0 if none)."""
+
+    provider: str
+    total: int
+    healthy: int
+    available: int
+    in_backoff: int
+    success_rate: float

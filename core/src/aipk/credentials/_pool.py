@@ -1,0 +1,542 @@
+"""Credential pools: round-robin selection that skips credentials in backoff, outcome reports,
+and failover within one request.
+
+* :class:`CredentialPool` is generic over its members (anything with an ``id``);
+  :class:`KeyPool` holds API keys as :class:`~aipk.Credential` records.
+* :class:`CredentialSource` is what a client needs from a pool or an OAuth manager;
+  :class:`SingleCredential` adapts one fixed credential to it.
+* :func:`call_with_failover` / :func:`acall_with_failover` run a call, moving to the next
+  credential on a counted failure and refreshing once on a 401.
+
+Selection reads health without locks (one dict lookup per candidate); the only lock on the
+hot path is the chosen credential's own metrics lock.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Generic, Protocol, TypeVar
+
+from aipk._providers import Credential, Secret
+from aipk.errors import AuthenticationError, ConfigurationError, MissingCredentialError
+from aipk.state import MemoryStore, StateStore
+
+from ._errors import KeysExhaustedError
+from ._health import BackoffPolicy, HealthInfo, HealthState, HealthSummary, classify_failure
+from ._metrics import MetricsRegistry
+
+__all__ = [
+    "CredentialPool",
+    "CredentialSource",
+    "KeyPool",
+    "SingleCredential",
+    "acall_with_failover",
+    "call_with_failover",
+]
+
+log = logging.getLogger("aipk.credentials")
+
+
+class HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+T = TypeVar("T", bound=HasId)
+R = TypeVar("R")
+
+
+def _id_of(member: HasId | str) -> str:
+    return member if isinstance(member, str) else member.id
+
+
+class _HealthStates:
+    """Health states in a :class:`aipk.state.StateStore`, under one namespace."""
+
+    __slots__ = ("_state",)
+    namespace = "credentials.health"
+
+    def __init__(self, state: StateStore) -> None:
+        self._state = state
+
+    def get(self, key: str) -> HealthState | None:
+        value = self._state.get(self.namespace, key)
+        return value if isinstance(value, HealthState) else None
+
+    def update(self, key: str, fn: Callable[[HealthState], HealthState]) -> HealthState:
+        def step(current: HealthState | None) -> HealthState:
+            return fn(current if isinstance(current, HealthState) else HealthState())
+
+        result = self._state.update(self.namespace, key, step)
+        assert result is not None
+        return result
+
+    def delete(self, key: str) -> None:
+        self._state.delete(self.namespace, key)
+
+
+class CredentialPool(Generic[T]):
+    """Several credentials for one provider, each with its own health, backoff and metrics.
+
+    ``acquire`` picks the next available member round-robin; report every outcome with
+    ``report_success`` / ``report_failure`` so the pool can back off failing members. Safe to
+    share between threads and asyncio tasks (nothing here blocks or awaits). Health states
+    live in ``state`` (namespace ``"credentials.health"``, key ``"<provider>/<id>"``), an
+    in-memory :class:`aipk.state.MemoryStore` unless you pass a shared one.
+    """
+
+    def __init__(self, provider: str, members: Iterable[T], *,
+                 backoff: BackoffPolicy | None = None, state: StateStore | None = None,
+                 clock: Callable[[], float] = time.time,
+                 rand: Callable[[], float] = random.random) -> None:
+        self.provider = provider
+        self.backoff = backoff or BackoffPolicy()
+        self._store = _HealthStates(state if state is not None else MemoryStore())
+        self._clock = clock
+        self._rand = rand
+        self._lock = threading.Lock()
+        self._members: dict[str, T] = {}
+        for member in members:
+            if member.id in self._members:
+                raise ConfigurationError(
+                    f"credential id {member.id!r} appears twice in the {provider} pool; "
+                    f"give each credential its own id")
+            self._members[member.id] = member
+        self._order: tuple[str, ...] = tuple(self._members)
+        self._next = itertools.count()
+        self.metrics = MetricsRegistry(provider, clock)
+
+    # -- membership ----------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __iter__(self) -> Iterator[T]:
+        members = self._members
+        return iter([members[cid] for cid in self._order if cid in members])
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return self._order
+
+    def get(self, credential_id: str) -> T:
+        """The member with ``credential_id`` (KeyError if there is none)."""
+        return self._members[credential_id]
+
+    def add(self, member: T) -> None:
+        """Add a credential (zero-downtime rotation: add the new key, then remove the old)."""
+        with self._lock:
+            if member.id in self._members:
+                raise ConfigurationError(f"credential id {member.id!r} is already in the pool")
+            self._members[member.id] = member
+            self._order = (*self._order, member.id)
+
+    def remove(self, credential_id: str) -> None:
+        """Stop selecting ``credential_id``; forget its health and metrics."""
+        with self._lock:
+            self._members.pop(credential_id, None)
+            self._order = tuple(cid for cid in self._order if cid != credential_id)
+        self._store.delete(self._key(credential_id))
+        self.metrics.remove(credential_id)
+
+    def replace(self, member: T) -> None:
+        """Swap in a new version of a member (same id), e.g. after a token refresh."""
+        with self._lock:
+            if member.id not in self._members:
+                raise KeyError(member.id)
+            self._members[member.id] = member
+
+    def _key(self, credential_id: str) -> str:
+        return f"{self.provider}/{credential_id}"
+
+    # -- selection -----------------------------------------------------------------------
+
+    def acquire(self, *, exclude: Collection[str] = ()) -> T:
+        """The next available member, round-robin, skipping ``exclude`` (ids already tried
+        for this request). Raises :class:`KeysExhaustedError` when there is none."""
+        order = self._order
+        count = len(order)
+        now = self._clock()
+        start = next(self._next)
+        get_state = self._store.get
+        members = self._members
+        for offset in range(count):
+            cid = order[(start + offset) % count]
+            if cid in exclude:
+                continue
+            member = members.get(cid)
+            if member is None:
+                continue
+            state = get_state(self._key(cid))
+            if state is None or (state.healthy and now >= state.backoff_until):
+                return member
+            if state.available(now) and self._claim_probe(cid, now):
+                return member
+        raise self._exhausted(order, exclude, now)
+
+    def _claim_probe(self, cid: str, now: float) -> bool:
+        won = False
+
+        def claim(state: HealthState) -> HealthState:
+            nonlocal won
+            won = state.available(now)
+            return state if state.healthy or not won else state.probing(now, self.backoff)
+
+        self._store.update(self._key(cid), claim)
+        if won:
+            log.info("probing unhealthy credential %r of %s", cid, self.provider)
+        return won
+
+    def next_available_in(self, *, exclude: Collection[str] = ()) -> float | None:
+        """Seconds until some member outside ``exclude`` is available (0: now; None: never)."""
+        now = self._clock()
+        waits = [self._state(cid).wait(now) for cid in self._order if cid not in exclude]
+        return min(waits) if waits else None
+
+    def _state(self, cid: str) -> HealthState:
+        return self._store.get(self._key(cid)) or HealthState()
+
+    def _exhausted(self, order: Sequence[str], exclude: Collection[str],
+                   now: float) -> KeysExhaustedError:
+        provider = self.provider
+        if not order:
+            return KeysExhaustedError(
+                f"the {provider} credential pool is empty; add a credential (for API keys: "
+                f"a comma-separated list in the provider's environment variable)",
+                provider=provider, retry_after=None)
+        states = {cid: self._state(cid) for cid in order}
+        candidates = [cid for cid in order if cid not in exclude] or list(order)
+        earliest = min(candidates, key=lambda cid: states[cid].wait(now))
+        wait = states[earliest].wait(now)
+        errors = "; ".join(f"{cid}: {s.last_error}" for cid, s in states.items()
+                           if s.last_error and s.failures)
+        unhealthy = sum(1 for s in states.values() if not s.healthy)
+        if all(cid in exclude for cid in order):  # the wait is then for the next request
+            what = f"all {len(order)} {provider} credentials were already tried for this request"
+        else:
+            what = (f"all {len(order)} {provider} credentials are unavailable "
+                    f"({unhealthy} unhealthy, the others in backoff)")
+        auth_only = errors and all(
+            s.last_error in ("HTTP 401", "HTTP 403", "invalid_credentials")
+            for s in states.values() if s.failures)
+        advice = ("check that the keys are valid" if auth_only
+                  else "wait and retry, or add credentials")
+        return KeysExhaustedError(
+            f"{what}; the earliest, {earliest!r}, is available again in {wait:.1f}s"
+            f"{f' (last errors: {errors})' if errors else ''}: {advice}",
+            provider=provider, retry_after=wait,
+            details={"credential": earliest, "unhealthy": unhealthy})
+
+    # -- outcomes ------------------------------------------------------------------------
+
+    def report_success(self, member: HasId | str, *, latency: float = 0.0,
+                       tokens: int = 0) -> None:
+        """Record a success: counters, and (if it had failed) back to healthy."""
+        cid = _id_of(member)
+        now = self._clock()
+        self.metrics.get(cid).record(ok=True, now=now, latency=latency, tokens=tokens)
+        key = self._key(cid)
+        state = self._store.get(key)
+        if state is not None and (state.failures or not state.healthy or state.probe_until):
+            self._store.update(key, lambda s: s.succeeded(now))
+            if not state.healthy:
+                log.info("credential %r of %s is healthy again", cid, self.provider)
+
+    def report_failure(self, member: HasId | str, error: BaseException | int, *,
+                       latency: float = 0.0) -> bool:
+        """Record a failure (an exception, or an HTTP status). Returns True when it counted
+        against the credential (so another credential may do better), False for failures
+        that are not the credential's fault (400, 422, validation, cancellation …)."""
+        self.metrics.get(_id_of(member)).record(ok=False, now=self._clock(), latency=latency)
+        return self.penalize(member, error)
+
+    def penalize(self, member: HasId | str, error: BaseException | int) -> bool:
+        """Count ``error`` against the credential's health, without counting a request (a
+        failed refresh). Returns True when it counted, as :meth:`report_failure` does."""
+        failure = classify_failure(error)
+        if failure is None:
+            return False
+        cid = _id_of(member)
+        now = self._clock()
+        policy = self.backoff
+        state = self._store.update(self._key(cid), lambda s: s.failed(
+            now, policy, label=failure.label, retry_after=failure.retry_after, rand=self._rand))
+        level = logging.WARNING if state.failures == policy.failure_threshold else logging.DEBUG
+        log.log(level, "credential %r of %s failed (%s, %d in a row%s); backing off %.1fs",
+                cid, self.provider, failure.label, state.failures,
+                "" if state.healthy else ", unhealthy", state.backoff_until - now)
+        return True
+
+    def add_tokens(self, member: HasId | str, tokens: int) -> None:
+        """Add tokens counted after the outcome was reported (a stream's final usage)."""
+        self.metrics.get(_id_of(member)).add_tokens(tokens)
+
+    # -- reporting -----------------------------------------------------------------------
+
+    def health(self, credential_id: str) -> HealthInfo:
+        """Health of one credential (KeyError for an unknown id)."""
+        if credential_id not in self._members:
+            raise KeyError(credential_id)
+        now = self._clock()
+        state = self._state(credential_id)
+        return HealthInfo(
+            id=credential_id, healthy=state.healthy, available=state.available(now),
+            consecutive_failures=state.failures, backoff_remaining=state.wait(now),
+            last_failure=state.last_failure, last_success=state.last_success,
+            last_error=state.last_error)
+
+    def health_all(self) -> dict[str, HealthInfo]:
+        return {cid: self.health(cid) for cid in self._order if cid in self._members}
+
+    def health_summary(self) -> HealthSummary:
+        infos = list(self.health_all().values())
+        snaps = self.metrics.snapshot().values()
+        requests = sum(s.requests for s in snaps)
+        successes = sum(s.successes for s in snaps)
+        return HealthSummary(
+            provider=self.provider, total=len(infos),
+            healthy=sum(i.healthy for i in infos), available=sum(i.available for i in infos),
+            in_backoff=sum(i.backoff_remaining > 0 for i in infos),
+            success_rate=successes / requests if requests else 1.0)
+
+    def export_json(self) -> str:
+        """Metrics and health of every credential as JSON."""
+        return self.metrics.to_json(self.health_all())
+
+    def export_prometheus(self, prefix: str = "aipk_credential") -> str:
+        """Metrics and health of every credential in the Prometheus text format."""
+        return self.metrics.to_prometheus(self.health_all(), prefix)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} provider={self.provider!r} ids={list(self._order)!r}>"
+
+
+class CredentialSource(Protocol):
+    """What a client needs from a pool or an OAuth manager, per attempt."""
+
+    @property
+    def provider(self) -> str: ...
+
+    def __len__(self) -> int: ...
+
+    def acquire(self, *, exclude: Collection[str] = ()) -> Credential: ...
+
+    async def aacquire(self, *, exclude: Collection[str] = ()) -> Credential: ...
+
+    def recover(self, credential: Credential, error: BaseException) -> Credential | None:
+        """After a 401: a fresh credential to retry once with, or None."""
+
+    async def arecover(self, credential: Credential,
+                       error: BaseException) -> Credential | None: ...
+
+    def report_success(self, member: HasId | str, *, latency: float = 0.0,
+                       tokens: int = 0) -> None: ...
+
+    def report_failure(self, member: HasId | str, error: BaseException | int, *,
+                       latency: float = 0.0) -> bool: ...
+
+    def add_tokens(self, member: HasId | str, tokens: int) -> None: ...
+
+
+class KeyPool(CredentialPool[Credential]):
+    """A pool of API keys for one provider. Build it with :meth:`from_keys` or
+    :meth:`from_env` (``OPENAI_API_KEY=sk-1,sk-2``)."""
+
+    @classmethod
+    def from_keys(cls, provider: str,
+                  keys: Iterable[str | Secret] | Mapping[str, str | Secret],
+                  **options: Any) -> KeyPool:
+        """Keys as a list (ids ``key-1``, ``key-2`` …) or a mapping of id to key.
+        Blank entries and repeated keys are dropped. ``options`` go to the constructor."""
+        pairs = (list(keys.items()) if isinstance(keys, Mapping)
+                 else [(f"key-{i}", k) for i, k in enumerate(keys, 1)])
+        seen: set[str] = set()
+        members = []
+        for cid, key in pairs:
+            value = (key.reveal() if isinstance(key, Secret) else key).strip()
+            if value and value not in seen:
+                seen.add(value)
+                members.append(Credential(kind="api_key", secret=Secret(value), id=cid))
+        if not members:
+            raise ConfigurationError(f"no API keys given for the {provider} key pool")
+        return cls(provider, members, **options)
+
+    @classmethod
+    def from_env(cls, provider: str, env_vars: str | Sequence[str], *,
+                 environ: Mapping[str, str] | None = None, **options: Any) -> KeyPool:
+        """Keys from the first of ``env_vars`` that is set, split on commas. Ids are the
+        variable name for a single key, else ``NAME#1``, ``NAME#2`` …"""
+        names = (env_vars,) if isinstance(env_vars, str) else tuple(env_vars)
+        env = os.environ if environ is None else environ
+        for name in names:
+            keys = [k.strip() for k in env.get(name, "").split(",") if k.strip()]
+            if len(keys) == 1:
+                return cls.from_keys(provider, {name: keys[0]}, **options)
+            if keys:
+                return cls.from_keys(provider, {f"{name}#{i}": k for i, k in enumerate(keys, 1)},
+                                     **options)
+        raise MissingCredentialError(provider, names)
+
+    async def aacquire(self, *, exclude: Collection[str] = ()) -> Credential:
+        return self.acquire(exclude=exclude)
+
+    def recover(self, credential: Credential, error: BaseException) -> Credential | None:
+        """API keys cannot be refreshed: always None."""
+        return None
+
+    async def arecover(self, credential: Credential, error: BaseException) -> Credential | None:
+        return None
+
+
+class SingleCredential:
+    """One fixed credential as a :class:`CredentialSource`: never in backoff, never exhausted
+    (a single key must not lock itself out), with metrics like a pool's."""
+
+    def __init__(self, provider: str, credential: Credential,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.provider = provider
+        self.credential = credential
+        self._clock = clock
+        self.metrics = MetricsRegistry(provider, clock)
+
+    def __len__(self) -> int:
+        return 1
+
+    def acquire(self, *, exclude: Collection[str] = ()) -> Credential:
+        return self.credential
+
+    async def aacquire(self, *, exclude: Collection[str] = ()) -> Credential:
+        return self.credential
+
+    def recover(self, credential: Credential, error: BaseException) -> Credential | None:
+        return None
+
+    async def arecover(self, credential: Credential, error: BaseException) -> Credential | None:
+        return None
+
+    def report_success(self, member: HasId | str, *, latency: float = 0.0,
+                       tokens: int = 0) -> None:
+        self.metrics.get(_id_of(member)).record(ok=True, now=self._clock(), latency=latency,
+                                                tokens=tokens)
+
+    def report_failure(self, member: HasId | str, error: BaseException | int, *,
+                       latency: float = 0.0) -> bool:
+        self.metrics.get(_id_of(member)).record(ok=False, now=self._clock(), latency=latency)
+        return classify_failure(error) is not None
+
+    def add_tokens(self, member: HasId | str, tokens: int) -> None:
+        self.metrics.get(_id_of(member)).add_tokens(tokens)
+
+    def __repr__(self) -> str:
+        return f"<SingleCredential provider={self.provider!r} id={self.credential.id!r}>"
+
+
+def _tokens_of(result: object) -> int:
+    usage = getattr(result, "usage", None)
+    total = getattr(usage, "total_tokens", 0)
+    return total if isinstance(total, int) else 0
+
+
+def call_with_failover(source: CredentialSource, fn: Callable[[Credential], R], *,
+                       max_attempts: int | None = None,
+                       tokens: Callable[[R], int] = _tokens_of) -> R:
+    """``fn(credential)`` with the next available credential; on a counted failure, again with
+    the next one (each credential at most once, ``max_attempts`` in all, default: every
+    credential); on a 401, once more with the same credential after ``source.recover``
+    refreshed it. Failures that are not the credential's fault are raised at once; when every
+    attempt failed, the last error is raised."""
+    limit = max_attempts or max(len(source), 1)
+    tried: list[str] = []
+    last: BaseException | None = None
+    while True:
+        try:
+            credential = source.acquire(exclude=tried)
+        except KeysExhaustedError:
+            if last is not None:
+                raise last from None
+            raise
+        recovered = False
+        while True:
+            start = time.perf_counter()
+            try:
+                result = fn(credential)
+            except Exception as exc:
+                error: BaseException = exc
+                failure = classify_failure(exc)
+                if failure is not None and failure.unauthorized and not recovered:
+                    recovered = True
+                    try:
+                        fresh = source.recover(credential, exc)
+                    except AuthenticationError as refresh_error:
+                        fresh, error = None, refresh_error
+                    if fresh is not None:
+                        credential = fresh
+                        continue
+                latency = time.perf_counter() - start
+                if not source.report_failure(credential, error, latency=latency):
+                    if error is exc:
+                        raise
+                    raise error from exc
+                last = error
+                break
+            source.report_success(credential, latency=time.perf_counter() - start,
+                                  tokens=tokens(result))
+            return result
+        tried.append(credential.id)
+        if len(tried) >= limit:
+            assert last is not None
+            raise last
+
+
+async def acall_with_failover(source: CredentialSource,
+                              fn: Callable[[Credential], Awaitable[R]], *,
+                              max_attempts: int | None = None,
+                              tokens: Callable[[R], int] = _tokens_of) -> R:
+    """:func:`call_with_failover` for coroutines (refreshes run as tasks; waiting is async)."""
+    limit = max_attempts or max(len(source), 1)
+    tried: list[str] = []
+    last: BaseException | None = None
+    while True:
+        try:
+            credential = await source.aacquire(exclude=tried)
+        except KeysExhaustedError:
+            if last is not None:
+                raise last from None
+            raise
+        recovered = False
+        while True:
+            start = time.perf_counter()
+            try:
+                result = await fn(credential)
+            except Exception as exc:
+                error: BaseException = exc
+                failure = classify_failure(exc)
+                if failure is not None and failure.unauthorized and not recovered:
+                    recovered = True
+                    try:
+                        fresh = await source.arecover(credential, exc)
+                    except AuthenticationError as refresh_error:
+                        fresh, error = None, refresh_error
+                    if fresh is not None:
+                        credential = fresh
+                        continue
+                latency = time.perf_counter() - start
+                if not source.report_failure(credential, error, latency=latency):
+                    if error is exc:
+                        raise
+                    raise error from exc
+                last = error
+                break
+            source.report_success(credential, latency=time.perf_counter() - start,
+                                  tokens=tokens(result))
+            return result
+        tried.append(credential.id)
+        if len(tried) >= limit:
+            assert last is not None
+            raise last
