@@ -96,3 +96,16 @@ def test_async_limits_wait_with_the_async_sleep(emu: Emulator) -> None:
 
     asyncio.run(scenario())
     assert sorted(sleeps) == pytest.approx([20.0, 40.0], abs=0.5)
+
+
+def test_clients_sharing_a_store_share_rate_limit_state(emu: Emulator) -> None:
+    store = aipk.MemoryStore()
+    emu.set_rate_limit(requests=7, tokens=100_000, window=60.0)
+    with aipk.Client("openai", base_url=emu.url("openai"), api_key="sk-x", store=store) as one:
+        one.chat(model="m", messages=USER)
+    with aipk.Client("openai", base_url=emu.url("openai"), api_key="sk-x", store=store) as two, \
+            aipk.Client("openai", base_url=emu.url("openai"), api_key="sk-y") as other:
+        state = two.rate_limits("m")
+        assert state is not None and state.requests is not None
+        assert state.requests.remaining == 6  # seen by the first client, same key
+        assert other.rate_limits("m") is None  # a private store, and another key

@@ -20,6 +20,7 @@ from ._retry import RetryPolicy
 from .errors import ProviderError
 from .limits import ClientLimits
 from .registry import Registry
+from .state import StateStore
 from .transports import AsyncHttpxTransport, AsyncResponse, AsyncTransport, TransportFailure
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ class AsyncClient(ClientBase):
     :class:`~aipk.transports.AsyncTransport`, e.g.
     :class:`~aipk.transports.AiohttpTransport`. ``credential`` passes a ready
     :class:`~aipk.Credential` (for example an OAuth access token: ``kind="oauth"``).
+    ``store`` shares rate-limit state with other clients (a :class:`~aipk.state.StateStore`).
     Other keyword arguments are provider options (for example ``organization=`` for OpenAI).
     """
 
@@ -57,13 +59,15 @@ class AsyncClient(ClientBase):
         transport: AsyncTransport | None = None,
         registry: Registry | None = None,
         limits: ClientLimits | None = None,
+        store: StateStore | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         **options: Any,
     ) -> None:
         super().__init__(provider, api_key=api_key, base_url=base_url, headers=headers,
                          retry=retry, max_retries=max_retries, registry=registry, clock=clock,
-                         options=options, limits=limits, credential=credential)
+                         options=options, limits=limits, credential=credential,
+                         store=store)
         spec = self._engine.provider.spec
         self.timeout = resolve_timeout(timeout, spec.connect_timeout, spec.read_timeout)
         self._transport: AsyncTransport = (

@@ -17,6 +17,7 @@ from ._retry import RetryPolicy
 from .errors import ConfigurationError, MissingCredentialError, NetworkError, RequestTimeout
 from .limits import ClientLimits
 from .registry import Registry, default_registry
+from .state import StateStore
 from .transports import TransportFailure
 
 __all__ = ["ClientBase"]
@@ -64,6 +65,7 @@ class ClientBase:
         options: Mapping[str, Any],
         limits: ClientLimits | None = None,
         credential: Credential | None = None,
+        store: StateStore | None = None,
     ) -> None:
         self._registry = registry or default_registry()
         spec = self._registry.spec(provider)
@@ -92,7 +94,7 @@ class ClientBase:
             provider=resolved,
             credential=resolve_credential(spec, resolved, api_key, credential),
             retry=policy,
-            tracker=RateLimitTracker(),
+            tracker=RateLimitTracker(store),
             limits=limits,
             clock=clock,
         )

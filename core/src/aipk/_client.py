@@ -20,6 +20,7 @@ from ._retry import RetryPolicy
 from .errors import ProviderError
 from .limits import ClientLimits
 from .registry import Registry
+from .state import StateStore
 from .transports import HttpxTransport, Response, Transport, TransportFailure
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class Client(ClientBase):
     ``http_client`` lets you pass your own ``httpx.Client``; ``transport`` any
     :class:`~aipk.transports.Transport`. ``credential`` passes a ready
     :class:`~aipk.Credential` (for example an OAuth access token: ``kind="oauth"``).
+    ``store`` shares rate-limit state with other clients (a :class:`~aipk.state.StateStore`).
     Other keyword arguments are provider options (for example ``organization=`` for OpenAI).
     """
 
@@ -76,13 +78,15 @@ class Client(ClientBase):
         transport: Transport | None = None,
         registry: Registry | None = None,
         limits: ClientLimits | None = None,
+        store: StateStore | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         **options: Any,
     ) -> None:
         super().__init__(provider, api_key=api_key, base_url=base_url, headers=headers,
                          retry=retry, max_retries=max_retries, registry=registry, clock=clock,
-                         options=options, limits=limits, credential=credential)
+                         options=options, limits=limits, credential=credential,
+                         store=store)
         spec = self._engine.provider.spec
         self.timeout = resolve_timeout(timeout, spec.connect_timeout, spec.read_timeout)
         self._transport: Transport = (
