@@ -542,3 +542,15 @@ def test_tracker_keys_are_separate_and_updates_merge() -> None:
     tracker.update(a, RateLimitState(requests=RateLimitWindow(remaining=9)))
     assert tracker.wait_time(a, NOW) == 0.0
     assert tracker.get(a).requests == RateLimitWindow(limit=10, remaining=9, reset_at=NOW + 4)
+
+
+def test_window_from_values_shared_by_every_plugin() -> None:
+    from aipk import RateLimitWindow
+
+    assert RateLimitWindow.from_values("60", "59", 123.0) == RateLimitWindow(
+        limit=60, remaining=59, reset_at=123.0)
+    assert RateLimitWindow.from_values(None, None, None) is None
+    assert RateLimitWindow.from_values("garbage", "-1", None) is None
+    # a 0 limit is a sentinel: limit and remaining dropped, a real reset kept
+    assert RateLimitWindow.from_values("0", "0", None) is None
+    assert RateLimitWindow.from_values("0", "5", 9.0) == RateLimitWindow(reset_at=9.0)

@@ -172,6 +172,20 @@ class RateLimitWindow:
     remaining: int | None = None
     reset_at: float | None = None
 
+    @classmethod
+    def from_values(cls, limit: str | None, remaining: str | None,
+                    reset_at: float | None) -> RateLimitWindow | None:
+        """A window from raw limit/remaining header values and an already parsed reset; None
+        when they say nothing. A limit of 0 is a sentinel some deployments send: no
+        information, so limit and remaining are dropped."""
+        limit_n = parse_count(limit)
+        remaining_n = parse_count(remaining)
+        if limit_n == 0:
+            limit_n = remaining_n = None
+        if limit_n is None and remaining_n is None and reset_at is None:
+            return None
+        return cls(limit=limit_n, remaining=remaining_n, reset_at=reset_at)
+
     def merge(self, newer: RateLimitWindow | None) -> RateLimitWindow:
         if newer is None:
             return self

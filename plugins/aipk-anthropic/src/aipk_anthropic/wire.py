@@ -580,14 +580,11 @@ _LIMITS = ("requests", "tokens", "input-tokens", "output-tokens")
 
 def _window(headers: Mapping[str, str], name: str, now: float) -> RateLimitWindow | None:
     prefix = "anthropic-ratelimit-" + name
-    limit = aipk.parse_count(headers.get(prefix + "-limit"))
-    remaining = aipk.parse_count(headers.get(prefix + "-remaining"))
-    reset = aipk.parse_reset(headers.get(prefix + "-reset"), now)
-    if limit == 0:  # a sentinel, not a real limit of zero
-        limit = remaining = None
-    if limit is None and remaining is None and reset is None:
-        return None
-    return RateLimitWindow(limit=limit, remaining=remaining, reset_at=reset)
+    return RateLimitWindow.from_values(
+        headers.get(prefix + "-limit"),
+        headers.get(prefix + "-remaining"),
+        aipk.parse_reset(headers.get(prefix + "-reset"), now),
+    )
 
 
 def parse_rate_limits(status: int, headers: Mapping[str, str], now: float) -> (

@@ -41,14 +41,11 @@ def _first(headers: Mapping[str, str], field: str, suffixes: Sequence[str]) -> s
 
 def _window(headers: Mapping[str, str], suffixes: Sequence[str], now: float) -> (
         RateLimitWindow | None):
-    limit = aipk.parse_count(_first(headers, "limit", suffixes))
-    remaining = aipk.parse_count(_first(headers, "remaining", suffixes))
-    reset = aipk.parse_reset(_first(headers, "reset", suffixes), now)
-    if limit == 0:  # a sentinel, not a real limit
-        limit = remaining = None
-    if limit is None and remaining is None and reset is None:
-        return None
-    return RateLimitWindow(limit=limit, remaining=remaining, reset_at=reset)
+    return RateLimitWindow.from_values(
+        _first(headers, "limit", suffixes),
+        _first(headers, "remaining", suffixes),
+        aipk.parse_reset(_first(headers, "reset", suffixes), now),
+    )
 
 
 def parse_rate_limits(status: int, headers: Mapping[str, str], now: float) -> (

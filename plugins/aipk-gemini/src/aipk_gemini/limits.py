@@ -6,8 +6,9 @@ by default (the free tier), changed at run time with :meth:`TokenBucket.set_rate
 1000 for paid tiers). It never sleeps: :meth:`TokenBucket.try_acquire` takes a token or says
 how long to wait, and the caller decides how to wait (``time.sleep``, ``asyncio.sleep``, fail).
 
-The core does not call it yet; wiring client-side limiters into the clients is tracked as
-issue 6. The defaults are published on the provider spec: ``GEMINI.options
+The clients themselves enforce the same default through the core's :mod:`aipk.limits`
+(``client.set_limits(...)``); this bucket is for callers managing their own pacing.
+The defaults are published on the provider spec: ``GEMINI.options
 ["requests_per_minute"]``, so :func:`limiter_for` builds a bucket from a resolved provider.
 """
 

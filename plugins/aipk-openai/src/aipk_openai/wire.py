@@ -309,14 +309,11 @@ def map_error(provider: Provider, status: int, headers: Mapping[str, str], data:
 
 
 def _window(headers: Mapping[str, str], name: str, now: float) -> RateLimitWindow | None:
-    limit = aipk.parse_count(headers.get(f"x-ratelimit-limit-{name}"))
-    remaining = aipk.parse_count(headers.get(f"x-ratelimit-remaining-{name}"))
-    reset = aipk.parse_reset(headers.get(f"x-ratelimit-reset-{name}"), now)
-    if limit == 0:  # sentinel some deployments send: no information
-        limit = remaining = None
-    if limit is None and remaining is None and reset is None:
-        return None
-    return RateLimitWindow(limit=limit, remaining=remaining, reset_at=reset)
+    return RateLimitWindow.from_values(
+        headers.get(f"x-ratelimit-limit-{name}"),
+        headers.get(f"x-ratelimit-remaining-{name}"),
+        aipk.parse_reset(headers.get(f"x-ratelimit-reset-{name}"), now),
+    )
 
 
 def parse_rate_limits(status: int, headers: Mapping[str, str], now: float) -> (

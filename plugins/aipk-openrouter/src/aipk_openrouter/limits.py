@@ -15,7 +15,6 @@ from collections.abc import Mapping
 
 import attrs
 
-import aipk
 from aipk import RateLimitState, RateLimitWindow
 from aipk_openai import wire
 
@@ -38,14 +37,11 @@ def parse_reset_ms(value: str | None, now: float) -> float | None:
 
 
 def _window(headers: Mapping[str, str], now: float) -> RateLimitWindow | None:
-    limit = aipk.parse_count(headers.get("x-ratelimit-limit"))
-    remaining = aipk.parse_count(headers.get("x-ratelimit-remaining"))
-    reset = parse_reset_ms(headers.get("x-ratelimit-reset"), now)
-    if limit == 0:
-        limit = remaining = None
-    if limit is None and remaining is None and reset is None:
-        return None
-    return RateLimitWindow(limit=limit, remaining=remaining, reset_at=reset)
+    return RateLimitWindow.from_values(
+        headers.get("x-ratelimit-limit"),
+        headers.get("x-ratelimit-remaining"),
+        parse_reset_ms(headers.get("x-ratelimit-reset"), now),
+    )
 
 
 def parse_rate_limits(status: int, headers: Mapping[str, str], now: float) -> (

@@ -31,14 +31,11 @@ def _first(headers: Mapping[str, str], field: str, window: str) -> str | None:
 
 
 def _window(headers: Mapping[str, str], window: str, now: float) -> RateLimitWindow | None:
-    limit = aipk.parse_count(_first(headers, "limit", window))
-    remaining = aipk.parse_count(_first(headers, "remaining", window))
-    reset = aipk.parse_reset(_first(headers, "reset", window), now)
-    if limit == 0:  # a sentinel, not a real limit
-        limit = remaining = None
-    if limit is None and remaining is None and reset is None:
-        return None
-    return RateLimitWindow(limit=limit, remaining=remaining, reset_at=reset)
+    return RateLimitWindow.from_values(
+        _first(headers, "limit", window),
+        _first(headers, "remaining", window),
+        aipk.parse_reset(_first(headers, "reset", window), now),
+    )
 
 
 def parse_rate_limits(status: int, headers: Mapping[str, str], now: float) -> (
