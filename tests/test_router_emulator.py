@@ -15,6 +15,7 @@ from aipk.errors import BadRequestError, NetworkError
 from aipk.router import (
     AllTargetsFailedError,
     AsyncRouter,
+    BreakerPolicy,
     Router,
     Target,
     route_of,
@@ -321,3 +322,83 @@ def test_sync_and_async_routers_refuse_the_wrong_client_kind(emus: Any) -> None:
     with pytest.raises(aipk.ConfigurationError, match="use aipk.router.AsyncRouter"):
         Router([Target(provider="openai", model="m", client=async_client)])
     asyncio.run(async_client.close())
+
+
+# -- max_wait: waiting for the earliest target over HTTP -----------------------------------------
+
+
+class Waits(list[float]):
+    """The router's injected sleep: records each wait and moves the shared fake clock on."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+        self.clock.now += seconds
+
+    async def asleep(self, seconds: float) -> None:
+        self(seconds)
+        await asyncio.sleep(0)
+
+
+def test_max_wait_waits_out_a_429_retry_after(emus: Any) -> None:
+    a, b, _ = emus
+    clock, sleeps = Clock(), Sleeps()
+    waits = Waits(clock)
+    a.enqueue(Fault.status(429, retry_after=4))
+    b.enqueue(Fault.status(429, retry_after=6))
+    with make_router(emus, "gpt-4o-mini", "gpt-4o-mini", clock=clock, sleeps=sleeps,
+                     max_wait=5.0, sleep=waits) as r:
+        reply = r.chat(messages=USER)
+        assert reply.text == "echo: Hello there"
+        assert route_of(reply).tried == ("a", "b", "a")  # type: ignore[union-attr]
+        assert waits == [pytest.approx(4.0)] and counts(emus) == [2, 1, 0]
+        a.enqueue(Fault.status(429, retry_after=30))
+        with pytest.raises(AllTargetsFailedError) as info:
+            r.chat(messages=USER, max_wait=1.0)  # b is free in 2 s: over this call's budget
+        assert info.value.retry_after == pytest.approx(2.0) and len(waits) == 1
+        assert [t.name for t, _ in info.value.skipped] == ["b"]
+        reply = r.chat(messages=USER)  # the router's 5 s: waits 2 s for b
+        assert route_of(reply).tried == ("b",)  # type: ignore[union-attr]
+        assert waits == [pytest.approx(4.0), pytest.approx(2.0)]
+        m = r.metrics()
+        assert (m["requests"], m["successes"], m["errors"], m["waits"]) == (3, 2, 1, 2)
+    assert counts(emus) == [3, 2, 0] and sleeps == []  # the clients themselves never slept
+
+
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
+def test_async_max_wait_through_an_open_then_half_open_breaker(emus: Any,
+                                                               transport: str) -> None:
+    a, b, _ = emus
+    clock, sleeps = Clock(), Sleeps()
+    waits = Waits(clock)
+    a.enqueue(Fault.status(503), Fault.status(529))
+    b.enqueue(Fault.status(429, retry_after=20))
+
+    async def scenario() -> None:
+        clients = [aipk.AsyncClient("openai", base_url=e.url("openai"), api_key=KEY,
+                                    max_retries=0, clock=clock, sleep=sleeps.asleep,
+                                    transport=TRANSPORTS[transport]()) for e in (a, b)]
+        ts = [Target(provider="openai", model="gpt-4o-mini", client=cl, name=n)
+              for cl, n in zip(clients, "ab", strict=True)]
+        r = AsyncRouter(ts, clock=clock, max_wait=8.0, sleep=waits.asleep,
+                        breaker=BreakerPolicy(failure_threshold=2, open_duration=5.0))
+        async with r:
+            # a 503 (cooldown 2 s), b 429 (20 s); wait 2: a 529 opens its breaker for 5 s;
+            # wait 5: half-open, the probe goes to a and closes the breaker
+            reply = await r.chat(messages=USER)
+            assert reply.text == "echo: Hello there"
+            assert route_of(reply).tried == ("a", "b", "a", "a")  # type: ignore[union-attr]
+            assert waits == pytest.approx([2.0, 5.0])
+            m = r.metrics()
+            ta = m["targets"]["a"]
+            assert ta["breaker"] == "closed"
+            assert ta["error_types"] == {"ServerError": 1, "OverloadedError": 1}
+            assert (m["waits"], m["waited"]) == (2, pytest.approx(7.0))
+        for cl in clients:
+            await cl.close()
+
+    asyncio.run(scenario())
+    assert counts(emus) == [3, 1, 0] and sleeps == []

@@ -1,11 +1,15 @@
-"""The error tree: the hierarchy drawn in aipk.errors' docstring is the real one."""
+"""The error tree: the hierarchy drawn in aipk.errors' docstring is the real one, and every
+public error class is drawn in it."""
 
 from __future__ import annotations
 
+import gc
+import importlib
 import re
 
 import pytest
 
+import aipk
 from aipk import errors
 from aipk.errors import (
     AipkError,
@@ -56,6 +60,40 @@ def parse_tree(doc: str) -> dict[str, str | None]:
 
 TREE = parse_tree(errors.__doc__ or "")
 
+#: The public namespaces whose exported errors must be drawn in the tree.
+PUBLIC_MODULES = ("aipk", "aipk.errors", "aipk.router", "aipk.credentials")
+
+
+def _all_subclasses(cls: type) -> list[type]:
+    found: list[type] = []
+    for sub in cls.__subclasses__():
+        found += [sub, *_all_subclasses(sub)]
+    return found
+
+
+def public_errors() -> dict[str, type]:
+    """{name: class} of every public aipk error: each ``AipkError`` subclass a public namespace
+    exports, and each one any loaded ``aipk`` module defines under a public name."""
+    found: dict[str, type] = {}
+    for module_name in PUBLIC_MODULES:
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            value = getattr(module, name)
+            if isinstance(value, type) and issubclass(value, AipkError):
+                found[name] = value
+    for cls in [AipkError, *_all_subclasses(AipkError)]:
+        module = cls.__module__
+        if (module == "aipk" or module.startswith("aipk.")) and not cls.__name__.startswith("_"):
+            found.setdefault(cls.__name__, cls)
+    return found
+
+
+def undocumented_errors() -> set[str]:
+    return set(public_errors()) - set(TREE)
+
+
+PUBLIC = public_errors()
+
 
 def test_tree_was_parsed() -> None:
     # Spot-check the parser itself on a few known edges, so a broken parser cannot pass vacuously.
@@ -63,19 +101,22 @@ def test_tree_was_parsed() -> None:
     assert TREE["OverloadedError"] == "ServerError"
     assert TREE["ResponseError"] == "ProviderError"
     assert TREE["PluginError"] == "AipkError"
-    assert len(TREE) == 18
+    assert TREE["AllTargetsFailedError"] == "ProviderError"
+    assert TREE["KeysExhaustedError"] == "CredentialError"  # five levels deep
+    assert len(TREE) == 21
     assert "UTF" not in TREE  # the wrapped description line is not a node
+    assert "refreshed" not in TREE
 
 
 @pytest.mark.parametrize(("name", "parent"), sorted(TREE.items()))
 def test_tree_matches_real_classes(name: str, parent: str | None) -> None:
-    cls = getattr(errors, name, None)
-    assert isinstance(cls, type), f"{name} is drawn in the tree but does not exist"
+    cls = PUBLIC.get(name)
+    assert isinstance(cls, type), f"{name} is drawn in the tree but is no public aipk error"
     assert issubclass(cls, Exception)
     if parent is None:
         assert cls.__bases__ == (Exception,)
     else:
-        assert cls.__bases__[0] is getattr(errors, parent), (
+        assert cls.__bases__[0] is PUBLIC[parent], (
             f"{name}'s base is {cls.__bases__[0].__name__}, the tree says {parent}"
         )
         assert issubclass(cls, AipkError)
@@ -83,8 +124,38 @@ def test_tree_matches_real_classes(name: str, parent: str | None) -> None:
 
 def test_every_exported_error_is_in_the_tree() -> None:
     exported = set(errors.__all__)
-    assert exported - {"AuthErrorCode"} == set(TREE)
+    assert exported - {"AuthErrorCode"} == {n for n in TREE if getattr(errors, n, None)}
     assert all(isinstance(getattr(errors, name), type) for name in exported)
+
+
+def test_every_public_error_class_is_in_the_tree() -> None:
+    assert undocumented_errors() == set(), (
+        "draw these errors in the tree in aipk/errors.py's docstring")
+    assert set(PUBLIC) == set(TREE)
+    assert {"AllTargetsFailedError", "CredentialError", "KeysExhaustedError"} <= set(PUBLIC)
+
+
+def test_an_undocumented_error_would_be_caught() -> None:
+    # The completeness check is not vacuous: a new public error anywhere in aipk fails it.
+    sneaky = type("SneakyNewError", (errors.ProviderError,), {"__module__": "aipk._sneaky"})
+    try:
+        assert undocumented_errors() == {"SneakyNewError"}
+    finally:
+        del sneaky
+        gc.collect()
+    assert undocumented_errors() == set()
+
+
+def test_all_targets_failed_error_is_one_class_everywhere() -> None:
+    from aipk import router
+
+    assert router.AllTargetsFailedError is errors.AllTargetsFailedError
+    assert aipk.AllTargetsFailedError is errors.AllTargetsFailedError
+    error = errors.AllTargetsFailedError("none left", failures=(), skipped=(),
+                                         available_at=12.0, retry_after=2.0)
+    assert isinstance(error, errors.ProviderError) and error.retryable
+    assert (error.provider, error.retry_after, error.available_at, error.waited) == (
+        "router", 2.0, 12.0, 0.0)
 
 
 def test_configuration_errors_are_value_errors() -> None:

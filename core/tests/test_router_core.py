@@ -1,10 +1,12 @@
 """The router's rules with scripted in-process clients and an injected clock (no network, no
-plugins, no sleeping): ordering per strategy, what fails over, cooldowns, breakers, context
-window fallback, streams, the all-failed error and the metrics."""
+plugins, no real sleeping): ordering per strategy, what fails over, cooldowns, breakers, context
+window fallback, streams, the all-failed error, the metrics, and ``max_wait`` (waiting, on an
+injected sleep, for the earliest target when none is available)."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -12,7 +14,16 @@ from typing import Any
 import attrs
 import pytest
 
-from aipk import ChatRequest, ChatResponse, Message, Provider, ProviderSpec, TextDelta, Usage
+from aipk import (
+    ChatRequest,
+    ChatResponse,
+    ConfigurationError,
+    Message,
+    Provider,
+    ProviderSpec,
+    TextDelta,
+    Usage,
+)
 from aipk.errors import (
     AipkError,
     AuthenticationError,
@@ -671,3 +682,258 @@ def test_state_lives_in_the_given_store() -> None:
     # a second router sharing the store sees a's cooldown
     other = router(Fake("a"), Fake("b"), clock=clock, store=store)
     assert route_of(other.chat(messages=USER)).tried == ("b",)  # type: ignore[union-attr]
+
+
+# -- max_wait: waiting for the earliest target -------------------------------------------------
+
+
+class Sleeper:
+    """An injected sleep that records each wait and moves ``clock`` on by it (or not, with
+    ``advance=False``: a clock that never catches up, to prove the waiting is bounded)."""
+
+    def __init__(self, clock: Clock, *, advance: bool = True) -> None:
+        self.clock = clock
+        self.advance = advance
+        self.waits: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        if self.advance:
+            self.clock.now += seconds
+
+    async def asleep(self, seconds: float) -> None:
+        self(seconds)
+        await asyncio.sleep(0)
+
+
+def sync_router(*clients: Fake, clock: Clock, sleeper: Sleeper, **kw: Any) -> Router:
+    return Router([target(c) for c in clients], clock=clock, sleep=sleeper, **kw)
+
+
+# -- sync --------------------------------------------------------------------------------------
+
+
+def test_default_max_wait_is_zero_and_fails_fast() -> None:
+    clock = Clock()
+    sleeper = Sleeper(clock)
+    a = Fake("a", rate_limited(3.0))
+    r = sync_router(a, clock=clock, sleeper=sleeper)
+    assert r.max_wait == 0.0
+    with pytest.raises(AllTargetsFailedError) as info:
+        r.chat(messages=USER)
+    assert sleeper.waits == [] and info.value.retry_after == pytest.approx(3.0)
+    assert info.value.waited == 0.0 and "set max_wait=" in str(info.value)
+
+
+def test_waits_for_the_earliest_target_then_serves() -> None:
+    clock = Clock()
+    sleeper = Sleeper(clock)
+    a, b = Fake("a", rate_limited(3.0)), Fake("b", rate_limited(7.0))
+    r = sync_router(a, b, clock=clock, sleeper=sleeper, max_wait=5.0)
+    reply = r.chat(messages=USER)
+    assert reply.text == "a:ok" and sleeper.waits == [pytest.approx(3.0)]
+    info = route_of(reply)
+    assert info is not None and info.tried == ("a", "b", "a")
+    assert [name for name, _ in info.failures] == ["a", "b"]
+    m = r.metrics()
+    assert (m["requests"], m["successes"], m["errors"], m["waits"]) == (1, 1, 0, 1)
+    assert m["waited"] == pytest.approx(3.0)
+    assert m["targets"]["a"]["requests"] == 2 and m["targets"]["b"]["requests"] == 1
+
+
+def test_beyond_max_wait_fails_fast_with_retry_after() -> None:
+    clock = Clock()
+    sleeper = Sleeper(clock)
+    a = Fake("a", rate_limited(10.0))
+    r = sync_router(a, clock=clock, sleeper=sleeper, max_wait=5.0)
+    with pytest.raises(AllTargetsFailedError) as info:
+        r.chat(messages=USER)
+    err = info.value
+    assert sleeper.waits == [] and err.retry_after == pytest.approx(10.0)
+    assert "longer than max_wait=5s" in str(err) and "raise max_wait" in str(err)
+    assert r.metrics()["errors"] == 1 and r.metrics()["waits"] == 0
+
+
+def test_per_call_max_wait_overrides_the_routers() -> None:
+    clock = Clock()
+    sleeper = Sleeper(clock)
+    a = Fake("a", rate_limited(2.0))
+    r = sync_router(a, clock=clock, sleeper=sleeper)
+    assert r.chat(messages=USER, max_wait=2.0).text == "a:ok"
+    assert sleeper.waits == [pytest.approx(2.0)]
+    waiting = sync_router(Fake("b", rate_limited(2.0)), clock=clock, sleeper=sleeper,
+                          max_wait=60.0)
+    with pytest.raises(AllTargetsFailedError):
+        waiting.chat(messages=USER, max_wait=0)
+    assert len(sleeper.waits) == 1  # no new wait
+
+
+def test_waiting_is_bounded_when_the_clock_never_catches_up() -> None:
+    clock = Clock()
+    sleeper = Sleeper(clock, advance=False)  # the target stays unavailable however long we sleep
+    a = Fake("a", rate_limited(1.0))
+    r = sync_router(a, clock=clock, sleeper=sleeper, max_wait=3.5)
+    with pytest.raises(AllTargetsFailedError) as info:
+        r.chat(messages=USER)
+    assert sleeper.waits == [pytest.approx(1.0)] * 3 and len(a.calls) == 1
+    err = info.value
+    assert err.waited == pytest.approx(3.0) and err.retry_after == pytest.approx(1.0)
+    assert "after waiting 3.0s of max_wait=3.5s" in str(err)
+    assert [t.name for t, _ in err.skipped] == ["a"]  # the last pass only, not one per pass
+    assert r.metrics()["waits"] == 3
+
+
+def test_without_cooldowns_passes_back_off_instead_of_spinning() -> None:
+    clock = Clock()
+    sleeper = Sleeper(clock)
+    a = Fake("a", *[server_error()] * 20)
+    r = sync_router(a, clock=clock, sleeper=sleeper, cooldown=None, breaker=None, max_wait=2.0)
+    with pytest.raises(AllTargetsFailedError) as info:
+        r.chat(messages=USER)
+    assert sleeper.waits == pytest.approx([0.05, 0.1, 0.2, 0.4, 0.8])  # the next, 1.0, is over
+    assert len(a.calls) == 6 and len(info.value.failures) == 6
+    assert sum(sleeper.waits) <= 2.0
+
+
+def test_breaker_open_then_half_open_probe_after_waiting() -> None:
+    clock = Clock()
+    sleeper = Sleeper(clock)
+    a = Fake("a", server_error(), server_error())
+    r = sync_router(a, clock=clock, sleeper=sleeper, cooldown=None,
+                    breaker=BreakerPolicy(failure_threshold=2, open_duration=10.0))
+    for _ in range(2):
+        with pytest.raises(AllTargetsFailedError):
+            r.chat(messages=USER)  # max_wait=0: both fail at once
+    assert r.metrics()["targets"]["a"]["breaker"] == "open" and sleeper.waits == []
+    clock.now += 4.0
+    with pytest.raises(AllTargetsFailedError) as info:
+        r.chat(messages=USER, max_wait=5.0)  # open for 6 s more: too long
+    assert info.value.retry_after == pytest.approx(6.0) and sleeper.waits == []
+    reply = r.chat(messages=USER, max_wait=6.0)  # waits out the breaker, then probes
+    assert reply.text == "a:ok" and sleeper.waits == [pytest.approx(6.0)]
+    assert r.metrics()["targets"]["a"]["breaker"] == "closed" and len(a.calls) == 3
+
+
+def test_a_mapped_larger_model_is_kept_across_passes() -> None:
+    clock = Clock()
+    sleeper = Sleeper(clock)
+    context = BadRequestError("This model's maximum context length is 8192 tokens",
+                              provider="fake", status=400)
+    a = Fake("a", context, server_error())
+    r = Router([target(a, "small")], clock=clock, sleep=sleeper, max_wait=5.0,
+               fallback_on_context_window={"small": "large"})
+    reply = r.chat(messages=USER)
+    assert a.calls == ["small", "large", "large"] and reply.model == "large"
+    assert sleeper.waits == [pytest.approx(2.0)]  # the 503's cooldown
+
+
+def test_a_request_error_is_raised_without_waiting() -> None:
+    clock = Clock()
+    sleeper = Sleeper(clock)
+    a = Fake("a", rate_limited(1.0), BadRequestError("unknown field", provider="fake",
+                                                     status=400))
+    r = sync_router(a, clock=clock, sleeper=sleeper, max_wait=5.0)
+    with pytest.raises(BadRequestError):
+        r.chat(messages=USER)
+    assert sleeper.waits == [pytest.approx(1.0)]  # waited for the 429, then the 400 is final
+    m = r.metrics()
+    assert (m["requests"], m["errors"], m["successes"]) == (1, 1, 0)
+
+
+def test_stream_waits_before_its_first_event() -> None:
+    clock = Clock()
+    sleeper = Sleeper(clock)
+    a = Fake("a", rate_limited(1.5), ("stream", 2, None))
+    r = sync_router(a, clock=clock, sleeper=sleeper, max_wait=2.0)
+    stream = r.stream(messages=USER)
+    assert list(stream.text()) == ["a0 ", "a1 "]
+    assert sleeper.waits == [pytest.approx(1.5)]
+    assert stream.route is not None and stream.route.tried == ("a", "a")
+
+
+@pytest.mark.parametrize("bad", [-1.0, math.inf, math.nan, "5", True])
+def test_max_wait_must_be_finite_and_not_negative(bad: Any) -> None:
+    with pytest.raises(ConfigurationError, match="max_wait must be a finite number"):
+        Router([target(Fake("a"))], max_wait=bad)
+    r = Router([target(Fake("a"))])
+    with pytest.raises(ConfigurationError, match="max_wait"):
+        r.chat(messages=USER, max_wait=bad)
+    with pytest.raises(ConfigurationError, match="max_wait"):
+        r.stream(messages=USER, max_wait=bad)
+
+
+# -- async, and the twins agree ----------------------------------------------------------------
+
+
+def test_async_router_waits_like_the_sync_one() -> None:
+    # t=0: a 429 (3 s), b 429 (4 s); wait 3: a 503 (2 s), b cooling; wait 1: b 429 (30 s);
+    # wait 1: a serves. Next call: a 429 (30 s), b cooling for 29 s more: over max_wait.
+    def script_a() -> list[Any]:
+        return [rate_limited(3.0), server_error(), "ok", rate_limited(30.0)]
+
+    def script_b() -> list[Any]:
+        return [rate_limited(4.0), rate_limited(30.0)]
+
+    clock = Clock()
+    sleeper = Sleeper(clock)
+    sync = sync_router(Fake("a", *script_a()), Fake("b", *script_b()), clock=clock,
+                       sleeper=sleeper, max_wait=5.0)
+    sync_routes = [route_of(sync.chat(messages=USER)).tried]  # type: ignore[union-attr]
+    with pytest.raises(AllTargetsFailedError) as sync_error:
+        sync.chat(messages=USER)
+
+    async def scenario() -> tuple[list[Any], AllTargetsFailedError, list[float]]:
+        aclock = Clock()
+        asleeper = Sleeper(aclock)
+        r = AsyncRouter([target(AsyncFake("a", *script_a())),
+                         target(AsyncFake("b", *script_b()))],
+                        clock=aclock, sleep=asleeper.asleep, max_wait=5.0)
+        routes = [route_of(await r.chat(messages=USER)).tried]  # type: ignore[union-attr]
+        with pytest.raises(AllTargetsFailedError) as info:
+            await r.chat(messages=USER)
+        return routes, info.value, asleeper.waits
+
+    async_routes, async_error, async_waits = asyncio.run(scenario())
+    assert sync_routes == async_routes == [("a", "b", "a", "b", "a")]
+    assert sleeper.waits == async_waits == pytest.approx([3.0, 1.0, 1.0])
+    for err in (sync_error.value, async_error):
+        assert err.retry_after == pytest.approx(29.0)  # b's second 429 ends first
+        assert [t.name for t, _ in err.failures] == ["a"]
+        assert [t.name for t, _ in err.skipped] == ["b"] and err.waited == 0.0
+
+
+def test_async_wait_is_cancellable_and_never_blocks_the_loop() -> None:
+    async def scenario() -> None:
+        clock = Clock()
+        a = AsyncFake("a", rate_limited(30.0))
+        # the default sleep (asyncio.sleep), for real: it must not block, and must cancel
+        r = AsyncRouter([target(a)], clock=clock, max_wait=60.0)
+        call = asyncio.create_task(r.chat(messages=USER))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        await asyncio.wait_for(asyncio.sleep(0.01), timeout=1.0)  # the loop is free
+        assert not call.done() and len(a.calls) == 1
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        m = r.metrics()
+        assert (m["requests"], m["cancelled"], m["errors"], m["waits"]) == (1, 1, 0, 1)
+        assert m["targets"]["a"]["in_flight"] == 0 and m["targets"]["a"]["cancelled"] == 0
+
+    asyncio.run(scenario())
+
+
+def test_async_stream_waits_for_a_half_open_breaker() -> None:
+    async def scenario() -> None:
+        clock = Clock()
+        sleeper = Sleeper(clock)
+        a = AsyncFake("a", server_error(), ("stream", 1, None))
+        r = AsyncRouter([target(a)], clock=clock, sleep=sleeper.asleep, cooldown=None,
+                        breaker=BreakerPolicy(failure_threshold=1, open_duration=8.0),
+                        max_wait=10.0)
+        stream = r.stream(messages=USER)
+        assert [t async for t in stream.text()] == ["a0 "]
+        assert sleeper.waits == [pytest.approx(8.0)]
+        assert r.metrics()["targets"]["a"]["breaker"] == "closed"
+
+    asyncio.run(scenario())

@@ -51,6 +51,7 @@ from ._responses import (
 from ._retry import RetryPolicy
 from .errors import (
     AipkError,
+    AllTargetsFailedError,
     AuthenticationError,
     AuthErrorCode,
     BadRequestError,
@@ -77,7 +78,7 @@ if TYPE_CHECKING:
     from ._async_client import AsyncChatStream, AsyncClient
     from ._client import ChatStream, Client, HealthStatus
     from ._decoding import StreamDecoder
-    from .router import AllTargetsFailedError, AsyncRouter, Router, Target
+    from .router import AsyncRouter, Router, Target
 
 __all__ = [
     "AipkError",
@@ -159,7 +160,6 @@ _LAZY = {
     "Client": "._client",
     "HealthStatus": "._client",
     "StreamDecoder": "._decoding",
-    "AllTargetsFailedError": ".router",
     "AsyncRouter": ".router",
     "Router": ".router",
     "Target": ".router",

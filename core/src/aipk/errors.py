@@ -15,12 +15,17 @@ The hierarchy::
         ├── StatusError                 the provider answered with an HTTP error status
         │   ├── BadRequestError         400, 404, 409, 413, 422 …: the request itself is wrong
         │   ├── AuthenticationError     401, 403, and credential failures (see AuthErrorCode)
+        │   │   └── CredentialError     aipk.credentials: a key or token could not be used,
+        │   │       │                   refreshed, stored or obtained
+        │   │       └── KeysExhaustedError  every key in a pool is unavailable; retry_after
         │   ├── RateLimitError          429 or a client-side limit; carries retry_after
         │   └── ServerError             5xx
         │       └── OverloadedError     529 / "overloaded"
         ├── StreamError                 an error reported in-band, after HTTP 200
-        └── ResponseError               a response aipk cannot decode: malformed JSON, invalid
-                                        UTF-8, a stream that ended before its terminator
+        ├── ResponseError               a response aipk cannot decode: malformed JSON, invalid
+        │                               UTF-8, a stream that ended before its terminator
+        └── AllTargetsFailedError       aipk.router: every target failed or was unavailable;
+                                        carries failures, skipped and retry_after
 
 Every :class:`ProviderError` carries ``provider``, ``request_id`` (when the provider sent one)
 and ``retryable``. Status errors also carry ``status``, the decoded ``body`` and the response
@@ -28,17 +33,23 @@ and ``retryable``. Status errors also carry ``status``, the decoded ``body`` and
 redacted before they reach any message, repr or log line.
 
 ``AuthenticationError`` is *not* raised for a 401 that a credential refresh and one retry
-recovered from; only the final failure reaches the caller.
+recovered from; only the final failure reaches the caller. The credential errors live in
+:mod:`aipk.credentials`; ``AllTargetsFailedError`` is defined here and re-exported by
+:mod:`aipk.router` and :mod:`aipk`.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .router import Target
 
 __all__ = [
     "AipkError",
+    "AllTargetsFailedError",
     "AuthErrorCode",
     "AuthenticationError",
     "BadRequestError",
@@ -306,3 +317,24 @@ class StreamError(ProviderError):
 
 class ResponseError(ProviderError):
     """The response could not be decoded: malformed JSON, invalid UTF-8, or a truncated stream."""
+
+
+class AllTargetsFailedError(ProviderError):
+    """A router found no target that would answer: each failed, or was skipped as unavailable.
+
+    ``failures`` pairs each tried :class:`~aipk.router.Target` with its error, in order (over
+    every pass, when the router waited); ``skipped`` pairs each target not tried in the last
+    pass with the reason. ``retry_after`` is the number of seconds until the earliest target is
+    available again (0: one is available now), ``available_at`` the same moment on the router's
+    clock, and ``waited`` the seconds the router already slept for this call (its ``max_wait``).
+    """
+
+    def __init__(self, message: str, *, failures: Sequence[tuple[Target, ProviderError]],
+                 skipped: Sequence[tuple[Target, str]], available_at: float,
+                 retry_after: float, waited: float = 0.0) -> None:
+        super().__init__(message, provider="router", retryable=True)
+        self.failures = tuple(failures)
+        self.skipped = tuple(skipped)
+        self.available_at = available_at
+        self.retry_after = retry_after
+        self.waited = waited

@@ -14,18 +14,20 @@ Each call walks the targets in the strategy's order (``failover``, ``round_robin
 breaker is open, and tries the next one after a rate limit, a server error, a network error or
 a refused credential. Requests that are wrong everywhere (400s, invalid requests) raise at
 once. When every target fails, :class:`AllTargetsFailedError` says what each one answered and
-when the earliest becomes available. :class:`AsyncRouter` is the async twin. See
+when the earliest becomes available; with ``max_wait`` the router first waits for that moment
+(when it is close enough) and tries again. :class:`AsyncRouter` is the async twin. See
 ``docs/routing.md`` for the rules and defaults.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
@@ -38,6 +40,7 @@ from ._responses import ChatResponse, StreamEvent, TextDelta, Usage
 from ._retry import RetryPolicy
 from .errors import (
     AipkError,
+    AllTargetsFailedError,
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
@@ -89,6 +92,21 @@ STRATEGIES: tuple[str, ...] = get_args(Strategy)
 TARGET_RETRY = RetryPolicy(max_retries=0, max_retry_after=1.0)
 
 _COOLDOWN_NS = "aipk.cooldown"
+
+#: The shortest wait between two passes over the targets (seconds); it doubles with each
+#: further pass of the same call, up to ``_MAX_STEP``, so a call whose targets fail with no
+#: cooldown (``cooldown=None``) backs off instead of spinning.
+_MIN_STEP = 0.05
+_MAX_STEP = 1.0
+
+
+def _wait_budget(value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            0 <= value < math.inf):
+        raise ConfigurationError(
+            f"max_wait must be a finite number of seconds, 0 or more (0 fails at once when no "
+            f"target is available), got {value!r}")
+    return float(value)
 
 
 def _non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -175,25 +193,6 @@ def route_of(response: ChatResponse) -> RouteInfo | None:
     """The :class:`RouteInfo` of a response a router returned (None for other responses)."""
     data = response.extra.get("router")
     return RouteInfo.from_dict(data) if isinstance(data, Mapping) else None
-
-
-class AllTargetsFailedError(ProviderError):
-    """Every target failed or was unavailable.
-
-    ``failures`` pairs each tried :class:`Target` with its error, in order; ``skipped`` pairs
-    each target not tried with the reason. ``retry_after`` is the number of seconds until the
-    earliest target is available again (0: one is available now), ``available_at`` the same
-    moment on the router's clock.
-    """
-
-    def __init__(self, message: str, *, failures: Sequence[tuple[Target, ProviderError]],
-                 skipped: Sequence[tuple[Target, str]], available_at: float,
-                 retry_after: float) -> None:
-        super().__init__(message, provider="router", retryable=True)
-        self.failures = tuple(failures)
-        self.skipped = tuple(skipped)
-        self.available_at = available_at
-        self.retry_after = retry_after
 
 
 _CONTEXT_CODES = frozenset({"context_length_exceeded", "context_window_exceeded",
@@ -349,15 +348,21 @@ class TargetMetrics:
 
 
 class _Counters:
-    __slots__ = ("_lock", "cancelled", "errors", "requests", "successes")
+    __slots__ = ("_lock", "cancelled", "errors", "requests", "successes", "waited", "waits")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.requests = self.successes = self.errors = self.cancelled = 0
+        self.requests = self.successes = self.errors = self.cancelled = self.waits = 0
+        self.waited = 0.0
 
     def add(self, field: str) -> None:
         with self._lock:
             setattr(self, field, getattr(self, field) + 1)
+
+    def wait(self, seconds: float) -> None:
+        with self._lock:
+            self.waits += 1
+            self.waited += seconds
 
 
 # -- the shared, sans-IO core --------------------------------------------------------------
@@ -387,7 +392,8 @@ class _Core:
                  None, breaker: BreakerPolicy | None, fallback: Mapping[str, str] | bool,
                  store: StateStore | None, clock: Callable[[], float],
                  retry: RetryPolicy | None, registry: Registry | None,
-                 client_options: Mapping[str, Any] | None, latency_window: int) -> None:
+                 client_options: Mapping[str, Any] | None, latency_window: int,
+                 max_wait: float) -> None:
         targets = list(targets)
         if not targets:
             raise ConfigurationError("a router needs at least one Target")
@@ -412,6 +418,7 @@ class _Core:
         if clash:
             raise ConfigurationError(f"set {', '.join(sorted(clash))} on each Target, not in "
                                      f"client_options")
+        self.max_wait = _wait_budget(max_wait)
         self.strategy = strategy
         self.cooldown = cooldown if cooldown is not None else _NO_COOLDOWN
         self.fallback = fallback
@@ -446,6 +453,9 @@ class _Core:
 
     def policy(self, retry: RetryPolicy | None) -> RetryPolicy | None:
         return retry if retry is not None else self.retry
+
+    def wait_budget(self, max_wait: float | None) -> float:
+        return self.max_wait if max_wait is None else _wait_budget(max_wait)
 
     # -- model information -----------------------------------------------------------------
 
@@ -581,7 +591,8 @@ class _Core:
             targets[s.name] = snap
         c = self.counters
         return {"requests": c.requests, "successes": c.successes, "errors": c.errors,
-                "cancelled": c.cancelled, "targets": targets}
+                "cancelled": c.cancelled, "waits": c.waits, "waited": c.waited,
+                "targets": targets}
 
 
 def _summary(error: BaseException) -> str:
@@ -592,16 +603,21 @@ def _summary(error: BaseException) -> str:
 
 
 class _Run:
-    """One routed request: hands out attempts in order and records each outcome."""
+    """One routed request: hands out attempts in order, records each outcome and, when a pass
+    over the targets leaves none, decides whether to wait (``max_wait``) and pass again."""
 
-    __slots__ = ("core", "current", "failures", "log", "min_window", "queue", "request",
-                 "skipped", "started", "tried")
+    __slots__ = ("core", "current", "failures", "log", "max_wait", "min_window", "passes",
+                 "queue", "request", "skipped", "started", "tried", "upgraded", "waited")
 
-    def __init__(self, core: _Core, request: ChatRequest) -> None:
+    def __init__(self, core: _Core, request: ChatRequest, max_wait: float = 0.0) -> None:
         self.core = core
         self.request = request
-        self.queue: deque[tuple[_TargetState, str, bool]] = deque(
-            (s, s.target.model, False) for s in core.order())
+        self.max_wait = max_wait
+        self.waited = 0.0
+        self.passes = 1
+        self.upgraded: dict[int, str] = {}  # target index -> the larger model it moved to
+        self.queue: deque[tuple[_TargetState, str, bool]] = deque()
+        self._fill()
         self.failures: list[tuple[_TargetState, str, ProviderError]] = []
         self.skipped: list[tuple[_TargetState, str, str]] = []  # (state, kind, why)
         self.tried: list[str] = []
@@ -610,6 +626,17 @@ class _Run:
         self.started = 0.0
         self.min_window: int | None = None
         core.counters.add("requests")
+
+    def _fill(self) -> None:
+        upgraded = self.upgraded
+        self.queue.extend((s, upgraded.get(s.index, s.target.model), s.index in upgraded)
+                          for s in self.core.order())
+
+    def step(self) -> tuple[_TargetState, ChatRequest] | float | None:
+        """The next attempt; else the seconds to sleep before the next pass over the targets;
+        else None: give up and raise :meth:`exhausted`."""
+        attempt = self.next()
+        return attempt if attempt is not None else self.pause()
 
     def next(self) -> tuple[_TargetState, ChatRequest] | None:
         """The next target to try and the request to send it, or None when none is left."""
@@ -644,6 +671,41 @@ class _Run:
     def _skip(self, state: _TargetState, kind: str, why: str) -> None:
         self.skipped.append((state, kind, why))
         self.log.append(f"{state.name}: skipped, {why}")
+
+    def _available_at(self, now: float) -> float | None:
+        """When the earliest target that could take this request is available (None: none
+        can, every one is too small for it)."""
+        too_small = {s.index for s, kind, _ in self.skipped if kind == "window"}
+        times = [self.core.available_at(s, now) for s in self.core.states
+                 if s.index not in too_small]
+        return min(times) if times else None
+
+    def pause(self) -> float | None:
+        """A pass left no target: the seconds to wait for the earliest one and set up the next
+        pass, or None when that is not within what is left of ``max_wait``."""
+        if self.max_wait <= 0 or self._too_big_everywhere():
+            return None
+        core = self.core
+        now = core.clock()
+        at = self._available_at(now)
+        if at is None:
+            return None
+        floor = min(_MIN_STEP * 2.0 ** (self.passes - 1), _MAX_STEP)
+        step = max(at - now, floor)
+        if self.waited + step > self.max_wait + 1e-9:
+            return None
+        self.waited += step
+        self.passes += 1
+        self.log.append(f"waited {step:.2f}s")
+        self.skipped.clear()
+        self._fill()
+        core.counters.wait(step)
+        return step
+
+    def _too_big_everywhere(self) -> bool:
+        return bool(self.failures) and all(
+            is_context_window_error(e) for _, _, e in self.failures) and all(
+            kind == "window" for _, kind, _ in self.skipped)
 
     def failed(self, error: ProviderError, *, committed: bool = False) -> bool:
         """Record ``error`` from the current attempt; True to try the next target, False when
@@ -680,6 +742,7 @@ class _Run:
         used = {m for s, m, _ in self.failures if s is state} | {model}
         if bigger is None or bigger in used:
             return False
+        self.upgraded[state.index] = bigger  # a later pass sends the larger model too
         self.queue.appendleft((state, bigger, True))
         return True
 
@@ -694,8 +757,8 @@ class _Run:
         return attrs.evolve(response, extra={**response.extra, "router": info.to_dict()})
 
     def aborted(self, exc: BaseException) -> None:
-        """The attempt (or the whole call) ended with something other than a provider error:
-        a bug, a configuration error, or cancellation."""
+        """The attempt (or the whole call, or its wait) ended with something other than a
+        provider error: a bug, a configuration error, or cancellation."""
         core = self.core
         cancelled = not isinstance(exc, Exception)
         if self.current is not None:
@@ -714,22 +777,30 @@ class _Run:
         return current
 
     def exhausted(self) -> ProviderError:
-        """The error to raise when no target is left."""
+        """The error to raise when no target is left (and no more waiting is allowed)."""
         core = self.core
         core.counters.add("errors")
-        if (self.failures and all(is_context_window_error(e) for _, _, e in self.failures)
-                and all(kind == "window" for _, kind, _ in self.skipped)):
+        if self._too_big_everywhere():
             return self.failures[-1][2]  # too big for every model that could take it
         now = core.clock()
-        at = min(core.available_at(s, now) for s in core.states)
+        at = self._available_at(now)
+        if at is None:
+            at = min(core.available_at(s, now) for s in core.states)
         wait = max(0.0, at - now)
         when = "one is available now" if wait <= 0 else f"the earliest is available in {wait:.1f}s"
-        message = (f"all {len(core.states)} targets failed or were unavailable; {when}: retry "
-                   f"then, or add targets to the router. " + "; ".join(self.log))
+        if self.max_wait > 0:
+            budget = (f" (after waiting {self.waited:.1f}s of max_wait={self.max_wait:g}s)"
+                      if self.waited else f" (longer than max_wait={self.max_wait:g}s)")
+            fix = "retry then, raise max_wait, or add targets to the router"
+        else:
+            budget = ""
+            fix = "retry then, set max_wait= to let the router wait, or add targets to it"
+        message = (f"all {len(core.states)} targets failed or were unavailable{budget}; {when}: "
+                   f"{fix}. " + "; ".join(self.log))
         return AllTargetsFailedError(
             message, failures=[(s.target, e) for s, _, e in self.failures],
             skipped=[(s.target, why) for s, _, why in self.skipped], available_at=at,
-            retry_after=wait)
+            retry_after=wait, waited=self.waited)
 
 
 # -- the routers ---------------------------------------------------------------------------
@@ -756,12 +827,18 @@ class _RouterBase:
         registry: Registry | None = None,
         client_options: Mapping[str, Any] | None = None,
         latency_window: int = 1024,
+        max_wait: float = 0.0,
+        sleep: Callable[[float], Any] | None = None,
     ) -> None:
         self._core = _Core(targets, strategy=strategy, cooldown=cooldown, breaker=breaker,
                            fallback=fallback_on_context_window, store=store, clock=clock,
                            retry=retry, registry=registry, client_options=client_options,
-                           latency_window=latency_window)
+                           latency_window=latency_window, max_wait=max_wait)
+        self._init_sleep(sleep)
         self._check_clients()
+
+    def _init_sleep(self, sleep: Callable[[float], Any] | None) -> None:
+        raise NotImplementedError
 
     def _check_clients(self) -> None:
         raise NotImplementedError
@@ -779,10 +856,16 @@ class _RouterBase:
     def breaker(self) -> CircuitBreaker | None:
         return self._core.breaker
 
+    @property
+    def max_wait(self) -> float:
+        """Seconds a call may sleep, in all, for a target to become available (0: never)."""
+        return self._core.max_wait
+
     def metrics(self) -> dict[str, Any]:
-        """Router totals (``requests``, ``successes``, ``errors``, ``cancelled``) and, under
-        ``targets``, each target's counters, tokens, latency percentiles (p50/p95/p99 of its
-        recent successes), breaker mode and remaining cooldown."""
+        """Router totals (``requests``, ``successes``, ``errors``, ``cancelled``, and the
+        ``waits`` taken for ``max_wait`` with the seconds ``waited``) and, under ``targets``,
+        each target's counters, tokens, latency percentiles (p50/p95/p99 of its recent
+        successes), breaker mode and remaining cooldown."""
         return self._core.metrics()
 
     def __repr__(self) -> str:
@@ -801,7 +884,17 @@ class Router(_RouterBase):
     latency. ``retry`` is the policy for each call to a target (default :data:`TARGET_RETRY`:
     no retries inside a target); None keeps each client's own. Clients the router creates get
     ``max_retries=0`` plus ``client_options``; close them with :meth:`close` or ``with``.
+
+    ``max_wait`` (seconds, default 0: fail at once) lets a call whose targets are all cooling
+    down, breaker-open or rate limited sleep until the earliest is available and try again,
+    as long as its sleeps add up to no more than ``max_wait``; ``sleep`` (default
+    :func:`time.sleep`) is how it sleeps. Both can be given per call.
     """
+
+    _sleep: Callable[[float], object]
+
+    def _init_sleep(self, sleep: Callable[[float], Any] | None) -> None:
+        self._sleep = sleep if sleep is not None else time.sleep
 
     def _check_clients(self) -> None:
         from ._async_client import AsyncClient
@@ -840,15 +933,19 @@ class Router(_RouterBase):
         return cast("Client", client)
 
     def chat(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
-             **fields: Any) -> ChatResponse:
+             max_wait: float | None = None, **fields: Any) -> ChatResponse:
         """Send the request to the first target that answers; the response's
-        ``extra["router"]`` says who served it and who was tried (:func:`route_of`)."""
+        ``extra["router"]`` says who served it and who was tried (:func:`route_of`).
+        ``max_wait`` overrides the router's for this call."""
         core = self._core
         req = core.request(request, fields)
         policy = core.policy(retry)
-        run = _Run(core, req)
+        run = _Run(core, req, core.wait_budget(max_wait))
         try:
-            while (attempt := run.next()) is not None:
+            while (attempt := run.step()) is not None:
+                if isinstance(attempt, float):
+                    self._sleep(attempt)
+                    continue
                 state, sent = attempt
                 try:
                     client = self._client(state)
@@ -867,21 +964,24 @@ class Router(_RouterBase):
         raise run.exhausted()
 
     def stream(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
-               **fields: Any) -> RoutedStream:
-        """Stream from the first target that starts answering. Failover happens only before
-        the first event; an error after it reaches you."""
+               max_wait: float | None = None, **fields: Any) -> RoutedStream:
+        """Stream from the first target that starts answering. Failover (and waiting, with
+        ``max_wait``) happens only before the first event; an error after it reaches you."""
         core = self._core
-        return RoutedStream(self, core.request(request, fields), core.policy(retry))
+        return RoutedStream(self, core.request(request, fields), core.policy(retry),
+                            core.wait_budget(max_wait))
 
 
 class RoutedStream:
     """A routed streaming answer: iterate it for events; :attr:`response` then holds the
     aggregated response (with ``extra["router"]``) and :attr:`route` who served it."""
 
-    def __init__(self, router: Router, request: ChatRequest, retry: RetryPolicy | None) -> None:
+    def __init__(self, router: Router, request: ChatRequest, retry: RetryPolicy | None,
+                 max_wait: float = 0.0) -> None:
         self._router = router
         self.request = request
         self._retry = retry
+        self._max_wait = max_wait
         self._iterator: Iterator[StreamEvent] | None = None
         self._response: ChatResponse | None = None
 
@@ -899,9 +999,12 @@ class RoutedStream:
 
     def _events(self) -> Iterator[StreamEvent]:
         router = self._router
-        run = _Run(router._core, self.request)
+        run = _Run(router._core, self.request, self._max_wait)
         try:
-            while (attempt := run.next()) is not None:
+            while (attempt := run.step()) is not None:
+                if isinstance(attempt, float):
+                    router._sleep(attempt)
+                    continue
                 state, sent = attempt
                 client = router._client(state)
                 run.started = run.core.clock()
@@ -967,7 +1070,14 @@ class RoutedStream:
 class AsyncRouter(_RouterBase):
     """The async twin of :class:`Router` (same settings): ``await router.chat(...)``,
     ``async for event in router.stream(...)``. Targets need :class:`~aipk.AsyncClient`
-    clients, or none (created on first use)."""
+    clients, or none (created on first use). Waits for ``max_wait`` use ``sleep``, an async
+    callable (default :func:`asyncio.sleep`): they never block the event loop and cancelling
+    the call cancels the wait."""
+
+    _sleep: Callable[[float], Awaitable[object]]
+
+    def _init_sleep(self, sleep: Callable[[float], Any] | None) -> None:
+        self._sleep = sleep if sleep is not None else asyncio.sleep
 
     def _check_clients(self) -> None:
         from ._client import Client
@@ -1007,14 +1117,18 @@ class AsyncRouter(_RouterBase):
         return cast("AsyncClient", client)
 
     async def chat(self, request: ChatRequest | None = None, /, *,
-                   retry: RetryPolicy | None = None, **fields: Any) -> ChatResponse:
+                   retry: RetryPolicy | None = None, max_wait: float | None = None,
+                   **fields: Any) -> ChatResponse:
         """Send the request to the first target that answers (see :meth:`Router.chat`)."""
         core = self._core
         req = core.request(request, fields)
         policy = core.policy(retry)
-        run = _Run(core, req)
+        run = _Run(core, req, core.wait_budget(max_wait))
         try:
-            while (attempt := run.next()) is not None:
+            while (attempt := run.step()) is not None:
+                if isinstance(attempt, float):
+                    await self._sleep(attempt)
+                    continue
                 state, sent = attempt
                 try:
                     client = await self._client(state)
@@ -1033,10 +1147,11 @@ class AsyncRouter(_RouterBase):
         raise run.exhausted()
 
     def stream(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
-               **fields: Any) -> AsyncRoutedStream:
+               max_wait: float | None = None, **fields: Any) -> AsyncRoutedStream:
         """Stream from the first target that starts answering (see :meth:`Router.stream`)."""
         core = self._core
-        return AsyncRoutedStream(self, core.request(request, fields), core.policy(retry))
+        return AsyncRoutedStream(self, core.request(request, fields), core.policy(retry),
+                                 core.wait_budget(max_wait))
 
 
 class AsyncRoutedStream:
@@ -1044,10 +1159,11 @@ class AsyncRoutedStream:
     ``await stream.get_response()``."""
 
     def __init__(self, router: AsyncRouter, request: ChatRequest,
-                 retry: RetryPolicy | None) -> None:
+                 retry: RetryPolicy | None, max_wait: float = 0.0) -> None:
         self._router = router
         self.request = request
         self._retry = retry
+        self._max_wait = max_wait
         self._iterator: AsyncIterator[StreamEvent] | None = None
         self._response: ChatResponse | None = None
 
@@ -1065,9 +1181,12 @@ class AsyncRoutedStream:
 
     async def _events(self) -> AsyncIterator[StreamEvent]:
         router = self._router
-        run = _Run(router._core, self.request)
+        run = _Run(router._core, self.request, self._max_wait)
         try:
-            while (attempt := run.next()) is not None:
+            while (attempt := run.step()) is not None:
+                if isinstance(attempt, float):
+                    await router._sleep(attempt)
+                    continue
                 state, sent = attempt
                 stream: AsyncChatStream | None = None
                 try:
