@@ -209,3 +209,36 @@ def test_hook_aipk_parse_models(emu: Emulator) -> None:
     with client_with(emu, Plugin()) as client:
         ids = [m.id for m in client.models()]
     assert ids and all(i.startswith("x-") for i in ids)
+
+
+def test_hook_aipk_login_flow(emu: Emulator) -> None:
+    from aipk.credentials import LoginFlow, OAuthEndpoints, login, login_flow
+    from aipk_testkit.emulator._oauth import oauth_server
+
+    class Acme:
+        @aipk.hookimpl
+        def aipk_providers(self) -> Sequence[aipk.ProviderSpec]:
+            return [aipk.ProviderSpec(name="acme", protocol="openai",
+                                      default_base_url="https://api.acme.example/v1",
+                                      env_vars=("ACME_API_KEY",))]
+
+        @aipk.hookimpl
+        def aipk_login_flow(self, provider: aipk.Provider) -> LoginFlow | None:
+            if provider.name != "acme":
+                return None
+            return LoginFlow(kind="device_code", endpoints=OAuthEndpoints(
+                provider="acme", client_id="acme-cli", token_url="https://id.acme.example/t",
+                device_authorization_url="https://id.acme.example/d"))
+
+    registry = Registry(entry_points=False)
+    registry.register(aipk_openai.plugin, name="openai")
+    registry.register(Acme(), name="acme")
+    oauth = oauth_server(emu)
+    oauth.reset()
+    oauth.device_interval = 0.01
+    flow = login_flow("acme", registry=registry)
+    assert flow.endpoints.client_id == "acme-cli"
+    cred = login(flow, base_url=emu.url("openai"), show=lambda device: None)
+    assert oauth.access_token_valid(cred.access_token.reveal())
+    with pytest.raises(aipk.ConfigurationError, match="'groq' has no login flow; set GROQ_API"):
+        login_flow("groq", registry=registry)

@@ -5,15 +5,25 @@
 * ``aipk chat PROVIDER PROMPT``: one streamed answer, printed as it arrives.
 * ``aipk demo``: starts the bundled loopback emulator and shows streaming, tool calls and a
   rate-limit recovery through the real plugins; no network and no API key needed.
+* ``aipk login PROVIDER``: runs the provider's login flow (browser, or a device code) and saves
+  the result in its token file (``--token-file``; default
+  :func:`aipk.credentials.default_token_file`) under ``--id`` (default ``default``).
+* ``aipk logout PROVIDER``: deletes that saved credential.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import AipkError
+
+if TYPE_CHECKING:
+    from .credentials import FileTokenStore
 
 __all__ = ["main"]
 
@@ -73,6 +83,52 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(out=sys.stdout)
 
 
+def _token_store(args: argparse.Namespace) -> tuple[FileTokenStore, Path]:
+    from .credentials import FileTokenStore, default_token_file
+
+    path = Path(args.token_file).expanduser() if args.token_file else \
+        default_token_file(args.provider)
+    return FileTokenStore(path), path
+
+
+def _login(args: argparse.Namespace) -> int:
+    from .credentials import KEY_EXCHANGE, login, login_flow
+
+    flow = login_flow(args.provider, base_url=args.base_url)
+    store, path = _token_store(args)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    credential = login(flow, base_url=args.base_url, credential_id=args.id,
+                       open_browser=None if args.no_browser else _open_browser,
+                       timeout=args.timeout)
+    store.save(credential)
+    what = "an API key" if credential.extra.get("grant") == KEY_EXCHANGE else "OAuth tokens"
+    if credential.expires_at is not None:
+        minutes = max(0, round((credential.expires_at - time.time()) / 60))
+        what += f" (the access token expires in {minutes} min and is refreshed automatically)"
+    print(f"Logged in to {args.provider}: saved {what} as credential {credential.id!r} "
+          f"in {path}")
+    return 0
+
+
+def _open_browser(url: str) -> bool:
+    import webbrowser
+
+    return webbrowser.open(url)
+
+
+def _logout(args: argparse.Namespace) -> int:
+    store, path = _token_store(args)
+    ids = store.list_ids() if path.exists() else []
+    if args.id not in ids:
+        saved = ", ".join(repr(i) for i in ids) or "none"
+        print(f"aipk: error: no credential {args.id!r} for {args.provider} in {path} (saved: "
+              f"{saved}); pass --id or --token-file", file=sys.stderr)
+        return 1
+    store.delete(args.id)
+    print(f"Logged out of {args.provider}: deleted credential {args.id!r} from {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aipk", description="One client over every AI provider.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -91,6 +147,21 @@ def build_parser() -> argparse.ArgumentParser:
     chat.set_defaults(func=_chat)
     sub.add_parser("demo", help="run the offline demo on the loopback emulator").set_defaults(
         func=_demo)
+    login = sub.add_parser("login", help="log in to a provider and save the credential")
+    login.add_argument("provider")
+    login.add_argument("--id", default="default", help="credential id (default: default)")
+    login.add_argument("--token-file", help="token file (default: see docs/credentials.md)")
+    login.add_argument("--base-url", help="a loopback URL logs in to that local test server")
+    login.add_argument("--no-browser", action="store_true",
+                       help="print the sign-in address instead of opening a browser")
+    login.add_argument("--timeout", type=float, default=300.0,
+                       help="seconds to wait for the browser sign-in (default 300)")
+    login.set_defaults(func=_login)
+    logout = sub.add_parser("logout", help="delete a saved credential")
+    logout.add_argument("provider")
+    logout.add_argument("--id", default="default")
+    logout.add_argument("--token-file")
+    logout.set_defaults(func=_logout)
     return parser
 
 

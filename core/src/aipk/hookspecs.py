@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ._providers import Credential, ModelInfo, Provider, ProviderSpec
     from ._ratelimit import RateLimitState
     from ._responses import ChatResponse
+    from .credentials import LoginFlow
     from .errors import ProviderError
 
 __all__ = ["hookimpl", "hookspec"]
@@ -98,3 +99,8 @@ def aipk_models_request(provider: Provider) -> HttpRequest | None:
 @hookspec(firstresult=True)
 def aipk_parse_models(provider: Provider, data: Any) -> Sequence[ModelInfo] | None:
     """Turn the decoded model-listing body into :class:`~aipk.ModelInfo` records."""
+
+
+@hookspec(firstresult=True)
+def aipk_login_flow(provider: Provider) -> LoginFlow | None:
+    """Describe how a user logs in to ``provider`` (a LoginFlow), or None if it has no login."""

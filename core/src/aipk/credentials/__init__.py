@@ -21,6 +21,13 @@ OAuth::
     manager = OAuthManager.from_store("example", store, refresh=oauth.refresh,
                                       arefresh=oauth.arefresh)
 
+Logins (what ``aipk login PROVIDER`` runs)::
+
+    from aipk.credentials import FileTokenStore, default_token_file, login, login_flow
+
+    flow = login_flow("qwen")                # the plugin's LoginFlow (hook aipk_login_flow)
+    FileTokenStore(default_token_file("qwen")).save(login(flow))
+
 See ``docs/credentials.md``.
 """
 
@@ -46,6 +53,17 @@ from ._health import (
     HealthSummary,
     classify_failure,
 )
+from ._login import (
+    KEY_EXCHANGE,
+    LoginFlow,
+    LoginKind,
+    api_key_credential,
+    default_token_file,
+    key_exchange_result,
+    login,
+    login_flow,
+    oauth_root_for,
+)
 from ._metrics import CredentialMetrics, MetricsRegistry, MetricsSnapshot
 from ._oauth import AsyncRefreshFn, OAuthCredential, OAuthManager, OnTokenRefresh, RefreshFn
 from ._pool import (
@@ -59,6 +77,7 @@ from ._pool import (
 from ._store import FileTokenStore, MemoryTokenStore, TokenStore
 
 __all__ = [
+    "KEY_EXCHANGE",
     "PKCE",
     "AsyncRefreshFn",
     "AuthorizationRequest",
@@ -75,6 +94,8 @@ __all__ = [
     "HealthSummary",
     "KeyPool",
     "KeysExhaustedError",
+    "LoginFlow",
+    "LoginKind",
     "LoopbackServer",
     "MemoryTokenStore",
     "MetricsRegistry",
@@ -88,9 +109,15 @@ __all__ = [
     "SingleCredential",
     "TokenStore",
     "acall_with_failover",
+    "api_key_credential",
     "call_with_failover",
     "check_state",
     "classify_failure",
+    "default_token_file",
+    "key_exchange_result",
+    "login",
+    "login_flow",
     "new_state",
+    "oauth_root_for",
     "pkce_challenge",
 ]

@@ -56,6 +56,9 @@ __all__ = [
 T = TypeVar("T")
 _VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+#: Token-response fields OAuthCredential has attributes for; other string fields go to ``extra``.
+_TOKEN_FIELDS = frozenset({"access_token", "refresh_token", "expires_in", "scope", "token_type",
+                           "account_id"})
 
 
 @attrs.frozen(kw_only=True)
@@ -64,7 +67,8 @@ class OAuthEndpoints:
 
     ``provider`` labels errors. ``token_format`` is ``"form"`` (RFC 6749) or ``"json"``;
     ``extra_headers`` go on every token request (e.g. a beta header);
-    ``extra_authorize_params`` on the authorization URL.
+    ``extra_authorize_params`` on the authorization URL. ``state_in_token_request`` also sends
+    the login's ``state`` with the code exchange (Anthropic's token endpoint expects it).
     """
 
     provider: str
@@ -78,6 +82,7 @@ class OAuthEndpoints:
     token_format: Literal["form", "json"] = "form"
     extra_headers: Mapping[str, str] = attrs.field(factory=dict)
     extra_authorize_params: Mapping[str, str] = attrs.field(factory=dict)
+    state_in_token_request: bool = False
 
 
 def pkce_challenge(verifier: str) -> str:
@@ -437,11 +442,14 @@ class OAuthClient:
         if not code:
             raise self._error("the sign-in callback carried no authorization code; start the "
                               "login again", AuthErrorCode.OAUTH_FLOW_FAILED)
-        answer = yield from self._post(self.endpoints.token_url, {
+        fields = {
             "grant_type": "authorization_code", "code": code,
             "redirect_uri": request.redirect_uri, "client_id": self.endpoints.client_id,
             "code_verifier": request.pkce.verifier.reveal(),
-        })
+        }
+        if self.endpoints.state_in_token_request:
+            fields["state"] = request.state
+        answer = yield from self._post(self.endpoints.token_url, fields)
         data = self._tokens(answer, "exchange", credential_id, [code])
         return self._credential(data, credential_id, None, request.scopes)
 
@@ -607,11 +615,13 @@ class OAuthClient:
         refresh = data.get("refresh_token") or None
         if refresh is None and previous is not None:
             refresh = previous.refresh_token
+        extra = {k: v for k, v in data.items() if k not in _TOKEN_FIELDS and isinstance(v, str)}
         return OAuthCredential(
             id=credential_id, access_token=Secret(str(data["access_token"])),
             refresh_token=refresh, expires_at=expires_at, scopes=scopes,
             account_id=None if account is None else str(account),
-            token_type=str(data.get("token_type") or "Bearer"))
+            token_type=str(data.get("token_type") or "Bearer"),
+            extra={**(previous.extra if previous is not None else {}), **extra})
 
     # -- drivers ---------------------------------------------------------------------------
 

@@ -66,10 +66,20 @@ def _secret_or_none(value: Secret | str | None) -> Secret | None:
     return Secret(value) if value else None
 
 
+def _extra(values: Mapping[str, Any] | None) -> Mapping[str, str]:
+    return {str(k): v for k, v in (values or {}).items() if isinstance(v, str)}
+
+
+def _keys_only(values: Mapping[str, str]) -> str:
+    return repr(sorted(values))  # values may be identity tokens: never in a repr
+
+
 @attrs.frozen(kw_only=True)
 class OAuthCredential:
     """One OAuth account's tokens. ``expires_at`` is epoch seconds (None: unknown, refreshed
-    only after a 401); ``id`` is a stable, non-secret label."""
+    only after a 401); ``id`` is a stable, non-secret label. ``extra`` keeps the token
+    response's other string fields (Qwen's ``resource_url``, an ``id_token``); a refresh answer
+    without them keeps the old values. Its repr shows only the keys."""
 
     id: str = "default"
     access_token: Secret = attrs.field(converter=_secret)
@@ -78,6 +88,8 @@ class OAuthCredential:
     scopes: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     account_id: str | None = None
     token_type: str = "Bearer"
+    extra: Mapping[str, str] = attrs.field(factory=dict, converter=_extra, repr=_keys_only,
+                                           hash=False)
 
     @access_token.validator
     def _check_access(self, attribute: attrs.Attribute[Secret], value: Secret) -> None:
@@ -102,6 +114,7 @@ class OAuthCredential:
             "scopes": list(self.scopes),
             "account_id": self.account_id,
             "token_type": self.token_type,
+            "extra": dict(self.extra),
         }
 
     @classmethod
@@ -116,6 +129,7 @@ class OAuthCredential:
             scopes=tuple(str(s) for s in data.get("scopes") or ()),
             account_id=data.get("account_id"),
             token_type=str(data.get("token_type") or "Bearer"),
+            extra=data.get("extra") if isinstance(data.get("extra"), Mapping) else None,
         )
 
 
@@ -543,6 +557,8 @@ class OAuthManager:
         if new.id != base.id or (new.refresh_token is None and base.refresh_token is not None):
             new = attrs.evolve(new, id=base.id, refresh_token=new.refresh_token
                                or base.refresh_token)
+        if base.extra.keys() - new.extra.keys():
+            new = attrs.evolve(new, extra={**base.extra, **new.extra})
         return new
 
     def _with_store(self, credential: OAuthCredential, force: bool,

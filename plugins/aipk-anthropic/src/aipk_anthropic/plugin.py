@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aipk import (
     Capabilities,
@@ -32,6 +32,9 @@ from aipk import (
 from aipk.errors import ProviderError
 
 from . import wire
+
+if TYPE_CHECKING:
+    from aipk.credentials import LoginFlow
 
 PROTOCOL = "anthropic"
 
@@ -137,3 +140,12 @@ def aipk_models_request(provider: Provider) -> HttpRequest | None:
 @hookimpl
 def aipk_parse_models(provider: Provider, data: Any) -> Sequence[ModelInfo] | None:
     return wire.parse_models(provider, data) if _ours(provider) else None
+
+
+@hookimpl
+def aipk_login_flow(provider: Provider) -> LoginFlow | None:
+    if provider.name != "anthropic":
+        return None
+    from .oauth import login_flow  # lazily: logins are rare, imports are not
+
+    return login_flow()

@@ -14,7 +14,7 @@ Authentication is decided in :func:`aipk_apply_credential`, from the credential 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
@@ -34,6 +34,9 @@ from aipk.errors import ProviderError
 
 from . import wire
 from .limits import DEFAULT_REQUESTS_PER_MINUTE
+
+if TYPE_CHECKING:
+    from aipk.credentials import LoginFlow
 
 __all__ = ["GEMINI", "PROTOCOL", "Endpoint", "endpoint_for"]
 
@@ -169,3 +172,12 @@ def aipk_models_request(provider: Provider) -> HttpRequest | None:
 @hookimpl
 def aipk_parse_models(provider: Provider, data: Any) -> Sequence[ModelInfo] | None:
     return wire.parse_models(provider, data) if _ours(provider) else None
+
+
+@hookimpl
+def aipk_login_flow(provider: Provider) -> LoginFlow | None:
+    if provider.name != "gemini":
+        return None
+    from .oauth import login_flow  # lazily: logins are rare, imports are not
+
+    return login_flow()

@@ -8,7 +8,7 @@ Serves every provider whose spec has ``protocol="openai"``: OpenAI itself and th
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aipk import (
     Capabilities,
@@ -25,6 +25,9 @@ from aipk.errors import ProviderError
 
 from . import wire
 from .presets import PRESETS
+
+if TYPE_CHECKING:
+    from aipk.credentials import LoginFlow
 
 PROTOCOL = "openai"
 
@@ -112,3 +115,12 @@ def aipk_models_request(provider: Provider) -> HttpRequest | None:
 @hookimpl
 def aipk_parse_models(provider: Provider, data: Any) -> Sequence[ModelInfo] | None:
     return wire.parse_models(provider, data) if _ours(provider) else None
+
+
+@hookimpl
+def aipk_login_flow(provider: Provider) -> LoginFlow | None:
+    if provider.name != "openai":
+        return None
+    from .oauth import login_flow  # lazily: logins are rare, imports are not
+
+    return login_flow()

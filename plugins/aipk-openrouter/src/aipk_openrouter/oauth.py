@@ -8,7 +8,13 @@
    ``{code, code_verifier, code_challenge_method}``) and read the key with
    :func:`parse_key_exchange`. There is no refresh: the key is permanent until revoked.
 
-Running the callback server and storing the key belong to aipk's credential machinery.
+Running the callback server belongs to aipk's credential machinery: :func:`login_flow` is the
+``key_exchange`` :class:`~aipk.credentials.LoginFlow` that ``aipk login openrouter`` runs
+(localhost callbacks on any port are allowed), and :func:`add_to_pool` puts the key it returns
+into a :class:`~aipk.credentials.KeyPool`::
+
+    key = login(login_flow(), credential_id="laptop")
+    add_to_pool(pool, key)
 """
 
 from __future__ import annotations
@@ -18,14 +24,18 @@ import hashlib
 import re
 import secrets
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 from aipk import HttpRequest, Secret
 from aipk.errors import ConfigurationError, ResponseError
 
-__all__ = ["AUTH_URL", "KEYS_URL", "authorization_url", "code_challenge",
-           "key_exchange_request", "new_code_verifier", "parse_key_exchange"]
+if TYPE_CHECKING:
+    from aipk import Credential
+    from aipk.credentials import KeyPool, LoginFlow, OAuthCredential
+
+__all__ = ["AUTH_URL", "KEYS_URL", "add_to_pool", "authorization_url", "code_challenge",
+           "key_exchange_request", "login_flow", "new_code_verifier", "parse_key_exchange"]
 
 AUTH_URL = "https://openrouter.ai/auth"
 KEYS_URL = "https://openrouter.ai/api/v1/auth/keys"
@@ -79,3 +89,25 @@ def parse_key_exchange(data: Any) -> Secret:
         raise ResponseError("the key exchange answered without a key; start the login again",
                             provider="openrouter")
     return Secret(key)
+
+
+def login_flow() -> LoginFlow:
+    """The ``openrouter`` login: PKCE whose result is a permanent API key (no client id)."""
+    from aipk.credentials import LoginFlow, OAuthEndpoints
+
+    endpoints = OAuthEndpoints(provider="openrouter", client_id="", authorize_url=AUTH_URL,
+                               token_url=KEYS_URL)
+    return LoginFlow(kind="key_exchange", endpoints=endpoints, redirect_host="localhost")
+
+
+def add_to_pool(pool: KeyPool, result: OAuthCredential) -> Credential:
+    """Add the key a login returned to ``pool`` as an ``api_key`` credential (same id) and
+    return that credential; the pool's provider must be ``openrouter``."""
+    from aipk.credentials import api_key_credential
+
+    if pool.provider != "openrouter":
+        raise ConfigurationError(f"an OpenRouter key cannot join the {pool.provider!r} pool; "
+                                 f"use a KeyPool for 'openrouter'")
+    credential = api_key_credential(result)
+    pool.add(credential)
+    return credential

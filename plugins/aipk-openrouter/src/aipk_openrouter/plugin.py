@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aipk import (
     Capabilities,
@@ -29,6 +29,9 @@ from aipk import (
 from aipk.errors import ProviderError
 
 from . import limits, models, wire
+
+if TYPE_CHECKING:
+    from aipk.credentials import LoginFlow
 
 __all__ = ["NAME", "OPENROUTER"]
 
@@ -107,3 +110,12 @@ def aipk_map_error(provider: Provider, status: int, headers: Mapping[str, str], 
 @hookimpl(tryfirst=True)
 def aipk_parse_models(provider: Provider, data: Any) -> Sequence[ModelInfo] | None:
     return models.parse_models(provider, data) if _ours(provider) else None
+
+
+@hookimpl
+def aipk_login_flow(provider: Provider) -> LoginFlow | None:
+    if provider.name != NAME:
+        return None
+    from .oauth import login_flow  # lazily: logins are rare, imports are not
+
+    return login_flow()

@@ -2,16 +2,17 @@
 
 Installing the package registers the plugin (entry point ``aipk.plugins: qwen``); use it
 through ``aipk.Client("qwen")`` or ``aipk.Client("dashscope")``. Wire work is aipk-openai's;
-:mod:`aipk_qwen.oauth` holds the OAuth constants and the ``resource_url`` rule,
+:mod:`aipk_qwen.oauth` holds the OAuth constants, the login flow and the ``resource_url`` rule
+(:func:`base_url_for` a credential),
 :mod:`aipk_qwen.limits` the rate-limit header parser.
 """
 
 from __future__ import annotations
 
 from .limits import parse_rate_limits
-from .oauth import base_url_for_resource
+from .oauth import base_url_for, base_url_for_resource
 from .plugin import DASHSCOPE, QWEN, effective_base_url
 
-__all__ = ["DASHSCOPE", "QWEN", "base_url_for_resource", "effective_base_url",
+__all__ = ["DASHSCOPE", "QWEN", "base_url_for", "base_url_for_resource", "effective_base_url",
            "parse_rate_limits"]
 __version__ = "0.1.0"

@@ -3,17 +3,25 @@
 Qwen's portal (``portal.qwen.ai``) takes OAuth access tokens from the device-code flow that
 qwen-code uses (RFC 8628 with PKCE, public client, no secret). The flow itself (requesting a
 device code, polling, refreshing, storing tokens) belongs to aipk's credential machinery; this
-module only pins Qwen's endpoints and client.
+module pins Qwen's endpoints and client (:func:`login_flow`, what ``aipk login qwen`` runs).
 
 A token response may carry ``resource_url``: the host the token is valid for (for example
-``portal.qwen.ai``). :func:`base_url_for_resource` turns it into an API base URL.
+``portal.qwen.ai``); aipk keeps it in ``OAuthCredential.extra``. :func:`base_url_for_resource`
+turns it into an API base URL, and :func:`base_url_for` does so for a credential::
+
+    cred = OAuthManager.from_store("qwen", store, ...).token("default")
+    client = aipk.Client("qwen", base_url=base_url_for(cred), credential=cred.credential)
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from aipk.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from aipk.credentials import LoginFlow, OAuthCredential
 
 __all__ = [
     "CLIENT_ID",
@@ -21,7 +29,9 @@ __all__ = [
     "DEVICE_GRANT_TYPE",
     "SCOPE",
     "TOKEN_URL",
+    "base_url_for",
     "base_url_for_resource",
+    "login_flow",
 ]
 
 #: Where the device flow starts (POST, form-encoded: client_id, scope, code_challenge,
@@ -33,6 +43,25 @@ TOKEN_URL = "https://chat.qwen.ai/api/v1/oauth2/token"
 CLIENT_ID = "f0304373b74a44d2b584a3fb70ca9e56"
 SCOPE = "openid profile email model.completion"
 DEVICE_GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
+#: The portal's API when a token names no ``resource_url``.
+DEFAULT_BASE_URL = "https://portal.qwen.ai/v1"
+
+
+def login_flow() -> LoginFlow:
+    """The ``qwen`` login (``aipk login qwen``): a device code with PKCE, form-encoded."""
+    from aipk.credentials import LoginFlow, OAuthEndpoints
+
+    endpoints = OAuthEndpoints(provider="qwen", client_id=CLIENT_ID, token_url=TOKEN_URL,
+                               device_authorization_url=DEVICE_CODE_URL,
+                               scopes=tuple(SCOPE.split()))
+    return LoginFlow(kind="device_code", endpoints=endpoints, pkce=True)
+
+
+def base_url_for(credential: OAuthCredential, default: str = DEFAULT_BASE_URL) -> str:
+    """The API base URL for a Qwen OAuth credential: from the ``resource_url`` its token
+    response carried (kept in ``credential.extra``), else ``default``."""
+    resource_url = credential.extra.get("resource_url", "").strip()
+    return base_url_for_resource(resource_url) if resource_url else default
 
 
 def base_url_for_resource(resource_url: str) -> str:

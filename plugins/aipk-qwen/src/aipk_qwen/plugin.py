@@ -18,6 +18,7 @@ the core's limiter applies them (override with ``Client("qwen", requests_per_min
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -35,6 +36,9 @@ from aipk_openai import wire
 
 from . import limits
 from .oauth import base_url_for_resource
+
+if TYPE_CHECKING:
+    from aipk.credentials import LoginFlow
 
 __all__ = ["DASHSCOPE", "QWEN", "effective_base_url"]
 
@@ -135,3 +139,12 @@ def aipk_parse_rate_limits(provider: Provider, status: int, headers: Mapping[str
     if provider.name not in _NAMES:
         return None
     return limits.parse_rate_limits(status, headers, now)
+
+
+@hookimpl
+def aipk_login_flow(provider: Provider) -> LoginFlow | None:
+    if provider.name != QWEN.name:
+        return None
+    from .oauth import login_flow  # lazily: logins are rare, imports are not
+
+    return login_flow()

@@ -9,13 +9,20 @@ Endpoints:
   single-use), ``refresh_token`` (rotated by default: the old one stops working) and
   ``urn:ietf:params:oauth:grant-type:device_code`` (scripted ``authorization_pending`` /
   ``slow_down`` answers, then approve, deny or expire); errors are RFC 6749 JSON;
-* ``POST /oauth/device/code``: a device code, user code and verification URI.
+* ``POST /oauth/device/code``: a device code, user code and verification URI;
+* OpenRouter's PKCE key exchange: ``GET /oauth/auth`` (``callback_url``, S256
+  ``code_challenge``) redirects to ``callback_url`` with ``code``; ``POST /oauth/auth/keys``
+  (JSON ``code``, ``code_verifier``, ``code_challenge_method``) answers ``{"key": …}`` once the
+  verifier matches, a permanent key (:meth:`OAuthHandler.key_valid`).
+
+``token_extra`` adds fields to every token response (e.g. Qwen's ``resource_url``).
 
 Get the handler of a running emulator with :func:`oauth_server` and script it::
 
     oauth = oauth_server(emu)
     oauth.script_device("authorization_pending", "slow_down", outcome="approve")
     oauth.revoke()                 # every refresh token now gets invalid_grant
+    oauth.token_extra = {"resource_url": "portal.qwen.ai"}
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import secrets
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import parse_qsl, urlencode
@@ -113,6 +120,9 @@ class OAuthHandler(ProtocolHandler):
             self._state_override: str | None = None
             self._authorize_error: str | None = None
             self.grants: Counter[str] = Counter()
+            self.token_extra: dict[str, str] = {}
+            self._key_codes: dict[str, str] = {}  # code -> S256 challenge
+            self._keys: set[str] = set()
 
     def script_device(self, *responses: str, outcome: Outcome = "approve") -> None:
         """For device codes issued from now on: answer polls with ``responses`` in order
@@ -158,6 +168,10 @@ class OAuthHandler(ProtocolHandler):
         """True for an access token this server issued that is neither expired nor revoked."""
         return self._access.get(token, 0.0) > time.time()
 
+    def key_valid(self, key: str) -> bool:
+        """True for an API key this server issued through the key exchange."""
+        return key in self._keys
+
     def refresh_token_state(self, token: str) -> str | None:
         """``"active"``, ``"rotated"``, ``"revoked"``, or None for an unknown token."""
         return self._refresh.get(token)
@@ -166,9 +180,11 @@ class OAuthHandler(ProtocolHandler):
 
     def route(self, method: str, path: str) -> str | None:
         return {("GET", "/authorize"): "authorize", ("POST", "/token"): "token",
-                ("POST", "/device/code"): "device_code"}.get((method, path))
+                ("POST", "/device/code"): "device_code", ("GET", "/auth"): "key_authorize",
+                ("POST", "/auth/keys"): "key_exchange"}.get((method, path))
 
-    def check_auth(self, request: RecordedRequest, key: str) -> Rendered | None:
+    def check_auth(self, request: RecordedRequest, accepts: Callable[[str], bool]) -> (
+            Rendered | None):
         return None  # the token endpoint authenticates clients itself
 
     def parse_chat(self, request: RecordedRequest, path: str) -> ChatCall:
@@ -178,7 +194,14 @@ class OAuthHandler(ProtocolHandler):
         with self._lock:
             if endpoint == "authorize":
                 return self._authorize(dict(parse_qsl(request.query)))
+            if endpoint == "key_authorize":
+                return self._key_authorize(dict(parse_qsl(request.query)))
             form = self._form(request)
+            if endpoint == "key_exchange":
+                self.grants["key_exchange"] += 1
+                if self._failures:
+                    return self.render_error(self._failures.popleft())
+                return self._key_exchange(form)
             self.grants[form.get("grant_type", endpoint)] += 1
             if self.required_client_id is not None and form.get("client_id") != \
                     self.required_client_id:
@@ -252,7 +275,7 @@ class OAuthHandler(ProtocolHandler):
                                 "expires_in": lifetime, "refresh_token": refresh}
         if scope:
             data["scope"] = scope
-        return data
+        return {**self.token_extra, **data}
 
     def _grant_error(self, error: str, description: str) -> Rendered:
         return _json(400, {"error": error, "error_description": description})
@@ -300,6 +323,33 @@ class OAuthHandler(ProtocolHandler):
                 return self._grant_error("expired_token", "the device code expired")
             return _json(200, self._tokens(device.scope))
         return self._grant_error("unsupported_grant_type", f"grant_type {grant!r}")
+
+    def _key_authorize(self, query: dict[str, str]) -> Rendered:
+        callback, challenge = query.get("callback_url", ""), query.get("code_challenge", "")
+        if not callback.startswith(("http://", "https://")) or not challenge or \
+                query.get("code_challenge_method") != "S256":
+            return self.render_error(400, "bad /auth request (needs an http(s) callback_url "
+                                          "and an S256 code_challenge)")
+        if self._authorize_error is not None:
+            params = {"error": self._authorize_error}
+        else:
+            code = "orc_" + secrets.token_urlsafe(16)
+            self._key_codes[code] = challenge
+            params = {"code": code}
+        sep = "&" if "?" in callback else "?"
+        return Rendered(status=302, headers=[("location", callback + sep + urlencode(params))])
+
+    def _key_exchange(self, form: dict[str, str]) -> Rendered:
+        # OpenRouter's documented errors and shape: 400 wrong method, 403 bad code/verifier.
+        if form.get("code_challenge_method") != "S256":
+            return _json(400, {"error": {"code": 400, "message": "Invalid code_challenge_method"}})
+        challenge = self._key_codes.pop(form.get("code", ""), None)
+        if challenge is None or not hmac.compare_digest(
+                _challenge(form.get("code_verifier", "")), challenge):
+            return _json(403, {"error": {"code": 403, "message": "Invalid code or code_verifier"}})
+        key = "sk-or-emu-" + secrets.token_urlsafe(24)
+        self._keys.add(key)
+        return _json(200, {"key": key, "user_id": "user_emulator"})
 
     def _device_code(self, form: dict[str, str]) -> Rendered:
         device_code = "dc_" + secrets.token_urlsafe(16)
