@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -14,10 +14,11 @@ from ._core import StreamSession
 from ._http import HttpRequest, Timeout
 from ._messages import ChatRequest
 from ._providers import Credential, ModelInfo, Secret
-from ._ratelimit import RateLimitState
 from ._responses import ChatResponse, StreamEvent, TextDelta
 from ._retry import RetryPolicy
-from .errors import ProviderError
+from ._sending import Acquire, ReadBody, Sent, Sleep, Transmit, send_steps
+from .credentials._errors import KeysExhaustedError
+from .errors import AuthenticationError, ProviderError
 from .limits import ClientLimits
 from .registry import Registry
 from .state import StateStore
@@ -25,6 +26,8 @@ from .transports import AsyncHttpxTransport, AsyncResponse, AsyncTransport, Tran
 
 if TYPE_CHECKING:
     import httpx
+
+    from .credentials._pool import CredentialSource
 
 __all__ = ["AsyncChatStream", "AsyncClient"]
 
@@ -38,8 +41,9 @@ class AsyncClient(ClientBase):
     ``timeout`` is a :class:`~aipk.Timeout` (connect and read set separately) or seconds.
     ``http_client`` lets you pass your own ``httpx.AsyncClient``; ``transport`` any
     :class:`~aipk.transports.AsyncTransport`, e.g.
-    :class:`~aipk.transports.AiohttpTransport`. ``credential`` passes a ready
-    :class:`~aipk.Credential` (for example an OAuth access token: ``kind="oauth"``).
+    :class:`~aipk.transports.AiohttpTransport`. ``api_key``, ``credential`` and
+    ``credentials`` work as for :class:`~aipk.Client` (OAuth refreshes run without blocking
+    the event loop).
     ``store`` shares rate-limit state with other clients (a :class:`~aipk.state.StateStore`).
     Other keyword arguments are provider options (for example ``organization=`` for OpenAI).
     """
@@ -48,8 +52,9 @@ class AsyncClient(ClientBase):
         self,
         provider: str = "openai",
         *,
-        api_key: str | Secret | None = None,
+        api_key: str | Secret | Sequence[str | Secret] | None = None,
         credential: Credential | None = None,
+        credentials: CredentialSource | None = None,
         base_url: str | None = None,
         timeout: Timeout | float | None = None,
         headers: Mapping[str, str] | None = None,
@@ -67,7 +72,7 @@ class AsyncClient(ClientBase):
         super().__init__(provider, api_key=api_key, base_url=base_url, headers=headers,
                          retry=retry, max_retries=max_retries, registry=registry, clock=clock,
                          options=options, limits=limits, credential=credential,
-                         store=store)
+                         credentials=credentials, store=store)
         spec = self._engine.provider.spec
         self.timeout = resolve_timeout(timeout, spec.connect_timeout, spec.read_timeout)
         self._transport: AsyncTransport = (
@@ -97,13 +102,16 @@ class AsyncClient(ClientBase):
         ``temperature=``, ``tools=`` …). ``retry`` overrides the client's policy for this call.
         """
         req = self._request(request, fields)
-        http, body = self._engine.build(req, stream=False)
-        response, rate_limit = await self._send(http, body, req.model, retry)
+        sent = await self._send(self._engine.prepare(req, stream=False), req.model, retry)
+        response = sent.response
         try:
             data = await response.read()
         except TransportFailure as failure:
             raise self._transport_error(failure) from None
-        return self._engine.chat_response(req, data, response.headers, rate_limit)
+        answer = self._engine.chat_response(req, data, response.headers, sent.rate_limit)
+        if answer.usage is not None:
+            self._credentials.add_tokens(sent.credential, answer.usage.total_tokens)
+        return answer
 
     def stream(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
                **fields: Any) -> AsyncChatStream:
@@ -113,10 +121,10 @@ class AsyncClient(ClientBase):
     async def models(self, *, static: bool = False) -> list[ModelInfo]:
         """The provider's models: listed live, or the plugin's static list with ``static=True``
         (also used when the provider has no listing endpoint)."""
-        built = None if static else self._engine.models_request()
+        built = None if static else self._engine.prepare_models()
         if built is None:
             return list(self._engine.provider.spec.models)
-        response, _ = await self._send(built[0], built[1], "", None)
+        response = (await self._send(built, "", None)).response
         try:
             data = await response.read()
         except TransportFailure as failure:
@@ -136,37 +144,42 @@ class AsyncClient(ClientBase):
 
     # -- sending -------------------------------------------------------------------------
 
-    async def _send(self, http: HttpRequest, body: bytes | None, model: str,
-              retry: RetryPolicy | None) -> tuple[AsyncResponse, RateLimitState | None]:
-        engine = self._engine
-        start = time.monotonic()
-        wait = engine.admission_delay(model, body, retry)
-        if wait > 0:
-            await self._sleep(wait)
-        attempt = 0
+    async def _send(self, prepared: HttpRequest, model: str,
+                    retry: RetryPolicy | None) -> Sent[AsyncResponse]:
+        """Drive :func:`~aipk._sending.send_steps` (see :meth:`aipk.Client._send`)."""
+        steps = send_steps(self, prepared, model, retry)
+        source = self._credentials
+        transport = self._transport
+        value: Any = None
         while True:
             try:
-                response = await self._transport.send(http, body)
-            except TransportFailure as failure:
-                error: ProviderError = self._transport_error(failure)
-            else:
-                rate_limit = engine.observe(response.status, response.headers, model)
-                if response.status < 400:
-                    engine.metrics.record(ok=True, latency=time.monotonic() - start,
-                                          retried=attempt > 0)
-                    return response, rate_limit
+                step = steps.send(value)
+            except StopIteration as done:
+                sent: Sent[AsyncResponse] = done.value
+                return sent
+            if isinstance(step, Transmit):
                 try:
-                    raw = await response.read()
+                    value = await transport.send(step.http, step.body)
+                except TransportFailure as failure:
+                    value = failure
+            elif isinstance(step, Sleep):
+                await self._sleep(step.seconds)
+                value = None
+            elif isinstance(step, ReadBody):
+                try:
+                    value = await step.response.read()
                 except TransportFailure:
-                    raw = b""
-                error = engine.error(response.status, response.headers, raw, model)
-            delay = engine.retry_delay(attempt, error, retry)
-            if delay is None:
-                engine.metrics.record(ok=False, latency=time.monotonic() - start,
-                                      retried=attempt > 0)
-                raise error
-            attempt += 1
-            await self._sleep(delay)
+                    value = b""
+            elif isinstance(step, Acquire):
+                try:
+                    value = await source.aacquire(exclude=step.exclude)
+                except KeysExhaustedError as exhausted:
+                    value = exhausted
+            else:
+                try:
+                    value = await source.arecover(step.credential, step.error)
+                except AuthenticationError as failed:
+                    value = failed
 
 
 class AsyncChatStream:
@@ -184,6 +197,7 @@ class AsyncChatStream:
         self._retry = retry
         self._session: StreamSession | None = None
         self._http: AsyncResponse | None = None
+        self._credential: Credential | None = None
         self._iterator: AsyncIterator[StreamEvent] | None = None
         self._finished = False
 
@@ -198,11 +212,12 @@ class AsyncChatStream:
     async def _open(self) -> StreamSession:
         if self._session is None:
             client = self._client
-            http, body = client._engine.build(self.request, stream=True)
-            self._http, rate_limit = await client._send(http, body, self.request.model,
-                                                        self._retry)
+            sent = await client._send(client._engine.prepare(self.request, stream=True),
+                                      self.request.model, self._retry)
+            self._http = sent.response
+            self._credential = sent.credential
             self._session = client._engine.open_stream(self.request, self._http.headers,
-                                                       rate_limit)
+                                                       sent.rate_limit)
         return self._session
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
@@ -224,6 +239,9 @@ class AsyncChatStream:
             for event in session.finish():
                 yield event
             self._finished = True
+            usage = session.accumulator.usage
+            if usage is not None and self._credential is not None:
+                self._client._credentials.add_tokens(self._credential, usage.total_tokens)
         except TransportFailure as failure:
             raise self._client._transport_error(failure) from None
         finally:

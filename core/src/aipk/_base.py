@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -20,6 +20,9 @@ from .registry import Registry, default_registry
 from .state import StateStore
 from .transports import TransportFailure
 
+if TYPE_CHECKING:
+    from .credentials._pool import CredentialSource
+
 __all__ = ["ClientBase"]
 
 
@@ -30,8 +33,8 @@ def key_fingerprint(key: str) -> str:
 
 def resolve_credential(spec: ProviderSpec, provider: Provider, api_key: str | Secret | None,
                        credential: Credential | None = None) -> Credential:
-    """The credential to use: ``credential=``, ``api_key=``, the spec's env vars, or none if the
-    provider allows it."""
+    """The credential to use: ``credential=``, ``api_key=``, the spec's env vars (the first key
+    of a comma list), or none if the provider allows it."""
     if credential is not None:
         return credential
     if isinstance(api_key, Secret):
@@ -48,6 +51,56 @@ def resolve_credential(spec: ProviderSpec, provider: Provider, api_key: str | Se
     raise MissingCredentialError(spec.name, spec.env_vars)
 
 
+def _env_keys(spec: ProviderSpec) -> tuple[str, list[str]] | None:
+    for var in spec.env_vars:
+        keys = [k.strip() for k in os.environ.get(var, "").split(",") if k.strip()]
+        if keys:
+            return var, keys
+    return None
+
+
+def resolve_credentials(
+    spec: ProviderSpec, provider: Provider, *,
+    api_key: str | Secret | Sequence[str | Secret] | None,
+    credential: Credential | None,
+    credentials: CredentialSource | None,
+    store: StateStore | None,
+    clock: Callable[[], float],
+) -> CredentialSource:
+    """Where each attempt's credential comes from: ``credentials=`` as given; several keys
+    (``api_key=[...]`` or a comma list in the provider's env var) as a :class:`KeyPool`
+    sharing ``store``; otherwise one fixed credential."""
+    from .credentials._pool import KeyPool, SingleCredential
+
+    if credentials is not None:
+        if api_key is not None or credential is not None:
+            raise ConfigurationError(
+                "pass credentials= (a pool or OAuth manager) or api_key=/credential=, not both")
+        if credentials.provider != spec.name:
+            raise ConfigurationError(
+                f"the credentials are for provider {credentials.provider!r}, not "
+                f"{spec.name!r}; build the pool with provider={spec.name!r}")
+        return credentials
+    keys: list[str | Secret] | None = None
+    if api_key is not None and not isinstance(api_key, (str, Secret)):
+        keys = list(api_key)
+    elif api_key is None and credential is None and (found := _env_keys(spec)) is not None:
+        var, listed = found
+        if len(listed) > 1:
+            return KeyPool.from_keys(
+                spec.name, {f"{var}#{i}": key for i, key in enumerate(listed, 1)},
+                state=store, clock=clock)
+    if keys is not None:
+        if len(keys) != 1:
+            by_id = {key_fingerprint(k.reveal() if isinstance(k, Secret) else k): k
+                     for k in keys}
+            return KeyPool.from_keys(spec.name, by_id, state=store, clock=clock)
+        api_key = keys[0]
+    single = api_key if isinstance(api_key, (str, Secret)) or api_key is None else None
+    return SingleCredential(spec.name, resolve_credential(spec, provider, single, credential),
+                            clock=clock)
+
+
 class ClientBase:
     """Provider resolution and everything that does not depend on sync versus async."""
 
@@ -55,7 +108,7 @@ class ClientBase:
         self,
         provider: str,
         *,
-        api_key: str | Secret | None,
+        api_key: str | Secret | Sequence[str | Secret] | None,
         base_url: str | None,
         headers: Mapping[str, str] | None,
         retry: RetryPolicy | None,
@@ -65,6 +118,7 @@ class ClientBase:
         options: Mapping[str, Any],
         limits: ClientLimits | None = None,
         credential: Credential | None = None,
+        credentials: CredentialSource | None = None,
         store: StateStore | None = None,
     ) -> None:
         self._registry = registry or default_registry()
@@ -89,10 +143,16 @@ class ClientBase:
         policy = retry or RetryPolicy()
         if max_retries is not None:
             policy = attrs.evolve(policy, max_retries=max_retries)
+        self._credentials = resolve_credentials(
+            spec, resolved, api_key=api_key, credential=credential, credentials=credentials,
+            store=store, clock=clock)
+        single = getattr(self._credentials, "credential", None)
+        self._last_credential_id: str | None = (
+            single.id if isinstance(single, Credential) else None)
         self._engine = Engine(
             registry=self._registry,
             provider=resolved,
-            credential=resolve_credential(spec, resolved, api_key, credential),
+            credential=single if isinstance(single, Credential) else None,
             retry=policy,
             tracker=RateLimitTracker(store),
             limits=limits,
@@ -120,10 +180,21 @@ class ClientBase:
                     return spec.capabilities.merge(info.capabilities)
         return spec.capabilities
 
-    def rate_limits(self, model: str) -> RateLimitState | None:
-        """The latest rate-limit state the provider reported for ``model`` with this credential."""
-        engine = self._engine
-        return engine.tracker.get((engine.provider.name, engine.credential.id, model))
+    @property
+    def credentials(self) -> CredentialSource:
+        """Where each attempt's credential comes from: a :class:`~aipk.credentials.KeyPool`,
+        an :class:`~aipk.credentials.OAuthManager` or one fixed credential; ask it for
+        ``health_all()``, ``export_json()``, ``export_prometheus()`` (pools and managers)."""
+        return self._credentials
+
+    def rate_limits(self, model: str, credential_id: str | None = None) -> (
+            RateLimitState | None):
+        """The latest rate-limit state the provider reported for ``model`` with the credential
+        ``credential_id`` (default: the one that signed the last successful request)."""
+        cid = credential_id or self._last_credential_id
+        if cid is None:
+            return None
+        return self._engine.tracker.get((self._engine.provider.name, cid, model))
 
     @property
     def limits(self) -> ClientLimits:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -14,10 +14,11 @@ from ._core import StreamSession
 from ._http import HttpRequest, Timeout
 from ._messages import ChatRequest
 from ._providers import Credential, ModelInfo, Secret
-from ._ratelimit import RateLimitState
 from ._responses import ChatResponse, StreamEvent, TextDelta
 from ._retry import RetryPolicy
-from .errors import ProviderError
+from ._sending import Acquire, ReadBody, Sent, Sleep, Transmit, send_steps
+from .credentials._errors import KeysExhaustedError
+from .errors import AuthenticationError, ProviderError
 from .limits import ClientLimits
 from .registry import Registry
 from .state import StateStore
@@ -25,6 +26,8 @@ from .transports import HttpxTransport, Response, Transport, TransportFailure
 
 if TYPE_CHECKING:
     import httpx
+
+    from .credentials._pool import CredentialSource
 
 __all__ = ["ChatStream", "Client", "HealthStatus"]
 
@@ -57,8 +60,11 @@ class Client(ClientBase):
 
     ``timeout`` is a :class:`~aipk.Timeout` (connect and read set separately) or seconds.
     ``http_client`` lets you pass your own ``httpx.Client``; ``transport`` any
-    :class:`~aipk.transports.Transport`. ``credential`` passes a ready
-    :class:`~aipk.Credential` (for example an OAuth access token: ``kind="oauth"``).
+    :class:`~aipk.transports.Transport`. ``api_key`` takes one key or a list of keys (a
+    :class:`~aipk.credentials.KeyPool` with failover; so does a comma list in the provider's
+    environment variable); ``credential`` a ready :class:`~aipk.Credential`; ``credentials``
+    any :class:`~aipk.credentials.CredentialSource`, e.g. an
+    :class:`~aipk.credentials.OAuthManager` (refreshed before requests, and once on a 401).
     ``store`` shares rate-limit state with other clients (a :class:`~aipk.state.StateStore`).
     Other keyword arguments are provider options (for example ``organization=`` for OpenAI).
     """
@@ -67,8 +73,9 @@ class Client(ClientBase):
         self,
         provider: str = "openai",
         *,
-        api_key: str | Secret | None = None,
+        api_key: str | Secret | Sequence[str | Secret] | None = None,
         credential: Credential | None = None,
+        credentials: CredentialSource | None = None,
         base_url: str | None = None,
         timeout: Timeout | float | None = None,
         headers: Mapping[str, str] | None = None,
@@ -86,7 +93,7 @@ class Client(ClientBase):
         super().__init__(provider, api_key=api_key, base_url=base_url, headers=headers,
                          retry=retry, max_retries=max_retries, registry=registry, clock=clock,
                          options=options, limits=limits, credential=credential,
-                         store=store)
+                         credentials=credentials, store=store)
         spec = self._engine.provider.spec
         self.timeout = resolve_timeout(timeout, spec.connect_timeout, spec.read_timeout)
         self._transport: Transport = (
@@ -116,13 +123,16 @@ class Client(ClientBase):
         ``temperature=``, ``tools=`` …). ``retry`` overrides the client's policy for this call.
         """
         req = self._request(request, fields)
-        http, body = self._engine.build(req, stream=False)
-        response, rate_limit = self._send(http, body, req.model, retry)
+        sent = self._send(self._engine.prepare(req, stream=False), req.model, retry)
+        response = sent.response
         try:
             data = response.read()
         except TransportFailure as failure:
             raise self._transport_error(failure) from None
-        return self._engine.chat_response(req, data, response.headers, rate_limit)
+        answer = self._engine.chat_response(req, data, response.headers, sent.rate_limit)
+        if answer.usage is not None:
+            self._credentials.add_tokens(sent.credential, answer.usage.total_tokens)
+        return answer
 
     def stream(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
                **fields: Any) -> ChatStream:
@@ -132,10 +142,10 @@ class Client(ClientBase):
     def models(self, *, static: bool = False) -> list[ModelInfo]:
         """The provider's models: listed live, or the plugin's static list with ``static=True``
         (also used when the provider has no listing endpoint)."""
-        built = None if static else self._engine.models_request()
+        built = None if static else self._engine.prepare_models()
         if built is None:
             return list(self._engine.provider.spec.models)
-        response, _ = self._send(built[0], built[1], "", None)
+        response = self._send(built, "", None).response
         try:
             data = response.read()
         except TransportFailure as failure:
@@ -155,37 +165,43 @@ class Client(ClientBase):
 
     # -- sending -------------------------------------------------------------------------
 
-    def _send(self, http: HttpRequest, body: bytes | None, model: str,
-              retry: RetryPolicy | None) -> tuple[Response, RateLimitState | None]:
-        engine = self._engine
-        start = time.monotonic()
-        wait = engine.admission_delay(model, body, retry)
-        if wait > 0:
-            self._sleep(wait)
-        attempt = 0
+    def _send(self, prepared: HttpRequest, model: str,
+              retry: RetryPolicy | None) -> Sent[Response]:
+        """Drive :func:`~aipk._sending.send_steps`: acquire, sign, send, recover, fail over,
+        retry."""
+        steps = send_steps(self, prepared, model, retry)
+        source = self._credentials
+        transport = self._transport
+        value: Any = None
         while True:
             try:
-                response = self._transport.send(http, body)
-            except TransportFailure as failure:
-                error: ProviderError = self._transport_error(failure)
-            else:
-                rate_limit = engine.observe(response.status, response.headers, model)
-                if response.status < 400:
-                    engine.metrics.record(ok=True, latency=time.monotonic() - start,
-                                          retried=attempt > 0)
-                    return response, rate_limit
+                step = steps.send(value)
+            except StopIteration as done:
+                sent: Sent[Response] = done.value
+                return sent
+            if isinstance(step, Transmit):
                 try:
-                    raw = response.read()
+                    value = transport.send(step.http, step.body)
+                except TransportFailure as failure:
+                    value = failure
+            elif isinstance(step, Sleep):
+                self._sleep(step.seconds)
+                value = None
+            elif isinstance(step, ReadBody):
+                try:
+                    value = step.response.read()
                 except TransportFailure:
-                    raw = b""
-                error = engine.error(response.status, response.headers, raw, model)
-            delay = engine.retry_delay(attempt, error, retry)
-            if delay is None:
-                engine.metrics.record(ok=False, latency=time.monotonic() - start,
-                                      retried=attempt > 0)
-                raise error
-            attempt += 1
-            self._sleep(delay)
+                    value = b""
+            elif isinstance(step, Acquire):
+                try:
+                    value = source.acquire(exclude=step.exclude)
+                except KeysExhaustedError as exhausted:
+                    value = exhausted
+            else:
+                try:
+                    value = source.recover(step.credential, step.error)
+                except AuthenticationError as failed:
+                    value = failed
 
 
 class ChatStream:
@@ -202,6 +218,7 @@ class ChatStream:
         self._retry = retry
         self._session: StreamSession | None = None
         self._http: Response | None = None
+        self._credential: Credential | None = None
         self._iterator: Iterator[StreamEvent] | None = None
         self._finished = False
 
@@ -216,10 +233,12 @@ class ChatStream:
     def _open(self) -> StreamSession:
         if self._session is None:
             client = self._client
-            http, body = client._engine.build(self.request, stream=True)
-            self._http, rate_limit = client._send(http, body, self.request.model, self._retry)
+            sent = client._send(client._engine.prepare(self.request, stream=True),
+                                self.request.model, self._retry)
+            self._http = sent.response
+            self._credential = sent.credential
             self._session = client._engine.open_stream(self.request, self._http.headers,
-                                                       rate_limit)
+                                                       sent.rate_limit)
         return self._session
 
     def __iter__(self) -> Iterator[StreamEvent]:
@@ -239,6 +258,9 @@ class ChatStream:
                 yield from feed(chunk)
             yield from session.finish()
             self._finished = True
+            usage = session.accumulator.usage
+            if usage is not None and self._credential is not None:
+                self._client._credentials.add_tokens(self._credential, usage.total_tokens)
         except TransportFailure as failure:
             raise self._client._transport_error(failure) from None
         finally:

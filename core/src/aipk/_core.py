@@ -46,14 +46,19 @@ def request_id_of(headers: Mapping[str, str]) -> str | None:
 
 
 class Engine:
-    """Everything a client does that is not sending bytes or waiting."""
+    """Everything a client does that is not sending bytes or waiting.
+
+    Requests are prepared once (:meth:`prepare`) and signed per attempt (:meth:`sign`) with
+    whichever credential the client's pool chose; state is keyed by that credential's id.
+    ``credential`` is the default for callers that pass none (tests, one fixed key).
+    """
 
     def __init__(
         self,
         *,
         registry: Registry,
         provider: Provider,
-        credential: Credential,
+        credential: Credential | None = None,
         retry: RetryPolicy,
         tracker: RateLimitTracker | None = None,
         limits: ClientLimits | None = None,
@@ -78,8 +83,13 @@ class Engine:
 
     # -- requests ------------------------------------------------------------------------
 
-    def build(self, request: ChatRequest, stream: bool) -> tuple[HttpRequest, bytes | None]:
-        """The authenticated HTTP request for ``request`` and its encoded body."""
+    def build(self, request: ChatRequest, stream: bool,
+              credential: Credential | None = None) -> tuple[HttpRequest, bytes | None]:
+        """The signed HTTP request for ``request`` and its encoded body."""
+        return self.sign(self.prepare(request, stream), credential)
+
+    def prepare(self, request: ChatRequest, stream: bool) -> HttpRequest:
+        """The unsigned HTTP request for ``request`` (sign it per attempt)."""
         if stream and not self.provider.spec.capabilities.streaming:
             raise InvalidRequestError(
                 f"provider {self.provider.name!r} does not support streaming; use chat()",
@@ -88,17 +98,36 @@ class Engine:
         built = self._build(provider=self.provider, request=request, stream=stream)
         if built is None:
             raise self._no_plugin("aipk_build_request")
-        return self.authenticate(built)
+        result: HttpRequest = built
+        return result
 
-    def authenticate(self, built: HttpRequest) -> tuple[HttpRequest, bytes | None]:
-        signed = self._apply(provider=self.provider, http_request=built, credential=self.credential)
+    def sign(self, built: HttpRequest, credential: Credential | None = None) -> (
+            tuple[HttpRequest, bytes | None]):
+        """``built`` carrying ``credential`` (default: the engine's), and its encoded body."""
+        chosen = credential or self.credential
+        if chosen is None:
+            raise PluginError("Engine.sign needs a credential: pass one, or give the Engine "
+                              "a default credential")
+        signed = self._apply(provider=self.provider, http_request=built, credential=chosen)
         if signed is None:
             raise self._no_plugin("aipk_apply_credential")
         return signed, signed.body()
 
-    def models_request(self) -> tuple[HttpRequest, bytes | None] | None:
-        built = self._models_request(provider=self.provider)
-        return None if built is None else self.authenticate(built)
+    def prepare_models(self) -> HttpRequest | None:
+        """The unsigned model-listing request, or None if the provider has no listing."""
+        built: HttpRequest | None = self._models_request(provider=self.provider)
+        return built
+
+    def models_request(self, credential: Credential | None = None) -> (
+            tuple[HttpRequest, bytes | None] | None):
+        """The signed model-listing request and its body, or None."""
+        built = self.prepare_models()
+        return None if built is None else self.sign(built, credential)
+
+    def _key(self, model: str, credential_id: str | None) -> tuple[str, str, str]:
+        if credential_id is None:
+            credential_id = self.credential.id if self.credential is not None else "none"
+        return (self.provider.name, credential_id, model)
 
     def _no_plugin(self, hook: str) -> PluginError:
         return PluginError(
@@ -108,13 +137,15 @@ class Engine:
 
     # -- responses -----------------------------------------------------------------------
 
-    def observe(self, status: int, headers: Mapping[str, str], model: str) -> RateLimitState | None:
-        """Merge the rate-limit state a response reports into the tracker."""
+    def observe(self, status: int, headers: Mapping[str, str], model: str,
+                credential_id: str | None = None) -> RateLimitState | None:
+        """Merge the rate-limit state a response reports into the tracker, under the
+        credential that was used (default: the engine's)."""
         state = self._parse_limits(provider=self.provider, status=status, headers=headers,
                                    now=self.clock())
         if state is None:
             return None
-        return self.tracker.update((self.provider.name, self.credential.id, model), state)
+        return self.tracker.update(self._key(model, credential_id), state)
 
     def decode_json(self, body: bytes, request_id: str | None) -> Any:
         try:
@@ -146,7 +177,7 @@ class Engine:
         return response.with_transport_info(request_id, rate_limit)
 
     def error(self, status: int, headers: Mapping[str, str], body: bytes,
-              model: str = "") -> ProviderError:
+              model: str = "", credential_id: str | None = None) -> ProviderError:
         """The typed error for an HTTP error response; a rate-limit error's ``retry_after``
         (from headers or, e.g. Gemini's, from the body) also goes into the tracker."""
         request_id = request_id_of(headers)
@@ -162,7 +193,7 @@ class Engine:
         result: ProviderError = error
         if isinstance(result, RateLimitError) and result.retry_after is not None:
             now = self.clock()
-            self.tracker.update((self.provider.name, self.credential.id, model),
+            self.tracker.update(self._key(model, credential_id),
                                 RateLimitState(not_before=now + result.retry_after,
                                                observed_at=now))
         return result
@@ -181,16 +212,15 @@ class Engine:
 
     # -- admission -----------------------------------------------------------------------
 
-    def admission_delay(self, model: str, body: bytes | None,
-                        policy: RetryPolicy | None) -> float:
+    def admission_delay(self, model: str, body: bytes | None, policy: RetryPolicy | None,
+                        credential_id: str | None = None) -> float:
         """Seconds to wait before sending, from client-side limits and what the provider last
         said (retry-after, exhausted windows). Raises RateLimitError instead of waiting longer
         than the retry policy's ``max_retry_after``."""
         tokens = len(body) // 4 if body else 0
         limiter = self.limiter
         booked = limiter.reserve(tokens) if limiter.limits.enabled else 0.0
-        tracked = self.tracker.wait_time((self.provider.name, self.credential.id, model),
-                                         self.clock(), tokens)
+        tracked = self.tracked_wait(model, tokens, credential_id)
         delay = max(booked, tracked)
         cap = (policy or self.retry).max_retry_after
         if delay > cap:
@@ -203,6 +233,10 @@ class Engine:
                 provider=self.provider.name, retry_after=delay, status=0,
             )
         return delay
+
+    def tracked_wait(self, model: str, tokens: int, credential_id: str | None) -> float:
+        """Seconds the provider's last reported limits say to wait with this credential."""
+        return self.tracker.wait_time(self._key(model, credential_id), self.clock(), tokens)
 
     # -- retries -------------------------------------------------------------------------
 

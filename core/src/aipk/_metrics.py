@@ -13,8 +13,8 @@ __all__ = ["ProviderMetrics"]
 class ProviderMetrics:
     """Counters for one client's provider. Cheap to update; read with :meth:`snapshot`."""
 
-    __slots__ = ("_lock", "errors", "input_tokens", "latency_total", "output_tokens", "requests",
-                 "retries", "successes")
+    __slots__ = ("_lock", "errors", "failovers", "input_tokens", "latency_total",
+                 "output_tokens", "requests", "retries", "successes")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -22,6 +22,7 @@ class ProviderMetrics:
         self.successes = 0
         self.errors = 0
         self.retries = 0
+        self.failovers = 0
         self.input_tokens = 0
         self.output_tokens = 0
         self.latency_total = 0.0
@@ -36,6 +37,11 @@ class ProviderMetrics:
             if retried:
                 self.retries += 1
             self.latency_total += latency
+
+    def record_failover(self) -> None:
+        """One more attempt moved to another credential of the pool within a call."""
+        with self._lock:
+            self.failovers += 1
 
     def record_usage(self, usage: Usage | None) -> None:
         if usage is None:
@@ -53,6 +59,7 @@ class ProviderMetrics:
                 "successes": self.successes,
                 "errors": self.errors,
                 "retries": self.retries,
+                "failovers": self.failovers,
                 "input_tokens": self.input_tokens,
                 "output_tokens": self.output_tokens,
                 "mean_latency": self.latency_total / done if done else 0.0,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -120,20 +121,25 @@ class AnthropicHandler(ProtocolHandler):
             return "models"
         return None
 
-    def check_auth(self, request: RecordedRequest, key: str) -> Rendered | None:
+    def check_auth(self, request: RecordedRequest, accepts: Callable[[str], bool]) -> (
+            Rendered | None):
         headers = request.headers
         api_key = headers.get("x-api-key")
-        if api_key == key:
+        if api_key is not None and accepts(api_key):
             return None
         bearer = headers.get("authorization")
         if bearer is not None and api_key is None:
             if _OAUTH_BETA not in headers.get("anthropic-beta", ""):
                 return self.render_error(401, "OAuth authentication is currently not supported.")
-            return None if bearer == f"Bearer {key}" else self.render_error(
+            token = bearer[7:] if bearer.startswith("Bearer ") else None
+            return None if token is not None and accepts(token) else self.render_error(
                 401, "Invalid bearer token")
         if api_key is None:
             return self.render_error(401, "x-api-key header is required")
         return self.render_error(401)
+
+    def credential_of(self, request: RecordedRequest) -> str | None:
+        return request.headers.get("x-api-key") or super().credential_of(request)
 
     def parse_chat(self, request: RecordedRequest, path: str) -> ChatCall:
         if not request.headers.get("anthropic-version"):

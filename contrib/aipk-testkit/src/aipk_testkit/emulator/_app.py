@@ -11,6 +11,7 @@ is encoded once per (model, stream, options, prompt size) and served from a cach
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +41,8 @@ class State:
     queue: deque[Reply | Fault] = field(default_factory=deque)
     requests: list[RecordedRequest] = field(default_factory=list)
     record: bool = True
-    api_key: str | None = None
+    accepts: Callable[[str], bool] | None = None
+    key_faults: dict[str, Fault] = field(default_factory=dict)
     limiter: RateLimiter | None = None
     sticky: tuple[Reply, dict[tuple[Any, ...], Encoded]] | None = None
 
@@ -111,9 +113,9 @@ class App:
             self._send(conn, handler, encode(handler.render_error(404, message)))
             return
         handler, path = matched
-        key = state.api_key
-        if key is not None:
-            denied = handler.check_auth(request, key)
+        accepts = state.accepts
+        if accepts is not None:
+            denied = handler.check_auth(request, accepts)
             if denied is not None:
                 self._send(conn, handler, encode(denied))
                 return
@@ -138,6 +140,11 @@ class App:
             rendered = handler.render_error(exc.status, exc.message, code=exc.code,
                                             param=exc.param)
             self._send(conn, handler, encode(rendered))
+            return
+        key_fault = state.key_faults.get(handler.credential_of(request) or "") \
+            if state.key_faults else None
+        if key_fault is not None:
+            self._send(conn, handler, self._fault(handler, call, key_fault))
             return
         item = state.queue.popleft() if state.queue else None
         delay = 0.0

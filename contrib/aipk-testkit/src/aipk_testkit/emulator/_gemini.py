@@ -33,6 +33,7 @@ import json
 import math
 import re
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from ._protocol import ChatCall, ProtocolHandler, Rendered, RequestError, register
@@ -130,24 +131,33 @@ class GeminiHandler(ProtocolHandler):
             return "models"
         return None
 
-    def check_auth(self, request: RecordedRequest, key: str) -> Rendered | None:
+    def check_auth(self, request: RecordedRequest, accepts: Callable[[str], bool]) -> (
+            Rendered | None):
         bearer = request.headers.get("authorization")
-        if bearer == f"Bearer {key}":
+        if bearer is not None and bearer.startswith("Bearer ") and accepts(bearer[7:]):
             return None
         if request.path.endswith(("/v1internal:generateContent",
                                   "/v1internal:streamGenerateContent")):
             return self.render_error(401)
-        given = request.headers.get("x-goog-api-key")
-        if given is None:
-            given = next((v for k, _, v in (p.partition("=") for p in request.query.split("&"))
-                          if k == "key"), None)
-        if given == key:
+        given = self._api_key(request)
+        if given is not None and accepts(given):
             return None
         if given is None and bearer is None:
             return self.render_error(403, _NO_KEY)
         if given is None:
             return self.render_error(401)
         return self._bad_key()
+
+    @staticmethod
+    def _api_key(request: RecordedRequest) -> str | None:
+        given = request.headers.get("x-goog-api-key")
+        if given is None:
+            given = next((v for k, _, v in (p.partition("=") for p in request.query.split("&"))
+                          if k == "key"), None)
+        return given
+
+    def credential_of(self, request: RecordedRequest) -> str | None:
+        return super().credential_of(request) or self._api_key(request)
 
     def _bad_key(self) -> Rendered:
         body = {"error": {"code": 400, "message": _BAD_KEY, "status": "INVALID_ARGUMENT",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ._protocol import ChatCall, ProtocolHandler, Rendered, RequestError, register
@@ -101,9 +102,10 @@ class OpenAIHandler(ProtocolHandler):
             return "models"
         return None
 
-    def check_auth(self, request: RecordedRequest, key: str) -> Rendered | None:
+    def check_auth(self, request: RecordedRequest, accepts: Callable[[str], bool]) -> (
+            Rendered | None):
         given = request.headers.get("authorization")
-        if given == f"Bearer {key}":
+        if given is not None and given.startswith("Bearer ") and accepts(given[7:]):
             return None
         if not given:
             return self.render_error(401, "You didn't provide an API key. You need to provide "

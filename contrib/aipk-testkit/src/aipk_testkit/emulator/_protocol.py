@@ -37,7 +37,7 @@ import itertools
 import math
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
@@ -131,8 +131,15 @@ class ProtocolHandler(ABC):
         """The endpoint name for ``path`` (below the mount); ``"chat"`` or another, or ``None``."""
 
     @abstractmethod
-    def check_auth(self, request: RecordedRequest, key: str) -> Rendered | None:
-        """``None`` when the request carries ``key`` as this protocol expects, else a 401."""
+    def check_auth(self, request: RecordedRequest, accepts: Callable[[str], bool]) -> (
+            Rendered | None):
+        """``None`` when the request carries a key that ``accepts``, as this protocol expects
+        it; else the protocol's 401 (or 403)."""
+
+    def credential_of(self, request: RecordedRequest) -> str | None:
+        """The key or token the request presents, as this protocol carries it (or None)."""
+        bearer = request.headers.get("authorization", "")
+        return bearer[7:] if bearer.startswith("Bearer ") else None
 
     @abstractmethod
     def parse_chat(self, request: RecordedRequest, path: str) -> ChatCall:

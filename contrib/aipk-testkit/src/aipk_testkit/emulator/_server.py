@@ -170,7 +170,30 @@ class Emulator:
         """From now on, answer 401 (in the protocol's shape) unless a request carries ``key``
         as its protocol expects (OpenAI: ``Authorization: Bearer <key>``); ``None`` turns the
         check off."""
-        self._state.api_key = key
+        self._state.accepts = None if key is None else key.__eq__
+
+    def require_api_keys(self, *keys: str, oauth: bool = False) -> None:
+        """Like :meth:`require_api_key`, accepting any of ``keys``; with ``oauth=True`` also
+        any access token the emulator's OAuth server issued that is neither expired nor
+        revoked (so refresh-on-401 flows can be tested end to end)."""
+        from ._oauth import oauth_server
+
+        accepted = frozenset(keys)
+        valid = oauth_server(self).access_token_valid if oauth else None
+
+        def accepts(presented: str) -> bool:
+            return presented in accepted or (valid is not None and valid(presented))
+
+        self._state.accepts = accepts
+
+    def fail_key(self, key: str, fault: Fault | None) -> None:
+        """Answer every chat request presenting ``key`` with ``fault`` (e.g.
+        ``Fault.status(429, retry_after=30)``) until called again with ``None``; other keys
+        are served normally. For testing key pools and failover."""
+        if fault is None:
+            self._state.key_faults.pop(key, None)
+        else:
+            self._state.key_faults[key] = fault
 
     def set_rate_limit(self, requests: int, tokens: int, window: float = 60.0) -> None:
         """Budget ``requests`` and ``tokens`` per ``window`` seconds, starting now.
@@ -187,6 +210,7 @@ class Emulator:
         state = self._state
         state.queue.clear()
         state.requests.clear()
-        state.api_key = None
+        state.accepts = None
+        state.key_faults.clear()
         state.limiter = None
         state.sticky = None
