@@ -12,14 +12,13 @@ import httpx
 import pytest
 
 import aipk
-from aipk import Credential, Message, RetryPolicy, Secret
-from aipk._core import Engine
+from aipk import Credential, Message, Secret
 from aipk.errors import AuthenticationError, OverloadedError, StreamError
-from aipk.registry import Registry
 from aipk_anthropic import ANTHROPIC
 from aipk_anthropic import plugin as anthropic_plugin
 from aipk_testkit.emulator import Emulator, Fault, Reply, ToolCallSpec
 from aipk_testkit.emulator._anthropic import rfc3339
+from aipk_testkit.fixtures import make_engine
 
 KEY = "sk-ant-emulator-test"
 HEADERS = {"x-api-key": KEY, "anthropic-version": "2023-06-01",
@@ -125,12 +124,10 @@ def test_auth_x_api_key_and_oauth_bearer(aipk_emulator: Emulator) -> None:
 def test_oauth_through_the_engine(aipk_emulator: Emulator) -> None:
     """A Bearer token with the beta flag, and the Claude Code line, over real HTTP."""
     aipk_emulator.require_api_key(KEY)
-    registry = Registry(entry_points=False)
-    registry.register(anthropic_plugin, "anthropic")
     provider = aipk.Provider(spec=ANTHROPIC, base_url=aipk_emulator.url("anthropic"),
                              options={"claude_code": True})
-    engine = Engine(registry=registry, provider=provider, retry=RetryPolicy(),
-                    credential=Credential(kind="oauth", secret=Secret(KEY)))
+    engine = make_engine(provider, {"anthropic": anthropic_plugin},
+                         credential=Credential(kind="oauth", secret=Secret(KEY)))
     request = aipk.ChatRequest(model="claude-sonnet-4-5", messages=[Message.user("hi")])
     signed, body = engine.build(request, stream=False)
     r = httpx.post(signed.url, content=body, headers=dict(signed.headers), timeout=5)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -21,14 +20,12 @@ import aipk_anthropic.plugin
 from aipk import (
     ChatRequest,
     ChatResponse,
-    Credential,
     FinishEvent,
     FinishReason,
     Message,
     Provider,
     ReasoningDelta,
     RefusalDelta,
-    RetryPolicy,
     StreamAccumulator,
     StreamEvent,
     TextDelta,
@@ -37,12 +34,21 @@ from aipk import (
 )
 from aipk._core import Engine
 from aipk.errors import BadRequestError, InvalidRequestError, RateLimitError, StatusError
-from aipk.registry import Registry
-from aipk.sse import SSEDecoder
 from aipk_anthropic import ANTHROPIC, wire
+from aipk_testkit.fixtures import (
+    Captures,
+    decode_sse,
+    find_fixtures,
+    make_engine,
+    make_provider,
+    manifest_names,
+    replay_stream,
+    split_at,
+)
 
-FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures"
+FIXTURES = find_fixtures(__file__)
 ANTHROPIC_DIR = FIXTURES / "anthropic"
+CAPTURES = Captures(ANTHROPIC_DIR)
 NOW = 1_700_000_000.0
 REQUEST = ChatRequest(model="claude-sonnet-4-5", messages=[Message.user("hi")])
 
@@ -51,52 +57,18 @@ REQUEST = ChatRequest(model="claude-sonnet-4-5", messages=[Message.user("hi")])
 
 
 def _provider() -> Provider:
-    return Provider(spec=ANTHROPIC, base_url=ANTHROPIC.default_base_url)
+    return make_provider(ANTHROPIC)
 
 
 def _engine(now: float = NOW) -> Engine:
-    registry = Registry(entry_points=False)
-    registry.register(aipk_anthropic.plugin, "anthropic")
-    return Engine(registry=registry, provider=_provider(), credential=Credential(kind="none"),
-                  retry=RetryPolicy(), clock=lambda: now)
-
-
-def _raw(name: str) -> bytes:
-    return (ANTHROPIC_DIR / name).read_bytes()
-
-
-def _interaction(name: str) -> tuple[int, dict[str, str], str]:
-    """status, headers (lower-cased, first value of each list), body text."""
-    response = json.loads(_raw(name))["response"]
-    headers = {k.lower(): v[0] for k, v in response["headers"].items() if v}
-    return response["status"], headers, response["body"]
-
-
-def _body(name: str) -> tuple[bytes, dict[str, str]]:
-    """The response body bytes and headers of an .sse or interaction-json fixture."""
-    if name.endswith(".sse"):
-        return _raw(name), {}
-    _, headers, body = _interaction(name)
-    return body.encode("utf-8"), headers
-
-
-def _split(raw: bytes, cuts: Sequence[int]) -> list[bytes]:
-    points = sorted({c for c in cuts if 0 < c < len(raw)})
-    return [raw[a:b] for a, b in zip([0, *points], [*points, len(raw)], strict=True)]
+    return make_engine(ANTHROPIC, {"anthropic": aipk_anthropic.plugin}, clock=lambda: now)
 
 
 def _manual_decode(pieces: Sequence[bytes]) -> tuple[list[StreamEvent], StreamAccumulator,
                                                      wire.AnthropicStreamDecoder]:
     """SSEDecoder -> AnthropicStreamDecoder -> StreamAccumulator, then decoder.close()."""
-    sse = SSEDecoder()
     decoder = wire.AnthropicStreamDecoder(_provider())
-    events: list[StreamEvent] = []
-    for piece in pieces:
-        for event in sse.feed(piece):
-            events.extend(decoder.feed(event))
-    for event in sse.flush():
-        events.extend(decoder.feed(event))
-    events.extend(decoder.close())
+    events = decode_sse(decoder, pieces)
     acc = StreamAccumulator()
     for item in events:
         acc.add(item)
@@ -105,12 +77,7 @@ def _manual_decode(pieces: Sequence[bytes]) -> tuple[list[StreamEvent], StreamAc
 
 def _session_decode(pieces: Sequence[bytes], headers: Mapping[str, str] | None = None) -> (
         tuple[list[StreamEvent], ChatResponse]):
-    session = _engine().open_stream(REQUEST, headers or {}, None)
-    events: list[StreamEvent] = []
-    for piece in pieces:
-        events.extend(session.feed(piece))
-    events.extend(session.finish())
-    return events, session.response()
+    return replay_stream(_engine(), REQUEST, pieces, headers)
 
 
 def _utc(year: int, month: int, day: int, hour: int, minute: int, second: int) -> float:
@@ -339,14 +306,12 @@ COVERED = set(STREAMS) | set(MESSAGES) | set(ERRORS) | set(RATE_LIMITS)
 
 
 def test_every_anthropic_fixture_has_a_test() -> None:
-    on_disk = {p.name for p in ANTHROPIC_DIR.iterdir() if p.is_file()}
+    on_disk = CAPTURES.names()
     assert on_disk == COVERED
 
 
 def test_manifest_lists_exactly_the_anthropic_fixtures() -> None:
-    manifest = json.loads((FIXTURES / "MANIFEST.json").read_text())
-    listed = {f["path"].split("/", 1)[1] for f in manifest["files"]
-              if f["path"].startswith("anthropic/")}
+    listed = manifest_names(FIXTURES, "anthropic")
     assert listed == COVERED
 
 
@@ -391,7 +356,7 @@ def _check(response: ChatResponse, expect: Expect) -> None:
 
 @pytest.mark.parametrize("name", sorted(STREAMS))
 def test_stream_fixture(name: str) -> None:
-    raw, headers = _body(name)
+    raw, headers = CAPTURES.body_and_headers(name)
     expect = STREAMS[name]
     events, response = _session_decode([raw], headers)
     _check(response, expect)
@@ -424,7 +389,7 @@ def test_stream_fixture(name: str) -> None:
 def test_server_tool_input_is_not_a_client_tool_call() -> None:
     """tool_search's server_tool_use block (index 1) is run by Anthropic; the client tool
     (content block 4) is tool call 0, with exactly its eight non-empty fragments."""
-    events, response = _session_decode([_raw("pai-stream-tool-search-then-tool-use.sse")])
+    events, response = _session_decode([CAPTURES.raw("pai-stream-tool-search-then-tool-use.sse")])
     deltas = [e for e in events if type(e) is ToolCallDelta]
     assert [d.index for d in deltas] == [0] * 9
     assert [d.arguments for d in deltas[1:]] == [
@@ -433,7 +398,7 @@ def test_server_tool_input_is_not_a_client_tool_call() -> None:
 
 
 def test_thinking_stream_keeps_signature_for_the_next_turn() -> None:
-    events, response = _session_decode([_raw("sdk-stream-thinking-then-refusal.sse")])
+    events, response = _session_decode([CAPTURES.raw("sdk-stream-thinking-then-refusal.sse")])
     reasoning = [e.text for e in events if type(e) is ReasoningDelta]
     assert reasoning[0] == "Simple educ"
     assert len(reasoning) == 3  # the empty fourth thinking_delta yields nothing
@@ -448,7 +413,7 @@ def test_thinking_stream_keeps_signature_for_the_next_turn() -> None:
 
 
 def test_stop_details_and_refusal_explanation_are_kept() -> None:
-    _, response = _session_decode([_raw("sdk-stream-refusal-stop-details.sse")])
+    _, response = _session_decode([CAPTURES.raw("sdk-stream-refusal-stop-details.sse")])
     assert response.extra["stop_details"] == {
         "type": "refusal", "category": "cyber",
         "explanation": "This request was refused due to policy."}
@@ -458,21 +423,21 @@ def test_stop_details_and_refusal_explanation_are_kept() -> None:
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_stream_fixture_any_chunking(name: str, data: st.DataObject) -> None:
-    raw, _ = _body(name)
+    raw, _ = CAPTURES.body_and_headers(name)
     whole, _ = _session_decode([raw])
     cuts = data.draw(st.lists(st.integers(1, len(raw) - 1), max_size=40))
-    pieces = _split(raw, cuts)
+    pieces = split_at(raw, cuts)
     assert b"".join(pieces) == raw
     assert _session_decode(pieces)[0] == whole
     assert _manual_decode(pieces)[0] == whole
 
 
 def test_stream_fixture_byte_by_byte_and_crlf() -> None:
-    raw = _raw("sdk-stream-tool-use-original-padded.sse")
+    raw = CAPTURES.raw("sdk-stream-tool-use-original-padded.sse")
     whole = _session_decode([raw])[0]
     assert _session_decode([raw[i:i + 1] for i in range(len(raw))])[0] == whole
     crlf = raw.replace(b"\n", b"\r\n")
-    assert _session_decode(_split(crlf, range(5, len(crlf), 61)))[0] == whole
+    assert _session_decode(split_at(crlf, range(5, len(crlf), 61)))[0] == whole
 
 
 # -- non-streaming bodies --------------------------------------------------------------------
@@ -480,7 +445,7 @@ def test_stream_fixture_byte_by_byte_and_crlf() -> None:
 
 @pytest.mark.parametrize("name", sorted(MESSAGES))
 def test_message_body_fixture(name: str) -> None:
-    status, headers, body = _interaction(name)
+    status, headers, body = CAPTURES.response(name)
     assert status == 200
     expect = MESSAGES[name]
     response = wire.parse_messages_response(_provider(), REQUEST, json.loads(body))
@@ -498,13 +463,13 @@ def test_message_body_fixture(name: str) -> None:
 
 
 def test_stop_sequence_value_is_kept() -> None:
-    _, _, body = _interaction("pai-stop-sequence.json")
+    _, _, body = CAPTURES.response("pai-stop-sequence.json")
     response = wire.parse_messages_response(_provider(), REQUEST, json.loads(body))
     assert response.extra == {"stop_sequence": "Paris"}
 
 
 def test_parallel_tool_arguments_are_json_of_the_input() -> None:
-    _, _, body = _interaction("pai-tool-use-parallel.json")
+    _, _, body = CAPTURES.response("pai-tool-use-parallel.json")
     response = wire.parse_messages_response(_provider(), REQUEST, json.loads(body))
     assert [c.arguments for c in response.tool_calls] == [
         '{"name": "Alice"}', '{"name": "Bob"}', '{"name": "Charlie"}', '{"name": "Daisy"}']
@@ -515,7 +480,7 @@ def test_parallel_tool_arguments_are_json_of_the_input() -> None:
 
 @pytest.mark.parametrize("name", sorted(ERRORS))
 def test_error_fixture(name: str) -> None:
-    status, headers, body = _interaction(name)
+    status, headers, body = CAPTURES.response(name)
     expect = ERRORS[name]
     assert status == expect.status
     data = json.loads(body)
@@ -543,7 +508,7 @@ def test_error_fixture(name: str) -> None:
 
 
 def test_request_id_header_wins_over_the_body() -> None:
-    status, headers, body = _interaction("sdk-error-400-invalid-request.json")
+    status, headers, body = CAPTURES.response("sdk-error-400-invalid-request.json")
     error = _engine().error(status, {**headers, "request-id": "req_header"}, body.encode())
     assert error.request_id == "req_header"
     assert "req_header" in str(error)
@@ -554,7 +519,7 @@ def test_request_id_header_wins_over_the_body() -> None:
 
 @pytest.mark.parametrize("name", sorted(RATE_LIMITS))
 def test_rate_limit_headers(name: str) -> None:
-    status, headers, _ = _interaction(name)
+    status, headers, _ = CAPTURES.response(name)
     now, windows = RATE_LIMITS[name]
     state = wire.parse_rate_limits(status, headers, now)
     assert state is not None
@@ -568,7 +533,7 @@ def test_rate_limit_headers(name: str) -> None:
 
 
 def test_resets_already_in_the_past_are_dropped() -> None:
-    _, headers, _ = _interaction("tidyllm-text-ratelimit-headers-2025-03.json")
+    _, headers, _ = CAPTURES.response("tidyllm-text-ratelimit-headers-2025-03.json")
     state = wire.parse_rate_limits(200, headers, _utc(2025, 3, 21, 8, 22, 36))
     assert state is not None and state.requests is not None and state.tokens is not None
     assert state.requests.reset_at is None  # 08:22:33Z is 3 s before "now"
@@ -580,5 +545,5 @@ def test_interactions_without_ratelimit_headers_give_no_state() -> None:
     for path in sorted(ANTHROPIC_DIR.glob("*.json")):
         if path.name in RATE_LIMITS:
             continue
-        status, headers, _ = _interaction(path.name)
+        status, headers, _ = CAPTURES.response(path.name)
         assert wire.parse_rate_limits(status, headers, NOW) is None, path.name

@@ -19,7 +19,6 @@ from aipk import (
     Message,
     ModelInfo,
     Provider,
-    RetryPolicy,
     Secret,
     Tool,
     ToolCall,
@@ -27,8 +26,8 @@ from aipk import (
 )
 from aipk._core import Engine
 from aipk.errors import InvalidRequestError
-from aipk.registry import Registry
 from aipk_anthropic import ANTHROPIC, CLAUDE_CODE_SYSTEM_PROMPT, wire
+from aipk_testkit.fixtures import make_engine, make_provider
 
 USER = [Message.user("hi")]
 MODEL = "claude-sonnet-4-5"
@@ -41,7 +40,7 @@ OAUTH = Credential(kind="oauth", secret=Secret("sk-ant-oat01-test"), id="oauth")
 
 
 def _provider(**options: Any) -> Provider:
-    return Provider(spec=ANTHROPIC, base_url=ANTHROPIC.default_base_url, options=options)
+    return make_provider(ANTHROPIC, **options)
 
 
 def _body(request: ChatRequest, stream: bool = False, **options: Any) -> dict[str, Any]:
@@ -53,10 +52,8 @@ def _req(messages: list[Message] | None = None, **fields: Any) -> ChatRequest:
 
 
 def _engine(credential: Credential, **options: Any) -> Engine:
-    registry = Registry(entry_points=False)
-    registry.register(aipk_anthropic.plugin, "anthropic")
-    return Engine(registry=registry, provider=_provider(**options), credential=credential,
-                  retry=RetryPolicy())
+    return make_engine(_provider(**options), {"anthropic": aipk_anthropic.plugin},
+                       credential=credential)
 
 
 # -- request bodies --------------------------------------------------------------------------

@@ -14,38 +14,33 @@ from hypothesis import strategies as st
 import aipk_anthropic.plugin
 from aipk import (
     ChatRequest,
-    Credential,
     FinishEvent,
     FinishReason,
     Message,
     Provider,
     ReasoningDelta,
     RefusalDelta,
-    RetryPolicy,
     StreamEvent,
     TextDelta,
     ToolCallDelta,
     Usage,
     UsageEvent,
 )
-from aipk._core import Engine, StreamSession
+from aipk._core import StreamSession
 from aipk.errors import AipkError, ResponseError, StreamError
-from aipk.registry import Registry
 from aipk.sse import ServerSentEvent
 from aipk_anthropic import ANTHROPIC, wire
+from aipk_testkit.fixtures import make_engine, make_provider
 
 REQUEST = ChatRequest(model="claude-sonnet-4-5", messages=[Message.user("hi")])
 
 
 def _provider() -> Provider:
-    return Provider(spec=ANTHROPIC, base_url=ANTHROPIC.default_base_url)
+    return make_provider(ANTHROPIC)
 
 
 def _session(request_id: str | None = None) -> StreamSession:
-    registry = Registry(entry_points=False)
-    registry.register(aipk_anthropic.plugin, "anthropic")
-    engine = Engine(registry=registry, provider=_provider(), credential=Credential(kind="none"),
-                    retry=RetryPolicy())
+    engine = make_engine(_provider(), {"anthropic": aipk_anthropic.plugin})
     headers = {"request-id": request_id} if request_id else {}
     return engine.open_stream(REQUEST, headers, None)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +22,6 @@ from aipk import (
     Provider,
     ProviderSpec,
 )
-from aipk._core import Engine
 from aipk.errors import (
     AuthenticationError,
     BadRequestError,
@@ -35,14 +33,15 @@ from aipk.errors import (
 )
 from aipk.registry import Registry
 from aipk_anthropic import ANTHROPIC, MODELS, wire
+from aipk_testkit.fixtures import Captures, find_fixtures, make_engine, make_provider
 
 NOW = 1_700_000_000.0
 REQUEST = ChatRequest(model="claude-sonnet-4-5", messages=[Message.user("hi")])
-FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "anthropic"
+CAPTURES = Captures(find_fixtures(__file__) / "anthropic")
 
 
 def _provider() -> Provider:
-    return Provider(spec=ANTHROPIC, base_url=ANTHROPIC.default_base_url)
+    return make_provider(ANTHROPIC)
 
 
 def _error_body(kind: str, message: str) -> dict[str, Any]:
@@ -239,10 +238,7 @@ def test_refusal_body_and_missing_usage() -> None:
 
 
 def test_unexpected_shape_is_a_response_error_through_the_engine() -> None:
-    registry = Registry(entry_points=False)
-    registry.register(plugin, "anthropic")
-    engine = Engine(registry=registry, provider=_provider(),
-                    credential=aipk.Credential(kind="none"), retry=aipk.RetryPolicy())
+    engine = make_engine(_provider(), {"anthropic": plugin})
     with pytest.raises(ResponseError, match="unexpected shape") as info:
         engine.chat_response(REQUEST, b'{"choices": []}', {"request-id": "req_9"}, None)
     assert info.value.request_id == "req_9"
@@ -290,7 +286,7 @@ def _client(handler: Handler, sleeps: list[float] | None = None, **kwargs: Any) 
 
 
 def _fixture_response(name: str, status: int = 200) -> httpx.Response:
-    raw = (FIXTURES / name).read_bytes()
+    raw = CAPTURES.raw(name)
     kind = "text/event-stream" if name.endswith(".sse") else "application/json"
     return httpx.Response(status, content=raw, headers={"content-type": kind,
                                                         "request-id": "req_e2e"})
@@ -301,7 +297,7 @@ def test_client_chat_sends_the_right_request() -> None:
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        body = json.loads((FIXTURES / "pai-text-basic.json").read_bytes())["response"]["body"]
+        body = CAPTURES.response("pai-text-basic.json").body
         return httpx.Response(200, content=body.encode(), headers={"request-id": "req_e2e"})
 
     with _client(handler) as client:

@@ -7,7 +7,6 @@ A meta-test fails when a fixture file is added without an expectation here.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -18,42 +17,29 @@ import aipk_openai.plugin
 from aipk import (
     ChatRequest,
     ChatResponse,
-    Credential,
     FinishReason,
-    Provider,
-    RetryPolicy,
     Tool,
     Usage,
 )
 from aipk._core import Engine
-from aipk.registry import Registry
 from aipk_cerebras import CEREBRAS
+from aipk_testkit.fixtures import (
+    Captures,
+    find_fixtures,
+    flatten_headers,
+    make_engine,
+    manifest_names,
+)
 
-FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures"
+FIXTURES = find_fixtures(__file__)
 CEREBRAS_DIR = FIXTURES / "cerebras"
+CAPTURES = Captures(CEREBRAS_DIR)
 NOW = 1_700_000_000.0
 
 
-def _provider() -> Provider:
-    return Provider(spec=CEREBRAS, base_url=CEREBRAS.default_base_url,
-                    options=dict(CEREBRAS.options))
-
-
 def _engine() -> Engine:
-    registry = Registry(entry_points=False)
-    registry.register(aipk_openai.plugin, "openai")
-    registry.register(aipk_cerebras.plugin, "cerebras")
-    return Engine(registry=registry, provider=_provider(),
-                  credential=Credential(kind="none"), retry=RetryPolicy(), clock=lambda: NOW)
-
-
-def _interaction(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((CEREBRAS_DIR / name).read_bytes())
-    return data
-
-
-def _headers(data: dict[str, Any]) -> dict[str, str]:
-    return {k.lower(): v[0] for k, v in data["response"]["headers"].items() if v}
+    return make_engine(CEREBRAS, {"openai": aipk_openai.plugin, "cerebras": aipk_cerebras.plugin},
+                       clock=lambda: NOW)
 
 
 @attrs.frozen
@@ -114,13 +100,11 @@ EXPECT: dict[str, Expect] = {
 
 
 def test_every_cerebras_fixture_has_an_expectation() -> None:
-    assert {p.name for p in CEREBRAS_DIR.iterdir() if p.is_file()} == set(EXPECT)
+    assert CAPTURES.names() == set(EXPECT)
 
 
 def test_manifest_lists_exactly_the_cerebras_fixtures() -> None:
-    manifest = json.loads((FIXTURES / "MANIFEST.json").read_text())
-    listed = {f["path"].split("/", 1)[1] for f in manifest["files"]
-              if f["path"].startswith("cerebras/")}
+    listed = manifest_names(FIXTURES, "cerebras")
     assert listed == set(EXPECT)
 
 
@@ -156,8 +140,8 @@ def _check(response: ChatResponse, expect: Expect) -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPECT))
 def test_fixture_through_the_hooks(name: str) -> None:
-    data = _interaction(name)
-    headers = _headers(data)
+    data = CAPTURES.interaction(name)
+    headers = flatten_headers(data["response"]["headers"])
     assert data["response"]["status"] == 200
     engine = _engine()
     state = engine.observe(200, headers, data["request"]["body"]["model"])
@@ -170,7 +154,7 @@ def test_fixture_through_the_hooks(name: str) -> None:
 
 
 def test_long_reasoning_is_kept_whole() -> None:
-    data = _interaction("pai-chat-reasoning-long.json")
+    data = CAPTURES.interaction("pai-chat-reasoning-long.json")
     response = _engine().chat_response(_request_of(data), data["response"]["body"].encode(),
                                        {}, None)
     assert response.reasoning is not None
@@ -182,7 +166,7 @@ def test_long_reasoning_is_kept_whole() -> None:
 @pytest.mark.parametrize("name", sorted(EXPECT))
 def test_request_we_build_matches_the_capture(name: str) -> None:
     """Same URL and body as the captured request (we leave ``stream: false`` out)."""
-    data = _interaction(name)
+    data = CAPTURES.interaction(name)
     captured = data["request"]
     built, body = _engine().build(_request_of(data), stream=False)
     assert built.url == captured["url"] == "https://api.cerebras.ai/v1/chat/completions"
@@ -193,7 +177,7 @@ def test_request_we_build_matches_the_capture(name: str) -> None:
 
 
 def test_tool_call_capture_has_no_content_key() -> None:
-    data = _interaction("pai-chat-tool-call-qwen.json")
+    data = CAPTURES.interaction("pai-chat-tool-call-qwen.json")
     assert "content" not in json.loads(data["response"]["body"])["choices"][0]["message"]
     response = _engine().chat_response(_request_of(data), data["response"]["body"].encode(),
                                        {}, None)

@@ -9,11 +9,11 @@ from hypothesis import strategies as st
 
 import aipk_cerebras.plugin
 import aipk_openai.plugin
-from aipk import Credential, Provider, RateLimitWindow, RetryPolicy
+from aipk import Provider, RateLimitWindow
 from aipk._core import Engine
-from aipk.registry import Registry
 from aipk_cerebras import CEREBRAS, parse_rate_limits
 from aipk_openai import OPENAI
+from aipk_testkit.fixtures import make_engine
 
 NOW = 1_700_000_000.0
 
@@ -117,13 +117,9 @@ def test_no_headers_no_state() -> None:
 
 
 def test_hook_answers_for_cerebras_only() -> None:
-    registry = Registry(entry_points=False)
-    registry.register(aipk_openai.plugin, "openai")
-    registry.register(aipk_cerebras.plugin, "cerebras")
-
     def engine(provider: Provider) -> Engine:
-        return Engine(registry=registry, provider=provider, credential=Credential(kind="none"),
-                      retry=RetryPolicy(), clock=lambda: NOW)
+        return make_engine(provider, {"openai": aipk_openai.plugin,
+                                      "cerebras": aipk_cerebras.plugin}, clock=lambda: NOW)
 
     cerebras = engine(Provider(spec=CEREBRAS, base_url=CEREBRAS.default_base_url))
     openai = engine(Provider(spec=OPENAI, base_url=OPENAI.default_base_url))

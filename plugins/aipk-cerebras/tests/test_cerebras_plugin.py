@@ -10,30 +10,23 @@ import aipk_openai.plugin
 from aipk import (
     ChatRequest,
     Client,
-    Credential,
     FinishEvent,
     FinishReason,
     Message,
-    Provider,
     ReasoningDelta,
-    RetryPolicy,
     TextDelta,
 )
 from aipk._core import Engine
 from aipk.registry import Registry
 from aipk_cerebras import CEREBRAS
+from aipk_testkit.fixtures import make_engine
 
 NOW = 1_700_000_000.0
 
 
 def _engine() -> Engine:
-    registry = Registry(entry_points=False)
-    registry.register(aipk_openai.plugin, "openai")
-    registry.register(aipk_cerebras.plugin, "cerebras")
-    provider = Provider(spec=CEREBRAS, base_url=CEREBRAS.default_base_url,
-                        options=dict(CEREBRAS.options))
-    return Engine(registry=registry, provider=provider,
-                  credential=Credential(kind="none"), retry=RetryPolicy(), clock=lambda: NOW)
+    return make_engine(CEREBRAS, {"openai": aipk_openai.plugin, "cerebras": aipk_cerebras.plugin},
+                       clock=lambda: NOW)
 
 
 def test_installed_entry_point_declares_cerebras() -> None:

@@ -5,22 +5,20 @@ from __future__ import annotations
 
 import http.client as httpclient
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import aipk
 import aipk_gemini.plugin
-from aipk import ChatRequest, Credential, Message, Provider, RetryPolicy, Secret, TextDelta
-from aipk._core import Engine
+from aipk import ChatRequest, Credential, Message, Provider, Secret, TextDelta
 from aipk.errors import AuthenticationError, RateLimitError, StreamError
-from aipk.registry import Registry
 from aipk_gemini import DAILY_QUOTA_CODE, GEMINI, wire
 from aipk_testkit.emulator import Emulator, Fault, Reply, ToolCallSpec, registered
 from aipk_testkit.emulator._gemini import GeminiHandler
+from aipk_testkit.fixtures import Captures, find_fixtures, make_engine
 
-FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "google"
+CAPTURES = Captures(find_fixtures(__file__) / "google")
 KEY = "AIza-emulated-key"
 BODY = {"contents": [{"role": "user", "parts": [{"text": "Hello there"}]}]}
 
@@ -93,7 +91,7 @@ def test_stream_is_crlf_framed_with_running_usage_and_no_terminator(
 
 def test_stream_event_shape_matches_a_real_capture(aipk_emulator: Emulator) -> None:
     real = [json.loads(block[6:]) for block in
-            (FIXTURES / "pai-stream-usage-mid-stream.sse").read_bytes().split(b"\r\n\r\n")
+            CAPTURES.raw("pai-stream-usage-mid-stream.sse").split(b"\r\n\r\n")
             if block]
     aipk_emulator.enqueue(Reply(text="1\n2\n3\n4\n5\n6", chunk_size=4))
     mine = _generate(aipk_emulator, stream=True).events()
@@ -286,10 +284,8 @@ def test_code_assist_endpoint_end_to_end(aipk_emulator: Emulator, stream: bool) 
     provider = Provider(spec=GEMINI, base_url=aipk_emulator.url("gemini"), options={
         **GEMINI.options, "project_id": "proj-1",
         "cloudcode_base_url": aipk_emulator.url("gemini") + "/v1internal"})
-    registry = Registry(entry_points=False)
-    registry.register(aipk_gemini.plugin, "gemini")
-    engine = Engine(registry=registry, provider=provider, retry=RetryPolicy(),
-                    credential=Credential(kind="oauth", secret=Secret(token), id="oauth"))
+    engine = make_engine(provider, {"gemini": aipk_gemini.plugin},
+                         credential=Credential(kind="oauth", secret=Secret(token), id="oauth"))
     request = ChatRequest(model="gemini-2.5-pro", messages=[Message.user("hi")])
     http, body = engine.build(request, stream)
     raw = _send(aipk_emulator, http, body)

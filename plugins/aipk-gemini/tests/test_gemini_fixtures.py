@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any
 
 import attrs
 import pytest
@@ -20,13 +18,11 @@ import aipk_gemini.plugin
 from aipk import (
     ChatRequest,
     ChatResponse,
-    Credential,
     FinishEvent,
     FinishReason,
     Message,
     Provider,
     ReasoningDelta,
-    RetryPolicy,
     StreamAccumulator,
     StreamEvent,
     TextDelta,
@@ -36,12 +32,21 @@ from aipk import (
 )
 from aipk._core import Engine
 from aipk.errors import BadRequestError, ResponseError
-from aipk.registry import Registry
-from aipk.sse import SSEDecoder
 from aipk_gemini import GEMINI, wire
+from aipk_testkit.fixtures import (
+    Captures,
+    decode_sse,
+    find_fixtures,
+    make_engine,
+    make_provider,
+    manifest_names,
+    replay_stream,
+    split_at,
+)
 
-FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures"
+FIXTURES = find_fixtures(__file__)
 GOOGLE_DIR = FIXTURES / "google"
+CAPTURES = Captures(GOOGLE_DIR)
 NOW = 1_700_000_000.0
 REQUEST = ChatRequest(model="gemini-2.5-flash", messages=[Message.user("hi")])
 STOP, LENGTH, TOOLS = FinishReason.STOP, FinishReason.LENGTH, FinishReason.TOOL_CALLS
@@ -51,65 +56,22 @@ STOP, LENGTH, TOOLS = FinishReason.STOP, FinishReason.LENGTH, FinishReason.TOOL_
 
 
 def _provider() -> Provider:
-    return Provider(spec=GEMINI, base_url=GEMINI.default_base_url, options=dict(GEMINI.options))
+    return make_provider(GEMINI)
 
 
 def _engine() -> Engine:
-    registry = Registry(entry_points=False)
-    registry.register(aipk_gemini.plugin, "gemini")
-    return Engine(registry=registry, provider=_provider(), credential=Credential(kind="none"),
-                  retry=RetryPolicy(), clock=lambda: NOW)
-
-
-def _raw(name: str) -> bytes:
-    return (GOOGLE_DIR / name).read_bytes()
-
-
-def _interaction(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(_raw(name))
-    return data
-
-
-def _response(name: str) -> tuple[int, dict[str, str], str]:
-    """status, headers (lower-cased, first value of each list), body text."""
-    response = _interaction(name)["response"]
-    headers = {k.lower(): v[0] for k, v in response["headers"].items() if v}
-    return response["status"], headers, response["body"]
-
-
-def _body(name: str) -> bytes:
-    if name.endswith(".sse"):
-        return _raw(name)
-    return _response(name)[2].encode("utf-8")
-
-
-def _split(raw: bytes, cuts: Sequence[int]) -> list[bytes]:
-    points = sorted({c for c in cuts if 0 < c < len(raw)})
-    return [raw[a:b] for a, b in zip([0, *points], [*points, len(raw)], strict=True)]
+    return make_engine(GEMINI, {"gemini": aipk_gemini.plugin}, clock=lambda: NOW)
 
 
 def _manual_decode(pieces: Sequence[bytes]) -> tuple[list[StreamEvent], wire.GeminiStreamDecoder]:
     """SSEDecoder -> GeminiStreamDecoder, then decoder.close()."""
-    sse = SSEDecoder()
     decoder = wire.GeminiStreamDecoder(_provider())
-    events: list[StreamEvent] = []
-    for piece in pieces:
-        for event in sse.feed(piece):
-            events.extend(decoder.feed(event))
-    for event in sse.flush():
-        events.extend(decoder.feed(event))
-    events.extend(decoder.close())
-    return events, decoder
+    return decode_sse(decoder, pieces), decoder
 
 
 def _session_decode(pieces: Sequence[bytes], headers: Mapping[str, str] | None = None) -> (
         tuple[list[StreamEvent], ChatResponse]):
-    session = _engine().open_stream(REQUEST, headers or {}, None)
-    events: list[StreamEvent] = []
-    for piece in pieces:
-        events.extend(session.feed(piece))
-    events.extend(session.finish())
-    return events, session.response()
+    return replay_stream(_engine(), REQUEST, pieces, headers)
 
 
 # -- expectations, read by hand from the fixtures --------------------------------------------
@@ -229,21 +191,19 @@ COVERED = set(STREAMS) | set(BODIES) | set(ERRORS)
 
 
 def test_every_google_fixture_has_a_test() -> None:
-    on_disk = {p.name for p in GOOGLE_DIR.iterdir() if p.is_file()}
+    on_disk = CAPTURES.names()
     assert on_disk == COVERED
 
 
 def test_manifest_lists_exactly_the_google_fixtures() -> None:
-    manifest = json.loads((FIXTURES / "MANIFEST.json").read_text())
-    listed = {f["path"].split("/", 1)[1] for f in manifest["files"]
-              if f["path"].startswith("google/")}
-    assert listed == {p.name for p in GOOGLE_DIR.iterdir() if p.is_file()}
+    listed = manifest_names(FIXTURES, "google")
+    assert listed == CAPTURES.names()
 
 
 def test_sse_files_are_the_interaction_bodies() -> None:
     for name in STREAMS:
         if name.endswith(".json"):
-            assert _body(name) == _raw(name.replace(".json", ".sse")), name
+            assert CAPTURES.body(name) == CAPTURES.raw(name.replace(".json", ".sse")), name
 
 
 # -- streams ---------------------------------------------------------------------------------
@@ -266,7 +226,7 @@ def _check(response: ChatResponse, expect: Expect) -> None:
 
 @pytest.mark.parametrize("name", sorted(STREAMS))
 def test_stream_fixture(name: str) -> None:
-    raw = _body(name)
+    raw = CAPTURES.body(name)
     expect = STREAMS[name]
     events, response = _session_decode([raw])
     _check(response, expect)
@@ -298,13 +258,13 @@ def test_stream_fixture(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(STREAM_USAGES))
 def test_stream_usage_is_a_running_snapshot(name: str) -> None:
-    events, response = _session_decode([_raw(name)])
+    events, response = _session_decode([CAPTURES.raw(name)])
     assert [e.usage for e in events if type(e) is UsageEvent] == STREAM_USAGES[name]
     assert response.usage == STREAM_USAGES[name][-1]
 
 
 def test_mid_stream_usage_is_live_after_the_first_event() -> None:
-    raw = _raw("pai-stream-usage-mid-stream.sse")
+    raw = CAPTURES.raw("pai-stream-usage-mid-stream.sse")
     first_event_end = raw.index(b"\r\n\r\n") + 4
     session = _engine().open_stream(REQUEST, {}, None)
     events = session.feed(raw[:first_event_end])
@@ -315,7 +275,7 @@ def test_mid_stream_usage_is_live_after_the_first_event() -> None:
 
 
 def test_stream_events_are_crlf_framed_and_end_at_eof() -> None:
-    raw = _raw("pai-stream-text.sse")
+    raw = CAPTURES.raw("pai-stream-text.sse")
     assert raw.count(b"\r\n\r\n") == 3 and b"[DONE]" not in raw
     events, response = _session_decode([raw])
     assert [e.text for e in events if type(e) is TextDelta] == [
@@ -327,24 +287,24 @@ def test_stream_events_are_crlf_framed_and_end_at_eof() -> None:
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_stream_fixture_any_chunking(name: str, data: st.DataObject) -> None:
-    raw = _raw(name)
+    raw = CAPTURES.raw(name)
     whole, _ = _session_decode([raw])
     cuts = data.draw(st.lists(st.integers(1, len(raw) - 1), max_size=40))
-    pieces = _split(raw, cuts)
+    pieces = split_at(raw, cuts)
     assert b"".join(pieces) == raw
     assert _session_decode(pieces)[0] == whole
     assert _manual_decode(pieces)[0] == whole
 
 
 def test_stream_fixture_byte_by_byte() -> None:
-    raw = _raw("pai-stream-function-call.sse")
+    raw = CAPTURES.raw("pai-stream-function-call.sse")
     events, response = _session_decode([raw[i:i + 1] for i in range(len(raw))])
     assert events == _session_decode([raw])[0]
     assert response.tool_calls[0].parsed_arguments() == {"country": "France"}
 
 
 def test_stream_cut_between_events_is_a_retryable_response_error() -> None:
-    raw = _raw("pai-stream-text.sse")
+    raw = CAPTURES.raw("pai-stream-text.sse")
     cut = raw[: raw.index(b'"finishReason"')]
     cut = cut[: cut.rindex(b"\r\n\r\n") + 4]  # two whole events, no finishReason
     session = _engine().open_stream(REQUEST, {"x-goog-request-id": "g-1"}, None)
@@ -357,7 +317,7 @@ def test_stream_cut_between_events_is_a_retryable_response_error() -> None:
 
 
 def test_stream_cut_mid_json_is_a_response_error() -> None:
-    raw = _raw("pai-stream-function-call.sse")
+    raw = CAPTURES.raw("pai-stream-function-call.sse")
     session = _engine().open_stream(REQUEST, {}, None)
     assert session.feed(raw[:200]) == []
     with pytest.raises(ResponseError, match="could not be decoded"):
@@ -365,7 +325,7 @@ def test_stream_cut_mid_json_is_a_response_error() -> None:
 
 
 def test_stream_accumulator_matches_events() -> None:
-    events, _ = _manual_decode([_raw("pai-stream-thinking.sse")])
+    events, _ = _manual_decode([CAPTURES.raw("pai-stream-thinking.sse")])
     acc = StreamAccumulator()
     for event in events:
         acc.add(event)
@@ -377,7 +337,7 @@ def test_stream_accumulator_matches_events() -> None:
 
 @pytest.mark.parametrize("name", sorted(BODIES))
 def test_body_fixture(name: str) -> None:
-    status, headers, body = _response(name)
+    status, headers, body = CAPTURES.response(name)
     assert status == 200
     expect = BODIES[name]
     response = wire.parse_chat_response(_provider(), REQUEST, json.loads(body))
@@ -389,14 +349,14 @@ def test_body_fixture(name: str) -> None:
 
 
 def test_generate_text_reports_reasoning_tokens_without_thought_text() -> None:
-    _, _, body = _response("pai-generate-text.json")
+    _, _, body = CAPTURES.response("pai-generate-text.json")
     response = wire.parse_chat_response(_provider(), REQUEST, json.loads(body))
     assert response.usage is not None and response.usage.reasoning_tokens == 34
     assert response.reasoning is None
 
 
 def test_parallel_calls_keep_the_thought_signature_of_the_first_call() -> None:
-    _, _, body = _response("pai-function-calls-parallel.json")
+    _, _, body = CAPTURES.response("pai-function-calls-parallel.json")
     response = wire.parse_chat_response(_provider(), REQUEST, json.loads(body))
     expect = BODIES["pai-function-calls-parallel.json"]
     signatures = response.message.extra["functionCallSignatures"]
@@ -421,7 +381,7 @@ def test_parallel_calls_keep_the_thought_signature_of_the_first_call() -> None:
 
 
 def test_prompt_blocked_is_a_content_filter_finish_not_an_empty_answer() -> None:
-    _, _, body = _response("pai-vertex-prompt-blocked-model-armor.json")
+    _, _, body = CAPTURES.response("pai-vertex-prompt-blocked-model-armor.json")
     response = wire.parse_chat_response(_provider(), REQUEST, json.loads(body))
     assert response.finish_reason is FinishReason.CONTENT_FILTER
     assert response.raw_finish_reason == "MODEL_ARMOR"
@@ -432,7 +392,7 @@ def test_prompt_blocked_is_a_content_filter_finish_not_an_empty_answer() -> None
 
 def test_fixture_requests_match_what_the_plugin_builds() -> None:
     provider = _provider()
-    generate = _interaction("pai-generate-text.json")["request"]
+    generate = CAPTURES.request("pai-generate-text.json")
     built = wire.build_chat_request(provider, ChatRequest(
         model="gemini-2.5-flash",
         messages=[Message.system("You are a chatbot."), Message.user("Hello!")],
@@ -442,7 +402,7 @@ def test_fixture_requests_match_what_the_plugin_builds() -> None:
     expected["systemInstruction"] = {"parts": expected["systemInstruction"]["parts"]}
     assert built.json == expected
 
-    capped = _interaction("pai-finish-max-tokens.json")["request"]
+    capped = CAPTURES.request("pai-finish-max-tokens.json")
     built = wire.build_chat_request(provider, ChatRequest(
         model="gemini-2.5-flash", max_tokens=5,
         messages=[Message.system("You are a helpful chatbot."),
@@ -457,9 +417,9 @@ def test_fixture_requests_match_what_the_plugin_builds() -> None:
                         ("pai-stream-thinking.json", "gemini-2.5-pro")]:
         built = wire.build_chat_request(provider, ChatRequest(
             model=model, messages=[Message.user("x")]), stream=True)
-        assert built.url == _interaction(name)["request"]["url"]
+        assert built.url == CAPTURES.request(name)["url"]
     # tidyllm put the key in the URL (?key=); the plugin never does.
-    assert "?key=" in _interaction("tidyllm-generate-text-2024.json")["request"]["url"]
+    assert "?key=" in CAPTURES.request("tidyllm-generate-text-2024.json")["url"]
     built = wire.build_chat_request(provider, REQUEST, stream=False)
     assert "key" not in built.url
 
@@ -469,7 +429,7 @@ def test_fixture_requests_match_what_the_plugin_builds() -> None:
 
 @pytest.mark.parametrize("name", sorted(ERRORS))
 def test_error_fixture(name: str) -> None:
-    status, headers, body = _response(name)
+    status, headers, body = CAPTURES.response(name)
     expect = ERRORS[name]
     assert status == expect.status
     data = json.loads(body)
@@ -493,5 +453,5 @@ def test_error_fixture(name: str) -> None:
 def test_no_fixture_carries_rate_limit_headers() -> None:
     for name in sorted(COVERED):
         if name.endswith(".json"):
-            status, headers, _ = _response(name)
+            status, headers, _ = CAPTURES.response(name)
             assert wire.parse_rate_limits(status, headers, NOW) is None, name

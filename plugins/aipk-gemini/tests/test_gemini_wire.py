@@ -47,9 +47,9 @@ from aipk.errors import (
     ServerError,
     StreamError,
 )
-from aipk.registry import Registry
 from aipk.sse import ServerSentEvent
 from aipk_gemini import DAILY_QUOTA_CODE, GEMINI, endpoint_for, wire
+from aipk_testkit.fixtures import make_engine, make_provider
 
 NOW = 1_700_000_000.0
 BASE = "https://generativelanguage.googleapis.com/v1beta"
@@ -62,16 +62,13 @@ WEATHER = Tool(name="get_weather", description="Weather for a city",
 
 
 def _provider(base_url: str = BASE, **options: Any) -> Provider:
-    return Provider(spec=GEMINI, base_url=base_url, options={**GEMINI.options, **options})
+    return make_provider(GEMINI, base_url, **options)
 
 
 def _engine(provider: Provider | None = None,
             credential: Credential | None = None) -> Engine:
-    registry = Registry(entry_points=False)
-    registry.register(aipk_gemini.plugin, "gemini")
-    return Engine(registry=registry, provider=provider or _provider(),
-                  credential=credential or Credential(kind="none"), retry=RetryPolicy(),
-                  clock=lambda: NOW)
+    return make_engine(provider or _provider(), {"gemini": aipk_gemini.plugin},
+                       credential=credential, clock=lambda: NOW)
 
 
 def _body(**fields: Any) -> dict[str, Any]:

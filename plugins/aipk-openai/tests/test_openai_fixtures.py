@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -20,13 +19,11 @@ import aipk_openai.plugin
 from aipk import (
     ChatRequest,
     ChatResponse,
-    Credential,
     FinishEvent,
     FinishReason,
     Message,
     Provider,
     RefusalDelta,
-    RetryPolicy,
     StreamAccumulator,
     StreamEvent,
     TextDelta,
@@ -36,12 +33,22 @@ from aipk import (
 )
 from aipk._core import Engine
 from aipk.errors import BadRequestError, ResponseError
-from aipk.registry import Registry
 from aipk.sse import SSEDecoder
 from aipk_openai import OPENAI, wire
+from aipk_testkit.fixtures import (
+    Captures,
+    decode_sse,
+    find_fixtures,
+    make_engine,
+    make_provider,
+    manifest_names,
+    replay_stream,
+    split_at,
+)
 
-FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures"
+FIXTURES = find_fixtures(__file__)
 OPENAI_DIR = FIXTURES / "openai"
+CAPTURES = Captures(OPENAI_DIR)
 NOW = 1_700_000_000.0
 REQUEST = ChatRequest(model="gpt-4o", messages=[Message.user("hi")])
 
@@ -50,56 +57,17 @@ REQUEST = ChatRequest(model="gpt-4o", messages=[Message.user("hi")])
 
 
 def _provider() -> Provider:
-    return Provider(spec=OPENAI, base_url=OPENAI.default_base_url, options=dict(OPENAI.options))
+    return make_provider(OPENAI)
 
 
 def _engine() -> Engine:
-    registry = Registry(entry_points=False)
-    registry.register(aipk_openai.plugin, "openai")
-    return Engine(registry=registry, provider=_provider(), credential=Credential(kind="none"),
-                  retry=RetryPolicy(), clock=lambda: NOW)
-
-
-def _raw(name: str) -> bytes:
-    return (OPENAI_DIR / name).read_bytes()
-
-
-def _interaction(name: str) -> tuple[int, dict[str, str], str]:
-    """status, headers (lower-cased, first value of each list), body text."""
-    data = json.loads(_raw(name))
-    response = data["response"]
-    headers = {k.lower(): v[0] for k, v in response["headers"].items() if v}
-    return response["status"], headers, response["body"]
-
-
-def _body(name: str) -> tuple[bytes, dict[str, str]]:
-    """The response body bytes and headers of a fixture of any format."""
-    if name.endswith(".sse"):
-        return _raw(name), {}
-    data = json.loads(_raw(name))
-    if "response" in data and "request" in data:
-        _, headers, body = _interaction(name)
-        return body.encode("utf-8"), headers
-    return _raw(name), {}
-
-
-def _split(raw: bytes, cuts: Sequence[int]) -> list[bytes]:
-    points = sorted({c for c in cuts if 0 < c < len(raw)})
-    return [raw[a:b] for a, b in zip([0, *points], [*points, len(raw)], strict=True)]
+    return make_engine(OPENAI, {"openai": aipk_openai.plugin}, clock=lambda: NOW)
 
 
 def _manual_decode(pieces: Sequence[bytes]) -> tuple[list[StreamEvent], StreamAccumulator]:
     """SSEDecoder -> OpenAIStreamDecoder -> StreamAccumulator, then decoder.close()."""
-    sse = SSEDecoder()
-    decoder = wire.OpenAIStreamDecoder(_provider())
+    events = decode_sse(wire.OpenAIStreamDecoder(_provider()), pieces)
     acc = StreamAccumulator()
-    events: list[StreamEvent] = []
-    for piece in pieces:
-        for event in sse.feed(piece):
-            events.extend(decoder.feed(event))
-    for event in sse.flush():
-        events.extend(decoder.feed(event))
-    events.extend(decoder.close())
     for item in events:
         acc.add(item)
     return events, acc
@@ -107,12 +75,7 @@ def _manual_decode(pieces: Sequence[bytes]) -> tuple[list[StreamEvent], StreamAc
 
 def _session_decode(pieces: Sequence[bytes], headers: Mapping[str, str] | None = None) -> (
         tuple[list[StreamEvent], ChatResponse]):
-    session = _engine().open_stream(REQUEST, headers or {}, None)
-    events: list[StreamEvent] = []
-    for piece in pieces:
-        events.extend(session.feed(piece))
-    events.extend(session.finish())
-    return events, session.response()
+    return replay_stream(_engine(), REQUEST, pieces, headers)
 
 
 # -- expectations, read by hand from the fixtures --------------------------------------------
@@ -325,15 +288,13 @@ COVERED = (set(STREAMS) | set(CHAT_BODIES) | set(ERRORS) | set(RESPONSES_API_BOD
 
 
 def test_every_openai_fixture_has_a_test() -> None:
-    on_disk = {p.name for p in OPENAI_DIR.iterdir() if p.is_file()}
+    on_disk = CAPTURES.names()
     assert on_disk == COVERED
 
 
 def test_manifest_lists_exactly_the_openai_fixtures() -> None:
-    manifest = json.loads((FIXTURES / "MANIFEST.json").read_text())
-    listed = {f["path"].split("/", 1)[1] for f in manifest["files"]
-              if f["path"].startswith("openai/")}
-    assert listed == {p.name for p in OPENAI_DIR.iterdir() if p.is_file()}
+    listed = manifest_names(FIXTURES, "openai")
+    assert listed == CAPTURES.names()
 
 
 def test_every_fixture_with_ratelimit_headers_is_checked() -> None:
@@ -367,7 +328,7 @@ def _check(response: ChatResponse, expect: Expect) -> None:
 
 @pytest.mark.parametrize("name", sorted(STREAMS))
 def test_stream_fixture(name: str) -> None:
-    raw, headers = _body(name)
+    raw, headers = CAPTURES.body_and_headers(name)
     expect = STREAMS[name]
     events, response = _session_decode([raw], headers)
     _check(response, expect)
@@ -395,7 +356,7 @@ def test_stream_fixture(name: str) -> None:
 
 
 def test_refusal_stream_yields_refusal_deltas_only() -> None:
-    events, _ = _session_decode([_raw("sdk-chat-stream-refusal-logprobs.sse")])
+    events, _ = _session_decode([CAPTURES.raw("sdk-chat-stream-refusal-logprobs.sse")])
     refusals = [e.text for e in events if type(e) is RefusalDelta]
     assert refusals[:3] == ["I'm", " very", " sorry"]
     assert "".join(refusals) == REFUSAL
@@ -403,7 +364,7 @@ def test_refusal_stream_yields_refusal_deltas_only() -> None:
 
 
 def test_parallel_stream_interleaves_nothing_and_keeps_order() -> None:
-    events, _ = _session_decode([_raw("sdk-chat-stream-tool-calls-parallel.sse")])
+    events, _ = _session_decode([CAPTURES.raw("sdk-chat-stream-tool-calls-parallel.sse")])
     indices = [e.index for e in events if type(e) is ToolCallDelta]
     assert indices == [0] * 12 + [1] * 10
 
@@ -412,17 +373,17 @@ def test_parallel_stream_interleaves_nothing_and_keeps_order() -> None:
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_stream_fixture_any_chunking(name: str, data: st.DataObject) -> None:
-    raw, _ = _body(name)
+    raw, _ = CAPTURES.body_and_headers(name)
     whole, _ = _session_decode([raw])
     cuts = data.draw(st.lists(st.integers(1, len(raw) - 1), max_size=40))
-    pieces = _split(raw, cuts)
+    pieces = split_at(raw, cuts)
     assert b"".join(pieces) == raw
     assert _session_decode(pieces)[0] == whole
     assert _manual_decode(pieces)[0] == whole
 
 
 def test_stream_fixture_byte_by_byte() -> None:
-    raw = _raw("sdk-chat-stream-content-logprobs.sse")
+    raw = CAPTURES.raw("sdk-chat-stream-content-logprobs.sse")
     pieces = [raw[i:i + 1] for i in range(len(raw))]
     events, response = _session_decode(pieces)
     assert events == _session_decode([raw])[0]
@@ -431,14 +392,14 @@ def test_stream_fixture_byte_by_byte() -> None:
 
 @pytest.mark.parametrize("name", ["pai-chat-stream-text.sse", "sdk-chat-stream-text-weather.sse"])
 def test_stream_fixture_with_crlf_line_endings(name: str) -> None:
-    raw = _raw(name)
+    raw = CAPTURES.raw(name)
     crlf = raw.replace(b"\n", b"\r\n")
-    assert _session_decode(_split(crlf, range(7, len(crlf), 97)))[0] == \
+    assert _session_decode(split_at(crlf, range(7, len(crlf), 97)))[0] == \
         _session_decode([raw])[0]
 
 
 def test_stream_cut_before_finish_is_a_retryable_response_error() -> None:
-    raw = _raw("pai-chat-stream-text.sse")
+    raw = CAPTURES.raw("pai-chat-stream-text.sse")
     cut = raw[: raw.index(b'"finish_reason":"stop"')]
     cut = cut[: cut.rindex(b"\n\n") + 2]
     session = _engine().open_stream(REQUEST, {"x-request-id": "req_1"}, None)
@@ -456,7 +417,7 @@ def test_stream_cut_before_finish_is_a_retryable_response_error() -> None:
 
 @pytest.mark.parametrize("name", sorted(CHAT_BODIES))
 def test_chat_body_fixture(name: str) -> None:
-    body, headers = _body(name)
+    body, headers = CAPTURES.body_and_headers(name)
     expect = CHAT_BODIES[name]
     response = wire.parse_chat_response(_provider(), REQUEST, json.loads(body))
     _check(response, expect)
@@ -473,7 +434,7 @@ def test_chat_body_fixture(name: str) -> None:
 
 
 def test_n3_alternatives() -> None:
-    body, _ = _body("sdk-chat-n3-multiple-choices.json")
+    body, _ = CAPTURES.body_and_headers("sdk-chat-n3-multiple-choices.json")
     response = wire.parse_chat_response(_provider(), REQUEST, json.loads(body))
     assert response.text == '{"city":"San Francisco","temperature":64,"units":"f"}'
     alternatives = response.extra["alternatives"]
@@ -488,13 +449,13 @@ def test_single_choice_bodies_have_no_alternatives() -> None:
     for name in CHAT_BODIES:
         if name == "sdk-chat-n3-multiple-choices.json":
             continue
-        body, _ = _body(name)
+        body, _ = CAPTURES.body_and_headers(name)
         response = wire.parse_chat_response(_provider(), REQUEST, json.loads(body))
         assert "alternatives" not in response.extra, name
 
 
 def test_refusal_body_is_a_refusal_with_no_text() -> None:
-    body, _ = _body("sdk-chat-refusal.json")
+    body, _ = CAPTURES.body_and_headers("sdk-chat-refusal.json")
     response = wire.parse_chat_response(_provider(), REQUEST, json.loads(body))
     assert response.finish_reason is FinishReason.REFUSAL
     assert response.refusal == REFUSAL
@@ -506,7 +467,7 @@ def test_refusal_body_is_a_refusal_with_no_text() -> None:
 
 @pytest.mark.parametrize("name", sorted(ERRORS))
 def test_error_fixture(name: str) -> None:
-    status, headers, body = _interaction(name)
+    status, headers, body = CAPTURES.response(name)
     expect = ERRORS[name]
     assert status == expect.status
     data = json.loads(body)
@@ -532,7 +493,7 @@ def test_error_fixture(name: str) -> None:
 
 
 def test_error_request_id_is_kept_when_present() -> None:
-    status, headers, body = _interaction("pai-chat-error-400-unsupported-value.json")
+    status, headers, body = CAPTURES.response("pai-chat-error-400-unsupported-value.json")
     headers = {**headers, "x-request-id": "req_abc"}
     error = _engine().error(status, headers, body.encode("utf-8"))
     assert error.request_id == "req_abc"
@@ -544,7 +505,7 @@ def test_error_request_id_is_kept_when_present() -> None:
 
 @pytest.mark.parametrize("name", sorted(RESPONSES_API_BODIES))
 def test_responses_api_body_is_rejected(name: str) -> None:
-    body, headers = _body(name)
+    body, headers = CAPTURES.body_and_headers(name)
     with pytest.raises(KeyError):
         wire.parse_chat_response(_provider(), REQUEST, json.loads(body))
     with pytest.raises(ResponseError, match="unexpected shape") as info:
@@ -555,7 +516,7 @@ def test_responses_api_body_is_rejected(name: str) -> None:
 
 @pytest.mark.parametrize("name", RESPONSES_API_STREAMS)
 def test_responses_api_stream_is_rejected(name: str) -> None:
-    body, headers = _body(name)
+    body, headers = CAPTURES.body_and_headers(name)
     session = _engine().open_stream(REQUEST, headers, None)
     # Not a chat-completions stream: the first event fails loudly, naming the mismatch, and
     # nothing is delivered (never a silent empty answer, never a misleading "retry").
@@ -579,7 +540,7 @@ def test_responses_api_stream_is_rejected(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(RATE_LIMITS))
 def test_rate_limit_headers(name: str) -> None:
-    status, headers, _ = _interaction(name)
+    status, headers, _ = CAPTURES.response(name)
     expect = RATE_LIMITS[name]
     state = wire.parse_rate_limits(status, headers, NOW)
     assert state is not None
@@ -599,12 +560,12 @@ def test_interactions_without_ratelimit_headers_give_no_state() -> None:
         data: Any = json.loads(path.read_bytes())
         if "response" not in data or path.name in RATE_LIMITS:
             continue
-        status, headers, _ = _interaction(path.name)
+        status, headers, _ = CAPTURES.response(path.name)
         assert wire.parse_rate_limits(status, headers, NOW) is None, path.name
 
 
 def test_rate_limits_tracked_per_model_through_the_engine() -> None:
-    _, headers, _ = _interaction("tidyllm-chat-text-ratelimit-headers.json")
+    _, headers, _ = CAPTURES.response("tidyllm-chat-text-ratelimit-headers.json")
     engine = _engine()
     engine.observe(200, headers, "gpt-5.1-chat-latest")
     state = engine.tracker.get(("openai", engine.credential.id, "gpt-5.1-chat-latest"))

@@ -17,7 +17,6 @@ import aipk
 import aipk_openai.plugin
 from aipk import (
     ChatRequest,
-    Credential,
     FinishEvent,
     FinishReason,
     Image,
@@ -26,7 +25,6 @@ from aipk import (
     ProviderSpec,
     ReasoningDelta,
     RefusalDelta,
-    RetryPolicy,
     StreamEvent,
     TextDelta,
     Tool,
@@ -51,6 +49,7 @@ from aipk.errors import (
 from aipk.registry import Registry
 from aipk.sse import ServerSentEvent
 from aipk_openai import GROQ, OPENAI, wire
+from aipk_testkit.fixtures import make_engine, make_provider
 
 NOW = 1_700_000_000.0
 USER = [Message.user("hi")]
@@ -60,15 +59,11 @@ MAX_RESET = 7 * 24 * 3600.0
 def _provider(spec: ProviderSpec = OPENAI, base_url: str | None = None,
               **options: Any) -> Provider:
     """A provider resolved the way the client does it: spec options, then the caller's."""
-    return Provider(spec=spec, base_url=base_url or spec.default_base_url,
-                    options={**spec.options, **options})
+    return make_provider(spec, base_url, **options)
 
 
 def _engine(provider: Provider | None = None) -> Engine:
-    registry = Registry(entry_points=False)
-    registry.register(aipk_openai.plugin, "openai")
-    return Engine(registry=registry, provider=provider or _provider(),
-                  credential=Credential(kind="none"), retry=RetryPolicy(), clock=lambda: NOW)
+    return make_engine(provider or _provider(), {"openai": aipk_openai.plugin}, clock=lambda: NOW)
 
 
 def _body(request: ChatRequest, stream: bool = False, **options: Any) -> dict[str, Any]:

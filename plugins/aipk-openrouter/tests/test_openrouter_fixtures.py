@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,12 +18,10 @@ import aipk_openai.plugin
 import aipk_openrouter.plugin
 from aipk import (
     ChatRequest,
-    Credential,
     FinishEvent,
     FinishReason,
     Provider,
     ReasoningDelta,
-    RetryPolicy,
     StreamEvent,
     TextDelta,
     Tool,
@@ -33,41 +30,30 @@ from aipk import (
 )
 from aipk._core import Engine
 from aipk.errors import RateLimitError, StreamError
-from aipk.registry import Registry
 from aipk.sse import SSEDecoder
 from aipk_openrouter import OPENROUTER, OpenRouterStreamDecoder
+from aipk_testkit.fixtures import (
+    Captures,
+    find_fixtures,
+    flatten_headers,
+    make_engine,
+    make_provider,
+    manifest_names,
+)
 
-FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures"
+FIXTURES = find_fixtures(__file__)
 OR_DIR = FIXTURES / "openrouter"
+CAPTURES = Captures(OR_DIR)
 NOW = 1_700_000_000.0
 
 
 def _provider() -> Provider:
-    return Provider(spec=OPENROUTER, base_url=OPENROUTER.default_base_url,
-                    options=dict(OPENROUTER.options))
+    return make_provider(OPENROUTER)
 
 
 def _engine() -> Engine:
-    registry = Registry(entry_points=False)
-    registry.register(aipk_openai.plugin, "openai")
-    registry.register(aipk_openrouter.plugin, "openrouter")
-    return Engine(registry=registry, provider=_provider(),
-                  credential=Credential(kind="none"), retry=RetryPolicy(), clock=lambda: NOW)
-
-
-def _interaction(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((OR_DIR / name).read_bytes())
-    return data
-
-
-def _headers(data: dict[str, Any]) -> dict[str, str]:
-    return {k.lower(): v[0] for k, v in data["response"]["headers"].items() if v}
-
-
-def _body(name: str) -> bytes:
-    if name.endswith(".sse"):
-        return (OR_DIR / name).read_bytes()
-    return str(_interaction(name)["response"]["body"]).encode("utf-8")
+    plugins = {"openai": aipk_openai.plugin, "openrouter": aipk_openrouter.plugin}
+    return make_engine(OPENROUTER, plugins, clock=lambda: NOW)
 
 
 def _request_of(body: dict[str, Any]) -> ChatRequest:
@@ -90,24 +76,22 @@ COVERED = {*CHAT_BODIES, *ERRORS, *STREAM_ERROR, *STREAM_REASONING}
 
 
 def test_every_openrouter_fixture_is_covered() -> None:
-    assert {p.name for p in OR_DIR.iterdir() if p.is_file()} == COVERED
+    assert CAPTURES.names() == COVERED
 
 
 def test_manifest_lists_exactly_the_openrouter_fixtures() -> None:
-    manifest = json.loads((FIXTURES / "MANIFEST.json").read_text())
-    listed = {f["path"].split("/", 1)[1] for f in manifest["files"]
-              if f["path"].startswith("openrouter/")}
+    listed = manifest_names(FIXTURES, "openrouter")
     assert listed == COVERED
 
 
 @pytest.mark.parametrize("pair", [STREAM_ERROR, STREAM_REASONING])
 def test_sse_files_are_the_interaction_bodies(pair: tuple[str, str]) -> None:
-    assert _body(pair[0]) == _body(pair[1])
+    assert CAPTURES.body(pair[0]) == CAPTURES.body(pair[1])
 
 
 @pytest.mark.parametrize("name", sorted(n for n in COVERED if n.endswith(".json")))
 def test_requests_we_build_match_the_captures(name: str) -> None:
-    captured = _interaction(name)["request"]
+    captured = CAPTURES.interaction(name)["request"]
     body = captured["body"]
     built, raw = _engine().build(_request_of(body), stream=bool(body.get("stream")))
     assert built.url == captured["url"] == "https://openrouter.ai/api/v1/chat/completions"
@@ -120,14 +104,14 @@ def test_requests_we_build_match_the_captures(name: str) -> None:
 
 
 def _chat(name: str) -> Any:
-    data = _interaction(name)
+    data = CAPTURES.interaction(name)
     assert data["response"]["status"] == 200
     engine = _engine()
-    headers = _headers(data)
+    headers = flatten_headers(data["response"]["headers"])
     state = engine.observe(200, headers, data["request"]["body"]["model"])
     assert state is None  # pydantic-ai cassettes strip x-ratelimit-* headers
-    return engine.chat_response(_request_of(data["request"]["body"]), _body(name), headers,
-                                state)
+    return engine.chat_response(_request_of(data["request"]["body"]), CAPTURES.body(name),
+                                headers, state)
 
 
 def test_text_body() -> None:
@@ -174,7 +158,7 @@ def test_usage_body_with_reasoning_details() -> None:
     assert [d["type"] for d in details] == ["reasoning.summary", "reasoning.encrypted"]
     assert details[1]["id"] == "rs_0f2864c6e4889623016912094071dc81979635e33414ef8729"
     # Despite the manifest's description, this capture's usage carries no cost field.
-    assert "cost" not in json.loads(_body("pai-chat-usage-cost.json"))["usage"]
+    assert "cost" not in json.loads(CAPTURES.body("pai-chat-usage-cost.json"))["usage"]
     assert "cost" not in reply.extra
 
 
@@ -182,10 +166,11 @@ def test_usage_body_with_reasoning_details() -> None:
 
 
 def test_429_upstream_rate_limit() -> None:
-    data = _interaction("pai-error-429-upstream-rate-limit.json")
-    status, headers = data["response"]["status"], _headers(data)
+    data = CAPTURES.interaction("pai-error-429-upstream-rate-limit.json")
+    status, headers = data["response"]["status"], flatten_headers(data["response"]["headers"])
     assert status == 429
-    error = _engine().error(status, headers, _body("pai-error-429-upstream-rate-limit.json"))
+    error = _engine().error(status, headers,
+                            CAPTURES.body("pai-error-429-upstream-rate-limit.json"))
     assert type(error) is RateLimitError
     assert error.status == 429 and error.code == "429"
     assert error.message == (
@@ -219,7 +204,7 @@ def _manual(raw: bytes) -> tuple[list[StreamEvent], OpenRouterStreamDecoder, int
 
 @pytest.mark.parametrize("name", STREAM_ERROR)
 def test_stream_error_in_chunk(name: str) -> None:
-    raw = _body(name)
+    raw = CAPTURES.body(name)
     assert raw.count(b": OPENROUTER PROCESSING\n") == 17
     events, decoder, sse_count, error = _manual(raw)
     assert sse_count == 5  # 4 data chunks and [DONE]; the 17 comment lines yield nothing
@@ -261,7 +246,7 @@ def _session(pieces: Sequence[bytes]) -> tuple[list[StreamEvent], Any]:
 
 @pytest.mark.parametrize("name", STREAM_REASONING)
 def test_stream_reasoning(name: str) -> None:
-    raw = _body(name)
+    raw = CAPTURES.body(name)
     events, response = _session([raw])
     assert [e.text for e in events if type(e) is ReasoningDelta] == [
         "This", " is a simple arithmetic question. ", "2+2 equals 4."]
@@ -283,9 +268,10 @@ def test_stream_reasoning(name: str) -> None:
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(cuts=st.lists(st.integers(1, len(_body("pai-stream-reasoning.sse")) - 1), max_size=40))
+@given(cuts=st.lists(st.integers(1, len(CAPTURES.body("pai-stream-reasoning.sse")) - 1),
+                     max_size=40))
 def test_stream_reasoning_any_chunking(cuts: list[int]) -> None:
-    raw = _body("pai-stream-reasoning.sse")
+    raw = CAPTURES.body("pai-stream-reasoning.sse")
     points = sorted(set(cuts))
     pieces = [raw[a:b] for a, b in zip([0, *points], [*points, len(raw)], strict=True)]
     whole_events, whole = _session([raw])

@@ -10,11 +10,10 @@ import pytest
 
 import aipk_openai.plugin
 import aipk_openrouter.plugin
-from aipk import Credential, Provider, RetryPolicy
-from aipk._core import Engine
-from aipk.registry import Registry
+from aipk import Provider
 from aipk_openrouter import OPENROUTER, order_models, parse_models
 from aipk_openrouter.models import per_million
+from aipk_testkit.fixtures import make_engine
 
 PROVIDER = Provider(spec=OPENROUTER, base_url=OPENROUTER.default_base_url)
 
@@ -100,11 +99,8 @@ def test_per_million(value: Any, expected: float | None) -> None:
 
 
 def test_listing_through_the_hooks() -> None:
-    registry = Registry(entry_points=False)
-    registry.register(aipk_openai.plugin, "openai")
-    registry.register(aipk_openrouter.plugin, "openrouter")
-    engine = Engine(registry=registry, provider=PROVIDER, credential=Credential(kind="none"),
-                    retry=RetryPolicy())
+    engine = make_engine(PROVIDER, {"openai": aipk_openai.plugin,
+                                    "openrouter": aipk_openrouter.plugin})
     built = engine.models_request()
     assert built is not None and built[0].url == "https://openrouter.ai/api/v1/models"
     models = engine.models(json.dumps(LISTING).encode(), {})

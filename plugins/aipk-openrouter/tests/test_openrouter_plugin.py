@@ -11,12 +11,13 @@ import pytest
 
 import aipk_openai.plugin
 import aipk_openrouter.plugin
-from aipk import ChatRequest, Client, Credential, Message, Provider, ProviderSpec, RetryPolicy
+from aipk import ChatRequest, Client, Message, ProviderSpec
 from aipk._core import Engine
 from aipk.errors import BadRequestError, ConfigurationError, RateLimitError
 from aipk.registry import Registry
 from aipk_openai import OPENAI
 from aipk_openrouter import OPENROUTER, ModelRouter
+from aipk_testkit.fixtures import make_engine, make_provider
 
 REQUEST = ChatRequest(model="openai/gpt-4o-mini", messages=[Message.user("hi")])
 
@@ -28,13 +29,8 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _engine(spec: ProviderSpec = OPENROUTER, **options: Any) -> Engine:
-    registry = Registry(entry_points=False)
-    registry.register(aipk_openai.plugin, "openai")
-    registry.register(aipk_openrouter.plugin, "openrouter")
-    provider = Provider(spec=spec, base_url=spec.default_base_url,
-                        options={**spec.options, **options})
-    return Engine(registry=registry, provider=provider, credential=Credential(kind="none"),
-                  retry=RetryPolicy())
+    return make_engine(make_provider(spec, **options),
+                       {"openai": aipk_openai.plugin, "openrouter": aipk_openrouter.plugin})
 
 
 def test_installed_entry_point_declares_openrouter() -> None:

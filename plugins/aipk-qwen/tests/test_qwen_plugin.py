@@ -15,9 +15,7 @@ from aipk import (
     Client,
     Credential,
     Message,
-    Provider,
     ProviderSpec,
-    RetryPolicy,
     Secret,
 )
 from aipk._core import Engine
@@ -26,6 +24,7 @@ from aipk.limits import ClientLimits
 from aipk.registry import Registry
 from aipk_openai import OPENAI
 from aipk_qwen import DASHSCOPE, QWEN, effective_base_url
+from aipk_testkit.fixtures import make_engine, make_provider
 
 NOW = 1_700_000_000.0
 REQUEST = ChatRequest(model="qwen3-coder-plus", messages=[Message.user("hi")])
@@ -40,14 +39,9 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _engine(spec: ProviderSpec, *, base_url: str | None = None,
             credential: Credential | None = None, **options: Any) -> Engine:
-    registry = Registry(entry_points=False)
-    registry.register(aipk_openai.plugin, "openai")
-    registry.register(aipk_qwen.plugin, "qwen")
-    provider = Provider(spec=spec, base_url=base_url or spec.default_base_url,
-                        options={**spec.options, **options})
-    return Engine(registry=registry, provider=provider,
-                  credential=credential or Credential(kind="none"), retry=RetryPolicy(),
-                  clock=lambda: NOW)
+    return make_engine(make_provider(spec, base_url, **options),
+                       {"openai": aipk_openai.plugin, "qwen": aipk_qwen.plugin},
+                       credential=credential, clock=lambda: NOW)
 
 
 def test_installed_entry_point_declares_both_providers() -> None:
