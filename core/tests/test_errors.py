@@ -210,7 +210,9 @@ def test_missing_credential_error_names_the_env_var() -> None:
     assert "api_key=" in str(error)
     both = str(MissingCredentialError("g", ("GEMINI_API_KEY", "GOOGLE_API_KEY")))
     assert "GEMINI_API_KEY or GOOGLE_API_KEY" in both
-    assert "api_key argument" in str(MissingCredentialError("x", ()))
+    assert "pass api_key=" in str(MissingCredentialError("x", ()))
+    assert "run: aipk login x" in str(MissingCredentialError("x", (), login=True))
+    assert "aipk login" not in str(error)
 
 
 def test_provider_error_fields_and_str() -> None:

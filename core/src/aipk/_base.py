@@ -66,10 +66,12 @@ def resolve_credentials(
     credentials: CredentialSource | None,
     store: StateStore | None,
     clock: Callable[[], float],
+    registry: Registry | None = None,
 ) -> CredentialSource:
     """Where each attempt's credential comes from: ``credentials=`` as given; several keys
     (``api_key=[...]`` or a comma list in the provider's env var) as a :class:`KeyPool`
-    sharing ``store``; otherwise one fixed credential."""
+    sharing ``store``; otherwise one fixed credential: ``api_key=``, the env var, or what
+    ``aipk login`` saved (an OAuth manager refreshing through the plugin's login flow)."""
     from .credentials._pool import KeyPool, SingleCredential
 
     if credentials is not None:
@@ -97,8 +99,19 @@ def resolve_credentials(
             return KeyPool.from_keys(spec.name, by_id, state=store, clock=clock)
         api_key = keys[0]
     single = api_key if isinstance(api_key, (str, Secret)) or api_key is None else None
-    return SingleCredential(spec.name, resolve_credential(spec, provider, single, credential),
-                            clock=clock)
+    if single is None and credential is None and not _env_keys(spec) and registry is not None:
+        from .credentials._saved import saved_credentials
+
+        saved = saved_credentials(provider, registry, state=store, clock=clock)
+        if saved is not None:
+            return saved
+    try:
+        chosen = resolve_credential(spec, provider, single, credential)
+    except MissingCredentialError:
+        if registry is None or registry.hook.aipk_login_flow(provider=provider) is None:
+            raise
+        raise MissingCredentialError(spec.name, spec.env_vars, login=True) from None
+    return SingleCredential(spec.name, chosen, clock=clock)
 
 
 class ClientBase:
@@ -145,7 +158,7 @@ class ClientBase:
             policy = attrs.evolve(policy, max_retries=max_retries)
         self._credentials = resolve_credentials(
             spec, resolved, api_key=api_key, credential=credential, credentials=credentials,
-            store=store, clock=clock)
+            store=store, clock=clock, registry=self._registry)
         single = getattr(self._credentials, "credential", None)
         self._last_credential_id: str | None = (
             single.id if isinstance(single, Credential) else None)

@@ -97,14 +97,15 @@ class UnknownProviderError(ConfigurationError):
 class MissingCredentialError(ConfigurationError):
     """No credential could be found for a provider that needs one."""
 
-    def __init__(self, provider: str, env_vars: tuple[str, ...]) -> None:
+    def __init__(self, provider: str, env_vars: tuple[str, ...], *,
+                 login: bool = False) -> None:
         self.provider = provider
         self.env_vars = env_vars
-        where = " or ".join(env_vars) if env_vars else "the api_key argument"
-        super().__init__(
-            f"no API key for provider {provider!r}: set {where} in the environment, "
-            f"or pass api_key=... to the client"
-        )
+        fixes = [f"set {' or '.join(env_vars)} in the environment"] if env_vars else []
+        if login:
+            fixes.append(f"run: aipk login {provider}")
+        fixes.append("pass api_key=... to the client")
+        super().__init__(f"no API key for provider {provider!r}: {', or '.join(fixes)}")
 
 
 class InvalidRequestError(ConfigurationError):

@@ -292,7 +292,7 @@ class OAuthClient:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        login_hint: str = "run the login again",
+        login_hint: str | None = None,
     ) -> None:
         self.endpoints = endpoints
         self._http = http
@@ -302,7 +302,7 @@ class OAuthClient:
         self._monotonic = monotonic
         self._sleep = sleep
         self._async_sleep = async_sleep
-        self.login_hint = login_hint
+        self.login_hint = login_hint or f"run: aipk login {endpoints.provider}"
 
     def __repr__(self) -> str:
         return f"<OAuthClient provider={self.endpoints.provider!r}>"

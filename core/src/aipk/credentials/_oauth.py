@@ -221,7 +221,7 @@ class OAuthManager:
         refresh_timeout: float = 60.0,
         backoff: BackoffPolicy | None = None,
         state: StateStore | None = None,
-        login_hint: str = "run the login again",
+        login_hint: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not 0 <= mandatory_buffer <= refresh_buffer:
@@ -241,7 +241,7 @@ class OAuthManager:
         self.mandatory_buffer = mandatory_buffer
         self.advisory_backoff = advisory_backoff
         self.refresh_timeout = refresh_timeout
-        self.login_hint = login_hint
+        self.login_hint = login_hint or f"run: aipk login {provider}"
         self._clock = clock
         self._lock = threading.Lock()
         self._flights: dict[str, _Flight] = {}
@@ -253,7 +253,7 @@ class OAuthManager:
     def from_store(cls, provider: str, store: TokenStore, *,
                    ids: Iterable[str] | None = None, **options: Any) -> OAuthManager:
         """A manager over the credentials saved in ``store`` (all of them, or ``ids``)."""
-        hint = options.get("login_hint", "run the login again")
+        hint = options.get("login_hint") or f"run: aipk login {provider}"
         wanted = list(store.list_ids() if ids is None else ids)
         credentials = []
         for cid in wanted:
