@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -53,17 +52,10 @@ class FakeClock:
         self.sleep(seconds)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Emulator]:
-    with Emulator() as emu:
-        yield emu
-
-
 @pytest.fixture
-def emu(server: Emulator) -> Emulator:
-    server.reset()
-    oauth_server(server).reset()
-    return server
+def emu(aipk_emulator: Emulator) -> Emulator:
+    oauth_server(aipk_emulator).reset()
+    return aipk_emulator
 
 
 @pytest.fixture
