@@ -21,6 +21,8 @@ def test_demo_shows_every_step_and_succeeds() -> None:
     assert "client waits 1.00s before retrying" in text
     assert "anthropic POST /anthropic/v1/messages" in text
     assert ":streamGenerateContent" in text
+    assert "first call: key 1 -> key 2 (429, then served)" in text
+    assert "second call: key 2 only (key 1 backs off for 30s" in text
     assert text.rstrip().endswith("demo complete: all steps behaved as expected")
 
 

@@ -1,7 +1,8 @@
 """``aipk demo``: the real OpenAI plugin, over real HTTP, against the loopback emulator.
 
-Shows a streamed chat, a tool-call round trip, and a 429 that the client waits out using the
-provider's own ``retry-after``; prints what happened at each step. Needs no network and no key.
+Shows a streamed chat, a tool-call round trip, a 429 that the client waits out using the
+provider's own ``retry-after``, the other protocols' plugins, and a key pool moving a call off a
+rate-limited key; prints what happened at each step. Needs no network and no key.
 """
 
 from __future__ import annotations
@@ -108,8 +109,9 @@ def run_demo(out: TextIO) -> int:
                 f"{metrics['errors']} failed, {metrics['input_tokens']} tokens in, "
                 f"{metrics['output_tokens']} tokens out")
         others = _other_protocols(emu, key, say)
+        pooled = _key_pool(emu, say)
     ok = (waits == [1.0] and reply.text == "Served after the wait."
-          and call.name == "get_weather" and all(others.values()))
+          and call.name == "get_weather" and all(others.values()) and pooled)
     say("demo complete: all steps behaved as expected" if ok else "demo FAILED")
     return 0 if ok else 1
 
@@ -140,6 +142,29 @@ def _other_protocols(emu: Any, key: str, say: Any) -> dict[str, bool]:
         results[name] = text == expected
         say(f"   {name:<9} {wire.method} {wire.path}: {text!r}")
     return results
+
+
+def _key_pool(emu: Any, say: Any) -> bool:
+    """Step 5: two keys, the first rate-limited: the call moves to the second at once."""
+    from ._client import Client
+    from ._messages import Message
+
+    emulator = _emulator_module()
+    first, second = "sk-demo-first-" + "1" * 8, "sk-demo-second-" + "2" * 8
+    emu.require_api_keys(first, second)
+    emu.fail_key(first, emulator.Fault.status(429, retry_after=30.0))
+    say("\n5. A key pool: the first key is rate-limited, the call moves to the second at once")
+    emu.requests.clear()
+    with Client("openai", base_url=emu.url("openai"), api_key=[first, second]) as client:
+        reply = client.chat(model="gpt-4o-mini", messages=[Message.user("Hi")])
+        again = client.chat(model="gpt-4o-mini", messages=[Message.user("Hi again")])
+        health = list(client.credentials.health_all().values())  # type: ignore[attr-defined]
+    used = [r.headers.get("authorization", "").removeprefix("Bearer ") for r in emu.requests]
+    names = {first: "key 1", second: "key 2"}
+    say(f"   first call: {' -> '.join(names[k] for k in used[:2])} (429, then served)")
+    say(f"   second call: {names[used[-1]]} only (key 1 backs off for "
+        f"{health[0].backoff_remaining:.0f}s, as its retry-after said)")
+    return bool(reply.text and again.text) and used == [first, second, second]
 
 
 def main() -> int:  # pragma: no cover - convenience for python -m aipk._demo
