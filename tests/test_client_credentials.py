@@ -358,3 +358,47 @@ def test_a_key_exchange_login_becomes_a_key_pool(
         assert isinstance(client.credentials, KeyPool)
         assert client.chat(model="openai/gpt-4o-mini", messages=USER).text
     assert emu.requests[-1].headers["authorization"] == f"Bearer {saved.access_token.reveal()}"
+
+
+# -- under load ----------------------------------------------------------------------------
+
+
+def test_a_thousand_concurrent_calls_share_one_key_pool(aipk_emulator: Emulator) -> None:
+    """1,000 concurrent calls through one AsyncClient over three keys, one of which always
+    fails: every call is served by a healthy key, and the pool's per-key counts are exactly
+    what the server saw."""
+    from aipk.transports import AiohttpTransport
+
+    emu, n = aipk_emulator, 1_000
+    emu.require_api_keys(KEY_A, KEY_B, KEY_C)
+    emu.fail_key(KEY_A, Fault.status(503))
+    clock = FakeClock()
+
+    async def scenario() -> tuple[list[object], dict[str, object], KeyPool]:
+        async with aipk.AsyncClient("openai", base_url=emu.url("openai"),
+                                    api_key=[KEY_A, KEY_B, KEY_C], clock=clock,
+                                    sleep=clock.asleep, transport=AiohttpTransport()) as client:
+            results = await asyncio.gather(
+                *(client.chat(model="m", messages=[aipk.Message.user(f"n{i}")])
+                  for i in range(n)), return_exceptions=True)
+            pool = client.credentials
+            assert isinstance(pool, KeyPool)
+            return results, client.metrics(), pool
+
+    results, metrics, pool = asyncio.run(scenario())
+    assert all(isinstance(r, aipk.ChatResponse) for r in results), [
+        r for r in results if not isinstance(r, aipk.ChatResponse)][:3]
+    assert [r.text for r in results] == [  # type: ignore[union-attr]
+        f"echo: n{i}" for i in range(n)]
+    seen = {key: 0 for key in (KEY_A, KEY_B, KEY_C)}
+    for key in presented(emu):
+        seen[key] += 1
+    snapshot = pool.metrics.snapshot()
+    a, b, c = pool.ids
+    assert snapshot[a].requests == snapshot[a].errors == seen[KEY_A] > 0
+    assert snapshot[a].successes == 0
+    assert (snapshot[b].successes, snapshot[c].successes) == (seen[KEY_B], seen[KEY_C])
+    assert seen[KEY_B] + seen[KEY_C] == n
+    assert metrics["successes"] == n and metrics["errors"] == 0
+    assert metrics["failovers"] == seen[KEY_A]  # each failure moved on to a healthy key
+    assert not pool.health(a).healthy and pool.health(b).healthy and pool.health(c).healthy
