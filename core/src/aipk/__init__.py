@@ -15,40 +15,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import errors, registry
-from ._errormap import error_for_status
-from ._http import HttpRequest, Timeout
-from ._messages import ChatRequest, Image, Message, Role, Tool, ToolCall, ToolChoice
-from ._providers import (
-    AuthKind,
-    Capabilities,
-    Credential,
-    ModelInfo,
-    Provider,
-    ProviderSpec,
-    Secret,
-)
-from ._ratelimit import (
-    RateLimitState,
-    RateLimitWindow,
-    parse_count,
-    parse_duration,
-    parse_reset,
-    parse_retry_after,
-)
-from ._responses import (
-    ChatResponse,
-    FinishEvent,
-    FinishReason,
-    ReasoningDelta,
-    RefusalDelta,
-    StreamAccumulator,
-    StreamEvent,
-    TextDelta,
-    ToolCallDelta,
-    Usage,
-    UsageEvent,
-)
-from ._retry import RetryPolicy
 from .errors import (
     AipkError,
     AllTargetsFailedError,
@@ -72,13 +38,48 @@ from .errors import (
     UnknownProviderError,
 )
 from .hookspecs import hookimpl
-from .state import MemoryStore, StateStore
 
 if TYPE_CHECKING:
+    from . import state as state  # an attribute of the package, loaded on first use
     from ._async_client import AsyncChatStream, AsyncClient
     from ._client import ChatStream, Client, HealthStatus
     from ._decoding import StreamDecoder
+    from ._errormap import error_for_status
+    from ._http import HttpRequest, Timeout
+    from ._messages import ChatRequest, Image, Message, Role, Tool, ToolCall, ToolChoice
+    from ._providers import (
+        AuthKind,
+        Capabilities,
+        Credential,
+        ModelInfo,
+        Provider,
+        ProviderSpec,
+        Secret,
+    )
+    from ._ratelimit import (
+        RateLimitState,
+        RateLimitWindow,
+        parse_count,
+        parse_duration,
+        parse_reset,
+        parse_retry_after,
+    )
+    from ._responses import (
+        ChatResponse,
+        FinishEvent,
+        FinishReason,
+        ReasoningDelta,
+        RefusalDelta,
+        StreamAccumulator,
+        StreamEvent,
+        TextDelta,
+        ToolCallDelta,
+        Usage,
+        UsageEvent,
+    )
+    from ._retry import RetryPolicy
     from .router import AsyncRouter, Router, Target
+    from .state import MemoryStore, StateStore
 
 __all__ = [
     "AipkError",
@@ -152,26 +153,40 @@ __all__ = [
     "registry",
 ]
 
-# The clients pull in httpx; load them on first use so `import aipk` stays cheap.
+# Loaded on first use, so that `import aipk` (and listing plugins) stays cheap: the clients
+# pull in httpx, and the records' attrs classes take milliseconds each to create.
 _LAZY = {
-    "AsyncChatStream": "._async_client",
-    "AsyncClient": "._async_client",
-    "ChatStream": "._client",
-    "Client": "._client",
-    "HealthStatus": "._client",
+    **dict.fromkeys(("AsyncChatStream", "AsyncClient"), "._async_client"),
+    **dict.fromkeys(("ChatStream", "Client", "HealthStatus"), "._client"),
     "StreamDecoder": "._decoding",
-    "AsyncRouter": ".router",
-    "Router": ".router",
-    "Target": ".router",
+    "error_for_status": "._errormap",
+    **dict.fromkeys(("HttpRequest", "Timeout"), "._http"),
+    **dict.fromkeys(("ChatRequest", "Image", "Message", "Role", "Tool", "ToolCall", "ToolChoice"),
+                    "._messages"),
+    **dict.fromkeys(("AuthKind", "Capabilities", "Credential", "ModelInfo", "Provider",
+                     "ProviderSpec", "Secret"), "._providers"),
+    **dict.fromkeys(("RateLimitState", "RateLimitWindow", "parse_count", "parse_duration",
+                     "parse_reset", "parse_retry_after"), "._ratelimit"),
+    **dict.fromkeys(("ChatResponse", "FinishEvent", "FinishReason", "ReasoningDelta",
+                     "RefusalDelta", "StreamAccumulator", "StreamEvent", "TextDelta",
+                     "ToolCallDelta", "Usage", "UsageEvent"), "._responses"),
+    "RetryPolicy": "._retry",
+    **dict.fromkeys(("AsyncRouter", "Router", "Target"), ".router"),
+    **dict.fromkeys(("MemoryStore", "StateStore"), ".state"),
 }
+#: Submodules `import aipk` used to load (so they were attributes at once): still attributes.
+_SUBMODULES = frozenset({"state", "_errormap", "_http", "_messages", "_providers", "_ratelimit",
+                         "_responses", "_retry"})
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'aipk' has no attribute {name!r}")
     import importlib
 
+    module = _LAZY.get(name)
+    if module is None:
+        if name in _SUBMODULES:
+            return importlib.import_module(f".{name}", __name__)
+        raise AttributeError(f"module 'aipk' has no attribute {name!r}")
     value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value

@@ -8,8 +8,8 @@ event loop, or you can pass your own.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, NamedTuple
 
 from ._http import HttpRequest, Timeout
 from .errors import ConfigurationError
@@ -39,6 +39,16 @@ def _failure(exc: BaseException, *, before_first_byte: bool) -> TransportFailure
                             before_first_byte=before_first_byte)
 
 
+def _read_failure(exc: BaseException) -> TransportFailure:
+    return _failure(exc, before_first_byte=False)
+
+
+class ChunkReader(NamedTuple):
+    read: Callable[[], Awaitable[bytes]]
+    errors: tuple[type[BaseException], ...]
+    failure: Callable[[BaseException], TransportFailure]
+
+
 class _AiohttpResponse:
     __slots__ = ("_response", "headers", "status")
 
@@ -65,6 +75,15 @@ class _AiohttpResponse:
                 yield chunk
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise _failure(exc, before_first_byte=False) from None
+
+    def chunk_reader(self) -> ChunkReader:
+        """What :meth:`iter_bytes` iterates, unwrapped for the client's stream loop (one async
+        layer per chunk instead of three): ``read()`` returns the next chunk, ``b""`` at the
+        end; an exception in ``errors`` becomes ``failure(exc)``."""
+        import aiohttp
+
+        return ChunkReader(self._response.content.readany,
+                           (aiohttp.ClientError, asyncio.TimeoutError), _read_failure)
 
     async def close(self) -> None:
         self._response.release()

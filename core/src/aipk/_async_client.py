@@ -231,11 +231,26 @@ class AsyncChatStream:
         assert http is not None
         try:
             feed = session.feed
-            async for chunk in http.iter_bytes():
-                if session.done:
-                    continue  # drain to the end so the connection can be reused
-                for event in feed(chunk):
-                    yield event
+            chunk_reader = getattr(http, "chunk_reader", None)
+            if chunk_reader is not None:  # aiohttp: read chunks directly, one layer less
+                read, errors, failure = chunk_reader()
+                while True:
+                    try:
+                        chunk = await read()
+                    except errors as exc:
+                        raise failure(exc) from None
+                    if not chunk:
+                        break
+                    if session.done:
+                        continue  # drain to the end so the connection can be reused
+                    for event in feed(chunk):
+                        yield event
+            else:
+                async for chunk in http.iter_bytes():
+                    if session.done:
+                        continue  # drain to the end so the connection can be reused
+                    for event in feed(chunk):
+                        yield event
             for event in session.finish():
                 yield event
             self._finished = True

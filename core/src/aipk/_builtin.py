@@ -1,7 +1,7 @@
-"""aipk's own plugin: cross-cutting wrappers and fallbacks every provider gets.
+"""aipk's own plugin: the fallbacks every provider gets. (The user's extra headers and the
+debug log of each request are added by the engine itself, so the per-request hooks have no
+wrapper unless a plugin brings one.)
 
-* ``aipk_build_request`` wrapper: adds the user's extra headers (``Client(headers=...)``) to the
-  request whatever provider built it, and logs the request (redacted) at debug level.
 * ``aipk_apply_credential`` fallback: ``Authorization: Bearer <key>`` for API keys and OAuth
   tokens, nothing for ``kind="none"``; plugins override it for other schemes.
 * ``aipk_map_error`` fallback: the generic status mapping, for plugins that do not map errors.
@@ -9,31 +9,15 @@
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ._errormap import error_for_status
-from ._http import HttpRequest, redact_url
-from ._messages import ChatRequest
+from ._http import HttpRequest
 from ._providers import Credential, Provider
 from .errors import ProviderError
 from .hookspecs import hookimpl
-
-log = logging.getLogger("aipk.http")
-
-
-@hookimpl(wrapper=True)
-def aipk_build_request(
-    provider: Provider, request: ChatRequest, stream: bool
-) -> Generator[None, HttpRequest | None, HttpRequest | None]:
-    built = yield
-    if built is not None and provider.headers:
-        built = built.merge_headers(provider.headers)
-    if built is not None and log.isEnabledFor(logging.DEBUG):
-        log.debug("%s %s %s stream=%s", provider.name, built.method, redact_url(built.url), stream)
-    return built
 
 
 @hookimpl(trylast=True)

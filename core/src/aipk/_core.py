@@ -9,17 +9,18 @@ differ only in how they send and wait.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ._decoding import StreamDecoder
-from ._http import HttpRequest
+from ._http import HttpRequest, redact_url
 from ._messages import ChatRequest
 from ._metrics import ProviderMetrics
 from ._providers import Credential, ModelInfo, Provider
 from ._ratelimit import RateLimitState, RateLimitTracker
-from ._responses import ChatResponse, StreamAccumulator, StreamEvent
+from ._responses import ChatResponse, StreamAccumulator, StreamEvent, TextDelta
 from ._retry import RetryPolicy
 from .errors import (
     InvalidRequestError,
@@ -33,6 +34,8 @@ from .registry import Registry
 from .sse import SSEDecodeError, SSEDecoder
 
 __all__ = ["Engine", "StreamSession"]
+
+log = logging.getLogger("aipk.http")
 
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id", "inference-id")
 
@@ -64,7 +67,9 @@ class Engine:
         limits: ClientLimits | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        hook = registry.hook
+        # Per-provider callers: only plugins that can answer for it, called positionally in
+        # hookspec order (see Registry.hooks_for and FastHook).
+        hook = registry.hooks_for(provider)
         self.provider = provider
         self.credential = credential
         self.retry = retry
@@ -95,11 +100,21 @@ class Engine:
                 f"provider {self.provider.name!r} does not support streaming; use chat()",
                 provider=self.provider.name, field="stream",
             )
-        built = self._build(provider=self.provider, request=request, stream=stream)
+        built = self._build(self.provider, request, stream)
         if built is None:
             raise self._no_plugin("aipk_build_request")
-        result: HttpRequest = built
-        return result
+        return self._finish(built, stream)
+
+    def _finish(self, built: HttpRequest, stream: bool) -> HttpRequest:
+        """Add the user's own headers (``Client(headers=...)``, they win over the plugin's)
+        and log the request, redacted, at debug level."""
+        provider = self.provider
+        if provider.headers:
+            built = built.merge_headers(provider.headers)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s %s stream=%s", provider.name, built.method,
+                      redact_url(built.url), stream)
+        return built
 
     def sign(self, built: HttpRequest, credential: Credential | None = None) -> (
             tuple[HttpRequest, bytes | None]):
@@ -108,15 +123,15 @@ class Engine:
         if chosen is None:
             raise PluginError("Engine.sign needs a credential: pass one, or give the Engine "
                               "a default credential")
-        signed = self._apply(provider=self.provider, http_request=built, credential=chosen)
+        signed = self._apply(self.provider, built, chosen)
         if signed is None:
             raise self._no_plugin("aipk_apply_credential")
         return signed, signed.body()
 
     def prepare_models(self) -> HttpRequest | None:
         """The unsigned model-listing request, or None if the provider has no listing."""
-        built: HttpRequest | None = self._models_request(provider=self.provider)
-        return built
+        built: HttpRequest | None = self._models_request(self.provider)
+        return None if built is None else self._finish(built, False)
 
     def models_request(self, credential: Credential | None = None) -> (
             tuple[HttpRequest, bytes | None] | None):
@@ -141,8 +156,7 @@ class Engine:
                 credential_id: str | None = None) -> RateLimitState | None:
         """Merge the rate-limit state a response reports into the tracker, under the
         credential that was used (default: the engine's)."""
-        state = self._parse_limits(provider=self.provider, status=status, headers=headers,
-                                   now=self.clock())
+        state = self._parse_limits(self.provider, status, headers, self.clock())
         if state is None:
             return None
         return self.tracker.update(self._key(model, credential_id), state)
@@ -162,8 +176,7 @@ class Engine:
         request_id = request_id_of(headers)
         data = self.decode_json(body, request_id)
         try:
-            parsed = self._parse(provider=self.provider, request=request, data=data,
-                                 headers=headers)
+            parsed = self._parse(self.provider, request, data, headers)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ResponseError(
                 f"the response has an unexpected shape ({type(exc).__name__}: {exc}); "
@@ -186,8 +199,7 @@ class Engine:
             data = json.loads(body) if body else None
         except (ValueError, RecursionError):
             data = body.decode("utf-8", errors="replace")[:2000]
-        error = self._map_error(provider=self.provider, status=status, headers=headers,
-                                data=data, request_id=request_id)
+        error = self._map_error(self.provider, status, headers, data, request_id)
         if error is None:  # the built-in plugin always answers; guard against its removal
             raise self._no_plugin("aipk_map_error")
         result: ProviderError = error
@@ -200,12 +212,12 @@ class Engine:
 
     def models(self, body: bytes, headers: Mapping[str, str]) -> list[ModelInfo]:
         data = self.decode_json(body, request_id_of(headers))
-        parsed = self._parse_models(provider=self.provider, data=data)
+        parsed = self._parse_models(self.provider, data)
         return list(parsed) if parsed is not None else list(self.provider.spec.models)
 
     def open_stream(self, request: ChatRequest, headers: Mapping[str, str],
                     rate_limit: RateLimitState | None) -> StreamSession:
-        decoder = self._decoder(provider=self.provider, request=request)
+        decoder = self._decoder(self.provider, request)
         if decoder is None:
             raise self._no_plugin("aipk_stream_decoder")
         return StreamSession(self, decoder, request, request_id_of(headers), rate_limit)
@@ -248,8 +260,8 @@ class Engine:
 class StreamSession:
     """One stream being decoded: SSE framing, the provider's decoder, and the accumulator."""
 
-    __slots__ = ("_decoder", "_engine", "_request", "_sse", "accumulator", "delivered",
-                 "rate_limit", "request_id")
+    __slots__ = ("_add", "_decoder", "_engine", "_request", "_sse", "_sse_feed", "_write_text",
+                 "accumulator", "delivered", "rate_limit", "request_id")
 
     def __init__(self, engine: Engine, decoder: StreamDecoder, request: ChatRequest,
                  request_id: str | None, rate_limit: RateLimitState | None) -> None:
@@ -257,7 +269,10 @@ class StreamSession:
         self._decoder = decoder
         self._request = request
         self._sse = SSEDecoder()
+        self._sse_feed = self._sse.feed
         self.accumulator = StreamAccumulator()
+        self._add = self.accumulator.add
+        self._write_text = self.accumulator.text_writer()
         self.request_id = request_id
         self.rate_limit = rate_limit
         self.delivered = False
@@ -269,12 +284,33 @@ class StreamSession:
     def feed(self, chunk: bytes) -> list[StreamEvent]:
         """Decode one body chunk into the events it completes."""
         try:
-            events = self._sse.feed(chunk)
+            sse_events = self._sse_feed(chunk)
         except SSEDecodeError as exc:
             raise self._bad(str(exc)) from None
-        if not events:
+        if not sse_events:
             return []
-        return self._events(events)
+        # _events, inlined: this runs once per chunk
+        decoder = self._decoder
+        add = self._add
+        write_text = self._write_text
+        out: list[StreamEvent] = []
+        try:
+            for sse in sse_events:
+                for event in decoder.feed(sse):
+                    if type(event) is TextDelta:  # the common case: add(event), one call less
+                        write_text(event.text)
+                    else:
+                        add(event)
+                    out.append(event)
+                if decoder.done:
+                    break
+        except ProviderError as exc:
+            raise self._stamp(exc) from None
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            raise self._bad(f"{type(exc).__name__}: {exc}") from None
+        if out:
+            self.delivered = True
+        return out
 
     def finish(self) -> list[StreamEvent]:
         """The body ended: decode what is left and let the decoder judge completeness."""

@@ -65,7 +65,11 @@ class HttpRequest:
 
     def merge_headers(self, headers: Mapping[str, str]) -> HttpRequest:
         """A copy with ``headers`` added or replaced."""
-        return attrs.evolve(self, headers={**self.headers, **headers})
+        merged = {**self.headers, **headers}
+        if type(self) is not HttpRequest:  # a subclass may have more fields
+            return attrs.evolve(self, headers=merged)
+        return HttpRequest(method=self.method, url=self.url, headers=merged, json=self.json,
+                           content=self.content)
 
     def __repr__(self) -> str:
         return (

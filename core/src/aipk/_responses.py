@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 import io
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Union
 
 import attrs
@@ -213,6 +213,11 @@ class StreamAccumulator:
             call.name = delta.name
         if delta.arguments:
             call.args.write(delta.arguments)
+
+    def text_writer(self) -> Callable[[str], int]:
+        """What ``add(TextDelta(text=t))`` does with ``t``, for per-chunk loops that have
+        already looked at the event's type."""
+        return self._text.write
 
     @property
     def finished(self) -> bool:

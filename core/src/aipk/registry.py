@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
@@ -28,14 +28,16 @@ import attrs
 import pluggy
 
 from . import hookspecs
-from ._providers import ProviderSpec
 from .errors import PluginError, UnknownProviderError
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
 
+    from ._providers import Provider, ProviderSpec
+
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "HookCallers",
     "PluginInfo",
     "PluginWarning",
     "Registry",
@@ -53,8 +55,9 @@ def _entry_points() -> list[EntryPoint]:
     from importlib import metadata
 
     return list(metadata.entry_points(group=ENTRY_POINT_GROUP))
-log = logging.getLogger("aipk.plugins")
 
+
+log = logging.getLogger("aipk.plugins")
 
 class PluginWarning(UserWarning):
     """A plugin could not be loaded; the others keep working."""
@@ -88,7 +91,7 @@ class Registry:
     """A plugin manager with aipk's hookspecs, its built-in plugin, and failure isolation."""
 
     def __init__(self, *, entry_points: bool = True) -> None:
-        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm: pluggy.PluginManager = _PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self._entry_points = entry_points
         self._loaded = False
@@ -96,6 +99,8 @@ class Registry:
         self._errors: dict[str, str] = {}
         self._specs: dict[str, ProviderSpec] | None = None
         self._owners: dict[str, str] = {}
+        #: plugin name -> the provider names its aipk_providers declared (duplicates included)
+        self._declared: dict[str, frozenset[str]] = {}
         from . import _builtin
 
         self.pm.register(_builtin, name="aipk.builtin")
@@ -189,16 +194,17 @@ class Registry:
         """Installed and registered plugins; entry points are listed without being imported."""
         infos: dict[str, PluginInfo] = {}
         for ep in _entry_points():
+            name = ep.name
             dist = getattr(ep, "dist", None)
-            plugin = self.pm.get_plugin(ep.name)
-            infos[ep.name] = PluginInfo(
-                name=ep.name,
+            plugin = self.pm.get_plugin(name)
+            infos[name] = PluginInfo(
+                name=name,
                 value=ep.value,
                 distribution=dist.metadata["Name"] if dist is not None else None,
                 version=dist.version if dist is not None else None,
                 loaded=plugin is not None,
-                error=self._errors.get(ep.name),
-                providers=self._providers_of(ep.name) if plugin is not None else (),
+                error=self._errors.get(name),
+                providers=self._providers_of(name) if plugin is not None else (),
             )
         for name, plugin in self.pm.list_name_plugin():
             if name in infos or name == "aipk.builtin" or plugin is None:
@@ -221,11 +227,16 @@ class Registry:
         cached = self._specs
         if cached is not None:
             return cached
+        from ._providers import ProviderSpec
+
         with self._lock:
             specs: dict[str, ProviderSpec] = {}
             owners: dict[str, str] = {}
+            declared_by: dict[str, frozenset[str]] = {}
             for impl in self.pm.hook.aipk_providers.get_hookimpls():  # registration order
                 declared = cast("Sequence[object]", impl.function() or ())
+                declared_by[impl.plugin_name] = frozenset(
+                    spec.name for spec in declared if isinstance(spec, ProviderSpec))
                 for spec in declared:
                     if not isinstance(spec, ProviderSpec):
                         raise PluginError(
@@ -243,8 +254,38 @@ class Registry:
                         continue
                     specs[spec.name] = spec
                     owners[spec.name] = impl.plugin_name
-            self._specs, self._owners = specs, owners
+            self._specs, self._owners, self._declared = specs, owners, declared_by
             return specs
+
+    def hooks_for(self, provider: Provider) -> HookCallers:
+        """The hook callers for ``provider``: the relay's callers minus the plugins that
+        declare providers but own neither this provider nor its protocol.
+
+        A plugin is kept when it declares a provider named ``provider.name`` or
+        ``provider.protocol`` (the protocol's home plugin, e.g. aipk-openai declares
+        ``openai``), or when it declares no providers at all (cross-cutting adjusters and
+        wrappers, like aipk's built-in plugin). If no plugin declares a provider named after
+        the protocol, every plugin declaring a provider of that protocol is kept. The callers
+        are live proxies: plugins registered later are called too.
+        """
+        hook = self.hook
+        try:
+            self.specs()
+        except Exception:  # noqa: BLE001 - a broken aipk_providers: call every plugin, as before
+            return HookCallers(hook, (), self.pm)
+        with self._lock:
+            declared = dict(self._declared)
+            specs = dict(self._specs or {})
+        wanted = {provider.name, provider.protocol}
+        if not any(provider.protocol in names for names in declared.values()):
+            wanted |= {name for name, spec in specs.items() if spec.protocol == provider.protocol}
+        remove = []
+        for plugin_name, names in declared.items():
+            if names and not names & wanted:
+                plugin = self.pm.get_plugin(plugin_name)
+                if plugin is not None:
+                    remove.append(plugin)
+        return HookCallers(hook, remove, self.pm)
 
     def spec(self, name: str) -> ProviderSpec:
         """The spec for provider ``name``; raises UnknownProviderError listing what is installed."""
@@ -253,6 +294,119 @@ class Registry:
             return specs[name]
         except KeyError:
             raise UnknownProviderError(name, list(specs)) from None
+
+
+class _PluginManager(pluggy.PluginManager):
+    """pluggy's manager, counting changes to what a hook call runs (see :class:`FastHook`)."""
+
+    def __init__(self, project_name: str) -> None:
+        super().__init__(project_name)
+        #: bumped by every register, unregister and monitoring change
+        self.generation = 0
+        self.monitored = False
+
+    def register(self, plugin: Any, name: str | None = None) -> str | None:
+        try:
+            return super().register(plugin, name)
+        finally:
+            self.generation += 1
+
+    def unregister(self, plugin: Any | None = None, name: str | None = None) -> Any | None:
+        try:
+            return super().unregister(plugin, name)
+        finally:
+            self.generation += 1
+
+    def add_hookcall_monitoring(self, before: Any, after: Any) -> Callable[[], None]:
+        self.monitored = True  # stays set: calls keep going through pluggy from then on
+        self.generation += 1
+        return super().add_hookcall_monitoring(before, after)
+
+
+class FastHook:
+    """A firstresult hook caller for the per-request path, called positionally in the
+    hookspec's argument order.
+
+    When the hook has only plain implementations (no wrappers of either style, no
+    keyword-only arguments, no call monitoring), it calls them itself, last registered first,
+    and returns the first non-None answer, as pluggy does, without pluggy's per-call argument
+    checks and copies. Anything else (wrappers, ``AIPK_TRACE_PLUGINS``) goes through pluggy.
+    The plan is rebuilt whenever a plugin is registered or removed.
+    """
+
+    __slots__ = ("_caller", "_names", "_plan", "_pm")
+
+    def __init__(self, caller: Any, pm: _PluginManager | None) -> None:
+        self._caller = caller
+        self._pm = pm
+        self._names: tuple[str, ...] = tuple(caller.spec.argnames) if caller.spec else ()
+        #: (generation, plan); plan None: call through pluggy
+        self._plan: tuple[int, Any] = (-1, None)
+
+    def _replan(self, generation: int) -> Any:
+        impls = list(self._caller.get_hookimpls())
+        pm = self._pm
+        spec = self._caller.spec
+        plan: Any = None
+        if (pm is not None and not pm.monitored and spec is not None
+                and spec.opts.get("firstresult")
+                and not any(impl.hookwrapper or impl.wrapper or impl.kwargnames
+                            for impl in impls)):
+            index = {name: i for i, name in enumerate(self._names)}
+            plan = tuple(
+                (impl.function,
+                 None if tuple(impl.argnames) == self._names
+                 else tuple(index[name] for name in impl.argnames))
+                for impl in reversed(impls)
+            )
+        self._plan = (generation, plan)
+        return plan
+
+    def __call__(self, *args: Any) -> Any:
+        generation, plan = self._plan
+        pm = self._pm
+        if pm is not None and generation != pm.generation:
+            plan = self._replan(pm.generation)
+        if plan is not None:
+            for function, picks in plan:
+                result = (function(*args) if picks is None
+                          else function(*[args[i] for i in picks]))
+                if result is not None:
+                    return result
+            return None
+        return self._caller(**dict(zip(self._names, args, strict=True)))
+
+
+class HookCallers:
+    """The per-request hook callers one provider's engine uses (see :meth:`Registry.hooks_for`),
+    each a :class:`FastHook` called positionally in hookspec order."""
+
+    __slots__ = ("aipk_apply_credential", "aipk_build_request", "aipk_login_flow",
+                 "aipk_map_error", "aipk_models_request", "aipk_parse_models",
+                 "aipk_parse_rate_limits", "aipk_parse_response", "aipk_stream_decoder",
+                 "removed")
+
+    def __init__(self, hook: Any, remove: Sequence[object],
+                 pm: pluggy.PluginManager | None = None) -> None:
+        #: the plugins left out for this provider
+        self.removed = tuple(remove)
+        fast_pm = pm if isinstance(pm, _PluginManager) else None
+
+        def make(name: str) -> FastHook:
+            caller = getattr(hook, name)
+            if remove and pm is not None:
+                caller = pm.subset_hook_caller(name, remove)
+            return FastHook(caller, fast_pm)
+
+        self.aipk_build_request = make("aipk_build_request")
+        self.aipk_apply_credential = make("aipk_apply_credential")
+        self.aipk_parse_rate_limits = make("aipk_parse_rate_limits")
+        self.aipk_parse_response = make("aipk_parse_response")
+        self.aipk_stream_decoder = make("aipk_stream_decoder")
+        self.aipk_map_error = make("aipk_map_error")
+        self.aipk_models_request = make("aipk_models_request")
+        self.aipk_parse_models = make("aipk_parse_models")
+        self.aipk_login_flow = make("aipk_login_flow")
 
 
 _default: Registry | None = None
@@ -271,6 +425,15 @@ def default_registry() -> Registry:
 
 def available() -> list[PluginInfo]:
     """List installed provider plugins (name, distribution, version, loaded, load error)."""
+    if _default is None:  # nothing loaded or registered yet: no registry needed to list them
+        infos = {}
+        for ep in _entry_points():
+            dist = getattr(ep, "dist", None)
+            infos[ep.name] = PluginInfo(
+                name=ep.name, value=ep.value,
+                distribution=dist.metadata["Name"] if dist is not None else None,
+                version=dist.version if dist is not None else None)
+        return sorted(infos.values(), key=lambda info: info.name)
     return default_registry().available()
 
 

@@ -107,6 +107,22 @@ def _httpx_timeout(timeout: Timeout) -> httpx.Timeout:
                          pool=timeout.pool)
 
 
+class _UrlCache(dict[str, "httpx.URL"]):
+    """Parsed ``httpx.URL`` objects by URL string: parsing one costs more than building the
+    rest of the request, and a client sends to the same few URLs. Bounded."""
+
+    __slots__ = ()
+    LIMIT = 256
+
+    def __missing__(self, url: str) -> httpx.URL:
+        import httpx
+
+        if len(self) >= self.LIMIT:
+            self.clear()
+        parsed = self[url] = httpx.URL(url)
+        return parsed
+
+
 def _failure(exc: Exception, *, before_first_byte: bool) -> TransportFailure:
     import httpx
 
@@ -154,6 +170,7 @@ class HttpxTransport:
         import httpx
 
         self._owns = client is None
+        self._urls = _UrlCache()
         self._client = client or httpx.Client(
             timeout=_httpx_timeout(timeout or Timeout()),
             limits=httpx.Limits(max_connections=max_connections,
@@ -165,8 +182,8 @@ class HttpxTransport:
 
         client = self._client
         try:
-            built = client.build_request(request.method, request.url, headers=request.headers,
-                                         content=body)
+            built = client.build_request(request.method, self._urls[request.url],
+                                         headers=request.headers, content=body)
             return _HttpxResponse(client.send(built, stream=True))
         except httpx.HTTPError as exc:
             raise _failure(exc, before_first_byte=True) from None
@@ -215,6 +232,7 @@ class AsyncHttpxTransport:
         import httpx
 
         self._owns = client is None
+        self._urls = _UrlCache()
         self._client = client or httpx.AsyncClient(
             timeout=_httpx_timeout(timeout or Timeout()),
             limits=httpx.Limits(max_connections=max_connections,
@@ -226,8 +244,8 @@ class AsyncHttpxTransport:
 
         client = self._client
         try:
-            built = client.build_request(request.method, request.url, headers=request.headers,
-                                         content=body)
+            built = client.build_request(request.method, self._urls[request.url],
+                                         headers=request.headers, content=body)
             return _AsyncHttpxResponse(await client.send(built, stream=True))
         except httpx.HTTPError as exc:
             raise _failure(exc, before_first_byte=True) from None

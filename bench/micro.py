@@ -1,0 +1,157 @@
+"""aipk's own per-request and per-chunk cost, in-process, without sockets.
+
+    python bench/micro.py [--profile chat|engine|stream] [--n 20000]
+
+``chat``: ``Client.chat`` over an in-memory transport that returns a canned OpenAI reply (so
+everything aipk does per request, minus the HTTP client). ``engine``: the Engine steps alone
+(prepare, sign, observe, chat_response). ``stream``: ``AsyncClient.stream`` over an in-memory
+transport (µs per chunk). Every installed plugin is loaded, as in ``bench/run.py``. Report the
+median of several repeats (CPU time of this process, so less sensitive to other load); use it to
+compare before/after side by side, and ``bench/run.py`` for the real numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import pstats
+import statistics
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aipk
+
+BODY = json.dumps({
+    "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "lorem ipsum dolor",
+                                         "refusal": None, "annotations": []},
+                 "logprobs": None, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 10, "completion_tokens": 8, "total_tokens": 18,
+              "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+              "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0}},
+    "service_tier": "default", "system_fingerprint": "fp_1",
+}).encode()
+HEADERS = {"content-type": "application/json", "openai-version": "2020-10-01",
+           "openai-processing-ms": "1", "content-length": str(len(BODY)),
+           "x-request-id": "req_1"}
+CHUNK = (b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,'
+         b'"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":"lore"},'
+         b'"logprobs":null,"finish_reason":null}]}\n\n')
+STREAM_END = (b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,'
+              b'"model":"gpt-4o-mini","choices":[{"index":0,"delta":{},"logprobs":null,'
+              b'"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n')
+
+
+class _Response:
+    status = 200
+    headers = HEADERS
+
+    def read(self) -> bytes:
+        return BODY
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        yield BODY
+
+    def close(self) -> None: ...
+
+
+class _Transport:
+    def send(self, request: Any, body: bytes | None) -> _Response:
+        return _Response()
+
+    def close(self) -> None: ...
+
+
+class _AsyncStreamResponse:
+    status = 200
+    headers = {"content-type": "text/event-stream"}
+
+    def __init__(self, chunks: int) -> None:
+        self.chunks = chunks
+
+    async def read(self) -> bytes:
+        return b""
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        for _ in range(self.chunks):
+            yield CHUNK
+        yield STREAM_END
+
+    async def close(self) -> None: ...
+
+
+class _AsyncTransport:
+    def __init__(self, chunks: int) -> None:
+        self.chunks = chunks
+
+    async def send(self, request: Any, body: bytes | None) -> _AsyncStreamResponse:
+        return _AsyncStreamResponse(self.chunks)
+
+    async def close(self) -> None: ...
+
+
+MSGS = [aipk.Message.user("Say hello")]
+
+
+def chat_loop(n: int) -> float:
+    client = aipk.Client("openai", base_url="http://127.0.0.1:1/v1", api_key="sk-bench",
+                         transport=_Transport())
+    client.chat(model="gpt-4o-mini", messages=MSGS)
+    t = time.process_time()
+    for _ in range(n):
+        client.chat(model="gpt-4o-mini", messages=MSGS)
+    return (time.process_time() - t) / n * 1e6
+
+
+def engine_loop(n: int) -> float:
+    client = aipk.Client("openai", base_url="http://127.0.0.1:1/v1", api_key="sk-bench",
+                         transport=_Transport())
+    engine = client._engine
+    request = client._request(None, {"model": "gpt-4o-mini", "messages": MSGS})
+    t = time.process_time()
+    for _ in range(n):
+        _http, _body = engine.sign(engine.prepare(request, False))
+        state = engine.observe(200, HEADERS, "gpt-4o-mini")
+        engine.chat_response(request, BODY, HEADERS, state)
+    return (time.process_time() - t) / n * 1e6
+
+
+def stream_loop(n: int) -> float:
+    async def run() -> float:
+        client = aipk.AsyncClient("openai", base_url="http://127.0.0.1:1/v1", api_key="sk-b",
+                                  transport=_AsyncTransport(n))
+        t = time.process_time()
+        count = 0
+        async for event in client.stream(model="gpt-4o-mini", messages=MSGS):
+            if type(event) is aipk.TextDelta:
+                count += 1
+        assert count == n, count
+        return (time.process_time() - t) / n * 1e6
+
+    return asyncio.run(run())
+
+
+LOOPS = {"chat": chat_loop, "engine": engine_loop, "stream": stream_loop}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--profile", choices=list(LOOPS))
+    args = parser.parse_args()
+    if args.profile:
+        profiler = cProfile.Profile()
+        profiler.runcall(LOOPS[args.profile], args.n)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+        return
+    for name, loop in LOOPS.items():
+        samples = [loop(args.n) for _ in range(args.repeat)]
+        print(f"{name:7s} {statistics.median(samples):7.2f} µs  (min {min(samples):.2f})")
+
+
+if __name__ == "__main__":
+    main()
