@@ -474,3 +474,30 @@ def test_valid_utf8_data_never_raises(text: str) -> None:
     first_line = re.split("\r\n|\r|\n", text)[0]
     assert events
     assert events[0].data.split("\n")[0] == first_line
+
+
+_LINE_TEXT = st.text(st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)),
+                     max_size=20)
+_FIELD = st.one_of(
+    _LINE_TEXT.map(lambda t: f"data: {t}\n\n"),  # the fast path's shape
+    _LINE_TEXT.map(lambda t: f"data:{t}\n\n"),
+    _LINE_TEXT.map(lambda t: f"event: {t}\n"),
+    _LINE_TEXT.map(lambda t: f"id: {t}\n"),
+    st.integers(0, 9999).map(lambda n: f"retry: {n}\n"),
+    _LINE_TEXT.map(lambda t: f"data: {t}\n"),  # an unfinished multi-line event
+    st.just(": keep-alive\n\n"),
+    st.just("data: a\r\n\r\n"),
+)
+
+
+@given(st.lists(_FIELD, max_size=12))
+def test_whole_event_chunks_decode_as_byte_by_byte(pieces: list[str]) -> None:
+    """Chunks that are exactly one ``data:`` line and a blank line take a fast path; with
+    whatever came before (an ``event:``, an ``id:``, an unfinished event), the events are
+    the ones the general path gives for the same bytes fed one at a time."""
+    whole, single = SSEDecoder(), SSEDecoder()
+    fast = [e for piece in pieces for e in whole.feed(piece.encode())] + whole.flush()
+    data = "".join(pieces).encode()
+    slow = [e for i in range(len(data)) for e in single.feed(data[i:i + 1])] + single.flush()
+    assert fast == slow
+    assert whole.last_event_id == single.last_event_id
