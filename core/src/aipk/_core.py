@@ -289,28 +289,7 @@ class StreamSession:
             raise self._bad(str(exc)) from None
         if not sse_events:
             return []
-        # _events, inlined: this runs once per chunk
-        decoder = self._decoder
-        add = self._add
-        write_text = self._write_text
-        out: list[StreamEvent] = []
-        try:
-            for sse in sse_events:
-                for event in decoder.feed(sse):
-                    if type(event) is TextDelta:  # the common case: add(event), one call less
-                        write_text(event.text)
-                    else:
-                        add(event)
-                    out.append(event)
-                if decoder.done:
-                    break
-        except ProviderError as exc:
-            raise self._stamp(exc) from None
-        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-            raise self._bad(f"{type(exc).__name__}: {exc}") from None
-        if out:
-            self.delivered = True
-        return out
+        return self._events(sse_events)
 
     def finish(self) -> list[StreamEvent]:
         """The body ended: decode what is left and let the decoder judge completeness."""
@@ -332,12 +311,16 @@ class StreamSession:
 
     def _events(self, sse_events: Sequence[Any]) -> list[StreamEvent]:
         decoder = self._decoder
-        add = self.accumulator.add
+        add = self._add
+        write_text = self._write_text
         out: list[StreamEvent] = []
         try:
             for sse in sse_events:
                 for event in decoder.feed(sse):
-                    add(event)
+                    if type(event) is TextDelta:  # the common case: add(event), one call less
+                        write_text(event.text)
+                    else:
+                        add(event)
                     out.append(event)
                 if decoder.done:
                     break
