@@ -35,7 +35,15 @@ from aipk._providers import Credential, Provider, Secret, is_loopback_url
 from aipk.errors import AuthErrorCode, ConfigurationError
 
 from ._errors import CredentialError, scrub
-from ._flows import PKCE, DeviceAuthorization, LoopbackServer, OAuthClient, OAuthEndpoints
+from ._flows import (
+    PKCE,
+    DeviceAuthorization,
+    LoopbackServer,
+    OAuthClient,
+    OAuthEndpoints,
+    _show_device,
+    _webbrowser_open,
+)
 from ._oauth import OAuthCredential
 
 if TYPE_CHECKING:
@@ -180,17 +188,6 @@ def login_flow(provider: str, *, registry: Registry | None = None,
 def _print_url(url: str) -> bool:
     print(f"Open this address to sign in: {url}", file=sys.stderr)
     return True
-
-
-def _webbrowser_open(url: str) -> bool:
-    import webbrowser
-
-    return webbrowser.open(url)
-
-
-def _show_device(device: DeviceAuthorization) -> None:
-    where = device.verification_uri_complete or device.verification_uri
-    print(f"To sign in, open {where} and enter the code {device.user_code}", file=sys.stderr)
 
 
 def login(
