@@ -31,27 +31,8 @@ def key_fingerprint(key: str) -> str:
     return "key:" + hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
-def resolve_credential(spec: ProviderSpec, provider: Provider, api_key: str | Secret | None,
-                       credential: Credential | None = None) -> Credential:
-    """The credential to use: ``credential=``, ``api_key=``, the spec's env vars (the first key
-    of a comma list), or none if the provider allows it."""
-    if credential is not None:
-        return credential
-    if isinstance(api_key, Secret):
-        return Credential(kind="api_key", secret=api_key, id=key_fingerprint(api_key.reveal()))
-    if api_key:
-        return Credential(kind="api_key", secret=Secret(api_key), id=key_fingerprint(api_key))
-    for var in spec.env_vars:
-        value = os.environ.get(var, "").strip()
-        if value:
-            first = value.split(",")[0].strip()
-            return Credential(kind="api_key", secret=Secret(first), id=var)
-    if spec.key_optional or provider.is_loopback or "none" in spec.auth_kinds:
-        return Credential(kind="none", id="none")
-    raise MissingCredentialError(spec.name, spec.env_vars)
-
-
 def _env_keys(spec: ProviderSpec) -> tuple[str, list[str]] | None:
+    """The first of the spec's env vars that holds keys, and its comma-separated keys."""
     for var in spec.env_vars:
         keys = [k.strip() for k in os.environ.get(var, "").split(",") if k.strip()]
         if keys:
@@ -70,8 +51,9 @@ def resolve_credentials(
 ) -> CredentialSource:
     """Where each attempt's credential comes from: ``credentials=`` as given; several keys
     (``api_key=[...]`` or a comma list in the provider's env var) as a :class:`KeyPool`
-    sharing ``store``; otherwise one fixed credential: ``api_key=``, the env var, or what
-    ``aipk login`` saved (an OAuth manager refreshing through the plugin's login flow)."""
+    sharing ``store``; otherwise one fixed credential: ``credential=``, ``api_key=``, the env
+    var, what ``aipk login`` saved (an OAuth manager refreshing through the plugin's login
+    flow), or none if the provider allows it."""
     from .credentials._pool import KeyPool, SingleCredential
 
     if credentials is not None:
@@ -83,35 +65,42 @@ def resolve_credentials(
                 f"the credentials are for provider {credentials.provider!r}, not "
                 f"{spec.name!r}; build the pool with provider={spec.name!r}")
         return credentials
-    keys: list[str | Secret] | None = None
     if api_key is not None and not isinstance(api_key, (str, Secret)):
         keys = list(api_key)
-    elif api_key is None and credential is None and (found := _env_keys(spec)) is not None:
-        var, listed = found
-        if len(listed) > 1:
-            return KeyPool.from_keys(
-                spec.name, {f"{var}#{i}": key for i, key in enumerate(listed, 1)},
-                state=store, clock=clock)
-    if keys is not None:
         if len(keys) != 1:
             by_id = {key_fingerprint(k.reveal() if isinstance(k, Secret) else k): k
                      for k in keys}
             return KeyPool.from_keys(spec.name, by_id, state=store, clock=clock)
         api_key = keys[0]
-    single = api_key if isinstance(api_key, (str, Secret)) or api_key is None else None
-    if single is None and credential is None and not _env_keys(spec) and registry is not None:
+
+    def single(chosen: Credential) -> SingleCredential:
+        return SingleCredential(spec.name, chosen, clock=clock)
+
+    if credential is not None:
+        return single(credential)
+    if isinstance(api_key, Secret):
+        return single(Credential(kind="api_key", secret=api_key,
+                                 id=key_fingerprint(api_key.reveal())))
+    if api_key:
+        return single(Credential(kind="api_key", secret=Secret(api_key),
+                                 id=key_fingerprint(api_key)))
+    found = _env_keys(spec)
+    if found is not None:
+        var, listed = found
+        if len(listed) == 1:
+            return single(Credential(kind="api_key", secret=Secret(listed[0]), id=var))
+        return KeyPool.from_keys(spec.name, {f"{var}#{i}": key for i, key in enumerate(listed, 1)},
+                                 state=store, clock=clock)
+    if registry is not None:
         from .credentials._saved import saved_credentials
 
         saved = saved_credentials(provider, registry, state=store, clock=clock)
         if saved is not None:
             return saved
-    try:
-        chosen = resolve_credential(spec, provider, single, credential)
-    except MissingCredentialError:
-        if registry is None or registry.hook.aipk_login_flow(provider=provider) is None:
-            raise
-        raise MissingCredentialError(spec.name, spec.env_vars, login=True) from None
-    return SingleCredential(spec.name, chosen, clock=clock)
+    if spec.key_optional or provider.is_loopback or "none" in spec.auth_kinds:
+        return single(Credential(kind="none", id="none"))
+    login = registry is not None and registry.hook.aipk_login_flow(provider=provider) is not None
+    raise MissingCredentialError(spec.name, spec.env_vars, login=login)
 
 
 class ClientBase:
