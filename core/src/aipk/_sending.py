@@ -19,6 +19,8 @@ step                   the client does                              and sends ba
 =====================  ==========================================  =========================
 
 :class:`~aipk.Client` and :class:`~aipk.AsyncClient` each drive it in a dozen lines.
+``Acquire`` and ``Recover`` are the same steps :func:`aipk.credentials.call_with_failover`
+uses for its own, simpler loop.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from ._providers import Credential
 from ._ratelimit import RateLimitState
 from ._retry import RetryPolicy
 from .credentials._errors import KeysExhaustedError
-from .credentials._pool import SingleCredential
+from .credentials._pool import Acquire, Recover, SingleCredential
 from .errors import AuthenticationError, ProviderError
 from .transports import TransportFailure
 
@@ -45,13 +47,6 @@ R = TypeVar("R")
 
 #: How many times one call waits for a credential pool to have a key available again.
 _POOL_WAITS = 3
-
-
-class Acquire:
-    __slots__ = ("exclude",)
-
-    def __init__(self, exclude: tuple[str, ...]) -> None:
-        self.exclude = exclude
 
 
 class Sleep:
@@ -74,14 +69,6 @@ class ReadBody:
 
     def __init__(self, response: Any) -> None:
         self.response = response
-
-
-class Recover:
-    __slots__ = ("credential", "error")
-
-    def __init__(self, credential: Credential, error: ProviderError) -> None:
-        self.credential = credential
-        self.error = error
 
 
 Step = Acquire | Sleep | Transmit | ReadBody | Recover

@@ -20,7 +20,16 @@ import os
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Collection,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import Any, Generic, Protocol, TypeVar
 
 from aipk._providers import Credential, Secret
@@ -443,6 +452,81 @@ def _tokens_of(result: object) -> int:
     return total if isinstance(total, int) else 0
 
 
+class Acquire:
+    """A step: acquire a credential outside ``exclude`` (answer: it, or KeysExhaustedError)."""
+
+    __slots__ = ("exclude",)
+
+    def __init__(self, exclude: tuple[str, ...]) -> None:
+        self.exclude = exclude
+
+
+class Recover:
+    """A step: ``source.recover(credential, error)`` after a 401 (answer: a fresh credential,
+    None, or the AuthenticationError the refresh raised)."""
+
+    __slots__ = ("credential", "error")
+
+    def __init__(self, credential: Credential, error: BaseException) -> None:
+        self.credential = credential
+        self.error = error
+
+
+class _Call:
+    """A step: the caller's function with ``credential`` (answer: ``(True, result)`` or
+    ``(False, exception)``)."""
+
+    __slots__ = ("credential",)
+
+    def __init__(self, credential: Credential) -> None:
+        self.credential = credential
+
+
+def _failover_steps(source: CredentialSource, max_attempts: int | None,
+                    tokens: Callable[[Any], int]) -> Generator[Acquire | Recover | _Call, Any, Any]:
+    """The logic of :func:`call_with_failover`, once, for its sync and async drivers."""
+    limit = max_attempts or max(len(source), 1)
+    tried: list[str] = []
+    last: BaseException | None = None
+    while True:
+        got = yield Acquire(tuple(tried))
+        if isinstance(got, KeysExhaustedError):
+            if last is not None:
+                raise last from None
+            raise got
+        credential: Credential = got
+        recovered = False
+        while True:
+            start = time.perf_counter()
+            ok, value = yield _Call(credential)
+            if ok:
+                source.report_success(credential, latency=time.perf_counter() - start,
+                                      tokens=tokens(value))
+                return value
+            exc: BaseException = value
+            error = exc
+            failure = classify_failure(exc)
+            if failure is not None and failure.unauthorized and not recovered:
+                recovered = True
+                fresh = yield Recover(credential, exc)
+                if isinstance(fresh, Credential):
+                    credential = fresh
+                    continue
+                if isinstance(fresh, AuthenticationError):  # the refresh itself failed
+                    error = fresh
+            latency = time.perf_counter() - start
+            if not source.report_failure(credential, error, latency=latency):
+                if error is exc:
+                    raise exc
+                raise error from exc
+            last = error
+            break
+        tried.append(credential.id)
+        if len(tried) >= limit:
+            assert last is not None
+            raise last
+
+
 def call_with_failover(source: CredentialSource, fn: Callable[[Credential], R], *,
                        max_attempts: int | None = None,
                        tokens: Callable[[R], int] = _tokens_of) -> R:
@@ -451,47 +535,29 @@ def call_with_failover(source: CredentialSource, fn: Callable[[Credential], R], 
     credential); on a 401, once more with the same credential after ``source.recover``
     refreshed it. Failures that are not the credential's fault are raised at once; when every
     attempt failed, the last error is raised."""
-    limit = max_attempts or max(len(source), 1)
-    tried: list[str] = []
-    last: BaseException | None = None
+    steps = _failover_steps(source, max_attempts, tokens)
+    value: Any = None
     while True:
         try:
-            credential = source.acquire(exclude=tried)
-        except KeysExhaustedError:
-            if last is not None:
-                raise last from None
-            raise
-        recovered = False
-        while True:
-            start = time.perf_counter()
-            try:
-                result = fn(credential)
-            except Exception as exc:
-                error: BaseException = exc
-                failure = classify_failure(exc)
-                if failure is not None and failure.unauthorized and not recovered:
-                    recovered = True
-                    try:
-                        fresh = source.recover(credential, exc)
-                    except AuthenticationError as refresh_error:
-                        fresh, error = None, refresh_error
-                    if fresh is not None:
-                        credential = fresh
-                        continue
-                latency = time.perf_counter() - start
-                if not source.report_failure(credential, error, latency=latency):
-                    if error is exc:
-                        raise
-                    raise error from exc
-                last = error
-                break
-            source.report_success(credential, latency=time.perf_counter() - start,
-                                  tokens=tokens(result))
+            step = steps.send(value)
+        except StopIteration as done:
+            result: R = done.value
             return result
-        tried.append(credential.id)
-        if len(tried) >= limit:
-            assert last is not None
-            raise last
+        if isinstance(step, _Call):
+            try:
+                value = (True, fn(step.credential))
+            except Exception as exc:  # noqa: BLE001 - handed to the failover logic
+                value = (False, exc)
+        elif isinstance(step, Acquire):
+            try:
+                value = source.acquire(exclude=step.exclude)
+            except KeysExhaustedError as exhausted:
+                value = exhausted
+        else:
+            try:
+                value = source.recover(step.credential, step.error)
+            except AuthenticationError as failed:
+                value = failed
 
 
 async def acall_with_failover(source: CredentialSource,
@@ -499,44 +565,26 @@ async def acall_with_failover(source: CredentialSource,
                               max_attempts: int | None = None,
                               tokens: Callable[[R], int] = _tokens_of) -> R:
     """:func:`call_with_failover` for coroutines (refreshes run as tasks; waiting is async)."""
-    limit = max_attempts or max(len(source), 1)
-    tried: list[str] = []
-    last: BaseException | None = None
+    steps = _failover_steps(source, max_attempts, tokens)
+    value: Any = None
     while True:
         try:
-            credential = await source.aacquire(exclude=tried)
-        except KeysExhaustedError:
-            if last is not None:
-                raise last from None
-            raise
-        recovered = False
-        while True:
-            start = time.perf_counter()
-            try:
-                result = await fn(credential)
-            except Exception as exc:
-                error: BaseException = exc
-                failure = classify_failure(exc)
-                if failure is not None and failure.unauthorized and not recovered:
-                    recovered = True
-                    try:
-                        fresh = await source.arecover(credential, exc)
-                    except AuthenticationError as refresh_error:
-                        fresh, error = None, refresh_error
-                    if fresh is not None:
-                        credential = fresh
-                        continue
-                latency = time.perf_counter() - start
-                if not source.report_failure(credential, error, latency=latency):
-                    if error is exc:
-                        raise
-                    raise error from exc
-                last = error
-                break
-            source.report_success(credential, latency=time.perf_counter() - start,
-                                  tokens=tokens(result))
+            step = steps.send(value)
+        except StopIteration as done:
+            result: R = done.value
             return result
-        tried.append(credential.id)
-        if len(tried) >= limit:
-            assert last is not None
-            raise last
+        if isinstance(step, _Call):
+            try:
+                value = (True, await fn(step.credential))
+            except Exception as exc:  # noqa: BLE001 - handed to the failover logic
+                value = (False, exc)
+        elif isinstance(step, Acquire):
+            try:
+                value = await source.aacquire(exclude=step.exclude)
+            except KeysExhaustedError as exhausted:
+                value = exhausted
+        else:
+            try:
+                value = await source.arecover(step.credential, step.error)
+            except AuthenticationError as failed:
+                value = failed
