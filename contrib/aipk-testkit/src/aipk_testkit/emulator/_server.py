@@ -170,7 +170,10 @@ class Emulator:
         """From now on, answer 401 (in the protocol's shape) unless a request carries ``key``
         as its protocol expects (OpenAI: ``Authorization: Bearer <key>``); ``None`` turns the
         check off."""
-        self._state.accepts = None if key is None else key.__eq__
+        if key is None:
+            self._state.accepts = None
+        else:
+            self.require_api_keys(key)
 
     def require_api_keys(self, *keys: str, oauth: bool = False) -> None:
         """Like :meth:`require_api_key`, accepting any of ``keys``; with ``oauth=True`` also
