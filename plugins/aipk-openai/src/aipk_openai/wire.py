@@ -198,27 +198,32 @@ def _count(value: Any) -> int | None:
 
 def _details(data: Mapping[str, Any], key: str, field: str) -> int | None:
     details = data.get(key)
-    return _count(details.get(field)) if isinstance(details, Mapping) else None
+    # a dict check, not Mapping: the data is decoded JSON, and an ABC check costs ten times more
+    return _count(details.get(field)) if isinstance(details, dict) else None
 
 
 def parse_usage(data: Mapping[str, Any]) -> Usage:
     """Usage from OpenAI's ``usage`` object; counts that are not whole numbers are ignored."""
-    prompt = _count(data.get("prompt_tokens")) or 0
-    completion = _count(data.get("completion_tokens")) or 0
+    get = data.get
+    prompt = _count(get("prompt_tokens")) or 0
+    completion = _count(get("completion_tokens")) or 0
     return Usage(
         input_tokens=prompt,
         output_tokens=completion,
-        total_tokens=_count(data.get("total_tokens")) or prompt + completion,
+        total_tokens=_count(get("total_tokens")) or prompt + completion,
         reasoning_tokens=_details(data, "completion_tokens_details", "reasoning_tokens"),
         cache_read_tokens=_details(data, "prompt_tokens_details", "cached_tokens"),
     )
 
 
 def _message(provider: Provider, msg: Mapping[str, Any]) -> Message:
+    raw_calls = msg.get("tool_calls")
+    if not raw_calls:  # the common case: text only
+        return Message(role="assistant", content=msg.get("content"))
     calls = tuple(
         ToolCall(id=c.get("id") or f"call_{i}", name=c["function"]["name"],
                  arguments=c["function"].get("arguments") or "{}")
-        for i, c in enumerate(msg.get("tool_calls") or ())
+        for i, c in enumerate(raw_calls)
     )
     return Message(role="assistant", content=msg.get("content"), tool_calls=calls)
 
@@ -308,12 +313,17 @@ def map_error(provider: Provider, status: int, headers: Mapping[str, str], data:
                                  now=now)
 
 
+_WINDOW_HEADERS = {
+    name: (f"x-ratelimit-limit-{name}", f"x-ratelimit-remaining-{name}",
+           f"x-ratelimit-reset-{name}")
+    for name in ("requests", "tokens")
+}
+
+
 def _window(headers: Mapping[str, str], name: str, now: float) -> RateLimitWindow | None:
+    limit, remaining, reset = _WINDOW_HEADERS[name]
     return RateLimitWindow.from_values(
-        headers.get(f"x-ratelimit-limit-{name}"),
-        headers.get(f"x-ratelimit-remaining-{name}"),
-        aipk.parse_reset(headers.get(f"x-ratelimit-reset-{name}"), now),
-    )
+        headers.get(limit), headers.get(remaining), aipk.parse_reset(headers.get(reset), now))
 
 
 def parse_rate_limits(status: int, headers: Mapping[str, str], now: float) -> (
