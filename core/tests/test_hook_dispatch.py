@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 
 import aipk
-from aipk import ChatRequest, Credential, HttpRequest, Provider, ProviderSpec, RetryPolicy
+from aipk import (
+    ChatRequest,
+    ChatResponse,
+    Credential,
+    HttpRequest,
+    Provider,
+    ProviderSpec,
+    RetryPolicy,
+)
 from aipk._core import Engine
 from aipk.registry import Registry
 
@@ -275,3 +283,54 @@ def test_traced_hook_calls_are_still_logged(monkeypatch: pytest.MonkeyPatch,
         engine.prepare(REQUEST, stream=False)
     assert "hook aipk_build_request -> 1 impls" in caplog.text  # Home only: the rest left out
     assert log == ["home:wire"]
+
+
+# -- what the engine calls -----------------------------------------------------------------
+
+
+def test_a_lone_implementation_is_called_directly_until_plugins_change() -> None:
+    log: list[str] = []
+    home = Home(log)
+    registry = _registry(home)
+    spec = registry.spec("wire")
+    hooks = registry.hooks_for(Provider(spec=spec, base_url=spec.default_base_url))
+    assert hooks.aipk_build_request.call == home.aipk_build_request  # no frame of ours
+    assert not hooks.stale
+    registry.register(Tracer(log), name="late")
+    assert hooks.stale  # the engine asks once per request, then replans
+    hooks.replan()
+    assert not hooks.stale
+    assert hooks.aipk_build_request.call != home.aipk_build_request  # a wrapper: via pluggy
+    args = (Provider(spec=spec, base_url=spec.default_base_url), REQUEST, False)
+    assert hooks.aipk_build_request.call(*args).headers == {"x-home": "1", "x-trace": "wire"}
+
+
+class Parser:
+    """Parses every answer into the record it is given (to see what the engine does to it)."""
+
+    def __init__(self, answer: ChatResponse) -> None:
+        self.answer = answer
+
+    @aipk.hookimpl
+    def aipk_providers(self) -> Sequence[ProviderSpec]:
+        return [_spec("wire", "wire")]
+
+    @aipk.hookimpl
+    def aipk_parse_response(self, provider: Provider) -> ChatResponse:
+        return self.answer
+
+
+def test_the_engine_fills_in_transport_info_on_a_new_record_and_copies_any_other() -> None:
+    fresh = ChatResponse(provider="wire", model="m", message=aipk.Message.assistant("hi"))
+    headers = {"x-request-id": "req_1"}
+    state = aipk.RateLimitState(not_before=5.0)
+    engine = _engine(_registry(Parser(fresh)), "wire")
+    answer = engine.chat_response(REQUEST, b"{}", headers, state)
+    assert answer is fresh and (answer.request_id, answer.rate_limit) == ("req_1", state)
+
+    stamped = ChatResponse(provider="wire", model="m", message=aipk.Message.assistant("hi"),
+                           request_id="req_plugin")
+    engine = _engine(_registry(Parser(stamped)), "wire")
+    answer = engine.chat_response(REQUEST, b"{}", headers, state)
+    assert answer is not stamped and stamped.request_id == "req_plugin"  # left untouched
+    assert (answer.request_id, answer.rate_limit, answer.text) == ("req_1", state, "hi")

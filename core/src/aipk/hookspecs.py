@@ -72,7 +72,7 @@ def aipk_parse_rate_limits(
 def aipk_parse_response(
     provider: Provider, request: ChatRequest, data: Any, headers: Mapping[str, str]
 ) -> ChatResponse | None:
-    """Turn a decoded successful non-streaming JSON body into a :class:`~aipk.ChatResponse`."""
+    """Turn a decoded successful non-streaming JSON body into a new :class:`~aipk.ChatResponse`."""
 
 
 @hookspec(firstresult=True)

@@ -332,9 +332,13 @@ class FastHook:
     and returns the first non-None answer, as pluggy does, without pluggy's per-call argument
     checks and copies. Anything else (wrappers, ``AIPK_TRACE_PLUGINS``) goes through pluggy.
     The plan is rebuilt whenever a plugin is registered or removed.
+
+    :attr:`call` is the plan as one callable: the implementation itself when there is exactly
+    one (so the engine's call costs no frame of ours), else a loop over the plan, else pluggy.
+    It is only as fresh as the last :meth:`replan`; calling the FastHook itself checks first.
     """
 
-    __slots__ = ("_caller", "_names", "_plan", "_pm")
+    __slots__ = ("_caller", "_names", "_plan", "_pm", "call")
 
     def __init__(self, caller: Any, pm: _PluginManager | None) -> None:
         self._caller = caller
@@ -342,6 +346,15 @@ class FastHook:
         self._names: tuple[str, ...] = tuple(caller.spec.argnames) if caller.spec else ()
         #: (generation, plan); plan None: call through pluggy
         self._plan: tuple[int, Any] = (-1, None)
+        self.call: Callable[..., Any] = self._via_pluggy
+        self.replan()
+
+    def replan(self) -> None:
+        """Rebuild the plan and :attr:`call` if a plugin was registered or removed since."""
+        pm = self._pm
+        generation = pm.generation if pm is not None else 0
+        if generation != self._plan[0]:
+            self._replan(generation)
 
     def _replan(self, generation: int) -> Any:
         impls = list(self._caller.get_hookimpls())
@@ -360,37 +373,50 @@ class FastHook:
                 for impl in reversed(impls)
             )
         self._plan = (generation, plan)
+        if plan is None:
+            self.call = self._via_pluggy
+        elif len(plan) == 1 and plan[0][1] is None:
+            self.call = plan[0][0]
+        else:
+            self.call = self._first
         return plan
 
-    def __call__(self, *args: Any) -> Any:
-        generation, plan = self._plan
-        pm = self._pm
-        if pm is not None and generation != pm.generation:
-            plan = self._replan(pm.generation)
-        if plan is not None:
-            for function, picks in plan:
-                result = (function(*args) if picks is None
-                          else function(*[args[i] for i in picks]))
-                if result is not None:
-                    return result
-            return None
+    def _first(self, *args: Any) -> Any:
+        for function, picks in self._plan[1]:
+            result = (function(*args) if picks is None
+                      else function(*[args[i] for i in picks]))
+            if result is not None:
+                return result
+        return None
+
+    def _via_pluggy(self, *args: Any) -> Any:
         return self._caller(**dict(zip(self._names, args, strict=True)))
+
+    def __call__(self, *args: Any) -> Any:
+        self.replan()
+        return self.call(*args)
 
 
 class HookCallers:
     """The per-request hook callers one provider's engine uses (see :meth:`Registry.hooks_for`),
-    each a :class:`FastHook` called positionally in hookspec order."""
+    each a :class:`FastHook` called positionally in hookspec order.
 
-    __slots__ = ("aipk_apply_credential", "aipk_build_request", "aipk_login_flow",
-                 "aipk_map_error", "aipk_models_request", "aipk_parse_models",
-                 "aipk_parse_rate_limits", "aipk_parse_response", "aipk_stream_decoder",
-                 "removed")
+    The engine calls each hook's :attr:`FastHook.call` and asks :attr:`stale` once per request
+    (then :meth:`replan`), so a plugin registered or removed applies from the next request.
+    """
+
+    __slots__ = ("_generation", "_pm", "aipk_apply_credential", "aipk_build_request",
+                 "aipk_login_flow", "aipk_map_error", "aipk_models_request",
+                 "aipk_parse_models", "aipk_parse_rate_limits", "aipk_parse_response",
+                 "aipk_stream_decoder", "removed")
 
     def __init__(self, hook: Any, remove: Sequence[object],
                  pm: pluggy.PluginManager | None = None) -> None:
         #: the plugins left out for this provider
         self.removed = tuple(remove)
         fast_pm = pm if isinstance(pm, _PluginManager) else None
+        self._pm = fast_pm
+        self._generation = fast_pm.generation if fast_pm is not None else 0
 
         def make(name: str) -> FastHook:
             caller = getattr(hook, name)
@@ -407,6 +433,24 @@ class HookCallers:
         self.aipk_models_request = make("aipk_models_request")
         self.aipk_parse_models = make("aipk_parse_models")
         self.aipk_login_flow = make("aipk_login_flow")
+
+    @property
+    def stale(self) -> bool:
+        """True when a plugin was registered or removed since the last :meth:`replan`."""
+        pm = self._pm
+        return pm is not None and pm.generation != self._generation
+
+    def replan(self) -> None:
+        """Bring every hook's :attr:`FastHook.call` up to date."""
+        for name in _PER_REQUEST_HOOKS:
+            getattr(self, name).replan()
+        if self._pm is not None:
+            self._generation = self._pm.generation
+
+
+_PER_REQUEST_HOOKS = ("aipk_build_request", "aipk_apply_credential", "aipk_parse_rate_limits",
+                      "aipk_parse_response", "aipk_stream_decoder", "aipk_map_error",
+                      "aipk_models_request", "aipk_parse_models", "aipk_login_flow")
 
 
 _default: Registry | None = None
