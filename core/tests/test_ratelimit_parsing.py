@@ -322,6 +322,14 @@ def test_parse_reset_relative_and_absolute_agree(offset: float, now: float) -> N
     assert parse_reset(zulu, now) == pytest.approx(target, abs=1e-5)
 
 
+@given(st.sampled_from(["6ms", "1s", "6m0s", "1m26.4s", "20", "0.5"]), _nows, _nows)
+def test_a_repeated_relative_reset_moves_with_now(value: str, now: float, later: float) -> None:
+    # Reset texts are parsed once and cached; the cache must not keep the time of that parse.
+    first, second = parse_reset(value, now), parse_reset(value, later)
+    assert first is not None and second is not None
+    assert second - first == pytest.approx(later - now)
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.integers(min_value=0, max_value=int(MAX_RESET_SECONDS)), _nows)
 def test_parse_reset_http_date(offset: int, now: float) -> None:

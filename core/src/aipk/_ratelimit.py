@@ -9,6 +9,7 @@ limits some deployments send) are ignored with a debug log line, never raised.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -91,6 +92,23 @@ def parse_reset(value: str | None, now: float) -> float | None:
     an RFC 3339 timestamp or an HTTP date; None when the value makes no sense."""
     if value is None:
         return None
+    parsed = _reset_of(value)
+    if parsed is None:
+        return None
+    absolute, number = parsed
+    at = number if absolute else now + number
+    if at < now - 1.0 or at - now > MAX_RESET_SECONDS:
+        log.debug("ignoring rate-limit reset %r: out of range", value)
+        return None
+    return max(at, now)
+
+
+@functools.lru_cache(maxsize=1024)
+def _reset_of(value: str) -> tuple[bool, float] | None:
+    """What a reset header's text says, independent of the time: ``(absolute, seconds)``.
+
+    Cached: providers repeat a small set of values (``6ms``, ``1s``, ``20s``) on every
+    response, and parsing a duration costs two failed ``float()`` calls and a regex."""
     text = value.strip()
     if not text:
         return None
@@ -100,25 +118,18 @@ def parse_reset(value: str | None, now: float) -> float | None:
         number = math.nan
     if math.isfinite(number):
         if number > 1e12:  # epoch milliseconds (OpenRouter)
-            at = number / 1000.0
-        elif number > 1e9:  # epoch seconds
-            at = number
-        else:
-            at = now + number
-    else:
-        seconds = parse_duration(text)
-        if seconds is not None:
-            at = now + seconds
-        else:
-            parsed = _parse_timestamp(text)
-            if parsed is None:
-                log.debug("ignoring rate-limit reset %r: unrecognised format", value)
-                return None
-            at = parsed
-    if at < now - 1.0 or at - now > MAX_RESET_SECONDS:
-        log.debug("ignoring rate-limit reset %r: out of range", value)
+            return True, number / 1000.0
+        if number > 1e9:  # epoch seconds
+            return True, number
+        return False, number
+    seconds = parse_duration(text)
+    if seconds is not None:
+        return False, seconds
+    at = _parse_timestamp(text)
+    if at is None:
+        log.debug("ignoring rate-limit reset %r: unrecognised format", value)
         return None
-    return max(at, now)
+    return True, at
 
 
 def _parse_timestamp(text: str) -> float | None:
@@ -178,6 +189,8 @@ class RateLimitWindow:
         """A window from raw limit/remaining header values and an already parsed reset; None
         when they say nothing. A limit of 0 is a sentinel some deployments send: no
         information, so limit and remaining are dropped."""
+        if limit is None and remaining is None and reset_at is None:
+            return None
         limit_n = parse_count(limit)
         remaining_n = parse_count(remaining)
         if limit_n == 0:
@@ -189,6 +202,9 @@ class RateLimitWindow:
     def merge(self, newer: RateLimitWindow | None) -> RateLimitWindow:
         if newer is None:
             return self
+        if newer.limit is not None and newer.remaining is not None and (
+                newer.reset_at is not None):  # the usual update says everything
+            return newer
         return RateLimitWindow(
             limit=newer.limit if newer.limit is not None else self.limit,
             remaining=newer.remaining if newer.remaining is not None else self.remaining,
@@ -227,18 +243,21 @@ class RateLimitState:
 
     def merge(self, newer: RateLimitState) -> RateLimitState:
         """This state updated by ``newer``: fields ``newer`` sets win, the rest are kept."""
-        changes: dict[str, object] = {}
+        changes: dict[str, object] = {
+            "not_before": (newer.not_before if newer.not_before is not None
+                           else self.not_before),
+            "credits_remaining": (newer.credits_remaining
+                                  if newer.credits_remaining is not None
+                                  else self.credits_remaining),
+            "observed_at": max(self.observed_at, newer.observed_at),
+        }
         for name in _WINDOWS:
             old: RateLimitWindow | None = getattr(self, name)
             new: RateLimitWindow | None = getattr(newer, name)
             changes[name] = new if old is None else old.merge(new)
-        changes["not_before"] = (newer.not_before if newer.not_before is not None
-                                 else self.not_before)
-        changes["credits_remaining"] = (newer.credits_remaining
-                                        if newer.credits_remaining is not None
-                                        else self.credits_remaining)
-        changes["observed_at"] = max(self.observed_at, newer.observed_at)
-        return attrs.evolve(self, **changes)  # type: ignore[arg-type]
+        if type(self) is not RateLimitState:  # a subclass may have more fields
+            return attrs.evolve(self, **changes)  # type: ignore[arg-type]
+        return RateLimitState(**changes)  # type: ignore[arg-type]
 
     def windows(self) -> dict[str, RateLimitWindow]:
         return {n: w for n in _WINDOWS if (w := getattr(self, n)) is not None}

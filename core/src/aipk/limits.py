@@ -101,6 +101,8 @@ class Limiter:
         self._clock = clock
         self.limits = limits
         self._buckets = self._build(limits)
+        #: True when any bucket is in force (read per request, so a plain attribute)
+        self.active = bool(self._buckets)
 
     def _build(self, limits: ClientLimits) -> list[tuple[TokenBucket, bool]]:
         buckets: list[tuple[TokenBucket, bool]] = []
@@ -116,6 +118,7 @@ class Limiter:
         """Switch to new limits (a different tier); buckets start full."""
         self.limits = limits
         self._buckets = self._build(limits)
+        self.active = bool(self._buckets)
 
     def reserve(self, tokens: int = 0) -> float:
         """Book one request of about ``tokens`` tokens; return the seconds to wait."""
