@@ -217,11 +217,15 @@ def _messages(value: Iterable[Message | Mapping[str, Any]] | str) -> tuple[Messa
             "messages must be a list of messages; for one prompt use [Message.user(text)]",
             field="messages",
         )
-    return tuple(Message.coerce(m) for m in value)
+    messages = tuple(value)
+    for message in messages:
+        if type(message) is not Message:
+            return tuple(Message.coerce(m) for m in messages)
+    return messages  # type: ignore[return-value]  # the common case: all Messages already
 
 
 def _tool_choice(value: ToolChoice | str | None) -> ToolChoice | None:
-    return ToolChoice.coerce(value)
+    return value if value is None else ToolChoice.coerce(value)
 
 
 def _stop(value: str | Iterable[str] | None) -> tuple[str, ...] | None:
