@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from ._http import HttpRequest, Timeout
 from .errors import ConfigurationError
-from .transports import TransportFailure, lower_headers
+from .transports import TransportFailure
 
 if TYPE_CHECKING:
     import aiohttp
@@ -55,7 +55,9 @@ class _AiohttpResponse:
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
         self.status = response.status
-        self.headers: Mapping[str, str] = lower_headers(response.raw_headers)
+        # aiohttp's own case-insensitive headers, already parsed: lookups cost what a dict's
+        # do, and building a lower-cased copy would cost more than the rest of the wrapper
+        self.headers: Mapping[str, str] = response.headers
 
     async def read(self) -> bytes:
         import aiohttp

@@ -198,6 +198,16 @@ class NetworkError(TransportError):
     """The connection failed or broke: refused, reset, or closed mid-response."""
 
 
+def _lower_names(headers: Mapping[str, str]) -> dict[str, str]:
+    """A plain dict with lower-case names (repeated names joined by ", "), whatever mapping
+    the transport gave (aiohttp's is case-insensitive and may repeat a name)."""
+    out: dict[str, str] = {}
+    for key, value in headers.items():
+        name = key.lower()
+        out[name] = f"{out[name]}, {value}" if name in out else value
+    return out
+
+
 class StatusError(ProviderError):
     """The provider answered with an HTTP error status."""
 
@@ -216,7 +226,7 @@ class StatusError(ProviderError):
         super().__init__(message, provider=provider, request_id=request_id, retryable=retryable)
         self.status = status
         self.body = body
-        self.headers = dict(headers) if headers is not None else {}
+        self.headers = _lower_names(headers) if headers is not None else {}
         self.code = code
 
     def __str__(self) -> str:

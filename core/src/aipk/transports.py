@@ -11,7 +11,9 @@ does everything else. Built in:
 
 Transports raise :class:`TransportFailure`; the client turns it into
 :class:`~aipk.errors.RequestTimeout` or :class:`~aipk.errors.NetworkError` with the provider name.
-``headers`` is a mapping with lower-case names (see :func:`lower_headers`).
+``headers`` is a mapping in which a lower-case name finds its header: a plain dict with
+lower-case names (see :func:`lower_headers`), or a case-insensitive mapping such as aiohttp's.
+Read headers with ``headers.get("lower-case-name")``; do not rely on the case of iterated names.
 """
 
 from __future__ import annotations
