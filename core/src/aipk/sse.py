@@ -38,6 +38,10 @@ class ServerSentEvent(NamedTuple):
     retry: int | None = None
 
 
+#: Builds a ServerSentEvent from a 4-tuple in C (its generated ``__new__`` is Python code).
+_event = tuple.__new__
+
+
 def _decode(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
@@ -68,11 +72,15 @@ class SSEDecoder:
         """Consume ``chunk`` and return the events it completed (often none or one)."""
         # Fast path: the chunk is exactly one ``data: …`` line and its blank line, with nothing
         # pending (how most providers frame each event). Same result as the general path.
-        if (chunk[:6] == b"data: " and chunk[-2:] == b"\n\n" and self._head is None
-                and not self._partial and not self._data and not self._skip_lf
-                and self._event is None and chunk.find(b"\n") == len(chunk) - 2
+        if (chunk.startswith(b"data: ") and chunk.find(b"\n") == len(chunk) - 2
+                and chunk.endswith(b"\n\n") and self._head is None and not self._partial
+                and not self._data and not self._skip_lf and self._event is None
                 and b"\r" not in chunk):
-            return [ServerSentEvent(_decode(chunk[6:-2]), None, self._last_id, self._retry)]
+            try:
+                data = chunk[6:-2].decode("utf-8")
+            except UnicodeDecodeError:
+                data = _decode(chunk[6:-2])  # raises SSEDecodeError saying where
+            return [_event(ServerSentEvent, (data, None, self._last_id, self._retry))]
         if self._head is not None:
             chunk = self._strip_bom(chunk)
             if not chunk:
@@ -123,8 +131,15 @@ class SSEDecoder:
         events: list[ServerSentEvent] = []
         data = self._data
         for line in lines:
+            if line[:6] == b"data: ":  # the usual line: same as the general case below
+                data.append(line[6:])
+                continue
             if not line:
-                if data:
+                if len(data) == 1 and self._event is None:  # the usual event, dispatched inline
+                    events.append(_event(ServerSentEvent, (
+                        _decode(data[0]), None, self._last_id, self._retry)))
+                    data.clear()
+                elif data:
                     events.append(self._dispatch())
                     data = self._data
                 else:
@@ -152,9 +167,9 @@ class SSEDecoder:
         event = self._event
         self._data = []
         self._event = None
-        return ServerSentEvent(
+        return _event(ServerSentEvent, (
             _decode(raw),
             None if event is None else _decode(event),
             self._last_id,
             self._retry,
-        )
+        ))
