@@ -287,7 +287,7 @@ class StreamSession:
     """One stream being decoded: SSE framing, the provider's decoder, and the accumulator."""
 
     __slots__ = ("_add", "_decoder", "_engine", "_request", "_sse", "_sse_feed", "_write_text",
-                 "accumulator", "delivered", "rate_limit", "request_id")
+                 "accumulator", "delivered", "done", "rate_limit", "request_id")
 
     def __init__(self, engine: Engine, decoder: StreamDecoder, request: ChatRequest,
                  request_id: str | None, rate_limit: RateLimitState | None) -> None:
@@ -302,10 +302,8 @@ class StreamSession:
         self.request_id = request_id
         self.rate_limit = rate_limit
         self.delivered = False
-
-    @property
-    def done(self) -> bool:
-        return self._decoder.done
+        #: the decoder saw the stream's terminator (the rest of the body is only drained)
+        self.done = False
 
     def feed(self, chunk: bytes) -> list[StreamEvent]:
         """Decode one body chunk into the events it completes."""
@@ -349,6 +347,7 @@ class StreamSession:
                         add(event)
                     out.append(event)
                 if decoder.done:
+                    self.done = True
                     break
         except ProviderError as exc:
             raise self._stamp(exc) from None

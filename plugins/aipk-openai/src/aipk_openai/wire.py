@@ -396,6 +396,9 @@ class OpenAIStreamDecoder:
                 if text:
                     self._texted = True
                     out.append(TextDelta(text=text))
+                    if len(delta) == 1:  # the usual chunk: text and nothing else
+                        delta = None
+            if delta:
                 reasoning = delta.get("reasoning_content") or delta.get("reasoning")
                 if reasoning:
                     out.append(ReasoningDelta(text=reasoning))
