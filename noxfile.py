@@ -4,7 +4,8 @@
   testkit when its tests need the emulator) — catches undeclared dependencies.
 * ``tests_all``: every package installed, every test.
 * ``lint`` / ``typecheck``: ruff and mypy over the whole tree.
-* ``bench``: aipk against the raw httpx / aiohttp floors (and the openai SDK if installable).
+* ``bench``: aipk against the raw httpx / aiohttp floors (and the openai SDK if installable);
+  ``bench_per_request``: the per-request target alone, measured over many alternating rounds.
 """
 
 from __future__ import annotations
@@ -71,3 +72,10 @@ def bench(session: nox.Session) -> None:
     session.install("aiohttp>=3.9", *_editable(EVERYTHING))
     session.install("openai", success_codes=[0, 1])
     session.run("python", "bench/run.py", *session.posargs)
+
+
+@nox.session
+def bench_per_request(session: nox.Session) -> None:
+    """The per-request target alone, alternating clients over many rounds (less noisy)."""
+    session.install("aiohttp>=3.9", *_editable(EVERYTHING))
+    session.run("python", "bench/per_request.py", *session.posargs)

@@ -1,6 +1,7 @@
 """aipk's own per-request and per-chunk cost, in-process, without sockets.
 
     python bench/micro.py [--profile chat|engine|stream] [--n 20000]
+    bash bench/instructions.sh [chat|engine|stream]    # instructions per request, callgrind
 
 ``chat``: ``Client.chat`` over an in-memory transport that returns a canned OpenAI reply (so
 everything aipk does per request, minus the HTTP client). ``engine``: the Engine steps alone
@@ -142,7 +143,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--profile", choices=list(LOOPS))
+    parser.add_argument("--only", choices=list(LOOPS), help="run one loop once (for callgrind)")
     args = parser.parse_args()
+    if args.only:
+        LOOPS[args.only](args.n)
+        return
     if args.profile:
         profiler = cProfile.Profile()
         profiler.runcall(LOOPS[args.profile], args.n)

@@ -192,7 +192,7 @@ def main() -> None:
         worker_main(args)
         return
     rounds = 1 if args.quick else args.rounds
-    requests = 200 if args.quick else 500
+    requests = 200 if args.quick else 1000
     names = available([n.strip() for n in args.only.split(",") if n.strip()])
     short_proc, url = start_emulator(8)
     stream_proc, stream_url = start_emulator(STREAM_CHUNKS)
