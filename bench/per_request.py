@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from adapters import ADAPTERS, FLOOR  # noqa: E402
-from run import _pin, available, start_emulator  # noqa: E402
+from run import _pin, available, rotate_workers, start_emulator  # noqa: E402
 
 DEFAULT = "httpx-raw,aiohttp-raw,aipk-httpx,aipk-aiohttp"
 
@@ -61,18 +59,9 @@ def main() -> None:
         return
     names = available([n.strip() for n in args.only.split(",") if n.strip()])
     proc, url = start_emulator(8)
-    samples: dict[str, list[dict[str, float]]] = {n: [] for n in names}
     try:
-        for r in range(args.rounds):
-            for name in names[r % len(names):] + names[: r % len(names)]:
-                done = subprocess.run(
-                    [sys.executable, __file__, "--worker", name, "--url", url,
-                     "--requests", str(args.requests)],
-                    capture_output=True, text=True, check=False, env=dict(os.environ))
-                if done.returncode != 0:
-                    raise SystemExit(f"worker {name} failed:\n{done.stderr}")
-                samples[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
-            print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+        samples = rotate_workers(__file__, names, args.rounds,
+                                 ["--url", url, "--requests", str(args.requests)])
     finally:
         proc.terminate()
     medians: dict[str, dict[str, Any]] = {

@@ -113,6 +113,23 @@ def worker_main(args: argparse.Namespace) -> None:
 # -- harness ----------------------------------------------------------------------------------
 
 
+def rotate_workers(script: str, names: list[str], rounds: int,
+                   args: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Run ``script --worker NAME *args`` for every client each round, rotating the order so
+    the machine's slow and fast minutes fall on all of them; per client, the JSON each of its
+    workers printed last."""
+    samples: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            proc = subprocess.run([sys.executable, script, "--worker", name, *args],
+                                  capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                raise SystemExit(f"worker {name} failed:\n{proc.stderr}")
+            samples[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(f"round {r + 1}/{rounds} done", file=sys.stderr)
+    return samples
+
+
 def import_ms(statement: str, runs: int) -> float:
     def once(code: str) -> float:
         t = time.perf_counter()
@@ -199,20 +216,9 @@ def main() -> None:
     try:
         expected, _ = expected_reply(url)
         stream_len = len(expected_reply(stream_url)[0])
-        samples: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
-        for r in range(rounds):
-            order = names[r % len(names):] + names[: r % len(names)]
-            for name in order:
-                proc = subprocess.run(
-                    [sys.executable, __file__, "--worker", name, "--url", url, "--stream-url",
-                     stream_url, "--requests", str(requests), "--expected", expected,
-                     "--stream-len", str(stream_len)],
-                    capture_output=True, text=True, check=False,
-                )
-                if proc.returncode != 0:
-                    raise SystemExit(f"worker {name} failed:\n{proc.stderr}")
-                samples[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
-                print(f"round {r + 1}/{rounds}: {name} done", file=sys.stderr)
+        samples = rotate_workers(__file__, names, rounds, [
+            "--url", url, "--stream-url", stream_url, "--requests", str(requests),
+            "--expected", expected, "--stream-len", str(stream_len)])
     finally:
         short_proc.terminate()
         stream_proc.terminate()
