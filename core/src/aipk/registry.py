@@ -405,7 +405,7 @@ class HookCallers:
     (then :meth:`replan`), so a plugin registered or removed applies from the next request.
     """
 
-    __slots__ = ("_generation", "_pm", "aipk_apply_credential", "aipk_build_request",
+    __slots__ = ("_all", "_generation", "_pm", "aipk_apply_credential", "aipk_build_request",
                  "aipk_login_flow", "aipk_map_error", "aipk_models_request",
                  "aipk_parse_models", "aipk_parse_rate_limits", "aipk_parse_response",
                  "aipk_stream_decoder", "removed")
@@ -418,11 +418,14 @@ class HookCallers:
         self._pm = fast_pm
         self._generation = fast_pm.generation if fast_pm is not None else 0
 
+        made: list[FastHook] = []
+
         def make(name: str) -> FastHook:
             caller = getattr(hook, name)
             if remove and pm is not None:
                 caller = pm.subset_hook_caller(name, remove)
-            return FastHook(caller, fast_pm)
+            made.append(FastHook(caller, fast_pm))
+            return made[-1]
 
         self.aipk_build_request = make("aipk_build_request")
         self.aipk_apply_credential = make("aipk_apply_credential")
@@ -433,6 +436,7 @@ class HookCallers:
         self.aipk_models_request = make("aipk_models_request")
         self.aipk_parse_models = make("aipk_parse_models")
         self.aipk_login_flow = make("aipk_login_flow")
+        self._all = tuple(made)
 
     @property
     def stale(self) -> bool:
@@ -442,15 +446,10 @@ class HookCallers:
 
     def replan(self) -> None:
         """Bring every hook's :attr:`FastHook.call` up to date."""
-        for name in _PER_REQUEST_HOOKS:
-            getattr(self, name).replan()
+        for fast in self._all:
+            fast.replan()
         if self._pm is not None:
             self._generation = self._pm.generation
-
-
-_PER_REQUEST_HOOKS = ("aipk_build_request", "aipk_apply_credential", "aipk_parse_rate_limits",
-                      "aipk_parse_response", "aipk_stream_decoder", "aipk_map_error",
-                      "aipk_models_request", "aipk_parse_models", "aipk_login_flow")
 
 
 _default: Registry | None = None
