@@ -41,7 +41,7 @@ recovered from; only the final failure reaches the caller. The credential errors
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -198,11 +198,11 @@ class NetworkError(TransportError):
     """The connection failed or broke: refused, reset, or closed mid-response."""
 
 
-def _lower_names(headers: Mapping[str, str]) -> dict[str, str]:
-    """A plain dict with lower-case names (repeated names joined by ", "), whatever mapping
-    the transport gave (aiohttp's is case-insensitive and may repeat a name)."""
+def _lower_names(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Header pairs as a plain dict with lower-case names (repeated names joined by ", "), so
+    one lookup finds a header whatever case the server wrote and however often."""
     out: dict[str, str] = {}
-    for key, value in headers.items():
+    for key, value in pairs:
         name = key.lower()
         out[name] = f"{out[name]}, {value}" if name in out else value
     return out
@@ -226,7 +226,7 @@ class StatusError(ProviderError):
         super().__init__(message, provider=provider, request_id=request_id, retryable=retryable)
         self.status = status
         self.body = body
-        self.headers = _lower_names(headers) if headers is not None else {}
+        self.headers = _lower_names(headers.items()) if headers is not None else {}
         self.code = code
 
     def __str__(self) -> str:

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ._http import HttpRequest, Timeout
+from .errors import _lower_names
 
 if TYPE_CHECKING:
     import httpx
@@ -94,12 +95,7 @@ def lower_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
 
     Built once per response, so every later lookup is a plain dict lookup.
     """
-    out: dict[str, str] = {}
-    for key, value in raw:
-        name = key.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        out[name] = f"{out[name]}, {text}" if name in out else text
-    return out
+    return _lower_names((key.decode("latin-1"), value.decode("latin-1")) for key, value in raw)
 
 
 def _httpx_timeout(timeout: Timeout) -> httpx.Timeout:
