@@ -42,10 +42,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .router import Target
+from typing import Any
 
 __all__ = [
     "AipkError",
@@ -340,8 +337,8 @@ class AllTargetsFailedError(ProviderError):
     clock, and ``waited`` the seconds the router already slept for this call (its ``max_wait``).
     """
 
-    def __init__(self, message: str, *, failures: Sequence[tuple[Target, ProviderError]],
-                 skipped: Sequence[tuple[Target, str]], available_at: float,
+    def __init__(self, message: str, *, failures: Sequence[tuple[Any, ProviderError]],
+                 skipped: Sequence[tuple[Any, str]], available_at: float,
                  retry_after: float, waited: float = 0.0) -> None:
         super().__init__(message, provider="router", retryable=True)
         self.failures = tuple(failures)

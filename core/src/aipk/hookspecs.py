@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from ._providers import Credential, ModelInfo, Provider, ProviderSpec
     from ._ratelimit import RateLimitState
     from ._responses import ChatResponse
-    from .credentials import LoginFlow
+    from .credentials._loginflow import LoginFlow
     from .errors import ProviderError
 
 __all__ = ["hookimpl", "hookspec"]
