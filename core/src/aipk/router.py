@@ -29,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, cast, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, get_args
 
 import attrs
 
@@ -812,6 +812,9 @@ def _closed_early() -> AipkError:
 
 
 
+_RouterT = TypeVar("_RouterT", bound="_RouterBase")
+
+
 class _RouterBase:
     def __init__(
         self,
@@ -836,6 +839,17 @@ class _RouterBase:
                            latency_window=latency_window, max_wait=max_wait)
         self._init_sleep(sleep)
         self._check_clients()
+
+    @classmethod
+    def from_config(cls: type[_RouterT], name: str, *, config: Any = None,
+                    **overrides: Any) -> _RouterT:
+        """A router for the entry ``[routers.NAME]`` of a config file (``config``: a path, a
+        loaded :class:`aipk.config.Config`, or None to find the file); its targets' clients
+        are built from the config's provider entries. Keyword arguments override the file."""
+        from .config import _router_from_config
+
+        router: _RouterT = _router_from_config(cls, name, config, overrides)
+        return router
 
     def _init_sleep(self, sleep: Callable[[float], Any] | None) -> None:
         raise NotImplementedError
