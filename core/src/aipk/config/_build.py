@@ -177,6 +177,8 @@ class Config:
                 tokens_per_minute=entry.limits.tokens_per_minute,
                 requests_per_day=entry.limits.requests_per_day)
         for key, value in entry.options.items():
+            if value == "":
+                continue  # "${VAR:-}" with VAR unset: the option stays unset
             var = spec.option_env.get(key)
             if var and os.environ.get(var, "").strip():
                 continue  # the plugin's environment variable wins over the file

@@ -133,7 +133,8 @@ def normalise(data: dict[str, Any], problems: list[Problem],
     aliases: dict[str, Any] = found if isinstance(found, dict) else {}
     providers = out.get("providers")
     if isinstance(providers, dict):
-        out["providers"] = {name: _provider(entry) for name, entry in providers.items()}
+        out["providers"] = {name: _provider(name, entry, problems, origin)
+                            for name, entry in providers.items()}
     routers = out.get("routers")
     if isinstance(routers, dict):
         out["routers"] = {name: _router(name, entry, aliases, problems, origin)
@@ -148,10 +149,23 @@ def normalise(data: dict[str, Any], problems: list[Problem],
     return out
 
 
-def _provider(entry: Any) -> Any:
+def _must_be_list(entry: dict[str, Any], key: str, path: PathKey, problems: list[Problem],
+                  origin: Callable[[PathKey], str | None], example: str) -> None:
+    value = entry.get(key)
+    if value is not None and not isinstance(value, list):
+        problems.append(Problem(path=render_path((*path, key)), origin=origin((*path, key)),
+                                message=f"expected a list, e.g. {key} = {example}"))
+        entry[key] = []
+
+
+def _provider(name: str, entry: Any, problems: list[Problem],
+              origin: Callable[[PathKey], str | None]) -> Any:
     if not isinstance(entry, dict):
         return entry
     entry = dict(entry)
+    here: PathKey = ("providers", name)
+    _must_be_list(entry, "api_keys", here, problems, origin, '["${KEY_1}", "${KEY_2}"]')
+    _must_be_list(entry, "models", here, problems, origin, '["model-id"]')
     timeout = entry.get("timeout")
     if isinstance(timeout, (int, float, EnvString)) and not isinstance(timeout, bool):
         try:
@@ -176,6 +190,8 @@ def _router(name: str, entry: Any, aliases: dict[str, Any], problems: list[Probl
     if not isinstance(entry, dict):
         return entry
     entry = dict(entry)
+    _must_be_list(entry, "targets", ("routers", name), problems, origin,
+                  '["openai/gpt-4o-mini", "fast"]')
     for key in ("cooldown", "breaker"):
         if isinstance(entry.get(key), bool):
             entry[key] = {"enabled": entry[key]}
@@ -212,6 +228,7 @@ def structure(document: Document) -> tuple[AipkConfig | None, list[Problem]]:
     structural problem was found)."""
     problems: list[Problem] = list(document.problems)
     data = normalise(document.data, problems, document.origin)
+    shape_problems = len(problems) > len(document.problems)
     try:
         config = _converter().structure(data, AipkConfig)
     except (ClassValidationError, IterableValidationError) as group:
@@ -220,7 +237,7 @@ def structure(document: Document) -> tuple[AipkConfig | None, list[Problem]]:
     except (TypeError, ValueError, AttributeError) as exc:  # the top level is not a table
         problems.append(Problem(path="", message=f"the file's top level is wrong: {exc}"))
         return None, problems
-    return config, problems
+    return (None if shape_problems else config), problems
 
 
 def _fields(cls: Any) -> list[str]:
@@ -254,8 +271,10 @@ def _problems(exc: BaseException, path: PathKey, document: Document) -> list[Pro
     if isinstance(exc, KeyError):
         return [Problem(path=render_path(path), origin=where,
                         message="required, but missing; add it")]
-    if isinstance(exc, AttributeError) and "items" in str(exc):
-        return [Problem(path=render_path(path), origin=where, message="expected a table")]
+    if isinstance(exc, AttributeError) and ("items" in str(exc) or "keys" in str(exc)):
+        message = ("expected seconds or a table, e.g. { connect = 5, read = 60 }"
+                   if path and path[-1] == "timeout" else "expected a table")
+        return [Problem(path=render_path(path), origin=where, message=message)]
     message = str(exc) or type(exc).__name__
     if path and path[-1] in ("targets", "models") and "iterable" in message:
         message = "expected a list"
