@@ -110,9 +110,13 @@ def merge_models(listed: Sequence[ModelInfo] | None, spec: ProviderSpec,
         seen.add(model.id)
         known = static.get(model.id)
         over = extra.get(model.id)
-        caps = capabilities_of(model, spec)
-        if known is not None and known.capabilities is not None and model.capabilities is None:
+        if model is over:  # only the config knows it: the provider's defaults, then its flags
+            caps = spec.capabilities if known is None else capabilities_of(known, spec)
+        elif known is not None and known.capabilities is not None and \
+                model.capabilities is None:
             caps = capabilities_of(known, spec)
+        else:
+            caps = capabilities_of(model, spec)
         caps = attrs.evolve(
             caps,
             context_window=_pick(caps.context_window,
@@ -227,6 +231,10 @@ def _from_json(data: Mapping[str, Any]) -> ModelInfo:
         created=data.get("created"), extra=dict(data.get("extra") or {}))
 
 
+def _as_cached(models: list[ModelInfo]) -> list[ModelInfo]:
+    return [attrs.evolve(m, extra={**m.extra, "source": "cache"}) for m in models]
+
+
 class ModelCatalog:
     """Model listings cached per (provider, base URL, credential id) for ``ttl`` seconds, in
     memory and, with ``disk=True``, as JSON files under ``cache_dir`` (default
@@ -308,7 +316,7 @@ class ModelCatalog:
             return None
         cached = self._cached(key)
         if cached is not None and self._clock() - cached[0] < self.ttl:
-            return [attrs.evolve(m, extra={**m.extra, "source": "cache"}) for m in cached[1]]
+            return _as_cached(cached[1])
         return None
 
     def _fallback(self, client: ClientBase, key: tuple[str, str, str],
@@ -319,7 +327,7 @@ class ModelCatalog:
             age = max(0.0, self._clock() - cached[0])
             log.warning("listing %s models failed (%s); using the cached list from %.0f s ago",
                         spec.name, error, age)
-            return [attrs.evolve(m, extra={**m.extra, "source": "cache"}) for m in cached[1]]
+            return merge_models(_as_cached(cached[1]), spec, overrides)
         log.warning("listing %s models failed (%s); using the plugin's static list",
                     spec.name, error)
         return merge_models(None, spec, overrides)
@@ -329,30 +337,32 @@ class ModelCatalog:
         """``client``'s provider's models: cached if fresh, else listed live (and cached);
         ``overrides`` (config ``models`` entries) win field by field."""
         key = self._key(client)
+        spec = client.provider.spec
         fresh = self._fresh(key, refresh)
         if fresh is not None:
-            return fresh
+            return merge_models(fresh, spec, overrides)
         try:
             listed = client.models()
         except ProviderError as error:
             return self._fallback(client, key, error, overrides)
-        merged = merge_models(listed, client.provider.spec, overrides)
+        merged = merge_models(listed, spec)
         self._store(key, merged)
-        return merged
+        return merge_models(merged, spec, overrides)
 
     async def amodels(self, client: AsyncClient, *, refresh: bool = False,
                       overrides: Sequence[ModelInfo] = ()) -> list[ModelInfo]:
         """:meth:`models` for an :class:`~aipk.AsyncClient`."""
         key = self._key(client)
+        spec = client.provider.spec
         fresh = self._fresh(key, refresh)
         if fresh is not None:
-            return fresh
+            return merge_models(fresh, spec, overrides)
         try:
             listed = await client.models()
         except ProviderError as error:
             return self._fallback(client, key, error, overrides)
-        merged = merge_models(listed, client.provider.spec, overrides)
+        merged = merge_models(listed, spec)
         self._store(key, merged)
-        return merged
+        return merge_models(merged, spec, overrides)
 
 
