@@ -143,7 +143,17 @@ def _config(tmp_path: Path, emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> P
 [providers.openai]
 api_key = "${{CATALOG_KEY}}"
 base_url = "{emu.url('openai')}"
-models = [{{ id = "gpt-4o-mini", input_price = 0.1 }}, {{ id = "house-model", context_window = 300000, tools = true, input_price = 0.2, output_price = 0.4 }}]
+
+[[providers.openai.models]]
+id = "gpt-4o-mini"
+input_price = 0.1
+
+[[providers.openai.models]]
+id = "house-model"
+context_window = 300000
+tools = true
+input_price = 0.2
+output_price = 0.4
 
 [catalog]
 cache_dir = "{tmp_path / 'models'}"

@@ -6,9 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -164,8 +162,8 @@ def test_strings_become_numbers_only_when_they_come_from_the_environment(
     assert entry.timeout is not None and entry.timeout.read == 30.0
     literal = write(tmp_path, '[providers.openai]\nmax_retries = "4"\n[catalog]\n'
                               'disk_cache = "false"\nttl = 2.5\n[routers.r]\n'
-                              'targets = ["openai/gpt-4o"]\nbreaker = { failure_threshold = 2.5 }\n',
-                    "literal.toml")
+                              'targets = ["openai/gpt-4o"]\n'
+                              'breaker = { failure_threshold = 2.5 }\n', "literal.toml")
     found = problems_of(literal)
     assert "providers.openai.max_retries: expected a whole number, got '4' (literal.toml:2)" \
         in found
