@@ -310,3 +310,31 @@ def test_secrets_never_show_in_errors_or_reprs(tmp_path: Path,
     assert "sk-top-secret" not in repr(config.settings)
 
 
+
+
+def test_router_settings_become_router_arguments(tmp_path: Path) -> None:
+    path = write(tmp_path, '[routers.r]\ntargets = ["openai/gpt-4o-mini", { provider = '
+                           '"openai", model = "gpt-4o", name = "big", input_price = 9.0 }]\n'
+                           'strategy = "round_robin"\nmax_wait = 2\ncooldown = false\n'
+                           'breaker = { failure_threshold = 2 }\n'
+                           'fallback_on_context_window = { "gpt-4o-mini" = "gpt-4.1-mini" }\n')
+    config = load_config(path)
+    kwargs = config.router_kwargs("r", asynchronous=False)
+    assert kwargs["strategy"] == "round_robin"
+    assert kwargs["max_wait"] == 2.0
+    assert kwargs["cooldown"] is None
+    assert kwargs["breaker"].failure_threshold == 2
+    assert kwargs["fallback_on_context_window"] == {"gpt-4o-mini": "gpt-4.1-mini"}
+    names = [t.name for t in kwargs["targets"]]
+    assert names == ["openai/gpt-4o-mini", "big"]
+    assert kwargs["targets"][1].input_price == 9.0
+    with aipk.Router.from_config("r", config=config) as router:
+        assert [t.name for t in router.targets] == names
+
+
+def test_show_without_a_file_lists_the_defaults() -> None:
+    from aipk.config import show_rows
+
+    rows = {key: (value, origin) for key, value, origin in show_rows(load_config())}
+    assert rows["catalog.ttl"] == ("86400.0", "default")
+    assert rows["state.backend"] == ("memory", "default")
