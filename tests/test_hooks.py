@@ -242,3 +242,44 @@ def test_hook_aipk_login_flow(emu: Emulator) -> None:
     assert oauth.access_token_valid(cred.access_token.reveal())
     with pytest.raises(aipk.ConfigurationError, match="'groq' has no login flow; set GROQ_API"):
         login_flow("groq", registry=registry)
+
+
+def test_hook_aipk_config_options(emu: Emulator) -> None:
+    import attrs
+
+    from aipk.config import option_schema, parse_config
+    from aipk.errors import ConfigFileError
+
+    @attrs.frozen
+    class AcmeOptions:
+        region: str = "eu"
+        priority: int = 0
+
+    class Acme:
+        @aipk.hookimpl
+        def aipk_providers(self) -> Sequence[aipk.ProviderSpec]:
+            return [aipk.ProviderSpec(name="acme", protocol="openai",
+                                      default_base_url=emu.url("openai"))]
+
+        @aipk.hookimpl
+        def aipk_config_options(self, provider: aipk.ProviderSpec) -> type | None:
+            return AcmeOptions if provider.name == "acme" else None
+
+    registry = Registry(entry_points=False)
+    registry.register(aipk_openai.plugin, name="openai")
+    registry.register(Acme(), name="acme-plugin")
+    schema = option_schema(registry, registry.spec("acme"))
+    assert schema["region"] is str and schema["priority"] is int
+    assert schema["organization"] is str                        # aipk-openai's, by protocol
+    with pytest.raises(ConfigFileError) as info:
+        parse_config('[providers.acme]\napi_key = "k"\noptions = { regoin = "us", '
+                     'priority = "high" }\n', registry=registry)
+    text = str(info.value)
+    assert "providers.acme.options.regoin: unknown option 'regoin' for acme; did you mean " \
+           "'region'?" in text
+    assert "providers.acme.options.priority: expected a whole number, got 'high'" in text
+    config = parse_config('[providers.acme]\napi_key = "sk-acme"\noptions = { region = "us" }\n',
+                          registry=registry)
+    with aipk.Client.from_config("acme", config=config) as client:
+        assert client.provider.options["region"] == "us"
+        assert client.chat(model="m", messages=USER).text == "echo: hi"

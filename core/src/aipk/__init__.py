@@ -21,6 +21,7 @@ from .errors import (
     AuthenticationError,
     AuthErrorCode,
     BadRequestError,
+    ConfigFileError,
     ConfigurationError,
     InvalidRequestError,
     MissingCredentialError,
@@ -40,7 +41,9 @@ from .errors import (
 from .hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from . import state as state  # an attribute of the package, loaded on first use
+    from . import catalog as catalog  # attributes of the package, loaded on first use
+    from . import config as config
+    from . import state as state
     from ._async_client import AsyncChatStream, AsyncClient
     from ._client import ChatStream, Client, HealthStatus
     from ._decoding import StreamDecoder
@@ -96,6 +99,7 @@ __all__ = [
     "ChatResponse",
     "ChatStream",
     "Client",
+    "ConfigFileError",
     "ConfigurationError",
     "Credential",
     "FinishEvent",
@@ -143,6 +147,8 @@ __all__ = [
     "UnknownProviderError",
     "Usage",
     "UsageEvent",
+    "catalog",
+    "config",
     "error_for_status",
     "errors",
     "hookimpl",
@@ -175,7 +181,8 @@ _LAZY = {
     **dict.fromkeys(("MemoryStore", "StateStore"), ".state"),
 }
 #: Submodules `import aipk` used to load (so they were attributes at once): still attributes.
-_SUBMODULES = frozenset({"state", "_errormap", "_http", "_messages", "_providers", "_ratelimit",
+_SUBMODULES = frozenset({"catalog", "config", "state", "_errormap", "_http", "_messages",
+                         "_providers", "_ratelimit",
                          "_responses", "_retry"})
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from .credentials._pool import CredentialSource
 
 __all__ = ["ClientBase"]
+
+_ClientT = TypeVar("_ClientT", bound="ClientBase")
 
 
 def key_fingerprint(key: str) -> str:
@@ -161,6 +163,19 @@ class ClientBase:
             clock=clock,
         )
         self._clock = clock
+
+    @classmethod
+    def from_config(cls: type[_ClientT], name: str, *,
+                    config: str | os.PathLike[str] | Any = None, **overrides: Any) -> _ClientT:
+        """A client for the provider entry ``[providers.NAME]`` of a config file: ``config``
+        is a path, a loaded :class:`aipk.config.Config`, or None to find the file
+        (``AIPK_CONFIG``, ``./aipk.toml``, the user config directory). Keyword arguments
+        override the file (see ``docs/configuration.md``)."""
+        from .config import resolve
+
+        loaded = resolve(config, overrides.get("registry"))
+        provider, kwargs = loaded.client_kwargs(name, overrides)
+        return loaded.finish_client(cls(provider, **kwargs), name)
 
     # -- public queries ------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ import attrs
 
 from .state import MemoryStore, StateStore
 
-__all__ = ["BreakerPolicy", "BreakerState", "CircuitBreaker"]
+__all__ = ["BreakerPolicy", "BreakerState", "CircuitBreaker", "CooldownPolicy"]
 
 BreakerMode = Literal["closed", "open", "half_open"]
 
@@ -166,3 +166,23 @@ class CircuitBreaker:
 
 def _close(old: BreakerState | None) -> BreakerState | None:
     return None  # closed with no failures is the absent state: nothing to keep
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not value >= 0:
+        raise ValueError(f"{attribute.name} must be zero or more, got {value!r}")
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class CooldownPolicy:
+    """How long (seconds) a target is skipped after each kind of failure.
+
+    A rate limit's own ``retry_after`` replaces ``rate_limit``; every cooldown is capped at
+    ``max_cooldown``. Zero turns a kind off.
+    """
+
+    rate_limit: float = attrs.field(default=5.0, validator=_non_negative)
+    server_error: float = attrs.field(default=2.0, validator=_non_negative)
+    network: float = attrs.field(default=2.0, validator=_non_negative)
+    credential: float = attrs.field(default=300.0, validator=_non_negative)
+    max_cooldown: float = attrs.field(default=3600.0, validator=_non_negative)

@@ -1,7 +1,11 @@
 """The ``aipk`` command.
 
 * ``aipk providers``: installed plugins and the providers they serve.
-* ``aipk models PROVIDER``: a provider's models (``--static`` for the built-in list).
+* ``aipk models [PROVIDER]``: models across the configured and installed providers, searched
+  by capability, context window and price (``--tools --min-context 100000
+  --max-input-price 1``; ``--json`` for scripts; ``--static`` for the built-in tables).
+* ``aipk config show`` / ``aipk config check``: the config file's merged, redacted settings
+  with each value's origin; validation listing every problem (exit 1 if any).
 * ``aipk chat PROVIDER PROMPT``: one streamed answer, printed as it arrives.
 * ``aipk demo``: starts the bundled loopback emulator and shows streaming, tool calls and a
   rate-limit recovery through the real plugins; no network and no API key needed.
@@ -20,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._cli_config import add_config_parser, add_models_parser
 from .errors import AipkError
 
 if TYPE_CHECKING:
@@ -46,21 +51,6 @@ def _providers(_: argparse.Namespace) -> int:
             spec = specs[name]
             print(f"  - {name:<12} {spec.default_base_url}  (key: "
                   f"{', '.join(spec.env_vars) or 'none'})")
-    return 0
-
-
-def _models(args: argparse.Namespace) -> int:
-    from ._client import Client
-    from .registry import default_registry
-
-    if args.static:  # the plugin's own list: no key, no request
-        models = list(default_registry().spec(args.provider).models)
-    else:
-        with Client(args.provider, base_url=args.base_url) as client:
-            models = client.models()
-    for model in models:
-        window = f"  context {model.context_window:,}" if model.context_window else ""
-        print(f"{model.id}{window}")
     return 0
 
 
@@ -134,11 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("providers", help="list installed provider plugins").set_defaults(
         func=_providers)
-    models = sub.add_parser("models", help="list a provider's models")
-    models.add_argument("provider")
-    models.add_argument("--base-url")
-    models.add_argument("--static", action="store_true", help="the plugin's built-in list")
-    models.set_defaults(func=_models)
+    add_models_parser(sub)
+    add_config_parser(sub)
     chat = sub.add_parser("chat", help="stream one answer to a prompt")
     chat.add_argument("provider")
     chat.add_argument("prompt")

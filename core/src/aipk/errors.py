@@ -6,6 +6,7 @@ The hierarchy::
     ├── ConfigurationError              bad settings; fix the code or environment, never retried
     │   ├── UnknownProviderError        no installed plugin serves that provider name
     │   ├── MissingCredentialError      no API key or token could be found
+    │   ├── ConfigFileError             a config file is invalid; lists every problem found
     │   └── InvalidRequestError         the request cannot be sent as built (caught before sending)
     ├── PluginError                     a plugin failed to load or broke the hook contract
     └── ProviderError                   anything that went wrong talking to a provider
@@ -50,6 +51,7 @@ __all__ = [
     "AuthErrorCode",
     "AuthenticationError",
     "BadRequestError",
+    "ConfigFileError",
     "ConfigurationError",
     "InvalidRequestError",
     "MissingCredentialError",
@@ -103,6 +105,20 @@ class MissingCredentialError(ConfigurationError):
             fixes.append(f"run: aipk login {provider}")
         fixes.append("pass api_key=... to the client")
         super().__init__(f"no API key for provider {provider!r}: {', or '.join(fixes)}")
+
+
+class ConfigFileError(ConfigurationError):
+    """A config file (or the settings built from it) is invalid. ``problems`` lists every
+    problem found, each naming its key path, the fix and where the value came from; ``path``
+    is the file (None for settings not read from a file)."""
+
+    def __init__(self, path: object, problems: Sequence[object]) -> None:
+        self.path = path
+        self.problems = tuple(problems)
+        where = f"config {path}" if path is not None else "config"
+        count = len(self.problems)
+        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        super().__init__(f"{where}: {count} problem{'s' if count != 1 else ''}:\n{lines}")
 
 
 class InvalidRequestError(ConfigurationError):

@@ -104,3 +104,8 @@ def aipk_parse_models(provider: Provider, data: Any) -> Sequence[ModelInfo] | No
 @hookspec(firstresult=True)
 def aipk_login_flow(provider: Provider) -> LoginFlow | None:
     """Describe how a user logs in to ``provider`` (a LoginFlow), or None if it has no login."""
+
+
+@hookspec
+def aipk_config_options(provider: ProviderSpec) -> Mapping[str, Any] | type | None:
+    """Declare the options a config file may set for ``provider``: {name: type} or attrs class."""

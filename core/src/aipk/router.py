@@ -29,11 +29,11 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, cast, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, get_args
 
 import attrs
 
-from ._breaker import BreakerPolicy, BreakerState, CircuitBreaker
+from ._breaker import BreakerPolicy, BreakerState, CircuitBreaker, CooldownPolicy
 from ._messages import ChatRequest, Message
 from ._providers import ModelInfo, ProviderSpec, Secret
 from ._responses import ChatResponse, StreamEvent, TextDelta, Usage
@@ -57,6 +57,7 @@ from .state import MemoryStore, StateStore
 if TYPE_CHECKING:
     from ._async_client import AsyncChatStream, AsyncClient
     from ._client import Client
+    from .config import Config
     from .registry import Registry
 
 __all__ = [
@@ -107,26 +108,6 @@ def _wait_budget(value: float) -> float:
             f"max_wait must be a finite number of seconds, 0 or more (0 fails at once when no "
             f"target is available), got {value!r}")
     return float(value)
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not value >= 0:
-        raise ValueError(f"{attribute.name} must be zero or more, got {value!r}")
-
-
-@attrs.frozen(kw_only=True, slots=True)
-class CooldownPolicy:
-    """How long (seconds) a target is skipped after each kind of failure.
-
-    A rate limit's own ``retry_after`` replaces ``rate_limit``; every cooldown is capped at
-    ``max_cooldown``. Zero turns a kind off.
-    """
-
-    rate_limit: float = attrs.field(default=5.0, validator=_non_negative)
-    server_error: float = attrs.field(default=2.0, validator=_non_negative)
-    network: float = attrs.field(default=2.0, validator=_non_negative)
-    credential: float = attrs.field(default=300.0, validator=_non_negative)
-    max_cooldown: float = attrs.field(default=3600.0, validator=_non_negative)
 
 
 DEFAULT_COOLDOWN = CooldownPolicy()
@@ -812,6 +793,9 @@ def _closed_early() -> AipkError:
 
 
 
+_RouterT = TypeVar("_RouterT", bound="_RouterBase")
+
+
 class _RouterBase:
     def __init__(
         self,
@@ -836,6 +820,23 @@ class _RouterBase:
                            latency_window=latency_window, max_wait=max_wait)
         self._init_sleep(sleep)
         self._check_clients()
+
+    @classmethod
+    def from_config(cls: type[_RouterT], name: str, *, config: Any = None,
+                    **overrides: Any) -> _RouterT:
+        """A router for the entry ``[routers.NAME]`` of a config file (``config``: a path, a
+        loaded :class:`aipk.config.Config`, or None to find the file); its targets' clients
+        are built from the config's provider entries. Keyword arguments override the file."""
+        from .config import resolve
+
+        loaded = resolve(config, overrides.get("registry"))
+        kwargs = _config_kwargs(loaded, name, asynchronous=issubclass(cls, AsyncRouter),
+                                overrides=overrides)
+        router = cls(kwargs.pop("targets"), **kwargs)
+        for state in router._core.states:  # the clients built here close with the router
+            if state.client is not None:
+                state.owned = True
+        return router
 
     def _init_sleep(self, sleep: Callable[[float], Any] | None) -> None:
         raise NotImplementedError
@@ -1247,3 +1248,47 @@ class AsyncRoutedStream:
         """Stop reading and release the connection."""
         if self._iterator is not None:
             await self._iterator.aclose()  # type: ignore[attr-defined]
+
+
+def _config_kwargs(config: Config, name: str, *, asynchronous: bool,
+                   overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Keyword arguments for ``Router(...)``/``AsyncRouter(...)`` from the router entry
+    ``name`` of a loaded config: targets (with clients built from the provider entries they
+    name) and policies."""
+    from ._async_client import AsyncClient
+    from ._client import Client
+    from .config._build import set_fields
+
+    entry = config.router_entry(name)
+    targets = []
+    for target in entry.targets:
+        provider, client = target.provider, None
+        if provider in config.settings.providers:
+            maker = AsyncClient if asynchronous else Client
+            client = maker.from_config(provider, config=config, max_retries=0)
+            provider = config.spec_name(target.provider)
+        targets.append(Target(
+            provider=provider, model=target.model, client=client,
+            name=target.name or f"{target.provider}/{target.model}",
+            input_price=target.input_price, output_price=target.output_price,
+            context_window=target.context_window))
+    kwargs: dict[str, Any] = {"strategy": entry.strategy,
+                              "fallback_on_context_window": entry.fallback_on_context_window,
+                              "registry": config.registry}
+    cooldown, breaker = entry.cooldown, entry.breaker
+    if cooldown is None:
+        kwargs["cooldown"] = DEFAULT_COOLDOWN
+    else:
+        kwargs["cooldown"] = CooldownPolicy(**set_fields(cooldown)) if cooldown.enabled else None
+    if breaker is None:
+        kwargs["breaker"] = DEFAULT_BREAKER
+    else:
+        kwargs["breaker"] = BreakerPolicy(**set_fields(breaker)) if breaker.enabled else None
+    if entry.max_wait is not None:
+        kwargs["max_wait"] = entry.max_wait
+    store = config.store()
+    if store is not None:
+        kwargs["store"] = store
+    kwargs.update(overrides or {})
+    kwargs["targets"] = targets
+    return kwargs

@@ -117,6 +117,17 @@ def aipk_parse_models(provider: Provider, data: Any) -> Sequence[ModelInfo] | No
     return wire.parse_models(provider, data) if _ours(provider) else None
 
 
+#: The provider options a config file may set (``[providers.openai.options]``).
+CONFIG_OPTIONS: Mapping[str, Any] = {
+    "organization": str, "project": str, "max_tokens_field": str, "stream_usage": bool,
+}
+
+
+@hookimpl
+def aipk_config_options(provider: ProviderSpec) -> Mapping[str, Any] | None:
+    return CONFIG_OPTIONS if provider.protocol == PROTOCOL else None
+
+
 @hookimpl
 def aipk_login_flow(provider: Provider) -> LoginFlow | None:
     if provider.name != "openai":
