@@ -154,6 +154,18 @@ class Target:
     identifies the target in metrics, errors and the state store, so it must be unique.
     ``input_price``/``output_price`` (USD per million tokens) and ``context_window`` override
     the provider's static model information.
+
+    Attributes:
+        provider: The provider id.
+        model: The model to request.
+        client: A ready client; None lets the router create one on first use.
+        api_key: The key for a client the router creates.
+        base_url: The base URL for a client the router creates.
+        name: The target's unique name in metrics, errors and the state store (default
+            ``provider/model``).
+        input_price: US dollars per million input tokens (overrides the provider's model list).
+        output_price: US dollars per million output tokens (overrides the provider's model list).
+        context_window: The model's context window in tokens (overrides the provider's model list).
     """
 
     provider: str
