@@ -11,8 +11,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted([*ROOT.glob("docs/**/*.md"), ROOT / "README.md", *ROOT.glob("core/README.md"),
                 *ROOT.glob("plugins/*/README.md"), *ROOT.glob("contrib/*/README.md")])
 HISTORY = re.compile(
-    r"\b(issues? #?\d+|where it is going|not yet(?= *[:.,)])|not yet (?:supported|implemented|available)|no longer|used to|will be added|"
-    r"planned|roadmap|for now|at the moment|previously)\b",
+    r"\b(issues? #?\d+|where it is going|no longer|used to|will be added|planned|roadmap"
+    r"|for now|at the moment|previously"
+    r"|not yet(?= *[:.,)])|not yet (?:supported|implemented|available))\b",
     re.IGNORECASE)
 
 
