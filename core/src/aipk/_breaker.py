@@ -35,7 +35,13 @@ def _positive(instance: object, attribute: attrs.Attribute[float], value: float)
 
 @attrs.frozen(kw_only=True, slots=True)
 class BreakerPolicy:
-    """When a breaker opens and for how long (seconds)."""
+    """When a breaker opens and for how long (seconds).
+
+    Attributes:
+        failure_threshold: Consecutive failures that open the breaker.
+        open_duration: Seconds the breaker stays open before letting one probe through.
+        probe_timeout: Seconds a probe may take before another is let through.
+    """
 
     failure_threshold: int = attrs.field(default=5, validator=attrs.validators.ge(1))
     open_duration: float = attrs.field(default=30.0, validator=_positive)
@@ -46,7 +52,14 @@ class BreakerPolicy:
 class BreakerState:
     """One key's breaker: ``failures`` counts consecutive failures while closed;
     ``opened_at`` is when it last opened; ``probe_at`` when the half-open probe was let through
-    (None: the slot is free)."""
+    (None: the slot is free).
+
+    Attributes:
+        mode: ``closed``, ``open`` or ``half_open``.
+        failures: Consecutive failures while closed.
+        opened_at: When it last opened.
+        probe_at: When the half-open probe was let through (None: none is out).
+    """
 
     mode: BreakerMode = "closed"
     failures: int = 0

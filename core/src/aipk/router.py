@@ -120,6 +120,13 @@ class CooldownPolicy:
 
     A rate limit's own ``retry_after`` replaces ``rate_limit``; every cooldown is capped at
     ``max_cooldown``. Zero turns a kind off.
+
+    Attributes:
+        rate_limit: Seconds after a rate limit (its own ``retry_after`` wins).
+        server_error: Seconds after a 5xx.
+        network: Seconds after a timeout or connection failure.
+        credential: Seconds after an authentication failure.
+        max_cooldown: Upper bound on any cooldown.
     """
 
     rate_limit: float = attrs.field(default=5.0, validator=_non_negative)
@@ -182,7 +189,14 @@ class Target:
 @attrs.frozen(kw_only=True, slots=True)
 class RouteInfo:
     """How a response was routed: who served it, with which model, and who was tried first
-    (``tried`` ends with ``served_by``; ``failures`` pairs a target name with its error)."""
+    (``tried`` ends with ``served_by``; ``failures`` pairs a target name with its error).
+
+    Attributes:
+        served_by: The name of the target that answered.
+        model: The model it answered with.
+        tried: The targets tried, in order, ending with ``served_by``.
+        failures: (target name, error) pairs for the targets that failed.
+    """
 
     served_by: str
     model: str
@@ -233,7 +247,13 @@ BreakerVerdict = Literal["success", "failure", "neutral"]
 class Verdict:
     """What the router does about one target's error: ``action`` (raise it, fail over, or the
     context-window fallback), the target's ``cooldown`` in seconds, and what it tells the
-    breaker."""
+    breaker.
+
+    Attributes:
+        action: ``raise``, ``failover`` or ``context`` (the context-window fallback).
+        cooldown: Seconds to skip the target.
+        breaker: What the breaker records: ``success``, ``failure`` or ``neutral``.
+    """
 
     action: Action
     cooldown: float = 0.0
