@@ -84,6 +84,8 @@ if TYPE_CHECKING:
     from .router import AsyncRouter, Router, Target
     from .state import MemoryStore, StateStore
 
+    __version__: str  # read from the installed metadata on first use (see _version)
+
 __all__ = [
     "AipkError",
     "AllTargetsFailedError",
@@ -191,6 +193,8 @@ def __getattr__(name: str) -> Any:
 
     module = _LAZY.get(name)
     if module is None:
+        if name == "__version__":
+            return _version()
         if name in _SUBMODULES:
             return importlib.import_module(f".{name}", __name__)
         raise AttributeError(f"module 'aipk' has no attribute {name!r}")
@@ -203,4 +207,18 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-__version__ = "0.1.0"
+#: The distribution that installs this package (``pip install aipk-core``; import ``aipk``).
+_DISTRIBUTION = "aipk-core"
+
+
+def _version() -> str:
+    """The installed ``aipk-core`` version, read from its metadata on first use (the metadata
+    machinery costs milliseconds to import, so ``import aipk`` does not pay for it)."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version(_DISTRIBUTION)
+    except metadata.PackageNotFoundError:  # running from a source tree that was never installed
+        version = "0+unknown"
+    globals()["__version__"] = version
+    return version

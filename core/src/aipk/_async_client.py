@@ -79,6 +79,8 @@ class AsyncClient(ClientBase):
             transport if transport is not None
             else AsyncHttpxTransport(http_client, timeout=self.timeout)
         )
+        #: a transport passed in belongs to the caller (it may be shared): never closed here
+        self._owns_transport = transport is None
         self._sleep = sleep
 
     async def __aenter__(self) -> AsyncClient:
@@ -89,8 +91,10 @@ class AsyncClient(ClientBase):
         await self.close()
 
     async def close(self) -> None:
-        """Close connections this client opened (not an ``http_client`` you passed in)."""
-        await self._transport.close()
+        """Close connections this client opened (not an ``http_client`` or
+        ``transport`` you passed in: those stay open for the other clients sharing them)."""
+        if self._owns_transport:
+            await self._transport.close()
 
     # -- calls ---------------------------------------------------------------------------
 

@@ -35,7 +35,13 @@ def _positive(instance: object, attribute: attrs.Attribute[float], value: float)
 
 @attrs.frozen(kw_only=True, slots=True)
 class BreakerPolicy:
-    """When a breaker opens and for how long (seconds)."""
+    """When a breaker opens and for how long (seconds).
+
+    Attributes:
+        failure_threshold: Consecutive failures that open the breaker.
+        open_duration: Seconds the breaker stays open before letting one probe through.
+        probe_timeout: Seconds a probe may take before another is let through.
+    """
 
     failure_threshold: int = attrs.field(default=5, validator=attrs.validators.ge(1))
     open_duration: float = attrs.field(default=30.0, validator=_positive)
@@ -46,7 +52,14 @@ class BreakerPolicy:
 class BreakerState:
     """One key's breaker: ``failures`` counts consecutive failures while closed;
     ``opened_at`` is when it last opened; ``probe_at`` when the half-open probe was let through
-    (None: the slot is free)."""
+    (None: the slot is free).
+
+    Attributes:
+        mode: ``closed``, ``open`` or ``half_open``.
+        failures: Consecutive failures while closed.
+        opened_at: When it last opened.
+        probe_at: When the half-open probe was let through (None: none is out).
+    """
 
     mode: BreakerMode = "closed"
     failures: int = 0
@@ -179,6 +192,13 @@ class CooldownPolicy:
 
     A rate limit's own ``retry_after`` replaces ``rate_limit``; every cooldown is capped at
     ``max_cooldown``. Zero turns a kind off.
+
+    Attributes:
+        rate_limit: Seconds after a rate limit (its own ``retry_after`` wins).
+        server_error: Seconds after a 5xx.
+        network: Seconds after a timeout or connection failure.
+        credential: Seconds after an authentication failure.
+        max_cooldown: Upper bound on any cooldown.
     """
 
     rate_limit: float = attrs.field(default=5.0, validator=_non_negative)

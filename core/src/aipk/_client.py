@@ -34,7 +34,14 @@ __all__ = ["ChatStream", "Client", "HealthStatus"]
 
 @attrs.frozen(kw_only=True)
 class HealthStatus:
-    """The outcome of a health check: reachable and authorised, and how long it took."""
+    """The outcome of a health check: reachable and authorised, and how long it took.
+
+    Attributes:
+        provider: The provider id checked.
+        healthy: True when the provider answered and accepted the credential.
+        latency: Seconds the check took.
+        error: Why the check failed, or None.
+    """
 
     provider: str
     healthy: bool
@@ -100,6 +107,8 @@ class Client(ClientBase):
             transport if transport is not None
             else HttpxTransport(http_client, timeout=self.timeout)
         )
+        #: a transport passed in belongs to the caller (it may be shared): never closed here
+        self._owns_transport = transport is None
         self._sleep = sleep
 
     def __enter__(self) -> Client:
@@ -110,8 +119,10 @@ class Client(ClientBase):
         self.close()
 
     def close(self) -> None:
-        """Close connections this client opened (not an ``http_client`` you passed in)."""
-        self._transport.close()
+        """Close connections this client opened (not an ``http_client`` or
+        ``transport`` you passed in: those stay open for the other clients sharing them)."""
+        if self._owns_transport:
+            self._transport.close()
 
     # -- calls ---------------------------------------------------------------------------
 

@@ -43,7 +43,15 @@ def encode_json(data: Any) -> bytes:
 
 @attrs.frozen(kw_only=True, repr=False)
 class HttpRequest:
-    """An HTTP request to send: method, URL, headers, and a JSON body or raw content."""
+    """An HTTP request to send: method, URL, headers, and a JSON body or raw content.
+
+    Attributes:
+        method: The HTTP method.
+        url: The absolute URL, query string included.
+        headers: Request headers (shown redacted in the repr).
+        json: A body to encode as compact JSON, or None.
+        content: A raw body, sent as is; takes precedence over ``json``.
+    """
 
     method: Literal["GET", "POST", "PUT", "DELETE", "PATCH"] = "POST"
     url: str
@@ -81,7 +89,14 @@ class HttpRequest:
 @attrs.frozen(kw_only=True)
 class Timeout:
     """Separate timeouts, in seconds. ``read`` bounds the wait for *each* chunk, not the whole
-    stream, so a long stream is never cut by a total deadline."""
+    stream, so a long stream is never cut by a total deadline.
+
+    Attributes:
+        connect: Seconds to establish a connection.
+        read: Seconds to wait for each chunk of the response.
+        write: Seconds to send each chunk of the request.
+        pool: Seconds to wait for a free connection from the pool.
+    """
 
     connect: float = 10.0
     read: float = 600.0

@@ -30,7 +30,13 @@ _ROLES = frozenset({"system", "user", "assistant", "tool"})
 
 @attrs.frozen(kw_only=True)
 class ToolCall:
-    """A function call the model asked for. ``arguments`` is the JSON text exactly as produced."""
+    """A function call the model asked for. ``arguments`` is the JSON text exactly as produced.
+
+    Attributes:
+        id: The call's id, echoed back by the tool message answering it.
+        name: The tool's name.
+        arguments: The arguments as JSON text, exactly as the model produced them.
+    """
 
     id: str
     name: str
@@ -54,7 +60,13 @@ def _bytes_repr(data: bytes | None) -> str:
 
 @attrs.frozen(kw_only=True)
 class Image:
-    """An image in a user message: a URL (``https:`` or ``data:``), or bytes and a media type."""
+    """An image in a user message: a URL (``https:`` or ``data:``), or bytes and a media type.
+
+    Attributes:
+        url: An ``https:`` or ``data:`` URL.
+        data: The image bytes, when not given by URL.
+        media_type: The bytes' media type, e.g. ``image/png``.
+    """
 
     url: str | None = None
     data: bytes | None = attrs.field(default=None, repr=_bytes_repr)
@@ -79,6 +91,15 @@ class Message:
 
     ``extra`` carries provider data that must travel with the message to the next turn (for
     example Gemini's ``thoughtSignature`` or Anthropic thinking blocks).
+
+    Attributes:
+        role: "system", "user", "assistant" or "tool".
+        content: The text; None for an assistant message holding only tool calls.
+        images: Images attached to a user message.
+        tool_calls: The tool calls an assistant message asked for.
+        tool_call_id: For a tool message: the id of the call it answers (required).
+        name: For a tool message: the tool's name (some providers need it).
+        extra: Provider data that must travel with the message to the next turn.
     """
 
     role: Role
@@ -158,7 +179,14 @@ def _default_parameters() -> dict[str, Any]:
 
 @attrs.frozen(kw_only=True)
 class Tool:
-    """A function the model may call. ``parameters`` is a JSON Schema object."""
+    """A function the model may call. ``parameters`` is a JSON Schema object.
+
+    Attributes:
+        name: The function name the model calls (letters, digits, ``_`` and ``-``, at most 64).
+        description: What the function does, for the model.
+        parameters: A JSON Schema object describing the arguments.
+        strict: Ask the provider to enforce the schema exactly; None leaves its default.
+    """
 
     name: str
     description: str = ""
@@ -181,7 +209,12 @@ class Tool:
 
 @attrs.frozen(kw_only=True)
 class ToolChoice:
-    """Whether and which tool the model must call: AUTO, REQUIRED, NONE or :meth:`function`."""
+    """Whether and which tool the model must call: AUTO, REQUIRED, NONE or :meth:`function`.
+
+    Attributes:
+        mode: "auto", "required", "none" or "function".
+        name: The function to call when ``mode`` is "function".
+    """
 
     mode: Literal["auto", "required", "none", "function"]
     name: str | None = None
@@ -236,7 +269,24 @@ def _stop(value: str | Iterable[str] | None) -> tuple[str, ...] | None:
 
 @attrs.frozen(kw_only=True)
 class ChatRequest:
-    """A provider-neutral chat request. ``extra`` is merged into the provider's wire body as is."""
+    """A provider-neutral chat request. ``extra`` is merged into the provider's wire body as is.
+
+    Attributes:
+        model: The provider's model id.
+        messages: The conversation so far (Message records, or OpenAI-style dicts converted on
+            creation).
+        temperature: Sampling temperature; None leaves the provider's default.
+        top_p: Nucleus sampling mass; None leaves the provider's default.
+        max_tokens: Upper bound on the answer's tokens (positive); None leaves the provider's
+            default.
+        stop: Sequences that end the answer (a single string becomes a one-item tuple).
+        tools: Functions the model may call.
+        tool_choice: Whether and which tool the model must call ("auto", "required", "none" or
+            ToolChoice.function(name)).
+        parallel_tool_calls: Allow several tool calls in one answer; None leaves the provider's
+            default.
+        extra: Provider-specific fields merged into the wire body as they are.
+    """
 
     model: str
     messages: tuple[Message, ...] = attrs.field(converter=_messages)

@@ -60,7 +60,13 @@ class Secret:
 
 @attrs.frozen(kw_only=True)
 class Credential:
-    """A credential for a request; ``id`` is a stable, non-secret label for logs and metrics."""
+    """A credential for a request; ``id`` is a stable, non-secret label for logs and metrics.
+
+    Attributes:
+        kind: What the secret is: "api_key", "oauth" (an access token) or "none".
+        secret: The key or token, a Secret that never prints; None for providers that need no key.
+        id: A stable, non-secret label keying per-credential state, logs and metrics.
+    """
 
     kind: AuthKind
     secret: Secret | None = None
@@ -69,7 +75,17 @@ class Credential:
 
 @attrs.frozen(kw_only=True)
 class Capabilities:
-    """What a provider, or one of its models, supports. ``None`` means unknown."""
+    """What a provider, or one of its models, supports. ``None`` means unknown.
+
+    Attributes:
+        streaming: Answers can be streamed.
+        tools: Function (tool) calling is supported.
+        vision: Images are accepted in user messages.
+        json_mode: A JSON-only output mode is available.
+        reasoning: The model reasons before answering (and may stream its reasoning).
+        context_window: Maximum input plus output tokens, or None when unknown.
+        max_output_tokens: Maximum tokens in one answer, or None when unknown.
+    """
 
     streaming: bool = True
     tools: bool = True
@@ -92,7 +108,18 @@ class Capabilities:
 
 @attrs.frozen(kw_only=True)
 class ModelInfo:
-    """A model a provider serves. Prices are in US dollars per million tokens."""
+    """A model a provider serves. Prices are in US dollars per million tokens.
+
+    Attributes:
+        id: The model id to pass as ``model=``.
+        provider: The provider id serving it.
+        display_name: A human-readable name.
+        capabilities: What the model supports, when known.
+        input_price: US dollars per million input tokens.
+        output_price: US dollars per million output tokens.
+        created: When the provider published it (epoch seconds).
+        extra: Provider-specific model fields.
+    """
 
     id: str
     provider: str
@@ -117,6 +144,26 @@ class ProviderSpec:
     ``base_url_env`` names an environment variable that overrides ``default_base_url``;
     ``option_env`` maps option names to environment variables read when a client is created
     (an explicit keyword argument wins).
+
+    Attributes:
+        name: The provider id (``aipk.Client(name)``).
+        protocol: The wire-format family the hooks route on (``openai`` for OpenAI-compatible
+            services).
+        default_base_url: The URL used when neither ``base_url=`` nor ``base_url_env`` is set.
+        display_name: A human-readable name.
+        auth_kinds: The credential kinds the provider accepts.
+        env_vars: Environment variables holding the key, tried in order (a comma list makes a key
+            pool).
+        capabilities: What the provider supports in general.
+        models: A static list of the provider's models (``aipk models PROVIDER --static``).
+        default_model: The model used when a request names none.
+        key_optional: True when the provider works without a key (local servers).
+        connect_timeout: Default connect timeout in seconds, or None for aipk's.
+        read_timeout: Default per-chunk read timeout in seconds, or None for aipk's.
+        base_url_env: An environment variable that overrides ``default_base_url``.
+        option_env: Option name -> environment variable read when a client is created (an explicit
+            keyword argument wins).
+        options: Provider-specific settings, e.g. client-side limits.
     """
 
     name: str
@@ -138,7 +185,14 @@ class ProviderSpec:
 
 @attrs.frozen(kw_only=True)
 class Provider:
-    """A provider spec resolved against the user's settings; what every hook receives."""
+    """A provider spec resolved against the user's settings; what every hook receives.
+
+    Attributes:
+        spec: The plugin's declaration of the provider.
+        base_url: The base URL in use (argument, environment variable or the spec's default).
+        options: Provider options from client keyword arguments and ``option_env`` variables.
+        headers: Extra headers the user asked for on every request.
+    """
 
     spec: ProviderSpec
     base_url: str

@@ -177,7 +177,13 @@ def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
 
 @attrs.frozen(kw_only=True)
 class RateLimitWindow:
-    """One limit: its size, what is left, and when it resets (absolute, epoch seconds)."""
+    """One limit: its size, what is left, and when it resets (absolute, epoch seconds).
+
+    Attributes:
+        limit: The window's size.
+        remaining: What is left in the window.
+        reset_at: When the window resets (epoch seconds).
+    """
 
     limit: int | None = None
     remaining: int | None = None
@@ -229,7 +235,20 @@ _WINDOWS = ("requests", "tokens", "input_tokens", "output_tokens", "daily_reques
 
 @attrs.frozen(kw_only=True)
 class RateLimitState:
-    """What the provider last said about its limits. ``not_before`` is absolute (epoch seconds)."""
+    """What the provider last said about its limits. ``not_before`` is absolute (epoch seconds).
+
+    Attributes:
+        requests: The requests-per-window limit.
+        tokens: The tokens-per-window limit.
+        input_tokens: The input-tokens-per-window limit, where reported separately.
+        output_tokens: The output-tokens-per-window limit, where reported separately.
+        daily_requests: The requests-per-day limit.
+        daily_tokens: The tokens-per-day limit.
+        not_before: No request should be sent before this time (epoch seconds), from ``retry-
+            after``.
+        credits_remaining: Prepaid credit left, where the provider reports it.
+        observed_at: When the headers were read (epoch seconds).
+    """
 
     requests: RateLimitWindow | None = None
     tokens: RateLimitWindow | None = None

@@ -54,7 +54,16 @@ class FinishReason(str, enum.Enum):
 
 @attrs.frozen(kw_only=True)
 class Usage:
-    """Token counts for one call. ``total_tokens`` defaults to input + output."""
+    """Token counts for one call. ``total_tokens`` defaults to input + output.
+
+    Attributes:
+        input_tokens: Tokens in the prompt (cached ones included).
+        output_tokens: Tokens in the answer (reasoning included).
+        total_tokens: Input plus output, unless the provider reported another total.
+        reasoning_tokens: Output tokens spent on reasoning, where reported.
+        cache_read_tokens: Input tokens read from the provider's prompt cache, where reported.
+        cache_write_tokens: Input tokens written to the provider's prompt cache, where reported.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
@@ -70,7 +79,22 @@ class Usage:
 
 @attrs.frozen(kw_only=True)
 class ChatResponse:
-    """A complete answer. ``message`` is the assistant message to append to the conversation."""
+    """A complete answer. ``message`` is the assistant message to append to the conversation.
+
+    Attributes:
+        provider: The provider id that answered.
+        model: The model that answered, as the provider reported it.
+        message: The assistant message, ready to append to the conversation.
+        finish_reason: Why generation stopped, normalised; None when not reported.
+        raw_finish_reason: The provider's own word for why generation stopped.
+        usage: Token counts, when the provider reported them.
+        id: The provider's id for this answer.
+        request_id: The provider's request id (from the response headers), for support tickets.
+        refusal: The refusal text, when the model declined to answer.
+        reasoning: The model's reasoning text, where the provider exposes it.
+        rate_limit: What the response headers said about the provider's limits.
+        extra: Provider-specific response fields (for example ``system_fingerprint``).
+    """
 
     provider: str
     model: str
@@ -107,28 +131,47 @@ class ChatResponse:
 
 @attrs.frozen(kw_only=True, slots=True)
 class TextDelta:
-    """A fragment of the answer text."""
+    """A fragment of the answer text.
+
+    Attributes:
+        text: The fragment.
+    """
 
     text: str
 
 
 @attrs.frozen(kw_only=True, slots=True)
 class ReasoningDelta:
-    """A fragment of the model's reasoning, where the provider exposes it."""
+    """A fragment of the model's reasoning, where the provider exposes it.
+
+    Attributes:
+        text: The fragment.
+    """
 
     text: str
 
 
 @attrs.frozen(kw_only=True, slots=True)
 class RefusalDelta:
-    """A fragment of a refusal message."""
+    """A fragment of a refusal message.
+
+    Attributes:
+        text: The fragment.
+    """
 
     text: str
 
 
 @attrs.frozen(kw_only=True, slots=True)
 class ToolCallDelta:
-    """A fragment of tool call ``index``: ``id``/``name`` on its first fragment, then arguments."""
+    """A fragment of tool call ``index``: ``id``/``name`` on its first fragment, then arguments.
+
+    Attributes:
+        index: Which tool call of the answer this fragment belongs to.
+        id: The call's id (on its first fragment).
+        name: The tool's name (on its first fragment).
+        arguments: The next piece of the JSON arguments text.
+    """
 
     index: int
     id: str | None = None
@@ -138,14 +181,23 @@ class ToolCallDelta:
 
 @attrs.frozen(kw_only=True, slots=True)
 class UsageEvent:
-    """Token usage so far; a later UsageEvent replaces an earlier one."""
+    """Token usage so far; a later UsageEvent replaces an earlier one.
+
+    Attributes:
+        usage: The token counts so far.
+    """
 
     usage: Usage
 
 
 @attrs.frozen(kw_only=True, slots=True)
 class FinishEvent:
-    """Generation finished, and why (``raw`` is the provider's own word)."""
+    """Generation finished, and why (``raw`` is the provider's own word).
+
+    Attributes:
+        reason: Why generation stopped, normalised.
+        raw: The provider's own word for it.
+    """
 
     reason: FinishReason
     raw: str | None = None

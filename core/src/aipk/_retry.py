@@ -27,7 +27,16 @@ __all__ = ["RetryPolicy"]
 
 @attrs.frozen(kw_only=True)
 class RetryPolicy:
-    """How many times to retry and how long to wait between attempts."""
+    """How many times to retry and how long to wait between attempts.
+
+    Attributes:
+        max_retries: Retries after the first attempt (0 disables retrying).
+        initial_delay: Seconds before the first retry; doubled for each later one.
+        max_delay: Upper bound, in seconds, on one computed backoff delay.
+        max_retry_after: Longest provider-requested wait (``retry-after``) honoured; a longer one
+            raises at once.
+        jitter: Up to this fraction is taken off each computed delay, at random.
+    """
 
     max_retries: int = 2
     initial_delay: float = 0.5

@@ -81,16 +81,31 @@ class ConfigurationError(AipkError, ValueError):
 
 
 class UnknownProviderError(ConfigurationError):
-    """No installed plugin serves the requested provider name."""
+    """No loaded plugin serves the requested provider name.
 
-    def __init__(self, name: str, installed: list[str]) -> None:
+    The message names the fix: the distribution to install when a known plugin serves the
+    name (``distribution``), the close names when it looks like a typo (``suggestions``), else
+    the usual package name to look for.
+    """
+
+    def __init__(self, name: str, installed: list[str], *, distribution: str | None = None,
+                 suggestions: Sequence[str] = (), distribution_installed: bool = False) -> None:
         self.name = name
         self.installed = sorted(installed)
+        self.distribution = distribution
+        self.suggestions = tuple(suggestions)
         listing = ", ".join(self.installed) if self.installed else "none"
-        super().__init__(
-            f"unknown provider {name!r}; installed providers: {listing}. "
-            f"If a plugin exists for it, install it with: pip install aipk-{name}"
-        )
+        message = f"unknown provider {name!r}; installed providers: {listing}. "
+        if distribution is not None and distribution_installed:
+            message += (f"It is served by {distribution}, which is installed but did not load: "
+                        f"check AIPK_LOAD_PLUGINS and the errors `aipk providers` shows")
+        elif distribution is not None:
+            message += f"It is served by the plugin {distribution}: pip install {distribution}"
+        elif self.suggestions:
+            message += f"Did you mean {' or '.join(map(repr, self.suggestions))}?"
+        else:
+            message += f"If a plugin exists for it, install it, e.g.: pip install aipk-{name}"
+        super().__init__(message)
 
 
 class MissingCredentialError(ConfigurationError):

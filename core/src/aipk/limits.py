@@ -71,7 +71,13 @@ class TokenBucket:
 
 @attrs.frozen(kw_only=True)
 class ClientLimits:
-    """Client-side limits; ``None`` means no limit of that kind."""
+    """Client-side limits; ``None`` means no limit of that kind.
+
+    Attributes:
+        requests_per_minute: Requests allowed per minute.
+        tokens_per_minute: Tokens allowed per minute.
+        requests_per_day: Requests allowed per day.
+    """
 
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None

@@ -20,8 +20,9 @@ import logging
 import os
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, cast
 
 import attrs
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "FIRST_PARTY_PROVIDERS",
+    "PROVIDERS_GROUP",
     "HookCallers",
     "PluginInfo",
     "PluginWarning",
@@ -44,17 +47,76 @@ __all__ = [
     "available",
     "default_registry",
     "isolated_registry",
+    "provider_distributions",
     "register",
 ]
 
 ENTRY_POINT_GROUP = "aipk.plugins"
+#: Entry-point group naming every provider id a plugin serves, so they can be listed without
+#: importing the plugin: name = provider id, value = the plugin's ``aipk.plugins`` value.
+PROVIDERS_GROUP = "aipk.providers"
+
+#: The first-party provider ids and the distribution serving each: the install hint for a
+#: provider whose plugin is not installed.
+FIRST_PARTY_PROVIDERS: Mapping[str, str] = MappingProxyType({
+    "openai": "aipk-openai",
+    "groq": "aipk-openai",
+    "lmstudio": "aipk-openai",
+    "ollama": "aipk-openai",
+    "anthropic": "aipk-anthropic",
+    "gemini": "aipk-gemini",
+    "cerebras": "aipk-cerebras",
+    "openrouter": "aipk-openrouter",
+    "qwen": "aipk-qwen",
+    "dashscope": "aipk-qwen",
+})
 
 
-def _entry_points() -> list[EntryPoint]:
+def _entry_points(group: str = ENTRY_POINT_GROUP) -> list[EntryPoint]:
     # importlib.metadata costs ~30 ms to import; only listing or loading plugins needs it.
     from importlib import metadata
 
-    return list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+    return list(metadata.entry_points(group=group))
+
+
+def _listing() -> tuple[list[EntryPoint], dict[str, list[str]]]:
+    """The plugins' entry points and the provider ids each declares, from one scan of the
+    installed distributions (each scan costs milliseconds)."""
+    from importlib import metadata
+
+    found = metadata.entry_points()
+    declared: dict[str, list[str]] = {}
+    for ep in found.select(group=PROVIDERS_GROUP):
+        declared.setdefault(ep.value, []).append(ep.name)
+    return list(found.select(group=ENTRY_POINT_GROUP)), declared
+
+
+def _distribution_of(ep: EntryPoint) -> tuple[str | None, str | None]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return None, None
+    return dist.metadata["Name"], dist.version
+
+
+def provider_distributions() -> dict[str, str]:
+    """Every known provider id -> the distribution that serves it: the installed plugins'
+    declarations (``aipk.providers`` entry points) over the first-party table. Imports no
+    plugin."""
+    known = dict(FIRST_PARTY_PROVIDERS)
+    for ep in _entry_points(PROVIDERS_GROUP):
+        name, _ = _distribution_of(ep)
+        if name is not None:
+            known[ep.name] = name
+    return known
+
+
+def _plugin_info(ep: EntryPoint, declared: Mapping[str, list[str]], **state: Any) -> PluginInfo:
+    distribution, version = _distribution_of(ep)
+    providers = state.pop("providers", None)
+    if providers is None:
+        providers = tuple(sorted(set(declared.get(ep.value, ()))))
+    return PluginInfo(name=ep.name, value=ep.value, distribution=distribution, version=version,
+                      providers=providers, **state)
 
 
 log = logging.getLogger("aipk.plugins")
@@ -65,7 +127,18 @@ class PluginWarning(UserWarning):
 
 @attrs.frozen(kw_only=True)
 class PluginInfo:
-    """One plugin: where it comes from and whether it loaded."""
+    """One plugin: where it comes from and whether it loaded.
+
+    Attributes:
+        name: The entry-point name (or the in-process registration name).
+        value: The entry-point value: the module (or object) the plugin is.
+        distribution: The distribution that installed it; None for in-process plugins.
+        version: That distribution's version.
+        loaded: True once the plugin is imported and registered.
+        error: Why it failed to load, or None.
+        providers: The provider ids it serves: from its ``aipk_providers`` hook once loaded,
+            before that from its distribution's ``aipk.providers`` entry points.
+    """
 
     name: str
     value: str
@@ -193,19 +266,13 @@ class Registry:
     def available(self) -> list[PluginInfo]:
         """Installed and registered plugins; entry points are listed without being imported."""
         infos: dict[str, PluginInfo] = {}
-        for ep in _entry_points():
+        plugins, declared = _listing()
+        for ep in plugins:
             name = ep.name
-            dist = getattr(ep, "dist", None)
             plugin = self.pm.get_plugin(name)
-            infos[name] = PluginInfo(
-                name=name,
-                value=ep.value,
-                distribution=dist.metadata["Name"] if dist is not None else None,
-                version=dist.version if dist is not None else None,
-                loaded=plugin is not None,
-                error=self._errors.get(name),
-                providers=self._providers_of(name) if plugin is not None else (),
-            )
+            infos[name] = _plugin_info(
+                ep, declared, loaded=plugin is not None, error=self._errors.get(name),
+                providers=self._providers_of(name) if plugin is not None else None)
         for name, plugin in self.pm.list_name_plugin():
             if name in infos or name == "aipk.builtin" or plugin is None:
                 continue
@@ -293,7 +360,19 @@ class Registry:
         try:
             return specs[name]
         except KeyError:
-            raise UnknownProviderError(name, list(specs)) from None
+            raise self._unknown(name, specs) from None
+
+    def _unknown(self, name: str, specs: Mapping[str, ProviderSpec]) -> UnknownProviderError:
+        import difflib
+
+        known = provider_distributions()
+        distribution = known.get(name)
+        installed = False
+        if distribution is not None:
+            installed = any(info.distribution == distribution for info in self.available())
+        suggestions = difflib.get_close_matches(name, sorted({*specs, *known}), n=3, cutoff=0.6)
+        return UnknownProviderError(name, list(specs), distribution=distribution,
+                                    suggestions=suggestions, distribution_installed=installed)
 
 
 class _PluginManager(pluggy.PluginManager):
@@ -469,13 +548,8 @@ def default_registry() -> Registry:
 def available() -> list[PluginInfo]:
     """List installed provider plugins (name, distribution, version, loaded, load error)."""
     if _default is None:  # nothing loaded or registered yet: no registry needed to list them
-        infos = {}
-        for ep in _entry_points():
-            dist = getattr(ep, "dist", None)
-            infos[ep.name] = PluginInfo(
-                name=ep.name, value=ep.value,
-                distribution=dist.metadata["Name"] if dist is not None else None,
-                version=dist.version if dist is not None else None)
+        plugins, declared = _listing()
+        infos = {ep.name: _plugin_info(ep, declared) for ep in plugins}
         return sorted(infos.values(), key=lambda info: info.name)
     return default_registry().available()
 

@@ -135,6 +135,18 @@ class Target:
     identifies the target in metrics, errors and the state store, so it must be unique.
     ``input_price``/``output_price`` (USD per million tokens) and ``context_window`` override
     the provider's static model information.
+
+    Attributes:
+        provider: The provider id.
+        model: The model to request.
+        client: A ready client; None lets the router create one on first use.
+        api_key: The key for a client the router creates.
+        base_url: The base URL for a client the router creates.
+        name: The target's unique name in metrics, errors and the state store (default
+            ``provider/model``).
+        input_price: US dollars per million input tokens (overrides the provider's model list).
+        output_price: US dollars per million output tokens (overrides the provider's model list).
+        context_window: The model's context window in tokens (overrides the provider's model list).
     """
 
     provider: str
@@ -151,7 +163,14 @@ class Target:
 @attrs.frozen(kw_only=True, slots=True)
 class RouteInfo:
     """How a response was routed: who served it, with which model, and who was tried first
-    (``tried`` ends with ``served_by``; ``failures`` pairs a target name with its error)."""
+    (``tried`` ends with ``served_by``; ``failures`` pairs a target name with its error).
+
+    Attributes:
+        served_by: The name of the target that answered.
+        model: The model it answered with.
+        tried: The targets tried, in order, ending with ``served_by``.
+        failures: (target name, error) pairs for the targets that failed.
+    """
 
     served_by: str
     model: str
@@ -202,7 +221,13 @@ BreakerVerdict = Literal["success", "failure", "neutral"]
 class Verdict:
     """What the router does about one target's error: ``action`` (raise it, fail over, or the
     context-window fallback), the target's ``cooldown`` in seconds, and what it tells the
-    breaker."""
+    breaker.
+
+    Attributes:
+        action: ``raise``, ``failover`` or ``context`` (the context-window fallback).
+        cooldown: Seconds to skip the target.
+        breaker: What the breaker records: ``success``, ``failure`` or ``neutral``.
+    """
 
     action: Action
     cooldown: float = 0.0

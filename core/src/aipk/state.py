@@ -1,7 +1,7 @@
 """A small key-value store for the per-key state aipk keeps between requests.
 
 Rate-limit trackers, router cooldowns and circuit breakers keep their state behind
-:class:`StateStore`, so one shared store (Redis, a database) can later replace the in-memory
+:class:`StateStore`, so one shared store (Redis, a database) can replace the in-memory
 default and several processes then see the same state. The interface is four calls on
 ``(namespace, key)`` pairs:
 

@@ -69,6 +69,20 @@ class OAuthEndpoints:
     ``extra_headers`` go on every token request (e.g. a beta header);
     ``extra_authorize_params`` on the authorization URL. ``state_in_token_request`` also sends
     the login's ``state`` with the code exchange (Anthropic's token endpoint expects it).
+
+    Attributes:
+        provider: The provider id, for error messages.
+        client_id: The registered OAuth client id.
+        token_url: The token endpoint.
+        authorize_url: The authorization page (authorization-code and key-exchange logins).
+        device_authorization_url: The device authorization endpoint (device logins).
+        client_secret: The client secret, for installed apps that have one.
+        scopes: The scopes to request.
+        redirect_path: The callback path on the loopback redirect URI.
+        token_format: How token requests are encoded: ``form`` or ``json``.
+        extra_headers: Headers sent with every token request.
+        extra_authorize_params: Parameters added to the authorization URL.
+        state_in_token_request: Send the login's ``state`` with the code exchange too.
     """
 
     provider: str
@@ -93,7 +107,13 @@ def pkce_challenge(verifier: str) -> str:
 
 @attrs.frozen(kw_only=True)
 class PKCE:
-    """A PKCE verifier (secret) and its S256 challenge."""
+    """A PKCE verifier (secret) and its S256 challenge.
+
+    Attributes:
+        verifier: The code verifier, kept secret until the token request.
+        challenge: Its S256 challenge, sent with the authorization request.
+        method: The challenge method (``S256``).
+    """
 
     verifier: Secret
     challenge: str
@@ -124,7 +144,15 @@ def check_state(expected: str, received: str | None, *, provider: str = "oauth")
 
 @attrs.frozen(kw_only=True)
 class AuthorizationRequest:
-    """One authorization-code login in progress: send the user to ``url``."""
+    """One authorization-code login in progress: send the user to ``url``.
+
+    Attributes:
+        url: The authorization URL to open in the user's browser.
+        redirect_uri: The loopback callback the provider redirects to.
+        state: The anti-forgery value the callback must echo.
+        pkce: The PKCE pair for the code exchange.
+        scopes: The scopes requested.
+    """
 
     url: str = attrs.field(repr=False)
     redirect_uri: str
@@ -135,7 +163,19 @@ class AuthorizationRequest:
 
 @attrs.frozen(kw_only=True)
 class DeviceAuthorization:
-    """A device login in progress: show ``user_code`` and ``verification_uri`` to the user."""
+    """A device login in progress: show ``user_code`` and ``verification_uri`` to the user.
+
+    Attributes:
+        device_code: The code the client polls with (secret).
+        user_code: The code the user enters on the verification page.
+        verification_uri: Where the user enters it.
+        verification_uri_complete: The same page with the code filled in, when the provider offers
+            it.
+        expires_in: Seconds until the codes expire.
+        interval: Seconds between polls, as the provider asked.
+        pkce: The PKCE pair, for providers that want a challenge.
+        scopes: The scopes requested.
+    """
 
     device_code: Secret
     user_code: str

@@ -1,6 +1,6 @@
 """Per-credential health and backoff: the state machine, its policy and where state lives.
 
-The rules (go-sdk-features §4.3, with its recovery gap closed):
+The rules:
 
 * a *counted* failure (see :func:`classify_failure`) increments ``failures`` and puts the
   credential in backoff for ``min(base * multiplier**(failures-1), cap)`` seconds, times
@@ -12,8 +12,8 @@ The rules (go-sdk-features §4.3, with its recovery gap closed):
 * the first success resets everything: healthy, no failures, no backoff.
 
 Every transition is a pure function of the previous :class:`HealthState`, so the pool can keep
-states in an :class:`aipk.state.StateStore` (in memory by default; a shared store later) and
-apply them with its atomic ``update``.
+states in an :class:`aipk.state.StateStore` (in memory by default, or one shared between
+processes) and apply them with its atomic ``update``.
 """
 
 from __future__ import annotations
@@ -55,7 +55,17 @@ def _positive(instance: Any, attribute: attrs.Attribute[float], value: float) ->
 
 @attrs.frozen(kw_only=True)
 class BackoffPolicy:
-    """How long a failing credential rests, and when it counts as unhealthy."""
+    """How long a failing credential rests, and when it counts as unhealthy.
+
+    Attributes:
+        base: Seconds of backoff after the first counted failure.
+        cap: Longest backoff in seconds.
+        multiplier: Growth of the backoff with each further consecutive failure.
+        jitter: Up to this fraction is taken off each backoff, at random.
+        failure_threshold: Consecutive failures after which the credential is unhealthy.
+        probe_timeout: Seconds an unhealthy credential's probe may take before another caller may
+            probe.
+    """
 
     base: float = attrs.field(default=1.0, validator=_positive)
     cap: float = attrs.field(default=60.0, validator=_positive)
@@ -82,7 +92,17 @@ class BackoffPolicy:
 
 @attrs.frozen(kw_only=True)
 class HealthState:
-    """One credential's health at a moment. Times are ``clock()`` values (epoch seconds)."""
+    """One credential's health at a moment. Times are ``clock()`` values (epoch seconds).
+
+    Attributes:
+        failures: Consecutive counted failures.
+        healthy: False after ``failure_threshold`` consecutive failures.
+        backoff_until: No use before this time.
+        probe_until: An unhealthy credential's probe is out until this time.
+        last_failure: When it last failed.
+        last_success: When it last succeeded.
+        last_error: A short description of its last failure.
+    """
 
     failures: int = 0
     healthy: bool = True
@@ -135,7 +155,13 @@ class HealthState:
 @attrs.frozen(kw_only=True)
 class Failure:
     """A failure that counts against a credential: a short label (no secrets), the
-    provider's ``retry_after`` if it gave one, and whether it was a 401 (worth a refresh)."""
+    provider's ``retry_after`` if it gave one, and whether it was a 401 (worth a refresh).
+
+    Attributes:
+        label: A short description of the failure (no secrets).
+        retry_after: Seconds the provider asked to wait, if it said.
+        unauthorized: True for a 401: a refresh may recover it.
+    """
 
     label: str
     retry_after: float | None = None
@@ -206,6 +232,19 @@ class HealthInfo:
 
     ``backoff_remaining`` is in seconds; times are epoch seconds. The OAuth fields are set
     only by :class:`~aipk.credentials.OAuthManager`.
+
+    Attributes:
+        id: The credential's id.
+        healthy: False after ``failure_threshold`` consecutive failures.
+        available: True when it may be used now (not in backoff, or free to probe).
+        consecutive_failures: Counted failures since the last success.
+        backoff_remaining: Seconds until its backoff ends.
+        last_failure: When it last failed.
+        last_success: When it last succeeded.
+        last_error: A short description of its last failure.
+        expires_at: When its access token expires (OAuth).
+        refreshes: Successful token refreshes (OAuth).
+        last_refresh_error: Why the last refresh failed (OAuth).
     """
 
     id: str
@@ -223,7 +262,16 @@ class HealthInfo:
 
 @attrs.frozen(kw_only=True)
 class HealthSummary:
-    """Counts over a pool, and the success rate of all requests reported to it (1.0 if none)."""
+    """Counts over a pool, and the success rate of all requests reported to it (1.0 if none).
+
+    Attributes:
+        provider: The pool's provider id.
+        total: Credentials in the pool.
+        healthy: How many are healthy.
+        available: How many may be used now.
+        in_backoff: How many are backing off.
+        success_rate: Successful requests over all requests reported.
+    """
 
     provider: str
     total: int

@@ -37,6 +37,13 @@ class LoginFlow:
     PKCE). ``port`` is the fixed callback port a provider registered (0: any free port) and
     ``redirect_host`` the loopback host written into the redirect URI (``"localhost"`` where
     the provider registered it so; the server always listens on 127.0.0.1).
+
+    Attributes:
+        kind: ``authorization_code``, ``device_code`` or ``key_exchange``.
+        endpoints: The provider's OAuth endpoints and client.
+        pkce: Add a PKCE challenge to a device flow.
+        port: The fixed callback port the provider registered (0: any free port).
+        redirect_host: The loopback host written into the redirect URI.
     """
 
     kind: LoginKind

@@ -23,7 +23,21 @@ __all__ = ["CredentialMetrics", "MetricsRegistry", "MetricsSnapshot"]
 
 @attrs.frozen(kw_only=True)
 class MetricsSnapshot:
-    """One credential's counters at a moment. Latency in seconds, times in epoch seconds."""
+    """One credential's counters at a moment. Latency in seconds, times in epoch seconds.
+
+    Attributes:
+        id: The credential's id.
+        requests: Requests sent with it.
+        successes: Requests that succeeded.
+        errors: Requests that failed.
+        tokens: Tokens used, from the responses' usage.
+        latency_total: Sum of the requests' latencies.
+        refreshes: Successful token refreshes.
+        refresh_errors: Failed token refreshes.
+        first_used: When it was first used.
+        last_used: When it was last used.
+        last_refresh: When its token was last refreshed.
+    """
 
     id: str
     requests: int = 0

@@ -79,7 +79,18 @@ class OAuthCredential:
     """One OAuth account's tokens. ``expires_at`` is epoch seconds (None: unknown, refreshed
     only after a 401); ``id`` is a stable, non-secret label. ``extra`` keeps the token
     response's other string fields (Qwen's ``resource_url``, an ``id_token``); a refresh answer
-    without them keeps the old values. Its repr shows only the keys."""
+    without them keeps the old values. Its repr shows only the keys.
+
+    Attributes:
+        id: A stable, non-secret label.
+        access_token: The bearer token sent with requests.
+        refresh_token: The token that obtains a new access token, if the provider issued one.
+        expires_at: When the access token expires (None: unknown).
+        scopes: The scopes granted.
+        account_id: The provider's account id, when it says.
+        token_type: The token type (``Bearer``).
+        extra: The token response's other string fields.
+    """
 
     id: str = "default"
     access_token: Secret = attrs.field(converter=_secret)

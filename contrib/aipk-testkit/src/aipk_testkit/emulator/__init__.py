@@ -29,6 +29,7 @@ Design, one module per concern (each small, standard library only):
 """
 
 from . import _anthropic, _gemini, _oauth, _openai  # noqa: F401  (importing registers the protocols)
+from ._oauth import OAuthHandler, oauth_server
 from ._protocol import ChatCall, ProtocolHandler, Rendered, RequestError, register, registered
 from ._ratelimit import RateLimitSnapshot
 from ._server import Emulator
@@ -38,6 +39,7 @@ __all__ = [
     "ChatCall",
     "Emulator",
     "Fault",
+    "OAuthHandler",
     "ProtocolHandler",
     "RateLimitSnapshot",
     "RecordedRequest",
@@ -45,6 +47,7 @@ __all__ = [
     "Reply",
     "RequestError",
     "ToolCallSpec",
+    "oauth_server",
     "register",
     "registered",
 ]

@@ -1,0 +1,7 @@
+"""``python -m aipk``: the ``aipk`` command (see :mod:`aipk.cli`)."""
+
+from __future__ import annotations
+
+from .cli import main
+
+raise SystemExit(main())
