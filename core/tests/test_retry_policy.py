@@ -15,7 +15,9 @@ from aipk.errors import (
     AuthErrorCode,
     BadRequestError,
     NetworkError,
+    NotFoundError,
     OverloadedError,
+    PermissionDeniedError,
     ProviderError,
     RateLimitError,
     RequestTimeout,
@@ -213,7 +215,8 @@ def test_429_retry_after_feeds_retry_policy() -> None:
 )
 def test_auth_statuses(status: int, code: AuthErrorCode) -> None:
     error = err(status)
-    assert type(error) is AuthenticationError
+    assert type(error) is (PermissionDeniedError if status == 403 else AuthenticationError)
+    assert isinstance(error, AuthenticationError)
     assert error.auth_code is code
     assert error.code == code.value
     assert error.status == status
@@ -223,7 +226,8 @@ def test_auth_statuses(status: int, code: AuthErrorCode) -> None:
 @pytest.mark.parametrize("status", [400, 404, 413, 422, 418])
 def test_client_errors_are_bad_requests_and_not_retryable(status: int) -> None:
     error = err(status)
-    assert type(error) is BadRequestError
+    assert type(error) is (NotFoundError if status == 404 else BadRequestError)
+    assert isinstance(error, BadRequestError)
     assert not error.retryable
     assert RetryPolicy().delay(0, error) is None
 
@@ -326,4 +330,4 @@ def test_status_mapping_property(status: int, verdict: str | None) -> None:
             assert isinstance(error, ServerError)
             assert isinstance(error, OverloadedError) == (status == 529)
         else:
-            assert type(error) is BadRequestError
+            assert type(error) is (NotFoundError if status == 404 else BadRequestError)

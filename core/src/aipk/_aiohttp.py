@@ -119,8 +119,15 @@ class AiohttpTransport:
         if session is None:
             session = self._session = self._new_session()
         try:
-            response = await session.request(request.method, request.url,
-                                             headers=dict(request.headers), data=body)
+            if request.timeout is None:
+                response = await session.request(request.method, request.url,
+                                                 headers=dict(request.headers), data=body)
+            else:
+                t = request.timeout
+                response = await session.request(
+                    request.method, request.url, headers=dict(request.headers), data=body,
+                    timeout=aiohttp.ClientTimeout(total=None, connect=t.connect,
+                                                  sock_read=t.read))
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise _failure(exc, before_first_byte=True) from None
         return _AiohttpResponse(response)

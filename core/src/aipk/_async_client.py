@@ -99,14 +99,23 @@ class AsyncClient(ClientBase):
     # -- calls ---------------------------------------------------------------------------
 
     async def chat(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
-             **fields: Any) -> ChatResponse:
+             headers: Mapping[str, str] | None = None, timeout: Timeout | float | None = None,
+             extra_body: Mapping[str, Any] | None = None, **fields: Any) -> ChatResponse:
         """Send a chat request and return the whole answer.
 
         Pass a :class:`~aipk.ChatRequest`, or its fields as keywords (``model=``, ``messages=``,
-        ``temperature=``, ``tools=`` …). ``retry`` overrides the client's policy for this call.
+        ``temperature=``, ``tools=`` …). ``retry`` overrides the client's policy for this call;
+        ``headers`` adds HTTP headers (over the client's ``headers=``; a credential header is
+        an error), ``timeout`` (seconds or a :class:`~aipk.Timeout`) replaces the client's for
+        this call, and ``extra_body`` is merged into the provider's JSON body last.
         """
         req = self._request(request, fields)
-        sent = await self._send(self._engine.prepare(req, stream=False), req.model, retry)
+        if headers or extra_body or timeout is not None:
+            prepared = self._engine.prepare(req, False, headers=headers, extra_body=extra_body,
+                                            timeout=self._call_timeout(timeout))
+        else:
+            prepared = self._engine.prepare(req, False)
+        sent = await self._send(prepared, req.model, retry)
         response = sent.response
         try:
             data = await response.read()
@@ -118,9 +127,16 @@ class AsyncClient(ClientBase):
         return answer
 
     def stream(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
-               **fields: Any) -> AsyncChatStream:
-        """Stream a chat answer: ``async for`` over the returned :class:`AsyncChatStream`."""
-        return AsyncChatStream(self, self._request(request, fields), retry)
+               headers: Mapping[str, str] | None = None, timeout: Timeout | float | None = None,
+               extra_body: Mapping[str, Any] | None = None, **fields: Any) -> AsyncChatStream:
+        """Stream a chat answer: ``async for`` over the returned :class:`AsyncChatStream`.
+
+        Takes the same per-call ``retry``, ``headers``, ``timeout`` and ``extra_body`` as
+        :meth:`chat`; ``timeout``'s read part bounds the wait for each chunk."""
+        options = ({} if not (headers or extra_body or timeout is not None) else {
+                   "headers": headers, "timeout": self._call_timeout(timeout),
+                    "extra_body": extra_body})
+        return AsyncChatStream(self, self._request(request, fields), retry, options)
 
     async def models(self, *, static: bool = False) -> list[ModelInfo]:
         """The provider's models: listed live, or the plugin's static list with ``static=True``
@@ -195,8 +211,9 @@ class AsyncChatStream:
     """
 
     def __init__(self, client: AsyncClient, request: ChatRequest,
-                 retry: RetryPolicy | None) -> None:
+                 retry: RetryPolicy | None, options: Mapping[str, Any] | None = None) -> None:
         self._client = client
+        self._options: Mapping[str, Any] = options or {}
         self.request = request
         self._retry = retry
         self._session: StreamSession | None = None
@@ -216,7 +233,7 @@ class AsyncChatStream:
     async def _open(self) -> StreamSession:
         if self._session is None:
             client = self._client
-            sent = await client._send(client._engine.prepare(self.request, stream=True),
+            sent = await client._send(client._engine.prepare(self.request, True, **self._options),
                                       self.request.model, self._retry)
             self._http = sent.response
             self._credential = sent.credential

@@ -10,11 +10,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 
 from ._core import Engine
+from ._http import Timeout
 from ._messages import ChatRequest, Message
 from ._providers import Capabilities, Credential, Provider, ProviderSpec, Secret
 from ._ratelimit import RateLimitState, RateLimitTracker
 from ._retry import RetryPolicy
-from .errors import ConfigurationError, MissingCredentialError, NetworkError, RequestTimeout
+from .errors import (
+    ConfigurationError,
+    InvalidRequestError,
+    MissingCredentialError,
+    NetworkError,
+    RequestTimeout,
+)
 from .limits import ClientLimits
 from .registry import Registry, default_registry
 from .state import StateStore
@@ -107,6 +114,9 @@ def resolve_credentials(
 
 class ClientBase:
     """Provider resolution and everything that does not depend on sync versus async."""
+
+    #: The client's timeouts (set by the sync and async constructors).
+    timeout: Timeout
 
     def __init__(
         self,
@@ -246,6 +256,19 @@ class ClientBase:
             fields["model"] = default
         messages: Iterable[Message | Mapping[str, Any]] = fields.pop("messages", ())
         return ChatRequest(messages=messages, **fields)
+
+    def _call_timeout(self, timeout: Timeout | float | None) -> Timeout | None:
+        """One call's ``timeout=``: a Timeout as is; seconds bound the connect (at most the
+        client's) and each read."""
+        if timeout is None or isinstance(timeout, Timeout):
+            return timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise InvalidRequestError(
+                f"timeout={timeout!r} must be a positive number of seconds or aipk.Timeout(...)",
+                provider=self._engine.provider.name, field="timeout")
+        seconds = float(timeout)
+        return attrs.evolve(self.timeout, connect=min(seconds, self.timeout.connect),
+                            read=seconds)
 
     def _transport_error(self, failure: TransportFailure) -> NetworkError | RequestTimeout:
         name = self._engine.provider.name

@@ -14,8 +14,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import attrs
+
 from ._decoding import StreamDecoder
-from ._http import HttpRequest, redact_url
+from ._http import AUTH_HEADERS, HttpRequest, Timeout, redact_url
 from ._messages import ChatRequest
 from ._metrics import ProviderMetrics
 from ._providers import Credential, ModelInfo, Provider
@@ -104,8 +106,12 @@ class Engine:
         """The signed HTTP request for ``request`` and its encoded body."""
         return self.sign(self.prepare(request, stream), credential)
 
-    def prepare(self, request: ChatRequest, stream: bool) -> HttpRequest:
-        """The unsigned HTTP request for ``request`` (sign it per attempt)."""
+    def prepare(self, request: ChatRequest, stream: bool, *,
+                headers: Mapping[str, str] | None = None, timeout: Timeout | None = None,
+                extra_body: Mapping[str, Any] | None = None) -> HttpRequest:
+        """The unsigned HTTP request for ``request`` (sign it per attempt), with this call's
+        own ``headers`` (over the client's), ``timeout`` and ``extra_body`` (merged into the
+        JSON body last, over everything the plugin built)."""
         if stream and not self.provider.spec.capabilities.streaming:
             raise InvalidRequestError(
                 f"provider {self.provider.name!r} does not support streaming; use chat()",
@@ -115,7 +121,37 @@ class Engine:
         built = self._build(self.provider, request, stream)
         if built is None:
             raise self._no_plugin("aipk_build_request")
-        return self._finish(built, stream)
+        built = self._finish(built, stream)
+        if headers or timeout is not None or extra_body:
+            return self._per_call(built, headers, timeout, extra_body)
+        return built
+
+    def _per_call(self, built: HttpRequest, headers: Mapping[str, str] | None,
+                  timeout: Timeout | None, extra_body: Mapping[str, Any] | None) -> HttpRequest:
+        """``built`` with one call's options (paid only by calls that pass some)."""
+        name = self.provider.name
+        merged_headers = dict(built.headers)
+        if headers:
+            for key, value in headers.items():
+                if key.lower() in AUTH_HEADERS:
+                    raise InvalidRequestError(
+                        f"headers= may not set {key!r}: the credential sets it; pass api_key= "
+                        f"or credential= to the client instead",
+                        provider=name, field="headers")
+                if not isinstance(value, str):
+                    raise InvalidRequestError(
+                        f"header {key!r} must be a string, not {type(value).__name__}",
+                        provider=name, field="headers")
+                merged_headers[key] = value
+        body = built.json
+        if extra_body:
+            if not isinstance(body, dict):
+                raise InvalidRequestError(
+                    f"extra_body= needs a JSON object body, and provider {name!r} sends none "
+                    f"for this request", provider=name, field="extra_body")
+            body = {**body, **extra_body}
+        return attrs.evolve(built, headers=merged_headers, json=body,
+                            timeout=timeout if timeout is not None else built.timeout)
 
     def _finish(self, built: HttpRequest, stream: bool) -> HttpRequest:
         """Add the user's own headers (``Client(headers=...)``, they win over the plugin's)

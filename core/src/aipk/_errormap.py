@@ -6,6 +6,7 @@ the message and code out of their own error body shape; the status decides the e
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,14 +15,19 @@ from .errors import (
     AuthenticationError,
     AuthErrorCode,
     BadRequestError,
+    ContentFilteredError,
+    ContextWindowExceededError,
+    NotFoundError,
     OverloadedError,
+    PermissionDeniedError,
     ProviderError,
     RateLimitError,
     ServerError,
     StatusError,
 )
 
-__all__ = ["RETRYABLE_STATUSES", "error_for_status", "should_retry_header"]
+__all__ = ["RETRYABLE_STATUSES", "error_for_status", "is_content_filter", "is_context_window",
+           "should_retry_header"]
 
 #: Statuses worth retrying: request timeout, conflict/lock timeout, rate limit, server errors.
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
@@ -32,6 +38,31 @@ _HINTS = {
     404: "check the model name and base_url",
     413: "the request is too large; send fewer or shorter messages",
 }
+
+
+#: Error codes providers use for a prompt that does not fit the context window.
+CONTEXT_CODES = frozenset({"context_length_exceeded", "context_window_exceeded",
+                           "model_context_window_exceeded"})
+_CONTEXT_TEXT = re.compile(
+    r"context[ _-]?(length|window)|prompt is too long|input token count.*exceeds"
+    r"|maximum number of tokens|too many (input )?tokens",
+    re.IGNORECASE,
+)
+#: Error codes for a prompt blocked by a safety filter (OpenAI/Azure, LiteLLM-style proxies).
+CONTENT_FILTER_CODES = frozenset({"content_filter", "content_policy_violation",
+                                  "content_filtered", "responsibleaipolicyviolation"})
+
+
+def is_context_window(code: str | None, message: str | None) -> bool:
+    """True when a 400-class error's code or message says the prompt is too long."""
+    if code is not None and code.lower() in CONTEXT_CODES:
+        return True
+    return bool(message) and _CONTEXT_TEXT.search(message or "") is not None
+
+
+def is_content_filter(code: str | None) -> bool:
+    """True when a 400-class error's code says a safety filter blocked the prompt."""
+    return code is not None and code.lower() in CONTENT_FILTER_CODES
 
 
 def should_retry_header(headers: Mapping[str, str]) -> bool | None:
@@ -70,10 +101,10 @@ def error_for_status(
         if verdict is False:  # e.g. a 429 for an exhausted quota: waiting will not help
             limited.retryable = False
         return limited
-    if status in (401, 403):
-        auth_code = (AuthErrorCode.SCOPE_INSUFFICIENT if status == 403
-                     else AuthErrorCode.INVALID_CREDENTIALS)
-        return AuthenticationError(text, auth_code=auth_code, **common)
+    if status == 403:
+        return PermissionDeniedError(text, auth_code=AuthErrorCode.SCOPE_INSUFFICIENT, **common)
+    if status == 401:
+        return AuthenticationError(text, auth_code=AuthErrorCode.INVALID_CREDENTIALS, **common)
     retryable = status in RETRYABLE_STATUSES or status >= 500
     if verdict is not None:
         retryable = verdict
@@ -82,5 +113,11 @@ def error_for_status(
     if status >= 500:
         return ServerError(text, retryable=retryable, code=code, **common)
     if 400 <= status < 500:
+        if status == 404:
+            return NotFoundError(text, retryable=retryable, code=code, **common)
+        if is_content_filter(code):
+            return ContentFilteredError(text, retryable=False, code=code, **common)
+        if status in (400, 413, 422) and is_context_window(code, message):
+            return ContextWindowExceededError(text, retryable=False, code=code, **common)
         return BadRequestError(text, retryable=retryable, code=code, **common)
     return StatusError(text, retryable=retryable, code=code, **common)

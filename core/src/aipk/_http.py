@@ -14,18 +14,25 @@ from typing import Any, Literal
 
 import attrs
 
-__all__ = ["HttpRequest", "Timeout", "encode_json", "redact_headers", "redact_url"]
+__all__ = ["AUTH_HEADERS", "HttpRequest", "Timeout", "encode_json", "redact_headers",
+           "redact_url"]
 
-SENSITIVE_HEADERS = frozenset(
-    {"authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie", "proxy-authorization",
-     "openai-organization"}
-)
+#: Headers that carry a provider credential: only the client's credential may set them.
+AUTH_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key", "api-key"})
+SENSITIVE_HEADERS = AUTH_HEADERS | {"cookie", "proxy-authorization", "openai-organization"}
+#: Any other header whose name looks like it carries a secret is redacted too.
+_SECRET_NAME = re.compile(r"auth|key|token|secret|password|cookie|session", re.IGNORECASE)
+
+
+def looks_secret(name: str) -> bool:
+    """True for a header name that carries, or looks like it carries, a credential."""
+    return name.lower() in SENSITIVE_HEADERS or _SECRET_NAME.search(name) is not None
 _KEY_PARAM = re.compile(r"([?&](?:key|api_key|apikey|access_token|token)=)[^&#]*", re.IGNORECASE)
 
 
 def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """A copy of ``headers`` with credentials replaced by ``'****'``."""
-    return {k: ("****" if k.lower() in SENSITIVE_HEADERS else v) for k, v in headers.items()}
+    return {k: ("****" if looks_secret(k) else v) for k, v in headers.items()}
 
 
 def redact_url(url: str) -> str:
@@ -51,6 +58,8 @@ class HttpRequest:
         headers: Request headers (shown redacted in the repr).
         json: A body to encode as compact JSON, or None.
         content: A raw body, sent as is; takes precedence over ``json``.
+        timeout: Timeouts for this request only (``chat(timeout=...)``); None uses the
+            transport's.
     """
 
     method: Literal["GET", "POST", "PUT", "DELETE", "PATCH"] = "POST"
@@ -58,6 +67,7 @@ class HttpRequest:
     headers: Mapping[str, str] = attrs.field(factory=dict)
     json: Any = None
     content: bytes | None = None
+    timeout: Timeout | None = None
 
     def body(self) -> bytes | None:
         """The bytes to send: ``content`` if set, else ``json`` encoded, else nothing."""
@@ -77,7 +87,7 @@ class HttpRequest:
         if type(self) is not HttpRequest:  # a subclass may have more fields
             return attrs.evolve(self, headers=merged)
         return HttpRequest(method=self.method, url=self.url, headers=merged, json=self.json,
-                           content=self.content)
+                           content=self.content, timeout=self.timeout)
 
     def __repr__(self) -> str:
         return (

@@ -14,8 +14,13 @@ The hierarchy::
         │   ├── RequestTimeout          connecting, or waiting for the next byte, took too long
         │   └── NetworkError            connection refused, reset, closed mid-response
         ├── StatusError                 the provider answered with an HTTP error status
-        │   ├── BadRequestError         400, 404, 409, 413, 422 …: the request itself is wrong
+        │   ├── BadRequestError         400, 409, 413, 422 …: the request itself is wrong
+        │   │   ├── NotFoundError       404: no such model or endpoint (check model= and base_url)
+        │   │   ├── ContextWindowExceededError  the prompt does not fit the model's context
+        │   │   │                       window (from the provider, or check_context=True)
+        │   │   └── ContentFilteredError  the provider's safety filter blocked the prompt
         │   ├── AuthenticationError     401, 403, and credential failures (see AuthErrorCode)
+        │   │   ├── PermissionDeniedError  403: the credential may not use this model/endpoint
         │   │   └── CredentialError     aipk.credentials: a key or token could not be used,
         │   │       │                   refreshed, stored or obtained
         │   │       └── KeysExhaustedError  every key in a pool is unavailable; retry_after
@@ -53,10 +58,14 @@ __all__ = [
     "BadRequestError",
     "ConfigFileError",
     "ConfigurationError",
+    "ContentFilteredError",
+    "ContextWindowExceededError",
     "InvalidRequestError",
     "MissingCredentialError",
     "NetworkError",
+    "NotFoundError",
     "OverloadedError",
+    "PermissionDeniedError",
     "PluginError",
     "ProviderError",
     "RateLimitError",
@@ -267,6 +276,32 @@ class BadRequestError(StatusError):
     """The provider rejected the request itself (400, 404, 422 …); retrying will not help."""
 
 
+class NotFoundError(BadRequestError):
+    """404: the model or endpoint does not exist, or the credential cannot see it; check
+    ``model=`` (``client.models()`` lists them) and ``base_url``."""
+
+
+class ContextWindowExceededError(BadRequestError):
+    """The prompt (plus the answer's ``max_tokens``) does not fit the model's context window.
+
+    Raised from the provider's error, or before sending by ``check_context=True``, in which
+    case ``status`` is 0 and ``tokens`` / ``context_window`` hold the estimate and the limit.
+    """
+
+    def __init__(self, message: str, *, tokens: int | None = None,
+                 context_window: int | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.tokens = tokens
+        self.context_window = context_window
+
+
+class ContentFilteredError(BadRequestError):
+    """The provider's safety filter blocked the prompt (no answer was produced): an OpenAI or
+    Azure ``content_filter`` error, or a Gemini ``promptFeedback.blockReason`` (then ``status``
+    is 200 and ``code`` is the block reason). Rephrase the prompt; retrying as is will not help.
+    """
+
+
 class AuthenticationError(StatusError):
     """The credential was refused, expired or could not be obtained.
 
@@ -298,6 +333,11 @@ class AuthenticationError(StatusError):
         )
         self.auth_code = auth_code
         self.details = dict(details or {})
+
+
+class PermissionDeniedError(AuthenticationError):
+    """403: the credential is valid but may not use this model, endpoint or project; check the
+    key's permissions (or that a key was sent at all)."""
 
 
 class RateLimitError(StatusError):

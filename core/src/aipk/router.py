@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 import threading
 import time
 from collections import deque
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, get_args
 import attrs
 
 from ._breaker import BreakerPolicy, BreakerState, CircuitBreaker, CooldownPolicy
+from ._errormap import is_context_window
 from ._messages import ChatRequest, Message
 from ._providers import ModelInfo, ProviderSpec, Secret
 from ._responses import ChatResponse, StreamEvent, TextDelta, Usage
@@ -44,6 +44,7 @@ from .errors import (
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
+    ContextWindowExceededError,
     ProviderError,
     RateLimitError,
     ResponseError,
@@ -195,22 +196,15 @@ def route_of(response: ChatResponse) -> RouteInfo | None:
     return RouteInfo.from_dict(data) if isinstance(data, Mapping) else None
 
 
-_CONTEXT_CODES = frozenset({"context_length_exceeded", "context_window_exceeded",
-                            "model_context_window_exceeded"})
-_CONTEXT_TEXT = re.compile(
-    r"context[ _-]?(length|window)|prompt is too long|input token count.*exceeds"
-    r"|maximum number of tokens|too many (input )?tokens",
-    re.IGNORECASE,
-)
-
-
 def is_context_window_error(error: BaseException) -> bool:
-    """True for a provider's "the request does not fit the model's context window" error."""
+    """True for a provider's "the request does not fit the model's context window" error: a
+    :class:`~aipk.errors.ContextWindowExceededError`, or a BadRequestError whose code or text
+    says so (errors built by hand or by an older plugin)."""
+    if isinstance(error, ContextWindowExceededError):
+        return True
     if not isinstance(error, BadRequestError):
         return False
-    if error.code in _CONTEXT_CODES:
-        return True
-    return bool(_CONTEXT_TEXT.search(error.message))
+    return is_context_window(error.code, error.message)
 
 
 Action = Literal["raise", "failover", "context"]

@@ -180,8 +180,13 @@ class HttpxTransport:
 
         client = self._client
         try:
-            built = client.build_request(request.method, self._urls[request.url],
-                                         headers=request.headers, content=body)
+            if request.timeout is None:
+                built = client.build_request(request.method, self._urls[request.url],
+                                             headers=request.headers, content=body)
+            else:
+                built = client.build_request(request.method, self._urls[request.url],
+                                             headers=request.headers, content=body,
+                                             timeout=_httpx_timeout(request.timeout))
             return _HttpxResponse(client.send(built, stream=True))
         except httpx.HTTPError as exc:
             raise _failure(exc, before_first_byte=True) from None
@@ -242,8 +247,13 @@ class AsyncHttpxTransport:
 
         client = self._client
         try:
-            built = client.build_request(request.method, self._urls[request.url],
-                                         headers=request.headers, content=body)
+            if request.timeout is None:
+                built = client.build_request(request.method, self._urls[request.url],
+                                             headers=request.headers, content=body)
+            else:
+                built = client.build_request(request.method, self._urls[request.url],
+                                             headers=request.headers, content=body,
+                                             timeout=_httpx_timeout(request.timeout))
             return _AsyncHttpxResponse(await client.send(built, stream=True))
         except httpx.HTTPError as exc:
             raise _failure(exc, before_first_byte=True) from None

@@ -33,7 +33,13 @@ from aipk import (
     UsageEvent,
 )
 from aipk._core import Engine
-from aipk.errors import BadRequestError, InvalidRequestError, RateLimitError, StatusError
+from aipk.errors import (
+    BadRequestError,
+    InvalidRequestError,
+    NotFoundError,
+    RateLimitError,
+    StatusError,
+)
 from aipk_anthropic import ANTHROPIC, wire
 from aipk_testkit.fixtures import (
     Captures,
@@ -261,7 +267,7 @@ ERRORS: dict[str, ErrorExpect] = {
         "This model does not support effort level 'xhigh'. Supported levels: high, low, max, "
         "medium.", "req_011Ca7jT9AHpgXgdv8igm4z9", False),
     "pai-error-404-not-found.json": ErrorExpect(
-        404, BadRequestError, "not_found_error", "model: claude-does-not-exist",
+        404, NotFoundError, "not_found_error", "model: claude-does-not-exist",
         "req_011CVEA3SF7rnb3DuBZytqQa", False),
     "sdk-error-400-invalid-request.json": ErrorExpect(
         400, BadRequestError, "invalid_request_error",

@@ -25,7 +25,9 @@ from aipk import (
 from aipk.errors import (
     AuthenticationError,
     BadRequestError,
+    NotFoundError,
     OverloadedError,
+    PermissionDeniedError,
     RateLimitError,
     ResponseError,
     ServerError,
@@ -55,8 +57,8 @@ def _error_body(kind: str, message: str) -> dict[str, Any]:
 @pytest.mark.parametrize(("status", "kind", "cls", "retryable"), [
     (400, "invalid_request_error", BadRequestError, False),
     (401, "authentication_error", AuthenticationError, False),
-    (403, "permission_error", AuthenticationError, False),
-    (404, "not_found_error", BadRequestError, False),
+    (403, "permission_error", PermissionDeniedError, False),
+    (404, "not_found_error", NotFoundError, False),
     (413, "request_too_large", BadRequestError, False),
     (429, "rate_limit_error", RateLimitError, True),
     (500, "api_error", ServerError, True),
@@ -71,7 +73,7 @@ def test_map_error_by_status(status: int, kind: str, cls: type[Exception],
     assert error.retryable is retryable
     assert error.message.startswith("words")
     assert error.request_id == "req_hdr"
-    if cls is not AuthenticationError:  # auth errors carry their AuthErrorCode as code
+    if not issubclass(cls, AuthenticationError):  # auth errors carry their AuthErrorCode
         assert getattr(error, "code", None) == kind
 
 

@@ -31,7 +31,13 @@ from aipk import (
     UsageEvent,
 )
 from aipk._core import Engine
-from aipk.errors import BadRequestError, ResponseError
+from aipk.errors import (
+    BadRequestError,
+    ContentFilteredError,
+    NotFoundError,
+    PermissionDeniedError,
+    ResponseError,
+)
 from aipk_gemini import GEMINI, wire
 from aipk_testkit.fixtures import (
     Captures,
@@ -158,9 +164,13 @@ BODIES: dict[str, Expect] = {
     "tidyllm-generate-text-2024.json": Expect(
         None, "gemini-1.5-flash-002", "Hello, world!\n", STOP, "STOP",
         Usage(input_tokens=5, output_tokens=5, total_tokens=10)),
-    "pai-vertex-prompt-blocked-model-armor.json": Expect(
-        "mSEXaseKG-P51PIPwv66qQs", "gemini-2.5-flash", "", FinishReason.CONTENT_FILTER,
-        "MODEL_ARMOR", None),
+}
+
+#: Prompts the safety filter blocked (HTTP 200, no candidates): block reason, its message.
+BLOCKED: dict[str, tuple[str, str | None]] = {
+    "pai-vertex-prompt-blocked-model-armor.json": (
+        "MODEL_ARMOR", "The prompt violated Prompt Injection and Jailbreak filters."),
+    "vercel-prompt-blocked-prohibited-content.json": ("PROHIBITED_CONTENT", None),
 }
 
 
@@ -177,6 +187,10 @@ ERRORS: dict[str, ErrorExpect] = {
         "models/gemini-3.6-flahs is not found for API version v1beta, or is not supported for "
         "generateContent. Call ModelService.ListModels to see the list of available models and "
         "their supported methods."),
+    "lcgo-error-403-permission-denied.json": ErrorExpect(
+        403, "PERMISSION_DENIED",
+        "Method doesn't allow unregistered callers (callers without established identity). "
+        "Please use API Key or other form of API consumer identity to call this API."),
     "pai-vertex-error-400-invalid-argument.json": ErrorExpect(
         400, "INVALID_ARGUMENT",
         "Cannot fetch content from the provided URL. Please ensure the URL is valid and "
@@ -184,7 +198,7 @@ ERRORS: dict[str, ErrorExpect] = {
         "allowed to be crawled. Status: URL_ROBOTED-ROBOTED_DENIED"),
 }
 
-COVERED = set(STREAMS) | set(BODIES) | set(ERRORS)
+COVERED = set(STREAMS) | set(BODIES) | set(ERRORS) | set(BLOCKED)
 
 
 # -- meta ------------------------------------------------------------------------------------
@@ -380,14 +394,22 @@ def test_parallel_calls_keep_the_thought_signature_of_the_first_call() -> None:
         {"functionResponse": {"name": "generate_topic", "response": {"topic": "cats"}}}] * 3}
 
 
-def test_prompt_blocked_is_a_content_filter_finish_not_an_empty_answer() -> None:
-    _, _, body = CAPTURES.response("pai-vertex-prompt-blocked-model-armor.json")
-    response = wire.parse_chat_response(_provider(), REQUEST, json.loads(body))
-    assert response.finish_reason is FinishReason.CONTENT_FILTER
-    assert response.raw_finish_reason == "MODEL_ARMOR"
-    assert response.extra["promptFeedback"]["blockReasonMessage"] == (
-        "The prompt violated Prompt Injection and Jailbreak filters.")
-    assert response.usage is None  # usageMetadata holds only trafficType
+@pytest.mark.parametrize("name", sorted(BLOCKED))
+def test_blocked_prompt_is_a_content_filtered_error(name: str) -> None:
+    reason, said = BLOCKED[name]
+    body = CAPTURES.body(name)
+    with pytest.raises(ContentFilteredError) as caught:
+        wire.parse_chat_response(_provider(), REQUEST, json.loads(body))
+    error = caught.value
+    assert isinstance(error, BadRequestError)  # existing handlers still catch it
+    assert (error.code, error.status, error.retryable) == (reason, 200, False)
+    assert f"the prompt was blocked ({reason})" in error.message
+    if said is not None:
+        assert said in error.message
+    assert error.body["promptFeedback"]["blockReason"] == reason
+    # streamed, the same body as one SSE event raises the same error
+    with pytest.raises(ContentFilteredError, match=reason):
+        _session_decode([b"data: " + json.dumps(json.loads(body)).encode() + b"\r\n\r\n"])
 
 
 def test_fixture_requests_match_what_the_plugin_builds() -> None:
@@ -434,17 +456,22 @@ def test_error_fixture(name: str) -> None:
     assert status == expect.status
     data = json.loads(body)
     error = wire.map_error(_provider(), status, headers, data, None, NOW)
-    assert type(error) is BadRequestError
-    assert (error.status, error.code) == (expect.status, expect.code)
+    kind = {403: PermissionDeniedError, 404: NotFoundError}.get(status, BadRequestError)
+    assert type(error) is kind
+    # a 403 is an AuthenticationError, whose code is its AuthErrorCode
+    code = "scope_insufficient" if status == 403 else expect.code
+    assert (error.status, error.code) == (expect.status, code)
     assert error.message.startswith(expect.message)
     assert not error.retryable
     assert error.provider == "gemini"
     assert error.body == data
     if status == 404:
         assert "check the model name and base_url" in error.message
+    if status == 403:
+        assert "lacks permission" in error.message
 
     through = _engine().error(status, {**headers, "x-goog-request-id": "g-9"}, body.encode())
-    assert type(through) is BadRequestError
+    assert type(through) is kind
     assert (through.code, through.status, through.message) == (
         error.code, error.status, error.message)
     assert through.request_id == "g-9"
@@ -452,6 +479,6 @@ def test_error_fixture(name: str) -> None:
 
 def test_no_fixture_carries_rate_limit_headers() -> None:
     for name in sorted(COVERED):
-        if name.endswith(".json"):
+        if name.endswith(".json") and "request" in CAPTURES.interaction(name):
             status, headers, _ = CAPTURES.response(name)
             assert wire.parse_rate_limits(status, headers, NOW) is None, name

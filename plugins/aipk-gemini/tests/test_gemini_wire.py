@@ -40,8 +40,10 @@ from aipk.errors import (
     AuthenticationError,
     AuthErrorCode,
     BadRequestError,
+    ContentFilteredError,
     InvalidRequestError,
     OverloadedError,
+    PermissionDeniedError,
     RateLimitError,
     ResponseError,
     ServerError,
@@ -470,15 +472,12 @@ def test_parse_usage_edge_cases() -> None:
         input_tokens=7, output_tokens=0, total_tokens=7)
 
 
-def test_blocked_prompt_stream_is_a_content_filter_finish() -> None:
-    events, session = _run(_sse({"promptFeedback": {"blockReason": "SAFETY"},
-                                 "usageMetadata": {"promptTokenCount": 8,
-                                                   "totalTokenCount": 8}}))
-    assert events[0] == FinishEvent(reason=FinishReason.CONTENT_FILTER, raw="SAFETY")
-    response = session.response()
-    assert response.finish_reason is FinishReason.CONTENT_FILTER
-    assert response.extra["promptFeedback"] == {"blockReason": "SAFETY"}
-    assert response.usage == Usage(input_tokens=8, output_tokens=0, total_tokens=8)
+def test_blocked_prompt_stream_is_a_content_filtered_error() -> None:
+    with pytest.raises(ContentFilteredError) as caught:
+        _run(_sse({"promptFeedback": {"blockReason": "SAFETY"},
+                   "usageMetadata": {"promptTokenCount": 8, "totalTokenCount": 8}}))
+    assert caught.value.code == "SAFETY"
+    assert caught.value.body["promptFeedback"] == {"blockReason": "SAFETY"}
 
 
 def test_stream_with_nothing_usable_is_a_response_error() -> None:
@@ -659,7 +658,8 @@ def test_other_statuses() -> None:
     assert type(internal) is ServerError and internal.retryable
     denied = wire.map_error(_provider(), 403, {}, _google_error(403, "PERMISSION_DENIED", "no"),
                             None, NOW)
-    assert type(denied) is AuthenticationError and not denied.retryable
+    assert type(denied) is PermissionDeniedError and not denied.retryable
+    assert isinstance(denied, AuthenticationError)
     listed = wire.map_error(_provider(), 400, {}, [_google_error(400, "INVALID_ARGUMENT", "arr")],
                             None, NOW)
     assert type(listed) is BadRequestError and listed.message == "arr"

@@ -32,7 +32,7 @@ from aipk import (
     UsageEvent,
 )
 from aipk._core import Engine
-from aipk.errors import BadRequestError, ResponseError
+from aipk.errors import BadRequestError, NotFoundError, ResponseError
 from aipk.sse import SSEDecoder
 from aipk_openai import OPENAI, wire
 from aipk_testkit.fixtures import (
@@ -473,7 +473,8 @@ def test_error_fixture(name: str) -> None:
     data = json.loads(body)
     request_id = headers.get("x-request-id")
     error = wire.map_error(_provider(), status, headers, data, request_id, NOW)
-    assert type(error) is BadRequestError
+    kind = NotFoundError if status == 404 else BadRequestError
+    assert type(error) is kind
     assert error.status == expect.status
     assert error.code == expect.code
     assert error.message.startswith(expect.message)
@@ -487,7 +488,7 @@ def test_error_fixture(name: str) -> None:
 
     # Through the engine: the plugin's hook wins over the built-in fallback.
     through = _engine().error(status, headers, body.encode("utf-8"))
-    assert type(through) is BadRequestError
+    assert type(through) is kind
     assert (through.code, through.status, through.message) == (
         error.code, error.status, error.message)
 

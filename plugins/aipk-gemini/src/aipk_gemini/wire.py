@@ -56,6 +56,7 @@ from aipk import (
 from aipk.errors import (
     AuthenticationError,
     AuthErrorCode,
+    ContentFilteredError,
     InvalidRequestError,
     OverloadedError,
     ProviderError,
@@ -411,6 +412,18 @@ def _block_reason(data: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]] | No
     return None
 
 
+def prompt_blocked(provider: Provider, blocked: tuple[str, Mapping[str, Any]],
+                   data: Any) -> ContentFilteredError:
+    """The error for a prompt Gemini blocked (no candidates, ``promptFeedback.blockReason``):
+    ``code`` is the block reason, ``body`` the whole response."""
+    reason, feedback = blocked
+    detail = feedback.get("blockReasonMessage")
+    said = f": {detail}" if isinstance(detail, str) and detail else ""
+    return ContentFilteredError(
+        f"the prompt was blocked ({reason}){said}; rephrase it (retrying as is will not help)",
+        provider=provider.name, status=200, body=data, code=reason)
+
+
 def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> ChatResponse:
     """A ``GenerateContentResponse`` (or its Code Assist envelope) as a ChatResponse."""
     if isinstance(data, dict) and isinstance(data.get("error"), Mapping):
@@ -425,13 +438,13 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
         if blocked is None:
             raise ResponseError("the response has no candidates and no promptFeedback",
                                 provider=provider.name)
-        extra["promptFeedback"] = dict(blocked[1])
+        raise prompt_blocked(provider, blocked, data)
     text: list[str] = []
     reasoning: list[str] = []
     calls: list[ToolCall] = []
     signatures: dict[str, str] = {}
     text_signature: str | None = None
-    for part in _parts(candidate) if candidate is not None else ():
+    for part in _parts(candidate):
         if not isinstance(part, Mapping):
             continue
         signature = part.get("thoughtSignature")
@@ -453,18 +466,14 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
     if signatures:
         extra["functionCallSignatures"] = signatures
     message_extra = dict(extra)
-    message_extra.pop("promptFeedback", None)
     raw: str | None = None
     reason: FinishReason | None = None
-    if candidate is not None:
-        raw_value = candidate.get("finishReason")
-        if isinstance(raw_value, str) and raw_value:
-            raw = raw_value
-            reason = finish_reason(raw, bool(calls))
-        if candidate.get("finishMessage"):
-            extra["finishMessage"] = candidate["finishMessage"]
-    elif blocked is not None:
-        raw, reason = blocked[0], _FILTERED
+    raw_value = candidate.get("finishReason")
+    if isinstance(raw_value, str) and raw_value:
+        raw = raw_value
+        reason = finish_reason(raw, bool(calls))
+    if candidate.get("finishMessage"):
+        extra["finishMessage"] = candidate["finishMessage"]
     joined = "".join(text)
     return ChatResponse(
         provider=provider.name,
@@ -728,9 +737,7 @@ class GeminiStreamDecoder:
         else:
             blocked = _block_reason(chunk)
             if blocked is not None:
-                self._finished = True
-                self.extra["promptFeedback"] = dict(blocked[1])
-                out.append(FinishEvent(reason=_FILTERED, raw=blocked[0]))
+                raise prompt_blocked(self._provider, blocked, chunk)
         meta = chunk.get("usageMetadata")
         if meta:
             usage = parse_usage(meta)

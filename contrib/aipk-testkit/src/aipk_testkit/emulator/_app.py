@@ -200,7 +200,10 @@ class App:
             if fault.retry_after_ms is not None:
                 extra.append(("retry-after-ms", _number(fault.retry_after_ms)))
             return encode(handler.render_error(fault.status_code, fault.message,
+                                               code=fault.code,
                                                retry_after=fault.retry_after), extra)
+        if fault.kind == "blocked":
+            return encode(handler.render_blocked(call, fault.message or "SAFETY"))
         source = fault.reply or _filler(fault.after_events)
         usage = source.usage or (call.prompt_tokens, source.completion_tokens())
         rendered = handler.render_reply(source, call, usage)

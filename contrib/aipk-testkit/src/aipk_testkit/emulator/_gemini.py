@@ -295,6 +295,17 @@ class GeminiHandler(ProtocolHandler):
         return Rendered(200, list(_SSE_HEADERS), events=[_event(e) for e in events],
                         terminator=b"")
 
+    def render_blocked(self, call: ChatCall, reason: str) -> Rendered:
+        """HTTP 200 with no candidates and ``promptFeedback.blockReason`` (as Gemini blocks a
+        prompt), one SSE event when streamed."""
+        body = {"promptFeedback": {"blockReason": reason},
+                "usageMetadata": {"promptTokenCount": call.prompt_tokens,
+                                  "totalTokenCount": call.prompt_tokens},
+                "modelVersion": call.model, "responseId": secrets.token_urlsafe(17)[:23]}
+        if call.stream:
+            return Rendered(200, list(_SSE_HEADERS), events=[_event(body)], terminator=b"")
+        return Rendered(200, list(_JSON_HEADERS), _pretty(body))
+
     @staticmethod
     def _merge(pieces: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Text pieces joined into one part (a non-streamed answer), calls kept apart."""

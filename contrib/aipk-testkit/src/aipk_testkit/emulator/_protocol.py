@@ -160,6 +160,13 @@ class ProtocolHandler(ABC):
         """An error response for ``status`` in this protocol's shape (defaults per status).
         ``retry_after`` is for protocols that also say it in the body (Gemini's RetryInfo)."""
 
+    def render_blocked(self, call: ChatCall, reason: str) -> Rendered:
+        """The answer to a prompt the safety filter blocks (default: a 400 ``content_filter``
+        error, as OpenAI and Azure send)."""
+        return self.render_error(
+            400, f"The prompt was blocked by the content filter ({reason}).",
+            code="content_filter")
+
     @abstractmethod
     def error_event(self, message: str, code: str | None) -> bytes:
         """An in-band error event, sent after a 200 in a stream."""

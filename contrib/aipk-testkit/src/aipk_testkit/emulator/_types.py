@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 FaultKind = Literal["status", "slow_first_byte", "reset_mid_stream", "truncate",
-                    "malformed_json", "invalid_utf8", "inband_error"]
+                    "malformed_json", "invalid_utf8", "inband_error", "blocked"]
 
 
 @dataclass
@@ -85,15 +85,24 @@ class Fault:
 
     @staticmethod
     def status(status: int, *, retry_after: float | None = None,
-               retry_after_ms: float | None = None, message: str | None = None) -> Fault:
+               retry_after_ms: float | None = None, message: str | None = None,
+               code: str | None = None) -> Fault:
         """An HTTP error ``status`` with an error body in the protocol's shape.
 
-        ``retry_after`` / ``retry_after_ms`` add the ``retry-after`` / ``retry-after-ms`` headers.
+        ``retry_after`` / ``retry_after_ms`` add the ``retry-after`` / ``retry-after-ms`` headers;
+        ``code`` is the error code in the body (e.g. ``context_length_exceeded``).
         """
         if not 400 <= status <= 599:
             raise ValueError(f"an error status is 4xx or 5xx, not {status}")
         return Fault("status", status_code=status, retry_after=retry_after,
-                     retry_after_ms=retry_after_ms, message=message)
+                     retry_after_ms=retry_after_ms, message=message, code=code)
+
+    @staticmethod
+    def blocked(reason: str = "SAFETY") -> Fault:
+        """The provider's safety filter blocks the prompt: Gemini answers 200 with no
+        candidates and ``promptFeedback.blockReason`` = ``reason``; OpenAI-style protocols
+        answer 400 with code ``content_filter``."""
+        return Fault("blocked", message=reason)
 
     @staticmethod
     def slow_first_byte(delay: float, then: Reply | Fault | None = None) -> Fault:
