@@ -164,6 +164,7 @@ def test_per_call_timeout_accepts_a_timeout_record_and_rejects_nonsense(emu: Emu
         answer = client.chat(model="gpt-4o-mini", messages=USER,
                              timeout=aipk.Timeout(connect=1.0, read=5.0))
         assert answer.text == "echo: Hello there"
+        bad: Any
         for bad in (0, -1.0, "5"):
             with pytest.raises(InvalidRequestError, match="timeout="):
                 client.chat(model="gpt-4o-mini", messages=USER, timeout=bad)

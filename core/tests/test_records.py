@@ -420,7 +420,10 @@ def test_http_request_with_headers() -> None:
 
 def test_usage_total_defaults_to_sum() -> None:
     assert Usage(input_tokens=10, output_tokens=5).total_tokens == 15
-    assert Usage().total_tokens == 0
+    assert Usage().total_tokens is None  # nothing reported stays unknown, never 0
+    assert (Usage().input_tokens, Usage().output_tokens) == (None, None)
+    assert Usage(input_tokens=7).total_tokens == 7  # the sum of what was reported
+    assert Usage(output_tokens=3).total_tokens == 3
     assert Usage(input_tokens=10, output_tokens=5, total_tokens=20).total_tokens == 20
     assert Usage(input_tokens=1).reasoning_tokens is None
 

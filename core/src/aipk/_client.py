@@ -151,7 +151,7 @@ class Client(ClientBase):
             raise self._transport_error(failure) from None
         answer = self._engine.chat_response(req, data, response.headers, sent.rate_limit)
         if answer.usage is not None:
-            self._credentials.add_tokens(sent.credential, answer.usage.total_tokens)
+            self._credentials.add_tokens(sent.credential, answer.usage.total_tokens or 0)
         return answer
 
     def stream(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
@@ -289,7 +289,7 @@ class ChatStream:
             self._finished = True
             usage = session.accumulator.usage
             if usage is not None and self._credential is not None:
-                self._client._credentials.add_tokens(self._credential, usage.total_tokens)
+                self._client._credentials.add_tokens(self._credential, usage.total_tokens or 0)
         except TransportFailure as failure:
             raise self._client._transport_error(failure) from None
         finally:

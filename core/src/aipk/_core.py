@@ -22,7 +22,7 @@ from ._messages import ChatRequest
 from ._metrics import ProviderMetrics
 from ._providers import Credential, ModelInfo, Provider
 from ._ratelimit import RateLimitState, RateLimitTracker
-from ._responses import ChatResponse, StreamAccumulator, StreamEvent, TextDelta
+from ._responses import ChatResponse, StreamAccumulator, StreamEvent, TextDelta, Usage, cost_of
 from ._retry import RetryPolicy
 from .errors import (
     InvalidRequestError,
@@ -79,6 +79,10 @@ class Engine:
         self.metrics = ProviderMetrics()
         self.clock = clock
         self.limiter = Limiter(limits or ClientLimits.from_options(provider.options))
+        #: model id -> (input, output) US dollars per million tokens, where both are known
+        self._prices: dict[str, tuple[float, float]] = {
+            m.id: (m.input_price, m.output_price) for m in provider.spec.models
+            if m.input_price is not None and m.output_price is not None}
         self._bind()
 
     def _bind(self) -> None:
@@ -235,7 +239,11 @@ class Engine:
         if parsed is None:
             raise self._no_plugin("aipk_parse_response")
         response: ChatResponse = parsed
-        self.metrics.record_usage(response.usage)
+        usage = response.usage
+        self.metrics.record_usage(usage)
+        cost = None
+        if usage is not None and response.cost is None and self._prices:
+            cost = self.cost(request.model, usage, response.model)
         if type(response) is ChatResponse and response.request_id is None and (
                 response.rate_limit is None):
             # The plugin's new record, not yet seen by anyone else (the hook's contract): fill
@@ -244,8 +252,19 @@ class Engine:
             _fill = object.__setattr__
             _fill(response, "request_id", request_id)
             _fill(response, "rate_limit", rate_limit)
+            if cost is not None:
+                _fill(response, "cost", cost)
             return response
-        return response.with_transport_info(request_id, rate_limit)
+        return response.with_transport_info(request_id, rate_limit, cost)
+
+    def cost(self, model: str, usage: Usage | None, answered_by: str | None = None) -> (
+            float | None):
+        """US dollars for ``usage`` on ``model`` (or the model that ``answered_by``, e.g. a
+        dated version of an alias) at the plugin's static prices, or None."""
+        prices = self._prices.get(model)
+        if prices is None and answered_by is not None:
+            prices = self._prices.get(answered_by)
+        return None if prices is None else cost_of(usage, *prices)
 
     def error(self, status: int, headers: Mapping[str, str], body: bytes,
               model: str = "", credential_id: str | None = None) -> ProviderError:
@@ -410,5 +429,8 @@ class StreamSession:
         acc.id = acc.id or self._decoder.response_id
         acc.model = acc.model or self._decoder.model
         acc.extra.update(self._decoder.extra)
-        return acc.response(provider=self._engine.provider.name, model=self._request.model,
-                            request_id=self.request_id, rate_limit=self.rate_limit)
+        engine = self._engine
+        cost = (engine.cost(self._request.model, acc.usage, acc.model)
+                if acc.usage is not None and engine._prices else None)
+        return acc.response(provider=engine.provider.name, model=self._request.model,
+                            request_id=self.request_id, rate_limit=self.rate_limit, cost=cost)

@@ -47,8 +47,8 @@ class ProviderMetrics:
         if usage is None:
             return
         with self._lock:
-            self.input_tokens += usage.input_tokens
-            self.output_tokens += usage.output_tokens
+            self.input_tokens += usage.input_tokens or 0
+            self.output_tokens += usage.output_tokens or 0
 
     def snapshot(self) -> dict[str, Any]:
         """The counters as a plain dict (with the mean latency in seconds)."""

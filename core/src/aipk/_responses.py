@@ -54,27 +54,44 @@ class FinishReason(str, enum.Enum):
 
 @attrs.frozen(kw_only=True)
 class Usage:
-    """Token counts for one call. ``total_tokens`` defaults to input + output.
+    """Token counts for one call. A count the provider did not send stays None (never 0).
 
     Attributes:
-        input_tokens: Tokens in the prompt (cached ones included).
-        output_tokens: Tokens in the answer (reasoning included).
-        total_tokens: Input plus output, unless the provider reported another total.
+        input_tokens: Tokens in the prompt (cached ones included); None when not reported.
+        output_tokens: Tokens in the answer (reasoning included); None when not reported.
+        total_tokens: The provider's total; else the sum of the counts it did report (None
+            when it reported neither).
         reasoning_tokens: Output tokens spent on reasoning, where reported.
         cache_read_tokens: Input tokens read from the provider's prompt cache, where reported.
         cache_write_tokens: Input tokens written to the provider's prompt cache, where reported.
     """
 
-    input_tokens: int = 0
-    output_tokens: int = 0
-    total_tokens: int = attrs.field()
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = attrs.field()
     reasoning_tokens: int | None = None
     cache_read_tokens: int | None = None
     cache_write_tokens: int | None = None
 
     @total_tokens.default
-    def _total(self) -> int:
+    def _total(self) -> int | None:
+        if self.input_tokens is None:
+            return self.output_tokens
+        if self.output_tokens is None:
+            return self.input_tokens
         return self.input_tokens + self.output_tokens
+
+
+def cost_of(usage: Usage | None, input_price: float | None,
+            output_price: float | None) -> float | None:
+    """US dollars for ``usage`` at these prices (dollars per million tokens); None when a
+    price or a count it needs is unknown. Cached input is billed at the input price."""
+    if usage is None or input_price is None or output_price is None:
+        return None
+    given, made = usage.input_tokens, usage.output_tokens
+    if given is None or made is None:
+        return None
+    return (given * input_price + made * output_price) / 1_000_000
 
 
 @attrs.frozen(kw_only=True)
@@ -94,6 +111,8 @@ class ChatResponse:
         reasoning: The model's reasoning text, where the provider exposes it.
         rate_limit: What the response headers said about the provider's limits.
         extra: Provider-specific response fields (for example ``system_fingerprint``).
+        cost: What the call cost in US dollars, from the model's prices in the plugin's
+            static model table and ``usage``; None when either is unknown.
     """
 
     provider: str
@@ -108,15 +127,18 @@ class ChatResponse:
     reasoning: str | None = None
     rate_limit: RateLimitState | None = None
     extra: Mapping[str, Any] = attrs.field(factory=dict)
+    cost: float | None = None
 
-    def with_transport_info(self, request_id: str | None,
-                            rate_limit: RateLimitState | None) -> ChatResponse:
-        """A copy carrying the request id and rate-limit state (faster than attrs.evolve)."""
+    def with_transport_info(self, request_id: str | None, rate_limit: RateLimitState | None,
+                            cost: float | None = None) -> ChatResponse:
+        """A copy carrying the request id, rate-limit state and (when the response has none)
+        ``cost`` (faster than attrs.evolve)."""
         return ChatResponse(
             provider=self.provider, model=self.model, message=self.message,
             finish_reason=self.finish_reason, raw_finish_reason=self.raw_finish_reason,
             usage=self.usage, id=self.id, request_id=request_id, refusal=self.refusal,
             reasoning=self.reasoning, rate_limit=rate_limit, extra=self.extra,
+            cost=self.cost if self.cost is not None else cost,
         )
 
     @property
@@ -285,7 +307,8 @@ class StreamAccumulator:
         )
 
     def response(self, *, provider: str, model: str, request_id: str | None = None,
-                 rate_limit: RateLimitState | None = None) -> ChatResponse:
+                 rate_limit: RateLimitState | None = None,
+                 cost: float | None = None) -> ChatResponse:
         """The aggregated response so far."""
         text = self.text()
         calls = self.tool_calls()
@@ -303,4 +326,5 @@ class StreamAccumulator:
             reasoning=self._reasoning.getvalue() if self._reasoning else None,
             rate_limit=rate_limit,
             extra=dict(self.extra),
+            cost=cost,
         )

@@ -308,8 +308,8 @@ class TargetMetrics:
             self.ewma = latency if self.ewma is None else (
                 self.ALPHA * latency + (1.0 - self.ALPHA) * self.ewma)
             if usage is not None:
-                self.input_tokens += usage.input_tokens
-                self.output_tokens += usage.output_tokens
+                self.input_tokens += usage.input_tokens or 0
+                self.output_tokens += usage.output_tokens or 0
 
     def failed(self, error: BaseException) -> None:
         name = type(error).__name__

@@ -139,7 +139,7 @@ STREAMS: dict[str, Expect] = {
 
 #: Every usage snapshot the stream reports, in order (repeats collapsed; never summed).
 STREAM_USAGES: dict[str, list[Usage]] = {
-    "pai-stream-text.sse": [Usage(input_tokens=15, output_tokens=0, total_tokens=15),
+    "pai-stream-text.sse": [Usage(input_tokens=15, output_tokens=None, total_tokens=15),
                             Usage(input_tokens=13, output_tokens=8, total_tokens=21)],
     "pai-stream-usage-mid-stream.sse": [
         Usage(input_tokens=18, output_tokens=66, total_tokens=84, reasoning_tokens=35),

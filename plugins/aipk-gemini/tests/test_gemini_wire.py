@@ -469,7 +469,7 @@ def test_parse_usage_edge_cases() -> None:
     assert wire.parse_usage("nonsense") is None
     assert wire.parse_usage({"promptTokenCount": 5, "toolUsePromptTokenCount": 2,
                              "candidatesTokenCount": "7", "thoughtsTokenCount": -1}) == Usage(
-        input_tokens=7, output_tokens=0, total_tokens=7)
+        input_tokens=7, output_tokens=None, total_tokens=7)
 
 
 def test_blocked_prompt_stream_is_a_content_filtered_error() -> None:

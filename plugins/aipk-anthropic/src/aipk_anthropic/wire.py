@@ -428,9 +428,12 @@ def _count(value: Any) -> int | None:
     return None
 
 
-def _usage(uncached: int, output: int, cache_read: int | None, cache_write: int | None,
-           reasoning: int | None) -> Usage:
-    return Usage(input_tokens=uncached + (cache_read or 0) + (cache_write or 0),
+def _usage(uncached: int | None, output: int | None, cache_read: int | None,
+           cache_write: int | None, reasoning: int | None) -> Usage:
+    """The whole prompt is uncached + cache reads + cache writes; None when none was sent."""
+    whole = (None if uncached is None and cache_read is None and cache_write is None
+             else (uncached or 0) + (cache_read or 0) + (cache_write or 0))
+    return Usage(input_tokens=whole,
                  output_tokens=output, cache_read_tokens=cache_read,
                  cache_write_tokens=cache_write, reasoning_tokens=reasoning)
 
@@ -442,7 +445,7 @@ def _reasoning_tokens(data: Mapping[str, Any]) -> int | None:
 
 def parse_usage(data: Mapping[str, Any]) -> Usage:
     """Usage from Anthropic's ``usage`` object (``input_tokens`` becomes the whole prompt)."""
-    return _usage(_count(data.get("input_tokens")) or 0, _count(data.get("output_tokens")) or 0,
+    return _usage(_count(data.get("input_tokens")), _count(data.get("output_tokens")),
                   _count(data.get("cache_read_input_tokens")),
                   _count(data.get("cache_creation_input_tokens")), _reasoning_tokens(data))
 
@@ -629,8 +632,8 @@ class AnthropicStreamDecoder:
         self._tools: dict[Any, int] = {}  # content block index -> tool-call ordinal
         self._blocks: dict[Any, str] = {}  # content block index -> block type
         self._thinking: dict[Any, tuple[dict[str, Any], list[str]]] = {}
-        self._input = 0
-        self._output = 0
+        self._input: int | None = None
+        self._output: int | None = None
         self._cache_read: int | None = None
         self._cache_write: int | None = None
         self._reasoning: int | None = None

@@ -362,12 +362,15 @@ def parse_usage(meta: Any) -> Usage | None:
     total = _count(meta.get("totalTokenCount"))
     if prompt is None and candidates is None and thoughts is None and total is None:
         return None
-    input_tokens = (prompt or 0) + (tool_prompt or 0)
-    output_tokens = (candidates or 0) + (thoughts or 0)
+    input_tokens = (None if prompt is None and tool_prompt is None
+                    else (prompt or 0) + (tool_prompt or 0))
+    output_tokens = (None if candidates is None and thoughts is None
+                     else (candidates or 0) + (thoughts or 0))
     return Usage(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
-        total_tokens=total if total is not None else input_tokens + output_tokens,
+        total_tokens=total if total is not None else
+        (output_tokens if input_tokens is None else input_tokens + (output_tokens or 0)),
         reasoning_tokens=thoughts,
         cache_read_tokens=_count(meta.get("cachedContentTokenCount")),
     )

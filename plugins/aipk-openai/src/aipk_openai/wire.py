@@ -203,14 +203,19 @@ def _details(data: Mapping[str, Any], key: str, field: str) -> int | None:
 
 
 def parse_usage(data: Mapping[str, Any]) -> Usage:
-    """Usage from OpenAI's ``usage`` object; counts that are not whole numbers are ignored."""
+    """Usage from OpenAI's ``usage`` object; counts that are missing or not whole numbers
+    stay None."""
     get = data.get
-    prompt = _count(get("prompt_tokens")) or 0
-    completion = _count(get("completion_tokens")) or 0
+    prompt = _count(get("prompt_tokens"))
+    completion = _count(get("completion_tokens"))
+    total = _count(get("total_tokens"))
+    if total is None:
+        total = (completion if prompt is None else prompt if completion is None
+                 else prompt + completion)
     return Usage(
         input_tokens=prompt,
         output_tokens=completion,
-        total_tokens=_count(get("total_tokens")) or prompt + completion,
+        total_tokens=total,
         reasoning_tokens=_details(data, "completion_tokens_details", "reasoning_tokens"),
         cache_read_tokens=_details(data, "prompt_tokens_details", "cached_tokens"),
     )

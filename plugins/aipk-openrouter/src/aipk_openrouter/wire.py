@@ -92,7 +92,9 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
     details = (choice.get("message") or {}).get("reasoning_details")
     if details:
         extra["reasoning_details"] = details
-    return attrs.evolve(response, extra=extra)
+    cost = extra.get("cost")
+    return attrs.evolve(response, extra=extra,
+                        cost=cost if isinstance(cost, float) else response.cost)
 
 
 class OpenRouterStreamDecoder(OpenAIStreamDecoder):
