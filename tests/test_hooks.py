@@ -18,7 +18,7 @@ from aipk import hookspecs
 from aipk.registry import Registry
 from aipk.sse import ServerSentEvent
 from aipk_openai import wire
-from aipk_testkit.emulator import Emulator, Fault, Reply
+from aipk_testkit.emulator import Emulator, Fault, Reply, emulated_token_count
 
 ROOT = Path(__file__).resolve().parents[1]
 USER = [aipk.Message.user("hi")]
@@ -209,6 +209,30 @@ def test_hook_aipk_parse_models(emu: Emulator) -> None:
     with client_with(emu, Plugin()) as client:
         ids = [m.id for m in client.models()]
     assert ids and all(i.startswith("x-") for i in ids)
+
+
+def test_hook_aipk_count_tokens_request(emu: Emulator) -> None:
+    class Plugin:
+        """Counts with the emulator's Anthropic-style endpoint on the OpenAI protocol."""
+
+        @aipk.hookimpl
+        def aipk_count_tokens_request(self, provider: aipk.Provider,
+                                      request: aipk.ChatRequest) -> aipk.TokenCountCall:
+            url = emu.url("anthropic") + "/v1/messages/count_tokens"
+            return aipk.TokenCountCall(
+                request=aipk.HttpRequest(url=url, headers={"anthropic-version": "2023-06-01"},
+                                         json={"model": request.model, "messages": [
+                                             {"role": "user", "content": "hi"}]}),
+                parse=lambda data: data["input_tokens"] * 10)
+
+    with client_with(emu) as plain:
+        estimate = plain.count_tokens(model="gpt-4o-mini", messages=USER)
+    assert estimate.estimated and emu.requests == []
+    with client_with(emu, Plugin()) as client:
+        counted = client.count_tokens(model="gpt-4o-mini", messages=USER)
+    assert not counted.estimated
+    assert counted.input_tokens == 10 * emulated_token_count("hi", 1)
+    assert emu.requests[-1].path.endswith("/v1/messages/count_tokens")
 
 
 def test_hook_aipk_login_flow(emu: Emulator) -> None:

@@ -85,6 +85,7 @@ if TYPE_CHECKING:
         UsageEvent,
     )
     from ._retry import RetryPolicy
+    from ._tokens import TokenCount, TokenCountCall
     from .router import AsyncRouter, Router, Target
     from .state import MemoryStore, StateStore
 
@@ -149,6 +150,8 @@ __all__ = [
     "Target",
     "TextDelta",
     "Timeout",
+    "TokenCount",
+    "TokenCountCall",
     "Tool",
     "ToolCall",
     "ToolCallDelta",
@@ -187,6 +190,7 @@ _LAZY = {
                      "RefusalDelta", "StreamAccumulator", "StreamEvent", "TextDelta",
                      "ToolCallDelta", "Usage", "UsageEvent"), "._responses"),
     "RetryPolicy": "._retry",
+    **dict.fromkeys(("TokenCount", "TokenCountCall"), "._tokens"),
     **dict.fromkeys(("AsyncRouter", "Router", "Target"), ".router"),
     **dict.fromkeys(("MemoryStore", "StateStore"), ".state"),
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -12,11 +12,12 @@ from ._base import ClientBase
 from ._client import HealthStatus, resolve_timeout
 from ._core import StreamSession
 from ._http import HttpRequest, Timeout
-from ._messages import ChatRequest
+from ._messages import ChatRequest, Message, Tool
 from ._providers import Credential, ModelInfo, Secret
 from ._responses import ChatResponse, StreamEvent, TextDelta
 from ._retry import RetryPolicy
 from ._sending import Acquire, ReadBody, Sent, Sleep, Transmit, send_steps
+from ._tokens import TokenCount
 from .credentials._errors import KeysExhaustedError
 from .errors import AuthenticationError, ProviderError
 from .limits import ClientLimits
@@ -67,6 +68,7 @@ class AsyncClient(ClientBase):
         store: StateStore | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        check_context: bool = False,
         **options: Any,
     ) -> None:
         super().__init__(provider, api_key=api_key, base_url=base_url, headers=headers,
@@ -82,6 +84,7 @@ class AsyncClient(ClientBase):
         #: a transport passed in belongs to the caller (it may be shared): never closed here
         self._owns_transport = transport is None
         self._sleep = sleep
+        self.check_context = check_context
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -100,7 +103,8 @@ class AsyncClient(ClientBase):
 
     async def chat(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
              headers: Mapping[str, str] | None = None, timeout: Timeout | float | None = None,
-             extra_body: Mapping[str, Any] | None = None, **fields: Any) -> ChatResponse:
+             extra_body: Mapping[str, Any] | None = None, check_context: bool | None = None,
+             **fields: Any) -> ChatResponse:
         """Send a chat request and return the whole answer.
 
         Pass a :class:`~aipk.ChatRequest`, or its fields as keywords (``model=``, ``messages=``,
@@ -108,8 +112,11 @@ class AsyncClient(ClientBase):
         ``headers`` adds HTTP headers (over the client's ``headers=``; a credential header is
         an error), ``timeout`` (seconds or a :class:`~aipk.Timeout`) replaces the client's for
         this call, and ``extra_body`` is merged into the provider's JSON body last.
+        ``check_context=True`` (or the client's ``check_context``) raises
+        ContextWindowExceededError before sending when the estimated prompt plus
+        ``max_tokens`` exceeds the model's context window.
         """
-        req = self._request(request, fields)
+        req = self._checked(self._request(request, fields), check_context)
         if headers or extra_body or timeout is not None:
             prepared = self._engine.prepare(req, False, headers=headers, extra_body=extra_body,
                                             timeout=self._call_timeout(timeout))
@@ -128,15 +135,35 @@ class AsyncClient(ClientBase):
 
     def stream(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
                headers: Mapping[str, str] | None = None, timeout: Timeout | float | None = None,
-               extra_body: Mapping[str, Any] | None = None, **fields: Any) -> AsyncChatStream:
+               extra_body: Mapping[str, Any] | None = None, check_context: bool | None = None,
+               **fields: Any) -> AsyncChatStream:
         """Stream a chat answer: ``async for`` over the returned :class:`AsyncChatStream`.
 
-        Takes the same per-call ``retry``, ``headers``, ``timeout`` and ``extra_body`` as
+        Takes the same per-call ``retry``, ``headers``, ``timeout``, ``extra_body`` and
+        ``check_context`` as
         :meth:`chat`; ``timeout``'s read part bounds the wait for each chunk."""
         options = ({} if not (headers or extra_body or timeout is not None) else {
                    "headers": headers, "timeout": self._call_timeout(timeout),
                     "extra_body": extra_body})
-        return AsyncChatStream(self, self._request(request, fields), retry, options)
+        return AsyncChatStream(self, self._checked(self._request(request, fields),
+                                                   check_context), retry, options)
+
+    async def count_tokens(self, *, model: str | None = None,
+                     messages: Iterable[Message | Mapping[str, Any]],
+                     tools: Iterable[Tool] = ()) -> TokenCount:
+        """Count the input tokens of ``messages`` (and ``tools``) for ``model``: with the
+        provider's count endpoint where its plugin has one (Anthropic, Gemini), else a local
+        estimate (about four characters a token; ``estimated=True`` on the result)."""
+        request = self._count_request(model, messages, tools)
+        call = self._engine.prepare_count(request)
+        if call is None:
+            return self._estimate(request)
+        response = (await self._send(call.request, request.model, None)).response
+        try:
+            data = await response.read()
+        except TransportFailure as failure:
+            raise self._transport_error(failure) from None
+        return self._engine.token_count(call, request, data, response.headers)
 
     async def models(self, *, static: bool = False) -> list[ModelInfo]:
         """The provider's models: listed live, or the plugin's static list with ``static=True``

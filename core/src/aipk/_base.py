@@ -15,6 +15,7 @@ from ._messages import ChatRequest, Message
 from ._providers import Capabilities, Credential, Provider, ProviderSpec, Secret
 from ._ratelimit import RateLimitState, RateLimitTracker
 from ._retry import RetryPolicy
+from ._tokens import TokenCount, estimate_tokens
 from .errors import (
     ConfigurationError,
     InvalidRequestError,
@@ -117,6 +118,9 @@ class ClientBase:
 
     #: The client's timeouts (set by the sync and async constructors).
     timeout: Timeout
+    #: Check every request against the model's context window before sending (a call's
+    #: ``check_context=`` overrides it); set with ``Client(check_context=True)``.
+    check_context: bool = False
 
     def __init__(
         self,
@@ -256,6 +260,18 @@ class ClientBase:
             fields["model"] = default
         messages: Iterable[Message | Mapping[str, Any]] = fields.pop("messages", ())
         return ChatRequest(messages=messages, **fields)
+
+    def _count_request(self, model: str | None, messages: Any, tools: Any) -> ChatRequest:
+        return self._request(None, {"model": model, "messages": messages, "tools": tools})
+
+    def _estimate(self, request: ChatRequest) -> TokenCount:
+        return TokenCount(input_tokens=estimate_tokens(request), estimated=True,
+                          provider=self._engine.provider.name, model=request.model)
+
+    def _checked(self, request: ChatRequest, check_context: bool | None) -> ChatRequest:
+        if check_context or (check_context is None and self.check_context):
+            self._engine.check_context(request)
+        return request
 
     def _call_timeout(self, timeout: Timeout | float | None) -> Timeout | None:
         """One call's ``timeout=``: a Timeout as is; seconds bound the connect (at most the

@@ -24,7 +24,9 @@ from ._providers import Credential, ModelInfo, Provider
 from ._ratelimit import RateLimitState, RateLimitTracker
 from ._responses import ChatResponse, StreamAccumulator, StreamEvent, TextDelta, Usage, cost_of
 from ._retry import RetryPolicy
+from ._tokens import TokenCount, TokenCountCall, estimate_tokens
 from .errors import (
+    ContextWindowExceededError,
     InvalidRequestError,
     PluginError,
     ProviderError,
@@ -83,6 +85,10 @@ class Engine:
         self._prices: dict[str, tuple[float, float]] = {
             m.id: (m.input_price, m.output_price) for m in provider.spec.models
             if m.input_price is not None and m.output_price is not None}
+        #: model id -> context window, where the static table knows it
+        self._windows: dict[str, int] = {
+            m.id: m.context_window for m in provider.spec.models
+            if m.context_window is not None}
         self._bind()
 
     def _bind(self) -> None:
@@ -96,6 +102,7 @@ class Engine:
         self._map_error = hooks.aipk_map_error.call
         self._models_request = hooks.aipk_models_request.call
         self._parse_models = hooks.aipk_parse_models.call
+        self._count_tokens = hooks.aipk_count_tokens_request.call
 
     def _refresh(self) -> None:
         """Once per request: pick up plugins registered or removed since the last one."""
@@ -191,6 +198,47 @@ class Engine:
         """The signed model-listing request and its body, or None."""
         built = self.prepare_models()
         return None if built is None else self.sign(built, credential)
+
+    def prepare_count(self, request: ChatRequest) -> TokenCountCall | None:
+        """How to count ``request``'s tokens with the provider (unsigned), or None when its
+        plugin has no count endpoint (then use :func:`~aipk._tokens.estimate_tokens`)."""
+        self._refresh()
+        call: TokenCountCall | None = self._count_tokens(self.provider, request)
+        if call is None:
+            return None
+        return TokenCountCall(request=self._finish(call.request, False), parse=call.parse)
+
+    def token_count(self, call: TokenCountCall, request: ChatRequest, body: bytes,
+                    headers: Mapping[str, str]) -> TokenCount:
+        """The provider's count from its answer to ``call``."""
+        request_id = request_id_of(headers)
+        data = self.decode_json(body, request_id)
+        try:
+            count = int(call.parse(data))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ResponseError(
+                f"the token count answer has an unexpected shape ({type(exc).__name__}: "
+                f"{exc}); upgrade the {self.provider.name} plugin if the provider changed it",
+                provider=self.provider.name, request_id=request_id) from None
+        return TokenCount(input_tokens=count, estimated=False, provider=self.provider.name,
+                          model=request.model)
+
+    def check_context(self, request: ChatRequest) -> None:
+        """Raise ContextWindowExceededError, before sending, when the local estimate of
+        ``request``'s input plus its ``max_tokens`` exceeds the model's context window (a
+        model whose window the plugin's static table does not know always passes)."""
+        window = self._windows.get(request.model)
+        if window is None:
+            return
+        tokens = estimate_tokens(request)
+        needed = tokens + (request.max_tokens or 0)
+        if needed > window:
+            raise ContextWindowExceededError(
+                f"the request needs about {needed} tokens ({tokens} input, estimated, plus "
+                f"max_tokens={request.max_tokens or 0}), more than {request.model!r}'s "
+                f"context window of {window}; send fewer or shorter messages, lower "
+                f"max_tokens, or pick a model with a larger window",
+                provider=self.provider.name, status=0, tokens=needed, context_window=window)
 
     def _key(self, model: str, credential_id: str | None) -> tuple[str, str, str]:
         if credential_id is None:

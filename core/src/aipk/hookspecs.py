@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ._providers import Credential, ModelInfo, Provider, ProviderSpec
     from ._ratelimit import RateLimitState
     from ._responses import ChatResponse
+    from ._tokens import TokenCountCall
     from .credentials._loginflow import LoginFlow
     from .errors import ProviderError
 
@@ -99,6 +100,11 @@ def aipk_models_request(provider: Provider) -> HttpRequest | None:
 @hookspec(firstresult=True)
 def aipk_parse_models(provider: Provider, data: Any) -> Sequence[ModelInfo] | None:
     """Turn the decoded model-listing body into :class:`~aipk.ModelInfo` records."""
+
+
+@hookspec(firstresult=True)
+def aipk_count_tokens_request(provider: Provider, request: ChatRequest) -> TokenCountCall | None:
+    """Return how to count ``request``'s input tokens with the provider's endpoint, or None."""
 
 
 @hookspec(firstresult=True)

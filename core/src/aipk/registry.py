@@ -485,7 +485,8 @@ class HookCallers:
     """
 
     __slots__ = ("_all", "_generation", "_pm", "aipk_apply_credential", "aipk_build_request",
-                 "aipk_login_flow", "aipk_map_error", "aipk_models_request",
+                 "aipk_count_tokens_request", "aipk_login_flow", "aipk_map_error",
+                 "aipk_models_request",
                  "aipk_parse_models", "aipk_parse_rate_limits", "aipk_parse_response",
                  "aipk_stream_decoder", "removed")
 
@@ -515,6 +516,7 @@ class HookCallers:
         self.aipk_models_request = make("aipk_models_request")
         self.aipk_parse_models = make("aipk_parse_models")
         self.aipk_login_flow = make("aipk_login_flow")
+        self.aipk_count_tokens_request = make("aipk_count_tokens_request")
         self._all = tuple(made)
 
     @property

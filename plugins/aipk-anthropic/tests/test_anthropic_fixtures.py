@@ -40,7 +40,7 @@ from aipk.errors import (
     RateLimitError,
     StatusError,
 )
-from aipk_anthropic import ANTHROPIC, wire
+from aipk_anthropic import ANTHROPIC, tokens, wire
 from aipk_testkit.fixtures import (
     Captures,
     decode_sse,
@@ -305,7 +305,39 @@ RATE_LIMITS: dict[str, tuple[float, dict[str, Window]]] = {
     }),
 }
 
-COVERED = set(STREAMS) | set(MESSAGES) | set(ERRORS) | set(RATE_LIMITS)
+#: ``count_tokens`` answers: the count.
+COUNTS: dict[str, int] = {
+    "pai-count-tokens-basic.json": 16,
+    "pai-count-tokens-tools-thinking.json": 671,
+}
+
+COVERED = set(STREAMS) | set(MESSAGES) | set(ERRORS) | set(RATE_LIMITS) | set(COUNTS)
+
+
+@pytest.mark.parametrize("name", sorted(COUNTS))
+def test_count_tokens_fixture(name: str) -> None:
+    status, headers, body = CAPTURES.response(name)
+    assert status == 200
+    assert tokens.parse_token_count(json.loads(body)) == COUNTS[name]
+    captured = CAPTURES.request(name)
+    assert captured["url"].split("?")[0].endswith("/v1/messages/count_tokens")
+    sent = captured["body"]
+    request = ChatRequest(model=sent["model"], messages=[Message.user("What is 2 + 2?")],
+                          max_tokens=100, temperature=0.5, extra={
+                              k: sent[k] for k in ("thinking", "tool_choice") if k in sent})
+    built = tokens.build_count_tokens_request(_provider(), request)
+    assert built.url == "https://api.anthropic.com/v1/messages/count_tokens"
+    assert built.json["model"] == sent["model"]
+    # what the endpoint refuses is left out; what it counts is kept
+    assert not {"max_tokens", "temperature", "stream"} & set(built.json)
+    assert {k: built.json[k] for k in ("thinking", "tool_choice") if k in sent} == {
+        k: sent[k] for k in ("thinking", "tool_choice") if k in sent}
+    # through the engine, as the client uses it
+    engine = _engine()
+    call = engine.prepare_count(request)
+    assert call is not None
+    count = engine.token_count(call, request, body.encode(), headers)
+    assert (count.input_tokens, count.estimated) == (COUNTS[name], False)
 
 
 # -- meta ------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from aipk.errors import (
     PermissionDeniedError,
     ResponseError,
 )
-from aipk_gemini import GEMINI, wire
+from aipk_gemini import GEMINI, tokens, wire
 from aipk_testkit.fixtures import (
     Captures,
     decode_sse,
@@ -198,7 +198,40 @@ ERRORS: dict[str, ErrorExpect] = {
         "allowed to be crawled. Status: URL_ROBOTED-ROBOTED_DENIED"),
 }
 
-COVERED = set(STREAMS) | set(BODIES) | set(ERRORS) | set(BLOCKED)
+#: ``countTokens`` answers: the count, or the status of the error.
+COUNTS: dict[str, int] = {
+    "pai-count-tokens-raw.json": 12,
+    "pai-count-tokens-embedding-model.json": 5,
+    "pai-count-tokens-error-404.json": 404,
+}
+
+COVERED = set(STREAMS) | set(BODIES) | set(ERRORS) | set(BLOCKED) | set(COUNTS)
+
+
+@pytest.mark.parametrize("name", sorted(COUNTS))
+def test_count_tokens_fixture(name: str) -> None:
+    status, headers, body = CAPTURES.response(name)
+    captured = CAPTURES.request(name)
+    sent = captured["body"] if isinstance(captured["body"], dict) else json.loads(
+        captured["body"])
+    model = captured["url"].split("/models/")[1].split(":")[0]
+    request = ChatRequest(model=model, messages=[
+        Message.user(sent["contents"][0]["parts"][0]["text"])])
+    built = tokens.build_count_tokens_request(_provider(), request)
+    assert built.url == captured["url"]
+    assert built.json["generateContentRequest"]["contents"] == sent["contents"]
+    assert built.json["generateContentRequest"]["model"] == f"models/{model}"
+    if status == 404:
+        error = _engine().error(status, headers, body.encode())
+        assert type(error) is NotFoundError
+        assert "is not supported for countTokens" in error.message
+        return
+    assert tokens.parse_token_count(json.loads(body)) == COUNTS[name]
+    engine = _engine()
+    call = engine.prepare_count(request)
+    assert call is not None
+    count = engine.token_count(call, request, body.encode(), headers)
+    assert (count.input_tokens, count.estimated, count.model) == (COUNTS[name], False, model)
 
 
 # -- meta ------------------------------------------------------------------------------------

@@ -27,11 +27,12 @@ from aipk import (
     Provider,
     ProviderSpec,
     RateLimitState,
+    TokenCountCall,
     hookimpl,
 )
 from aipk.errors import ProviderError
 
-from . import wire
+from . import tokens, wire
 
 if TYPE_CHECKING:
     from aipk.credentials import LoginFlow
@@ -130,6 +131,12 @@ def aipk_map_error(provider: Provider, status: int, headers: Mapping[str, str], 
     if not _ours(provider):
         return None
     return wire.map_error(provider, status, headers, data, request_id, time.time())
+
+
+@hookimpl
+def aipk_count_tokens_request(provider: Provider,
+                              request: ChatRequest) -> TokenCountCall | None:
+    return tokens.count_tokens_call(provider, request) if _ours(provider) else None
 
 
 @hookimpl

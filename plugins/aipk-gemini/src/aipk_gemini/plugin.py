@@ -28,11 +28,12 @@ from aipk import (
     Provider,
     ProviderSpec,
     RateLimitState,
+    TokenCountCall,
     hookimpl,
 )
 from aipk.errors import ProviderError
 
-from . import wire
+from . import tokens, wire
 from .limits import DEFAULT_REQUESTS_PER_MINUTE
 
 if TYPE_CHECKING:
@@ -162,6 +163,12 @@ def aipk_map_error(provider: Provider, status: int, headers: Mapping[str, str], 
     import time
 
     return wire.map_error(provider, status, headers, data, request_id, time.time())
+
+
+@hookimpl
+def aipk_count_tokens_request(provider: Provider,
+                              request: ChatRequest) -> TokenCountCall | None:
+    return tokens.count_tokens_call(provider, request) if _ours(provider) else None
 
 
 @hookimpl

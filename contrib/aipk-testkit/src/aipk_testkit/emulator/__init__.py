@@ -30,7 +30,15 @@ Design, one module per concern (each small, standard library only):
 
 from . import _anthropic, _gemini, _oauth, _openai  # noqa: F401  (importing registers the protocols)
 from ._oauth import OAuthHandler, oauth_server
-from ._protocol import ChatCall, ProtocolHandler, Rendered, RequestError, register, registered
+from ._protocol import (
+    ChatCall,
+    ProtocolHandler,
+    Rendered,
+    RequestError,
+    emulated_token_count,
+    register,
+    registered,
+)
 from ._ratelimit import RateLimitSnapshot
 from ._server import Emulator
 from ._types import Fault, RecordedRequest, Reply, ToolCallSpec
@@ -47,6 +55,7 @@ __all__ = [
     "Reply",
     "RequestError",
     "ToolCallSpec",
+    "emulated_token_count",
     "oauth_server",
     "register",
     "registered",

@@ -25,7 +25,14 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from ._protocol import ChatCall, ProtocolHandler, Rendered, RequestError, register
+from ._protocol import (
+    ChatCall,
+    ProtocolHandler,
+    Rendered,
+    RequestError,
+    emulated_token_count,
+    register,
+)
 from ._ratelimit import RateLimitSnapshot
 from ._types import RecordedRequest, Reply
 
@@ -117,6 +124,8 @@ class AnthropicHandler(ProtocolHandler):
     def route(self, method: str, path: str) -> str | None:
         if path == "/v1/messages":
             return "chat" if method == "POST" else None
+        if path == "/v1/messages/count_tokens":
+            return "count_tokens" if method == "POST" else None
         if method == "GET" and (path == "/v1/models" or path.startswith("/v1/models/")):
             return "models"
         return None
@@ -179,6 +188,8 @@ class AnthropicHandler(ProtocolHandler):
                         prompt_tokens=max(1, chars // 4 + 3 * len(messages)))
 
     def answer(self, endpoint: str, path: str, request: RecordedRequest) -> Rendered:
+        if endpoint == "count_tokens":
+            return self._count_tokens(request)
         entries = [{"type": "model", "id": m, "display_name": m,
                     "created_at": "2025-09-29T00:00:00Z"} for m in self.models]
         if path == "/v1/models":
@@ -191,6 +202,28 @@ class AnthropicHandler(ProtocolHandler):
             if entry["id"] == wanted:
                 return Rendered(200, list(_JSON_HEADERS), _dumps(entry))
         return self.render_error(404, f"model: {wanted}")
+
+    def _count_tokens(self, request: RecordedRequest) -> Rendered:
+        """``{"input_tokens": N}``: :func:`emulated_token_count` of the system prompt, the
+        messages' text and the tools' JSON; 400s for what the real endpoint refuses."""
+        try:
+            data = json.loads(request.body)
+        except ValueError:
+            return self.render_error(400, "There was an error parsing the body of your request "
+                                     "as JSON")
+        if not isinstance(data, dict) or not data.get("model"):
+            return self.render_error(400, "model: Field required")
+        for refused in ("max_tokens", "stream", "temperature"):
+            if refused in data:
+                return self.render_error(400, f"{refused}: Extra inputs are not permitted")
+        messages = data.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return self.render_error(400, "messages: Field required")
+        text = _text_of(data.get("system")) + "".join(
+            _text_of(m.get("content")) for m in messages if isinstance(m, dict))
+        tools = json.dumps(data.get("tools") or [], separators=(",", ":"))
+        count = emulated_token_count(text, len(messages), tools if data.get("tools") else "")
+        return Rendered(200, list(_JSON_HEADERS), _dumps({"input_tokens": count}))
 
     # -- replies ----------------------------------------------------------------------------
 

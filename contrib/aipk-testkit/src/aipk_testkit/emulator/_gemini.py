@@ -36,7 +36,14 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from ._protocol import ChatCall, ProtocolHandler, Rendered, RequestError, register
+from ._protocol import (
+    ChatCall,
+    ProtocolHandler,
+    Rendered,
+    RequestError,
+    emulated_token_count,
+    register,
+)
 from ._ratelimit import RateLimitSnapshot
 from ._types import RecordedRequest, Reply
 
@@ -46,6 +53,7 @@ _SSE_HEADERS = [("content-type", "text/event-stream"), ("content-disposition", "
                 _VARY]
 _CHAT = re.compile(r"(?:/v1(?:beta|alpha)?)?/(?:models|tunedModels)/(?P<model>[^/:]+)"
                    r":(?P<method>generateContent|streamGenerateContent)")
+_COUNT = re.compile(r"(?:/v1(?:beta|alpha)?)?/models/(?P<model>[^/:]+):countTokens")
 _CLOUDCODE = re.compile(r"/v1internal:(?P<method>generateContent|streamGenerateContent)")
 _MODELS = re.compile(r"(?:/v1(?:beta|alpha)?)?/models(?:/(?P<model>[^/:]+))?")
 
@@ -129,6 +137,8 @@ class GeminiHandler(ProtocolHandler):
             return "chat" if method == "POST" else None
         if method == "GET" and _MODELS.fullmatch(path):
             return "models"
+        if method == "POST" and _COUNT.fullmatch(path):
+            return "count_tokens"
         return None
 
     def check_auth(self, request: RecordedRequest, accepts: Callable[[str], bool]) -> (
@@ -212,6 +222,8 @@ class GeminiHandler(ProtocolHandler):
                         options=(cloud is not None, streaming and not sse))
 
     def answer(self, endpoint: str, path: str, request: RecordedRequest) -> Rendered:
+        if endpoint == "count_tokens":
+            return self._count_tokens(path, request)
         entries = [self._model(m) for m in self.models]
         match = _MODELS.fullmatch(path)
         wanted = match["model"] if match else None
@@ -224,6 +236,35 @@ class GeminiHandler(ProtocolHandler):
                                  "or is not supported for get. Call ModelService.ListModels to "
                                  "see the list of available models and their supported "
                                  "methods.")
+
+    def _count_tokens(self, path: str, request: RecordedRequest) -> Rendered:
+        """``{"totalTokens": N, "promptTokensDetails": [...]}`` for ``contents`` or a whole
+        ``generateContentRequest`` (:func:`emulated_token_count`); 404 for an unknown model."""
+        match = _COUNT.fullmatch(path)
+        model = match["model"] if match else ""
+        if model not in self.models:
+            return self.render_error(404, f"models/{model} is not found for API version "
+                                     "v1beta, or is not supported for countTokens. Call "
+                                     "ListModels to see the list of available models and "
+                                     "their supported methods.")
+        try:
+            data = json.loads(request.body)
+        except ValueError:
+            return self.render_error(400, "Invalid JSON payload received.")
+        inner = data.get("generateContentRequest", data) if isinstance(data, dict) else {}
+        contents = inner.get("contents") if isinstance(inner, dict) else None
+        if not isinstance(contents, list) or not contents:
+            return self.render_error(400, "* CountTokensRequest.contents: contents is not "
+                                     "specified")
+        system = inner.get("systemInstruction")
+        text = _text_of(system.get("parts") if isinstance(system, dict) else None) + "".join(
+            _text_of(c.get("parts")) for c in contents if isinstance(c, dict))
+        tools = inner.get("tools")
+        count = emulated_token_count(text, len(contents), json.dumps(
+            tools, separators=(",", ":")) if tools else "")
+        return Rendered(200, list(_JSON_HEADERS), _pretty({
+            "totalTokens": count,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": count}]}))
 
     @staticmethod
     def _model(model: str) -> dict[str, Any]:

@@ -75,6 +75,13 @@ class ChatCall:
     options: tuple[object, ...] = ()
 
 
+def emulated_token_count(text: str, messages: int, tools_json: str = "") -> int:
+    """The emulator's count endpoints' answer: one token per three characters of text and
+    tool JSON (rounded up) plus three per message, deliberately unlike aipk's local estimate so
+    a test can tell which was used."""
+    return -(-(len(text) + len(tools_json)) // 3) + 3 * messages
+
+
 @dataclass
 class Rendered:
     """A response before framing: a body, or (when ``events`` is not ``None``) an SSE stream.
