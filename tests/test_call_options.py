@@ -212,3 +212,52 @@ def test_blocked_prompts_are_content_filtered_errors(emu: Emulator, name: str,
         assert (caught.value.status, caught.value.code) == (200, "PROHIBITED_CONTENT")
     else:
         assert (caught.value.status, caught.value.code) == (400, "content_filter")
+
+
+# -- n > 1 ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", ["openai", "groq"])
+def test_every_choice_with_its_finish_reason_chat_and_stream_alike(emu: Emulator, name: str,
+                                                                   mode: str) -> None:
+    response = _call(emu, name, mode, extra_body={"n": 3})
+    assert [c.index for c in response.choices] == [0, 1, 2]
+    assert [c.message.content for c in response.choices] == [
+        "echo: Hello there", "echo: Hello there #1", "echo: Hello there #2"]
+    assert [c.finish_reason for c in response.choices] == [
+        aipk.FinishReason.STOP, aipk.FinishReason.LENGTH, aipk.FinishReason.LENGTH]
+    assert [c.raw_finish_reason for c in response.choices] == ["stop", "length", "length"]
+    # choice 0 is the response itself
+    assert response.text == "echo: Hello there"
+    assert response.finish_reason is aipk.FinishReason.STOP
+
+
+def test_stream_events_say_which_choice_they_belong_to(emu: Emulator) -> None:
+    with _client(emu, "openai") as client, client.stream(
+            model="gpt-4o-mini", messages=USER, extra_body={"n": 2}) as stream:
+        events = list(stream)
+    texts = {0: "", 1: ""}
+    for event in events:
+        if type(event) is aipk.TextDelta:
+            texts[event.choice] += event.text
+    assert texts == {0: "echo: Hello there", 1: "echo: Hello there #1"}
+    finishes = [(e.choice, e.raw) for e in events if type(e) is aipk.FinishEvent]
+    assert finishes == [(0, "stop"), (1, "length")]
+
+
+def test_accumulator_keeps_every_choice_in_any_order() -> None:
+    acc = aipk.StreamAccumulator()
+    for event in [aipk.TextDelta(text="b", choice=1), aipk.TextDelta(text="a"),
+                  aipk.ToolCallDelta(index=0, id="c1", name="f", arguments="{}", choice=2),
+                  aipk.FinishEvent(reason=aipk.FinishReason.TOOL_CALLS, raw="tool_calls",
+                                   choice=2),
+                  aipk.TextDelta(text="b2", choice=1), aipk.FinishEvent(
+                      reason=aipk.FinishReason.STOP, raw="stop")]:
+        acc.add(event)
+    response = acc.response(provider="p", model="m")
+    assert response.text == "a" and response.finish_reason is aipk.FinishReason.STOP
+    one, two = response.more_choices
+    assert (one.index, one.message.content, one.finish_reason) == (1, "bb2", None)
+    assert two.index == 2 and two.message.tool_calls[0].name == "f"
+    assert two.finish_reason is aipk.FinishReason.TOOL_CALLS

@@ -73,6 +73,7 @@ if TYPE_CHECKING:
     )
     from ._responses import (
         ChatResponse,
+        Choice,
         FinishEvent,
         FinishReason,
         ReasoningDelta,
@@ -105,6 +106,7 @@ __all__ = [
     "ChatRequest",
     "ChatResponse",
     "ChatStream",
+    "Choice",
     "Client",
     "ConfigFileError",
     "ConfigurationError",
@@ -186,7 +188,7 @@ _LAZY = {
                      "ProviderSpec", "Secret"), "._providers"),
     **dict.fromkeys(("RateLimitState", "RateLimitWindow", "parse_count", "parse_duration",
                      "parse_reset", "parse_retry_after"), "._ratelimit"),
-    **dict.fromkeys(("ChatResponse", "FinishEvent", "FinishReason", "ReasoningDelta",
+    **dict.fromkeys(("ChatResponse", "Choice", "FinishEvent", "FinishReason", "ReasoningDelta",
                      "RefusalDelta", "StreamAccumulator", "StreamEvent", "TextDelta",
                      "ToolCallDelta", "Usage", "UsageEvent"), "._responses"),
     "RetryPolicy": "._retry",

@@ -444,7 +444,7 @@ class StreamSession:
         try:
             for sse in sse_events:
                 for event in decoder.feed(sse):
-                    if type(event) is TextDelta:  # the common case: add(event), one call less
+                    if type(event) is TextDelta and not event.choice:  # the common case
                         write_text(event.text)
                     else:
                         add(event)

@@ -100,6 +100,9 @@ class Message:
         tool_call_id: For a tool message: the id of the call it answers (required).
         name: For a tool message: the tool's name (some providers need it).
         extra: Provider data that must travel with the message to the next turn.
+        cache: Mark the prompt up to and including this message for the provider's prompt
+            cache (Anthropic ``cache_control``); providers that cache on their own (OpenAI,
+            Gemini) ignore it.
     """
 
     role: Role
@@ -109,6 +112,7 @@ class Message:
     tool_call_id: str | None = None
     name: str | None = None
     extra: Mapping[str, Any] = attrs.field(factory=dict)
+    cache: bool = False
 
     def __attrs_post_init__(self) -> None:
         if self.role not in _ROLES:
@@ -186,12 +190,16 @@ class Tool:
         description: What the function does, for the model.
         parameters: A JSON Schema object describing the arguments.
         strict: Ask the provider to enforce the schema exactly; None leaves its default.
+        cache: Mark the tool definitions up to and including this one for the provider's
+            prompt cache (Anthropic ``cache_control``); ignored by providers that cache on
+            their own.
     """
 
     name: str
     description: str = ""
     parameters: Mapping[str, Any] = attrs.field(factory=_default_parameters)
     strict: bool | None = None
+    cache: bool = False
 
     def __attrs_post_init__(self) -> None:
         if not self.name or not all(c.isascii() and (c.isalnum() or c in "_-")

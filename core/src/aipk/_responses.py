@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ChatResponse",
+    "Choice",
     "FinishEvent",
     "FinishReason",
     "ReasoningDelta",
@@ -95,6 +96,23 @@ def cost_of(usage: Usage | None, input_price: float | None,
 
 
 @attrs.frozen(kw_only=True)
+class Choice:
+    """One of several answers to a request (``n > 1``).
+
+    Attributes:
+        index: The choice's position (0 is the response's own ``message``).
+        message: The assistant message of this choice.
+        finish_reason: Why this choice stopped, normalised; None when not reported.
+        raw_finish_reason: The provider's own word for it.
+    """
+
+    index: int
+    message: Message
+    finish_reason: FinishReason | None = None
+    raw_finish_reason: str | None = None
+
+
+@attrs.frozen(kw_only=True)
 class ChatResponse:
     """A complete answer. ``message`` is the assistant message to append to the conversation.
 
@@ -113,6 +131,8 @@ class ChatResponse:
         extra: Provider-specific response fields (for example ``system_fingerprint``).
         cost: What the call cost in US dollars, from the model's prices in the plugin's
             static model table and ``usage``; None when either is unknown.
+        more_choices: Choices 1, 2 … when the request asked for several (``n > 1``);
+            ``choices`` lists them all, choice 0 first.
     """
 
     provider: str
@@ -128,6 +148,15 @@ class ChatResponse:
     rate_limit: RateLimitState | None = None
     extra: Mapping[str, Any] = attrs.field(factory=dict)
     cost: float | None = None
+    more_choices: tuple[Choice, ...] = ()
+
+    @property
+    def choices(self) -> tuple[Choice, ...]:
+        """Every choice, in order: choice 0 (``message``, ``finish_reason``) then
+        ``more_choices``."""
+        first = Choice(index=0, message=self.message, finish_reason=self.finish_reason,
+                       raw_finish_reason=self.raw_finish_reason)
+        return (first, *self.more_choices)
 
     def with_transport_info(self, request_id: str | None, rate_limit: RateLimitState | None,
                             cost: float | None = None) -> ChatResponse:
@@ -138,7 +167,7 @@ class ChatResponse:
             finish_reason=self.finish_reason, raw_finish_reason=self.raw_finish_reason,
             usage=self.usage, id=self.id, request_id=request_id, refusal=self.refusal,
             reasoning=self.reasoning, rate_limit=rate_limit, extra=self.extra,
-            cost=self.cost if self.cost is not None else cost,
+            cost=self.cost if self.cost is not None else cost, more_choices=self.more_choices,
         )
 
     @property
@@ -157,9 +186,11 @@ class TextDelta:
 
     Attributes:
         text: The fragment.
+        choice: Which choice (``n > 1``) it belongs to; 0 for the usual single answer.
     """
 
     text: str
+    choice: int = 0
 
 
 @attrs.frozen(kw_only=True, slots=True)
@@ -168,9 +199,11 @@ class ReasoningDelta:
 
     Attributes:
         text: The fragment.
+        choice: Which choice (``n > 1``) it belongs to; 0 for the usual single answer.
     """
 
     text: str
+    choice: int = 0
 
 
 @attrs.frozen(kw_only=True, slots=True)
@@ -179,9 +212,11 @@ class RefusalDelta:
 
     Attributes:
         text: The fragment.
+        choice: Which choice (``n > 1``) it belongs to; 0 for the usual single answer.
     """
 
     text: str
+    choice: int = 0
 
 
 @attrs.frozen(kw_only=True, slots=True)
@@ -193,12 +228,14 @@ class ToolCallDelta:
         id: The call's id (on its first fragment).
         name: The tool's name (on its first fragment).
         arguments: The next piece of the JSON arguments text.
+        choice: Which choice (``n > 1``) it belongs to; 0 for the usual single answer.
     """
 
     index: int
     id: str | None = None
     name: str | None = None
     arguments: str = ""
+    choice: int = 0
 
 
 @attrs.frozen(kw_only=True, slots=True)
@@ -219,10 +256,12 @@ class FinishEvent:
     Attributes:
         reason: Why generation stopped, normalised.
         raw: The provider's own word for it.
+        choice: Which choice (``n > 1``) finished; 0 for the usual single answer.
     """
 
     reason: FinishReason
     raw: str | None = None
+    choice: int = 0
 
 
 #: Any event a stream yields.
@@ -243,8 +282,8 @@ class _PendingCall:
 class StreamAccumulator:
     """Folds stream events into a :class:`ChatResponse`; memory grows only with the text kept."""
 
-    __slots__ = ("_calls", "_finish", "_reasoning", "_refusal", "_text", "extra", "id", "model",
-                 "usage")
+    __slots__ = ("_calls", "_finish", "_others", "_reasoning", "_refusal", "_text", "extra", "id",
+                 "model", "usage")
 
     def __init__(self) -> None:
         self._text = io.StringIO()
@@ -252,13 +291,31 @@ class StreamAccumulator:
         self._refusal: io.StringIO | None = None
         self._calls: dict[int, _PendingCall] = {}
         self._finish: FinishEvent | None = None
+        #: choices 1, 2 … (n > 1), each folded by an accumulator of its own
+        self._others: dict[int, StreamAccumulator] | None = None
         self.usage: Usage | None = None
         self.id: str | None = None
         self.model: str | None = None
         self.extra: dict[str, Any] = {}
 
     def add(self, event: StreamEvent) -> None:
-        """Fold one event in."""
+        """Fold one event in (an event of choice 1, 2 … goes to that choice)."""
+        if type(event) is not UsageEvent and event.choice:  # type: ignore[union-attr]
+            self._other(event.choice).add_own(event)  # type: ignore[union-attr]
+            return
+        self.add_own(event)
+
+    def _other(self, choice: int) -> StreamAccumulator:
+        others = self._others
+        if others is None:
+            others = self._others = {}
+        found = others.get(choice)
+        if found is None:
+            found = others[choice] = StreamAccumulator()
+        return found
+
+    def add_own(self, event: StreamEvent) -> None:
+        """Fold one event in as this accumulator's own, whatever its ``choice``."""
         cls = type(event)
         if cls is TextDelta:
             self._text.write(event.text)  # type: ignore[union-attr]
@@ -306,6 +363,22 @@ class StreamAccumulator:
             for i, c in sorted(self._calls.items())
         )
 
+    def _message(self) -> Message:
+        text = self.text()
+        calls = self.tool_calls()
+        return Message(role="assistant", content=text if text or not calls else None,
+                       tool_calls=calls, extra=dict(self.extra))
+
+    def choices(self) -> tuple[Choice, ...]:
+        """Choices 1, 2 … folded so far (empty for a single answer)."""
+        if not self._others:
+            return ()
+        return tuple(
+            Choice(index=i, message=other._message(),
+                   finish_reason=other._finish.reason if other._finish else None,
+                   raw_finish_reason=other._finish.raw if other._finish else None)
+            for i, other in sorted(self._others.items()))
+
     def response(self, *, provider: str, model: str, request_id: str | None = None,
                  rate_limit: RateLimitState | None = None,
                  cost: float | None = None) -> ChatResponse:
@@ -327,4 +400,5 @@ class StreamAccumulator:
             rate_limit=rate_limit,
             extra=dict(self.extra),
             cost=cost,
+            more_choices=self.choices(),
         )

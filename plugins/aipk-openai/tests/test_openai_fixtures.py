@@ -437,12 +437,16 @@ def test_n3_alternatives() -> None:
     body, _ = CAPTURES.body_and_headers("sdk-chat-n3-multiple-choices.json")
     response = wire.parse_chat_response(_provider(), REQUEST, json.loads(body))
     assert response.text == '{"city":"San Francisco","temperature":64,"units":"f"}'
-    alternatives = response.extra["alternatives"]
-    assert [m.content for m in alternatives] == [
+    assert [c.message.content for c in response.choices] == [
+        '{"city":"San Francisco","temperature":64,"units":"f"}',
         '{"city":"San Francisco","temperature":65,"units":"f"}',
         '{"city":"San Francisco","temperature":63.0,"units":"f"}',
     ]
-    assert all(m.role == "assistant" and m.tool_calls == () for m in alternatives)
+    assert [c.index for c in response.choices] == [0, 1, 2]
+    assert [c.finish_reason for c in response.choices] == [FinishReason.STOP] * 3
+    assert [c.raw_finish_reason for c in response.choices] == ["stop"] * 3
+    assert all(c.message.role == "assistant" and c.message.tool_calls == ()
+               for c in response.more_choices)
 
 
 def test_single_choice_bodies_have_no_alternatives() -> None:
@@ -451,7 +455,8 @@ def test_single_choice_bodies_have_no_alternatives() -> None:
             continue
         body, _ = CAPTURES.body_and_headers(name)
         response = wire.parse_chat_response(_provider(), REQUEST, json.loads(body))
-        assert "alternatives" not in response.extra, name
+        assert response.more_choices == (), name
+        assert len(response.choices) == 1 and response.choices[0].message == response.message
 
 
 def test_refusal_body_is_a_refusal_with_no_text() -> None:

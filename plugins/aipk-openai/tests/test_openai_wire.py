@@ -546,10 +546,14 @@ def test_decoder_basic_events() -> None:
     ]
 
 
-def test_decoder_ignores_other_choices() -> None:
+def test_decoder_tags_other_choices() -> None:
     events = _decode(_chunk({"content": "A"}), _chunk({"content": "B"}, index=1),
                      _chunk({}, "length", index=1), _chunk({}, "stop"))
-    assert events == [TextDelta(text="A"), FinishEvent(reason=FinishReason.STOP, raw="stop")]
+    assert events == [TextDelta(text="A"), TextDelta(text="B", choice=1),
+                      FinishEvent(reason=FinishReason.LENGTH, raw="length", choice=1),
+                      FinishEvent(reason=FinishReason.STOP, raw="stop")]
+    with pytest.raises(ValueError, match="choice index"):
+        _decode(_chunk({"content": "A"}, index="1"))
 
 
 def test_decoder_tool_calls_per_index() -> None:

@@ -159,16 +159,29 @@ class _Turn:
 
     def encode(self) -> dict[str, Any]:
         blocks = self.blocks
-        if len(blocks) == 1 and blocks[0]["type"] == "text":
+        if len(blocks) == 1 and blocks[0]["type"] == "text" and len(blocks[0]) == 2:
             return {"role": self.role, "content": blocks[0]["text"]}
         return {"role": self.role, "content": blocks}
 
 
+#: Anthropic's prompt-caching marker, put on the last block of what ``cache=True`` marks.
+EPHEMERAL = {"type": "ephemeral"}
+
+
+def _mark_cached(blocks: list[dict[str, Any]]) -> None:
+    """Put ``cache_control`` on the last block (a copy: blocks may come from ``extra``)."""
+    if blocks:
+        blocks[-1] = {**blocks[-1], "cache_control": dict(EPHEMERAL)}
+
+
 def encode_messages(provider: Provider, messages: Sequence[Message]) -> (
-        tuple[str | None, list[dict[str, Any]]]):
-    """The top-level ``system`` text and the ``messages`` list, checked against the order
-    rules the API enforces (InvalidRequestError naming the message to change)."""
+        tuple[str | list[dict[str, Any]] | None, list[dict[str, Any]]]):
+    """The top-level ``system`` (text, or one cached text block when a system message has
+    ``cache=True``) and the ``messages`` list, checked against the order rules the API
+    enforces (InvalidRequestError naming the message to change). ``Message.cache`` puts
+    ``cache_control`` on the message's last block."""
     system: list[str] = []
+    cache_system = False
     turns: list[_Turn] = []
     for i, message in enumerate(messages):
         where = f"messages[{i}] ({message.role})"
@@ -179,6 +192,7 @@ def encode_messages(provider: Provider, messages: Sequence[Message]) -> (
                                f"images; move them to a user message", "messages")
             if message.content:
                 system.append(message.content)
+            cache_system = cache_system or message.cache
             continue
         last = turns[-1] if turns else None
         if role == "tool":
@@ -212,6 +226,8 @@ def encode_messages(provider: Provider, messages: Sequence[Message]) -> (
             if message.extra.get("is_error"):
                 block["is_error"] = True
             last.blocks.append(block)
+            if message.cache:
+                _mark_cached(last.blocks)
             continue
         if role == "user" and last is not None and last.role == "user" and last.blocks and \
                 last.blocks[-1]["type"] == "tool_result":
@@ -241,8 +257,16 @@ def encode_messages(provider: Provider, messages: Sequence[Message]) -> (
             turn.blocks.extend(_image_block(provider, img, where) for img in message.images)
             if message.content:
                 turn.blocks.append({"type": "text", "text": message.content})
+        if message.cache:
+            _mark_cached(turn.blocks)
     _check_turns(provider, turns)
-    return ("\n\n".join(system) if system else None), [t.encode() for t in turns]
+    if not system:
+        return None, [t.encode() for t in turns]
+    text = "\n\n".join(system)
+    if cache_system:
+        return ([{"type": "text", "text": text, "cache_control": dict(EPHEMERAL)}],
+                [t.encode() for t in turns])
+    return text, [t.encode() for t in turns]
 
 
 def _check_turns(provider: Provider, turns: Sequence[_Turn]) -> None:
@@ -274,6 +298,8 @@ def _tool(provider: Provider, tool: aipk.Tool) -> dict[str, Any]:
     out["input_schema"] = dict(schema)
     if tool.strict is not None:
         out["strict"] = tool.strict
+    if tool.cache:
+        out["cache_control"] = dict(EPHEMERAL)
     return out
 
 

@@ -15,6 +15,7 @@ import aipk
 from aipk import (
     ChatRequest,
     ChatResponse,
+    Choice,
     FinishEvent,
     FinishReason,
     HttpRequest,
@@ -233,8 +234,22 @@ def _message(provider: Provider, msg: Mapping[str, Any]) -> Message:
     return Message(role="assistant", content=msg.get("content"), tool_calls=calls)
 
 
+def _more_choices(provider: Provider, choices: list[Any]) -> tuple[Choice, ...]:
+    """Choices 1, 2 … of an ``n > 1`` answer, each with its own finish reason."""
+    out = []
+    for position, choice in enumerate(choices[1:], 1):
+        raw = choice.get("finish_reason")
+        index = choice.get("index")
+        out.append(Choice(index=index if type(index) is int else position,
+                          message=_message(provider, choice.get("message") or {}),
+                          finish_reason=finish_reason(raw) if raw else None,
+                          raw_finish_reason=raw))
+    return tuple(out)
+
+
 def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> ChatResponse:
-    """A ``chat.completion`` body as a ChatResponse (the first choice; others in ``extra``)."""
+    """A ``chat.completion`` body as a ChatResponse (choice 0; the others, with ``n > 1``, in
+    ``more_choices``)."""
     if isinstance(data, dict) and data.get("error"):
         raise _stream_error(provider, data["error"])
     choices = data["choices"]
@@ -248,9 +263,7 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
     if refusal and not msg.get("content") and reason is FinishReason.STOP:
         reason = FinishReason.REFUSAL
     extra: dict[str, Any] = {}
-    if len(choices) > 1:
-        extra["alternatives"] = tuple(_message(provider, c.get("message") or {})
-                                      for c in choices[1:])
+    more = _more_choices(provider, choices) if len(choices) > 1 else ()
     return ChatResponse(
         provider=provider.name,
         model=data.get("model") or request.model,
@@ -262,6 +275,7 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
         refusal=refusal,
         reasoning=msg.get("reasoning_content") or msg.get("reasoning"),
         extra=extra,
+        more_choices=more,
     )
 
 
@@ -353,7 +367,8 @@ def parse_rate_limits(status: int, headers: Mapping[str, str], now: float) -> (
 class OpenAIStreamDecoder:
     """Chat-completion chunks to stream events; ``data: [DONE]`` ends the stream.
 
-    Only choice 0 is streamed. Tool-call fragments are keyed by their ``index``; ``id`` and
+    Every choice is streamed (``n > 1``): events of choice 1, 2 … carry ``choice``. Tool-call
+    fragments are keyed by their ``index``; ``id`` and
     ``name`` come on the first fragment. A chunk carrying ``error`` raises StreamError, even
     when it also carries choices (OpenRouter). A stream that ends without ``[DONE]`` and
     without a finish reason raises ResponseError from :meth:`close`.
@@ -393,24 +408,28 @@ class OpenAIStreamDecoder:
             self.model = chunk.get("model")
         out: list[StreamEvent] = []
         for choice in chunk.get("choices") or ():
-            if choice.get("index", 0):
-                continue
+            which = choice.get("index") or 0
+            if type(which) is not int:
+                raise ValueError(f"choice index {which!r} is not an integer")
             delta = choice.get("delta")
             if delta:
                 text = delta.get("content")
                 if text:
-                    self._texted = True
-                    out.append(TextDelta(text=text))
+                    if which:
+                        out.append(TextDelta(text=text, choice=which))
+                    else:
+                        self._texted = True
+                        out.append(TextDelta(text=text))
                     if len(delta) == 1:  # the usual chunk: text and nothing else
                         delta = None
             if delta:
                 reasoning = delta.get("reasoning_content") or delta.get("reasoning")
                 if reasoning:
-                    out.append(ReasoningDelta(text=reasoning))
+                    out.append(ReasoningDelta(text=reasoning, choice=which))
                 refusal = delta.get("refusal")
                 if refusal:
-                    self._refused = True
-                    out.append(RefusalDelta(text=refusal))
+                    self._refused = self._refused or not which
+                    out.append(RefusalDelta(text=refusal, choice=which))
                 calls = delta.get("tool_calls")
                 if calls:
                     for call in calls:
@@ -422,14 +441,16 @@ class OpenAIStreamDecoder:
                             raise ValueError(f"tool call index {index!r} is not an integer")
                         out.append(ToolCallDelta(index=index, id=call.get("id"),
                                                  name=fn.get("name"),
-                                                 arguments=fn.get("arguments") or ""))
+                                                 arguments=fn.get("arguments") or "",
+                                                 choice=which))
             raw = choice.get("finish_reason")
             if raw:
                 self._finished = True
                 reason = finish_reason(raw)
-                if reason is FinishReason.STOP and self._refused and not self._texted:
+                if (reason is FinishReason.STOP and self._refused and not self._texted
+                        and not which):
                     reason = FinishReason.REFUSAL
-                out.append(FinishEvent(reason=reason, raw=raw))
+                out.append(FinishEvent(reason=reason, raw=raw, choice=which))
         usage = chunk.get("usage")
         if usage:
             out.append(UsageEvent(usage=parse_usage(usage)))

@@ -85,6 +85,11 @@ def _pieces(text: str, size: int) -> list[str]:
     return [text[i:i + size] for i in range(0, len(text), size)]
 
 
+def _choices(n: Any) -> int:
+    """How many choices a request's ``n`` asks for (1 when absent or not a count)."""
+    return n if type(n) is int and 1 <= n <= 128 else 1
+
+
 @register
 class OpenAIHandler(ProtocolHandler):
     """The OpenAI chat completions protocol."""
@@ -144,7 +149,8 @@ class OpenAIHandler(ProtocolHandler):
         return ChatCall(model=model, stream=stream, user_text=user_text,
                         prompt_tokens=max(1, chars // 4 + 3 * len(messages)),
                         options=(opts.get("include_usage") is True,
-                                 opts.get("include_obfuscation") is not False))
+                                 opts.get("include_obfuscation") is not False,
+                                 _choices(data.get("n"))))
 
     def answer(self, endpoint: str, path: str, request: RecordedRequest) -> Rendered:
         entries = [{"id": m, "object": "model", "created": 1686935002, "owned_by": "system"}
@@ -162,7 +168,11 @@ class OpenAIHandler(ProtocolHandler):
     # -- replies ----------------------------------------------------------------------------
 
     def render_reply(self, reply: Reply, call: ChatCall, usage: tuple[int, int]) -> Rendered:
+        """``reply`` as choice 0; with ``n > 1`` in the request, choice i answers the reply's
+        text followed by `` #i`` and stops for ``length`` (so each choice is distinct)."""
         cid = "chatcmpl-" + secrets.token_hex(15)[:29]
+        asked = call.options[2] if len(call.options) > 2 else 1
+        choices = asked if isinstance(asked, int) else 1
         created = int(time.time())
         model = reply.model or call.model
         calls = [(c.id or "call_" + secrets.token_hex(12), c.name, c.arguments_json)
@@ -184,13 +194,18 @@ class OpenAIHandler(ProtocolHandler):
                 message["tool_calls"] = [
                     {"id": i, "type": "function", "function": {"name": n, "arguments": a}}
                     for i, n, a in calls]
+            others: list[dict[str, Any]] = [{"index": i, "message": {"role": "assistant",
+                                               "content": f"{reply.text or ''} #{i}",
+                                               "refusal": None, "annotations": []},
+                       "logprobs": None, "finish_reason": "length"}
+                      for i in range(1, choices)]
             body = {"id": cid, "object": "chat.completion", "created": created, "model": model,
                     "choices": [{"index": 0, "message": message, "logprobs": None,
-                                 "finish_reason": reply.resolved_finish_reason}],
+                                 "finish_reason": reply.resolved_finish_reason}, *others],
                     "usage": usage_obj, "service_tier": "default",
                     "system_fingerprint": _FINGERPRINT}
             return Rendered(200, list(_JSON_HEADERS), _dumps(body))
-        include_usage, obfuscate = call.options
+        include_usage, obfuscate = call.options[:2]
         base = (f'data: {{"id":"{cid}","object":"chat.completion.chunk","created":{created},'
                 f'"model":{json.dumps(model)},"service_tier":"default",'
                 f'"system_fingerprint":"{_FINGERPRINT}","choices":').encode()
@@ -234,6 +249,12 @@ class OpenAIHandler(ProtocolHandler):
                 event(b'{"tool_calls":[{"index":%d,"function":{"arguments":%b}}]}'
                       % (index, _dumps(p))) for p in _pieces(arguments, size))
         events.append(event(b"{}", _dumps(reply.resolved_finish_reason)))
+        for i in range(1, choices):
+            head = base + b'[{"index":%d,"delta":' % i
+            events.append(event(b'{"role":"assistant","content":"","refusal":null}'))
+            events.extend(event(b'{"content":%b}' % _dumps(p))
+                          for p in _pieces(f"{text or ''} #{i}", size))
+            events.append(event(b"{}", b'"length"'))
         if include_usage:
             events.append(base + b'[],"usage":' + _dumps(usage_obj) + close())
         return Rendered(200, list(_SSE_HEADERS), events=events, terminator=_DONE)
