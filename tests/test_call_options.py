@@ -261,3 +261,22 @@ def test_accumulator_keeps_every_choice_in_any_order() -> None:
     assert (one.index, one.message.content, one.finish_reason) == (1, "bb2", None)
     assert two.index == 2 and two.message.tool_calls[0].name == "f"
     assert two.finish_reason is aipk.FinishReason.TOOL_CALLS
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_gemini_candidates_are_choices_too(emu: Emulator, mode: str) -> None:
+    response = _call(emu, "gemini", mode, extra_body={"generationConfig": {"candidateCount": 3}})
+    assert [(c.index, c.message.content, c.raw_finish_reason) for c in response.choices] == [
+        (0, "echo: Hello there", "STOP"), (1, "echo: Hello there #1", "MAX_TOKENS"),
+        (2, "echo: Hello there #2", "MAX_TOKENS")]
+    assert [c.finish_reason for c in response.choices] == [
+        aipk.FinishReason.STOP, aipk.FinishReason.LENGTH, aipk.FinishReason.LENGTH]
+
+
+def test_gemini_candidate_count_as_request_extra_keeps_the_plugins_config(emu: Emulator) -> None:
+    with _client(emu, "gemini") as client:
+        response = client.chat(model="gemini-2.0-flash", messages=USER, max_tokens=50,
+                               extra={"generationConfig": {"candidateCount": 2}})
+    config = _chat_requests(emu)[0].json()["generationConfig"]
+    assert config == {"maxOutputTokens": 50, "candidateCount": 2}
+    assert len(response.choices) == 2

@@ -37,6 +37,7 @@ import aipk
 from aipk import (
     ChatRequest,
     ChatResponse,
+    Choice,
     FinishEvent,
     FinishReason,
     HttpRequest,
@@ -395,6 +396,36 @@ def _first_candidate(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return None
 
 
+def _other_candidates(data: Mapping[str, Any]) -> list[tuple[int, Mapping[str, Any]]]:
+    """Candidates 1, 2 … (``candidateCount > 1``) with their index."""
+    candidates = data.get("candidates")
+    if not isinstance(candidates, list) or len(candidates) < 2:
+        return []
+    return [(c["index"], c) for c in candidates
+            if isinstance(c, Mapping) and type(c.get("index")) is int and c["index"] > 0]
+
+
+def _choice(index: int, candidate: Mapping[str, Any]) -> Choice:
+    """One more candidate as a Choice: its answer text, function calls and finish reason."""
+    text: list[str] = []
+    calls: list[ToolCall] = []
+    for part in _parts(candidate):
+        if not isinstance(part, Mapping) or part.get("thought"):
+            continue
+        call = part.get("functionCall")
+        if isinstance(call, Mapping):
+            calls.append(ToolCall(id=call.get("id") or f"call_{len(calls)}", name=call["name"],
+                                  arguments=_call_json(call.get("args"))))
+        elif isinstance(part.get("text"), str):
+            text.append(part["text"])
+    raw = candidate.get("finishReason")
+    raw = raw if isinstance(raw, str) and raw else None
+    joined = "".join(text)
+    return Choice(index=index, message=Message(
+        role="assistant", content=joined if joined or not calls else None, tool_calls=calls),
+        finish_reason=finish_reason(raw, bool(calls)) if raw else None, raw_finish_reason=raw)
+
+
 def _parts(candidate: Mapping[str, Any]) -> list[Any]:
     content = candidate.get("content")
     parts = content.get("parts") if isinstance(content, Mapping) else None
@@ -489,6 +520,7 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
         id=data.get("responseId"),
         reasoning="".join(reasoning) if reasoning else None,
         extra=extra,
+        more_choices=tuple(_choice(n, c) for n, c in _other_candidates(data)),
     )
 
 
@@ -693,13 +725,14 @@ class GeminiStreamDecoder:
     reason arrived (the connection was cut between events, or the body was no Gemini stream).
     """
 
-    __slots__ = ("_calls", "_finished", "_loads", "_provider", "_seen", "_usage", "done",
-                 "extra", "model", "response_id")
+    __slots__ = ("_calls", "_finished", "_loads", "_other_calls", "_provider", "_seen", "_usage",
+                 "done", "extra", "model", "response_id")
 
     def __init__(self, provider: Provider) -> None:
         self._provider = provider
         self._loads = json.loads
         self._calls = 0
+        self._other_calls: dict[int, int] | None = None  # candidate -> calls so far (n > 1)
         self._finished = False
         self._seen = False
         self._usage: Usage | None = None
@@ -741,6 +774,10 @@ class GeminiStreamDecoder:
             blocked = _block_reason(chunk)
             if blocked is not None:
                 raise prompt_blocked(self._provider, blocked, chunk)
+        candidates = chunk.get("candidates")
+        if (type(candidates) is list and len(candidates) > 1) or (
+                candidate is None and candidates):
+            self._others(chunk, out)
         meta = chunk.get("usageMetadata")
         if meta:
             usage = parse_usage(meta)
@@ -748,6 +785,31 @@ class GeminiStreamDecoder:
                 self._usage = usage
                 out.append(UsageEvent(usage=usage))
         return out
+
+    def _others(self, chunk: Mapping[str, Any], out: list[StreamEvent]) -> None:
+        """Events of candidates 1, 2 … (``candidateCount > 1``), tagged with ``choice``."""
+        counts = self._other_calls
+        if counts is None:
+            counts = self._other_calls = {}
+        for which, candidate in _other_candidates(chunk):
+            for part in _parts(candidate):
+                if type(part) is not dict or part.get("thought"):
+                    continue
+                call = part.get("functionCall")
+                if type(call) is dict and isinstance(call.get("name"), str):
+                    index = counts.get(which, 0)
+                    counts[which] = index + 1
+                    out.append(ToolCallDelta(index=index, id=str(call.get("id") or
+                                                                 f"call_{index}"),
+                                             name=call["name"],
+                                             arguments=_call_json(call.get("args")),
+                                             choice=which))
+                elif isinstance(part.get("text"), str) and part["text"]:
+                    out.append(TextDelta(text=part["text"], choice=which))
+            raw = candidate.get("finishReason")
+            if raw and isinstance(raw, str):
+                out.append(FinishEvent(reason=finish_reason(raw, which in counts), raw=raw,
+                                       choice=which))
 
     def _part(self, part: dict[str, Any], out: list[StreamEvent]) -> None:
         signature = part.get("thoughtSignature")

@@ -217,9 +217,12 @@ class GeminiHandler(ProtocolHandler):
                 user_text = text
         streaming = method == "streamGenerateContent"
         sse = streaming and "alt=sse" in request.query.split("&")
+        config = data.get("generationConfig")
+        count = config.get("candidateCount") if isinstance(config, dict) else None
         return ChatCall(model=model, stream=sse, user_text=user_text,
                         prompt_tokens=max(1, chars // 4 + 2 * len(contents)),
-                        options=(cloud is not None, streaming and not sse))
+                        options=(cloud is not None, streaming and not sse,
+                                 count if type(count) is int and 1 <= count <= 8 else 1))
 
     def answer(self, endpoint: str, path: str, request: RecordedRequest) -> Rendered:
         if endpoint == "count_tokens":
@@ -279,7 +282,15 @@ class GeminiHandler(ProtocolHandler):
     # -- replies ----------------------------------------------------------------------------
 
     def render_reply(self, reply: Reply, call: ChatCall, usage: tuple[int, int]) -> Rendered:
-        cloudcode, array = call.options if call.options else (False, False)
+        cloudcode, array = call.options[:2] if call.options else (False, False)
+        asked = call.options[2] if len(call.options) > 2 else 1
+        wanted = asked if isinstance(asked, int) else 1
+
+        def others(streamed: bool) -> list[dict[str, Any]]:
+            """Candidates 1, 2 …: the reply's text and `` #i``, stopped by MAX_TOKENS."""
+            return [{"content": {"parts": [{"text": f"{reply.text or ''} #{i}"}],
+                                 "role": "model"}, "finishReason": "MAX_TOKENS", "index": i}
+                    for i in range(1, wanted)]
         model = reply.model or call.model
         response_id = secrets.token_urlsafe(17)[:23]
         raw = reply.resolved_finish_reason
@@ -318,7 +329,10 @@ class GeminiHandler(ProtocolHandler):
 
         if not call.stream and not array:
             merged = self._merge(pieces) if pieces or reply.refusal is None else None
-            return Rendered(200, list(_JSON_HEADERS), _pretty(chunk(merged, True, completion)))
+            whole = chunk(merged, True, completion)
+            target = whole["response"] if cloudcode else whole
+            target["candidates"].extend(others(False))
+            return Rendered(200, list(_JSON_HEADERS), _pretty(whole))
         events: list[dict[str, Any]] = []
         if reply.refusal is not None:
             events.append(chunk(None, True, 0))
@@ -330,6 +344,9 @@ class GeminiHandler(ProtocolHandler):
                 last = index == count
                 events.append(chunk([piece], last,
                                     completion if last else max(1, completion * index // count)))
+        if wanted > 1:  # the other candidates, after choice 0's last chunk
+            tail = events[-1]["response"] if cloudcode else events[-1]
+            tail["candidates"].extend(others(True))
         if array:
             body = b"[" + b",\r\n".join(_pretty(e) for e in events) + b"]"
             return Rendered(200, list(_JSON_HEADERS), body)
