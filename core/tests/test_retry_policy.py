@@ -14,6 +14,8 @@ from aipk.errors import (
     AuthenticationError,
     AuthErrorCode,
     BadRequestError,
+    ContentFilteredError,
+    ContextWindowExceededError,
     NetworkError,
     NotFoundError,
     OverloadedError,
@@ -331,3 +333,32 @@ def test_status_mapping_property(status: int, verdict: str | None) -> None:
             assert isinstance(error, OverloadedError) == (status == 529)
         else:
             assert type(error) is (NotFoundError if status == 404 else BadRequestError)
+
+
+@given(status=st.integers(400, 499),
+       code=st.one_of(st.none(), st.sampled_from(["context_length_exceeded", "content_filter",
+                                                  "CONTENT_FILTER", "invalid_request_error",
+                                                  "model_not_found"]), st.text(max_size=12)),
+       message=st.one_of(st.none(), st.sampled_from([
+           "prompt is too long: 210000 tokens > 200000 maximum",
+           "The input token count (1200000) exceeds the maximum number of tokens allowed",
+           "unknown field 'foo'"]), st.text(max_size=30)))
+def test_finer_client_errors_refine_the_old_classes(status: int, code: str | None,
+                                                    message: str | None) -> None:
+    error = error_for_status(provider="acme", status=status, headers={}, body=None,
+                             message=message, code=code)
+    if status == 429:
+        assert isinstance(error, RateLimitError)
+    elif status == 403:
+        assert type(error) is PermissionDeniedError and isinstance(error, AuthenticationError)
+    elif status == 401:
+        assert type(error) is AuthenticationError
+    else:
+        assert isinstance(error, BadRequestError)  # existing handlers still catch it
+        if status == 404:
+            assert type(error) is NotFoundError
+        elif code is not None and code.lower() in ("content_filter",):
+            assert type(error) is ContentFilteredError and not error.retryable
+        elif status in (400, 413, 422) and (code == "context_length_exceeded" or (
+                message is not None and ("too long" in message or "exceeds" in message))):
+            assert type(error) is ContextWindowExceededError and not error.retryable
