@@ -15,13 +15,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ._decoding import StreamDecoder
-from ._http import HttpRequest, redact_url
+from ._http import HttpRequest, declare_secret_headers, redact_url
 from ._messages import ChatRequest
 from ._metrics import ProviderMetrics
 from ._providers import Credential, ModelInfo, Provider
 from ._ratelimit import RateLimitState, RateLimitTracker
 from ._responses import ChatResponse, StreamAccumulator, StreamEvent, TextDelta
 from ._retry import RetryPolicy
+from ._secrets import redact_error
 from .errors import (
     InvalidRequestError,
     PluginError,
@@ -77,6 +78,8 @@ class Engine:
         self.metrics = ProviderMetrics()
         self.clock = clock
         self.limiter = Limiter(limits or ClientLimits.from_options(provider.options))
+        if provider.spec.secret_headers:
+            declare_secret_headers(provider.spec.secret_headers)
         self._bind()
 
     def _bind(self) -> None:
@@ -226,6 +229,7 @@ class Engine:
         if error is None:  # the built-in plugin always answers; guard against its removal
             raise self._no_plugin("aipk_map_error")
         result: ProviderError = error
+        redact_error(result)  # a provider may echo the key: "Incorrect API key provided: sk-…"
         if isinstance(result, RateLimitError) and result.retry_after is not None:
             now = self.clock()
             self.tracker.update(self._key(model, credential_id),
@@ -360,6 +364,7 @@ class StreamSession:
     def _stamp(self, exc: ProviderError) -> ProviderError:
         if exc.request_id is None:
             exc.request_id = self.request_id
+        redact_error(exc)
         return exc
 
     def _bad(self, detail: str) -> ResponseError:

@@ -6,7 +6,8 @@ The hierarchy::
     ├── ConfigurationError              bad settings; fix the code or environment, never retried
     │   ├── UnknownProviderError        no installed plugin serves that provider name
     │   ├── MissingCredentialError      no API key or token could be found
-    │   └── InvalidRequestError         the request cannot be sent as built (caught before sending)
+    │   ├── InvalidRequestError         the request cannot be sent as built (caught before sending)
+    │   └── ClientClosedError           a call on a client after close() (or its with block)
     ├── PluginError                     a plugin failed to load or broke the hook contract
     └── ProviderError                   anything that went wrong talking to a provider
         ├── TransportError              no usable HTTP response
@@ -53,6 +54,7 @@ __all__ = [
     "AuthErrorCode",
     "AuthenticationError",
     "BadRequestError",
+    "ClientClosedError",
     "ConfigurationError",
     "InvalidRequestError",
     "MissingCredentialError",
@@ -115,6 +117,17 @@ class InvalidRequestError(ConfigurationError):
         self.provider = provider
         self.field = field
         super().__init__(message)
+
+
+class ClientClosedError(ConfigurationError):
+    """A call on a client that was closed: create a new client, or make the calls inside its
+    ``with`` / ``async with`` block."""
+
+    def __init__(self, client: str, message: str | None = None) -> None:
+        self.client = client
+        super().__init__(message or (
+            f"this {client} was closed (close() or the end of its with block); create a new "
+            f"{client}, or make the calls inside its `with` block"))
 
 
 class PluginError(AipkError):
