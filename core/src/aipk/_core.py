@@ -22,7 +22,7 @@ from ._providers import Credential, ModelInfo, Provider
 from ._ratelimit import RateLimitState, RateLimitTracker
 from ._responses import ChatResponse, StreamAccumulator, StreamEvent, TextDelta
 from ._retry import RetryPolicy
-from ._secrets import redact_error
+from ._secrets import check_exact, redact_error
 from .errors import (
     InvalidRequestError,
     PluginError,
@@ -78,6 +78,7 @@ class Engine:
         self.metrics = ProviderMetrics()
         self.clock = clock
         self.limiter = Limiter(limits or ClientLimits.from_options(provider.options))
+        self._checked: Credential | None = None
         if provider.spec.secret_headers:
             declare_secret_headers(provider.spec.secret_headers)
         self._bind()
@@ -138,10 +139,21 @@ class Engine:
         if chosen is None:
             raise PluginError("Engine.sign needs a credential: pass one, or give the Engine "
                               "a default credential")
+        if chosen is not self._checked:  # once per credential in a row, not per request
+            self._check(chosen)
         signed = self._apply(self.provider, built, chosen)
         if signed is None:
             raise self._no_plugin("aipk_apply_credential")
         return signed, signed.body()
+
+    def _check(self, credential: Credential) -> None:
+        """Refuse, before anything is sent (or logged by the HTTP library), a credential from
+        a source that was not checked when the client was built (a custom CredentialSource,
+        a key added to a pool later) whose secret cannot go into a header."""
+        if credential.secret is not None:
+            check_exact(credential.secret.reveal(), where=f"credential {credential.id!r}",
+                        fix="fix the key in the credential source it came from")
+        self._checked = credential
 
     def prepare_models(self) -> HttpRequest | None:
         """The unsigned model-listing request, or None if the provider has no listing."""

@@ -78,13 +78,11 @@ def check_api_key(key: str | Secret, where: str = "the api_key= argument", *,
     whitespace is an error too."""
     value = key.reveal() if isinstance(key, Secret) else key
     checked = check_credential(value, where=where, fix=_API_KEY_FIX)
-    if checked == value and isinstance(key, Secret):
-        return key
-    if not strip:
+    if checked != value and not strip:
         raise ConfigurationError(
             f"the credential from {where} has whitespace around it; build it from the "
             f"stripped key, e.g. Secret(key.strip())")
-    return Secret(checked)
+    return key if isinstance(key, Secret) and checked == value else Secret(checked)
 
 
 @attrs.frozen(kw_only=True)

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import weakref
 from collections.abc import Mapping
@@ -20,8 +21,8 @@ from typing import Any, Protocol
 
 from .errors import ConfigurationError
 
-__all__ = ["MASK", "check_credential", "check_header_values", "header_problem", "held_values",
-           "redact", "redact_error", "remember"]
+__all__ = ["MASK", "check_credential", "check_exact", "check_header_values", "header_problem",
+           "held_values", "redact", "redact_error", "remember"]
 
 MASK = "****"
 #: Values shorter than this are not masked inside other text (too likely to be ordinary words).
@@ -35,20 +36,23 @@ class _Revealable(Protocol):
     def reveal(self) -> str: ...
 
 
-_held: weakref.WeakSet[Any] = weakref.WeakSet()
+# Keyed by a counter, not by the secret: Secrets compare by value, and a weak set would keep
+# one of two equal secrets and lose the survivor when the other one dies.
+_held: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+_numbers = itertools.count()
 _lock = threading.Lock()
 
 
 def remember(secret: _Revealable) -> None:
     """Note ``secret`` so that its value is masked in errors and reprs while it is alive."""
     with _lock:
-        _held.add(secret)
+        _held[next(_numbers)] = secret
 
 
 def held_values() -> list[str]:
     """The distinct values of every live secret long enough to mask, longest first."""
     with _lock:
-        values = {s.reveal() for s in _held}
+        values = {s.reveal() for s in _held.values()}
     return sorted((v for v in values if len(v) >= MIN_MASKED), key=len, reverse=True)
 
 
@@ -84,6 +88,17 @@ def check_credential(value: object, *, where: str, fix: str) -> str:
     return stripped
 
 
+def check_exact(value: str, *, where: str, fix: str) -> None:
+    """ConfigurationError, naming ``where`` and ``fix``, if ``value`` cannot go into a header
+    as it is (surrounding whitespace included); for credentials that can no longer be
+    changed."""
+    problem = _problem(value)
+    if problem is None and value != value.strip():
+        problem = "has whitespace (a space or a line break) around it"
+    if problem is not None:
+        raise ConfigurationError(f"the credential from {where} {problem}; {fix}")
+
+
 def header_problem(headers: Mapping[str, str]) -> str | None:
     """What is wrong with the first header in ``headers`` that cannot be sent (a name or value
     that is not a string, a line break, a control or non-ASCII character), naming the header
@@ -91,7 +106,7 @@ def header_problem(headers: Mapping[str, str]) -> str | None:
     for name, value in headers.items():
         if not isinstance(name, str) or not name or not (name.isascii() and name.isprintable()):
             return "a header name is not a printable ASCII string"
-        problem = _problem(value.strip()) if isinstance(value, str) else "is not a string"
+        problem = _problem(value) if isinstance(value, str) else "is not a string"
         if problem is not None and value != "":
             return f"the value of header {name!r} {problem}"
     return None

@@ -68,6 +68,14 @@ def go_duration(seconds: float) -> str:
     return f"{minutes}m{secs}s" if minutes else f"{secs}s"
 
 
+def echo_key(key: str) -> str:
+    """The key as OpenAI's 401 echoes it: the first 8 and last 4 characters, stars between
+    (a short key in full)."""
+    if len(key) < 16:
+        return key
+    return key[:8] + "*" * (len(key) - 12) + key[-4:]
+
+
 def _dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
@@ -111,7 +119,10 @@ class OpenAIHandler(ProtocolHandler):
             return self.render_error(401, "You didn't provide an API key. You need to provide "
                                      "your API key in an Authorization header using Bearer "
                                      "auth (i.e. Authorization: Bearer YOUR_KEY).")
-        return self.render_error(401)
+        key = given[7:] if given.startswith("Bearer ") else given
+        return self.render_error(401, f"Incorrect API key provided: {echo_key(key)}. You can "
+                                 f"find your API key at "
+                                 f"https://platform.openai.com/account/api-keys.")
 
     def parse_chat(self, request: RecordedRequest, path: str) -> ChatCall:
         try:
