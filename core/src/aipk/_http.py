@@ -79,16 +79,15 @@ def encode_json(data: Any) -> bytes:
 class HttpRequest:
     """An HTTP request to send: method, URL, headers, and a JSON body or raw content.
 
-    ``secret_headers`` names headers of this request that carry a credential, hidden in its
-    repr (as are the common credential headers, any whose name looks like one, and any whose
-    value holds a live :class:`~aipk.Secret`'s value)."""
+    Its repr hides the common credential headers, those the provider declared
+    (``ProviderSpec.secret_headers``), any whose name looks like one (``…token…``,
+    ``…key…``, ``…auth…``) and any whose value holds a live :class:`~aipk.Secret`'s value."""
 
     method: Literal["GET", "POST", "PUT", "DELETE", "PATCH"] = "POST"
     url: str
     headers: Mapping[str, str] = attrs.field(factory=dict)
     json: Any = None
     content: bytes | None = None
-    secret_headers: tuple[str, ...] = ()
 
     def body(self) -> bytes | None:
         """The bytes to send: ``content`` if set, else ``json`` encoded, else nothing."""
@@ -108,12 +107,12 @@ class HttpRequest:
         if type(self) is not HttpRequest:  # a subclass may have more fields
             return attrs.evolve(self, headers=merged)
         return HttpRequest(method=self.method, url=self.url, headers=merged, json=self.json,
-                           content=self.content, secret_headers=self.secret_headers)
+                           content=self.content)
 
     def __repr__(self) -> str:
         return (
             f"HttpRequest(method={self.method!r}, url={redact(redact_url(self.url))!r}, "
-            f"headers={redact_headers(self.headers, self.secret_headers)!r})"
+            f"headers={redact_headers(self.headers)!r})"
         )
 
 
