@@ -69,11 +69,11 @@ def go_duration(seconds: float) -> str:
 
 
 def echo_key(key: str) -> str:
-    """The key as OpenAI's 401 echoes it: the first 8 and last 4 characters, stars between
-    (a short key in full)."""
-    if len(key) < 16:
-        return key
-    return key[:8] + "*" * (len(key) - 12) + key[-4:]
+    """The key as OpenAI's 401 echoes it: the first 8 and last 4 characters with stars between
+    (a shorter key shows less of its start; a very short one only stars)."""
+    shown = 8 if len(key) >= 20 else 3 if len(key) >= 10 else 0
+    tail = 4 if shown else 0
+    return key[:shown] + "*" * (len(key) - shown - tail) + key[len(key) - tail:]
 
 
 def _dumps(value: Any) -> bytes:
