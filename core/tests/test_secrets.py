@@ -266,3 +266,37 @@ def test_a_plugins_declared_secret_header_and_a_header_holding_the_secret_are_hi
     text = repr(signed)
     assert CANARY not in text and CANARY[::-1] not in text
     assert text.count("****") == 2
+
+
+def test_a_token_file_with_a_broken_token_names_the_file_not_the_token(tmp_path: object) -> None:
+    import json
+    import os
+    from pathlib import Path
+
+    from aipk.credentials import CredentialError, FileTokenStore
+
+    path = Path(str(tmp_path)) / "tokens.json"
+    entry = {"access_token": f"{CANARY}\r\nX-Injected: 1", "refresh_token": None}
+    path.write_text(json.dumps({"version": 1, "credentials": {"acct": entry}}))
+    os.chmod(path, 0o600)
+    with pytest.raises(CredentialError) as caught:
+        FileTokenStore(path).load("acct")
+    assert str(path) in str(caught.value) and "'acct'" in str(caught.value)
+    assert CANARY not in str(caught.value) + repr(caught.value)
+
+
+def test_a_refresh_returning_a_broken_token_is_a_clean_credential_error() -> None:
+    from aipk.credentials import CredentialError, OAuthManager
+    from aipk.errors import AuthErrorCode
+
+    def refresh(old: OAuthCredential) -> OAuthCredential:
+        return OAuthCredential(id=old.id, access_token=f"tok-{CANARY}\nSet-Cookie: x")
+
+    manager = OAuthManager("openai", [OAuthCredential(id="acct", access_token="old-token-1234",
+                                                      refresh_token="refresh-1234",
+                                                      expires_at=0)], refresh=refresh)
+    with pytest.raises(CredentialError) as caught:
+        manager.token("acct", force=True)
+    assert caught.value.auth_code is AuthErrorCode.INVALID_CONFIG
+    assert "OAuth credential 'acct'" in str(caught.value)
+    assert CANARY not in str(caught.value) + repr(caught.value)
