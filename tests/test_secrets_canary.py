@@ -266,3 +266,13 @@ def test_a_closed_http_client_passed_in_is_a_typed_error(emu: Emulator) -> None:
                                                 "was closed"):
         client.chat(model="gpt-4o-mini", messages=USER)
     gc.collect()
+
+
+def test_an_in_band_stream_error_quoting_the_key(emu: Emulator,
+                                                logs: pytest.LogCaptureFixture) -> None:
+    emu.enqueue(Fault.inband_error(message=f"upstream rejected key {CANARY}"))
+    with aipk.Client("openai", api_key=CANARY, base_url=emu.url("openai"),
+                     max_retries=0) as client, pytest.raises(aipk.StreamError) as caught:
+        list(client.stream(model="gpt-4o-mini", messages=USER))
+    assert "upstream rejected key ****" in str(caught.value)
+    assert_never_shown(CANARY, [caught.value], logs)
