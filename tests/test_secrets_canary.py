@@ -276,3 +276,20 @@ def test_an_in_band_stream_error_quoting_the_key(emu: Emulator,
         list(client.stream(model="gpt-4o-mini", messages=USER))
     assert "upstream rejected key ****" in str(caught.value)
     assert_never_shown(CANARY, [caught.value], logs)
+
+
+@pytest.mark.parametrize("organization", ["org-\u00e9", "org-x\r\nX-Evil: 1"])
+def test_async_transports_name_a_header_they_cannot_send(emu: Emulator,
+                                                        organization: str) -> None:
+    async def run(transport: Any) -> None:
+        async with aipk.AsyncClient("openai", api_key=CANARY, base_url=emu.url("openai"),
+                                    max_retries=0, organization=organization,
+                                    transport=transport) as client:
+            with pytest.raises(aipk.InvalidRequestError, match="'openai-organization'") as caught:
+                await client.chat(model="gpt-4o-mini", messages=USER)
+            assert CANARY not in str(caught.value)
+
+    asyncio.run(run(None))
+    if "\r" in organization:  # aiohttp sends non-ASCII values UTF-8 encoded
+        asyncio.run(run(AiohttpTransport()))
+    assert emu.requests == []

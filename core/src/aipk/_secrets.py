@@ -64,11 +64,10 @@ def _problem(value: str) -> str | None:
         return None
     for index, char in enumerate(value, 1):
         if char in "\r\n":
-            return (f"has a line break (CR or LF) at character {index}; a key is a single "
-                    f"line")
+            return f"has a line break (CR or LF) at character {index}"
         if not char.isascii():
-            return (f"has a non-ASCII character at character {index}; keys are plain ASCII "
-                    f"(look for a stray quote, a non-breaking space or a copy-paste artefact)")
+            return (f"has a non-ASCII character at character {index} (look for a stray "
+                    f"quote, a non-breaking space or a copy-paste artefact)")
         if not char.isprintable():
             return f"has a control character at character {index}"
     return None  # pragma: no cover - isprintable() said otherwise
