@@ -190,6 +190,7 @@ def test_require_api_key(emu: Emulator, http: Any) -> None:
     wrong = http.chat(headers={"Authorization": "Bearer sk-wrong-secret"})
     assert wrong.status == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
     assert b"sk-wrong-secret" not in wrong.body
+    assert "Incorrect API key provided: sk-********cret." in wrong.json()["error"]["message"]
     ok = http.chat(headers={"Authorization": "Bearer sk-test"})
     assert ok.json()["choices"][0]["message"]["content"] == "authorized"
     emu.require_api_key(None)

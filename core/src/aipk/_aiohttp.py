@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from ._http import HttpRequest, Timeout
 from .errors import ConfigurationError
-from .transports import TransportFailure
+from .transports import TransportFailure, http_client_closed, unsendable
 
 if TYPE_CHECKING:
     import aiohttp
@@ -123,6 +123,12 @@ class AiohttpTransport:
                                              headers=dict(request.headers), data=body)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise _failure(exc, before_first_byte=True) from None
+        except (UnicodeError, ValueError) as exc:  # a header aiohttp refuses to send
+            raise (unsendable(request) or _failure(exc, before_first_byte=True)) from None
+        except RuntimeError:
+            if session.closed:
+                raise http_client_closed("aiohttp.ClientSession") from None
+            raise
         return _AiohttpResponse(response)
 
     async def close(self) -> None:

@@ -18,7 +18,7 @@ from ._responses import ChatResponse, StreamEvent, TextDelta
 from ._retry import RetryPolicy
 from ._sending import Acquire, ReadBody, Sent, Sleep, Transmit, send_steps
 from .credentials._errors import KeysExhaustedError
-from .errors import AuthenticationError, ProviderError
+from .errors import AuthenticationError, ClientClosedError, ProviderError
 from .limits import ClientLimits
 from .registry import Registry
 from .state import StateStore
@@ -93,6 +93,7 @@ class AsyncClient(ClientBase):
     async def close(self) -> None:
         """Close connections this client opened (not an ``http_client`` or
         ``transport`` you passed in: those stay open for the other clients sharing them)."""
+        self._closed = True
         if self._owns_transport:
             await self._transport.close()
 
@@ -151,6 +152,8 @@ class AsyncClient(ClientBase):
     async def _send(self, prepared: HttpRequest, model: str,
                     retry: RetryPolicy | None) -> Sent[AsyncResponse]:
         """Drive :func:`~aipk._sending.send_steps` (see :meth:`aipk.Client._send`)."""
+        if self._closed:
+            raise ClientClosedError(type(self).__name__)
         steps = send_steps(self, prepared, model, retry)
         source = self._credentials
         transport = self._transport

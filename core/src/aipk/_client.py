@@ -11,14 +11,14 @@ import attrs
 
 from ._base import ClientBase
 from ._core import StreamSession
-from ._http import HttpRequest, Timeout
+from ._http import HttpRequest, Timeout, check_seconds
 from ._messages import ChatRequest
 from ._providers import Credential, ModelInfo, Secret
 from ._responses import ChatResponse, StreamEvent, TextDelta
 from ._retry import RetryPolicy
 from ._sending import Acquire, ReadBody, Sent, Sleep, Transmit, send_steps
 from .credentials._errors import KeysExhaustedError
-from .errors import AuthenticationError, ProviderError
+from .errors import AuthenticationError, ClientClosedError, ProviderError
 from .limits import ClientLimits
 from .registry import Registry
 from .state import StateStore
@@ -51,10 +51,13 @@ class HealthStatus:
 
 def resolve_timeout(timeout: Timeout | float | None, connect: float | None,
                     read: float | None) -> Timeout:
+    """``timeout=`` as a :class:`Timeout` (seconds: that read timeout, and a connect timeout of
+    at most 10 s); ConfigurationError for anything but a positive number or a Timeout."""
     if isinstance(timeout, Timeout):
         return timeout
-    if isinstance(timeout, (int, float)):
-        return Timeout(connect=min(float(timeout), 10.0), read=float(timeout))
+    if timeout is not None:
+        seconds = check_seconds(timeout, "timeout=")
+        return Timeout(connect=min(seconds, 10.0), read=seconds)
     base = Timeout()
     return attrs.evolve(base, connect=connect or base.connect, read=read or base.read)
 
@@ -121,6 +124,7 @@ class Client(ClientBase):
     def close(self) -> None:
         """Close connections this client opened (not an ``http_client`` or
         ``transport`` you passed in: those stay open for the other clients sharing them)."""
+        self._closed = True
         if self._owns_transport:
             self._transport.close()
 
@@ -180,6 +184,8 @@ class Client(ClientBase):
               retry: RetryPolicy | None) -> Sent[Response]:
         """Drive :func:`~aipk._sending.send_steps`: acquire, sign, send, recover, fail over,
         retry."""
+        if self._closed:
+            raise ClientClosedError(type(self).__name__)
         steps = send_steps(self, prepared, model, retry)
         source = self._credentials
         transport = self._transport

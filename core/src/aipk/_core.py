@@ -15,13 +15,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ._decoding import StreamDecoder
-from ._http import HttpRequest, redact_url
+from ._http import HttpRequest, declare_secret_headers, redact_url
 from ._messages import ChatRequest
 from ._metrics import ProviderMetrics
 from ._providers import Credential, ModelInfo, Provider
 from ._ratelimit import RateLimitState, RateLimitTracker
 from ._responses import ChatResponse, StreamAccumulator, StreamEvent, TextDelta
 from ._retry import RetryPolicy
+from ._secrets import check_exact, redact_error
 from .errors import (
     InvalidRequestError,
     PluginError,
@@ -77,6 +78,9 @@ class Engine:
         self.metrics = ProviderMetrics()
         self.clock = clock
         self.limiter = Limiter(limits or ClientLimits.from_options(provider.options))
+        self._checked: Credential | None = None
+        if provider.spec.secret_headers:
+            declare_secret_headers(provider.spec.secret_headers)
         self._bind()
 
     def _bind(self) -> None:
@@ -135,10 +139,21 @@ class Engine:
         if chosen is None:
             raise PluginError("Engine.sign needs a credential: pass one, or give the Engine "
                               "a default credential")
+        if chosen is not self._checked:  # once per credential in a row, not per request
+            self._check(chosen)
         signed = self._apply(self.provider, built, chosen)
         if signed is None:
             raise self._no_plugin("aipk_apply_credential")
         return signed, signed.body()
+
+    def _check(self, credential: Credential) -> None:
+        """Refuse, before anything is sent (or logged by the HTTP library), a credential from
+        a source that was not checked when the client was built (a custom CredentialSource,
+        a key added to a pool later) whose secret cannot go into a header."""
+        if credential.secret is not None:
+            check_exact(credential.secret.reveal(), where=f"credential {credential.id!r}",
+                        fix="fix the key in the credential source it came from")
+        self._checked = credential
 
     def prepare_models(self) -> HttpRequest | None:
         """The unsigned model-listing request, or None if the provider has no listing."""
@@ -226,6 +241,7 @@ class Engine:
         if error is None:  # the built-in plugin always answers; guard against its removal
             raise self._no_plugin("aipk_map_error")
         result: ProviderError = error
+        redact_error(result)  # a provider may echo the key: "Incorrect API key provided: sk-…"
         if isinstance(result, RateLimitError) and result.retry_after is not None:
             now = self.clock()
             self.tracker.update(self._key(model, credential_id),
@@ -360,6 +376,7 @@ class StreamSession:
     def _stamp(self, exc: ProviderError) -> ProviderError:
         if exc.request_id is None:
             exc.request_id = self.request_id
+        redact_error(exc)
         return exc
 
     def _bad(self, detail: str) -> ResponseError:

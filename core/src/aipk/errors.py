@@ -7,7 +7,8 @@ The hierarchy::
     │   ├── UnknownProviderError        no installed plugin serves that provider name
     │   ├── MissingCredentialError      no API key or token could be found
     │   ├── ConfigFileError             a config file is invalid; lists every problem found
-    │   └── InvalidRequestError         the request cannot be sent as built (caught before sending)
+    │   ├── InvalidRequestError         the request cannot be sent as built (caught before sending)
+    │   └── ClientClosedError           a call on a client after close() (or its with block)
     ├── PluginError                     a plugin failed to load or broke the hook contract
     └── ProviderError                   anything that went wrong talking to a provider
         ├── TransportError              no usable HTTP response
@@ -51,6 +52,7 @@ __all__ = [
     "AuthErrorCode",
     "AuthenticationError",
     "BadRequestError",
+    "ClientClosedError",
     "ConfigFileError",
     "ConfigurationError",
     "InvalidRequestError",
@@ -143,6 +145,17 @@ class InvalidRequestError(ConfigurationError):
         self.provider = provider
         self.field = field
         super().__init__(message)
+
+
+class ClientClosedError(ConfigurationError):
+    """A call on a client that was closed: create a new client, or make the calls inside its
+    ``with`` / ``async with`` block."""
+
+    def __init__(self, client: str, message: str | None = None) -> None:
+        self.client = client
+        super().__init__(message or (
+            f"this {client} was closed (close() or the end of its with block); create a new "
+            f"{client}, or make the calls inside its `with` block"))
 
 
 class PluginError(AipkError):

@@ -22,7 +22,8 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ._http import HttpRequest, Timeout
-from .errors import _lower_names
+from ._secrets import header_problem
+from .errors import ClientClosedError, InvalidRequestError, _lower_names
 
 if TYPE_CHECKING:
     import httpx
@@ -121,6 +122,24 @@ class _UrlCache(dict[str, "httpx.URL"]):
         return parsed
 
 
+def unsendable(request: HttpRequest) -> InvalidRequestError | None:
+    """The typed error for a request the HTTP library refused to send because of a header
+    (a line break, a control or non-ASCII character): it names the header, never its value.
+    None when the headers are fine (the failure was something else)."""
+    problem = header_problem(request.headers)
+    if problem is None:
+        return None
+    return InvalidRequestError(
+        f"the request cannot be sent: {problem}; header values must be one line of printable "
+        f"ASCII: check the API key, headers= and the provider options", field="headers")
+
+
+def http_client_closed(kind: str) -> ClientClosedError:
+    return ClientClosedError(
+        kind, f"the {kind} this transport sends with was closed; create a new one (or a new "
+              f"aipk client), or close it only after the aipk client is done")
+
+
 def _failure(exc: Exception, *, before_first_byte: bool) -> TransportFailure:
     import httpx
 
@@ -184,7 +203,16 @@ class HttpxTransport:
                                          headers=request.headers, content=body)
             return _HttpxResponse(client.send(built, stream=True))
         except httpx.HTTPError as exc:
+            refused = unsendable(request) if isinstance(exc, httpx.LocalProtocolError) else None
+            if refused is not None:
+                raise refused from None
             raise _failure(exc, before_first_byte=True) from None
+        except (UnicodeError, ValueError) as exc:  # a non-ASCII header value
+            raise (unsendable(request) or _failure(exc, before_first_byte=True)) from None
+        except RuntimeError:
+            if client.is_closed:
+                raise http_client_closed("httpx.Client") from None
+            raise
 
     def close(self) -> None:
         if self._owns:
@@ -246,7 +274,16 @@ class AsyncHttpxTransport:
                                          headers=request.headers, content=body)
             return _AsyncHttpxResponse(await client.send(built, stream=True))
         except httpx.HTTPError as exc:
+            refused = unsendable(request) if isinstance(exc, httpx.LocalProtocolError) else None
+            if refused is not None:
+                raise refused from None
             raise _failure(exc, before_first_byte=True) from None
+        except (UnicodeError, ValueError) as exc:  # a non-ASCII header value
+            raise (unsendable(request) or _failure(exc, before_first_byte=True)) from None
+        except RuntimeError:
+            if client.is_closed:
+                raise http_client_closed("httpx.AsyncClient") from None
+            raise
 
     async def close(self) -> None:
         if self._owns:

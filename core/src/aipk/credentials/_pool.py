@@ -33,6 +33,7 @@ from collections.abc import (
 from typing import Any, Generic, Protocol, TypeVar
 
 from aipk._providers import Credential, Secret
+from aipk._secrets import check_credential
 from aipk.errors import AuthenticationError, ConfigurationError, MissingCredentialError
 from aipk.state import MemoryStore, StateStore
 
@@ -353,6 +354,10 @@ class CredentialSource(Protocol):
     def add_tokens(self, member: HasId | str, tokens: int) -> None: ...
 
 
+_KEY_FIX = ("give each key alone, one line of printable ASCII characters (surrounding "
+            "whitespace is stripped)")
+
+
 class KeyPool(CredentialPool[Credential]):
     """A pool of API keys for one provider. Build it with :meth:`from_keys` or
     :meth:`from_env` (``OPENAI_API_KEY=sk-1,sk-2``)."""
@@ -368,7 +373,9 @@ class KeyPool(CredentialPool[Credential]):
         seen: set[str] = set()
         members = []
         for cid, key in pairs:
-            value = (key.reveal() if isinstance(key, Secret) else key).strip()
+            value = key.reveal() if isinstance(key, Secret) else key
+            value = "" if isinstance(value, str) and not value.strip() else check_credential(
+                value, where=f"key {cid!r} of the {provider} key pool", fix=_KEY_FIX)
             if value and value not in seen:
                 seen.add(value)
                 members.append(Credential(kind="api_key", secret=Secret(value), id=cid))
@@ -384,7 +391,8 @@ class KeyPool(CredentialPool[Credential]):
         names = (env_vars,) if isinstance(env_vars, str) else tuple(env_vars)
         env = os.environ if environ is None else environ
         for name in names:
-            keys = [k.strip() for k in env.get(name, "").split(",") if k.strip()]
+            keys = [check_credential(k, where=f"the environment variable {name}", fix=_KEY_FIX)
+                    for k in env.get(name, "").split(",") if k.strip()]
             if len(keys) == 1:
                 return cls.from_keys(provider, {name: keys[0]}, **options)
             if keys:
