@@ -247,7 +247,7 @@ def test_reset_mid_stream_is_a_network_error_after_events(emu: Emulator,
 
 def test_truncated_stream_is_a_response_error(emu: Emulator, client: aipk.Client) -> None:
     emu.enqueue(Fault.truncate(after_events=2))
-    with pytest.raises(ResponseError, match="ended before"):
+    with pytest.raises(ResponseError, match="ended early"):
         list(client.stream(model="gpt-4o-mini", messages=USER))
 
 

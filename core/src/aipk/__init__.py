@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from . import state as state
     from ._async_client import AsyncChatStream, AsyncClient
     from ._client import ChatStream, Client, HealthStatus
-    from ._decoding import StreamDecoder
+    from ._decoding import IncompleteStreamError, StreamDecoder
     from ._errormap import error_for_status
     from ._http import HttpRequest, Timeout
     from ._messages import ChatRequest, Image, Message, Role, Tool, ToolCall, ToolChoice
@@ -111,6 +111,7 @@ __all__ = [
     "HealthStatus",
     "HttpRequest",
     "Image",
+    "IncompleteStreamError",
     "InvalidRequestError",
     "MemoryStore",
     "Message",
@@ -168,7 +169,7 @@ __all__ = [
 _LAZY = {
     **dict.fromkeys(("AsyncChatStream", "AsyncClient"), "._async_client"),
     **dict.fromkeys(("ChatStream", "Client", "HealthStatus"), "._client"),
-    "StreamDecoder": "._decoding",
+    **dict.fromkeys(("IncompleteStreamError", "StreamDecoder"), "._decoding"),
     "error_for_status": "._errormap",
     **dict.fromkeys(("HttpRequest", "Timeout"), "._http"),
     **dict.fromkeys(("ChatRequest", "Image", "Message", "Role", "Tool", "ToolCall", "ToolChoice"),

@@ -22,7 +22,13 @@ from .errors import AuthenticationError, ClientClosedError, ProviderError
 from .limits import ClientLimits
 from .registry import Registry
 from .state import StateStore
-from .transports import AsyncHttpxTransport, AsyncResponse, AsyncTransport, TransportFailure
+from .transports import (
+    AsyncHttpxTransport,
+    AsyncResponse,
+    AsyncTransport,
+    TransportFailure,
+    bind_timeout,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -38,7 +44,8 @@ class AsyncClient(ClientBase):
     >>> async with aipk.AsyncClient("openai") as client:            # doctest: +SKIP
     ...     print((await client.chat(model="gpt-4o-mini", messages=[aipk.Message.user("Hi")])).text)
 
-    ``timeout`` is a :class:`~aipk.Timeout` (connect and read set separately) or seconds.
+    ``timeout`` is a :class:`~aipk.Timeout` (connect and read set separately) or seconds; it
+    applies to every request whatever the transport (see :func:`aipk.transports.bind_timeout`).
     ``http_client`` lets you pass your own ``httpx.AsyncClient``; ``transport`` any
     :class:`~aipk.transports.AsyncTransport`, e.g.
     :class:`~aipk.transports.AiohttpTransport`. ``api_key``, ``credential`` and
@@ -75,10 +82,12 @@ class AsyncClient(ClientBase):
                          credentials=credentials, store=store)
         spec = self._engine.provider.spec
         self.timeout = resolve_timeout(timeout, spec.connect_timeout, spec.read_timeout)
-        self._transport: AsyncTransport = (
-            transport if transport is not None
-            else AsyncHttpxTransport(http_client, timeout=self.timeout)
-        )
+        self._transport: AsyncTransport
+        if transport is None:
+            self._transport = AsyncHttpxTransport(http_client, timeout=self.timeout)
+        else:  # the client's timeout applies whatever the transport (see bind_timeout)
+            self._transport, self.timeout = bind_timeout(transport, self.timeout,
+                                                         explicit=timeout is not None)
         #: a transport passed in belongs to the caller (it may be shared): never closed here
         self._owns_transport = transport is None
         self._sleep = sleep

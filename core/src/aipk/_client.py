@@ -22,7 +22,7 @@ from .errors import AuthenticationError, ClientClosedError, ProviderError
 from .limits import ClientLimits
 from .registry import Registry
 from .state import StateStore
-from .transports import HttpxTransport, Response, Transport, TransportFailure
+from .transports import HttpxTransport, Response, Transport, TransportFailure, bind_timeout
 
 if TYPE_CHECKING:
     import httpx
@@ -68,7 +68,8 @@ class Client(ClientBase):
     >>> with aipk.Client("openai") as client:                       # doctest: +SKIP
     ...     print(client.chat(model="gpt-4o-mini", messages=[aipk.Message.user("Hi")]).text)
 
-    ``timeout`` is a :class:`~aipk.Timeout` (connect and read set separately) or seconds.
+    ``timeout`` is a :class:`~aipk.Timeout` (connect and read set separately) or seconds; it
+    applies to every request whatever the transport (see :func:`aipk.transports.bind_timeout`).
     ``http_client`` lets you pass your own ``httpx.Client``; ``transport`` any
     :class:`~aipk.transports.Transport`. ``api_key`` takes one key or a list of keys (a
     :class:`~aipk.credentials.KeyPool` with failover; so does a comma list in the provider's
@@ -106,10 +107,12 @@ class Client(ClientBase):
                          credentials=credentials, store=store)
         spec = self._engine.provider.spec
         self.timeout = resolve_timeout(timeout, spec.connect_timeout, spec.read_timeout)
-        self._transport: Transport = (
-            transport if transport is not None
-            else HttpxTransport(http_client, timeout=self.timeout)
-        )
+        self._transport: Transport
+        if transport is None:
+            self._transport = HttpxTransport(http_client, timeout=self.timeout)
+        else:  # the client's timeout applies whatever the transport (see bind_timeout)
+            self._transport, self.timeout = bind_timeout(transport, self.timeout,
+                                                         explicit=timeout is not None)
         #: a transport passed in belongs to the caller (it may be shared): never closed here
         self._owns_transport = transport is None
         self._sleep = sleep

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ._decoding import StreamDecoder
+from ._decoding import IncompleteStreamError, StreamDecoder
 from ._http import HttpRequest, declare_secret_headers, redact_url
 from ._messages import ChatRequest
 from ._metrics import ProviderMetrics
@@ -332,15 +332,20 @@ class StreamSession:
         return self._events(sse_events)
 
     def finish(self) -> list[StreamEvent]:
-        """The body ended: decode what is left and let the decoder judge completeness."""
+        """The body ended: decode what is left; without the protocol's terminator, raise
+        :class:`~aipk.IncompleteStreamError` carrying the answer received so far."""
+        decoder = self._decoder
         out: list[StreamEvent] = []
-        if not self._decoder.done:
+        if not decoder.done:
+            cut = False
             try:
                 out = self._events(self._sse.flush())
-            except SSEDecodeError as exc:
-                raise self._bad(str(exc)) from None
+            except (SSEDecodeError, ResponseError):
+                cut = True  # the body ended inside an event, which is dropped
+            if not decoder.done:
+                raise self._incomplete(cut)
         try:
-            tail = self._decoder.close()
+            tail = decoder.close()
         except ProviderError as exc:
             raise self._stamp(exc) from None
         for event in tail:
@@ -348,6 +353,22 @@ class StreamSession:
             out.append(event)
         self._engine.metrics.record_usage(self.accumulator.usage)
         return out
+
+    def _incomplete(self, cut: bool) -> IncompleteStreamError:
+        """The one end-of-stream rule for every protocol: no terminator, no answer; what did
+        arrive goes on the error."""
+        self._engine.metrics.record_usage(self.accumulator.usage)
+        partial = self.response()
+        terminator = getattr(self._decoder, "terminator", None) or "its end-of-stream marker"
+        where = "in the middle of an event" if cut else "early"
+        received = (f"{len(partial.text)} characters of text, {len(partial.tool_calls)} tool "
+                    f"call(s), usage {'included' if partial.usage else 'not yet sent'}")
+        return IncompleteStreamError(
+            f"the stream ended {where}, before its terminator ({terminator}): the connection "
+            f"was closed or the provider stopped sending. The answer received so far "
+            f"({received}) is on this error's .partial; retry the request for the whole answer",
+            provider=self._engine.provider.name, partial=partial, request_id=self.request_id,
+        )
 
     def _events(self, sse_events: Sequence[Any]) -> list[StreamEvent]:
         decoder = self._decoder

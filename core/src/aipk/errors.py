@@ -25,7 +25,9 @@ The hierarchy::
         │       └── OverloadedError     529 / "overloaded"
         ├── StreamError                 an error reported in-band, after HTTP 200
         ├── ResponseError               a response aipk cannot decode: malformed JSON, invalid
-        │                               UTF-8, a stream that ended before its terminator
+        │   │                           UTF-8, a stream that ended before its terminator
+        │   └── IncompleteStreamError   the stream ended before its terminator; ``partial``
+        │                               holds the answer received so far
         └── AllTargetsFailedError       aipk.router: every target failed or was unavailable;
                                         carries failures, skipped and retry_after
 
@@ -37,7 +39,7 @@ redacted before they reach any message, repr or log line.
 ``AuthenticationError`` is *not* raised for a 401 that a credential refresh and one retry
 recovered from; only the final failure reaches the caller. The credential errors live in
 :mod:`aipk.credentials`; ``AllTargetsFailedError`` is defined here and re-exported by
-:mod:`aipk.router` and :mod:`aipk`.
+:mod:`aipk.router` and :mod:`aipk`; ``IncompleteStreamError`` is exported by :mod:`aipk`.
 """
 
 from __future__ import annotations

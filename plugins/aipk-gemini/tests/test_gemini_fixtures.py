@@ -20,6 +20,7 @@ from aipk import (
     ChatResponse,
     FinishEvent,
     FinishReason,
+    IncompleteStreamError,
     Message,
     Provider,
     ReasoningDelta,
@@ -31,7 +32,7 @@ from aipk import (
     UsageEvent,
 )
 from aipk._core import Engine
-from aipk.errors import BadRequestError, ResponseError
+from aipk.errors import BadRequestError
 from aipk_gemini import GEMINI, wire
 from aipk_testkit.fixtures import (
     Captures,
@@ -303,25 +304,49 @@ def test_stream_fixture_byte_by_byte() -> None:
     assert response.tool_calls[0].parsed_arguments() == {"country": "France"}
 
 
-def test_stream_cut_between_events_is_a_retryable_response_error() -> None:
+def test_stream_cut_between_events_is_incomplete_with_the_partial_answer() -> None:
     raw = CAPTURES.raw("pai-stream-text.sse")
     cut = raw[: raw.index(b'"finishReason"')]
     cut = cut[: cut.rindex(b"\r\n\r\n") + 4]  # two whole events, no finishReason
     session = _engine().open_stream(REQUEST, {"x-goog-request-id": "g-1"}, None)
     events = session.feed(cut)
     assert "".join(e.text for e in events if type(e) is TextDelta) == "The capital of France"
-    with pytest.raises(ResponseError, match="before a finishReason") as info:
+    with pytest.raises(IncompleteStreamError, match="before its terminator .a chunk with a "
+                       "finishReason.") as info:
         session.finish()
     assert info.value.retryable
     assert info.value.request_id == "g-1"
+    assert info.value.partial.text == "The capital of France"
+    assert info.value.partial.finish_reason is None
 
 
-def test_stream_cut_mid_json_is_a_response_error() -> None:
+def test_stream_cut_mid_json_is_incomplete() -> None:
     raw = CAPTURES.raw("pai-stream-function-call.sse")
     session = _engine().open_stream(REQUEST, {}, None)
     assert session.feed(raw[:200]) == []
-    with pytest.raises(ResponseError, match="could not be decoded"):
+    with pytest.raises(IncompleteStreamError, match="in the middle of an event") as info:
         session.finish()
+    assert info.value.partial.tool_calls == ()
+
+
+@pytest.mark.parametrize("name", sorted(n for n in CAPTURES.names() if n.endswith(".sse")))
+def test_every_capture_ends_with_its_terminator_and_any_earlier_end_is_incomplete(
+        name: str) -> None:
+    """The real streams end at the chunk carrying finishReason; cut anywhere before it, the
+    stream is incomplete and the error keeps the prefix of the answer."""
+    raw = CAPTURES.raw(name)
+    session = _engine().open_stream(REQUEST, {}, None)
+    session.feed(raw)
+    session.finish()
+    assert session.done
+    whole = session.response().text
+    last = raw.rindex(b'"finishReason"')
+    for end in sorted({0, 1, len(raw) // 3, last - 1, last, raw.rindex(b"data:")}):
+        cut = _engine().open_stream(REQUEST, {}, None)
+        cut.feed(raw[:end])
+        with pytest.raises(IncompleteStreamError) as info:
+            cut.finish()
+        assert whole.startswith(info.value.partial.text)
 
 
 def test_stream_accumulator_matches_events() -> None:

@@ -195,6 +195,24 @@ class ProviderConformance:
         with pytest.raises(ResponseError):
             list(client.stream(model=self.model, messages=self._user()))
 
+    @pytest.mark.parametrize("cut", [0, 2, -1])
+    def test_stream_cut_short_keeps_the_partial_answer(self, aipk_emulator: Emulator,
+                                                       client: aipk.Client, cut: int) -> None:
+        """A body that ends before the protocol's terminator (here: after ``cut`` events, or
+        all but the last) is an IncompleteStreamError carrying what arrived."""
+        text = "Partial answers are kept on the error."
+        aipk_emulator.enqueue(Fault.truncate(after_events=cut, reply=Reply(text=text,
+                                                                           chunk_size=5)))
+        received = ""
+        with pytest.raises(aipk.IncompleteStreamError) as info:
+            for event in client.stream(model=self.model, messages=self._user()):
+                if type(event) is aipk.TextDelta:
+                    received += event.text
+        error = info.value
+        assert isinstance(error, ResponseError) and error.retryable
+        assert error.partial.provider == self.provider
+        assert error.partial.text.startswith(received) and text.startswith(error.partial.text)
+
     def test_reset_mid_stream_is_a_network_error(self, aipk_emulator: Emulator,
                                                  client: aipk.Client) -> None:
         aipk_emulator.enqueue(Fault.reset_mid_stream(after_events=2))

@@ -32,6 +32,9 @@ class Encoded:
     payload: bytes
     tokens: int = 0
     abort: bool = False
+    #: write ``payload[:pause_at]``, go silent for ``pause`` seconds, then write the rest
+    pause_at: int = 0
+    pause: float = 0.0
 
 
 @dataclass
@@ -73,7 +76,7 @@ def encode(rendered: Rendered, extra: list[tuple[str, str]] | None = None, *, to
 
 
 def _filler(after_events: int) -> Reply:
-    need = (after_events + 3) * 4
+    need = (max(after_events, 0) + 3) * 4
     return Reply(text=(_FILLER * (need // len(_FILLER) + 1))[:need], chunk_size=4)
 
 
@@ -171,7 +174,8 @@ class App:
         if not conn.keep_alive:
             headers.append(("connection", "close"))
         head = encoded.head + header_lines(headers) + b"\r\n"
-        conn.respond(head, encoded.payload, abort=encoded.abort, delay=delay)
+        conn.respond(head, encoded.payload, abort=encoded.abort, delay=delay,
+                     pause_at=encoded.pause_at, pause=encoded.pause)
 
     def _reply(self, handler: ProtocolHandler, call: ChatCall, reply: Reply) -> Encoded:
         usage = reply.usage or (call.prompt_tokens, reply.completion_tokens())
@@ -201,7 +205,12 @@ class App:
                 extra.append(("retry-after-ms", _number(fault.retry_after_ms)))
             return encode(handler.render_error(fault.status_code, fault.message,
                                                retry_after=fault.retry_after), extra)
-        source = fault.reply or _filler(fault.after_events)
+        if fault.reply is not None:
+            source = fault.reply
+        elif fault.kind == "stall":  # the usual answer, only late
+            source = Reply(text="echo: " + call.user_text)
+        else:
+            source = _filler(fault.after_events)
         usage = source.usage or (call.prompt_tokens, source.completion_tokens())
         rendered = handler.render_reply(source, call, usage)
         events = rendered.events
@@ -217,6 +226,14 @@ class App:
                 return Encoded(whole.head, half, 0, abort=True)
             rendered.body = half
             return encode(rendered)
+        if fault.kind == "stall":
+            whole = encode(rendered, tokens=usage[0] + usage[1])
+            if events is None:
+                pause_at = len(rendered.body) // 2
+            else:
+                pause_at = sum(len(frame_chunk(e)) for e in events[:cut])
+            return Encoded(whole.head, whole.payload, whole.tokens, pause_at=pause_at,
+                           pause=fault.delay)
         if fault.kind in ("malformed_json", "invalid_utf8"):
             bad_utf8 = fault.kind == "invalid_utf8"
             if events is not None:

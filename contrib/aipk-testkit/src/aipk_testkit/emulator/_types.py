@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 FaultKind = Literal["status", "slow_first_byte", "reset_mid_stream", "truncate",
-                    "malformed_json", "invalid_utf8", "inband_error"]
+                    "malformed_json", "invalid_utf8", "inband_error", "stall"]
 
 
 @dataclass
@@ -117,9 +117,24 @@ class Fault:
     def truncate(after_events: int = 3, reply: Reply | None = None) -> Fault:
         """Send ``after_events`` events, then end the body cleanly without the terminator.
 
-        A non-streaming request gets a complete response whose JSON body is cut in half.
+        A negative count keeps all but that many of the last events (``-1``: everything but
+        the final event, e.g. OpenAI's usage chunk or Gemini's finishReason chunk); a count past
+        the end sends every event but still no terminator event. A non-streaming request gets a
+        complete response whose JSON body is cut in half.
         """
         return Fault("truncate", after_events=after_events, reply=reply)
+
+    @staticmethod
+    def stall(delay: float, after_events: int = 3, reply: Reply | None = None) -> Fault:
+        """Send the head and ``after_events`` events, go silent for ``delay`` seconds with the
+        connection open, then send the rest of the stream normally (a read timeout shorter
+        than ``delay`` fires in the silence; ``0`` stalls before the first event).
+
+        A non-streaming request gets half its body, the silence, then the other half.
+        """
+        if delay < 0:
+            raise ValueError("delay must not be negative")
+        return Fault("stall", delay=delay, after_events=after_events, reply=reply)
 
     @staticmethod
     def malformed_json() -> Fault:
