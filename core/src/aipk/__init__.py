@@ -78,6 +78,7 @@ if TYPE_CHECKING:
         UsageEvent,
     )
     from ._retry import RetryPolicy
+    from .framing import Framer
     from .router import AsyncRouter, Router, Target
     from .state import MemoryStore, StateStore
 
@@ -100,6 +101,7 @@ __all__ = [
     "Credential",
     "FinishEvent",
     "FinishReason",
+    "Framer",
     "HealthStatus",
     "HttpRequest",
     "Image",
@@ -171,6 +173,7 @@ _LAZY = {
                      "RefusalDelta", "StreamAccumulator", "StreamEvent", "TextDelta",
                      "ToolCallDelta", "Usage", "UsageEvent"), "._responses"),
     "RetryPolicy": "._retry",
+    "Framer": ".framing",
     **dict.fromkeys(("AsyncRouter", "Router", "Target"), ".router"),
     **dict.fromkeys(("MemoryStore", "StateStore"), ".state"),
 }

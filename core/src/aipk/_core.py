@@ -29,9 +29,9 @@ from .errors import (
     RateLimitError,
     ResponseError,
 )
+from .framing import Framer, make_framer
 from .limits import ClientLimits, Limiter
 from .registry import Registry
-from .sse import SSEDecodeError, SSEDecoder
 
 __all__ = ["Engine", "StreamSession"]
 
@@ -244,7 +244,12 @@ class Engine:
         decoder = self._decoder(self.provider, request)
         if decoder is None:
             raise self._no_plugin("aipk_stream_decoder")
-        return StreamSession(self, decoder, request, request_id_of(headers), rate_limit)
+        try:
+            framer = make_framer(getattr(decoder, "framing", None))
+        except ValueError as exc:
+            raise PluginError(f"the stream decoder for {self.provider.name!r} declares a "
+                              f"framing the core cannot build: {exc}") from None
+        return StreamSession(self, decoder, request, request_id_of(headers), rate_limit, framer)
 
     # -- admission -----------------------------------------------------------------------
 
@@ -284,17 +289,19 @@ class Engine:
 
 
 class StreamSession:
-    """One stream being decoded: SSE framing, the provider's decoder, and the accumulator."""
+    """One stream being decoded: the framer (SSE unless the decoder declares another
+    ``framing``), the provider's decoder, and the accumulator."""
 
     __slots__ = ("_add", "_decoder", "_engine", "_request", "_sse", "_sse_feed", "_write_text",
                  "accumulator", "delivered", "done", "rate_limit", "request_id")
 
     def __init__(self, engine: Engine, decoder: StreamDecoder, request: ChatRequest,
-                 request_id: str | None, rate_limit: RateLimitState | None) -> None:
+                 request_id: str | None, rate_limit: RateLimitState | None,
+                 framer: Framer | None = None) -> None:
         self._engine = engine
         self._decoder = decoder
         self._request = request
-        self._sse = SSEDecoder()
+        self._sse = framer if framer is not None else make_framer(None)
         self._sse_feed = self._sse.feed
         self.accumulator = StreamAccumulator()
         self._add = self.accumulator.add
@@ -309,7 +316,7 @@ class StreamSession:
         """Decode one body chunk into the events it completes."""
         try:
             sse_events = self._sse_feed(chunk)
-        except SSEDecodeError as exc:
+        except ValueError as exc:  # SSEDecodeError, FramingError, or a plugin framer's own
             raise self._bad(str(exc)) from None
         if not sse_events:
             return []
@@ -320,8 +327,8 @@ class StreamSession:
         out: list[StreamEvent] = []
         if not self._decoder.done:
             try:
-                out = self._events(self._sse.flush())
-            except SSEDecodeError as exc:
+                out = self._events(self._sse.close())
+            except ValueError as exc:
                 raise self._bad(str(exc)) from None
         try:
             tail = self._decoder.close()

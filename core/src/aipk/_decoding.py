@@ -5,6 +5,11 @@ and yields the normalised events it returns. It raises :class:`~aipk.errors.Stre
 in-band error, and :class:`~aipk.errors.ResponseError` from :meth:`StreamDecoder.close` when the
 body ended before the protocol's terminator. A ``ValueError`` from ``json.loads`` may simply
 propagate: the client turns it into a ResponseError carrying the provider and request id.
+
+The body is framed as server-sent events unless the decoder has a ``framing`` attribute (class
+or instance): ``"ndjson"``, ``"json-array"``, ``"sse"``, or a zero-argument callable returning a
+:class:`~aipk.framing.Framer`. Every framing hands the decoder
+:class:`~aipk.sse.ServerSentEvent` frames; for the JSON framings ``data`` is one JSON document.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ __all__ = ["StreamDecoder"]
 
 @runtime_checkable
 class StreamDecoder(Protocol):
-    """Turns one provider's SSE events into normalised stream events."""
+    """Turns one provider's stream frames (SSE events unless it declares a ``framing``) into
+    normalised stream events."""
 
     #: True once the protocol's terminator arrived; the client stops reading then.
     done: bool
