@@ -187,6 +187,30 @@ def test_hook_aipk_map_error(emu: Emulator) -> None:
     assert info.value.request_id and str(info.value).startswith("[openai")
 
 
+def test_hook_aipk_retry_after(emu: Emulator) -> None:
+    class Plugin:
+        @aipk.hookimpl_for(protocol="openai")
+        def aipk_retry_after(self, provider: aipk.Provider, status: int,
+                             headers: Mapping[str, str], now: float) -> float | None:
+            raw = headers.get("acme-wait-ms")
+            return float(raw) / 1000 if raw else None
+
+    sleeps: list[float] = []
+    emu.enqueue(Fault.status(429, retry_after=9, headers={"acme-wait-ms": "1500"}))
+    emu.enqueue(Reply(text="waited"))
+    emu.enqueue(Fault.status(429, retry_after=4))  # no provider header: retry-after stands
+    registry = Registry(entry_points=False)
+    registry.register(aipk_openai.plugin, name="openai")
+    registry.register(Plugin(), name="wait-header")
+    with aipk.Client("openai", base_url=emu.url("openai"), api_key="sk-hooks",
+                     registry=registry, sleep=sleeps.append) as client:
+        assert client.chat(model="m", messages=USER).text == "waited"
+        assert sleeps == [1.5]  # the provider's header, over retry-after: 9
+        with pytest.raises(aipk.RateLimitError) as info:
+            client.chat(model="m", messages=USER, retry=aipk.RetryPolicy(max_retries=0))
+    assert info.value.retry_after == 4.0
+
+
 def test_hook_aipk_models_request(emu: Emulator) -> None:
     class Plugin:
         @aipk.hookimpl(tryfirst=True)

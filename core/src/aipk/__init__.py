@@ -37,7 +37,7 @@ from .errors import (
     TransportError,
     UnknownProviderError,
 )
-from .hookspecs import hookimpl
+from .hookspecs import hookimpl, hookimpl_for
 
 if TYPE_CHECKING:
     from . import state as state  # an attribute of the package, loaded on first use
@@ -148,6 +148,7 @@ __all__ = [
     "error_for_status",
     "errors",
     "hookimpl",
+    "hookimpl_for",
     "parse_count",
     "parse_duration",
     "parse_reset",

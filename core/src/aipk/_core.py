@@ -88,6 +88,7 @@ class Engine:
         self._parse = hooks.aipk_parse_response.call
         self._decoder = hooks.aipk_stream_decoder.call
         self._map_error = hooks.aipk_map_error.call
+        self._retry_after = hooks.aipk_retry_after.call
         self._models_request = hooks.aipk_models_request.call
         self._parse_models = hooks.aipk_parse_models.call
 
@@ -214,7 +215,8 @@ class Engine:
     def error(self, status: int, headers: Mapping[str, str], body: bytes,
               model: str = "", credential_id: str | None = None) -> ProviderError:
         """The typed error for an HTTP error response; a rate-limit error's ``retry_after``
-        (from headers or, e.g. Gemini's, from the body) also goes into the tracker."""
+        (from headers, from the body as Gemini's, or from the provider's own signal through
+        ``aipk_retry_after``) also goes into the tracker."""
         self._refresh()  # errors may come without a prepare (tests, routers)
         request_id = request_id_of(headers)
         data: Any
@@ -226,6 +228,10 @@ class Engine:
         if error is None:  # the built-in plugin always answers; guard against its removal
             raise self._no_plugin("aipk_map_error")
         result: ProviderError = error
+        if isinstance(result, RateLimitError):
+            hint = self._retry_after(self.provider, status, headers, self.clock())
+            if hint is not None:
+                result.retry_after = float(hint)
         if isinstance(result, RateLimitError) and result.retry_after is not None:
             now = self.clock()
             self.tracker.update(self._key(model, credential_id),

@@ -28,7 +28,7 @@ Design, one module per concern (each small, standard library only):
   separate-process server (benchmarks): prints ``READY <base_url>`` and serves until SIGTERM.
 """
 
-from . import _anthropic, _gemini, _oauth, _openai  # noqa: F401  (importing registers the protocols)
+from . import _anthropic, _gemini, _oauth, _ollama, _openai  # noqa: F401  (importing registers the protocols)
 from ._protocol import ChatCall, ProtocolHandler, Rendered, RequestError, register, registered
 from ._ratelimit import RateLimitSnapshot
 from ._server import Emulator

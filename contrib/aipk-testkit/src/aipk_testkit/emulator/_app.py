@@ -199,6 +199,7 @@ class App:
                 extra.append(("retry-after", _number(fault.retry_after)))
             if fault.retry_after_ms is not None:
                 extra.append(("retry-after-ms", _number(fault.retry_after_ms)))
+            extra.extend(fault.headers)
             return encode(handler.render_error(fault.status_code, fault.message,
                                                retry_after=fault.retry_after), extra)
         source = fault.reply or _filler(fault.after_events)
