@@ -292,9 +292,9 @@ class GeminiHandler(ProtocolHandler):
                 events.append(chunk([piece], last,
                                     completion if last else max(1, completion * index // count)))
         if array:  # one HTTP chunk per element, separated as Google does; "]" ends it
-            pieces = [(b"[" if i == 0 else b"\n,\r\n") + _pretty(e)
-                      for i, e in enumerate(events)]
-            return Rendered(200, list(_JSON_HEADERS), events=pieces, terminator=b"\n]")
+            elements = [(b"[" if i == 0 else b"\n,\r\n") + _pretty(e)
+                        for i, e in enumerate(events)]
+            return Rendered(200, list(_JSON_HEADERS), events=elements, terminator=b"\n]")
         return Rendered(200, list(_SSE_HEADERS), events=[_event(e) for e in events],
                         terminator=b"")
 
