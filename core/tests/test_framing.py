@@ -154,8 +154,18 @@ def test_json_array_utf8_split_across_chunks_and_invalid_utf8() -> None:
         JSONArrayFramer().feed(b'["\xff"]')
     framer = JSONArrayFramer()
     framer.feed(b'["\xc3')
-    with pytest.raises(FramingError, match="UTF-8"):
+    with pytest.raises(FramingError, match="inside"):
         framer.close()
+
+
+def test_json_array_brackets_and_escapes_inside_strings_do_not_end_an_element() -> None:
+    body = rb'[{"a": "}]\\\"{[", "b": ["]"]}, {"c": "\\"}]'
+    frames = frame_all(JSONArrayFramer(), [body])
+    assert frames == [r'{"a": "}]\\\"{[", "b": ["]"]}', r'{"c": "\\"}']
+    assert json.loads(frames[0]) == {"a": '}]\\"{[', "b": ["]"]}
+    framer = JSONArrayFramer()
+    assert framer.feed(b'[{"a": "x}') == []  # a string still open: not the end
+    assert [f.data for f in framer.feed(b'"}]')] == ['{"a": "x}"}']
 
 
 @settings(max_examples=200, deadline=None)

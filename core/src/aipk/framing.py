@@ -25,7 +25,7 @@ from __future__ import annotations
 import codecs
 import json
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .sse import ServerSentEvent, SSEDecoder
 
@@ -36,6 +36,7 @@ __all__ = [
     "JSONArrayFramer",
     "NDJSONFramer",
     "SSEDecoder",
+    "loads",
     "make_framer",
 ]
 
@@ -143,6 +144,18 @@ _DONE = 5  # after the closing "]": only whitespace
 _WHITESPACE = " \t\r\n"
 _CLOSERS = frozenset('}]"')
 _DECODE = json.JSONDecoder().raw_decode
+#: (frame data, its parsed value) for the element the JSON-array framer framed last
+_last: tuple[str | None, Any] = (None, None)
+
+
+def loads(data: str) -> Any:
+    """``json.loads(data)``, free when ``data`` is the frame a :class:`JSONArrayFramer` just
+    made: the framer parsed it to find its end, so a decoder reading that framing calls this
+    instead of ``json.loads`` and each element is parsed once."""
+    last = _last
+    if last[0] is data:
+        return last[1]
+    return json.loads(data)
 
 
 class JSONArrayFramer:
@@ -154,7 +167,8 @@ class JSONArrayFramer:
     stream costs a scan per element rather than per character. Anything other than whitespace
     outside the array, or a body that ends before the closing ``]``, raises
     :class:`FramingError` (a truncated body shows here; an in-band error element is a frame like
-    any other, for the decoder to classify).
+    any other, for the decoder to classify). A decoder that parses frames with :func:`loads`
+    reuses the framer's parse.
     """
 
     __slots__ = ("_buf", "_start", "_state", "_text", "elements", "unterminated")
@@ -215,9 +229,9 @@ class JSONArrayFramer:
             if state == _IN:
                 start = pos
                 try:
-                    value_end = _DECODE(buf, start)[1]
+                    value, value_end = _DECODE(buf, start)
                 except ValueError:
-                    value_end = -1
+                    value, value_end = None, -1
                 if value_end < 0 or (value_end == end and not final
                                      and buf[start] not in '{["'):
                     # incomplete (or a bare number that more digits may extend): wait
@@ -225,7 +239,10 @@ class JSONArrayFramer:
                     self._start = 0
                     self._state = _IN
                     return frames
-                frames.append(_new(ServerSentEvent, (buf[start:value_end], None, None, None)))
+                data = buf[start:value_end]
+                global _last
+                _last = (data, value)
+                frames.append(_new(ServerSentEvent, (data, None, None, None)))
                 self.elements += 1
                 pos = value_end
                 state = _AFTER

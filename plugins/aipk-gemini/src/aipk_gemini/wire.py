@@ -52,6 +52,7 @@ from aipk import (
     ToolCallDelta,
     Usage,
     UsageEvent,
+    framing,
 )
 from aipk.errors import (
     AuthenticationError,
@@ -713,6 +714,8 @@ class GeminiStreamDecoder:
         self._provider = provider
         #: the core framer this stream is read with (see :func:`stream_framing`)
         self.framing = stream_framing(provider)
+        # the JSON-array framer parsed each element already; framing.loads reuses that parse
+        self._loads = json.loads if self.framing == "sse" else framing.loads
         self._loads = json.loads
         self._calls = 0
         self._finished = False
