@@ -3,7 +3,7 @@
 Runs on the emulator's event loop. For each request it picks the protocol handler by mount,
 then turns the next scripted item (or the default reply) into bytes: the handler renders a
 :class:`~._protocol.Rendered`, this module frames it (``Content-Length`` body, or one HTTP
-chunk per SSE event) into an :class:`Encoded` and applies faults by cutting or splicing events.
+chunk per stream event) into an :class:`Encoded` and applies faults by cutting or splicing events.
 Only the request id and rate-limit headers are formatted per request; the sticky default reply
 is encoded once per (model, stream, options, prompt size) and served from a cache.
 """
