@@ -7,9 +7,10 @@
 everything aipk does per request, minus the HTTP client). ``engine``: the Engine steps alone
 (prepare, sign, observe, chat_response). ``stream``: ``AsyncClient.stream`` over an in-memory
 transport (µs per chunk). ``framing``: each core framer on a chunk carrying the same event
-(SSE, NDJSON, a JSON-array element) plus the decoder's JSON parse of the frame, µs per chunk. Every installed plugin is loaded, as in ``bench/run.py``. Report the
-median of several repeats (CPU time of this process, so less sensitive to other load); use it to
-compare before/after side by side, and ``bench/run.py`` for the real numbers.
+(SSE, NDJSON, a JSON-array element) plus the decoder's JSON parse of the frame, µs per chunk.
+Every installed plugin is loaded, as in ``bench/run.py``. Report the median of several repeats
+(CPU time of this process, so less sensitive to other load); use it to compare before/after
+side by side, and ``bench/run.py`` for the real numbers.
 """
 
 from __future__ import annotations

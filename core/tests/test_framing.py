@@ -139,6 +139,11 @@ def test_json_array_truncated_body_raises_at_close(body: bytes, where: str) -> N
     assert framer.unterminated is True
 
 
+def test_json_array_element_nested_too_deeply_is_a_framing_error() -> None:
+    with pytest.raises(FramingError, match="nested too deeply"):
+        JSONArrayFramer().feed(b"[" + b"[" * 100_000 + b"]" * 100_000 + b"]")
+
+
 def test_json_array_number_at_chunk_end_waits_for_more_digits() -> None:
     framer = JSONArrayFramer()
     assert framer.feed(b"[1") == []

@@ -232,6 +232,8 @@ class JSONArrayFramer:
                     value, value_end = _DECODE(buf, start)
                 except ValueError:
                     value, value_end = None, -1
+                except RecursionError:
+                    raise FramingError("a JSON array element is nested too deeply") from None
                 if value_end < 0 or (value_end == end and not final
                                      and buf[start] not in '{["'):
                     # incomplete (or a bare number that more digits may extend): wait
