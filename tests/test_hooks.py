@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import aipk
+import aipk.framing
 import aipk_openai.plugin
 from aipk import hookspecs
 from aipk.registry import Registry
@@ -163,6 +164,47 @@ def test_hook_aipk_stream_decoder(emu: Emulator) -> None:
         stream = client.stream(model="m", messages=USER)
         assert "".join(stream.text()) == "abcdefgh"
     assert Counting.seen >= 6  # role chunk, 4 deltas, finish, usage, [DONE]
+
+
+def test_a_decoder_brings_its_own_framer(emu: Emulator) -> None:
+    """A third-party framing: the decoder's ``framing`` is a callable returning an
+    ``aipk.Framer``; a framer's ValueError is a ResponseError; an unknown name a PluginError."""
+
+    class CountingFramer:
+        chunks = 0
+
+        def __init__(self) -> None:
+            self._sse = aipk.framing.SSEDecoder()
+
+        def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+            CountingFramer.chunks += 1
+            return self._sse.feed(chunk)
+
+        def close(self) -> list[ServerSentEvent]:
+            return self._sse.close()
+
+    class Refusing(CountingFramer):
+        def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+            raise ValueError("not my framing")
+
+    framings: list[object] = [CountingFramer, Refusing, "xml"]
+
+    class Plugin:
+        @aipk.hookimpl_for(protocol="openai", tryfirst=True)
+        def aipk_stream_decoder(self, provider: aipk.Provider) -> wire.OpenAIStreamDecoder:
+            decoder = type("Framed", (wire.OpenAIStreamDecoder,), {
+                "__slots__": (), "framing": framings.pop(0)})(provider)
+            return decoder
+
+    assert isinstance(CountingFramer(), aipk.Framer)
+    emu.enqueue(Reply(text="abcdefgh", chunk_size=2))
+    with client_with(emu, Plugin()) as client:
+        assert "".join(client.stream(model="m", messages=USER).text()) == "abcdefgh"
+        assert CountingFramer.chunks >= 6  # one HTTP chunk per event
+        with pytest.raises(aipk.ResponseError, match="not my framing"):
+            list(client.stream(model="m", messages=USER))
+        with pytest.raises(aipk.PluginError, match="unknown stream framing 'xml'"):
+            list(client.stream(model="m", messages=USER))
 
 
 def test_hook_aipk_map_error(emu: Emulator) -> None:
