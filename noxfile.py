@@ -17,7 +17,7 @@ nox.options.reuse_existing_virtualenvs = True
 
 TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100"]
 PLUGINS = ["aipk-openai", "aipk-anthropic", "aipk-gemini", "aipk-cerebras", "aipk-qwen",
-           "aipk-openrouter"]
+           "aipk-openrouter", "aipk-ollama"]
 EVERYTHING = ["./core", *(f"./plugins/{p}" for p in PLUGINS), "./contrib/aipk-testkit"]
 #: What each package's isolated test session installs: the package, what it declares, and the
 #: testkit where its tests use the emulator.

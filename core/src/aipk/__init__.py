@@ -39,7 +39,7 @@ from .errors import (
     TransportError,
     UnknownProviderError,
 )
-from .hookspecs import hookimpl
+from .hookspecs import hookimpl, hookimpl_for
 
 if TYPE_CHECKING:
     from . import catalog as catalog  # attributes of the package, loaded on first use
@@ -82,6 +82,7 @@ if TYPE_CHECKING:
         UsageEvent,
     )
     from ._retry import RetryPolicy
+    from .framing import Framer
     from .router import AsyncRouter, Router, Target
     from .state import MemoryStore, StateStore
 
@@ -108,6 +109,7 @@ __all__ = [
     "Credential",
     "FinishEvent",
     "FinishReason",
+    "Framer",
     "HealthStatus",
     "HttpRequest",
     "Image",
@@ -157,6 +159,7 @@ __all__ = [
     "error_for_status",
     "errors",
     "hookimpl",
+    "hookimpl_for",
     "parse_count",
     "parse_duration",
     "parse_reset",
@@ -182,6 +185,7 @@ _LAZY = {
                      "RefusalDelta", "StreamAccumulator", "StreamEvent", "TextDelta",
                      "ToolCallDelta", "Usage", "UsageEvent"), "._responses"),
     "RetryPolicy": "._retry",
+    "Framer": ".framing",
     **dict.fromkeys(("AsyncRouter", "Router", "Target"), ".router"),
     **dict.fromkeys(("MemoryStore", "StateStore"), ".state"),
 }

@@ -30,9 +30,9 @@ from .errors import (
     RateLimitError,
     ResponseError,
 )
+from .framing import Framer, make_framer
 from .limits import ClientLimits, Limiter
 from .registry import Registry
-from .sse import SSEDecodeError, SSEDecoder
 
 __all__ = ["Engine", "StreamSession"]
 
@@ -92,6 +92,7 @@ class Engine:
         self._parse = hooks.aipk_parse_response.call
         self._decoder = hooks.aipk_stream_decoder.call
         self._map_error = hooks.aipk_map_error.call
+        self._retry_after = hooks.aipk_retry_after.call
         self._models_request = hooks.aipk_models_request.call
         self._parse_models = hooks.aipk_parse_models.call
 
@@ -229,7 +230,8 @@ class Engine:
     def error(self, status: int, headers: Mapping[str, str], body: bytes,
               model: str = "", credential_id: str | None = None) -> ProviderError:
         """The typed error for an HTTP error response; a rate-limit error's ``retry_after``
-        (from headers or, e.g. Gemini's, from the body) also goes into the tracker."""
+        (from headers, from the body as Gemini's, or from the provider's own signal through
+        ``aipk_retry_after``) also goes into the tracker."""
         self._refresh()  # errors may come without a prepare (tests, routers)
         request_id = request_id_of(headers)
         data: Any
@@ -242,6 +244,10 @@ class Engine:
             raise self._no_plugin("aipk_map_error")
         result: ProviderError = error
         redact_error(result)  # a provider may echo the key: "Incorrect API key provided: sk-…"
+        if isinstance(result, RateLimitError):
+            hint = self._retry_after(self.provider, status, headers, self.clock())
+            if hint is not None:
+                result.retry_after = float(hint)
         if isinstance(result, RateLimitError) and result.retry_after is not None:
             now = self.clock()
             self.tracker.update(self._key(model, credential_id),
@@ -260,7 +266,12 @@ class Engine:
         decoder = self._decoder(self.provider, request)
         if decoder is None:
             raise self._no_plugin("aipk_stream_decoder")
-        return StreamSession(self, decoder, request, request_id_of(headers), rate_limit)
+        try:
+            framer = make_framer(getattr(decoder, "framing", None))
+        except ValueError as exc:
+            raise PluginError(f"the stream decoder for {self.provider.name!r} declares a "
+                              f"framing the core cannot build: {exc}") from None
+        return StreamSession(self, decoder, request, request_id_of(headers), rate_limit, framer)
 
     # -- admission -----------------------------------------------------------------------
 
@@ -300,17 +311,19 @@ class Engine:
 
 
 class StreamSession:
-    """One stream being decoded: SSE framing, the provider's decoder, and the accumulator."""
+    """One stream being decoded: the framer (SSE unless the decoder declares another
+    ``framing``), the provider's decoder, and the accumulator."""
 
     __slots__ = ("_add", "_decoder", "_engine", "_request", "_sse", "_sse_feed", "_write_text",
                  "accumulator", "delivered", "done", "rate_limit", "request_id")
 
     def __init__(self, engine: Engine, decoder: StreamDecoder, request: ChatRequest,
-                 request_id: str | None, rate_limit: RateLimitState | None) -> None:
+                 request_id: str | None, rate_limit: RateLimitState | None,
+                 framer: Framer | None = None) -> None:
         self._engine = engine
         self._decoder = decoder
         self._request = request
-        self._sse = SSEDecoder()
+        self._sse = framer if framer is not None else make_framer(None)
         self._sse_feed = self._sse.feed
         self.accumulator = StreamAccumulator()
         self._add = self.accumulator.add
@@ -325,7 +338,7 @@ class StreamSession:
         """Decode one body chunk into the events it completes."""
         try:
             sse_events = self._sse_feed(chunk)
-        except SSEDecodeError as exc:
+        except ValueError as exc:  # SSEDecodeError, FramingError, or a plugin framer's own
             raise self._bad(str(exc)) from None
         if not sse_events:
             return []
@@ -339,8 +352,8 @@ class StreamSession:
         if not decoder.done:
             cut = False
             try:
-                out = self._events(self._sse.flush())
-            except (SSEDecodeError, ResponseError):
+                out = self._events(self._sse.close())
+            except (ValueError, ResponseError):  # framing errors (SSEDecodeError too) included
                 cut = True  # the body ended inside an event, which is dropped
             if not decoder.done:
                 raise self._incomplete(cut)

@@ -6,6 +6,11 @@ arrives; if the body ends while ``done`` is still False, the client (not the dec
 :class:`IncompleteStreamError` carrying the answer received so far. A decoder raises
 :class:`~aipk.errors.StreamError` for an in-band error. A ``ValueError`` from ``json.loads`` may
 simply propagate: the client turns it into a ResponseError carrying the provider and request id.
+
+The body is framed as server-sent events unless the decoder has a ``framing`` attribute (class
+or instance): ``"ndjson"``, ``"json-array"``, ``"sse"``, or a zero-argument callable returning a
+:class:`~aipk.framing.Framer`. Every framing hands the decoder
+:class:`~aipk.sse.ServerSentEvent` frames; for the JSON framings ``data`` is one JSON document.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ __all__ = ["IncompleteStreamError", "StreamDecoder"]
 
 @runtime_checkable
 class StreamDecoder(Protocol):
-    """Turns one provider's SSE events into normalised stream events.
+    """Turns one provider's stream frames (SSE events unless it declares a ``framing``) into
+    normalised stream events.
 
     A decoder may also name its terminator in a class attribute ``terminator`` (for example
     ``"data: [DONE]"``); the error for a stream that ended without it quotes the name.

@@ -3,7 +3,7 @@
 Runs on the emulator's event loop. For each request it picks the protocol handler by mount,
 then turns the next scripted item (or the default reply) into bytes: the handler renders a
 :class:`~._protocol.Rendered`, this module frames it (``Content-Length`` body, or one HTTP
-chunk per SSE event) into an :class:`Encoded` and applies faults by cutting or splicing events.
+chunk per stream event) into an :class:`Encoded` and applies faults by cutting or splicing events.
 Only the request id and rate-limit headers are formatted per request; the sticky default reply
 is encoded once per (model, stream, options, prompt size) and served from a cache.
 """
@@ -203,6 +203,7 @@ class App:
                 extra.append(("retry-after", _number(fault.retry_after)))
             if fault.retry_after_ms is not None:
                 extra.append(("retry-after-ms", _number(fault.retry_after_ms)))
+            extra.extend(fault.headers)
             return encode(handler.render_error(fault.status_code, fault.message,
                                                retry_after=fault.retry_after), extra)
         if fault.reply is not None:

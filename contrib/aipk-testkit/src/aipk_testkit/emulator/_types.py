@@ -82,18 +82,22 @@ class Fault:
     message: str | None = None
     code: str | None = None
     reply: Reply | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
     @staticmethod
     def status(status: int, *, retry_after: float | None = None,
-               retry_after_ms: float | None = None, message: str | None = None) -> Fault:
+               retry_after_ms: float | None = None, message: str | None = None,
+               headers: Mapping[str, str] | None = None) -> Fault:
         """An HTTP error ``status`` with an error body in the protocol's shape.
 
-        ``retry_after`` / ``retry_after_ms`` add the ``retry-after`` / ``retry-after-ms`` headers.
+        ``retry_after`` / ``retry_after_ms`` add the ``retry-after`` / ``retry-after-ms`` headers;
+        ``headers`` adds any others (a provider's own wait header, say).
         """
         if not 400 <= status <= 599:
             raise ValueError(f"an error status is 4xx or 5xx, not {status}")
         return Fault("status", status_code=status, retry_after=retry_after,
-                     retry_after_ms=retry_after_ms, message=message)
+                     retry_after_ms=retry_after_ms, message=message,
+                     headers=tuple((headers or {}).items()))
 
     @staticmethod
     def slow_first_byte(delay: float, then: Reply | Fault | None = None) -> Fault:
