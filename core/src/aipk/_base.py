@@ -159,6 +159,7 @@ class ClientBase:
             tracker=RateLimitTracker(store),
             limits=limits,
             clock=clock,
+            store=store,
         )
         self._clock = clock
 

@@ -32,6 +32,7 @@ from .errors import (
 from .limits import ClientLimits, Limiter
 from .registry import Registry
 from .sse import SSEDecodeError, SSEDecoder
+from .state import BucketStore, StateStore
 
 __all__ = ["Engine", "StreamSession"]
 
@@ -66,6 +67,7 @@ class Engine:
         tracker: RateLimitTracker | None = None,
         limits: ClientLimits | None = None,
         clock: Callable[[], float] = time.time,
+        store: StateStore | None = None,
     ) -> None:
         # Per-provider callers: only plugins that can answer for it, called positionally in
         # hookspec order (see Registry.hooks_for and FastHook).
@@ -76,7 +78,9 @@ class Engine:
         self.tracker = tracker or RateLimitTracker()
         self.metrics = ProviderMetrics()
         self.clock = clock
-        self.limiter = Limiter(limits or ClientLimits.from_options(provider.options))
+        self.limiter = Limiter(limits or ClientLimits.from_options(provider.options),
+                               store=store if isinstance(store, BucketStore) else None,
+                               scope=provider.name)
         self._bind()
 
     def _bind(self) -> None:
@@ -255,7 +259,11 @@ class Engine:
         than the retry policy's ``max_retry_after``."""
         tokens = len(body) // 4 if body else 0
         limiter = self.limiter
-        booked = limiter.reserve(tokens) if limiter.active else 0.0
+        key = ""
+        booked = 0.0
+        if limiter.active:
+            key = self._key(model, credential_id)[1]
+            booked = limiter.reserve(tokens, key)
         tracked = self.tracked_wait(model, tokens, credential_id)
         if not booked and not tracked:  # the common case
             return 0.0
@@ -263,7 +271,7 @@ class Engine:
         cap = (policy or self.retry).max_retry_after
         if delay > cap:
             if limiter.active:
-                limiter.refund(tokens)
+                limiter.refund(tokens, key)
             source = "client-side limits" if booked >= tracked else "the provider's rate limits"
             raise RateLimitError(
                 f"{source} allow the next request in {delay:.1f}s, longer than "

@@ -1,0 +1,25 @@
+"""The Lua scripts shipped as package data, loaded once per client (EVALSHA, and SCRIPT LOAD
+again after a Redis restart or SCRIPT FLUSH: redis-py's ``Script`` retries on NOSCRIPT)."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+__all__ = ["Scripts"]
+
+
+def _source(name: str) -> str:
+    return resources.files("aipk_redis").joinpath(f"lua/{name}.lua").read_text("utf-8")
+
+
+class Scripts:
+    """The registered scripts of one Redis client."""
+
+    __slots__ = ("cas", "extend", "release", "reserve")
+
+    def __init__(self, client: Any) -> None:
+        self.reserve = client.register_script(_source("reserve"))
+        self.cas = client.register_script(_source("cas"))
+        self.release = client.register_script(_source("release"))
+        self.extend = client.register_script(_source("extend"))

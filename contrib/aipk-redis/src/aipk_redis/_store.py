@@ -1,0 +1,295 @@
+""":class:`RedisStore`: aipk's per-key state (``aipk.state.StateStore``) and client-side limit
+buckets (``aipk.state.BucketStore``) in Redis or Valkey, shared by every process using the
+same server and ``namespace``."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import redis
+from aipk.errors import ConfigurationError
+from aipk.state import Bucket, MemoryStore
+
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from . import _codec
+from ._outage import OutageTracker
+from ._scripts import Scripts
+
+__all__ = ["RedisStore"]
+
+T = TypeVar("T")
+
+#: Errors that mean "Redis cannot serve this now": the call goes on with local state.
+REDIS_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+
+_MAX_CAS_ROUNDS = 16
+_MAX_CACHED = 10_000
+
+
+def server_label(client: Any) -> str:
+    """``host:port/db`` of a client's pool, never its password."""
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+    if "path" in kwargs:
+        return f"unix:{kwargs['path']}"
+    return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
+
+
+def client_from_url(url: str, timeout: float, options: dict[str, Any]) -> redis.Redis:
+    scheme = urlsplit(url).scheme
+    if scheme not in ("redis", "rediss", "unix", "valkey", "valkeys"):
+        raise ConfigurationError(
+            f"the Redis URL must start with redis://, rediss:// or unix:// (got {scheme!r}://), "
+            f"e.g. RedisStore.from_url('redis://localhost:6379/0')")
+    if scheme.startswith("valkey"):
+        url = "redis" + url[len("valkey"):]
+    options.setdefault("socket_timeout", timeout)
+    options.setdefault("socket_connect_timeout", timeout)
+    options.setdefault("retry_on_timeout", False)
+    # No client-side retries with backoff: an outage must cost one short timeout, not seconds.
+    options.setdefault("retry", Retry(NoBackoff(), 0))
+    try:
+        client: redis.Redis = redis.Redis.from_url(url, **options)
+    except ValueError as exc:
+        raise ConfigurationError(f"cannot use the Redis URL: {exc}; e.g. "
+                                 f"redis://[:password@]host:6379/0") from None
+    return client
+
+
+class RedisStore:
+    """Shared state on Redis ≥ 6 or Valkey (see docs/shared-state.md).
+
+    ``client`` is a ``redis.Redis`` (its own timeouts apply: keep them short, the store is
+    on the request path; :meth:`from_url` sets 0.25 s). Keys are ``aipk:<namespace>:...`` and
+    every key has a TTL: values written without one get ``default_ttl`` seconds.
+
+    Hot path: a limit check is one script call; a state update is one compare-and-set script
+    call when nobody else changed the value since this process last saw it; a read is served
+    from this process's copy when it is younger than ``read_cache`` seconds (0 turns that off).
+
+    When Redis cannot be reached, every operation is served from a local
+    :class:`~aipk.state.MemoryStore` instead: one WARNING per outage, counters
+    :attr:`outages` and :attr:`fallbacks`, Redis retried every ``retry_interval`` seconds.
+    Meanwhile client-side limits hold per process, scaled by ``outage_share`` (set
+    ``1 / number of processes`` to keep the sum under the shared limit). What was written
+    locally during the outage is not copied to Redis afterwards.
+    """
+
+    def __init__(self, client: redis.Redis, *, namespace: str = "default",
+                 default_ttl: float = 86400.0, read_cache: float = 0.05,
+                 retry_interval: float = 1.0, outage_share: float = 1.0) -> None:
+        if not namespace or any(c in namespace for c in " \n\r{}"):
+            raise ConfigurationError(
+                f"namespace {namespace!r} must be a non-empty name without spaces or braces, "
+                f"e.g. RedisStore(client, namespace='myapp')")
+        if default_ttl <= 0 or read_cache < 0 or not 0 < outage_share <= 1:
+            raise ConfigurationError(
+                "RedisStore needs default_ttl > 0, read_cache >= 0 and 0 < outage_share <= 1")
+        self.client = client
+        self.namespace = namespace
+        self.prefix = f"aipk:{namespace}:"
+        self.default_ttl = default_ttl
+        self.read_cache = read_cache
+        self.outage_share = outage_share
+        self._scripts = Scripts(client)
+        self._local = MemoryStore()
+        self._cache: dict[str, tuple[bytes, Any, float]] = {}
+        self._lock = threading.Lock()
+        self.outage = OutageTracker(server_label(client), retry_interval)
+
+    @classmethod
+    def from_url(cls, url: str, *, namespace: str = "default", timeout: float = 0.25,
+                 default_ttl: float = 86400.0, read_cache: float = 0.05,
+                 retry_interval: float = 1.0, outage_share: float = 1.0,
+                 **redis_options: Any) -> RedisStore:
+        """A store on the server at ``url`` (``redis://[:password@]host:port/db``,
+        ``rediss://`` for TLS, ``unix:///path.sock``; ``valkey://`` is accepted too).
+        ``timeout`` bounds each connect and command, in seconds; other keyword arguments go
+        to ``redis.Redis.from_url``. Nothing is contacted until the first use."""
+        return cls(client_from_url(url, timeout, dict(redis_options)), namespace=namespace,
+                   default_ttl=default_ttl, read_cache=read_cache,
+                   retry_interval=retry_interval, outage_share=outage_share)
+
+    # -- reports -----------------------------------------------------------------------------
+
+    @property
+    def outages(self) -> int:
+        """How many times Redis became unreachable (each logged once)."""
+        return self.outage.outages
+
+    @property
+    def fallbacks(self) -> int:
+        """Operations served from local state because Redis was unreachable."""
+        return self.outage.fallbacks
+
+    @property
+    def shared(self) -> bool:
+        """False during an outage (state is this process's own meanwhile)."""
+        return not self.outage.down
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        self.client.close()
+
+    def __repr__(self) -> str:
+        return (f"<RedisStore {self.outage.label} namespace={self.namespace!r} "
+                f"shared={self.shared}>")
+
+    # -- StateStore --------------------------------------------------------------------------
+
+    def _key(self, namespace: str, key: str) -> str:
+        return f"{self.prefix}v:{namespace}:{key}"
+
+    def _ttl_ms(self, ttl: float | None) -> int:
+        return max(1, int((self.default_ttl if ttl is None else ttl) * 1000))
+
+    def _remember(self, rkey: str, raw: bytes, value: Any) -> None:
+        cache = self._cache
+        if len(cache) >= _MAX_CACHED:
+            cache.clear()
+        cache[rkey] = (raw, value, time.monotonic())
+
+    def _decoded(self, raw: bytes | None) -> Any:
+        if not raw:
+            return None
+        try:
+            return _codec.decode(raw)
+        except (ValueError, TypeError):
+            return None  # another version's value, or garbage: as good as absent
+
+    def get(self, namespace: str, key: str) -> Any:
+        rkey = self._key(namespace, key)
+        cached = self._cache.get(rkey)
+        if cached is not None and time.monotonic() - cached[2] < self.read_cache:
+            return cached[1]
+        if self.outage.skip():
+            self.outage.fallback()
+            return self._local.get(namespace, key)
+        try:
+            raw = self.client.get(rkey)
+        except REDIS_ERRORS as exc:
+            self.outage.failed(exc)
+            return self._local.get(namespace, key)
+        self.outage.succeeded()
+        raw = raw or b""
+        value = self._decoded(raw)
+        self._remember(rkey, raw, value)
+        return value
+
+    def set(self, namespace: str, key: str, value: Any, *, ttl: float | None = None) -> None:
+        raw = _encode(value)
+        rkey = self._key(namespace, key)
+        if self.outage.skip():
+            self.outage.fallback()
+            self._local.set(namespace, key, value, ttl=ttl)
+            return
+        try:
+            self.client.set(rkey, raw, px=self._ttl_ms(ttl))
+        except REDIS_ERRORS as exc:
+            self.outage.failed(exc)
+            self._local.set(namespace, key, value, ttl=ttl)
+            return
+        self.outage.succeeded()
+        self._remember(rkey, raw, value)
+
+    def delete(self, namespace: str, key: str) -> None:
+        rkey = self._key(namespace, key)
+        self._cache.pop(rkey, None)
+        self._local.delete(namespace, key)
+        if self.outage.skip():
+            self.outage.fallback()
+            return
+        try:
+            self.client.delete(rkey)
+        except REDIS_ERRORS as exc:
+            self.outage.failed(exc)
+            return
+        self.outage.succeeded()
+
+    def update(self, namespace: str, key: str, fn: Callable[[T | None], T | None], *,
+               ttl: float | None = None) -> T | None:
+        """Optimistic compare-and-set: ``fn`` runs on the value this process last saw (no
+        read when it has one) and the result is written only if Redis still holds that
+        value; otherwise ``fn`` runs again on the current one (``fn`` is pure, so running it
+        twice is harmless)."""
+        if self.outage.skip():
+            self.outage.fallback()
+            return self._local.update(namespace, key, fn, ttl=ttl)
+        rkey = self._key(namespace, key)
+        try:
+            cached = self._cache.get(rkey)
+            if cached is not None:
+                raw, old = cached[0], cached[1]
+            else:
+                raw = self.client.get(rkey) or b""
+                old = self._decoded(raw)
+            for _ in range(_MAX_CAS_ROUNDS):
+                new = fn(old)
+                if new is old and raw:
+                    self._remember(rkey, raw, old)
+                    self.outage.succeeded()
+                    return new
+                new_raw = b"" if new is None else _encode(new)
+                answer = self._scripts.cas(keys=[rkey], args=[raw, new_raw, self._ttl_ms(ttl)])
+                if int(answer[0]) == 1:
+                    self.outage.succeeded()
+                    self._remember(rkey, new_raw, new)
+                    return new
+                raw = answer[1] or b""
+                old = self._decoded(raw)
+        except REDIS_ERRORS as exc:
+            self.outage.failed(exc)
+            return self._local.update(namespace, key, fn, ttl=ttl)
+        raise ConfigurationError(  # pragma: no cover - needs 16 writers racing on one key
+            f"the shared value {namespace}/{key} changed {_MAX_CAS_ROUNDS} times while it was "
+            f"being updated; use a separate RedisStore namespace per application")
+
+    # -- BucketStore -------------------------------------------------------------------------
+
+    def reserve(self, namespace: str, key: str, buckets: Sequence[Bucket]) -> float:
+        """Book the buckets in one server-side script (server time; see aipk.state)."""
+        return self._book(namespace, key, buckets, 1)
+
+    def refund(self, namespace: str, key: str, buckets: Sequence[Bucket]) -> None:
+        self._book(namespace, key, buckets, -1)
+
+    def _book(self, namespace: str, key: str, buckets: Sequence[Bucket], sign: int) -> float:
+        if not buckets:
+            return 0.0
+        if self.outage.skip():
+            self.outage.fallback()
+            return self._book_locally(namespace, key, buckets, sign)
+        args: list[Any] = [sign]
+        for name, capacity, period, amount in buckets:
+            args += (name, repr(float(capacity)), repr(float(period) * 1000.0),
+                     repr(float(amount)))
+        try:
+            answer = self._scripts.reserve(keys=[f"{self.prefix}b:{namespace}:{key}"],
+                                           args=args)
+        except REDIS_ERRORS as exc:
+            self.outage.failed(exc)
+            return self._book_locally(namespace, key, buckets, sign)
+        self.outage.succeeded()
+        return float(answer) / 1000.0
+
+    def _book_locally(self, namespace: str, key: str, buckets: Sequence[Bucket],
+                      sign: int) -> float:
+        share = self.outage_share
+        scaled = [(n, c * share, p, min(a, c * share)) for n, c, p, a in buckets]
+        if sign > 0:
+            return self._local.reserve(namespace, key, scaled)
+        self._local.refund(namespace, key, scaled)
+        return 0.0
+
+
+def _encode(value: Any) -> bytes:
+    try:
+        return _codec.encode(value)
+    except ValueError as exc:
+        raise ConfigurationError(f"{exc}; keep only serialisable records in the state "
+                                 f"store") from None
