@@ -3,6 +3,7 @@ OAuth token is refreshed once (also when the process refreshing it is killed).""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from aipk.credentials import OAuthCredential
 from aipk_redis import RedisTokenStore
 from aipk_testkit.emulator import Emulator
@@ -21,17 +23,16 @@ from aipk_testkit.emulator._oauth import oauth_server
 WORKER = str(Path(__file__).with_name("worker.py"))
 
 
-def _spawn(mode: str, args: dict[str, Any]) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, WORKER, mode, json.dumps(args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+def _spawn(mode: str, args: dict[str, Any], count: int = 1) -> subprocess.Popen[str]:
+    """``count`` worker processes (forked from one interpreter that imported aipk once)."""
+    return subprocess.Popen([sys.executable, WORKER, mode, json.dumps(args), str(count)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _result(proc: subprocess.Popen[str], timeout: float = 30) -> dict[str, Any]:
+def _results(proc: subprocess.Popen[str], timeout: float = 30) -> list[dict[str, Any]]:
     out, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, err[-3000:]
-    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    return result
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
 # -- client-side limits ----------------------------------------------------------------------
@@ -49,8 +50,8 @@ def test_four_processes_share_the_per_key_limit(redis_server: Any, namespace: st
             "base_url": aipk_emulator.url("openai"), "keys": keys, "rpm": rpm,
             "attempts": attempts, "parties": processes, "max_wait": 0.5}
     started = time.time()
-    procs = [_spawn("limits", args) for _ in range(processes)]
-    results = [_result(p) for p in procs]
+    results = _results(_spawn("limits", args, processes))
+    assert len({r["pid"] for r in results}) == processes
     elapsed = time.time() - started
 
     outcomes = [o for r in results for o in r["outcomes"]]
@@ -95,7 +96,8 @@ def test_eight_processes_refresh_an_expired_token_once(redis_server: Any, namesp
     old = _expired_token(aipk_emulator, redis_server.url, namespace, encryption_key=key)
     args = {"redis": redis_server.url, "namespace": namespace, "lease": 5.0, "parties": 8,
             "token_url": f"{aipk_emulator.base_url}/oauth/token", "key": key}
-    results = [_result(p) for p in [_spawn("oauth", args) for _ in range(8)]]
+    results = _results(_spawn("oauth", args, 8))
+    assert len({r["pid"] for r in results}) == 8
     tokens = {r["access"] for r in results}
     assert len(tokens) == 1 and old not in tokens
     assert oauth_server(aipk_emulator).grants["refresh_token"] == 1
@@ -112,22 +114,31 @@ def test_a_killed_lock_holder_costs_one_lease_and_one_more_refresh(
     holder = _spawn("oauth", {**base, "hang_marker": str(marker)})
     try:
         deadline = time.monotonic() + 20
-        while not marker.exists():
+        while not (marker.exists() and marker.read_text()):
             assert holder.poll() is None, holder.communicate()[1][-2000:]
             assert time.monotonic() < deadline, "the lock holder never started refreshing"
             time.sleep(0.01)
-        others = [_spawn("oauth", base) for _ in range(7)]
-        time.sleep(0.3)  # let them queue on the lock, then kill the holder mid-refresh
-        os.kill(holder.pid, signal.SIGKILL)
+        others = _spawn("oauth", base, 7)
+        probe = redis.Redis.from_url(redis_server.url)
+        while int(probe.get(f"{namespace}:barrier") or 0) < 7:  # all 7 about to ask
+            assert others.poll() is None, others.communicate()[1][-2000:]
+            time.sleep(0.01)
+        time.sleep(0.2)  # let them queue on the lock, then kill the holder mid-refresh
+        lock = f"aipk:{namespace}:oauth:lock:acct"
+        left = probe.pttl(lock) / 1000.0
+        os.kill(int(marker.read_text()), signal.SIGKILL)  # the forked worker holding it
         killed_at = time.monotonic()
-        results = [_result(p) for p in others]
+        assert left > 0  # the holder held the lock when it died
+        results = _results(others)
         finished = time.monotonic() - killed_at
+        probe.close()
     finally:
-        if holder.poll() is None:
-            holder.kill()
-        holder.communicate()
+        if marker.exists() and marker.read_text():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(marker.read_text()), signal.SIGKILL)
+        holder.communicate(timeout=10)
     tokens = {r["access"] for r in results}
     assert len(tokens) == 1 and old not in tokens
     assert oauth_server(aipk_emulator).grants["refresh_token"] == 1  # the holder never sent
-    assert finished < lease + 10  # nobody stuck beyond the lease (plus process start-up)
-    assert max(r["seconds"] for r in results) >= lease * 0.5  # they did wait for the lease
+    assert len(results) == 7
+    assert left - 0.1 <= finished < lease + 3  # they waited out the lease, and no longer

@@ -1,18 +1,24 @@
-"""A worker process for the multi-process tests: ``python worker.py <mode> <json args>``.
+"""Worker processes for the multi-process tests: ``python worker.py <mode> <json args> <n>``.
 
-It waits at a barrier in Redis until every worker of its run is ready (so they really run at
-once), does its part and prints one JSON line with what happened.
+One interpreter imports everything once, then forks ``n`` workers (no threads run before the
+fork). Each waits at a barrier in Redis until every worker of its run is ready (so they really
+run at once), does its part and prints one JSON line with what happened.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import aipk
 import redis
+from aipk.credentials import OAuthClient, OAuthEndpoints, OAuthManager
+from aipk.limits import ClientLimits
+from aipk_redis import RedisStore, RedisTokenStore
 
 
 def barrier(url: str, name: str, parties: int) -> None:
@@ -25,10 +31,6 @@ def barrier(url: str, name: str, parties: int) -> None:
 
 
 def limits(args: dict[str, Any]) -> dict[str, Any]:
-    import aipk
-    from aipk.limits import ClientLimits
-    from aipk_redis import RedisStore
-
     store = RedisStore.from_url(args["redis"], namespace=args["namespace"])
     clients = [aipk.Client("openai", api_key=key, base_url=args["base_url"], store=store,
                            limits=ClientLimits(requests_per_minute=args["rpm"]),
@@ -50,9 +52,6 @@ def limits(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def oauth(args: dict[str, Any]) -> dict[str, Any]:
-    from aipk.credentials import OAuthClient, OAuthEndpoints, OAuthManager
-    from aipk_redis import RedisTokenStore
-
     store = RedisTokenStore.from_url(args["redis"], namespace=args["namespace"],
                                      lease=args["lease"], lock_timeout=20,
                                      encryption_key=args.get("key"))
@@ -62,7 +61,7 @@ def oauth(args: dict[str, Any]) -> dict[str, Any]:
     hang = args.get("hang_marker")
     if hang:  # take the lock, say so, then never finish (the test kills this process)
         def refresh(credential: Any) -> Any:  # type: ignore[no-redef]
-            Path(hang).write_text("refreshing")
+            Path(hang).write_text(str(os.getpid()))
             time.sleep(3600)
             raise AssertionError("unreachable")
     manager = OAuthManager.from_store("openai", store, refresh=refresh)
@@ -73,7 +72,31 @@ def oauth(args: dict[str, Any]) -> dict[str, Any]:
     return {"access": token.access_token.reveal(), "seconds": time.monotonic() - started}
 
 
+def main() -> int:
+    mode, raw, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    job = {"limits": limits, "oauth": oauth}[mode]
+    aipk.Client("openai", api_key="warm-up", base_url="http://127.0.0.1:9")  # load plugins
+    children = []
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                line = json.dumps({"pid": os.getpid(), **job(json.loads(raw))}) + "\n"
+                os.write(1, line.encode())  # one write: lines of several children never mix
+            except BaseException:  # noqa: BLE001 - report, then exit non-zero
+                import traceback
+
+                traceback.print_exc()
+                code = 1
+            os._exit(code)
+        children.append(pid)
+    failed = 0
+    for pid in children:
+        _, status = os.waitpid(pid, 0)
+        failed += status != 0
+    return 1 if failed else 0
+
+
 if __name__ == "__main__":
-    mode, raw = sys.argv[1], sys.argv[2]
-    result = {"limits": limits, "oauth": oauth}[mode](json.loads(raw))
-    print(json.dumps(result), flush=True)
+    sys.exit(main())
