@@ -4,6 +4,7 @@ same server and ``namespace``."""
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,7 +29,7 @@ T = TypeVar("T")
 #: Errors that mean "Redis cannot serve this now": the call goes on with local state.
 REDIS_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
 
-_MAX_CAS_ROUNDS = 16
+_MAX_CAS_ROUNDS = 64
 _MAX_CACHED = 10_000
 
 
@@ -228,7 +229,9 @@ class RedisStore:
             else:
                 raw = self.client.get(rkey) or b""
                 old = self._decoded(raw)
-            for _ in range(_MAX_CAS_ROUNDS):
+            for round_ in range(_MAX_CAS_ROUNDS):
+                if round_ > 1:  # contended: back off a little, with jitter
+                    time.sleep(random.random() * min(0.0005 * round_, 0.01))  # noqa: S311
                 new = fn(old)
                 if new is old and raw:
                     self._remember(rkey, raw, old)
@@ -245,7 +248,7 @@ class RedisStore:
         except REDIS_ERRORS as exc:
             self.outage.failed(exc)
             return self._local.update(namespace, key, fn, ttl=ttl)
-        raise ConfigurationError(  # pragma: no cover - needs 16 writers racing on one key
+        raise ConfigurationError(  # pragma: no cover - needs dozens of writers on one key
             f"the shared value {namespace}/{key} changed {_MAX_CAS_ROUNDS} times while it was "
             f"being updated; use a separate RedisStore namespace per application")
 
