@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
+
 from aipk.credentials import OAuthCredential
 from aipk_redis import RedisTokenStore
 from aipk_testkit.emulator import Emulator

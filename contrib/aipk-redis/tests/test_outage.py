@@ -9,9 +9,10 @@ import threading
 import time
 from typing import Any
 
-import aipk
 import pytest
 import redis
+
+import aipk
 from aipk.credentials import OAuthClient, OAuthCredential, OAuthEndpoints, OAuthManager
 from aipk.limits import ClientLimits
 from aipk_redis import RedisStore, RedisTokenStore
@@ -43,7 +44,7 @@ def test_requests_go_on_while_redis_is_down_and_sharing_resumes(
             try:
                 client.chat(model="gpt-4o-mini", messages=[aipk.Message.user("hi")])
                 served[0] += 1
-            except BaseException as exc:  # noqa: BLE001 - the test reports every one
+            except BaseException as exc:
                 errors.append(exc)
 
     worker = threading.Thread(target=run)

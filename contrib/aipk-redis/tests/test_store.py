@@ -7,11 +7,14 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import aipk
 import pytest
 import redis
-from aipk._ratelimit import RateLimitState, RateLimitWindow
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import aipk
 from aipk._breaker import BreakerPolicy, CircuitBreaker
+from aipk._ratelimit import RateLimitState, RateLimitWindow
 from aipk.credentials import KeyPool
 from aipk.credentials._health import HealthState
 from aipk.errors import ConfigurationError
@@ -20,8 +23,6 @@ from aipk.state import BucketStore, StateStore
 from aipk_redis import RedisStore
 from aipk_redis._codec import decode, encode
 from aipk_testkit.emulator import Emulator
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def _store(server: Any, namespace: str, **options: Any) -> RedisStore:

@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aipk
 import redis
+
+import aipk
 from aipk.credentials import OAuthClient, OAuthEndpoints, OAuthManager
 from aipk.limits import ClientLimits
 from aipk_redis import RedisStore, RedisTokenStore
@@ -84,7 +85,7 @@ def main() -> int:
             try:
                 line = json.dumps({"pid": os.getpid(), **job(json.loads(raw))}) + "\n"
                 os.write(1, line.encode())  # one write: lines of several children never mix
-            except BaseException:  # noqa: BLE001 - report, then exit non-zero
+            except BaseException:
                 import traceback
 
                 traceback.print_exc()

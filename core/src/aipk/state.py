@@ -14,7 +14,8 @@ default and several processes then see the same state. The interface is four cal
 
 ``fn`` must be quick and pure (no I/O, no waiting): it runs inside the store's critical
 section, and a shared store may run it more than once (it retries when another process changed
-the value meanwhile), so anything it reports outside must be set afresh on every run. Values should be immutable records; a shared store also needs them serialisable.
+the value meanwhile), so anything it reports outside must be set afresh on every run. Values
+should be immutable records; a shared store also needs them serialisable.
 
 A store may also implement :class:`BucketStore` (``reserve`` / ``refund``): token buckets
 booked atomically inside the store, so client-side limits (:mod:`aipk.limits`) given to every

@@ -57,9 +57,9 @@ class OutageTracker:
             self.fallbacks += 1
 
     def succeeded(self) -> None:
-        if self.down:
-            with self._lock:
-                if not self.down:
-                    return
-                self.down = False
+        if not self.down:
+            return
+        with self._lock:
+            was_down, self.down = self.down, False
+        if was_down:
             log.info("Redis at %s is reachable again; shared state resumed", self.label)

@@ -8,15 +8,15 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 import redis
-from aipk.errors import ConfigurationError
-from aipk.state import Bucket, MemoryStore
-
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from aipk.errors import ConfigurationError
+from aipk.state import Bucket, MemoryStore
 
 from . import _codec
 from ._outage import OutageTracker
@@ -172,12 +172,11 @@ class RedisStore:
             self.outage.fallback()
             return self._local.get(namespace, key)
         try:
-            raw = self.client.get(rkey)
+            raw = bytes_of(self.client.get(rkey))
         except REDIS_ERRORS as exc:
             self.outage.failed(exc)
             return self._local.get(namespace, key)
         self.outage.succeeded()
-        raw = raw or b""
         value = self._decoded(raw)
         self._remember(rkey, raw, value)
         return value
@@ -227,23 +226,23 @@ class RedisStore:
             if cached is not None:
                 raw, old = cached[0], cached[1]
             else:
-                raw = self.client.get(rkey) or b""
+                raw = bytes_of(self.client.get(rkey))
                 old = self._decoded(raw)
             for round_ in range(_MAX_CAS_ROUNDS):
                 if round_ > 1:  # contended: back off a little, with jitter
-                    time.sleep(random.random() * min(0.0005 * round_, 0.01))  # noqa: S311
+                    time.sleep(random.random() * min(0.0005 * round_, 0.01))
                 new = fn(old)
-                if new is old and raw:
+                if new is old and (raw or new is None):
                     self._remember(rkey, raw, old)
                     self.outage.succeeded()
-                    return new
+                    return cast("T | None", new)
                 new_raw = b"" if new is None else _encode(new)
                 answer = self._scripts.cas(keys=[rkey], args=[raw, new_raw, self._ttl_ms(ttl)])
                 if int(answer[0]) == 1:
                     self.outage.succeeded()
                     self._remember(rkey, new_raw, new)
                     return new
-                raw = answer[1] or b""
+                raw = bytes_of(answer[1])
                 old = self._decoded(raw)
         except REDIS_ERRORS as exc:
             self.outage.failed(exc)
@@ -288,6 +287,13 @@ class RedisStore:
             return self._local.reserve(namespace, key, scaled)
         self._local.refund(namespace, key, scaled)
         return 0.0
+
+
+def bytes_of(raw: Any) -> bytes:
+    """A reply as bytes (b"" for none), whether or not the client decodes responses."""
+    if not raw:
+        return b""
+    return raw.encode() if isinstance(raw, str) else bytes(raw)
 
 
 def _encode(value: Any) -> bytes:

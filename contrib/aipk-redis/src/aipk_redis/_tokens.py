@@ -25,12 +25,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
+
 from aipk.credentials import CredentialError, OAuthCredential
 from aipk.errors import AuthErrorCode, ConfigurationError
 
 from ._outage import OutageTracker
 from ._scripts import Scripts
-from ._store import REDIS_ERRORS, client_from_url, server_label
+from ._store import REDIS_ERRORS, bytes_of, client_from_url, server_label
 
 __all__ = ["RedisTokenStore"]
 
@@ -140,7 +141,7 @@ class RedisTokenStore:
                            "data": base64.b64encode(blob).decode("ascii")}).encode()
 
     def _open(self, credential_id: str, raw: bytes | None) -> OAuthCredential | None:
-        if raw is None:
+        if not raw:
             return None
         try:
             document = json.loads(raw)
@@ -179,7 +180,7 @@ class RedisTokenStore:
         if self.outage.skip():
             return self._local.get(credential_id)
         try:
-            raw = self.client.get(self._token_key(credential_id))
+            raw = bytes_of(self.client.get(self._token_key(credential_id)))
         except REDIS_ERRORS as exc:
             self.outage.failed(exc)
             return self._local.get(credential_id)
@@ -246,11 +247,11 @@ class RedisTokenStore:
 
     def _get(self, credential_id: str) -> bytes | None:
         try:
-            raw: bytes | None = self.client.get(self._token_key(credential_id))
+            raw = bytes_of(self.client.get(self._token_key(credential_id)))
         except REDIS_ERRORS:
             raise self._error(f"Redis became unreachable while refreshing credential "
                               f"{credential_id!r}; retry", AuthErrorCode.STORAGE_ERROR) from None
-        return raw
+        return raw or None
 
     def _write(self, credential: OAuthCredential) -> None:
         sealed = self._seal(credential)
@@ -283,7 +284,7 @@ class RedisTokenStore:
                     f"another process has been refreshing credential {credential_id!r} for "
                     f"over {self.lock_timeout:g}s; retry, or raise "
                     f"RedisTokenStore(lock_timeout=...)", AuthErrorCode.STORAGE_ERROR)
-            time.sleep(pause * (0.5 + random.random()))  # noqa: S311 - jitter, not a secret
+            time.sleep(pause * (0.5 + random.random()))
             pause = min(pause * 2, 0.2)
         return token
 
