@@ -161,3 +161,35 @@ def test_breakers_sharing_a_store_see_one_state(redis_server: Any, namespace: st
     one.record_failure("target")
     two.record_failure("target")
     assert one.mode("target") == "open" and not two.allow("target")
+
+
+def test_async_clients_book_the_shared_limit_without_blocking(redis_server: Any, namespace: str,
+                                                              aipk_emulator: Emulator) -> None:
+    import asyncio
+
+    from aipk.transports import AiohttpTransport
+
+    store = _store(redis_server, namespace)
+    limits = ClientLimits(requests_per_minute=3)
+    policy = aipk.RetryPolicy(max_retries=0, max_retry_after=1)
+    url = aipk_emulator.url("openai")
+    sync = aipk.Client("openai", api_key="sk-a", base_url=url, store=store, limits=limits,
+                       retry=policy)
+    sync.chat(model="gpt-4o-mini", messages=[aipk.Message.user("hi")])
+
+    async def main() -> list[object]:
+        client = aipk.AsyncClient("openai", api_key="sk-a", base_url=url, store=store,
+                                  limits=limits, retry=policy, transport=AiohttpTransport())
+        assert client._engine.limiter.asynchronous
+        try:
+            return await asyncio.gather(
+                *(client.chat(model="gpt-4o-mini", messages=[aipk.Message.user("hi")])
+                  for _ in range(4)), return_exceptions=True)
+        finally:
+            await client.close()
+
+    outcomes = asyncio.run(main())
+    refused = [o for o in outcomes if isinstance(o, aipk.RateLimitError)]
+    assert len(refused) == 2 and all(o.retry_after and o.retry_after > 1 for o in refused)
+    assert len(aipk_emulator.requests) == 3  # one sync + two async: the shared 3 per minute
+    assert store.fallbacks == 0

@@ -267,18 +267,44 @@ class Engine:
         tracked = self.tracked_wait(model, tokens, credential_id)
         if not booked and not tracked:  # the common case
             return 0.0
-        delay = max(booked, tracked)
-        cap = (policy or self.retry).max_retry_after
-        if delay > cap:
+        refused = self._refusal(booked, tracked, policy)
+        if refused is not None:
             if limiter.active:
                 limiter.refund(tokens, key)
-            source = "client-side limits" if booked >= tracked else "the provider's rate limits"
-            raise RateLimitError(
-                f"{source} allow the next request in {delay:.1f}s, longer than "
-                f"max_retry_after={cap:g}s; wait, or raise RetryPolicy(max_retry_after=...)",
-                provider=self.provider.name, retry_after=delay, status=0,
-            )
-        return delay
+            raise refused
+        return max(booked, tracked)
+
+    async def aadmission_delay(self, model: str, body: bytes | None,
+                               policy: RetryPolicy | None,
+                               credential_id: str | None = None) -> float:
+        """:meth:`admission_delay` for a limiter whose store books buckets asynchronously
+        (``limiter.asynchronous``): the event loop is free while the store answers."""
+        tokens = len(body) // 4 if body else 0
+        limiter = self.limiter
+        key = self._key(model, credential_id)[1]
+        booked = await limiter.areserve(tokens, key)
+        tracked = self.tracked_wait(model, tokens, credential_id)
+        if not booked and not tracked:
+            return 0.0
+        refused = self._refusal(booked, tracked, policy)
+        if refused is not None:
+            await limiter.arefund(tokens, key)
+            raise refused
+        return max(booked, tracked)
+
+    def _refusal(self, booked: float, tracked: float,
+                 policy: RetryPolicy | None) -> RateLimitError | None:
+        """The error for a wait longer than the policy allows, else None."""
+        delay = max(booked, tracked)
+        cap = (policy or self.retry).max_retry_after
+        if delay <= cap:
+            return None
+        source = "client-side limits" if booked >= tracked else "the provider's rate limits"
+        return RateLimitError(
+            f"{source} allow the next request in {delay:.1f}s, longer than "
+            f"max_retry_after={cap:g}s; wait, or raise RetryPolicy(max_retry_after=...)",
+            provider=self.provider.name, retry_after=delay, status=0,
+        )
 
     def tracked_wait(self, model: str, tokens: int, credential_id: str | None) -> float:
         """Seconds the provider's last reported limits say to wait with this credential."""

@@ -31,7 +31,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["Bucket", "BucketStore", "MemoryStore", "StateStore", "take_from_bucket"]
+__all__ = ["AsyncBucketStore", "Bucket", "BucketStore", "MemoryStore", "StateStore",
+           "take_from_bucket"]
 
 T = TypeVar("T")
 
@@ -81,6 +82,20 @@ class BucketStore(Protocol):
 
     def refund(self, namespace: str, key: str, buckets: Sequence[Bucket]) -> None:
         """Give back amounts booked by a :meth:`reserve` whose call did not go ahead."""
+        ...
+
+
+@runtime_checkable
+class AsyncBucketStore(Protocol):
+    """A :class:`BucketStore` that can also book without blocking an event loop (a network
+    store): :class:`~aipk.AsyncClient` awaits these instead of calling ``reserve``."""
+
+    async def areserve(self, namespace: str, key: str, buckets: Sequence[Bucket]) -> float:
+        """:meth:`BucketStore.reserve`, awaitable."""
+        ...
+
+    async def arefund(self, namespace: str, key: str, buckets: Sequence[Bucket]) -> None:
+        """:meth:`BucketStore.refund`, awaitable."""
         ...
 
 

@@ -4,14 +4,18 @@ same server and ``namespace``."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -41,7 +45,7 @@ def server_label(client: Any) -> str:
     return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
 
 
-def client_from_url(url: str, timeout: float, options: dict[str, Any]) -> redis.Redis:
+def _checked_url(url: str) -> str:
     scheme = urlsplit(url).scheme
     if scheme not in ("redis", "rediss", "unix", "valkey", "valkeys"):
         raise ConfigurationError(
@@ -49,6 +53,11 @@ def client_from_url(url: str, timeout: float, options: dict[str, Any]) -> redis.
             f"e.g. RedisStore.from_url('redis://localhost:6379/0')")
     if scheme.startswith("valkey"):
         url = "redis" + url[len("valkey"):]
+    return url
+
+
+def client_from_url(url: str, timeout: float, options: dict[str, Any]) -> redis.Redis:
+    url = _checked_url(url)
     options.setdefault("socket_timeout", timeout)
     options.setdefault("socket_connect_timeout", timeout)
     options.setdefault("retry_on_timeout", False)
@@ -62,11 +71,29 @@ def client_from_url(url: str, timeout: float, options: dict[str, Any]) -> redis.
     return client
 
 
+def async_client_factory(url: str, timeout: float,
+                         options: dict[str, Any]) -> Callable[[], redis.asyncio.Redis]:
+    """Makes a ``redis.asyncio.Redis`` for ``url`` (one per event loop: its connections
+    belong to the loop that opened them)."""
+    url = _checked_url(url)
+    settings = {"socket_timeout": timeout, "socket_connect_timeout": timeout,
+                "retry_on_timeout": False, "retry": AsyncRetry(NoBackoff(), 0),
+                **{k: v for k, v in options.items() if k != "retry"}}
+
+    def make() -> redis.asyncio.Redis:
+        return redis.asyncio.Redis.from_url(url, **settings)
+
+    return make
+
+
 class RedisStore:
     """Shared state on Redis ≥ 6 or Valkey (see docs/shared-state.md).
 
     ``client`` is a ``redis.Redis`` (its own timeouts apply: keep them short, the store is
-    on the request path; :meth:`from_url` sets 0.25 s). Keys are ``aipk:<namespace>:...`` and
+    on the request path; :meth:`from_url` sets 0.5 s). ``async_client`` makes a
+    ``redis.asyncio.Redis`` (called once per event loop) so that ``AsyncClient`` books limits
+    without blocking its loop; :meth:`from_url` provides it, and without it the async client
+    books through ``client``. Keys are ``aipk:<namespace>:...`` and
     every key has a TTL: values written without one get ``default_ttl`` seconds.
 
     Hot path: a limit check is one script call; a state update is one compare-and-set script
@@ -83,7 +110,8 @@ class RedisStore:
 
     def __init__(self, client: redis.Redis, *, namespace: str = "default",
                  default_ttl: float = 86400.0, read_cache: float = 0.05,
-                 retry_interval: float = 1.0, outage_share: float = 1.0) -> None:
+                 retry_interval: float = 1.0, outage_share: float = 1.0,
+                 async_client: Callable[[], redis.asyncio.Redis] | None = None) -> None:
         if not namespace or any(c in namespace for c in " \n\r{}"):
             raise ConfigurationError(
                 f"namespace {namespace!r} must be a non-empty name without spaces or braces, "
@@ -102,9 +130,12 @@ class RedisStore:
         self._cache: dict[str, tuple[bytes, Any, float]] = {}
         self._lock = threading.Lock()
         self.outage = OutageTracker(server_label(client), retry_interval)
+        self._async_factory = async_client
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary())
 
     @classmethod
-    def from_url(cls, url: str, *, namespace: str = "default", timeout: float = 0.25,
+    def from_url(cls, url: str, *, namespace: str = "default", timeout: float = 0.5,
                  default_ttl: float = 86400.0, read_cache: float = 0.05,
                  retry_interval: float = 1.0, outage_share: float = 1.0,
                  **redis_options: Any) -> RedisStore:
@@ -114,7 +145,8 @@ class RedisStore:
         to ``redis.Redis.from_url``. Nothing is contacted until the first use."""
         return cls(client_from_url(url, timeout, dict(redis_options)), namespace=namespace,
                    default_ttl=default_ttl, read_cache=read_cache,
-                   retry_interval=retry_interval, outage_share=outage_share)
+                   retry_interval=retry_interval, outage_share=outage_share,
+                   async_client=async_client_factory(url, timeout, dict(redis_options)))
 
     # -- reports -----------------------------------------------------------------------------
 
@@ -266,13 +298,39 @@ class RedisStore:
         if self.outage.skip():
             self.outage.fallback()
             return self._book_locally(namespace, key, buckets, sign)
-        args: list[Any] = [sign]
-        for name, capacity, period, amount in buckets:
-            args += (name, repr(float(capacity)), repr(float(period) * 1000.0),
-                     repr(float(amount)))
         try:
             answer = self._scripts.reserve(keys=[f"{self.prefix}b:{namespace}:{key}"],
-                                           args=args)
+                                           args=_bucket_args(buckets, sign))
+        except REDIS_ERRORS as exc:
+            self.outage.failed(exc)
+            return self._book_locally(namespace, key, buckets, sign)
+        self.outage.succeeded()
+        return float(answer) / 1000.0
+
+    async def areserve(self, namespace: str, key: str, buckets: Sequence[Bucket]) -> float:
+        """:meth:`reserve` on the event loop's own ``redis.asyncio`` connection."""
+        return await self._abook(namespace, key, buckets, 1)
+
+    async def arefund(self, namespace: str, key: str, buckets: Sequence[Bucket]) -> None:
+        await self._abook(namespace, key, buckets, -1)
+
+    async def _abook(self, namespace: str, key: str, buckets: Sequence[Bucket],
+                     sign: int) -> float:
+        if self._async_factory is None:
+            return self._book(namespace, key, buckets, sign)
+        if not buckets:
+            return 0.0
+        if self.outage.skip():
+            self.outage.fallback()
+            return self._book_locally(namespace, key, buckets, sign)
+        loop = asyncio.get_running_loop()
+        script = self._async.get(loop)
+        if script is None:
+            script = self._async[loop] = self._async_factory().register_script(
+                Scripts.source("reserve"))
+        try:
+            answer = await script(keys=[f"{self.prefix}b:{namespace}:{key}"],
+                                  args=_bucket_args(buckets, sign))
         except REDIS_ERRORS as exc:
             self.outage.failed(exc)
             return self._book_locally(namespace, key, buckets, sign)
@@ -287,6 +345,13 @@ class RedisStore:
             return self._local.reserve(namespace, key, scaled)
         self._local.refund(namespace, key, scaled)
         return 0.0
+
+
+def _bucket_args(buckets: Sequence[Bucket], sign: int) -> list[Any]:
+    args: list[Any] = [sign]
+    for name, capacity, period, amount in buckets:
+        args += (name, repr(float(capacity)), repr(float(period) * 1000.0), repr(float(amount)))
+    return args
 
 
 def bytes_of(raw: Any) -> bytes:
