@@ -23,6 +23,7 @@ from aipk.errors import ConfigurationError
 from aipk.state import Bucket, MemoryStore
 
 from . import _codec
+from ._batch import ScriptBatcher
 from ._outage import OutageTracker
 from ._scripts import Scripts
 
@@ -131,7 +132,7 @@ class RedisStore:
         self._lock = threading.Lock()
         self.outage = OutageTracker(server_label(client), retry_interval)
         self._async_factory = async_client
-        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ScriptBatcher] = (
             weakref.WeakKeyDictionary())
 
     @classmethod
@@ -308,7 +309,8 @@ class RedisStore:
         return float(answer) / 1000.0
 
     async def areserve(self, namespace: str, key: str, buckets: Sequence[Bucket]) -> float:
-        """:meth:`reserve` on the event loop's own ``redis.asyncio`` connection."""
+        """:meth:`reserve` on the event loop's own ``redis.asyncio`` client; bookings that
+        concurrent tasks ask for while one is on the wire go together in one pipeline."""
         return await self._abook(namespace, key, buckets, 1)
 
     async def arefund(self, namespace: str, key: str, buckets: Sequence[Bucket]) -> None:
@@ -324,13 +326,13 @@ class RedisStore:
             self.outage.fallback()
             return self._book_locally(namespace, key, buckets, sign)
         loop = asyncio.get_running_loop()
-        script = self._async.get(loop)
-        if script is None:
-            script = self._async[loop] = self._async_factory().register_script(
-                Scripts.source("reserve"))
+        batcher = self._async.get(loop)
+        if batcher is None:
+            batcher = self._async[loop] = ScriptBatcher(self._async_factory(),
+                                                        Scripts.source("reserve"))
         try:
-            answer = await script(keys=[f"{self.prefix}b:{namespace}:{key}"],
-                                  args=_bucket_args(buckets, sign))
+            answer = await batcher.call(f"{self.prefix}b:{namespace}:{key}",
+                                        _bucket_args(buckets, sign))
         except REDIS_ERRORS as exc:
             self.outage.failed(exc)
             return self._book_locally(namespace, key, buckets, sign)
