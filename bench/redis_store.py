@@ -4,7 +4,8 @@ over the aiohttp transport against the emulator, with the in-memory store and wi
 
     python bench/redis_store.py [--requests 4000] [--rounds 4]
 
-Starts an emulator process and a ``redis-server`` (both on loopback, pinned to CPU 0 when the
+Every response carries rate-limit headers (``--no-headers`` turns them off), so the
+rate-limit state is tracked too. Starts an emulator process and a ``redis-server`` (both on loopback, pinned to CPU 0 when the
 machine has two CPUs; this process runs on CPU 1). Both clients book the same client-side limit
 on every request (a budget far above what the run uses), so the difference is where the buckets
 and the rate-limit state live. Rounds alternate between the stores; medians of wall and CPU µs
@@ -38,8 +39,10 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_emulator() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-m", "aipk_testkit.emulator", "--port", "0"],
+def start_emulator(headers: bool) -> tuple[subprocess.Popen[str], str]:
+    extra = ["--rate-limit", str(10**8)] if headers else []
+    proc = subprocess.Popen([sys.executable, "-m", "aipk_testkit.emulator", "--port", "0",
+                             *extra],
                             stdout=subprocess.PIPE, text=True, preexec_fn=lambda: _pin(0))
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
@@ -98,12 +101,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--no-headers", action="store_true",
+                        help="the emulator sends no rate-limit headers (nothing to track)")
     args = parser.parse_args()
 
     from aipk.state import MemoryStore
     from aipk_redis import RedisStore
 
-    emulator, base_url = start_emulator()
+    emulator, base_url = start_emulator(not args.no_headers)
     redis_proc, redis_url = start_redis()
     _pin(1)
     results: dict[str, list[tuple[float, float]]] = {"memory": [], "redis": []}
@@ -118,7 +123,8 @@ def main() -> None:
         emulator.terminate()
         redis_proc.terminate()
     print(f"{args.requests} requests x {args.rounds} rounds, concurrency {CONCURRENCY}, "
-          f"aiohttp transport, emulator")
+          f"aiohttp transport, emulator {'without' if args.no_headers else 'with'} "
+          f"rate-limit headers")
     medians = {}
     for name, rows in results.items():
         wall = statistics.median(r[0] for r in rows)

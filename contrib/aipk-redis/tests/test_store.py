@@ -136,6 +136,7 @@ def test_clients_share_rate_limit_state_and_limits(redis_server: Any, namespace:
                             retry=aipk.RetryPolicy(max_retries=0, max_retry_after=1))
                 for _ in range(2))
     one.chat(model="gpt-4o-mini", messages=[aipk.Message.user("hi")])
+    assert one._engine.tracker.store.flush()  # type: ignore[attr-defined]  # written behind
     seen = two.rate_limits("gpt-4o-mini", one.credentials.credential.id)  # type: ignore[attr-defined]
     assert seen is not None and seen.requests is not None and seen.requests.remaining == 99
     two.chat(model="gpt-4o-mini", messages=[aipk.Message.user("hi")])
@@ -193,3 +194,21 @@ def test_async_clients_book_the_shared_limit_without_blocking(redis_server: Any,
     assert len(refused) == 2 and all(o.retry_after and o.retry_after > 1 for o in refused)
     assert len(aipk_emulator.requests) == 3  # one sync + two async: the shared 3 per minute
     assert store.fallbacks == 0
+
+
+def test_rate_limit_state_is_written_behind_in_order_and_merged_with_redis(
+        redis_server: Any, namespace: str) -> None:
+    writer = _store(redis_server, namespace)
+    other = _store(redis_server, namespace, read_cache=0)
+    other.set("aipk.ratelimit", "k", RateLimitState(not_before=50.0, observed_at=1.0))
+    for remaining in (9, 8, 7):
+        merged = writer.update("aipk.ratelimit", "k", lambda old, r=remaining: (
+            RateLimitState(requests=RateLimitWindow(limit=10, remaining=r, reset_at=9.0),
+                           observed_at=2.0) if old is None else old.merge(
+                RateLimitState(requests=RateLimitWindow(limit=10, remaining=r, reset_at=9.0),
+                               observed_at=2.0))))
+        assert merged.requests.remaining == remaining  # this process sees it at once
+    assert writer.flush()
+    stored = other.get("aipk.ratelimit", "k")
+    assert stored.requests.remaining == 7 and stored.not_before == 50.0  # merged with Redis's
+    writer.close()

@@ -9,7 +9,7 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
@@ -26,6 +26,7 @@ from . import _codec
 from ._batch import ScriptBatcher
 from ._outage import OutageTracker
 from ._scripts import Scripts
+from ._writeback import WriteBehind
 
 __all__ = ["RedisStore"]
 
@@ -97,9 +98,14 @@ class RedisStore:
     books through ``client``. Keys are ``aipk:<namespace>:...`` and
     every key has a TTL: values written without one get ``default_ttl`` seconds.
 
-    Hot path: a limit check is one script call; a state update is one compare-and-set script
-    call when nobody else changed the value since this process last saw it; a read is served
-    from this process's copy when it is younger than ``read_cache`` seconds (0 turns that off).
+    Hot path: a limit check is one script call (``AsyncClient`` awaits it, and concurrent
+    tasks' checks share one pipeline); a state update is one compare-and-set script call when
+    nobody else changed the value since this process last saw it; a read is served from this
+    process's copy when it is younger than ``read_cache`` seconds (0 turns that off). Updates
+    in the ``write_behind`` namespaces (default: the rate-limit state from response headers,
+    which merges and claims nothing) take effect here at once and reach Redis from a background
+    thread a moment later, so no response waits for Redis; key health, breakers and cooldowns
+    are written through, because they decide who may probe a key.
 
     When Redis cannot be reached, every operation is served from a local
     :class:`~aipk.state.MemoryStore` instead: one WARNING per outage, counters
@@ -112,7 +118,8 @@ class RedisStore:
     def __init__(self, client: redis.Redis, *, namespace: str = "default",
                  default_ttl: float = 86400.0, read_cache: float = 0.05,
                  retry_interval: float = 1.0, outage_share: float = 1.0,
-                 async_client: Callable[[], redis.asyncio.Redis] | None = None) -> None:
+                 async_client: Callable[[], redis.asyncio.Redis] | None = None,
+                 write_behind: Collection[str] = ("aipk.ratelimit",)) -> None:
         if not namespace or any(c in namespace for c in " \n\r{}"):
             raise ConfigurationError(
                 f"namespace {namespace!r} must be a non-empty name without spaces or braces, "
@@ -132,6 +139,8 @@ class RedisStore:
         self._lock = threading.Lock()
         self.outage = OutageTracker(server_label(client), retry_interval)
         self._async_factory = async_client
+        self.write_behind = frozenset(write_behind)
+        self._behind = WriteBehind(self)
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ScriptBatcher] = (
             weakref.WeakKeyDictionary())
 
@@ -167,8 +176,14 @@ class RedisStore:
         return not self.outage.down
 
     def close(self) -> None:
-        """Close the client's connections."""
+        """Write what is still queued (write-behind), then close the client's connections."""
+        self._behind.stop()
         self.client.close()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until the write-behind updates queued so far are in Redis (False on
+        timeout)."""
+        return self._behind.flush(timeout)
 
     def __repr__(self) -> str:
         return (f"<RedisStore {self.outage.label} namespace={self.namespace!r} "
@@ -249,40 +264,50 @@ class RedisStore:
         """Optimistic compare-and-set: ``fn`` runs on the value this process last saw (no
         read when it has one) and the result is written only if Redis still holds that
         value; otherwise ``fn`` runs again on the current one (``fn`` is pure, so running it
-        twice is harmless)."""
+        twice is harmless). In a ``write_behind`` namespace the result is computed and kept
+        here at once and written to Redis by a background thread (see the class docs)."""
         if self.outage.skip():
             self.outage.fallback()
             return self._local.update(namespace, key, fn, ttl=ttl)
         rkey = self._key(namespace, key)
+        if namespace in self.write_behind:
+            return cast("T | None", self._behind.update(rkey, fn, ttl))
         try:
-            cached = self._cache.get(rkey)
-            if cached is not None:
-                raw, old = cached[0], cached[1]
-            else:
-                raw = bytes_of(self.client.get(rkey))
-                old = self._decoded(raw)
-            for round_ in range(_MAX_CAS_ROUNDS):
-                if round_ > 1:  # contended: back off a little, with jitter
-                    time.sleep(random.random() * min(0.0005 * round_, 0.01))
-                new = fn(old)
-                if new is old and (raw or new is None):
-                    self._remember(rkey, raw, old)
-                    self.outage.succeeded()
-                    return cast("T | None", new)
-                new_raw = b"" if new is None else _encode(new)
-                answer = self._scripts.cas(keys=[rkey], args=[raw, new_raw, self._ttl_ms(ttl)])
-                if int(answer[0]) == 1:
-                    self.outage.succeeded()
-                    self._remember(rkey, new_raw, new)
-                    return new
-                raw = bytes_of(answer[1])
-                old = self._decoded(raw)
+            return cast("T | None", self.apply(rkey, fn, ttl)[0])
         except REDIS_ERRORS as exc:
             self.outage.failed(exc)
             return self._local.update(namespace, key, fn, ttl=ttl)
+
+    def apply(self, rkey: str, fn: Callable[[Any], Any], ttl: float | None,
+              expected: tuple[bytes, Any] | None = None) -> tuple[Any, bytes]:
+        """The compare-and-set loop on Redis key ``rkey``: the value written and its bytes
+        (raises Redis's errors). The first round expects ``expected`` (raw bytes and value),
+        else this process's copy, else reads the current value."""
+        cached = expected or self._cache.get(rkey)
+        if cached is not None and (cached[0] or expected is not None):
+            raw, old = cached[0], cached[1]
+        else:
+            raw = bytes_of(self.client.get(rkey))
+            old = self._decoded(raw)
+        for round_ in range(_MAX_CAS_ROUNDS):
+            if round_ > 1:  # contended: back off a little, with jitter
+                time.sleep(random.random() * min(0.0005 * round_, 0.01))
+            new = fn(old)
+            if new is old and (raw or new is None):
+                self._remember(rkey, raw, old)
+                self.outage.succeeded()
+                return new, raw
+            new_raw = b"" if new is None else _encode(new)
+            answer = self._scripts.cas(keys=[rkey], args=[raw, new_raw, self._ttl_ms(ttl)])
+            if int(answer[0]) == 1:
+                self.outage.succeeded()
+                self._remember(rkey, new_raw, new)
+                return new, new_raw
+            raw = bytes_of(answer[1])
+            old = self._decoded(raw)
         raise ConfigurationError(  # pragma: no cover - needs dozens of writers on one key
-            f"the shared value {namespace}/{key} changed {_MAX_CAS_ROUNDS} times while it was "
-            f"being updated; use a separate RedisStore namespace per application")
+            f"the shared value {rkey} changed {_MAX_CAS_ROUNDS} times while it was being "
+            f"updated; use a separate RedisStore namespace per application")
 
     # -- BucketStore -------------------------------------------------------------------------
 
