@@ -159,7 +159,8 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
     else:
         credential = yield from _choose(client, model, 0, cap)
     http, body = engine.sign(prepared, credential)
-    if engine.limiter.asynchronous:  # a network store: let the driver await it
+    limiter = engine.limiter
+    if limiter.asynchronous and limiter.active:  # a network store: let the driver await it
         wait = yield Admit(model, body, policy, credential.id)
     else:
         wait = engine.admission_delay(model, body, policy, credential.id)

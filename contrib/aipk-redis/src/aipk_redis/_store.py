@@ -214,7 +214,8 @@ class RedisStore:
     def get(self, namespace: str, key: str) -> Any:
         rkey = self._key(namespace, key)
         cached = self._cache.get(rkey)
-        if cached is not None and time.monotonic() - cached[2] < self.read_cache:
+        if cached is not None and (time.monotonic() - cached[2] < self.read_cache
+                                   or self._behind.holds(rkey)):
             return cached[1]
         if self.outage.skip():
             self.outage.fallback()

@@ -45,6 +45,10 @@ class WriteBehind:
             self._wake.notify()
         return new
 
+    def holds(self, rkey: str) -> bool:
+        """True while ``rkey`` has updates not yet written (this process's copy is newer)."""
+        return rkey in self._pending
+
     def flush(self, timeout: float) -> bool:
         with self._lock:
             return self._idle.wait_for(lambda: not self._pending and not self._writing,
