@@ -8,8 +8,9 @@ Every response carries rate-limit headers (``--no-headers`` turns them off), so 
 rate-limit state is tracked too. Starts an emulator process and a ``redis-server`` (both on
 loopback, pinned to CPU 0 when the machine has two CPUs; this process runs on CPU 1). Both
 clients book the same client-side limit on every request (a budget far above what the run
-uses), so the difference is where the buckets and the rate-limit state live. Rounds alternate between the stores; medians of wall and CPU µs
-per request are printed with the Redis/memory ratio.
+uses), so the difference is where the buckets and the rate-limit state live. Rounds alternate
+between the stores; medians of wall and CPU µs per request are printed with the Redis/memory
+ratio.
 """
 
 from __future__ import annotations
