@@ -16,7 +16,7 @@ from ._messages import ChatRequest
 from ._providers import Credential, ModelInfo, Secret
 from ._responses import ChatResponse, StreamEvent, TextDelta
 from ._retry import RetryPolicy
-from ._sending import Acquire, ReadBody, Sent, Sleep, Transmit, send_steps
+from ._sending import Acquire, Admit, ReadBody, Sent, Sleep, Transmit, send_steps
 from .credentials._errors import KeysExhaustedError
 from .errors import AuthenticationError, ClientClosedError, ProviderError
 from .limits import ClientLimits
@@ -191,6 +191,9 @@ class AsyncClient(ClientBase):
                     value = await source.aacquire(exclude=step.exclude)
                 except KeysExhaustedError as exhausted:
                     value = exhausted
+            elif isinstance(step, Admit):
+                value = await self._engine.aadmission_delay(
+                    step.model, step.body, step.policy, step.credential_id)
             else:
                 try:
                     value = await source.arecover(step.credential, step.error)

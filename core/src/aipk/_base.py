@@ -198,6 +198,7 @@ class ClientBase:
             tracker=RateLimitTracker(store),
             limits=limits,
             clock=clock,
+            store=store,
         )
         self._clock = clock
 

@@ -33,6 +33,7 @@ from .errors import (
 from .framing import Framer, make_framer
 from .limits import ClientLimits, Limiter
 from .registry import Registry
+from .state import BucketStore, StateStore
 
 __all__ = ["Engine", "StreamSession"]
 
@@ -67,6 +68,7 @@ class Engine:
         tracker: RateLimitTracker | None = None,
         limits: ClientLimits | None = None,
         clock: Callable[[], float] = time.time,
+        store: StateStore | None = None,
     ) -> None:
         # Per-provider callers: only plugins that can answer for it, called positionally in
         # hookspec order (see Registry.hooks_for and FastHook).
@@ -77,7 +79,9 @@ class Engine:
         self.tracker = tracker or RateLimitTracker()
         self.metrics = ProviderMetrics()
         self.clock = clock
-        self.limiter = Limiter(limits or ClientLimits.from_options(provider.options))
+        self.limiter = Limiter(limits or ClientLimits.from_options(provider.options),
+                               store=store if isinstance(store, BucketStore) else None,
+                               scope=provider.name)
         self._checked: Credential | None = None
         if provider.spec.secret_headers:
             declare_secret_headers(provider.spec.secret_headers)
@@ -282,22 +286,52 @@ class Engine:
         than the retry policy's ``max_retry_after``."""
         tokens = len(body) // 4 if body else 0
         limiter = self.limiter
-        booked = limiter.reserve(tokens) if limiter.active else 0.0
+        key = ""
+        booked = 0.0
+        if limiter.active:
+            key = self._key(model, credential_id)[1]
+            booked = limiter.reserve(tokens, key)
         tracked = self.tracked_wait(model, tokens, credential_id)
         if not booked and not tracked:  # the common case
             return 0.0
+        refused = self._refusal(booked, tracked, policy)
+        if refused is not None:
+            if limiter.active:
+                limiter.refund(tokens, key)
+            raise refused
+        return max(booked, tracked)
+
+    async def aadmission_delay(self, model: str, body: bytes | None,
+                               policy: RetryPolicy | None,
+                               credential_id: str | None = None) -> float:
+        """:meth:`admission_delay` for a limiter whose store books buckets asynchronously
+        (``limiter.asynchronous``): the event loop is free while the store answers."""
+        tokens = len(body) // 4 if body else 0
+        limiter = self.limiter
+        key = self._key(model, credential_id)[1]
+        booked = await limiter.areserve(tokens, key)
+        tracked = self.tracked_wait(model, tokens, credential_id)
+        if not booked and not tracked:
+            return 0.0
+        refused = self._refusal(booked, tracked, policy)
+        if refused is not None:
+            await limiter.arefund(tokens, key)
+            raise refused
+        return max(booked, tracked)
+
+    def _refusal(self, booked: float, tracked: float,
+                 policy: RetryPolicy | None) -> RateLimitError | None:
+        """The error for a wait longer than the policy allows, else None."""
         delay = max(booked, tracked)
         cap = (policy or self.retry).max_retry_after
-        if delay > cap:
-            if limiter.active:
-                limiter.refund(tokens)
-            source = "client-side limits" if booked >= tracked else "the provider's rate limits"
-            raise RateLimitError(
-                f"{source} allow the next request in {delay:.1f}s, longer than "
-                f"max_retry_after={cap:g}s; wait, or raise RetryPolicy(max_retry_after=...)",
-                provider=self.provider.name, retry_after=delay, status=0,
-            )
-        return delay
+        if delay <= cap:
+            return None
+        source = "client-side limits" if booked >= tracked else "the provider's rate limits"
+        return RateLimitError(
+            f"{source} allow the next request in {delay:.1f}s, longer than "
+            f"max_retry_after={cap:g}s; wait, or raise RetryPolicy(max_retry_after=...)",
+            provider=self.provider.name, retry_after=delay, status=0,
+        )
 
     def tracked_wait(self, model: str, tokens: int, credential_id: str | None) -> float:
         """Seconds the provider's last reported limits say to wait with this credential."""

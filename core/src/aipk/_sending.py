@@ -16,6 +16,9 @@ step                   the client does                              and sends ba
 :class:`ReadBody`      reads an error response's body               the bytes (b"" on failure)
 :class:`Recover`       ``source.recover(credential, error)``        a fresh credential, None,
                                                                     or the AuthenticationError
+:class:`Admit`         ``engine.admission_delay(...)`` (awaited     the seconds to wait
+                       in the async client), only for a store
+                       that books limits asynchronously
 =====================  ==========================================  =========================
 
 :class:`~aipk.Client` and :class:`~aipk.AsyncClient` each drive it in a dozen lines.
@@ -41,7 +44,7 @@ from .transports import TransportFailure
 if TYPE_CHECKING:
     from ._base import ClientBase
 
-__all__ = ["Acquire", "ReadBody", "Recover", "Sent", "Sleep", "Transmit", "send_steps"]
+__all__ = ["Acquire", "Admit", "ReadBody", "Recover", "Sent", "Sleep", "Transmit", "send_steps"]
 
 R = TypeVar("R")
 
@@ -64,6 +67,20 @@ class Transmit:
         self.body = body
 
 
+class Admit:
+    """Ask ``engine.admission_delay`` (``aadmission_delay`` in the async client) for the wait
+    before sending; yielded only when the limiter's store books asynchronously."""
+
+    __slots__ = ("body", "credential_id", "model", "policy")
+
+    def __init__(self, model: str, body: bytes | None, policy: RetryPolicy | None,
+                 credential_id: str) -> None:
+        self.model = model
+        self.body = body
+        self.policy = policy
+        self.credential_id = credential_id
+
+
 class ReadBody:
     __slots__ = ("response",)
 
@@ -71,7 +88,7 @@ class ReadBody:
         self.response = response
 
 
-Step = Acquire | Sleep | Transmit | ReadBody | Recover
+Step = Acquire | Sleep | Transmit | ReadBody | Recover | Admit
 
 
 class Sent(Generic[R]):
@@ -142,7 +159,11 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
     else:
         credential = yield from _choose(client, model, 0, cap)
     http, body = engine.sign(prepared, credential)
-    wait = engine.admission_delay(model, body, policy, credential.id)
+    limiter = engine.limiter
+    if limiter.asynchronous and limiter.active:  # a network store: let the driver await it
+        wait = yield Admit(model, body, policy, credential.id)
+    else:
+        wait = engine.admission_delay(model, body, policy, credential.id)
     if wait > 0:
         yield Sleep(wait)
     attempt = 0

@@ -12,7 +12,7 @@ import pytest
 import aipk
 import aipk_gemini.plugin
 from aipk import ChatRequest, Credential, Message, Provider, Secret, TextDelta
-from aipk.errors import AuthenticationError, RateLimitError, ResponseError, StreamError
+from aipk.errors import AuthenticationError, RateLimitError, StreamError
 from aipk_gemini import DAILY_QUOTA_CODE, GEMINI, wire
 from aipk_testkit.emulator import Emulator, Fault, Reply, ToolCallSpec, registered
 from aipk_testkit.emulator._gemini import GeminiHandler
@@ -309,7 +309,8 @@ def test_code_assist_endpoint_end_to_end(aipk_emulator: Emulator, stream: bool) 
 
 def test_client_streams_a_json_array_over_http(aipk_emulator: Emulator) -> None:
     """With ``stream_framing="json-array"`` the client asks without ``alt=sse`` and reads the
-    array element by element, one HTTP chunk each; a cut before ``]`` is an IncompleteStreamError."""
+    array element by element, one HTTP chunk each; a cut before ``]`` is an
+    IncompleteStreamError."""
     aipk_emulator.enqueue(Reply(text="abcdefgh", chunk_size=3, usage=(4, 2)))
     with aipk.Client("gemini", base_url=aipk_emulator.url("gemini"), api_key=KEY,
                      stream_framing="json-array") as client:

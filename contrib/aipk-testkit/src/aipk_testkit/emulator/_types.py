@@ -7,6 +7,7 @@ wrong* (:class:`Fault`); each protocol handler decides how that looks on its wir
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -162,13 +163,16 @@ class Fault:
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """One request the emulator received: ``path`` has no query; ``headers`` are lower-cased."""
+    """One request the emulator received: ``path`` has no query; ``headers`` are lower-cased;
+    ``received_at`` is when its head arrived (``time.time()``), for counting arrivals per
+    window."""
 
     method: str
     path: str
     query: str
     headers: dict[str, str]
     body: bytes
+    received_at: float = field(default_factory=time.time)
 
     def json(self) -> Any:
         """The body parsed as JSON."""
