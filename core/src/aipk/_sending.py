@@ -13,12 +13,22 @@ step                   the client does                              and sends ba
 :class:`Sleep`         sleeps (sync) or awaits a sleep (async)      None
 :class:`Transmit`      ``transport.send(http, body)``               the response, or the
                                                                     TransportFailure
-:class:`ReadBody`      reads an error response's body               the bytes (b"" on failure)
+:class:`ReadBody`      reads a response's whole body                the bytes, or the
+                                                                    TransportFailure
+:class:`Prime`         reads a stream until its first events        a :class:`Primed`, or the
+                       (``session.feed`` per chunk, ``finish`` at   TransportFailure or
+                       the end), closing the response on failure    ProviderError
 :class:`Recover`       ``source.recover(credential, error)``        a fresh credential, None,
                                                                     or the AuthenticationError
 =====================  ==========================================  =========================
 
-:class:`~aipk.Client` and :class:`~aipk.AsyncClient` each drive it in a dozen lines.
+An answer counts as received only once the caller could use it: a whole body that decodes
+(``parse``), or a stream's first events. Until then a cut connection, a truncated or invalid
+body, or a stream that ends without an event is a failure like one before the first byte:
+counted against the key, failed over and retried. A stream that has produced events is never
+restarted.
+
+:class:`~aipk.Client` and :class:`~aipk.AsyncClient` each drive it in a few dozen lines.
 ``Acquire`` and ``Recover`` are the same steps :func:`aipk.credentials.call_with_failover`
 uses for its own, simpler loop.
 """
@@ -26,22 +36,29 @@ uses for its own, simpler loop.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._http import HttpRequest
+from ._messages import ChatRequest
 from ._providers import Credential
 from ._ratelimit import RateLimitState
+from ._responses import StreamEvent
 from ._retry import RetryPolicy
 from .credentials._errors import KeysExhaustedError
 from .credentials._pool import Acquire, Recover, SingleCredential
-from .errors import AuthenticationError, ProviderError
+from .errors import AuthenticationError, ProviderError, ResponseError
 from .transports import TransportFailure
 
 if TYPE_CHECKING:
     from ._base import ClientBase
+    from ._core import StreamSession
 
-__all__ = ["Acquire", "ReadBody", "Recover", "Sent", "Sleep", "Transmit", "send_steps"]
+__all__ = ["Acquire", "Prime", "Primed", "ReadBody", "Recover", "Sent", "Sleep", "Transmit",
+           "send_steps"]
+
+#: Turns a whole response body (with its headers and rate-limit state) into the answer.
+Parse = Callable[[bytes, Mapping[str, str], "RateLimitState | None"], Any]
 
 R = TypeVar("R")
 
@@ -71,20 +88,42 @@ class ReadBody:
         self.response = response
 
 
-Step = Acquire | Sleep | Transmit | ReadBody | Recover
+class Prime:
+    __slots__ = ("response", "session")
+
+    def __init__(self, response: Any, session: StreamSession) -> None:
+        self.response = response
+        self.session = session
+
+
+class Primed:
+    """A stream read up to its first events: the ``session`` decoding it, those ``events``
+    (already in the session's accumulator), and ``rest``, where the client continues
+    reading (None: the body ended and ``session.finish()`` already ran)."""
+
+    __slots__ = ("events", "rest", "session")
+
+    def __init__(self, session: StreamSession, events: list[StreamEvent], rest: Any) -> None:
+        self.session = session
+        self.events = events
+        self.rest = rest
+
+
+Step = Acquire | Sleep | Transmit | ReadBody | Prime | Recover
 
 
 class Sent(Generic[R]):
-    """A response with a status below 400, the rate-limit state it reported, and the
-    credential that signed it."""
+    """A response with a status below 400, the rate-limit state it reported, the credential
+    that signed it, and ``value``: the parsed answer, or the :class:`Primed` stream."""
 
-    __slots__ = ("credential", "rate_limit", "response")
+    __slots__ = ("credential", "rate_limit", "response", "value")
 
     def __init__(self, response: R, rate_limit: RateLimitState | None,
-                 credential: Credential) -> None:
+                 credential: Credential, value: Any = None) -> None:
         self.response = response
         self.rate_limit = rate_limit
         self.credential = credential
+        self.value = value
 
 
 Steps = Generator[Step, Any, Sent[Any]]
@@ -129,9 +168,21 @@ def _unauthorized(error: ProviderError) -> bool:
     return isinstance(error, AuthenticationError) and error.status == 401
 
 
+def _no_events(client: ClientBase, session: StreamSession) -> ResponseError:
+    return ResponseError(
+        "the stream ended before its first event: the connection was cut or the provider "
+        "sent nothing; retry the request",
+        provider=client._engine.provider.name, request_id=session.request_id, retryable=True)
+
+
 def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
-               policy: RetryPolicy | None) -> Steps:
-    """Sign, admit and send ``prepared`` until it succeeds or must fail (see the module)."""
+               policy: RetryPolicy | None, *, parse: Parse | None = None,
+               stream: ChatRequest | None = None) -> Steps:
+    """Sign, admit and send ``prepared`` until it succeeds or must fail (see the module).
+
+    With ``parse`` the whole body is read and parsed inside the loop (``Sent.value`` is the
+    answer); with ``stream`` the body is read up to the stream's first events (``Sent.value``
+    is the :class:`Primed` stream). A failure before either is retried like any other."""
     engine = client._engine
     source = client._credentials
     start = time.monotonic()
@@ -154,15 +205,22 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
         if isinstance(response, TransportFailure):
             error: ProviderError = client._transport_error(response)
         else:
-            rate_limit = engine.observe(response.status, response.headers, model, credential.id)
+            headers = response.headers
+            rate_limit = engine.observe(response.status, headers, model, credential.id)
             if response.status < 400:
-                now = time.monotonic()
-                source.report_success(credential, latency=now - sent_at)
-                engine.metrics.record(ok=True, latency=now - start, retried=attempt > 0)
-                client._last_credential_id = credential.id
-                return Sent(response, rate_limit, credential)
-            raw = yield ReadBody(response)
-            error = engine.error(response.status, response.headers, raw, model, credential.id)
+                got = yield from _receive(client, response, rate_limit, parse, stream)
+                if not isinstance(got, ProviderError):
+                    now = time.monotonic()
+                    source.report_success(credential, latency=now - sent_at)
+                    engine.metrics.record(ok=True, latency=now - start, retried=attempt > 0)
+                    client._last_credential_id = credential.id
+                    return Sent(response, rate_limit, credential, got)
+                error = got
+            else:
+                raw = yield ReadBody(response)
+                if isinstance(raw, TransportFailure):
+                    raw = b""
+                error = engine.error(response.status, headers, raw, model, credential.id)
         latency = time.monotonic() - sent_at
         if not recovered and _unauthorized(error):
             recovered = True
@@ -199,3 +257,36 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
                 raise exhausted from error
             recovered = False
             http, body = engine.sign(prepared, credential)
+
+
+def _receive(client: ClientBase, response: Any, rate_limit: RateLimitState | None,
+             parse: Parse | None, stream: ChatRequest | None) -> Generator[Step, Any, Any]:
+    """What a success status delivers: the parsed body, the primed stream, or (for neither)
+    nothing; a ProviderError when the answer broke before the caller could use any of it."""
+    if parse is not None:
+        raw = yield ReadBody(response)
+        if isinstance(raw, TransportFailure):
+            return _unread(client, raw)
+        try:
+            return parse(raw, response.headers, rate_limit)
+        except ProviderError as exc:  # a truncated or invalid body is retryable (decode_json)
+            return exc
+    if stream is not None:
+        session = client._engine.open_stream(stream, response.headers, rate_limit)
+        primed = yield Prime(response, session)
+        if isinstance(primed, TransportFailure):
+            return _unread(client, primed)
+        if isinstance(primed, ProviderError):
+            return primed
+        if not primed.events:
+            return _no_events(client, session)
+        return primed
+    return None
+
+
+def _unread(client: ClientBase, failure: TransportFailure) -> ProviderError:
+    """A body read that failed before the caller got anything: retryable like a failure
+    before the first byte."""
+    error = client._transport_error(failure)
+    error.retryable = True
+    return error
