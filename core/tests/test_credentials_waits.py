@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -152,13 +153,11 @@ def test_unpark_and_all_parked_keys_say_check_the_keys() -> None:
     pool = make_pool(clock)
     for cid in pool.ids:
         pool.report_failure(cid, rejected(401), latency=0.1)
-    try:
+    with pytest.raises(KeysExhaustedError) as info:
         pool.acquire()
-    except KeysExhaustedError as exc:
-        assert "3 parked as invalid" in str(exc) and "check that the keys are valid" in str(exc)
-        assert exc.retry_after is not None and exc.retry_after > 3000
-    else:
-        raise AssertionError("every key is parked")
+    assert "3 parked as invalid" in str(info.value)
+    assert "check that the keys are valid" in str(info.value)
+    assert info.value.retry_after is not None and info.value.retry_after > 3000
     pool.unpark("key-3")
     assert pool.acquire().id == "key-3"
     pool.unpark("key-3")  # not parked: nothing happens

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import signal
 import threading
-import random
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
