@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from aipk import Credential, Secret
@@ -179,8 +179,22 @@ _ops = st.lists(st.one_of(
 ), max_size=80)
 
 
-@settings(max_examples=300, deadline=None)
+_SEND_A: tuple[str, int, tuple[str, float]] = ("send", 0, ("", 0.0))
+
+
+def _answer(outcome: str, wait: float = 0.0, which: int = 0) -> tuple[str, int, tuple[str, float]]:
+    return ("answer", which, (outcome, wait))
+
+
+@settings(max_examples=400, deadline=None)
 @given(_ops)
+# the cases the property exists for, always tried: two requests on one key in flight, then
+@example([_SEND_A, _SEND_A, _answer("429", 2.0), _answer("429", 0.1),  # a shorter wait after
+          ("tick", 200, ("", 0.0)), _SEND_A])
+@example([_SEND_A, _SEND_A, _answer("429", 2.0, which=1), _answer("ok"),  # a stale success
+          ("tick", 300, ("", 0.0)), _SEND_A])
+@example([_SEND_A, _SEND_A, _answer("401"), _answer("429", 0.05),  # a short wait on a parked key
+          ("tick", 1000, ("", 0.0)), _SEND_A])
 def test_no_request_is_sent_to_a_key_inside_a_wait_the_provider_gave_it(
         ops: list[tuple[str, int, tuple[str, float]]]) -> None:
     """Whatever the interleaving of sends and answers (random 429s with random waits,
@@ -188,15 +202,17 @@ def test_no_request_is_sent_to_a_key_inside_a_wait_the_provider_gave_it(
     provider gave it has passed, nor while it is parked. Times are whole milliseconds and
     every step advances the clock, so each answer knows exactly when its request was sent."""
     clock = Clock(1_000.0)
-    pool = make_pool(clock, backoff=BackoffPolicy(jitter=0.0, park_interval=60.0))
+    pool = KeyPool.from_keys("openai", KEYS[:2], clock=clock,
+                             backoff=BackoffPolicy(jitter=0.0, park_interval=60.0))
     in_flight: list[tuple[str, float]] = []
     promised: dict[str, float] = {}  # key id -> the latest deadline the provider gave it
     for kind, number, (outcome, wait) in ops:
         clock.now += 0.001
         if kind == "tick":
             clock.now += number / 1000
-        elif kind == "send":
-            exclude = pool.ids[:number]
+        elif kind == "send":  # to one chosen key (the other excluded), or to any (2)
+            exclude = [cid for i, cid in enumerate(pool.ids) if i != number] if number < 2 \
+                else []
             try:
                 credential = pool.acquire(exclude=exclude)
             except KeysExhaustedError:
