@@ -348,3 +348,49 @@ class RealClock:
     async def asleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         await asyncio.sleep(seconds)
+
+
+def test_news_that_arrives_during_a_wait_is_heeded_before_sending(
+        aipk_emulator: Emulator) -> None:
+    """Both keys report a spent window (A for 1 s, B for 2 s): the call waits for A. While it
+    waits, A gets a 429 (another request's): after the wait the call does not send with A,
+    it takes B once B's window has reset."""
+    emu, clock = aipk_emulator, FakeClock()
+    spent = {"x-ratelimit-limit-requests": "10", "x-ratelimit-remaining-requests": "0"}
+    emu.enqueue(Reply(text="a", headers={**spent, "x-ratelimit-reset-requests": "1s"}),
+                Reply(text="b", headers={**spent, "x-ratelimit-reset-requests": "2s"}))
+    with aipk.Client("openai", base_url=emu.url("openai"), api_key=[KEY_A, KEY_B],
+                     clock=clock, sleep=clock.sleep) as client:
+        client.chat(model="m", messages=USER)  # A
+        client.chat(model="m", messages=USER)  # B
+        pool = client.credentials
+        assert isinstance(pool, KeyPool)
+        a = pool.ids[0]
+        news = aipk.RateLimitError("slow down", provider="openai", retry_after=30, status=429)
+
+        def sleep(seconds: float) -> None:
+            clock.sleep(seconds)
+            if len(clock.sleeps) == 1:  # during the first wait: another request's 429 on A
+                client._engine.error(429, {"retry-after": "30"}, b"", "m", a)
+                pool.report_failure(a, news, latency=0.01)
+
+        client._sleep = sleep
+        emu.requests.clear()
+        assert client.chat(model="m", messages=USER).text == "echo: hi"
+    assert presented(emu) == [KEY_B]
+    assert clock.sleeps == [pytest.approx(1.0), pytest.approx(1.0)]  # A's window, then B's
+
+
+def test_a_rejected_key_waits_for_another_in_short_backoff_instead_of_failing(
+        aipk_emulator: Emulator) -> None:
+    emu, clock = aipk_emulator, FakeClock()
+    emu.fail_key(KEY_A, Fault.status(401))
+    with aipk.Client("openai", base_url=emu.url("openai"), api_key=[KEY_A, KEY_B],
+                     clock=clock, sleep=clock.sleep) as client:
+        pool = client.credentials
+        assert isinstance(pool, KeyPool)
+        pool.report_failure(pool.ids[1], aipk.ServerError("x", provider="openai", status=503))
+        assert client.chat(model="m", messages=USER).text == "echo: hi"
+        assert pool.health(pool.ids[0]).status == "parked"
+    assert presented(emu) == [KEY_A, KEY_B]
+    assert len(clock.sleeps) == 1 and 0.8 < clock.sleeps[0] <= 1.0  # B's backoff, not a retry

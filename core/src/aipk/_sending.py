@@ -47,7 +47,7 @@ from ._responses import StreamEvent
 from ._retry import RetryPolicy
 from .credentials._errors import KeysExhaustedError
 from .credentials._pool import Acquire, Recover, SingleCredential
-from .errors import AuthenticationError, ProviderError, ResponseError
+from .errors import AuthenticationError, ProviderError, RateLimitError, ResponseError
 from .transports import TransportFailure
 
 if TYPE_CHECKING:
@@ -129,16 +129,16 @@ class Sent(Generic[R]):
 Steps = Generator[Step, Any, Sent[Any]]
 
 
-def _choose(client: ClientBase, model: str, tokens: int, cap: float) -> Generator[
-        Step, Any, Credential]:
-    """The credential for the next attempt: the pool's next available one, preferring one the
-    provider has not told to wait (pre-emptive failover); waits for the pool when every key is
-    in backoff for no longer than ``cap``."""
+def _choose(client: ClientBase, model: str, tokens: int, cap: float,
+            exclude: tuple[str, ...] = ()) -> Generator[Step, Any, Credential]:
+    """The credential for the next attempt: the pool's next available one outside
+    ``exclude``, preferring one the provider has not told to wait (pre-emptive failover);
+    waits for the pool when every such key is in backoff for no longer than ``cap``."""
     engine = client._engine
     source = client._credentials
     waited = 0
     while True:
-        got = yield Acquire(())
+        got = yield Acquire(exclude)
         if isinstance(got, KeysExhaustedError):
             if got.retry_after is None or got.retry_after > cap or waited >= _POOL_WAITS:
                 raise got
@@ -150,8 +150,8 @@ def _choose(client: ClientBase, model: str, tokens: int, cap: float) -> Generato
     best_wait = engine.tracked_wait(model, tokens, best.id)
     if best_wait <= 0:
         return best
-    skipped = [best.id]
-    for _ in range(len(source) - 1):
+    skipped = [*exclude, best.id]
+    for _ in range(len(source) - len(skipped)):
         other = yield Acquire(tuple(skipped))
         if isinstance(other, KeysExhaustedError):
             break
@@ -162,6 +162,29 @@ def _choose(client: ClientBase, model: str, tokens: int, cap: float) -> Generato
             best, best_wait = other, wait
         skipped.append(other.id)
     return best
+
+
+def _admitted(client: ClientBase, model: str, cap: float, credential: Credential,
+              exclude: tuple[str, ...]) -> Generator[Step, Any, Credential]:
+    """``credential``, or another, once the provider has no wait on it: news arrives while
+    a call waits (other requests' 429s), so after each wait the key is chosen again, and
+    nothing is sent with a key inside a wait its provider gave."""
+    engine = client._engine
+    for waited in range(_POOL_WAITS + 1):
+        wait = engine.tracked_wait(model, 0, credential.id)
+        if wait <= 0:
+            return credential
+        credential = yield from _choose(client, model, 0, cap, exclude)  # given the news
+        wait = engine.tracked_wait(model, 0, credential.id)
+        if wait <= 0:
+            return credential
+        if wait > cap or waited == _POOL_WAITS:
+            break
+        yield Sleep(wait)
+    raise RateLimitError(
+        f"the provider's rate limits allow the next request with any key in {wait:.1f}s; "
+        f"wait, or raise RetryPolicy(max_retry_after=...) (now {cap:g}s)",
+        provider=engine.provider.name, retry_after=wait, status=0)
 
 
 def _unauthorized(error: ProviderError) -> bool:
@@ -196,6 +219,11 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
     wait = engine.admission_delay(model, body, policy, credential.id)
     if wait > 0:
         yield Sleep(wait)
+        if not single:  # news may have come in meanwhile: re-check (and re-choose)
+            chosen = yield from _admitted(client, model, cap, credential, ())
+            if chosen is not credential:
+                credential = chosen
+                http, body = engine.sign(prepared, credential)
     attempt = 0
     tried: list[str] = []
     recovered = False
@@ -235,12 +263,17 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
         counted = source.report_failure(credential, error, latency=latency)
         if counted and not single:
             tried.append(credential.id)
-            other = yield Acquire(tuple(tried))
-            if isinstance(other, Credential):
-                engine.metrics.record_failover()
-                credential, recovered = other, False
-                http, body = engine.sign(prepared, credential)
-                continue
+            if len(tried) < len(source):  # a key not yet tried: now, or after a short wait
+                try:
+                    other = yield from _choose(client, model, 0, cap, tuple(tried))
+                    other = yield from _admitted(client, model, cap, other, tuple(tried))
+                except (KeysExhaustedError, RateLimitError):
+                    other = None
+                if other is not None:
+                    engine.metrics.record_failover()
+                    credential, recovered = other, False
+                    http, body = engine.sign(prepared, credential)
+                    continue
         delay = engine.retry_delay(attempt, error, policy)
         if delay is None:
             engine.metrics.record(ok=False, latency=time.monotonic() - start,
@@ -252,7 +285,8 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
             tried.clear()
             try:
                 credential = yield from _choose(client, model, 0, cap)
-            except KeysExhaustedError as exhausted:
+                credential = yield from _admitted(client, model, cap, credential, ())
+            except (KeysExhaustedError, RateLimitError) as exhausted:
                 engine.metrics.record(ok=False, latency=time.monotonic() - start, retried=True)
                 raise exhausted from error
             recovered = False
