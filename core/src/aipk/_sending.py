@@ -62,8 +62,9 @@ Parse = Callable[[bytes, Mapping[str, str], "RateLimitState | None"], Any]
 
 R = TypeVar("R")
 
-#: How many times one call waits for a credential pool to have a key available again.
-_POOL_WAITS = 3
+#: How many times one call waits for a credential pool to have a key available again (in
+#: all no longer than the retry policy's ``max_retry_after``), or re-checks a key's wait.
+_POOL_WAITS = 8
 
 
 class Sleep:
@@ -136,14 +137,17 @@ def _choose(client: ClientBase, model: str, tokens: int, cap: float,
     waits for the pool when every such key is in backoff for no longer than ``cap``."""
     engine = client._engine
     source = client._credentials
-    waited = 0
+    waits = 0
+    waited = 0.0
     while True:
         got = yield Acquire(exclude)
         if isinstance(got, KeysExhaustedError):
-            if got.retry_after is None or got.retry_after > cap or waited >= _POOL_WAITS:
+            wait = got.retry_after
+            if wait is None or wait > cap or waited + wait > cap or waits >= _POOL_WAITS:
                 raise got
-            waited += 1
-            yield Sleep(got.retry_after)
+            waits += 1
+            waited += wait
+            yield Sleep(wait)
             continue
         break
     best: Credential = got
