@@ -304,3 +304,65 @@ def test_reset_clears_everything(emu: Emulator, http: Any) -> None:
     r = http.chat()
     assert r.status == 200 and "x-ratelimit-limit-requests" not in r.headers
     assert r.json()["choices"][0]["message"]["content"] == "echo: Hello there"
+
+
+# -- cut after the head, per-key scripts -------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_reset_after_headers_sends_the_head_then_aborts(emu: Emulator, http: Any,
+                                                        stream: bool) -> None:
+    emu.enqueue(Fault.reset_after_headers())
+    received = b""
+    with socket.create_connection(("127.0.0.1", emu.port), timeout=5) as s:
+        s.sendall(http.chat_bytes(stream=stream, close=False))
+        with pytest.raises(ConnectionResetError):
+            while chunk := s.recv(65536):
+                received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and body == b""
+    framing = b"transfer-encoding: chunked" if stream else b"content-length: "
+    assert framing in head.lower()
+    if not stream:  # the head promised a body that never came
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        assert length > 0
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+def test_enqueue_for_key_serves_that_key_first_in_arrival_order(emu: Emulator,
+                                                                 http: Any) -> None:
+    emu.enqueue_for_key("k1", Fault.status(429, retry_after=2),
+                        Fault.status(429, retry_after_ms=100))
+    emu.enqueue(Reply(text="global"))
+    assert http.chat(headers=_bearer("k2")).json()["choices"][0]["message"]["content"] == \
+        "global"  # another key takes the global queue
+    first = http.chat(headers=_bearer("k1"))
+    second = http.chat(headers=_bearer("k1"))
+    assert (first.status, first.headers["retry-after"]) == (429, "2")
+    assert (second.status, second.headers["retry-after-ms"]) == (429, "100")
+    assert http.chat(headers=_bearer("k1")).status == 200  # that key's queue is used up
+    with pytest.raises(TypeError, match="Reply or Fault"):
+        emu.enqueue_for_key("k1", "nope")  # type: ignore[arg-type]
+    emu.enqueue_for_key("k1", Fault.status(500))
+    emu.reset()
+    assert http.chat(headers=_bearer("k1")).status == 200  # reset clears per-key queues
+
+
+def test_fail_key_at_a_rate_picks_among_faults_reproducibly(emu: Emulator, http: Any) -> None:
+    faults = [Fault.status(503), Fault.status(500)]
+    emu.fail_key("k1", faults, rate=0.3, seed=7)
+    statuses = [http.chat(headers=_bearer("k1")).status for _ in range(200)]
+    failed = [s for s in statuses if s != 200]
+    assert 30 <= len(failed) <= 90 and set(failed) == {500, 503}
+    assert all(http.chat(headers=_bearer("k2")).status == 200 for _ in range(20))
+    emu.fail_key("k1", faults, rate=0.3, seed=7)
+    assert [http.chat(headers=_bearer("k1")).status for _ in range(200)] == statuses
+    with pytest.raises(ValueError, match="rate"):
+        emu.fail_key("k1", faults, rate=0.0)
+    with pytest.raises(TypeError, match="Fault"):
+        emu.fail_key("k1", [])
+    emu.fail_key("k1", None)
+    assert http.chat(headers=_bearer("k1")).status == 200

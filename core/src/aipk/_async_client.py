@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
@@ -16,7 +17,18 @@ from ._messages import ChatRequest
 from ._providers import Credential, ModelInfo, Secret
 from ._responses import ChatResponse, StreamEvent, TextDelta
 from ._retry import RetryPolicy
-from ._sending import Acquire, Admit, ReadBody, Sent, Sleep, Transmit, send_steps
+from ._sending import (
+    Acquire,
+    Admit,
+    Parse,
+    Prime,
+    Primed,
+    ReadBody,
+    Sent,
+    Sleep,
+    Transmit,
+    send_steps,
+)
 from .credentials._errors import KeysExhaustedError
 from .errors import AuthenticationError, ClientClosedError, ProviderError
 from .limits import ClientLimits
@@ -116,13 +128,10 @@ class AsyncClient(ClientBase):
         ``temperature=``, ``tools=`` …). ``retry`` overrides the client's policy for this call.
         """
         req = self._request(request, fields)
-        sent = await self._send(self._engine.prepare(req, stream=False), req.model, retry)
-        response = sent.response
-        try:
-            data = await response.read()
-        except TransportFailure as failure:
-            raise self._transport_error(failure) from None
-        answer = self._engine.chat_response(req, data, response.headers, sent.rate_limit)
+        engine = self._engine
+        sent = await self._send(engine.prepare(req, stream=False), req.model, retry,
+                                parse=functools.partial(engine.chat_response, req))
+        answer: ChatResponse = sent.value
         if answer.usage is not None:
             self._credentials.add_tokens(sent.credential, answer.usage.total_tokens)
         return answer
@@ -138,12 +147,11 @@ class AsyncClient(ClientBase):
         built = None if static else self._engine.prepare_models()
         if built is None:
             return list(self._engine.provider.spec.models)
-        response = (await self._send(built, "", None)).response
-        try:
-            data = await response.read()
-        except TransportFailure as failure:
-            raise self._transport_error(failure) from None
-        return self._engine.models(data, response.headers)
+        engine = self._engine
+        sent = await self._send(built, "", None,
+                                parse=lambda body, headers, _: engine.models(body, headers))
+        models: list[ModelInfo] = sent.value
+        return models
 
     async def health(self) -> HealthStatus:
         """Check that the provider answers and accepts the credential (lists models)."""
@@ -158,12 +166,13 @@ class AsyncClient(ClientBase):
 
     # -- sending -------------------------------------------------------------------------
 
-    async def _send(self, prepared: HttpRequest, model: str,
-                    retry: RetryPolicy | None) -> Sent[AsyncResponse]:
+    async def _send(self, prepared: HttpRequest, model: str, retry: RetryPolicy | None, *,
+                    parse: Parse | None = None,
+                    stream: ChatRequest | None = None) -> Sent[AsyncResponse]:
         """Drive :func:`~aipk._sending.send_steps` (see :meth:`aipk.Client._send`)."""
         if self._closed:
             raise ClientClosedError(type(self).__name__)
-        steps = send_steps(self, prepared, model, retry)
+        steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream)
         source = self._credentials
         transport = self._transport
         value: Any = None
@@ -184,8 +193,10 @@ class AsyncClient(ClientBase):
             elif isinstance(step, ReadBody):
                 try:
                     value = await step.response.read()
-                except TransportFailure:
-                    value = b""
+                except TransportFailure as failure:
+                    value = failure
+            elif isinstance(step, Prime):
+                value = await _prime(step)
             elif isinstance(step, Acquire):
                 try:
                     value = await source.aacquire(exclude=step.exclude)
@@ -199,6 +210,39 @@ class AsyncClient(ClientBase):
                     value = await source.arecover(step.credential, step.error)
                 except AuthenticationError as failed:
                     value = failed
+
+
+async def _prime(step: Prime) -> Primed | TransportFailure | ProviderError:
+    """Read a stream until its first events (or its end); close it if that fails. ``rest``
+    is aiohttp's chunk reader, or the body's async iterator."""
+    response, session = step.response, step.session
+    try:
+        chunk_reader = getattr(response, "chunk_reader", None)
+        if chunk_reader is not None:  # aiohttp: read chunks directly, one layer less
+            reader = chunk_reader()
+            read, errors, failure = reader
+            while True:
+                try:
+                    chunk = await read()
+                except errors as exc:
+                    raise failure(exc) from None
+                if not chunk:
+                    break
+                events = session.feed(chunk)
+                if events:
+                    return Primed(session, events, reader)
+        else:
+            chunks = response.iter_bytes().__aiter__()
+            async for chunk in chunks:
+                events = session.feed(chunk)
+                if events:
+                    return Primed(session, events, chunks)
+        events = session.finish()
+    except (TransportFailure, ProviderError) as failed:
+        await response.close()
+        return failed
+    await response.close()
+    return Primed(session, events, None)
 
 
 class AsyncChatStream:
@@ -215,6 +259,7 @@ class AsyncChatStream:
         self.request = request
         self._retry = retry
         self._session: StreamSession | None = None
+        self._primed: Primed | None = None
         self._http: AsyncResponse | None = None
         self._credential: Credential | None = None
         self._iterator: AsyncIterator[StreamEvent] | None = None
@@ -232,11 +277,11 @@ class AsyncChatStream:
         if self._session is None:
             client = self._client
             sent = await client._send(client._engine.prepare(self.request, stream=True),
-                                      self.request.model, self._retry)
+                                      self.request.model, self._retry, stream=self.request)
             self._http = sent.response
             self._credential = sent.credential
-            self._session = client._engine.open_stream(self.request, self._http.headers,
-                                                       sent.rate_limit)
+            self._primed = sent.value
+            self._session = sent.value.session
         return self._session
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
@@ -246,32 +291,35 @@ class AsyncChatStream:
 
     async def _events(self) -> AsyncIterator[StreamEvent]:
         session = await self._open()
-        http = self._http
-        assert http is not None
+        http, primed = self._http, self._primed
+        assert http is not None and primed is not None
         try:
-            feed = session.feed
-            chunk_reader = getattr(http, "chunk_reader", None)
-            if chunk_reader is not None:  # aiohttp: read chunks directly, one layer less
-                read, errors, failure = chunk_reader()
-                while True:
-                    try:
-                        chunk = await read()
-                    except errors as exc:
-                        raise failure(exc) from None
-                    if not chunk:
-                        break
-                    if session.done:
-                        continue  # drain to the end so the connection can be reused
-                    for event in feed(chunk):
-                        yield event
-            else:
-                async for chunk in http.iter_bytes():
-                    if session.done:
-                        continue  # drain to the end so the connection can be reused
-                    for event in feed(chunk):
-                        yield event
-            for event in session.finish():
+            for event in primed.events:  # read before the first was delivered: retried if cut
                 yield event
+            rest = primed.rest
+            if rest is not None:
+                feed = session.feed
+                if isinstance(rest, tuple):  # aiohttp: read chunks directly, one layer less
+                    read, errors, failure = rest
+                    while True:
+                        try:
+                            chunk = await read()
+                        except errors as exc:
+                            raise failure(exc) from None
+                        if not chunk:
+                            break
+                        if session.done:
+                            continue  # drain to the end so the connection can be reused
+                        for event in feed(chunk):
+                            yield event
+                else:
+                    async for chunk in rest:
+                        if session.done:
+                            continue  # drain to the end so the connection can be reused
+                        for event in feed(chunk):
+                            yield event
+                for event in session.finish():
+                    yield event
             self._finished = True
             usage = session.accumulator.usage
             if usage is not None and self._credential is not None:

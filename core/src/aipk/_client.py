@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
@@ -16,7 +17,18 @@ from ._messages import ChatRequest
 from ._providers import Credential, ModelInfo, Secret
 from ._responses import ChatResponse, StreamEvent, TextDelta
 from ._retry import RetryPolicy
-from ._sending import Acquire, Admit, ReadBody, Sent, Sleep, Transmit, send_steps
+from ._sending import (
+    Acquire,
+    Admit,
+    Parse,
+    Prime,
+    Primed,
+    ReadBody,
+    Sent,
+    Sleep,
+    Transmit,
+    send_steps,
+)
 from .credentials._errors import KeysExhaustedError
 from .errors import AuthenticationError, ClientClosedError, ProviderError
 from .limits import ClientLimits
@@ -141,13 +153,10 @@ class Client(ClientBase):
         ``temperature=``, ``tools=`` …). ``retry`` overrides the client's policy for this call.
         """
         req = self._request(request, fields)
-        sent = self._send(self._engine.prepare(req, stream=False), req.model, retry)
-        response = sent.response
-        try:
-            data = response.read()
-        except TransportFailure as failure:
-            raise self._transport_error(failure) from None
-        answer = self._engine.chat_response(req, data, response.headers, sent.rate_limit)
+        engine = self._engine
+        sent = self._send(engine.prepare(req, stream=False), req.model, retry,
+                          parse=functools.partial(engine.chat_response, req))
+        answer: ChatResponse = sent.value
         if answer.usage is not None:
             self._credentials.add_tokens(sent.credential, answer.usage.total_tokens)
         return answer
@@ -163,12 +172,10 @@ class Client(ClientBase):
         built = None if static else self._engine.prepare_models()
         if built is None:
             return list(self._engine.provider.spec.models)
-        response = self._send(built, "", None).response
-        try:
-            data = response.read()
-        except TransportFailure as failure:
-            raise self._transport_error(failure) from None
-        return self._engine.models(data, response.headers)
+        engine = self._engine
+        models: list[ModelInfo] = self._send(
+            built, "", None, parse=lambda body, headers, _: engine.models(body, headers)).value
+        return models
 
     def health(self) -> HealthStatus:
         """Check that the provider answers and accepts the credential (lists models)."""
@@ -183,13 +190,13 @@ class Client(ClientBase):
 
     # -- sending -------------------------------------------------------------------------
 
-    def _send(self, prepared: HttpRequest, model: str,
-              retry: RetryPolicy | None) -> Sent[Response]:
-        """Drive :func:`~aipk._sending.send_steps`: acquire, sign, send, recover, fail over,
-        retry."""
+    def _send(self, prepared: HttpRequest, model: str, retry: RetryPolicy | None, *,
+              parse: Parse | None = None, stream: ChatRequest | None = None) -> Sent[Response]:
+        """Drive :func:`~aipk._sending.send_steps`: acquire, sign, send, read, recover, fail
+        over, retry."""
         if self._closed:
             raise ClientClosedError(type(self).__name__)
-        steps = send_steps(self, prepared, model, retry)
+        steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream)
         source = self._credentials
         transport = self._transport
         value: Any = None
@@ -210,8 +217,10 @@ class Client(ClientBase):
             elif isinstance(step, ReadBody):
                 try:
                     value = step.response.read()
-                except TransportFailure:
-                    value = b""
+                except TransportFailure as failure:
+                    value = failure
+            elif isinstance(step, Prime):
+                value = _prime(step)
             elif isinstance(step, Acquire):
                 try:
                     value = source.acquire(exclude=step.exclude)
@@ -227,6 +236,23 @@ class Client(ClientBase):
                     value = failed
 
 
+def _prime(step: Prime) -> Primed | TransportFailure | ProviderError:
+    """Read a stream until its first events (or its end); close it if that fails."""
+    response, session = step.response, step.session
+    chunks = iter(response.iter_bytes())
+    try:
+        for chunk in chunks:
+            events = session.feed(chunk)
+            if events:
+                return Primed(session, events, chunks)
+        events = session.finish()
+    except (TransportFailure, ProviderError) as failure:
+        response.close()
+        return failure
+    response.close()
+    return Primed(session, events, None)
+
+
 class ChatStream:
     """A streaming answer. Iterate it for :data:`~aipk.StreamEvent` objects; afterwards
     :attr:`response` holds the aggregated :class:`~aipk.ChatResponse`.
@@ -240,6 +266,7 @@ class ChatStream:
         self.request = request
         self._retry = retry
         self._session: StreamSession | None = None
+        self._primed: Primed | None = None
         self._http: Response | None = None
         self._credential: Credential | None = None
         self._iterator: Iterator[StreamEvent] | None = None
@@ -257,11 +284,11 @@ class ChatStream:
         if self._session is None:
             client = self._client
             sent = client._send(client._engine.prepare(self.request, stream=True),
-                                self.request.model, self._retry)
+                                self.request.model, self._retry, stream=self.request)
             self._http = sent.response
             self._credential = sent.credential
-            self._session = client._engine.open_stream(self.request, self._http.headers,
-                                                       sent.rate_limit)
+            self._primed = sent.value
+            self._session = sent.value.session
         return self._session
 
     def __iter__(self) -> Iterator[StreamEvent]:
@@ -271,15 +298,18 @@ class ChatStream:
 
     def _events(self) -> Iterator[StreamEvent]:
         session = self._open()
-        http = self._http
-        assert http is not None
+        http, primed = self._http, self._primed
+        assert http is not None and primed is not None
         try:
-            feed = session.feed
-            for chunk in http.iter_bytes():
-                if session.done:
-                    continue  # drain to the end so the connection can be reused
-                yield from feed(chunk)
-            yield from session.finish()
+            yield from primed.events  # read before the first was delivered: retried if cut
+            rest = primed.rest
+            if rest is not None:
+                feed = session.feed
+                for chunk in rest:
+                    if session.done:
+                        continue  # drain to the end so the connection can be reused
+                    yield from feed(chunk)
+                yield from session.finish()
             self._finished = True
             usage = session.accumulator.usage
             if usage is not None and self._credential is not None:

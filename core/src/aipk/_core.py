@@ -198,10 +198,10 @@ class Engine:
         try:
             return json.loads(body)
         except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
-            raise ResponseError(
-                f"the response body is not valid JSON ({exc}); the provider or a proxy in "
-                f"between sent something else: check base_url",
-                provider=self.provider.name, request_id=request_id, retryable=False,
+            raise ResponseError(  # retryable: a body cut short or garbled on the way
+                f"the response body is not valid JSON ({exc}): it was cut short, or the "
+                f"provider or a proxy in between sent something else; retry, or check base_url",
+                provider=self.provider.name, request_id=request_id, retryable=True,
             ) from None
 
     def chat_response(self, request: ChatRequest, body: bytes, headers: Mapping[str, str],

@@ -232,22 +232,26 @@ class ProviderConformance:
 
     def test_in_band_stream_error(self, aipk_emulator: Emulator, client: aipk.Client) -> None:
         self._require("streaming")
-        aipk_emulator.enqueue(Fault.inband_error(message="Overloaded", code="overloaded"))
+        aipk_emulator.enqueue(Fault.inband_error(message="Overloaded", code="overloaded",
+                                                 after_events=6))
+        got: list[aipk.StreamEvent] = []
         with pytest.raises(StreamError, match="Overloaded"):
-            list(client.stream(model=self.model, messages=self._user()))
+            got.extend(client.stream(model=self.model, messages=self._user()))
+        assert got  # a stream that delivered events is never restarted
 
     def test_truncated_stream_is_detected(self, aipk_emulator: Emulator,
                                           client: aipk.Client) -> None:
         self._require("streaming")
-        aipk_emulator.enqueue(Fault.truncate(after_events=2))
+        aipk_emulator.enqueue(Fault.truncate(after_events=6))
         with pytest.raises(ResponseError):
             list(client.stream(model=self.model, messages=self._user()))
 
-    @pytest.mark.parametrize("cut", [0, 2, -1])
+    @pytest.mark.parametrize("cut", [6, -1])
     def test_stream_cut_short_keeps_the_partial_answer(self, aipk_emulator: Emulator,
                                                        client: aipk.Client, cut: int) -> None:
-        """A body that ends before the protocol's terminator (here: after ``cut`` events, or
-        all but the last) is an IncompleteStreamError carrying what arrived."""
+        """A body that ends before the protocol's terminator, once events were delivered
+        (here: after ``cut`` events, or all but the last), is an IncompleteStreamError carrying
+        what arrived. (A cut before the first event is retried: see the test after this.)"""
         text = "Partial answers are kept on the error."
         aipk_emulator.enqueue(Fault.truncate(after_events=cut, reply=Reply(text=text,
                                                                            chunk_size=5)))
@@ -264,15 +268,25 @@ class ProviderConformance:
     def test_reset_mid_stream_is_a_network_error(self, aipk_emulator: Emulator,
                                                  client: aipk.Client) -> None:
         self._require("streaming")
-        aipk_emulator.enqueue(Fault.reset_mid_stream(after_events=2))
+        aipk_emulator.enqueue(Fault.reset_mid_stream(after_events=6))
         with pytest.raises(NetworkError):
             list(client.stream(model=self.model, messages=self._user()))
 
-    def test_malformed_body_is_a_response_error(self, aipk_emulator: Emulator,
-                                                client: aipk.Client) -> None:
-        aipk_emulator.enqueue(Fault.malformed_json())
+    def test_a_stream_cut_before_its_first_event_is_retried(
+            self, aipk_emulator: Emulator, client: aipk.Client, sleeps: _Sleeps) -> None:
+        aipk_emulator.enqueue(Fault.reset_after_headers(), Fault.truncate(after_events=0),
+                              Reply(text="whole"))
+        text = "".join(client.stream(model=self.model, messages=self._user()).text())
+        assert text == "whole" and len(sleeps) == 2
+
+    def test_malformed_body_is_retried_then_a_response_error(
+            self, aipk_emulator: Emulator, client: aipk.Client, sleeps: _Sleeps) -> None:
+        aipk_emulator.enqueue(Fault.malformed_json(), Reply(text="whole"))
+        assert client.chat(model=self.model, messages=self._user()).text == "whole"
+        aipk_emulator.enqueue(*[Fault.malformed_json()] * 3)
         with pytest.raises(ResponseError):
             client.chat(model=self.model, messages=self._user())
+        assert len(sleeps) == 3
 
     def test_models(self, client: aipk.Client) -> None:
         models = client.models()

@@ -10,6 +10,7 @@ is encoded once per (model, stream, options, prompt size) and served from a cach
 
 from __future__ import annotations
 
+import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,23 @@ class Encoded:
 
 
 @dataclass
+class KeyFault:
+    """What :meth:`~._server.Emulator.fail_key` scripted for one key: each request gets one
+    of ``faults`` (picked at random) with probability ``rate``, else is served normally."""
+
+    faults: tuple[Fault, ...]
+    rate: float = 1.0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def pick(self) -> Fault | None:
+        rng = self.rng
+        if self.rate < 1.0 and rng.random() >= self.rate:
+            return None
+        faults = self.faults
+        return faults[0] if len(faults) == 1 else rng.choice(faults)
+
+
+@dataclass
 class State:
     """What the user's thread scripts and the loop reads (single assignments, deque ops)."""
 
@@ -45,7 +63,8 @@ class State:
     requests: list[RecordedRequest] = field(default_factory=list)
     record: bool = True
     accepts: Callable[[str], bool] | None = None
-    key_faults: dict[str, Fault] = field(default_factory=dict)
+    key_faults: dict[str, KeyFault] = field(default_factory=dict)
+    key_queues: dict[str, deque[Reply | Fault]] = field(default_factory=dict)
     limiter: RateLimiter | None = None
     sticky: tuple[Reply, dict[tuple[Any, ...], Encoded]] | None = None
 
@@ -144,12 +163,16 @@ class App:
                                             param=exc.param)
             self._send(conn, handler, encode(rendered))
             return
-        key_fault = state.key_faults.get(handler.credential_of(request) or "") \
-            if state.key_faults else None
-        if key_fault is not None:
-            self._send(conn, handler, self._fault(handler, call, key_fault))
-            return
-        item = state.queue.popleft() if state.queue else None
+        item: Reply | Fault | None = None
+        if state.key_faults or state.key_queues:
+            key = handler.credential_of(request) or ""
+            own = state.key_queues.get(key)
+            if own:
+                item = own.popleft()
+            elif key in state.key_faults:
+                item = state.key_faults[key].pick()
+        if item is None and state.queue:
+            item = state.queue.popleft()
         delay = 0.0
         while isinstance(item, Fault) and item.kind == "slow_first_byte":
             delay += item.delay
@@ -216,6 +239,9 @@ class App:
         rendered = handler.render_reply(source, call, usage)
         events = rendered.events
         cut = fault.after_events
+        if fault.kind == "reset_after_headers":
+            head = encode(rendered, abort=True).head
+            return Encoded(head, b"", 0, abort=True)
         if fault.kind in ("reset_mid_stream", "truncate"):
             reset = fault.kind == "reset_mid_stream"
             if events is not None:

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-FaultKind = Literal["status", "slow_first_byte", "reset_mid_stream", "truncate",
-                    "malformed_json", "invalid_utf8", "inband_error", "stall"]
+FaultKind = Literal["status", "slow_first_byte", "reset_after_headers", "reset_mid_stream",
+                    "truncate", "malformed_json", "invalid_utf8", "inband_error", "stall"]
 
 
 @dataclass
@@ -109,6 +109,12 @@ class Fault:
         if delay < 0:
             raise ValueError("delay must not be negative")
         return Fault("slow_first_byte", delay=delay, then=then)
+
+    @staticmethod
+    def reset_after_headers() -> Fault:
+        """Send a 200 head (``Content-Length`` of the whole JSON body, or chunked for a
+        stream), then abort the socket before any body byte."""
+        return Fault("reset_after_headers")
 
     @staticmethod
     def reset_mid_stream(after_events: int = 3, reply: Reply | None = None) -> Fault:
