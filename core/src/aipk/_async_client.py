@@ -20,6 +20,7 @@ from ._sending import Acquire, ReadBody, Sent, Sleep, Transmit, send_steps
 from .credentials._errors import KeysExhaustedError
 from .errors import AuthenticationError, ProviderError
 from .limits import ClientLimits
+from .observability import Metrics
 from .registry import Registry
 from .state import StateStore
 from .transports import AsyncHttpxTransport, AsyncResponse, AsyncTransport, TransportFailure
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     import httpx
 
     from .credentials._pool import CredentialSource
+    from .observability._call import Call
 
 __all__ = ["AsyncChatStream", "AsyncClient"]
 
@@ -65,6 +67,7 @@ class AsyncClient(ClientBase):
         registry: Registry | None = None,
         limits: ClientLimits | None = None,
         store: StateStore | None = None,
+        metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         **options: Any,
@@ -72,7 +75,7 @@ class AsyncClient(ClientBase):
         super().__init__(provider, api_key=api_key, base_url=base_url, headers=headers,
                          retry=retry, max_retries=max_retries, registry=registry, clock=clock,
                          options=options, limits=limits, credential=credential,
-                         credentials=credentials, store=store)
+                         credentials=credentials, store=store, metrics=metrics)
         spec = self._engine.provider.spec
         self.timeout = resolve_timeout(timeout, spec.connect_timeout, spec.read_timeout)
         self._transport: AsyncTransport = (
@@ -102,15 +105,22 @@ class AsyncClient(ClientBase):
         ``temperature=``, ``tools=`` …). ``retry`` overrides the client's policy for this call.
         """
         req = self._request(request, fields)
-        sent = await self._send(self._engine.prepare(req, stream=False), req.model, retry)
-        response = sent.response
+        call = self._engine.start_call(req, False)
         try:
-            data = await response.read()
-        except TransportFailure as failure:
-            raise self._transport_error(failure) from None
-        answer = self._engine.chat_response(req, data, response.headers, sent.rate_limit)
+            sent = await self._send(self._engine.prepare(req, stream=False), req.model, retry,
+                              call)
+            response = sent.response
+            try:
+                data = await response.read()
+            except TransportFailure as failure:
+                raise self._transport_error(failure) from None
+            answer = self._engine.chat_response(req, data, response.headers, sent.rate_limit)
+        except BaseException as exc:
+            call.failed(exc)
+            raise
         if answer.usage is not None:
             self._credentials.add_tokens(sent.credential, answer.usage.total_tokens)
+        call.finished(sent.credential.id, answer.usage, answer)
         return answer
 
     def stream(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
@@ -145,9 +155,9 @@ class AsyncClient(ClientBase):
     # -- sending -------------------------------------------------------------------------
 
     async def _send(self, prepared: HttpRequest, model: str,
-                    retry: RetryPolicy | None) -> Sent[AsyncResponse]:
+                    retry: RetryPolicy | None, call: Call | None = None) -> Sent[AsyncResponse]:
         """Drive :func:`~aipk._sending.send_steps` (see :meth:`aipk.Client._send`)."""
-        steps = send_steps(self, prepared, model, retry)
+        steps = send_steps(self, prepared, model, retry, call)
         source = self._credentials
         transport = self._transport
         value: Any = None
@@ -198,6 +208,7 @@ class AsyncChatStream:
         self._session: StreamSession | None = None
         self._http: AsyncResponse | None = None
         self._credential: Credential | None = None
+        self._call: Call | None = None
         self._iterator: AsyncIterator[StreamEvent] | None = None
         self._finished = False
 
@@ -212,12 +223,17 @@ class AsyncChatStream:
     async def _open(self) -> StreamSession:
         if self._session is None:
             client = self._client
-            sent = await client._send(client._engine.prepare(self.request, stream=True),
-                                      self.request.model, self._retry)
-            self._http = sent.response
-            self._credential = sent.credential
-            self._session = client._engine.open_stream(self.request, self._http.headers,
-                                                       sent.rate_limit)
+            call = self._call = client._engine.start_call(self.request, True)
+            try:
+                sent = await client._send(client._engine.prepare(self.request, stream=True),
+                                          self.request.model, self._retry, call)
+                self._http = sent.response
+                self._credential = sent.credential
+                self._session = client._engine.open_stream(self.request, self._http.headers,
+                                                           sent.rate_limit)
+            except BaseException as exc:
+                call.failed(exc)
+                raise
         return self._session
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
@@ -228,9 +244,11 @@ class AsyncChatStream:
     async def _events(self) -> AsyncIterator[StreamEvent]:
         session = await self._open()
         http = self._http
-        assert http is not None
+        call = self._call
+        assert http is not None and call is not None and self._credential is not None
         try:
             feed = session.feed
+            waiting = True  # for the first event (time to first token)
             chunk_reader = getattr(http, "chunk_reader", None)
             if chunk_reader is not None:  # aiohttp: read chunks directly, one layer less
                 read, errors, failure = chunk_reader()
@@ -243,22 +261,42 @@ class AsyncChatStream:
                         break
                     if session.done:
                         continue  # drain to the end so the connection can be reused
-                    for event in feed(chunk):
+                    events = feed(chunk)
+                    if waiting and events:
+                        waiting = False
+                        call.got_first_token()
+                    for event in events:
                         yield event
             else:
                 async for chunk in http.iter_bytes():
                     if session.done:
                         continue  # drain to the end so the connection can be reused
-                    for event in feed(chunk):
+                    events = feed(chunk)
+                    if waiting and events:
+                        waiting = False
+                        call.got_first_token()
+                    for event in events:
                         yield event
-            for event in session.finish():
+            tail = session.finish()
+            if waiting and tail:
+                call.got_first_token()
+            for event in tail:
                 yield event
             self._finished = True
             usage = session.accumulator.usage
-            if usage is not None and self._credential is not None:
+            if usage is not None:
                 self._client._credentials.add_tokens(self._credential, usage.total_tokens)
+            call.finished(self._credential.id, usage, session.response)
         except TransportFailure as failure:
-            raise self._client._transport_error(failure) from None
+            error = self._client._transport_error(failure)
+            call.failed(error)
+            raise error from None
+        except GeneratorExit:
+            call.cancelled()
+            raise
+        except BaseException as exc:
+            call.failed(exc)
+            raise
         finally:
             await http.close()
 
@@ -282,3 +320,5 @@ class AsyncChatStream:
             await self._iterator.aclose()  # type: ignore[attr-defined]
         elif self._http is not None:
             await self._http.close()
+        if self._call is not None:
+            self._call.cancelled()  # nothing if the stream already ended

@@ -16,6 +16,7 @@ from ._ratelimit import RateLimitState, RateLimitTracker
 from ._retry import RetryPolicy
 from .errors import ConfigurationError, MissingCredentialError, NetworkError, RequestTimeout
 from .limits import ClientLimits
+from .observability import Metrics, MetricsSnapshot
 from .registry import Registry, default_registry
 from .state import StateStore
 from .transports import TransportFailure
@@ -122,6 +123,7 @@ class ClientBase:
         credential: Credential | None = None,
         credentials: CredentialSource | None = None,
         store: StateStore | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._registry = registry or default_registry()
         spec = self._registry.spec(provider)
@@ -159,6 +161,7 @@ class ClientBase:
             tracker=RateLimitTracker(store),
             limits=limits,
             clock=clock,
+            metrics=metrics,
         )
         self._clock = clock
 
@@ -207,9 +210,18 @@ class ClientBase:
         """Change the client-side limits at run time, e.g. after moving to a higher tier."""
         self._engine.limiter.update(limits)
 
-    def metrics(self) -> dict[str, Any]:
-        """Counters for this client: requests, successes, errors, retries, tokens, latency."""
-        return self._engine.metrics.snapshot()
+    def metrics(self) -> MetricsSnapshot:
+        """What this client's calls recorded (as the caller saw them): requests, successes,
+        failures by error class, retries, failovers, tokens, cost, latency and time to first
+        token with p50/p95/p99, by provider, model and credential id. ``.to_dict()`` and
+        ``.to_json()`` give a stable JSON form; see docs/observability.md."""
+        return self._engine.telemetry.metrics.snapshot()
+
+    @property
+    def metrics_model(self) -> Metrics:
+        """The :class:`~aipk.observability.Metrics` this client records into (pass one as
+        ``metrics=`` to share it between clients; exporters read it)."""
+        return self._engine.telemetry.metrics
 
     def __repr__(self) -> str:
         provider = self._engine.provider

@@ -20,6 +20,7 @@ from ._sending import Acquire, ReadBody, Sent, Sleep, Transmit, send_steps
 from .credentials._errors import KeysExhaustedError
 from .errors import AuthenticationError, ProviderError
 from .limits import ClientLimits
+from .observability import Metrics
 from .registry import Registry
 from .state import StateStore
 from .transports import HttpxTransport, Response, Transport, TransportFailure
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     import httpx
 
     from .credentials._pool import CredentialSource
+    from .observability._call import Call
 
 __all__ = ["ChatStream", "Client", "HealthStatus"]
 
@@ -86,6 +88,7 @@ class Client(ClientBase):
         registry: Registry | None = None,
         limits: ClientLimits | None = None,
         store: StateStore | None = None,
+        metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         **options: Any,
@@ -93,7 +96,7 @@ class Client(ClientBase):
         super().__init__(provider, api_key=api_key, base_url=base_url, headers=headers,
                          retry=retry, max_retries=max_retries, registry=registry, clock=clock,
                          options=options, limits=limits, credential=credential,
-                         credentials=credentials, store=store)
+                         credentials=credentials, store=store, metrics=metrics)
         spec = self._engine.provider.spec
         self.timeout = resolve_timeout(timeout, spec.connect_timeout, spec.read_timeout)
         self._transport: Transport = (
@@ -123,15 +126,22 @@ class Client(ClientBase):
         ``temperature=``, ``tools=`` …). ``retry`` overrides the client's policy for this call.
         """
         req = self._request(request, fields)
-        sent = self._send(self._engine.prepare(req, stream=False), req.model, retry)
-        response = sent.response
+        call = self._engine.start_call(req, False)
         try:
-            data = response.read()
-        except TransportFailure as failure:
-            raise self._transport_error(failure) from None
-        answer = self._engine.chat_response(req, data, response.headers, sent.rate_limit)
+            sent = self._send(self._engine.prepare(req, stream=False), req.model, retry,
+                              call)
+            response = sent.response
+            try:
+                data = response.read()
+            except TransportFailure as failure:
+                raise self._transport_error(failure) from None
+            answer = self._engine.chat_response(req, data, response.headers, sent.rate_limit)
+        except BaseException as exc:
+            call.failed(exc)
+            raise
         if answer.usage is not None:
             self._credentials.add_tokens(sent.credential, answer.usage.total_tokens)
+        call.finished(sent.credential.id, answer.usage, answer)
         return answer
 
     def stream(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
@@ -166,10 +176,10 @@ class Client(ClientBase):
     # -- sending -------------------------------------------------------------------------
 
     def _send(self, prepared: HttpRequest, model: str,
-              retry: RetryPolicy | None) -> Sent[Response]:
+              retry: RetryPolicy | None, call: Call | None = None) -> Sent[Response]:
         """Drive :func:`~aipk._sending.send_steps`: acquire, sign, send, recover, fail over,
         retry."""
-        steps = send_steps(self, prepared, model, retry)
+        steps = send_steps(self, prepared, model, retry, call)
         source = self._credentials
         transport = self._transport
         value: Any = None
@@ -219,6 +229,7 @@ class ChatStream:
         self._session: StreamSession | None = None
         self._http: Response | None = None
         self._credential: Credential | None = None
+        self._call: Call | None = None
         self._iterator: Iterator[StreamEvent] | None = None
         self._finished = False
 
@@ -233,12 +244,17 @@ class ChatStream:
     def _open(self) -> StreamSession:
         if self._session is None:
             client = self._client
-            sent = client._send(client._engine.prepare(self.request, stream=True),
-                                self.request.model, self._retry)
-            self._http = sent.response
-            self._credential = sent.credential
-            self._session = client._engine.open_stream(self.request, self._http.headers,
-                                                       sent.rate_limit)
+            call = self._call = client._engine.start_call(self.request, True)
+            try:
+                sent = client._send(client._engine.prepare(self.request, stream=True),
+                                    self.request.model, self._retry, call)
+                self._http = sent.response
+                self._credential = sent.credential
+                self._session = client._engine.open_stream(self.request, self._http.headers,
+                                                           sent.rate_limit)
+            except BaseException as exc:
+                call.failed(exc)
+                raise
         return self._session
 
     def __iter__(self) -> Iterator[StreamEvent]:
@@ -249,20 +265,38 @@ class ChatStream:
     def _events(self) -> Iterator[StreamEvent]:
         session = self._open()
         http = self._http
-        assert http is not None
+        call = self._call
+        assert http is not None and call is not None and self._credential is not None
         try:
             feed = session.feed
+            waiting = True  # for the first event (time to first token)
             for chunk in http.iter_bytes():
                 if session.done:
                     continue  # drain to the end so the connection can be reused
-                yield from feed(chunk)
-            yield from session.finish()
+                events = feed(chunk)
+                if waiting and events:
+                    waiting = False
+                    call.got_first_token()
+                yield from events
+            tail = session.finish()
+            if waiting and tail:
+                call.got_first_token()
+            yield from tail
             self._finished = True
             usage = session.accumulator.usage
-            if usage is not None and self._credential is not None:
+            if usage is not None:
                 self._client._credentials.add_tokens(self._credential, usage.total_tokens)
+            call.finished(self._credential.id, usage, session.response)
         except TransportFailure as failure:
-            raise self._client._transport_error(failure) from None
+            error = self._client._transport_error(failure)
+            call.failed(error)
+            raise error from None
+        except GeneratorExit:
+            call.cancelled()
+            raise
+        except BaseException as exc:
+            call.failed(exc)
+            raise
         finally:
             http.close()
 
@@ -291,3 +325,5 @@ class ChatStream:
             self._iterator.close()  # type: ignore[attr-defined]
         elif self._http is not None:
             self._http.close()
+        if self._call is not None:
+            self._call.cancelled()  # nothing if the stream already ended

@@ -40,6 +40,7 @@ from .transports import TransportFailure
 
 if TYPE_CHECKING:
     from ._base import ClientBase
+    from .observability._call import Call
 
 __all__ = ["Acquire", "ReadBody", "Recover", "Sent", "Sleep", "Transmit", "send_steps"]
 
@@ -130,11 +131,11 @@ def _unauthorized(error: ProviderError) -> bool:
 
 
 def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
-               policy: RetryPolicy | None) -> Steps:
-    """Sign, admit and send ``prepared`` until it succeeds or must fail (see the module)."""
+               policy: RetryPolicy | None, call: Call | None = None) -> Steps:
+    """Sign, admit and send ``prepared`` until it succeeds or must fail (see the module);
+    ``call`` (a chat call's recorder) hears of each attempt, retry and failover."""
     engine = client._engine
     source = client._credentials
-    start = time.monotonic()
     cap = (policy or engine.retry).max_retry_after
     single = type(source) is SingleCredential
     if single:
@@ -150,6 +151,8 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
     recovered = False
     while True:
         sent_at = time.monotonic()
+        if call is not None:
+            call.attempt(credential.id)
         response = yield Transmit(http, body)
         if isinstance(response, TransportFailure):
             error: ProviderError = client._transport_error(response)
@@ -158,7 +161,6 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
             if response.status < 400:
                 now = time.monotonic()
                 source.report_success(credential, latency=now - sent_at)
-                engine.metrics.record(ok=True, latency=now - start, retried=attempt > 0)
                 client._last_credential_id = credential.id
                 return Sent(response, rate_limit, credential)
             raw = yield ReadBody(response)
@@ -179,15 +181,16 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
             tried.append(credential.id)
             other = yield Acquire(tuple(tried))
             if isinstance(other, Credential):
-                engine.metrics.record_failover()
+                if call is not None:
+                    call.failed_over(error, other.id)
                 credential, recovered = other, False
                 http, body = engine.sign(prepared, credential)
                 continue
         delay = engine.retry_delay(attempt, error, policy)
         if delay is None:
-            engine.metrics.record(ok=False, latency=time.monotonic() - start,
-                                  retried=attempt > 0)
             raise error
+        if call is not None:
+            call.retried(delay, error)
         attempt += 1
         yield Sleep(delay)
         if not single:
@@ -195,7 +198,6 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
             try:
                 credential = yield from _choose(client, model, 0, cap)
             except KeysExhaustedError as exhausted:
-                engine.metrics.record(ok=False, latency=time.monotonic() - start, retried=True)
                 raise exhausted from error
             recovered = False
             http, body = engine.sign(prepared, credential)

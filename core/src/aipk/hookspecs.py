@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ._responses import ChatResponse
     from .credentials import LoginFlow
     from .errors import ProviderError
+    from .observability import ObservedEvent
 
 __all__ = ["hookimpl", "hookspec"]
 
@@ -104,3 +105,9 @@ def aipk_parse_models(provider: Provider, data: Any) -> Sequence[ModelInfo] | No
 @hookspec(firstresult=True)
 def aipk_login_flow(provider: Provider) -> LoginFlow | None:
     """Describe how a user logs in to ``provider`` (a LoginFlow), or None if it has no login."""
+
+
+@hookspec(historic=False)
+def aipk_observe(event: ObservedEvent) -> None:
+    """Receive one :mod:`aipk.observability` record (call started, finished, failed,
+    cancelled, retried, failed over, first stream token); must be quick and never raise."""
