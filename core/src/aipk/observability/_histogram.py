@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 from array import array
+from bisect import bisect_left
+from functools import partial
 from collections.abc import Sequence
 
 __all__ = ["BOUNDS", "Histogram", "cumulative", "percentile"]
@@ -23,15 +25,10 @@ HIGHEST = 120
 #: The buckets' upper bounds in seconds (the last bucket, past these, is unbounded).
 BOUNDS: tuple[float, ...] = tuple(0.01 * 2.0 ** (k / STEPS) for k in range(LOWEST, HIGHEST + 1))
 _SIZE = len(BOUNDS) + 1
-_LOG_BASE = math.log2(0.01)
 
 
-def _index(value: float) -> int:
-    if value <= BOUNDS[0]:
-        return 0
-    # 1e-9 keeps a value that is a bound (0.08 = 0.01 * 2**3) out of the bucket above it.
-    i = math.ceil((math.log2(value) - _LOG_BASE) * STEPS - 1e-9) - LOWEST
-    return i if i < _SIZE else _SIZE - 1
+#: the bucket of a value: the first bound at least as large (len(BOUNDS): the last bucket)
+_index = partial(bisect_left, BOUNDS)
 
 
 class Histogram:
@@ -51,7 +48,7 @@ class Histogram:
     def add(self, value: float) -> None:
         if value < 0.0:
             value = 0.0
-        i = _index(value)
+        i = _index(value)  # a binary search in C
         self.counts[i] += 1
         self.sums[i] += value
         self.count += 1

@@ -7,6 +7,7 @@ and failovers as they happen. Exporters read :meth:`Metrics.snapshot`, or keep t
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -225,6 +226,21 @@ class MetricsSnapshot:
             return getattr(self.totals, name)
         raise AttributeError(f"MetricsSnapshot has no attribute {name!r}")
 
+    def __getitem__(self, key: str) -> Any:
+        """The totals under the names of the plain dict ``client.metrics()`` used to return:
+        ``requests``, ``successes``, ``errors`` (the number of failed calls), ``retries``,
+        ``failovers``, ``input_tokens``, ``output_tokens``, ``mean_latency`` (seconds, 0.0
+        when none). New code reads the attributes."""
+        totals = self.totals
+        if key == "errors":
+            return totals.failures
+        if key == "mean_latency":
+            return totals.latency.mean or 0.0
+        if key in _LEGACY_KEYS:
+            return getattr(totals, key)
+        raise KeyError(f"{key!r}: use the attributes of client.metrics() (see "
+                       f"docs/observability.md)")
+
     def to_dict(self) -> dict[str, Any]:
         """``{"totals": {...}, "series": [{...}, ...], "in_flight": {provider: n}}``: each
         entry as :meth:`SeriesSnapshot.to_dict`."""
@@ -237,6 +253,8 @@ class MetricsSnapshot:
         return json.dumps(self.to_dict(), sort_keys=True)
 
 
+_LEGACY_KEYS = frozenset({"requests", "successes", "retries", "failovers", "input_tokens",
+                          "output_tokens"})
 _COUNTERS = frozenset(f.name for f in attrs.fields(SeriesSnapshot)) - {
     "provider", "model", "credential_id"}
 
@@ -283,7 +301,10 @@ class Metrics:
     def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
         self.clock = clock
         self._series: dict[SeriesKey, _Series] = {}
-        self._in_flight: dict[str, int] = {}
+        # Calls started, per provider: next() on an itertools.count is atomic, so a call's
+        # start takes no lock. In flight = started - ended (ended: the series' requests).
+        self._started: dict[str, itertools.count[int]] = {}
+        self._ended_before_reset: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def _get(self, provider: str, model: str, credential_id: str) -> _Series:
@@ -298,18 +319,16 @@ class Metrics:
 
     def started(self, provider: str) -> None:
         """A call began (counted as in flight until it ends)."""
-        with self._lock:
-            self._in_flight[provider] = self._in_flight.get(provider, 0) + 1
-
-    def _ended(self, provider: str) -> None:
-        with self._lock:
-            self._in_flight[provider] = self._in_flight.get(provider, 1) - 1
+        counter = self._started.get(provider)
+        if counter is None:
+            with self._lock:
+                counter = self._started.setdefault(provider, itertools.count(1))
+        next(counter)
 
     def finished(self, provider: str, model: str, credential_id: str, *, latency: float,
                  time_to_first_token: float | None = None, usage: Usage | None = None,
                  cost: float | None = None) -> None:
         """A call answered its caller."""
-        self._ended(provider)
         s = self._get(provider, model, credential_id)
         with s.lock:
             s.successes += 1
@@ -330,7 +349,6 @@ class Metrics:
     def failed(self, provider: str, model: str, credential_id: str, *, error_type: str,
                time_to_first_token: float | None = None) -> None:
         """A call raised ``error_type`` to its caller."""
-        self._ended(provider)
         s = self._get(provider, model, credential_id)
         with s.lock:
             s.failures += 1
@@ -341,7 +359,6 @@ class Metrics:
     def cancelled(self, provider: str, model: str, credential_id: str, *,
                   time_to_first_token: float | None = None) -> None:
         """The caller closed a stream before its end."""
-        self._ended(provider)
         s = self._get(provider, model, credential_id)
         with s.lock:
             s.cancelled += 1
@@ -385,15 +402,29 @@ class Metrics:
     def snapshot(self) -> MetricsSnapshot:
         """Every series, and the calls in flight."""
         with self._lock:
+            started = {p: _value(c) - 1 for p, c in self._started.items()}
             items = sorted(self._series.items())
-            in_flight = dict(self._in_flight)
-        return MetricsSnapshot(series=tuple(s.snapshot(k) for k, s in items),
-                               in_flight=in_flight)
+            ended = dict(self._ended_before_reset)
+        series = tuple(s.snapshot(k) for k, s in items)
+        for s in series:
+            ended[s.provider] = ended.get(s.provider, 0) + s.requests
+        in_flight = {p: max(0, n - ended.get(p, 0)) for p, n in started.items()}
+        return MetricsSnapshot(series=series, in_flight=in_flight)
 
     def reset(self) -> None:
         """Forget everything recorded (calls in flight stay counted)."""
         with self._lock:
+            items = list(self._series.items())
             self._series.clear()
+            for (provider, _, _), series in items:
+                ended = series.snapshot(("", "", "")).requests
+                self._ended_before_reset[provider] = (
+                    self._ended_before_reset.get(provider, 0) + ended)
+
+
+def _value(counter: itertools.count[int]) -> int:
+    """The next number an ``itertools.count`` will give (read from its repr, ``count(n)``)."""
+    return int(repr(counter)[6:-1])
 
 
 #: The histogram's bucket upper bounds in seconds.
