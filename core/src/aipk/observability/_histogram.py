@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 from array import array
 from bisect import bisect_left
-from functools import partial
 from collections.abc import Sequence
+from functools import partial
 
 __all__ = ["BOUNDS", "Histogram", "cumulative", "percentile"]
 
