@@ -282,3 +282,22 @@ def test_async_client_records_the_same(aipk_emulator: Emulator, registry: Regist
     snap = metrics.snapshot()
     assert (snap.requests, snap.successes, snap.failures, snap.retries) == (3, 2, 1, 1)
     assert snap.totals.time_to_first_token.count == 1
+
+
+def test_a_cancelled_task_counts_as_cancelled(aipk_emulator: Emulator,
+                                              registry: Registry) -> None:
+    aipk_emulator.enqueue(Fault.slow_first_byte(2.0))
+    metrics = Metrics()
+
+    async def run() -> None:
+        async with aipk.AsyncClient("openai", api_key=KEY, base_url=aipk_emulator.url("openai"),
+                                    registry=registry, metrics=metrics) as client:
+            task = asyncio.ensure_future(client.chat(model="gpt-4o-mini", messages=HELLO))
+            await asyncio.sleep(0.2)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(run())
+    snap = metrics.snapshot()
+    assert (snap.requests, snap.cancelled, snap.failures) == (1, 1, 0)

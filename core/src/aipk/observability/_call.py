@@ -179,8 +179,12 @@ class Call:
                                   response=answer))
 
     def failed(self, error: BaseException) -> None:
-        """The caller got ``error``."""
+        """The caller got ``error`` (a cancelled task or closed generator: see
+        :meth:`cancelled`)."""
         if self.done:
+            return
+        if isinstance(error, GeneratorExit) or type(error).__name__ == "CancelledError":
+            self.cancelled()  # the caller gave up: asyncio task cancelled, generator closed
             return
         self.done = True
         tel = self.telemetry
