@@ -242,3 +242,19 @@ def test_hook_aipk_login_flow(emu: Emulator) -> None:
     assert oauth.access_token_valid(cred.access_token.reveal())
     with pytest.raises(aipk.ConfigurationError, match="'groq' has no login flow; set GROQ_API"):
         login_flow("groq", registry=registry)
+
+
+def test_hook_aipk_observe(emu: Emulator) -> None:
+    class Observer:
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        @aipk.hookimpl
+        def aipk_observe(self, event: Any) -> None:
+            self.seen.append(type(event).__name__)
+
+    observer = Observer()
+    emu.enqueue(Reply(text="watched"))
+    with client_with(emu, observer) as client:
+        assert client.chat(model="m", messages=USER).text == "watched"
+    assert observer.seen == ["CallStarted", "CallFinished"]

@@ -109,5 +109,4 @@ def aipk_login_flow(provider: Provider) -> LoginFlow | None:
 
 @hookspec(historic=False)
 def aipk_observe(event: ObservedEvent) -> None:
-    """Receive one :mod:`aipk.observability` record (call started, finished, failed,
-    cancelled, retried, failed over, first stream token); must be quick and never raise."""
+    """Receive one :mod:`aipk.observability` call record; be quick, it runs in the call."""
