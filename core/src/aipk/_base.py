@@ -16,13 +16,14 @@ from ._ratelimit import RateLimitState, RateLimitTracker
 from ._retry import RetryPolicy
 from .errors import ConfigurationError, MissingCredentialError, NetworkError, RequestTimeout
 from .limits import ClientLimits
-from .observability import Metrics, MetricsSnapshot
+from .observability import Metrics
 from .registry import Registry, default_registry
 from .state import StateStore
 from .transports import TransportFailure
 
 if TYPE_CHECKING:
     from .credentials._pool import CredentialSource
+    from .observability import MetricsSnapshot
 
 __all__ = ["ClientBase"]
 

@@ -8,22 +8,27 @@
   stream first token (:class:`FirstToken`). The exporters aipk-prometheus and aipk-otel are
   such plugins.
 
-See docs/observability.md.
+Names load on first use (the records' classes are built only when needed). See
+docs/observability.md.
 """
 
 from __future__ import annotations
 
-from ._events import (
-    CallCancelled,
-    CallFailed,
-    CallFailedOver,
-    CallFinished,
-    CallRetried,
-    CallStarted,
-    FirstToken,
-    ObservedEvent,
-)
-from ._model import LATENCY_BOUNDS, Distribution, Metrics, MetricsSnapshot, SeriesSnapshot
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._events import (
+        CallCancelled,
+        CallFailed,
+        CallFailedOver,
+        CallFinished,
+        CallRetried,
+        CallStarted,
+        FirstToken,
+        ObservedEvent,
+    )
+    from ._model import LATENCY_BOUNDS, Metrics
+    from ._snapshot import Distribution, MetricsSnapshot, SeriesSnapshot
 
 __all__ = [
     "LATENCY_BOUNDS",
@@ -40,3 +45,25 @@ __all__ = [
     "ObservedEvent",
     "SeriesSnapshot",
 ]
+
+_LAZY = {
+    **dict.fromkeys(("CallCancelled", "CallFailed", "CallFailedOver", "CallFinished",
+                     "CallRetried", "CallStarted", "FirstToken", "ObservedEvent"), "._events"),
+    **dict.fromkeys(("LATENCY_BOUNDS", "Metrics"), "._model"),
+    **dict.fromkeys(("Distribution", "MetricsSnapshot", "SeriesSnapshot"), "._snapshot"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aipk.observability' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -3,7 +3,7 @@ per attempt, retry and failover. It feeds the :class:`Metrics`, the observers (p
 implementing ``aipk_observe``) and the ``aipk.client`` logger.
 
 With no observer installed, a call costs its metrics updates and a few attribute checks; the
-event records are built only for observers.
+event records are built (and their module loaded) only for observers.
 """
 
 from __future__ import annotations
@@ -13,15 +13,6 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._events import (
-    CallCancelled,
-    CallFailed,
-    CallFailedOver,
-    CallFinished,
-    CallRetried,
-    CallStarted,
-    FirstToken,
-)
 from ._model import Metrics
 
 if TYPE_CHECKING:
@@ -58,6 +49,8 @@ class Telemetry:
         call = Call(self, request, stream)
         self.metrics.started(self.provider)
         if self.observers:
+            from ._events import CallStarted
+
             self.emit(CallStarted(call_id=call.id, provider=self.provider, model=call.model,
                                   stream=stream, base_url=self.base_url, request=request,
                                   started_at=call.started))
@@ -118,6 +111,8 @@ class Call:
                        "aipk_wait": wait, "aipk_request_id": request_id,
                        "aipk_error_type": type(error).__name__})
         if tel.observers:
+            from ._events import CallRetried
+
             tel.emit(CallRetried(call_id=self.id, provider=tel.provider, model=self.model,
                                  credential_id=self.credential_id, attempt=self.attempts,
                                  wait=wait, error_type=type(error).__name__,
@@ -136,6 +131,8 @@ class Call:
                                "aipk_attempt": self.attempts,
                                "aipk_error_type": type(error).__name__})
         if tel.observers:
+            from ._events import CallFailedOver
+
             tel.emit(CallFailedOver(call_id=self.id, provider=tel.provider, model=self.model,
                                     credential_id=self.credential_id,
                                     to_credential_id=to_credential_id,
@@ -148,6 +145,8 @@ class Call:
         tel = self.telemetry
         self.first_token = tel.metrics.clock() - self.started
         if tel.observers:
+            from ._events import FirstToken
+
             tel.emit(FirstToken(call_id=self.id, provider=tel.provider, model=self.model,
                                 time_to_first_token=self.first_token))
 
@@ -172,6 +171,8 @@ class Call:
                              "aipk_attempt": self.attempts, "aipk_latency": latency})
         if tel.observers:
             answer = response if not callable(response) else response()
+            from ._events import CallFinished
+
             tel.emit(CallFinished(call_id=self.id, provider=tel.provider, model=self.model,
                                   credential_id=credential_id, stream=self.stream,
                                   latency=latency, time_to_first_token=self.first_token,
@@ -203,6 +204,8 @@ class Call:
                                "aipk_attempt": self.attempts, "aipk_latency": latency,
                                "aipk_request_id": request_id, "aipk_error_type": name})
         if tel.observers:
+            from ._events import CallFailed
+
             tel.emit(CallFailed(call_id=self.id, provider=tel.provider, model=self.model,
                                 credential_id=self.credential_id, stream=self.stream,
                                 latency=latency, attempts=self.attempts, error_type=name,
@@ -224,6 +227,8 @@ class Call:
                              "aipk_credential_id": self.credential_id,
                              "aipk_attempt": self.attempts, "aipk_latency": latency})
         if tel.observers:
+            from ._events import CallCancelled
+
             tel.emit(CallCancelled(call_id=self.id, provider=tel.provider, model=self.model,
                                    credential_id=self.credential_id, latency=latency,
                                    attempts=self.attempts))
