@@ -24,6 +24,18 @@ __all__ = ["Call", "Telemetry"]
 log = logging.getLogger("aipk.client")
 _observer_log = logging.getLogger("aipk.observe")
 _ids = itertools.count(1)
+_events_module: Any = None
+
+
+def _events() -> Any:
+    """The event records' module, loaded when the first observer needs it (an import
+    statement per event would cost more than building the record)."""
+    global _events_module
+    if _events_module is None:
+        from . import _events as module
+
+        _events_module = module
+    return _events_module
 
 Observer = Callable[[Any], object]
 
@@ -49,11 +61,10 @@ class Telemetry:
         call = Call(self, request, stream)
         self.metrics.started(self.provider)
         if self.observers:
-            from ._events import CallStarted
-
-            self.emit(CallStarted(call_id=call.id, provider=self.provider, model=call.model,
-                                  stream=stream, base_url=self.base_url, request=request,
-                                  started_at=call.started))
+            event = _events().CallStarted(
+                call_id=call.id, provider=self.provider, model=call.model, stream=stream,
+                base_url=self.base_url, request=request, started_at=call.started)
+            self.emit(event)
         return call
 
     def emit(self, event: object) -> None:
@@ -111,12 +122,11 @@ class Call:
                        "aipk_wait": wait, "aipk_request_id": request_id,
                        "aipk_error_type": type(error).__name__})
         if tel.observers:
-            from ._events import CallRetried
-
-            tel.emit(CallRetried(call_id=self.id, provider=tel.provider, model=self.model,
-                                 credential_id=self.credential_id, attempt=self.attempts,
-                                 wait=wait, error_type=type(error).__name__,
-                                 request_id=request_id))
+            event = _events().CallRetried(
+                call_id=self.id, provider=tel.provider, model=self.model,
+                credential_id=self.credential_id, attempt=self.attempts, wait=wait,
+                error_type=type(error).__name__, request_id=request_id)
+            tel.emit(event)
 
     def failed_over(self, error: BaseException, to_credential_id: str) -> None:
         """The attempt failed with ``error``; the next goes to ``to_credential_id`` at once."""
@@ -131,12 +141,11 @@ class Call:
                                "aipk_attempt": self.attempts,
                                "aipk_error_type": type(error).__name__})
         if tel.observers:
-            from ._events import CallFailedOver
-
-            tel.emit(CallFailedOver(call_id=self.id, provider=tel.provider, model=self.model,
-                                    credential_id=self.credential_id,
-                                    to_credential_id=to_credential_id,
-                                    error_type=type(error).__name__))
+            event = _events().CallFailedOver(
+                call_id=self.id, provider=tel.provider, model=self.model,
+                credential_id=self.credential_id, to_credential_id=to_credential_id,
+                error_type=type(error).__name__)
+            tel.emit(event)
 
     # -- the call boundary (the clients) ---------------------------------------------------
 
@@ -145,10 +154,10 @@ class Call:
         tel = self.telemetry
         self.first_token = tel.metrics.clock() - self.started
         if tel.observers:
-            from ._events import FirstToken
-
-            tel.emit(FirstToken(call_id=self.id, provider=tel.provider, model=self.model,
-                                time_to_first_token=self.first_token))
+            event = _events().FirstToken(
+                call_id=self.id, provider=tel.provider, model=self.model,
+                time_to_first_token=self.first_token)
+            tel.emit(event)
 
     def finished(self, credential_id: str, usage: Usage | None,
                  response: ChatResponse | Callable[[], ChatResponse]) -> None:
@@ -171,13 +180,12 @@ class Call:
                              "aipk_attempt": self.attempts, "aipk_latency": latency})
         if tel.observers:
             answer = response if not callable(response) else response()
-            from ._events import CallFinished
-
-            tel.emit(CallFinished(call_id=self.id, provider=tel.provider, model=self.model,
-                                  credential_id=credential_id, stream=self.stream,
-                                  latency=latency, time_to_first_token=self.first_token,
-                                  attempts=self.attempts, usage=usage, cost=cost,
-                                  response=answer))
+            event = _events().CallFinished(
+                call_id=self.id, provider=tel.provider, model=self.model,
+                credential_id=credential_id, stream=self.stream, latency=latency,
+                time_to_first_token=self.first_token, attempts=self.attempts, usage=usage,
+                cost=cost, response=answer)
+            tel.emit(event)
 
     def failed(self, error: BaseException) -> None:
         """The caller got ``error`` (a cancelled task or closed generator: see
@@ -204,12 +212,11 @@ class Call:
                                "aipk_attempt": self.attempts, "aipk_latency": latency,
                                "aipk_request_id": request_id, "aipk_error_type": name})
         if tel.observers:
-            from ._events import CallFailed
-
-            tel.emit(CallFailed(call_id=self.id, provider=tel.provider, model=self.model,
-                                credential_id=self.credential_id, stream=self.stream,
-                                latency=latency, attempts=self.attempts, error_type=name,
-                                error=error))
+            event = _events().CallFailed(
+                call_id=self.id, provider=tel.provider, model=self.model,
+                credential_id=self.credential_id, stream=self.stream, latency=latency,
+                attempts=self.attempts, error_type=name, error=error)
+            tel.emit(event)
 
     def cancelled(self) -> None:
         """The caller closed the stream before its end."""
@@ -227,8 +234,7 @@ class Call:
                              "aipk_credential_id": self.credential_id,
                              "aipk_attempt": self.attempts, "aipk_latency": latency})
         if tel.observers:
-            from ._events import CallCancelled
-
-            tel.emit(CallCancelled(call_id=self.id, provider=tel.provider, model=self.model,
-                                   credential_id=self.credential_id, latency=latency,
-                                   attempts=self.attempts))
+            event = _events().CallCancelled(
+                call_id=self.id, provider=tel.provider, model=self.model,
+                credential_id=self.credential_id, latency=latency, attempts=self.attempts)
+            tel.emit(event)

@@ -11,7 +11,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._histogram import BOUNDS, Histogram
 
@@ -155,31 +155,9 @@ class Metrics:
 
     def observe(self, event: object) -> None:
         """Record one ``aipk_observe`` record (how an exporter keeps a process-wide model)."""
-        from ._events import (
-            CallCancelled,
-            CallFailed,
-            CallFailedOver,
-            CallFinished,
-            CallRetried,
-            CallStarted,
-        )
-
-        if isinstance(event, CallStarted):
-            self.started(event.provider)
-        elif isinstance(event, CallFinished):
-            self.finished(event.provider, event.model, event.credential_id,
-                          latency=event.latency, time_to_first_token=event.time_to_first_token,
-                          usage=event.usage, cost=event.cost)
-        elif isinstance(event, CallFailed):
-            self.failed(event.provider, event.model, event.credential_id,
-                        error_type=event.error_type)
-        elif isinstance(event, CallCancelled):
-            self.cancelled(event.provider, event.model, event.credential_id)
-        elif isinstance(event, CallRetried):
-            self.retried(event.provider, event.model, event.credential_id)
-        elif isinstance(event, CallFailedOver):
-            self.failed_over(event.provider, event.model, event.credential_id)
-        # FirstToken: its time is recorded with the call's end
+        record = _RECORDERS.get(type(event).__name__)
+        if record is not None:
+            record(self, event)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -206,6 +184,23 @@ class Metrics:
                 ended = series.snapshot(("", "", "")).requests
                 self._ended_before_reset[provider] = (
                     self._ended_before_reset.get(provider, 0) + ended)
+
+
+def _finished(m: Metrics, e: Any) -> None:
+    m.finished(e.provider, e.model, e.credential_id, latency=e.latency,
+               time_to_first_token=e.time_to_first_token, usage=e.usage, cost=e.cost)
+
+
+#: how :meth:`Metrics.observe` records each record type (FirstToken's time comes with the end)
+_RECORDERS: dict[str, Callable[[Metrics, Any], None]] = {
+    "CallStarted": lambda m, e: m.started(e.provider),
+    "CallFinished": _finished,
+    "CallFailed": lambda m, e: m.failed(e.provider, e.model, e.credential_id,
+                                        error_type=e.error_type),
+    "CallCancelled": lambda m, e: m.cancelled(e.provider, e.model, e.credential_id),
+    "CallRetried": lambda m, e: m.retried(e.provider, e.model, e.credential_id),
+    "CallFailedOver": lambda m, e: m.failed_over(e.provider, e.model, e.credential_id),
+}
 
 
 def _value(counter: itertools.count[int]) -> int:
