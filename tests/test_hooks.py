@@ -349,3 +349,19 @@ def test_hook_aipk_config_options(emu: Emulator) -> None:
     with aipk.Client.from_config("acme", config=config) as client:
         assert client.provider.options["region"] == "us"
         assert client.chat(model="m", messages=USER).text == "echo: hi"
+
+
+def test_hook_aipk_observe(emu: Emulator) -> None:
+    class Observer:
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        @aipk.hookimpl
+        def aipk_observe(self, event: Any) -> None:
+            self.seen.append(type(event).__name__)
+
+    observer = Observer()
+    emu.enqueue(Reply(text="watched"))
+    with client_with(emu, observer) as client:
+        assert client.chat(model="m", messages=USER).text == "watched"
+    assert observer.seen == ["CallStarted", "CallFinished"]

@@ -12,6 +12,7 @@ SSE decoder, retries, rate-limit tracking and the two clients::
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from . import errors, registry
@@ -40,6 +41,9 @@ from .errors import (
     UnknownProviderError,
 )
 from .hookspecs import hookimpl, hookimpl_for
+
+# A library prints nothing unless the application configures logging (the `aipk` hierarchy).
+logging.getLogger("aipk").addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
     from . import catalog as catalog  # attributes of the package, loaded on first use

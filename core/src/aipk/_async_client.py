@@ -32,6 +32,7 @@ from ._sending import (
 from .credentials._errors import KeysExhaustedError
 from .errors import AuthenticationError, ClientClosedError, ProviderError
 from .limits import ClientLimits
+from .observability import Metrics
 from .registry import Registry
 from .state import StateStore
 from .transports import (
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     import httpx
 
     from .credentials._pool import CredentialSource
+    from .observability._call import Call
 
 __all__ = ["AsyncChatStream", "AsyncClient"]
 
@@ -84,6 +86,7 @@ class AsyncClient(ClientBase):
         registry: Registry | None = None,
         limits: ClientLimits | None = None,
         store: StateStore | None = None,
+        metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         **options: Any,
@@ -91,7 +94,7 @@ class AsyncClient(ClientBase):
         super().__init__(provider, api_key=api_key, base_url=base_url, headers=headers,
                          retry=retry, max_retries=max_retries, registry=registry, clock=clock,
                          options=options, limits=limits, credential=credential,
-                         credentials=credentials, store=store)
+                         credentials=credentials, store=store, metrics=metrics)
         spec = self._engine.provider.spec
         self.timeout = resolve_timeout(timeout, spec.connect_timeout, spec.read_timeout)
         self._transport: AsyncTransport
@@ -129,11 +132,17 @@ class AsyncClient(ClientBase):
         """
         req = self._request(request, fields)
         engine = self._engine
-        sent = await self._send(engine.prepare(req, stream=False), req.model, retry,
-                                parse=functools.partial(engine.chat_response, req))
-        answer: ChatResponse = sent.value
+        call = engine.start_call(req, False)
+        try:
+            sent = await self._send(engine.prepare(req, stream=False), req.model, retry,
+                              parse=functools.partial(engine.chat_response, req), call=call)
+            answer: ChatResponse = sent.value
+        except BaseException as exc:
+            call.failed(exc)
+            raise
         if answer.usage is not None:
             self._credentials.add_tokens(sent.credential, answer.usage.total_tokens)
+        call.finished(sent.credential.id, answer.usage, answer)
         return answer
 
     def stream(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
@@ -168,11 +177,13 @@ class AsyncClient(ClientBase):
 
     async def _send(self, prepared: HttpRequest, model: str, retry: RetryPolicy | None, *,
                     parse: Parse | None = None,
-                    stream: ChatRequest | None = None) -> Sent[AsyncResponse]:
+                    stream: ChatRequest | None = None,
+              call: Call | None = None) -> Sent[AsyncResponse]:
         """Drive :func:`~aipk._sending.send_steps` (see :meth:`aipk.Client._send`)."""
         if self._closed:
             raise ClientClosedError(type(self).__name__)
-        steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream)
+        steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream,
+                           call=call)
         source = self._credentials
         transport = self._transport
         value: Any = None
@@ -262,6 +273,7 @@ class AsyncChatStream:
         self._primed: Primed | None = None
         self._http: AsyncResponse | None = None
         self._credential: Credential | None = None
+        self._call: Call | None = None
         self._iterator: AsyncIterator[StreamEvent] | None = None
         self._finished = False
 
@@ -276,12 +288,18 @@ class AsyncChatStream:
     async def _open(self) -> StreamSession:
         if self._session is None:
             client = self._client
-            sent = await client._send(client._engine.prepare(self.request, stream=True),
-                                      self.request.model, self._retry, stream=self.request)
-            self._http = sent.response
-            self._credential = sent.credential
-            self._primed = sent.value
-            self._session = sent.value.session
+            call = self._call = client._engine.start_call(self.request, True)
+            try:
+                sent = await client._send(client._engine.prepare(self.request, stream=True),
+                                          self.request.model, self._retry, stream=self.request,
+                                    call=call)
+                self._http = sent.response
+                self._credential = sent.credential
+                self._primed = sent.value
+                self._session = sent.value.session
+            except BaseException as exc:
+                call.failed(exc)
+                raise
         return self._session
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
@@ -291,9 +309,13 @@ class AsyncChatStream:
 
     async def _events(self) -> AsyncIterator[StreamEvent]:
         session = await self._open()
-        http, primed = self._http, self._primed
-        assert http is not None and primed is not None
+        http, primed, call = self._http, self._primed, self._call
+        assert http is not None and primed is not None and call is not None
+        assert self._credential is not None
         try:
+            waiting = not primed.events  # for the first event (time to first token)
+            if not waiting:
+                call.got_first_token()
             for event in primed.events:  # read before the first was delivered: retried if cut
                 yield event
             rest = primed.rest
@@ -310,22 +332,42 @@ class AsyncChatStream:
                             break
                         if session.done:
                             continue  # drain to the end so the connection can be reused
-                        for event in feed(chunk):
+                        events = feed(chunk)
+                        if waiting and events:
+                            waiting = False
+                            call.got_first_token()
+                        for event in events:
                             yield event
                 else:
                     async for chunk in rest:
                         if session.done:
                             continue  # drain to the end so the connection can be reused
-                        for event in feed(chunk):
+                        events = feed(chunk)
+                        if waiting and events:
+                            waiting = False
+                            call.got_first_token()
+                        for event in events:
                             yield event
-                for event in session.finish():
+                tail = session.finish()
+                if waiting and tail:
+                    call.got_first_token()
+                for event in tail:
                     yield event
             self._finished = True
             usage = session.accumulator.usage
-            if usage is not None and self._credential is not None:
+            if usage is not None:
                 self._client._credentials.add_tokens(self._credential, usage.total_tokens)
+            call.finished(self._credential.id, usage, session.response)
         except TransportFailure as failure:
-            raise self._client._transport_error(failure) from None
+            error = self._client._transport_error(failure)
+            call.failed(error)
+            raise error from None
+        except GeneratorExit:
+            call.cancelled()
+            raise
+        except BaseException as exc:
+            call.failed(exc)
+            raise
         finally:
             await http.close()
 
@@ -349,3 +391,5 @@ class AsyncChatStream:
             await self._iterator.aclose()  # type: ignore[attr-defined]
         elif self._http is not None:
             await self._http.close()
+        if self._call is not None:
+            self._call.cancelled()  # nothing if the stream already ended

@@ -32,12 +32,14 @@ from .errors import (
     RequestTimeout,
 )
 from .limits import ClientLimits
+from .observability import Metrics
 from .registry import Registry, default_registry
 from .state import StateStore
 from .transports import TransportFailure
 
 if TYPE_CHECKING:
     from .credentials._pool import CredentialSource
+    from .observability import MetricsSnapshot
 
 __all__ = ["ClientBase"]
 
@@ -158,6 +160,7 @@ class ClientBase:
         credential: Credential | None = None,
         credentials: CredentialSource | None = None,
         store: StateStore | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._registry = registry or default_registry()
         self._closed = False
@@ -199,6 +202,7 @@ class ClientBase:
             limits=limits,
             clock=clock,
             store=store,
+            metrics=metrics,
         )
         self._clock = clock
 
@@ -260,9 +264,18 @@ class ClientBase:
         """Change the client-side limits at run time, e.g. after moving to a higher tier."""
         self._engine.limiter.update(limits)
 
-    def metrics(self) -> dict[str, Any]:
-        """Counters for this client: requests, successes, errors, retries, tokens, latency."""
-        return self._engine.metrics.snapshot()
+    def metrics(self) -> MetricsSnapshot:
+        """What this client's calls recorded (as the caller saw them): requests, successes,
+        failures by error class, retries, failovers, tokens, cost, latency and time to first
+        token with p50/p95/p99, by provider, model and credential id. ``.to_dict()`` and
+        ``.to_json()`` give a stable JSON form; see docs/observability.md."""
+        return self._engine.telemetry.metrics.snapshot()
+
+    @property
+    def metrics_model(self) -> Metrics:
+        """The :class:`~aipk.observability.Metrics` this client records into (pass one as
+        ``metrics=`` to share it between clients; exporters read it)."""
+        return self._engine.telemetry.metrics
 
     def __repr__(self) -> str:
         provider = self._engine.provider

@@ -32,6 +32,7 @@ from ._sending import (
 from .credentials._errors import KeysExhaustedError
 from .errors import AuthenticationError, ClientClosedError, ProviderError
 from .limits import ClientLimits
+from .observability import Metrics
 from .registry import Registry
 from .state import StateStore
 from .transports import HttpxTransport, Response, Transport, TransportFailure, bind_timeout
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     import httpx
 
     from .credentials._pool import CredentialSource
+    from .observability._call import Call
 
 __all__ = ["ChatStream", "Client", "HealthStatus"]
 
@@ -109,6 +111,7 @@ class Client(ClientBase):
         registry: Registry | None = None,
         limits: ClientLimits | None = None,
         store: StateStore | None = None,
+        metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         **options: Any,
@@ -116,7 +119,7 @@ class Client(ClientBase):
         super().__init__(provider, api_key=api_key, base_url=base_url, headers=headers,
                          retry=retry, max_retries=max_retries, registry=registry, clock=clock,
                          options=options, limits=limits, credential=credential,
-                         credentials=credentials, store=store)
+                         credentials=credentials, store=store, metrics=metrics)
         spec = self._engine.provider.spec
         self.timeout = resolve_timeout(timeout, spec.connect_timeout, spec.read_timeout)
         self._transport: Transport
@@ -154,11 +157,17 @@ class Client(ClientBase):
         """
         req = self._request(request, fields)
         engine = self._engine
-        sent = self._send(engine.prepare(req, stream=False), req.model, retry,
-                          parse=functools.partial(engine.chat_response, req))
-        answer: ChatResponse = sent.value
+        call = engine.start_call(req, False)
+        try:
+            sent = self._send(engine.prepare(req, stream=False), req.model, retry,
+                              parse=functools.partial(engine.chat_response, req), call=call)
+            answer: ChatResponse = sent.value
+        except BaseException as exc:
+            call.failed(exc)
+            raise
         if answer.usage is not None:
             self._credentials.add_tokens(sent.credential, answer.usage.total_tokens)
+        call.finished(sent.credential.id, answer.usage, answer)
         return answer
 
     def stream(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
@@ -191,12 +200,14 @@ class Client(ClientBase):
     # -- sending -------------------------------------------------------------------------
 
     def _send(self, prepared: HttpRequest, model: str, retry: RetryPolicy | None, *,
-              parse: Parse | None = None, stream: ChatRequest | None = None) -> Sent[Response]:
+              parse: Parse | None = None, stream: ChatRequest | None = None,
+              call: Call | None = None) -> Sent[Response]:
         """Drive :func:`~aipk._sending.send_steps`: acquire, sign, send, read, recover, fail
         over, retry."""
         if self._closed:
             raise ClientClosedError(type(self).__name__)
-        steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream)
+        steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream,
+                           call=call)
         source = self._credentials
         transport = self._transport
         value: Any = None
@@ -269,6 +280,7 @@ class ChatStream:
         self._primed: Primed | None = None
         self._http: Response | None = None
         self._credential: Credential | None = None
+        self._call: Call | None = None
         self._iterator: Iterator[StreamEvent] | None = None
         self._finished = False
 
@@ -283,12 +295,18 @@ class ChatStream:
     def _open(self) -> StreamSession:
         if self._session is None:
             client = self._client
-            sent = client._send(client._engine.prepare(self.request, stream=True),
-                                self.request.model, self._retry, stream=self.request)
-            self._http = sent.response
-            self._credential = sent.credential
-            self._primed = sent.value
-            self._session = sent.value.session
+            call = self._call = client._engine.start_call(self.request, True)
+            try:
+                sent = client._send(client._engine.prepare(self.request, stream=True),
+                                    self.request.model, self._retry, stream=self.request,
+                                    call=call)
+                self._http = sent.response
+                self._credential = sent.credential
+                self._primed = sent.value
+                self._session = sent.value.session
+            except BaseException as exc:
+                call.failed(exc)
+                raise
         return self._session
 
     def __iter__(self) -> Iterator[StreamEvent]:
@@ -298,9 +316,13 @@ class ChatStream:
 
     def _events(self) -> Iterator[StreamEvent]:
         session = self._open()
-        http, primed = self._http, self._primed
-        assert http is not None and primed is not None
+        http, primed, call = self._http, self._primed, self._call
+        assert http is not None and primed is not None and call is not None
+        assert self._credential is not None
         try:
+            waiting = not primed.events  # for the first event (time to first token)
+            if not waiting:
+                call.got_first_token()
             yield from primed.events  # read before the first was delivered: retried if cut
             rest = primed.rest
             if rest is not None:
@@ -308,14 +330,30 @@ class ChatStream:
                 for chunk in rest:
                     if session.done:
                         continue  # drain to the end so the connection can be reused
-                    yield from feed(chunk)
-                yield from session.finish()
+                    events = feed(chunk)
+                    if waiting and events:
+                        waiting = False
+                        call.got_first_token()
+                    yield from events
+                tail = session.finish()
+                if waiting and tail:
+                    call.got_first_token()
+                yield from tail
             self._finished = True
             usage = session.accumulator.usage
-            if usage is not None and self._credential is not None:
+            if usage is not None:
                 self._client._credentials.add_tokens(self._credential, usage.total_tokens)
+            call.finished(self._credential.id, usage, session.response)
         except TransportFailure as failure:
-            raise self._client._transport_error(failure) from None
+            error = self._client._transport_error(failure)
+            call.failed(error)
+            raise error from None
+        except GeneratorExit:
+            call.cancelled()
+            raise
+        except BaseException as exc:
+            call.failed(exc)
+            raise
         finally:
             http.close()
 
@@ -344,3 +382,5 @@ class ChatStream:
             self._iterator.close()  # type: ignore[attr-defined]
         elif self._http is not None:
             self._http.close()
+        if self._call is not None:
+            self._call.cancelled()  # nothing if the stream already ended

@@ -17,7 +17,6 @@ from typing import Any
 from ._decoding import IncompleteStreamError, StreamDecoder
 from ._http import HttpRequest, declare_secret_headers, redact_url
 from ._messages import ChatRequest
-from ._metrics import ProviderMetrics
 from ._providers import Credential, ModelInfo, Provider
 from ._ratelimit import RateLimitState, RateLimitTracker
 from ._responses import ChatResponse, StreamAccumulator, StreamEvent, TextDelta
@@ -32,6 +31,8 @@ from .errors import (
 )
 from .framing import Framer, make_framer
 from .limits import ClientLimits, Limiter
+from .observability import Metrics
+from .observability._call import Call, Telemetry
 from .registry import Registry
 from .state import BucketStore, StateStore
 
@@ -48,6 +49,11 @@ def request_id_of(headers: Mapping[str, str]) -> str | None:
         if value:
             return value
     return None
+
+
+def _ignoring_event(function: Callable[[], object]) -> Callable[[object], object]:
+    """An ``aipk_observe`` implementation declaring no ``event`` argument, called with one."""
+    return lambda event: function()
 
 
 class Engine:
@@ -69,6 +75,7 @@ class Engine:
         limits: ClientLimits | None = None,
         clock: Callable[[], float] = time.time,
         store: StateStore | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         # Per-provider callers: only plugins that can answer for it, called positionally in
         # hookspec order (see Registry.hooks_for and FastHook).
@@ -77,7 +84,11 @@ class Engine:
         self.credential = credential
         self.retry = retry
         self.tracker = tracker or RateLimitTracker()
-        self.metrics = ProviderMetrics()
+        #: where calls are recorded (``metrics``) and who observes them
+        self.telemetry = Telemetry(
+            provider.name, provider.base_url, metrics,
+            ((m.id, m.input_price, m.output_price) for m in provider.spec.models))
+        self._observe = registry.hook.aipk_observe
         self.clock = clock
         self.limiter = Limiter(limits or ClientLimits.from_options(provider.options),
                                store=store if isinstance(store, BucketStore) else None,
@@ -99,12 +110,21 @@ class Engine:
         self._retry_after = hooks.aipk_retry_after.call
         self._models_request = hooks.aipk_models_request.call
         self._parse_models = hooks.aipk_parse_models.call
+        self.telemetry.observers = tuple(
+            impl.function if impl.argnames else _ignoring_event(impl.function)
+            for impl in reversed(self._observe.get_hookimpls()))
 
     def _refresh(self) -> None:
         """Once per request: pick up plugins registered or removed since the last one."""
         if self._hooks.stale:
             self._hooks.replan()
             self._bind()
+
+    def start_call(self, request: ChatRequest, stream: bool) -> Call:
+        """A chat call begins: its recorder (metrics, observers, log), with the observers
+        registered up to now."""
+        self._refresh()
+        return self.telemetry.start(request, stream)
 
     # -- requests ------------------------------------------------------------------------
 
@@ -219,7 +239,6 @@ class Engine:
         if parsed is None:
             raise self._no_plugin("aipk_parse_response")
         response: ChatResponse = parsed
-        self.metrics.record_usage(response.usage)
         if type(response) is ChatResponse and response.request_id is None and (
                 response.rate_limit is None):
             # The plugin's new record, not yet seen by anyone else (the hook's contract): fill
@@ -398,13 +417,11 @@ class StreamSession:
         for event in tail:
             self.accumulator.add(event)
             out.append(event)
-        self._engine.metrics.record_usage(self.accumulator.usage)
         return out
 
     def _incomplete(self, cut: bool) -> IncompleteStreamError:
         """The one end-of-stream rule for every protocol: no terminator, no answer; what did
         arrive goes on the error."""
-        self._engine.metrics.record_usage(self.accumulator.usage)
         partial = self.response()
         terminator = getattr(self._decoder, "terminator", None) or "its end-of-stream marker"
         where = "in the middle of an event" if cut else "early"

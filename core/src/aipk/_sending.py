@@ -56,6 +56,7 @@ from .transports import TransportFailure
 if TYPE_CHECKING:
     from ._base import ClientBase
     from ._core import StreamSession
+    from .observability._call import Call
 
 __all__ = ["Acquire", "Admit", "Prime", "Primed", "ReadBody", "Recover", "Sent", "Sleep",
            "Transmit", "send_steps"]
@@ -221,15 +222,15 @@ def _no_events(client: ClientBase, session: StreamSession) -> ResponseError:
 
 def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
                policy: RetryPolicy | None, *, parse: Parse | None = None,
-               stream: ChatRequest | None = None) -> Steps:
+               stream: ChatRequest | None = None, call: Call | None = None) -> Steps:
     """Sign, admit and send ``prepared`` until it succeeds or must fail (see the module).
 
     With ``parse`` the whole body is read and parsed inside the loop (``Sent.value`` is the
     answer); with ``stream`` the body is read up to the stream's first events (``Sent.value``
-    is the :class:`Primed` stream). A failure before either is retried like any other."""
+    is the :class:`Primed` stream). A failure before either is retried like any other.
+    ``call`` (the call's recorder) hears of each attempt, retry and failover."""
     engine = client._engine
     source = client._credentials
-    start = time.monotonic()
     cap = (policy or engine.retry).max_retry_after
     single = type(source) is SingleCredential
     if single:
@@ -254,6 +255,8 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
     recovered = False
     while True:
         sent_at = time.monotonic()
+        if call is not None:
+            call.attempt(credential.id)
         response = yield Transmit(http, body)
         if isinstance(response, TransportFailure):
             error: ProviderError = client._transport_error(response)
@@ -265,7 +268,6 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
                 if not isinstance(got, ProviderError):
                     now = time.monotonic()
                     source.report_success(credential, latency=now - sent_at)
-                    engine.metrics.record(ok=True, latency=now - start, retried=attempt > 0)
                     client._last_credential_id = credential.id
                     return Sent(response, rate_limit, credential, got)
                 error = got
@@ -295,15 +297,16 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
                 except (KeysExhaustedError, RateLimitError):
                     other = None
                 if other is not None:
-                    engine.metrics.record_failover()
+                    if call is not None:
+                        call.failed_over(error, other.id)
                     credential, recovered = other, False
                     http, body = engine.sign(prepared, credential)
                     continue
         delay = engine.retry_delay(attempt, error, policy)
         if delay is None:
-            engine.metrics.record(ok=False, latency=time.monotonic() - start,
-                                  retried=attempt > 0)
             raise error
+        if call is not None:
+            call.retried(delay, error)
         attempt += 1
         yield Sleep(delay)
         if not single:
@@ -312,7 +315,6 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
                 credential = yield from _choose(client, model, 0, cap)
                 credential = yield from _admitted(client, model, cap, credential, ())
             except (KeysExhaustedError, RateLimitError) as exhausted:
-                engine.metrics.record(ok=False, latency=time.monotonic() - start, retried=True)
                 raise exhausted from error
             recovered = False
             http, body = engine.sign(prepared, credential)

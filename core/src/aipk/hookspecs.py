@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from ._responses import ChatResponse
     from .credentials._loginflow import LoginFlow
     from .errors import ProviderError
+    from .observability import ObservedEvent
 
 __all__ = ["Serves", "hookimpl", "hookimpl_for", "hookspec", "serves_of", "unguarded"]
 
@@ -201,3 +202,8 @@ def aipk_login_flow(provider: Provider) -> LoginFlow | None:
 @hookspec
 def aipk_config_options(provider: ProviderSpec) -> Mapping[str, Any] | type | None:
     """Declare the options a config file may set for ``provider``: {name: type} or attrs class."""
+
+
+@hookspec(historic=False)
+def aipk_observe(event: ObservedEvent) -> None:
+    """Receive one :mod:`aipk.observability` call record; be quick, it runs in the call."""

@@ -889,6 +889,17 @@ class _RouterBase:
         """Seconds a call may sleep, in all, for a target to become available (0: never)."""
         return self._core.max_wait
 
+    def cool_down(self, name: str, seconds: float) -> None:
+        """Skip the target ``name`` for ``seconds`` from now (a health checker does this with
+        an unhealthy target, so user calls skip it before one fails there)."""
+        for state in self._core.states:
+            if state.name == name:
+                self._core.set_cooldown(state, seconds, self._core.clock())
+                return
+        names = ", ".join(s.name for s in self._core.states)
+        raise ConfigurationError(f"the router has no target named {name!r}; its targets are: "
+                                 f"{names}")
+
     def metrics(self) -> dict[str, Any]:
         """Router totals (``requests``, ``successes``, ``errors``, ``cancelled``, and the
         ``waits`` taken for ``max_wait`` with the seconds ``waited``) and, under ``targets``,
