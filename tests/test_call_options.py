@@ -280,3 +280,43 @@ def test_gemini_candidate_count_as_request_extra_keeps_the_plugins_config(emu: E
     config = _chat_requests(emu)[0].json()["generationConfig"]
     assert config == {"maxOutputTokens": 50, "candidateCount": 2}
     assert len(response.choices) == 2
+
+
+def _transports() -> list[Any]:
+    from aipk.transports import AiohttpTransport, AsyncHttpxTransport
+
+    return [AiohttpTransport, AsyncHttpxTransport]
+
+
+@pytest.mark.parametrize("transport_class", _transports(), ids=lambda cls: cls.__name__)
+def test_per_call_timeout_wins_over_the_client_and_transport_timeouts(
+        emu: Emulator, transport_class: Any) -> None:
+    """The client's 30 s read (bound to the transport by bind_timeout) is replaced for one
+    call: a 1 s silence mid-body times that call out, and the next call, without timeout=,
+    waits through the same silence."""
+
+    async def run() -> None:
+        transport = transport_class()
+        client = _aclient(emu, "openai", transport=transport, timeout=30.0,
+                          retry=aipk.RetryPolicy(max_retries=0))
+        try:
+            emu.enqueue(Fault.stall(1.0))
+            with pytest.raises(RequestTimeout):
+                await client.chat(model="gpt-4o-mini", messages=USER, timeout=0.2)
+            emu.enqueue(Fault.stall(1.0))
+            answer = await client.chat(model="gpt-4o-mini", messages=USER)
+            assert answer.text == "echo: Hello there"
+        finally:
+            await client.close()
+            await transport.close()
+
+    asyncio.run(run())
+
+
+def test_per_call_timeout_wins_over_a_sync_client_timeout(emu: Emulator) -> None:
+    with _client(emu, "openai", timeout=30.0, retry=aipk.RetryPolicy(max_retries=0)) as client:
+        emu.enqueue(Fault.stall(1.0))
+        with pytest.raises(RequestTimeout):
+            client.chat(model="gpt-4o-mini", messages=USER, timeout=0.2)
+        emu.enqueue(Fault.stall(1.0))
+        assert client.chat(model="gpt-4o-mini", messages=USER).text == "echo: Hello there"

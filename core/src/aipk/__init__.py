@@ -12,6 +12,7 @@ SSE decoder, retries, rate-limit tracking and the two clients::
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from . import errors, registry
@@ -21,6 +22,7 @@ from .errors import (
     AuthenticationError,
     AuthErrorCode,
     BadRequestError,
+    ClientClosedError,
     ConfigFileError,
     ConfigurationError,
     ContentFilteredError,
@@ -42,7 +44,10 @@ from .errors import (
     TransportError,
     UnknownProviderError,
 )
-from .hookspecs import hookimpl
+from .hookspecs import hookimpl, hookimpl_for
+
+# A library prints nothing unless the application configures logging (the `aipk` hierarchy).
+logging.getLogger("aipk").addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
     from . import catalog as catalog  # attributes of the package, loaded on first use
@@ -50,7 +55,7 @@ if TYPE_CHECKING:
     from . import state as state
     from ._async_client import AsyncChatStream, AsyncClient
     from ._client import ChatStream, Client, HealthStatus
-    from ._decoding import StreamDecoder
+    from ._decoding import IncompleteStreamError, StreamDecoder
     from ._errormap import error_for_status
     from ._http import HttpRequest, Timeout
     from ._messages import ChatRequest, Image, Message, Role, Tool, ToolCall, ToolChoice
@@ -87,6 +92,7 @@ if TYPE_CHECKING:
     )
     from ._retry import RetryPolicy
     from ._tokens import TokenCount, TokenCountCall
+    from .framing import Framer
     from .router import AsyncRouter, Router, Target
     from .state import MemoryStore, StateStore
 
@@ -108,6 +114,7 @@ __all__ = [
     "ChatStream",
     "Choice",
     "Client",
+    "ClientClosedError",
     "ConfigFileError",
     "ConfigurationError",
     "ContentFilteredError",
@@ -115,9 +122,11 @@ __all__ = [
     "Credential",
     "FinishEvent",
     "FinishReason",
+    "Framer",
     "HealthStatus",
     "HttpRequest",
     "Image",
+    "IncompleteStreamError",
     "InvalidRequestError",
     "MemoryStore",
     "Message",
@@ -167,6 +176,7 @@ __all__ = [
     "error_for_status",
     "errors",
     "hookimpl",
+    "hookimpl_for",
     "parse_count",
     "parse_duration",
     "parse_reset",
@@ -179,7 +189,7 @@ __all__ = [
 _LAZY = {
     **dict.fromkeys(("AsyncChatStream", "AsyncClient"), "._async_client"),
     **dict.fromkeys(("ChatStream", "Client", "HealthStatus"), "._client"),
-    "StreamDecoder": "._decoding",
+    **dict.fromkeys(("IncompleteStreamError", "StreamDecoder"), "._decoding"),
     "error_for_status": "._errormap",
     **dict.fromkeys(("HttpRequest", "Timeout"), "._http"),
     **dict.fromkeys(("ChatRequest", "Image", "Message", "Role", "Tool", "ToolCall", "ToolChoice"),
@@ -192,6 +202,7 @@ _LAZY = {
                      "RefusalDelta", "StreamAccumulator", "StreamEvent", "TextDelta",
                      "ToolCallDelta", "Usage", "UsageEvent"), "._responses"),
     "RetryPolicy": "._retry",
+    "Framer": ".framing",
     **dict.fromkeys(("TokenCount", "TokenCountCall"), "._tokens"),
     **dict.fromkeys(("AsyncRouter", "Router", "Target"), ".router"),
     **dict.fromkeys(("MemoryStore", "StateStore"), ".state"),

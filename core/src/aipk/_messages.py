@@ -7,6 +7,7 @@ as ``None`` is not sent, so ``temperature=0`` is sent as 0.
 from __future__ import annotations
 
 import json
+import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
@@ -202,17 +203,54 @@ class Tool:
     cache: bool = False
 
     def __attrs_post_init__(self) -> None:
-        if not self.name or not all(c.isascii() and (c.isalnum() or c in "_-")
-                                    for c in self.name):
+        if not isinstance(self.name, str) or not self.name or not all(
+                c.isascii() and (c.isalnum() or c in "_-") for c in self.name):
             raise InvalidRequestError(
                 f"tool name {self.name!r} must be non-empty and use only letters, digits, _ and -",
                 field="tools",
             )
-        if self.parameters.get("type", "object") != "object":
+        if not isinstance(self.parameters, Mapping) or self.parameters.get(
+                "type", "object") != "object":
             raise InvalidRequestError(
                 f"tool {self.name!r}: parameters must be a JSON Schema with type 'object'",
                 field="tools",
             )
+
+
+    @classmethod
+    def coerce(cls, value: Tool | Mapping[str, Any]) -> Tool:
+        """A Tool from a Tool or a dict: OpenAI's ``{"type": "function", "function": {"name",
+        "description", "parameters"}}``, or flat ``{"name", "description", "parameters"}``
+        (``input_schema`` is accepted for ``parameters``, as Anthropic names it)."""
+        if isinstance(value, Tool):
+            return value
+        if not isinstance(value, Mapping):
+            raise InvalidRequestError(
+                f"tools must be aipk.Tool objects or dicts, not {type(value).__name__}; e.g. "
+                f"aipk.Tool(name='get_weather', parameters={{...}})", field="tools")
+        spec: Mapping[str, Any] = value
+        if "function" in value or value.get("type") == "function":
+            function = value.get("function")
+            if not isinstance(function, Mapping):
+                raise InvalidRequestError(
+                    "a tool dict with type 'function' needs a 'function' dict: {'type': "
+                    "'function', 'function': {'name': ..., 'description': ..., "
+                    "'parameters': {...}}}", field="tools")
+            spec = function
+        if "name" not in spec:
+            raise InvalidRequestError(
+                f"a tool dict is missing the key 'name' (it has {sorted(map(str, spec))}); "
+                f"give {{'name': ..., 'description': ..., 'parameters': {{...}}}} or "
+                f"aipk.Tool(name=...)", field="tools")
+        parameters = spec.get("parameters", spec.get("input_schema"))
+        if parameters is not None and not isinstance(parameters, Mapping):
+            raise InvalidRequestError(
+                f"tool {spec['name']!r}: 'parameters' must be a JSON Schema dict, not "
+                f"{type(parameters).__name__}", field="tools")
+        description = spec.get("description")
+        return cls(name=spec["name"], description="" if description is None else str(description),
+                   parameters=_default_parameters() if parameters is None else parameters,
+                   strict=spec.get("strict"))
 
 
 @attrs.frozen(kw_only=True)
@@ -265,6 +303,44 @@ def _messages(value: Iterable[Message | Mapping[str, Any]] | str) -> tuple[Messa
     return messages  # type: ignore[return-value]  # the common case: all Messages already
 
 
+def _tools(value: Iterable[Tool | Mapping[str, Any]] | None) -> tuple[Tool, ...]:
+    if not value:
+        return ()
+    if isinstance(value, (Tool, Mapping, str)):
+        raise InvalidRequestError("tools= takes a list of tools, e.g. tools=[tool]",
+                                  field="tools")
+    tools = tuple(value)
+    for tool in tools:
+        if type(tool) is not Tool:
+            return tuple(Tool.coerce(t) for t in tools)
+    return tools  # type: ignore[return-value]  # the common case: all Tools already
+
+
+_NUMBERS = (float, int)
+
+
+def _number(name: str, value: Any, high: float) -> float:
+    """``value`` as a float if it is a number from 0 to ``high``, else InvalidRequestError."""
+    real = not isinstance(value, bool) and isinstance(value, numbers.Real)
+    if real and 0 <= float(value) <= high:
+        return float(value)
+    problem = (f"is {value!r}, outside the allowed range" if real
+               else f"must be a number, not {type(value).__name__} {value!r}")
+    raise InvalidRequestError(f"{name} {problem}; pass a number from 0 to {high:g}, e.g. "
+                              f"{name}={high / 4:g}", field=name)
+
+
+def _count(name: str, value: Any, example: int) -> int:
+    """``value`` as an int if it is a positive whole number, else InvalidRequestError."""
+    whole = not isinstance(value, bool) and isinstance(value, numbers.Integral)
+    if whole and int(value) > 0:
+        return int(value)
+    problem = (f"is {value!r}" if whole
+               else f"must be an integer, not {type(value).__name__} {value!r}")
+    raise InvalidRequestError(f"{name} {problem}; pass a positive integer, e.g. "
+                              f"{name}={example}", field=name)
+
+
 def _tool_choice(value: ToolChoice | str | None) -> ToolChoice | None:
     return value if value is None else ToolChoice.coerce(value)
 
@@ -302,7 +378,7 @@ class ChatRequest:
     top_p: float | None = None
     max_tokens: int | None = None
     stop: tuple[str, ...] | None = attrs.field(default=None, converter=_stop)
-    tools: tuple[Tool, ...] = attrs.field(default=(), converter=_tuple)
+    tools: tuple[Tool, ...] = attrs.field(default=(), converter=_tools)
     tool_choice: ToolChoice | None = attrs.field(default=None, converter=_tool_choice)
     parallel_tool_calls: bool | None = None
     extra: Mapping[str, Any] = attrs.field(factory=dict)
@@ -312,8 +388,18 @@ class ChatRequest:
             raise InvalidRequestError("model= is required, e.g. model='gpt-4o-mini'", field="model")
         if not self.messages:
             raise InvalidRequestError("messages= needs at least one message", field="messages")
-        if self.max_tokens is not None and self.max_tokens <= 0:
-            raise InvalidRequestError("max_tokens must be a positive integer", field="max_tokens")
+        # checked here, before sending, in a few comparisons for the common types
+        value: Any = self.temperature
+        if value is not None and (type(value) not in _NUMBERS or not 0 <= value <= 2):
+            object.__setattr__(self, "temperature", _number("temperature", value, 2))
+        value = self.top_p
+        if value is not None and (type(value) not in _NUMBERS or not 0 <= value <= 1):
+            object.__setattr__(self, "top_p", _number("top_p", value, 1))
+        value = self.max_tokens
+        if value is not None and (type(value) is not int or value <= 0):
+            object.__setattr__(self, "max_tokens", _count("max_tokens", value, 1024))
+        if self.extra and self.extra.get("n") is not None:
+            _count("n", self.extra["n"], 1)
         choice = self.tool_choice
         if (choice is not None and choice.mode == "function"
                 and choice.name not in {t.name for t in self.tools}):

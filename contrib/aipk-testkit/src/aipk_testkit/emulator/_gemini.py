@@ -10,7 +10,9 @@ URL like aipk's ``<base>/gemini`` + ``/models/...`` and an SDK's ``<base>/gemini
   ``GenerateContentResponse`` per ``data:`` event, events ending in CRLF CRLF, no terminator
   (the stream ends at EOF); text in ``chunk_size`` pieces, each function call whole in its own
   event, ``usageMetadata`` on every event as a running snapshot, ``finishReason`` on the last.
-  Without ``alt=sse`` the same chunks come back as one JSON array;
+  Without ``alt=sse`` the same chunks come back as one JSON array, streamed one element per
+  HTTP chunk (separated by ``\n,\r\n``; the closing ``]`` is the terminator a truncation
+  drops);
 * ``GET [/v1beta]/models`` and ``GET [/v1beta]/models/{id}``;
 * ``POST /v1internal:generateContent`` / ``:streamGenerateContent?alt=sse``: the Code Assist
   endpoint (OAuth + project), request ``{"model", "project", "request"}``, every response
@@ -347,9 +349,10 @@ class GeminiHandler(ProtocolHandler):
         if wanted > 1:  # the other candidates, after choice 0's last chunk
             tail = events[-1]["response"] if cloudcode else events[-1]
             tail["candidates"].extend(others(True))
-        if array:
-            body = b"[" + b",\r\n".join(_pretty(e) for e in events) + b"]"
-            return Rendered(200, list(_JSON_HEADERS), body)
+        if array:  # one HTTP chunk per element, separated as Google does; "]" ends it
+            elements = [(b"[" if i == 0 else b"\n,\r\n") + _pretty(e)
+                        for i, e in enumerate(events)]
+            return Rendered(200, list(_JSON_HEADERS), events=elements, terminator=b"\n]")
         return Rendered(200, list(_SSE_HEADERS), events=[_event(e) for e in events],
                         terminator=b"")
 
