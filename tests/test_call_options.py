@@ -138,6 +138,17 @@ def test_a_credential_header_per_call_is_an_error_naming_the_fix(emu: Emulator,
     assert _chat_requests(emu) == []
 
 
+@pytest.mark.parametrize("value", ["a\r\nX-Injected: 1", "tab\there", "caf\u00e9"])
+def test_a_per_call_header_that_cannot_be_sent_is_an_error_and_nothing_is_sent(
+        emu: Emulator, value: str) -> None:
+    with _client(emu, "openai") as client:
+        with pytest.raises(InvalidRequestError, match="X-Trace") as caught:
+            client.chat(model="gpt-4o-mini", messages=USER, headers={"X-Trace": value})
+        assert caught.value.field == "headers"
+        assert value not in str(caught.value)
+    assert _chat_requests(emu) == []
+
+
 def test_secret_looking_headers_are_redacted_in_the_request_repr() -> None:
     request = aipk.HttpRequest(url="https://x.example/v1", headers={
         "X-Custom-Token": "tok-secret", "X-Session-Id": "s", "X-Trace-Id": "t-1"})

@@ -23,7 +23,7 @@ from ._providers import Credential, ModelInfo, Provider
 from ._ratelimit import RateLimitState, RateLimitTracker
 from ._responses import ChatResponse, StreamAccumulator, StreamEvent, TextDelta, Usage
 from ._retry import RetryPolicy
-from ._secrets import check_exact, redact_error
+from ._secrets import check_exact, header_problem, redact_error
 from ._tokens import TokenCount, TokenCountCall, estimate_tokens
 from .errors import (
     ContextWindowExceededError,
@@ -179,6 +179,11 @@ class Engine:
                         f"header {key!r} must be a string, not {type(value).__name__}",
                         provider=name, field="headers")
                 merged_headers[key] = value
+            problem = header_problem(headers)
+            if problem is not None:
+                raise InvalidRequestError(
+                    f"{problem} in headers=; header names and values must be one line of "
+                    f"printable ASCII", provider=name, field="headers")
         body = built.json
         if extra_body:
             if not isinstance(body, dict):
