@@ -35,6 +35,8 @@ from .errors import (
     ServerError,
     StatusError,
     StreamError,
+    StructuredOutputError,
+    ToolArgumentsError,
     TransportError,
     UnknownProviderError,
 )
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     from ._client import ChatStream, Client, HealthStatus
     from ._decoding import StreamDecoder
     from ._errormap import error_for_status
+    from ._format import ResponseFormat
     from ._http import HttpRequest, Timeout
     from ._messages import ChatRequest, Image, Message, Role, Tool, ToolCall, ToolChoice
     from ._providers import (
@@ -127,6 +130,7 @@ __all__ = [
     "RefusalDelta",
     "RequestTimeout",
     "ResponseError",
+    "ResponseFormat",
     "RetryPolicy",
     "Role",
     "Router",
@@ -138,12 +142,14 @@ __all__ = [
     "StreamDecoder",
     "StreamError",
     "StreamEvent",
+    "StructuredOutputError",
     "Target",
     "TextDelta",
     "Timeout",
     "Tool",
     "ToolCall",
     "ToolCallDelta",
+    "ToolArgumentsError",
     "ToolChoice",
     "TransportError",
     "UnknownProviderError",
@@ -168,6 +174,7 @@ _LAZY = {
     **dict.fromkeys(("ChatStream", "Client", "HealthStatus"), "._client"),
     "StreamDecoder": "._decoding",
     "error_for_status": "._errormap",
+    "ResponseFormat": "._format",
     **dict.fromkeys(("HttpRequest", "Timeout"), "._http"),
     **dict.fromkeys(("ChatRequest", "Image", "Message", "Role", "Tool", "ToolCall", "ToolChoice"),
                     "._messages"),

@@ -22,6 +22,7 @@ from ._providers import Credential, ModelInfo, Provider
 from ._ratelimit import RateLimitState, RateLimitTracker
 from ._responses import ChatResponse, StreamAccumulator, StreamEvent, TextDelta
 from ._retry import RetryPolicy
+from ._structured import with_parsed
 from .errors import (
     InvalidRequestError,
     PluginError,
@@ -208,8 +209,11 @@ class Engine:
             _fill = object.__setattr__
             _fill(response, "request_id", request_id)
             _fill(response, "rate_limit", rate_limit)
-            return response
-        return response.with_transport_info(request_id, rate_limit)
+        else:
+            response = response.with_transport_info(request_id, rate_limit)
+        if request.response_format is not None:
+            return with_parsed(response, request.response_format)
+        return response
 
     def error(self, status: int, headers: Mapping[str, str], body: bytes,
               model: str = "", credential_id: str | None = None) -> ProviderError:
@@ -374,5 +378,9 @@ class StreamSession:
         acc.id = acc.id or self._decoder.response_id
         acc.model = acc.model or self._decoder.model
         acc.extra.update(self._decoder.extra)
-        return acc.response(provider=self._engine.provider.name, model=self._request.model,
-                            request_id=self.request_id, rate_limit=self.rate_limit)
+        response = acc.response(provider=self._engine.provider.name,
+                                model=self._request.model, request_id=self.request_id,
+                                rate_limit=self.rate_limit)
+        if self._request.response_format is not None:
+            return with_parsed(response, self._request.response_format)
+        return response

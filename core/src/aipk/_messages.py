@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal
 
 import attrs
 
+from ._format import ResponseFormat, as_response_format
 from .errors import InvalidRequestError
 
 __all__ = [
@@ -286,6 +287,9 @@ class ChatRequest:
         parallel_tool_calls: Allow several tool calls in one answer; None leaves the provider's
             default.
         extra: Provider-specific fields merged into the wire body as they are.
+        response_format: Ask for JSON: "json" (JSON mode), a JSON Schema dict, or an attrs
+            class, dataclass or pydantic model the answer is structured into
+            (``response.parsed``); see :class:`~aipk.ResponseFormat`.
     """
 
     model: str
@@ -298,6 +302,8 @@ class ChatRequest:
     tool_choice: ToolChoice | None = attrs.field(default=None, converter=_tool_choice)
     parallel_tool_calls: bool | None = None
     extra: Mapping[str, Any] = attrs.field(factory=dict)
+    response_format: ResponseFormat | None = attrs.field(default=None,
+                                                          converter=as_response_format)
 
     def __attrs_post_init__(self) -> None:
         if not self.model:

@@ -94,6 +94,8 @@ class ChatResponse:
         reasoning: The model's reasoning text, where the provider exposes it.
         rate_limit: What the response headers said about the provider's limits.
         extra: Provider-specific response fields (for example ``system_fingerprint``).
+        parsed: For a ``response_format=`` request: the answer decoded from JSON, validated,
+            and structured into the requested class when one was given; None otherwise.
     """
 
     provider: str
@@ -108,6 +110,7 @@ class ChatResponse:
     reasoning: str | None = None
     rate_limit: RateLimitState | None = None
     extra: Mapping[str, Any] = attrs.field(factory=dict)
+    parsed: Any = None
 
     def with_transport_info(self, request_id: str | None,
                             rate_limit: RateLimitState | None) -> ChatResponse:
@@ -117,6 +120,7 @@ class ChatResponse:
             finish_reason=self.finish_reason, raw_finish_reason=self.raw_finish_reason,
             usage=self.usage, id=self.id, request_id=request_id, refusal=self.refusal,
             reasoning=self.reasoning, rate_limit=rate_limit, extra=self.extra,
+            parsed=self.parsed,
         )
 
     @property

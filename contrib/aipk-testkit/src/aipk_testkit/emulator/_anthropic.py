@@ -27,6 +27,7 @@ from typing import Any
 
 from ._protocol import ChatCall, ProtocolHandler, Rendered, RequestError, register
 from ._ratelimit import RateLimitSnapshot
+from ._structured import anthropic_structured
 from ._types import RecordedRequest, Reply
 
 _JSON_HEADERS = [("content-type", "application/json")]
@@ -176,7 +177,8 @@ class AnthropicHandler(ProtocolHandler):
             if role == "user" and text:
                 user_text = text
         return ChatCall(model=model, stream=data.get("stream") is True, user_text=user_text,
-                        prompt_tokens=max(1, chars // 4 + 3 * len(messages)))
+                        prompt_tokens=max(1, chars // 4 + 3 * len(messages)),
+                        structured=anthropic_structured(data))
 
     def answer(self, endpoint: str, path: str, request: RecordedRequest) -> Rendered:
         entries = [{"type": "model", "id": m, "display_name": m,

@@ -38,6 +38,7 @@ from typing import Any
 
 from ._protocol import ChatCall, ProtocolHandler, Rendered, RequestError, register
 from ._ratelimit import RateLimitSnapshot
+from ._structured import gemini_structured
 from ._types import RecordedRequest, Reply
 
 _VARY = ("vary", "Origin, X-Origin, Referer")
@@ -209,7 +210,8 @@ class GeminiHandler(ProtocolHandler):
         sse = streaming and "alt=sse" in request.query.split("&")
         return ChatCall(model=model, stream=sse, user_text=user_text,
                         prompt_tokens=max(1, chars // 4 + 2 * len(contents)),
-                        options=(cloud is not None, streaming and not sse))
+                        options=(cloud is not None, streaming and not sse),
+                        structured=gemini_structured(data))
 
     def answer(self, endpoint: str, path: str, request: RecordedRequest) -> Rendered:
         entries = [self._model(m) for m in self.models]
