@@ -84,6 +84,8 @@ if TYPE_CHECKING:
         UsageEvent,
     )
     from ._retry import RetryPolicy
+    from ._toolloop import ToolLoopResult, arun_tools, run_tools
+    from ._tools import as_tool
     from .router import AsyncRouter, Router, Target
     from .state import MemoryStore, StateStore
 
@@ -147,14 +149,17 @@ __all__ = [
     "TextDelta",
     "Timeout",
     "Tool",
+    "ToolArgumentsError",
     "ToolCall",
     "ToolCallDelta",
-    "ToolArgumentsError",
     "ToolChoice",
+    "ToolLoopResult",
     "TransportError",
     "UnknownProviderError",
     "Usage",
     "UsageEvent",
+    "arun_tools",
+    "as_tool",
     "catalog",
     "config",
     "error_for_status",
@@ -165,6 +170,7 @@ __all__ = [
     "parse_reset",
     "parse_retry_after",
     "registry",
+    "run_tools",
 ]
 
 # Loaded on first use, so that `import aipk` (and listing plugins) stays cheap: the clients
@@ -186,6 +192,8 @@ _LAZY = {
                      "RefusalDelta", "StreamAccumulator", "StreamEvent", "TextDelta",
                      "ToolCallDelta", "Usage", "UsageEvent"), "._responses"),
     "RetryPolicy": "._retry",
+    **dict.fromkeys(("ToolLoopResult", "arun_tools", "run_tools"), "._toolloop"),
+    "as_tool": "._tools",
     **dict.fromkeys(("AsyncRouter", "Router", "Target"), ".router"),
     **dict.fromkeys(("MemoryStore", "StateStore"), ".state"),
 }

@@ -158,7 +158,7 @@ def _array_problems(value: Any, schema: Mapping[str, Any], root: Mapping[str, An
 
 
 def _equal(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and a == b or (
+    return (type(a) is type(b) and a == b) or (
         not isinstance(a, bool) and not isinstance(b, bool)
         and isinstance(a, (int, float)) and isinstance(b, (int, float)) and a == b)
 

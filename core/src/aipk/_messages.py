@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Literal
 import attrs
 
 from ._format import ResponseFormat, as_response_format
+from ._tools import Tool, as_tool
 from .errors import InvalidRequestError
 
 __all__ = [
@@ -174,40 +175,6 @@ def _tool_call_from_dict(data: Mapping[str, Any]) -> ToolCall:
     )
 
 
-def _default_parameters() -> dict[str, Any]:
-    return {"type": "object", "properties": {}}
-
-
-@attrs.frozen(kw_only=True)
-class Tool:
-    """A function the model may call. ``parameters`` is a JSON Schema object.
-
-    Attributes:
-        name: The function name the model calls (letters, digits, ``_`` and ``-``, at most 64).
-        description: What the function does, for the model.
-        parameters: A JSON Schema object describing the arguments.
-        strict: Ask the provider to enforce the schema exactly; None leaves its default.
-    """
-
-    name: str
-    description: str = ""
-    parameters: Mapping[str, Any] = attrs.field(factory=_default_parameters)
-    strict: bool | None = None
-
-    def __attrs_post_init__(self) -> None:
-        if not self.name or not all(c.isascii() and (c.isalnum() or c in "_-")
-                                    for c in self.name):
-            raise InvalidRequestError(
-                f"tool name {self.name!r} must be non-empty and use only letters, digits, _ and -",
-                field="tools",
-            )
-        if self.parameters.get("type", "object") != "object":
-            raise InvalidRequestError(
-                f"tool {self.name!r}: parameters must be a JSON Schema with type 'object'",
-                field="tools",
-            )
-
-
 @attrs.frozen(kw_only=True)
 class ToolChoice:
     """Whether and which tool the model must call: AUTO, REQUIRED, NONE or :meth:`function`.
@@ -258,6 +225,17 @@ def _messages(value: Iterable[Message | Mapping[str, Any]] | str) -> tuple[Messa
     return messages  # type: ignore[return-value]  # the common case: all Messages already
 
 
+def _tools(value: Iterable[Any] | None) -> tuple[Tool, ...]:
+    """Tools in any accepted form (see :func:`aipk.as_tool`) as Tool records."""
+    if value is None:
+        return ()
+    tools = tuple(value)
+    for tool in tools:
+        if type(tool) is not Tool:
+            return tuple(as_tool(t) for t in tools)
+    return tools
+
+
 def _tool_choice(value: ToolChoice | str | None) -> ToolChoice | None:
     return value if value is None else ToolChoice.coerce(value)
 
@@ -281,7 +259,8 @@ class ChatRequest:
         max_tokens: Upper bound on the answer's tokens (positive); None leaves the provider's
             default.
         stop: Sequences that end the answer (a single string becomes a one-item tuple).
-        tools: Functions the model may call.
+        tools: Functions the model may call: Tool records, OpenAI-style dicts, record classes
+            or typed Python functions (see :func:`aipk.as_tool`).
         tool_choice: Whether and which tool the model must call ("auto", "required", "none" or
             ToolChoice.function(name)).
         parallel_tool_calls: Allow several tool calls in one answer; None leaves the provider's
@@ -298,7 +277,7 @@ class ChatRequest:
     top_p: float | None = None
     max_tokens: int | None = None
     stop: tuple[str, ...] | None = attrs.field(default=None, converter=_stop)
-    tools: tuple[Tool, ...] = attrs.field(default=(), converter=_tuple)
+    tools: tuple[Tool, ...] = attrs.field(default=(), converter=_tools)
     tool_choice: ToolChoice | None = attrs.field(default=None, converter=_tool_choice)
     parallel_tool_calls: bool | None = None
     extra: Mapping[str, Any] = attrs.field(factory=dict)

@@ -25,8 +25,8 @@ import attrs
 import cattrs
 from cattrs.preconf.json import make_converter
 
-__all__ = ["SchemaDerivationError", "converter", "drop_added_nulls", "is_record", "json_schema_for", "strict_schema", "structure",
-           "unstructure"]
+__all__ = ["SchemaDerivationError", "converter", "drop_added_nulls", "is_record",
+           "json_schema_for", "strict_schema", "structure", "unstructure"]
 
 #: The converter between decoded JSON and records (attrs classes and dataclasses).
 converter: cattrs.Converter = make_converter()

@@ -65,7 +65,7 @@ def parse_structured(text: str, fmt: ResponseFormat, *, provider: str,
         return data
     try:
         return structure(data, fmt.type)
-    except Exception as exc:  # noqa: BLE001 - cattrs/pydantic raise several unrelated types
+    except Exception as exc:
         raise fail(f"the answer could not be structured into {fmt.type.__name__}: "
                    f"{type(exc).__name__}: {exc}") from exc
 

@@ -417,3 +417,6 @@ class ToolArgumentsError(ResponseError):
         self.arguments = arguments
         self.path = path
         self.problems = tuple(problems)
+
+    def __str__(self) -> str:
+        return super().__str__() if self.provider else self.message
