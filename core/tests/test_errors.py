@@ -103,7 +103,8 @@ def test_tree_was_parsed() -> None:
     assert TREE["PluginError"] == "AipkError"
     assert TREE["AllTargetsFailedError"] == "ProviderError"
     assert TREE["KeysExhaustedError"] == "CredentialError"  # five levels deep
-    assert len(TREE) == 22
+    assert len(TREE) == 24
+    assert TREE["StructuredOutputError"] == "ResponseError"
     assert "UTF" not in TREE  # the wrapped description line is not a node
     assert "refreshed" not in TREE
 
