@@ -10,6 +10,7 @@ from typing import Any, Literal, Optional
 
 import attrs
 import hypothesis.strategies as st
+import pytest
 from hypothesis import given, settings
 
 import aipk
@@ -96,17 +97,11 @@ def test_tool_arguments_validation(case: tuple[type, Any], data: st.DataObject) 
     assert tool.validate_arguments(arguments) == json.loads(arguments)
     with_extra = {**json.loads(arguments), "zz_unknown": 1}
     assert tool.validate_arguments(with_extra, strict=False) == with_extra
-    try:
+    with pytest.raises(ToolArgumentsError) as extra:
         tool.validate_arguments(with_extra)
-    except ToolArgumentsError as exc:
-        assert exc.path == "$.zz_unknown" and exc.tool == "Random"
-    else:
-        raise AssertionError("strict validation accepted an unknown argument")
+    assert extra.value.path == "$.zz_unknown" and extra.value.tool == "Random"
     name = data.draw(st.sampled_from(sorted(json.loads(arguments))))
     broken = {**json.loads(arguments), name: [[{"never": "valid"}]]}
-    try:
+    with pytest.raises(ToolArgumentsError) as wrong:
         tool.validate_arguments(broken)
-    except ToolArgumentsError as exc:
-        assert exc.path.startswith(f"$.{name}") and name in str(exc)
-    else:
-        raise AssertionError(f"a nested list was accepted for {name}")
+    assert wrong.value.path.startswith(f"$.{name}") and name in str(wrong.value)
