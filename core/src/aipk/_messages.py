@@ -281,10 +281,14 @@ class ChatRequest:
     tool_choice: ToolChoice | None = attrs.field(default=None, converter=_tool_choice)
     parallel_tool_calls: bool | None = None
     extra: Mapping[str, Any] = attrs.field(factory=dict)
-    response_format: ResponseFormat | None = attrs.field(default=None,
-                                                          converter=as_response_format)
+    # Any accepted form, made a ResponseFormat in __attrs_post_init__ (no converter: a request
+    # without it pays one comparison, not a call).
+    response_format: ResponseFormat | None = None
 
     def __attrs_post_init__(self) -> None:
+        fmt = self.response_format
+        if fmt is not None and type(fmt) is not ResponseFormat:
+            object.__setattr__(self, "response_format", as_response_format(fmt))
         if not self.model:
             raise InvalidRequestError("model= is required, e.g. model='gpt-4o-mini'", field="model")
         if not self.messages:
