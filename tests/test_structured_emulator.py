@@ -11,12 +11,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import attrs
+import hypothesis.strategies as st
 import pytest
+from hypothesis import given, settings
 
 import aipk
 from aipk import Message
+from aipk._jsonschema import problems
 from aipk.errors import StructuredOutputError
 from aipk_testkit.emulator import Emulator, Reply
+from aipk_testkit.emulator._structured import sample
 
 KEY = "sk-test-0123456789abcdef"
 ASK = [Message.user("Tell me about a city")]
@@ -206,3 +210,22 @@ def test_anthropic_moves_unsupported_constraints_into_the_description_and_aipk_c
     assert "anyOf" in sent["schema"] and "oneOf" not in sent["schema"]
     assert sent["schema"]["additionalProperties"] is False
     assert caught.value.path == "$.rank"  # the emulated model ignored it; aipk did not
+
+
+SCHEMAS = st.deferred(lambda: st.one_of(
+    st.sampled_from([{"type": "string", "minLength": 3}, {"type": "integer", "minimum": 2},
+                     {"type": "number"}, {"type": "boolean"}, {"type": "null"},
+                     {"enum": ["a", 1]}, {"const": "k"}, {"type": ["string", "null"]}]),
+    st.builds(lambda items, n: {"type": "array", "items": items, "minItems": n},
+              SCHEMAS, st.integers(0, 2)),
+    st.builds(lambda props: {"type": "object", "properties": props, "required": sorted(props),
+                             "additionalProperties": False},
+              st.dictionaries(st.text("abcxyz", min_size=1, max_size=4), SCHEMAS, max_size=3)),
+    st.builds(lambda options: {"anyOf": options}, st.lists(SCHEMAS, min_size=1, max_size=3)),
+))
+
+
+@settings(max_examples=200, deadline=None)
+@given(SCHEMAS)
+def test_the_emulator_answers_follow_any_schema(schema: dict[str, Any]) -> None:
+    assert problems(sample(schema), schema) == []
