@@ -202,3 +202,25 @@ def test_tool_arguments_that_are_not_json_or_not_an_object() -> None:
         tool.validate_arguments("[1]")
     assert tool.validate_arguments({"city": "x"}) == {"city": "x"}
     assert json.loads(json.dumps(tool.parameters)) == tool.parameters
+
+
+@attrs.frozen
+class Book:
+    title: str
+    default: int = 0
+    properties: list[str] = attrs.Factory(list)
+
+
+def test_fields_named_like_keywords_keep_their_schema() -> None:
+    fmt = ChatRequest(model="m", messages=ASK, response_format=Book).response_format
+    assert fmt is not None
+    strict, ok = fmt.strict_schema()
+    assert ok and set(strict["properties"]) == {"title", "default", "properties"}
+    assert strict["required"] == ["title", "default", "properties"]
+    tool = aipk.as_tool(Book)
+    assert tool.validate_arguments({"title": "x", "properties": ["a"]}) == {
+        "title": "x", "properties": ["a"]}
+    with pytest.raises(aipk.ToolArgumentsError, match="argument properties"):
+        tool.validate_arguments({"title": "x", "properties": "a"})
+    assert parse_structured('{"title": "x", "default": null, "properties": null}', fmt,
+                            provider="p") == Book(title="x")

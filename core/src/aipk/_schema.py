@@ -189,12 +189,23 @@ def strict_schema(schema: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
     return _strict(schema, ok), ok[0]
 
 
+#: Keywords whose value maps names (chosen by the user) to schemas.
+_NAMED = ("properties", "$defs", "definitions")
+
+
 def _strict(node: Any, ok: list[bool]) -> Any:
     if isinstance(node, list):
         return [_strict(item, ok) for item in node]
     if not isinstance(node, Mapping):
         return node
-    out = {k: _strict(v, ok) for k, v in node.items() if k not in ("default", "title")}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in ("default", "title"):
+            continue
+        if key in _NAMED and isinstance(value, Mapping):  # names, not keywords, as keys
+            out[key] = {name: _strict(sub, ok) for name, sub in value.items()}
+        else:
+            out[key] = _strict(value, ok)
     if node.get("type") == "object" or "properties" in node:
         extra = node.get("additionalProperties")
         if isinstance(extra, Mapping) or (extra is None and not node.get("properties")):

@@ -23,7 +23,7 @@ from typing import Any
 import attrs
 
 from ._jsonschema import problems, schema_problems
-from ._schema import SchemaDerivationError, is_record, json_schema_for
+from ._schema import _NAMED, SchemaDerivationError, is_record, json_schema_for
 from ._schema import _schema as _type_schema
 from .errors import InvalidRequestError, ToolArgumentsError
 
@@ -110,7 +110,9 @@ def _closed(schema: Any, strict: bool) -> Any:
         return [_closed(item, strict) for item in schema]
     if not isinstance(schema, Mapping):
         return schema
-    out = {key: _closed(value, strict) for key, value in schema.items()}
+    out = {key: {name: _closed(sub, strict) for name, sub in value.items()}
+           if key in _NAMED and isinstance(value, Mapping) else _closed(value, strict)
+           for key, value in schema.items()}
     if strict and "properties" in schema and "additionalProperties" not in schema:
         out["additionalProperties"] = False
     elif not strict and schema.get("additionalProperties") is False:
