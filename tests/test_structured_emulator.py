@@ -53,11 +53,14 @@ CASES = [
     ("anthropic", "claude-sonnet-4-5", {}, "output_config"),
     ("gemini", "gemini-2.0-flash", {}, "generationConfig"),
     ("groq", "llama-3.3-70b-versatile", {}, "response_format"),
+    ("cerebras", "llama3.1-8b", {}, "response_format"),
+    ("openrouter", "openai/gpt-4o-mini", {}, "response_format"),
 ]
 
 
 def _url(emu: Emulator, provider: str) -> str:
-    return emu.url("openai" if provider == "groq" else provider)
+    compatible = provider in ("groq", "cerebras", "openrouter")
+    return emu.url("openai" if compatible else provider)
 
 
 def _body(emu: Emulator) -> dict[str, Any]:
@@ -229,3 +232,11 @@ SCHEMAS = st.deferred(lambda: st.one_of(
 @given(SCHEMAS)
 def test_the_emulator_answers_follow_any_schema(schema: dict[str, Any]) -> None:
     assert problems(sample(schema), schema) == []
+
+
+@pytest.mark.parametrize("provider", ["cerebras", "openrouter"])
+def test_compatible_services_with_json_schema_send_it(aipk_emulator: Emulator,
+                                                      provider: str) -> None:
+    with aipk.Client(provider, base_url=aipk_emulator.url("openai"), api_key=KEY) as client:
+        client.chat(model="m", messages=ASK, response_format=Place)
+    assert _body(aipk_emulator)["response_format"]["type"] == "json_schema"
