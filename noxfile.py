@@ -17,20 +17,31 @@ nox.options.reuse_existing_virtualenvs = True
 
 TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100"]
 PLUGINS = ["aipk-openai", "aipk-anthropic", "aipk-gemini", "aipk-cerebras", "aipk-qwen",
-           "aipk-openrouter"]
-EVERYTHING = ["./core", *(f"./plugins/{p}" for p in PLUGINS), "./contrib/aipk-testkit"]
+           "aipk-openrouter", "aipk-ollama"]
+#: exporter -> how to install it with what its tests need
+EXPORTERS = {"aipk-prometheus": "./contrib/aipk-prometheus",
+             "aipk-otel": "./contrib/aipk-otel[sdk]"}
+EVERYTHING = ["./core", *(f"./plugins/{p}" for p in PLUGINS), "./contrib/aipk-testkit",
+              "./contrib/aipk-redis[encryption]", *EXPORTERS.values()]
 #: What each package's isolated test session installs: the package, what it declares, and the
 #: testkit where its tests use the emulator.
 PACKAGES = {
     "core": ["./core"],
     "aipk-testkit": ["./contrib/aipk-testkit"],
+    # its tests also need redis-server on PATH (dev/setup installs it as root)
+    "aipk-redis": ["./core", "./plugins/aipk-openai", "./contrib/aipk-redis[encryption]",
+                   "./contrib/aipk-testkit"],
     **{p: ["./core", "./plugins/aipk-openai", f"./plugins/{p}", "./contrib/aipk-testkit"]
        for p in PLUGINS},
+    **{e: ["./core", "./plugins/aipk-openai", "./contrib/aipk-testkit", spec]
+       for e, spec in EXPORTERS.items()},
 }
 TEST_DIRS = {
     "core": "core/tests",
     "aipk-testkit": "contrib/aipk-testkit/tests",
+    "aipk-redis": "contrib/aipk-redis/tests",
     **{p: f"plugins/{p}/tests" for p in PLUGINS},
+    **{e: f"contrib/{e}/tests" for e in EXPORTERS},
 }
 
 

@@ -6,9 +6,11 @@
 ``chat``: ``Client.chat`` over an in-memory transport that returns a canned OpenAI reply (so
 everything aipk does per request, minus the HTTP client). ``engine``: the Engine steps alone
 (prepare, sign, observe, chat_response). ``stream``: ``AsyncClient.stream`` over an in-memory
-transport (µs per chunk). Every installed plugin is loaded, as in ``bench/run.py``. Report the
-median of several repeats (CPU time of this process, so less sensitive to other load); use it to
-compare before/after side by side, and ``bench/run.py`` for the real numbers.
+transport (µs per chunk). ``framing``: each core framer on a chunk carrying the same event
+(SSE, NDJSON, a JSON-array element) plus the decoder's JSON parse of the frame, µs per chunk.
+Every installed plugin is loaded, as in ``bench/run.py``. Report the median of several repeats
+(CPU time of this process, so less sensitive to other load); use it to compare before/after
+side by side, and ``bench/run.py`` for the real numbers.
 """
 
 from __future__ import annotations
@@ -84,6 +86,14 @@ class _AsyncStreamResponse:
     async def close(self) -> None: ...
 
 
+#: the same event as CHUNK, framed as an NDJSON line and as a JSON-array element
+FRAMED = {
+    "sse": CHUNK,
+    "ndjson": CHUNK[6:-2] + b"\n",
+    "json-array": b"\n,\r\n" + CHUNK[6:-2],
+}
+
+
 class _AsyncTransport:
     def __init__(self, chunks: int) -> None:
         self.chunks = chunks
@@ -135,6 +145,26 @@ def stream_loop(n: int) -> float:
     return asyncio.run(run())
 
 
+def framing_loop(n: int) -> dict[str, float]:
+    """Each framer on its chunk, plus the decoder's parse of the frame (``json.loads``, or
+    ``aipk.framing.loads`` for the JSON array, whose framer has parsed the element already)."""
+    from aipk import framing
+
+    out = {}
+    for name, chunk in FRAMED.items():
+        framer = framing.make_framer(name)
+        loads = framing.loads if name == "json-array" else json.loads
+        if name == "json-array":
+            framer.feed(b"[" + chunk[4:])  # the opening bracket and a first element
+        feed = framer.feed
+        t = time.process_time()
+        for _ in range(n):
+            for frame in feed(chunk):
+                loads(frame.data)
+        out[name] = (time.process_time() - t) / n * 1e6
+    return out
+
+
 LOOPS = {"chat": chat_loop, "engine": engine_loop, "stream": stream_loop}
 
 
@@ -156,6 +186,11 @@ def main() -> None:
     for name, loop in LOOPS.items():
         samples = [loop(args.n) for _ in range(args.repeat)]
         print(f"{name:7s} {statistics.median(samples):7.2f} µs  (min {min(samples):.2f})")
+    framed = [framing_loop(args.n) for _ in range(args.repeat)]
+    for name in FRAMED:
+        samples = [run[name] for run in framed]
+        print(f"framing {name:10s} {statistics.median(samples):5.2f} µs/chunk  "
+              f"(min {min(samples):.2f})")
 
 
 if __name__ == "__main__":

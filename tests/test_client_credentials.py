@@ -401,4 +401,7 @@ def test_a_thousand_concurrent_calls_share_one_key_pool(aipk_emulator: Emulator)
     assert seen[KEY_B] + seen[KEY_C] == n
     assert metrics["successes"] == n and metrics["errors"] == 0
     assert metrics["failovers"] == seen[KEY_A]  # each failure moved on to a healthy key
-    assert not pool.health(a).healthy and pool.health(b).healthy and pool.health(c).healthy
+    # Every request to A was sent before A's first 503 arrived: one incident, one counted
+    # failure, and A waits out its backoff; B and C are untouched.
+    assert pool.health(a).consecutive_failures == 1 and not pool.health(a).available
+    assert pool.health(b).healthy and pool.health(c).healthy

@@ -247,16 +247,21 @@ def test_reset_mid_stream_is_a_network_error_after_events(emu: Emulator,
 
 def test_truncated_stream_is_a_response_error(emu: Emulator, client: aipk.Client) -> None:
     emu.enqueue(Fault.truncate(after_events=2))
-    with pytest.raises(ResponseError, match="ended before"):
+    with pytest.raises(ResponseError, match="ended early"):
         list(client.stream(model="gpt-4o-mini", messages=USER))
 
 
-def test_malformed_json_is_a_response_error(emu: Emulator, client: aipk.Client) -> None:
-    emu.enqueue(Fault.malformed_json())
+def test_malformed_json_is_retried_then_a_response_error(emu: Emulator, client: aipk.Client,
+                                                         sleeps: Sleeps) -> None:
+    emu.enqueue(Fault.malformed_json(), Reply(text="whole"))
+    assert client.chat(model="gpt-4o-mini", messages=USER).text == "whole"
+    assert len(sleeps) == 1  # nothing reached the caller: retried like a failure before it
+    emu.enqueue(Fault.malformed_json(), Fault.malformed_json(), Fault.malformed_json())
     with pytest.raises(ResponseError) as info:
         client.chat(model="gpt-4o-mini", messages=USER)
     assert info.value.provider == "openai" and info.value.request_id
-    emu.enqueue(Fault.malformed_json())
+    assert info.value.retryable and len(sleeps) == 3
+    emu.enqueue(Fault.malformed_json())  # a stream that delivered an event is not restarted
     with pytest.raises(ResponseError):
         list(client.stream(model="gpt-4o-mini", messages=USER))
 

@@ -39,9 +39,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     monkeypatch.setenv("AIPK_TOKEN_DIR", str(tmp_path / "tokens"))
-    # Providers a config file defines are registered in the default registry: give each test
-    # its own, so they do not leak into later tests (restored afterwards).
-    monkeypatch.setattr(aipk.registry, "_default", None)
 
 
 def config_file(tmp_path: Path, emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> Path:

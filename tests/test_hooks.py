@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import aipk
+import aipk.framing
 import aipk_openai.plugin
 from aipk import hookspecs
 from aipk.registry import Registry
@@ -165,6 +166,47 @@ def test_hook_aipk_stream_decoder(emu: Emulator) -> None:
     assert Counting.seen >= 6  # role chunk, 4 deltas, finish, usage, [DONE]
 
 
+def test_a_decoder_brings_its_own_framer(emu: Emulator) -> None:
+    """A third-party framing: the decoder's ``framing`` is a callable returning an
+    ``aipk.Framer``; a framer's ValueError is a ResponseError; an unknown name a PluginError."""
+
+    class CountingFramer:
+        chunks = 0
+
+        def __init__(self) -> None:
+            self._sse = aipk.framing.SSEDecoder()
+
+        def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+            CountingFramer.chunks += 1
+            return self._sse.feed(chunk)
+
+        def close(self) -> list[ServerSentEvent]:
+            return self._sse.close()
+
+    class Refusing(CountingFramer):
+        def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+            raise ValueError("not my framing")
+
+    framings: list[object] = [CountingFramer, Refusing, "xml"]
+
+    class Plugin:
+        @aipk.hookimpl_for(protocol="openai", tryfirst=True)
+        def aipk_stream_decoder(self, provider: aipk.Provider) -> wire.OpenAIStreamDecoder:
+            decoder = type("Framed", (wire.OpenAIStreamDecoder,), {
+                "__slots__": (), "framing": framings.pop(0)})(provider)
+            return decoder
+
+    assert isinstance(CountingFramer(), aipk.Framer)
+    emu.enqueue(Reply(text="abcdefgh", chunk_size=2))
+    with client_with(emu, Plugin()) as client:
+        assert "".join(client.stream(model="m", messages=USER).text()) == "abcdefgh"
+        assert CountingFramer.chunks >= 6  # one HTTP chunk per event
+        with pytest.raises(aipk.ResponseError, match="not my framing"):
+            list(client.stream(model="m", messages=USER))
+        with pytest.raises(aipk.PluginError, match="unknown stream framing 'xml'"):
+            list(client.stream(model="m", messages=USER))
+
+
 def test_hook_aipk_map_error(emu: Emulator) -> None:
     class QuotaError(aipk.RateLimitError):
         pass
@@ -185,6 +227,30 @@ def test_hook_aipk_map_error(emu: Emulator) -> None:
     with client_with(emu, Plugin()) as client, pytest.raises(QuotaError) as info:
         client.chat(model="m", messages=USER, retry=aipk.RetryPolicy(max_retries=0))
     assert info.value.request_id and str(info.value).startswith("[openai")
+
+
+def test_hook_aipk_retry_after(emu: Emulator) -> None:
+    class Plugin:
+        @aipk.hookimpl_for(protocol="openai")
+        def aipk_retry_after(self, provider: aipk.Provider, status: int,
+                             headers: Mapping[str, str], now: float) -> float | None:
+            raw = headers.get("acme-wait-ms")
+            return float(raw) / 1000 if raw else None
+
+    sleeps: list[float] = []
+    emu.enqueue(Fault.status(429, retry_after=9, headers={"acme-wait-ms": "1500"}))
+    emu.enqueue(Reply(text="waited"))
+    emu.enqueue(Fault.status(429, retry_after=4))  # no provider header: retry-after stands
+    registry = Registry(entry_points=False)
+    registry.register(aipk_openai.plugin, name="openai")
+    registry.register(Plugin(), name="wait-header")
+    with aipk.Client("openai", base_url=emu.url("openai"), api_key="sk-hooks",
+                     registry=registry, sleep=sleeps.append) as client:
+        assert client.chat(model="m", messages=USER).text == "waited"
+        assert sleeps == [1.5]  # the provider's header, over retry-after: 9
+        with pytest.raises(aipk.RateLimitError) as info:
+            client.chat(model="m", messages=USER, retry=aipk.RetryPolicy(max_retries=0))
+    assert info.value.retry_after == 4.0
 
 
 def test_hook_aipk_models_request(emu: Emulator) -> None:
@@ -283,3 +349,19 @@ def test_hook_aipk_config_options(emu: Emulator) -> None:
     with aipk.Client.from_config("acme", config=config) as client:
         assert client.provider.options["region"] == "us"
         assert client.chat(model="m", messages=USER).text == "echo: hi"
+
+
+def test_hook_aipk_observe(emu: Emulator) -> None:
+    class Observer:
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        @aipk.hookimpl
+        def aipk_observe(self, event: Any) -> None:
+            self.seen.append(type(event).__name__)
+
+    observer = Observer()
+    emu.enqueue(Reply(text="watched"))
+    with client_with(emu, observer) as client:
+        assert client.chat(model="m", messages=USER).text == "watched"
+    assert observer.seen == ["CallStarted", "CallFinished"]

@@ -116,7 +116,11 @@ def test_a_shared_transport_outlives_the_client_that_closes_first() -> None:
         first.close()
         assert second.chat(**ask).text == "shared"
         second.close()
-        assert second.chat(**ask).text == "shared"  # still the caller's to close
+        with pytest.raises(aipk.ClientClosedError):  # the client is closed...
+            second.chat(**ask)
+        with aipk.Client("openai", base_url=emu.url("openai"), api_key=KEY,
+                         transport=transport) as third:  # ...its transport is the caller's
+            assert third.chat(**ask).text == "shared"
         transport.close()
 
 

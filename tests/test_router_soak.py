@@ -53,7 +53,7 @@ MAX_WAIT = 3.0
 NAMES = ("a", "b", "c")
 # the errors a target may produce under these faults
 EXPECTED_ERRORS = {"RateLimitError", "ServerError", "OverloadedError", "NetworkError",
-                   "RequestTimeout", "ResponseError"}
+                   "RequestTimeout", "ResponseError", "IncompleteStreamError"}
 
 REPLY = Reply(text="soak reply, soak reply", chunk_size=6)
 FAULTS: list[tuple[float, Callable[[random.Random], Reply | Fault]]] = [

@@ -304,3 +304,95 @@ def test_a_plain_file_is_encrypted_on_the_next_save(path: Path) -> None:
     store.save(cred("second"))
     assert ACCESS not in path.read_text()
     assert store.list_ids() == ["acct", "second"]
+
+
+# -- writers killed mid-write ----------------------------------------------------------------
+
+KILLED_WRITER = textwrap.dedent("""
+    import os, random, stat, sys, time
+    from aipk.credentials import FileTokenStore, OAuthCredential
+    path, n = sys.argv[1], int(sys.argv[2])
+    real_fsync = os.fsync
+    def announced_fsync(fd):
+        if stat.S_ISREG(os.fstat(fd).st_mode):  # the temporary file, written, not yet renamed
+            sys.stdout.write("writing\\n")
+            sys.stdout.flush()
+            time.sleep(random.uniform(0.0, 0.05))
+        real_fsync(fd)
+    os.fsync = announced_fsync
+    store = FileTokenStore(path)
+    while True:
+        n += 1
+        store.save(OAuthCredential(id="victim", access_token=f"secret-token-{n}",
+                                   refresh_token=f"secret-refresh-{n}"))
+""")
+
+
+def _temps(path: Path) -> list[Path]:
+    return [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def _kill_writers(path: Path, kills: int, start: int) -> None:
+    """Start a writer ``kills`` times and SIGKILL it while it writes (on its first, or a later
+    fsync of a temporary file); the token file must stay whole throughout."""
+    import random
+    import signal
+
+    for round_ in range(kills):
+        proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(path),
+                                 str(start + 1000 * round_)],
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        for _ in range(random.randint(1, 3)):
+            assert proc.stdout.readline() == "writing\n", "the writer died by itself"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        proc.stdout.close()
+        assert proc.returncode == -signal.SIGKILL
+        document = json.loads(path.read_bytes())  # never partial: replaced atomically
+        token = document["credentials"]["victim"]["access_token"]
+        # a writer killed in its first write leaves the token saved before it
+        assert token.startswith("secret-token-") or token == f"{ACCESS}-0"
+        # the killed writer's own temporary file, holding tokens, 0600; those of the writers
+        # killed before it were removed by its first write
+        left = _temps(path)
+        assert len(left) == 1 and b"secret-token-" in left[0].read_bytes()
+        assert mode(left[0]) == 0o600
+
+
+def test_temp_files_of_killed_writers_are_removed_on_the_next_load_and_write(path: Path) -> None:
+    store = FileTokenStore(path)
+    store.save(cred("victim"))
+    _kill_writers(path, 10, 0)
+    loaded = store.load("victim")  # the next load removes them
+    assert loaded is not None
+    assert loaded.access_token.reveal().startswith(("secret-token-", f"{ACCESS}-0"))
+    assert _temps(path) == []
+
+    _kill_writers(path, 10, 100_000)
+    store.save(cred("other"))  # so does the next write
+    assert _temps(path) == []
+    assert store.list_ids() == ["other", "victim"]
+    assert mode(path) == 0o600
+
+
+def test_a_load_leaves_a_live_writers_temp_file_alone(path: Path) -> None:
+    store = FileTokenStore(path)
+    store.save(cred())
+    live = path.with_name(f".{path.name}.0123456789ab.tmp")
+    old_style = path.with_name(f".{path.name}.k2_x9a0q.tmp")  # tempfile.mkstemp's names
+    others = [path.with_name(f".{path.name}.bak.0123456789ab.tmp"),
+              path.with_name(".other.json.0123456789ab.tmp"), path.with_name("notes.tmp")]
+    for tmp in (live, old_style, *others):
+        tmp.write_text("x")
+    with store._locked():  # a writer holds the lock: its temporary file may be in use
+        holder = threading.Thread(target=lambda: store.load("acct"))
+        holder.start()
+        holder.join()
+        assert live.exists() and old_style.exists()
+        other_store = FileTokenStore(path)
+        assert other_store.load("acct") == cred()
+        assert live.exists()
+    assert store.load("acct") == cred()  # the lock is free: stale, removed
+    assert not live.exists() and not old_style.exists()
+    assert all(tmp.exists() for tmp in others)  # other files are never touched

@@ -103,8 +103,10 @@ def test_tree_was_parsed() -> None:
     assert TREE["PluginError"] == "AipkError"
     assert TREE["AllTargetsFailedError"] == "ProviderError"
     assert TREE["KeysExhaustedError"] == "CredentialError"  # five levels deep
-    assert len(TREE) == 24
+    assert TREE["IncompleteStreamError"] == "ResponseError"
     assert TREE["StructuredOutputError"] == "ResponseError"
+    assert TREE["ToolArgumentsError"] == "ResponseError"
+    assert set(TREE) == set(PUBLIC)  # every drawn node is a public error and vice versa
     assert "UTF" not in TREE  # the wrapped description line is not a node
     assert "refreshed" not in TREE
 

@@ -334,3 +334,75 @@ def test_the_engine_fills_in_transport_info_on_a_new_record_and_copies_any_other
     answer = engine.chat_response(REQUEST, b"{}", headers, state)
     assert answer is not stamped and stamped.request_id == "req_plugin"  # left untouched
     assert (answer.request_id, answer.rate_limit, answer.text) == ("req_1", state, "hi")
+
+
+# -- hookimpl_for: implementations that serve only some providers ------------------------------
+
+
+class Routed:
+    """A cross-cutting plugin (declares no provider) whose hooks serve only protocol "wire"
+    and the provider "other", without a guard of their own."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    @aipk.hookimpl_for(protocol="wire", tryfirst=True)
+    def aipk_build_request(self, provider: Provider, request: ChatRequest,
+                           stream: bool) -> HttpRequest:
+        self.log.append(f"routed:{provider.name}")
+        return HttpRequest(url=provider.url("routed"), json={})
+
+    @aipk.hookimpl_for(provider=["other"], wrapper=True)
+    def aipk_parse_rate_limits(self, provider: Provider) -> Generator[None, Any, Any]:
+        self.log.append(f"routed-wrap:{provider.name}")
+        result = yield
+        return result
+
+
+def test_hookimpl_for_leaves_other_providers_out_of_the_plan() -> None:
+    log: list[str] = []
+    routed = Routed(log)
+    registry = _registry(Home(log), Other(log), routed)
+    wire = _engine(registry, "preset")
+    other = _engine(registry, "other")
+    assert wire.prepare(REQUEST, stream=False).url == "http://preset.test/v1/routed"
+    with pytest.raises(aipk.PluginError, match="aipk_build_request"):
+        other.prepare(REQUEST, stream=False)  # Other answers None; nobody else serves "other"
+    assert "other:other" in log
+    assert log.count("routed:preset") == 1
+    assert "routed:other" not in log  # not even called to say None
+    hooks = registry.hooks_for(other.provider)
+    assert all(step[0].__func__ is not Routed.aipk_build_request
+               for step in hooks.aipk_build_request._plan[1] or ())
+    # for "wire" the plan calls the implementation itself, not its guard
+    wire_plan = registry.hooks_for(wire.provider).aipk_build_request._plan[1]
+    assert any(getattr(step[0], "__func__", None) is Routed.aipk_build_request.__wrapped__
+               for step in wire_plan)
+
+
+def test_hookimpl_for_guards_calls_through_pluggy() -> None:
+    log: list[str] = []
+    registry = _registry(Home(log), Other(log), Routed(log))
+    spec = registry.spec("other")
+    other = Provider(spec=spec, base_url=spec.default_base_url)
+    wire_spec = registry.spec("wire")
+    wire = Provider(spec=wire_spec, base_url=wire_spec.default_base_url)
+    hook = registry.hook
+    assert hook.aipk_build_request(provider=other, request=REQUEST, stream=False) is None
+    built = hook.aipk_build_request(provider=wire, request=REQUEST, stream=False)
+    assert built.url == "http://wire.test/v1/routed"
+    assert "routed:other" not in log and "routed:wire" in log
+    # the wrapper runs for "other" only, and passes results through untouched
+    assert hook.aipk_parse_rate_limits(provider=wire, status=200, headers={}, now=0.0) is None
+    assert hook.aipk_parse_rate_limits(provider=other, status=200, headers={}, now=0.0) is None
+    assert [e for e in log if e.startswith("routed-wrap")] == ["routed-wrap:other"]
+    assert "other-limits:other" in log and "other-limits:wire" in log
+
+
+def test_hookimpl_for_needs_a_target_and_a_provider_argument() -> None:
+    with pytest.raises(TypeError, match="protocol= or provider="):
+        aipk.hookimpl_for()
+    with pytest.raises(TypeError, match="does not take 'provider'"):
+        @aipk.hookimpl_for(protocol="wire")
+        def aipk_providers() -> Sequence[ProviderSpec]:
+            return []

@@ -389,6 +389,8 @@ def test_state_merge() -> None:
     assert merged.daily_requests == RateLimitWindow(limit=1000, remaining=999)
     assert merged.input_tokens is None
     assert merged.not_before == NOW + 5
+    # A later, shorter retry-after does not shorten the wait (concurrent 429s).
+    assert merged.merge(RateLimitState(not_before=NOW + 0.1)).not_before == NOW + 5
     assert merged.credits_remaining == 12.5
     assert merged.observed_at == NOW + 1
     # An older observation does not move observed_at backwards.
@@ -424,9 +426,11 @@ def test_state_merge_property(old: RateLimitState, new: RateLimitState) -> None:
         for attr in ("limit", "remaining", "reset_at"):
             nv = getattr(n, attr)
             assert getattr(m, attr) == (getattr(o, attr) if nv is None else nv)
-    for attr in ("not_before", "credits_remaining"):
-        nv = getattr(new, attr)
-        assert getattr(merged, attr) == (getattr(old, attr) if nv is None else nv)
+    nv = new.credits_remaining
+    assert merged.credits_remaining == (old.credits_remaining if nv is None else nv)
+    # A provider's wait only extends: the later not_before wins, whichever came last.
+    befores = [t for t in (old.not_before, new.not_before) if t is not None]
+    assert merged.not_before == (max(befores) if befores else None)
     assert merged.observed_at == max(old.observed_at, new.observed_at)
     # Merging the same update twice changes nothing more.
     assert merged.merge(new) == merged

@@ -1,5 +1,6 @@
 """The state store: get/set/update/delete, TTL expiry on an injected clock, bounded size,
-atomic updates under threads, and the rate-limit tracker on top of it."""
+atomic updates under threads, the rate-limit tracker on top of it, and token buckets booked
+in the store (shared client-side limits)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aipk._ratelimit import RateLimitState, RateLimitTracker, RateLimitWindow
-from aipk.state import MemoryStore, StateStore
+from aipk.limits import ClientLimits, Limiter
+from aipk.state import BucketStore, MemoryStore, StateStore, take_from_bucket
 
 
 class Clock:
@@ -174,3 +176,64 @@ def test_tracker_keeps_its_states_in_the_given_store() -> None:
     other = RateLimitTracker(store)
     assert other.get(key) == merged
     assert RateLimitTracker().get(key) is None  # the default store is private
+
+
+# -- token buckets in the store (BucketStore) -------------------------------------------------
+
+
+def test_memory_store_books_buckets_like_a_token_bucket() -> None:
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    assert isinstance(store, BucketStore)
+    rpm = [("rpm", 3.0, 60.0, 1.0)]
+    assert [store.reserve("lim", "k", rpm) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert store.reserve("lim", "k", rpm) == pytest.approx(20.0)  # one refills every 20 s
+    store.refund("lim", "k", rpm)
+    assert store.reserve("lim", "k", rpm) == pytest.approx(20.0)
+    assert store.reserve("lim", "other", rpm) == 0.0  # keys have their own buckets
+    clock.now += 40.0
+    assert store.reserve("lim", "k", rpm) == pytest.approx(0.0)
+    both = [("rpm", 10.0, 60.0, 1.0), ("tpm", 100.0, 60.0, 90.0)]
+    assert store.reserve("lim", "t", both) == 0.0
+    assert store.reserve("lim", "t", both) == pytest.approx(80 * 0.6)  # tokens wait longest
+
+
+def test_an_idle_bucket_entry_expires_once_full_again() -> None:
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    store.reserve("lim", "k", [("rpm", 2.0, 60.0, 1.0)])
+    assert len(store) == 1
+    clock.now += 30.01
+    assert len(store) == 0  # full again after 30 s: nothing worth keeping
+
+
+@given(st.lists(st.tuples(st.floats(0, 30), st.floats(0.1, 5)), max_size=40))
+@settings(max_examples=60, deadline=None)
+def test_bucket_booking_never_lets_more_through_than_capacity_plus_refill(
+        steps: list[tuple[float, float]]) -> None:
+    capacity, period = 5.0, 10.0
+    level: float | None = None
+    stamp = now = 0.0
+    admitted = 0.0
+    for advance, amount in steps:
+        now += advance
+        level, stamp, wait = take_from_bucket(level, stamp, now, capacity, period, amount)
+        if wait == 0.0:
+            admitted += amount
+        else:
+            level, stamp, _ = take_from_bucket(level, stamp, now, capacity, period, -amount)
+        assert admitted <= capacity + now * capacity / period + 1e-9
+
+
+def test_limiters_sharing_a_store_share_one_budget_per_key() -> None:
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    limits = ClientLimits(requests_per_minute=2)
+    first = Limiter(limits, store=store, scope="openai")
+    second = Limiter(limits, store=store, scope="openai")
+    assert first.reserve(0, "key-a") == 0.0
+    assert second.reserve(0, "key-a") == 0.0
+    assert first.reserve(0, "key-a") == pytest.approx(30.0)  # the pair spent the budget
+    first.refund(0, "key-a")
+    assert second.reserve(0, "key-b") == 0.0  # another key, another budget
+    assert Limiter(limits, store=store, scope="gemini").reserve(0, "key-a") == 0.0

@@ -183,7 +183,7 @@ def test_tools_from_functions_refuse_what_cannot_be_called_by_name() -> None:
     with pytest.raises(InvalidRequestError, match="positional-only"):
         aipk.as_tool(positional)
     assert "additionalProperties" not in aipk.as_tool(open_ended).parameters
-    with pytest.raises(InvalidRequestError, match="needs a name"):
+    with pytest.raises(InvalidRequestError, match="missing the key 'name'"):
         aipk.as_tool({"type": "function", "function": {"parameters": {}}})
     with pytest.raises(InvalidRequestError, match="not int"):
         aipk.as_tool(3)

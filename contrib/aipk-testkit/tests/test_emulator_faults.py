@@ -48,6 +48,8 @@ def test_fault_constructors_validate() -> None:
         Fault.status(200)
     with pytest.raises(ValueError, match="negative"):
         Fault.slow_first_byte(-1)
+    with pytest.raises(ValueError, match="negative"):
+        Fault.stall(-0.5)
     with pytest.raises(ValueError, match="chunk_size"):
         Reply(text="x", chunk_size=0)
 
@@ -95,6 +97,62 @@ def test_a_slow_response_does_not_block_other_connections(emu: Emulator, http: A
     assert time.monotonic() - started < 0.3
     assert slow.getresponse().status == 200
     slow.close()
+
+
+def _read_with_gaps(s: socket.socket) -> list[tuple[float, bytes]]:
+    """(seconds since the previous read, bytes) for each recv until the server closes."""
+    out: list[tuple[float, bytes]] = []
+    last = time.monotonic()
+    while chunk := s.recv(65536):
+        now = time.monotonic()
+        out.append((now - last, chunk))
+        last = now
+    return out
+
+
+def test_stall_goes_silent_mid_stream_then_finishes(emu: Emulator, http: Any) -> None:
+    emu.enqueue(Fault.stall(0.4, after_events=2, reply=Reply(text="abcdefghijkl", chunk_size=2)))
+    with socket.create_connection(("127.0.0.1", emu.port), timeout=5) as s:
+        s.sendall(http.chat_bytes(stream=True))
+        reads = _read_with_gaps(s)
+    body = b"".join(chunk for _, chunk in reads)
+    before = b"".join(chunk for gap, chunk in reads if gap < 0.3)
+    after = b"".join(chunk for gap, chunk in reads if gap >= 0.3)
+    assert before.startswith(b"HTTP/1.1 200 OK\r\n") and before.count(b"data: ") == 2
+    assert after and after.count(b"data: ") >= 2  # the rest came after the silence
+    assert body.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n")  # then the complete stream
+
+
+def test_stall_mid_body_and_before_the_first_event(emu: Emulator, http: Any) -> None:
+    emu.enqueue(Fault.stall(0.3), Fault.stall(0.3, after_events=0))
+    started = time.monotonic()
+    r = http.chat()
+    assert time.monotonic() - started >= 0.3
+    assert r.json()["choices"][0]["message"]["content"] == "echo: Hello there"
+    conn = http.connection(timeout=0.1)  # the head comes at once, the first event does not
+    conn.request("POST", "/v1/chat/completions", body=http.chat_bytes().split(b"\r\n\r\n")[1])
+    response = conn.getresponse()
+    assert response.status == 200
+    with pytest.raises(socket.timeout):
+        response.read1(1)
+    conn.close()
+    time.sleep(0.3)  # the rest finds the connection gone
+    assert http.chat().status == 200
+
+
+def test_truncate_counting_from_the_end(emu: Emulator, http: Any) -> None:
+    reply = Reply(text="twelve chars", chunk_size=4)
+    emu.enqueue(Fault.truncate(after_events=-1, reply=reply),
+                Fault.truncate(after_events=10**6, reply=reply))
+    r = http.chat(stream=True, include_usage=True)
+    chunks = r.chunks()
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"  # the usage chunk is gone
+    assert "[DONE]" not in r.events() and all("usage" not in c or c["usage"] is None
+                                              for c in chunks)
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == (
+        "twelve chars")
+    r = http.chat(stream=True, include_usage=True)
+    assert r.chunks()[-1]["usage"]["total_tokens"] > 0 and "[DONE]" not in r.events()
 
 
 # -- broken streams ------------------------------------------------------------------------------
@@ -190,6 +248,7 @@ def test_require_api_key(emu: Emulator, http: Any) -> None:
     wrong = http.chat(headers={"Authorization": "Bearer sk-wrong-secret"})
     assert wrong.status == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
     assert b"sk-wrong-secret" not in wrong.body
+    assert "Incorrect API key provided: sk-********cret." in wrong.json()["error"]["message"]
     ok = http.chat(headers={"Authorization": "Bearer sk-test"})
     assert ok.json()["choices"][0]["message"]["content"] == "authorized"
     emu.require_api_key(None)
@@ -245,3 +304,65 @@ def test_reset_clears_everything(emu: Emulator, http: Any) -> None:
     r = http.chat()
     assert r.status == 200 and "x-ratelimit-limit-requests" not in r.headers
     assert r.json()["choices"][0]["message"]["content"] == "echo: Hello there"
+
+
+# -- cut after the head, per-key scripts -------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_reset_after_headers_sends_the_head_then_aborts(emu: Emulator, http: Any,
+                                                        stream: bool) -> None:
+    emu.enqueue(Fault.reset_after_headers())
+    received = b""
+    with socket.create_connection(("127.0.0.1", emu.port), timeout=5) as s:
+        s.sendall(http.chat_bytes(stream=stream, close=False))
+        with pytest.raises(ConnectionResetError):
+            while chunk := s.recv(65536):
+                received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and body == b""
+    framing = b"transfer-encoding: chunked" if stream else b"content-length: "
+    assert framing in head.lower()
+    if not stream:  # the head promised a body that never came
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        assert length > 0
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+def test_enqueue_for_key_serves_that_key_first_in_arrival_order(emu: Emulator,
+                                                                 http: Any) -> None:
+    emu.enqueue_for_key("k1", Fault.status(429, retry_after=2),
+                        Fault.status(429, retry_after_ms=100))
+    emu.enqueue(Reply(text="global"))
+    assert http.chat(headers=_bearer("k2")).json()["choices"][0]["message"]["content"] == \
+        "global"  # another key takes the global queue
+    first = http.chat(headers=_bearer("k1"))
+    second = http.chat(headers=_bearer("k1"))
+    assert (first.status, first.headers["retry-after"]) == (429, "2")
+    assert (second.status, second.headers["retry-after-ms"]) == (429, "100")
+    assert http.chat(headers=_bearer("k1")).status == 200  # that key's queue is used up
+    with pytest.raises(TypeError, match="Reply or Fault"):
+        emu.enqueue_for_key("k1", "nope")  # type: ignore[arg-type]
+    emu.enqueue_for_key("k1", Fault.status(500))
+    emu.reset()
+    assert http.chat(headers=_bearer("k1")).status == 200  # reset clears per-key queues
+
+
+def test_fail_key_at_a_rate_picks_among_faults_reproducibly(emu: Emulator, http: Any) -> None:
+    faults = [Fault.status(503), Fault.status(500)]
+    emu.fail_key("k1", faults, rate=0.3, seed=7)
+    statuses = [http.chat(headers=_bearer("k1")).status for _ in range(200)]
+    failed = [s for s in statuses if s != 200]
+    assert 30 <= len(failed) <= 90 and set(failed) == {500, 503}
+    assert all(http.chat(headers=_bearer("k2")).status == 200 for _ in range(20))
+    emu.fail_key("k1", faults, rate=0.3, seed=7)
+    assert [http.chat(headers=_bearer("k1")).status for _ in range(200)] == statuses
+    with pytest.raises(ValueError, match="rate"):
+        emu.fail_key("k1", faults, rate=0.0)
+    with pytest.raises(TypeError, match="Fault"):
+        emu.fail_key("k1", [])
+    emu.fail_key("k1", None)
+    assert http.chat(headers=_bearer("k1")).status == 200

@@ -12,6 +12,7 @@ SSE decoder, retries, rate-limit tracking and the two clients::
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from . import errors, registry
@@ -21,6 +22,7 @@ from .errors import (
     AuthenticationError,
     AuthErrorCode,
     BadRequestError,
+    ClientClosedError,
     ConfigFileError,
     ConfigurationError,
     InvalidRequestError,
@@ -40,7 +42,10 @@ from .errors import (
     TransportError,
     UnknownProviderError,
 )
-from .hookspecs import hookimpl
+from .hookspecs import hookimpl, hookimpl_for
+
+# A library prints nothing unless the application configures logging (the `aipk` hierarchy).
+logging.getLogger("aipk").addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
     from . import catalog as catalog  # attributes of the package, loaded on first use
@@ -48,7 +53,7 @@ if TYPE_CHECKING:
     from . import state as state
     from ._async_client import AsyncChatStream, AsyncClient
     from ._client import ChatStream, Client, HealthStatus
-    from ._decoding import StreamDecoder
+    from ._decoding import IncompleteStreamError, StreamDecoder
     from ._errormap import error_for_status
     from ._format import ResponseFormat
     from ._http import HttpRequest, Timeout
@@ -86,6 +91,7 @@ if TYPE_CHECKING:
     from ._retry import RetryPolicy
     from ._toolloop import ToolLoopResult, arun_tools, run_tools
     from ._tools import as_tool
+    from .framing import Framer
     from .router import AsyncRouter, Router, Target
     from .state import MemoryStore, StateStore
 
@@ -106,14 +112,17 @@ __all__ = [
     "ChatResponse",
     "ChatStream",
     "Client",
+    "ClientClosedError",
     "ConfigFileError",
     "ConfigurationError",
     "Credential",
     "FinishEvent",
     "FinishReason",
+    "Framer",
     "HealthStatus",
     "HttpRequest",
     "Image",
+    "IncompleteStreamError",
     "InvalidRequestError",
     "MemoryStore",
     "Message",
@@ -165,6 +174,7 @@ __all__ = [
     "error_for_status",
     "errors",
     "hookimpl",
+    "hookimpl_for",
     "parse_count",
     "parse_duration",
     "parse_reset",
@@ -178,7 +188,7 @@ __all__ = [
 _LAZY = {
     **dict.fromkeys(("AsyncChatStream", "AsyncClient"), "._async_client"),
     **dict.fromkeys(("ChatStream", "Client", "HealthStatus"), "._client"),
-    "StreamDecoder": "._decoding",
+    **dict.fromkeys(("IncompleteStreamError", "StreamDecoder"), "._decoding"),
     "error_for_status": "._errormap",
     "ResponseFormat": "._format",
     **dict.fromkeys(("HttpRequest", "Timeout"), "._http"),
@@ -194,6 +204,7 @@ _LAZY = {
     "RetryPolicy": "._retry",
     **dict.fromkeys(("ToolLoopResult", "arun_tools", "run_tools"), "._toolloop"),
     "as_tool": "._tools",
+    "Framer": ".framing",
     **dict.fromkeys(("AsyncRouter", "Router", "Target"), ".router"),
     **dict.fromkeys(("MemoryStore", "StateStore"), ".state"),
 }

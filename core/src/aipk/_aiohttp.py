@@ -3,17 +3,22 @@
 Install with ``pip install 'aipk-core[aiohttp]'`` and pass ``transport=AiohttpTransport()`` to
 :class:`~aipk.AsyncClient`. The ``aiohttp.ClientSession`` is created lazily inside the running
 event loop, or you can pass your own.
+
+A :class:`~aipk.Timeout` maps to ``aiohttp.ClientTimeout(total=None, sock_connect=connect,
+connect=connect + pool, sock_read=read)``: ``sock_read`` bounds each wait for bytes (the head,
+and every gap in the body), never the whole response.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._http import HttpRequest, Timeout
 from .errors import ConfigurationError
-from .transports import TransportFailure
+from .transports import TransportFailure, http_client_closed, unsendable
 
 if TYPE_CHECKING:
     import aiohttp
@@ -91,23 +96,53 @@ class _AiohttpResponse:
         self._response.release()
 
 
+def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
+    import aiohttp
+
+    return aiohttp.ClientTimeout(total=None, connect=timeout.connect + timeout.pool,
+                                 sock_connect=timeout.connect, sock_read=timeout.read)
+
+
+class _Pool:
+    """The session a transport and its :meth:`~AiohttpTransport.with_timeout` copies share."""
+
+    __slots__ = ("session",)
+
+    def __init__(self, session: aiohttp.ClientSession | None) -> None:
+        self.session = session
+
+
 class AiohttpTransport:
-    """Async transport over an ``aiohttp.ClientSession`` (yours, or one it creates and owns)."""
+    """Async transport over an ``aiohttp.ClientSession`` (yours, or one it creates and owns).
+
+    ``timeout`` (when set) applies to each request, also over your own session; unset, a
+    session of yours keeps its own timeouts.
+    """
 
     def __init__(self, session: aiohttp.ClientSession | None = None, *,
                  timeout: Timeout | None = None, max_connections: int = 100) -> None:
         _import_aiohttp()
-        self._session = session
+        self._pool = _Pool(session)
         self._owns = session is None
-        self._timeout = timeout or Timeout()
         self._max_connections = max_connections
+        #: The timeout applied to each request (None: the session's own).
+        self.timeout = timeout
+        self._per_request: dict[str, Any] = (
+            {} if timeout is None else {"timeout": _client_timeout(timeout)})
+
+    def with_timeout(self, timeout: Timeout) -> AiohttpTransport:
+        """A copy sharing this transport's session (its connection pool) that applies
+        ``timeout`` to each request."""
+        bound = copy.copy(self)
+        bound.timeout = timeout
+        bound._per_request = {"timeout": _client_timeout(timeout)}
+        return bound
 
     def _new_session(self) -> aiohttp.ClientSession:
         import aiohttp
 
-        t = self._timeout
         return aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=None, connect=t.connect, sock_read=t.read),
+            timeout=_client_timeout(self.timeout or Timeout()),
             connector=aiohttp.TCPConnector(limit=self._max_connections),
             auto_decompress=True,
         )
@@ -115,17 +150,26 @@ class AiohttpTransport:
     async def send(self, request: HttpRequest, body: bytes | None) -> _AiohttpResponse:
         import aiohttp
 
-        session = self._session
+        pool = self._pool
+        session = pool.session
         if session is None:
-            session = self._session = self._new_session()
+            session = pool.session = self._new_session()
         try:
             response = await session.request(request.method, request.url,
-                                             headers=dict(request.headers), data=body)
+                                             headers=dict(request.headers), data=body,
+                                             **self._per_request)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise _failure(exc, before_first_byte=True) from None
+        except (UnicodeError, ValueError) as exc:  # a header aiohttp refuses to send
+            raise (unsendable(request) or _failure(exc, before_first_byte=True)) from None
+        except RuntimeError:
+            if session.closed:
+                raise http_client_closed("aiohttp.ClientSession") from None
+            raise
         return _AiohttpResponse(response)
 
     async def close(self) -> None:
-        if self._owns and self._session is not None:
-            await self._session.close()
-            self._session = None
+        pool = self._pool
+        if self._owns and pool.session is not None:
+            await pool.session.close()
+            pool.session = None

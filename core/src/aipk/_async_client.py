@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
@@ -16,18 +17,37 @@ from ._messages import ChatRequest
 from ._providers import Credential, ModelInfo, Secret
 from ._responses import ChatResponse, StreamEvent, TextDelta
 from ._retry import RetryPolicy
-from ._sending import Acquire, ReadBody, Sent, Sleep, Transmit, send_steps
+from ._sending import (
+    Acquire,
+    Admit,
+    Parse,
+    Prime,
+    Primed,
+    ReadBody,
+    Sent,
+    Sleep,
+    Transmit,
+    send_steps,
+)
 from .credentials._errors import KeysExhaustedError
-from .errors import AuthenticationError, ProviderError
+from .errors import AuthenticationError, ClientClosedError, ProviderError
 from .limits import ClientLimits
+from .observability import Metrics
 from .registry import Registry
 from .state import StateStore
-from .transports import AsyncHttpxTransport, AsyncResponse, AsyncTransport, TransportFailure
+from .transports import (
+    AsyncHttpxTransport,
+    AsyncResponse,
+    AsyncTransport,
+    TransportFailure,
+    bind_timeout,
+)
 
 if TYPE_CHECKING:
     import httpx
 
     from .credentials._pool import CredentialSource
+    from .observability._call import Call
 
 __all__ = ["AsyncChatStream", "AsyncClient"]
 
@@ -38,7 +58,8 @@ class AsyncClient(ClientBase):
     >>> async with aipk.AsyncClient("openai") as client:            # doctest: +SKIP
     ...     print((await client.chat(model="gpt-4o-mini", messages=[aipk.Message.user("Hi")])).text)
 
-    ``timeout`` is a :class:`~aipk.Timeout` (connect and read set separately) or seconds.
+    ``timeout`` is a :class:`~aipk.Timeout` (connect and read set separately) or seconds; it
+    applies to every request whatever the transport (see :func:`aipk.transports.bind_timeout`).
     ``http_client`` lets you pass your own ``httpx.AsyncClient``; ``transport`` any
     :class:`~aipk.transports.AsyncTransport`, e.g.
     :class:`~aipk.transports.AiohttpTransport`. ``api_key``, ``credential`` and
@@ -65,6 +86,7 @@ class AsyncClient(ClientBase):
         registry: Registry | None = None,
         limits: ClientLimits | None = None,
         store: StateStore | None = None,
+        metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         **options: Any,
@@ -72,13 +94,15 @@ class AsyncClient(ClientBase):
         super().__init__(provider, api_key=api_key, base_url=base_url, headers=headers,
                          retry=retry, max_retries=max_retries, registry=registry, clock=clock,
                          options=options, limits=limits, credential=credential,
-                         credentials=credentials, store=store)
+                         credentials=credentials, store=store, metrics=metrics)
         spec = self._engine.provider.spec
         self.timeout = resolve_timeout(timeout, spec.connect_timeout, spec.read_timeout)
-        self._transport: AsyncTransport = (
-            transport if transport is not None
-            else AsyncHttpxTransport(http_client, timeout=self.timeout)
-        )
+        self._transport: AsyncTransport
+        if transport is None:
+            self._transport = AsyncHttpxTransport(http_client, timeout=self.timeout)
+        else:  # the client's timeout applies whatever the transport (see bind_timeout)
+            self._transport, self.timeout = bind_timeout(transport, self.timeout,
+                                                         explicit=timeout is not None)
         #: a transport passed in belongs to the caller (it may be shared): never closed here
         self._owns_transport = transport is None
         self._sleep = sleep
@@ -93,6 +117,7 @@ class AsyncClient(ClientBase):
     async def close(self) -> None:
         """Close connections this client opened (not an ``http_client`` or
         ``transport`` you passed in: those stay open for the other clients sharing them)."""
+        self._closed = True
         if self._owns_transport:
             await self._transport.close()
 
@@ -106,15 +131,18 @@ class AsyncClient(ClientBase):
         ``temperature=``, ``tools=`` …). ``retry`` overrides the client's policy for this call.
         """
         req = self._request(request, fields)
-        sent = await self._send(self._engine.prepare(req, stream=False), req.model, retry)
-        response = sent.response
+        engine = self._engine
+        call = engine.start_call(req, False)
         try:
-            data = await response.read()
-        except TransportFailure as failure:
-            raise self._transport_error(failure) from None
-        answer = self._engine.chat_response(req, data, response.headers, sent.rate_limit)
+            sent = await self._send(engine.prepare(req, stream=False), req.model, retry,
+                              parse=functools.partial(engine.chat_response, req), call=call)
+            answer: ChatResponse = sent.value
+        except BaseException as exc:
+            call.failed(exc)
+            raise
         if answer.usage is not None:
             self._credentials.add_tokens(sent.credential, answer.usage.total_tokens)
+        call.finished(sent.credential.id, answer.usage, answer)
         return answer
 
     def stream(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
@@ -128,12 +156,11 @@ class AsyncClient(ClientBase):
         built = None if static else self._engine.prepare_models()
         if built is None:
             return list(self._engine.provider.spec.models)
-        response = (await self._send(built, "", None)).response
-        try:
-            data = await response.read()
-        except TransportFailure as failure:
-            raise self._transport_error(failure) from None
-        return self._engine.models(data, response.headers)
+        engine = self._engine
+        sent = await self._send(built, "", None,
+                                parse=lambda body, headers, _: engine.models(body, headers))
+        models: list[ModelInfo] = sent.value
+        return models
 
     async def health(self) -> HealthStatus:
         """Check that the provider answers and accepts the credential (lists models)."""
@@ -148,10 +175,15 @@ class AsyncClient(ClientBase):
 
     # -- sending -------------------------------------------------------------------------
 
-    async def _send(self, prepared: HttpRequest, model: str,
-                    retry: RetryPolicy | None) -> Sent[AsyncResponse]:
+    async def _send(self, prepared: HttpRequest, model: str, retry: RetryPolicy | None, *,
+                    parse: Parse | None = None,
+                    stream: ChatRequest | None = None,
+              call: Call | None = None) -> Sent[AsyncResponse]:
         """Drive :func:`~aipk._sending.send_steps` (see :meth:`aipk.Client._send`)."""
-        steps = send_steps(self, prepared, model, retry)
+        if self._closed:
+            raise ClientClosedError(type(self).__name__)
+        steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream,
+                           call=call)
         source = self._credentials
         transport = self._transport
         value: Any = None
@@ -172,18 +204,56 @@ class AsyncClient(ClientBase):
             elif isinstance(step, ReadBody):
                 try:
                     value = await step.response.read()
-                except TransportFailure:
-                    value = b""
+                except TransportFailure as failure:
+                    value = failure
+            elif isinstance(step, Prime):
+                value = await _prime(step)
             elif isinstance(step, Acquire):
                 try:
                     value = await source.aacquire(exclude=step.exclude)
                 except KeysExhaustedError as exhausted:
                     value = exhausted
+            elif isinstance(step, Admit):
+                value = await self._engine.aadmission_delay(
+                    step.model, step.body, step.policy, step.credential_id)
             else:
                 try:
                     value = await source.arecover(step.credential, step.error)
                 except AuthenticationError as failed:
                     value = failed
+
+
+async def _prime(step: Prime) -> Primed | TransportFailure | ProviderError:
+    """Read a stream until its first events (or its end); close it if that fails. ``rest``
+    is aiohttp's chunk reader, or the body's async iterator."""
+    response, session = step.response, step.session
+    try:
+        chunk_reader = getattr(response, "chunk_reader", None)
+        if chunk_reader is not None:  # aiohttp: read chunks directly, one layer less
+            reader = chunk_reader()
+            read, errors, failure = reader
+            while True:
+                try:
+                    chunk = await read()
+                except errors as exc:
+                    raise failure(exc) from None
+                if not chunk:
+                    break
+                events = session.feed(chunk)
+                if events:
+                    return Primed(session, events, reader)
+        else:
+            chunks = response.iter_bytes().__aiter__()
+            async for chunk in chunks:
+                events = session.feed(chunk)
+                if events:
+                    return Primed(session, events, chunks)
+        events = session.finish()
+    except (TransportFailure, ProviderError) as failed:
+        await response.close()
+        return failed
+    await response.close()
+    return Primed(session, events, None)
 
 
 class AsyncChatStream:
@@ -200,8 +270,10 @@ class AsyncChatStream:
         self.request = request
         self._retry = retry
         self._session: StreamSession | None = None
+        self._primed: Primed | None = None
         self._http: AsyncResponse | None = None
         self._credential: Credential | None = None
+        self._call: Call | None = None
         self._iterator: AsyncIterator[StreamEvent] | None = None
         self._finished = False
 
@@ -216,12 +288,18 @@ class AsyncChatStream:
     async def _open(self) -> StreamSession:
         if self._session is None:
             client = self._client
-            sent = await client._send(client._engine.prepare(self.request, stream=True),
-                                      self.request.model, self._retry)
-            self._http = sent.response
-            self._credential = sent.credential
-            self._session = client._engine.open_stream(self.request, self._http.headers,
-                                                       sent.rate_limit)
+            call = self._call = client._engine.start_call(self.request, True)
+            try:
+                sent = await client._send(client._engine.prepare(self.request, stream=True),
+                                          self.request.model, self._retry, stream=self.request,
+                                    call=call)
+                self._http = sent.response
+                self._credential = sent.credential
+                self._primed = sent.value
+                self._session = sent.value.session
+            except BaseException as exc:
+                call.failed(exc)
+                raise
         return self._session
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
@@ -231,38 +309,65 @@ class AsyncChatStream:
 
     async def _events(self) -> AsyncIterator[StreamEvent]:
         session = await self._open()
-        http = self._http
-        assert http is not None
+        http, primed, call = self._http, self._primed, self._call
+        assert http is not None and primed is not None and call is not None
+        assert self._credential is not None
         try:
-            feed = session.feed
-            chunk_reader = getattr(http, "chunk_reader", None)
-            if chunk_reader is not None:  # aiohttp: read chunks directly, one layer less
-                read, errors, failure = chunk_reader()
-                while True:
-                    try:
-                        chunk = await read()
-                    except errors as exc:
-                        raise failure(exc) from None
-                    if not chunk:
-                        break
-                    if session.done:
-                        continue  # drain to the end so the connection can be reused
-                    for event in feed(chunk):
-                        yield event
-            else:
-                async for chunk in http.iter_bytes():
-                    if session.done:
-                        continue  # drain to the end so the connection can be reused
-                    for event in feed(chunk):
-                        yield event
-            for event in session.finish():
+            waiting = not primed.events  # for the first event (time to first token)
+            if not waiting:
+                call.got_first_token()
+            for event in primed.events:  # read before the first was delivered: retried if cut
                 yield event
+            rest = primed.rest
+            if rest is not None:
+                feed = session.feed
+                if isinstance(rest, tuple):  # aiohttp: read chunks directly, one layer less
+                    read, errors, failure = rest
+                    while True:
+                        try:
+                            chunk = await read()
+                        except errors as exc:
+                            raise failure(exc) from None
+                        if not chunk:
+                            break
+                        if session.done:
+                            continue  # drain to the end so the connection can be reused
+                        events = feed(chunk)
+                        if waiting and events:
+                            waiting = False
+                            call.got_first_token()
+                        for event in events:
+                            yield event
+                else:
+                    async for chunk in rest:
+                        if session.done:
+                            continue  # drain to the end so the connection can be reused
+                        events = feed(chunk)
+                        if waiting and events:
+                            waiting = False
+                            call.got_first_token()
+                        for event in events:
+                            yield event
+                tail = session.finish()
+                if waiting and tail:
+                    call.got_first_token()
+                for event in tail:
+                    yield event
             self._finished = True
             usage = session.accumulator.usage
-            if usage is not None and self._credential is not None:
+            if usage is not None:
                 self._client._credentials.add_tokens(self._credential, usage.total_tokens)
+            call.finished(self._credential.id, usage, session.response)
         except TransportFailure as failure:
-            raise self._client._transport_error(failure) from None
+            error = self._client._transport_error(failure)
+            call.failed(error)
+            raise error from None
+        except GeneratorExit:
+            call.cancelled()
+            raise
+        except BaseException as exc:
+            call.failed(exc)
+            raise
         finally:
             await http.close()
 
@@ -286,3 +391,5 @@ class AsyncChatStream:
             await self._iterator.aclose()  # type: ignore[attr-defined]
         elif self._http is not None:
             await self._http.close()
+        if self._call is not None:
+            self._call.cancelled()  # nothing if the stream already ended

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -10,18 +11,35 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 
 from ._core import Engine
+from ._http import redact_url
 from ._messages import ChatRequest, Message
-from ._providers import Capabilities, Credential, Provider, ProviderSpec, Secret
+from ._providers import (
+    Capabilities,
+    Credential,
+    Provider,
+    ProviderSpec,
+    Secret,
+    check_api_key,
+)
 from ._ratelimit import RateLimitState, RateLimitTracker
 from ._retry import RetryPolicy
-from .errors import ConfigurationError, MissingCredentialError, NetworkError, RequestTimeout
+from ._secrets import check_credential, check_header_values, redact, redact_error
+from .errors import (
+    ConfigurationError,
+    InvalidRequestError,
+    MissingCredentialError,
+    NetworkError,
+    RequestTimeout,
+)
 from .limits import ClientLimits
+from .observability import Metrics
 from .registry import Registry, default_registry
 from .state import StateStore
 from .transports import TransportFailure
 
 if TYPE_CHECKING:
     from .credentials._pool import CredentialSource
+    from .observability import MetricsSnapshot
 
 __all__ = ["ClientBase"]
 
@@ -34,10 +52,16 @@ def key_fingerprint(key: str) -> str:
 
 
 def _env_keys(spec: ProviderSpec) -> tuple[str, list[str]] | None:
-    """The first of the spec's env vars that holds keys, and its comma-separated keys."""
+    """The first of the spec's env vars that holds keys, and its comma-separated keys (each
+    checked with :func:`check_credential`; blank entries are skipped)."""
     for var in spec.env_vars:
-        keys = [k.strip() for k in os.environ.get(var, "").split(",") if k.strip()]
-        if keys:
+        raw = [k for k in os.environ.get(var, "").split(",") if k.strip()]
+        if raw:
+            fix = f"set it to the key alone, e.g. export {var}=sk-... (several: comma-separated)"
+            keys = [check_credential(k, where=f"the environment variable {var}"
+                                     + (f" (key {i} of its comma-separated list)"
+                                        if len(raw) > 1 else ""), fix=fix)
+                    for i, k in enumerate(raw, 1)]
             return var, keys
     return None
 
@@ -66,12 +90,23 @@ def resolve_credentials(
             raise ConfigurationError(
                 f"the credentials are for provider {credentials.provider!r}, not "
                 f"{spec.name!r}; build the pool with provider={spec.name!r}")
+        if isinstance(credentials, KeyPool):
+            for member in credentials:
+                if member.secret is not None:
+                    check_api_key(member.secret, f"key {member.id!r} of the credentials= pool",
+                                  strip=False)
         return credentials
     if api_key is not None and not isinstance(api_key, (str, Secret)):
-        keys = list(api_key)
+        if not isinstance(api_key, Iterable):
+            raise ConfigurationError(
+                f"api_key= takes a key (a string or aipk.Secret) or a list of keys, not a "
+                f"{type(api_key).__name__}")
+        keys = [check_api_key(k, f"the api_key= list, item {i}")
+                for i, k in enumerate(api_key)]
+        if not keys:
+            raise ConfigurationError("api_key= is an empty list; pass one key or several")
         if len(keys) != 1:
-            by_id = {key_fingerprint(k.reveal() if isinstance(k, Secret) else k): k
-                     for k in keys}
+            by_id = {key_fingerprint(k.reveal()): k for k in keys}
             return KeyPool.from_keys(spec.name, by_id, state=store, clock=clock)
         api_key = keys[0]
 
@@ -79,13 +114,14 @@ def resolve_credentials(
         return SingleCredential(spec.name, chosen, clock=clock)
 
     if credential is not None:
+        if credential.secret is not None:
+            check_api_key(credential.secret, f"the credential= argument (id {credential.id!r})",
+                          strip=False)
         return single(credential)
-    if isinstance(api_key, Secret):
-        return single(Credential(kind="api_key", secret=api_key,
-                                 id=key_fingerprint(api_key.reveal())))
-    if api_key:
-        return single(Credential(kind="api_key", secret=Secret(api_key),
-                                 id=key_fingerprint(api_key)))
+    if api_key is not None:
+        secret = check_api_key(api_key)
+        return single(Credential(kind="api_key", secret=secret,
+                                 id=key_fingerprint(secret.reveal())))
     found = _env_keys(spec)
     if found is not None:
         var, listed = found
@@ -124,9 +160,13 @@ class ClientBase:
         credential: Credential | None = None,
         credentials: CredentialSource | None = None,
         store: StateStore | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._registry = registry or default_registry()
+        self._closed = False
         spec = self._registry.spec(provider)
+        if headers:
+            check_header_values(headers, where="headers=")
         env_options = {
             name: value for name, var in spec.option_env.items()
             if (value := os.environ.get(var, "").strip())
@@ -161,6 +201,8 @@ class ClientBase:
             tracker=RateLimitTracker(store),
             limits=limits,
             clock=clock,
+            store=store,
+            metrics=metrics,
         )
         self._clock = clock
 
@@ -222,9 +264,18 @@ class ClientBase:
         """Change the client-side limits at run time, e.g. after moving to a higher tier."""
         self._engine.limiter.update(limits)
 
-    def metrics(self) -> dict[str, Any]:
-        """Counters for this client: requests, successes, errors, retries, tokens, latency."""
-        return self._engine.metrics.snapshot()
+    def metrics(self) -> MetricsSnapshot:
+        """What this client's calls recorded (as the caller saw them): requests, successes,
+        failures by error class, retries, failovers, tokens, cost, latency and time to first
+        token with p50/p95/p99, by provider, model and credential id. ``.to_dict()`` and
+        ``.to_json()`` give a stable JSON form; see docs/observability.md."""
+        return self._engine.telemetry.metrics.snapshot()
+
+    @property
+    def metrics_model(self) -> Metrics:
+        """The :class:`~aipk.observability.Metrics` this client records into (pass one as
+        ``metrics=`` to share it between clients; exporters read it)."""
+        return self._engine.telemetry.metrics
 
     def __repr__(self) -> str:
         provider = self._engine.provider
@@ -245,17 +296,37 @@ class ClientBase:
                 raise ConfigurationError("model= is required, e.g. model='gpt-4o-mini'")
             fields["model"] = default
         messages: Iterable[Message | Mapping[str, Any]] = fields.pop("messages", ())
-        return ChatRequest(messages=messages, **fields)
+        try:
+            return ChatRequest(messages=messages, **fields)
+        except TypeError:
+            unknown = sorted(fields.keys() - _REQUEST_FIELDS)
+            if not unknown:
+                raise
+            raise unknown_field_error(unknown[0]) from None
 
     def _transport_error(self, failure: TransportFailure) -> NetworkError | RequestTimeout:
         name = self._engine.provider.name
         cls = RequestTimeout if failure.timeout else NetworkError
         where = "before any response" if failure.before_first_byte else "while reading the response"
+        redact_error(failure)  # also the HTTP library's error it was raised from
         return cls(
-            f"{failure} {where} from {self._engine.provider.base_url}; check the network and "
-            f"base_url, or raise timeout=",
+            redact(f"{failure} {where} from {redact_url(self._engine.provider.base_url)}; "
+                   f"check the network and base_url, or raise timeout="),
             provider=name, retryable=failure.before_first_byte,
             before_first_byte=failure.before_first_byte,
         )
+
+
+_REQUEST_FIELDS = frozenset(a.name for a in attrs.fields(ChatRequest))
+
+
+def unknown_field_error(name: str) -> InvalidRequestError:
+    """InvalidRequestError for a keyword that is not a ChatRequest field, with the closest."""
+    close = difflib.get_close_matches(name, sorted(_REQUEST_FIELDS), n=1)
+    hint = (f"did you mean {close[0]!r}?" if close
+            else f"the fields are {', '.join(sorted(_REQUEST_FIELDS))}")
+    return InvalidRequestError(
+        f"{name!r} is not a chat request field; {hint} (provider-specific fields go in "
+        f"extra={{...}})", field=name)
 
 

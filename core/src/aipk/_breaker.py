@@ -108,6 +108,7 @@ class CircuitBreaker:
 
         def take(old: BreakerState | None) -> BreakerState | None:
             nonlocal granted
+            granted = False  # a shared store may run this again after a conflict
             cur = old or _CLOSED
             if cur.mode == "closed":
                 granted = True

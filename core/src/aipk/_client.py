@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
@@ -11,23 +12,36 @@ import attrs
 
 from ._base import ClientBase
 from ._core import StreamSession
-from ._http import HttpRequest, Timeout
+from ._http import HttpRequest, Timeout, check_seconds
 from ._messages import ChatRequest
 from ._providers import Credential, ModelInfo, Secret
 from ._responses import ChatResponse, StreamEvent, TextDelta
 from ._retry import RetryPolicy
-from ._sending import Acquire, ReadBody, Sent, Sleep, Transmit, send_steps
+from ._sending import (
+    Acquire,
+    Admit,
+    Parse,
+    Prime,
+    Primed,
+    ReadBody,
+    Sent,
+    Sleep,
+    Transmit,
+    send_steps,
+)
 from .credentials._errors import KeysExhaustedError
-from .errors import AuthenticationError, ProviderError
+from .errors import AuthenticationError, ClientClosedError, ProviderError
 from .limits import ClientLimits
+from .observability import Metrics
 from .registry import Registry
 from .state import StateStore
-from .transports import HttpxTransport, Response, Transport, TransportFailure
+from .transports import HttpxTransport, Response, Transport, TransportFailure, bind_timeout
 
 if TYPE_CHECKING:
     import httpx
 
     from .credentials._pool import CredentialSource
+    from .observability._call import Call
 
 __all__ = ["ChatStream", "Client", "HealthStatus"]
 
@@ -51,10 +65,13 @@ class HealthStatus:
 
 def resolve_timeout(timeout: Timeout | float | None, connect: float | None,
                     read: float | None) -> Timeout:
+    """``timeout=`` as a :class:`Timeout` (seconds: that read timeout, and a connect timeout of
+    at most 10 s); ConfigurationError for anything but a positive number or a Timeout."""
     if isinstance(timeout, Timeout):
         return timeout
-    if isinstance(timeout, (int, float)):
-        return Timeout(connect=min(float(timeout), 10.0), read=float(timeout))
+    if timeout is not None:
+        seconds = check_seconds(timeout, "timeout=")
+        return Timeout(connect=min(seconds, 10.0), read=seconds)
     base = Timeout()
     return attrs.evolve(base, connect=connect or base.connect, read=read or base.read)
 
@@ -65,7 +82,8 @@ class Client(ClientBase):
     >>> with aipk.Client("openai") as client:                       # doctest: +SKIP
     ...     print(client.chat(model="gpt-4o-mini", messages=[aipk.Message.user("Hi")]).text)
 
-    ``timeout`` is a :class:`~aipk.Timeout` (connect and read set separately) or seconds.
+    ``timeout`` is a :class:`~aipk.Timeout` (connect and read set separately) or seconds; it
+    applies to every request whatever the transport (see :func:`aipk.transports.bind_timeout`).
     ``http_client`` lets you pass your own ``httpx.Client``; ``transport`` any
     :class:`~aipk.transports.Transport`. ``api_key`` takes one key or a list of keys (a
     :class:`~aipk.credentials.KeyPool` with failover; so does a comma list in the provider's
@@ -93,6 +111,7 @@ class Client(ClientBase):
         registry: Registry | None = None,
         limits: ClientLimits | None = None,
         store: StateStore | None = None,
+        metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         **options: Any,
@@ -100,13 +119,15 @@ class Client(ClientBase):
         super().__init__(provider, api_key=api_key, base_url=base_url, headers=headers,
                          retry=retry, max_retries=max_retries, registry=registry, clock=clock,
                          options=options, limits=limits, credential=credential,
-                         credentials=credentials, store=store)
+                         credentials=credentials, store=store, metrics=metrics)
         spec = self._engine.provider.spec
         self.timeout = resolve_timeout(timeout, spec.connect_timeout, spec.read_timeout)
-        self._transport: Transport = (
-            transport if transport is not None
-            else HttpxTransport(http_client, timeout=self.timeout)
-        )
+        self._transport: Transport
+        if transport is None:
+            self._transport = HttpxTransport(http_client, timeout=self.timeout)
+        else:  # the client's timeout applies whatever the transport (see bind_timeout)
+            self._transport, self.timeout = bind_timeout(transport, self.timeout,
+                                                         explicit=timeout is not None)
         #: a transport passed in belongs to the caller (it may be shared): never closed here
         self._owns_transport = transport is None
         self._sleep = sleep
@@ -121,6 +142,7 @@ class Client(ClientBase):
     def close(self) -> None:
         """Close connections this client opened (not an ``http_client`` or
         ``transport`` you passed in: those stay open for the other clients sharing them)."""
+        self._closed = True
         if self._owns_transport:
             self._transport.close()
 
@@ -134,15 +156,18 @@ class Client(ClientBase):
         ``temperature=``, ``tools=`` …). ``retry`` overrides the client's policy for this call.
         """
         req = self._request(request, fields)
-        sent = self._send(self._engine.prepare(req, stream=False), req.model, retry)
-        response = sent.response
+        engine = self._engine
+        call = engine.start_call(req, False)
         try:
-            data = response.read()
-        except TransportFailure as failure:
-            raise self._transport_error(failure) from None
-        answer = self._engine.chat_response(req, data, response.headers, sent.rate_limit)
+            sent = self._send(engine.prepare(req, stream=False), req.model, retry,
+                              parse=functools.partial(engine.chat_response, req), call=call)
+            answer: ChatResponse = sent.value
+        except BaseException as exc:
+            call.failed(exc)
+            raise
         if answer.usage is not None:
             self._credentials.add_tokens(sent.credential, answer.usage.total_tokens)
+        call.finished(sent.credential.id, answer.usage, answer)
         return answer
 
     def stream(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
@@ -156,12 +181,10 @@ class Client(ClientBase):
         built = None if static else self._engine.prepare_models()
         if built is None:
             return list(self._engine.provider.spec.models)
-        response = self._send(built, "", None).response
-        try:
-            data = response.read()
-        except TransportFailure as failure:
-            raise self._transport_error(failure) from None
-        return self._engine.models(data, response.headers)
+        engine = self._engine
+        models: list[ModelInfo] = self._send(
+            built, "", None, parse=lambda body, headers, _: engine.models(body, headers)).value
+        return models
 
     def health(self) -> HealthStatus:
         """Check that the provider answers and accepts the credential (lists models)."""
@@ -176,11 +199,15 @@ class Client(ClientBase):
 
     # -- sending -------------------------------------------------------------------------
 
-    def _send(self, prepared: HttpRequest, model: str,
-              retry: RetryPolicy | None) -> Sent[Response]:
-        """Drive :func:`~aipk._sending.send_steps`: acquire, sign, send, recover, fail over,
-        retry."""
-        steps = send_steps(self, prepared, model, retry)
+    def _send(self, prepared: HttpRequest, model: str, retry: RetryPolicy | None, *,
+              parse: Parse | None = None, stream: ChatRequest | None = None,
+              call: Call | None = None) -> Sent[Response]:
+        """Drive :func:`~aipk._sending.send_steps`: acquire, sign, send, read, recover, fail
+        over, retry."""
+        if self._closed:
+            raise ClientClosedError(type(self).__name__)
+        steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream,
+                           call=call)
         source = self._credentials
         transport = self._transport
         value: Any = None
@@ -201,18 +228,40 @@ class Client(ClientBase):
             elif isinstance(step, ReadBody):
                 try:
                     value = step.response.read()
-                except TransportFailure:
-                    value = b""
+                except TransportFailure as failure:
+                    value = failure
+            elif isinstance(step, Prime):
+                value = _prime(step)
             elif isinstance(step, Acquire):
                 try:
                     value = source.acquire(exclude=step.exclude)
                 except KeysExhaustedError as exhausted:
                     value = exhausted
+            elif isinstance(step, Admit):
+                value = self._engine.admission_delay(step.model, step.body, step.policy,
+                                                     step.credential_id)
             else:
                 try:
                     value = source.recover(step.credential, step.error)
                 except AuthenticationError as failed:
                     value = failed
+
+
+def _prime(step: Prime) -> Primed | TransportFailure | ProviderError:
+    """Read a stream until its first events (or its end); close it if that fails."""
+    response, session = step.response, step.session
+    chunks = iter(response.iter_bytes())
+    try:
+        for chunk in chunks:
+            events = session.feed(chunk)
+            if events:
+                return Primed(session, events, chunks)
+        events = session.finish()
+    except (TransportFailure, ProviderError) as failure:
+        response.close()
+        return failure
+    response.close()
+    return Primed(session, events, None)
 
 
 class ChatStream:
@@ -228,8 +277,10 @@ class ChatStream:
         self.request = request
         self._retry = retry
         self._session: StreamSession | None = None
+        self._primed: Primed | None = None
         self._http: Response | None = None
         self._credential: Credential | None = None
+        self._call: Call | None = None
         self._iterator: Iterator[StreamEvent] | None = None
         self._finished = False
 
@@ -244,12 +295,18 @@ class ChatStream:
     def _open(self) -> StreamSession:
         if self._session is None:
             client = self._client
-            sent = client._send(client._engine.prepare(self.request, stream=True),
-                                self.request.model, self._retry)
-            self._http = sent.response
-            self._credential = sent.credential
-            self._session = client._engine.open_stream(self.request, self._http.headers,
-                                                       sent.rate_limit)
+            call = self._call = client._engine.start_call(self.request, True)
+            try:
+                sent = client._send(client._engine.prepare(self.request, stream=True),
+                                    self.request.model, self._retry, stream=self.request,
+                                    call=call)
+                self._http = sent.response
+                self._credential = sent.credential
+                self._primed = sent.value
+                self._session = sent.value.session
+            except BaseException as exc:
+                call.failed(exc)
+                raise
         return self._session
 
     def __iter__(self) -> Iterator[StreamEvent]:
@@ -259,21 +316,44 @@ class ChatStream:
 
     def _events(self) -> Iterator[StreamEvent]:
         session = self._open()
-        http = self._http
-        assert http is not None
+        http, primed, call = self._http, self._primed, self._call
+        assert http is not None and primed is not None and call is not None
+        assert self._credential is not None
         try:
-            feed = session.feed
-            for chunk in http.iter_bytes():
-                if session.done:
-                    continue  # drain to the end so the connection can be reused
-                yield from feed(chunk)
-            yield from session.finish()
+            waiting = not primed.events  # for the first event (time to first token)
+            if not waiting:
+                call.got_first_token()
+            yield from primed.events  # read before the first was delivered: retried if cut
+            rest = primed.rest
+            if rest is not None:
+                feed = session.feed
+                for chunk in rest:
+                    if session.done:
+                        continue  # drain to the end so the connection can be reused
+                    events = feed(chunk)
+                    if waiting and events:
+                        waiting = False
+                        call.got_first_token()
+                    yield from events
+                tail = session.finish()
+                if waiting and tail:
+                    call.got_first_token()
+                yield from tail
             self._finished = True
             usage = session.accumulator.usage
-            if usage is not None and self._credential is not None:
+            if usage is not None:
                 self._client._credentials.add_tokens(self._credential, usage.total_tokens)
+            call.finished(self._credential.id, usage, session.response)
         except TransportFailure as failure:
-            raise self._client._transport_error(failure) from None
+            error = self._client._transport_error(failure)
+            call.failed(error)
+            raise error from None
+        except GeneratorExit:
+            call.cancelled()
+            raise
+        except BaseException as exc:
+            call.failed(exc)
+            raise
         finally:
             http.close()
 
@@ -302,3 +382,5 @@ class ChatStream:
             self._iterator.close()  # type: ignore[attr-defined]
         elif self._http is not None:
             self._http.close()
+        if self._call is not None:
+            self._call.cancelled()  # nothing if the stream already ended

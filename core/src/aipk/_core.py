@@ -14,14 +14,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ._decoding import StreamDecoder
-from ._http import HttpRequest, redact_url
+from ._decoding import IncompleteStreamError, StreamDecoder
+from ._http import HttpRequest, declare_secret_headers, redact_url
 from ._messages import ChatRequest
-from ._metrics import ProviderMetrics
 from ._providers import Credential, ModelInfo, Provider
 from ._ratelimit import RateLimitState, RateLimitTracker
 from ._responses import ChatResponse, StreamAccumulator, StreamEvent, TextDelta
 from ._retry import RetryPolicy
+from ._secrets import check_exact, redact_error
 from ._structured import with_parsed
 from .errors import (
     InvalidRequestError,
@@ -30,9 +30,12 @@ from .errors import (
     RateLimitError,
     ResponseError,
 )
+from .framing import Framer, make_framer
 from .limits import ClientLimits, Limiter
+from .observability import Metrics
+from .observability._call import Call, Telemetry
 from .registry import Registry
-from .sse import SSEDecodeError, SSEDecoder
+from .state import BucketStore, StateStore
 
 __all__ = ["Engine", "StreamSession"]
 
@@ -47,6 +50,11 @@ def request_id_of(headers: Mapping[str, str]) -> str | None:
         if value:
             return value
     return None
+
+
+def _ignoring_event(function: Callable[[], object]) -> Callable[[object], object]:
+    """An ``aipk_observe`` implementation declaring no ``event`` argument, called with one."""
+    return lambda event: function()
 
 
 class Engine:
@@ -67,6 +75,8 @@ class Engine:
         tracker: RateLimitTracker | None = None,
         limits: ClientLimits | None = None,
         clock: Callable[[], float] = time.time,
+        store: StateStore | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         # Per-provider callers: only plugins that can answer for it, called positionally in
         # hookspec order (see Registry.hooks_for and FastHook).
@@ -75,9 +85,18 @@ class Engine:
         self.credential = credential
         self.retry = retry
         self.tracker = tracker or RateLimitTracker()
-        self.metrics = ProviderMetrics()
+        #: where calls are recorded (``metrics``) and who observes them
+        self.telemetry = Telemetry(
+            provider.name, provider.base_url, metrics,
+            ((m.id, m.input_price, m.output_price) for m in provider.spec.models))
+        self._observe = registry.hook.aipk_observe
         self.clock = clock
-        self.limiter = Limiter(limits or ClientLimits.from_options(provider.options))
+        self.limiter = Limiter(limits or ClientLimits.from_options(provider.options),
+                               store=store if isinstance(store, BucketStore) else None,
+                               scope=provider.name)
+        self._checked: Credential | None = None
+        if provider.spec.secret_headers:
+            declare_secret_headers(provider.spec.secret_headers)
         self._bind()
 
     def _bind(self) -> None:
@@ -89,14 +108,24 @@ class Engine:
         self._parse = hooks.aipk_parse_response.call
         self._decoder = hooks.aipk_stream_decoder.call
         self._map_error = hooks.aipk_map_error.call
+        self._retry_after = hooks.aipk_retry_after.call
         self._models_request = hooks.aipk_models_request.call
         self._parse_models = hooks.aipk_parse_models.call
+        self.telemetry.observers = tuple(
+            impl.function if impl.argnames else _ignoring_event(impl.function)
+            for impl in reversed(self._observe.get_hookimpls()))
 
     def _refresh(self) -> None:
         """Once per request: pick up plugins registered or removed since the last one."""
         if self._hooks.stale:
             self._hooks.replan()
             self._bind()
+
+    def start_call(self, request: ChatRequest, stream: bool) -> Call:
+        """A chat call begins: its recorder (metrics, observers, log), with the observers
+        registered up to now."""
+        self._refresh()
+        return self.telemetry.start(request, stream)
 
     # -- requests ------------------------------------------------------------------------
 
@@ -136,10 +165,21 @@ class Engine:
         if chosen is None:
             raise PluginError("Engine.sign needs a credential: pass one, or give the Engine "
                               "a default credential")
+        if chosen is not self._checked:  # once per credential in a row, not per request
+            self._check(chosen)
         signed = self._apply(self.provider, built, chosen)
         if signed is None:
             raise self._no_plugin("aipk_apply_credential")
         return signed, signed.body()
+
+    def _check(self, credential: Credential) -> None:
+        """Refuse, before anything is sent (or logged by the HTTP library), a credential from
+        a source that was not checked when the client was built (a custom CredentialSource,
+        a key added to a pool later) whose secret cannot go into a header."""
+        if credential.secret is not None:
+            check_exact(credential.secret.reveal(), where=f"credential {credential.id!r}",
+                        fix="fix the key in the credential source it came from")
+        self._checked = credential
 
     def prepare_models(self) -> HttpRequest | None:
         """The unsigned model-listing request, or None if the provider has no listing."""
@@ -179,10 +219,10 @@ class Engine:
         try:
             return json.loads(body)
         except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
-            raise ResponseError(
-                f"the response body is not valid JSON ({exc}); the provider or a proxy in "
-                f"between sent something else: check base_url",
-                provider=self.provider.name, request_id=request_id, retryable=False,
+            raise ResponseError(  # retryable: a body cut short or garbled on the way
+                f"the response body is not valid JSON ({exc}): it was cut short, or the "
+                f"provider or a proxy in between sent something else; retry, or check base_url",
+                provider=self.provider.name, request_id=request_id, retryable=True,
             ) from None
 
     def chat_response(self, request: ChatRequest, body: bytes, headers: Mapping[str, str],
@@ -200,7 +240,6 @@ class Engine:
         if parsed is None:
             raise self._no_plugin("aipk_parse_response")
         response: ChatResponse = parsed
-        self.metrics.record_usage(response.usage)
         if type(response) is ChatResponse and response.request_id is None and (
                 response.rate_limit is None):
             # The plugin's new record, not yet seen by anyone else (the hook's contract): fill
@@ -218,7 +257,8 @@ class Engine:
     def error(self, status: int, headers: Mapping[str, str], body: bytes,
               model: str = "", credential_id: str | None = None) -> ProviderError:
         """The typed error for an HTTP error response; a rate-limit error's ``retry_after``
-        (from headers or, e.g. Gemini's, from the body) also goes into the tracker."""
+        (from headers, from the body as Gemini's, or from the provider's own signal through
+        ``aipk_retry_after``) also goes into the tracker."""
         self._refresh()  # errors may come without a prepare (tests, routers)
         request_id = request_id_of(headers)
         data: Any
@@ -230,6 +270,11 @@ class Engine:
         if error is None:  # the built-in plugin always answers; guard against its removal
             raise self._no_plugin("aipk_map_error")
         result: ProviderError = error
+        redact_error(result)  # a provider may echo the key: "Incorrect API key provided: sk-…"
+        if isinstance(result, RateLimitError):
+            hint = self._retry_after(self.provider, status, headers, self.clock())
+            if hint is not None:
+                result.retry_after = float(hint)
         if isinstance(result, RateLimitError) and result.retry_after is not None:
             now = self.clock()
             self.tracker.update(self._key(model, credential_id),
@@ -248,7 +293,12 @@ class Engine:
         decoder = self._decoder(self.provider, request)
         if decoder is None:
             raise self._no_plugin("aipk_stream_decoder")
-        return StreamSession(self, decoder, request, request_id_of(headers), rate_limit)
+        try:
+            framer = make_framer(getattr(decoder, "framing", None))
+        except ValueError as exc:
+            raise PluginError(f"the stream decoder for {self.provider.name!r} declares a "
+                              f"framing the core cannot build: {exc}") from None
+        return StreamSession(self, decoder, request, request_id_of(headers), rate_limit, framer)
 
     # -- admission -----------------------------------------------------------------------
 
@@ -259,22 +309,52 @@ class Engine:
         than the retry policy's ``max_retry_after``."""
         tokens = len(body) // 4 if body else 0
         limiter = self.limiter
-        booked = limiter.reserve(tokens) if limiter.active else 0.0
+        key = ""
+        booked = 0.0
+        if limiter.active:
+            key = self._key(model, credential_id)[1]
+            booked = limiter.reserve(tokens, key)
         tracked = self.tracked_wait(model, tokens, credential_id)
         if not booked and not tracked:  # the common case
             return 0.0
+        refused = self._refusal(booked, tracked, policy)
+        if refused is not None:
+            if limiter.active:
+                limiter.refund(tokens, key)
+            raise refused
+        return max(booked, tracked)
+
+    async def aadmission_delay(self, model: str, body: bytes | None,
+                               policy: RetryPolicy | None,
+                               credential_id: str | None = None) -> float:
+        """:meth:`admission_delay` for a limiter whose store books buckets asynchronously
+        (``limiter.asynchronous``): the event loop is free while the store answers."""
+        tokens = len(body) // 4 if body else 0
+        limiter = self.limiter
+        key = self._key(model, credential_id)[1]
+        booked = await limiter.areserve(tokens, key)
+        tracked = self.tracked_wait(model, tokens, credential_id)
+        if not booked and not tracked:
+            return 0.0
+        refused = self._refusal(booked, tracked, policy)
+        if refused is not None:
+            await limiter.arefund(tokens, key)
+            raise refused
+        return max(booked, tracked)
+
+    def _refusal(self, booked: float, tracked: float,
+                 policy: RetryPolicy | None) -> RateLimitError | None:
+        """The error for a wait longer than the policy allows, else None."""
         delay = max(booked, tracked)
         cap = (policy or self.retry).max_retry_after
-        if delay > cap:
-            if limiter.active:
-                limiter.refund(tokens)
-            source = "client-side limits" if booked >= tracked else "the provider's rate limits"
-            raise RateLimitError(
-                f"{source} allow the next request in {delay:.1f}s, longer than "
-                f"max_retry_after={cap:g}s; wait, or raise RetryPolicy(max_retry_after=...)",
-                provider=self.provider.name, retry_after=delay, status=0,
-            )
-        return delay
+        if delay <= cap:
+            return None
+        source = "client-side limits" if booked >= tracked else "the provider's rate limits"
+        return RateLimitError(
+            f"{source} allow the next request in {delay:.1f}s, longer than "
+            f"max_retry_after={cap:g}s; wait, or raise RetryPolicy(max_retry_after=...)",
+            provider=self.provider.name, retry_after=delay, status=0,
+        )
 
     def tracked_wait(self, model: str, tokens: int, credential_id: str | None) -> float:
         """Seconds the provider's last reported limits say to wait with this credential."""
@@ -288,17 +368,19 @@ class Engine:
 
 
 class StreamSession:
-    """One stream being decoded: SSE framing, the provider's decoder, and the accumulator."""
+    """One stream being decoded: the framer (SSE unless the decoder declares another
+    ``framing``), the provider's decoder, and the accumulator."""
 
     __slots__ = ("_add", "_decoder", "_engine", "_request", "_sse", "_sse_feed", "_write_text",
                  "accumulator", "delivered", "done", "rate_limit", "request_id")
 
     def __init__(self, engine: Engine, decoder: StreamDecoder, request: ChatRequest,
-                 request_id: str | None, rate_limit: RateLimitState | None) -> None:
+                 request_id: str | None, rate_limit: RateLimitState | None,
+                 framer: Framer | None = None) -> None:
         self._engine = engine
         self._decoder = decoder
         self._request = request
-        self._sse = SSEDecoder()
+        self._sse = framer if framer is not None else make_framer(None)
         self._sse_feed = self._sse.feed
         self.accumulator = StreamAccumulator()
         self._add = self.accumulator.add
@@ -313,29 +395,48 @@ class StreamSession:
         """Decode one body chunk into the events it completes."""
         try:
             sse_events = self._sse_feed(chunk)
-        except SSEDecodeError as exc:
+        except ValueError as exc:  # SSEDecodeError, FramingError, or a plugin framer's own
             raise self._bad(str(exc)) from None
         if not sse_events:
             return []
         return self._events(sse_events)
 
     def finish(self) -> list[StreamEvent]:
-        """The body ended: decode what is left and let the decoder judge completeness."""
+        """The body ended: decode what is left; without the protocol's terminator, raise
+        :class:`~aipk.IncompleteStreamError` carrying the answer received so far."""
+        decoder = self._decoder
         out: list[StreamEvent] = []
-        if not self._decoder.done:
+        if not decoder.done:
+            cut = False
             try:
-                out = self._events(self._sse.flush())
-            except SSEDecodeError as exc:
-                raise self._bad(str(exc)) from None
+                out = self._events(self._sse.close())
+            except (ValueError, ResponseError):  # framing errors (SSEDecodeError too) included
+                cut = True  # the body ended inside an event, which is dropped
+            if not decoder.done:
+                raise self._incomplete(cut)
         try:
-            tail = self._decoder.close()
+            tail = decoder.close()
         except ProviderError as exc:
             raise self._stamp(exc) from None
         for event in tail:
             self.accumulator.add(event)
             out.append(event)
-        self._engine.metrics.record_usage(self.accumulator.usage)
         return out
+
+    def _incomplete(self, cut: bool) -> IncompleteStreamError:
+        """The one end-of-stream rule for every protocol: no terminator, no answer; what did
+        arrive goes on the error."""
+        partial = self.response()
+        terminator = getattr(self._decoder, "terminator", None) or "its end-of-stream marker"
+        where = "in the middle of an event" if cut else "early"
+        received = (f"{len(partial.text)} characters of text, {len(partial.tool_calls)} tool "
+                    f"call(s), usage {'included' if partial.usage else 'not yet sent'}")
+        return IncompleteStreamError(
+            f"the stream ended {where}, before its terminator ({terminator}): the connection "
+            f"was closed or the provider stopped sending. The answer received so far "
+            f"({received}) is on this error's .partial; retry the request for the whole answer",
+            provider=self._engine.provider.name, partial=partial, request_id=self.request_id,
+        )
 
     def _events(self, sse_events: Sequence[Any]) -> list[StreamEvent]:
         decoder = self._decoder
@@ -364,6 +465,7 @@ class StreamSession:
     def _stamp(self, exc: ProviderError) -> ProviderError:
         if exc.request_id is None:
             exc.request_id = self.request_id
+        redact_error(exc)
         return exc
 
     def _bad(self, detail: str) -> ResponseError:

@@ -1,10 +1,16 @@
-"""The contract for provider stream decoders.
+"""The contract for provider stream decoders, and the error for a stream that ended early.
 
 A decoder is a small state machine: the client feeds it each :class:`~aipk.sse.ServerSentEvent`
-and yields the normalised events it returns. It raises :class:`~aipk.errors.StreamError` for an
-in-band error, and :class:`~aipk.errors.ResponseError` from :meth:`StreamDecoder.close` when the
-body ended before the protocol's terminator. A ``ValueError`` from ``json.loads`` may simply
-propagate: the client turns it into a ResponseError carrying the provider and request id.
+and yields the normalised events it returns. It sets ``done`` when the protocol's terminator
+arrives; if the body ends while ``done`` is still False, the client (not the decoder) raises
+:class:`IncompleteStreamError` carrying the answer received so far. A decoder raises
+:class:`~aipk.errors.StreamError` for an in-band error. A ``ValueError`` from ``json.loads`` may
+simply propagate: the client turns it into a ResponseError carrying the provider and request id.
+
+The body is framed as server-sent events unless the decoder has a ``framing`` attribute (class
+or instance): ``"ndjson"``, ``"json-array"``, ``"sse"``, or a zero-argument callable returning a
+:class:`~aipk.framing.Framer`. Every framing hands the decoder
+:class:`~aipk.sse.ServerSentEvent` frames; for the JSON framings ``data`` is one JSON document.
 """
 
 from __future__ import annotations
@@ -12,17 +18,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from ._responses import StreamEvent
+from ._responses import ChatResponse, StreamEvent
+from .errors import ResponseError
 from .sse import ServerSentEvent
 
-__all__ = ["StreamDecoder"]
+__all__ = ["IncompleteStreamError", "StreamDecoder"]
 
 
 @runtime_checkable
 class StreamDecoder(Protocol):
-    """Turns one provider's SSE events into normalised stream events."""
+    """Turns one provider's stream frames (SSE events unless it declares a ``framing``) into
+    normalised stream events.
 
-    #: True once the protocol's terminator arrived; the client stops reading then.
+    A decoder may also name its terminator in a class attribute ``terminator`` (for example
+    ``"data: [DONE]"``); the error for a stream that ended without it quotes the name.
+    """
+
+    #: True once the protocol's terminator arrived: the stream is complete, the client stops
+    #: reading, and a body that ends while this is still False is an IncompleteStreamError.
     done: bool
     #: Response id and model as the provider reported them, once known.
     response_id: str | None
@@ -35,5 +48,21 @@ class StreamDecoder(Protocol):
         ...
 
     def close(self) -> Sequence[StreamEvent]:
-        """The body ended: return any final events, or raise ResponseError if it was cut short."""
+        """The body ended after the terminator: return any final events (usually none)."""
         ...
+
+
+class IncompleteStreamError(ResponseError):
+    """A stream whose body ended before the protocol's terminator (the connection was closed
+    early, or the provider or a proxy stopped sending).
+
+    ``partial`` is the answer received until then, as a :class:`~aipk.ChatResponse`: the text,
+    reasoning and tool calls so far (the last tool call's arguments may be cut off), and the
+    usage if the provider had reported it. Retryable: a new request gets the whole answer.
+    """
+
+    def __init__(self, message: str, *, provider: str, partial: ChatResponse,
+                 request_id: str | None = None) -> None:
+        super().__init__(message, provider=provider, request_id=request_id, retryable=True)
+        #: The answer received before the stream ended.
+        self.partial = partial

@@ -105,9 +105,9 @@ def run_demo(out: TextIO) -> int:
                 say(f"   rate limit now: {limits.requests.remaining}/{limits.requests.limit} "
                     f"requests left in this window")
             metrics = client.metrics()
-            say(f"\nclient metrics: {metrics['requests']} calls, {metrics['retries']} retried, "
-                f"{metrics['errors']} failed, {metrics['input_tokens']} tokens in, "
-                f"{metrics['output_tokens']} tokens out")
+            say(f"\nclient metrics: {metrics.requests} calls, {metrics.retries} retried, "
+                f"{metrics.failures} failed, {metrics.input_tokens} tokens in, "
+                f"{metrics.output_tokens} tokens out")
         others = _other_protocols(emu, key, say)
         pooled = _key_pool(emu, say)
     ok = (waits == [1.0] and reply.text == "Served after the wait."

@@ -8,24 +8,58 @@ adjust the body.
 from __future__ import annotations
 
 import json as _json
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 import attrs
 
-__all__ = ["HttpRequest", "Timeout", "encode_json", "redact_headers", "redact_url"]
+from ._secrets import held_values, redact
+from .errors import ConfigurationError
+
+__all__ = ["HttpRequest", "Timeout", "declare_secret_headers", "encode_json", "redact_headers",
+           "redact_url"]
 
 SENSITIVE_HEADERS = frozenset(
     {"authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie", "proxy-authorization",
      "openai-organization"}
 )
+#: Header names plugins declared secret (ProviderSpec.secret_headers), lower-case.
+_declared: set[str] = set()
+#: Words that mark a header name as carrying a credential, whatever plugin sent it.
+_SECRET_WORDS = ("auth", "token", "key", "secret", "password", "signature", "session",
+                 "cookie", "credential")
 _KEY_PARAM = re.compile(r"([?&](?:key|api_key|apikey|access_token|token)=)[^&#]*", re.IGNORECASE)
 
 
-def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """A copy of ``headers`` with credentials replaced by ``'****'``."""
-    return {k: ("****" if k.lower() in SENSITIVE_HEADERS else v) for k, v in headers.items()}
+def declare_secret_headers(names: Iterable[str]) -> None:
+    """Hide these headers' values in every request repr (what ProviderSpec.secret_headers
+    declares; the engine calls this for its provider)."""
+    _declared.update(name.lower() for name in names)
+
+
+def _secret_name(name: str, extra: Iterable[str] = ()) -> bool:
+    lower = name.lower()
+    return (lower in SENSITIVE_HEADERS or lower in _declared
+            or any(word in lower for word in _SECRET_WORDS)
+            or any(lower == other.lower() for other in extra))
+
+
+def redact_headers(headers: Mapping[str, str], secret_names: Iterable[str] = ()) -> (
+        dict[str, str]):
+    """A copy of ``headers`` with credentials replaced by ``'****'``: the common credential
+    headers, those a plugin declared (``ProviderSpec.secret_headers``, ``secret_names``), any
+    whose name looks like one (``…token…``, ``…key…``, ``…auth…``), and any whose value holds
+    the value of a live :class:`~aipk.Secret`, whatever its name."""
+    values = held_values()
+    names = tuple(secret_names)
+    return {k: ("****" if _secret_name(k, names) or _holds(str(v), values) else v)
+            for k, v in headers.items()}
+
+
+def _holds(value: str, secrets: list[str]) -> bool:
+    return any(secret in value for secret in secrets)
 
 
 def redact_url(url: str) -> str:
@@ -44,6 +78,10 @@ def encode_json(data: Any) -> bytes:
 @attrs.frozen(kw_only=True, repr=False)
 class HttpRequest:
     """An HTTP request to send: method, URL, headers, and a JSON body or raw content.
+
+    Its repr hides the common credential headers, those the provider declared
+    (``ProviderSpec.secret_headers``), any whose name looks like one (``…token…``,
+    ``…key…``, ``…auth…``) and any whose value holds a live :class:`~aipk.Secret`'s value.
 
     Attributes:
         method: The HTTP method.
@@ -81,15 +119,20 @@ class HttpRequest:
 
     def __repr__(self) -> str:
         return (
-            f"HttpRequest(method={self.method!r}, url={redact_url(self.url)!r}, "
+            f"HttpRequest(method={self.method!r}, url={redact(redact_url(self.url))!r}, "
             f"headers={redact_headers(self.headers)!r})"
         )
+
+
+def _positive_seconds(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    check_seconds(value, f"Timeout({attribute.name}=)")
 
 
 @attrs.frozen(kw_only=True)
 class Timeout:
     """Separate timeouts, in seconds. ``read`` bounds the wait for *each* chunk, not the whole
-    stream, so a long stream is never cut by a total deadline.
+    stream, so a long stream is never cut by a total deadline. Each must be a positive number
+    (ConfigurationError otherwise).
 
     Attributes:
         connect: Seconds to establish a connection.
@@ -98,7 +141,22 @@ class Timeout:
         pool: Seconds to wait for a free connection from the pool.
     """
 
-    connect: float = 10.0
-    read: float = 600.0
-    write: float = 60.0
-    pool: float = 60.0
+    connect: float = attrs.field(default=10.0, validator=_positive_seconds)
+    read: float = attrs.field(default=600.0, validator=_positive_seconds)
+    write: float = attrs.field(default=60.0, validator=_positive_seconds)
+    pool: float = attrs.field(default=60.0, validator=_positive_seconds)
+
+
+def check_seconds(value: object, name: str) -> float:
+    """``value`` as a float if it is a positive, finite number of seconds, else
+    ConfigurationError naming ``name``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+        if 0 < seconds < math.inf:
+            return seconds
+        problem = f"is {value!r}, not a positive number of seconds"
+    else:
+        problem = f"is a {type(value).__name__}, not a number of seconds"
+    raise ConfigurationError(
+        f"{name} {problem}; pass seconds, e.g. timeout=30 or "
+        f"aipk.Timeout(connect=5, read=120)")

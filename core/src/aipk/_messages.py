@@ -7,6 +7,7 @@ as ``None`` is not sent, so ``temperature=0`` is sent as 0.
 from __future__ import annotations
 
 import json
+import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
@@ -227,13 +228,41 @@ def _messages(value: Iterable[Message | Mapping[str, Any]] | str) -> tuple[Messa
 
 def _tools(value: Iterable[Any] | None) -> tuple[Tool, ...]:
     """Tools in any accepted form (see :func:`aipk.as_tool`) as Tool records."""
-    if value is None:
+    if not value:
         return ()
+    if isinstance(value, (Tool, Mapping, str, type)) or callable(value):
+        raise InvalidRequestError("tools= takes a list of tools, e.g. tools=[tool]",
+                                  field="tools")
     tools = tuple(value)
     for tool in tools:
         if type(tool) is not Tool:
             return tuple(as_tool(t) for t in tools)
     return tools
+
+
+_NUMBERS = (float, int)
+
+
+def _number(name: str, value: Any, high: float) -> float:
+    """``value`` as a float if it is a number from 0 to ``high``, else InvalidRequestError."""
+    real = not isinstance(value, bool) and isinstance(value, numbers.Real)
+    if real and 0 <= float(value) <= high:
+        return float(value)
+    problem = (f"is {value!r}, outside the allowed range" if real
+               else f"must be a number, not {type(value).__name__} {value!r}")
+    raise InvalidRequestError(f"{name} {problem}; pass a number from 0 to {high:g}, e.g. "
+                              f"{name}={high / 4:g}", field=name)
+
+
+def _count(name: str, value: Any, example: int) -> int:
+    """``value`` as an int if it is a positive whole number, else InvalidRequestError."""
+    whole = not isinstance(value, bool) and isinstance(value, numbers.Integral)
+    if whole and int(value) > 0:
+        return int(value)
+    problem = (f"is {value!r}" if whole
+               else f"must be an integer, not {type(value).__name__} {value!r}")
+    raise InvalidRequestError(f"{name} {problem}; pass a positive integer, e.g. "
+                              f"{name}={example}", field=name)
 
 
 def _tool_choice(value: ToolChoice | str | None) -> ToolChoice | None:
@@ -293,8 +322,18 @@ class ChatRequest:
             raise InvalidRequestError("model= is required, e.g. model='gpt-4o-mini'", field="model")
         if not self.messages:
             raise InvalidRequestError("messages= needs at least one message", field="messages")
-        if self.max_tokens is not None and self.max_tokens <= 0:
-            raise InvalidRequestError("max_tokens must be a positive integer", field="max_tokens")
+        # checked here, before sending, in a few comparisons for the common types
+        value: Any = self.temperature
+        if value is not None and (type(value) not in _NUMBERS or not 0 <= value <= 2):
+            object.__setattr__(self, "temperature", _number("temperature", value, 2))
+        value = self.top_p
+        if value is not None and (type(value) not in _NUMBERS or not 0 <= value <= 1):
+            object.__setattr__(self, "top_p", _number("top_p", value, 1))
+        value = self.max_tokens
+        if value is not None and (type(value) is not int or value <= 0):
+            object.__setattr__(self, "max_tokens", _count("max_tokens", value, 1024))
+        if self.extra and self.extra.get("n") is not None:
+            _count("n", self.extra["n"], 1)
         choice = self.tool_choice
         if (choice is not None and choice.mode == "function"
                 and choice.name not in {t.name for t in self.tools}):

@@ -15,6 +15,9 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from ._secrets import check_credential, remember
+from .errors import ConfigurationError
+
 __all__ = [
     "AuthKind",
     "Capabilities",
@@ -23,18 +26,23 @@ __all__ = [
     "Provider",
     "ProviderSpec",
     "Secret",
+    "check_api_key",
 ]
 
 AuthKind = Literal["api_key", "oauth", "none"]
 
 
 class Secret:
-    """A credential value. ``repr``/``str`` show only ``'****'``; :meth:`reveal` gives the value."""
+    """A credential value. ``repr``/``str`` show only ``'****'``; :meth:`reveal` gives the value.
 
-    __slots__ = ("_value",)
+    While a Secret is alive, aipk masks its value in every error message, error body and
+    request repr it produces (see :mod:`aipk._secrets`)."""
+
+    __slots__ = ("__weakref__", "_value")
 
     def __init__(self, value: str) -> None:
         self._value = value
+        remember(self)
 
     def reveal(self) -> str:
         """The secret itself; pass it only to the place that needs it (a header)."""
@@ -56,6 +64,25 @@ class Secret:
 
     def __reduce__(self) -> Any:
         raise TypeError("Secret values cannot be pickled; store them through a token store")
+
+
+_API_KEY_FIX = ("pass the key alone, one line of printable ASCII characters, e.g. "
+                "api_key=open(path).read() (surrounding whitespace is stripped)")
+
+
+def check_api_key(key: str | Secret, where: str = "the api_key= argument", *,
+                  strip: bool = True) -> Secret:
+    """``key`` as a checked :class:`Secret` (surrounding whitespace stripped), or
+    ConfigurationError naming ``where`` it came from; what a config file calls too. With
+    ``strip=False`` (a credential already built, which cannot be changed) surrounding
+    whitespace is an error too."""
+    value = key.reveal() if isinstance(key, Secret) else key
+    checked = check_credential(value, where=where, fix=_API_KEY_FIX)
+    if checked != value and not strip:
+        raise ConfigurationError(
+            f"the credential from {where} has whitespace around it; build it from the "
+            f"stripped key, e.g. Secret(key.strip())")
+    return key if isinstance(key, Secret) and checked == value else Secret(checked)
 
 
 @attrs.frozen(kw_only=True)
@@ -143,7 +170,9 @@ class ProviderSpec:
     ``name``), so several providers can share one implementation (OpenAI-compatible services).
     ``base_url_env`` names an environment variable that overrides ``default_base_url``;
     ``option_env`` maps option names to environment variables read when a client is created
-    (an explicit keyword argument wins).
+    (an explicit keyword argument wins). ``secret_headers`` names the headers the plugin puts
+    a credential in beyond the common ones (``Authorization``, ``x-api-key`` …), e.g.
+    ``("X-Acme-Token",)``: they are hidden in request reprs and logs.
 
     Attributes:
         name: The provider id (``aipk.Client(name)``).
@@ -164,6 +193,8 @@ class ProviderSpec:
         option_env: Option name -> environment variable read when a client is created (an explicit
             keyword argument wins).
         options: Provider-specific settings, e.g. client-side limits.
+        secret_headers: Headers beyond the common ones that carry a credential; hidden in
+            request reprs and logs.
     """
 
     name: str
@@ -181,6 +212,7 @@ class ProviderSpec:
     base_url_env: str | None = None
     option_env: Mapping[str, str] = attrs.field(factory=dict)
     options: Mapping[str, Any] = attrs.field(factory=dict)
+    secret_headers: tuple[str, ...] = ()
 
 
 @attrs.frozen(kw_only=True)

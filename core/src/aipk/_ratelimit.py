@@ -261,10 +261,12 @@ class RateLimitState:
     observed_at: float = 0.0
 
     def merge(self, newer: RateLimitState) -> RateLimitState:
-        """This state updated by ``newer``: fields ``newer`` sets win, the rest are kept."""
+        """This state updated by ``newer``: fields ``newer`` sets win, the rest are kept;
+        except ``not_before``, the later of the two (a provider's wait only extends)."""
         changes: dict[str, object] = {
-            "not_before": (newer.not_before if newer.not_before is not None
-                           else self.not_before),
+            "not_before": (self.not_before if newer.not_before is None
+                           else newer.not_before if self.not_before is None
+                           else max(self.not_before, newer.not_before)),
             "credits_remaining": (newer.credits_remaining
                                   if newer.credits_remaining is not None
                                   else self.credits_remaining),

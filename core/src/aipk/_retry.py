@@ -4,7 +4,9 @@ Defaults (all configurable per client and per call through :class:`RetryPolicy`)
 
 * up to ``max_retries=2`` retries (3 attempts);
 * retried: 408, 409, 429, 5xx, 529, timeouts and connection errors *before the first byte*,
-  and whatever the provider's ``x-should-retry`` header says; never 400/401/403/404/422;
+  any failure before the caller received anything (a 2xx body cut, truncated or not JSON; a
+  stream cut before its first event), and whatever the provider's ``x-should-retry`` header
+  says; never 400/401/403/404/422;
 * wait ``min(initial_delay * 2**attempt, max_delay) * U(1 - jitter, 1)``: 0.5 s, 1 s, 2 s …
   capped at 8 s;
 * a server-given delay (``retry-after-ms``, ``retry-after``) is used as is when it is at most

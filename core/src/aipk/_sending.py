@@ -13,12 +13,25 @@ step                   the client does                              and sends ba
 :class:`Sleep`         sleeps (sync) or awaits a sleep (async)      None
 :class:`Transmit`      ``transport.send(http, body)``               the response, or the
                                                                     TransportFailure
-:class:`ReadBody`      reads an error response's body               the bytes (b"" on failure)
+:class:`ReadBody`      reads a response's whole body                the bytes, or the
+                                                                    TransportFailure
+:class:`Prime`         reads a stream until its first events        a :class:`Primed`, or the
+                       (``session.feed`` per chunk, ``finish`` at   TransportFailure or
+                       the end), closing the response on failure    ProviderError
 :class:`Recover`       ``source.recover(credential, error)``        a fresh credential, None,
                                                                     or the AuthenticationError
+:class:`Admit`         ``engine.admission_delay(...)`` (awaited     the seconds to wait
+                       in the async client), only for a store
+                       that books limits asynchronously
 =====================  ==========================================  =========================
 
-:class:`~aipk.Client` and :class:`~aipk.AsyncClient` each drive it in a dozen lines.
+An answer counts as received only once the caller could use it: a whole body that decodes
+(``parse``), or a stream's first events. Until then a cut connection, a truncated or invalid
+body, or a stream that ends without an event is a failure like one before the first byte:
+counted against the key, failed over and retried. A stream that has produced events is never
+restarted.
+
+:class:`~aipk.Client` and :class:`~aipk.AsyncClient` each drive it in a few dozen lines.
 ``Acquire`` and ``Recover`` are the same steps :func:`aipk.credentials.call_with_failover`
 uses for its own, simpler loop.
 """
@@ -26,27 +39,36 @@ uses for its own, simpler loop.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._http import HttpRequest
+from ._messages import ChatRequest
 from ._providers import Credential
 from ._ratelimit import RateLimitState
+from ._responses import StreamEvent
 from ._retry import RetryPolicy
 from .credentials._errors import KeysExhaustedError
 from .credentials._pool import Acquire, Recover, SingleCredential
-from .errors import AuthenticationError, ProviderError
+from .errors import AuthenticationError, ProviderError, RateLimitError, ResponseError
 from .transports import TransportFailure
 
 if TYPE_CHECKING:
     from ._base import ClientBase
+    from ._core import StreamSession
+    from .observability._call import Call
 
-__all__ = ["Acquire", "ReadBody", "Recover", "Sent", "Sleep", "Transmit", "send_steps"]
+__all__ = ["Acquire", "Admit", "Prime", "Primed", "ReadBody", "Recover", "Sent", "Sleep",
+           "Transmit", "send_steps"]
+
+#: Turns a whole response body (with its headers and rate-limit state) into the answer.
+Parse = Callable[[bytes, Mapping[str, str], "RateLimitState | None"], Any]
 
 R = TypeVar("R")
 
-#: How many times one call waits for a credential pool to have a key available again.
-_POOL_WAITS = 3
+#: How many times one call waits for a credential pool to have a key available again (in
+#: all no longer than the retry policy's ``max_retry_after``), or re-checks a key's wait.
+_POOL_WAITS = 8
 
 
 class Sleep:
@@ -64,6 +86,20 @@ class Transmit:
         self.body = body
 
 
+class Admit:
+    """Ask ``engine.admission_delay`` (``aadmission_delay`` in the async client) for the wait
+    before sending; yielded only when the limiter's store books asynchronously."""
+
+    __slots__ = ("body", "credential_id", "model", "policy")
+
+    def __init__(self, model: str, body: bytes | None, policy: RetryPolicy | None,
+                 credential_id: str) -> None:
+        self.model = model
+        self.body = body
+        self.policy = policy
+        self.credential_id = credential_id
+
+
 class ReadBody:
     __slots__ = ("response",)
 
@@ -71,48 +107,73 @@ class ReadBody:
         self.response = response
 
 
-Step = Acquire | Sleep | Transmit | ReadBody | Recover
+class Prime:
+    __slots__ = ("response", "session")
+
+    def __init__(self, response: Any, session: StreamSession) -> None:
+        self.response = response
+        self.session = session
+
+
+class Primed:
+    """A stream read up to its first events: the ``session`` decoding it, those ``events``
+    (already in the session's accumulator), and ``rest``, where the client continues
+    reading (None: the body ended and ``session.finish()`` already ran)."""
+
+    __slots__ = ("events", "rest", "session")
+
+    def __init__(self, session: StreamSession, events: list[StreamEvent], rest: Any) -> None:
+        self.session = session
+        self.events = events
+        self.rest = rest
+
+
+Step = Acquire | Sleep | Transmit | ReadBody | Prime | Recover | Admit
 
 
 class Sent(Generic[R]):
-    """A response with a status below 400, the rate-limit state it reported, and the
-    credential that signed it."""
+    """A response with a status below 400, the rate-limit state it reported, the credential
+    that signed it, and ``value``: the parsed answer, or the :class:`Primed` stream."""
 
-    __slots__ = ("credential", "rate_limit", "response")
+    __slots__ = ("credential", "rate_limit", "response", "value")
 
     def __init__(self, response: R, rate_limit: RateLimitState | None,
-                 credential: Credential) -> None:
+                 credential: Credential, value: Any = None) -> None:
         self.response = response
         self.rate_limit = rate_limit
         self.credential = credential
+        self.value = value
 
 
 Steps = Generator[Step, Any, Sent[Any]]
 
 
-def _choose(client: ClientBase, model: str, tokens: int, cap: float) -> Generator[
-        Step, Any, Credential]:
-    """The credential for the next attempt: the pool's next available one, preferring one the
-    provider has not told to wait (pre-emptive failover); waits for the pool when every key is
-    in backoff for no longer than ``cap``."""
+def _choose(client: ClientBase, model: str, tokens: int, cap: float,
+            exclude: tuple[str, ...] = ()) -> Generator[Step, Any, Credential]:
+    """The credential for the next attempt: the pool's next available one outside
+    ``exclude``, preferring one the provider has not told to wait (pre-emptive failover);
+    waits for the pool when every such key is in backoff for no longer than ``cap``."""
     engine = client._engine
     source = client._credentials
-    waited = 0
+    waits = 0
+    waited = 0.0
     while True:
-        got = yield Acquire(())
+        got = yield Acquire(exclude)
         if isinstance(got, KeysExhaustedError):
-            if got.retry_after is None or got.retry_after > cap or waited >= _POOL_WAITS:
+            wait = got.retry_after
+            if wait is None or wait > cap or waited + wait > cap or waits >= _POOL_WAITS:
                 raise got
-            waited += 1
-            yield Sleep(got.retry_after)
+            waits += 1
+            waited += wait
+            yield Sleep(wait)
             continue
         break
     best: Credential = got
     best_wait = engine.tracked_wait(model, tokens, best.id)
     if best_wait <= 0:
         return best
-    skipped = [best.id]
-    for _ in range(len(source) - 1):
+    skipped = [*exclude, best.id]
+    for _ in range(len(source) - len(skipped)):
         other = yield Acquire(tuple(skipped))
         if isinstance(other, KeysExhaustedError):
             break
@@ -125,16 +186,51 @@ def _choose(client: ClientBase, model: str, tokens: int, cap: float) -> Generato
     return best
 
 
+def _admitted(client: ClientBase, model: str, cap: float, credential: Credential,
+              exclude: tuple[str, ...]) -> Generator[Step, Any, Credential]:
+    """``credential``, or another, once the provider has no wait on it: news arrives while
+    a call waits (other requests' 429s), so after each wait the key is chosen again, and
+    nothing is sent with a key inside a wait its provider gave."""
+    engine = client._engine
+    for waited in range(_POOL_WAITS + 1):
+        wait = engine.tracked_wait(model, 0, credential.id)
+        if wait <= 0:
+            return credential
+        credential = yield from _choose(client, model, 0, cap, exclude)  # given the news
+        wait = engine.tracked_wait(model, 0, credential.id)
+        if wait <= 0:
+            return credential
+        if wait > cap or waited == _POOL_WAITS:
+            break
+        yield Sleep(wait)
+    raise RateLimitError(
+        f"the provider's rate limits allow the next request with any key in {wait:.1f}s; "
+        f"wait, or raise RetryPolicy(max_retry_after=...) (now {cap:g}s)",
+        provider=engine.provider.name, retry_after=wait, status=0)
+
+
 def _unauthorized(error: ProviderError) -> bool:
     return isinstance(error, AuthenticationError) and error.status == 401
 
 
+def _no_events(client: ClientBase, session: StreamSession) -> ResponseError:
+    return ResponseError(
+        "the stream ended before its first event: the connection was cut or the provider "
+        "sent nothing; retry the request",
+        provider=client._engine.provider.name, request_id=session.request_id, retryable=True)
+
+
 def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
-               policy: RetryPolicy | None) -> Steps:
-    """Sign, admit and send ``prepared`` until it succeeds or must fail (see the module)."""
+               policy: RetryPolicy | None, *, parse: Parse | None = None,
+               stream: ChatRequest | None = None, call: Call | None = None) -> Steps:
+    """Sign, admit and send ``prepared`` until it succeeds or must fail (see the module).
+
+    With ``parse`` the whole body is read and parsed inside the loop (``Sent.value`` is the
+    answer); with ``stream`` the body is read up to the stream's first events (``Sent.value``
+    is the :class:`Primed` stream). A failure before either is retried like any other.
+    ``call`` (the call's recorder) hears of each attempt, retry and failover."""
     engine = client._engine
     source = client._credentials
-    start = time.monotonic()
     cap = (policy or engine.retry).max_retry_after
     single = type(source) is SingleCredential
     if single:
@@ -142,27 +238,44 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
     else:
         credential = yield from _choose(client, model, 0, cap)
     http, body = engine.sign(prepared, credential)
-    wait = engine.admission_delay(model, body, policy, credential.id)
+    limiter = engine.limiter
+    if limiter.asynchronous and limiter.active:  # a network store: let the driver await it
+        wait = yield Admit(model, body, policy, credential.id)
+    else:
+        wait = engine.admission_delay(model, body, policy, credential.id)
     if wait > 0:
         yield Sleep(wait)
+        if not single:  # news may have come in meanwhile: re-check (and re-choose)
+            chosen = yield from _admitted(client, model, cap, credential, ())
+            if chosen is not credential:
+                credential = chosen
+                http, body = engine.sign(prepared, credential)
     attempt = 0
     tried: list[str] = []
     recovered = False
     while True:
         sent_at = time.monotonic()
+        if call is not None:
+            call.attempt(credential.id)
         response = yield Transmit(http, body)
         if isinstance(response, TransportFailure):
             error: ProviderError = client._transport_error(response)
         else:
-            rate_limit = engine.observe(response.status, response.headers, model, credential.id)
+            headers = response.headers
+            rate_limit = engine.observe(response.status, headers, model, credential.id)
             if response.status < 400:
-                now = time.monotonic()
-                source.report_success(credential, latency=now - sent_at)
-                engine.metrics.record(ok=True, latency=now - start, retried=attempt > 0)
-                client._last_credential_id = credential.id
-                return Sent(response, rate_limit, credential)
-            raw = yield ReadBody(response)
-            error = engine.error(response.status, response.headers, raw, model, credential.id)
+                got = yield from _receive(client, response, rate_limit, parse, stream)
+                if not isinstance(got, ProviderError):
+                    now = time.monotonic()
+                    source.report_success(credential, latency=now - sent_at)
+                    client._last_credential_id = credential.id
+                    return Sent(response, rate_limit, credential, got)
+                error = got
+            else:
+                raw = yield ReadBody(response)
+                if isinstance(raw, TransportFailure):
+                    raw = b""
+                error = engine.error(response.status, headers, raw, model, credential.id)
         latency = time.monotonic() - sent_at
         if not recovered and _unauthorized(error):
             recovered = True
@@ -177,25 +290,64 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
         counted = source.report_failure(credential, error, latency=latency)
         if counted and not single:
             tried.append(credential.id)
-            other = yield Acquire(tuple(tried))
-            if isinstance(other, Credential):
-                engine.metrics.record_failover()
-                credential, recovered = other, False
-                http, body = engine.sign(prepared, credential)
-                continue
+            if len(tried) < len(source):  # a key not yet tried: now, or after a short wait
+                try:
+                    other = yield from _choose(client, model, 0, cap, tuple(tried))
+                    other = yield from _admitted(client, model, cap, other, tuple(tried))
+                except (KeysExhaustedError, RateLimitError):
+                    other = None
+                if other is not None:
+                    if call is not None:
+                        call.failed_over(error, other.id)
+                    credential, recovered = other, False
+                    http, body = engine.sign(prepared, credential)
+                    continue
         delay = engine.retry_delay(attempt, error, policy)
         if delay is None:
-            engine.metrics.record(ok=False, latency=time.monotonic() - start,
-                                  retried=attempt > 0)
             raise error
+        if call is not None:
+            call.retried(delay, error)
         attempt += 1
         yield Sleep(delay)
         if not single:
             tried.clear()
             try:
                 credential = yield from _choose(client, model, 0, cap)
-            except KeysExhaustedError as exhausted:
-                engine.metrics.record(ok=False, latency=time.monotonic() - start, retried=True)
+                credential = yield from _admitted(client, model, cap, credential, ())
+            except (KeysExhaustedError, RateLimitError) as exhausted:
                 raise exhausted from error
             recovered = False
             http, body = engine.sign(prepared, credential)
+
+
+def _receive(client: ClientBase, response: Any, rate_limit: RateLimitState | None,
+             parse: Parse | None, stream: ChatRequest | None) -> Generator[Step, Any, Any]:
+    """What a success status delivers: the parsed body, the primed stream, or (for neither)
+    nothing; a ProviderError when the answer broke before the caller could use any of it."""
+    if parse is not None:
+        raw = yield ReadBody(response)
+        if isinstance(raw, TransportFailure):
+            return _unread(client, raw)
+        try:
+            return parse(raw, response.headers, rate_limit)
+        except ProviderError as exc:  # a truncated or invalid body is retryable (decode_json)
+            return exc
+    if stream is not None:
+        session = client._engine.open_stream(stream, response.headers, rate_limit)
+        primed = yield Prime(response, session)
+        if isinstance(primed, TransportFailure):
+            return _unread(client, primed)
+        if isinstance(primed, ProviderError):
+            return primed
+        if not primed.events:
+            return _no_events(client, session)
+        return primed
+    return None
+
+
+def _unread(client: ClientBase, failure: TransportFailure) -> ProviderError:
+    """A body read that failed before the caller got anything: retryable like a failure
+    before the first byte."""
+    error = client._transport_error(failure)
+    error.retryable = True
+    return error

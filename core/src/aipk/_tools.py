@@ -62,7 +62,8 @@ class Tool:
     def __attrs_post_init__(self) -> None:
         if not self.name or len(self.name) > 64 or not all(
                 c.isascii() and (c.isalnum() or c in "_-") for c in self.name):
-            raise _bad(f"tool name {self.name!r} must be 1 to 64 letters, digits, _ and -")
+            raise _bad(f"tool name {self.name!r} must be non-empty and use only letters, "
+                       f"digits, _ and - (at most 64)")
         if not isinstance(self.parameters, Mapping) or (
                 self.parameters.get("type", "object") != "object"):
             raise _bad(f"tool {self.name!r}: parameters must be a JSON Schema with type 'object'")
@@ -71,6 +72,11 @@ class Tool:
             path, message = found[0]
             raise _bad(f"tool {self.name!r}: parameters is not a usable JSON Schema at "
                        f"{path.replace('$', 'parameters', 1)}: {message}")
+
+    @classmethod
+    def coerce(cls, value: Any) -> Tool:
+        """A Tool from any form :func:`as_tool` accepts (a Tool comes back as it is)."""
+        return as_tool(value)
 
     def validate_arguments(self, arguments: str | Mapping[str, Any], *,
                            strict: bool = True) -> dict[str, Any]:
@@ -138,19 +144,36 @@ def as_tool(obj: Any) -> Tool:
         description, parameters = function_schema(obj)
         return Tool(name=getattr(obj, "__name__", type(obj).__name__),
                     description=description, parameters=parameters, function=obj)
-    raise _bad(f"tools must be aipk.Tool, dicts, record classes or functions, not "
-               f"{type(obj).__name__}")
+    raise _bad(f"tools must be aipk.Tool objects or dicts, not {type(obj).__name__} (record "
+               f"classes, pydantic models and typed functions work too); e.g. "
+               f"aipk.Tool(name='get_weather', parameters={{...}})")
 
 
-def _from_mapping(data: Mapping[str, Any]) -> Tool:
-    fn = data.get("function") if data.get("type") == "function" else data
-    if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str):
-        raise _bad("a tool dict needs a name: {'type': 'function', 'function': {'name': ..., "
-                   "'description': ..., 'parameters': {...}}}")
-    parameters = fn.get("parameters", fn.get("input_schema"))
-    return Tool(name=fn["name"], description=str(fn.get("description") or ""),
+def _from_mapping(value: Mapping[str, Any]) -> Tool:
+    """A Tool from OpenAI's ``{"type": "function", "function": {...}}`` or the flat
+    ``{"name", "description", "parameters"}`` dict (``input_schema`` as Anthropic names it)."""
+    spec: Mapping[str, Any] = value
+    if "function" in value or value.get("type") == "function":
+        function = value.get("function")
+        if not isinstance(function, Mapping):
+            raise _bad("a tool dict with type 'function' needs a 'function' dict: {'type': "
+                       "'function', 'function': {'name': ..., 'description': ..., "
+                       "'parameters': {...}}}")
+        spec = function
+    if "name" not in spec:
+        raise _bad(f"a tool dict is missing the key 'name' (it has {sorted(map(str, spec))}); "
+                   f"give {{'name': ..., 'description': ..., 'parameters': {{...}}}} or "
+                   f"aipk.Tool(name=...)")
+    if not isinstance(spec["name"], str):
+        raise _bad(f"a tool dict's 'name' must be a string, not {type(spec['name']).__name__}")
+    parameters = spec.get("parameters", spec.get("input_schema"))
+    if parameters is not None and not isinstance(parameters, Mapping):
+        raise _bad(f"tool {spec['name']!r}: 'parameters' must be a JSON Schema dict, not "
+                   f"{type(parameters).__name__}")
+    description = spec.get("description")
+    return Tool(name=spec["name"], description="" if description is None else str(description),
                 parameters=_default_parameters() if parameters is None else parameters,
-                strict=fn.get("strict"))
+                strict=spec.get("strict"))
 
 
 def _summary(doc: str) -> str:

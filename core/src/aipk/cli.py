@@ -13,6 +13,8 @@
   the result in its token file (``--token-file``; default
   :func:`aipk.credentials.default_token_file`) under ``--id`` (default ``default``).
 * ``aipk logout PROVIDER``: deletes that saved credential.
+* ``aipk health PROVIDER[=BASE_URL]...``: probes each provider (lists models) and prints its
+  status, latency and rate-limit headroom; exits 1 if any is unhealthy.
 """
 
 from __future__ import annotations
@@ -119,6 +121,12 @@ def _logout(args: argparse.Namespace) -> int:
     return 0
 
 
+def _health(args: argparse.Namespace) -> int:
+    from .health import check_providers
+
+    return check_providers(args.providers, base_url=args.base_url)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aipk", description="One client over every AI provider.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -149,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     logout.add_argument("--id", default="default")
     logout.add_argument("--token-file")
     logout.set_defaults(func=_logout)
+    health = sub.add_parser("health", help="probe providers; exit 1 if any is unhealthy")
+    health.add_argument("providers", nargs="+", metavar="PROVIDER[=BASE_URL]")
+    health.add_argument("--base-url", help="base URL for the providers given without one")
+    health.set_defaults(func=_health)
     return parser
 
 

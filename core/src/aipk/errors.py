@@ -7,7 +7,8 @@ The hierarchy::
     │   ├── UnknownProviderError        no installed plugin serves that provider name
     │   ├── MissingCredentialError      no API key or token could be found
     │   ├── ConfigFileError             a config file is invalid; lists every problem found
-    │   └── InvalidRequestError         the request cannot be sent as built (caught before sending)
+    │   ├── InvalidRequestError         the request cannot be sent as built (caught before sending)
+    │   └── ClientClosedError           a call on a client after close() (or its with block)
     ├── PluginError                     a plugin failed to load or broke the hook contract
     └── ProviderError                   anything that went wrong talking to a provider
         ├── TransportError              no usable HTTP response
@@ -27,8 +28,10 @@ The hierarchy::
         │   │                           UTF-8, a stream that ended before its terminator
         │   ├── StructuredOutputError   the answer is not JSON, or breaks the response_format
         │   │                           schema; carries text, path and the response
-        │   └── ToolArgumentsError      a tool call's arguments are not JSON or break the
-        │                               tool's schema; carries tool, path and problems
+        │   ├── ToolArgumentsError      a tool call's arguments are not JSON or break the
+        │   │                           tool's schema; carries tool, path and problems
+        │   └── IncompleteStreamError   the stream ended before its terminator; ``partial``
+        │                               holds the answer received so far
         └── AllTargetsFailedError       aipk.router: every target failed or was unavailable;
                                         carries failures, skipped and retry_after
 
@@ -40,7 +43,7 @@ redacted before they reach any message, repr or log line.
 ``AuthenticationError`` is *not* raised for a 401 that a credential refresh and one retry
 recovered from; only the final failure reaches the caller. The credential errors live in
 :mod:`aipk.credentials`; ``AllTargetsFailedError`` is defined here and re-exported by
-:mod:`aipk.router` and :mod:`aipk`.
+:mod:`aipk.router` and :mod:`aipk`; ``IncompleteStreamError`` is exported by :mod:`aipk`.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ __all__ = [
     "AuthErrorCode",
     "AuthenticationError",
     "BadRequestError",
+    "ClientClosedError",
     "ConfigFileError",
     "ConfigurationError",
     "InvalidRequestError",
@@ -149,6 +153,17 @@ class InvalidRequestError(ConfigurationError):
         self.provider = provider
         self.field = field
         super().__init__(message)
+
+
+class ClientClosedError(ConfigurationError):
+    """A call on a client that was closed: create a new client, or make the calls inside its
+    ``with`` / ``async with`` block."""
+
+    def __init__(self, client: str, message: str | None = None) -> None:
+        self.client = client
+        super().__init__(message or (
+            f"this {client} was closed (close() or the end of its with block); create a new "
+            f"{client}, or make the calls inside its `with` block"))
 
 
 class PluginError(AipkError):

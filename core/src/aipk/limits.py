@@ -9,6 +9,11 @@ a client may use. Plugins declare defaults in ``ProviderSpec.options`` (``reques
 Each limit is a :class:`TokenBucket`. ``reserve`` never blocks: it books the capacity and says
 how long the caller must wait, so concurrent callers queue in arrival order and the async
 client waits with ``asyncio.sleep`` (cancellable; nothing blocks the event loop).
+
+With a ``store=`` that implements :class:`~aipk.state.BucketStore` (``Client(store=...)``), the
+buckets live in the store instead, one set per provider and credential (namespace
+``"aipk.limits"``, key ``"<provider>/<credential id>"``): every client sharing the store (every
+process, for a shared store such as ``aipk_redis.RedisStore``) then draws on the same budget.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
+
+from .state import AsyncBucketStore, Bucket, BucketStore
 
 __all__ = ["ClientLimits", "Limiter", "TokenBucket"]
 
@@ -101,14 +108,47 @@ class ClientLimits:
 
 
 class Limiter:
-    """The buckets for one :class:`ClientLimits`; thread-safe, never blocks."""
+    """The buckets for one :class:`ClientLimits`; thread-safe, never blocks.
 
-    def __init__(self, limits: ClientLimits, clock: Callable[[], float] = time.monotonic):
+    Without ``store`` the buckets are this object's own. With a
+    :class:`~aipk.state.BucketStore` they live in the store under ``scope`` (the provider
+    name) and the ``key`` each call names (the credential id), shared with every limiter that
+    uses the same store (see the module docs).
+    """
+
+    NAMESPACE = "aipk.limits"
+
+    def __init__(self, limits: ClientLimits, clock: Callable[[], float] = time.monotonic, *,
+                 store: BucketStore | None = None, scope: str = "") -> None:
         self._clock = clock
         self.limits = limits
+        self.store = store
+        self.scope = scope
+        #: True when the store also books asynchronously (the async client then awaits it)
+        self.asynchronous = isinstance(store, AsyncBucketStore)
         self._buckets = self._build(limits)
+        self._shared = self._specs(limits)
         #: True when any bucket is in force (read per request, so a plain attribute)
         self.active = bool(self._buckets)
+
+    @staticmethod
+    def _specs(limits: ClientLimits) -> list[tuple[str, float, float, bool]]:
+        specs: list[tuple[str, float, float, bool]] = []
+        if limits.requests_per_minute:
+            specs.append(("rpm", limits.requests_per_minute, 60.0, False))
+        if limits.requests_per_day:
+            specs.append(("rpd", limits.requests_per_day, 86400.0, False))
+        if limits.tokens_per_minute:
+            specs.append(("tpm", limits.tokens_per_minute, 60.0, True))
+        return specs
+
+    def _store_buckets(self, tokens: int) -> list[Bucket]:
+        out: list[Bucket] = []
+        for name, capacity, period, counts_tokens in self._shared:
+            amount = min(float(tokens), capacity) if counts_tokens else 1.0
+            if amount:
+                out.append((name, capacity, period, amount))
+        return out
 
     def _build(self, limits: ClientLimits) -> list[tuple[TokenBucket, bool]]:
         buckets: list[tuple[TokenBucket, bool]] = []
@@ -124,10 +164,15 @@ class Limiter:
         """Switch to new limits (a different tier); buckets start full."""
         self.limits = limits
         self._buckets = self._build(limits)
+        self._shared = self._specs(limits)
         self.active = bool(self._buckets)
 
-    def reserve(self, tokens: int = 0) -> float:
-        """Book one request of about ``tokens`` tokens; return the seconds to wait."""
+    def reserve(self, tokens: int = 0, key: str = "") -> float:
+        """Book one request of about ``tokens`` tokens; return the seconds to wait.
+        ``key`` (the credential id) picks the shared buckets when there is a store."""
+        if self.store is not None:
+            return self.store.reserve(self.NAMESPACE, f"{self.scope}/{key}",
+                                      self._store_buckets(tokens))
         wait = 0.0
         for bucket, counts_tokens in self._buckets:
             amount = min(float(tokens), bucket.capacity) if counts_tokens else 1.0
@@ -135,8 +180,30 @@ class Limiter:
                 wait = max(wait, bucket.reserve(amount))
         return wait
 
-    def refund(self, tokens: int = 0) -> None:
+    async def areserve(self, tokens: int = 0, key: str = "") -> float:
+        """:meth:`reserve`, awaiting a store that books asynchronously."""
+        store: Any = self.store
+        if self.asynchronous:  # (an isinstance check on a Protocol costs ~100 µs)
+            wait: float = await store.areserve(self.NAMESPACE, f"{self.scope}/{key}",
+                                               self._store_buckets(tokens))
+            return wait
+        return self.reserve(tokens, key)
+
+    async def arefund(self, tokens: int = 0, key: str = "") -> None:
+        """:meth:`refund`, awaiting a store that books asynchronously."""
+        store: Any = self.store
+        if self.asynchronous:
+            await store.arefund(self.NAMESPACE, f"{self.scope}/{key}",
+                                self._store_buckets(tokens))
+            return
+        self.refund(tokens, key)
+
+    def refund(self, tokens: int = 0, key: str = "") -> None:
         """Return what :meth:`reserve` booked, for a request that will not be sent."""
+        if self.store is not None:
+            self.store.refund(self.NAMESPACE, f"{self.scope}/{key}",
+                              self._store_buckets(tokens))
+            return
         for bucket, counts_tokens in self._buckets:
             amount = min(float(tokens), bucket.capacity) if counts_tokens else 1.0
             if amount:

@@ -30,6 +30,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import PluginError, UnknownProviderError
+from .hookspecs import serves_of, unguarded
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
@@ -63,6 +64,7 @@ FIRST_PARTY_PROVIDERS: Mapping[str, str] = MappingProxyType({
     "groq": "aipk-openai",
     "lmstudio": "aipk-openai",
     "ollama": "aipk-openai",
+    "ollama-native": "aipk-ollama",
     "anthropic": "aipk-anthropic",
     "gemini": "aipk-gemini",
     "cerebras": "aipk-cerebras",
@@ -339,7 +341,7 @@ class Registry:
         try:
             self.specs()
         except Exception:  # noqa: BLE001 - a broken aipk_providers: call every plugin, as before
-            return HookCallers(hook, (), self.pm)
+            return HookCallers(hook, (), self.pm, provider)
         with self._lock:
             declared = dict(self._declared)
             specs = dict(self._specs or {})
@@ -352,7 +354,7 @@ class Registry:
                 plugin = self.pm.get_plugin(plugin_name)
                 if plugin is not None:
                     remove.append(plugin)
-        return HookCallers(hook, remove, self.pm)
+        return HookCallers(hook, remove, self.pm, provider)
 
     def spec(self, name: str) -> ProviderSpec:
         """The spec for provider ``name``; raises UnknownProviderError listing what is installed."""
@@ -410,18 +412,22 @@ class FastHook:
     keyword-only arguments, no call monitoring), it calls them itself, last registered first,
     and returns the first non-None answer, as pluggy does, without pluggy's per-call argument
     checks and copies. Anything else (wrappers, ``AIPK_TRACE_PLUGINS``) goes through pluggy.
-    The plan is rebuilt whenever a plugin is registered or removed.
+    The plan is rebuilt whenever a plugin is registered or removed. Given the ``provider``, the
+    plan leaves out :func:`~aipk.hookimpl_for` implementations that do not serve it and calls
+    the others without their guard.
 
     :attr:`call` is the plan as one callable: the implementation itself when there is exactly
     one (so the engine's call costs no frame of ours), else a loop over the plan, else pluggy.
     It is only as fresh as the last :meth:`replan`; calling the FastHook itself checks first.
     """
 
-    __slots__ = ("_caller", "_names", "_plan", "_pm", "call")
+    __slots__ = ("_caller", "_names", "_plan", "_pm", "_provider", "call")
 
-    def __init__(self, caller: Any, pm: _PluginManager | None) -> None:
+    def __init__(self, caller: Any, pm: _PluginManager | None,
+                 provider: Provider | None = None) -> None:
         self._caller = caller
         self._pm = pm
+        self._provider = provider
         self._names: tuple[str, ...] = tuple(caller.spec.argnames) if caller.spec else ()
         #: (generation, plan); plan None: call through pluggy
         self._plan: tuple[int, Any] = (-1, None)
@@ -445,12 +451,18 @@ class FastHook:
                 and not any(impl.hookwrapper or impl.wrapper or impl.kwargnames
                             for impl in impls)):
             index = {name: i for i, name in enumerate(self._names)}
-            plan = tuple(
-                (impl.function,
-                 None if tuple(impl.argnames) == self._names
-                 else tuple(index[name] for name in impl.argnames))
-                for impl in reversed(impls)
-            )
+            provider = self._provider
+            steps = []
+            for impl in reversed(impls):
+                function = impl.function
+                serves = serves_of(function)
+                if serves is not None and provider is not None:
+                    if not serves(provider):
+                        continue  # a hookimpl_for implementation for other providers
+                    function = unguarded(function)
+                steps.append((function, None if tuple(impl.argnames) == self._names
+                              else tuple(index[name] for name in impl.argnames)))
+            plan = tuple(steps)
         self._plan = (generation, plan)
         if plan is None:
             self.call = self._via_pluggy
@@ -487,10 +499,11 @@ class HookCallers:
     __slots__ = ("_all", "_generation", "_pm", "aipk_apply_credential", "aipk_build_request",
                  "aipk_login_flow", "aipk_map_error", "aipk_models_request",
                  "aipk_parse_models", "aipk_parse_rate_limits", "aipk_parse_response",
-                 "aipk_stream_decoder", "removed")
+                 "aipk_retry_after", "aipk_stream_decoder", "removed")
 
     def __init__(self, hook: Any, remove: Sequence[object],
-                 pm: pluggy.PluginManager | None = None) -> None:
+                 pm: pluggy.PluginManager | None = None,
+                 provider: Provider | None = None) -> None:
         #: the plugins left out for this provider
         self.removed = tuple(remove)
         fast_pm = pm if isinstance(pm, _PluginManager) else None
@@ -503,7 +516,7 @@ class HookCallers:
             caller = getattr(hook, name)
             if remove and pm is not None:
                 caller = pm.subset_hook_caller(name, remove)
-            made.append(FastHook(caller, fast_pm))
+            made.append(FastHook(caller, fast_pm, provider))
             return made[-1]
 
         self.aipk_build_request = make("aipk_build_request")
@@ -512,6 +525,7 @@ class HookCallers:
         self.aipk_parse_response = make("aipk_parse_response")
         self.aipk_stream_decoder = make("aipk_stream_decoder")
         self.aipk_map_error = make("aipk_map_error")
+        self.aipk_retry_after = make("aipk_retry_after")
         self.aipk_models_request = make("aipk_models_request")
         self.aipk_parse_models = make("aipk_parse_models")
         self.aipk_login_flow = make("aipk_login_flow")

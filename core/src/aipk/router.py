@@ -35,7 +35,7 @@ import attrs
 
 from ._breaker import BreakerPolicy, BreakerState, CircuitBreaker, CooldownPolicy
 from ._messages import ChatRequest, Message
-from ._providers import ModelInfo, ProviderSpec, Secret
+from ._providers import ModelInfo, ProviderSpec, Secret, check_api_key
 from ._responses import ChatResponse, StreamEvent, TextDelta, Usage
 from ._retry import RetryPolicy
 from .errors import (
@@ -116,9 +116,11 @@ DEFAULT_BREAKER = BreakerPolicy()
 
 
 def _secret_or_none(value: Secret | str | None) -> Secret | None:
-    if value is None or isinstance(value, Secret):
-        return value
-    return Secret(value)
+    """A target's ``api_key=`` checked like a client's (surrounding whitespace stripped;
+    ConfigurationError for an empty key, a line break, a control or non-ASCII character)."""
+    if value is None:
+        return None
+    return check_api_key(value, "a router Target's api_key= argument")
 
 
 def _default_name(target: Target) -> str:
@@ -886,6 +888,17 @@ class _RouterBase:
     def max_wait(self) -> float:
         """Seconds a call may sleep, in all, for a target to become available (0: never)."""
         return self._core.max_wait
+
+    def cool_down(self, name: str, seconds: float) -> None:
+        """Skip the target ``name`` for ``seconds`` from now (a health checker does this with
+        an unhealthy target, so user calls skip it before one fails there)."""
+        for state in self._core.states:
+            if state.name == name:
+                self._core.set_cooldown(state, seconds, self._core.clock())
+                return
+        names = ", ".join(s.name for s in self._core.states)
+        raise ConfigurationError(f"the router has no target named {name!r}; its targets are: "
+                                 f"{names}")
 
     def metrics(self) -> dict[str, Any]:
         """Router totals (``requests``, ``successes``, ``errors``, ``cancelled``, and the

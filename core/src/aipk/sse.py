@@ -50,9 +50,14 @@ def _decode(raw: bytes) -> str:
 
 
 class SSEDecoder:
-    """Incremental decoder: ``feed(chunk) -> [events]``, then ``flush() -> [events]`` at EOF."""
+    """Incremental decoder: ``feed(chunk) -> [events]``, then ``flush() -> [events]`` at EOF.
 
-    __slots__ = ("_data", "_event", "_head", "_last_id", "_partial", "_retry", "_skip_lf")
+    It is the core's ``"sse"`` :class:`~aipk.framing.Framer` (``close`` is ``flush`` that also
+    records whether the body ended inside an event).
+    """
+
+    __slots__ = ("_data", "_event", "_head", "_last_id", "_partial", "_retry", "_skip_lf",
+                 "unterminated")
 
     def __init__(self) -> None:
         self._partial: list[bytes] = []  # pieces of an unfinished line
@@ -62,6 +67,8 @@ class SSEDecoder:
         self._retry: int | None = None
         self._skip_lf = False  # the previous chunk ended in CR; drop a leading LF
         self._head: bytes | None = b""  # bytes seen before the BOM check is settled; None = done
+        #: set by :meth:`close`: the body ended inside an event (no blank line after it)
+        self.unterminated = False
 
     @property
     def last_event_id(self) -> str | None:
@@ -118,6 +125,12 @@ class SSEDecoder:
             self._head = None
         lines.append(b"")
         return self._process(lines)
+
+    def close(self) -> list[ServerSentEvent]:
+        """:meth:`flush` as a :class:`~aipk.framing.Framer`; sets ``unterminated`` when the body
+        ended inside an event."""
+        self.unterminated = bool(self._data or self._partial)
+        return self.flush()
 
     def _strip_bom(self, chunk: bytes) -> bytes:
         head = (self._head or b"") + chunk

@@ -13,7 +13,14 @@ default and several processes then see the same state. The interface is four cal
 * ``delete``.
 
 ``fn`` must be quick and pure (no I/O, no waiting): it runs inside the store's critical
-section. Values should be immutable records; a shared store also needs them serialisable.
+section, and a shared store may run it more than once (it retries when another process changed
+the value meanwhile), so anything it reports outside must be set afresh on every run. Values
+should be immutable records; a shared store also needs them serialisable.
+
+A store may also implement :class:`BucketStore` (``reserve`` / ``refund``): token buckets
+booked atomically inside the store, so client-side limits (:mod:`aipk.limits`) given to every
+client that shares the store hold across all of them (across processes, for a shared store
+such as ``aipk_redis.RedisStore``). :class:`MemoryStore` implements it for one process.
 """
 
 from __future__ import annotations
@@ -21,10 +28,11 @@ from __future__ import annotations
 import heapq
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["MemoryStore", "StateStore"]
+__all__ = ["AsyncBucketStore", "Bucket", "BucketStore", "MemoryStore", "StateStore",
+           "take_from_bucket"]
 
 T = TypeVar("T")
 
@@ -51,6 +59,60 @@ class StateStore(Protocol):
     def delete(self, namespace: str, key: str) -> None:
         """Remove the key (no error when absent)."""
         ...
+
+
+#: One token bucket to book in :meth:`BucketStore.reserve`: ``(name, capacity, period seconds,
+#: amount)``. The bucket holds ``capacity`` units refilled evenly over ``period`` and starts full.
+Bucket = tuple[str, float, float, float]
+
+
+@runtime_checkable
+class BucketStore(Protocol):
+    """Token buckets kept inside a store, booked atomically (see the module docs).
+
+    The buckets of one ``(namespace, key)`` are booked together: each takes its amount (its
+    level may go negative, which queues later callers behind this one) and the answer is the
+    longest wait any of them needs. A bucket's capacity and period are given on every call, so
+    new limits apply at once to the level already stored.
+    """
+
+    def reserve(self, namespace: str, key: str, buckets: Sequence[Bucket]) -> float:
+        """Book every bucket's amount; return the seconds to wait before using them (0 = now)."""
+        ...
+
+    def refund(self, namespace: str, key: str, buckets: Sequence[Bucket]) -> None:
+        """Give back amounts booked by a :meth:`reserve` whose call did not go ahead."""
+        ...
+
+
+@runtime_checkable
+class AsyncBucketStore(Protocol):
+    """A :class:`BucketStore` that can also book without blocking an event loop (a network
+    store): :class:`~aipk.AsyncClient` awaits these instead of calling ``reserve``."""
+
+    async def areserve(self, namespace: str, key: str, buckets: Sequence[Bucket]) -> float:
+        """:meth:`BucketStore.reserve`, awaitable."""
+        ...
+
+    async def arefund(self, namespace: str, key: str, buckets: Sequence[Bucket]) -> None:
+        """:meth:`BucketStore.refund`, awaitable."""
+        ...
+
+
+def take_from_bucket(level: float | None, stamp: float, now: float, capacity: float,
+                     period: float, amount: float) -> tuple[float, float, float]:
+    """One bucket's booking: ``(new level, new stamp, seconds to wait)``. ``level`` None is a
+    bucket never used (full); a negative ``amount`` refunds (never above ``capacity``)."""
+    rate = capacity / period
+    if level is None:
+        level, stamp = capacity, now
+    elif now > stamp:
+        level = min(capacity, level + (now - stamp) * rate)
+        stamp = now
+    if amount < 0:
+        return min(capacity, level - amount), stamp, 0.0
+    level -= amount
+    return level, stamp, (0.0 if level >= 0 else -level / rate)
 
 
 class MemoryStore:
@@ -112,6 +174,32 @@ class MemoryStore:
     def delete(self, namespace: str, key: str) -> None:
         with self._lock:
             self._data.pop((namespace, key), None)
+
+    # -- token buckets (BucketStore) -------------------------------------------------------
+
+    def reserve(self, namespace: str, key: str, buckets: Sequence[Bucket]) -> float:
+        return self._book(namespace, key, buckets, 1.0)
+
+    def refund(self, namespace: str, key: str, buckets: Sequence[Bucket]) -> None:
+        self._book(namespace, key, buckets, -1.0)
+
+    def _book(self, namespace: str, key: str, buckets: Sequence[Bucket], sign: float) -> float:
+        """Each bucket is an entry ``(namespace, key + "/" + name)`` holding ``(level, stamp)``
+        and expiring one period after its last booking (by then it is full again)."""
+        now = self._clock()
+        wait = 0.0
+        with self._lock:
+            for name, capacity, period, amount in buckets:
+                k = (namespace, f"{key}/{name}")
+                entry = self._data.get(k)
+                level, stamp = (None, now) if entry is None or (
+                    entry[1] is not None and entry[1] <= now) else entry[0]
+                level, stamp, need = take_from_bucket(level, stamp, now, capacity, period,
+                                                      sign * amount)
+                wait = max(wait, need)
+                full_in = (capacity - level) * period / capacity  # then it holds nothing new
+                self._write(k, (level, stamp), max(full_in, 1e-3), now)
+        return wait
 
     # -- housekeeping --------------------------------------------------------------------
 

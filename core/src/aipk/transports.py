@@ -11,6 +11,12 @@ does everything else. Built in:
 
 Transports raise :class:`TransportFailure`; the client turns it into
 :class:`~aipk.errors.RequestTimeout` or :class:`~aipk.errors.NetworkError` with the provider name.
+
+Timeouts: a client's ``timeout`` applies to every request it sends, whatever the transport. The
+built-in transports take a ``timeout`` of their own (``None``: not set) and have
+``with_timeout(timeout)``, a copy sharing their connection pool that applies ``timeout`` to
+each request; the client uses it (:func:`bind_timeout`). A transport without ``with_timeout``
+keeps its own timeouts, and passing the client a ``timeout=`` with it is a ConfigurationError.
 ``headers`` is a mapping in which a lower-case name finds its header: a plain dict with
 lower-case names (see :func:`lower_headers`), or a case-insensitive mapping such as aiohttp's.
 Read headers with ``headers.get("lower-case-name")``; do not rely on the case of iterated names.
@@ -18,11 +24,13 @@ Read headers with ``headers.get("lower-case-name")``; do not rely on the case of
 
 from __future__ import annotations
 
+import copy
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from ._http import HttpRequest, Timeout
-from .errors import _lower_names
+from ._secrets import header_problem
+from .errors import ClientClosedError, ConfigurationError, InvalidRequestError, _lower_names
 
 if TYPE_CHECKING:
     import httpx
@@ -38,7 +46,10 @@ __all__ = [
     "Response",
     "Transport",
     "TransportFailure",
+    "bind_timeout",
 ]
+
+T = TypeVar("T")
 
 
 class TransportFailure(Exception):
@@ -105,6 +116,39 @@ def _httpx_timeout(timeout: Timeout) -> httpx.Timeout:
                          pool=timeout.pool)
 
 
+def _timeout_extension(timeout: Timeout | None) -> dict[str, Any] | None:
+    """The per-request ``extensions["timeout"]`` httpx reads (None: the httpx client's own)."""
+    return None if timeout is None else _httpx_timeout(timeout).as_dict()
+
+
+def bind_timeout(transport: T, timeout: Timeout, *, explicit: bool) -> tuple[T, Timeout]:
+    """The transport a client sends with, applying the client's ``timeout``, and the timeout
+    in force. ``explicit``: the caller passed ``timeout=`` (else it is the provider's default).
+
+    A transport given its own timeout keeps it when the client has none; both set and
+    different is a ConfigurationError, as is ``timeout=`` with a transport that cannot apply it.
+    """
+    name = type(transport).__name__
+    bind = getattr(transport, "with_timeout", None)
+    if bind is None:
+        if explicit:
+            raise ConfigurationError(
+                f"{name} cannot apply the client's timeout=: set the timeout on the transport "
+                f"itself and leave out timeout=, or give {name} a with_timeout(timeout) method "
+                f"that returns a copy applying it to each request")
+        return transport, timeout
+    own: Timeout | None = getattr(transport, "timeout", None)
+    if own is not None:
+        if explicit and own != timeout:
+            raise ConfigurationError(
+                f"the timeout is set twice, differently: timeout={timeout!r} on the client and "
+                f"{own!r} on its {name}; set it in one place (the client's timeout= applies to "
+                f"whatever transport it uses)")
+        return transport, own
+    bound: T = bind(timeout)
+    return bound, timeout
+
+
 class _UrlCache(dict[str, "httpx.URL"]):
     """Parsed ``httpx.URL`` objects by URL string: parsing one costs more than building the
     rest of the request, and a client sends to the same few URLs. Bounded."""
@@ -119,6 +163,24 @@ class _UrlCache(dict[str, "httpx.URL"]):
             self.clear()
         parsed = self[url] = httpx.URL(url)
         return parsed
+
+
+def unsendable(request: HttpRequest) -> InvalidRequestError | None:
+    """The typed error for a request the HTTP library refused to send because of a header
+    (a line break, a control or non-ASCII character): it names the header, never its value.
+    None when the headers are fine (the failure was something else)."""
+    problem = header_problem(request.headers)
+    if problem is None:
+        return None
+    return InvalidRequestError(
+        f"the request cannot be sent: {problem}; header values must be one line of printable "
+        f"ASCII: check the API key, headers= and the provider options", field="headers")
+
+
+def http_client_closed(kind: str) -> ClientClosedError:
+    return ClientClosedError(
+        kind, f"the {kind} this transport sends with was closed; create a new one (or a new "
+              f"aipk client), or close it only after the aipk client is done")
 
 
 def _failure(exc: Exception, *, before_first_byte: bool) -> TransportFailure:
@@ -161,7 +223,11 @@ class _HttpxResponse:
 
 
 class HttpxTransport:
-    """The default sync transport, over an ``httpx.Client`` (yours, or one it creates and owns)."""
+    """The default sync transport, over an ``httpx.Client`` (yours, or one it creates and owns).
+
+    ``timeout`` (when set) applies to each request, also over your own ``httpx.Client``;
+    unset, a client of yours keeps its own timeouts.
+    """
 
     def __init__(self, client: httpx.Client | None = None, *, timeout: Timeout | None = None,
                  max_connections: int = 100) -> None:
@@ -174,17 +240,38 @@ class HttpxTransport:
             limits=httpx.Limits(max_connections=max_connections,
                                 max_keepalive_connections=max_connections),
         )
+        #: The timeout applied to each request (None: the httpx client's own).
+        self.timeout = timeout
+        self._timeouts = _timeout_extension(timeout)
+
+    def with_timeout(self, timeout: Timeout) -> HttpxTransport:
+        """A copy sharing this transport's connection pool that applies ``timeout``."""
+        bound = copy.copy(self)
+        bound.timeout = timeout
+        bound._timeouts = _timeout_extension(timeout)
+        return bound
 
     def send(self, request: HttpRequest, body: bytes | None) -> _HttpxResponse:
         import httpx
 
         client = self._client
+        timeouts = self._timeouts
         try:
             built = client.build_request(request.method, self._urls[request.url],
-                                         headers=request.headers, content=body)
+                                         headers=request.headers, content=body,
+                                         extensions=timeouts and {"timeout": timeouts})
             return _HttpxResponse(client.send(built, stream=True))
         except httpx.HTTPError as exc:
+            refused = unsendable(request) if isinstance(exc, httpx.LocalProtocolError) else None
+            if refused is not None:
+                raise refused from None
             raise _failure(exc, before_first_byte=True) from None
+        except (UnicodeError, ValueError) as exc:  # a non-ASCII header value
+            raise (unsendable(request) or _failure(exc, before_first_byte=True)) from None
+        except RuntimeError:
+            if client.is_closed:
+                raise http_client_closed("httpx.Client") from None
+            raise
 
     def close(self) -> None:
         if self._owns:
@@ -223,7 +310,8 @@ class _AsyncHttpxResponse:
 
 
 class AsyncHttpxTransport:
-    """The default async transport, over an ``httpx.AsyncClient``."""
+    """The default async transport, over an ``httpx.AsyncClient``; ``timeout`` as for
+    :class:`HttpxTransport`."""
 
     def __init__(self, client: httpx.AsyncClient | None = None, *, timeout: Timeout | None = None,
                  max_connections: int = 100) -> None:
@@ -236,17 +324,38 @@ class AsyncHttpxTransport:
             limits=httpx.Limits(max_connections=max_connections,
                                 max_keepalive_connections=max_connections),
         )
+        #: The timeout applied to each request (None: the httpx client's own).
+        self.timeout = timeout
+        self._timeouts = _timeout_extension(timeout)
+
+    def with_timeout(self, timeout: Timeout) -> AsyncHttpxTransport:
+        """A copy sharing this transport's connection pool that applies ``timeout``."""
+        bound = copy.copy(self)
+        bound.timeout = timeout
+        bound._timeouts = _timeout_extension(timeout)
+        return bound
 
     async def send(self, request: HttpRequest, body: bytes | None) -> _AsyncHttpxResponse:
         import httpx
 
         client = self._client
+        timeouts = self._timeouts
         try:
             built = client.build_request(request.method, self._urls[request.url],
-                                         headers=request.headers, content=body)
+                                         headers=request.headers, content=body,
+                                         extensions=timeouts and {"timeout": timeouts})
             return _AsyncHttpxResponse(await client.send(built, stream=True))
         except httpx.HTTPError as exc:
+            refused = unsendable(request) if isinstance(exc, httpx.LocalProtocolError) else None
+            if refused is not None:
+                raise refused from None
             raise _failure(exc, before_first_byte=True) from None
+        except (UnicodeError, ValueError) as exc:  # a non-ASCII header value
+            raise (unsendable(request) or _failure(exc, before_first_byte=True)) from None
+        except RuntimeError:
+            if client.is_closed:
+                raise http_client_closed("httpx.AsyncClient") from None
+            raise
 
     async def close(self) -> None:
         if self._owns:

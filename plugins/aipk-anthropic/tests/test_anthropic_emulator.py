@@ -165,7 +165,9 @@ def test_in_band_error_event(aipk_emulator: Emulator) -> None:
     assert [name for name, _ in events] == ["message_start", "content_block_start", "error"]
     assert json.loads(events[-1][1]) == {
         "type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
-    aipk_emulator.enqueue(Fault.inband_error(message="Overloaded", code="overloaded"))
+    # after text deltas: a stream that delivered events raises (one that had not is retried)
+    aipk_emulator.enqueue(Fault.inband_error(message="Overloaded", code="overloaded",
+                                             after_events=6))
     with aipk.Client("anthropic", base_url=aipk_emulator.url("anthropic"), api_key=KEY) as c, \
             pytest.raises(StreamError) as info:
         list(c.stream(model="claude-sonnet-4-5", messages=[Message.user("x")]))

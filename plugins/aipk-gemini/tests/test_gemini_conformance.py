@@ -15,6 +15,8 @@ class TestGeminiConformance(ProviderConformance):
     provider = "gemini"
     protocol = "gemini"
     model = "gemini-2.5-flash"
+    parameter_paths = {"temperature": ("generationConfig", "temperature"),
+                       "top_p": ("generationConfig", "topP")}
 
     def test_rate_limit_state_from_headers(self, aipk_emulator: Emulator,
                                            client: aipk.Client) -> None:

@@ -305,3 +305,22 @@ def test_code_assist_endpoint_end_to_end(aipk_emulator: Emulator, stream: bool) 
         response = engine.chat_response(request, raw.body, raw.headers, None)
     assert response.text == "via code assist"
     assert response.usage is not None and response.usage.output_tokens == 4
+
+
+def test_client_streams_a_json_array_over_http(aipk_emulator: Emulator) -> None:
+    """With ``stream_framing="json-array"`` the client asks without ``alt=sse`` and reads the
+    array element by element, one HTTP chunk each; a cut before ``]`` is an
+    IncompleteStreamError."""
+    aipk_emulator.enqueue(Reply(text="abcdefgh", chunk_size=3, usage=(4, 2)))
+    with aipk.Client("gemini", base_url=aipk_emulator.url("gemini"), api_key=KEY,
+                     stream_framing="json-array") as client:
+        with client.stream(model="gemini-2.5-flash", messages=[Message.user("hi")]) as stream:
+            texts = [e.text for e in stream if isinstance(e, TextDelta)]
+        assert texts == ["abc", "def", "gh"]
+        assert stream.response.finish_reason is aipk.FinishReason.STOP
+        sent = aipk_emulator.requests[-1]
+        assert sent.path.endswith(":streamGenerateContent") and "alt=sse" not in sent.query
+        aipk_emulator.enqueue(Fault.truncate(after_events=2))
+        with pytest.raises(aipk.IncompleteStreamError, match="before its terminator") as cut:
+            list(client.stream(model="gemini-2.5-flash", messages=[Message.user("hi")]))
+        assert cut.value.partial.text  # what arrived before the cut is kept

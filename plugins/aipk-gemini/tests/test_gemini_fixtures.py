@@ -20,6 +20,7 @@ from aipk import (
     ChatResponse,
     FinishEvent,
     FinishReason,
+    IncompleteStreamError,
     Message,
     Provider,
     ReasoningDelta,
@@ -31,7 +32,7 @@ from aipk import (
     UsageEvent,
 )
 from aipk._core import Engine
-from aipk.errors import BadRequestError, ResponseError
+from aipk.errors import BadRequestError, ConfigurationError, ResponseError
 from aipk_gemini import GEMINI, wire
 from aipk_testkit.fixtures import (
     Captures,
@@ -184,7 +185,28 @@ ERRORS: dict[str, ErrorExpect] = {
         "allowed to be crawled. Status: URL_ROBOTED-ROBOTED_DENIED"),
 }
 
-COVERED = set(STREAMS) | set(BODIES) | set(ERRORS)
+#: Streams requested without ``alt=sse``: one JSON array (stream_framing="json-array").
+#: (id, model, text start, text end, text length, usage, reasoning start, elements)
+ARRAYS: dict[str, tuple[str, str, str, str, int, Usage, str | None, int]] = {
+    "lcgo-stream-array-after-function-response.json": (
+        "aR-jaMvrOc7shMIP2Mei0AI", "gemini-2.0-flash", "15 * 7 is 105.\n", "105.\n", 15,
+        Usage(input_tokens=33, output_tokens=12, total_tokens=45), None, 2),
+    "lcgo-stream-array-enum-int.json": (  # finishReason 1 (enum-encoding=int) is STOP
+        "VB-jaN_BCZuThMIPnryvyAg", "gemini-2.0-flash", "Clementine, a calico with a",
+        "quite as grumpy as she thought she was.\n", 2580,
+        Usage(input_tokens=8, output_tokens=578, total_tokens=586), None, 13),
+    "llmg-stream-array-structured-output.json": (
+        "J4pyara8ILKa_uMP0oWIwA8", "gemini-3.6-flash", '{"name":"Zephyr The Rocket Barkington"',
+        'mid-air."}', 189,
+        Usage(input_tokens=5, output_tokens=503, total_tokens=508, reasoning_tokens=453),
+        "**Defining the Core Dog**", 5),
+    "llmg-stream-array-thinking.json": (
+        "IopyaseNCL-s-8YP7urOoAY", "gemini-3.6-flash", "Scoop", "Scoop", 5,
+        Usage(input_tokens=11, output_tokens=293, total_tokens=304, reasoning_tokens=291),
+        "**Considering the Constraint**", 3),
+}
+
+COVERED = set(STREAMS) | set(BODIES) | set(ERRORS) | set(ARRAYS)
 
 
 # -- meta ------------------------------------------------------------------------------------
@@ -303,25 +325,49 @@ def test_stream_fixture_byte_by_byte() -> None:
     assert response.tool_calls[0].parsed_arguments() == {"country": "France"}
 
 
-def test_stream_cut_between_events_is_a_retryable_response_error() -> None:
+def test_stream_cut_between_events_is_incomplete_with_the_partial_answer() -> None:
     raw = CAPTURES.raw("pai-stream-text.sse")
     cut = raw[: raw.index(b'"finishReason"')]
     cut = cut[: cut.rindex(b"\r\n\r\n") + 4]  # two whole events, no finishReason
     session = _engine().open_stream(REQUEST, {"x-goog-request-id": "g-1"}, None)
     events = session.feed(cut)
     assert "".join(e.text for e in events if type(e) is TextDelta) == "The capital of France"
-    with pytest.raises(ResponseError, match="before a finishReason") as info:
+    with pytest.raises(IncompleteStreamError, match="before its terminator .a chunk with a "
+                       "finishReason.") as info:
         session.finish()
     assert info.value.retryable
     assert info.value.request_id == "g-1"
+    assert info.value.partial.text == "The capital of France"
+    assert info.value.partial.finish_reason is None
 
 
-def test_stream_cut_mid_json_is_a_response_error() -> None:
+def test_stream_cut_mid_json_is_incomplete() -> None:
     raw = CAPTURES.raw("pai-stream-function-call.sse")
     session = _engine().open_stream(REQUEST, {}, None)
     assert session.feed(raw[:200]) == []
-    with pytest.raises(ResponseError, match="could not be decoded"):
+    with pytest.raises(IncompleteStreamError, match="in the middle of an event") as info:
         session.finish()
+    assert info.value.partial.tool_calls == ()
+
+
+@pytest.mark.parametrize("name", sorted(n for n in CAPTURES.names() if n.endswith(".sse")))
+def test_every_capture_ends_with_its_terminator_and_any_earlier_end_is_incomplete(
+        name: str) -> None:
+    """The real streams end at the chunk carrying finishReason; cut anywhere before it, the
+    stream is incomplete and the error keeps the prefix of the answer."""
+    raw = CAPTURES.raw(name)
+    session = _engine().open_stream(REQUEST, {}, None)
+    session.feed(raw)
+    session.finish()
+    assert session.done
+    whole = session.response().text
+    last = raw.rindex(b'"finishReason"')
+    for end in sorted({0, 1, len(raw) // 3, last - 1, last, raw.rindex(b"data:")}):
+        cut = _engine().open_stream(REQUEST, {}, None)
+        cut.feed(raw[:end])
+        with pytest.raises(IncompleteStreamError) as info:
+            cut.finish()
+        assert whole.startswith(info.value.partial.text)
 
 
 def test_stream_accumulator_matches_events() -> None:
@@ -455,3 +501,69 @@ def test_no_fixture_carries_rate_limit_headers() -> None:
         if name.endswith(".json"):
             status, headers, _ = CAPTURES.response(name)
             assert wire.parse_rate_limits(status, headers, NOW) is None, name
+
+
+# -- JSON-array streams (no alt=sse) ---------------------------------------------------------
+
+
+def _array_engine() -> Engine:
+    return make_engine(make_provider(GEMINI, stream_framing="json-array"),
+                       {"gemini": aipk_gemini.plugin}, clock=lambda: NOW)
+
+
+@pytest.mark.parametrize("name", sorted(ARRAYS))
+def test_json_array_stream_fixture(name: str) -> None:
+    rid, model, start, end, length, usage, reasoning, elements = ARRAYS[name]
+    body, headers = CAPTURES.body_and_headers(name)
+    assert headers["content-type"] == "application/json; charset=UTF-8"
+    assert body.startswith(b"[{") and body.endswith(b"}\n]")
+    assert body.count(b"\n,\r\n") == elements - 1
+    # one HTTP chunk per element, as Google flushes them
+    pieces = [p if i == 0 else b"\n,\r\n" + p for i, p in enumerate(body.split(b"\n,\r\n"))]
+    events, response = replay_stream(_array_engine(), REQUEST, pieces, headers)
+    assert (response.id, response.model) == (rid, model)
+    assert response.text.startswith(start) and response.text.endswith(end)
+    assert len(response.text) == length
+    assert response.finish_reason is STOP and response.raw_finish_reason == "STOP"
+    assert response.usage == usage
+    assert [e for e in events if type(e) is FinishEvent] == [FinishEvent(reason=STOP, raw="STOP")]
+    if reasoning is None:
+        assert response.reasoning is None
+    else:
+        assert response.reasoning is not None and response.reasoning.startswith(reasoning)
+
+
+@settings(max_examples=25, deadline=None)
+@given(name=st.sampled_from(sorted(ARRAYS)),
+       cuts=st.lists(st.integers(min_value=1, max_value=20_000), max_size=25))
+def test_json_array_stream_any_split_gives_the_same_events(name: str, cuts: list[int]) -> None:
+    body = CAPTURES.body(name)
+    whole = replay_stream(_array_engine(), REQUEST, [body])
+    assert replay_stream(_array_engine(), REQUEST, split_at(body, cuts)) == whole
+
+
+def test_json_array_stream_cut_before_its_end_is_a_response_error() -> None:
+    body = CAPTURES.body("lcgo-stream-array-enum-int.json")
+    first = body[:body.index(b"\n,\r\n")]
+    with pytest.raises(IncompleteStreamError, match="before its terminator"):
+        replay_stream(_array_engine(), REQUEST, [first + b"\n,\r\n"])
+    with pytest.raises(IncompleteStreamError, match="in the middle of an event"):
+        replay_stream(_array_engine(), REQUEST, [body[:len(body) // 2]])
+
+
+def test_json_array_body_read_as_sse_is_not_silently_empty() -> None:
+    body = CAPTURES.body("llmg-stream-array-thinking.json")
+    with pytest.raises(ResponseError):  # SSE framing finds no events: no finishReason
+        _session_decode([body])
+
+
+def test_json_array_option_requests_the_stream_without_alt_sse() -> None:
+    captured = CAPTURES.request("llmg-stream-array-thinking.json")["url"]
+    provider = make_provider(GEMINI, stream_framing="json-array")
+    request = ChatRequest(model="gemini-flash-latest", messages=[Message.user("hi")])
+    built = wire.build_chat_request(provider, request, stream=True)
+    assert built.url == captured  # .../models/gemini-flash-latest:streamGenerateContent
+    assert built.headers["accept"] == "application/json"
+    assert wire.build_chat_request(_provider(), request, stream=True).url.endswith("?alt=sse")
+    with pytest.raises(ConfigurationError, match="stream_framing='sse'"):
+        wire.build_chat_request(make_provider(GEMINI, stream_framing="xml"), request, True)

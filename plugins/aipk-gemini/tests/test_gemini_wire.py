@@ -20,6 +20,7 @@ from aipk import (
     FinishReason,
     HttpRequest,
     Image,
+    IncompleteStreamError,
     Message,
     Provider,
     ReasoningDelta,
@@ -484,15 +485,17 @@ def test_blocked_prompt_stream_is_a_content_filter_finish() -> None:
 def test_stream_with_nothing_usable_is_a_response_error() -> None:
     session = _session()
     assert session.feed(b": keep-alive\r\n\r\n") == []
-    with pytest.raises(ResponseError, match="no candidates and no usage"):
+    with pytest.raises(IncompleteStreamError, match="0 characters of text"):
         session.finish()
     with pytest.raises(ResponseError, match="not a GenerateContentResponse"):
         _run(_sse({"id": "chatcmpl-1", "choices": []}))
 
 
-def test_usage_only_stream_without_finish_is_a_response_error() -> None:
-    with pytest.raises(ResponseError, match="before a finishReason"):
+def test_usage_only_stream_without_finish_is_incomplete_with_the_usage() -> None:
+    with pytest.raises(IncompleteStreamError, match="a finishReason") as info:
         _run(_sse({"usageMetadata": {"promptTokenCount": 1, "totalTokenCount": 1}}))
+    assert info.value.partial.usage is not None
+    assert info.value.partial.usage.input_tokens == 1
 
 
 def test_in_band_error_is_a_stream_error() -> None:

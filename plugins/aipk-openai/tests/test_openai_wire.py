@@ -20,6 +20,7 @@ from aipk import (
     FinishEvent,
     FinishReason,
     Image,
+    IncompleteStreamError,
     Message,
     Provider,
     ProviderSpec,
@@ -658,27 +659,39 @@ def test_odd_usage_and_tool_indices_never_escape_as_type_errors() -> None:
     assert events[-1] == UsageEvent(usage=Usage(total_tokens=9))
 
 
-def test_stream_without_done_or_finish_fails_at_close() -> None:
+def test_stream_without_done_or_finish_is_incomplete() -> None:
     decoder = wire.OpenAIStreamDecoder(_provider())
     decoder.feed(ServerSentEvent(json.dumps(_chunk({"content": "Hi"}))))
-    with pytest.raises(ResponseError, match="ended before") as info:
-        decoder.close()
-    assert info.value.retryable
+    assert not decoder.done and decoder.close() == ()  # the session, not close(), judges
 
-    with pytest.raises(ResponseError):
+    with pytest.raises(IncompleteStreamError, match=r"before its terminator \(\[DONE\]\)") as info:
         _run(_sse(_chunk({"content": "Hi"}), done=False))
-    with pytest.raises(ResponseError):
+    assert info.value.retryable and isinstance(info.value, ResponseError)
+    assert info.value.partial.text == "Hi" and info.value.partial.finish_reason is None
+    with pytest.raises(IncompleteStreamError) as info:
         _run(b"")
+    assert info.value.partial.text == "" and info.value.partial.usage is None
 
 
-def test_stream_with_finish_but_no_done_closes_fine() -> None:
+def test_stream_with_finish_but_no_done_is_incomplete() -> None:
+    # [DONE] is the terminator: every OpenAI-compatible server sends it last, after the finish
+    # reason and the optional usage chunk, so a body that ends at the finish reason was cut.
     raw = _sse(_chunk({"content": "Hi"}), _chunk({}, "stop"), done=False)
-    events, session = _run(raw)
-    assert events == [TextDelta(text="Hi"), FinishEvent(reason=FinishReason.STOP, raw="stop")]
-    assert not session.done
-    response = session.response()
-    assert (response.text, response.finish_reason, response.id, response.model) == (
+    with pytest.raises(IncompleteStreamError, match="usage not yet sent") as info:
+        _run(raw)
+    partial = info.value.partial
+    assert (partial.text, partial.finish_reason, partial.id, partial.model) == (
         "Hi", FinishReason.STOP, "chatcmpl-1", "gpt-4o")
+
+
+def test_stream_with_finish_and_usage_but_no_done_is_incomplete_with_usage() -> None:
+    raw = _sse(_chunk({"content": "Hi"}), _chunk({}, "stop"),
+               {"id": "chatcmpl-1", "choices": [], "usage": {"prompt_tokens": 3,
+                                                             "completion_tokens": 1}},
+               done=False)
+    with pytest.raises(IncompleteStreamError, match="usage included") as info:
+        _run(raw)
+    assert info.value.partial.usage == Usage(input_tokens=3, output_tokens=1)
 
 
 def test_stream_with_done_but_no_finish_closes_fine() -> None:
@@ -689,9 +702,23 @@ def test_stream_with_done_but_no_finish_closes_fine() -> None:
 
 
 def test_last_event_without_blank_line_is_flushed() -> None:
-    raw = b"data: " + json.dumps(_chunk({"content": "Hi"}, "stop")).encode()
-    events, _ = _run(raw)
+    raw = _sse(_chunk({"content": "Hi"}, "stop"), done=False) + b"data: [DONE]"
+    events, session = _run(raw)
     assert events == [TextDelta(text="Hi"), FinishEvent(reason=FinishReason.STOP, raw="stop")]
+    assert session.done
+    raw = b"data: " + json.dumps(_chunk({"content": "Hi"}, "stop")).encode()
+    with pytest.raises(IncompleteStreamError) as info:  # flushed into the partial answer
+        _run(raw)
+    assert info.value.partial.text == "Hi"
+
+
+def test_stream_cut_inside_an_event_is_incomplete_not_undecodable() -> None:
+    raw = _sse(_chunk({"content": "Hi"}), _chunk({"content": " there"}), done=False)
+    with pytest.raises(IncompleteStreamError, match="in the middle of an event") as info:
+        _run(raw[:-12])
+    assert info.value.partial.text == "Hi"
+    with pytest.raises(IncompleteStreamError, match="in the middle of an event"):
+        _run(_sse(_chunk({"content": "Hi"}), done=False) + b"data: [DO")
 
 
 def test_nothing_after_done_is_decoded() -> None:

@@ -13,12 +13,20 @@ emulator protocol it speaks::
 The ``aipk_emulator`` fixture comes from this package's pytest plugin (registered through the
 ``pytest11`` entry point), so nothing else is needed. Each test asserts behaviour users rely on:
 text and tool calls, streaming, usage, rate-limit headers, retries, typed errors.
+
+The suite reads the provider's declared :class:`~aipk.Capabilities`: tool tests are skipped for a
+provider that declares ``tools=False``, stream tests for ``streaming=False``. Class attributes
+adapt it to the provider's wire: ``parameter_paths`` says where each request parameter lands in
+the JSON body (``{"temperature": ("options", "temperature")}`` for a provider that nests
+sampling options), and ``wait_header`` names the provider's own wait header, if it has one, as
+``(name, units per second)`` (``("acme-wait-ms", 1000.0)``): the plugin must turn it into the
+wait (the ``aipk_retry_after`` hook), and the suite checks that the client waits that long.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import ClassVar
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
 
 import pytest
 
@@ -56,6 +64,28 @@ class ProviderConformance:
     protocol: ClassVar[str] = "openai"
     model: ClassVar[str] = "conformance-model"
     api_key: ClassVar[str] = "sk-conformance-0123456789"
+    #: where ``temperature`` and ``top_p`` land in the request body, as key paths
+    parameter_paths: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "temperature": ("temperature",), "top_p": ("top_p",)}
+    #: the provider's own wait header and its units per second, e.g. ("acme-wait-ms", 1000.0)
+    wait_header: ClassVar[tuple[str, float] | None] = None
+
+    def capabilities(self) -> aipk.Capabilities:
+        """What the provider declares it supports (its spec's capabilities)."""
+        return aipk.registry.default_registry().spec(self.provider).capabilities
+
+    def _require(self, capability: str) -> None:
+        if not getattr(self.capabilities(), capability):
+            pytest.skip(f"{self.provider} declares {capability}=False")
+
+    def sent_parameter(self, body: Mapping[str, Any], name: str) -> Any:
+        """The value of request parameter ``name`` in a sent ``body`` (None when absent)."""
+        value: Any = body
+        for key in self.parameter_paths[name]:
+            if not isinstance(value, Mapping) or key not in value:
+                return None
+            value = value[key]
+        return value
 
     @pytest.fixture
     def sleeps(self) -> _Sleeps:
@@ -85,10 +115,11 @@ class ProviderConformance:
                                        client: aipk.Client) -> None:
         client.chat(model=self.model, messages=self._user(), temperature=0)
         body = aipk_emulator.requests[-1].json()
-        assert body.get("temperature", body.get("generationConfig", {}).get("temperature")) == 0
-        assert "top_p" not in body and "topP" not in body.get("generationConfig", {})
+        assert self.sent_parameter(body, "temperature") == 0
+        assert self.sent_parameter(body, "top_p") is None
 
     def test_chat_tool_calls(self, aipk_emulator: Emulator, client: aipk.Client) -> None:
+        self._require("tools")
         aipk_emulator.enqueue(Reply(tool_calls=[
             ToolCallSpec(name="get_weather", arguments='{"city": "Oslo"}'),
             ToolCallSpec(name="get_weather", arguments='{"city": "Lima"}')]))
@@ -103,6 +134,7 @@ class ProviderConformance:
 
     def test_stream_text_usage_finish(self, aipk_emulator: Emulator,
                                       client: aipk.Client) -> None:
+        self._require("streaming")
         aipk_emulator.enqueue(Reply(text="streamed conformance text", chunk_size=5,
                                     usage=(4, 6)))
         with client.stream(model=self.model, messages=self._user()) as stream:
@@ -117,6 +149,8 @@ class ProviderConformance:
         assert response.usage is not None and response.usage.output_tokens == 6
 
     def test_stream_tool_calls(self, aipk_emulator: Emulator, client: aipk.Client) -> None:
+        self._require("streaming")
+        self._require("tools")
         aipk_emulator.enqueue(Reply(tool_calls=[
             ToolCallSpec(name="get_weather", arguments='{"city": "Paris, France"}'),
             ToolCallSpec(name="get_weather", arguments='{"city": "Quito"}')]))
@@ -147,6 +181,18 @@ class ProviderConformance:
         aipk_emulator.enqueue(Reply(text="after waiting"))
         assert client.chat(model=self.model, messages=self._user()).text == "after waiting"
         assert sleeps == [2.0]
+
+    def test_providers_own_wait_header_is_honoured(self, aipk_emulator: Emulator,
+                                                   client: aipk.Client,
+                                                   sleeps: _Sleeps) -> None:
+        if self.wait_header is None:
+            pytest.skip(f"{self.provider} declares no wait header of its own")
+        name, per_second = self.wait_header
+        aipk_emulator.enqueue(Fault.status(429, headers={name: f"{2.5 * per_second:g}"}))
+        aipk_emulator.enqueue(Reply(text="after the provider's wait"))
+        reply = client.chat(model=self.model, messages=self._user())
+        assert reply.text == "after the provider's wait"
+        assert sleeps == [2.5]
 
     def test_429_without_retries_is_a_rate_limit_error(self, aipk_emulator: Emulator,
                                                        client: aipk.Client) -> None:
@@ -185,27 +231,62 @@ class ProviderConformance:
         assert not info.value.retryable
 
     def test_in_band_stream_error(self, aipk_emulator: Emulator, client: aipk.Client) -> None:
-        aipk_emulator.enqueue(Fault.inband_error(message="Overloaded", code="overloaded"))
+        self._require("streaming")
+        aipk_emulator.enqueue(Fault.inband_error(message="Overloaded", code="overloaded",
+                                                 after_events=6))
+        got: list[aipk.StreamEvent] = []
         with pytest.raises(StreamError, match="Overloaded"):
-            list(client.stream(model=self.model, messages=self._user()))
+            got.extend(client.stream(model=self.model, messages=self._user()))
+        assert got  # a stream that delivered events is never restarted
 
     def test_truncated_stream_is_detected(self, aipk_emulator: Emulator,
                                           client: aipk.Client) -> None:
-        aipk_emulator.enqueue(Fault.truncate(after_events=2))
+        self._require("streaming")
+        aipk_emulator.enqueue(Fault.truncate(after_events=6))
         with pytest.raises(ResponseError):
             list(client.stream(model=self.model, messages=self._user()))
+
+    @pytest.mark.parametrize("cut", [6, -1])
+    def test_stream_cut_short_keeps_the_partial_answer(self, aipk_emulator: Emulator,
+                                                       client: aipk.Client, cut: int) -> None:
+        """A body that ends before the protocol's terminator, once events were delivered
+        (here: after ``cut`` events, or all but the last), is an IncompleteStreamError carrying
+        what arrived. (A cut before the first event is retried: see the test after this.)"""
+        text = "Partial answers are kept on the error."
+        aipk_emulator.enqueue(Fault.truncate(after_events=cut, reply=Reply(text=text,
+                                                                           chunk_size=5)))
+        received = ""
+        with pytest.raises(aipk.IncompleteStreamError) as info:
+            for event in client.stream(model=self.model, messages=self._user()):
+                if type(event) is aipk.TextDelta:
+                    received += event.text
+        error = info.value
+        assert isinstance(error, ResponseError) and error.retryable
+        assert error.partial.provider == self.provider
+        assert error.partial.text.startswith(received) and text.startswith(error.partial.text)
 
     def test_reset_mid_stream_is_a_network_error(self, aipk_emulator: Emulator,
                                                  client: aipk.Client) -> None:
-        aipk_emulator.enqueue(Fault.reset_mid_stream(after_events=2))
+        self._require("streaming")
+        aipk_emulator.enqueue(Fault.reset_mid_stream(after_events=6))
         with pytest.raises(NetworkError):
             list(client.stream(model=self.model, messages=self._user()))
 
-    def test_malformed_body_is_a_response_error(self, aipk_emulator: Emulator,
-                                                client: aipk.Client) -> None:
-        aipk_emulator.enqueue(Fault.malformed_json())
+    def test_a_stream_cut_before_its_first_event_is_retried(
+            self, aipk_emulator: Emulator, client: aipk.Client, sleeps: _Sleeps) -> None:
+        aipk_emulator.enqueue(Fault.reset_after_headers(), Fault.truncate(after_events=0),
+                              Reply(text="whole"))
+        text = "".join(client.stream(model=self.model, messages=self._user()).text())
+        assert text == "whole" and len(sleeps) == 2
+
+    def test_malformed_body_is_retried_then_a_response_error(
+            self, aipk_emulator: Emulator, client: aipk.Client, sleeps: _Sleeps) -> None:
+        aipk_emulator.enqueue(Fault.malformed_json(), Reply(text="whole"))
+        assert client.chat(model=self.model, messages=self._user()).text == "whole"
+        aipk_emulator.enqueue(*[Fault.malformed_json()] * 3)
         with pytest.raises(ResponseError):
             client.chat(model=self.model, messages=self._user())
+        assert len(sleeps) == 3
 
     def test_models(self, client: aipk.Client) -> None:
         models = client.models()

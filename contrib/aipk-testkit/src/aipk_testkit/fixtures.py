@@ -211,17 +211,18 @@ def make_engine(provider: Provider | ProviderSpec, plugins: Mapping[str, object]
 
 
 def decode_sse(decoder: StreamDecoder, pieces: Iterable[bytes]) -> list[StreamEvent]:
-    """Bytes -> :class:`aipk.sse.SSEDecoder` -> ``decoder``, then ``decoder.close()``: the
-    events a plugin's stream decoder makes of a body arriving in ``pieces``."""
-    from aipk.sse import SSEDecoder
+    """Bytes -> the decoder's framer (:class:`aipk.sse.SSEDecoder` unless the decoder declares
+    another ``framing``) -> ``decoder``, then ``decoder.close()``: the events a plugin's stream
+    decoder makes of a body arriving in ``pieces``."""
+    from aipk.framing import make_framer
 
-    sse = SSEDecoder()
+    framer = make_framer(getattr(decoder, "framing", None))
     events: list[StreamEvent] = []
     for piece in pieces:
-        for event in sse.feed(piece):
-            events.extend(decoder.feed(event))
-    for event in sse.flush():
-        events.extend(decoder.feed(event))
+        for frame in framer.feed(piece):
+            events.extend(decoder.feed(frame))
+    for frame in framer.close():
+        events.extend(decoder.feed(frame))
     events.extend(decoder.close())
     return events
 

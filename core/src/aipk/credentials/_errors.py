@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aipk._providers import Secret
+from aipk._secrets import redact
 from aipk.errors import AuthenticationError, AuthErrorCode
 
 __all__ = ["CredentialError", "KeysExhaustedError", "scrub"]
@@ -42,10 +43,12 @@ class KeysExhaustedError(CredentialError):
 
 
 def scrub(text: str, secrets: Iterable[Secret | str | None], limit: int = 300) -> str:
-    """``text`` cut to ``limit`` characters with every given secret value replaced by ``****``."""
+    """``text`` cut to ``limit`` characters with every given secret value, and every live
+    :class:`~aipk.Secret`'s (see :func:`aipk._secrets.redact`), replaced by ``****``."""
     out = text
     for secret in secrets:
         value = secret.reveal() if isinstance(secret, Secret) else secret
         if value and len(value) >= 4:
             out = out.replace(value, "****")
+    out = redact(out)
     return out if len(out) <= limit else out[:limit] + "…"

@@ -188,7 +188,8 @@ class MetricsRegistry:
                 entry.update(healthy=info.healthy, available=info.available,
                              consecutive_failures=info.consecutive_failures,
                              backoff_remaining=round(info.backoff_remaining, 3),
-                             last_error=info.last_error, expires_at=_rfc3339(info.expires_at))
+                             last_error=info.last_error, expires_at=_rfc3339(info.expires_at),
+                             status=info.status, parked_reason=info.parked_reason)
             out[cid] = entry
         return json.dumps({"provider": self.provider, "credentials": out}, sort_keys=True)
 
@@ -229,6 +230,8 @@ class MetricsRegistry:
                  lambda h: h.consecutive_failures),
                 ("backoff_remaining_seconds", "Seconds until the backoff ends.",
                  lambda h: h.backoff_remaining),
+                ("parked", "1 if the provider rejected the credential as invalid (parked).",
+                 lambda h: float(h.status == "parked")),
             ]
             for name, help_text, read in gauges:
                 lines += _family(prefix + "_" + name, "gauge", help_text,

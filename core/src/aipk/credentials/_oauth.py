@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 from aipk._providers import Credential, Secret
+from aipk._secrets import check_credential
 from aipk.errors import AuthenticationError, AuthErrorCode, ConfigurationError
 from aipk.state import StateStore
 
@@ -57,7 +58,11 @@ def _strings(values: Iterable[str]) -> tuple[str, ...]:
 
 
 def _secret(value: Secret | str) -> Secret:
-    return value if isinstance(value, Secret) else Secret(value)
+    """``value`` as a Secret, without surrounding whitespace (a header cannot carry it)."""
+    text = value.reveal() if isinstance(value, Secret) else value
+    if isinstance(value, Secret) and text == text.strip():
+        return value
+    return Secret(text.strip() if isinstance(text, str) else text)
 
 
 def _secret_or_none(value: Secret | str | None) -> Secret | None:
@@ -106,6 +111,10 @@ class OAuthCredential:
     def _check_access(self, attribute: attrs.Attribute[Secret], value: Secret) -> None:
         if not value:
             raise ValueError("access_token must not be empty")
+        # it goes into a header: a line break or a non-ASCII character must fail here, named,
+        # not in the HTTP library with the token in its message
+        check_credential(value.reveal(), where=f"the access token of OAuth credential "
+                         f"{self.id!r}", fix="log in again, or fix the token endpoint's answer")
 
     def expires_in(self, now: float) -> float | None:
         """Seconds of validity left (negative once expired; None if unknown)."""

@@ -33,6 +33,7 @@ from collections.abc import (
 from typing import Any, Generic, Protocol, TypeVar
 
 from aipk._providers import Credential, Secret
+from aipk._secrets import check_credential
 from aipk.errors import AuthenticationError, ConfigurationError, MissingCredentialError
 from aipk.state import MemoryStore, StateStore
 
@@ -155,11 +156,23 @@ class CredentialPool(Generic[T]):
         self.metrics.remove(credential_id)
 
     def replace(self, member: T) -> None:
-        """Swap in a new version of a member (same id), e.g. after a token refresh."""
+        """Swap in a new version of a member (same id), e.g. after a token refresh. A parked
+        member (rejected as invalid) gets a fresh start: its credential changed."""
         with self._lock:
             if member.id not in self._members:
                 raise KeyError(member.id)
             self._members[member.id] = member
+        self.unpark(member.id)
+
+    def unpark(self, credential_id: str) -> None:
+        """Give a parked credential (one the provider rejected as invalid) a fresh start now,
+        e.g. after fixing its account; does nothing to one that is not parked."""
+        key = self._key(credential_id)
+        state = self._store.get(key)
+        if state is not None and state.parked_reason is not None:
+            self._store.update(
+                key, lambda s: s.unparked() if s.parked_reason is not None else s)
+            log.info("credential %r of %s unparked", credential_id, self.provider)
 
     def _key(self, credential_id: str) -> str:
         return f"{self.provider}/{credential_id}"
@@ -226,11 +239,13 @@ class CredentialPool(Generic[T]):
         errors = "; ".join(f"{cid}: {s.last_error}" for cid, s in states.items()
                            if s.last_error and s.failures)
         unhealthy = sum(1 for s in states.values() if not s.healthy)
+        parked = sum(1 for s in states.values() if s.parked_reason is not None)
         if all(cid in exclude for cid in order):  # the wait is then for the next request
             what = f"all {len(order)} {provider} credentials were already tried for this request"
         else:
             what = (f"all {len(order)} {provider} credentials are unavailable "
-                    f"({unhealthy} unhealthy, the others in backoff)")
+                    f"({parked} parked as invalid, {unhealthy - parked} unhealthy, "
+                    f"the others in backoff)")
         auth_only = errors and all(
             s.last_error in ("HTTP 401", "HTTP 403", "invalid_credentials")
             for s in states.values() if s.failures)
@@ -246,15 +261,19 @@ class CredentialPool(Generic[T]):
 
     def report_success(self, member: HasId | str, *, latency: float = 0.0,
                        tokens: int = 0) -> None:
-        """Record a success: counters, and (if it had failed) back to healthy."""
+        """Record a success: counters, and (if it had failed) back to healthy. The request
+        was sent ``latency`` seconds ago: failures that arrived since still stand (give the
+        latency whenever you know it; 0 means unknown)."""
         cid = _id_of(member)
         now = self._clock()
         self.metrics.get(cid).record(ok=True, now=now, latency=latency, tokens=tokens)
         key = self._key(cid)
         state = self._store.get(key)
-        if state is not None and (state.failures or not state.healthy or state.probe_until):
-            self._store.update(key, lambda s: s.succeeded(now))
-            if not state.healthy:
+        if state is not None and (state.failures or not state.healthy or state.probe_until
+                                  or state.parked_reason is not None):
+            sent_at = now - latency if latency > 0 else None
+            new = self._store.update(key, lambda s: s.succeeded(now, sent_at))
+            if not state.healthy and new.healthy:
                 log.info("credential %r of %s is healthy again", cid, self.provider)
 
     def report_failure(self, member: HasId | str, error: BaseException | int, *,
@@ -262,12 +281,15 @@ class CredentialPool(Generic[T]):
         """Record a failure (an exception, or an HTTP status). Returns True when it counted
         against the credential (so another credential may do better), False for failures
         that are not the credential's fault (400, 422, validation, cancellation …)."""
-        self.metrics.get(_id_of(member)).record(ok=False, now=self._clock(), latency=latency)
-        return self.penalize(member, error)
+        now = self._clock()
+        self.metrics.get(_id_of(member)).record(ok=False, now=now, latency=latency)
+        return self.penalize(member, error, sent_at=now - latency if latency > 0 else None)
 
-    def penalize(self, member: HasId | str, error: BaseException | int) -> bool:
+    def penalize(self, member: HasId | str, error: BaseException | int, *,
+                 sent_at: float | None = None) -> bool:
         """Count ``error`` against the credential's health, without counting a request (a
-        failed refresh). Returns True when it counted, as :meth:`report_failure` does."""
+        failed refresh). ``sent_at`` (a ``clock()`` time) is when the failed request was
+        sent, None for now. Returns True when it counted, as :meth:`report_failure` does."""
         failure = classify_failure(error)
         if failure is None:
             return False
@@ -275,7 +297,12 @@ class CredentialPool(Generic[T]):
         now = self._clock()
         policy = self.backoff
         state = self._store.update(self._key(cid), lambda s: s.failed(
-            now, policy, label=failure.label, retry_after=failure.retry_after, rand=self._rand))
+            now, policy, label=failure.label, retry_after=failure.retry_after, rand=self._rand,
+            sent_at=sent_at, park=failure.invalid))
+        if failure.invalid:
+            log.warning("credential %r of %s was rejected (%s); parked for %.0fs or until it "
+                        "changes", cid, self.provider, failure.label, state.backoff_until - now)
+            return True
         level = logging.WARNING if state.failures == policy.failure_threshold else logging.DEBUG
         log.log(level, "credential %r of %s failed (%s, %d in a row%s); backing off %.1fs",
                 cid, self.provider, failure.label, state.failures,
@@ -298,7 +325,8 @@ class CredentialPool(Generic[T]):
             id=credential_id, healthy=state.healthy, available=state.available(now),
             consecutive_failures=state.failures, backoff_remaining=state.wait(now),
             last_failure=state.last_failure, last_success=state.last_success,
-            last_error=state.last_error)
+            last_error=state.last_error, status=state.status(now),
+            parked_reason=state.parked_reason)
 
     def health_all(self) -> dict[str, HealthInfo]:
         return {cid: self.health(cid) for cid in self._order if cid in self._members}
@@ -312,7 +340,8 @@ class CredentialPool(Generic[T]):
             provider=self.provider, total=len(infos),
             healthy=sum(i.healthy for i in infos), available=sum(i.available for i in infos),
             in_backoff=sum(i.backoff_remaining > 0 for i in infos),
-            success_rate=successes / requests if requests else 1.0)
+            success_rate=successes / requests if requests else 1.0,
+            parked=sum(i.status == "parked" for i in infos))
 
     def export_json(self) -> str:
         """Metrics and health of every credential as JSON."""
@@ -353,6 +382,10 @@ class CredentialSource(Protocol):
     def add_tokens(self, member: HasId | str, tokens: int) -> None: ...
 
 
+_KEY_FIX = ("give each key alone, one line of printable ASCII characters (surrounding "
+            "whitespace is stripped)")
+
+
 class KeyPool(CredentialPool[Credential]):
     """A pool of API keys for one provider. Build it with :meth:`from_keys` or
     :meth:`from_env` (``OPENAI_API_KEY=sk-1,sk-2``)."""
@@ -368,7 +401,9 @@ class KeyPool(CredentialPool[Credential]):
         seen: set[str] = set()
         members = []
         for cid, key in pairs:
-            value = (key.reveal() if isinstance(key, Secret) else key).strip()
+            value = key.reveal() if isinstance(key, Secret) else key
+            value = "" if isinstance(value, str) and not value.strip() else check_credential(
+                value, where=f"key {cid!r} of the {provider} key pool", fix=_KEY_FIX)
             if value and value not in seen:
                 seen.add(value)
                 members.append(Credential(kind="api_key", secret=Secret(value), id=cid))
@@ -384,7 +419,8 @@ class KeyPool(CredentialPool[Credential]):
         names = (env_vars,) if isinstance(env_vars, str) else tuple(env_vars)
         env = os.environ if environ is None else environ
         for name in names:
-            keys = [k.strip() for k in env.get(name, "").split(",") if k.strip()]
+            keys = [check_credential(k, where=f"the environment variable {name}", fix=_KEY_FIX)
+                    for k in env.get(name, "").split(",") if k.strip()]
             if len(keys) == 1:
                 return cls.from_keys(provider, {name: keys[0]}, **options)
             if keys:

@@ -5,8 +5,14 @@ a second process can never leave it half written or lose a rotated refresh token
 
 * every change is a read-modify-write under an exclusive ``fcntl.flock`` on ``<file>.lock``
   (plus a thread lock), so concurrent writers in several processes are serialised;
-* the new content goes to a temporary file in the same directory (mode 0600), is fsynced, and
-  replaces the old file with an atomic ``os.replace`` (then the directory is fsynced);
+* the new content goes to a temporary file ``.<file>.<12 hex>.tmp`` in the same directory,
+  created with mode 0600 before anything is written to it, is fsynced, and replaces the old
+  file with an atomic ``os.replace`` (then the directory is fsynced);
+* a temporary file left by a writer that was killed mid-write is removed on the next write
+  and on the next load: writers only write while holding the lock, so whoever holds the lock
+  knows every temporary file of this store is stale (a load that finds one takes the lock only
+  if it is free, and otherwise leaves the sweep to the writer holding it). Where there is no
+  ``flock`` (Windows), only temporary files older than a minute are removed;
 * a file readable by group or others is refused (fix: ``chmod 600 <file>``); a corrupt file
   raises a typed error and is never overwritten.
 """
@@ -18,12 +24,13 @@ import binascii
 import contextlib
 import importlib
 import json
+import logging
 import os
+import re
 import secrets
 import shlex
 import stat
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,6 +46,10 @@ __all__ = ["FileTokenStore", "MemoryTokenStore", "TokenStore"]
 
 _VERSION = 1
 _AAD = b"aipk-token-store/1"
+#: Without flock (Windows) a temporary file this old is taken as left by a dead writer.
+_STALE_WITHOUT_LOCK = 60.0
+
+log = logging.getLogger("aipk.credentials")
 UpdateFn = Callable[[OAuthCredential | None], OAuthCredential | None]
 
 
@@ -131,6 +142,8 @@ class FileTokenStore:
         self._cipher = None if encryption_key is None else _aesgcm(self._key(encryption_key))
         self._thread_lock = threading.RLock()
         self._depth = 0
+        # ours: .<name>.<12 hex>.tmp; older versions' (tempfile.mkstemp): 8 of [a-z0-9_]
+        self._tmp_name = re.compile(rf"\.{re.escape(self.path.name)}\.[0-9a-z_]{{8,12}}\.tmp")
 
     @staticmethod
     def generate_key() -> str:
@@ -158,9 +171,11 @@ class FileTokenStore:
 
     def load(self, credential_id: str) -> OAuthCredential | None:
         """The saved credential, or None. No lock needed: the file is replaced atomically."""
+        self._sweep_if_idle()
         return self._parse(credential_id, self._read().get(credential_id))
 
     def list_ids(self) -> list[str]:
+        self._sweep_if_idle()
         return sorted(self._read())
 
     def save(self, credential: OAuthCredential) -> None:
@@ -283,15 +298,15 @@ class FileTokenStore:
         return json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
 
     def _write(self, entries: dict[str, Any]) -> None:
+        """Replace the file with ``entries``; called with the lock held."""
         payload = self._encode(entries)
         directory = self.path.parent
-        tmp: str | None = None
+        tmp: Path | None = None
         try:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{self.path.name}.",
-                                       suffix=".tmp")
+            self._sweep()
+            fd, tmp = self._new_temp()
             with os.fdopen(fd, "wb") as handle:
-                os.chmod(tmp, 0o600)
                 handle.write(payload)
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -306,6 +321,78 @@ class FileTokenStore:
             if tmp is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
+
+    def _new_temp(self) -> tuple[int, Path]:
+        """A new temporary file beside the token file, created 0600 (before any byte of a
+        token is written), exclusively, not through a symlink."""
+        flags = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+                 | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+        while True:
+            tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(6)}.tmp")
+            try:
+                fd = os.open(tmp, flags, 0o600)
+            except FileExistsError:  # pragma: no cover - 48 random bits
+                continue
+            if os.name == "posix":
+                try:
+                    os.fchmod(fd, 0o600)  # exactly 0600, whatever the umask
+                except OSError:
+                    os.close(fd)
+                    os.unlink(tmp)
+                    raise
+            return fd, tmp
+
+    # -- stale temporary files -------------------------------------------------------------
+
+    def _stale_temps(self) -> list[Path]:
+        """This store's temporary files in its directory (none if it does not exist)."""
+        try:
+            with os.scandir(self.path.parent) as entries:
+                return [Path(e.path) for e in entries if self._tmp_name.fullmatch(e.name)]
+        except OSError:  # no such directory, or not listable: reading will say what is wrong
+            return []
+
+    def _sweep(self) -> None:
+        """Remove the temporary files left by writers that died mid-write. Called with the
+        lock held: every writer writes only under it, so none of these is being written."""
+        found = self._stale_temps()
+        if not found:
+            return
+        cutoff = time.time() - _STALE_WITHOUT_LOCK if sys.platform == "win32" else None
+        for tmp in found:
+            try:
+                if cutoff is not None and tmp.stat().st_mtime > cutoff:
+                    continue  # pragma: no cover - no flock: maybe a live writer's
+                tmp.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                log.warning("cannot remove the stale temporary token file %s (%s); remove it "
+                            "by hand", tmp, exc.strerror)
+                continue
+            log.info("removed %s, left by a token-file writer that died mid-write", tmp)
+
+    def _sweep_if_idle(self) -> None:
+        """On a load: if stale temporary files exist and no writer holds the lock, remove
+        them (a writer holding it sweeps them itself). Never waits."""
+        if not self._stale_temps():
+            return
+        if not self._thread_lock.acquire(blocking=False):
+            return
+        try:
+            if self._depth:  # this thread holds the file lock (a load inside update)
+                self._sweep()
+                return
+            fd = self._try_lock_file()
+            if fd is None:
+                return
+            try:
+                self._sweep()
+            finally:
+                if fd >= 0:
+                    _unlock(fd)
+        finally:
+            self._thread_lock.release()
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -325,6 +412,19 @@ class FileTokenStore:
                 self._depth = 0
                 if fd is not None:
                     _unlock(fd)
+
+    def _try_lock_file(self) -> int | None:
+        """The lock's descriptor if it was free (-1 where there is no flock), else None."""
+        if sys.platform == "win32":  # pragma: no cover - the thread lock is all there is
+            return -1
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:  # e.g. a read-only directory: nothing could be removed there anyway
+            return None
+        if _try_lock(fd):
+            return fd
+        os.close(fd)
+        return None
 
     def _lock_file(self) -> int | None:
         if sys.platform == "win32":  # pragma: no cover - no flock; the thread lock remains

@@ -28,6 +28,7 @@ from aipk import (
     ProviderSpec,
     RateLimitState,
     hookimpl,
+    hookimpl_for,
 )
 from aipk.errors import ProviderError
 
@@ -85,67 +86,59 @@ ANTHROPIC = ProviderSpec(
 )
 
 
-def _ours(provider: Provider) -> bool:
-    return provider.protocol == PROTOCOL
-
-
 @hookimpl
 def aipk_providers() -> Sequence[ProviderSpec]:
     return (ANTHROPIC,)
 
 
-@hookimpl
+@hookimpl_for(protocol=PROTOCOL)
 def aipk_build_request(provider: Provider, request: ChatRequest, stream: bool) -> (
         HttpRequest | None):
-    return wire.build_messages_request(provider, request, stream) if _ours(provider) else None
+    return wire.build_messages_request(provider, request, stream)
 
 
-@hookimpl
+@hookimpl_for(protocol=PROTOCOL)
 def aipk_apply_credential(provider: Provider, http_request: HttpRequest,
                           credential: Credential) -> HttpRequest | None:
-    return wire.apply_credential(provider, http_request, credential) if _ours(provider) else None
+    return wire.apply_credential(provider, http_request, credential)
 
 
-@hookimpl
+@hookimpl_for(protocol=PROTOCOL)
 def aipk_parse_rate_limits(provider: Provider, status: int, headers: Mapping[str, str],
                            now: float) -> RateLimitState | None:
-    return wire.parse_rate_limits(status, headers, now) if _ours(provider) else None
+    return wire.parse_rate_limits(status, headers, now)
 
 
-@hookimpl
+@hookimpl_for(protocol=PROTOCOL)
 def aipk_parse_response(provider: Provider, request: ChatRequest, data: Any,
                         headers: Mapping[str, str]) -> ChatResponse | None:
-    return wire.parse_messages_response(provider, request, data) if _ours(provider) else None
+    return wire.parse_messages_response(provider, request, data)
 
 
-@hookimpl
+@hookimpl_for(protocol=PROTOCOL)
 def aipk_stream_decoder(provider: Provider, request: ChatRequest) -> (
         wire.AnthropicStreamDecoder | None):
-    return wire.AnthropicStreamDecoder(provider) if _ours(provider) else None
+    return wire.AnthropicStreamDecoder(provider)
 
 
-@hookimpl
+@hookimpl_for(protocol=PROTOCOL)
 def aipk_map_error(provider: Provider, status: int, headers: Mapping[str, str], data: Any,
                    request_id: str | None) -> ProviderError | None:
-    if not _ours(provider):
-        return None
     return wire.map_error(provider, status, headers, data, request_id, time.time())
 
 
-@hookimpl
+@hookimpl_for(protocol=PROTOCOL)
 def aipk_models_request(provider: Provider) -> HttpRequest | None:
-    return wire.build_models_request(provider) if _ours(provider) else None
+    return wire.build_models_request(provider)
 
 
-@hookimpl
+@hookimpl_for(protocol=PROTOCOL)
 def aipk_parse_models(provider: Provider, data: Any) -> Sequence[ModelInfo] | None:
-    return wire.parse_models(provider, data) if _ours(provider) else None
+    return wire.parse_models(provider, data)
 
 
-@hookimpl
+@hookimpl_for(provider="anthropic")
 def aipk_login_flow(provider: Provider) -> LoginFlow | None:
-    if provider.name != "anthropic":
-        return None
     from .oauth import login_flow  # lazily: logins are rare, imports are not
 
     return login_flow()

@@ -40,7 +40,7 @@ from aipk import (
     Usage,
     UsageEvent,
 )
-from aipk.errors import InvalidRequestError, ProviderError, ResponseError, StreamError
+from aipk.errors import InvalidRequestError, ProviderError, StreamError
 from aipk.sse import ServerSentEvent
 
 __all__ = [
@@ -679,9 +679,11 @@ class AnthropicStreamDecoder:
     in between do not count), and their ``input_json_delta`` fragments become
     :class:`~aipk.ToolCallDelta` arguments. Usage is cumulative: the one UsageEvent, at
     ``message_delta``, merges it with the input counts of ``message_start``. ``ping`` and
-    unknown events are ignored; ``error`` raises StreamError; a stream that ends before
-    ``message_stop`` raises ResponseError from :meth:`close`.
+    unknown events are ignored; ``error`` raises StreamError. ``message_stop`` is the
+    terminator: a body that ends before it was cut short.
     """
+
+    terminator = "message_stop"
 
     __slots__ = ("_blocks", "_cache_read", "_cache_write", "_handlers", "_input", "_loads",
                  "_output", "_provider", "_reasoning", "_thinking", "_tools", "done", "extra",
@@ -854,10 +856,4 @@ class AnthropicStreamDecoder:
         raise _stream_error(self._provider, data.get("error"))
 
     def close(self) -> Sequence[StreamEvent]:
-        if not self.done:
-            raise ResponseError(
-                "the stream ended before message_stop: the connection was cut or the provider "
-                "stopped early; retry the request",
-                provider=self._provider.name, retryable=True,
-            )
         return ()

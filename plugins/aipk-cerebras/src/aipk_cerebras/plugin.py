@@ -3,8 +3,8 @@
 Cerebras speaks OpenAI chat completions, so its spec says ``protocol="openai"`` and the
 aipk-openai plugin builds requests, parses responses (the ``reasoning`` field of gpt-oss and GLM
 models becomes ``ChatResponse.reasoning`` / ``ReasoningDelta``), decodes streams and maps
-errors. This module only overrides what differs, with ``tryfirst`` hooks that answer for
-``cerebras`` and return None for every other provider:
+errors. This module only overrides what differs, with ``tryfirst`` hooks marked
+``hookimpl_for(provider="cerebras")`` (never called for other providers):
 
 * rate limits: Cerebras' own header names and daily windows (:mod:`aipk_cerebras.limits`);
 * responses: Cerebras' ``time_info`` timings are kept in ``ChatResponse.extra``.
@@ -26,6 +26,7 @@ from aipk import (
     ProviderSpec,
     RateLimitState,
     hookimpl,
+    hookimpl_for,
 )
 from aipk_openai import wire
 
@@ -72,26 +73,20 @@ CEREBRAS = ProviderSpec(
 )
 
 
-def _ours(provider: Provider) -> bool:
-    return provider.name == NAME
-
-
 @hookimpl
 def aipk_providers() -> Sequence[ProviderSpec]:
     return (CEREBRAS,)
 
 
-@hookimpl(tryfirst=True)
+@hookimpl_for(provider=NAME, tryfirst=True)
 def aipk_parse_rate_limits(provider: Provider, status: int, headers: Mapping[str, str],
                            now: float) -> RateLimitState | None:
-    return limits.parse_rate_limits(status, headers, now) if _ours(provider) else None
+    return limits.parse_rate_limits(status, headers, now)
 
 
-@hookimpl(tryfirst=True)
+@hookimpl_for(provider=NAME, tryfirst=True)
 def aipk_parse_response(provider: Provider, request: ChatRequest, data: Any,
                         headers: Mapping[str, str]) -> ChatResponse | None:
-    if not _ours(provider):
-        return None
     response = wire.parse_chat_response(provider, request, data)
     timings = data.get("time_info")
     if isinstance(timings, Mapping):

@@ -52,10 +52,12 @@ from aipk import (
     ToolCallDelta,
     Usage,
     UsageEvent,
+    framing,
 )
 from aipk.errors import (
     AuthenticationError,
     AuthErrorCode,
+    ConfigurationError,
     InvalidRequestError,
     OverloadedError,
     ProviderError,
@@ -106,6 +108,12 @@ _FINISH = {
     "MALFORMED_FUNCTION_CALL": FinishReason.ERROR,
     "UNEXPECTED_TOOL_CALL": FinishReason.ERROR,
 }
+#: finishReason as a number (a request with ``$alt=json;enum-encoding=int``), google.ai's order
+_FINISH_NUMBERS = ("FINISH_REASON_UNSPECIFIED", "STOP", "MAX_TOKENS", "SAFETY", "RECITATION",
+                   "OTHER", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII",
+                   "MALFORMED_FUNCTION_CALL", "IMAGE_SAFETY")
+#: ``stream_framing`` option values: ``alt=sse`` events, or one JSON array (no ``alt``)
+STREAM_FRAMINGS = ("sse", "json-array")
 #: Longer retry delays are nonsense and ignored (the core's limit for resets, one week).
 _MAX_DELAY = 7 * 24 * 3600.0
 
@@ -320,15 +328,29 @@ def add_response_format(provider: Provider, fmt: aipk.ResponseFormat,
     config["responseJsonSchema"] = dict(fmt.schema)
 
 
+def stream_framing(provider: Provider) -> str:
+    """How streams are requested: the ``stream_framing`` option, ``"sse"`` (the default,
+    ``?alt=sse``) or ``"json-array"`` (no ``alt``: Google streams one JSON array)."""
+    framing = provider.options.get("stream_framing", "sse")
+    if framing not in STREAM_FRAMINGS:
+        raise ConfigurationError(
+            f"unknown Gemini stream_framing {framing!r}; pass stream_framing='sse' (default) "
+            f"or 'json-array' to aipk.Client")
+    return str(framing)
+
+
 def build_chat_request(provider: Provider, request: ChatRequest, stream: bool) -> HttpRequest:
-    """``POST {base}/models/{model}:generateContent`` or ``:streamGenerateContent?alt=sse``."""
+    """``POST {base}/models/{model}:generateContent``, or ``:streamGenerateContent?alt=sse``
+    (``:streamGenerateContent`` alone with the option ``stream_framing="json-array"``)."""
     path = _model_path(request.model)
-    method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    sse = not stream or stream_framing(provider) == "sse"
+    method = ("generateContent" if not stream else
+              "streamGenerateContent?alt=sse" if sse else "streamGenerateContent")
     return HttpRequest(
         method="POST",
         url=provider.url(f"{path}:{method}"),
         headers={"content-type": "application/json",
-                 "accept": "text/event-stream" if stream else "application/json"},
+                 "accept": "text/event-stream" if stream and sse else "application/json"},
         json=build_chat_body(provider, request),
     )
 
@@ -694,20 +716,28 @@ class GeminiStreamDecoder:
     Each chunk is a whole GenerateContentResponse: text parts become TextDelta, ``thought``
     parts ReasoningDelta, each ``functionCall`` one complete ToolCallDelta (index, id, name and
     the JSON arguments); ``usageMetadata`` is a running snapshot, re-emitted when it changes;
-    ``finishReason`` (or a ``promptFeedback.blockReason``) becomes the FinishEvent. There is no
-    terminator: EOF ends the stream, and :meth:`close` raises ResponseError when no finish
-    reason arrived (the connection was cut between events, or the body was no Gemini stream).
+    ``finishReason`` (or a ``promptFeedback.blockReason``) becomes the FinishEvent. Gemini sends
+    no terminator event (no ``[DONE]``): the chunk carrying the finish reason is the last one,
+    with the final ``usageMetadata``, and then the body ends. So that chunk is the terminator
+    (``done``), and a body that ends before it was cut short.
+
+    ``framing`` follows the provider's ``stream_framing`` option: ``"sse"``, or
+    ``"json-array"`` for a stream requested without ``alt=sse`` (each array element is one
+    chunk).
     """
 
-    __slots__ = ("_calls", "_finished", "_loads", "_provider", "_seen", "_usage", "done",
-                 "extra", "model", "response_id")
+    terminator = "a chunk with a finishReason"
+
+    __slots__ = ("_calls", "_loads", "_provider", "_usage", "done", "extra", "framing", "model",
+                 "response_id")
 
     def __init__(self, provider: Provider) -> None:
         self._provider = provider
-        self._loads = json.loads
+        #: the core framer this stream is read with (see :func:`stream_framing`)
+        self.framing = stream_framing(provider)
+        # the JSON-array framer parsed each element already; framing.loads reuses that parse
+        self._loads = json.loads if self.framing == "sse" else framing.loads
         self._calls = 0
-        self._finished = False
-        self._seen = False
         self._usage: Usage | None = None
         self.done = False
         self.response_id: str | None = None
@@ -729,7 +759,6 @@ class GeminiStreamDecoder:
             raise ValueError(
                 "not a GenerateContentResponse (no candidates, usageMetadata or "
                 "promptFeedback); is base_url a Gemini endpoint?")
-        self._seen = True
         if self.response_id is None:
             self.response_id = chunk.get("responseId")
             self.model = chunk.get("modelVersion")
@@ -740,13 +769,15 @@ class GeminiStreamDecoder:
                 if type(part) is dict:
                     self._part(part, out)
             raw = candidate.get("finishReason")
+            if type(raw) is int and 0 < raw < len(_FINISH_NUMBERS):
+                raw = _FINISH_NUMBERS[raw]
             if raw and isinstance(raw, str):
-                self._finished = True
+                self.done = True
                 out.append(FinishEvent(reason=finish_reason(raw, self._calls > 0), raw=raw))
         else:
             blocked = _block_reason(chunk)
             if blocked is not None:
-                self._finished = True
+                self.done = True
                 self.extra["promptFeedback"] = dict(blocked[1])
                 out.append(FinishEvent(reason=_FILTERED, raw=blocked[0]))
         meta = chunk.get("usageMetadata")
@@ -778,14 +809,4 @@ class GeminiStreamDecoder:
             self.extra["thoughtSignature"] = signature
 
     def close(self) -> Sequence[StreamEvent]:
-        if self._finished:
-            return ()
-        if not self._seen:
-            raise ResponseError(
-                "the stream ended with no candidates and no usage: the provider sent nothing "
-                "usable, or base_url is not a Gemini endpoint; retry, or check base_url",
-                provider=self._provider.name, retryable=True)
-        raise ResponseError(
-            "the stream ended before a finishReason: the connection was cut or the provider "
-            "stopped early; retry the request",
-            provider=self._provider.name, retryable=True)
+        return ()

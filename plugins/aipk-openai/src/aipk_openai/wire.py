@@ -388,17 +388,20 @@ class OpenAIStreamDecoder:
 
     Only choice 0 is streamed. Tool-call fragments are keyed by their ``index``; ``id`` and
     ``name`` come on the first fragment. A chunk carrying ``error`` raises StreamError, even
-    when it also carries choices (OpenRouter). A stream that ends without ``[DONE]`` and
-    without a finish reason raises ResponseError from :meth:`close`.
+    when it also carries choices (OpenRouter). ``[DONE]`` is the terminator: OpenAI and every
+    compatible server send it last, after the finish reason and (when requested with
+    ``stream_options.include_usage``) the usage chunk, so a body that ends without it was cut
+    short even if a finish reason came.
     """
 
-    __slots__ = ("_finished", "_loads", "_provider", "_refused", "_texted", "done", "extra",
-                 "model", "response_id")
+    terminator = "[DONE]"
+
+    __slots__ = ("_loads", "_provider", "_refused", "_texted", "done", "extra", "model",
+                 "response_id")
 
     def __init__(self, provider: Provider) -> None:
         self._provider = provider
         self._loads = json.loads
-        self._finished = False
         self._refused = False  # a refusal and no text: "stop" means REFUSAL, as in chat()
         self._texted = False
         self.done = False
@@ -458,7 +461,6 @@ class OpenAIStreamDecoder:
                                                  arguments=fn.get("arguments") or ""))
             raw = choice.get("finish_reason")
             if raw:
-                self._finished = True
                 reason = finish_reason(raw)
                 if reason is FinishReason.STOP and self._refused and not self._texted:
                     reason = FinishReason.REFUSAL
@@ -469,10 +471,4 @@ class OpenAIStreamDecoder:
         return out
 
     def close(self) -> Sequence[StreamEvent]:
-        if not self.done and not self._finished:
-            raise ResponseError(
-                "the stream ended before its finish reason and [DONE]: the connection was cut "
-                "or the provider stopped early; retry the request",
-                provider=self._provider.name, retryable=True,
-            )
         return ()

@@ -1,10 +1,10 @@
 """The aipk hooks for OpenRouter.
 
 OpenRouter is an OpenAI-compatible gateway: its spec says ``protocol="openai"`` and aipk-openai
-does the wire work. The ``tryfirst`` hooks here answer for ``openrouter`` (None for every other
-provider) where OpenRouter differs: attribution headers and model routing in requests
-(:mod:`aipk_openrouter.wire`, :mod:`aipk_openrouter.routing`), cost and upstream provider in
-responses, upstream error details, epoch-millisecond rate-limit resets
+does the wire work. The ``tryfirst`` hooks here, marked ``hookimpl_for(provider="openrouter")``
+(never called for other providers), handle where OpenRouter differs: attribution headers and
+model routing in requests (:mod:`aipk_openrouter.wire`, :mod:`aipk_openrouter.routing`), cost
+and upstream provider in responses, upstream error details, epoch-millisecond rate-limit resets
 (:mod:`aipk_openrouter.limits`) and prices from the model listing
 (:mod:`aipk_openrouter.models`).
 """
@@ -25,6 +25,7 @@ from aipk import (
     ProviderSpec,
     RateLimitState,
     hookimpl,
+    hookimpl_for,
 )
 from aipk.errors import ProviderError
 
@@ -66,56 +67,48 @@ OPENROUTER = ProviderSpec(
 )
 
 
-def _ours(provider: Provider) -> bool:
-    return provider.name == NAME
-
-
 @hookimpl
 def aipk_providers() -> Sequence[ProviderSpec]:
     return (OPENROUTER,)
 
 
-@hookimpl(tryfirst=True)
+@hookimpl_for(provider=NAME, tryfirst=True)
 def aipk_build_request(provider: Provider, request: ChatRequest, stream: bool) -> (
         HttpRequest | None):
-    return wire.build_chat_request(provider, request, stream) if _ours(provider) else None
+    return wire.build_chat_request(provider, request, stream)
 
 
-@hookimpl(tryfirst=True)
+@hookimpl_for(provider=NAME, tryfirst=True)
 def aipk_parse_rate_limits(provider: Provider, status: int, headers: Mapping[str, str],
                            now: float) -> RateLimitState | None:
-    return limits.parse_rate_limits(status, headers, now) if _ours(provider) else None
+    return limits.parse_rate_limits(status, headers, now)
 
 
-@hookimpl(tryfirst=True)
+@hookimpl_for(provider=NAME, tryfirst=True)
 def aipk_parse_response(provider: Provider, request: ChatRequest, data: Any,
                         headers: Mapping[str, str]) -> ChatResponse | None:
-    return wire.parse_chat_response(provider, request, data) if _ours(provider) else None
+    return wire.parse_chat_response(provider, request, data)
 
 
-@hookimpl(tryfirst=True)
+@hookimpl_for(provider=NAME, tryfirst=True)
 def aipk_stream_decoder(provider: Provider, request: ChatRequest) -> (
         wire.OpenRouterStreamDecoder | None):
-    return wire.OpenRouterStreamDecoder(provider) if _ours(provider) else None
+    return wire.OpenRouterStreamDecoder(provider)
 
 
-@hookimpl(tryfirst=True)
+@hookimpl_for(provider=NAME, tryfirst=True)
 def aipk_map_error(provider: Provider, status: int, headers: Mapping[str, str], data: Any,
                    request_id: str | None) -> ProviderError | None:
-    if not _ours(provider):
-        return None
     return wire.map_error(provider, status, headers, data, request_id, time.time())
 
 
-@hookimpl(tryfirst=True)
+@hookimpl_for(provider=NAME, tryfirst=True)
 def aipk_parse_models(provider: Provider, data: Any) -> Sequence[ModelInfo] | None:
-    return models.parse_models(provider, data) if _ours(provider) else None
+    return models.parse_models(provider, data)
 
 
-@hookimpl
+@hookimpl_for(provider=NAME)
 def aipk_login_flow(provider: Provider) -> LoginFlow | None:
-    if provider.name != NAME:
-        return None
     from .oauth import login_flow  # lazily: logins are rare, imports are not
 
     return login_flow()

@@ -2,7 +2,7 @@
 
 Both speak OpenAI chat completions, so their specs say ``protocol="openai"`` and aipk-openai
 does the wire work (``reasoning_content`` from thinking models included). This module overrides
-only what differs, with hooks that answer for these two names and return None otherwise:
+only what differs, with hooks marked ``hookimpl_for`` these two names (never called for others):
 
 * ``qwen`` requests go to the token's ``resource_url`` host when the provider option
   ``resource_url`` is set (and ``base_url`` was left at its default);
@@ -31,6 +31,7 @@ from aipk import (
     ProviderSpec,
     RateLimitState,
     hookimpl,
+    hookimpl_for,
 )
 from aipk_openai import wire
 
@@ -116,36 +117,30 @@ def aipk_providers() -> Sequence[ProviderSpec]:
     return (QWEN, DASHSCOPE)
 
 
-@hookimpl(tryfirst=True)
+@hookimpl_for(provider=QWEN.name, tryfirst=True)
 def aipk_build_request(provider: Provider, request: ChatRequest, stream: bool) -> (
         HttpRequest | None):
-    if provider.name != QWEN.name:
-        return None
     base_url = effective_base_url(provider)
     if base_url != provider.base_url:
         provider = attrs.evolve(provider, base_url=base_url)
     return wire.build_chat_request(provider, request, stream)
 
 
-@hookimpl(wrapper=True)
+@hookimpl_for(provider=QWEN.name, wrapper=True)
 def aipk_models_request(provider: Provider) -> Generator[None, HttpRequest | None,
                                                          HttpRequest | None]:
-    built = yield
-    return None if provider.name == QWEN.name else built
+    yield  # the portal has no listing endpoint, whatever aipk-openai built
+    return None
 
 
-@hookimpl(tryfirst=True)
+@hookimpl_for(provider=_NAMES, tryfirst=True)
 def aipk_parse_rate_limits(provider: Provider, status: int, headers: Mapping[str, str],
                            now: float) -> RateLimitState | None:
-    if provider.name not in _NAMES:
-        return None
     return limits.parse_rate_limits(status, headers, now)
 
 
-@hookimpl
+@hookimpl_for(provider=QWEN.name)
 def aipk_login_flow(provider: Provider) -> LoginFlow | None:
-    if provider.name != QWEN.name:
-        return None
     from .oauth import login_flow  # lazily: logins are rare, imports are not
 
     return login_flow()

@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stream-chunks", type=int, default=None, metavar="N",
                         help="serve every request a sticky reply of N 4-character deltas")
     parser.add_argument("--models", default=None, help="comma-separated model ids to list")
+    parser.add_argument("--rate-limit", type=int, default=None, metavar="N",
+                        help="budget N requests (and 1000 N tokens) per minute, so every "
+                             "response carries the protocol's rate-limit headers")
     args = parser.parse_args(argv)
     models = [m for m in args.models.split(",") if m] if args.models else None
     emu = Emulator(host=args.host, port=args.port, models=models, record=False)
@@ -37,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--stream-chunks must be at least 1")
         text = stream_text(args.stream_chunks)
         emu.set_default(Reply(text=text, chunk_size=4, usage=(10, args.stream_chunks)))
+    if args.rate_limit is not None:
+        if args.rate_limit < 1:
+            parser.error("--rate-limit must be at least 1")
+        emu.set_rate_limit(args.rate_limit, 1000 * args.rate_limit)
 
     def ready(url: str) -> None:
         sys.stdout.write(f"READY {url}\n")

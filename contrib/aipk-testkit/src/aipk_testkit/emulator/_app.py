@@ -3,13 +3,14 @@
 Runs on the emulator's event loop. For each request it picks the protocol handler by mount,
 then turns the next scripted item (or the default reply) into bytes: the handler renders a
 :class:`~._protocol.Rendered`, this module frames it (``Content-Length`` body, or one HTTP
-chunk per SSE event) into an :class:`Encoded` and applies faults by cutting or splicing events.
+chunk per stream event) into an :class:`Encoded` and applies faults by cutting or splicing events.
 Only the request id and rate-limit headers are formatted per request; the sticky default reply
 is encoded once per (model, stream, options, prompt size) and served from a cache.
 """
 
 from __future__ import annotations
 
+import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,26 @@ class Encoded:
     payload: bytes
     tokens: int = 0
     abort: bool = False
+    #: write ``payload[:pause_at]``, go silent for ``pause`` seconds, then write the rest
+    pause_at: int = 0
+    pause: float = 0.0
+
+
+@dataclass
+class KeyFault:
+    """What :meth:`~._server.Emulator.fail_key` scripted for one key: each request gets one
+    of ``faults`` (picked at random) with probability ``rate``, else is served normally."""
+
+    faults: tuple[Fault, ...]
+    rate: float = 1.0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def pick(self) -> Fault | None:
+        rng = self.rng
+        if self.rate < 1.0 and rng.random() >= self.rate:
+            return None
+        faults = self.faults
+        return faults[0] if len(faults) == 1 else rng.choice(faults)
 
 
 @dataclass
@@ -43,7 +64,8 @@ class State:
     requests: list[RecordedRequest] = field(default_factory=list)
     record: bool = True
     accepts: Callable[[str], bool] | None = None
-    key_faults: dict[str, Fault] = field(default_factory=dict)
+    key_faults: dict[str, KeyFault] = field(default_factory=dict)
+    key_queues: dict[str, deque[Reply | Fault]] = field(default_factory=dict)
     limiter: RateLimiter | None = None
     sticky: tuple[Reply, dict[tuple[Any, ...], Encoded]] | None = None
 
@@ -74,7 +96,7 @@ def encode(rendered: Rendered, extra: list[tuple[str, str]] | None = None, *, to
 
 
 def _filler(after_events: int) -> Reply:
-    need = (after_events + 3) * 4
+    need = (max(after_events, 0) + 3) * 4
     return Reply(text=(_FILLER * (need // len(_FILLER) + 1))[:need], chunk_size=4)
 
 
@@ -142,12 +164,16 @@ class App:
                                             param=exc.param)
             self._send(conn, handler, encode(rendered))
             return
-        key_fault = state.key_faults.get(handler.credential_of(request) or "") \
-            if state.key_faults else None
-        if key_fault is not None:
-            self._send(conn, handler, self._fault(handler, call, key_fault))
-            return
-        item = state.queue.popleft() if state.queue else None
+        item: Reply | Fault | None = None
+        if state.key_faults or state.key_queues:
+            key = handler.credential_of(request) or ""
+            own = state.key_queues.get(key)
+            if own:
+                item = own.popleft()
+            elif key in state.key_faults:
+                item = state.key_faults[key].pick()
+        if item is None and state.queue:
+            item = state.queue.popleft()
         delay = 0.0
         while isinstance(item, Fault) and item.kind == "slow_first_byte":
             delay += item.delay
@@ -172,7 +198,8 @@ class App:
         if not conn.keep_alive:
             headers.append(("connection", "close"))
         head = encoded.head + header_lines(headers) + b"\r\n"
-        conn.respond(head, encoded.payload, abort=encoded.abort, delay=delay)
+        conn.respond(head, encoded.payload, abort=encoded.abort, delay=delay,
+                     pause_at=encoded.pause_at, pause=encoded.pause)
 
     def _reply(self, handler: ProtocolHandler, call: ChatCall, reply: Reply) -> Encoded:
         usage = reply.usage or (call.prompt_tokens, reply.completion_tokens())
@@ -202,13 +229,22 @@ class App:
                 extra.append(("retry-after", _number(fault.retry_after)))
             if fault.retry_after_ms is not None:
                 extra.append(("retry-after-ms", _number(fault.retry_after_ms)))
+            extra.extend(fault.headers)
             return encode(handler.render_error(fault.status_code, fault.message,
                                                retry_after=fault.retry_after), extra)
-        source = fault.reply or _filler(fault.after_events)
+        if fault.reply is not None:
+            source = fault.reply
+        elif fault.kind == "stall":  # the usual answer, only late
+            source = Reply(text="echo: " + call.user_text)
+        else:
+            source = _filler(fault.after_events)
         usage = source.usage or (call.prompt_tokens, source.completion_tokens())
         rendered = handler.render_reply(source, call, usage)
         events = rendered.events
         cut = fault.after_events
+        if fault.kind == "reset_after_headers":
+            head = encode(rendered, abort=True).head
+            return Encoded(head, b"", 0, abort=True)
         if fault.kind in ("reset_mid_stream", "truncate"):
             reset = fault.kind == "reset_mid_stream"
             if events is not None:
@@ -220,6 +256,14 @@ class App:
                 return Encoded(whole.head, half, 0, abort=True)
             rendered.body = half
             return encode(rendered)
+        if fault.kind == "stall":
+            whole = encode(rendered, tokens=usage[0] + usage[1])
+            if events is None:
+                pause_at = len(rendered.body) // 2
+            else:
+                pause_at = sum(len(frame_chunk(e)) for e in events[:cut])
+            return Encoded(whole.head, whole.payload, whole.tokens, pause_at=pause_at,
+                           pause=fault.delay)
         if fault.kind in ("malformed_json", "invalid_utf8"):
             bad_utf8 = fault.kind == "invalid_utf8"
             if events is not None:

@@ -10,7 +10,9 @@ URL like aipk's ``<base>/gemini`` + ``/models/...`` and an SDK's ``<base>/gemini
   ``GenerateContentResponse`` per ``data:`` event, events ending in CRLF CRLF, no terminator
   (the stream ends at EOF); text in ``chunk_size`` pieces, each function call whole in its own
   event, ``usageMetadata`` on every event as a running snapshot, ``finishReason`` on the last.
-  Without ``alt=sse`` the same chunks come back as one JSON array;
+  Without ``alt=sse`` the same chunks come back as one JSON array, streamed one element per
+  HTTP chunk (separated by ``\n,\r\n``; the closing ``]`` is the terminator a truncation
+  drops);
 * ``GET [/v1beta]/models`` and ``GET [/v1beta]/models/{id}``;
 * ``POST /v1internal:generateContent`` / ``:streamGenerateContent?alt=sse``: the Code Assist
   endpoint (OAuth + project), request ``{"model", "project", "request"}``, every response
@@ -291,9 +293,10 @@ class GeminiHandler(ProtocolHandler):
                 last = index == count
                 events.append(chunk([piece], last,
                                     completion if last else max(1, completion * index // count)))
-        if array:
-            body = b"[" + b",\r\n".join(_pretty(e) for e in events) + b"]"
-            return Rendered(200, list(_JSON_HEADERS), body)
+        if array:  # one HTTP chunk per element, separated as Google does; "]" ends it
+            elements = [(b"[" if i == 0 else b"\n,\r\n") + _pretty(e)
+                        for i, e in enumerate(events)]
+            return Rendered(200, list(_JSON_HEADERS), events=elements, terminator=b"\n]")
         return Rendered(200, list(_SSE_HEADERS), events=[_event(e) for e in events],
                         terminator=b"")
 

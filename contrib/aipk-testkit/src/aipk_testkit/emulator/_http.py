@@ -178,18 +178,26 @@ class Connection(asyncio.Protocol):
     # -- writing ----------------------------------------------------------------------------
 
     def respond(self, head: bytes, payload: bytes, *, abort: bool = False,
-                delay: float = 0.0) -> None:
-        """Write a response (after ``delay`` seconds), then continue, close or abort."""
+                delay: float = 0.0, pause_at: int = 0, pause: float = 0.0) -> None:
+        """Write a response (after ``delay`` seconds), then continue, close or abort; with
+        ``pause``, go silent for that long after the first ``pause_at`` bytes of ``payload``."""
         if delay > 0:
             loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(delay, self._write, head, payload, abort)
+            self._timer = loop.call_later(delay, self._write, head, payload, abort, pause_at,
+                                          pause)
         else:
-            self._write(head, payload, abort)
+            self._write(head, payload, abort, pause_at, pause)
 
-    def _write(self, head: bytes, payload: bytes, abort: bool) -> None:
+    def _write(self, head: bytes, payload: bytes, abort: bool, pause_at: int = 0,
+               pause: float = 0.0) -> None:
         self._timer = None
         transport = self.transport
         if self.closed or transport is None or transport.is_closing():
+            return
+        if pause > 0:  # a stall: the head and the first part now, the rest after the silence
+            transport.write(head + payload[:pause_at])
+            self._timer = asyncio.get_running_loop().call_later(
+                pause, self._write, b"", payload[pause_at:], abort)
             return
         if len(payload) > _SPLIT_WRITE:
             transport.write(head)

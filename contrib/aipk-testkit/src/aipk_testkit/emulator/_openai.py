@@ -69,6 +69,14 @@ def go_duration(seconds: float) -> str:
     return f"{minutes}m{secs}s" if minutes else f"{secs}s"
 
 
+def echo_key(key: str) -> str:
+    """The key as OpenAI's 401 echoes it: the first 8 and last 4 characters with stars between
+    (a shorter key shows less of its start; a very short one only stars)."""
+    shown = 8 if len(key) >= 20 else 3 if len(key) >= 10 else 0
+    tail = 4 if shown else 0
+    return key[:shown] + "*" * (len(key) - shown - tail) + key[len(key) - tail:]
+
+
 def _dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
@@ -112,7 +120,10 @@ class OpenAIHandler(ProtocolHandler):
             return self.render_error(401, "You didn't provide an API key. You need to provide "
                                      "your API key in an Authorization header using Bearer "
                                      "auth (i.e. Authorization: Bearer YOUR_KEY).")
-        return self.render_error(401)
+        key = given[7:] if given.startswith("Bearer ") else given
+        return self.render_error(401, f"Incorrect API key provided: {echo_key(key)}. You can "
+                                 f"find your API key at "
+                                 f"https://platform.openai.com/account/api-keys.")
 
     def parse_chat(self, request: RecordedRequest, path: str) -> ChatCall:
         try:

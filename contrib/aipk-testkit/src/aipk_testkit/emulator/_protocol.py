@@ -1,8 +1,11 @@
 """The contract between the protocol-neutral server and one wire protocol, and their registry.
 
-A protocol lives in its own module (``_openai.py``; ``_anthropic.py`` and ``_gemini.py`` next),
-subclasses :class:`ProtocolHandler` and decorates it with :func:`register`. The server routes a
-request to the handler whose ``mount`` is the longest prefix of its path, then:
+Each protocol lives in its own module (``_openai.py``, ``_anthropic.py``, ``_gemini.py``,
+``_ollama.py``), subclasses :class:`ProtocolHandler`, sets its ``name`` (what
+``Emulator.url(name)`` takes) and ``mount`` (the path prefix it serves), and decorates the class
+with :func:`register`. A third party's protocol does the same from its own module: every
+:class:`~aipk_testkit.emulator.Emulator` created after ``register`` speaks it. The server routes
+a request to the handler whose ``mount`` is the longest prefix of its path, then:
 
 1. ``check_auth`` (only when a key is required) may answer 401 in the protocol's shape.
 2. ``route`` names the endpoint for the path below the mount: ``"chat"`` endpoints are answered
@@ -10,25 +13,13 @@ request to the handler whose ``mount`` is the longest prefix of its path, then:
 3. For chat, ``parse_chat`` extracts a :class:`ChatCall` (model, stream flag, last user text,
    rendering options) or raises :class:`RequestError` (400 in the protocol's shape).
 4. ``render_reply`` turns a :class:`~aipk_testkit.emulator.Reply` into a :class:`Rendered`:
-   a JSON body, or a list of complete SSE events plus the protocol's ``terminator`` event.
-   The server frames each event as one HTTP chunk, caches the bytes, and applies faults
+   a JSON body, or a list of complete stream events (SSE events, NDJSON lines, JSON-array
+   elements: whatever the protocol's framing is) plus the protocol's ``terminator``.
+   The server sends each event as one HTTP chunk, caches the bytes, and applies faults
    generically by slicing events (reset, truncate) or splicing in ``error_event`` /
    ``malformed_event``.
 5. ``render_error`` gives an error response for any status, ``rate_limit_headers`` the
    protocol's rate-limit header family, ``new_request_id`` its request id.
-
-What the next modules implement (the server needs no change):
-
-* **Anthropic Messages** (mount ``/anthropic``, so the SDK's base URL is ``<base>/anthropic``
-  and it posts ``/v1/messages``): ``x-api-key`` auth; ``message`` JSON or the event sequence
-  ``message_start`` … ``content_block_delta`` … ``message_stop`` (``event:`` lines; the
-  terminator is the ``message_stop`` event); ``event: error`` in-band errors; error bodies
-  ``{"type":"error","error":{"type":"overloaded_error",...}}``; ``anthropic-ratelimit-*``
-  headers with RFC 3339 resets (``RateLimitSnapshot.reset_at``); ``request-id`` header.
-* **Gemini** (mount ``/gemini``; ``/v1beta/models/{model}:generateContent`` and
-  ``:streamGenerateContent?alt=sse``): the stream flag comes from the path, not the body;
-  events end in CRLF CRLF, there is no terminator (``b""``) and function calls arrive whole;
-  ``google.rpc`` error bodies; ``x-goog-api-key`` or ``?key=`` auth; no rate-limit headers.
 """
 
 from __future__ import annotations
@@ -106,9 +97,16 @@ class RequestError(Exception):
 
 
 class ProtocolHandler(ABC):
-    """One wire protocol: routing below its mount, parsing, rendering and error shapes."""
+    """One wire protocol: routing below its mount, parsing, rendering and error shapes.
 
+    ``name`` is the protocol's name (``Emulator.url(name)``, the registry key); ``mount`` is
+    the path prefix it serves (``"/v1"``, ``"/gemini"``), so its base URL is
+    ``<emulator>/<mount>``.
+    """
+
+    #: the protocol's name: ``Emulator.url(name)`` and the :func:`register` key
     name: ClassVar[str]
+    #: the path prefix this protocol serves, e.g. ``"/ollama"``
     mount: ClassVar[str]
     request_id_header: ClassVar[str] = "x-request-id"
 
@@ -165,7 +163,7 @@ class ProtocolHandler(ABC):
 
     @abstractmethod
     def error_event(self, message: str, code: str | None) -> bytes:
-        """An in-band error event, sent after a 200 in a stream."""
+        """An in-band error event (in the protocol's stream framing), sent after a 200."""
 
     @abstractmethod
     def malformed_body(self, invalid_utf8: bool) -> bytes:
@@ -173,7 +171,7 @@ class ProtocolHandler(ABC):
 
     @abstractmethod
     def malformed_event(self, invalid_utf8: bool) -> bytes:
-        """An SSE event whose data is not JSON (or not UTF-8)."""
+        """A stream event whose data is not JSON (or not UTF-8)."""
 
     @abstractmethod
     def rate_limit_headers(self, snapshot: RateLimitSnapshot) -> list[tuple[str, str]]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import signal
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 
-from ._app import App, State
+from ._app import App, KeyFault, State
 from ._http import Connection
 from ._protocol import ProtocolHandler, registered
 from ._ratelimit import RateLimiter
@@ -189,14 +191,34 @@ class Emulator:
 
         self._state.accepts = accepts
 
-    def fail_key(self, key: str, fault: Fault | None) -> None:
+    def fail_key(self, key: str, fault: Fault | Sequence[Fault] | None, *, rate: float = 1.0,
+                 seed: int | None = None) -> None:
         """Answer every chat request presenting ``key`` with ``fault`` (e.g.
         ``Fault.status(429, retry_after=30)``) until called again with ``None``; other keys
-        are served normally. For testing key pools and failover."""
+        are served normally. For testing key pools and failover.
+
+        With ``rate`` below 1, only that fraction of the key's requests fail (at random,
+        reproducible with ``seed``); a sequence of faults picks one at random per failure.
+        The rest take the queue or the default reply as usual.
+        """
         if fault is None:
             self._state.key_faults.pop(key, None)
-        else:
-            self._state.key_faults[key] = fault
+            return
+        faults = (fault,) if isinstance(fault, Fault) else tuple(fault)
+        if not faults or not all(isinstance(f, Fault) for f in faults):
+            raise TypeError("fail_key takes a Fault, a non-empty sequence of them, or None")
+        if not 0.0 < rate <= 1.0:
+            raise ValueError(f"rate is a fraction in (0, 1], not {rate!r}")
+        self._state.key_faults[key] = KeyFault(faults, rate, random.Random(seed))
+
+    def enqueue_for_key(self, key: str, *items: Reply | Fault) -> None:
+        """Queue replies and faults for the requests presenting ``key`` only: each of them
+        takes the next one before anything :meth:`fail_key` or :meth:`enqueue` scripted. For
+        scripting what concurrent requests to one key get, in their order of arrival."""
+        for item in items:
+            if not isinstance(item, (Reply, Fault)):
+                raise TypeError(f"expected a Reply or Fault, got {type(item).__name__}")
+        self._state.key_queues.setdefault(key, deque()).extend(items)
 
     def set_rate_limit(self, requests: int, tokens: int, window: float = 60.0) -> None:
         """Budget ``requests`` and ``tokens`` per ``window`` seconds, starting now.
@@ -208,12 +230,13 @@ class Emulator:
         self._state.limiter = RateLimiter(requests, tokens, window)
 
     def reset(self) -> None:
-        """Clear the queue, the recorded requests, the key requirement, the rate limit and the
-        sticky default."""
+        """Clear the queues, the recorded requests, the key requirement and faults, the rate
+        limit and the sticky default."""
         state = self._state
         state.queue.clear()
         state.requests.clear()
         state.accepts = None
         state.key_faults.clear()
+        state.key_queues.clear()
         state.limiter = None
         state.sticky = None

@@ -7,12 +7,13 @@ wrong* (:class:`Fault`); each protocol handler decides how that looks on its wir
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-FaultKind = Literal["status", "slow_first_byte", "reset_mid_stream", "truncate",
-                    "malformed_json", "invalid_utf8", "inband_error"]
+FaultKind = Literal["status", "slow_first_byte", "reset_after_headers", "reset_mid_stream",
+                    "truncate", "malformed_json", "invalid_utf8", "inband_error", "stall"]
 
 
 @dataclass
@@ -82,18 +83,22 @@ class Fault:
     message: str | None = None
     code: str | None = None
     reply: Reply | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
     @staticmethod
     def status(status: int, *, retry_after: float | None = None,
-               retry_after_ms: float | None = None, message: str | None = None) -> Fault:
+               retry_after_ms: float | None = None, message: str | None = None,
+               headers: Mapping[str, str] | None = None) -> Fault:
         """An HTTP error ``status`` with an error body in the protocol's shape.
 
-        ``retry_after`` / ``retry_after_ms`` add the ``retry-after`` / ``retry-after-ms`` headers.
+        ``retry_after`` / ``retry_after_ms`` add the ``retry-after`` / ``retry-after-ms`` headers;
+        ``headers`` adds any others (a provider's own wait header, say).
         """
         if not 400 <= status <= 599:
             raise ValueError(f"an error status is 4xx or 5xx, not {status}")
         return Fault("status", status_code=status, retry_after=retry_after,
-                     retry_after_ms=retry_after_ms, message=message)
+                     retry_after_ms=retry_after_ms, message=message,
+                     headers=tuple((headers or {}).items()))
 
     @staticmethod
     def slow_first_byte(delay: float, then: Reply | Fault | None = None) -> Fault:
@@ -104,6 +109,12 @@ class Fault:
         if delay < 0:
             raise ValueError("delay must not be negative")
         return Fault("slow_first_byte", delay=delay, then=then)
+
+    @staticmethod
+    def reset_after_headers() -> Fault:
+        """Send a 200 head (``Content-Length`` of the whole JSON body, or chunked for a
+        stream), then abort the socket before any body byte."""
+        return Fault("reset_after_headers")
 
     @staticmethod
     def reset_mid_stream(after_events: int = 3, reply: Reply | None = None) -> Fault:
@@ -117,9 +128,24 @@ class Fault:
     def truncate(after_events: int = 3, reply: Reply | None = None) -> Fault:
         """Send ``after_events`` events, then end the body cleanly without the terminator.
 
-        A non-streaming request gets a complete response whose JSON body is cut in half.
+        A negative count keeps all but that many of the last events (``-1``: everything but
+        the final event, e.g. OpenAI's usage chunk or Gemini's finishReason chunk); a count past
+        the end sends every event but still no terminator event. A non-streaming request gets a
+        complete response whose JSON body is cut in half.
         """
         return Fault("truncate", after_events=after_events, reply=reply)
+
+    @staticmethod
+    def stall(delay: float, after_events: int = 3, reply: Reply | None = None) -> Fault:
+        """Send the head and ``after_events`` events, go silent for ``delay`` seconds with the
+        connection open, then send the rest of the stream normally (a read timeout shorter
+        than ``delay`` fires in the silence; ``0`` stalls before the first event).
+
+        A non-streaming request gets half its body, the silence, then the other half.
+        """
+        if delay < 0:
+            raise ValueError("delay must not be negative")
+        return Fault("stall", delay=delay, after_events=after_events, reply=reply)
 
     @staticmethod
     def malformed_json() -> Fault:
@@ -143,13 +169,16 @@ class Fault:
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """One request the emulator received: ``path`` has no query; ``headers`` are lower-cased."""
+    """One request the emulator received: ``path`` has no query; ``headers`` are lower-cased;
+    ``received_at`` is when its head arrived (``time.time()``), for counting arrivals per
+    window."""
 
     method: str
     path: str
     query: str
     headers: dict[str, str]
     body: bytes
+    received_at: float = field(default_factory=time.time)
 
     def json(self) -> Any:
         """The body parsed as JSON."""

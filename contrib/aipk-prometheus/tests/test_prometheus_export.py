@@ -1,0 +1,180 @@
+"""The collector scraped over a real prometheus_client HTTP endpoint after real calls against
+the emulator, parsed with prometheus_client's own parser."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.parser import text_string_to_metric_families
+
+import aipk
+import aipk_openai.plugin
+import aipk_prometheus
+import aipk_prometheus.plugin
+from aipk import Message, RetryPolicy
+from aipk._base import key_fingerprint
+from aipk.errors import BadRequestError
+from aipk.observability import Metrics
+from aipk.registry import Registry
+from aipk_testkit.emulator import Emulator, Fault, Reply
+
+HELLO = [Message.user("Hello there")]
+
+
+class HalfSecond:
+    """Every call takes 0.5 s: the clock moves by 0.25 s per read (start, first token, end)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 0.25
+        return self.now
+
+
+@pytest.fixture
+def registry() -> Registry:
+    reg = Registry(entry_points=False)
+    reg.register(aipk_openai.plugin, "openai")
+    return reg
+
+
+@pytest.fixture
+def scrape() -> Iterator[Any]:
+    servers: list[Any] = []
+
+    def run(collector: aipk_prometheus.AipkCollector) -> dict[str, Any]:
+        prom = CollectorRegistry()
+        prom.register(collector)
+        server, thread = start_http_server(0, addr="127.0.0.1", registry=prom)
+        servers.append((server, thread))
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/metrics",
+                                    timeout=5) as response:
+            text = response.read().decode()
+        return {f.name: f for f in text_string_to_metric_families(text)}
+
+    yield run
+    for server, thread in servers:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def _value(family: Any, suffix: str = "", **labels: str) -> float:
+    found = [s.value for s in family.samples
+             if s.name == family.name + suffix
+             and all(s.labels.get(k) == v for k, v in labels.items())]
+    assert len(found) == 1, (family.name, suffix, labels, family.samples)
+    return float(found[0])
+
+
+def _calls(emu: Emulator, registry: Registry, metrics: Metrics | None = None,
+           **kw: Any) -> aipk.Client:
+    emu.enqueue(Fault.status(500), Reply(text="ok"), Fault.status(400),
+                Reply(text="streamed", chunk_size=3))
+    client = aipk.Client("openai", api_key="sk-prom", base_url=emu.url("openai"),
+                         registry=registry, metrics=metrics, sleep=lambda s: None,
+                         retry=RetryPolicy(max_retries=2, initial_delay=0.01), **kw)
+    client.chat(model="gpt-4o-mini", messages=HELLO)
+    with pytest.raises(BadRequestError):
+        client.chat(model="gpt-4o-mini", messages=HELLO)
+    with client.stream(model="gpt-4o-mini", messages=HELLO) as stream:
+        stream.get_response()
+    return client
+
+
+def test_scrape_after_real_calls(aipk_emulator: Emulator, registry: Registry,
+                                 scrape: Any) -> None:
+    metrics = Metrics(clock=HalfSecond())
+    with _calls(aipk_emulator, registry, metrics) as client:
+        families = scrape(aipk_prometheus.AipkCollector([client],
+                                                        credentials=[client.credentials]))
+    cid = key_fingerprint("sk-prom")
+    series = {"provider": "openai", "model": "gpt-4o-mini", "credential": cid}
+    requests = families["aipk_requests"]
+    assert requests.type == "counter"
+    assert _value(requests, "_total", outcome="success", **series) == 2
+    assert _value(requests, "_total", outcome="failure", **series) == 1
+    assert _value(families["aipk_errors"], "_total", error="BadRequestError", **series) == 1
+    assert _value(families["aipk_retries"], "_total", **series) == 1
+    assert _value(families["aipk_failovers"], "_total", **series) == 0
+    tokens = families["aipk_tokens"]
+    assert _value(tokens, "_total", direction="input", **series) > 0
+    assert _value(tokens, "_total", direction="output", **series) > 0
+    assert _value(families["aipk_cost_dollars"], "_total", **series) > 0
+    duration = families["aipk_request_duration_seconds"]
+    assert duration.type == "histogram"
+    # chat: start + end = 0.25 s; stream: start + first token + end = 0.5 s
+    assert _value(duration, "_count", **series) == 2
+    assert _value(duration, "_sum", **series) == 0.75
+    assert _value(duration, "_bucket", le="0.16", **series) == 0
+    assert _value(duration, "_bucket", le="0.32", **series) == 1
+    assert _value(duration, "_bucket", le="0.64", **series) == 2
+    assert _value(duration, "_bucket", le="+Inf", **series) == 2
+    first = families["aipk_time_to_first_token_seconds"]
+    assert _value(first, "_count", **series) == 1 and _value(first, "_sum", **series) == 0.25
+    assert _value(families["aipk_requests_in_flight"], provider="openai") == 0
+    assert "aipk_credential_healthy" not in families  # one fixed key has no health state
+    assert "sk-prom" not in repr(families)
+
+
+def test_credential_health_gauges_of_a_pool(aipk_emulator: Emulator, registry: Registry,
+                                            scrape: Any) -> None:
+    aipk_emulator.require_api_keys("sk-one", "sk-two")
+    aipk_emulator.fail_key("sk-one", Fault.status(401))
+    with aipk.Client("openai", api_key=["sk-one", "sk-two"], base_url=aipk_emulator.url("openai"),
+                     registry=registry, metrics=Metrics()) as client:
+        for _ in range(3):
+            client.chat(model="gpt-4o-mini", messages=HELLO)
+        families = scrape(aipk_prometheus.AipkCollector([client],
+                                                        credentials=[client.credentials]))
+    one, two = key_fingerprint("sk-one"), key_fingerprint("sk-two")
+    healthy = families["aipk_credential_healthy"]
+    assert _value(healthy, provider="openai", credential=two) == 1
+    assert _value(families["aipk_credential_consecutive_failures"], credential=one) >= 1
+    assert _value(families["aipk_credential_available"], credential=one) == 0  # in backoff
+    assert _value(families["aipk_failovers"], "_total", credential=one) == 1
+    assert _value(families["aipk_requests"], "_total", outcome="success", credential=two) == 3
+
+
+def test_the_installed_plugin_feeds_the_process_model(aipk_emulator: Emulator,
+                                                      registry: Registry,
+                                                      scrape: Any) -> None:
+    registry.register(aipk_prometheus.plugin, "prometheus")
+    aipk_prometheus.process_metrics().reset()
+    with _calls(aipk_emulator, registry):
+        pass
+    families = scrape(aipk_prometheus.AipkCollector())
+    requests = families["aipk_requests"]
+    assert _value(requests, "_total", outcome="success", provider="openai") == 2
+    assert _value(requests, "_total", outcome="failure", provider="openai") == 1
+    assert _value(families["aipk_retries"], "_total", provider="openai") == 1
+
+
+def test_register_uses_a_private_registry_and_names_follow_conventions() -> None:
+    prom = CollectorRegistry()
+    collector = aipk_prometheus.register(prom, [Metrics()])
+    assert isinstance(collector, aipk_prometheus.AipkCollector)
+    names = {m.name for m in prom.collect()}
+    assert {"aipk_requests", "aipk_request_duration_seconds", "aipk_tokens"} <= names
+    assert all(n.startswith("aipk_") for n in names)
+    with pytest.raises(TypeError, match="metrics_model"):
+        aipk_prometheus.AipkCollector([object()])
+
+
+def test_health_gauges(scrape: Any) -> None:
+    class Status:
+        def __init__(self, target: str, state: str, latency: float | None) -> None:
+            self.provider, self.target, self.state, self.latency = (
+                "openai", target, state, latency)
+
+    families = scrape(aipk_prometheus.AipkCollector(
+        [Metrics()], health=lambda: [Status("a", "healthy", 0.5), Status("b", "unhealthy",
+                                                                         None)]))
+    assert _value(families["aipk_target_up"], target="a") == 1
+    assert _value(families["aipk_target_up"], target="b") == 0
+    assert _value(families["aipk_health_check_latency_seconds"], target="a") == 0.5

@@ -1,0 +1,5 @@
+-- Release a lease lock only if this owner still holds it (compare-and-delete).
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0

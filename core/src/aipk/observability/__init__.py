@@ -1,0 +1,69 @@
+"""Observability: the metrics model every call feeds, and the records observers receive.
+
+* :class:`Metrics` — counters and bounded latency histograms by provider, model and credential
+  id; ``client.metrics()`` returns its :class:`MetricsSnapshot` (``to_dict()`` / ``to_json()``).
+* The ``aipk_observe`` hook (:mod:`aipk.hookspecs`) hands plugins one record per call start
+  (:class:`CallStarted`), end (:class:`CallFinished`, :class:`CallFailed`,
+  :class:`CallCancelled`), retry (:class:`CallRetried`), failover (:class:`CallFailedOver`) and
+  stream first token (:class:`FirstToken`). The exporters aipk-prometheus and aipk-otel are
+  such plugins.
+
+Names load on first use (the records' classes are built only when needed). See
+docs/observability.md.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._events import (
+        CallCancelled,
+        CallFailed,
+        CallFailedOver,
+        CallFinished,
+        CallRetried,
+        CallStarted,
+        FirstToken,
+        ObservedEvent,
+    )
+    from ._model import LATENCY_BOUNDS, Metrics
+    from ._snapshot import Distribution, MetricsSnapshot, SeriesSnapshot
+
+__all__ = [
+    "LATENCY_BOUNDS",
+    "CallCancelled",
+    "CallFailed",
+    "CallFailedOver",
+    "CallFinished",
+    "CallRetried",
+    "CallStarted",
+    "Distribution",
+    "FirstToken",
+    "Metrics",
+    "MetricsSnapshot",
+    "ObservedEvent",
+    "SeriesSnapshot",
+]
+
+_LAZY = {
+    **dict.fromkeys(("CallCancelled", "CallFailed", "CallFailedOver", "CallFinished",
+                     "CallRetried", "CallStarted", "FirstToken", "ObservedEvent"), "._events"),
+    **dict.fromkeys(("LATENCY_BOUNDS", "Metrics"), "._model"),
+    **dict.fromkeys(("Distribution", "MetricsSnapshot", "SeriesSnapshot"), "._snapshot"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aipk.observability' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,240 @@
+"""One call's recorder: what the clients call at the call boundary, and the send loop calls
+per attempt, retry and failover. It feeds the :class:`Metrics`, the observers (plugins
+implementing ``aipk_observe``) and the ``aipk.client`` logger.
+
+With no observer installed, a call costs its metrics updates and a few attribute checks; the
+event records are built (and their module loaded) only for observers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from ._model import Metrics
+
+if TYPE_CHECKING:
+    from aipk._messages import ChatRequest
+    from aipk._responses import ChatResponse, Usage
+
+__all__ = ["Call", "Telemetry"]
+
+log = logging.getLogger("aipk.client")
+_observer_log = logging.getLogger("aipk.observe")
+_ids = itertools.count(1)
+_events_module: Any = None
+
+
+def _events() -> Any:
+    """The event records' module, loaded when the first observer needs it (an import
+    statement per event would cost more than building the record)."""
+    global _events_module
+    if _events_module is None:
+        from . import _events as module
+
+        _events_module = module
+    return _events_module
+
+Observer = Callable[[Any], object]
+
+
+class Telemetry:
+    """Where one engine's calls are recorded and who observes them."""
+
+    __slots__ = ("base_url", "metrics", "observers", "prices", "provider")
+
+    def __init__(self, provider: str, base_url: str, metrics: Metrics | None,
+                 prices: Iterable[tuple[str, float | None, float | None]] = ()) -> None:
+        self.provider = provider
+        self.base_url = base_url
+        self.metrics = metrics if metrics is not None else Metrics()
+        #: the functions of the plugins implementing ``aipk_observe``
+        self.observers: tuple[Observer, ...] = ()
+        #: model -> (input, output) US dollars per million tokens, for models with both
+        self.prices = {model: (inp, out) for model, inp, out in prices
+                       if inp is not None and out is not None}
+
+    def start(self, request: ChatRequest, stream: bool) -> Call:
+        """A call begins: count it in flight and tell the observers."""
+        call = Call(self, request, stream)
+        self.metrics.started(self.provider)
+        if self.observers:
+            event = _events().CallStarted(
+                call_id=call.id, provider=self.provider, model=call.model, stream=stream,
+                base_url=self.base_url, request=request, started_at=call.started)
+            self.emit(event)
+        return call
+
+    def emit(self, event: object) -> None:
+        for observer in self.observers:
+            try:
+                observer(event)
+            except Exception:  # noqa: BLE001 - an observer must never break a call
+                _observer_log.warning("aipk_observe implementation %r failed on %s",
+                                      getattr(observer, "__qualname__", observer),
+                                      type(event).__name__, exc_info=True)
+
+    def cost(self, model: str, usage: Usage | None) -> float | None:
+        price = self.prices.get(model)
+        if price is None or usage is None:
+            return None
+        return (usage.input_tokens * price[0] + usage.output_tokens * price[1]) / 1e6
+
+
+class Call:
+    """One call's outcome, recorded once (the first of finished, failed or cancelled wins)."""
+
+    __slots__ = ("attempts", "credential_id", "done", "first_token", "id", "model", "started",
+                 "stream", "telemetry")
+
+    def __init__(self, telemetry: Telemetry, request: ChatRequest, stream: bool) -> None:
+        self.telemetry = telemetry
+        self.id = next(_ids)
+        self.model = request.model
+        self.stream = stream
+        self.started = telemetry.metrics.clock()
+        self.first_token: float | None = None
+        self.credential_id = "none"
+        self.attempts = 0
+        self.done = False
+
+    # -- per attempt (the send loop) -------------------------------------------------------
+
+    def attempt(self, credential_id: str) -> None:
+        """An attempt is about to be sent, signed by ``credential_id``."""
+        self.attempts += 1
+        self.credential_id = credential_id
+
+    def retried(self, wait: float, error: BaseException) -> None:
+        """The attempt failed with ``error``; the call retries after ``wait`` seconds."""
+        tel = self.telemetry
+        tel.metrics.retried(tel.provider, self.model, self.credential_id)
+        request_id = getattr(error, "request_id", None)
+        if log.isEnabledFor(logging.WARNING):
+            log.warning(
+                "%s %s attempt %d failed (%s, request id %s, credential %s); retrying in "
+                "%.3fs", tel.provider, self.model, self.attempts, type(error).__name__,
+                request_id, self.credential_id, wait,
+                extra={"aipk_provider": tel.provider, "aipk_model": self.model,
+                       "aipk_credential_id": self.credential_id, "aipk_attempt": self.attempts,
+                       "aipk_wait": wait, "aipk_request_id": request_id,
+                       "aipk_error_type": type(error).__name__})
+        if tel.observers:
+            event = _events().CallRetried(
+                call_id=self.id, provider=tel.provider, model=self.model,
+                credential_id=self.credential_id, attempt=self.attempts, wait=wait,
+                error_type=type(error).__name__, request_id=request_id)
+            tel.emit(event)
+
+    def failed_over(self, error: BaseException, to_credential_id: str) -> None:
+        """The attempt failed with ``error``; the next goes to ``to_credential_id`` at once."""
+        tel = self.telemetry
+        tel.metrics.failed_over(tel.provider, self.model, self.credential_id)
+        if log.isEnabledFor(logging.WARNING):
+            log.warning("%s %s attempt %d failed (%s, credential %s); failing over to %s",
+                        tel.provider, self.model, self.attempts, type(error).__name__,
+                        self.credential_id, to_credential_id,
+                        extra={"aipk_provider": tel.provider, "aipk_model": self.model,
+                               "aipk_credential_id": self.credential_id,
+                               "aipk_attempt": self.attempts,
+                               "aipk_error_type": type(error).__name__})
+        if tel.observers:
+            event = _events().CallFailedOver(
+                call_id=self.id, provider=tel.provider, model=self.model,
+                credential_id=self.credential_id, to_credential_id=to_credential_id,
+                error_type=type(error).__name__)
+            tel.emit(event)
+
+    # -- the call boundary (the clients) ---------------------------------------------------
+
+    def got_first_token(self) -> None:
+        """A stream delivered its first event."""
+        tel = self.telemetry
+        self.first_token = tel.metrics.clock() - self.started
+        if tel.observers:
+            event = _events().FirstToken(
+                call_id=self.id, provider=tel.provider, model=self.model,
+                time_to_first_token=self.first_token)
+            tel.emit(event)
+
+    def finished(self, credential_id: str, usage: Usage | None,
+                 response: ChatResponse | Callable[[], ChatResponse]) -> None:
+        """The caller got its answer (``response``, or a function building it for observers)."""
+        if self.done:
+            return
+        self.done = True
+        self.credential_id = credential_id
+        tel = self.telemetry
+        metrics = tel.metrics
+        latency = metrics.clock() - self.started
+        cost = tel.cost(self.model, usage) if tel.prices else None
+        metrics.finished(tel.provider, self.model, credential_id, latency=latency,
+                         time_to_first_token=self.first_token, usage=usage, cost=cost)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s answered in %.3fs after %d attempt(s) (credential %s)",
+                      tel.provider, self.model, latency, self.attempts, credential_id,
+                      extra={"aipk_provider": tel.provider, "aipk_model": self.model,
+                             "aipk_credential_id": credential_id,
+                             "aipk_attempt": self.attempts, "aipk_latency": latency})
+        if tel.observers:
+            answer = response if not callable(response) else response()
+            event = _events().CallFinished(
+                call_id=self.id, provider=tel.provider, model=self.model,
+                credential_id=credential_id, stream=self.stream, latency=latency,
+                time_to_first_token=self.first_token, attempts=self.attempts, usage=usage,
+                cost=cost, response=answer)
+            tel.emit(event)
+
+    def failed(self, error: BaseException) -> None:
+        """The caller got ``error`` (a cancelled task or closed generator: see
+        :meth:`cancelled`)."""
+        if self.done:
+            return
+        if isinstance(error, GeneratorExit) or type(error).__name__ == "CancelledError":
+            self.cancelled()  # the caller gave up: asyncio task cancelled, generator closed
+            return
+        self.done = True
+        tel = self.telemetry
+        metrics = tel.metrics
+        latency = metrics.clock() - self.started
+        name = type(error).__name__
+        metrics.failed(tel.provider, self.model, self.credential_id, error_type=name,
+                       time_to_first_token=self.first_token)
+        if log.isEnabledFor(logging.WARNING):
+            request_id = getattr(error, "request_id", None)
+            log.warning("%s %s failed after %d attempt(s) in %.3fs: %s (request id %s, "
+                        "credential %s)", tel.provider, self.model, self.attempts, latency,
+                        name, request_id, self.credential_id,
+                        extra={"aipk_provider": tel.provider, "aipk_model": self.model,
+                               "aipk_credential_id": self.credential_id,
+                               "aipk_attempt": self.attempts, "aipk_latency": latency,
+                               "aipk_request_id": request_id, "aipk_error_type": name})
+        if tel.observers:
+            event = _events().CallFailed(
+                call_id=self.id, provider=tel.provider, model=self.model,
+                credential_id=self.credential_id, stream=self.stream, latency=latency,
+                attempts=self.attempts, error_type=name, error=error)
+            tel.emit(event)
+
+    def cancelled(self) -> None:
+        """The caller closed the stream before its end."""
+        if self.done:
+            return
+        self.done = True
+        tel = self.telemetry
+        latency = tel.metrics.clock() - self.started
+        tel.metrics.cancelled(tel.provider, self.model, self.credential_id,
+                              time_to_first_token=self.first_token)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s stream closed by the caller after %.3fs", tel.provider,
+                      self.model, latency,
+                      extra={"aipk_provider": tel.provider, "aipk_model": self.model,
+                             "aipk_credential_id": self.credential_id,
+                             "aipk_attempt": self.attempts, "aipk_latency": latency})
+        if tel.observers:
+            event = _events().CallCancelled(
+                call_id=self.id, provider=tel.provider, model=self.model,
+                credential_id=self.credential_id, latency=latency, attempts=self.attempts)
+            tel.emit(event)

@@ -1,0 +1,212 @@
+"""The one metrics model: what every call recorded, by provider, model and credential id.
+
+Clients record into a :class:`Metrics` at the call boundary (what the caller saw), and retries
+and failovers as they happen. Exporters read :meth:`Metrics.snapshot`, or keep their own
+:class:`Metrics` fed by the ``aipk_observe`` hook's records (:meth:`Metrics.observe`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._histogram import BOUNDS, Histogram
+
+if TYPE_CHECKING:
+    from aipk._responses import Usage
+
+    from ._snapshot import Distribution, MetricsSnapshot, SeriesSnapshot
+
+__all__ = ["LATENCY_BOUNDS", "Metrics"]
+
+SeriesKey = tuple[str, str, str]
+
+
+def _distribution(h: Histogram) -> Distribution:
+    from ._snapshot import Distribution
+
+    if not h.count:
+        return Distribution()
+    return Distribution.of(h.counts, h.sums, h.count, h.sum, h.min, h.max)
+
+
+class _Series:
+    __slots__ = ("cache_read", "cache_write", "cancelled", "cost", "errors", "failovers",
+                 "failures", "input", "latency", "lock", "output", "priced", "reasoning",
+                 "retries", "successes", "ttft")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.successes = self.failures = self.cancelled = self.retries = self.failovers = 0
+        self.input = self.output = self.cache_read = self.cache_write = self.reasoning = 0
+        self.cost = 0.0
+        self.priced = True  # every answered call so far had a cost
+        self.errors: dict[str, int] = {}
+        self.latency = Histogram()
+        self.ttft = Histogram()
+
+    def snapshot(self, key: SeriesKey) -> SeriesSnapshot:
+        from ._snapshot import SeriesSnapshot
+
+        with self.lock:
+            answered = self.successes
+            return SeriesSnapshot(
+                provider=key[0], model=key[1], credential_id=key[2],
+                requests=self.successes + self.failures + self.cancelled,
+                successes=self.successes, failures=self.failures, cancelled=self.cancelled,
+                errors=dict(self.errors), retries=self.retries, failovers=self.failovers,
+                input_tokens=self.input, output_tokens=self.output,
+                cache_read_tokens=self.cache_read, cache_write_tokens=self.cache_write,
+                reasoning_tokens=self.reasoning,
+                cost=self.cost if self.priced and answered else None,
+                latency=_distribution(self.latency), time_to_first_token=_distribution(self.ttft),
+            )
+
+
+class Metrics:
+    """Counters and latency histograms by (provider, model, credential id); thread-safe,
+    memory bounded by the number of such combinations.
+
+    ``clock`` (seconds, monotonic) times the calls; tests inject their own. One instance can be
+    shared by several clients (``Client(metrics=...)``), e.g. the targets of a router.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
+        self._series: dict[SeriesKey, _Series] = {}
+        # Calls started, per provider: next() on an itertools.count is atomic, so a call's
+        # start takes no lock. In flight = started - ended (ended: the series' requests).
+        self._started: dict[str, itertools.count[int]] = {}
+        self._ended_before_reset: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def _get(self, provider: str, model: str, credential_id: str) -> _Series:
+        key = (provider, model, credential_id)
+        series = self._series.get(key)
+        if series is None:
+            with self._lock:
+                series = self._series.setdefault(key, _Series())
+        return series
+
+    # -- recording -----------------------------------------------------------------------
+
+    def started(self, provider: str) -> None:
+        """A call began (counted as in flight until it ends)."""
+        counter = self._started.get(provider)
+        if counter is None:
+            with self._lock:
+                counter = self._started.setdefault(provider, itertools.count(1))
+        next(counter)
+
+    def finished(self, provider: str, model: str, credential_id: str, *, latency: float,
+                 time_to_first_token: float | None = None, usage: Usage | None = None,
+                 cost: float | None = None) -> None:
+        """A call answered its caller."""
+        s = self._get(provider, model, credential_id)
+        with s.lock:
+            s.successes += 1
+            s.latency.add(latency)
+            if time_to_first_token is not None:
+                s.ttft.add(time_to_first_token)
+            if usage is not None:
+                s.input += usage.input_tokens
+                s.output += usage.output_tokens
+                s.cache_read += usage.cache_read_tokens or 0
+                s.cache_write += usage.cache_write_tokens or 0
+                s.reasoning += usage.reasoning_tokens or 0
+            if cost is None:
+                s.priced = False
+            else:
+                s.cost += cost
+
+    def failed(self, provider: str, model: str, credential_id: str, *, error_type: str,
+               time_to_first_token: float | None = None) -> None:
+        """A call raised ``error_type`` to its caller."""
+        s = self._get(provider, model, credential_id)
+        with s.lock:
+            s.failures += 1
+            s.errors[error_type] = s.errors.get(error_type, 0) + 1
+            if time_to_first_token is not None:
+                s.ttft.add(time_to_first_token)
+
+    def cancelled(self, provider: str, model: str, credential_id: str, *,
+                  time_to_first_token: float | None = None) -> None:
+        """The caller closed a stream before its end."""
+        s = self._get(provider, model, credential_id)
+        with s.lock:
+            s.cancelled += 1
+            if time_to_first_token is not None:
+                s.ttft.add(time_to_first_token)
+
+    def retried(self, provider: str, model: str, credential_id: str) -> None:
+        """An attempt failed and will be retried."""
+        s = self._get(provider, model, credential_id)
+        with s.lock:
+            s.retries += 1
+
+    def failed_over(self, provider: str, model: str, credential_id: str) -> None:
+        """An attempt failed and the call moved to another credential."""
+        s = self._get(provider, model, credential_id)
+        with s.lock:
+            s.failovers += 1
+
+    def observe(self, event: object) -> None:
+        """Record one ``aipk_observe`` record (how an exporter keeps a process-wide model)."""
+        record = _RECORDERS.get(type(event).__name__)
+        if record is not None:
+            record(self, event)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def snapshot(self) -> MetricsSnapshot:
+        """Every series, and the calls in flight."""
+        from ._snapshot import MetricsSnapshot
+
+        with self._lock:
+            started = {p: _value(c) - 1 for p, c in self._started.items()}
+            items = sorted(self._series.items())
+            ended = dict(self._ended_before_reset)
+        series = tuple(s.snapshot(k) for k, s in items)
+        for s in series:
+            ended[s.provider] = ended.get(s.provider, 0) + s.requests
+        in_flight = {p: max(0, n - ended.get(p, 0)) for p, n in started.items()}
+        return MetricsSnapshot(series=series, in_flight=in_flight)
+
+    def reset(self) -> None:
+        """Forget everything recorded (calls in flight stay counted)."""
+        with self._lock:
+            items = list(self._series.items())
+            self._series.clear()
+            for (provider, _, _), series in items:
+                ended = series.snapshot(("", "", "")).requests
+                self._ended_before_reset[provider] = (
+                    self._ended_before_reset.get(provider, 0) + ended)
+
+
+def _finished(m: Metrics, e: Any) -> None:
+    m.finished(e.provider, e.model, e.credential_id, latency=e.latency,
+               time_to_first_token=e.time_to_first_token, usage=e.usage, cost=e.cost)
+
+
+#: how :meth:`Metrics.observe` records each record type (FirstToken's time comes with the end)
+_RECORDERS: dict[str, Callable[[Metrics, Any], None]] = {
+    "CallStarted": lambda m, e: m.started(e.provider),
+    "CallFinished": _finished,
+    "CallFailed": lambda m, e: m.failed(e.provider, e.model, e.credential_id,
+                                        error_type=e.error_type),
+    "CallCancelled": lambda m, e: m.cancelled(e.provider, e.model, e.credential_id),
+    "CallRetried": lambda m, e: m.retried(e.provider, e.model, e.credential_id),
+    "CallFailedOver": lambda m, e: m.failed_over(e.provider, e.model, e.credential_id),
+}
+
+
+def _value(counter: itertools.count[int]) -> int:
+    """The next number an ``itertools.count`` will give (read from its repr, ``count(n)``)."""
+    return int(repr(counter)[6:-1])
+
+
+#: The histogram's bucket upper bounds in seconds.
+LATENCY_BOUNDS = BOUNDS

@@ -1,0 +1,131 @@
+"""The metrics model without I/O: the bounded histogram's percentiles, the snapshots' JSON,
+and feeding a model from observer records."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aipk import ChatRequest, ChatResponse, Message, Usage
+from aipk.observability import (
+    LATENCY_BOUNDS,
+    CallFailed,
+    CallFinished,
+    CallRetried,
+    CallStarted,
+    Distribution,
+    Metrics,
+)
+from aipk.observability._histogram import Histogram, cumulative, percentile
+
+OTEL_DURATION_BOUNDS = [0.01 * 2 ** i for i in range(14)]
+
+
+def _exact(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(q * len(ordered) - 1e-9)) - 1]
+
+
+@given(st.lists(st.floats(min_value=1e-4, max_value=300.0), min_size=1, max_size=300),
+       st.sampled_from([0.5, 0.9, 0.95, 0.99, 1.0]))
+def test_percentile_is_within_one_bucket_of_the_exact_value(values: list[float],
+                                                             q: float) -> None:
+    h = Histogram()
+    for v in values:
+        h.add(v)
+    got = percentile(h.counts, h.sums, h.count, q)
+    want = _exact(values, q)
+    assert got is not None
+    assert want / 2 ** (1 / 8) * (1 - 1e-9) <= got <= want * 2 ** (1 / 8) * (1 + 1e-9)
+
+
+@given(st.lists(st.sampled_from([0.001, 0.125, 0.5, 1.0, 7.25]), min_size=1, max_size=200))
+def test_percentile_is_exact_when_a_buckets_values_are_equal(values: list[float]) -> None:
+    h = Histogram()
+    for v in values:
+        h.add(v)
+    for q in (0.5, 0.95, 0.99):
+        assert percentile(h.counts, h.sums, h.count, q) == _exact(values, q)
+
+
+@given(st.lists(st.floats(min_value=0.0, max_value=1000.0), max_size=200))
+def test_cumulative_counts_are_exact_on_the_otel_boundaries(values: list[float]) -> None:
+    h = Histogram()
+    for v in values:
+        h.add(v)
+    got = cumulative(h.counts, OTEL_DURATION_BOUNDS)
+    assert got == [sum(1 for v in values if v <= b) for b in OTEL_DURATION_BOUNDS]
+
+
+def test_memory_is_flat_however_many_values() -> None:
+    h = Histogram()
+    size = sys.getsizeof(h.counts) + sys.getsizeof(h.sums)
+    for i in range(100_000):
+        h.add((i % 977) / 100.0)
+    assert sys.getsizeof(h.counts) + sys.getsizeof(h.sums) == size
+    assert h.count == 100_000 and len(LATENCY_BOUNDS) == 201
+
+
+def test_values_outside_the_bounds_land_in_the_end_buckets() -> None:
+    h = Histogram()
+    for v in (-1.0, 0.0, 1e-9, 10_000.0):
+        h.add(v)
+    assert h.counts[0] == 3 and h.counts[-1] == 1 and h.min == 0.0 and h.max == 10_000.0
+    assert percentile(h.counts, h.sums, h.count, 1.0) == 10_000.0
+
+
+def test_empty_distribution() -> None:
+    d = Distribution()
+    assert (d.count, d.mean, d.p50, d.quantile(0.9)) == (0, None, None, None)
+    assert d.cumulative([0.1, 1.0]) == [0, 0]
+
+
+def _request() -> ChatRequest:
+    return ChatRequest(model="m", messages=[Message.user("hi")])
+
+
+def test_a_model_fed_by_observer_records() -> None:
+    metrics = Metrics()
+    response = ChatResponse(provider="p", model="m", message=Message.assistant("ok"))
+    usage = Usage(input_tokens=10, output_tokens=5, reasoning_tokens=2, cache_read_tokens=4)
+    metrics.observe(CallStarted(call_id=1, provider="p", model="m", stream=False,
+                                base_url="http://127.0.0.1", request=_request(),
+                                started_at=0.0))
+    assert metrics.snapshot().in_flight == {"p": 1}
+    metrics.observe(CallRetried(call_id=1, provider="p", model="m", credential_id="k1",
+                                attempt=1, wait=0.5, error_type="ServerError",
+                                request_id=None))
+    metrics.observe(CallFinished(call_id=1, provider="p", model="m", credential_id="k1",
+                                 stream=False, latency=0.5, time_to_first_token=None,
+                                 attempts=2, usage=usage, cost=0.25, response=response))
+    metrics.observe(CallStarted(call_id=2, provider="p", model="m", stream=False,
+                                base_url="http://127.0.0.1", request=_request(),
+                                started_at=0.0))
+    metrics.observe(CallFailed(call_id=2, provider="p", model="m", credential_id="k2",
+                               stream=False, latency=0.1, attempts=1,
+                               error_type="BadRequestError", error=ValueError("x")))
+    snap = metrics.snapshot()
+    assert snap.in_flight == {"p": 0}
+    k1, k2 = snap.series
+    assert (k1.credential_id, k1.successes, k1.retries, k1.cost) == ("k1", 1, 1, 0.25)
+    assert (k1.input_tokens, k1.output_tokens, k1.reasoning_tokens,
+            k1.cache_read_tokens) == (10, 5, 2, 4)
+    assert (k2.credential_id, k2.failures, k2.errors, k2.cost) == (
+        "k2", 1, {"BadRequestError": 1}, None)
+    assert snap.cost == 0.25 and snap.requests == 2
+    assert json.loads(snap.to_json())["totals"]["errors"] == {"BadRequestError": 1}
+    metrics.reset()
+    assert metrics.snapshot().series == ()
+
+
+def test_unpriced_calls_make_the_cost_unknown() -> None:
+    metrics = Metrics()
+    metrics.started("p")
+    metrics.finished("p", "m", "k", latency=0.1, cost=1.0)
+    metrics.started("p")
+    metrics.finished("p", "m", "k", latency=0.1, cost=None)
+    assert metrics.snapshot().cost is None
