@@ -55,12 +55,13 @@ CASES = [
     ("groq", "llama-3.3-70b-versatile", {}, "response_format"),
     ("cerebras", "llama3.1-8b", {}, "response_format"),
     ("openrouter", "openai/gpt-4o-mini", {}, "response_format"),
+    ("ollama-native", "llama3.2", {}, "format"),
 ]
 
 
 def _url(emu: Emulator, provider: str) -> str:
     compatible = provider in ("groq", "cerebras", "openrouter")
-    return emu.url("openai" if compatible else provider)
+    return emu.url("openai" if compatible else provider.removesuffix("-native"))
 
 
 def _body(emu: Emulator) -> dict[str, Any]:
@@ -135,6 +136,24 @@ def test_json_mode(aipk_emulator: Emulator) -> None:
         reply = client.chat(model="gpt-4o", messages=ASK, response_format="json")
     assert _body(aipk_emulator)["response_format"] == {"type": "json_object"}
     assert reply.parsed == {"answer": "echo"}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_ollama_sends_its_format_field(aipk_emulator: Emulator, stream: bool) -> None:
+    with aipk.Client("ollama-native", base_url=aipk_emulator.url("ollama"),
+                     api_key=KEY) as client:
+        reply = client.chat(model="llama3.2", messages=ASK, response_format="json")
+        assert _body(aipk_emulator)["format"] == "json"
+        assert reply.parsed == {"answer": "echo"}
+        if stream:
+            with client.stream(model="llama3.2", messages=ASK, response_format=Place) as s:
+                assert json.loads("".join(s.text()))["population"] >= 0
+                reply = s.response
+        else:
+            reply = client.chat(model="llama3.2", messages=ASK, response_format=Place)
+    sent = _body(aipk_emulator)["format"]
+    assert sent["type"] == "object" and set(sent["required"]) >= {"name", "population"}
+    assert isinstance(reply.parsed, Place) and reply.parsed.size is Size.SMALL
 
 
 def test_groq_degrades_to_json_mode_with_the_schema_in_a_system_message(
@@ -240,3 +259,4 @@ def test_compatible_services_with_json_schema_send_it(aipk_emulator: Emulator,
     with aipk.Client(provider, base_url=aipk_emulator.url("openai"), api_key=KEY) as client:
         client.chat(model="m", messages=ASK, response_format=Place)
     assert _body(aipk_emulator)["response_format"]["type"] == "json_schema"
+

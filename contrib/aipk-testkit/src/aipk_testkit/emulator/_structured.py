@@ -137,3 +137,13 @@ def gemini_structured(data: Mapping[str, Any]) -> Structured | None:
     if not isinstance(config, Mapping) or config.get("responseMimeType") != "application/json":
         return None
     return Structured(schema=config.get("responseJsonSchema") or config.get("responseSchema"))
+
+
+def ollama_structured(data: Mapping[str, Any]) -> Structured | None:
+    """What an Ollama ``/api/chat`` body's ``format`` asks for: ``"json"`` or a JSON Schema."""
+    fmt = data.get("format")
+    if fmt == "json":
+        return Structured(schema=None)
+    if isinstance(fmt, Mapping):
+        return Structured(schema=fmt)
+    return None
