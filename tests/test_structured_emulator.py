@@ -260,3 +260,17 @@ def test_compatible_services_with_json_schema_send_it(aipk_emulator: Emulator,
         client.chat(model="m", messages=ASK, response_format=Place)
     assert _body(aipk_emulator)["response_format"]["type"] == "json_schema"
 
+
+
+def test_an_answer_breaking_the_schema_is_not_resent_and_does_not_blame_the_key(
+        aipk_emulator: Emulator) -> None:
+    aipk_emulator.enqueue(Reply(text='{"name": "Oslo"}'))
+    keys = ["sk-test-aaaaaaaaaaaaaaaa", "sk-test-bbbbbbbbbbbbbbbb"]
+    with aipk.Client("openai", base_url=aipk_emulator.url("openai"), api_key=keys) as client:
+        with pytest.raises(StructuredOutputError, match="population"):
+            client.chat(model="gpt-4o", messages=ASK, response_format=Place)
+        health = client.credentials.health_all()
+        metrics = client.metrics()
+    assert len(aipk_emulator.requests) == 1  # the model answered: no failover, no retry
+    assert all(h.consecutive_failures == 0 for h in health.values())
+    assert metrics["failovers"] == 0 and metrics["retries"] == 0
