@@ -212,3 +212,26 @@ def test_rate_limit_state_is_written_behind_in_order_and_merged_with_redis(
     stored = other.get("aipk.ratelimit", "k")
     assert stored.requests.remaining == 7 and stored.not_before == 50.0  # merged with Redis's
     writer.close()
+
+
+def test_a_config_file_selects_the_redis_store(redis_server: Any, namespace: str,
+                                               aipk_emulator: Emulator) -> None:
+    from aipk.config import parse_config
+
+    aipk_emulator.set_rate_limit(requests=100, tokens=100_000)
+    config = parse_config(
+        f'state = {{ backend = "redis", url = "{redis_server.url}", namespace = "{namespace}", '
+        f'read_cache = 0 }}\n'
+        f'[providers.openai]\napi_key = "sk-a"\nbase_url = "{aipk_emulator.url("openai")}"\n'
+        f'limits = {{ requests_per_minute = 2 }}\n')
+    store = config.store()
+    assert isinstance(store, RedisStore) and config.store() is store  # one per config
+    one, two = (aipk.Client.from_config("openai", config=config,
+                                        retry=aipk.RetryPolicy(max_retries=0,
+                                                               max_retry_after=1))
+                for _ in range(2))
+    one.chat(model="gpt-4o-mini", messages=[aipk.Message.user("hi")])
+    two.chat(model="gpt-4o-mini", messages=[aipk.Message.user("hi")])
+    with pytest.raises(aipk.RateLimitError):  # the two clients spent the shared 2/minute
+        one.chat(model="gpt-4o-mini", messages=[aipk.Message.user("hi")])
+    assert len(aipk_emulator.requests) == 2
