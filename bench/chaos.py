@@ -229,8 +229,12 @@ async def _run(url: str, args: argparse.Namespace) -> dict[str, Any]:
         started = time.monotonic()
         await asyncio.gather(*(worker() for _ in range(args.concurrency)))
         elapsed = time.monotonic() - started
-        metrics = client.metrics()
-    return {"outcomes": dict(outcomes), "seconds": round(elapsed, 1), "metrics": repr(metrics)}
+        totals = client.metrics().totals
+    if transport is not None:
+        await transport.close()  # a client never closes a transport it was given
+    metrics = {name: getattr(totals, name) for name in
+               ("requests", "successes", "failures", "retries", "failovers")}
+    return {"outcomes": dict(outcomes), "seconds": round(elapsed, 1), "metrics": metrics}
 
 
 def main() -> None:

@@ -206,7 +206,7 @@ strategy = "failovr"
 fast = "groq/llama-3.3-70b-versatile"
 
 [sate]
-backend = "redis"
+backend = "memcached"
 """)
     with pytest.raises(ConfigFileError) as info:
         load_config(path)
@@ -230,7 +230,7 @@ backend = "redis"
                and "pip install aipk-nowhere" in p for p in found)
     assert any(p.startswith("routers.main.strategy: unknown strategy 'failovr'; did you mean "
                             "'failover'?") for p in found)
-    assert any(p.startswith("state.backend: no state backend 'redis' is installed") and
+    assert any(p.startswith("state.backend: no state backend 'memcached' is installed") and
                "aipk.state_backends" in p for p in found)
     assert len(found) == 5
 

@@ -106,6 +106,8 @@ def test_tree_was_parsed() -> None:
     assert TREE["IncompleteStreamError"] == "ResponseError"
     assert TREE["NotFoundError"] == "BadRequestError"
     assert TREE["PermissionDeniedError"] == "AuthenticationError"
+    assert TREE["StructuredOutputError"] == "ResponseError"
+    assert TREE["ToolArgumentsError"] == "ResponseError"
     assert set(TREE) == set(PUBLIC)  # every drawn node is a public error and vice versa
     assert "UTF" not in TREE  # the wrapped description line is not a node
     assert "refreshed" not in TREE

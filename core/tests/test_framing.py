@@ -173,6 +173,13 @@ def test_json_array_brackets_and_escapes_inside_strings_do_not_end_an_element() 
     assert [f.data for f in framer.feed(b'"}]')] == ['{"a": "x}"}']
 
 
+@pytest.mark.parametrize("cut", range(1, 24))
+def test_json_array_bare_number_cut_inside_its_fraction_or_exponent(cut: int) -> None:
+    body = b"[1.0000000000000002e+16, -2.5E-3]"
+    frames = frame_all(JSONArrayFramer(), [body[:cut], body[cut:]])
+    assert [json.loads(f) for f in frames] == [1.0000000000000002e+16, -2.5e-3]
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(json_values, max_size=5), separators, separators,
        st.lists(st.integers(min_value=0, max_value=400), max_size=12))

@@ -41,6 +41,8 @@ from .errors import (
     ServerError,
     StatusError,
     StreamError,
+    StructuredOutputError,
+    ToolArgumentsError,
     TransportError,
     UnknownProviderError,
 )
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
     from ._client import ChatStream, Client, HealthStatus
     from ._decoding import IncompleteStreamError, StreamDecoder
     from ._errormap import error_for_status
+    from ._format import ResponseFormat
     from ._http import HttpRequest, Timeout
     from ._messages import ChatRequest, Image, Message, Role, Tool, ToolCall, ToolChoice
     from ._providers import (
@@ -92,6 +95,8 @@ if TYPE_CHECKING:
     )
     from ._retry import RetryPolicy
     from ._tokens import TokenCount, TokenCountCall
+    from ._toolloop import ToolLoopResult, arun_tools, run_tools
+    from ._tools import as_tool
     from .framing import Framer
     from .router import AsyncRouter, Router, Target
     from .state import MemoryStore, StateStore
@@ -147,6 +152,7 @@ __all__ = [
     "RefusalDelta",
     "RequestTimeout",
     "ResponseError",
+    "ResponseFormat",
     "RetryPolicy",
     "Role",
     "Router",
@@ -158,19 +164,24 @@ __all__ = [
     "StreamDecoder",
     "StreamError",
     "StreamEvent",
+    "StructuredOutputError",
     "Target",
     "TextDelta",
     "Timeout",
     "TokenCount",
     "TokenCountCall",
     "Tool",
+    "ToolArgumentsError",
     "ToolCall",
     "ToolCallDelta",
     "ToolChoice",
+    "ToolLoopResult",
     "TransportError",
     "UnknownProviderError",
     "Usage",
     "UsageEvent",
+    "arun_tools",
+    "as_tool",
     "catalog",
     "config",
     "error_for_status",
@@ -182,6 +193,7 @@ __all__ = [
     "parse_reset",
     "parse_retry_after",
     "registry",
+    "run_tools",
 ]
 
 # Loaded on first use, so that `import aipk` (and listing plugins) stays cheap: the clients
@@ -191,6 +203,7 @@ _LAZY = {
     **dict.fromkeys(("ChatStream", "Client", "HealthStatus"), "._client"),
     **dict.fromkeys(("IncompleteStreamError", "StreamDecoder"), "._decoding"),
     "error_for_status": "._errormap",
+    "ResponseFormat": "._format",
     **dict.fromkeys(("HttpRequest", "Timeout"), "._http"),
     **dict.fromkeys(("ChatRequest", "Image", "Message", "Role", "Tool", "ToolCall", "ToolChoice"),
                     "._messages"),
@@ -202,6 +215,8 @@ _LAZY = {
                      "RefusalDelta", "StreamAccumulator", "StreamEvent", "TextDelta",
                      "ToolCallDelta", "Usage", "UsageEvent"), "._responses"),
     "RetryPolicy": "._retry",
+    **dict.fromkeys(("ToolLoopResult", "arun_tools", "run_tools"), "._toolloop"),
+    "as_tool": "._tools",
     "Framer": ".framing",
     **dict.fromkeys(("TokenCount", "TokenCountCall"), "._tokens"),
     **dict.fromkeys(("AsyncRouter", "Router", "Target"), ".router"),

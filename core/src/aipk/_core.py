@@ -24,6 +24,7 @@ from ._ratelimit import RateLimitState, RateLimitTracker
 from ._responses import ChatResponse, StreamAccumulator, StreamEvent, TextDelta, Usage
 from ._retry import RetryPolicy
 from ._secrets import check_exact, header_problem, redact_error
+from ._structured import with_parsed
 from ._tokens import TokenCount, TokenCountCall, estimate_tokens
 from .errors import (
     ContextWindowExceededError,
@@ -342,8 +343,11 @@ class Engine:
             _fill(response, "rate_limit", rate_limit)
             if cost is not None:
                 _fill(response, "cost", cost)
-            return response
-        return response.with_transport_info(request_id, rate_limit, cost)
+        else:
+            response = response.with_transport_info(request_id, rate_limit, cost)
+        if request.response_format is not None:
+            return with_parsed(response, request.response_format)
+        return response
 
     def cost(self, model: str, usage: Usage | None, answered_by: str | None = None) -> (
             float | None):
@@ -580,5 +584,9 @@ class StreamSession:
         engine = self._engine
         cost = (engine.cost(self._request.model, acc.usage, acc.model)
                 if acc.usage is not None and engine.telemetry.prices else None)
-        return acc.response(provider=engine.provider.name, model=self._request.model,
-                            request_id=self.request_id, rate_limit=self.rate_limit, cost=cost)
+        response = acc.response(provider=engine.provider.name, model=self._request.model,
+                                request_id=self.request_id, rate_limit=self.rate_limit,
+                                cost=cost)
+        if self._request.response_format is not None:
+            return with_parsed(response, self._request.response_format)
+        return response

@@ -13,6 +13,8 @@ from typing import Any, ClassVar, Literal
 
 import attrs
 
+from ._format import ResponseFormat, as_response_format
+from ._tools import Tool, as_tool
 from .errors import InvalidRequestError
 
 __all__ = [
@@ -178,81 +180,6 @@ def _tool_call_from_dict(data: Mapping[str, Any]) -> ToolCall:
     )
 
 
-def _default_parameters() -> dict[str, Any]:
-    return {"type": "object", "properties": {}}
-
-
-@attrs.frozen(kw_only=True)
-class Tool:
-    """A function the model may call. ``parameters`` is a JSON Schema object.
-
-    Attributes:
-        name: The function name the model calls (letters, digits, ``_`` and ``-``, at most 64).
-        description: What the function does, for the model.
-        parameters: A JSON Schema object describing the arguments.
-        strict: Ask the provider to enforce the schema exactly; None leaves its default.
-        cache: Mark the tool definitions up to and including this one for the provider's
-            prompt cache (Anthropic ``cache_control``); ignored by providers that cache on
-            their own.
-    """
-
-    name: str
-    description: str = ""
-    parameters: Mapping[str, Any] = attrs.field(factory=_default_parameters)
-    strict: bool | None = None
-    cache: bool = False
-
-    def __attrs_post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name or not all(
-                c.isascii() and (c.isalnum() or c in "_-") for c in self.name):
-            raise InvalidRequestError(
-                f"tool name {self.name!r} must be non-empty and use only letters, digits, _ and -",
-                field="tools",
-            )
-        if not isinstance(self.parameters, Mapping) or self.parameters.get(
-                "type", "object") != "object":
-            raise InvalidRequestError(
-                f"tool {self.name!r}: parameters must be a JSON Schema with type 'object'",
-                field="tools",
-            )
-
-
-    @classmethod
-    def coerce(cls, value: Tool | Mapping[str, Any]) -> Tool:
-        """A Tool from a Tool or a dict: OpenAI's ``{"type": "function", "function": {"name",
-        "description", "parameters"}}``, or flat ``{"name", "description", "parameters"}``
-        (``input_schema`` is accepted for ``parameters``, as Anthropic names it)."""
-        if isinstance(value, Tool):
-            return value
-        if not isinstance(value, Mapping):
-            raise InvalidRequestError(
-                f"tools must be aipk.Tool objects or dicts, not {type(value).__name__}; e.g. "
-                f"aipk.Tool(name='get_weather', parameters={{...}})", field="tools")
-        spec: Mapping[str, Any] = value
-        if "function" in value or value.get("type") == "function":
-            function = value.get("function")
-            if not isinstance(function, Mapping):
-                raise InvalidRequestError(
-                    "a tool dict with type 'function' needs a 'function' dict: {'type': "
-                    "'function', 'function': {'name': ..., 'description': ..., "
-                    "'parameters': {...}}}", field="tools")
-            spec = function
-        if "name" not in spec:
-            raise InvalidRequestError(
-                f"a tool dict is missing the key 'name' (it has {sorted(map(str, spec))}); "
-                f"give {{'name': ..., 'description': ..., 'parameters': {{...}}}} or "
-                f"aipk.Tool(name=...)", field="tools")
-        parameters = spec.get("parameters", spec.get("input_schema"))
-        if parameters is not None and not isinstance(parameters, Mapping):
-            raise InvalidRequestError(
-                f"tool {spec['name']!r}: 'parameters' must be a JSON Schema dict, not "
-                f"{type(parameters).__name__}", field="tools")
-        description = spec.get("description")
-        return cls(name=spec["name"], description="" if description is None else str(description),
-                   parameters=_default_parameters() if parameters is None else parameters,
-                   strict=spec.get("strict"))
-
-
 @attrs.frozen(kw_only=True)
 class ToolChoice:
     """Whether and which tool the model must call: AUTO, REQUIRED, NONE or :meth:`function`.
@@ -303,17 +230,18 @@ def _messages(value: Iterable[Message | Mapping[str, Any]] | str) -> tuple[Messa
     return messages  # type: ignore[return-value]  # the common case: all Messages already
 
 
-def _tools(value: Iterable[Tool | Mapping[str, Any]] | None) -> tuple[Tool, ...]:
+def _tools(value: Iterable[Any] | None) -> tuple[Tool, ...]:
+    """Tools in any accepted form (see :func:`aipk.as_tool`) as Tool records."""
     if not value:
         return ()
-    if isinstance(value, (Tool, Mapping, str)):
+    if isinstance(value, (Tool, Mapping, str, type)) or callable(value):
         raise InvalidRequestError("tools= takes a list of tools, e.g. tools=[tool]",
                                   field="tools")
     tools = tuple(value)
     for tool in tools:
         if type(tool) is not Tool:
-            return tuple(Tool.coerce(t) for t in tools)
-    return tools  # type: ignore[return-value]  # the common case: all Tools already
+            return tuple(as_tool(t) for t in tools)
+    return tools
 
 
 _NUMBERS = (float, int)
@@ -364,12 +292,16 @@ class ChatRequest:
         max_tokens: Upper bound on the answer's tokens (positive); None leaves the provider's
             default.
         stop: Sequences that end the answer (a single string becomes a one-item tuple).
-        tools: Functions the model may call.
+        tools: Functions the model may call: Tool records, OpenAI-style dicts, record classes
+            or typed Python functions (see :func:`aipk.as_tool`).
         tool_choice: Whether and which tool the model must call ("auto", "required", "none" or
             ToolChoice.function(name)).
         parallel_tool_calls: Allow several tool calls in one answer; None leaves the provider's
             default.
         extra: Provider-specific fields merged into the wire body as they are.
+        response_format: Ask for JSON: "json" (JSON mode), a JSON Schema dict, or an attrs
+            class, dataclass or pydantic model the answer is structured into
+            (``response.parsed``); see :class:`~aipk.ResponseFormat`.
     """
 
     model: str
@@ -382,8 +314,14 @@ class ChatRequest:
     tool_choice: ToolChoice | None = attrs.field(default=None, converter=_tool_choice)
     parallel_tool_calls: bool | None = None
     extra: Mapping[str, Any] = attrs.field(factory=dict)
+    # Any accepted form, made a ResponseFormat in __attrs_post_init__ (no converter: a request
+    # without it pays one comparison, not a call).
+    response_format: ResponseFormat | None = None
 
     def __attrs_post_init__(self) -> None:
+        fmt = self.response_format
+        if fmt is not None and type(fmt) is not ResponseFormat:
+            object.__setattr__(self, "response_format", as_response_format(fmt))
         if not self.model:
             raise InvalidRequestError("model= is required, e.g. model='gpt-4o-mini'", field="model")
         if not self.messages:

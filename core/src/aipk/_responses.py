@@ -133,6 +133,8 @@ class ChatResponse:
             static model table and ``usage``; None when either is unknown.
         more_choices: Choices 1, 2 … when the request asked for several (``n > 1``);
             ``choices`` lists them all, choice 0 first.
+        parsed: For a ``response_format=`` request: the answer decoded from JSON, validated,
+            and structured into the requested class when one was given; None otherwise.
     """
 
     provider: str
@@ -149,6 +151,7 @@ class ChatResponse:
     extra: Mapping[str, Any] = attrs.field(factory=dict)
     cost: float | None = None
     more_choices: tuple[Choice, ...] = ()
+    parsed: Any = None
 
     @property
     def choices(self) -> tuple[Choice, ...]:
@@ -168,6 +171,7 @@ class ChatResponse:
             usage=self.usage, id=self.id, request_id=request_id, refusal=self.refusal,
             reasoning=self.reasoning, rate_limit=rate_limit, extra=self.extra,
             cost=self.cost if self.cost is not None else cost, more_choices=self.more_choices,
+            parsed=self.parsed,
         )
 
     @property

@@ -31,6 +31,10 @@ The hierarchy::
         ├── StreamError                 an error reported in-band, after HTTP 200
         ├── ResponseError               a response aipk cannot decode: malformed JSON, invalid
         │   │                           UTF-8, a stream that ended before its terminator
+        │   ├── StructuredOutputError   the answer is not JSON, or breaks the response_format
+        │   │                           schema; carries text, path and the response
+        │   ├── ToolArgumentsError      a tool call's arguments are not JSON or break the
+        │   │                           tool's schema; carries tool, path and problems
         │   └── IncompleteStreamError   the stream ended before its terminator; ``partial``
         │                               holds the answer received so far
         └── AllTargetsFailedError       aipk.router: every target failed or was unavailable;
@@ -78,6 +82,8 @@ __all__ = [
     "ServerError",
     "StatusError",
     "StreamError",
+    "StructuredOutputError",
+    "ToolArgumentsError",
     "TransportError",
     "UnknownProviderError",
 ]
@@ -432,3 +438,40 @@ class AllTargetsFailedError(ProviderError):
         self.available_at = available_at
         self.retry_after = retry_after
         self.waited = waited
+
+
+class StructuredOutputError(ResponseError):
+    """The answer to a ``response_format=`` request is not JSON or breaks its schema.
+
+    Nothing is lost: ``text`` is the raw answer text, ``path`` the JSON path of the first
+    problem (``$`` for the whole answer), ``problems`` every ``(path, message)`` found, and
+    ``response`` the :class:`~aipk.ChatResponse` as received (with ``parsed`` left None).
+    """
+
+    def __init__(self, message: str, *, provider: str, text: str, path: str = "$",
+                 problems: Sequence[tuple[str, str]] = (), response: Any = None,
+                 request_id: str | None = None) -> None:
+        super().__init__(message, provider=provider, request_id=request_id)
+        self.text = text
+        self.path = path
+        self.problems = tuple(problems)
+        self.response = response
+
+
+class ToolArgumentsError(ResponseError):
+    """A tool call's arguments are not JSON or break the tool's parameter schema.
+
+    ``tool`` names the tool, ``path`` the first offending argument (``$.city``), ``problems``
+    every ``(path, message)`` found and ``arguments`` the raw JSON text the model produced.
+    """
+
+    def __init__(self, message: str, *, tool: str, arguments: str, path: str = "$",
+                 problems: Sequence[tuple[str, str]] = (), provider: str = "") -> None:
+        super().__init__(message, provider=provider)
+        self.tool = tool
+        self.arguments = arguments
+        self.path = path
+        self.problems = tuple(problems)
+
+    def __str__(self) -> str:
+        return super().__str__() if self.provider else self.message

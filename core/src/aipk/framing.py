@@ -143,6 +143,8 @@ _DONE = 5  # after the closing "]": only whitespace
 
 _WHITESPACE = " \t\r\n"
 _CLOSERS = frozenset('}]"')
+#: what may still follow a bare number's digits (its fraction or exponent)
+_NUMBER_CHARS = frozenset("0123456789.eE+-")
 _DECODE = json.JSONDecoder().raw_decode
 #: (frame data, its parsed value) for the element the JSON-array framer framed last
 _last: tuple[str | None, Any] = (None, None)
@@ -234,9 +236,10 @@ class JSONArrayFramer:
                     value, value_end = None, -1
                 except RecursionError:
                     raise FramingError("a JSON array element is nested too deeply") from None
-                if value_end < 0 or (value_end == end and not final
-                                     and buf[start] not in '{["'):
-                    # incomplete (or a bare number that more digits may extend): wait
+                if value_end < 0 or (not final and buf[start] not in '{["'
+                                     and _NUMBER_CHARS.issuperset(buf[value_end:])):
+                    # incomplete, or a bare number that the rest may extend ("1" + "0", or
+                    # "1.5" + "e+16" cut after its "e"): wait
                     self._buf = buf[start:]
                     self._start = 0
                     self._state = _IN

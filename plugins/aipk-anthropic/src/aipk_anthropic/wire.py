@@ -323,6 +323,68 @@ def _tool_choice(provider: Provider, request: ChatRequest) -> dict[str, Any] | N
     return out
 
 
+#: Keywords Anthropic's structured output does not enforce: moved into the description.
+_UNSUPPORTED = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength",
+                "maxLength", "pattern", "minItems", "maxItems")
+#: The tool forced when a model has no native structured output (``structured_output="tool"``).
+FORCED_TOOL = "final_result"
+
+
+def output_schema(schema: Any) -> Any:
+    """``schema`` as Anthropic's ``output_config`` takes it: ``oneOf`` becomes ``anyOf``, every
+    object gets ``additionalProperties: false``, unsupported constraints go into the
+    description (aipk still checks them on the answer)."""
+    if isinstance(schema, list):
+        return [output_schema(item) for item in schema]
+    if not isinstance(schema, Mapping):
+        return schema
+    out: dict[str, Any] = {}
+    notes = []
+    for key, value in schema.items():
+        if key in _UNSUPPORTED:
+            notes.append(f"{key}: {value}")
+        elif key == "oneOf":
+            out["anyOf"] = output_schema(value)
+        elif key in ("properties", "$defs", "definitions") and isinstance(value, Mapping):
+            out[key] = {name: output_schema(sub) for name, sub in value.items()}
+        else:
+            out[key] = output_schema(value)
+    if out.get("type") == "object" and "additionalProperties" not in out:
+        out["additionalProperties"] = False
+    if notes:
+        described = str(out.get("description", ""))
+        out["description"] = (described + " " if described else "") + f"({', '.join(notes)})"
+    return out
+
+
+def add_response_format(provider: Provider, fmt: aipk.ResponseFormat,
+                        body: dict[str, Any]) -> None:
+    """Ask for JSON in ``body``: ``output_config.format`` json_schema (the default), or a
+    forced ``final_result`` tool (option ``structured_output="tool"``, for models without
+    structured output); plain JSON mode is a system instruction."""
+    if fmt.schema is None:
+        _add_system(body, "Answer with one JSON object only: no prose, no code fences.")
+        return
+    if provider.options.get("structured_output", "output_config") == "tool":
+        tool = {"name": FORCED_TOOL, "description": "Give the final answer.",
+                "input_schema": dict(fmt.schema)}
+        body["tools"] = [*body.get("tools", ()), tool]
+        body["tool_choice"] = {"type": "tool", "name": FORCED_TOOL}
+        return
+    body["output_config"] = {**body.get("output_config", {}), "format": {
+        "type": "json_schema", "schema": output_schema(fmt.schema)}}
+
+
+def _add_system(body: dict[str, Any], text: str) -> None:
+    system = body.get("system")
+    if system is None:
+        body["system"] = text
+    elif isinstance(system, str):
+        body["system"] = f"{system}\n\n{text}"
+    else:
+        body["system"] = [*system, {"type": "text", "text": text}]
+
+
 def _default_max_tokens(provider: Provider) -> int:
     value = provider.options.get("default_max_tokens")
     if value is None:
@@ -360,6 +422,8 @@ def build_messages_body(provider: Provider, request: ChatRequest, stream: bool) 
     choice = _tool_choice(provider, request)
     if choice is not None:
         body["tool_choice"] = choice
+    if request.response_format is not None:
+        add_response_format(provider, request.response_format, body)
     if stream:
         body["stream"] = True
     if request.extra:

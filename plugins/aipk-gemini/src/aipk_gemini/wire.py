@@ -300,6 +300,8 @@ def build_chat_body(provider: Provider, request: ChatRequest) -> dict[str, Any]:
         config["maxOutputTokens"] = request.max_tokens
     if request.stop is not None:
         config["stopSequences"] = list(request.stop)
+    if request.response_format is not None:
+        add_response_format(provider, request.response_format, config)
     if config:
         body["generationConfig"] = config
     if request.tools:
@@ -310,6 +312,22 @@ def build_chat_body(provider: Provider, request: ChatRequest) -> dict[str, Any]:
     if request.extra:
         _merge(body, request.extra)
     return body
+
+
+def add_response_format(provider: Provider, fmt: aipk.ResponseFormat,
+                        config: dict[str, Any]) -> None:
+    """Ask for JSON in ``generationConfig``: ``responseMimeType`` plus ``responseJsonSchema``
+    (the default), or the OpenAPI-subset ``responseSchema`` for older models (option
+    ``structured_output="response_schema"``); no schema is JSON mode."""
+    config["responseMimeType"] = "application/json"
+    if fmt.schema is None:
+        return
+    if provider.options.get("structured_output") == "response_schema":
+        converted = to_gemini_schema(fmt.name, fmt.schema)
+        if converted is not None:
+            config["responseSchema"] = converted
+        return
+    config["responseJsonSchema"] = dict(fmt.schema)
 
 
 def stream_framing(provider: Provider) -> str:

@@ -6,8 +6,9 @@ Pure functions (request bodies, response parsing, error mapping) and the NDJSON 
   for ``max_tokens``, ``stop``); ``stream`` is always sent, because Ollama streams unless told
   ``false``; images are base64 strings (``Image(data=...)``; an image URL is refused);
   tool-call arguments are JSON objects, not strings. ``request.extra`` is merged in last, and
-  its ``options`` one level deep: ``extra={"format": "json"}`` or a JSON schema asks for
-  structured output, ``extra={"think": True}`` for thinking, ``extra={"keep_alive": "5m"}``.
+  its ``options`` one level deep: ``extra={"think": True}`` for thinking,
+  ``extra={"keep_alive": "5m"}``. ``response_format=`` becomes ``format``: ``"json"`` for JSON
+  mode, the JSON Schema itself otherwise (Ollama constrains the answer to it).
 * Responses: ``message.content``, ``message.thinking`` (the reasoning), ``message.tool_calls``
   (whole calls; Ollama may give no id, then ``call_<n>``), ``done_reason`` (``stop`` or
   ``length``; ``stop`` with tool calls is TOOL_CALLS), ``prompt_eval_count`` and
@@ -124,6 +125,9 @@ def build_chat_body(provider: Provider, request: ChatRequest, stream: bool) -> d
     if request.tools and (choice is None or choice.mode != "none"):
         body["tools"] = [{"type": "function", "function": _function(tool)}
                          for tool in request.tools]
+    fmt = request.response_format
+    if fmt is not None:
+        body["format"] = "json" if fmt.schema is None else dict(fmt.schema)
     if request.extra:
         for key, value in request.extra.items():
             if key == "options" and isinstance(value, Mapping):

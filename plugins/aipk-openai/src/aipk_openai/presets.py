@@ -18,6 +18,8 @@ GROQ = ProviderSpec(
     name="groq", protocol="openai", display_name="Groq",
     default_base_url="https://api.groq.com/openai/v1", env_vars=("GROQ_API_KEY",),
     default_model="llama-3.3-70b-versatile",
+    # json_schema only on some Groq models: JSON mode plus validation works on all of them.
+    options={"structured_output": "json_object"},
 )
 LMSTUDIO = ProviderSpec(
     name="lmstudio", protocol="openai", display_name="LM Studio",

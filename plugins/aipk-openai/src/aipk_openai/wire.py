@@ -129,6 +129,8 @@ def build_chat_body(provider: Provider, request: ChatRequest, stream: bool) -> d
         body["tool_choice"] = _tool_choice(request.tool_choice)
     if request.parallel_tool_calls is not None:
         body["parallel_tool_calls"] = request.parallel_tool_calls
+    if request.response_format is not None:
+        add_response_format(provider, request.response_format, body)
     if stream:
         body["stream"] = True
         if provider.options.get("stream_usage", True):
@@ -136,6 +138,42 @@ def build_chat_body(provider: Provider, request: ChatRequest, stream: bool) -> d
     if request.extra:
         body.update(request.extra)
     return body
+
+
+def add_response_format(provider: Provider, fmt: aipk.ResponseFormat,
+                        body: dict[str, Any]) -> None:
+    """Ask for JSON in ``body``: ``response_format`` ``json_schema`` (strict when the schema
+    allows it) where the provider has it (option ``structured_output``, default
+    ``"json_schema"``), else ``json_object`` plus a system message giving the schema."""
+    if fmt.schema is None:
+        body["response_format"] = {"type": "json_object"}
+        return
+    if provider.options.get("structured_output", "json_schema") != "json_schema":
+        body["response_format"] = {"type": "json_object"}
+        body["messages"] = [{"role": "system", "content": schema_instruction(fmt)},
+                            *body["messages"]]
+        return
+    schema: Mapping[str, Any] = fmt.schema
+    strict = fmt.strict
+    if strict is not False:
+        strict_form, strict_ok = fmt.strict_schema()
+        if strict_ok:
+            schema, strict = strict_form, True
+        elif strict:
+            raise InvalidRequestError(
+                f"response_format {fmt.name!r} cannot be strict: it has a free-form object "
+                f"(a dict field); pass strict=False in the ResponseFormat or use a record type",
+                provider=provider.name, field="response_format")
+        else:
+            strict = False
+    body["response_format"] = {"type": "json_schema", "json_schema": {
+        "name": fmt.name, "schema": dict(schema), "strict": strict}}
+
+
+def schema_instruction(fmt: aipk.ResponseFormat) -> str:
+    """The system instruction that asks for JSON following ``fmt``'s schema (JSON mode)."""
+    return ("Answer with one JSON object only, no prose, following this JSON Schema: "
+            + json.dumps(fmt.schema, separators=(",", ":")))
 
 
 def _function(tool: aipk.Tool) -> dict[str, Any]:

@@ -73,7 +73,8 @@ QWEN = ProviderSpec(
     capabilities=Capabilities(streaming=True, tools=True, vision=False, json_mode=True),
     default_model="qwen3-coder-plus",
     options={"requests_per_minute": DEFAULT_REQUESTS_PER_MINUTE,
-             "requests_per_day": DEFAULT_REQUESTS_PER_DAY},
+             "requests_per_day": DEFAULT_REQUESTS_PER_DAY,
+             "structured_output": "json_object"},
     models=_coders("qwen"),
 )
 

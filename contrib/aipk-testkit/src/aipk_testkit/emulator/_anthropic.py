@@ -34,6 +34,7 @@ from ._protocol import (
     register,
 )
 from ._ratelimit import RateLimitSnapshot
+from ._structured import anthropic_structured
 from ._types import RecordedRequest, Reply
 
 _JSON_HEADERS = [("content-type", "application/json")]
@@ -185,7 +186,8 @@ class AnthropicHandler(ProtocolHandler):
             if role == "user" and text:
                 user_text = text
         return ChatCall(model=model, stream=data.get("stream") is True, user_text=user_text,
-                        prompt_tokens=max(1, chars // 4 + 3 * len(messages)))
+                        prompt_tokens=max(1, chars // 4 + 3 * len(messages)),
+                        structured=anthropic_structured(data))
 
     def answer(self, endpoint: str, path: str, request: RecordedRequest) -> Rendered:
         if endpoint == "count_tokens":

@@ -19,6 +19,7 @@ from typing import Any
 from ._http import LAST_CHUNK, Connection, frame_chunk, header_lines, status_line
 from ._protocol import ChatCall, ProtocolHandler, Rendered, RequestError
 from ._ratelimit import RateLimiter
+from ._structured import Structured, structured_reply
 from ._types import Fault, RecordedRequest, Reply
 
 _CACHE_LIMIT = 256
@@ -208,6 +209,8 @@ class App:
     def _default(self, handler: ProtocolHandler, call: ChatCall) -> Encoded:
         sticky = self.state.sticky
         if sticky is None:
+            if isinstance(call.structured, Structured):
+                return self._reply(handler, call, structured_reply(call.structured))
             return self._reply(handler, call, Reply(text="echo: " + call.user_text))
         reply, cache = sticky
         key = (handler.name, call.model, call.stream, call.options,

@@ -47,6 +47,7 @@ from ._protocol import (
     register,
 )
 from ._ratelimit import RateLimitSnapshot
+from ._structured import gemini_structured
 from ._types import RecordedRequest, Reply
 
 _VARY = ("vary", "Origin, X-Origin, Referer")
@@ -224,7 +225,8 @@ class GeminiHandler(ProtocolHandler):
         return ChatCall(model=model, stream=sse, user_text=user_text,
                         prompt_tokens=max(1, chars // 4 + 2 * len(contents)),
                         options=(cloud is not None, streaming and not sse,
-                                 count if type(count) is int and 1 <= count <= 8 else 1))
+                                 count if type(count) is int and 1 <= count <= 8 else 1),
+                        structured=gemini_structured(data))
 
     def answer(self, endpoint: str, path: str, request: RecordedRequest) -> Rendered:
         if endpoint == "count_tokens":

@@ -13,7 +13,8 @@ Endpoints below the mount:
 Auth: ``authorization: Bearer`` (Ollama Cloud; a local server needs none). Errors are
 ``{"error": "message"}`` with the status; an in-band error is an ``{"error": ...}`` line. Reply
 mapping: finish ``stop``/``tool_calls`` → ``stop``, ``length`` → ``length``, anything else
-passes through; a ``refusal`` is sent as text (Ollama has no refusal field).
+passes through; a ``refusal`` is sent as text (Ollama has no refusal field). An unscripted
+request with ``format`` (``"json"`` or a JSON Schema) is answered with JSON following it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 from ._protocol import ChatCall, ProtocolHandler, Rendered, RequestError, register
 from ._ratelimit import RateLimitSnapshot
+from ._structured import ollama_structured
 from ._types import RecordedRequest, Reply
 
 _JSON_HEADERS = [("content-type", "application/json; charset=utf-8")]
@@ -90,7 +92,8 @@ class OllamaHandler(ProtocolHandler):
                 user_text = text
         stream = data.get("stream", True) is not False
         return ChatCall(model=model, stream=stream, user_text=user_text,
-                        prompt_tokens=max(1, chars // 4 + 4 * len(messages)))
+                        prompt_tokens=max(1, chars // 4 + 4 * len(messages)),
+                        structured=ollama_structured(data))
 
     def answer(self, endpoint: str, path: str, request: RecordedRequest) -> Rendered:
         models = [{"name": m, "model": m, "modified_at": "2025-06-28T01:12:36.619720716-04:00",

@@ -23,6 +23,7 @@ from typing import Any
 
 from ._protocol import ChatCall, ProtocolHandler, Rendered, RequestError, register
 from ._ratelimit import RateLimitSnapshot
+from ._structured import openai_structured
 from ._types import RecordedRequest, Reply
 
 _FINGERPRINT = "fp_" + secrets.token_hex(5)
@@ -161,7 +162,8 @@ class OpenAIHandler(ProtocolHandler):
                         prompt_tokens=max(1, chars // 4 + 3 * len(messages)),
                         options=(opts.get("include_usage") is True,
                                  opts.get("include_obfuscation") is not False,
-                                 _choices(data.get("n"))))
+                                 _choices(data.get("n"))),
+                        structured=openai_structured(data))
 
     def answer(self, endpoint: str, path: str, request: RecordedRequest) -> Rendered:
         entries = [{"id": m, "object": "model", "created": 1686935002, "owned_by": "system"}

@@ -57,6 +57,7 @@ class ChatCall:
 
     ``options`` holds protocol rendering switches (e.g. OpenAI's ``include_usage``); together
     with the model, stream flag and prompt size it keys the cache of precomputed responses.
+    ``structured`` makes an unscripted request answer with JSON following its schema.
     """
 
     model: str
@@ -64,6 +65,8 @@ class ChatCall:
     user_text: str
     prompt_tokens: int
     options: tuple[object, ...] = ()
+    #: what the request asked for as structured output (a ``_structured.Structured``), if any
+    structured: object = None
 
 
 def emulated_token_count(text: str, messages: int, tools_json: str = "") -> int:
