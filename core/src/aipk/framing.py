@@ -27,7 +27,7 @@ import json
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
-from .sse import ServerSentEvent, SSEDecoder
+from .sse import ServerSentEvent, SSEDecoder, complete_lines
 
 __all__ = [
     "FRAMINGS",
@@ -95,19 +95,8 @@ class NDJSONFramer:
                 return [_new(ServerSentEvent, (chunk[:-1].decode("utf-8"), None, None, None))]
             except UnicodeDecodeError:
                 pass  # the general path says where
-        if b"\n" not in chunk:
-            if chunk:
-                self._partial.append(chunk)
-            return []
-        if self._partial:
-            self._partial.append(chunk)
-            chunk = b"".join(self._partial)
-            self._partial = []
-        lines = chunk.split(b"\n")
-        rest = lines.pop()
-        if rest:
-            self._partial.append(rest)
-        return self._frames(lines)
+        lines = complete_lines(self._partial, chunk)
+        return self._frames(lines) if lines else []
 
     def close(self) -> list[ServerSentEvent]:
         if not self._partial:

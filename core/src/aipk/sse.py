@@ -42,6 +42,25 @@ class ServerSentEvent(NamedTuple):
 _event = tuple.__new__
 
 
+
+def complete_lines(pending: list[bytes], chunk: bytes) -> list[bytes]:
+    """The whole lines ``chunk`` completes, given the bytes of an unfinished line in
+    ``pending`` (LF-separated, each without its LF); what follows the last LF stays in
+    ``pending``. The line buffering every line-based framer shares."""
+    if b"\n" not in chunk:
+        if chunk:
+            pending.append(chunk)
+        return []
+    if pending:
+        pending.append(chunk)
+        chunk = b"".join(pending)
+        pending.clear()
+    lines = chunk.split(b"\n")
+    rest = lines.pop()
+    if rest:
+        pending.append(rest)
+    return lines
+
 def _decode(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
@@ -102,19 +121,8 @@ class SSEDecoder:
             if chunk[-1] == 13:
                 self._skip_lf = True
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        if b"\n" not in chunk:
-            if chunk:
-                self._partial.append(chunk)
-            return []
-        if self._partial:
-            self._partial.append(chunk)
-            chunk = b"".join(self._partial)
-            self._partial = []
-        lines = chunk.split(b"\n")
-        rest = lines.pop()
-        if rest:
-            self._partial.append(rest)
-        return self._process(lines)
+        lines = complete_lines(self._partial, chunk)
+        return self._process(lines) if lines else []
 
     def flush(self) -> list[ServerSentEvent]:
         """End of stream: finish a trailing line and dispatch a pending event, if any."""
