@@ -13,7 +13,7 @@ import pytest
 import aipk
 from aipk.config import ConfigWarning, check_config, default_paths, load_config, user_config_dir
 from aipk.errors import ConfigFileError, ConfigurationError
-from aipk.router import _config_kwargs
+from aipk.router._config import _config_kwargs
 
 
 def write(tmp_path: Path, text: str, name: str = "aipk.toml") -> Path:

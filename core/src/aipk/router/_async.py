@@ -1,0 +1,204 @@
+"""The asynchronous router and its routed stream."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, cast
+
+from aipk._messages import ChatRequest
+from aipk._responses import ChatResponse, StreamEvent, TextDelta
+from aipk._retry import RetryPolicy
+from aipk.errors import ConfigurationError, ProviderError
+
+from ._base import _closed_early, _RouterBase
+from ._core import _TargetState
+from ._run import _Run
+from ._target import RouteInfo, Target, route_of
+
+if TYPE_CHECKING:
+    from aipk._async_client import AsyncChatStream, AsyncClient
+
+
+class AsyncRouter(_RouterBase):
+    """The async twin of :class:`Router` (same settings): ``await router.chat(...)``,
+    ``async for event in router.stream(...)``. Targets need :class:`~aipk.AsyncClient`
+    clients, or none (created on first use). Waits for ``max_wait`` use ``sleep``, an async
+    callable (default :func:`asyncio.sleep`): they never block the event loop and cancelling
+    the call cancels the wait."""
+
+    _asynchronous = True
+    _sleep: Callable[[float], Awaitable[object]]
+
+    def _init_sleep(self, sleep: Callable[[float], Any] | None) -> None:
+        self._sleep = sleep if sleep is not None else asyncio.sleep
+
+    def _check_clients(self) -> None:
+        from aipk._client import Client
+
+        for s in self._core.states:
+            if isinstance(s.client, Client):
+                raise ConfigurationError(
+                    f"target {s.name!r} has a synchronous Client; use aipk.router.Router, or give "
+                    f"it an aipk.AsyncClient")
+
+    async def __aenter__(self) -> AsyncRouter:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the clients the router created (not the ones you passed in)."""
+        for s in self._core.states:
+            if s.owned and s.client is not None:
+                client = cast("AsyncClient", s.client)
+                s.client = None
+                s.owned = False
+                await client.close()
+
+    async def _client(self, state: _TargetState) -> AsyncClient:
+        def make(target: Target) -> AsyncClient:
+            from aipk._async_client import AsyncClient
+
+            return AsyncClient(target.provider, api_key=target.api_key,
+                               base_url=target.base_url, **self._core.client_kwargs())
+
+        client, surplus = self._core.install_client(state, make)
+        if surplus is not None:
+            await cast("AsyncClient", surplus).close()
+        return cast("AsyncClient", client)
+
+    async def chat(self, request: ChatRequest | None = None, /, *,
+                   retry: RetryPolicy | None = None, max_wait: float | None = None,
+                   **fields: Any) -> ChatResponse:
+        """Send the request to the first target that answers (see :meth:`Router.chat`)."""
+        core = self._core
+        req = core.request(request, fields)
+        policy = core.policy(retry)
+        run = _Run(core, req, core.wait_budget(max_wait))
+        try:
+            while (attempt := run.step()) is not None:
+                if isinstance(attempt, float):
+                    await self._sleep(attempt)
+                    continue
+                state, sent = attempt
+                try:
+                    client = await self._client(state)
+                    run.started = core.clock()
+                    response = await client.chat(sent, retry=policy)
+                except ProviderError as exc:
+                    if run.failed(exc):
+                        continue
+                    raise
+                return run.succeeded(response)
+        except ProviderError:
+            raise
+        except BaseException as exc:
+            run.aborted(exc)
+            raise
+        raise run.exhausted()
+
+    def stream(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
+               max_wait: float | None = None, **fields: Any) -> AsyncRoutedStream:
+        """Stream from the first target that starts answering (see :meth:`Router.stream`)."""
+        core = self._core
+        return AsyncRoutedStream(self, core.request(request, fields), core.policy(retry),
+                                 core.wait_budget(max_wait))
+
+
+class AsyncRoutedStream:
+    """The async twin of :class:`RoutedStream`: ``async for`` over it, then
+    ``await stream.get_response()``."""
+
+    def __init__(self, router: AsyncRouter, request: ChatRequest,
+                 retry: RetryPolicy | None, max_wait: float = 0.0) -> None:
+        self._router = router
+        self.request = request
+        self._retry = retry
+        self._max_wait = max_wait
+        self._iterator: AsyncIterator[StreamEvent] | None = None
+        self._response: ChatResponse | None = None
+
+    async def __aenter__(self) -> AsyncRoutedStream:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        if self._iterator is None:
+            self._iterator = self._events()
+        return self._iterator
+
+    async def _events(self) -> AsyncIterator[StreamEvent]:
+        router = self._router
+        run = _Run(router._core, self.request, self._max_wait)
+        try:
+            while (attempt := run.step()) is not None:
+                if isinstance(attempt, float):
+                    await router._sleep(attempt)
+                    continue
+                state, sent = attempt
+                stream: AsyncChatStream | None = None
+                try:
+                    client = await router._client(state)
+                    run.started = run.core.clock()
+                    stream = client.stream(sent, retry=self._retry)
+                    events = stream.__aiter__()
+                    first = await events.__anext__()
+                except StopAsyncIteration:
+                    assert stream is not None
+                    self._response = run.succeeded(await stream.get_response())
+                    return
+                except ProviderError as exc:
+                    if stream is not None:
+                        await stream.close()
+                    if run.failed(exc):
+                        continue
+                    raise
+                try:
+                    yield first
+                    async for event in events:
+                        yield event
+                except ProviderError as exc:
+                    run.failed(exc, committed=True)
+                    raise
+                finally:
+                    await stream.close()
+                self._response = run.succeeded(await stream.get_response())
+                return
+        except ProviderError:
+            raise
+        except BaseException as exc:
+            run.aborted(exc)
+            raise
+        raise run.exhausted()
+
+    async def text(self) -> AsyncIterator[str]:
+        """Only the answer's text fragments."""
+        async for event in self:
+            if type(event) is TextDelta:
+                yield event.text
+
+    @property
+    def route(self) -> RouteInfo | None:
+        """Who served the stream (None until it finished)."""
+        return None if self._response is None else route_of(self._response)
+
+    async def get_response(self) -> ChatResponse:
+        """The aggregated response; reads the rest of the stream first if needed."""
+        if self._response is None:
+            async for _ in self:
+                pass
+        if self._response is None:
+            raise _closed_early()
+        return self._response
+
+    async def close(self) -> None:
+        """Stop reading and release the connection."""
+        if self._iterator is not None:
+            await self._iterator.aclose()  # type: ignore[attr-defined]

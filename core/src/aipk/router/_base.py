@@ -1,0 +1,122 @@
+"""What the sync and async routers share: construction, configuration, and the calls that do
+no I/O."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from aipk._breaker import BreakerPolicy, CircuitBreaker, CooldownPolicy
+from aipk._retry import RetryPolicy
+from aipk.errors import AipkError, ConfigurationError
+from aipk.state import StateStore
+
+from ._config import _config_kwargs
+from ._core import _Core
+from ._policy import DEFAULT_BREAKER, DEFAULT_COOLDOWN, TARGET_RETRY
+from ._strategies import Strategy
+from ._target import Target
+
+if TYPE_CHECKING:
+    from aipk.registry import Registry
+
+
+def _closed_early() -> AipkError:
+    return AipkError("the stream was closed before it finished, so there is no response; "
+                     "read it to the end before asking for the response")
+
+
+_RouterT = TypeVar("_RouterT", bound="_RouterBase")
+
+
+class _RouterBase:
+    #: True for the async router: its config-built clients are AsyncClients.
+    _asynchronous: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        targets: Sequence[Target],
+        *,
+        strategy: Strategy = "failover",
+        cooldown: CooldownPolicy | None = DEFAULT_COOLDOWN,
+        breaker: BreakerPolicy | None = DEFAULT_BREAKER,
+        fallback_on_context_window: Mapping[str, str] | bool = False,
+        store: StateStore | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        retry: RetryPolicy | None = TARGET_RETRY,
+        registry: Registry | None = None,
+        client_options: Mapping[str, Any] | None = None,
+        latency_window: int = 1024,
+        max_wait: float = 0.0,
+        sleep: Callable[[float], Any] | None = None,
+    ) -> None:
+        self._core = _Core(targets, strategy=strategy, cooldown=cooldown, breaker=breaker,
+                           fallback=fallback_on_context_window, store=store, clock=clock,
+                           retry=retry, registry=registry, client_options=client_options,
+                           latency_window=latency_window, max_wait=max_wait)
+        self._init_sleep(sleep)
+        self._check_clients()
+
+    @classmethod
+    def from_config(cls: type[_RouterT], name: str, *, config: Any = None,
+                    **overrides: Any) -> _RouterT:
+        """A router for the entry ``[routers.NAME]`` of a config file (``config``: a path, a
+        loaded :class:`aipk.config.Config`, or None to find the file); its targets' clients
+        are built from the config's provider entries. Keyword arguments override the file."""
+        from aipk.config import resolve
+
+        loaded = resolve(config, overrides.get("registry"))
+        kwargs = _config_kwargs(loaded, name, asynchronous=cls._asynchronous,
+                                overrides=overrides)
+        router = cls(kwargs.pop("targets"), **kwargs)
+        for state in router._core.states:  # the clients built here close with the router
+            if state.client is not None:
+                state.owned = True
+        return router
+
+    def _init_sleep(self, sleep: Callable[[float], Any] | None) -> None:
+        raise NotImplementedError
+
+    def _check_clients(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        return tuple(s.target for s in self._core.states)
+
+    @property
+    def store(self) -> StateStore:
+        """Where cooldowns and breaker states live."""
+        return self._core.store
+
+    @property
+    def breaker(self) -> CircuitBreaker | None:
+        return self._core.breaker
+
+    @property
+    def max_wait(self) -> float:
+        """Seconds a call may sleep, in all, for a target to become available (0: never)."""
+        return self._core.max_wait
+
+    def cool_down(self, name: str, seconds: float) -> None:
+        """Skip the target ``name`` for ``seconds`` from now (a health checker does this with
+        an unhealthy target, so user calls skip it before one fails there)."""
+        for state in self._core.states:
+            if state.name == name:
+                self._core.set_cooldown(state, seconds, self._core.clock())
+                return
+        names = ", ".join(s.name for s in self._core.states)
+        raise ConfigurationError(f"the router has no target named {name!r}; its targets are: "
+                                 f"{names}")
+
+    def metrics(self) -> dict[str, Any]:
+        """Router totals (``requests``, ``successes``, ``errors``, ``cancelled``, and the
+        ``waits`` taken for ``max_wait`` with the seconds ``waited``) and, under ``targets``,
+        each target's counters, tokens, latency percentiles (p50/p95/p99 of its recent
+        successes), breaker mode and remaining cooldown."""
+        return self._core.metrics()
+
+    def __repr__(self) -> str:
+        names = ", ".join(s.name for s in self._core.states)
+        return f"<{type(self).__name__} strategy={self._core.strategy!r} targets=[{names}]>"
