@@ -12,10 +12,10 @@ from aipk._responses import ChatResponse, StreamEvent, TextDelta
 from aipk._retry import RetryPolicy
 from aipk.errors import ConfigurationError, ProviderError
 
-from ._base import _closed_early, _RouterBase
+from ._base import _RoutedStreamBase, _RouterBase
 from ._core import _TargetState
 from ._run import _Run
-from ._target import RouteInfo, Target, route_of
+from ._target import Target
 
 if TYPE_CHECKING:
     from aipk._async_client import AsyncChatStream, AsyncClient
@@ -52,12 +52,8 @@ class AsyncRouter(_RouterBase):
 
     async def close(self) -> None:
         """Close the clients the router created (not the ones you passed in)."""
-        for s in self._core.states:
-            if s.owned and s.client is not None:
-                client = cast("AsyncClient", s.client)
-                s.client = None
-                s.owned = False
-                await client.close()
+        for client in self._core.release_owned():
+            await cast("AsyncClient", client).close()
 
     async def _client(self, state: _TargetState) -> AsyncClient:
         def make(target: Target) -> AsyncClient:
@@ -76,10 +72,8 @@ class AsyncRouter(_RouterBase):
                    **fields: Any) -> ChatResponse:
         """Send the request to the first target that answers (see :meth:`Router.chat`)."""
         core = self._core
-        req = core.request(request, fields)
-        policy = core.policy(retry)
-        run = _Run(core, req, core.wait_budget(max_wait))
-        try:
+        call = core.call(request, fields, retry, max_wait)
+        with _Run(core, call) as run:
             while (attempt := run.step()) is not None:
                 if isinstance(attempt, float):
                     await self._sleep(attempt)
@@ -88,39 +82,25 @@ class AsyncRouter(_RouterBase):
                 try:
                     client = await self._client(state)
                     run.started = core.clock()
-                    response = await client.chat(sent, retry=policy)
+                    response = await client.chat(sent, retry=call.retry)
                 except ProviderError as exc:
                     if run.failed(exc):
                         continue
                     raise
                 return run.succeeded(response)
-        except ProviderError:
-            raise
-        except BaseException as exc:
-            run.aborted(exc)
-            raise
         raise run.exhausted()
 
     def stream(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
                max_wait: float | None = None, **fields: Any) -> AsyncRoutedStream:
         """Stream from the first target that starts answering (see :meth:`Router.stream`)."""
-        core = self._core
-        return AsyncRoutedStream(self, core.request(request, fields), core.policy(retry),
-                                 core.wait_budget(max_wait))
+        return AsyncRoutedStream(self, self._core.call(request, fields, retry, max_wait))
 
 
-class AsyncRoutedStream:
+class AsyncRoutedStream(_RoutedStreamBase[AsyncRouter]):
     """The async twin of :class:`RoutedStream`: ``async for`` over it, then
     ``await stream.get_response()``."""
 
-    def __init__(self, router: AsyncRouter, request: ChatRequest,
-                 retry: RetryPolicy | None, max_wait: float = 0.0) -> None:
-        self._router = router
-        self.request = request
-        self._retry = retry
-        self._max_wait = max_wait
-        self._iterator: AsyncIterator[StreamEvent] | None = None
-        self._response: ChatResponse | None = None
+    _iterator: AsyncIterator[StreamEvent] | None = None
 
     async def __aenter__(self) -> AsyncRoutedStream:
         return self
@@ -136,8 +116,7 @@ class AsyncRoutedStream:
 
     async def _events(self) -> AsyncIterator[StreamEvent]:
         router = self._router
-        run = _Run(router._core, self.request, self._max_wait)
-        try:
+        with _Run(router._core, self._call) as run:
             while (attempt := run.step()) is not None:
                 if isinstance(attempt, float):
                     await router._sleep(attempt)
@@ -147,7 +126,7 @@ class AsyncRoutedStream:
                 try:
                     client = await router._client(state)
                     run.started = run.core.clock()
-                    stream = client.stream(sent, retry=self._retry)
+                    stream = client.stream(sent, retry=self._call.retry)
                     events = stream.__aiter__()
                     first = await events.__anext__()
                 except StopAsyncIteration:
@@ -171,11 +150,6 @@ class AsyncRoutedStream:
                     await stream.close()
                 self._response = run.succeeded(await stream.get_response())
                 return
-        except ProviderError:
-            raise
-        except BaseException as exc:
-            run.aborted(exc)
-            raise
         raise run.exhausted()
 
     async def text(self) -> AsyncIterator[str]:
@@ -184,19 +158,12 @@ class AsyncRoutedStream:
             if type(event) is TextDelta:
                 yield event.text
 
-    @property
-    def route(self) -> RouteInfo | None:
-        """Who served the stream (None until it finished)."""
-        return None if self._response is None else route_of(self._response)
-
     async def get_response(self) -> ChatResponse:
         """The aggregated response; reads the rest of the stream first if needed."""
         if self._response is None:
             async for _ in self:
                 pass
-        if self._response is None:
-            raise _closed_early()
-        return self._response
+        return self._finished()
 
     async def close(self) -> None:
         """Stop reading and release the connection."""

@@ -5,26 +5,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from aipk._breaker import BreakerPolicy, CircuitBreaker, CooldownPolicy
+from aipk._responses import ChatResponse
 from aipk._retry import RetryPolicy
 from aipk.errors import AipkError, ConfigurationError
 from aipk.state import StateStore
 
 from ._config import _config_kwargs
-from ._core import _Core
+from ._core import _Call, _Core
 from ._policy import DEFAULT_BREAKER, DEFAULT_COOLDOWN, TARGET_RETRY
 from ._strategies import Strategy
-from ._target import Target
+from ._target import RouteInfo, Target, route_of
 
 if TYPE_CHECKING:
     from aipk.registry import Registry
-
-
-def _closed_early() -> AipkError:
-    return AipkError("the stream was closed before it finished, so there is no response; "
-                     "read it to the end before asking for the response")
 
 
 _RouterT = TypeVar("_RouterT", bound="_RouterBase")
@@ -120,3 +116,27 @@ class _RouterBase:
     def __repr__(self) -> str:
         names = ", ".join(s.name for s in self._core.states)
         return f"<{type(self).__name__} strategy={self._core.strategy!r} targets=[{names}]>"
+
+
+_Router = TypeVar("_Router", bound=_RouterBase)
+
+
+class _RoutedStreamBase(Generic[_Router]):
+    """What the sync and async routed streams share: the call, and its outcome."""
+
+    def __init__(self, router: _Router, call: _Call) -> None:
+        self._router = router
+        self._call = call
+        self.request = call.request
+        self._response: ChatResponse | None = None
+
+    @property
+    def route(self) -> RouteInfo | None:
+        """Who served the stream (None until it finished)."""
+        return None if self._response is None else route_of(self._response)
+
+    def _finished(self) -> ChatResponse:
+        if self._response is None:
+            raise AipkError("the stream was closed before it finished, so there is no "
+                            "response; read it to the end before asking for the response")
+        return self._response

@@ -7,6 +7,8 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from aipk._breaker import BreakerPolicy, CircuitBreaker, CooldownPolicy
 from aipk._messages import ChatRequest, Message
 from aipk._providers import ModelInfo, ProviderSpec
@@ -14,18 +16,16 @@ from aipk._retry import RetryPolicy
 from aipk.errors import AipkError, ConfigurationError
 from aipk.state import MemoryStore, StateStore
 
+from ._cooldowns import Cooldowns
 from ._policy import _NO_COOLDOWN, BreakerVerdict, _wait_budget
 from ._stats import TargetMetrics, _Counters
-from ._strategies import STRATEGIES
+from ._strategies import Ordering
 from ._target import Target
 
 if TYPE_CHECKING:
     from aipk._async_client import AsyncClient
     from aipk._client import Client
     from aipk.registry import Registry
-
-_COOLDOWN_NS = "aipk.cooldown"
-
 
 class _TargetState:
     __slots__ = ("client", "index", "info", "info_loaded", "metrics", "name", "owned", "target",
@@ -43,6 +43,20 @@ class _TargetState:
         self.windows: dict[str, int | None] = {}
 
 
+@attrs.frozen(slots=True)
+class _Call:
+    """One call's settings: the request, the retry policy of each attempt, and how long the
+    call may wait for a target (``max_wait``)."""
+
+    request: ChatRequest
+    retry: RetryPolicy | None
+    max_wait: float
+
+
+def _smoothed_latency(state: _TargetState) -> float | None:
+    return state.metrics.ewma
+
+
 class _Core:
     """Everything the sync and async routers share: ordering, availability, classification,
     and the bookkeeping after each attempt. No I/O."""
@@ -56,9 +70,6 @@ class _Core:
         targets = list(targets)
         if not targets:
             raise ConfigurationError("a router needs at least one Target")
-        if strategy not in STRATEGIES:
-            raise ConfigurationError(
-                f"unknown routing strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
         seen: set[str] = set()
         for t in targets:
             if not isinstance(t, Target):
@@ -91,9 +102,9 @@ class _Core:
         self.states = [_TargetState(t, i, latency_window) for i, t in enumerate(targets)]
         self.by_name = {s.name: s for s in self.states}
         self.counters = _Counters()
-        self._rr = 0
-        self._rr_lock = threading.Lock()
-        self._cheapest: list[_TargetState] | None = None
+        self.ordering = Ordering(strategy, self.states, price=self._price,
+                                 latency=_smoothed_latency)
+        self.cooldowns = Cooldowns(self.store)
         self.client_lock = threading.Lock()
 
     # -- requests --------------------------------------------------------------------------
@@ -110,11 +121,11 @@ class _Core:
         messages: Sequence[Message | Mapping[str, Any]] = fields.pop("messages", ())
         return ChatRequest(model=self.states[0].target.model, messages=messages, **fields)
 
-    def policy(self, retry: RetryPolicy | None) -> RetryPolicy | None:
-        return retry if retry is not None else self.retry
-
-    def wait_budget(self, max_wait: float | None) -> float:
-        return self.max_wait if max_wait is None else _wait_budget(max_wait)
+    def call(self, request: ChatRequest | None, fields: dict[str, Any],
+             retry: RetryPolicy | None, max_wait: float | None) -> _Call:
+        """One call's settings from ``chat``'s or ``stream``'s arguments (checked)."""
+        return _Call(self.request(request, fields), retry if retry is not None else self.retry,
+                     self.max_wait if max_wait is None else _wait_budget(max_wait))
 
     # -- model information -----------------------------------------------------------------
 
@@ -163,26 +174,10 @@ class _Core:
     # -- ordering and availability ---------------------------------------------------------
 
     def order(self) -> list[_TargetState]:
-        states = self.states
-        if self.strategy == "failover":
-            return states
-        if self.strategy == "round_robin":
-            with self._rr_lock:
-                start = self._rr
-                self._rr = (start + 1) % len(states)
-            return states[start:] + states[:start]
-        if self.strategy == "cheapest_first":
-            if self._cheapest is None:
-                self._cheapest = sorted(states, key=self._price)
-            return self._cheapest
-        # lowest_latency: unobserved targets first (so they get measured), then fastest
-        return sorted(states, key=lambda s: (s.metrics.ewma or 0.0, s.index))
+        return self.ordering.order()
 
     def cooling_until(self, state: _TargetState, now: float) -> float | None:
-        until = self.store.get(_COOLDOWN_NS, state.name)
-        if isinstance(until, (int, float)) and until > now:
-            return float(until)
-        return None
+        return self.cooldowns.until(state.name, now)
 
     def available_at(self, state: _TargetState, now: float) -> float:
         at = self.cooling_until(state, now) or now
@@ -193,14 +188,7 @@ class _Core:
         return at
 
     def set_cooldown(self, state: _TargetState, seconds: float, now: float) -> None:
-        if seconds <= 0:
-            return
-        until = now + seconds
-
-        def later(old: float | None) -> float | None:
-            return old if old is not None and old >= until else until
-
-        self.store.update(_COOLDOWN_NS, state.name, later, ttl=seconds)
+        self.cooldowns.extend(state.name, seconds, now)
 
     def breaker_verdict(self, state: _TargetState, verdict: BreakerVerdict) -> None:
         breaker = self.breaker
@@ -230,6 +218,17 @@ class _Core:
                 state.owned = True
                 return fresh, None
             return state.client, fresh
+
+    def release_owned(self) -> list[Client | AsyncClient]:
+        """Forget the clients the router created (not the ones it was given) and return them
+        for the caller to close."""
+        owned: list[Client | AsyncClient] = []
+        for s in self.states:
+            if s.owned and s.client is not None:
+                owned.append(s.client)
+                s.client = None
+                s.owned = False
+        return owned
 
     def client_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"max_retries": 0, **self.client_options}

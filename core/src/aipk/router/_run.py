@@ -4,6 +4,7 @@ between passes over the targets."""
 from __future__ import annotations
 
 from collections import deque
+from types import TracebackType
 
 import attrs
 
@@ -11,7 +12,7 @@ from aipk._messages import ChatRequest
 from aipk._responses import ChatResponse
 from aipk.errors import AllTargetsFailedError, ProviderError
 
-from ._core import _Core, _TargetState
+from ._core import _Call, _Core, _TargetState
 from ._policy import classify, is_context_window_error
 from ._target import RouteInfo
 
@@ -33,13 +34,15 @@ class _Run:
     """One routed request: hands out attempts in order, records each outcome and, when a pass
     over the targets leaves none, decides whether to wait (``max_wait``) and pass again."""
 
-    __slots__ = ("core", "current", "failures", "log", "max_wait", "min_window", "passes",
-                 "queue", "request", "skipped", "started", "tried", "upgraded", "waited")
+    __slots__ = ("call", "core", "current", "failures", "log", "max_wait", "min_window",
+                 "passes", "queue", "request", "skipped", "started", "tried", "upgraded",
+                 "waited")
 
-    def __init__(self, core: _Core, request: ChatRequest, max_wait: float = 0.0) -> None:
+    def __init__(self, core: _Core, call: _Call) -> None:
         self.core = core
-        self.request = request
-        self.max_wait = max_wait
+        self.call = call
+        self.request = call.request
+        self.max_wait = call.max_wait
         self.waited = 0.0
         self.passes = 1
         self.upgraded: dict[int, str] = {}  # target index -> the larger model it moved to
@@ -53,6 +56,16 @@ class _Run:
         self.started = 0.0
         self.min_window: int | None = None
         core.counters.add("requests")
+
+    def __enter__(self) -> _Run:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        """The call ended with ``exc``: anything but a provider error (already recorded) is
+        recorded as :meth:`aborted`; the exception goes on."""
+        if exc is not None and not isinstance(exc, ProviderError):
+            self.aborted(exc)
 
     def _fill(self) -> None:
         upgraded = self.upgraded

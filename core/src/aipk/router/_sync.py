@@ -12,10 +12,10 @@ from aipk._responses import ChatResponse, StreamEvent, TextDelta
 from aipk._retry import RetryPolicy
 from aipk.errors import ConfigurationError, ProviderError
 
-from ._base import _closed_early, _RouterBase
+from ._base import _RoutedStreamBase, _RouterBase
 from ._core import _TargetState
 from ._run import _Run
-from ._target import RouteInfo, Target, route_of
+from ._target import Target
 
 if TYPE_CHECKING:
     from aipk._client import Client
@@ -62,11 +62,8 @@ class Router(_RouterBase):
 
     def close(self) -> None:
         """Close the clients the router created (not the ones you passed in)."""
-        for s in self._core.states:
-            if s.owned and s.client is not None:
-                cast("Client", s.client).close()
-                s.client = None
-                s.owned = False
+        for client in self._core.release_owned():
+            cast("Client", client).close()
 
     def _client(self, state: _TargetState) -> Client:
         def make(target: Target) -> Client:
@@ -86,10 +83,8 @@ class Router(_RouterBase):
         ``extra["router"]`` says who served it and who was tried (:func:`route_of`).
         ``max_wait`` overrides the router's for this call."""
         core = self._core
-        req = core.request(request, fields)
-        policy = core.policy(retry)
-        run = _Run(core, req, core.wait_budget(max_wait))
-        try:
+        call = core.call(request, fields, retry, max_wait)
+        with _Run(core, call) as run:
             while (attempt := run.step()) is not None:
                 if isinstance(attempt, float):
                     self._sleep(attempt)
@@ -98,40 +93,26 @@ class Router(_RouterBase):
                 try:
                     client = self._client(state)
                     run.started = core.clock()
-                    response = client.chat(sent, retry=policy)
+                    response = client.chat(sent, retry=call.retry)
                 except ProviderError as exc:
                     if run.failed(exc):
                         continue
                     raise
                 return run.succeeded(response)
-        except ProviderError:
-            raise
-        except BaseException as exc:
-            run.aborted(exc)
-            raise
         raise run.exhausted()
 
     def stream(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
                max_wait: float | None = None, **fields: Any) -> RoutedStream:
         """Stream from the first target that starts answering. Failover (and waiting, with
         ``max_wait``) happens only before the first event; an error after it reaches you."""
-        core = self._core
-        return RoutedStream(self, core.request(request, fields), core.policy(retry),
-                            core.wait_budget(max_wait))
+        return RoutedStream(self, self._core.call(request, fields, retry, max_wait))
 
 
-class RoutedStream:
+class RoutedStream(_RoutedStreamBase[Router]):
     """A routed streaming answer: iterate it for events; :attr:`response` then holds the
     aggregated response (with ``extra["router"]``) and :attr:`route` who served it."""
 
-    def __init__(self, router: Router, request: ChatRequest, retry: RetryPolicy | None,
-                 max_wait: float = 0.0) -> None:
-        self._router = router
-        self.request = request
-        self._retry = retry
-        self._max_wait = max_wait
-        self._iterator: Iterator[StreamEvent] | None = None
-        self._response: ChatResponse | None = None
+    _iterator: Iterator[StreamEvent] | None = None
 
     def __enter__(self) -> RoutedStream:
         return self
@@ -147,8 +128,7 @@ class RoutedStream:
 
     def _events(self) -> Iterator[StreamEvent]:
         router = self._router
-        run = _Run(router._core, self.request, self._max_wait)
-        try:
+        with _Run(router._core, self._call) as run:
             while (attempt := run.step()) is not None:
                 if isinstance(attempt, float):
                     router._sleep(attempt)
@@ -156,7 +136,7 @@ class RoutedStream:
                 state, sent = attempt
                 client = router._client(state)
                 run.started = run.core.clock()
-                stream = client.stream(sent, retry=self._retry)
+                stream = client.stream(sent, retry=self._call.retry)
                 events = iter(stream)
                 try:
                     first = next(events)
@@ -178,11 +158,6 @@ class RoutedStream:
                     stream.close()
                 self._response = run.succeeded(stream.response)
                 return
-        except ProviderError:
-            raise
-        except BaseException as exc:
-            run.aborted(exc)
-            raise
         raise run.exhausted()
 
     def text(self) -> Iterator[str]:
@@ -190,11 +165,6 @@ class RoutedStream:
         for event in self:
             if type(event) is TextDelta:
                 yield event.text
-
-    @property
-    def route(self) -> RouteInfo | None:
-        """Who served the stream (None until it finished)."""
-        return None if self._response is None else route_of(self._response)
 
     @property
     def response(self) -> ChatResponse:
@@ -205,9 +175,7 @@ class RoutedStream:
         if self._response is None:
             for _ in self:
                 pass
-        if self._response is None:
-            raise _closed_early()
-        return self._response
+        return self._finished()
 
     def close(self) -> None:
         """Stop reading and release the connection."""
