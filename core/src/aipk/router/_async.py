@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
+from aipk._http import Timeout
 from aipk._messages import ChatRequest
 from aipk._responses import ChatResponse, StreamEvent, TextDelta
 from aipk._retry import RetryPolicy
@@ -69,10 +70,14 @@ class AsyncRouter(_RouterBase):
 
     async def chat(self, request: ChatRequest | None = None, /, *,
                    retry: RetryPolicy | None = None, max_wait: float | None = None,
-                   **fields: Any) -> ChatResponse:
+                   headers: Mapping[str, str] | None = None,
+                   timeout: Timeout | float | None = None,
+                   extra_body: Mapping[str, Any] | None = None,
+                   check_context: bool | None = None, **fields: Any) -> ChatResponse:
         """Send the request to the first target that answers (see :meth:`Router.chat`)."""
         core = self._core
-        call = core.call(request, fields, retry, max_wait)
+        call = core.call(request, fields, retry=retry, max_wait=max_wait, headers=headers,
+                         timeout=timeout, extra_body=extra_body, check_context=check_context)
         with _Run(core, call) as run:
             while (attempt := run.step()) is not None:
                 if isinstance(attempt, float):
@@ -82,7 +87,7 @@ class AsyncRouter(_RouterBase):
                 try:
                     client = await self._client(state)
                     run.started = core.clock()
-                    response = await client.chat(sent, retry=call.retry)
+                    response = await client.chat(sent, retry=call.retry, **call.options)
                 except ProviderError as exc:
                     if run.failed(exc):
                         continue
@@ -91,9 +96,14 @@ class AsyncRouter(_RouterBase):
         raise run.exhausted()
 
     def stream(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
-               max_wait: float | None = None, **fields: Any) -> AsyncRoutedStream:
+               max_wait: float | None = None, headers: Mapping[str, str] | None = None,
+               timeout: Timeout | float | None = None,
+               extra_body: Mapping[str, Any] | None = None, check_context: bool | None = None,
+               **fields: Any) -> AsyncRoutedStream:
         """Stream from the first target that starts answering (see :meth:`Router.stream`)."""
-        return AsyncRoutedStream(self, self._core.call(request, fields, retry, max_wait))
+        return AsyncRoutedStream(self, self._core.call(
+            request, fields, retry=retry, max_wait=max_wait, headers=headers, timeout=timeout,
+            extra_body=extra_body, check_context=check_context))
 
 
 class AsyncRoutedStream(_RoutedStreamBase[AsyncRouter]):
@@ -126,7 +136,7 @@ class AsyncRoutedStream(_RoutedStreamBase[AsyncRouter]):
                 try:
                     client = await router._client(state)
                     run.started = run.core.clock()
-                    stream = client.stream(sent, retry=self._call.retry)
+                    stream = client.stream(sent, retry=self._call.retry, **self._call.options)
                     events = stream.__aiter__()
                     first = await events.__anext__()
                 except StopAsyncIteration:

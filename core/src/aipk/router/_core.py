@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from aipk._breaker import BreakerPolicy, CircuitBreaker, CooldownPolicy
+from aipk._http import Timeout
 from aipk._messages import ChatRequest, Message
 from aipk._providers import ModelInfo, ProviderSpec
 from aipk._retry import RetryPolicy
@@ -43,14 +45,21 @@ class _TargetState:
         self.windows: dict[str, int | None] = {}
 
 
+#: A call without per-call options passes none to its targets' clients.
+_NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
+
+
 @attrs.frozen(slots=True)
 class _Call:
-    """One call's settings: the request, the retry policy of each attempt, and how long the
-    call may wait for a target (``max_wait``)."""
+    """One call's settings: the request, the retry policy of each attempt, how long the call
+    may wait for a target (``max_wait``), and the per-call options every attempt passes on to
+    its target's client (``headers``, ``timeout``, ``extra_body``, ``check_context``; only
+    those given)."""
 
     request: ChatRequest
     retry: RetryPolicy | None
     max_wait: float
+    options: Mapping[str, Any]
 
 
 def _smoothed_latency(state: _TargetState) -> float | None:
@@ -121,11 +130,19 @@ class _Core:
         messages: Sequence[Message | Mapping[str, Any]] = fields.pop("messages", ())
         return ChatRequest(model=self.states[0].target.model, messages=messages, **fields)
 
-    def call(self, request: ChatRequest | None, fields: dict[str, Any],
-             retry: RetryPolicy | None, max_wait: float | None) -> _Call:
+    def call(self, request: ChatRequest | None, fields: dict[str, Any], *,
+             retry: RetryPolicy | None, max_wait: float | None,
+             headers: Mapping[str, str] | None, timeout: Timeout | float | None,
+             extra_body: Mapping[str, Any] | None, check_context: bool | None) -> _Call:
         """One call's settings from ``chat``'s or ``stream``'s arguments (checked)."""
+        options: Mapping[str, Any] = _NO_OPTIONS
+        if headers is not None or timeout is not None or extra_body is not None or (
+                check_context is not None):
+            given = {"headers": headers, "timeout": timeout, "extra_body": extra_body,
+                     "check_context": check_context}
+            options = {name: value for name, value in given.items() if value is not None}
         return _Call(self.request(request, fields), retry if retry is not None else self.retry,
-                     self.max_wait if max_wait is None else _wait_budget(max_wait))
+                     self.max_wait if max_wait is None else _wait_budget(max_wait), options)
 
     # -- model information -----------------------------------------------------------------
 

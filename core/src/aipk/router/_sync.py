@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
+from aipk._http import Timeout
 from aipk._messages import ChatRequest
 from aipk._responses import ChatResponse, StreamEvent, TextDelta
 from aipk._retry import RetryPolicy
@@ -18,7 +19,7 @@ from ._run import _Run
 from ._target import Target
 
 if TYPE_CHECKING:
-    from aipk._client import Client
+    from aipk._client import ChatStream, Client
 
 
 class Router(_RouterBase):
@@ -78,12 +79,18 @@ class Router(_RouterBase):
         return cast("Client", client)
 
     def chat(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
-             max_wait: float | None = None, **fields: Any) -> ChatResponse:
+             max_wait: float | None = None, headers: Mapping[str, str] | None = None,
+             timeout: Timeout | float | None = None, extra_body: Mapping[str, Any] | None = None,
+             check_context: bool | None = None, **fields: Any) -> ChatResponse:
         """Send the request to the first target that answers; the response's
         ``extra["router"]`` says who served it and who was tried (:func:`route_of`).
-        ``max_wait`` overrides the router's for this call."""
+        ``max_wait`` overrides the router's for this call. ``headers``, ``timeout``,
+        ``extra_body`` and ``check_context`` go to every target's client as to
+        :meth:`aipk.Client.chat` (``check_context`` fails over like the provider's own
+        context-window error)."""
         core = self._core
-        call = core.call(request, fields, retry, max_wait)
+        call = core.call(request, fields, retry=retry, max_wait=max_wait, headers=headers,
+                         timeout=timeout, extra_body=extra_body, check_context=check_context)
         with _Run(core, call) as run:
             while (attempt := run.step()) is not None:
                 if isinstance(attempt, float):
@@ -93,7 +100,7 @@ class Router(_RouterBase):
                 try:
                     client = self._client(state)
                     run.started = core.clock()
-                    response = client.chat(sent, retry=call.retry)
+                    response = client.chat(sent, retry=call.retry, **call.options)
                 except ProviderError as exc:
                     if run.failed(exc):
                         continue
@@ -102,10 +109,16 @@ class Router(_RouterBase):
         raise run.exhausted()
 
     def stream(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
-               max_wait: float | None = None, **fields: Any) -> RoutedStream:
+               max_wait: float | None = None, headers: Mapping[str, str] | None = None,
+               timeout: Timeout | float | None = None,
+               extra_body: Mapping[str, Any] | None = None, check_context: bool | None = None,
+               **fields: Any) -> RoutedStream:
         """Stream from the first target that starts answering. Failover (and waiting, with
-        ``max_wait``) happens only before the first event; an error after it reaches you."""
-        return RoutedStream(self, self._core.call(request, fields, retry, max_wait))
+        ``max_wait``) happens only before the first event; an error after it reaches you.
+        Takes the same per-call options as :meth:`chat`."""
+        return RoutedStream(self, self._core.call(
+            request, fields, retry=retry, max_wait=max_wait, headers=headers, timeout=timeout,
+            extra_body=extra_body, check_context=check_context))
 
 
 class RoutedStream(_RoutedStreamBase[Router]):
@@ -134,17 +147,20 @@ class RoutedStream(_RoutedStreamBase[Router]):
                     router._sleep(attempt)
                     continue
                 state, sent = attempt
-                client = router._client(state)
-                run.started = run.core.clock()
-                stream = client.stream(sent, retry=self._call.retry)
-                events = iter(stream)
+                stream: ChatStream | None = None
                 try:
+                    client = router._client(state)
+                    run.started = run.core.clock()
+                    stream = client.stream(sent, retry=self._call.retry, **self._call.options)
+                    events = iter(stream)
                     first = next(events)
                 except StopIteration:
+                    assert stream is not None
                     self._response = run.succeeded(stream.response)
                     return
                 except ProviderError as exc:
-                    stream.close()
+                    if stream is not None:
+                        stream.close()
                     if run.failed(exc):
                         continue
                     raise
