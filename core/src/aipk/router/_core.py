@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from aipk._client import Client
     from aipk.registry import Registry
 
+
 class _TargetState:
     __slots__ = ("client", "index", "info", "info_loaded", "metrics", "name", "owned", "target",
                  "windows")
