@@ -1,9 +1,10 @@
 """A real ``redis-server`` on a free loopback port, started for the tests and stopped after.
 
 ``AIPK_REDIS_SERVER`` names another server binary to run instead (a Redis 6 or Valkey
-``valkey-server``: ``bash dev/redis-servers`` fetches some). Without ``redis-server`` on PATH the tests that need it are skipped with the reason (install
-it: ``apt-get install -y redis-server``; ``dev/setup`` does when run as root), except in CI
-(``CI=true``), where a missing server fails the run instead of skipping silently.
+``valkey-server``: ``bash dev/redis-servers`` fetches some). Without ``redis-server`` on PATH
+the tests that need it are skipped with the reason (install it: ``apt-get install -y
+redis-server``; ``dev/setup`` does when run as root), except in CI (``CI=true``), where a
+missing server fails the run instead of skipping silently.
 """
 
 from __future__ import annotations
