@@ -146,6 +146,10 @@ class RedisStore:
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ScriptBatcher] = (
             weakref.WeakKeyDictionary())
         self._bucket_keys: dict[tuple[str, str], str] = {}
+        #: packed EVALSHA commands by (namespace, key, limits, max_wait): a booking like an
+        #: earlier one (the same limits and key; tokens vary only with tokens_per_minute)
+        #: costs no encoding
+        self._commands: dict[tuple[Any, ...], bytes] = {}
 
     @classmethod
     def from_url(cls, url: str, *, namespace: str = "default", timeout: float = 0.5,
@@ -368,9 +372,15 @@ class RedisStore:
         batcher = self._batcher()
         if batcher is None:  # no redis.asyncio client given: book on a worker thread
             return await asyncio.to_thread(self.reserve, namespace, key, buckets, max_wait)
+        wanted = (namespace, key, tuple(buckets), max_wait)
+        command = self._commands.get(wanted)
+        if command is None:
+            if len(self._commands) >= _MAX_CACHED:
+                self._commands.clear()
+            command = self._commands[wanted] = batcher.command(
+                self._bucket_key(namespace, key), _bucket_args(buckets, max_wait))
         try:
-            answer = await batcher.call(self._bucket_key(namespace, key),
-                                                _bucket_args(buckets, max_wait))
+            answer = await batcher.call(command)
         except REDIS_ERRORS as exc:
             self.outage.failed(exc)
             return self._book_locally(namespace, key, buckets, max_wait)
@@ -394,8 +404,8 @@ class RedisStore:
         return self._local.reserve(namespace, key, scaled, max_wait)
 
 
-def _bucket_args(buckets: Sequence[Bucket], max_wait: float) -> list[Any]:
-    args: list[Any] = ["" if max_wait == math.inf else repr(max_wait * 1000.0), ""]
+def _bucket_args(buckets: Sequence[Bucket], max_wait: float) -> list[str]:
+    args: list[str] = ["" if max_wait == math.inf else repr(max_wait * 1000.0), ""]
     for name, capacity, period, amount in buckets:
         args += (name, repr(float(capacity)), repr(float(period) * 1000.0), repr(float(amount)))
     return args
