@@ -220,10 +220,12 @@ def test_an_idle_window_expires_once_nothing_in_it_counts() -> None:
 def _assert_no_window_holds_more(booked: list[tuple[float, float]], capacity: float,
                                  period: float) -> None:
     """``booked`` is (moment, amount): no half-open window of ``period`` holds more than
-    ``capacity`` (it suffices to check the windows starting at a booking)."""
+    ``capacity`` (it suffices to check the windows starting at a booking). Moments are the
+    caller's ``now + wait``, a float rounding away from the booked slot: 1e-6 s is allowed."""
     booked.sort()
     for i, (start, _) in enumerate(booked):
-        inside = sum(amount for moment, amount in booked[i:] if moment < start + period)
+        inside = sum(amount for moment, amount in booked[i:]
+                     if moment < start + period - 1e-6)
         assert inside <= capacity + 1e-6, (start, inside, booked)
 
 

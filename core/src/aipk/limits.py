@@ -84,6 +84,7 @@ class Limiter:
         self.asynchronous = isinstance(store, AsyncBucketStore)
         self._keys: dict[str, str] = {}
         self._specs = self._build(limits)
+        self._fixed = self._fixed_buckets(self._specs)
         #: True when any limit is in force (read per request, so a plain attribute)
         self.active = bool(self._specs)
 
@@ -99,12 +100,22 @@ class Limiter:
         return specs
 
     def _buckets(self, tokens: int) -> list[Bucket]:
+        fixed = self._fixed
+        if fixed is not None:
+            return fixed
         out: list[Bucket] = []
         for name, capacity, period, counts_tokens in self._specs:
             amount = min(float(tokens), capacity) if counts_tokens else 1.0
             if amount:
                 out.append((name, capacity, period, amount))
         return out
+
+    @staticmethod
+    def _fixed_buckets(specs: list[tuple[str, float, float, bool]]) -> list[Bucket] | None:
+        """The limits to book when they do not depend on the request's tokens, else None."""
+        if any(counts_tokens for *_, counts_tokens in specs):
+            return None
+        return [(name, capacity, period, 1.0) for name, capacity, period, _ in specs]
 
     def _key(self, key: str) -> str:
         scoped = self._keys.get(key)
@@ -118,6 +129,7 @@ class Limiter:
         """Switch to new limits (a different tier); what was booked still counts."""
         self.limits = limits
         self._specs = self._build(limits)
+        self._fixed = self._fixed_buckets(self._specs)
         self.active = bool(self._specs)
 
     def reserve(self, tokens: int = 0, key: str = "", max_wait: float = math.inf) -> float:

@@ -167,7 +167,7 @@ class MemoryStore:
     seconds TTLs are measured in (inject a fake one in tests).
     """
 
-    __slots__ = ("_clock", "_data", "_heap", "_lock", "max_entries")
+    __slots__ = ("_clock", "_data", "_heap", "_lock", "_sweep_at", "_windows", "max_entries")
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic,
                  max_entries: int = 100_000) -> None:
@@ -178,6 +178,9 @@ class MemoryStore:
         self._data: dict[_Key, tuple[Any, float | None]] = {}
         self._heap: list[tuple[float, _Key]] = []
         self._lock = threading.Lock()
+        #: client-side limit windows by (namespace, key, limit name): [counts until, log]
+        self._windows: dict[tuple[str, str, str], list[Any]] = {}
+        self._sweep_at = 1024
 
     def get(self, namespace: str, key: str) -> Any:
         k = (namespace, key)
@@ -221,33 +224,51 @@ class MemoryStore:
 
     def reserve(self, namespace: str, key: str, buckets: Sequence[Bucket],
                 max_wait: float = math.inf) -> float:
-        """Each limit is an entry ``(namespace, key + "/" + name)`` holding its window's log
-        (:func:`window_slot`), expiring once its last group no longer counts."""
+        """Each limit ``name`` of ``(namespace, key)`` is a window log (:func:`window_slot`)
+        kept beside the values, until nothing in it counts any more."""
         now = self._clock()
         with self._lock:
-            logs: list[list[float]] = []
+            windows = self._windows
+            entries: list[list[Any]] = []
             slot = now
             for name, capacity, period, amount in buckets:
-                entry = self._data.get((namespace, f"{key}/{name}"))
-                log: list[float] = [] if entry is None or (
-                    entry[1] is not None and entry[1] <= now) else entry[0]
-                logs.append(log)
-                slot = max(slot, window_slot(log, now, capacity, period,
-                                             min(amount, capacity)))
+                k = (namespace, key, name)
+                entry = windows.get(k)
+                if entry is None:
+                    entry = windows[k] = [now, []]  # [counts until, log]
+                entries.append(entry)
+                at = window_slot(entry[1], now, capacity, period, min(amount, capacity))
+                if at > slot:
+                    slot = at
             if slot - now > max_wait:
                 return slot - now
-            for log, (name, capacity, period, amount) in zip(logs, buckets, strict=True):
-                window_book(log, slot, period, min(amount, capacity))
-                self._write((namespace, f"{key}/{name}"), log, log[-2] + period - now, now)
+            for i, (_, capacity, period, amount) in enumerate(buckets):
+                entry = entries[i]
+                window_book(entry[1], slot, period, min(amount, capacity))
+                entry[0] = slot + period
+            if len(windows) > self._sweep_at:
+                self._sweep(now)
         return slot - now
+
+    def _sweep(self, now: float) -> None:
+        # Lock held. Drop the windows nothing counts in any more, then the oldest beyond
+        # max_entries.
+        windows = self._windows
+        for k in [k for k, entry in windows.items() if entry[0] <= now]:
+            del windows[k]
+        while len(windows) > self.max_entries:
+            del windows[next(iter(windows))]
+        self._sweep_at = max(1024, 2 * len(windows))
 
     # -- housekeeping --------------------------------------------------------------------
 
     def __len__(self) -> int:
-        """Live entries (expired ones are purged first)."""
+        """Live entries, limit windows included (expired ones are purged first)."""
         with self._lock:
-            self._purge(self._clock())
-            return len(self._data)
+            now = self._clock()
+            self._purge(now)
+            self._sweep(now)
+            return len(self._data) + len(self._windows)
 
     def purge(self) -> None:
         """Drop every expired entry now (writes also do this as they go)."""
@@ -258,6 +279,7 @@ class MemoryStore:
         with self._lock:
             self._data.clear()
             self._heap.clear()
+            self._windows.clear()
 
     def _write(self, k: _Key, value: Any, ttl: float | None, now: float) -> None:
         # Lock held. Re-insert so dict order is least recently written first.
@@ -284,4 +306,5 @@ class MemoryStore:
             heapq.heapify(self._heap)
 
     def __repr__(self) -> str:
-        return f"<MemoryStore entries={len(self._data)} max_entries={self.max_entries}>"
+        return (f"<MemoryStore entries={len(self._data)} windows={len(self._windows)} "
+                f"max_entries={self.max_entries}>")
