@@ -97,11 +97,13 @@ class RedisStore:
     on the request path; :meth:`from_url` sets 0.5 s). ``async_client`` makes a
     ``redis.asyncio.Redis`` (called once per event loop) so that ``AsyncClient`` books limits
     without blocking its loop; :meth:`from_url` provides it, and without it the async client
-    books through ``client``. Keys are ``aipk:<namespace>:...`` and
+    books through ``client`` on a worker thread. On an event loop's thread the store never
+    calls Redis itself: stale reads are re-read and writes are written by its background
+    thread (see "Event loops" in the docs). Keys are ``aipk:<namespace>:...`` and
     every key has a TTL: values written without one get ``default_ttl`` seconds.
 
     Hot path: a limit check is one script call (``AsyncClient`` awaits it, and concurrent
-    tasks' checks share one pipeline); a state update is one compare-and-set script call when
+    tasks' checks go out in one write); a state update is one compare-and-set script call when
     nobody else changed the value since this process last saw it; a read is served from this
     process's copy when it is younger than ``read_cache`` seconds (0 turns that off). Updates
     in the ``write_behind`` namespaces (default: the rate-limit state from response headers,
@@ -363,7 +365,7 @@ class RedisStore:
     async def areserve(self, namespace: str, key: str, buckets: Sequence[Bucket],
                        max_wait: float = math.inf) -> float:
         """:meth:`reserve` on the event loop's own ``redis.asyncio`` client; bookings that
-        concurrent tasks ask for while one is on the wire go together in one pipeline."""
+        concurrent tasks ask for in one turn of the event loop go out in one write."""
         if not buckets:
             return 0.0
         if self.outage.skip():
