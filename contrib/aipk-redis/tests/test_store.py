@@ -274,3 +274,15 @@ def test_a_config_file_selects_the_redis_store(redis_server: Any, namespace: str
     with pytest.raises(aipk.RateLimitError):  # the two clients spent the shared 2/minute
         one.chat(model="gpt-4o-mini", messages=[aipk.Message.user("hi")])
     assert len(aipk_emulator.requests) == 2
+
+
+@given(st.lists(st.text() | st.binary(), max_size=12))
+@settings(max_examples=100, deadline=None)
+def test_commands_are_packed_as_redis_py_packs_them(args: list[str | bytes]) -> None:
+    """The batcher's own RESP packing (cached per booking) matches redis-py's byte for byte."""
+    from redis.asyncio.connection import Connection
+
+    from aipk_redis._batch import pack
+
+    # (redis-py splits its first argument, the command's name, at spaces: ours have none)
+    assert pack("EVALSHA", *args) == b"".join(Connection().pack_command("EVALSHA", *args))
