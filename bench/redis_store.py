@@ -6,12 +6,14 @@ over the aiohttp transport against the emulator, with the in-memory store and wi
 
 Every response carries rate-limit headers (``--no-headers`` turns them off), so the
 rate-limit state is tracked too. Starts an emulator process and a ``redis-server`` (both on
-loopback, pinned to CPU 0 when the machine has two CPUs; this process runs on CPU 1). Both
+loopback; when the machine has two CPUs the emulator is pinned to CPU 0, Redis and this process
+to CPU 1: the emulator keeps its CPU busy, and a Redis queued behind it would measure the
+scheduler). Both
 clients book the same client-side limit on every request (a budget far above what the run
 uses), so the difference is where the limits and the rate-limit state live. Rounds alternate
 between the stores; medians of wall and CPU µs per request are printed with the Redis/memory
 ratio, and for the Redis rounds the round trips to Redis per request (writes on a connection,
-counted in this process: a pipeline is one) and the commands Redis ran per request (from
+counted in this process: a batch is one) and the commands Redis ran per request (from
 ``INFO commandstats``).
 """
 
