@@ -6,11 +6,15 @@ over the aiohttp transport against the emulator, with the in-memory store and wi
 
 Every response carries rate-limit headers (``--no-headers`` turns them off), so the
 rate-limit state is tracked too. Starts an emulator process and a ``redis-server`` (both on
-loopback, pinned to CPU 0 when the machine has two CPUs; this process runs on CPU 1). Both
+loopback; when the machine has two CPUs the emulator is pinned to CPU 0, Redis and this process
+to CPU 1: the emulator keeps its CPU busy, and a Redis queued behind it would measure the
+scheduler). Both
 clients book the same client-side limit on every request (a budget far above what the run
-uses), so the difference is where the buckets and the rate-limit state live. Rounds alternate
+uses), so the difference is where the limits and the rate-limit state live. Rounds alternate
 between the stores; medians of wall and CPU µs per request are printed with the Redis/memory
-ratio.
+ratio, and for the Redis rounds the round trips to Redis per request (writes on a connection,
+counted in this process: a batch is one) and the commands Redis ran per request (from
+``INFO commandstats``).
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ def start_redis() -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no"], stdout=subprocess.DEVNULL,
-                            preexec_fn=lambda: _pin(0))
+                            preexec_fn=lambda: _pin(1))
     import redis
 
     client = redis.Redis(port=port)
@@ -74,14 +78,52 @@ def start_redis() -> tuple[subprocess.Popen[bytes], str]:
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
-async def run(store: Any, base_url: str, n: int) -> tuple[float, float]:
-    """Wall and CPU µs per request for ``n`` requests over 50 concurrent lanes."""
+ROUND_TRIPS = [0]
+
+
+def count_round_trips() -> None:
+    """Count every write to a Redis connection (sync or asyncio) in this process."""
+    import redis.asyncio.connection
+    import redis.connection
+
+    for cls in (redis.connection.AbstractConnection,
+                redis.asyncio.connection.AbstractConnection):
+        original = cls.send_packed_command
+
+        if asyncio.iscoroutinefunction(original):
+            async def counted_async(self: Any, *args: Any, _original: Any = original,
+                                    **kwargs: Any) -> Any:
+                ROUND_TRIPS[0] += 1
+                return await _original(self, *args, **kwargs)
+            cls.send_packed_command = counted_async  # type: ignore[method-assign]
+        else:
+            def counted(self: Any, *args: Any, _original: Any = original,
+                        **kwargs: Any) -> Any:
+                ROUND_TRIPS[0] += 1
+                return _original(self, *args, **kwargs)
+            cls.send_packed_command = counted  # type: ignore[method-assign]
+
+
+def command_counts(url: str) -> dict[str, int]:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    stats = client.info("commandstats")
+    client.close()
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+async def run(store: Any, base_url: str, n: int,
+              redis_url: str | None = None) -> tuple[float, float, dict[str, int]]:
+    """Wall and CPU µs per request for ``n`` requests over 50 concurrent lanes, and the
+    commands Redis ran meanwhile (with ``redis_url``; the warm-up excluded)."""
     import aipk
     from aipk.limits import ClientLimits
     from aipk.transports import AiohttpTransport
 
+    transport = AiohttpTransport()
     client = aipk.AsyncClient("openai", base_url=base_url, api_key="sk-bench",
-                              transport=AiohttpTransport(), store=store,
+                              transport=transport, store=store,
                               limits=ClientLimits(requests_per_minute=10**9))
     messages = [aipk.Message.user("Say hello")]
 
@@ -90,12 +132,23 @@ async def run(store: Any, base_url: str, n: int) -> tuple[float, float]:
             await client.chat(model="gpt-4o-mini", messages=messages)
 
     await asyncio.gather(*(lane(2) for _ in range(CONCURRENCY)))  # warm up connections
+    if hasattr(store, "flush"):
+        store.flush()
+    before = command_counts(redis_url) if redis_url else {}
+    ROUND_TRIPS[0] = 0
     wall, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(lane(n // CONCURRENCY) for _ in range(CONCURRENCY)))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    if hasattr(store, "flush"):
+        store.flush()  # what was written behind belongs to these requests
+    trips = ROUND_TRIPS[0]
+    after = command_counts(redis_url) if redis_url else {}
     await client.close()
+    await transport.close()
+    ROUND_TRIPS[0] = trips
     done = n // CONCURRENCY * CONCURRENCY
-    return wall / done * 1e6, cpu / done * 1e6
+    commands = {c: calls - before.get(c, 0) for c, calls in after.items() if c != "info"}
+    return wall / done * 1e6, cpu / done * 1e6, commands
 
 
 def main() -> None:
@@ -112,14 +165,26 @@ def main() -> None:
     emulator, base_url = start_emulator(not args.no_headers)
     redis_proc, redis_url = start_redis()
     _pin(1)
+    count_round_trips()
     results: dict[str, list[tuple[float, float]]] = {"memory": [], "redis": []}
+    trips: list[float] = []
+    commands: dict[str, float] = {}
     try:
         for round_ in range(args.rounds):
             order = ["memory", "redis"] if round_ % 2 == 0 else ["redis", "memory"]
             for name in order:
-                store = (MemoryStore() if name == "memory"
-                         else RedisStore.from_url(redis_url, namespace=f"bench{round_}"))
-                results[name].append(asyncio.run(run(store, base_url, args.requests)))
+                store: Any = (MemoryStore() if name == "memory"
+                              else RedisStore.from_url(redis_url, namespace=f"bench{round_}"))
+                wall, cpu, counts = asyncio.run(run(
+                    store, base_url, args.requests, redis_url if name == "redis" else None))
+                results[name].append((wall, cpu))
+                if name == "redis":
+                    store.close()
+                    done = args.requests // CONCURRENCY * CONCURRENCY
+                    trips.append(ROUND_TRIPS[0] / done)
+                    for command, calls in counts.items():
+                        commands[command] = (commands.get(command, 0.0)
+                                             + calls / done / args.rounds)
     finally:
         emulator.terminate()
         redis_proc.terminate()
@@ -134,6 +199,8 @@ def main() -> None:
         print(f"  {name:7s} wall {wall:7.1f} µs/request   cpu {cpu:7.1f} µs/request")
     print(f"  redis/memory: wall {medians['redis'][0] / medians['memory'][0]:.2f}x, "
           f"cpu {medians['redis'][1] / medians['memory'][1]:.2f}x")
+    print(f"  per request: {statistics.median(trips):.3f} round trips to Redis, commands "
+          + ", ".join(f"{c} {v:.3f}" for c, v in sorted(commands.items()) if v >= 0.0005))
 
 
 if __name__ == "__main__":

@@ -33,10 +33,13 @@ def test_requests_per_minute_spaces_calls(emu: Emulator) -> None:
         for _ in range(3):
             client.chat(model="m", messages=USER)
         assert len(sleeps) == 1
-        assert 29.0 < sleeps[0] <= 30.0  # the third request waits for the bucket
+        assert 59.0 < sleeps[0] <= 60.0  # the third waits until the first is a minute old
         client.set_limits(ClientLimits(requests_per_minute=600))
         client.chat(model="m", messages=USER)
-        assert len(sleeps) == 1 and client.limits.requests_per_minute == 600
+        assert client.limits.requests_per_minute == 600
+        # the recorded sleep let no time pass: the fourth queues behind the third's booking
+        # (a new limit applies to what was booked, in arrival order), but not a minute more
+        assert len(sleeps) == 2 and 58.0 < sleeps[1] <= sleeps[0]
     assert len(emu.requests) == 4
 
 
@@ -95,7 +98,8 @@ def test_async_limits_wait_with_the_async_sleep(emu: Emulator) -> None:
             await asyncio.gather(*(client.chat(model="m", messages=USER) for _ in range(5)))
 
     asyncio.run(scenario())
-    assert sorted(sleeps) == pytest.approx([20.0, 40.0], abs=0.5)
+    # 3 per minute: two of five wait until the first three are a minute old
+    assert sorted(sleeps) == pytest.approx([60.0, 60.0], abs=0.5)
 
 
 def test_clients_sharing_a_store_share_rate_limit_state(emu: Emulator) -> None:

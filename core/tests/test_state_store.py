@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 
 from aipk._ratelimit import RateLimitState, RateLimitTracker, RateLimitWindow
 from aipk.limits import ClientLimits, Limiter
-from aipk.state import BucketStore, MemoryStore, StateStore, take_from_bucket
+from aipk.state import (
+    WINDOW_GROUPS,
+    BucketStore,
+    MemoryStore,
+    StateStore,
+    window_book,
+    window_slot,
+)
 
 
 class Clock:
@@ -178,51 +185,91 @@ def test_tracker_keeps_its_states_in_the_given_store() -> None:
     assert RateLimitTracker().get(key) is None  # the default store is private
 
 
-# -- token buckets in the store (BucketStore) -------------------------------------------------
+# -- client-side limits in the store (BucketStore): sliding windows ---------------------------
 
 
-def test_memory_store_books_buckets_like_a_token_bucket() -> None:
+def test_memory_store_books_sliding_windows() -> None:
     clock = Clock()
     store = MemoryStore(clock=clock)
     assert isinstance(store, BucketStore)
     rpm = [("rpm", 3.0, 60.0, 1.0)]
     assert [store.reserve("lim", "k", rpm) for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert store.reserve("lim", "k", rpm) == pytest.approx(20.0)  # one refills every 20 s
-    store.refund("lim", "k", rpm)
-    assert store.reserve("lim", "k", rpm) == pytest.approx(20.0)
-    assert store.reserve("lim", "other", rpm) == 0.0  # keys have their own buckets
-    clock.now += 40.0
-    assert store.reserve("lim", "k", rpm) == pytest.approx(0.0)
+    # the fourth waits until the first is a minute old, not a third of a minute
+    assert store.reserve("lim", "k", rpm) == pytest.approx(60.0)
+    assert store.reserve("lim", "k", rpm, max_wait=10.0) == pytest.approx(60.0)  # refused...
+    assert store.reserve("lim", "k", rpm) == pytest.approx(60.0)  # ...so it booked nothing
+    assert store.reserve("lim", "other", rpm) == 0.0  # keys have their own windows
+    clock.now += 60.0
+    assert store.reserve("lim", "k", rpm) == pytest.approx(0.0)  # queued behind the two
     both = [("rpm", 10.0, 60.0, 1.0), ("tpm", 100.0, 60.0, 90.0)]
     assert store.reserve("lim", "t", both) == 0.0
-    assert store.reserve("lim", "t", both) == pytest.approx(80 * 0.6)  # tokens wait longest
+    assert store.reserve("lim", "t", both) == pytest.approx(60.0)  # tokens wait longest
 
 
-def test_an_idle_bucket_entry_expires_once_full_again() -> None:
+def test_an_idle_window_expires_once_nothing_in_it_counts() -> None:
     clock = Clock()
     store = MemoryStore(clock=clock)
     store.reserve("lim", "k", [("rpm", 2.0, 60.0, 1.0)])
     assert len(store) == 1
-    clock.now += 30.01
-    assert len(store) == 0  # full again after 30 s: nothing worth keeping
+    clock.now += 59.9
+    assert len(store) == 1
+    clock.now += 0.2
+    assert len(store) == 0
 
 
-@given(st.lists(st.tuples(st.floats(0, 30), st.floats(0.1, 5)), max_size=40))
-@settings(max_examples=60, deadline=None)
-def test_bucket_booking_never_lets_more_through_than_capacity_plus_refill(
-        steps: list[tuple[float, float]]) -> None:
-    capacity, period = 5.0, 10.0
-    level: float | None = None
-    stamp = now = 0.0
-    admitted = 0.0
-    for advance, amount in steps:
-        now += advance
-        level, stamp, wait = take_from_bucket(level, stamp, now, capacity, period, amount)
-        if wait == 0.0:
-            admitted += amount
-        else:
-            level, stamp, _ = take_from_bucket(level, stamp, now, capacity, period, -amount)
-        assert admitted <= capacity + now * capacity / period + 1e-9
+def _assert_no_window_holds_more(booked: list[tuple[float, float]], capacity: float,
+                                 period: float) -> None:
+    """``booked`` is (moment, amount): no half-open window of ``period`` holds more than
+    ``capacity`` (it suffices to check the windows starting at a booking). Moments are the
+    caller's ``now + wait``, a float rounding away from the booked slot: 1e-6 s is allowed."""
+    booked.sort()
+    for i, (start, _) in enumerate(booked):
+        inside = sum(amount for moment, amount in booked[i:]
+                     if moment < start + period - 1e-6)
+        assert inside <= capacity + 1e-6, (start, inside, booked)
+
+
+@given(capacity=st.integers(1, 8), period=st.sampled_from([1.0, 10.0, 60.0]),
+       steps=st.lists(st.tuples(st.floats(0, 20), st.integers(1, 8),
+                                st.sampled_from([0.5, 5.0, 1e9])), max_size=60))
+@settings(max_examples=150, deadline=None)
+def test_no_window_of_one_period_ever_admits_more_than_the_limit(
+        capacity: int, period: float, steps: list[tuple[float, int, float]]) -> None:
+    """Arrivals at any moments, asking any amounts, giving up after any wait: what is booked
+    (at the moment each caller is told to go) never exceeds the limit in any window."""
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    booked: list[tuple[float, float]] = []
+    for advance, amount, patience in steps:
+        clock.now += advance
+        wait = store.reserve("lim", "k", [("x", float(capacity), period, float(amount))],
+                             max_wait=patience)
+        assert wait >= 0.0
+        if wait <= patience:
+            booked.append((clock.now + wait, float(min(amount, capacity))))
+    _assert_no_window_holds_more(booked, capacity, period)
+
+
+def test_a_busy_window_still_lets_the_limit_through_each_period() -> None:
+    """The groups that keep the state small cost little: with far more demand than the limit
+    (one caller every 0.5 s, each waiting as told), 10 per minute still go each minute, less
+    at most 1/WINDOW_GROUPS of it."""
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    start, last = clock.now, 0.0
+    for _ in range(1200):
+        last = clock.now + store.reserve("lim", "k", [("rpm", 10.0, 60.0, 1.0)])
+        clock.now += 0.5
+    exact = 119 * 60.0  # an exact log sends the 1200th at the start of minute 120
+    assert exact <= last - start <= exact * (1 + 1 / WINDOW_GROUPS) + 1e-6
+
+
+def test_window_state_stays_small_however_many_requests_it_counts() -> None:
+    log: list[float] = []
+    for i in range(10_000):
+        slot = window_slot(log, i * 0.01, 100_000.0, 60.0, 1.0)
+        window_book(log, slot, 60.0, 1.0)
+    assert len(log) <= 2 * (WINDOW_GROUPS + 1) + 1
 
 
 def test_limiters_sharing_a_store_share_one_budget_per_key() -> None:
@@ -233,7 +280,6 @@ def test_limiters_sharing_a_store_share_one_budget_per_key() -> None:
     second = Limiter(limits, store=store, scope="openai")
     assert first.reserve(0, "key-a") == 0.0
     assert second.reserve(0, "key-a") == 0.0
-    assert first.reserve(0, "key-a") == pytest.approx(30.0)  # the pair spent the budget
-    first.refund(0, "key-a")
+    assert first.reserve(0, "key-a") == pytest.approx(60.0)  # the pair spent the budget
     assert second.reserve(0, "key-b") == 0.0  # another key, another budget
     assert Limiter(limits, store=store, scope="gemini").reserve(0, "key-a") == 0.0

@@ -1,8 +1,10 @@
 """A real ``redis-server`` on a free loopback port, started for the tests and stopped after.
 
-Without ``redis-server`` on PATH the tests that need it are skipped with the reason (install
-it: ``apt-get install -y redis-server``; ``dev/setup`` does when run as root), except in CI
-(``CI=true``), where a missing server fails the run instead of skipping silently.
+``AIPK_REDIS_SERVER`` names another server binary to run instead (a Redis 6 or Valkey
+``valkey-server``: ``bash dev/redis-servers`` fetches some). Without ``redis-server`` on PATH
+the tests that need it are skipped with the reason (install it: ``apt-get install -y
+redis-server``; ``dev/setup`` does when run as root), except in CI (``CI=true``), where a
+missing server fails the run instead of skipping silently.
 """
 
 from __future__ import annotations
@@ -32,7 +34,11 @@ class RedisServer:
     on the same port to simulate an outage."""
 
     def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("redis-server")
+        chosen = os.environ.get("AIPK_REDIS_SERVER")
+        if chosen and not os.access(chosen, os.X_OK):
+            pytest.fail(f"AIPK_REDIS_SERVER={chosen!r} is not an executable server binary; "
+                        f"run bash dev/redis-servers to fetch the tested ones")
+        binary = chosen or shutil.which("redis-server")
         if binary is None:
             reason = ("redis-server is not installed: apt-get install -y redis-server "
                       "(dev/setup does this when run as root)")
@@ -80,6 +86,14 @@ class RedisServer:
                 self.proc.kill()
                 self.proc.wait()
             self.proc = None
+
+
+def pytest_report_header() -> str:
+    binary = os.environ.get("AIPK_REDIS_SERVER") or shutil.which("redis-server")
+    if binary is None:
+        return "aipk-redis: no redis-server"
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+    return f"aipk-redis: {binary}: {version.strip()}"
 
 
 @pytest.fixture(scope="session")

@@ -105,3 +105,67 @@ def test_an_oauth_refresh_still_happens_while_redis_is_down(
     assert fresh.access_token.reveal() != issued["access_token"]
     assert handler.grants["refresh_token"] == 1 and store.outages == 1
     assert manager.token("acct") == fresh  # no second refresh
+
+
+def test_an_async_client_never_calls_redis_from_its_event_loop(
+        own_redis_server: Any, namespace: str, aipk_emulator: Emulator) -> None:
+    """Key failures, rate-limit headers, stale reads and a Redis restart in the middle: the
+    store's blocking client is never used on the event loop's thread (bookings go through
+    redis.asyncio, state reads and writes through the store's background thread)."""
+    import asyncio
+
+    from aipk.transports import AiohttpTransport
+
+    store = RedisStore.from_url(own_redis_server.url, namespace=namespace, retry_interval=0.05,
+                                read_cache=0)
+    pool = store.client.connection_pool
+    used_from: list[int] = []
+    get_connection = pool.get_connection
+
+    def recording_get_connection(*args: Any, **kwargs: Any) -> Any:
+        used_from.append(threading.get_ident())
+        return get_connection(*args, **kwargs)
+
+    pool.get_connection = recording_get_connection  # type: ignore[method-assign]
+    aipk_emulator.set_rate_limit(requests=100_000, tokens=10**9)
+    aipk_emulator.fail_key("sk-bad", Fault.status(429, retry_after=1))
+    loop_threads: list[int] = []
+    outcomes: list[object] = []
+
+    async def main() -> None:
+        loop_threads.append(threading.get_ident())
+        transport = AiohttpTransport()
+        client = aipk.AsyncClient("openai", api_key=["sk-bad", "sk-good"],
+                                  base_url=aipk_emulator.url("openai"), store=store,
+                                  limits=ClientLimits(requests_per_minute=100_000),
+                                  retry=aipk.RetryPolicy(max_retries=2, initial_delay=0.01,
+                                                         jitter=0),
+                                  transport=transport)
+        try:
+            for round_ in range(6):
+                if round_ == 2:
+                    own_redis_server.stop()
+                if round_ == 4:
+                    own_redis_server.start()
+                    await asyncio.sleep(0.1)
+                outcomes.extend(await asyncio.gather(
+                    *(client.chat(model="gpt-4o-mini", messages=[aipk.Message.user("hi")])
+                      for _ in range(5)), return_exceptions=True))
+                await asyncio.sleep(0.06)
+        finally:
+            await client.close()
+            await transport.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        aipk_emulator.fail_key("sk-bad", None)
+    assert store.flush()
+    assert all(not isinstance(o, BaseException) for o in outcomes), outcomes
+    assert len(outcomes) == 30
+    assert used_from, "the store never wrote (the test would prove nothing)"
+    assert loop_threads[0] not in used_from
+    assert store.outages == 1 and store.shared
+    # after the restart, the rate-limit state from headers reached Redis again
+    assert list(store.client.scan_iter(f"aipk:{namespace}:v:aipk.ratelimit:*"))
+    store.close()

@@ -1,5 +1,5 @@
 """RedisStore on a real redis-server: values, TTLs, atomic updates across stores and threads,
-token buckets, and the state aipk keeps (rate limits, key health, breakers) shared between
+client-side limits, and the state aipk keeps (rate limits, key health, breakers) shared between
 clients that only share the server."""
 
 from __future__ import annotations
@@ -113,17 +113,56 @@ def test_the_codec_round_trips_aipk_records_and_plain_values(state: RateLimitSta
     assert decode(encode({"a": [plain]})) == {"a": [plain]}
 
 
-def test_buckets_are_booked_on_the_server(redis_server: Any, namespace: str) -> None:
+def test_limits_are_booked_on_the_server(redis_server: Any, namespace: str) -> None:
     first, second = _store(redis_server, namespace), _store(redis_server, namespace)
     rpm = [("rpm", 3.0, 60.0, 1.0)]
     assert [first.reserve("lim", "k", rpm), second.reserve("lim", "k", rpm),
             first.reserve("lim", "k", rpm)] == [0.0, 0.0, 0.0]
-    assert second.reserve("lim", "k", rpm) == pytest.approx(20.0, abs=0.1)
-    second.refund("lim", "k", rpm)
-    assert first.reserve("lim", "k", rpm) == pytest.approx(20.0, abs=0.1)
+    assert second.reserve("lim", "k", rpm, max_wait=5.0) == pytest.approx(60.0, abs=0.1)
+    assert first.reserve("lim", "k", rpm) == pytest.approx(60.0, abs=0.1)  # refused: no trace
     tokens = [("rpm", 10.0, 60.0, 1.0), ("tpm", 100.0, 60.0, 90.0)]
     assert first.reserve("lim", "t", tokens) == 0.0
-    assert second.reserve("lim", "t", tokens) == pytest.approx(48.0, abs=0.1)
+    assert second.reserve("lim", "t", tokens) == pytest.approx(60.0, abs=0.1)
+
+
+@given(capacity=st.integers(1, 8), period=st.sampled_from([1000.0, 60000.0]),
+       steps=st.lists(st.tuples(st.integers(0, 20_000), st.integers(1, 8),
+                                st.sampled_from([500.0, 1e12]), st.booleans()),
+                      max_size=40))
+@settings(max_examples=60, deadline=None)
+def test_the_script_books_exactly_like_aipk_state(redis_server: Any, capacity: int,
+                                                  period: float,
+                                                  steps: list[tuple[int, int, float, bool]]
+                                                  ) -> None:
+    """The Lua script is aipk.state's window_slot/window_book line by line: fed the same
+    times (ms) it answers the same waits, for one limit or two booked together."""
+    import uuid
+
+    from aipk.state import window_book, window_slot
+
+    store = _store(redis_server, "diff" + uuid.uuid4().hex[:8])
+    key = f"{store.prefix}b:lim:k"
+    logs: dict[str, list[float]] = {"a": [], "b": []}
+    now = 1.7e12
+    try:
+        for advance, amount, patience, both in steps:
+            now += advance
+            limits = [("a", float(capacity), period, float(amount))]
+            if both:
+                limits.append(("b", float(capacity + 2), period * 2, 1.0))
+            args: list[Any] = [repr(patience), repr(now)]
+            for name, cap, per, amt in limits:
+                args += (name, repr(cap), repr(per), repr(amt))
+            answer = float(store._scripts.reserve(keys=[key], args=args))
+            slot = now
+            for name, cap, per, amt in limits:
+                slot = max(slot, window_slot(logs[name], now, cap, per, min(amt, cap)))
+            assert answer == slot - now
+            if slot - now <= patience:
+                for name, cap, per, amt in limits:
+                    window_book(logs[name], slot, per, min(amt, cap))
+    finally:
+        store.client.close()
 
 
 def test_clients_share_rate_limit_state_and_limits(redis_server: Any, namespace: str,
@@ -142,7 +181,7 @@ def test_clients_share_rate_limit_state_and_limits(redis_server: Any, namespace:
     two.chat(model="gpt-4o-mini", messages=[aipk.Message.user("hi")])
     with pytest.raises(aipk.RateLimitError) as refused:  # the two spent the shared 2/minute
         one.chat(model="gpt-4o-mini", messages=[aipk.Message.user("hi")])
-    assert refused.value.retry_after == pytest.approx(30.0, abs=0.5)
+    assert refused.value.retry_after == pytest.approx(60.0, abs=0.5)  # 2 in any minute
     assert len(aipk_emulator.requests) == 2
 
 
@@ -235,3 +274,15 @@ def test_a_config_file_selects_the_redis_store(redis_server: Any, namespace: str
     with pytest.raises(aipk.RateLimitError):  # the two clients spent the shared 2/minute
         one.chat(model="gpt-4o-mini", messages=[aipk.Message.user("hi")])
     assert len(aipk_emulator.requests) == 2
+
+
+@given(st.lists(st.text() | st.binary(), max_size=12))
+@settings(max_examples=100, deadline=None)
+def test_commands_are_packed_as_redis_py_packs_them(args: list[str | bytes]) -> None:
+    """The batcher's own RESP packing (cached per booking) matches redis-py's byte for byte."""
+    from redis.asyncio.connection import Connection
+
+    from aipk_redis._batch import pack
+
+    # (redis-py splits its first argument, the command's name, at spaces: ours have none)
+    assert pack("EVALSHA", *args) == b"".join(Connection().pack_command("EVALSHA", *args))

@@ -80,6 +80,7 @@ def test_a_corrupt_token_names_the_fix(redis_server: Any, redis_client: redis.Re
 def test_a_missing_redis_server_skips_locally_and_fails_in_ci(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(conftest.shutil, "which", lambda name: None)
+    monkeypatch.delenv("AIPK_REDIS_SERVER", raising=False)
     monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception, match="apt-get install -y redis-server"):
         conftest.RedisServer(tmp_path)

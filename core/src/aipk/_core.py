@@ -409,37 +409,36 @@ class Engine:
         said (retry-after, exhausted windows). Raises RateLimitError instead of waiting longer
         than the retry policy's ``max_retry_after``."""
         tokens = len(body) // 4 if body else 0
-        limiter = self.limiter
-        key = ""
-        booked = 0.0
-        if limiter.active:
-            key = self._key(model, credential_id)[1]
-            booked = limiter.reserve(tokens, key)
         tracked = self.tracked_wait(model, tokens, credential_id)
+        booked = 0.0
+        limiter = self.limiter
+        if limiter.active:
+            cap = (policy or self.retry).max_retry_after
+            if tracked <= cap:  # else refused below, without booking
+                booked = limiter.reserve(tokens, self._key(model, credential_id)[1], cap)
         if not booked and not tracked:  # the common case
             return 0.0
         refused = self._refusal(booked, tracked, policy)
         if refused is not None:
-            if limiter.active:
-                limiter.refund(tokens, key)
             raise refused
         return max(booked, tracked)
 
     async def aadmission_delay(self, model: str, body: bytes | None,
                                policy: RetryPolicy | None,
                                credential_id: str | None = None) -> float:
-        """:meth:`admission_delay` for a limiter whose store books buckets asynchronously
+        """:meth:`admission_delay` for a limiter whose store books asynchronously
         (``limiter.asynchronous``): the event loop is free while the store answers."""
         tokens = len(body) // 4 if body else 0
-        limiter = self.limiter
-        key = self._key(model, credential_id)[1]
-        booked = await limiter.areserve(tokens, key)
         tracked = self.tracked_wait(model, tokens, credential_id)
+        cap = (policy or self.retry).max_retry_after
+        booked = 0.0
+        if tracked <= cap:  # else refused below, without booking
+            booked = await self.limiter.areserve(tokens, self._key(model, credential_id)[1],
+                                                 cap)
         if not booked and not tracked:
             return 0.0
         refused = self._refusal(booked, tracked, policy)
         if refused is not None:
-            await limiter.arefund(tokens, key)
             raise refused
         return max(booked, tracked)
 

@@ -17,22 +17,23 @@ section, and a shared store may run it more than once (it retries when another p
 the value meanwhile), so anything it reports outside must be set afresh on every run. Values
 should be immutable records; a shared store also needs them serialisable.
 
-A store may also implement :class:`BucketStore` (``reserve`` / ``refund``): token buckets
-booked atomically inside the store, so client-side limits (:mod:`aipk.limits`) given to every
-client that shares the store hold across all of them (across processes, for a shared store
-such as ``aipk_redis.RedisStore``). :class:`MemoryStore` implements it for one process.
+A store may also implement :class:`BucketStore` (``reserve``): client-side limits kept as
+sliding windows booked atomically inside the store, so limits (:mod:`aipk.limits`) given to
+every client that shares the store hold across all of them (across processes, for a shared
+store such as ``aipk_redis.RedisStore``). :class:`MemoryStore` implements it for one process.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["AsyncBucketStore", "Bucket", "BucketStore", "MemoryStore", "StateStore",
-           "take_from_bucket"]
+__all__ = ["WINDOW_GROUPS", "AsyncBucketStore", "Bucket", "BucketStore", "MemoryStore",
+           "StateStore", "window_book", "window_slot"]
 
 T = TypeVar("T")
 
@@ -61,27 +62,31 @@ class StateStore(Protocol):
         ...
 
 
-#: One token bucket to book in :meth:`BucketStore.reserve`: ``(name, capacity, period seconds,
-#: amount)``. The bucket holds ``capacity`` units refilled evenly over ``period`` and starts full.
+#: One limit to book in :meth:`BucketStore.reserve`: ``(name, capacity, period seconds,
+#: amount)``: at most ``capacity`` units (requests or tokens) in any window of ``period``.
 Bucket = tuple[str, float, float, float]
+
+#: A sliding window is kept as groups of bookings at least ``period / WINDOW_GROUPS`` apart,
+#: so its state stays small however many requests it counts (see :func:`window_slot`).
+WINDOW_GROUPS = 32
 
 
 @runtime_checkable
 class BucketStore(Protocol):
-    """Token buckets kept inside a store, booked atomically (see the module docs).
+    """Client-side limits kept inside a store as sliding windows, booked atomically.
 
-    The buckets of one ``(namespace, key)`` are booked together: each takes its amount (its
-    level may go negative, which queues later callers behind this one) and the answer is the
-    longest wait any of them needs. A bucket's capacity and period are given on every call, so
-    new limits apply at once to the level already stored.
+    The limits of one ``(namespace, key)`` are booked together, at one moment: the earliest
+    at which every limit has room for its amount (queued behind the bookings already made, so
+    callers go in arrival order). The answer is the wait until then. When it would be longer
+    than ``max_wait`` nothing is booked and the answer is that (longer) wait, so a caller that
+    gives up leaves no trace. A limit's capacity and period are given on every call, so new
+    limits apply at once to the bookings already stored.
     """
 
-    def reserve(self, namespace: str, key: str, buckets: Sequence[Bucket]) -> float:
-        """Book every bucket's amount; return the seconds to wait before using them (0 = now)."""
-        ...
-
-    def refund(self, namespace: str, key: str, buckets: Sequence[Bucket]) -> None:
-        """Give back amounts booked by a :meth:`reserve` whose call did not go ahead."""
+    def reserve(self, namespace: str, key: str, buckets: Sequence[Bucket],
+                max_wait: float = math.inf) -> float:
+        """Book every limit's amount; return the seconds to wait before using them (0 = now;
+        above ``max_wait``: refused, nothing booked)."""
         ...
 
 
@@ -90,29 +95,66 @@ class AsyncBucketStore(Protocol):
     """A :class:`BucketStore` that can also book without blocking an event loop (a network
     store): :class:`~aipk.AsyncClient` awaits these instead of calling ``reserve``."""
 
-    async def areserve(self, namespace: str, key: str, buckets: Sequence[Bucket]) -> float:
+    async def areserve(self, namespace: str, key: str, buckets: Sequence[Bucket],
+                       max_wait: float = math.inf) -> float:
         """:meth:`BucketStore.reserve`, awaitable."""
         ...
 
-    async def arefund(self, namespace: str, key: str, buckets: Sequence[Bucket]) -> None:
-        """:meth:`BucketStore.refund`, awaitable."""
-        ...
+
+def window_slot(log: list[float], now: float, capacity: float, period: float,
+                amount: float) -> float:
+    """The earliest moment, not before ``now`` nor before the last booking, at which one
+    sliding window has room for ``amount`` (at most ``capacity``) more units.
+
+    ``log`` is the window's state, ``[tail start, end 1, amount 1, end 2, amount 2, ...]``:
+    groups of bookings in time order, each counted as if all of it happened at its ``end``
+    (its latest booking) and the last one begun at ``tail start``. A group counts until
+    ``end + period``, so the units counted at any moment are at least those booked in the
+    ``period`` before it: no window of length ``period`` ever holds more than ``capacity``.
+    Groups past the window are dropped from ``log`` (nothing else changes). Any unit works
+    for times, as long as it is the same throughout; ``aipk_redis``'s script is this function
+    line by line, in milliseconds.
+    """
+    i = 1
+    n = len(log)
+    while i < n and log[i] + period <= now:
+        i += 2
+    if i > 1:
+        del log[1:i]
+        n = len(log)
+    slot = now
+    if n > 1 and log[n - 2] > slot:
+        slot = log[n - 2]
+    total = 0.0
+    for j in range(2, n, 2):
+        total += log[j]
+    j = 1
+    while j < n:
+        end = log[j]
+        if end + period <= slot:
+            total -= log[j + 1]
+        elif total + amount > capacity:
+            slot = end + period
+            total -= log[j + 1]
+        else:
+            break
+        j += 2
+    return slot
 
 
-def take_from_bucket(level: float | None, stamp: float, now: float, capacity: float,
-                     period: float, amount: float) -> tuple[float, float, float]:
-    """One bucket's booking: ``(new level, new stamp, seconds to wait)``. ``level`` None is a
-    bucket never used (full); a negative ``amount`` refunds (never above ``capacity``)."""
-    rate = capacity / period
-    if level is None:
-        level, stamp = capacity, now
-    elif now > stamp:
-        level = min(capacity, level + (now - stamp) * rate)
-        stamp = now
-    if amount < 0:
-        return min(capacity, level - amount), stamp, 0.0
-    level -= amount
-    return level, stamp, (0.0 if level >= 0 else -level / rate)
+def window_book(log: list[float], slot: float, period: float, amount: float) -> None:
+    """Record ``amount`` units at ``slot`` (from :func:`window_slot`, or later) in ``log``:
+    into the last group while it began less than ``period / WINDOW_GROUPS`` earlier, else in
+    a new group."""
+    n = len(log)
+    if n > 1 and slot - log[0] < period / WINDOW_GROUPS:
+        log[n - 2] = slot
+        log[n - 1] += amount
+    elif n > 1:
+        log[0] = slot
+        log += (slot, amount)
+    else:
+        log[:] = (slot, slot, amount)
 
 
 class MemoryStore:
@@ -125,7 +167,7 @@ class MemoryStore:
     seconds TTLs are measured in (inject a fake one in tests).
     """
 
-    __slots__ = ("_clock", "_data", "_heap", "_lock", "max_entries")
+    __slots__ = ("_clock", "_data", "_heap", "_lock", "_sweep_at", "_windows", "max_entries")
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic,
                  max_entries: int = 100_000) -> None:
@@ -136,6 +178,9 @@ class MemoryStore:
         self._data: dict[_Key, tuple[Any, float | None]] = {}
         self._heap: list[tuple[float, _Key]] = []
         self._lock = threading.Lock()
+        #: client-side limit windows by (namespace, key, limit name): [counts until, log]
+        self._windows: dict[tuple[str, str, str], list[Any]] = {}
+        self._sweep_at = 1024
 
     def get(self, namespace: str, key: str) -> Any:
         k = (namespace, key)
@@ -175,39 +220,55 @@ class MemoryStore:
         with self._lock:
             self._data.pop((namespace, key), None)
 
-    # -- token buckets (BucketStore) -------------------------------------------------------
+    # -- client-side limits (BucketStore) --------------------------------------------------
 
-    def reserve(self, namespace: str, key: str, buckets: Sequence[Bucket]) -> float:
-        return self._book(namespace, key, buckets, 1.0)
-
-    def refund(self, namespace: str, key: str, buckets: Sequence[Bucket]) -> None:
-        self._book(namespace, key, buckets, -1.0)
-
-    def _book(self, namespace: str, key: str, buckets: Sequence[Bucket], sign: float) -> float:
-        """Each bucket is an entry ``(namespace, key + "/" + name)`` holding ``(level, stamp)``
-        and expiring one period after its last booking (by then it is full again)."""
+    def reserve(self, namespace: str, key: str, buckets: Sequence[Bucket],
+                max_wait: float = math.inf) -> float:
+        """Each limit ``name`` of ``(namespace, key)`` is a window log (:func:`window_slot`)
+        kept beside the values, until nothing in it counts any more."""
         now = self._clock()
-        wait = 0.0
         with self._lock:
+            windows = self._windows
+            entries: list[list[Any]] = []
+            slot = now
             for name, capacity, period, amount in buckets:
-                k = (namespace, f"{key}/{name}")
-                entry = self._data.get(k)
-                level, stamp = (None, now) if entry is None or (
-                    entry[1] is not None and entry[1] <= now) else entry[0]
-                level, stamp, need = take_from_bucket(level, stamp, now, capacity, period,
-                                                      sign * amount)
-                wait = max(wait, need)
-                full_in = (capacity - level) * period / capacity  # then it holds nothing new
-                self._write(k, (level, stamp), max(full_in, 1e-3), now)
-        return wait
+                k = (namespace, key, name)
+                entry = windows.get(k)
+                if entry is None:
+                    entry = windows[k] = [now, []]  # [counts until, log]
+                entries.append(entry)
+                at = window_slot(entry[1], now, capacity, period, min(amount, capacity))
+                if at > slot:
+                    slot = at
+            if slot - now > max_wait:
+                return slot - now
+            for i, (_, capacity, period, amount) in enumerate(buckets):
+                entry = entries[i]
+                window_book(entry[1], slot, period, min(amount, capacity))
+                entry[0] = slot + period
+            if len(windows) > self._sweep_at:
+                self._sweep(now)
+        return slot - now
+
+    def _sweep(self, now: float) -> None:
+        # Lock held. Drop the windows nothing counts in any more, then the oldest beyond
+        # max_entries.
+        windows = self._windows
+        for k in [k for k, entry in windows.items() if entry[0] <= now]:
+            del windows[k]
+        while len(windows) > self.max_entries:
+            del windows[next(iter(windows))]
+        self._sweep_at = max(1024, 2 * len(windows))
 
     # -- housekeeping --------------------------------------------------------------------
 
     def __len__(self) -> int:
-        """Live entries (expired ones are purged first)."""
+        """Live entries, limit windows included (expired ones are purged first)."""
         with self._lock:
-            self._purge(self._clock())
-            return len(self._data)
+            now = self._clock()
+            self._purge(now)
+            self._sweep(now)
+            return len(self._data) + len(self._windows)
 
     def purge(self) -> None:
         """Drop every expired entry now (writes also do this as they go)."""
@@ -218,6 +279,7 @@ class MemoryStore:
         with self._lock:
             self._data.clear()
             self._heap.clear()
+            self._windows.clear()
 
     def _write(self, k: _Key, value: Any, ttl: float | None, now: float) -> None:
         # Lock held. Re-insert so dict order is least recently written first.
@@ -244,4 +306,5 @@ class MemoryStore:
             heapq.heapify(self._heap)
 
     def __repr__(self) -> str:
-        return f"<MemoryStore entries={len(self._data)} max_entries={self.max_entries}>"
+        return (f"<MemoryStore entries={len(self._data)} windows={len(self._windows)} "
+                f"max_entries={self.max_entries}>")

@@ -5,10 +5,12 @@ same server and ``namespace``."""
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import threading
 import time
 import weakref
+from asyncio import _get_running_loop
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
@@ -95,11 +97,13 @@ class RedisStore:
     on the request path; :meth:`from_url` sets 0.5 s). ``async_client`` makes a
     ``redis.asyncio.Redis`` (called once per event loop) so that ``AsyncClient`` books limits
     without blocking its loop; :meth:`from_url` provides it, and without it the async client
-    books through ``client``. Keys are ``aipk:<namespace>:...`` and
+    books through ``client`` on a worker thread. On an event loop's thread the store never
+    calls Redis itself: stale reads are re-read and writes are written by its background
+    thread (see "Event loops" in the docs). Keys are ``aipk:<namespace>:...`` and
     every key has a TTL: values written without one get ``default_ttl`` seconds.
 
     Hot path: a limit check is one script call (``AsyncClient`` awaits it, and concurrent
-    tasks' checks share one pipeline); a state update is one compare-and-set script call when
+    tasks' checks go out in one write); a state update is one compare-and-set script call when
     nobody else changed the value since this process last saw it; a read is served from this
     process's copy when it is younger than ``read_cache`` seconds (0 turns that off). Updates
     in the ``write_behind`` namespaces (default: the rate-limit state from response headers,
@@ -143,6 +147,11 @@ class RedisStore:
         self._behind = WriteBehind(self)
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ScriptBatcher] = (
             weakref.WeakKeyDictionary())
+        self._bucket_keys: dict[tuple[str, str], str] = {}
+        #: packed EVALSHA commands by (namespace, key, limits, max_wait): a booking like an
+        #: earlier one (the same limits and key; tokens vary only with tokens_per_minute)
+        #: costs no encoding
+        self._commands: dict[tuple[Any, ...], bytes] = {}
 
     @classmethod
     def from_url(cls, url: str, *, namespace: str = "default", timeout: float = 0.5,
@@ -220,6 +229,9 @@ class RedisStore:
         if self.outage.skip():
             self.outage.fallback()
             return self._local.get(namespace, key)
+        if _get_running_loop() is not None:  # never block an event loop: read behind
+            self._behind.refresh(rkey)
+            return cached[1] if cached is not None else None
         try:
             raw = bytes_of(self.client.get(rkey))
         except REDIS_ERRORS as exc:
@@ -230,12 +242,21 @@ class RedisStore:
         self._remember(rkey, raw, value)
         return value
 
+    def reread(self, rkey: str) -> tuple[bytes, Any]:
+        """``rkey``'s bytes and value in Redis (raises Redis's errors)."""
+        raw = bytes_of(self.client.get(rkey))
+        self.outage.succeeded()
+        return raw, self._decoded(raw)
+
     def set(self, namespace: str, key: str, value: Any, *, ttl: float | None = None) -> None:
         raw = _encode(value)
         rkey = self._key(namespace, key)
         if self.outage.skip():
             self.outage.fallback()
             self._local.set(namespace, key, value, ttl=ttl)
+            return
+        if _get_running_loop() is not None:  # never block an event loop: write behind
+            self._behind.update(rkey, lambda _: value, ttl)
             return
         try:
             self.client.set(rkey, raw, px=self._ttl_ms(ttl))
@@ -252,6 +273,9 @@ class RedisStore:
         self._local.delete(namespace, key)
         if self.outage.skip():
             self.outage.fallback()
+            return
+        if _get_running_loop() is not None:  # never block an event loop: write behind
+            self._behind.update(rkey, lambda _: None, None)
             return
         try:
             self.client.delete(rkey)
@@ -271,7 +295,7 @@ class RedisStore:
             self.outage.fallback()
             return self._local.update(namespace, key, fn, ttl=ttl)
         rkey = self._key(namespace, key)
-        if namespace in self.write_behind:
+        if namespace in self.write_behind or _get_running_loop() is not None:
             return cast("T | None", self._behind.update(rkey, fn, ttl))
         try:
             return cast("T | None", self.apply(rkey, fn, ttl)[0])
@@ -312,71 +336,78 @@ class RedisStore:
 
     # -- BucketStore -------------------------------------------------------------------------
 
-    def reserve(self, namespace: str, key: str, buckets: Sequence[Bucket]) -> float:
-        """Book the buckets in one server-side script (server time; see aipk.state)."""
-        return self._book(namespace, key, buckets, 1)
+    def _bucket_key(self, namespace: str, key: str) -> str:
+        keys = self._bucket_keys
+        rkey = keys.get((namespace, key))
+        if rkey is None:
+            if len(keys) >= _MAX_CACHED:
+                keys.clear()
+            rkey = keys[(namespace, key)] = f"{self.prefix}b:{namespace}:{key}"
+        return rkey
 
-    def refund(self, namespace: str, key: str, buckets: Sequence[Bucket]) -> None:
-        self._book(namespace, key, buckets, -1)
-
-    def _book(self, namespace: str, key: str, buckets: Sequence[Bucket], sign: int) -> float:
+    def reserve(self, namespace: str, key: str, buckets: Sequence[Bucket],
+                max_wait: float = math.inf) -> float:
+        """Book the limits in one server-side script (server time; see aipk.state)."""
         if not buckets:
             return 0.0
         if self.outage.skip():
             self.outage.fallback()
-            return self._book_locally(namespace, key, buckets, sign)
+            return self._book_locally(namespace, key, buckets, max_wait)
         try:
-            answer = self._scripts.reserve(keys=[f"{self.prefix}b:{namespace}:{key}"],
-                                           args=_bucket_args(buckets, sign))
+            answer = self._scripts.reserve(keys=[self._bucket_key(namespace, key)],
+                                           args=_bucket_args(buckets, max_wait))
         except REDIS_ERRORS as exc:
             self.outage.failed(exc)
-            return self._book_locally(namespace, key, buckets, sign)
+            return self._book_locally(namespace, key, buckets, max_wait)
         self.outage.succeeded()
         return float(answer) / 1000.0
 
-    async def areserve(self, namespace: str, key: str, buckets: Sequence[Bucket]) -> float:
+    async def areserve(self, namespace: str, key: str, buckets: Sequence[Bucket],
+                       max_wait: float = math.inf) -> float:
         """:meth:`reserve` on the event loop's own ``redis.asyncio`` client; bookings that
-        concurrent tasks ask for while one is on the wire go together in one pipeline."""
-        return await self._abook(namespace, key, buckets, 1)
-
-    async def arefund(self, namespace: str, key: str, buckets: Sequence[Bucket]) -> None:
-        await self._abook(namespace, key, buckets, -1)
-
-    async def _abook(self, namespace: str, key: str, buckets: Sequence[Bucket],
-                     sign: int) -> float:
-        if self._async_factory is None:
-            return self._book(namespace, key, buckets, sign)
+        concurrent tasks ask for in one turn of the event loop go out in one write."""
         if not buckets:
             return 0.0
         if self.outage.skip():
             self.outage.fallback()
-            return self._book_locally(namespace, key, buckets, sign)
+            return self._book_locally(namespace, key, buckets, max_wait)
+        batcher = self._batcher()
+        if batcher is None:  # no redis.asyncio client given: book on a worker thread
+            return await asyncio.to_thread(self.reserve, namespace, key, buckets, max_wait)
+        wanted = (namespace, key, tuple(buckets), max_wait)
+        command = self._commands.get(wanted)
+        if command is None:
+            if len(self._commands) >= _MAX_CACHED:
+                self._commands.clear()
+            command = self._commands[wanted] = batcher.command(
+                self._bucket_key(namespace, key), _bucket_args(buckets, max_wait))
+        try:
+            answer = await batcher.call(command)
+        except REDIS_ERRORS as exc:
+            self.outage.failed(exc)
+            return self._book_locally(namespace, key, buckets, max_wait)
+        self.outage.succeeded()
+        return float(answer) / 1000.0
+
+    def _batcher(self) -> ScriptBatcher | None:
+        if self._async_factory is None:
+            return None
         loop = asyncio.get_running_loop()
         batcher = self._async.get(loop)
         if batcher is None:
             batcher = self._async[loop] = ScriptBatcher(self._async_factory(),
                                                         Scripts.source("reserve"))
-        try:
-            answer = await batcher.call(f"{self.prefix}b:{namespace}:{key}",
-                                        _bucket_args(buckets, sign))
-        except REDIS_ERRORS as exc:
-            self.outage.failed(exc)
-            return self._book_locally(namespace, key, buckets, sign)
-        self.outage.succeeded()
-        return float(answer) / 1000.0
+        return batcher
 
     def _book_locally(self, namespace: str, key: str, buckets: Sequence[Bucket],
-                      sign: int) -> float:
+                      max_wait: float) -> float:
         share = self.outage_share
         scaled = [(n, c * share, p, min(a, c * share)) for n, c, p, a in buckets]
-        if sign > 0:
-            return self._local.reserve(namespace, key, scaled)
-        self._local.refund(namespace, key, scaled)
-        return 0.0
+        return self._local.reserve(namespace, key, scaled, max_wait)
 
 
-def _bucket_args(buckets: Sequence[Bucket], sign: int) -> list[Any]:
-    args: list[Any] = [sign]
+def _bucket_args(buckets: Sequence[Bucket], max_wait: float) -> list[str]:
+    args: list[str] = ["" if max_wait == math.inf else repr(max_wait * 1000.0), ""]
     for name, capacity, period, amount in buckets:
         args += (name, repr(float(capacity)), repr(float(period) * 1000.0), repr(float(amount)))
     return args

@@ -1,7 +1,9 @@
-"""Write-behind for state whose updates only merge (the rate-limit state from headers): the
-update is applied to this process's copy at once and queued; one background thread writes the
-queue to Redis, each key's queued updates applied in order in one compare-and-set, so a
-response never waits for Redis and a burst of updates to one key costs one write."""
+"""Write-behind for state whose updates only merge (the rate-limit state from headers), and for
+every state update made on an event loop's thread: the update is applied to this process's
+copy at once and queued; one background thread writes the queue to Redis, each key's queued
+updates applied in order in one compare-and-set, so a response never waits for Redis and a
+burst of updates to one key costs one write. The same thread re-reads the values an event loop
+found stale (:meth:`WriteBehind.refresh`), so an event loop never waits for Redis either."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ class WriteBehind:
     def __init__(self, store: RedisStore) -> None:
         self._store = store
         self._pending: dict[str, list[_Update]] = {}
+        self._stale: set[str] = set()
         self._known: dict[str, tuple[bytes, Any]] = {}  # what the writer last saw in Redis
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -38,12 +41,23 @@ class WriteBehind:
         with self._lock:
             store._remember(rkey, b"", new)  # b"": a local result, never a CAS expectation
             self._pending.setdefault(rkey, []).append((fn, ttl))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="aipk-redis-writer",
-                                                daemon=True)
-                self._thread.start()
-            self._wake.notify()
+            self._start()
         return new
+
+    def refresh(self, rkey: str) -> None:
+        """Have the thread read ``rkey`` from Redis into this process's copy."""
+        with self._lock:
+            if rkey not in self._stale:
+                self._stale.add(rkey)
+                self._start()
+
+    def _start(self) -> None:
+        # Lock held.
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="aipk-redis-writer",
+                                            daemon=True)
+            self._thread.start()
+        self._wake.notify()
 
     def holds(self, rkey: str) -> bool:
         """True while ``rkey`` has updates not yet written (this process's copy is newer)."""
@@ -51,8 +65,8 @@ class WriteBehind:
 
     def flush(self, timeout: float) -> bool:
         with self._lock:
-            return self._idle.wait_for(lambda: not self._pending and not self._writing,
-                                       timeout)
+            return self._idle.wait_for(
+                lambda: not self._pending and not self._stale and not self._writing, timeout)
 
     def stop(self) -> None:
         self.flush(5.0)
@@ -66,12 +80,23 @@ class WriteBehind:
         store = self._store
         while True:
             with self._lock:
-                self._wake.wait_for(lambda: bool(self._pending) or self._stopped)
+                self._wake.wait_for(
+                    lambda: bool(self._pending) or bool(self._stale) or self._stopped)
                 if self._stopped and not self._pending:
                     self._thread = None
                     return
                 batch, self._pending = self._pending, {}
+                stale, self._stale = self._stale, set()
                 self._writing = True
+            for rkey in stale - batch.keys():
+                try:
+                    raw, value = store.reread(rkey)
+                except REDIS_ERRORS as exc:
+                    store.outage.failed(exc)
+                    continue
+                with self._lock:
+                    if rkey not in self._pending:  # else the local copy is newer
+                        store._remember(rkey, raw, value)
             for rkey, updates in batch.items():
                 def combined(old: Any, updates: list[_Update] = updates) -> Any:
                     for fn, _ in updates:
@@ -98,5 +123,5 @@ class WriteBehind:
                         store._remember(rkey, b"", value)
             with self._lock:
                 self._writing = False
-                if not self._pending:
+                if not self._pending and not self._stale:
                     self._idle.notify_all()
