@@ -19,7 +19,6 @@ from opentelemetry.trace import SpanKind, StatusCode
 import aipk
 import aipk_openai.plugin
 import aipk_otel
-import aipk_otel.plugin
 from aipk import Message, RetryPolicy, Tool
 from aipk.errors import BadRequestError
 from aipk.observability import Metrics
@@ -169,15 +168,48 @@ def test_content_is_recorded_only_when_asked(aipk_emulator: Emulator, registry: 
     assert outputs[0]["parts"][0]["content"] == "the answer"
 
 
-def test_the_entry_point_plugin_uses_the_configured_observer(aipk_emulator: Emulator,
-                                                             registry: Registry) -> None:
+def test_instrument_registers_and_uninstrument_removes_the_observer(
+        aipk_emulator: Emulator, registry: Registry) -> None:
     telemetry = Otel()
-    registry.register(aipk_otel.plugin, "otel")
-    aipk_otel.configure(telemetry.observer)
-    try:
-        assert aipk_otel.current() is telemetry.observer
-        with _client(aipk_emulator, registry) as client:
-            client.chat(model="gpt-4o-mini", messages=HELLO)
-    finally:
-        aipk_otel.configure(None)
-    assert [s.name for s in telemetry.finished()] == ["chat gpt-4o-mini"]
+    aipk_emulator.enqueue(Reply(text="untraced"), Reply(text="traced"),
+                          Reply(text="a long answer left open", chunk_size=2),
+                          Reply(text="untraced again"))
+    with _client(aipk_emulator, registry) as client:
+        client.chat(model="gpt-4o-mini", messages=HELLO)  # not instrumented: no span
+        assert aipk_otel.current(registry) is None
+        observer = aipk_otel.instrument(telemetry.observer, registry=registry)
+        assert aipk_otel.current(registry) is observer is telemetry.observer
+        client.chat(model="gpt-4o-mini", messages=HELLO)
+        stream = client.stream(model="gpt-4o-mini", messages=HELLO)
+        next(iter(stream))
+        assert observer.open_spans() == 1
+        aipk_otel.uninstrument(registry)
+        assert aipk_otel.current(registry) is None and observer.open_spans() == 0
+        stream.close()
+        client.chat(model="gpt-4o-mini", messages=HELLO)
+    spans = telemetry.finished()
+    assert [s.name for s in spans] == ["chat gpt-4o-mini"] * 2
+    assert spans[1].attributes["aipk.uninstrumented"] is True
+
+
+def test_instrument_again_replaces_the_observer(registry: Registry) -> None:
+    first, second = Otel(), Otel()
+    aipk_otel.instrument(first.observer, registry=registry)
+    aipk_otel.instrument(second.observer, registry=registry)
+    assert aipk_otel.current(registry) is second.observer
+    made = aipk_otel.instrument(registry=registry, capture_content=True)
+    assert made.capture_content is True and aipk_otel.current(registry) is made
+    aipk_otel.uninstrument(registry)
+    aipk_otel.uninstrument(registry)  # a no-op when not instrumented
+
+
+def test_server_attributes_are_parsed_once_per_base_url() -> None:
+    from aipk_otel._observer import _server
+
+    _server.cache_clear()
+    assert dict(_server("https://api.example.com/v1")) == {
+        "server.address": "api.example.com", "server.port": 443}
+    assert dict(_server("http://127.0.0.1:8080/x")) == {
+        "server.address": "127.0.0.1", "server.port": 8080}
+    _server("https://api.example.com/v1")
+    assert _server.cache_info().hits == 1

@@ -3,6 +3,7 @@ spans and metrics."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -38,13 +39,14 @@ def _content_from_env() -> bool:
     return os.environ.get(CONTENT_ENV, "").strip().lower() in _CONTENT_ON
 
 
-def _server(base_url: str) -> dict[str, Any]:
+@functools.lru_cache(maxsize=256)
+def _server(base_url: str) -> tuple[tuple[str, Any], ...]:
+    """``server.address`` and ``server.port`` of ``base_url`` (parsed once per base URL)."""
     parts = urlsplit(base_url)
-    out: dict[str, Any] = {}
-    if parts.hostname:
-        out[sc.SERVER_ADDRESS] = parts.hostname
-        out[sc.SERVER_PORT] = parts.port or (443 if parts.scheme == "https" else 80)
-    return out
+    if not parts.hostname:
+        return ()
+    return ((sc.SERVER_ADDRESS, parts.hostname),
+            (sc.SERVER_PORT, parts.port or (443 if parts.scheme == "https" else 80)))
 
 
 def _messages(messages: Any) -> str:
@@ -63,7 +65,8 @@ def _messages(messages: Any) -> str:
 
 
 class OtelObserver:
-    """Spans (``chat {model}``, kind CLIENT) and the GenAI client metrics for every aipk call.
+    """Spans (``chat {model}``, kind CLIENT) and the GenAI client metrics for every aipk call
+    (an ``aipk_observe`` plugin: :func:`aipk_otel.instrument` registers one).
 
     ``tracer_provider`` / ``meter_provider`` default to OpenTelemetry's global ones.
     ``capture_content`` records message contents and tool definitions and arguments (off by
@@ -111,13 +114,23 @@ class OtelObserver:
         with self._lock:
             return len(self._open)
 
+    def end_open_spans(self) -> None:
+        """End the spans of calls still in flight, marked ``aipk.uninstrumented`` (when the
+        observer is removed: their end would never reach it)."""
+        with self._lock:
+            entries = list(self._open.values())
+            self._open.clear()
+        for span, _common in entries:
+            span.set_attribute("aipk.uninstrumented", True)
+            span.end()
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     def _started(self, event: CallStarted) -> None:
         provider = sc.PROVIDER_NAMES.get(event.provider, event.provider)
         common: dict[str, Any] = {sc.OPERATION_NAME: sc.OPERATION_CHAT,
-                                  sc.PROVIDER_NAME: provider, sc.REQUEST_MODEL: event.model,
-                                  **_server(event.base_url)}
+                                  sc.PROVIDER_NAME: provider, sc.REQUEST_MODEL: event.model}
+        common.update(_server(event.base_url))
         attributes = dict(common)
         request = event.request
         if event.stream:

@@ -59,8 +59,9 @@ class AipkCollector:
     """Exposes aipk's metrics (see docs/observability.md for the list).
 
     ``sources``: the :class:`~aipk.observability.Metrics` to read, or clients (their
-    ``metrics_model``); default the process-wide model every call feeds
-    (:func:`aipk_prometheus.process_metrics`). Pass clients only if they do not share a model,
+    ``metrics_model``); default the process-wide model (:func:`aipk_prometheus.process_metrics`),
+    which this installs the feed for (:func:`aipk_prometheus.install` on aipk's default
+    registry): calls are counted from then on. Pass clients only if they do not share a model,
     or a call is counted twice. ``credentials``: pools or OAuth managers whose health to show
     as gauges. ``health``: a function returning a health checker's statuses.
     """
@@ -69,9 +70,9 @@ class AipkCollector:
                  credentials: Sequence[HealthSource] = (),
                  health: Callable[[], Iterable[Any]] | None = None) -> None:
         if sources is None:
-            from .plugin import PROCESS_METRICS
+            from .plugin import install
 
-            sources = [PROCESS_METRICS]
+            sources = [install()]
         self._models = [_model(s) for s in sources]
         self._credentials = list(credentials)
         self._health = health
