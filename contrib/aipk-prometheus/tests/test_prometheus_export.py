@@ -138,6 +138,34 @@ def test_credential_health_gauges_of_a_pool(aipk_emulator: Emulator, registry: R
     assert _value(families["aipk_credential_available"], credential=one) == 0  # in backoff
     assert _value(families["aipk_failovers"], "_total", credential=one) == 1
     assert _value(families["aipk_requests"], "_total", outcome="success", credential=two) == 3
+    # the key pool's attempt counters, from the same model
+    attempts = families["aipk_credential_attempts"]
+    assert _value(attempts, "_total", credential=one, outcome="error") == 1
+    assert _value(attempts, "_total", credential=one, outcome="success") == 0
+    assert _value(attempts, "_total", provider="openai", credential=two, outcome="success") == 3
+    assert _value(families["aipk_credential_attempt_seconds"], "_total", credential=two) > 0
+
+
+def test_router_target_statistics(aipk_emulator: Emulator, registry: Registry,
+                                  scrape: Any) -> None:
+    from aipk.router import Router, Target
+
+    aipk_emulator.enqueue(Fault.status(400))
+    target = Target(provider="openai", model="gpt-4o-mini", api_key="sk-prom",
+                    base_url=aipk_emulator.url("openai"), name="main")
+    with Router([target], registry=registry) as router:
+        with pytest.raises(BadRequestError):
+            router.chat(messages=HELLO)
+        router.chat(messages=HELLO)
+        families = scrape(aipk_prometheus.AipkCollector([router.metrics_model]))
+        ewma = router.metrics()["targets"]["main"]["ewma_latency"]
+    calls = families["aipk_router_target_calls"]
+    assert _value(calls, "_total", target="main", outcome="success") == 1
+    assert _value(calls, "_total", target="main", outcome="error") == 1
+    assert _value(calls, "_total", target="main", outcome="cancelled") == 0
+    assert _value(families["aipk_router_target_latency_ewma_seconds"], target="main") == ewma
+    # the router's clients recorded their calls into the same model
+    assert _value(families["aipk_requests"], "_total", outcome="success", model="gpt-4o-mini") == 1
 
 
 def test_the_installed_feed_fills_the_process_model(aipk_emulator: Emulator,

@@ -36,7 +36,7 @@ from ._breaker import BreakerPolicy, BreakerState, CircuitBreaker, CooldownPolic
 from ._errormap import is_context_window
 from ._messages import ChatRequest, Message
 from ._providers import ModelInfo, ProviderSpec, Secret, check_api_key
-from ._responses import ChatResponse, StreamEvent, TextDelta, Usage
+from ._responses import ChatResponse, StreamEvent, TextDelta
 from ._retry import RetryPolicy
 from .errors import (
     AipkError,
@@ -53,6 +53,8 @@ from .errors import (
     StreamError,
     TransportError,
 )
+from .observability._model import Metrics
+from .observability._targets import TargetMetrics
 from .state import MemoryStore, StateStore
 
 if TYPE_CHECKING:
@@ -263,92 +265,6 @@ def classify(error: ProviderError, cooldown: CooldownPolicy = DEFAULT_COOLDOWN) 
 # -- metrics -------------------------------------------------------------------------------
 
 
-def _percentile(ordered: Sequence[float], p: float) -> float:
-    if not ordered:
-        return 0.0
-    rank = max(1, math.ceil(p * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
-
-
-class TargetMetrics:
-    """Counters for one target, and the latencies of its last ``window`` successful calls (a
-    fixed ring buffer: memory never grows). ``ewma`` is the smoothed latency
-    ``lowest_latency`` ranks by (None before the first success)."""
-
-    __slots__ = ("_count", "_lock", "_next", "_samples", "cancelled", "error_types", "errors",
-                 "ewma", "input_tokens", "output_tokens", "requests", "successes")
-
-    ALPHA = 0.3
-
-    def __init__(self, window: int = 1024) -> None:
-        if window < 1:
-            raise ValueError("the latency window needs at least one slot")
-        self._lock = threading.Lock()
-        self._samples = [0.0] * window
-        self._next = 0
-        self._count = 0
-        self.requests = 0
-        self.successes = 0
-        self.errors = 0
-        self.cancelled = 0
-        self.input_tokens = 0
-        self.output_tokens = 0
-        self.ewma: float | None = None
-        self.error_types: dict[str, int] = {}
-
-    def started(self) -> None:
-        with self._lock:
-            self.requests += 1
-
-    def succeeded(self, latency: float, usage: Usage | None) -> None:
-        with self._lock:
-            self.successes += 1
-            samples = self._samples
-            samples[self._next] = latency
-            self._next = (self._next + 1) % len(samples)
-            self._count = min(self._count + 1, len(samples))
-            self.ewma = latency if self.ewma is None else (
-                self.ALPHA * latency + (1.0 - self.ALPHA) * self.ewma)
-            if usage is not None:
-                self.input_tokens += usage.input_tokens or 0
-                self.output_tokens += usage.output_tokens or 0
-
-    def failed(self, error: BaseException) -> None:
-        name = type(error).__name__
-        with self._lock:
-            self.errors += 1
-            self.error_types[name] = self.error_types.get(name, 0) + 1
-
-    def was_cancelled(self) -> None:
-        with self._lock:
-            self.cancelled += 1
-
-    def latencies(self) -> list[float]:
-        """The kept latency samples (at most ``window``), oldest first."""
-        with self._lock:
-            samples, count, nxt = self._samples, self._count, self._next
-            if count < len(samples):
-                return samples[:count]
-            return samples[nxt:] + samples[:nxt]
-
-    def snapshot(self) -> dict[str, Any]:
-        """The counters and latency percentiles (seconds) as a plain dict."""
-        with self._lock:
-            kept = self._samples[:self._count]
-            out: dict[str, Any] = {
-                "requests": self.requests, "successes": self.successes, "errors": self.errors,
-                "cancelled": self.cancelled,
-                "in_flight": self.requests - self.successes - self.errors - self.cancelled,
-                "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
-                "error_types": dict(self.error_types), "ewma_latency": self.ewma,
-            }
-        kept.sort()
-        out.update(latency_samples=len(kept), p50=_percentile(kept, 0.50),
-                   p95=_percentile(kept, 0.95), p99=_percentile(kept, 0.99),
-                   mean_latency=sum(kept) / len(kept) if kept else 0.0)
-        return out
-
-
 class _Counters:
     __slots__ = ("_lock", "cancelled", "errors", "requests", "successes", "waited", "waits")
 
@@ -374,11 +290,11 @@ class _TargetState:
     __slots__ = ("client", "index", "info", "info_loaded", "metrics", "name", "owned", "target",
                  "windows")
 
-    def __init__(self, target: Target, index: int, window: int) -> None:
+    def __init__(self, target: Target, index: int, window: int, model: Metrics) -> None:
         self.target = target
         self.name = target.name
         self.index = index
-        self.metrics = TargetMetrics(window)
+        self.metrics: TargetMetrics = model.target(target.name, window)
         self.client: Client | AsyncClient | None = target.client
         self.owned = False
         self.info: ModelInfo | None = None
@@ -395,7 +311,7 @@ class _Core:
                  store: StateStore | None, clock: Callable[[], float],
                  retry: RetryPolicy | None, registry: Registry | None,
                  client_options: Mapping[str, Any] | None, latency_window: int,
-                 max_wait: float) -> None:
+                 max_wait: float, metrics: Metrics | None = None) -> None:
         targets = list(targets)
         if not targets:
             raise ConfigurationError("a router needs at least one Target")
@@ -430,8 +346,12 @@ class _Core:
                         if breaker is not None else None)
         self.retry = retry
         self.registry = registry
+        #: the one metrics model of the router's targets and the clients it builds
+        self.metrics_model = metrics or options.get("metrics") or Metrics()
+        options.setdefault("metrics", self.metrics_model)
         self.client_options = options
-        self.states = [_TargetState(t, i, latency_window) for i, t in enumerate(targets)]
+        self.states = [_TargetState(t, i, latency_window, self.metrics_model)
+                       for i, t in enumerate(targets)]
         self.by_name = {s.name: s for s in self.states}
         self.counters = _Counters()
         self._rr = 0
@@ -834,11 +754,12 @@ class _RouterBase:
         latency_window: int = 1024,
         max_wait: float = 0.0,
         sleep: Callable[[float], Any] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._core = _Core(targets, strategy=strategy, cooldown=cooldown, breaker=breaker,
                            fallback=fallback_on_context_window, store=store, clock=clock,
                            retry=retry, registry=registry, client_options=client_options,
-                           latency_window=latency_window, max_wait=max_wait)
+                           latency_window=latency_window, max_wait=max_wait, metrics=metrics)
         self._init_sleep(sleep)
         self._check_clients()
 
@@ -901,6 +822,12 @@ class _RouterBase:
         successes), breaker mode and remaining cooldown."""
         return self._core.metrics()
 
+    @property
+    def metrics_model(self) -> Metrics:
+        """The metrics model holding the targets' statistics, which the clients the router
+        builds record their calls into (``metrics=``; default a new one)."""
+        return self._core.metrics_model
+
     def __repr__(self) -> str:
         names = ", ".join(s.name for s in self._core.states)
         return f"<{type(self).__name__} strategy={self._core.strategy!r} targets=[{names}]>"
@@ -917,6 +844,8 @@ class Router(_RouterBase):
     latency. ``retry`` is the policy for each call to a target (default :data:`TARGET_RETRY`:
     no retries inside a target); None keeps each client's own. Clients the router creates get
     ``max_retries=0`` plus ``client_options``; close them with :meth:`close` or ``with``.
+    ``metrics`` is the model holding the targets' statistics, which those clients record
+    their calls into (default ``client_options["metrics"]``, or a new one).
 
     ``max_wait`` (seconds, default 0: fail at once) lets a call whose targets are all cooling
     down, breaker-open or rate limited sleep until the earliest is available and try again,

@@ -1,7 +1,11 @@
-"""The one metrics model: what every call recorded, by provider, model and credential id.
+"""The one metrics model: what every call recorded, by provider, model and credential id;
+what each credential's attempts did (key pools); and each router target's statistics.
 
 Clients record into a :class:`Metrics` at the call boundary (what the caller saw), and retries
-and failovers as they happen. Exporters read :meth:`Metrics.snapshot`, or keep their own
+and failovers as they happen; key pools record each attempt into the credential's
+:class:`~aipk.observability._keys.CredentialMetrics` (:meth:`Metrics.credential`), routers each
+call to a target into its :class:`~aipk.observability._targets.TargetMetrics`
+(:meth:`Metrics.target`). Exporters read :meth:`Metrics.snapshot`, or keep their own
 :class:`Metrics` fed by the ``aipk_observe`` hook's records (:meth:`Metrics.observe`).
 """
 
@@ -14,6 +18,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._histogram import BOUNDS, Histogram
+from ._keys import CredentialMetrics
+from ._targets import TargetMetrics
 
 if TYPE_CHECKING:
     from aipk._responses import Usage
@@ -81,6 +87,8 @@ class Metrics:
         # start takes no lock. In flight = started - ended (ended: the series' requests).
         self._started: dict[str, itertools.count[int]] = {}
         self._ended_before_reset: dict[str, int] = {}
+        self._credentials: dict[tuple[str, str], CredentialMetrics] = {}
+        self._targets: dict[str, TargetMetrics] = {}
         self._lock = threading.Lock()
 
     def _get(self, provider: str, model: str, credential_id: str) -> _Series:
@@ -90,6 +98,39 @@ class Metrics:
             with self._lock:
                 series = self._series.setdefault(key, _Series())
         return series
+
+    # -- the parts key pools and routers record into --------------------------------------
+
+    def credential(self, provider: str, credential_id: str) -> CredentialMetrics:
+        """The attempt counters of ``provider``'s credential ``credential_id`` (created on
+        first use; a key pool records each attempt there)."""
+        found = self._credentials.get((provider, credential_id))
+        if found is None:
+            with self._lock:
+                found = self._credentials.setdefault(
+                    (provider, credential_id), CredentialMetrics(credential_id, provider))
+        return found
+
+    def credentials(self, provider: str) -> dict[str, CredentialMetrics]:
+        """``provider``'s credentials' attempt counters, by id."""
+        with self._lock:
+            return {cid: m for (p, cid), m in self._credentials.items() if p == provider}
+
+    def forget_credential(self, provider: str, credential_id: str) -> None:
+        """Drop a credential's attempt counters (it left its pool)."""
+        with self._lock:
+            self._credentials.pop((provider, credential_id), None)
+
+    def target(self, name: str, window: int = 1024) -> TargetMetrics:
+        """The statistics of the router target ``name`` (created on first use with a latency
+        window of ``window`` calls; routers sharing a model share same-named targets')."""
+        found = self._targets.get(name)
+        if found is None:
+            with self._lock:
+                found = self._targets.get(name)
+                if found is None:
+                    found = self._targets[name] = TargetMetrics(window)
+        return found
 
     # -- recording -----------------------------------------------------------------------
 
@@ -169,11 +210,15 @@ class Metrics:
             started = {p: _value(c) - 1 for p, c in self._started.items()}
             items = sorted(self._series.items())
             ended = dict(self._ended_before_reset)
+            keys = sorted(self._credentials.items())
+            targets = sorted(self._targets.items())
         series = tuple(s.snapshot(k) for k, s in items)
         for s in series:
             ended[s.provider] = ended.get(s.provider, 0) + s.requests
         in_flight = {p: max(0, n - ended.get(p, 0)) for p, n in started.items()}
-        return MetricsSnapshot(series=series, in_flight=in_flight)
+        return MetricsSnapshot(series=series, in_flight=in_flight,
+                               credentials=tuple(m.snapshot() for _, m in keys),
+                               targets={name: t.snapshot() for name, t in targets})
 
     def reset(self) -> None:
         """Forget everything recorded (calls in flight stay counted)."""
