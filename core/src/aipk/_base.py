@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 
 from ._core import Engine
-from ._http import Timeout, redact_url
+from ._http import HttpRequest, Timeout, redact_url
 from ._messages import ChatRequest, Message
 from ._providers import (
     Capabilities,
@@ -338,6 +338,14 @@ class ClientBase:
             return _NO_OPTIONS
         return {"headers": headers, "timeout": self._call_timeout(timeout),
                 "extra_body": extra_body}
+
+    def _models_request(self, timeout: Timeout | float | None) -> HttpRequest | None:
+        """The unsigned model-listing request (None without a listing endpoint), with
+        ``timeout`` instead of the client's when given."""
+        built = self._engine.prepare_models()
+        if built is None or timeout is None:
+            return built
+        return attrs.evolve(built, timeout=self._call_timeout(timeout))
 
     def _call_timeout(self, timeout: Timeout | float | None) -> Timeout | None:
         """One call's ``timeout=``: a Timeout as is; seconds bound the connect (at most the
