@@ -114,6 +114,20 @@ def test_failed_call_sets_error_type_and_status(aipk_emulator: Emulator, registr
     assert duration.attributes["error.type"] == "BadRequestError"
 
 
+def test_a_cut_stream_records_the_usage_it_reported(aipk_emulator: Emulator,
+                                                    registry: Registry, otel: Otel) -> None:
+    aipk_emulator.enqueue(Fault.truncate(after_events=1000, reply=Reply(
+        text="cut before its terminator", chunk_size=4, usage=(9, 5))))
+    with (_client(aipk_emulator, registry) as client, pytest.raises(aipk.IncompleteStreamError),
+          client.stream(model="gpt-4o-mini", messages=HELLO) as stream):
+        for _ in stream:
+            pass
+    (span,) = otel.finished()
+    assert span.attributes["error.type"] == "IncompleteStreamError"
+    assert (span.attributes["gen_ai.usage.input_tokens"],
+            span.attributes["gen_ai.usage.output_tokens"]) == (9, 5)
+
+
 def test_stream_with_tool_calls(aipk_emulator: Emulator, registry: Registry,
                                 otel: Otel) -> None:
     aipk_emulator.enqueue(Reply(tool_calls=[ToolCallSpec(name="get_weather",

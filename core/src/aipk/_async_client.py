@@ -340,6 +340,7 @@ class AsyncChatStream:
                 self._credential = sent.credential
                 self._primed = sent.value
                 self._session = sent.value.session
+                call.partial = self._session.accumulator  # a cut stream's usage still counts
             except BaseException as exc:
                 call.failed(exc)
                 raise

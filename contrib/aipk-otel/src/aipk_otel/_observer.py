@@ -64,6 +64,18 @@ def _messages(messages: Any) -> str:
     return json.dumps(out)
 
 
+def _usage_attributes(usage: Any) -> dict[str, Any]:
+    """The ``gen_ai.usage.*`` attributes of ``usage`` (the counts the provider sent)."""
+    if usage is None:
+        return {}
+    pairs = ((sc.USAGE_INPUT_TOKENS, usage.input_tokens),
+             (sc.USAGE_OUTPUT_TOKENS, usage.output_tokens),
+             (sc.USAGE_CACHE_READ_INPUT_TOKENS, usage.cache_read_tokens),
+             (sc.USAGE_CACHE_CREATION_INPUT_TOKENS, usage.cache_write_tokens),
+             (sc.USAGE_REASONING_OUTPUT_TOKENS, usage.reasoning_tokens))
+    return {name: value for name, value in pairs if value is not None}
+
+
 class OtelObserver:
     """Spans (``chat {model}``, kind CLIENT) and the GenAI client metrics for every aipk call
     (an ``aipk_observe`` plugin: :func:`aipk_otel.instrument` registers one).
@@ -203,14 +215,7 @@ class OtelObserver:
         if reason:
             attributes[sc.RESPONSE_FINISH_REASONS] = [reason]
         usage = event.usage
-        if usage is not None:
-            for name, value in ((sc.USAGE_INPUT_TOKENS, usage.input_tokens),
-                                (sc.USAGE_OUTPUT_TOKENS, usage.output_tokens),
-                                (sc.USAGE_CACHE_READ_INPUT_TOKENS, usage.cache_read_tokens),
-                                (sc.USAGE_CACHE_CREATION_INPUT_TOKENS, usage.cache_write_tokens),
-                                (sc.USAGE_REASONING_OUTPUT_TOKENS, usage.reasoning_tokens)):
-                if value is not None:
-                    attributes[name] = value
+        attributes.update(_usage_attributes(usage))
         if event.cost is not None:
             attributes["aipk.cost.usd"] = event.cost
         if self.capture_content:
@@ -236,7 +241,8 @@ class OtelObserver:
             return
         span, common = entry
         span.set_attributes({sc.ERROR_TYPE: event.error_type, "aipk.attempts": event.attempts,
-                             "aipk.credential.id": event.credential_id})
+                             "aipk.credential.id": event.credential_id,
+                             **_usage_attributes(event.usage)})
         span.record_exception(event.error)
         span.set_status(Status(StatusCode.ERROR, event.error_type))
         span.end()
@@ -247,7 +253,8 @@ class OtelObserver:
         if entry is None:
             return
         span, _common = entry
-        span.set_attributes({"aipk.cancelled": True, "aipk.attempts": event.attempts})
+        span.set_attributes({"aipk.cancelled": True, "aipk.attempts": event.attempts,
+                             **_usage_attributes(event.usage)})
         span.end()
 
 

@@ -54,6 +54,14 @@ class _Series:
         self.latency = Histogram()
         self.ttft = Histogram()
 
+    def add_usage(self, usage: Usage) -> None:
+        """Add ``usage``'s counts (the caller holds :attr:`lock`)."""
+        self.input += usage.input_tokens or 0
+        self.output += usage.output_tokens or 0
+        self.cache_read += usage.cache_read_tokens or 0
+        self.cache_write += usage.cache_write_tokens or 0
+        self.reasoning += usage.reasoning_tokens or 0
+
     def snapshot(self, key: SeriesKey) -> SeriesSnapshot:
         from ._snapshot import SeriesSnapshot
 
@@ -67,7 +75,7 @@ class _Series:
                 input_tokens=self.input, output_tokens=self.output,
                 cache_read_tokens=self.cache_read, cache_write_tokens=self.cache_write,
                 reasoning_tokens=self.reasoning,
-                cost=self.cost if self.priced and answered else None,
+                cost=self.cost if self.priced and (answered or self.cost) else None,
                 latency=_distribution(self.latency), time_to_first_token=_distribution(self.ttft),
             )
 
@@ -153,34 +161,42 @@ class Metrics:
             if time_to_first_token is not None:
                 s.ttft.add(time_to_first_token)
             if usage is not None:
-                s.input += usage.input_tokens or 0
-                s.output += usage.output_tokens or 0
-                s.cache_read += usage.cache_read_tokens or 0
-                s.cache_write += usage.cache_write_tokens or 0
-                s.reasoning += usage.reasoning_tokens or 0
+                s.add_usage(usage)
             if cost is None:
                 s.priced = False
             else:
                 s.cost += cost
 
     def failed(self, provider: str, model: str, credential_id: str, *, error_type: str,
-               time_to_first_token: float | None = None) -> None:
-        """A call raised ``error_type`` to its caller."""
+               time_to_first_token: float | None = None, usage: Usage | None = None,
+               cost: float | None = None) -> None:
+        """A call raised ``error_type`` to its caller; ``usage`` (and its ``cost``) is what a
+        stream reported before it failed."""
         s = self._get(provider, model, credential_id)
         with s.lock:
             s.failures += 1
             s.errors[error_type] = s.errors.get(error_type, 0) + 1
             if time_to_first_token is not None:
                 s.ttft.add(time_to_first_token)
+            if usage is not None:
+                s.add_usage(usage)
+            if cost is not None:
+                s.cost += cost
 
     def cancelled(self, provider: str, model: str, credential_id: str, *,
-                  time_to_first_token: float | None = None) -> None:
-        """The caller closed a stream before its end."""
+                  time_to_first_token: float | None = None, usage: Usage | None = None,
+                  cost: float | None = None) -> None:
+        """The caller closed a stream before its end; ``usage`` (and its ``cost``) is what
+        the stream reported until then."""
         s = self._get(provider, model, credential_id)
         with s.lock:
             s.cancelled += 1
             if time_to_first_token is not None:
                 s.ttft.add(time_to_first_token)
+            if usage is not None:
+                s.add_usage(usage)
+            if cost is not None:
+                s.cost += cost
 
     def retried(self, provider: str, model: str, credential_id: str) -> None:
         """An attempt failed and will be retried."""
@@ -241,8 +257,9 @@ _RECORDERS: dict[str, Callable[[Metrics, Any], None]] = {
     "CallStarted": lambda m, e: m.started(e.provider),
     "CallFinished": _finished,
     "CallFailed": lambda m, e: m.failed(e.provider, e.model, e.credential_id,
-                                        error_type=e.error_type),
-    "CallCancelled": lambda m, e: m.cancelled(e.provider, e.model, e.credential_id),
+                                        error_type=e.error_type, usage=e.usage, cost=e.cost),
+    "CallCancelled": lambda m, e: m.cancelled(e.provider, e.model, e.credential_id,
+                                              usage=e.usage, cost=e.cost),
     "CallRetried": lambda m, e: m.retried(e.provider, e.model, e.credential_id),
     "CallFailedOver": lambda m, e: m.failed_over(e.provider, e.model, e.credential_id),
 }
