@@ -9,8 +9,9 @@ everything aipk does per request, minus the HTTP client). ``engine``: the Engine
 transport (µs per chunk). ``framing``: each core framer on a chunk carrying the same event
 (SSE, NDJSON, a JSON-array element) plus the decoder's JSON parse of the frame, µs per chunk.
 Every installed plugin is loaded, as in ``bench/run.py``; ``AIPK_BENCH_EXPORTER=prometheus``
-(or ``otel``, or ``prometheus,otel``) installs those exporters first, to measure their cost
-(``otel`` on a configured SDK tracer and meter provider with no exporter). Report the median
+(or ``otel``, ``otel-api``, ``prometheus,otel``) installs those exporters first, to measure
+their cost (``otel`` on SDK tracer and meter providers exporting nowhere, ``otel-api`` on
+OpenTelemetry's no-op API providers). Report the median
 of several repeats (CPU time of this process, so less sensitive to other load); use it to
 compare before/after side by side, and ``bench/run.py`` for the real numbers.
 """
@@ -178,6 +179,10 @@ def install_exporters(names: str) -> None:
         import aipk_prometheus
 
         aipk_prometheus.install()
+    if "otel-api" in wanted:  # OpenTelemetry's API alone: no SDK, no-op providers
+        import aipk_otel
+
+        aipk_otel.instrument()
     if "otel" in wanted:
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.trace import TracerProvider
