@@ -206,10 +206,18 @@ def test_instrument_registers_and_uninstrument_removes_the_observer(
     assert spans[1].attributes["aipk.uninstrumented"] is True
 
 
-def test_instrument_again_replaces_the_observer(registry: Registry) -> None:
+def test_instrument_again_replaces_the_observer(aipk_emulator: Emulator,
+                                                registry: Registry) -> None:
     first, second = Otel(), Otel()
     aipk_otel.instrument(first.observer, registry=registry)
-    aipk_otel.instrument(second.observer, registry=registry)
+    aipk_emulator.enqueue(Reply(text="a long answer left open", chunk_size=2))
+    with _client(aipk_emulator, registry) as client:
+        stream = client.stream(model="gpt-4o-mini", messages=HELLO)
+        next(iter(stream))
+        aipk_otel.instrument(second.observer, registry=registry)
+        stream.close()
+    assert first.observer.open_spans() == 0  # the replaced observer ended its span
+    assert [s.attributes["aipk.uninstrumented"] for s in first.finished()] == [True]
     assert aipk_otel.current(registry) is second.observer
     made = aipk_otel.instrument(registry=registry, capture_content=True)
     assert made.capture_content is True and aipk_otel.current(registry) is made

@@ -36,15 +36,19 @@ def instrument(observer: OtelObserver | None = None, *, registry: Registry | Non
 
     ``observer``: the one to use; default a new :class:`OtelObserver` on ``tracer_provider``,
     ``meter_provider`` (OpenTelemetry's global ones when None) and ``capture_content``.
-    Calling it again replaces the observer. Returns the observer in use."""
+    Calling it again replaces the observer (the replaced one ends the spans of calls still in
+    flight, as :func:`uninstrument` does). Returns the observer in use."""
     if observer is None:
         observer = OtelObserver(tracer_provider=tracer_provider, meter_provider=meter_provider,
                                 capture_content=capture_content)
     reg = registry if registry is not None else default_registry()
     with _lock:
+        old = current(reg)
         if reg.pm.get_plugin(PLUGIN_NAME) is not None:
             reg.unregister(PLUGIN_NAME)
         reg.register(observer, PLUGIN_NAME)
+    if old is not None and old is not observer:
+        old.end_open_spans()
     return observer
 
 
