@@ -82,6 +82,9 @@ def test_a_stream_cut_before_its_terminator_counts_its_usage(aipk_emulator: Emul
     assert snap.totals.time_to_first_token.count == 1
     assert snap.totals.time_to_first_token.sum == 0.125
     assert snap.totals.latency.count == 0  # latency is for answered calls
+    # the key's attempt counters: it answered (the body was cut later), and spent the tokens
+    (key,) = snap.credentials
+    assert (key.requests, key.successes, key.tokens) == (1, 1, 18)
     (failed,) = [e for e in recorder.events if isinstance(e, CallFailed)]
     assert failed.usage is not None and failed.usage.output_tokens == 7
     # the records carry it to observers' own models (the exporters' process model)
@@ -120,6 +123,8 @@ def test_a_stream_the_caller_closes_after_the_usage_counts_it(aipk_emulator: Emu
     assert (snap.cancelled, snap.successes, snap.failures) == (1, 0, 0)
     assert (snap.input_tokens, snap.output_tokens) == (11, 7)
     assert snap.totals.time_to_first_token.count == 1
+    (key,) = snap.credentials
+    assert (key.successes, key.tokens) == (1, 18)  # the attempt succeeded; the caller left
     (cancelled,) = [e for e in recorder.events if isinstance(e, CallCancelled)]
     assert cancelled.usage is not None and cancelled.usage.input_tokens == 11
 

@@ -218,6 +218,8 @@ class ClientBase:
             store=store,
             metrics=metrics,
         )
+        # a stream cut or closed after reporting usage still spent those tokens on its key
+        self._engine.telemetry.partial_tokens = self._credentials.add_tokens
         self._clock = clock
 
     @classmethod

@@ -43,7 +43,7 @@ Observer = Callable[[Any], object]
 class Telemetry:
     """Where one engine's calls are recorded and who observes them."""
 
-    __slots__ = ("base_url", "metrics", "observers", "prices", "provider")
+    __slots__ = ("base_url", "metrics", "observers", "partial_tokens", "prices", "provider")
 
     def __init__(self, provider: str, base_url: str, metrics: Metrics | None,
                  prices: Iterable[tuple[str, float | None, float | None]] = ()) -> None:
@@ -55,6 +55,9 @@ class Telemetry:
         #: model -> (input, output) US dollars per million tokens, for models with both
         self.prices = {model: (inp, out) for model, inp, out in prices
                        if inp is not None and out is not None}
+        #: ``(credential id, tokens)``: tell the credential source of the tokens a stream
+        #: reported before it failed or was closed (its ``add_tokens``)
+        self.partial_tokens: Callable[[str, int], object] | None = None
 
     def start(self, request: ChatRequest, stream: bool) -> Call:
         """A call begins: count it in flight and tell the observers."""
@@ -215,7 +218,11 @@ class Call:
         cut = getattr(error, "partial", None)  # IncompleteStreamError: the answer so far
         usage = cut.usage if cut is not None else (
             self.partial.usage if self.partial is not None else None)
-        cost = tel.cost(self.model, usage) if usage is not None and tel.prices else None
+        cost = None
+        if usage is not None:
+            cost = tel.cost(self.model, usage) if tel.prices else None
+            if tel.partial_tokens is not None:
+                tel.partial_tokens(self.credential_id, usage.total_tokens or 0)
         metrics.failed(tel.provider, self.model, self.credential_id, error_type=name,
                        time_to_first_token=self.first_token, usage=usage, cost=cost)
         if log.isEnabledFor(logging.WARNING):
@@ -242,7 +249,11 @@ class Call:
         tel = self.telemetry
         latency = tel.metrics.clock() - self.started
         usage = self.partial.usage if self.partial is not None else None
-        cost = tel.cost(self.model, usage) if usage is not None and tel.prices else None
+        cost = None
+        if usage is not None:
+            cost = tel.cost(self.model, usage) if tel.prices else None
+            if tel.partial_tokens is not None:
+                tel.partial_tokens(self.credential_id, usage.total_tokens or 0)
         tel.metrics.cancelled(tel.provider, self.model, self.credential_id,
                               time_to_first_token=self.first_token, usage=usage, cost=cost)
         if log.isEnabledFor(logging.DEBUG):
