@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Instructions per request (chat, engine) or per chunk (stream) of aipk's own work, counted by
 # callgrind: exact and unmoved by other load on the machine, unlike timings. Needs valgrind
-# (apt-get install valgrind). Runs N and N + 2,000 iterations and divides the difference.
+# (apt-get install valgrind). AIPK_BENCH_EXPORTER=prometheus,otel installs exporters first
+# (see bench/micro.py). Runs N and N + 2,000 iterations and divides the difference.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"

@@ -8,9 +8,12 @@ everything aipk does per request, minus the HTTP client). ``engine``: the Engine
 (prepare, sign, observe, chat_response). ``stream``: ``AsyncClient.stream`` over an in-memory
 transport (µs per chunk). ``framing``: each core framer on a chunk carrying the same event
 (SSE, NDJSON, a JSON-array element) plus the decoder's JSON parse of the frame, µs per chunk.
-Every installed plugin is loaded, as in ``bench/run.py``. Report the median of several repeats
-(CPU time of this process, so less sensitive to other load); use it to compare before/after
-side by side, and ``bench/run.py`` for the real numbers.
+Every installed plugin is loaded, as in ``bench/run.py``; ``AIPK_BENCH_EXPORTER=prometheus``
+(or ``otel``, ``otel-api``, ``prometheus,otel``) installs those exporters first, to measure
+their cost (``otel`` on SDK tracer and meter providers exporting nowhere, ``otel-api`` on
+OpenTelemetry's no-op API providers). Report the median
+of several repeats (CPU time of this process, so less sensitive to other load); use it to
+compare before/after side by side, and ``bench/run.py`` for the real numbers.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import argparse
 import asyncio
 import cProfile
 import json
+import os
 import pstats
 import statistics
 import time
@@ -168,7 +172,28 @@ def framing_loop(n: int) -> dict[str, float]:
 LOOPS = {"chat": chat_loop, "engine": engine_loop, "stream": stream_loop}
 
 
+def install_exporters(names: str) -> None:
+    """Install the exporters named in ``names`` (comma-separated) on the default registry."""
+    wanted = {n.strip() for n in names.split(",") if n.strip()}
+    if "prometheus" in wanted:
+        import aipk_prometheus
+
+        aipk_prometheus.install()
+    if "otel-api" in wanted:  # OpenTelemetry's API alone: no SDK, no-op providers
+        import aipk_otel
+
+        aipk_otel.instrument()
+    if "otel" in wanted:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.trace import TracerProvider
+
+        import aipk_otel
+
+        aipk_otel.instrument(tracer_provider=TracerProvider(), meter_provider=MeterProvider())
+
+
 def main() -> None:
+    install_exporters(os.environ.get("AIPK_BENCH_EXPORTER", ""))
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=5)

@@ -19,7 +19,6 @@ from opentelemetry.trace import SpanKind, StatusCode
 import aipk
 import aipk_openai.plugin
 import aipk_otel
-import aipk_otel.plugin
 from aipk import Message, RetryPolicy, Tool
 from aipk.errors import BadRequestError
 from aipk.observability import Metrics
@@ -115,6 +114,20 @@ def test_failed_call_sets_error_type_and_status(aipk_emulator: Emulator, registr
     assert duration.attributes["error.type"] == "BadRequestError"
 
 
+def test_a_cut_stream_records_the_usage_it_reported(aipk_emulator: Emulator,
+                                                    registry: Registry, otel: Otel) -> None:
+    aipk_emulator.enqueue(Fault.truncate(after_events=1000, reply=Reply(
+        text="cut before its terminator", chunk_size=4, usage=(9, 5))))
+    with (_client(aipk_emulator, registry) as client, pytest.raises(aipk.IncompleteStreamError),
+          client.stream(model="gpt-4o-mini", messages=HELLO) as stream):
+        for _ in stream:
+            pass
+    (span,) = otel.finished()
+    assert span.attributes["error.type"] == "IncompleteStreamError"
+    assert (span.attributes["gen_ai.usage.input_tokens"],
+            span.attributes["gen_ai.usage.output_tokens"]) == (9, 5)
+
+
 def test_stream_with_tool_calls(aipk_emulator: Emulator, registry: Registry,
                                 otel: Otel) -> None:
     aipk_emulator.enqueue(Reply(tool_calls=[ToolCallSpec(name="get_weather",
@@ -169,15 +182,56 @@ def test_content_is_recorded_only_when_asked(aipk_emulator: Emulator, registry: 
     assert outputs[0]["parts"][0]["content"] == "the answer"
 
 
-def test_the_entry_point_plugin_uses_the_configured_observer(aipk_emulator: Emulator,
-                                                             registry: Registry) -> None:
+def test_instrument_registers_and_uninstrument_removes_the_observer(
+        aipk_emulator: Emulator, registry: Registry) -> None:
     telemetry = Otel()
-    registry.register(aipk_otel.plugin, "otel")
-    aipk_otel.configure(telemetry.observer)
-    try:
-        assert aipk_otel.current() is telemetry.observer
-        with _client(aipk_emulator, registry) as client:
-            client.chat(model="gpt-4o-mini", messages=HELLO)
-    finally:
-        aipk_otel.configure(None)
-    assert [s.name for s in telemetry.finished()] == ["chat gpt-4o-mini"]
+    aipk_emulator.enqueue(Reply(text="untraced"), Reply(text="traced"),
+                          Reply(text="a long answer left open", chunk_size=2),
+                          Reply(text="untraced again"))
+    with _client(aipk_emulator, registry) as client:
+        client.chat(model="gpt-4o-mini", messages=HELLO)  # not instrumented: no span
+        assert aipk_otel.current(registry) is None
+        observer = aipk_otel.instrument(telemetry.observer, registry=registry)
+        assert aipk_otel.current(registry) is observer is telemetry.observer
+        client.chat(model="gpt-4o-mini", messages=HELLO)
+        stream = client.stream(model="gpt-4o-mini", messages=HELLO)
+        next(iter(stream))
+        assert observer.open_spans() == 1
+        aipk_otel.uninstrument(registry)
+        assert aipk_otel.current(registry) is None and observer.open_spans() == 0
+        stream.close()
+        client.chat(model="gpt-4o-mini", messages=HELLO)
+    spans = telemetry.finished()
+    assert [s.name for s in spans] == ["chat gpt-4o-mini"] * 2
+    assert spans[1].attributes["aipk.uninstrumented"] is True
+
+
+def test_instrument_again_replaces_the_observer(aipk_emulator: Emulator,
+                                                registry: Registry) -> None:
+    first, second = Otel(), Otel()
+    aipk_otel.instrument(first.observer, registry=registry)
+    aipk_emulator.enqueue(Reply(text="a long answer left open", chunk_size=2))
+    with _client(aipk_emulator, registry) as client:
+        stream = client.stream(model="gpt-4o-mini", messages=HELLO)
+        next(iter(stream))
+        aipk_otel.instrument(second.observer, registry=registry)
+        stream.close()
+    assert first.observer.open_spans() == 0  # the replaced observer ended its span
+    assert [s.attributes["aipk.uninstrumented"] for s in first.finished()] == [True]
+    assert aipk_otel.current(registry) is second.observer
+    made = aipk_otel.instrument(registry=registry, capture_content=True)
+    assert made.capture_content is True and aipk_otel.current(registry) is made
+    aipk_otel.uninstrument(registry)
+    aipk_otel.uninstrument(registry)  # a no-op when not instrumented
+
+
+def test_server_attributes_are_parsed_once_per_base_url() -> None:
+    from aipk_otel._observer import _server
+
+    _server.cache_clear()
+    assert dict(_server("https://api.example.com/v1")) == {
+        "server.address": "api.example.com", "server.port": 443}
+    assert dict(_server("http://127.0.0.1:8080/x")) == {
+        "server.address": "127.0.0.1", "server.port": 8080}
+    _server("https://api.example.com/v1")
+    assert _server.cache_info().hits == 1

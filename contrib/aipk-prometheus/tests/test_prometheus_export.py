@@ -14,7 +14,6 @@ from prometheus_client.parser import text_string_to_metric_families
 import aipk
 import aipk_openai.plugin
 import aipk_prometheus
-import aipk_prometheus.plugin
 from aipk import Message, RetryPolicy
 from aipk._base import key_fingerprint
 from aipk.errors import BadRequestError
@@ -139,20 +138,74 @@ def test_credential_health_gauges_of_a_pool(aipk_emulator: Emulator, registry: R
     assert _value(families["aipk_credential_available"], credential=one) == 0  # in backoff
     assert _value(families["aipk_failovers"], "_total", credential=one) == 1
     assert _value(families["aipk_requests"], "_total", outcome="success", credential=two) == 3
+    # the key pool's attempt counters, from the same model
+    attempts = families["aipk_credential_attempts"]
+    assert _value(attempts, "_total", credential=one, outcome="error") == 1
+    assert _value(attempts, "_total", credential=one, outcome="success") == 0
+    assert _value(attempts, "_total", provider="openai", credential=two, outcome="success") == 3
+    assert _value(families["aipk_credential_attempt_seconds"], "_total", credential=two) > 0
 
 
-def test_the_installed_plugin_feeds_the_process_model(aipk_emulator: Emulator,
-                                                      registry: Registry,
-                                                      scrape: Any) -> None:
-    registry.register(aipk_prometheus.plugin, "prometheus")
+def test_router_target_statistics(aipk_emulator: Emulator, registry: Registry,
+                                  scrape: Any) -> None:
+    from aipk.router import Router, Target
+
+    aipk_emulator.enqueue(Fault.status(400))
+    target = Target(provider="openai", model="gpt-4o-mini", api_key="sk-prom",
+                    base_url=aipk_emulator.url("openai"), name="main")
+    with Router([target], registry=registry) as router:
+        with pytest.raises(BadRequestError):
+            router.chat(messages=HELLO)
+        router.chat(messages=HELLO)
+        families = scrape(aipk_prometheus.AipkCollector([router.metrics_model]))
+        ewma = router.metrics()["targets"]["main"]["ewma_latency"]
+    calls = families["aipk_router_target_calls"]
+    assert _value(calls, "_total", target="main", outcome="success") == 1
+    assert _value(calls, "_total", target="main", outcome="error") == 1
+    assert _value(calls, "_total", target="main", outcome="cancelled") == 0
+    assert _value(families["aipk_router_target_latency_ewma_seconds"], target="main") == ewma
+    # the router's clients recorded their calls into the same model
+    assert _value(families["aipk_requests"], "_total", outcome="success", model="gpt-4o-mini") == 1
+
+
+def test_the_installed_feed_fills_the_process_model(aipk_emulator: Emulator,
+                                                   registry: Registry, scrape: Any) -> None:
     aipk_prometheus.process_metrics().reset()
-    with _calls(aipk_emulator, registry):
+    with _calls(aipk_emulator, registry):  # before install(): nothing observes the calls
         pass
-    families = scrape(aipk_prometheus.AipkCollector())
+    assert aipk_prometheus.process_metrics().snapshot().requests == 0
+    assert not aipk_prometheus.installed(registry)
+    assert aipk_prometheus.install(registry) is aipk_prometheus.process_metrics()
+    aipk_prometheus.install(registry)  # idempotent
+    try:
+        with _calls(aipk_emulator, registry):
+            pass
+        families = scrape(aipk_prometheus.AipkCollector([aipk_prometheus.process_metrics()]))
+    finally:
+        aipk_prometheus.uninstall(registry)
     requests = families["aipk_requests"]
     assert _value(requests, "_total", outcome="success", provider="openai") == 2
     assert _value(requests, "_total", outcome="failure", provider="openai") == 1
     assert _value(families["aipk_retries"], "_total", provider="openai") == 1
+    assert not aipk_prometheus.installed(registry)
+    with _calls(aipk_emulator, registry):  # uninstalled: counted no more
+        pass
+    assert aipk_prometheus.process_metrics().snapshot().requests == 3
+
+
+def test_the_default_collector_installs_the_feed_on_the_default_registry(
+        aipk_emulator: Emulator, scrape: Any) -> None:
+    with aipk.registry.isolated_registry([aipk_openai.plugin]) as default:
+        aipk_prometheus.process_metrics().reset()
+        collector = aipk_prometheus.AipkCollector()
+        assert aipk_prometheus.installed(default)
+        aipk_emulator.enqueue(Reply(text="ok"))
+        with aipk.Client("openai", api_key="sk-prom", base_url=aipk_emulator.url("openai"),
+                         metrics=Metrics()) as client:
+            client.chat(model="gpt-4o-mini", messages=HELLO)
+        families = scrape(collector)
+    assert _value(families["aipk_requests"], "_total", outcome="success",
+                  provider="openai") == 1
 
 
 def test_register_uses_a_private_registry_and_names_follow_conventions() -> None:

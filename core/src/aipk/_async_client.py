@@ -187,23 +187,27 @@ class AsyncClient(ClientBase):
         )).value
         return count
 
-    async def models(self, *, static: bool = False) -> list[ModelInfo]:
+    async def models(self, *, static: bool = False, timeout: Timeout | float | None = None,
+                     retry: RetryPolicy | None = None) -> list[ModelInfo]:
         """The provider's models: listed live, or the plugin's static list with ``static=True``
-        (also used when the provider has no listing endpoint)."""
-        built = None if static else self._engine.prepare_models()
+        (also used when the provider has no listing endpoint). ``timeout`` and ``retry``
+        replace the client's for this listing."""
+        built = None if static else self._models_request(timeout)
         if built is None:
             return list(self._engine.provider.spec.models)
         engine = self._engine
-        sent = await self._send(built, "", None,
+        sent = await self._send(built, "", retry,
                                 parse=lambda body, headers, _: engine.models(body, headers))
         models: list[ModelInfo] = sent.value
         return models
 
-    async def health(self) -> HealthStatus:
-        """Check that the provider answers and accepts the credential (lists models)."""
+    async def health(self, *, timeout: Timeout | float | None = None,
+                     retry: RetryPolicy | None = None) -> HealthStatus:
+        """Check that the provider answers and accepts the credential (lists models, with
+        ``timeout`` and ``retry`` instead of the client's when given)."""
         start = time.monotonic()
         try:
-            await self.models()
+            await self.models(timeout=timeout, retry=retry)
         except ProviderError as exc:
             return HealthStatus(provider=self.provider_name, healthy=False,
                                 latency=time.monotonic() - start, error=str(exc))
@@ -336,6 +340,7 @@ class AsyncChatStream:
                 self._credential = sent.credential
                 self._primed = sent.value
                 self._session = sent.value.session
+                call.partial = self._session.accumulator  # a cut stream's usage still counts
             except BaseException as exc:
                 call.failed(exc)
                 raise

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 
 from ._core import Engine
-from ._http import Timeout, redact_url
+from ._http import HttpRequest, Timeout, redact_url
 from ._messages import ChatRequest, Message
 from ._providers import (
     Capabilities,
@@ -76,12 +76,14 @@ def resolve_credentials(
     store: StateStore | None,
     clock: Callable[[], float],
     registry: Registry | None = None,
+    metrics: Metrics | None = None,
 ) -> CredentialSource:
     """Where each attempt's credential comes from: ``credentials=`` as given; several keys
     (``api_key=[...]`` or a comma list in the provider's env var) as a :class:`KeyPool`
     sharing ``store``; otherwise one fixed credential: ``credential=``, ``api_key=``, the env
     var, what ``aipk login`` saved (an OAuth manager refreshing through the plugin's login
-    flow), or none if the provider allows it."""
+    flow), or none if the provider allows it. Pools and single credentials built here count
+    their attempts in ``metrics``."""
     from .credentials._pool import KeyPool, SingleCredential
 
     if credentials is not None:
@@ -109,11 +111,12 @@ def resolve_credentials(
             raise ConfigurationError("api_key= is an empty list; pass one key or several")
         if len(keys) != 1:
             by_id = {key_fingerprint(k.reveal()): k for k in keys}
-            return KeyPool.from_keys(spec.name, by_id, state=store, clock=clock)
+            return KeyPool.from_keys(spec.name, by_id, state=store, clock=clock,
+                                     metrics=metrics)
         api_key = keys[0]
 
     def single(chosen: Credential) -> SingleCredential:
-        return SingleCredential(spec.name, chosen, clock=clock)
+        return SingleCredential(spec.name, chosen, clock=clock, metrics=metrics)
 
     if credential is not None:
         if credential.secret is not None:
@@ -130,11 +133,11 @@ def resolve_credentials(
         if len(listed) == 1:
             return single(Credential(kind="api_key", secret=Secret(listed[0]), id=var))
         return KeyPool.from_keys(spec.name, {f"{var}#{i}": key for i, key in enumerate(listed, 1)},
-                                 state=store, clock=clock)
+                                 state=store, clock=clock, metrics=metrics)
     if registry is not None:
         from .credentials._saved import saved_credentials
 
-        saved = saved_credentials(provider, registry, state=store, clock=clock)
+        saved = saved_credentials(provider, registry, state=store, clock=clock, metrics=metrics)
         if saved is not None:
             return saved
     if spec.key_optional or provider.is_loopback or "none" in spec.auth_kinds:
@@ -195,9 +198,12 @@ class ClientBase:
         policy = retry or RetryPolicy()
         if max_retries is not None:
             policy = attrs.evolve(policy, max_retries=max_retries)
+        if metrics is None:  # one model for the calls and the attempts of the keys
+            given = getattr(credentials, "metrics_model", None)
+            metrics = given if isinstance(given, Metrics) else Metrics()
         self._credentials = resolve_credentials(
             spec, resolved, api_key=api_key, credential=credential, credentials=credentials,
-            store=store, clock=clock, registry=self._registry)
+            store=store, clock=clock, registry=self._registry, metrics=metrics)
         single = getattr(self._credentials, "credential", None)
         self._last_credential_id: str | None = (
             single.id if isinstance(single, Credential) else None)
@@ -212,6 +218,8 @@ class ClientBase:
             store=store,
             metrics=metrics,
         )
+        # a stream cut or closed after reporting usage still spent those tokens on its key
+        self._engine.telemetry.partial_tokens = self._credentials.add_tokens
         self._clock = clock
 
     @classmethod
@@ -332,6 +340,14 @@ class ClientBase:
             return _NO_OPTIONS
         return {"headers": headers, "timeout": self._call_timeout(timeout),
                 "extra_body": extra_body}
+
+    def _models_request(self, timeout: Timeout | float | None) -> HttpRequest | None:
+        """The unsigned model-listing request (None without a listing endpoint), with
+        ``timeout`` instead of the client's when given."""
+        built = self._engine.prepare_models()
+        if built is None or timeout is None:
+            return built
+        return attrs.evolve(built, timeout=self._call_timeout(timeout))
 
     def _call_timeout(self, timeout: Timeout | float | None) -> Timeout | None:
         """One call's ``timeout=``: a Timeout as is; seconds bound the connect (at most the

@@ -211,22 +211,26 @@ class Client(ClientBase):
         ).value
         return count
 
-    def models(self, *, static: bool = False) -> list[ModelInfo]:
+    def models(self, *, static: bool = False, timeout: Timeout | float | None = None,
+               retry: RetryPolicy | None = None) -> list[ModelInfo]:
         """The provider's models: listed live, or the plugin's static list with ``static=True``
-        (also used when the provider has no listing endpoint)."""
-        built = None if static else self._engine.prepare_models()
+        (also used when the provider has no listing endpoint). ``timeout`` and ``retry``
+        replace the client's for this listing."""
+        built = None if static else self._models_request(timeout)
         if built is None:
             return list(self._engine.provider.spec.models)
         engine = self._engine
         models: list[ModelInfo] = self._send(
-            built, "", None, parse=lambda body, headers, _: engine.models(body, headers)).value
+            built, "", retry, parse=lambda body, headers, _: engine.models(body, headers)).value
         return models
 
-    def health(self) -> HealthStatus:
-        """Check that the provider answers and accepts the credential (lists models)."""
+    def health(self, *, timeout: Timeout | float | None = None,
+               retry: RetryPolicy | None = None) -> HealthStatus:
+        """Check that the provider answers and accepts the credential (lists models, with
+        ``timeout`` and ``retry`` instead of the client's when given)."""
         start = time.monotonic()
         try:
-            self.models()
+            self.models(timeout=timeout, retry=retry)
         except ProviderError as exc:
             return HealthStatus(provider=self.provider_name, healthy=False,
                                 latency=time.monotonic() - start, error=str(exc))
@@ -343,6 +347,7 @@ class ChatStream:
                 self._credential = sent.credential
                 self._primed = sent.value
                 self._session = sent.value.session
+                call.partial = self._session.accumulator  # a cut stream's usage still counts
             except BaseException as exc:
                 call.failed(exc)
                 raise

@@ -124,7 +124,7 @@ def _logout(args: argparse.Namespace) -> int:
 def _health(args: argparse.Namespace) -> int:
     from .health import check_providers
 
-    return check_providers(args.providers, base_url=args.base_url)
+    return check_providers(args.providers, base_url=args.base_url, timeout=args.timeout)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     health = sub.add_parser("health", help="probe providers; exit 1 if any is unhealthy")
     health.add_argument("providers", nargs="+", metavar="PROVIDER[=BASE_URL]")
     health.add_argument("--base-url", help="base URL for the providers given without one")
+    health.add_argument("--timeout", type=float, default=10.0,
+                        help="seconds each probe waits to connect and for each read (10)")
     health.set_defaults(func=_health)
     return parser
 

@@ -9,6 +9,10 @@ failures (the key backs off) like with a user request; probes are not counted in
 interval, so user calls skip it. States follow Envoy's thresholds: ``unhealthy_threshold``
 failures in a row make a target unhealthy, fewer make it degraded, and so does a probe slower
 than ``degraded_latency``; one success makes it healthy again.
+
+A probe has its own timeout (``probe_timeout``, default :data:`PROBE_TIMEOUT` seconds to
+connect and for each read), not the client's long read timeout, and is not retried: one probe
+is one sample, and ``unhealthy_threshold`` absorbs a stray failure.
 """
 
 from __future__ import annotations
@@ -24,14 +28,21 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
 
+from ._http import check_seconds
+from ._retry import RetryPolicy
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
     from ._async_client import AsyncClient
     from ._client import Client
 
-__all__ = ["AsyncHealthChecker", "HealthChecker", "HealthState", "TargetHealth",
-           "check_providers"]
+__all__ = ["PROBE_TIMEOUT", "AsyncHealthChecker", "HealthChecker", "HealthState",
+           "TargetHealth", "check_providers"]
+
+#: Seconds a probe waits to connect and for each read, unless ``probe_timeout=`` says otherwise.
+PROBE_TIMEOUT = 10.0
+#: Probes are not retried (a failed key still fails over to the next one in a pool).
+_PROBE_RETRY = RetryPolicy(max_retries=0)
 
 HealthState = Literal["unknown", "healthy", "degraded", "unhealthy"]
 
@@ -80,9 +91,12 @@ class _Core:
                      Client | AsyncClient], *, interval: float, jitter: float,
                  unhealthy_threshold: int, degraded_latency: float | None,
                  on_change: ChangeCallback | None, router: _Cooling | None,
-                 clock: Callable[[], float], headroom_model: str | None) -> None:
+                 clock: Callable[[], float], headroom_model: str | None,
+                 probe_timeout: float) -> None:
         if interval <= 0:
             raise ConfigurationError(f"interval must be positive seconds, not {interval!r}")
+        #: seconds a probe waits to connect and for each read
+        self.probe_timeout = check_seconds(probe_timeout, "probe_timeout=")
         if unhealthy_threshold < 1:
             raise ConfigurationError("unhealthy_threshold must be at least 1")
         named = (dict(targets) if isinstance(targets, Mapping)
@@ -140,18 +154,22 @@ class HealthChecker:
     targets when ``router`` is given) or a list of clients (named by provider).
     ``on_change(old, new)`` and :meth:`add_callback` callbacks run on state changes, in the
     checker's thread. Headroom is read from the rate limits the model listing reported, else
-    from those of ``headroom_model`` (the model your calls use)."""
+    from those of ``headroom_model`` (the model your calls use). ``probe_timeout`` (seconds,
+    default :data:`PROBE_TIMEOUT`) bounds a probe's connect and each read, whatever the
+    client's timeout; a probe that times out is a failed one."""
 
     def __init__(self, targets: Mapping[str, Client] | Sequence[Client], *,
                  interval: float = 300.0, jitter: float = 0.1, unhealthy_threshold: int = 2,
                  degraded_latency: float | None = None,
                  on_change: ChangeCallback | None = None, router: _Cooling | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 headroom_model: str | None = None) -> None:
+                 headroom_model: str | None = None,
+                 probe_timeout: float = PROBE_TIMEOUT) -> None:
         self._core = _Core(targets, interval=interval, jitter=jitter,
                            unhealthy_threshold=unhealthy_threshold,
                            degraded_latency=degraded_latency, on_change=on_change,
-                           router=router, clock=clock, headroom_model=headroom_model)
+                           router=router, clock=clock, headroom_model=headroom_model,
+                           probe_timeout=probe_timeout)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -166,7 +184,7 @@ class HealthChecker:
     def check_once(self) -> list[TargetHealth]:
         """Probe every target now (in this thread) and return their states."""
         for name, client in self._core.clients.items():
-            status = client.health()
+            status = client.health(timeout=self._core.probe_timeout, retry=_PROBE_RETRY)
             self._core.judge(name, status.healthy, status.latency, status.error,
                              _headroom(client, self._core.headroom_model))
         return self.statuses()
@@ -206,7 +224,8 @@ class HealthChecker:
 
 class AsyncHealthChecker:
     """The asyncio twin of :class:`HealthChecker` over :class:`~aipk.AsyncClient` clients:
-    a task started by :meth:`start` (or ``async with``), cancelled by ``await stop()``."""
+    a task started by :meth:`start` (or ``async with``), cancelled by ``await stop()``.
+    Probes run concurrently, each bounded by ``probe_timeout``."""
 
     def __init__(self, targets: Mapping[str, AsyncClient] | Sequence[AsyncClient], *,
                  interval: float = 300.0, jitter: float = 0.1, unhealthy_threshold: int = 2,
@@ -214,11 +233,13 @@ class AsyncHealthChecker:
                  on_change: ChangeCallback | None = None, router: _Cooling | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  headroom_model: str | None = None,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 probe_timeout: float = PROBE_TIMEOUT) -> None:
         self._core = _Core(targets, interval=interval, jitter=jitter,
                            unhealthy_threshold=unhealthy_threshold,
                            degraded_latency=degraded_latency, on_change=on_change,
-                           router=router, clock=clock, headroom_model=headroom_model)
+                           router=router, clock=clock, headroom_model=headroom_model,
+                           probe_timeout=probe_timeout)
         self._sleep = sleep
         self._task: asyncio.Task[None] | None = None
 
@@ -234,7 +255,9 @@ class AsyncHealthChecker:
         """Probe every target now, concurrently, and return their states."""
         names = list(self._core.clients)
         clients = [self._core.clients[n] for n in names]
-        results = await asyncio.gather(*(c.health() for c in clients))
+        timeout = self._core.probe_timeout
+        results = await asyncio.gather(*(c.health(timeout=timeout, retry=_PROBE_RETRY)
+                                         for c in clients))
         for name, client, status in zip(names, clients, results, strict=True):
             self._core.judge(name, status.healthy, status.latency, status.error,
                              _headroom(client, self._core.headroom_model))
@@ -273,10 +296,12 @@ class AsyncHealthChecker:
 
 
 def check_providers(providers: Sequence[str], *, base_url: str | None = None,
-                    out: Callable[[str], object] = print) -> int:
+                    out: Callable[[str], object] = print,
+                    timeout: float = PROBE_TIMEOUT) -> int:
     """What ``aipk health`` does: probe each provider once (``name`` or ``name=base_url``;
-    ``base_url`` is the default for the others), print a table of status, latency and
-    rate-limit headroom, and return 1 if any is unhealthy (else 0)."""
+    ``base_url`` is the default for the others; each probe bounded by ``timeout`` seconds),
+    print a table of status, latency and rate-limit headroom, and return 1 if any is
+    unhealthy (else 0)."""
     from ._client import Client
     from .errors import AipkError
 
@@ -290,7 +315,8 @@ def check_providers(providers: Sequence[str], *, base_url: str | None = None,
                                      error=f"{type(exc).__name__}: {exc}"))
             continue
         with client:
-            (row,) = HealthChecker({name: client}, unhealthy_threshold=1).check_once()
+            (row,) = HealthChecker({name: client}, unhealthy_threshold=1,
+                                   probe_timeout=timeout).check_once()
         rows.append(row)
     width = max(8, *(len(r.target) for r in rows))
     out(f"{'PROVIDER':<{width}}  {'STATUS':<9}  {'LATENCY':>8}  {'HEADROOM':>8}  ERROR")

@@ -141,3 +141,65 @@ def test_health_command(aipk_emulator: Emulator, capsys: pytest.CaptureFixture[s
     rows = {line.split()[0]: line for line in out.splitlines()[1:]}
     assert "unhealthy" in rows["openai"] and "HTTP 401" in rows["openai"]
     assert "unhealthy" in rows["nosuch"] and "UnknownProviderError" in rows["nosuch"]
+
+
+def test_a_slow_probe_times_out_on_its_own_timeout(aipk_emulator: Emulator,
+                                                   registry: Registry) -> None:
+    aipk_emulator.delay_endpoint("models", 2.0)
+    changes: list[tuple[str, str]] = []
+    # the client would wait 600 s per read and retry twice; the probe waits 0.2 s, once
+    with aipk.Client("openai", api_key="sk-good", base_url=aipk_emulator.url("openai"),
+                     registry=registry, timeout=600, max_retries=2) as client:
+        checker = HealthChecker({"main": client}, probe_timeout=0.2, unhealthy_threshold=1,
+                                on_change=lambda old, new: changes.append((old.state,
+                                                                           new.state)))
+        start = time.monotonic()
+        (status,) = checker.check_once()
+        took = time.monotonic() - start
+        assert status.state == "unhealthy" and "timed out" in (status.error or "")
+        assert 0.2 <= took < 1.5
+        assert _model_listings(aipk_emulator) == 1  # not retried
+        aipk_emulator.delay_endpoint("models", None)
+        (status,) = checker.check_once()
+        assert status.state == "healthy"
+        assert client.metrics().requests == 0  # probes are not counted as calls
+    assert changes == [("unknown", "unhealthy"), ("unhealthy", "healthy")]
+
+
+def test_an_async_slow_probe_times_out_on_its_own_timeout(aipk_emulator: Emulator,
+                                                          registry: Registry) -> None:
+    aipk_emulator.delay_endpoint("models", 2.0)
+
+    async def run() -> tuple[TargetHealth, float]:
+        async with aipk.AsyncClient("openai", api_key="sk-good", registry=registry,
+                                    base_url=aipk_emulator.url("openai"), timeout=600) as client:
+            checker = AsyncHealthChecker({"main": client}, probe_timeout=0.2,
+                                         unhealthy_threshold=1)
+            start = time.monotonic()
+            (status,) = await checker.check_once()
+            return status, time.monotonic() - start
+
+    status, took = asyncio.run(asyncio.wait_for(run(), 10))
+    assert status.state == "unhealthy" and 0.2 <= took < 1.5
+    assert _model_listings(aipk_emulator) == 1
+
+
+def test_probe_timeout_is_checked_and_defaults_to_ten_seconds(
+        aipk_emulator: Emulator, registry: Registry) -> None:
+    from aipk.health import PROBE_TIMEOUT
+
+    with _client(aipk_emulator, registry) as client:
+        with pytest.raises(ConfigurationError, match="probe_timeout="):
+            HealthChecker([client], probe_timeout=0)
+        assert PROBE_TIMEOUT == 10.0
+
+
+def test_health_command_takes_a_timeout(aipk_emulator: Emulator,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    aipk_emulator.delay_endpoint("models", 2.0)
+    with isolated_registry([aipk_openai.plugin]):
+        start = time.monotonic()
+        code = main(["health", f"openai={aipk_emulator.url('openai')}", "--timeout", "0.2"])
+        took = time.monotonic() - start
+    assert code == 1 and took < 1.5
+    assert "unhealthy" in capsys.readouterr().out

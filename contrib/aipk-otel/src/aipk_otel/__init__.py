@@ -2,11 +2,13 @@
 GenAI client metrics (``gen_ai.client.operation.duration``, ``gen_ai.client.token.usage``,
 ``gen_ai.client.operation.time_to_first_chunk``).
 
-Installing the package registers an aipk plugin (entry point ``otel``) that uses
-OpenTelemetry's global providers; :func:`configure` sets explicit ones::
+Nothing is traced (and nothing runs per call) until :func:`instrument` registers the
+observer; by default it uses OpenTelemetry's global providers::
 
     import aipk_otel
-    aipk_otel.configure(aipk_otel.OtelObserver(tracer_provider=tp, meter_provider=mp))
+    aipk_otel.instrument()                                    # global providers
+    aipk_otel.instrument(tracer_provider=tp, meter_provider=mp)  # or explicit ones
+    aipk_otel.uninstrument()
 
 Message contents are not recorded unless ``capture_content=True`` (or
 ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``). See docs/observability.md.
@@ -15,6 +17,6 @@ Message contents are not recorded unless ``capture_content=True`` (or
 from __future__ import annotations
 
 from ._observer import CONTENT_ENV, OtelObserver
-from .plugin import configure, current
+from .plugin import current, instrument, uninstrument
 
-__all__ = ["CONTENT_ENV", "OtelObserver", "configure", "current"]
+__all__ = ["CONTENT_ENV", "OtelObserver", "current", "instrument", "uninstrument"]

@@ -3,6 +3,7 @@ spans and metrics."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -38,13 +39,14 @@ def _content_from_env() -> bool:
     return os.environ.get(CONTENT_ENV, "").strip().lower() in _CONTENT_ON
 
 
-def _server(base_url: str) -> dict[str, Any]:
+@functools.lru_cache(maxsize=256)
+def _server(base_url: str) -> tuple[tuple[str, Any], ...]:
+    """``server.address`` and ``server.port`` of ``base_url`` (parsed once per base URL)."""
     parts = urlsplit(base_url)
-    out: dict[str, Any] = {}
-    if parts.hostname:
-        out[sc.SERVER_ADDRESS] = parts.hostname
-        out[sc.SERVER_PORT] = parts.port or (443 if parts.scheme == "https" else 80)
-    return out
+    if not parts.hostname:
+        return ()
+    return ((sc.SERVER_ADDRESS, parts.hostname),
+            (sc.SERVER_PORT, parts.port or (443 if parts.scheme == "https" else 80)))
 
 
 def _messages(messages: Any) -> str:
@@ -62,8 +64,21 @@ def _messages(messages: Any) -> str:
     return json.dumps(out)
 
 
+def _usage_attributes(usage: Any) -> dict[str, Any]:
+    """The ``gen_ai.usage.*`` attributes of ``usage`` (the counts the provider sent)."""
+    if usage is None:
+        return {}
+    pairs = ((sc.USAGE_INPUT_TOKENS, usage.input_tokens),
+             (sc.USAGE_OUTPUT_TOKENS, usage.output_tokens),
+             (sc.USAGE_CACHE_READ_INPUT_TOKENS, usage.cache_read_tokens),
+             (sc.USAGE_CACHE_CREATION_INPUT_TOKENS, usage.cache_write_tokens),
+             (sc.USAGE_REASONING_OUTPUT_TOKENS, usage.reasoning_tokens))
+    return {name: value for name, value in pairs if value is not None}
+
+
 class OtelObserver:
-    """Spans (``chat {model}``, kind CLIENT) and the GenAI client metrics for every aipk call.
+    """Spans (``chat {model}``, kind CLIENT) and the GenAI client metrics for every aipk call
+    (an ``aipk_observe`` plugin: :func:`aipk_otel.instrument` registers one).
 
     ``tracer_provider`` / ``meter_provider`` default to OpenTelemetry's global ones.
     ``capture_content`` records message contents and tool definitions and arguments (off by
@@ -111,13 +126,23 @@ class OtelObserver:
         with self._lock:
             return len(self._open)
 
+    def end_open_spans(self) -> None:
+        """End the spans of calls still in flight, marked ``aipk.uninstrumented`` (when the
+        observer is removed: their end would never reach it)."""
+        with self._lock:
+            entries = list(self._open.values())
+            self._open.clear()
+        for span, _common in entries:
+            span.set_attribute("aipk.uninstrumented", True)
+            span.end()
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     def _started(self, event: CallStarted) -> None:
         provider = sc.PROVIDER_NAMES.get(event.provider, event.provider)
         common: dict[str, Any] = {sc.OPERATION_NAME: sc.OPERATION_CHAT,
-                                  sc.PROVIDER_NAME: provider, sc.REQUEST_MODEL: event.model,
-                                  **_server(event.base_url)}
+                                  sc.PROVIDER_NAME: provider, sc.REQUEST_MODEL: event.model}
+        common.update(_server(event.base_url))
         attributes = dict(common)
         request = event.request
         if event.stream:
@@ -190,14 +215,7 @@ class OtelObserver:
         if reason:
             attributes[sc.RESPONSE_FINISH_REASONS] = [reason]
         usage = event.usage
-        if usage is not None:
-            for name, value in ((sc.USAGE_INPUT_TOKENS, usage.input_tokens),
-                                (sc.USAGE_OUTPUT_TOKENS, usage.output_tokens),
-                                (sc.USAGE_CACHE_READ_INPUT_TOKENS, usage.cache_read_tokens),
-                                (sc.USAGE_CACHE_CREATION_INPUT_TOKENS, usage.cache_write_tokens),
-                                (sc.USAGE_REASONING_OUTPUT_TOKENS, usage.reasoning_tokens)):
-                if value is not None:
-                    attributes[name] = value
+        attributes.update(_usage_attributes(usage))
         if event.cost is not None:
             attributes["aipk.cost.usd"] = event.cost
         if self.capture_content:
@@ -223,7 +241,8 @@ class OtelObserver:
             return
         span, common = entry
         span.set_attributes({sc.ERROR_TYPE: event.error_type, "aipk.attempts": event.attempts,
-                             "aipk.credential.id": event.credential_id})
+                             "aipk.credential.id": event.credential_id,
+                             **_usage_attributes(event.usage)})
         span.record_exception(event.error)
         span.set_status(Status(StatusCode.ERROR, event.error_type))
         span.end()
@@ -234,7 +253,8 @@ class OtelObserver:
         if entry is None:
             return
         span, _common = entry
-        span.set_attributes({"aipk.cancelled": True, "aipk.attempts": event.attempts})
+        span.set_attributes({"aipk.cancelled": True, "aipk.attempts": event.attempts,
+                             **_usage_attributes(event.usage)})
         span.end()
 
 

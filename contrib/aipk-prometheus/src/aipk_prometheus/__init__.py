@@ -1,8 +1,9 @@
 """Prometheus exporter for aipk.
 
-Installing this package registers an aipk plugin (entry point ``prometheus``) that feeds every
-call into one process-wide model; :class:`AipkCollector` turns it (or the models you name) into
-Prometheus metric families on each scrape::
+:class:`AipkCollector` turns aipk's metrics models into Prometheus metric families on each
+scrape. By default it reads one process-wide model that every call feeds from the moment the
+collector is created (:func:`install` registers the feeding observer; nothing runs per call
+before that)::
 
     from prometheus_client import CollectorRegistry, start_http_server
     import aipk_prometheus
@@ -19,12 +20,14 @@ from __future__ import annotations
 from aipk.observability import Metrics
 
 from ._collector import DURATION_BUCKETS, AipkCollector, HealthSource, register
+from .plugin import install, installed, uninstall
 
-__all__ = ["DURATION_BUCKETS", "AipkCollector", "HealthSource", "process_metrics", "register"]
+__all__ = ["DURATION_BUCKETS", "AipkCollector", "HealthSource", "install", "installed",
+           "process_metrics", "register", "uninstall"]
 
 
 def process_metrics() -> Metrics:
-    """The model every aipk call in this process feeds (through the plugin)."""
+    """The model every aipk call in this process feeds once :func:`install` ran."""
     from .plugin import PROCESS_METRICS
 
     return PROCESS_METRICS

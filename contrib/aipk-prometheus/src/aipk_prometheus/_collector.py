@@ -59,8 +59,9 @@ class AipkCollector:
     """Exposes aipk's metrics (see docs/observability.md for the list).
 
     ``sources``: the :class:`~aipk.observability.Metrics` to read, or clients (their
-    ``metrics_model``); default the process-wide model every call feeds
-    (:func:`aipk_prometheus.process_metrics`). Pass clients only if they do not share a model,
+    ``metrics_model``); default the process-wide model (:func:`aipk_prometheus.process_metrics`),
+    which this installs the feed for (:func:`aipk_prometheus.install` on aipk's default
+    registry): calls are counted from then on. Pass clients only if they do not share a model,
     or a call is counted twice. ``credentials``: pools or OAuth managers whose health to show
     as gauges. ``health``: a function returning a health checker's statuses.
     """
@@ -69,9 +70,9 @@ class AipkCollector:
                  credentials: Sequence[HealthSource] = (),
                  health: Callable[[], Iterable[Any]] | None = None) -> None:
         if sources is None:
-            from .plugin import PROCESS_METRICS
+            from .plugin import install
 
-            sources = [PROCESS_METRICS]
+            sources = [install()]
         self._models = [_model(s) for s in sources]
         self._credentials = list(credentials)
         self._health = health
@@ -82,6 +83,8 @@ class AipkCollector:
     def collect(self) -> Iterator[Metric]:
         snaps = [m.snapshot() for m in self._models]
         yield from self._calls(snaps)
+        yield from self._attempts(snaps)
+        yield from self._targets(snaps)
         yield from self._credential_gauges()
         yield from self._health_gauges()
 
@@ -132,6 +135,49 @@ class AipkCollector:
             in_flight.add_metric([provider], n)
         yield from (requests, errors, retries, failovers, tokens, cost, duration, first,
                     in_flight)
+
+    def _attempts(self, snaps: list[MetricsSnapshot]) -> Iterator[Metric]:
+        """Each credential's attempts as its key pool counted them (the same model)."""
+        rows = [c for snap in snaps for c in snap.credentials]
+        if not rows:
+            return
+        labels = ["provider", "credential", "outcome"]
+        attempts = CounterMetricFamily(
+            "aipk_credential_attempts", "Attempts sent with the credential, by outcome.",
+            labels=labels)
+        refreshes = CounterMetricFamily(
+            "aipk_credential_refreshes", "Token refreshes of the credential, by outcome.",
+            labels=labels)
+        seconds = CounterMetricFamily(
+            "aipk_credential_attempt_seconds", "Seconds spent in the credential's attempts.",
+            labels=["provider", "credential"])
+        for c in rows:
+            attempts.add_metric([c.provider, c.id, "success"], c.successes)
+            attempts.add_metric([c.provider, c.id, "error"], c.errors)
+            refreshes.add_metric([c.provider, c.id, "success"], c.refreshes)
+            refreshes.add_metric([c.provider, c.id, "error"], c.refresh_errors)
+            seconds.add_metric([c.provider, c.id], c.latency_total)
+        yield from (attempts, refreshes, seconds)
+
+    def _targets(self, snaps: list[MetricsSnapshot]) -> Iterator[Metric]:
+        """Each router target's statistics (the same model)."""
+        rows = [(name, t) for snap in snaps for name, t in sorted(snap.targets.items())]
+        if not rows:
+            return
+        calls = CounterMetricFamily("aipk_router_target_calls",
+                                    "Router calls to the target that ended, by outcome.",
+                                    labels=["target", "outcome"])
+        ewma = GaugeMetricFamily(
+            "aipk_router_target_latency_ewma_seconds",
+            "Smoothed latency the lowest_latency strategy ranks the target by.",
+            labels=["target"])
+        for name, t in rows:
+            for outcome, key in (("success", "successes"), ("error", "errors"),
+                                 ("cancelled", "cancelled")):
+                calls.add_metric([name, outcome], t[key])
+            if t["ewma_latency"] is not None:
+                ewma.add_metric([name], t["ewma_latency"])
+        yield from (calls, ewma)
 
     def _credential_gauges(self) -> Iterator[Metric]:
         rows = []

@@ -34,6 +34,7 @@ See ``docs/credentials.md``.
 from __future__ import annotations
 
 from ._errors import CredentialError, KeysExhaustedError
+from ._failover import acall_with_failover, call_with_failover
 from ._flows import (
     PKCE,
     AuthorizationRequest,
@@ -66,14 +67,7 @@ from ._login import (
 )
 from ._metrics import CredentialMetrics, MetricsRegistry, MetricsSnapshot
 from ._oauth import AsyncRefreshFn, OAuthCredential, OAuthManager, OnTokenRefresh, RefreshFn
-from ._pool import (
-    CredentialPool,
-    CredentialSource,
-    KeyPool,
-    SingleCredential,
-    acall_with_failover,
-    call_with_failover,
-)
+from ._pool import CredentialPool, CredentialSource, KeyPool, SingleCredential
 from ._store import FileTokenStore, MemoryTokenStore, TokenStore
 
 __all__ = [

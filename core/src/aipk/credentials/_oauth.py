@@ -32,6 +32,7 @@ import attrs
 from aipk._providers import Credential, Secret
 from aipk._secrets import check_credential
 from aipk.errors import AuthenticationError, AuthErrorCode, ConfigurationError
+from aipk.observability._model import Metrics
 from aipk.state import StateStore
 
 from ._errors import CredentialError, KeysExhaustedError, scrub
@@ -224,6 +225,8 @@ class OAuthManager:
     async clients (each falls back on the other, through a worker thread or ``asyncio.run``).
     ``store`` persists refreshed tokens; ``on_refresh`` is called with each new credential.
     ``login_hint`` ends messages that need a new login (e.g. ``"run: aipk login anthropic"``).
+    ``metrics``: the metrics model for each account's attempt and refresh counters (default a
+    new one, which a client given this manager records its calls into too).
     """
 
     def __init__(
@@ -243,6 +246,7 @@ class OAuthManager:
         state: StateStore | None = None,
         login_hint: str | None = None,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         if not 0 <= mandatory_buffer <= refresh_buffer:
             raise ConfigurationError(
@@ -252,7 +256,7 @@ class OAuthManager:
             raise ConfigurationError(
                 "OAuthManager needs refresh= or arefresh=, e.g. OAuthClient(endpoints).refresh")
         self._pool: CredentialPool[OAuthCredential] = CredentialPool(
-            provider, credentials, backoff=backoff, state=state, clock=clock)
+            provider, credentials, backoff=backoff, state=state, clock=clock, metrics=metrics)
         self._refresh = refresh
         self._arefresh = arefresh
         self._store = store
@@ -301,6 +305,11 @@ class OAuthManager:
     @property
     def metrics(self) -> MetricsRegistry:
         return self._pool.metrics
+
+    @property
+    def metrics_model(self) -> Metrics:
+        """The metrics model each attempt and refresh is recorded into (``metrics=``)."""
+        return self._pool.metrics.model
 
     def __len__(self) -> int:
         return len(self._pool)

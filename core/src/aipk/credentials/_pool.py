@@ -5,11 +5,11 @@ and failover within one request.
   :class:`KeyPool` holds API keys as :class:`~aipk.Credential` records.
 * :class:`CredentialSource` is what a client needs from a pool or an OAuth manager;
   :class:`SingleCredential` adapts one fixed credential to it.
-* :func:`call_with_failover` / :func:`acall_with_failover` run a call, moving to the next
-  credential on a counted failure and refreshing once on a 401.
+* :class:`Acquire` and :class:`Recover` are the steps a call over a source takes (the send loop
+  and :mod:`aipk.credentials._failover` drive them).
 
 Selection reads health without locks (one dict lookup per candidate); the only lock on the
-hot path is the chosen credential's own metrics lock.
+hot path is the chosen credential's own metrics lock (its counters live in the metrics model).
 """
 
 from __future__ import annotations
@@ -21,10 +21,8 @@ import random
 import threading
 import time
 from collections.abc import (
-    Awaitable,
     Callable,
     Collection,
-    Generator,
     Iterable,
     Iterator,
     Mapping,
@@ -34,7 +32,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from aipk._providers import Credential, Secret
 from aipk._secrets import check_credential
-from aipk.errors import AuthenticationError, ConfigurationError, MissingCredentialError
+from aipk.errors import ConfigurationError, MissingCredentialError
+from aipk.observability._model import Metrics
 from aipk.state import MemoryStore, StateStore
 
 from ._errors import KeysExhaustedError
@@ -46,8 +45,6 @@ __all__ = [
     "CredentialSource",
     "KeyPool",
     "SingleCredential",
-    "acall_with_failover",
-    "call_with_failover",
 ]
 
 log = logging.getLogger("aipk.credentials")
@@ -98,13 +95,16 @@ class CredentialPool(Generic[T]):
     ``report_success`` / ``report_failure`` so the pool can back off failing members. Safe to
     share between threads and asyncio tasks (nothing here blocks or awaits). Health states
     live in ``state`` (namespace ``"credentials.health"``, key ``"<provider>/<id>"``), an
-    in-memory :class:`aipk.state.MemoryStore` unless you pass a shared one.
+    in-memory :class:`aipk.state.MemoryStore` unless you pass a shared one. Each attempt's
+    counters go to the metrics model ``metrics`` (:meth:`aipk.observability.Metrics.credential`;
+    default a new one, which a client given this pool records its calls into too).
     """
 
     def __init__(self, provider: str, members: Iterable[T], *,
                  backoff: BackoffPolicy | None = None, state: StateStore | None = None,
                  clock: Callable[[], float] = time.time,
-                 rand: Callable[[], float] = random.random) -> None:
+                 rand: Callable[[], float] = random.random,
+                 metrics: Metrics | None = None) -> None:
         self.provider = provider
         self.backoff = backoff or BackoffPolicy()
         self._store = _HealthStates(state if state is not None else MemoryStore())
@@ -120,7 +120,13 @@ class CredentialPool(Generic[T]):
             self._members[member.id] = member
         self._order: tuple[str, ...] = tuple(self._members)
         self._next = itertools.count()
-        self.metrics = MetricsRegistry(provider, clock)
+        #: the attempt counters, a view over :attr:`metrics_model`
+        self.metrics = MetricsRegistry(provider, clock, metrics)
+
+    @property
+    def metrics_model(self) -> Metrics:
+        """The metrics model the pool records each attempt into."""
+        return self.metrics.model
 
     # -- membership ----------------------------------------------------------------------
 
@@ -444,11 +450,17 @@ class SingleCredential:
     (a single key must not lock itself out), with metrics like a pool's."""
 
     def __init__(self, provider: str, credential: Credential,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, metrics: Metrics | None = None) -> None:
         self.provider = provider
         self.credential = credential
         self._clock = clock
-        self.metrics = MetricsRegistry(provider, clock)
+        #: the attempt counters, a view over :attr:`metrics_model`
+        self.metrics = MetricsRegistry(provider, clock, metrics)
+
+    @property
+    def metrics_model(self) -> Metrics:
+        """The metrics model the credential's attempts are recorded into."""
+        return self.metrics.model
 
     def __len__(self) -> int:
         return 1
@@ -482,12 +494,6 @@ class SingleCredential:
         return f"<SingleCredential provider={self.provider!r} id={self.credential.id!r}>"
 
 
-def _tokens_of(result: object) -> int:
-    usage = getattr(result, "usage", None)
-    total = getattr(usage, "total_tokens", 0)
-    return total if isinstance(total, int) else 0
-
-
 class Acquire:
     """A step: acquire a credential outside ``exclude`` (answer: it, or KeysExhaustedError)."""
 
@@ -506,121 +512,3 @@ class Recover:
     def __init__(self, credential: Credential, error: BaseException) -> None:
         self.credential = credential
         self.error = error
-
-
-class _Call:
-    """A step: the caller's function with ``credential`` (answer: ``(True, result)`` or
-    ``(False, exception)``)."""
-
-    __slots__ = ("credential",)
-
-    def __init__(self, credential: Credential) -> None:
-        self.credential = credential
-
-
-def _failover_steps(source: CredentialSource, max_attempts: int | None,
-                    tokens: Callable[[Any], int]) -> Generator[Acquire | Recover | _Call, Any, Any]:
-    """The logic of :func:`call_with_failover`, once, for its sync and async drivers."""
-    limit = max_attempts or max(len(source), 1)
-    tried: list[str] = []
-    last: BaseException | None = None
-    while True:
-        got = yield Acquire(tuple(tried))
-        if isinstance(got, KeysExhaustedError):
-            if last is not None:
-                raise last from None
-            raise got
-        credential: Credential = got
-        recovered = False
-        while True:
-            start = time.perf_counter()
-            ok, value = yield _Call(credential)
-            if ok:
-                source.report_success(credential, latency=time.perf_counter() - start,
-                                      tokens=tokens(value))
-                return value
-            exc: BaseException = value
-            error = exc
-            failure = classify_failure(exc)
-            if failure is not None and failure.unauthorized and not recovered:
-                recovered = True
-                fresh = yield Recover(credential, exc)
-                if isinstance(fresh, Credential):
-                    credential = fresh
-                    continue
-                if isinstance(fresh, AuthenticationError):  # the refresh itself failed
-                    error = fresh
-            latency = time.perf_counter() - start
-            if not source.report_failure(credential, error, latency=latency):
-                if error is exc:
-                    raise exc
-                raise error from exc
-            last = error
-            break
-        tried.append(credential.id)
-        if len(tried) >= limit:
-            assert last is not None
-            raise last
-
-
-def call_with_failover(source: CredentialSource, fn: Callable[[Credential], R], *,
-                       max_attempts: int | None = None,
-                       tokens: Callable[[R], int] = _tokens_of) -> R:
-    """``fn(credential)`` with the next available credential; on a counted failure, again with
-    the next one (each credential at most once, ``max_attempts`` in all, default: every
-    credential); on a 401, once more with the same credential after ``source.recover``
-    refreshed it. Failures that are not the credential's fault are raised at once; when every
-    attempt failed, the last error is raised."""
-    steps = _failover_steps(source, max_attempts, tokens)
-    value: Any = None
-    while True:
-        try:
-            step = steps.send(value)
-        except StopIteration as done:
-            result: R = done.value
-            return result
-        if isinstance(step, _Call):
-            try:
-                value = (True, fn(step.credential))
-            except Exception as exc:  # noqa: BLE001 - handed to the failover logic
-                value = (False, exc)
-        elif isinstance(step, Acquire):
-            try:
-                value = source.acquire(exclude=step.exclude)
-            except KeysExhaustedError as exhausted:
-                value = exhausted
-        else:
-            try:
-                value = source.recover(step.credential, step.error)
-            except AuthenticationError as failed:
-                value = failed
-
-
-async def acall_with_failover(source: CredentialSource,
-                              fn: Callable[[Credential], Awaitable[R]], *,
-                              max_attempts: int | None = None,
-                              tokens: Callable[[R], int] = _tokens_of) -> R:
-    """:func:`call_with_failover` for coroutines (refreshes run as tasks; waiting is async)."""
-    steps = _failover_steps(source, max_attempts, tokens)
-    value: Any = None
-    while True:
-        try:
-            step = steps.send(value)
-        except StopIteration as done:
-            result: R = done.value
-            return result
-        if isinstance(step, _Call):
-            try:
-                value = (True, await fn(step.credential))
-            except Exception as exc:  # noqa: BLE001 - handed to the failover logic
-                value = (False, exc)
-        elif isinstance(step, Acquire):
-            try:
-                value = await source.aacquire(exclude=step.exclude)
-            except KeysExhaustedError as exhausted:
-                value = exhausted
-        else:
-            try:
-                value = await source.arecover(step.credential, step.error)
-            except AuthenticationError as failed:
-                value = failed

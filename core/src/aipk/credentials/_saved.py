@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from aipk._providers import Provider
 from aipk.errors import ConfigurationError
+from aipk.observability._model import Metrics
 from aipk.state import StateStore
 
 from ._flows import OAuthClient
@@ -31,8 +32,10 @@ __all__ = ["saved_credentials"]
 
 def saved_credentials(provider: Provider, registry: Registry, *, path: Path | None = None,
                       state: StateStore | None = None,
-                      clock: Callable[[], float] = time.time) -> CredentialSource | None:
-    """What ``aipk login`` saved for ``provider``, or None when it saved nothing."""
+                      clock: Callable[[], float] = time.time,
+                      metrics: Metrics | None = None) -> CredentialSource | None:
+    """What ``aipk login`` saved for ``provider``, or None when it saved nothing (its
+    attempts counted in ``metrics``)."""
     name = provider.name
     path = path or default_token_file(name)
     if not path.is_file():
@@ -44,7 +47,8 @@ def saved_credentials(provider: Provider, registry: Registry, *, path: Path | No
         return None
     keys = [c for c in loaded if c.extra.get("grant") == KEY_EXCHANGE]
     if len(keys) == len(loaded):
-        return KeyPool(name, [api_key_credential(c) for c in keys], state=state, clock=clock)
+        return KeyPool(name, [api_key_credential(c) for c in keys], state=state, clock=clock,
+                       metrics=metrics)
     flow = registry.hook.aipk_login_flow(provider=provider)
     if not isinstance(flow, LoginFlow):
         raise ConfigurationError(
@@ -56,4 +60,4 @@ def saved_credentials(provider: Provider, registry: Registry, *, path: Path | No
     oauth = OAuthClient(flow.endpoints, login_hint=hint)
     return OAuthManager.from_store(name, store, ids=[c.id for c in loaded if c not in keys],
                                    refresh=oauth.refresh, arefresh=oauth.arefresh,
-                                   state=state, clock=clock)
+                                   state=state, clock=clock, metrics=metrics)

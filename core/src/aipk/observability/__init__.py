@@ -2,6 +2,9 @@
 
 * :class:`Metrics` — counters and bounded latency histograms by provider, model and credential
   id; ``client.metrics()`` returns its :class:`MetricsSnapshot` (``to_dict()`` / ``to_json()``).
+  The same model keeps each credential's attempt counters (:class:`CredentialMetrics`, read by
+  ``pool.metrics``) and each router target's statistics (:class:`TargetMetrics`, read by
+  ``router.metrics()`` and the ``lowest_latency`` strategy).
 * The ``aipk_observe`` hook (:mod:`aipk.hookspecs`) hands plugins one record per call start
   (:class:`CallStarted`), end (:class:`CallFinished`, :class:`CallFailed`,
   :class:`CallCancelled`), retry (:class:`CallRetried`), failover (:class:`CallFailedOver`) and
@@ -27,8 +30,10 @@ if TYPE_CHECKING:
         FirstToken,
         ObservedEvent,
     )
+    from ._keys import CredentialMetrics, CredentialSnapshot
     from ._model import LATENCY_BOUNDS, Metrics
     from ._snapshot import Distribution, MetricsSnapshot, SeriesSnapshot
+    from ._targets import TargetMetrics
 
 __all__ = [
     "LATENCY_BOUNDS",
@@ -38,12 +43,15 @@ __all__ = [
     "CallFinished",
     "CallRetried",
     "CallStarted",
+    "CredentialMetrics",
+    "CredentialSnapshot",
     "Distribution",
     "FirstToken",
     "Metrics",
     "MetricsSnapshot",
     "ObservedEvent",
     "SeriesSnapshot",
+    "TargetMetrics",
 ]
 
 _LAZY = {
@@ -51,6 +59,8 @@ _LAZY = {
                      "CallRetried", "CallStarted", "FirstToken", "ObservedEvent"), "._events"),
     **dict.fromkeys(("LATENCY_BOUNDS", "Metrics"), "._model"),
     **dict.fromkeys(("Distribution", "MetricsSnapshot", "SeriesSnapshot"), "._snapshot"),
+    **dict.fromkeys(("CredentialMetrics", "CredentialSnapshot"), "._keys"),
+    "TargetMetrics": "._targets",
 }
 
 

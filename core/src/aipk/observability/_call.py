@@ -43,7 +43,7 @@ Observer = Callable[[Any], object]
 class Telemetry:
     """Where one engine's calls are recorded and who observes them."""
 
-    __slots__ = ("base_url", "metrics", "observers", "prices", "provider")
+    __slots__ = ("base_url", "metrics", "observers", "partial_tokens", "prices", "provider")
 
     def __init__(self, provider: str, base_url: str, metrics: Metrics | None,
                  prices: Iterable[tuple[str, float | None, float | None]] = ()) -> None:
@@ -55,6 +55,9 @@ class Telemetry:
         #: model -> (input, output) US dollars per million tokens, for models with both
         self.prices = {model: (inp, out) for model, inp, out in prices
                        if inp is not None and out is not None}
+        #: ``(credential id, tokens)``: tell the credential source of the tokens a stream
+        #: reported before it failed or was closed (its ``add_tokens``)
+        self.partial_tokens: Callable[[str, int], object] | None = None
 
     def start(self, request: ChatRequest, stream: bool) -> Call:
         """A call begins: count it in flight and tell the observers."""
@@ -95,8 +98,8 @@ class Telemetry:
 class Call:
     """One call's outcome, recorded once (the first of finished, failed or cancelled wins)."""
 
-    __slots__ = ("attempts", "credential_id", "done", "first_token", "id", "model", "started",
-                 "stream", "telemetry")
+    __slots__ = ("attempts", "credential_id", "done", "first_token", "id", "model", "partial",
+                 "started", "stream", "telemetry")
 
     def __init__(self, telemetry: Telemetry, request: ChatRequest, stream: bool) -> None:
         self.telemetry = telemetry
@@ -108,6 +111,9 @@ class Call:
         self.credential_id = "none"
         self.attempts = 0
         self.done = False
+        #: a stream's accumulator (anything with ``usage``): the usage reported so far, which
+        #: a stream that fails or is closed early still counts
+        self.partial: Any = None
 
     # -- per attempt (the send loop) -------------------------------------------------------
 
@@ -209,8 +215,16 @@ class Call:
         metrics = tel.metrics
         latency = metrics.clock() - self.started
         name = type(error).__name__
+        cut = getattr(error, "partial", None)  # IncompleteStreamError: the answer so far
+        usage = cut.usage if cut is not None else (
+            self.partial.usage if self.partial is not None else None)
+        cost = None
+        if usage is not None:
+            cost = tel.cost(self.model, usage) if tel.prices else None
+            if tel.partial_tokens is not None:
+                tel.partial_tokens(self.credential_id, usage.total_tokens or 0)
         metrics.failed(tel.provider, self.model, self.credential_id, error_type=name,
-                       time_to_first_token=self.first_token)
+                       time_to_first_token=self.first_token, usage=usage, cost=cost)
         if log.isEnabledFor(logging.WARNING):
             request_id = getattr(error, "request_id", None)
             log.warning("%s %s failed after %d attempt(s) in %.3fs: %s (request id %s, "
@@ -224,7 +238,7 @@ class Call:
             event = _events().CallFailed(
                 call_id=self.id, provider=tel.provider, model=self.model,
                 credential_id=self.credential_id, stream=self.stream, latency=latency,
-                attempts=self.attempts, error_type=name, error=error)
+                attempts=self.attempts, error_type=name, error=error, usage=usage, cost=cost)
             tel.emit(event)
 
     def cancelled(self) -> None:
@@ -234,8 +248,14 @@ class Call:
         self.done = True
         tel = self.telemetry
         latency = tel.metrics.clock() - self.started
+        usage = self.partial.usage if self.partial is not None else None
+        cost = None
+        if usage is not None:
+            cost = tel.cost(self.model, usage) if tel.prices else None
+            if tel.partial_tokens is not None:
+                tel.partial_tokens(self.credential_id, usage.total_tokens or 0)
         tel.metrics.cancelled(tel.provider, self.model, self.credential_id,
-                              time_to_first_token=self.first_token)
+                              time_to_first_token=self.first_token, usage=usage, cost=cost)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s stream closed by the caller after %.3fs", tel.provider,
                       self.model, latency,
@@ -245,5 +265,6 @@ class Call:
         if tel.observers:
             event = _events().CallCancelled(
                 call_id=self.id, provider=tel.provider, model=self.model,
-                credential_id=self.credential_id, latency=latency, attempts=self.attempts)
+                credential_id=self.credential_id, latency=latency, attempts=self.attempts,
+                usage=usage, cost=cost)
             tel.emit(event)

@@ -91,6 +91,10 @@ class CallFailed:
     error_type: str
     #: the exception the caller got
     error: BaseException
+    #: token counts a stream reported before it failed (None when none were)
+    usage: Usage | None = None
+    #: US dollars for ``usage``, when the model's prices and both counts are known
+    cost: float | None = None
 
 
 @attrs.frozen(kw_only=True, slots=True)
@@ -109,6 +113,10 @@ class CallCancelled:
     latency: float
     #: attempts sent
     attempts: int
+    #: token counts the stream reported before it was closed (None when none were)
+    usage: Usage | None = None
+    #: US dollars for ``usage``, when the model's prices and both counts are known
+    cost: float | None = None
 
 
 @attrs.frozen(kw_only=True, slots=True)

@@ -1,7 +1,11 @@
-"""The one metrics model: what every call recorded, by provider, model and credential id.
+"""The one metrics model: what every call recorded, by provider, model and credential id;
+what each credential's attempts did (key pools); and each router target's statistics.
 
 Clients record into a :class:`Metrics` at the call boundary (what the caller saw), and retries
-and failovers as they happen. Exporters read :meth:`Metrics.snapshot`, or keep their own
+and failovers as they happen; key pools record each attempt into the credential's
+:class:`~aipk.observability._keys.CredentialMetrics` (:meth:`Metrics.credential`), routers each
+call to a target into its :class:`~aipk.observability._targets.TargetMetrics`
+(:meth:`Metrics.target`). Exporters read :meth:`Metrics.snapshot`, or keep their own
 :class:`Metrics` fed by the ``aipk_observe`` hook's records (:meth:`Metrics.observe`).
 """
 
@@ -14,6 +18,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._histogram import BOUNDS, Histogram
+from ._keys import CredentialMetrics
+from ._targets import TargetMetrics
 
 if TYPE_CHECKING:
     from aipk._responses import Usage
@@ -48,6 +54,14 @@ class _Series:
         self.latency = Histogram()
         self.ttft = Histogram()
 
+    def add_usage(self, usage: Usage) -> None:
+        """Add ``usage``'s counts (the caller holds :attr:`lock`)."""
+        self.input += usage.input_tokens or 0
+        self.output += usage.output_tokens or 0
+        self.cache_read += usage.cache_read_tokens or 0
+        self.cache_write += usage.cache_write_tokens or 0
+        self.reasoning += usage.reasoning_tokens or 0
+
     def snapshot(self, key: SeriesKey) -> SeriesSnapshot:
         from ._snapshot import SeriesSnapshot
 
@@ -61,7 +75,7 @@ class _Series:
                 input_tokens=self.input, output_tokens=self.output,
                 cache_read_tokens=self.cache_read, cache_write_tokens=self.cache_write,
                 reasoning_tokens=self.reasoning,
-                cost=self.cost if self.priced and answered else None,
+                cost=self.cost if self.priced and (answered or self.cost) else None,
                 latency=_distribution(self.latency), time_to_first_token=_distribution(self.ttft),
             )
 
@@ -81,6 +95,8 @@ class Metrics:
         # start takes no lock. In flight = started - ended (ended: the series' requests).
         self._started: dict[str, itertools.count[int]] = {}
         self._ended_before_reset: dict[str, int] = {}
+        self._credentials: dict[tuple[str, str], CredentialMetrics] = {}
+        self._targets: dict[str, TargetMetrics] = {}
         self._lock = threading.Lock()
 
     def _get(self, provider: str, model: str, credential_id: str) -> _Series:
@@ -90,6 +106,39 @@ class Metrics:
             with self._lock:
                 series = self._series.setdefault(key, _Series())
         return series
+
+    # -- the parts key pools and routers record into --------------------------------------
+
+    def credential(self, provider: str, credential_id: str) -> CredentialMetrics:
+        """The attempt counters of ``provider``'s credential ``credential_id`` (created on
+        first use; a key pool records each attempt there)."""
+        found = self._credentials.get((provider, credential_id))
+        if found is None:
+            with self._lock:
+                found = self._credentials.setdefault(
+                    (provider, credential_id), CredentialMetrics(credential_id, provider))
+        return found
+
+    def credentials(self, provider: str) -> dict[str, CredentialMetrics]:
+        """``provider``'s credentials' attempt counters, by id."""
+        with self._lock:
+            return {cid: m for (p, cid), m in self._credentials.items() if p == provider}
+
+    def forget_credential(self, provider: str, credential_id: str) -> None:
+        """Drop a credential's attempt counters (it left its pool)."""
+        with self._lock:
+            self._credentials.pop((provider, credential_id), None)
+
+    def target(self, name: str, window: int = 1024) -> TargetMetrics:
+        """The statistics of the router target ``name`` (created on first use with a latency
+        window of ``window`` calls; routers sharing a model share same-named targets')."""
+        found = self._targets.get(name)
+        if found is None:
+            with self._lock:
+                found = self._targets.get(name)
+                if found is None:
+                    found = self._targets[name] = TargetMetrics(window)
+        return found
 
     # -- recording -----------------------------------------------------------------------
 
@@ -112,34 +161,42 @@ class Metrics:
             if time_to_first_token is not None:
                 s.ttft.add(time_to_first_token)
             if usage is not None:
-                s.input += usage.input_tokens or 0
-                s.output += usage.output_tokens or 0
-                s.cache_read += usage.cache_read_tokens or 0
-                s.cache_write += usage.cache_write_tokens or 0
-                s.reasoning += usage.reasoning_tokens or 0
+                s.add_usage(usage)
             if cost is None:
                 s.priced = False
             else:
                 s.cost += cost
 
     def failed(self, provider: str, model: str, credential_id: str, *, error_type: str,
-               time_to_first_token: float | None = None) -> None:
-        """A call raised ``error_type`` to its caller."""
+               time_to_first_token: float | None = None, usage: Usage | None = None,
+               cost: float | None = None) -> None:
+        """A call raised ``error_type`` to its caller; ``usage`` (and its ``cost``) is what a
+        stream reported before it failed."""
         s = self._get(provider, model, credential_id)
         with s.lock:
             s.failures += 1
             s.errors[error_type] = s.errors.get(error_type, 0) + 1
             if time_to_first_token is not None:
                 s.ttft.add(time_to_first_token)
+            if usage is not None:
+                s.add_usage(usage)
+            if cost is not None:
+                s.cost += cost
 
     def cancelled(self, provider: str, model: str, credential_id: str, *,
-                  time_to_first_token: float | None = None) -> None:
-        """The caller closed a stream before its end."""
+                  time_to_first_token: float | None = None, usage: Usage | None = None,
+                  cost: float | None = None) -> None:
+        """The caller closed a stream before its end; ``usage`` (and its ``cost``) is what
+        the stream reported until then."""
         s = self._get(provider, model, credential_id)
         with s.lock:
             s.cancelled += 1
             if time_to_first_token is not None:
                 s.ttft.add(time_to_first_token)
+            if usage is not None:
+                s.add_usage(usage)
+            if cost is not None:
+                s.cost += cost
 
     def retried(self, provider: str, model: str, credential_id: str) -> None:
         """An attempt failed and will be retried."""
@@ -169,11 +226,15 @@ class Metrics:
             started = {p: _value(c) - 1 for p, c in self._started.items()}
             items = sorted(self._series.items())
             ended = dict(self._ended_before_reset)
+            keys = sorted(self._credentials.items())
+            targets = sorted(self._targets.items())
         series = tuple(s.snapshot(k) for k, s in items)
         for s in series:
             ended[s.provider] = ended.get(s.provider, 0) + s.requests
         in_flight = {p: max(0, n - ended.get(p, 0)) for p, n in started.items()}
-        return MetricsSnapshot(series=series, in_flight=in_flight)
+        return MetricsSnapshot(series=series, in_flight=in_flight,
+                               credentials=tuple(m.snapshot() for _, m in keys),
+                               targets={name: t.snapshot() for name, t in targets})
 
     def reset(self) -> None:
         """Forget everything recorded (calls in flight stay counted)."""
@@ -196,8 +257,9 @@ _RECORDERS: dict[str, Callable[[Metrics, Any], None]] = {
     "CallStarted": lambda m, e: m.started(e.provider),
     "CallFinished": _finished,
     "CallFailed": lambda m, e: m.failed(e.provider, e.model, e.credential_id,
-                                        error_type=e.error_type),
-    "CallCancelled": lambda m, e: m.cancelled(e.provider, e.model, e.credential_id),
+                                        error_type=e.error_type, usage=e.usage, cost=e.cost),
+    "CallCancelled": lambda m, e: m.cancelled(e.provider, e.model, e.credential_id,
+                                              usage=e.usage, cost=e.cost),
     "CallRetried": lambda m, e: m.retried(e.provider, e.model, e.credential_id),
     "CallFailedOver": lambda m, e: m.failed_over(e.provider, e.model, e.credential_id),
 }

@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 
 from ._histogram import cumulative, percentile
+from ._keys import CredentialSnapshot
 
 __all__ = ["Distribution", "MetricsSnapshot", "SeriesSnapshot"]
 
@@ -174,6 +175,11 @@ class MetricsSnapshot:
     series: tuple[SeriesSnapshot, ...] = ()
     #: calls started and not yet ended, by provider
     in_flight: Mapping[str, int] = attrs.field(factory=dict)
+    #: each credential's attempts as its key pool saw them, sorted by provider and id
+    credentials: tuple[CredentialSnapshot, ...] = ()
+    #: each router target's statistics (``Router.metrics()["targets"]`` less the router's
+    #: cooldown and breaker state), by target name
+    targets: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
 
     @property
     def totals(self) -> SeriesSnapshot:
@@ -217,11 +223,14 @@ class MetricsSnapshot:
                        f"docs/observability.md)")
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"totals": {...}, "series": [{...}, ...], "in_flight": {provider: n}}``: each
-        entry as :meth:`SeriesSnapshot.to_dict`."""
+        """``{"totals": {...}, "series": [{...}, ...], "in_flight": {provider: n},
+        "credentials": [{...}, ...], "targets": {name: {...}}}``: each series as
+        :meth:`SeriesSnapshot.to_dict`, each credential as its fields."""
         return {"totals": self.totals.to_dict(),
                 "series": [s.to_dict() for s in self.series],
-                "in_flight": dict(sorted(self.in_flight.items()))}
+                "in_flight": dict(sorted(self.in_flight.items())),
+                "credentials": [c.to_record() for c in self.credentials],
+                "targets": {name: dict(t) for name, t in sorted(self.targets.items())}}
 
     def to_json(self) -> str:
         """:meth:`to_dict` as JSON with sorted keys (stable across runs)."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from aipk._breaker import BreakerPolicy, BreakerState, CircuitBreaker, CooldownPolicy
 from aipk.errors import AllTargetsFailedError
+from aipk.observability._targets import TargetMetrics
 
 from ._async import AsyncRoutedStream, AsyncRouter
 from ._policy import (
@@ -33,7 +34,6 @@ from ._policy import (
     classify,
     is_context_window_error,
 )
-from ._stats import TargetMetrics
 from ._strategies import STRATEGIES, Strategy
 from ._sync import RoutedStream, Router
 from ._target import RouteInfo, Target, route_of

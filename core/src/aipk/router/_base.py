@@ -11,6 +11,7 @@ from aipk._breaker import BreakerPolicy, CircuitBreaker, CooldownPolicy
 from aipk._responses import ChatResponse
 from aipk._retry import RetryPolicy
 from aipk.errors import AipkError, ConfigurationError
+from aipk.observability._model import Metrics
 from aipk.state import StateStore
 
 from ._config import _config_kwargs
@@ -46,11 +47,12 @@ class _RouterBase:
         latency_window: int = 1024,
         max_wait: float = 0.0,
         sleep: Callable[[float], Any] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._core = _Core(targets, strategy=strategy, cooldown=cooldown, breaker=breaker,
                            fallback=fallback_on_context_window, store=store, clock=clock,
                            retry=retry, registry=registry, client_options=client_options,
-                           latency_window=latency_window, max_wait=max_wait)
+                           latency_window=latency_window, max_wait=max_wait, metrics=metrics)
         self._init_sleep(sleep)
         self._check_clients()
 
@@ -112,6 +114,12 @@ class _RouterBase:
         each target's counters, tokens, latency percentiles (p50/p95/p99 of its recent
         successes), breaker mode and remaining cooldown."""
         return self._core.metrics()
+
+    @property
+    def metrics_model(self) -> Metrics:
+        """The metrics model holding the targets' statistics, which the clients the router
+        builds record their calls into (``metrics=``; default a new one)."""
+        return self._core.metrics_model
 
     def __repr__(self) -> str:
         names = ", ".join(s.name for s in self._core.states)

@@ -16,11 +16,13 @@ from aipk._messages import ChatRequest, Message
 from aipk._providers import ModelInfo, ProviderSpec
 from aipk._retry import RetryPolicy
 from aipk.errors import AipkError, ConfigurationError
+from aipk.observability._model import Metrics
+from aipk.observability._targets import TargetMetrics
 from aipk.state import MemoryStore, StateStore
 
 from ._cooldowns import Cooldowns
 from ._policy import _NO_COOLDOWN, BreakerVerdict, _wait_budget
-from ._stats import TargetMetrics, _Counters
+from ._stats import _Counters
 from ._strategies import Ordering
 from ._target import Target
 
@@ -34,11 +36,11 @@ class _TargetState:
     __slots__ = ("client", "index", "info", "info_loaded", "metrics", "name", "owned", "target",
                  "windows")
 
-    def __init__(self, target: Target, index: int, window: int) -> None:
+    def __init__(self, target: Target, index: int, window: int, model: Metrics) -> None:
         self.target = target
         self.name = target.name
         self.index = index
-        self.metrics = TargetMetrics(window)
+        self.metrics: TargetMetrics = model.target(target.name, window)
         self.client: Client | AsyncClient | None = target.client
         self.owned = False
         self.info: ModelInfo | None = None
@@ -76,7 +78,7 @@ class _Core:
                  store: StateStore | None, clock: Callable[[], float],
                  retry: RetryPolicy | None, registry: Registry | None,
                  client_options: Mapping[str, Any] | None, latency_window: int,
-                 max_wait: float) -> None:
+                 max_wait: float, metrics: Metrics | None = None) -> None:
         targets = list(targets)
         if not targets:
             raise ConfigurationError("a router needs at least one Target")
@@ -108,8 +110,12 @@ class _Core:
                         if breaker is not None else None)
         self.retry = retry
         self.registry = registry
+        #: the one metrics model of the router's targets and the clients it builds
+        self.metrics_model = metrics or options.get("metrics") or Metrics()
+        options.setdefault("metrics", self.metrics_model)
         self.client_options = options
-        self.states = [_TargetState(t, i, latency_window) for i, t in enumerate(targets)]
+        self.states = [_TargetState(t, i, latency_window, self.metrics_model)
+                       for i, t in enumerate(targets)]
         self.by_name = {s.name: s for s in self.states}
         self.counters = _Counters()
         self.ordering = Ordering(strategy, self.states, price=self._price,

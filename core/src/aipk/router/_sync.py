@@ -33,6 +33,8 @@ class Router(_RouterBase):
     latency. ``retry`` is the policy for each call to a target (default :data:`TARGET_RETRY`:
     no retries inside a target); None keeps each client's own. Clients the router creates get
     ``max_retries=0`` plus ``client_options``; close them with :meth:`close` or ``with``.
+    ``metrics`` is the model holding the targets' statistics, which those clients record
+    their calls into (default ``client_options["metrics"]``, or a new one).
 
     ``max_wait`` (seconds, default 0: fail at once) lets a call whose targets are all cooling
     down, breaker-open or rate limited sleep until the earliest is available and try again,

@@ -68,6 +68,8 @@ class State:
     key_queues: dict[str, deque[Reply | Fault]] = field(default_factory=dict)
     limiter: RateLimiter | None = None
     sticky: tuple[Reply, dict[tuple[Any, ...], Encoded]] | None = None
+    #: seconds before answering each request to a non-chat endpoint (``"models"`` …)
+    endpoint_delays: dict[str, float] = field(default_factory=dict)
 
 
 def _number(value: float) -> str:
@@ -155,7 +157,8 @@ class App:
                            count=False)
                 return
         if endpoint != "chat":
-            self._send(conn, handler, encode(handler.answer(endpoint, path, request)))
+            self._send(conn, handler, encode(handler.answer(endpoint, path, request)),
+                       delay=state.endpoint_delays.get(endpoint, 0.0))
             return
         try:
             call = handler.parse_chat(request, path)

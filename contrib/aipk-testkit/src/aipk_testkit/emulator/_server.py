@@ -220,6 +220,17 @@ class Emulator:
                 raise TypeError(f"expected a Reply or Fault, got {type(item).__name__}")
         self._state.key_queues.setdefault(key, deque()).extend(items)
 
+    def delay_endpoint(self, endpoint: str, seconds: float | None) -> None:
+        """Answer every request to the non-chat ``endpoint`` (``"models"``, the listing
+        health probes use; ``"count_tokens"`` …) ``seconds`` late, until called again with
+        ``None``. For testing timeouts of requests that are not chat calls."""
+        if seconds is None:
+            self._state.endpoint_delays.pop(endpoint, None)
+            return
+        if not seconds >= 0:
+            raise ValueError(f"seconds must be 0 or more, not {seconds!r}")
+        self._state.endpoint_delays[endpoint] = float(seconds)
+
     def set_rate_limit(self, requests: int, tokens: int, window: float = 60.0) -> None:
         """Budget ``requests`` and ``tokens`` per ``window`` seconds, starting now.
 
@@ -240,3 +251,4 @@ class Emulator:
         state.key_queues.clear()
         state.limiter = None
         state.sticky = None
+        state.endpoint_delays.clear()
