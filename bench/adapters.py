@@ -177,7 +177,7 @@ class _Aipk(Adapter):
         import aipk
 
         self.msgs = [aipk.Message.user("Say hello")]
-        transport = self.transport() if self.transport else None
+        transport = self.own_transport = self.transport() if self.transport else None
         self.aclient = aipk.AsyncClient("openai", base_url=self.base_url, api_key="sk-bench",
                                         transport=transport)
         self.client: Any = None  # built on first use: the first call times the async client
@@ -216,6 +216,8 @@ class _Aipk(Adapter):
 
     async def aclose(self) -> None:
         await self.aclient.close()
+        if self.own_transport is not None:  # a transport passed in stays open with its client
+            await self.own_transport.close()
         if self.client is not None:
             self.client.close()
 
