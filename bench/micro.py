@@ -1,13 +1,16 @@
 """aipk's own per-request and per-chunk cost, in-process, without sockets.
 
-    python bench/micro.py [--profile chat|engine|stream] [--n 20000]
-    bash bench/instructions.sh [chat|engine|stream]    # instructions per request, callgrind
+    python bench/micro.py [--profile chat|engine|stream|first] [--n 20000]
+    bash bench/instructions.sh [chat|engine|stream|first]    # instructions per request, callgrind
 
 ``chat``: ``Client.chat`` over an in-memory transport that returns a canned OpenAI reply (so
 everything aipk does per request, minus the HTTP client). ``engine``: the Engine steps alone
 (prepare, sign, observe, chat_response). ``stream``: ``AsyncClient.stream`` over an in-memory
 transport (µs per chunk). ``framing``: each core framer on a chunk carrying the same event
 (SSE, NDJSON, a JSON-array element) plus the decoder's JSON parse of the frame, µs per chunk.
+``first``: whole short streams (eight text events arriving in one read) over an in-memory
+transport, µs per stream: what aipk does from ``stream()`` to the first text delta and on to the
+end.
 Every installed plugin is loaded, as in ``bench/run.py``; ``AIPK_BENCH_EXPORTER=prometheus``
 (or ``otel``, ``otel-api``, ``prometheus,otel``) installs those exporters first, to measure
 their cost (``otel`` on SDK tracer and meter providers exporting nowhere, ``otel-api`` on
@@ -98,11 +101,23 @@ FRAMED = {
 }
 
 
+class _ShortStreamResponse(_AsyncStreamResponse):
+    """A short answer (eight text events and the end) arriving in one read, as over loopback."""
+
+    BODY = CHUNK * 8 + STREAM_END
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        yield self.BODY
+
+
 class _AsyncTransport:
-    def __init__(self, chunks: int) -> None:
+    def __init__(self, chunks: int, short: bool = False) -> None:
         self.chunks = chunks
+        self.short = short
 
     async def send(self, request: Any, body: bytes | None) -> _AsyncStreamResponse:
+        if self.short:
+            return _ShortStreamResponse(8)
         return _AsyncStreamResponse(self.chunks)
 
     async def close(self) -> None: ...
@@ -149,6 +164,23 @@ def stream_loop(n: int) -> float:
     return asyncio.run(run())
 
 
+def first_loop(n: int) -> float:
+    """µs per short stream: open it, take its first text delta, read it to the end."""
+    async def run() -> float:
+        client = aipk.AsyncClient("openai", base_url="http://127.0.0.1:1/v1", api_key="sk-b",
+                                  transport=_AsyncTransport(8, short=True))
+        t = time.process_time()
+        for _ in range(n):
+            count = 0
+            async for event in client.stream(model="gpt-4o-mini", messages=MSGS):
+                if type(event) is aipk.TextDelta:
+                    count += 1
+            assert count == 8, count
+        return (time.process_time() - t) / n * 1e6
+
+    return asyncio.run(run())
+
+
 def framing_loop(n: int) -> dict[str, float]:
     """Each framer on its chunk, plus the decoder's parse of the frame (``json.loads``, or
     ``aipk.framing.loads`` for the JSON array, whose framer has parsed the element already)."""
@@ -169,7 +201,7 @@ def framing_loop(n: int) -> dict[str, float]:
     return out
 
 
-LOOPS = {"chat": chat_loop, "engine": engine_loop, "stream": stream_loop}
+LOOPS = {"chat": chat_loop, "engine": engine_loop, "stream": stream_loop, "first": first_loop}
 
 
 def install_exporters(names: str) -> None:

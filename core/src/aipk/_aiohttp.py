@@ -22,6 +22,7 @@ from .transports import TransportFailure, http_client_closed, unsendable
 
 if TYPE_CHECKING:
     import aiohttp
+    import yarl
 
 __all__ = ["AiohttpTransport"]
 
@@ -103,13 +104,31 @@ def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
                                  sock_connect=timeout.connect, sock_read=timeout.read)
 
 
-class _Pool:
-    """The session a transport and its :meth:`~AiohttpTransport.with_timeout` copies share."""
+class _Urls(dict[str, "yarl.URL"]):
+    """Parsed ``yarl.URL`` objects by URL string, as aiohttp would parse them on every
+    request: a client sends to the same few URLs. Bounded."""
 
-    __slots__ = ("session",)
+    __slots__ = ()
+    LIMIT = 256
+
+    def __missing__(self, url: str) -> yarl.URL:
+        import yarl
+
+        if len(self) >= self.LIMIT:
+            self.clear()
+        parsed = self[url] = yarl.URL(url)
+        return parsed
+
+
+class _Pool:
+    """The session a transport and its :meth:`~AiohttpTransport.with_timeout` copies share,
+    and the URLs they parsed."""
+
+    __slots__ = ("session", "urls")
 
     def __init__(self, session: aiohttp.ClientSession | None) -> None:
         self.session = session
+        self.urls = _Urls()
 
 
 class AiohttpTransport:
@@ -158,8 +177,9 @@ class AiohttpTransport:
             per_request = self._per_request
             if request.timeout is not None:  # this call's own timeout= wins
                 per_request = {"timeout": _client_timeout(request.timeout)}
-            response = await session.request(request.method, request.url,
-                                             headers=dict(request.headers), data=body,
+            # aiohttp copies the headers into its own multidict: no copy of ours first
+            response = await session.request(request.method, pool.urls[request.url],
+                                             headers=request.headers, data=body,
                                              **per_request)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise _failure(exc, before_first_byte=True) from None

@@ -266,7 +266,9 @@ class AsyncClient(ClientBase):
 
 async def _prime(step: Prime) -> Primed | TransportFailure | ProviderError:
     """Read a stream until its first events (or its end); close it if that fails. ``rest``
-    is aiohttp's chunk reader, or the body's async iterator."""
+    is aiohttp's chunk reader, or the body's async iterator. The read holding the first events
+    is decoded only up to them (``session.first``); the driver decodes the rest of it
+    (``session.backlog``) after delivering them."""
     response, session = step.response, step.session
     try:
         chunk_reader = getattr(response, "chunk_reader", None)
@@ -280,13 +282,13 @@ async def _prime(step: Prime) -> Primed | TransportFailure | ProviderError:
                     raise failure(exc) from None
                 if not chunk:
                     break
-                events = session.feed(chunk)
+                events = session.first(chunk)
                 if events:
                     return Primed(session, events, reader)
         else:
             chunks = response.iter_bytes().__aiter__()
             async for chunk in chunks:
-                events = session.feed(chunk)
+                events = session.first(chunk)
                 if events:
                     return Primed(session, events, chunks)
         events = session.finish()
@@ -364,6 +366,8 @@ class AsyncChatStream:
                 yield event
             rest = primed.rest
             if rest is not None:
+                for event in session.backlog():  # the rest of the read that held the first
+                    yield event
                 feed = session.feed
                 if isinstance(rest, tuple):  # aiohttp: read chunks directly, one layer less
                     read, errors, failure = rest

@@ -293,7 +293,7 @@ def _prime(step: Prime) -> Primed | TransportFailure | ProviderError:
     chunks = iter(response.iter_bytes())
     try:
         for chunk in chunks:
-            events = session.feed(chunk)
+            events = session.first(chunk)  # decoded up to the first events (see AsyncClient)
             if events:
                 return Primed(session, events, chunks)
         events = session.finish()
@@ -370,6 +370,7 @@ class ChatStream:
             yield from primed.events  # read before the first was delivered: retried if cut
             rest = primed.rest
             if rest is not None:
+                yield from session.backlog()  # the rest of the read that held the first
                 feed = session.feed
                 for chunk in rest:
                     if session.done:

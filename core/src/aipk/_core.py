@@ -471,8 +471,8 @@ class StreamSession:
     """One stream being decoded: the framer (SSE unless the decoder declares another
     ``framing``), the provider's decoder, and the accumulator."""
 
-    __slots__ = ("_add", "_decoder", "_engine", "_request", "_sse", "_sse_feed", "_write_text",
-                 "accumulator", "delivered", "done", "rate_limit", "request_id")
+    __slots__ = ("_add", "_backlog", "_decoder", "_engine", "_request", "_sse", "_sse_feed",
+                 "_write_text", "accumulator", "delivered", "done", "rate_limit", "request_id")
 
     def __init__(self, engine: Engine, decoder: StreamDecoder, request: ChatRequest,
                  request_id: str | None, rate_limit: RateLimitState | None,
@@ -490,6 +490,34 @@ class StreamSession:
         self.delivered = False
         #: the decoder saw the stream's terminator (the rest of the body is only drained)
         self.done = False
+        #: frames :meth:`first` read but did not decode yet (:meth:`backlog` decodes them)
+        self._backlog: Sequence[Any] = ()
+
+    def first(self, chunk: bytes) -> list[StreamEvent]:
+        """:meth:`feed` for the chunks before the stream's first events: decodes the chunk's
+        frames only until one gives events and keeps the rest for :meth:`backlog`, so the first
+        event goes out as soon as its bytes are in, not once the whole read is decoded (one
+        read often holds the whole short answer, or hundreds of events of a long one). Call
+        :meth:`backlog` after delivering its events, before feeding the next chunk."""
+        try:
+            sse_events = self._sse_feed(chunk)
+        except ValueError as exc:  # SSEDecodeError, FramingError, or a plugin framer's own
+            raise self._bad(str(exc)) from None
+        for index in range(len(sse_events)):
+            events = self._events(sse_events[index:index + 1])
+            if events or self.done:
+                if not self.done:
+                    self._backlog = sse_events[index + 1:]
+                return events
+        return []
+
+    def backlog(self) -> list[StreamEvent]:
+        """The events of the frames :meth:`first` kept (none: an empty list)."""
+        pending = self._backlog
+        if not pending:
+            return []
+        self._backlog = ()
+        return self._events(pending)
 
     def feed(self, chunk: bytes) -> list[StreamEvent]:
         """Decode one body chunk into the events it completes."""
@@ -505,11 +533,11 @@ class StreamSession:
         """The body ended: decode what is left; without the protocol's terminator, raise
         :class:`~aipk.IncompleteStreamError` carrying the answer received so far."""
         decoder = self._decoder
-        out: list[StreamEvent] = []
+        out: list[StreamEvent] = self.backlog()
         if not decoder.done:
             cut = False
             try:
-                out = self._events(self._sse.close())
+                out += self._events(self._sse.close())
             except (ValueError, ResponseError):  # framing errors (SSEDecodeError too) included
                 cut = True  # the body ended inside an event, which is dropped
             if not decoder.done:

@@ -6,6 +6,9 @@ does everything else. Built in:
 
 * :class:`HttpxTransport` (sync) and :class:`AsyncHttpxTransport` (async), the defaults; pass
   your own ``httpx.Client`` / ``httpx.AsyncClient`` to share pools, proxies or TLS settings.
+  Each default transport has its own connection pool; all of them verify TLS with one
+  process-wide context (:func:`shared_tls_context`), so building a client costs no CA-bundle
+  load after the first.
 * :class:`AiohttpTransport` (async, ``pip install 'aipk-core[aiohttp]'``), several times faster
   under concurrency.
 
@@ -25,6 +28,8 @@ Read headers with ``headers.get("lower-case-name")``; do not rely on the case of
 from __future__ import annotations
 
 import copy
+import ssl
+import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
@@ -47,6 +52,7 @@ __all__ = [
     "Transport",
     "TransportFailure",
     "bind_timeout",
+    "shared_tls_context",
 ]
 
 T = TypeVar("T")
@@ -107,6 +113,25 @@ def lower_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     Built once per response, so every later lookup is a plain dict lookup.
     """
     return _lower_names((key.decode("latin-1"), value.decode("latin-1")) for key, value in raw)
+
+
+_tls_lock = threading.Lock()
+_tls: list[ssl.SSLContext] = []
+
+
+def shared_tls_context() -> ssl.SSLContext:
+    """The TLS context every default httpx transport verifies with: httpx's default (the
+    ``certifi`` CA bundle, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set), built once per
+    process on first use. Loading the CA bundle costs tens of milliseconds, more than the
+    rest of a client, so a process that builds a client per task or per invocation pays it
+    once. An ``http_client=`` of your own keeps its own TLS settings."""
+    if not _tls:
+        with _tls_lock:
+            if not _tls:
+                import httpx
+
+                _tls.append(httpx.create_ssl_context())
+    return _tls[0]
 
 
 def _httpx_timeout(timeout: Timeout) -> httpx.Timeout:
@@ -236,7 +261,7 @@ class HttpxTransport:
         self._owns = client is None
         self._urls = _UrlCache()
         self._client = client or httpx.Client(
-            timeout=_httpx_timeout(timeout or Timeout()),
+            timeout=_httpx_timeout(timeout or Timeout()), verify=shared_tls_context(),
             limits=httpx.Limits(max_connections=max_connections,
                                 max_keepalive_connections=max_connections),
         )
@@ -322,7 +347,7 @@ class AsyncHttpxTransport:
         self._owns = client is None
         self._urls = _UrlCache()
         self._client = client or httpx.AsyncClient(
-            timeout=_httpx_timeout(timeout or Timeout()),
+            timeout=_httpx_timeout(timeout or Timeout()), verify=shared_tls_context(),
             limits=httpx.Limits(max_connections=max_connections,
                                 max_keepalive_connections=max_connections),
         )
