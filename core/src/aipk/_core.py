@@ -1,9 +1,9 @@
 """The sans-IO engine both clients share: build, observe, parse, decode, classify.
 
-:class:`Engine` turns a :class:`~aipk.ChatRequest` into bytes to send and turns what comes back
+`Engine` turns a [`ChatRequest`][aipk.ChatRequest] into bytes to send and turns what comes back
 (status, headers, body bytes or body chunks) into responses, stream events and typed errors,
-through the plugin hooks. It does no I/O, so :class:`~aipk.Client` and :class:`~aipk.AsyncClient`
-differ only in how they send and wait.
+through the plugin hooks. It does no I/O, so [`Client`][aipk.Client] and
+[`AsyncClient`][aipk.AsyncClient] differ only in how they send and wait.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def _ignoring_event(function: Callable[[], object]) -> Callable[[object], object
 class Engine:
     """Everything a client does that is not sending bytes or waiting.
 
-    Requests are prepared once (:meth:`prepare`) and signed per attempt (:meth:`sign`) with
+    Requests are prepared once (`prepare()`) and signed per attempt (`sign()`) with
     whichever credential the client's pool chose; state is keyed by that credential's id.
     ``credential`` is the default for callers that pass none (tests, one fixed key).
     """
@@ -243,7 +243,7 @@ class Engine:
 
     def prepare_count(self, request: ChatRequest) -> TokenCountCall | None:
         """How to count ``request``'s tokens with the provider (unsigned), or None when its
-        plugin has no count endpoint (then use :func:`~aipk._tokens.estimate_tokens`)."""
+        plugin has no count endpoint (then use `estimate_tokens()`)."""
         self._refresh()
         call: TokenCountCall | None = self._count_tokens(self.provider, request)
         if call is None:
@@ -428,7 +428,7 @@ class Engine:
     async def aadmission_delay(self, model: str, body: bytes | None,
                                policy: RetryPolicy | None,
                                credential_id: str | None = None) -> float:
-        """:meth:`admission_delay` for a limiter whose store books buckets asynchronously
+        """`admission_delay()` for a limiter whose store books buckets asynchronously
         (``limiter.asynchronous``): the event loop is free while the store answers."""
         tokens = len(body) // 4 if body else 0
         limiter = self.limiter
@@ -504,7 +504,7 @@ class StreamSession:
 
     def finish(self) -> list[StreamEvent]:
         """The body ended: decode what is left; without the protocol's terminator, raise
-        :class:`~aipk.IncompleteStreamError` carrying the answer received so far."""
+        `IncompleteStreamError` carrying the answer received so far."""
         decoder = self._decoder
         out: list[StreamEvent] = []
         if not decoder.done:

@@ -2,13 +2,15 @@
 
 A stream yields a small set of event types, whatever the provider:
 
-* :class:`TextDelta`, :class:`ReasoningDelta`, :class:`RefusalDelta`: text fragments;
-* :class:`ToolCallDelta`: a fragment of tool call ``index``; ``id`` and ``name`` arrive on the
-  first fragment of each index, ``arguments`` fragments concatenate;
-* :class:`UsageEvent`: token counts (the latest one wins);
-* :class:`FinishEvent`: why generation stopped.
+* [`TextDelta`][aipk._responses.TextDelta], [`ReasoningDelta`][aipk._responses.ReasoningDelta],
+  [`RefusalDelta`][aipk._responses.RefusalDelta]: text fragments;
+* [`ToolCallDelta`][aipk._responses.ToolCallDelta]: a fragment of tool call ``index``; ``id`` and
+  ``name`` arrive on the first fragment of each index, ``arguments`` fragments concatenate;
+* [`UsageEvent`][aipk._responses.UsageEvent]: token counts (the latest one wins);
+* [`FinishEvent`][aipk._responses.FinishEvent]: why generation stopped.
 
-:class:`StreamAccumulator` folds events into the final :class:`ChatResponse`.
+[`StreamAccumulator`][aipk._responses.StreamAccumulator] folds events into the final
+[`ChatResponse`][aipk._responses.ChatResponse].
 """
 
 from __future__ import annotations
@@ -284,7 +286,7 @@ class _PendingCall:
 
 
 class StreamAccumulator:
-    """Folds stream events into a :class:`ChatResponse`; memory grows only with the text kept."""
+    """Folds stream events into a `ChatResponse`; memory grows only with the text kept."""
 
     __slots__ = ("_calls", "_finish", "_others", "_reasoning", "_refusal", "_text", "extra", "id",
                  "model", "usage")

@@ -1,7 +1,7 @@
 """Active health checks: probe each provider (a cheap model listing) on an interval, record
 latency and status, tell callbacks about changes, and keep unhealthy targets out of the way.
 
-:class:`HealthChecker` runs in a thread, :class:`AsyncHealthChecker` in an asyncio task; both
+`HealthChecker` runs in a thread, `AsyncHealthChecker` in an asyncio task; both
 stop cleanly (``stop()`` / ``await stop()`` or ``with``/``async with``) and leave nothing
 running. A probe goes through the client's credential source, so a key pool hears of its
 failures (the key backs off) like with a user request; probes are not counted in
@@ -138,7 +138,7 @@ class HealthChecker:
     """Checks synchronous clients from a background thread every ``interval`` seconds (±
     ``jitter`` as a fraction). ``targets`` is ``{name: client}`` (names as the router's
     targets when ``router`` is given) or a list of clients (named by provider).
-    ``on_change(old, new)`` and :meth:`add_callback` callbacks run on state changes, in the
+    ``on_change(old, new)`` and `add_callback()` callbacks run on state changes, in the
     checker's thread. Headroom is read from the rate limits the model listing reported, else
     from those of ``headroom_model`` (the model your calls use)."""
 
@@ -172,7 +172,7 @@ class HealthChecker:
         return self.statuses()
 
     def start(self) -> None:
-        """Probe now and then every interval, in a daemon thread, until :meth:`stop`."""
+        """Probe now and then every interval, in a daemon thread, until `stop()`."""
         if self._thread is not None:
             return
         self._stop.clear()
@@ -205,8 +205,8 @@ class HealthChecker:
 
 
 class AsyncHealthChecker:
-    """The asyncio twin of :class:`HealthChecker` over :class:`~aipk.AsyncClient` clients:
-    a task started by :meth:`start` (or ``async with``), cancelled by ``await stop()``."""
+    """The asyncio twin of `HealthChecker` over [`AsyncClient`][aipk.AsyncClient] clients:
+    a task started by `start()` (or ``async with``), cancelled by ``await stop()``."""
 
     def __init__(self, targets: Mapping[str, AsyncClient] | Sequence[AsyncClient], *,
                  interval: float = 300.0, jitter: float = 0.1, unhealthy_threshold: int = 2,

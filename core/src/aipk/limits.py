@@ -1,16 +1,16 @@
 """Client-side rate limits, for providers that send no rate-limit headers (Gemini, Qwen) or when
 you want to stay under your own budget.
 
-:class:`ClientLimits` says how many requests per minute, tokens per minute and requests per day
+`ClientLimits` says how many requests per minute, tokens per minute and requests per day
 a client may use. Plugins declare defaults in ``ProviderSpec.options`` (``requests_per_minute``,
 ``tokens_per_minute``, ``requests_per_day``); ``Client(limits=...)`` overrides them, and
 ``client.set_limits(...)`` changes them at run time (a new tier).
 
-Each limit is a :class:`TokenBucket`. ``reserve`` never blocks: it books the capacity and says
+Each limit is a `TokenBucket`. ``reserve`` never blocks: it books the capacity and says
 how long the caller must wait, so concurrent callers queue in arrival order and the async
 client waits with ``asyncio.sleep`` (cancellable; nothing blocks the event loop).
 
-With a ``store=`` that implements :class:`~aipk.state.BucketStore` (``Client(store=...)``), the
+With a ``store=`` that implements `BucketStore` (``Client(store=...)``), the
 buckets live in the store instead, one set per provider and credential (namespace
 ``"aipk.limits"``, key ``"<provider>/<credential id>"``): every client sharing the store (every
 process, for a shared store such as ``aipk_redis.RedisStore``) then draws on the same budget.
@@ -108,10 +108,10 @@ class ClientLimits:
 
 
 class Limiter:
-    """The buckets for one :class:`ClientLimits`; thread-safe, never blocks.
+    """The buckets for one `ClientLimits`; thread-safe, never blocks.
 
     Without ``store`` the buckets are this object's own. With a
-    :class:`~aipk.state.BucketStore` they live in the store under ``scope`` (the provider
+    `BucketStore` they live in the store under ``scope`` (the provider
     name) and the ``key`` each call names (the credential id), shared with every limiter that
     uses the same store (see the module docs).
     """
@@ -181,7 +181,7 @@ class Limiter:
         return wait
 
     async def areserve(self, tokens: int = 0, key: str = "") -> float:
-        """:meth:`reserve`, awaiting a store that books asynchronously."""
+        """`reserve()`, awaiting a store that books asynchronously."""
         store: Any = self.store
         if self.asynchronous:  # (an isinstance check on a Protocol costs ~100 µs)
             wait: float = await store.areserve(self.NAMESPACE, f"{self.scope}/{key}",
@@ -190,7 +190,7 @@ class Limiter:
         return self.reserve(tokens, key)
 
     async def arefund(self, tokens: int = 0, key: str = "") -> None:
-        """:meth:`refund`, awaiting a store that books asynchronously."""
+        """`refund()`, awaiting a store that books asynchronously."""
         store: Any = self.store
         if self.asynchronous:
             await store.arefund(self.NAMESPACE, f"{self.scope}/{key}",
@@ -199,7 +199,7 @@ class Limiter:
         self.refund(tokens, key)
 
     def refund(self, tokens: int = 0, key: str = "") -> None:
-        """Return what :meth:`reserve` booked, for a request that will not be sent."""
+        """Return what `reserve()` booked, for a request that will not be sent."""
         if self.store is not None:
             self.store.refund(self.NAMESPACE, f"{self.scope}/{key}",
                               self._store_buckets(tokens))

@@ -13,10 +13,11 @@ Each call walks the targets in the strategy's order (``failover``, ``round_robin
 ``cheapest_first``, ``lowest_latency``), skips targets that are cooling down or whose circuit
 breaker is open, and tries the next one after a rate limit, a server error, a network error or
 a refused credential. Requests that are wrong everywhere (400s, invalid requests) raise at
-once. When every target fails, :class:`AllTargetsFailedError` says what each one answered and
-when the earliest becomes available; with ``max_wait`` the router first waits for that moment
-(when it is close enough) and tries again. :class:`AsyncRouter` is the async twin. See
-``docs/routing.md`` for the rules and defaults.
+once. When every target fails, [`AllTargetsFailedError`][aipk.router.AllTargetsFailedError] says
+what each one answered and when the earliest becomes available; with ``max_wait`` the router first
+waits for that moment (when it is close enough) and tries again.
+[`AsyncRouter`][aipk.router.AsyncRouter] is the async twin. See ``docs/routing.md`` for the rules
+and defaults.
 """
 
 from __future__ import annotations
@@ -132,12 +133,12 @@ def _default_name(target: Target) -> str:
 class Target:
     """One place a request can go: a provider, a model, and optionally credentials.
 
-    ``client`` is a ready :class:`~aipk.Client` (or :class:`~aipk.AsyncClient` for
-    :class:`AsyncRouter`); without one the router creates one on first use from ``provider``,
-    ``api_key`` and ``base_url``, and reuses it. ``name`` (default ``"provider/model"``)
-    identifies the target in metrics, errors and the state store, so it must be unique.
-    ``input_price``/``output_price`` (USD per million tokens) and ``context_window`` override
-    the provider's static model information.
+    ``client`` is a ready [`Client`][aipk.Client] (or [`AsyncClient`][aipk.AsyncClient] for
+    [`AsyncRouter`][aipk.router.AsyncRouter]); without one the router creates one on first use from
+    ``provider``, ``api_key`` and ``base_url``, and reuses it. ``name`` (default
+    ``"provider/model"``) identifies the target in metrics, errors and the state store, so it must
+    be unique. ``input_price``/``output_price`` (USD per million tokens) and ``context_window``
+    override the provider's static model information.
 
     Attributes:
         provider: The provider id.
@@ -193,15 +194,15 @@ class RouteInfo:
 
 
 def route_of(response: ChatResponse) -> RouteInfo | None:
-    """The :class:`RouteInfo` of a response a router returned (None for other responses)."""
+    """The `RouteInfo` of a response a router returned (None for other responses)."""
     data = response.extra.get("router")
     return RouteInfo.from_dict(data) if isinstance(data, Mapping) else None
 
 
 def is_context_window_error(error: BaseException) -> bool:
     """True for a provider's "the request does not fit the model's context window" error: a
-    :class:`~aipk.errors.ContextWindowExceededError`, or a BadRequestError whose code or text
-    says so (errors built by hand or by an older plugin)."""
+    [`ContextWindowExceededError`][aipk.errors.ContextWindowExceededError], or a BadRequestError
+    whose code or text says so (errors built by hand or by an older plugin)."""
     if isinstance(error, ContextWindowExceededError):
         return True
     if not isinstance(error, BadRequestError):
@@ -636,7 +637,7 @@ class _Run:
 
     def step(self) -> tuple[_TargetState, ChatRequest] | float | None:
         """The next attempt; else the seconds to sleep before the next pass over the targets;
-        else None: give up and raise :meth:`exhausted`."""
+        else None: give up and raise `exhausted()`."""
         attempt = self.next()
         return attempt if attempt is not None else self.pause()
 
@@ -846,7 +847,7 @@ class _RouterBase:
     def from_config(cls: type[_RouterT], name: str, *, config: Any = None,
                     **overrides: Any) -> _RouterT:
         """A router for the entry ``[routers.NAME]`` of a config file (``config``: a path, a
-        loaded :class:`aipk.config.Config`, or None to find the file); its targets' clients
+        loaded `aipk.config.Config`, or None to find the file); its targets' clients
         are built from the config's provider entries. Keyword arguments override the file."""
         from .config import resolve
 
@@ -907,21 +908,21 @@ class _RouterBase:
 
 
 class Router(_RouterBase):
-    """Routes chat and stream calls over :class:`Target` records with synchronous clients.
+    """Routes chat and stream calls over `Target` records with synchronous clients.
 
     ``strategy`` orders the targets per call; ``cooldown`` and ``breaker`` (None turns either
     off) decide when a target is skipped; ``fallback_on_context_window`` is False (raise),
     True (try only targets with a larger known context window) or ``{model: larger_model}``
     (retry the same target with the larger model). ``store`` holds cooldown and breaker state
-    (a private :class:`~aipk.state.MemoryStore` by default), ``clock`` measures cooldowns and
-    latency. ``retry`` is the policy for each call to a target (default :data:`TARGET_RETRY`:
+    (a private `MemoryStore` by default), ``clock`` measures cooldowns and
+    latency. ``retry`` is the policy for each call to a target (default `TARGET_RETRY`:
     no retries inside a target); None keeps each client's own. Clients the router creates get
-    ``max_retries=0`` plus ``client_options``; close them with :meth:`close` or ``with``.
+    ``max_retries=0`` plus ``client_options``; close them with `close()` or ``with``.
 
     ``max_wait`` (seconds, default 0: fail at once) lets a call whose targets are all cooling
     down, breaker-open or rate limited sleep until the earliest is available and try again,
     as long as its sleeps add up to no more than ``max_wait``; ``sleep`` (default
-    :func:`time.sleep`) is how it sleeps. Both can be given per call.
+    `time.sleep()`) is how it sleeps. Both can be given per call.
     """
 
     _sleep: Callable[[float], object]
@@ -968,7 +969,7 @@ class Router(_RouterBase):
     def chat(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
              max_wait: float | None = None, **fields: Any) -> ChatResponse:
         """Send the request to the first target that answers; the response's
-        ``extra["router"]`` says who served it and who was tried (:func:`route_of`).
+        ``extra["router"]`` says who served it and who was tried (`route_of()`).
         ``max_wait`` overrides the router's for this call."""
         core = self._core
         req = core.request(request, fields)
@@ -1006,8 +1007,8 @@ class Router(_RouterBase):
 
 
 class RoutedStream:
-    """A routed streaming answer: iterate it for events; :attr:`response` then holds the
-    aggregated response (with ``extra["router"]``) and :attr:`route` who served it."""
+    """A routed streaming answer: iterate it for events; `response` then holds the
+    aggregated response (with ``extra["router"]``) and `route` who served it."""
 
     def __init__(self, router: Router, request: ChatRequest, retry: RetryPolicy | None,
                  max_wait: float = 0.0) -> None:
@@ -1101,10 +1102,10 @@ class RoutedStream:
 
 
 class AsyncRouter(_RouterBase):
-    """The async twin of :class:`Router` (same settings): ``await router.chat(...)``,
-    ``async for event in router.stream(...)``. Targets need :class:`~aipk.AsyncClient`
+    """The async twin of [`Router`][aipk.router.Router] (same settings): ``await router.chat(...)``,
+    ``async for event in router.stream(...)``. Targets need [`AsyncClient`][aipk.AsyncClient]
     clients, or none (created on first use). Waits for ``max_wait`` use ``sleep``, an async
-    callable (default :func:`asyncio.sleep`): they never block the event loop and cancelling
+    callable (default `asyncio.sleep()`): they never block the event loop and cancelling
     the call cancels the wait."""
 
     _sleep: Callable[[float], Awaitable[object]]
@@ -1152,7 +1153,7 @@ class AsyncRouter(_RouterBase):
     async def chat(self, request: ChatRequest | None = None, /, *,
                    retry: RetryPolicy | None = None, max_wait: float | None = None,
                    **fields: Any) -> ChatResponse:
-        """Send the request to the first target that answers (see :meth:`Router.chat`)."""
+        """Send the request to the first target that answers (see `Router.chat()`)."""
         core = self._core
         req = core.request(request, fields)
         policy = core.policy(retry)
@@ -1181,14 +1182,14 @@ class AsyncRouter(_RouterBase):
 
     def stream(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
                max_wait: float | None = None, **fields: Any) -> AsyncRoutedStream:
-        """Stream from the first target that starts answering (see :meth:`Router.stream`)."""
+        """Stream from the first target that starts answering (see `Router.stream()`)."""
         core = self._core
         return AsyncRoutedStream(self, core.request(request, fields), core.policy(retry),
                                  core.wait_budget(max_wait))
 
 
 class AsyncRoutedStream:
-    """The async twin of :class:`RoutedStream`: ``async for`` over it, then
+    """The async twin of `RoutedStream`: ``async for`` over it, then
     ``await stream.get_response()``."""
 
     def __init__(self, router: AsyncRouter, request: ChatRequest,

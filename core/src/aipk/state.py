@@ -1,7 +1,7 @@
 """A small key-value store for the per-key state aipk keeps between requests.
 
 Rate-limit trackers, router cooldowns and circuit breakers keep their state behind
-:class:`StateStore`, so one shared store (Redis, a database) can replace the in-memory
+`StateStore`, so one shared store (Redis, a database) can replace the in-memory
 default and several processes then see the same state. The interface is four calls on
 ``(namespace, key)`` pairs:
 
@@ -17,10 +17,10 @@ section, and a shared store may run it more than once (it retries when another p
 the value meanwhile), so anything it reports outside must be set afresh on every run. Values
 should be immutable records; a shared store also needs them serialisable.
 
-A store may also implement :class:`BucketStore` (``reserve`` / ``refund``): token buckets
-booked atomically inside the store, so client-side limits (:mod:`aipk.limits`) given to every
+A store may also implement `BucketStore` (``reserve`` / ``refund``): token buckets
+booked atomically inside the store, so client-side limits (`aipk.limits`) given to every
 client that shares the store hold across all of them (across processes, for a shared store
-such as ``aipk_redis.RedisStore``). :class:`MemoryStore` implements it for one process.
+such as ``aipk_redis.RedisStore``). `MemoryStore` implements it for one process.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class StateStore(Protocol):
         ...
 
 
-#: One token bucket to book in :meth:`BucketStore.reserve`: ``(name, capacity, period seconds,
+#: One token bucket to book in `BucketStore.reserve()`: ``(name, capacity, period seconds,
 #: amount)``. The bucket holds ``capacity`` units refilled evenly over ``period`` and starts full.
 Bucket = tuple[str, float, float, float]
 
@@ -81,21 +81,21 @@ class BucketStore(Protocol):
         ...
 
     def refund(self, namespace: str, key: str, buckets: Sequence[Bucket]) -> None:
-        """Give back amounts booked by a :meth:`reserve` whose call did not go ahead."""
+        """Give back amounts booked by a `reserve()` whose call did not go ahead."""
         ...
 
 
 @runtime_checkable
 class AsyncBucketStore(Protocol):
-    """A :class:`BucketStore` that can also book without blocking an event loop (a network
-    store): :class:`~aipk.AsyncClient` awaits these instead of calling ``reserve``."""
+    """A `BucketStore` that can also book without blocking an event loop (a network
+    store): [`AsyncClient`][aipk.AsyncClient] awaits these instead of calling ``reserve``."""
 
     async def areserve(self, namespace: str, key: str, buckets: Sequence[Bucket]) -> float:
-        """:meth:`BucketStore.reserve`, awaitable."""
+        """`BucketStore.reserve()`, awaitable."""
         ...
 
     async def arefund(self, namespace: str, key: str, buckets: Sequence[Bucket]) -> None:
-        """:meth:`BucketStore.refund`, awaitable."""
+        """`BucketStore.refund()`, awaitable."""
         ...
 
 
@@ -116,7 +116,7 @@ def take_from_bucket(level: float | None, stamp: float, now: float, capacity: fl
 
 
 class MemoryStore:
-    """The default :class:`StateStore`: a dict in this process, thread-safe.
+    """The default `StateStore`: a dict in this process, thread-safe.
 
     One lock guards the dict; it is held only for the dict operations and ``update``'s ``fn``,
     never across I/O. Expired entries are invisible at once and purged as writes happen (a

@@ -3,7 +3,7 @@ GenAI client metrics (``gen_ai.client.operation.duration``, ``gen_ai.client.toke
 ``gen_ai.client.operation.time_to_first_chunk``).
 
 Installing the package registers an aipk plugin (entry point ``otel``) that uses
-OpenTelemetry's global providers; :func:`configure` sets explicit ones::
+OpenTelemetry's global providers; `configure()` sets explicit ones::
 
     import aipk_otel
     aipk_otel.configure(aipk_otel.OtelObserver(tracer_provider=tp, meter_provider=mp))

@@ -1,5 +1,5 @@
 """The aipk plugin half of aipk-otel (entry point ``otel``): forwards every call record to the
-observer :func:`aipk_otel.configure` set up, by default one on OpenTelemetry's global tracer
+observer `aipk_otel.configure()` set up, by default one on OpenTelemetry's global tracer
 and meter providers, created on the first call."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Prometheus exporter for aipk.
 
 Installing this package registers an aipk plugin (entry point ``prometheus``) that feeds every
-call into one process-wide model; :class:`AipkCollector` turns it (or the models you name) into
+call into one process-wide model; `AipkCollector` turns it (or the models you name) into
 Prometheus metric families on each scrape::
 
     from prometheus_client import CollectorRegistry, start_http_server

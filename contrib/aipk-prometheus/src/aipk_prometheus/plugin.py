@@ -1,6 +1,6 @@
 """The aipk plugin half of aipk-prometheus: every call's records feed one process-wide
-:class:`~aipk.observability.Metrics` (:func:`aipk_prometheus.process_metrics`), which
-:class:`~aipk_prometheus.AipkCollector` reads by default."""
+`Metrics` (`aipk_prometheus.process_metrics()`), which
+`AipkCollector` reads by default."""
 
 from __future__ import annotations
 

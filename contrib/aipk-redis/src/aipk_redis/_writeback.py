@@ -18,7 +18,7 @@ _Update = tuple[Callable[[Any], Any], float | None]
 
 
 class WriteBehind:
-    """The queue and the writer thread of one :class:`~aipk_redis.RedisStore`."""
+    """The queue and the writer thread of one `RedisStore`."""
 
     def __init__(self, store: RedisStore) -> None:
         self._store = store

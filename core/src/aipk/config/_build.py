@@ -83,7 +83,7 @@ def install_custom_providers(registry: Registry, specs: Mapping[str, ProviderSpe
 class Config:
     """A loaded, checked config file: build clients and routers from it.
 
-    * ``settings``: the structured :class:`~aipk.config.AipkConfig`.
+    * ``settings``: the structured `AipkConfig`.
     * ``document``: the parsed file with each value's origin.
     * ``registry``: the plugin registry the config was checked against.
     """
@@ -257,7 +257,7 @@ def set_fields(section: Any) -> dict[str, Any]:
 def build(settings: AipkConfig, document: Document, registry: Registry | None = None,
           env: Mapping[str, str] | None = None) -> tuple[Config | None, list[Problem]]:
     """Check ``settings`` against the installed plugins, declare its custom providers, and
-    return the :class:`Config` (None when there are problems) with every problem."""
+    return the `Config` (None when there are problems) with every problem."""
     registry = registry or default_registry()
     installed = installed_specs(registry)
     problems = check(settings, document, registry, installed, env)
@@ -270,6 +270,6 @@ def build(settings: AipkConfig, document: Document, registry: Registry | None = 
 
 
 def raise_problems(path: Path | None, problems: list[Problem]) -> None:
-    """Raise :class:`~aipk.errors.ConfigFileError` listing ``problems``, if there are any."""
+    """Raise `ConfigFileError` listing ``problems``, if there are any."""
     if problems:
         raise ConfigFileError(path, problems)

@@ -23,7 +23,7 @@ __all__ = ["STATE_BACKENDS", "check", "custom_spec", "model_info", "option_schem
 
 #: The entry-point group where packages register state backends for ``state = {backend=...}``:
 #: the entry point's name is the backend name, its object a factory called with the table's
-#: other keys as keyword arguments, returning a :class:`~aipk.state.StateStore`.
+#: other keys as keyword arguments, returning a `StateStore`.
 STATE_BACKENDS = "aipk.state_backends"
 
 _STRATEGIES = ("failover", "round_robin", "cheapest_first", "lowest_latency")
@@ -37,7 +37,7 @@ def state_backends() -> dict[str, Any]:
 
 
 def model_info(provider: str, model: ModelConfig) -> ModelInfo:
-    """A model entry of the config as a :class:`~aipk.ModelInfo`; the flags it sets are also
+    """A model entry of the config as a [`ModelInfo`][aipk.ModelInfo]; the flags it sets are also
     kept in ``extra["flags"]`` so that they win over the plugin's data in the catalog."""
     flags = {name: getattr(model, name) for name in
              ("tools", "vision", "json_mode", "reasoning", "streaming")
@@ -52,7 +52,7 @@ def model_info(provider: str, model: ModelConfig) -> ModelInfo:
 
 
 def custom_spec(name: str, entry: ProviderConfig) -> ProviderSpec:
-    """The :class:`~aipk.ProviderSpec` of a custom provider defined by config alone."""
+    """The [`ProviderSpec`][aipk.ProviderSpec] of a custom provider defined by config alone."""
     return ProviderSpec(
         name=name, protocol=str(entry.protocol), display_name=name,
         default_base_url=entry.base_url or "",

@@ -1,7 +1,7 @@
 """Per-credential counters, and their export as JSON and as Prometheus text.
 
-Each credential has its own :class:`CredentialMetrics` with its own lock, held for a few
-additions, so requests on different credentials never contend.
+Each credential has its own [`CredentialMetrics`][aipk.credentials._metrics.CredentialMetrics] with
+its own lock, held for a few additions, so requests on different credentials never contend.
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ class CredentialMetrics:
 
 
 class MetricsRegistry:
-    """The :class:`CredentialMetrics` of one provider's credentials, and their exports."""
+    """The `CredentialMetrics` of one provider's credentials, and their exports."""
 
     def __init__(self, provider: str, clock: Callable[[], float] = time.time) -> None:
         self.provider = provider

@@ -1,12 +1,15 @@
 """Credential pools: round-robin selection that skips credentials in backoff, outcome reports,
 and failover within one request.
 
-* :class:`CredentialPool` is generic over its members (anything with an ``id``);
-  :class:`KeyPool` holds API keys as :class:`~aipk.Credential` records.
-* :class:`CredentialSource` is what a client needs from a pool or an OAuth manager;
-  :class:`SingleCredential` adapts one fixed credential to it.
-* :func:`call_with_failover` / :func:`acall_with_failover` run a call, moving to the next
-  credential on a counted failure and refreshing once on a 401.
+* [`CredentialPool`][aipk.credentials._pool.CredentialPool] is generic over its members (anything
+  with an ``id``); [`KeyPool`][aipk.credentials._pool.KeyPool] holds API keys as
+  [`Credential`][aipk.Credential] records.
+* [`CredentialSource`][aipk.credentials._pool.CredentialSource] is what a client needs from a pool
+  or an OAuth manager; [`SingleCredential`][aipk.credentials._pool.SingleCredential] adapts one
+  fixed credential to it.
+* [`call_with_failover()`][aipk.credentials._pool.call_with_failover] /
+  [`acall_with_failover()`][aipk.credentials._pool.acall_with_failover] run a call, moving to the
+  next credential on a counted failure and refreshing once on a 401.
 
 Selection reads health without locks (one dict lookup per candidate); the only lock on the
 hot path is the chosen credential's own metrics lock.
@@ -67,7 +70,7 @@ def _id_of(member: HasId | str) -> str:
 
 
 class _HealthStates:
-    """Health states in a :class:`aipk.state.StateStore`, under one namespace."""
+    """Health states in a `aipk.state.StateStore`, under one namespace."""
 
     __slots__ = ("_state",)
     namespace = "credentials.health"
@@ -98,7 +101,7 @@ class CredentialPool(Generic[T]):
     ``report_success`` / ``report_failure`` so the pool can back off failing members. Safe to
     share between threads and asyncio tasks (nothing here blocks or awaits). Health states
     live in ``state`` (namespace ``"credentials.health"``, key ``"<provider>/<id>"``), an
-    in-memory :class:`aipk.state.MemoryStore` unless you pass a shared one.
+    in-memory `aipk.state.MemoryStore` unless you pass a shared one.
     """
 
     def __init__(self, provider: str, members: Iterable[T], *,
@@ -181,7 +184,8 @@ class CredentialPool(Generic[T]):
 
     def acquire(self, *, exclude: Collection[str] = ()) -> T:
         """The next available member, round-robin, skipping ``exclude`` (ids already tried
-        for this request). Raises :class:`KeysExhaustedError` when there is none."""
+        for this request). Raises [`KeysExhaustedError`][aipk.credentials._pool.KeysExhaustedError]
+        when there is none."""
         order = self._order
         count = len(order)
         now = self._clock()
@@ -289,7 +293,7 @@ class CredentialPool(Generic[T]):
                  sent_at: float | None = None) -> bool:
         """Count ``error`` against the credential's health, without counting a request (a
         failed refresh). ``sent_at`` (a ``clock()`` time) is when the failed request was
-        sent, None for now. Returns True when it counted, as :meth:`report_failure` does."""
+        sent, None for now. Returns True when it counted, as `report_failure()` does."""
         failure = classify_failure(error)
         if failure is None:
             return False
@@ -387,8 +391,8 @@ _KEY_FIX = ("give each key alone, one line of printable ASCII characters (surrou
 
 
 class KeyPool(CredentialPool[Credential]):
-    """A pool of API keys for one provider. Build it with :meth:`from_keys` or
-    :meth:`from_env` (``OPENAI_API_KEY=sk-1,sk-2``)."""
+    """A pool of API keys for one provider. Build it with `from_keys()` or
+    `from_env()` (``OPENAI_API_KEY=sk-1,sk-2``)."""
 
     @classmethod
     def from_keys(cls, provider: str,
@@ -440,7 +444,7 @@ class KeyPool(CredentialPool[Credential]):
 
 
 class SingleCredential:
-    """One fixed credential as a :class:`CredentialSource`: never in backoff, never exhausted
+    """One fixed credential as a `CredentialSource`: never in backoff, never exhausted
     (a single key must not lock itself out), with metrics like a pool's."""
 
     def __init__(self, provider: str, credential: Credential,
@@ -520,7 +524,7 @@ class _Call:
 
 def _failover_steps(source: CredentialSource, max_attempts: int | None,
                     tokens: Callable[[Any], int]) -> Generator[Acquire | Recover | _Call, Any, Any]:
-    """The logic of :func:`call_with_failover`, once, for its sync and async drivers."""
+    """The logic of `call_with_failover()`, once, for its sync and async drivers."""
     limit = max_attempts or max(len(source), 1)
     tried: list[str] = []
     last: BaseException | None = None
@@ -600,7 +604,7 @@ async def acall_with_failover(source: CredentialSource,
                               fn: Callable[[Credential], Awaitable[R]], *,
                               max_attempts: int | None = None,
                               tokens: Callable[[R], int] = _tokens_of) -> R:
-    """:func:`call_with_failover` for coroutines (refreshes run as tasks; waiting is async)."""
+    """`call_with_failover()` for coroutines (refreshes run as tasks; waiting is async)."""
     steps = _failover_steps(source, max_attempts, tokens)
     value: Any = None
     while True:

@@ -1,8 +1,8 @@
 """The one metrics model: what every call recorded, by provider, model and credential id.
 
-Clients record into a :class:`Metrics` at the call boundary (what the caller saw), and retries
-and failovers as they happen. Exporters read :meth:`Metrics.snapshot`, or keep their own
-:class:`Metrics` fed by the ``aipk_observe`` hook's records (:meth:`Metrics.observe`).
+Clients record into a `Metrics` at the call boundary (what the caller saw), and retries
+and failovers as they happen. Exporters read `Metrics.snapshot()`, or keep their own
+`Metrics` fed by the ``aipk_observe`` hook's records (`Metrics.observe()`).
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ def _finished(m: Metrics, e: Any) -> None:
                time_to_first_token=e.time_to_first_token, usage=e.usage, cost=e.cost)
 
 
-#: how :meth:`Metrics.observe` records each record type (FirstToken's time comes with the end)
+#: how `Metrics.observe()` records each record type (FirstToken's time comes with the end)
 _RECORDERS: dict[str, Callable[[Metrics, Any], None]] = {
     "CallStarted": lambda m, e: m.started(e.provider),
     "CallFinished": _finished,

@@ -1,7 +1,7 @@
 """The aipk hooks for OpenAI and OpenAI-compatible providers.
 
 Serves every provider whose spec has ``protocol="openai"``: OpenAI itself and the presets in
-:mod:`aipk_openai.presets` (Groq, LM Studio, Ollama), and any endpoint reached with
+`aipk_openai.presets` (Groq, LM Studio, Ollama), and any endpoint reached with
 ``Client("openai", base_url=...)``.
 """
 

@@ -3,10 +3,10 @@
 OpenRouter is an OpenAI-compatible gateway: its spec says ``protocol="openai"`` and aipk-openai
 does the wire work. The ``tryfirst`` hooks here, marked ``hookimpl_for(provider="openrouter")``
 (never called for other providers), handle where OpenRouter differs: attribution headers and
-model routing in requests (:mod:`aipk_openrouter.wire`, :mod:`aipk_openrouter.routing`), cost
+model routing in requests (`aipk_openrouter.wire`, `aipk_openrouter.routing`), cost
 and upstream provider in responses, upstream error details, epoch-millisecond rate-limit resets
-(:mod:`aipk_openrouter.limits`) and prices from the model listing
-(:mod:`aipk_openrouter.models`).
+(`aipk_openrouter.limits`) and prices from the model listing
+(`aipk_openrouter.models`).
 """
 
 from __future__ import annotations

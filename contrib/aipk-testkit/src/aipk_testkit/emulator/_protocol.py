@@ -1,18 +1,18 @@
 """The contract between the protocol-neutral server and one wire protocol, and their registry.
 
 Each protocol lives in its own module (``_openai.py``, ``_anthropic.py``, ``_gemini.py``,
-``_ollama.py``), subclasses :class:`ProtocolHandler`, sets its ``name`` (what
+``_ollama.py``), subclasses `ProtocolHandler`, sets its ``name`` (what
 ``Emulator.url(name)`` takes) and ``mount`` (the path prefix it serves), and decorates the class
-with :func:`register`. A third party's protocol does the same from its own module: every
-:class:`~aipk_testkit.emulator.Emulator` created after ``register`` speaks it. The server routes
+with `register()`. A third party's protocol does the same from its own module: every
+`Emulator` created after ``register`` speaks it. The server routes
 a request to the handler whose ``mount`` is the longest prefix of its path, then:
 
 1. ``check_auth`` (only when a key is required) may answer 401 in the protocol's shape.
 2. ``route`` names the endpoint for the path below the mount: ``"chat"`` endpoints are answered
    from the emulator's reply queue; any other name is answered by ``answer`` (e.g. models).
-3. For chat, ``parse_chat`` extracts a :class:`ChatCall` (model, stream flag, last user text,
-   rendering options) or raises :class:`RequestError` (400 in the protocol's shape).
-4. ``render_reply`` turns a :class:`~aipk_testkit.emulator.Reply` into a :class:`Rendered`:
+3. For chat, ``parse_chat`` extracts a `ChatCall` (model, stream flag, last user text,
+   rendering options) or raises `RequestError` (400 in the protocol's shape).
+4. ``render_reply`` turns a `Reply` into a `Rendered`:
    a JSON body, or a list of complete stream events (SSE events, NDJSON lines, JSON-array
    elements: whatever the protocol's framing is) plus the protocol's ``terminator``.
    The server sends each event as one HTTP chunk, caches the bytes, and applies faults
@@ -92,7 +92,7 @@ class Rendered:
 
 
 class RequestError(Exception):
-    """A request the protocol rejects; rendered with :meth:`ProtocolHandler.render_error`."""
+    """A request the protocol rejects; rendered with `ProtocolHandler.render_error()`."""
 
     def __init__(self, status: int, message: str, *, code: str | None = None,
                  param: str | None = None) -> None:
@@ -111,7 +111,7 @@ class ProtocolHandler(ABC):
     ``<emulator>/<mount>``.
     """
 
-    #: the protocol's name: ``Emulator.url(name)`` and the :func:`register` key
+    #: the protocol's name: ``Emulator.url(name)`` and the `register()` key
     name: ClassVar[str]
     #: the path prefix this protocol serves, e.g. ``"/ollama"``
     mount: ClassVar[str]
@@ -151,7 +151,7 @@ class ProtocolHandler(ABC):
 
     @abstractmethod
     def parse_chat(self, request: RecordedRequest, path: str) -> ChatCall:
-        """Extract the :class:`ChatCall`; raise :class:`RequestError` when malformed."""
+        """Extract the `ChatCall`; raise `RequestError` when malformed."""
 
     @abstractmethod
     def answer(self, endpoint: str, path: str, request: RecordedRequest) -> Rendered:

@@ -1,7 +1,7 @@
 """A fixed-window request and token budget, protocol-neutral.
 
 The emulator counts every routed request (and the tokens of each reply) against the budget and
-asks the protocol handler to turn a :class:`RateLimitSnapshot` into that provider's headers.
+asks the protocol handler to turn a `RateLimitSnapshot` into that provider's headers.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The scripting vocabulary, shared by every protocol: replies, tool calls, faults, records.
 
-These are plain values. They say *what* the model answers (:class:`Reply`) or *what goes
-wrong* (:class:`Fault`); each protocol handler decides how that looks on its wire.
+These are plain values. They say *what* the model answers (`Reply`) or *what goes
+wrong* (`Fault`); each protocol handler decides how that looks on its wire.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ class Fault:
 
     @staticmethod
     def invalid_utf8() -> Fault:
-        """Like :meth:`malformed_json`, but the bytes are not valid UTF-8."""
+        """Like `malformed_json()`, but the bytes are not valid UTF-8."""
         return Fault("invalid_utf8")
 
     @staticmethod
