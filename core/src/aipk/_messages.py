@@ -276,7 +276,15 @@ def _tool_choice(value: ToolChoice | str | None) -> ToolChoice | None:
 def _stop(value: str | Iterable[str] | None) -> tuple[str, ...] | None:
     if value is None:
         return None
-    return (value,) if isinstance(value, str) else tuple(value)
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, Iterable) and not isinstance(value, (bytes, Mapping)):
+        stops = tuple(value)
+        if all(isinstance(stop, str) for stop in stops):
+            return stops
+    raise InvalidRequestError(
+        f"stop must be a string or a list of strings, not {type(value).__name__} {value!r}; "
+        f'pass e.g. stop="\\n\\n" or stop=["END", "###"]', field="stop")
 
 
 @attrs.frozen(kw_only=True)
