@@ -104,7 +104,8 @@ class Choice:
     Attributes:
         index: The choice's position (0 is the response's own ``message``).
         message: The assistant message of this choice.
-        finish_reason: Why this choice stopped, normalised; None when not reported.
+        finish_reason: Why this choice stopped, a [`FinishReason`][aipk.FinishReason] (never
+            the provider's string); None when not reported.
         raw_finish_reason: The provider's own word for it.
     """
 
@@ -122,7 +123,9 @@ class ChatResponse:
         provider: The provider id that answered.
         model: The model that answered, as the provider reported it.
         message: The assistant message, ready to append to the conversation.
-        finish_reason: Why generation stopped, normalised; None when not reported.
+        finish_reason: Why generation stopped, a [`FinishReason`][aipk.FinishReason] (never
+            the provider's string: map it, `FinishReason.OTHER` for words you do not know);
+            None when not reported.
         raw_finish_reason: The provider's own word for why generation stopped.
         usage: Token counts, when the provider reported them.
         id: The provider's id for this answer.
@@ -260,7 +263,8 @@ class FinishEvent:
     """Generation finished, and why (``raw`` is the provider's own word).
 
     Attributes:
-        reason: Why generation stopped, normalised.
+        reason: Why generation stopped, a [`FinishReason`][aipk.FinishReason] (map the
+            provider's word; `FinishReason.OTHER` for words you do not know).
         raw: The provider's own word for it.
         choice: Which choice (``n > 1``) finished; 0 for the usual single answer.
     """

@@ -58,6 +58,17 @@ class ChatCall:
     ``options`` holds protocol rendering switches (e.g. OpenAI's ``include_usage``); together
     with the model, stream flag and prompt size it keys the cache of precomputed responses.
     ``structured`` makes an unscripted request answer with JSON following its schema.
+
+    Attributes:
+        model: The model the request names (a reply's ``model`` defaults to it).
+        stream: True when the request asked for a stream: ``render_reply`` then returns
+            ``events``.
+        user_text: The last user message's text (unscripted requests answer ``echo: <it>``).
+        prompt_tokens: The prompt's size in tokens, as the handler estimates it (the usage
+            ``render_reply`` receives unless the reply sets its own).
+        options: Protocol rendering switches, hashable.
+        structured: What the request asked for as structured output, if anything (None for a
+            third-party protocol that has none).
     """
 
     model: str
@@ -78,10 +89,21 @@ def emulated_token_count(text: str, messages: int, tools_json: str = "") -> int:
 
 @dataclass
 class Rendered:
-    """A response before framing: a body, or (when ``events`` is not ``None``) an SSE stream.
+    """A response before framing: a body, or (when ``events`` is not ``None``) a stream.
 
-    Each event is a complete SSE event (``data: …\\n\\n``); ``terminator`` is the protocol's
-    end-of-stream event (``b""`` when it has none). Faults cut the stream before it.
+    Each event is one complete unit of the protocol's stream framing (an SSE event
+    ``data: …\\n\\n``, an NDJSON line ending in ``\\n``, a JSON-array element);
+    ``terminator`` is the protocol's end-of-stream event (``b""`` when it has none). Faults cut
+    the stream before it. The server adds the request id, rate-limit and ``retry-after``
+    headers itself.
+
+    Attributes:
+        status: The HTTP status.
+        headers: Response headers as (name, value) pairs, e.g. the content type.
+        body: The whole body of a non-streaming response.
+        events: The stream's events, each sent as one HTTP chunk; None for a plain body.
+        terminator: The event only a complete stream ends with (``data: [DONE]``, Ollama's
+            ``"done": true`` line); faults that cut the stream leave it out.
     """
 
     status: int
@@ -108,7 +130,16 @@ class ProtocolHandler(ABC):
 
     ``name`` is the protocol's name (``Emulator.url(name)``, the registry key); ``mount`` is
     the path prefix it serves (``"/v1"``, ``"/gemini"``), so its base URL is
-    ``<emulator>/<mount>``.
+    ``<emulator>/<mount>``. Subclass it, implement the abstract methods, and decorate the
+    class with [`register`][aipk_testkit.emulator.register] before creating the emulator
+    (import the module from ``conftest.py``). ``self.models`` holds the model ids the
+    emulator lists (``Emulator(models=...)``, else `default_models()`).
+
+    For each request the server picks the handler whose ``mount`` is the longest prefix of
+    the path, then calls ``check_auth`` (only when a key is required), ``route``, and for a
+    ``"chat"`` endpoint ``parse_chat`` and ``render_reply`` (other endpoints: ``answer``).
+    ``render_error``, ``error_event``, ``malformed_body`` and ``malformed_event`` build the
+    faults; ``rate_limit_headers`` the headers ``Emulator.set_rate_limit`` asks for.
     """
 
     #: the protocol's name: ``Emulator.url(name)`` and the `register()` key

@@ -34,7 +34,11 @@ class Emulator:
         names = list(available) if protocols is None else list(protocols)
         unknown = [n for n in names if n not in available]
         if unknown or not names:
-            raise ValueError(f"unknown protocols {unknown}; registered: {sorted(available)}")
+            raise ValueError(f"unknown protocols {unknown}; registered: {sorted(available)}. "
+                             "A third-party protocol is served once its ProtocolHandler "
+                             "subclass is decorated with @aipk_testkit.emulator.register "
+                             "(import its module, e.g. from conftest.py, before creating "
+                             "the Emulator)")
         self._handlers: dict[str, ProtocolHandler] = {n: available[n](models) for n in names}
         self._state = State(record=record)
         self._host = host
@@ -140,7 +144,10 @@ class Emulator:
             return self.base_url + self._handlers[protocol].mount
         except KeyError:
             raise ValueError(f"unknown protocol {protocol!r}; "
-                             f"served: {sorted(self._handlers)}") from None
+                             f"served: {sorted(self._handlers)}. A third-party protocol is "
+                             "served once its ProtocolHandler subclass is decorated with "
+                             "@aipk_testkit.emulator.register (import its module, e.g. from "
+                             "conftest.py, before creating the Emulator)") from None
 
     # -- scripting --------------------------------------------------------------------------
 

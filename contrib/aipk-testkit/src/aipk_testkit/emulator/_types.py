@@ -181,7 +181,16 @@ class Fault:
 class RecordedRequest:
     """One request the emulator received: ``path`` has no query; ``headers`` are lower-cased;
     ``received_at`` is when its head arrived (``time.time()``), for counting arrivals per
-    window."""
+    window.
+
+    Attributes:
+        method: The HTTP method.
+        path: The full path, mount included, without the query string.
+        query: The query string (without ``?``), or ``""``.
+        headers: The request headers, names lower-cased.
+        body: The raw body; `json()` decodes it.
+        received_at: When the request's head arrived (``time.time()``).
+    """
 
     method: str
     path: str
