@@ -274,6 +274,37 @@ def test_api_key_env_must_be_set_and_only_one_key_source(tmp_path: Path) -> None
     assert any("set only one of api_key, api_key_env" in p for p in found)
 
 
+def test_a_malformed_key_is_named_by_file_and_key_never_as_an_argument(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, '[providers.openai]\napi_key = "sk-caf\u00e9-secret"\n'
+                           '[providers.groq]\napi_keys = ["gsk-good-key", "${BAD_KEY_FOR_TEST}"]\n')
+    monkeypatch.setenv("BAD_KEY_FOR_TEST", "gsk-two\u00a0keys")
+    found = problems_of(path)
+    assert any(p.startswith("providers.openai.api_key: the key has a non-ASCII character at "
+                            "character 7") and "write the key alone" in p for p in found)
+    assert any(p.startswith("providers.groq.api_keys[1]: the key (from ${BAD_KEY_FOR_TEST}) "
+                            "has a non-ASCII character")
+               and "set BAD_KEY_FOR_TEST to the key alone" in p for p in found)
+    with pytest.raises(ConfigFileError) as error:
+        aipk.Client.from_config("openai", config=path)
+    message = str(error.value)
+    assert str(path) in message and "providers.openai.api_key" in message
+    assert "api_key= argument" not in message and "sk-caf" not in message
+
+
+def test_a_malformed_key_in_api_key_env_names_the_variable_and_the_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, '[providers.openai]\napi_key_env = "KEYS_FOR_TEST"\n')
+    monkeypatch.setenv("KEYS_FOR_TEST", "sk-good-one, sk-bad\u00a0two")
+    with pytest.raises(ConfigurationError) as error:
+        aipk.Client.from_config("openai", config=path)
+    message = str(error.value)
+    assert (f"the environment variable KEYS_FOR_TEST ({path}, providers.openai.api_key_env) "
+            "has a non-ASCII character") in message
+    assert "set KEYS_FOR_TEST to the key alone" in message
+    assert "api_key= argument" not in message and "sk-bad" not in message
+
+
 # -- permissions ---------------------------------------------------------------------------------
 
 

@@ -74,13 +74,13 @@ _API_KEY_FIX = ("pass the key alone, one line of printable ASCII characters, e.g
 
 
 def check_api_key(key: str | Secret, where: str = "the api_key= argument", *,
-                  strip: bool = True) -> Secret:
+                  strip: bool = True, fix: str = _API_KEY_FIX) -> Secret:
     """``key`` as a checked [`Secret`][aipk._providers.Secret] (surrounding whitespace stripped), or
     ConfigurationError naming ``where`` it came from; what a config file calls too. With
     ``strip=False`` (a credential already built, which cannot be changed) surrounding
     whitespace is an error too."""
     value = key.reveal() if isinstance(key, Secret) else key
-    checked = check_credential(value, where=where, fix=_API_KEY_FIX)
+    checked = check_credential(value, where=where, fix=fix)
     if checked != value and not strip:
         raise ConfigurationError(
             f"the credential from {where} has whitespace around it; build it from the "

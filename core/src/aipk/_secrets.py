@@ -21,8 +21,8 @@ from typing import Any, Protocol
 
 from .errors import ConfigurationError
 
-__all__ = ["MASK", "check_credential", "check_exact", "check_header_values", "header_problem",
-           "held_values", "redact", "redact_error", "remember"]
+__all__ = ["MASK", "check_credential", "check_exact", "check_header_values", "credential_problem",
+           "header_problem", "held_values", "redact", "redact_error", "remember"]
 
 MASK = "****"
 #: Values shorter than this are not masked inside other text (too likely to be ordinary words).
@@ -71,6 +71,12 @@ def _problem(value: str) -> str | None:
         if not char.isprintable():
             return f"has a control character at character {index}"
     return None  # pragma: no cover - isprintable() said otherwise
+
+
+def credential_problem(value: str) -> str | None:
+    """What is wrong with a credential value once stripped (``"is empty"``, ``"has a line
+    break …"``), without showing it; None when it can be sent."""
+    return _problem(value.strip())
 
 
 def check_credential(value: object, *, where: str, fix: str) -> str:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 
-from aipk._providers import Provider, ProviderSpec, Secret
+from aipk._providers import Provider, ProviderSpec, check_api_key
 from aipk.errors import ConfigFileError, ConfigurationError
 from aipk.hookspecs import hookimpl
 from aipk.registry import Registry, default_registry
@@ -190,13 +190,20 @@ class Config:
 
     def _credentials(self, name: str, entry: ProviderConfig, spec: ProviderSpec,
                      base_url: str | None, store: StateStore | None) -> dict[str, Any]:
+        here = f"{self._where()}, providers.{name}"
+        fix = (f"write the key alone in {self._where()}, one line of printable ASCII "
+               f"characters, or better api_key = \"${{VAR}}\" with the key in the environment")
         if entry.api_keys:
-            return {"api_key": list(entry.api_keys)}
+            return {"api_key": [check_api_key(key, f"{here}.api_keys[{index}]", fix=fix)
+                                for index, key in enumerate(entry.api_keys)]}
         if entry.api_key is not None:
-            return {"api_key": entry.api_key}
+            return {"api_key": check_api_key(entry.api_key, f"{here}.api_key", fix=fix)}
         if entry.api_key_env is not None:
             raw = os.environ.get(entry.api_key_env, "")
-            keys = [Secret(k.strip()) for k in raw.split(",") if k.strip()]
+            where = f"the environment variable {entry.api_key_env} ({here}.api_key_env)"
+            env_fix = (f"set {entry.api_key_env} to the key alone (a comma list for several), "
+                       "printable ASCII")
+            keys = [check_api_key(k, where, fix=env_fix) for k in raw.split(",") if k.strip()]
             if not keys:
                 raise ConfigurationError(
                     f"providers.{name}.api_key_env: {entry.api_key_env} is not set; set "

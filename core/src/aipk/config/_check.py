@@ -11,7 +11,8 @@ from typing import Any
 
 import attrs
 
-from aipk._providers import Capabilities, ModelInfo, ProviderSpec
+from aipk._providers import Capabilities, ModelInfo, ProviderSpec, Secret
+from aipk._secrets import credential_problem
 from aipk.registry import Registry
 
 from ._load import Document, PathKey, Problem, render_path
@@ -169,11 +170,30 @@ def _check_keys(entry: ProviderConfig, here: PathKey, document: Document,
         else:
             add(path, "empty; set a key (normally \"${VAR}\") or remove the line")
 
-    if entry.api_key is not None and not entry.api_key:
-        empty((*here, "api_key"))
+    def malformed(path: PathKey, key: Secret) -> None:
+        problem = credential_problem(key.reveal())
+        if problem is None or path in document.failed:
+            return
+        origin = document.origin(path) or ""
+        names = [part[1:] for part in origin.replace(",", " ").split() if part.startswith("$")]
+        if names:
+            refs = ", ".join(f"${{{n}}}" for n in names)
+            add(path, f"the key (from {refs}) {problem}; set {' and '.join(names)} to the key "
+                      "alone, one line of printable ASCII characters")
+        else:
+            add(path, f"the key {problem}; write the key alone, one line of printable ASCII "
+                      "characters (better: \"${VAR}\" with the key in the environment)")
+
+    if entry.api_key is not None:
+        if not entry.api_key:
+            empty((*here, "api_key"))
+        else:
+            malformed((*here, "api_key"), entry.api_key)
     for index, key in enumerate(entry.api_keys or ()):
         if not key:
             empty((*here, "api_keys", index))
+        else:
+            malformed((*here, "api_keys", index), key)
     if entry.api_keys is not None and not entry.api_keys:
         add((*here, "api_keys"), "an empty list; list at least one key or remove the line")
     given = [k for k in ("api_key", "api_keys", "api_key_env", "oauth")
