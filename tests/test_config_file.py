@@ -266,6 +266,31 @@ def test_plugin_options_are_checked_against_the_plugins_schema(tmp_path: Path) -
                for p in found)
 
 
+@pytest.mark.parametrize(("provider", "good", "bad", "words"), [
+    ("anthropic", 'beta = ["a", "b"]\nclaude_code = true\ndefault_max_tokens = 512\n'
+                  'structured_output = "tool"', 'structured_output = "tools"',
+     "'tools' is not one of 'output_config', 'tool'; did you mean 'tool'?"),
+    ("gemini", 'project_id = "p-1"\nstream_framing = "json-array"\nburst = 3\n'
+               'parameters_json_schema = true', 'stream_framing = "ndjson"',
+     "'ndjson' is not one of 'sse', 'json-array'"),
+    ("openrouter", 'referer = "https://example.com"\ntitle = "My app"\norganization = "o"',
+     "refferer = \"x\"", "unknown option 'refferer' for openrouter; did you mean 'referer'?"),
+    ("qwen", 'resource_url = "portal.qwen.ai"\nrequests_per_day = 100', "resource_url = 3",
+     "resource_url"),
+    ("openai", 'structured_output = "json_object"\nrequests_per_minute = 60',
+     'structured_output = "json"', "is not one of 'json_schema', 'json_object'"),
+])
+def test_every_provider_plugin_declares_its_options(tmp_path: Path, provider: str, good: str,
+                                                    bad: str, words: str) -> None:
+    path = write(tmp_path, f"[providers.{provider}.options]\n{good}\n")
+    config, problems = check_config(path)
+    assert config is not None and problems == [], problems
+    path = write(tmp_path, f"[providers.{provider}.options]\n{bad}\n")
+    found = problems_of(path)
+    assert len(found) == 1 and found[0].startswith(f"providers.{provider}.options.")
+    assert words in found[0]
+
+
 def test_api_key_env_must_be_set_and_only_one_key_source(tmp_path: Path) -> None:
     path = write(tmp_path, '[providers.openai]\napi_key_env = "NOT_SET_FOR_TEST"\n'
                            'api_key = "${X_FOR_TEST:-k}"\n')

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import attrs
 
@@ -237,15 +238,42 @@ def _check_options(registry: Registry, spec: ProviderSpec, options: Mapping[str,
     schema = option_schema(registry, spec)
     if not schema:
         return  # the plugin declares no schema: options pass through unchecked
+    schema = {**dict.fromkeys(_LIMIT_KEYS, float), **schema}  # the core reads these for all
     for key, value in options.items():
         if key not in schema:
             hint = suggest(key, schema) or "; the options are " + ", ".join(sorted(schema))
             add((*here, key), f"unknown option {key!r} for {spec.name}{hint}")
             continue
+        problem = _option_problem(value, schema[key])
+        if problem is not None:
+            add((*here, key), problem)
+
+
+#: provider options every provider has: the client-side limits (`ClientLimits.from_options`)
+_LIMIT_KEYS = ("requests_per_minute", "tokens_per_minute", "requests_per_day")
+
+
+def _option_problem(value: Any, kind: Any) -> str | None:
+    """Why ``value`` is not a ``kind`` (a union such as ``str | list[str]``: none of its
+    members), or None."""
+    if get_origin(kind) is Literal:
+        allowed = get_args(kind)
+        if value in allowed:
+            return None
+        hint = suggest(value, [str(a) for a in allowed]) if isinstance(value, str) else None
+        return (f"{value!r} is not one of {', '.join(repr(a) for a in allowed)}"
+                f"{hint or ''}")
+    kinds = get_args(kind) if get_origin(kind) in (Union, UnionType) else (kind,)
+    problems = []
+    for member in kinds:
         try:
-            _converter().structure(value, schema[key])
+            _converter().structure(value, member)
         except Exception as exc:  # noqa: BLE001 - any conversion failure is a config problem
-            add((*here, key), f"{exc}")
+            problems.append(str(exc))
+        else:
+            return None
+    return problems[0] if len(problems) == 1 else (
+        f"{value!r} is none of {' | '.join(getattr(k, '__name__', str(k)) for k in kinds)}")
 
 
 def _check_router(config: AipkConfig, name: str, router: Any,

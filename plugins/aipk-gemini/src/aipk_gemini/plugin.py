@@ -111,6 +111,19 @@ def aipk_providers() -> Sequence[ProviderSpec]:
     return (GEMINI,)
 
 
+#: The provider options a config file may set (``[providers.gemini.options]``).
+CONFIG_OPTIONS: Mapping[str, Any] = {
+    "project_id": str, "cloudcode_base_url": str, "parameters_json_schema": bool,
+    "structured_output": Literal["response_json_schema", "response_schema"],
+    "stream_framing": Literal["sse", "json-array"], "burst": float,
+}
+
+
+@hookimpl
+def aipk_config_options(provider: ProviderSpec) -> Mapping[str, Any] | None:
+    return CONFIG_OPTIONS if provider.protocol == PROTOCOL else None
+
+
 @hookimpl_for(protocol=PROTOCOL)
 def aipk_build_request(provider: Provider, request: ChatRequest, stream: bool) -> (
         HttpRequest | None):

@@ -72,6 +72,16 @@ def aipk_providers() -> Sequence[ProviderSpec]:
     return (OPENROUTER,)
 
 
+#: The provider options a config file may set (``[providers.openrouter.options]``), beyond
+#: aipk-openai's; ``router=`` takes a `ModelRouter`, so it is set in code only.
+CONFIG_OPTIONS: Mapping[str, Any] = {"referer": str, "title": str}
+
+
+@hookimpl
+def aipk_config_options(provider: ProviderSpec) -> Mapping[str, Any] | None:
+    return CONFIG_OPTIONS if provider.name == NAME else None
+
+
 @hookimpl_for(provider=NAME, tryfirst=True)
 def aipk_build_request(provider: Provider, request: ChatRequest, stream: bool) -> (
         HttpRequest | None):
