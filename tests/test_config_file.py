@@ -291,6 +291,13 @@ def test_every_provider_plugin_declares_its_options(tmp_path: Path, provider: st
     assert words in found[0]
 
 
+def test_a_misspelled_state_backend_gets_a_did_you_mean(tmp_path: Path) -> None:
+    path = write(tmp_path, 'state = { backend = "reddis", url = "redis://127.0.0.1:1/0" }\n')
+    [problem] = problems_of(path)
+    assert problem.startswith("state.backend: no state backend 'reddis' is installed")
+    assert "installed: memory, redis); did you mean 'redis'? Otherwise install" in problem
+
+
 def test_api_key_env_must_be_set_and_only_one_key_source(tmp_path: Path) -> None:
     path = write(tmp_path, '[providers.openai]\napi_key_env = "NOT_SET_FOR_TEST"\n'
                            'api_key = "${X_FOR_TEST:-k}"\n')

@@ -115,10 +115,14 @@ def check(config: AipkConfig, document: Document, registry: Registry,
     if config.catalog.ttl <= 0:
         add(("catalog", "ttl"), "must be a positive number of seconds (86400 is one day)")
     backend = config.state.backend
-    if backend != "memory" and backend not in state_backends():
+    installed_backends = state_backends()
+    if backend != "memory" and backend not in installed_backends:
+        known = ["memory", *sorted(installed_backends)]
+        hint = suggest(backend, known)
         add(("state", "backend"), (
-            f"no state backend {backend!r} is installed (entry-point group {STATE_BACKENDS}); "
-            f"install the package that provides it, or use backend = \"memory\""))
+            f"no state backend {backend!r} is installed (entry-point group {STATE_BACKENDS}; "
+            f"installed: {', '.join(known)}){hint}{' Otherwise i' if hint else '; i'}nstall the "
+            f"package that provides it (aipk-redis for \"redis\") or use backend = \"memory\""))
     return problems
 
 
