@@ -156,8 +156,15 @@ class Engine:
             )
         self._refresh()
         built = self._build(self.provider, request, stream)
-        if built is None:
-            raise self._no_plugin("aipk_build_request")
+        if type(built) is not HttpRequest:
+            if built is None:
+                raise self._no_plugin("aipk_build_request")
+            if not isinstance(built, HttpRequest):
+                raise PluginError(
+                    f"aipk_build_request returned a {type(built).__name__} for provider "
+                    f"{self.provider.name!r}; a plugin must return an aipk.HttpRequest "
+                    f"(method, url, headers, json=body), or None for providers it does not "
+                    f"serve")
         built = self._finish(built, stream)
         if headers or timeout is not None or extra_body:
             return self._per_call(built, headers, timeout, extra_body)
@@ -558,7 +565,9 @@ class StreamSession:
         except ProviderError as exc:
             raise self._stamp(exc) from None
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-            raise self._bad(f"{type(exc).__name__}: {exc}") from None
+            kind = type(decoder)
+            raise self._bad(f"{type(exc).__name__}: {exc}", decoder=(
+                f"{kind.__module__}.{kind.__qualname__}")) from None
         if out:
             self.delivered = True
         return out
@@ -569,10 +578,13 @@ class StreamSession:
         redact_error(exc)
         return exc
 
-    def _bad(self, detail: str) -> ResponseError:
+    def _bad(self, detail: str, *, decoder: str | None = None) -> ResponseError:
+        blame = (f" by {decoder}; the provider or a proxy sent something that is not its "
+                 f"event stream, or that stream decoder (of the provider's plugin) has a bug"
+                 if decoder else "; the provider or a proxy sent something that is not its "
+                 "event stream")
         return ResponseError(
-            f"the stream could not be decoded ({detail}); the provider or a proxy sent "
-            f"something that is not its event stream",
+            f"the stream could not be decoded ({detail}){blame}",
             provider=self._engine.provider.name, request_id=self.request_id,
         )
 
