@@ -227,6 +227,11 @@ def test_the_client_timeout_applies_over_your_own_httpx_client(emu: Emulator,
     own = httpx.Client(timeout=30) if mode == "sync" else httpx.AsyncClient(timeout=30)
     with pytest.raises(RequestTimeout):
         chat(emu, "openai", mode, timeout=0.3, http_client=own)
+    # an http_client passed in is the caller's to close
+    if isinstance(own, httpx.Client):
+        own.close()
+    else:
+        asyncio.run(own.aclose())
 
 
 def test_clients_sharing_a_transport_each_apply_their_own_timeout(emu: Emulator) -> None:
