@@ -375,15 +375,17 @@ def test_a_thousand_concurrent_calls_share_one_key_pool(aipk_emulator: Emulator)
     clock = FakeClock()
 
     async def scenario() -> tuple[list[object], dict[str, object], KeyPool]:
+        transport = AiohttpTransport()
         async with aipk.AsyncClient("openai", base_url=emu.url("openai"),
                                     api_key=[KEY_A, KEY_B, KEY_C], clock=clock,
-                                    sleep=clock.asleep, transport=AiohttpTransport()) as client:
+                                    sleep=clock.asleep, transport=transport) as client:
             results = await asyncio.gather(
                 *(client.chat(model="m", messages=[aipk.Message.user(f"n{i}")])
                   for i in range(n)), return_exceptions=True)
             pool = client.credentials
             assert isinstance(pool, KeyPool)
-            return results, client.metrics(), pool
+        await transport.close()  # a transport passed in is the caller's to close
+        return results, client.metrics(), pool
 
     results, metrics, pool = asyncio.run(scenario())
     assert all(isinstance(r, aipk.ChatResponse) for r in results), [

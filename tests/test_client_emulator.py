@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
 import httpx
@@ -23,8 +23,9 @@ from aipk.errors import (
     ServerError,
     StreamError,
 )
-from aipk.transports import AiohttpTransport
 from aipk_testkit.emulator import Emulator, Fault, Reply, ToolCallSpec
+
+from .passed_in import PassedIn
 
 KEY = "sk-test-0123456789abcdef"
 USER = [Message.user("Hello there")]
@@ -69,7 +70,7 @@ def run(coro: Coroutine[Any, Any, Any]) -> Any:
     return asyncio.run(coro)
 
 
-TRANSPORTS: dict[str, Callable[[], Any]] = {"httpx": lambda: None, "aiohttp": AiohttpTransport}
+TRANSPORTS = ("httpx", "aiohttp")
 
 
 # -- chat ----------------------------------------------------------------------------------------
@@ -357,10 +358,11 @@ def test_clients_satisfy_the_segregated_protocols(client: aipk.Client) -> None:
 
 @pytest.mark.parametrize("transport", list(TRANSPORTS))
 def test_async_chat_stream_and_faults(emu: Emulator, sleeps: Sleeps, transport: str) -> None:
+    made = PassedIn(transport)
+
     async def scenario() -> None:
         async with aipk.AsyncClient("openai", base_url=emu.url("openai"), api_key=KEY,
-                                    sleep=sleeps.asleep,
-                                    transport=TRANSPORTS[transport]()) as c:
+                                    sleep=sleeps.asleep, transport=made()) as c:
             emu.enqueue(Reply(text="async hello"))
             assert (await c.chat(model="gpt-4o-mini", messages=USER)).text == "async hello"
             emu.enqueue(Reply(text="streamed async", chunk_size=2))
@@ -384,20 +386,24 @@ def test_async_chat_stream_and_faults(emu: Emulator, sleeps: Sleeps, transport: 
             from aipk import protocols as p
 
             assert isinstance(c, p.AsyncChatCapable) and isinstance(c, p.AsyncModelsCapable)
+        await made.close()
 
     run(scenario())
 
 
 @pytest.mark.parametrize("transport", list(TRANSPORTS))
 def test_async_concurrent_requests_share_one_client(emu: Emulator, transport: str) -> None:
+    made = PassedIn(transport)
+
     async def scenario() -> list[str]:
         async with aipk.AsyncClient("openai", base_url=emu.url("openai"), api_key=KEY,
-                                    transport=TRANSPORTS[transport]()) as c:
+                                    transport=made()) as c:
             replies = await asyncio.gather(*(
                 c.chat(model="gpt-4o-mini", messages=[Message.user(f"n{i}")])
                 for i in range(100)))
             assert c.metrics()["successes"] == 100
-            return [r.text for r in replies]
+        await made.close()
+        return [r.text for r in replies]
 
     texts = run(scenario())
     assert texts == [f"echo: n{i}" for i in range(100)]

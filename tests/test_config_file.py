@@ -266,12 +266,75 @@ def test_plugin_options_are_checked_against_the_plugins_schema(tmp_path: Path) -
                for p in found)
 
 
+@pytest.mark.parametrize(("provider", "good", "bad", "words"), [
+    ("anthropic", 'beta = ["a", "b"]\nclaude_code = true\ndefault_max_tokens = 512\n'
+                  'structured_output = "tool"', 'structured_output = "tools"',
+     "'tools' is not one of 'output_config', 'tool'; did you mean 'tool'?"),
+    ("gemini", 'project_id = "p-1"\nstream_framing = "json-array"\nburst = 3\n'
+               'parameters_json_schema = true', 'stream_framing = "ndjson"',
+     "'ndjson' is not one of 'sse', 'json-array'"),
+    ("openrouter", 'referer = "https://example.com"\ntitle = "My app"\norganization = "o"',
+     "refferer = \"x\"", "unknown option 'refferer' for openrouter; did you mean 'referer'?"),
+    ("qwen", 'resource_url = "portal.qwen.ai"\nrequests_per_day = 100', "resource_url = 3",
+     "resource_url"),
+    ("openai", 'structured_output = "json_object"\nrequests_per_minute = 60',
+     'structured_output = "json"', "is not one of 'json_schema', 'json_object'"),
+])
+def test_every_provider_plugin_declares_its_options(tmp_path: Path, provider: str, good: str,
+                                                    bad: str, words: str) -> None:
+    path = write(tmp_path, f"[providers.{provider}.options]\n{good}\n")
+    config, problems = check_config(path)
+    assert config is not None and problems == [], problems
+    path = write(tmp_path, f"[providers.{provider}.options]\n{bad}\n")
+    found = problems_of(path)
+    assert len(found) == 1 and found[0].startswith(f"providers.{provider}.options.")
+    assert words in found[0]
+
+
+def test_a_misspelled_state_backend_gets_a_did_you_mean(tmp_path: Path) -> None:
+    path = write(tmp_path, 'state = { backend = "reddis", url = "redis://127.0.0.1:1/0" }\n')
+    [problem] = problems_of(path)
+    assert problem.startswith("state.backend: no state backend 'reddis' is installed")
+    assert "installed: memory, redis); did you mean 'redis'? Otherwise install" in problem
+
+
 def test_api_key_env_must_be_set_and_only_one_key_source(tmp_path: Path) -> None:
     path = write(tmp_path, '[providers.openai]\napi_key_env = "NOT_SET_FOR_TEST"\n'
                            'api_key = "${X_FOR_TEST:-k}"\n')
     found = problems_of(path)
     assert any("NOT_SET_FOR_TEST is not set; set NOT_SET_FOR_TEST" in p for p in found)
     assert any("set only one of api_key, api_key_env" in p for p in found)
+
+
+def test_a_malformed_key_is_named_by_file_and_key_never_as_an_argument(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, '[providers.openai]\napi_key = "sk-caf\u00e9-secret"\n'
+                           '[providers.groq]\napi_keys = ["gsk-good-key", "${BAD_KEY_FOR_TEST}"]\n')
+    monkeypatch.setenv("BAD_KEY_FOR_TEST", "gsk-two\u00a0keys")
+    found = problems_of(path)
+    assert any(p.startswith("providers.openai.api_key: the key has a non-ASCII character at "
+                            "character 7") and "write the key alone" in p for p in found)
+    assert any(p.startswith("providers.groq.api_keys[1]: the key (from ${BAD_KEY_FOR_TEST}) "
+                            "has a non-ASCII character")
+               and "set BAD_KEY_FOR_TEST to the key alone" in p for p in found)
+    with pytest.raises(ConfigFileError) as error:
+        aipk.Client.from_config("openai", config=path)
+    message = str(error.value)
+    assert str(path) in message and "providers.openai.api_key" in message
+    assert "api_key= argument" not in message and "sk-caf" not in message
+
+
+def test_a_malformed_key_in_api_key_env_names_the_variable_and_the_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, '[providers.openai]\napi_key_env = "KEYS_FOR_TEST"\n')
+    monkeypatch.setenv("KEYS_FOR_TEST", "sk-good-one, sk-bad\u00a0two")
+    with pytest.raises(ConfigurationError) as error:
+        aipk.Client.from_config("openai", config=path)
+    message = str(error.value)
+    assert (f"the environment variable KEYS_FOR_TEST ({path}, providers.openai.api_key_env) "
+            "has a non-ASCII character") in message
+    assert "set KEYS_FOR_TEST to the key alone" in message
+    assert "api_key= argument" not in message and "sk-bad" not in message
 
 
 # -- permissions ---------------------------------------------------------------------------------

@@ -27,3 +27,19 @@ def test_the_page_speaks_of_the_product_not_its_history(page: Path) -> None:
             for n, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1)
             if HISTORY.search(line)]
     assert not hits, "describe the product as it is:\n" + "\n".join(hits)
+
+
+SPHINX_ROLE = re.compile(r":(?:py:)?(?:class|func|meth|attr|mod|exc|data|obj|const|ref|term):`")
+DOCSTRING_SOURCES = sorted([*ROOT.glob("core/src/**/*.py"), *ROOT.glob("plugins/*/src/**/*.py"),
+                            *ROOT.glob("contrib/*/src/**/*.py"), *ROOT.glob("examples/*.py")])
+
+
+def test_no_sphinx_roles_reach_the_site() -> None:
+    """mkdocstrings renders :class:`X` literally: write [`X`][aipk.X] or plain backticks."""
+    assert len(DOCSTRING_SOURCES) > 50
+    hits = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+            for path in [*DOCSTRING_SOURCES, *PAGES]
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+            if SPHINX_ROLE.search(line)]
+    assert not hits, ("Sphinx roles render literally on the docs site; rewrite them with "
+                      "`.venv/bin/python dev/fix_doc_roles.py --fix`:\n" + "\n".join(hits))

@@ -34,7 +34,7 @@ def _documented() -> dict[str, str]:
 def test_there_are_examples_and_each_is_documented() -> None:
     names = {path.name for path in EXAMPLES}
     assert {"chat.py", "streaming.py", "tools.py", "key_pools.py", "router.py",
-            "oauth_login.py", "custom_plugin.py"} <= names
+            "oauth_login.py", "custom_plugin.py", "structured_output.py"} <= names
     assert set(_documented()) == names, "add the example's output to docs/examples.md"
 
 

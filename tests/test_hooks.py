@@ -166,6 +166,41 @@ def test_hook_aipk_stream_decoder(emu: Emulator) -> None:
     assert Counting.seen >= 6  # role chunk, 4 deltas, finish, usage, [DONE]
 
 
+def test_a_decoder_bug_names_the_decoder(emu: Emulator) -> None:
+    class Forgetful(wire.OpenAIStreamDecoder):  # its feed() returns text, not stream events
+        def feed(self, event: ServerSentEvent) -> Sequence[aipk.StreamEvent]:
+            return ["text"]  # type: ignore[list-item]
+
+    class Plugin:
+        @aipk.hookimpl(tryfirst=True)
+        def aipk_stream_decoder(self, provider: aipk.Provider,
+                                request: aipk.ChatRequest) -> Forgetful:
+            return Forgetful(provider)
+
+    with client_with(emu, Plugin()) as client, pytest.raises(aipk.errors.ResponseError) as info:
+        list(client.stream(model="m", messages=USER))
+    message = str(info.value)
+    assert "could not be decoded (AttributeError:" in message
+    assert f"by {__name__}.test_a_decoder_bug_names_the_decoder.<locals>.Forgetful" in message
+    assert "or that stream decoder (of the provider's plugin) has a bug" in message
+
+
+def test_a_build_request_of_the_wrong_type_is_a_plugin_error(emu: Emulator) -> None:
+    class Plugin:
+        @aipk.hookimpl(tryfirst=True)
+        def aipk_build_request(self, provider: aipk.Provider, request: aipk.ChatRequest,
+                               stream: bool) -> Any:
+            return {"url": provider.url("chat/completions")}
+
+    with client_with(emu, Plugin()) as client, pytest.raises(aipk.errors.PluginError) as info:
+        client.chat(model="m", messages=USER)
+    assert str(info.value) == (
+        "aipk_build_request returned a dict for provider 'openai'; a plugin must return an "
+        "aipk.HttpRequest (method, url, headers, json=body), or None for providers it does "
+        "not serve")
+    assert emu.requests == []
+
+
 def test_a_decoder_brings_its_own_framer(emu: Emulator) -> None:
     """A third-party framing: the decoder's ``framing`` is a callable returning an
     ``aipk.Framer``; a framer's ValueError is a ResponseError; an unknown name a PluginError."""

@@ -52,6 +52,8 @@ def test_tool_dicts_reach_every_providers_wire_format(emu: Emulator, provider: s
     ({"temperature": "hot"}, "temperature must be a number, not str 'hot'"),
     ({"top_p": 2}, "top_p is 2, outside the allowed range; pass a number from 0 to 1"),
     ({"max_tokens": "100"}, "max_tokens must be an integer, not str '100'"),
+    ({"stop": 5}, "stop must be a string or a list of strings, not int 5; pass e.g. stop="),
+    ({"stop": ["END", 3]}, "stop must be a string or a list of strings, not list ['END', 3]"),
     ({"tools": [{"type": "function", "function": {"parameters": SCHEMA}}]},
      "missing the key 'name'"),
 ])

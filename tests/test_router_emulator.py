@@ -4,7 +4,7 @@ the OpenAI plugin, an injected clock and no sleeping."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,8 +20,9 @@ from aipk.router import (
     Target,
     route_of,
 )
-from aipk.transports import AiohttpTransport
 from aipk_testkit.emulator import Emulator, Fault, Reply
+
+from .passed_in import PassedIn
 
 KEY = "sk-test-0123456789abcdef"
 USER = [Message.user("Hello there")]
@@ -253,7 +254,7 @@ def test_stream_is_never_restarted_after_events(emus: Any) -> None:
 
 # -- async ---------------------------------------------------------------------------------------
 
-TRANSPORTS: dict[str, Callable[[], Any]] = {"httpx": lambda: None, "aiohttp": AiohttpTransport}
+TRANSPORTS = ("httpx", "aiohttp")
 
 
 @pytest.mark.parametrize("transport", list(TRANSPORTS))
@@ -261,10 +262,12 @@ def test_async_router_chat_and_stream(emus: Any, transport: str) -> None:
     a, b, _ = emus
     clock, sleeps = Clock(), Sleeps()
 
+    made = PassedIn(transport)
+
     async def scenario() -> None:
         clients = [aipk.AsyncClient("openai", base_url=e.url("openai"), api_key=KEY,
                                     max_retries=0, clock=clock, sleep=sleeps.asleep,
-                                    transport=TRANSPORTS[transport]()) for e in (a, b)]
+                                    transport=made()) for e in (a, b)]
         ts = [Target(provider="openai", model="gpt-4o-mini", client=cl, name=n)
               for cl, n in zip(clients, "ab", strict=True)]
         async with AsyncRouter(ts, clock=clock) as r:
@@ -291,6 +294,7 @@ def test_async_router_chat_and_stream(emus: Any, transport: str) -> None:
             assert (m["requests"], m["successes"], m["errors"]) == (4, 2, 2)
         for cl in clients:  # clients passed in stay open: their owner closes them
             await cl.close()
+        await made.close()  # and so do transports
 
     asyncio.run(scenario())
     assert sleeps == []
@@ -377,10 +381,12 @@ def test_async_max_wait_through_an_open_then_half_open_breaker(emus: Any,
     a.enqueue(Fault.status(503), Fault.status(529))
     b.enqueue(Fault.status(429, retry_after=20))
 
+    made = PassedIn(transport)
+
     async def scenario() -> None:
         clients = [aipk.AsyncClient("openai", base_url=e.url("openai"), api_key=KEY,
                                     max_retries=0, clock=clock, sleep=sleeps.asleep,
-                                    transport=TRANSPORTS[transport]()) for e in (a, b)]
+                                    transport=made()) for e in (a, b)]
         ts = [Target(provider="openai", model="gpt-4o-mini", client=cl, name=n)
               for cl, n in zip(clients, "ab", strict=True)]
         r = AsyncRouter(ts, clock=clock, max_wait=8.0, sleep=waits.asleep,
@@ -399,6 +405,7 @@ def test_async_max_wait_through_an_open_then_half_open_breaker(emus: Any,
             assert (m["waits"], m["waited"]) == (2, pytest.approx(7.0))
         for cl in clients:
             await cl.close()
+        await made.close()
 
     asyncio.run(scenario())
     assert counts(emus) == [3, 1, 0] and sleeps == []

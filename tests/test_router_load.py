@@ -54,9 +54,10 @@ def test_thousand_concurrent_requests_through_one_router(pair: tuple[Emulator, E
         slept.append(seconds)
 
     async def scenario() -> tuple[list[object], dict[str, object], int]:
+        transports = [AiohttpTransport(), AiohttpTransport()]
         clients = [aipk.AsyncClient("openai", base_url=e.url("openai"), api_key=KEY,
-                                    sleep=no_sleep, transport=AiohttpTransport())
-                   for e in (a, b)]
+                                    sleep=no_sleep, transport=t)
+                   for e, t in zip((a, b), transports, strict=True)]
         targets = [Target(provider="openai", model="gpt-4o-mini", client=c, name=n)
                    for c, n in zip(clients, "ab", strict=True)]
         router = AsyncRouter(targets, strategy="round_robin", clock=clock, latency_window=256)
@@ -68,6 +69,8 @@ def test_thousand_concurrent_requests_through_one_router(pair: tuple[Emulator, E
         finally:
             for c in clients:
                 await c.close()
+            for t in transports:  # a transport passed in is the caller's to close
+                await t.close()
 
     started = time.perf_counter()
     results, m, store_size = asyncio.run(scenario())

@@ -231,12 +231,12 @@ def test_router_soak_with_random_faults(emus: tuple[Emulator, ...]) -> None:
     state_sizes: list[tuple[int, int, int, int]] = []
 
     async def scenario() -> tuple[dict[str, Any], dict[str, str]]:
+        transports = [AiohttpTransport() for _ in NAMES]
         clients = {n: aipk.AsyncClient("openai", base_url=e.url("openai"),
                                        api_key=f"sk-soak-{n}-0123456789", max_retries=0,
                                        clock=clock, sleep=clock.sleep, store=client_store,
-                                       timeout=aipk.Timeout(read=5.0),
-                                       transport=AiohttpTransport())
-                   for n, e in zip(NAMES, emus, strict=True)}
+                                       timeout=aipk.Timeout(read=5.0), transport=t)
+                   for n, e, t in zip(NAMES, emus, transports, strict=True)}
         targets = [Target(provider="openai", model="gpt-4o-mini", client=c, name=n)
                    for n, c in clients.items()]
         router = AsyncRouter(targets, strategy="round_robin", clock=clock, store=store,
@@ -273,6 +273,8 @@ def test_router_soak_with_random_faults(emus: tuple[Emulator, ...]) -> None:
         finally:
             for c in clients.values():
                 await c.close()
+            for t in transports:  # a transport passed in is the caller's to close
+                await t.close()
 
     started = time.perf_counter()
     # pytest's log capture keeps every record it sees (each failed call logs a WARNING): it

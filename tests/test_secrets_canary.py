@@ -9,8 +9,8 @@ import asyncio
 import gc
 import logging
 import socket
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -94,6 +94,16 @@ def failing_calls(client: aipk.Client, *, models: bool = True) -> list[BaseExcep
     return errors
 
 
+T = TypeVar("T")
+
+
+async def closing(run: Callable[[Any], Awaitable[T]], transport: Any) -> T:
+    """``run(transport)``, then close the transport (one passed in is the caller's to close)."""
+    try:
+        return await run(transport)
+    finally:
+        await transport.close()
+
 def test_openai_style_partial_echo_of_a_wrong_key(emu: Emulator,
                                                   logs: pytest.LogCaptureFixture) -> None:
     emu.require_api_key("sk-the-right-one-0000")
@@ -174,7 +184,7 @@ def test_async_clients_over_httpx_and_aiohttp(emu: Emulator,
                     errors.append(exc)
 
     asyncio.run(run(None))
-    asyncio.run(run(AiohttpTransport()))
+    asyncio.run(closing(run, AiohttpTransport()))
     assert len(errors) == 4 and all(isinstance(e, AuthenticationError) for e in errors)
     assert_never_shown(CANARY, errors, logs)
 
@@ -249,7 +259,7 @@ def test_closed_clients_raise_a_typed_error(emu: Emulator) -> None:
         return messages
 
     assert len(asyncio.run(run(None))) == 3
-    assert all("AsyncClient was closed" in m for m in asyncio.run(run(AiohttpTransport())))
+    assert all("AsyncClient was closed" in m for m in asyncio.run(closing(run, AiohttpTransport())))
 
 
 async def _drain(stream: aipk.AsyncChatStream) -> None:
@@ -291,5 +301,5 @@ def test_async_transports_name_a_header_they_cannot_send(emu: Emulator,
 
     asyncio.run(run(None))
     if "\r" in organization:  # aiohttp sends non-ASCII values UTF-8 encoded
-        asyncio.run(run(AiohttpTransport()))
+        asyncio.run(closing(run, AiohttpTransport()))
     assert emu.requests == []

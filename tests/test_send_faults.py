@@ -74,10 +74,14 @@ def run_async(emu: Emulator, transport: str, keys: list[str] | str, clock: Any,
 
     async def scenario() -> Any:
         chosen = AiohttpTransport() if transport == "aiohttp" else None
-        async with aipk.AsyncClient("openai", base_url=emu.url("openai"), api_key=keys,
-                                    clock=clock, sleep=clock.asleep, transport=chosen,
-                                    **kwargs) as client:
-            return await call(client)
+        try:
+            async with aipk.AsyncClient("openai", base_url=emu.url("openai"), api_key=keys,
+                                        clock=clock, sleep=clock.asleep, transport=chosen,
+                                        **kwargs) as client:
+                return await call(client)
+        finally:  # a transport passed in is the caller's to close
+            if chosen is not None:
+                await chosen.close()
 
     return asyncio.run(scenario())
 

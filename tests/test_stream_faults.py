@@ -68,12 +68,16 @@ def stream(emu: Emulator, provider: str, mode: str, *, timeout: float | None = N
 
     async def run() -> aipk.ChatResponse:
         transport = AiohttpTransport() if mode == "async-aiohttp" else None
-        async with aipk.AsyncClient(provider, **_kwargs(emu, provider, timeout=timeout),
-                                    transport=transport) as client:
-            chat = client.stream(**fields)
-            async for _ in chat:
-                pass
-            return await chat.get_response()
+        try:
+            async with aipk.AsyncClient(provider, **_kwargs(emu, provider, timeout=timeout),
+                                        transport=transport) as client:
+                chat = client.stream(**fields)
+                async for _ in chat:
+                    pass
+                return await chat.get_response()
+        finally:  # a transport passed in is the caller's to close
+            if transport is not None:
+                await transport.close()
 
     return asyncio.run(run())
 
@@ -88,9 +92,13 @@ def chat(emu: Emulator, provider: str, mode: str, *, timeout: float | None = Non
 
     async def run() -> aipk.ChatResponse:
         transport = AiohttpTransport() if mode == "async-aiohttp" else None
-        async with aipk.AsyncClient(provider, **_kwargs(emu, provider, timeout=timeout),
-                                    transport=transport, http_client=http_client) as client:
-            return await client.chat(model=model, messages=USER)
+        try:
+            async with aipk.AsyncClient(provider, **_kwargs(emu, provider, timeout=timeout),
+                                        transport=transport, http_client=http_client) as client:
+                return await client.chat(model=model, messages=USER)
+        finally:  # a transport passed in is the caller's to close
+            if transport is not None:
+                await transport.close()
 
     return asyncio.run(run())
 
@@ -219,6 +227,11 @@ def test_the_client_timeout_applies_over_your_own_httpx_client(emu: Emulator,
     own = httpx.Client(timeout=30) if mode == "sync" else httpx.AsyncClient(timeout=30)
     with pytest.raises(RequestTimeout):
         chat(emu, "openai", mode, timeout=0.3, http_client=own)
+    # an http_client passed in is the caller's to close
+    if isinstance(own, httpx.Client):
+        own.close()
+    else:
+        asyncio.run(own.aclose())
 
 
 def test_clients_sharing_a_transport_each_apply_their_own_timeout(emu: Emulator) -> None:
@@ -236,7 +249,8 @@ def test_clients_sharing_a_transport_each_apply_their_own_timeout(emu: Emulator)
             except RequestTimeout as exc:
                 failed = exc
             answer = await patient.chat(model="gpt-4o-mini", messages=USER)
-            return failed, answer.text
+        await shared.close()  # a transport passed in is the caller's to close
+        return failed, answer.text
 
     failed, text = asyncio.run(run())
     assert isinstance(failed, RequestTimeout) and text == "echo: Hello there"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -17,7 +17,8 @@ import pytest
 
 import aipk
 from aipk.errors import RateLimitError
-from aipk.transports import AiohttpTransport
+
+from .passed_in import PassedIn
 
 REPLY = {
     "id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o-mini",
@@ -94,18 +95,21 @@ def test_sync_client_reads_mixed_case_headers(server: _Server) -> None:
     _check(reply, caught.value)
 
 
-TRANSPORTS: dict[str, Callable[[], Any]] = {"httpx": lambda: None, "aiohttp": AiohttpTransport}
+TRANSPORTS = ("httpx", "aiohttp")
 
 
 @pytest.mark.parametrize("transport", list(TRANSPORTS))
 def test_async_client_reads_mixed_case_headers(server: _Server, transport: str) -> None:
+    made = PassedIn(transport)
+
     async def scenario() -> tuple[aipk.ChatResponse, RateLimitError]:
         async with aipk.AsyncClient("openai", base_url=_url(server), api_key="sk-test",
-                                    transport=TRANSPORTS[transport]()) as client:
+                                    transport=made()) as client:
             reply = await client.chat(model="gpt-4o-mini", messages=[aipk.Message.user("hi")])
             with pytest.raises(RateLimitError) as caught:
                 await client.chat(model="gpt-4o-mini", messages=[aipk.Message.user("hi")])
-            return reply, caught.value
+        await made.close()
+        return reply, caught.value
 
     server.answers = [OK, LIMITED]
     _check(*asyncio.run(scenario()))

@@ -1,4 +1,4 @@
-"""``python -m aipk``: the ``aipk`` command (see :mod:`aipk.cli`)."""
+"""``python -m aipk``: the ``aipk`` command (see `aipk.cli`)."""
 
 from __future__ import annotations
 

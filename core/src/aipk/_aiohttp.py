@@ -1,10 +1,10 @@
 """An async transport over aiohttp: several times faster than httpx under concurrency.
 
 Install with ``pip install 'aipk-core[aiohttp]'`` and pass ``transport=AiohttpTransport()`` to
-:class:`~aipk.AsyncClient`. The ``aiohttp.ClientSession`` is created lazily inside the running
-event loop, or you can pass your own.
+[`AsyncClient`][aipk.AsyncClient]. The ``aiohttp.ClientSession`` is created lazily inside the
+running event loop, or you can pass your own.
 
-A :class:`~aipk.Timeout` maps to ``aiohttp.ClientTimeout(total=None, sock_connect=connect,
+A [`Timeout`][aipk.Timeout] maps to ``aiohttp.ClientTimeout(total=None, sock_connect=connect,
 connect=connect + pool, sock_read=read)``: ``sock_read`` bounds each wait for bytes (the head,
 and every gap in the body), never the whole response.
 """
@@ -85,7 +85,7 @@ class _AiohttpResponse:
             raise _failure(exc, before_first_byte=False) from None
 
     def chunk_reader(self) -> ChunkReader:
-        """What :meth:`iter_bytes` iterates, unwrapped for the client's stream loop (one async
+        """What `iter_bytes()` iterates, unwrapped for the client's stream loop (one async
         layer per chunk instead of three): ``read()`` returns the next chunk, ``b""`` at the
         end; an exception in ``errors`` becomes ``failure(exc)``."""
         import aiohttp
@@ -121,7 +121,7 @@ class _Urls(dict[str, "yarl.URL"]):
 
 
 class _Pool:
-    """The session a transport and its :meth:`~AiohttpTransport.with_timeout` copies share,
+    """The session a transport and its `with_timeout()` copies share,
     and the URLs they parsed."""
 
     __slots__ = ("session", "urls")

@@ -1,4 +1,4 @@
-"""The asynchronous client: the same calls as :class:`~aipk.Client`, awaited."""
+"""The asynchronous client: the same calls as [`Client`][aipk.Client], awaited."""
 
 from __future__ import annotations
 
@@ -59,15 +59,16 @@ class AsyncClient(ClientBase):
     >>> async with aipk.AsyncClient("openai") as client:            # doctest: +SKIP
     ...     print((await client.chat(model="gpt-4o-mini", messages=[aipk.Message.user("Hi")])).text)
 
-    ``timeout`` is a :class:`~aipk.Timeout` (connect and read set separately) or seconds; it
-    applies to every request whatever the transport (see :func:`aipk.transports.bind_timeout`).
-    ``http_client`` lets you pass your own ``httpx.AsyncClient``; ``transport`` any
-    :class:`~aipk.transports.AsyncTransport`, e.g.
-    :class:`~aipk.transports.AiohttpTransport`. ``api_key``, ``credential`` and
-    ``credentials`` work as for :class:`~aipk.Client` (OAuth refreshes run without blocking
-    the event loop).
-    ``store`` shares rate-limit state with other clients (a :class:`~aipk.state.StateStore`).
-    Other keyword arguments are provider options (for example ``organization=`` for OpenAI).
+    ``timeout`` is a [`Timeout`][aipk.Timeout] (connect and read set separately) or seconds; it
+    applies to every request whatever the transport (see
+    [`aipk.transports.bind_timeout()`][aipk.transports.bind_timeout]). ``http_client`` lets you pass
+    your own ``httpx.AsyncClient``; ``transport`` any
+    [`AsyncTransport`][aipk.transports.AsyncTransport], e.g.
+    [`AiohttpTransport`][aipk.transports.AiohttpTransport]. ``api_key``, ``credential`` and
+    ``credentials`` work as for [`Client`][aipk.Client] (OAuth refreshes run without blocking the
+    event loop). ``store`` shares rate-limit state with other clients (a
+    `StateStore`). Other keyword arguments are provider options (for example
+    ``organization=`` for OpenAI).
     """
 
     def __init__(
@@ -132,14 +133,14 @@ class AsyncClient(ClientBase):
              **fields: Any) -> ChatResponse:
         """Send a chat request and return the whole answer.
 
-        Pass a :class:`~aipk.ChatRequest`, or its fields as keywords (``model=``, ``messages=``,
-        ``temperature=``, ``tools=`` …). ``retry`` overrides the client's policy for this call;
-        ``headers`` adds HTTP headers (over the client's ``headers=``; a credential header is
-        an error), ``timeout`` (seconds or a :class:`~aipk.Timeout`) replaces the client's for
-        this call, and ``extra_body`` is merged into the provider's JSON body last.
-        ``check_context=True`` (or the client's ``check_context``) raises
-        ContextWindowExceededError before sending when the estimated prompt plus
-        ``max_tokens`` exceeds the model's context window.
+        Pass a [`ChatRequest`][aipk.ChatRequest], or its fields as keywords (``model=``,
+        ``messages=``, ``temperature=``, ``tools=`` …). ``retry`` overrides the client's policy for
+        this call; ``headers`` adds HTTP headers (over the client's ``headers=``; a credential
+        header is an error), ``timeout`` (seconds or a [`Timeout`][aipk.Timeout]) replaces the
+        client's for this call, and ``extra_body`` is merged into the provider's JSON body last.
+        ``check_context=True`` (or the client's ``check_context``) raises ContextWindowExceededError
+        before sending when the estimated prompt plus ``max_tokens`` exceeds the model's context
+        window.
         """
         req = self._checked(self._request(request, fields), check_context)
         options = self._call_options(headers, timeout, extra_body)
@@ -162,11 +163,11 @@ class AsyncClient(ClientBase):
                headers: Mapping[str, str] | None = None, timeout: Timeout | float | None = None,
                extra_body: Mapping[str, Any] | None = None, check_context: bool | None = None,
                **fields: Any) -> AsyncChatStream:
-        """Stream a chat answer: ``async for`` over the returned :class:`AsyncChatStream`.
+        """Stream a chat answer: ``async for`` over the returned `AsyncChatStream`.
 
         Takes the same per-call ``retry``, ``headers``, ``timeout``, ``extra_body`` and
         ``check_context`` as
-        :meth:`chat`; ``timeout``'s read part bounds the wait for each chunk."""
+        `chat()`; ``timeout``'s read part bounds the wait for each chunk."""
         req = self._checked(self._request(request, fields), check_context)
         return AsyncChatStream(self, req, retry, self._call_options(headers, timeout, extra_body))
 
@@ -220,7 +221,7 @@ class AsyncClient(ClientBase):
                     parse: Parse | None = None,
                     stream: ChatRequest | None = None,
               call: Call | None = None) -> Sent[AsyncResponse]:
-        """Drive :func:`~aipk._sending.send_steps` (see :meth:`aipk.Client._send`)."""
+        """Drive `send_steps()` (see `aipk.Client._send()`)."""
         if self._closed:
             raise ClientClosedError(type(self).__name__)
         steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream,
@@ -300,8 +301,8 @@ async def _prime(step: Prime) -> Primed | TransportFailure | ProviderError:
 
 
 class AsyncChatStream:
-    """A streaming answer. ``async for`` over it for :data:`~aipk.StreamEvent` objects; then
-    ``await stream.get_response()`` gives the aggregated :class:`~aipk.ChatResponse`.
+    """A streaming answer. ``async for`` over it for `StreamEvent` objects; then
+    ``await stream.get_response()`` gives the aggregated [`ChatResponse`][aipk.ChatResponse].
 
     Use it as an async context manager (or iterate it to the end) so the connection is
     released. Nothing is sent until you iterate or enter it.

@@ -55,7 +55,7 @@ def key_fingerprint(key: str) -> str:
 
 def _env_keys(spec: ProviderSpec) -> tuple[str, list[str]] | None:
     """The first of the spec's env vars that holds keys, and its comma-separated keys (each
-    checked with :func:`check_credential`; blank entries are skipped)."""
+    checked with `check_credential()`; blank entries are skipped)."""
     for var in spec.env_vars:
         raw = [k for k in os.environ.get(var, "").split(",") if k.strip()]
         if raw:
@@ -79,7 +79,7 @@ def resolve_credentials(
     metrics: Metrics | None = None,
 ) -> CredentialSource:
     """Where each attempt's credential comes from: ``credentials=`` as given; several keys
-    (``api_key=[...]`` or a comma list in the provider's env var) as a :class:`KeyPool`
+    (``api_key=[...]`` or a comma list in the provider's env var) as a `KeyPool`
     sharing ``store``; otherwise one fixed credential: ``credential=``, ``api_key=``, the env
     var, what ``aipk login`` saved (an OAuth manager refreshing through the plugin's login
     flow), or none if the provider allows it. Pools and single credentials built here count
@@ -226,7 +226,7 @@ class ClientBase:
     def from_config(cls: type[_ClientT], name: str, *,
                     config: str | os.PathLike[str] | Any = None, **overrides: Any) -> _ClientT:
         """A client for the provider entry ``[providers.NAME]`` of a config file: ``config``
-        is a path, a loaded :class:`aipk.config.Config`, or None to find the file
+        is a path, a loaded `aipk.config.Config`, or None to find the file
         (``AIPK_CONFIG``, ``./aipk.toml``, the user config directory). Keyword arguments
         override the file (see ``docs/configuration.md``)."""
         from .config import resolve
@@ -257,8 +257,8 @@ class ClientBase:
 
     @property
     def credentials(self) -> CredentialSource:
-        """Where each attempt's credential comes from: a :class:`~aipk.credentials.KeyPool`,
-        an :class:`~aipk.credentials.OAuthManager` or one fixed credential; ask it for
+        """Where each attempt's credential comes from: a [`KeyPool`][aipk.credentials.KeyPool],
+        an [`OAuthManager`][aipk.credentials.OAuthManager] or one fixed credential; ask it for
         ``health_all()``, ``export_json()``, ``export_prometheus()`` (pools and managers)."""
         return self._credentials
 
@@ -289,7 +289,7 @@ class ClientBase:
 
     @property
     def metrics_model(self) -> Metrics:
-        """The :class:`~aipk.observability.Metrics` this client records into (pass one as
+        """The `Metrics` this client records into (pass one as
         ``metrics=`` to share it between clients; exporters read it)."""
         return self._engine.telemetry.metrics
 
@@ -335,7 +335,7 @@ class ClientBase:
     def _call_options(self, headers: Mapping[str, str] | None, timeout: Timeout | float | None,
                       extra_body: Mapping[str, Any] | None) -> Mapping[str, Any]:
         """One call's ``headers``/``timeout``/``extra_body`` as keywords for
-        :meth:`Engine.prepare` (empty, and free, for calls that pass none)."""
+        `Engine.prepare()` (empty, and free, for calls that pass none)."""
         if not (headers or extra_body or timeout is not None):
             return _NO_OPTIONS
         return {"headers": headers, "timeout": self._call_timeout(timeout),

@@ -1,14 +1,14 @@
-"""A circuit breaker per key (a router target), with its state in a :class:`~aipk.state.StateStore`.
+"""A circuit breaker per key (a router target), with its state in a `StateStore`.
 
 * **closed**: requests pass; each counted failure adds one, a success resets the count. At
   ``failure_threshold`` consecutive failures the breaker opens.
 * **open**: requests are refused for ``open_duration`` seconds.
 * **half-open**: after that, exactly one request (the probe) passes; everyone else is refused
   until it reports. Success closes the breaker, failure opens it again. A probe that never
-  reports (its caller was cancelled without :meth:`CircuitBreaker.release`) frees the slot after
+  reports (its caller was cancelled without `CircuitBreaker.release()`) frees the slot after
   ``probe_timeout`` seconds.
 
-Every transition is a pure function of the previous :class:`BreakerState`, applied with the
+Every transition is a pure function of the previous `BreakerState`, applied with the
 store's atomic ``update``, so threads, tasks and (with a shared store) processes agree on who
 the probe is.
 """

@@ -1,4 +1,4 @@
-"""The ``aipk config`` and ``aipk models`` commands (registered by :mod:`aipk.cli`).
+"""The ``aipk config`` and ``aipk models`` commands (registered by `aipk.cli`).
 
 * ``aipk config show [--config PATH]``: the merged settings, secrets masked, each with its
   origin (``file:line``, ``file:line via $VAR``, ``env VAR`` or ``default``).

@@ -66,7 +66,7 @@ class HealthStatus:
 
 def resolve_timeout(timeout: Timeout | float | None, connect: float | None,
                     read: float | None) -> Timeout:
-    """``timeout=`` as a :class:`Timeout` (seconds: that read timeout, and a connect timeout of
+    """``timeout=`` as a `Timeout` (seconds: that read timeout, and a connect timeout of
     at most 10 s); ConfigurationError for anything but a positive number or a Timeout."""
     if isinstance(timeout, Timeout):
         return timeout
@@ -83,16 +83,17 @@ class Client(ClientBase):
     >>> with aipk.Client("openai") as client:                       # doctest: +SKIP
     ...     print(client.chat(model="gpt-4o-mini", messages=[aipk.Message.user("Hi")]).text)
 
-    ``timeout`` is a :class:`~aipk.Timeout` (connect and read set separately) or seconds; it
-    applies to every request whatever the transport (see :func:`aipk.transports.bind_timeout`).
-    ``http_client`` lets you pass your own ``httpx.Client``; ``transport`` any
-    :class:`~aipk.transports.Transport`. ``api_key`` takes one key or a list of keys (a
-    :class:`~aipk.credentials.KeyPool` with failover; so does a comma list in the provider's
-    environment variable); ``credential`` a ready :class:`~aipk.Credential`; ``credentials``
-    any :class:`~aipk.credentials.CredentialSource`, e.g. an
-    :class:`~aipk.credentials.OAuthManager` (refreshed before requests, and once on a 401).
-    ``store`` shares rate-limit state with other clients (a :class:`~aipk.state.StateStore`).
-    Other keyword arguments are provider options (for example ``organization=`` for OpenAI).
+    ``timeout`` is a [`Timeout`][aipk.Timeout] (connect and read set separately) or seconds; it
+    applies to every request whatever the transport (see
+    [`aipk.transports.bind_timeout()`][aipk.transports.bind_timeout]). ``http_client`` lets you pass
+    your own ``httpx.Client``; ``transport`` any [`Transport`][aipk.transports.Transport].
+    ``api_key`` takes one key or a list of keys (a [`KeyPool`][aipk.credentials.KeyPool] with
+    failover; so does a comma list in the provider's environment variable); ``credential`` a ready
+    [`Credential`][aipk.Credential]; ``credentials`` any
+    [`CredentialSource`][aipk.credentials.CredentialSource], e.g. an
+    [`OAuthManager`][aipk.credentials.OAuthManager] (refreshed before requests, and once on a 401).
+    ``store`` shares rate-limit state with other clients (a `StateStore`). Other
+    keyword arguments are provider options (for example ``organization=`` for OpenAI).
     """
 
     def __init__(
@@ -157,14 +158,14 @@ class Client(ClientBase):
              **fields: Any) -> ChatResponse:
         """Send a chat request and return the whole answer.
 
-        Pass a :class:`~aipk.ChatRequest`, or its fields as keywords (``model=``, ``messages=``,
-        ``temperature=``, ``tools=`` …). ``retry`` overrides the client's policy for this call;
-        ``headers`` adds HTTP headers (over the client's ``headers=``; a credential header is
-        an error), ``timeout`` (seconds or a :class:`~aipk.Timeout`) replaces the client's for
-        this call, and ``extra_body`` is merged into the provider's JSON body last.
-        ``check_context=True`` (or the client's ``check_context``) raises
-        ContextWindowExceededError before sending when the estimated prompt plus
-        ``max_tokens`` exceeds the model's context window.
+        Pass a [`ChatRequest`][aipk.ChatRequest], or its fields as keywords (``model=``,
+        ``messages=``, ``temperature=``, ``tools=`` …). ``retry`` overrides the client's policy for
+        this call; ``headers`` adds HTTP headers (over the client's ``headers=``; a credential
+        header is an error), ``timeout`` (seconds or a [`Timeout`][aipk.Timeout]) replaces the
+        client's for this call, and ``extra_body`` is merged into the provider's JSON body last.
+        ``check_context=True`` (or the client's ``check_context``) raises ContextWindowExceededError
+        before sending when the estimated prompt plus ``max_tokens`` exceeds the model's context
+        window.
         """
         req = self._checked(self._request(request, fields), check_context)
         options = self._call_options(headers, timeout, extra_body)
@@ -186,11 +187,11 @@ class Client(ClientBase):
                headers: Mapping[str, str] | None = None, timeout: Timeout | float | None = None,
                extra_body: Mapping[str, Any] | None = None, check_context: bool | None = None,
                **fields: Any) -> ChatStream:
-        """Stream a chat answer: iterate the returned :class:`ChatStream` for events.
+        """Stream a chat answer: iterate the returned `ChatStream` for events.
 
         Takes the same per-call ``retry``, ``headers``, ``timeout``, ``extra_body`` and
         ``check_context`` as
-        :meth:`chat`; ``timeout``'s read part bounds the wait for each chunk."""
+        `chat()`; ``timeout``'s read part bounds the wait for each chunk."""
         req = self._checked(self._request(request, fields), check_context)
         return ChatStream(self, req, retry, self._call_options(headers, timeout, extra_body))
 
@@ -242,7 +243,7 @@ class Client(ClientBase):
     def _send(self, prepared: HttpRequest, model: str, retry: RetryPolicy | None, *,
               parse: Parse | None = None, stream: ChatRequest | None = None,
               call: Call | None = None) -> Sent[Response]:
-        """Drive :func:`~aipk._sending.send_steps`: acquire, sign, send, read, recover, fail
+        """Drive `send_steps()`: acquire, sign, send, read, recover, fail
         over, retry."""
         if self._closed:
             raise ClientClosedError(type(self).__name__)
@@ -305,8 +306,8 @@ def _prime(step: Prime) -> Primed | TransportFailure | ProviderError:
 
 
 class ChatStream:
-    """A streaming answer. Iterate it for :data:`~aipk.StreamEvent` objects; afterwards
-    :attr:`response` holds the aggregated :class:`~aipk.ChatResponse`.
+    """A streaming answer. Iterate it for `StreamEvent` objects; afterwards
+    `response` holds the aggregated [`ChatResponse`][aipk.ChatResponse].
 
     Use it as a context manager (or iterate it to the end) so the connection is released.
     Nothing is sent until you iterate or enter it.

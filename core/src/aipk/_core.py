@@ -1,9 +1,9 @@
 """The sans-IO engine both clients share: build, observe, parse, decode, classify.
 
-:class:`Engine` turns a :class:`~aipk.ChatRequest` into bytes to send and turns what comes back
+`Engine` turns a [`ChatRequest`][aipk.ChatRequest] into bytes to send and turns what comes back
 (status, headers, body bytes or body chunks) into responses, stream events and typed errors,
-through the plugin hooks. It does no I/O, so :class:`~aipk.Client` and :class:`~aipk.AsyncClient`
-differ only in how they send and wait.
+through the plugin hooks. It does no I/O, so [`Client`][aipk.Client] and
+[`AsyncClient`][aipk.AsyncClient] differ only in how they send and wait.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def _ignoring_event(function: Callable[[], object]) -> Callable[[object], object
 class Engine:
     """Everything a client does that is not sending bytes or waiting.
 
-    Requests are prepared once (:meth:`prepare`) and signed per attempt (:meth:`sign`) with
+    Requests are prepared once (`prepare()`) and signed per attempt (`sign()`) with
     whichever credential the client's pool chose; state is keyed by that credential's id.
     ``credential`` is the default for callers that pass none (tests, one fixed key).
     """
@@ -156,8 +156,15 @@ class Engine:
             )
         self._refresh()
         built = self._build(self.provider, request, stream)
-        if built is None:
-            raise self._no_plugin("aipk_build_request")
+        if type(built) is not HttpRequest:
+            if built is None:
+                raise self._no_plugin("aipk_build_request")
+            if not isinstance(built, HttpRequest):
+                raise PluginError(
+                    f"aipk_build_request returned a {type(built).__name__} for provider "
+                    f"{self.provider.name!r}; a plugin must return an aipk.HttpRequest "
+                    f"(method, url, headers, json=body), or None for providers it does not "
+                    f"serve")
         built = self._finish(built, stream)
         if headers or timeout is not None or extra_body:
             return self._per_call(built, headers, timeout, extra_body)
@@ -243,7 +250,7 @@ class Engine:
 
     def prepare_count(self, request: ChatRequest) -> TokenCountCall | None:
         """How to count ``request``'s tokens with the provider (unsigned), or None when its
-        plugin has no count endpoint (then use :func:`~aipk._tokens.estimate_tokens`)."""
+        plugin has no count endpoint (then use `estimate_tokens()`)."""
         self._refresh()
         call: TokenCountCall | None = self._count_tokens(self.provider, request)
         if call is None:
@@ -426,7 +433,7 @@ class Engine:
     async def aadmission_delay(self, model: str, body: bytes | None,
                                policy: RetryPolicy | None,
                                credential_id: str | None = None) -> float:
-        """:meth:`admission_delay` for a limiter whose store books asynchronously
+        """`admission_delay()` for a limiter whose store books asynchronously
         (``limiter.asynchronous``): the event loop is free while the store answers."""
         tokens = len(body) // 4 if body else 0
         tracked = self.tracked_wait(model, tokens, credential_id)
@@ -490,15 +497,15 @@ class StreamSession:
         self.delivered = False
         #: the decoder saw the stream's terminator (the rest of the body is only drained)
         self.done = False
-        #: frames :meth:`first` read but did not decode yet (:meth:`backlog` decodes them)
+        #: frames `first()` read but did not decode yet (`backlog()` decodes them)
         self._backlog: Sequence[Any] = ()
 
     def first(self, chunk: bytes) -> list[StreamEvent]:
-        """:meth:`feed` for the chunks before the stream's first events: decodes the chunk's
-        frames only until one gives events and keeps the rest for :meth:`backlog`, so the first
+        """`feed()` for the chunks before the stream's first events: decodes the chunk's
+        frames only until one gives events and keeps the rest for `backlog()`, so the first
         event goes out as soon as its bytes are in, not once the whole read is decoded (one
         read often holds the whole short answer, or hundreds of events of a long one). Call
-        :meth:`backlog` after delivering its events, before feeding the next chunk."""
+        `backlog()` after delivering its events, before feeding the next chunk."""
         try:
             sse_events = self._sse_feed(chunk)
         except ValueError as exc:  # SSEDecodeError, FramingError, or a plugin framer's own
@@ -512,7 +519,7 @@ class StreamSession:
         return []
 
     def backlog(self) -> list[StreamEvent]:
-        """The events of the frames :meth:`first` kept (none: an empty list)."""
+        """The events of the frames `first()` kept (none: an empty list)."""
         pending = self._backlog
         if not pending:
             return []
@@ -531,7 +538,7 @@ class StreamSession:
 
     def finish(self) -> list[StreamEvent]:
         """The body ended: decode what is left; without the protocol's terminator, raise
-        :class:`~aipk.IncompleteStreamError` carrying the answer received so far."""
+        `IncompleteStreamError` carrying the answer received so far."""
         decoder = self._decoder
         out: list[StreamEvent] = self.backlog()
         if not decoder.done:
@@ -585,7 +592,9 @@ class StreamSession:
         except ProviderError as exc:
             raise self._stamp(exc) from None
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-            raise self._bad(f"{type(exc).__name__}: {exc}") from None
+            kind = type(decoder)
+            raise self._bad(f"{type(exc).__name__}: {exc}", decoder=(
+                f"{kind.__module__}.{kind.__qualname__}")) from None
         if out:
             self.delivered = True
         return out
@@ -596,10 +605,13 @@ class StreamSession:
         redact_error(exc)
         return exc
 
-    def _bad(self, detail: str) -> ResponseError:
+    def _bad(self, detail: str, *, decoder: str | None = None) -> ResponseError:
+        blame = (f" by {decoder}; the provider or a proxy sent something that is not its "
+                 f"event stream, or that stream decoder (of the provider's plugin) has a bug"
+                 if decoder else "; the provider or a proxy sent something that is not its "
+                 "event stream")
         return ResponseError(
-            f"the stream could not be decoded ({detail}); the provider or a proxy sent "
-            f"something that is not its event stream",
+            f"the stream could not be decoded ({detail}){blame}",
             provider=self._engine.provider.name, request_id=self.request_id,
         )
 

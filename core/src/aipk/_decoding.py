@@ -1,16 +1,18 @@
 """The contract for provider stream decoders, and the error for a stream that ended early.
 
-A decoder is a small state machine: the client feeds it each :class:`~aipk.sse.ServerSentEvent`
-and yields the normalised events it returns. It sets ``done`` when the protocol's terminator
-arrives; if the body ends while ``done`` is still False, the client (not the decoder) raises
-:class:`IncompleteStreamError` carrying the answer received so far. A decoder raises
-:class:`~aipk.errors.StreamError` for an in-band error. A ``ValueError`` from ``json.loads`` may
-simply propagate: the client turns it into a ResponseError carrying the provider and request id.
+A decoder is a small state machine: the client feeds it each
+[`ServerSentEvent`][aipk.sse.ServerSentEvent] and yields the normalised events it returns. It sets
+``done`` when the protocol's terminator arrives; if the body ends while ``done`` is still False, the
+client (not the decoder) raises `IncompleteStreamError` carrying the answer received so far.
+A decoder raises [`StreamError`][aipk.errors.StreamError] for an in-band error. A ``ValueError``
+from ``json.loads`` may simply propagate: the client turns it into a ResponseError carrying the
+provider and request id.
 
 The body is framed as server-sent events unless the decoder has a ``framing`` attribute (class
 or instance): ``"ndjson"``, ``"json-array"``, ``"sse"``, or a zero-argument callable returning a
-:class:`~aipk.framing.Framer`. Every framing hands the decoder
-:class:`~aipk.sse.ServerSentEvent` frames; for the JSON framings ``data`` is one JSON document.
+`Framer`. Every framing hands the decoder
+[`ServerSentEvent`][aipk.sse.ServerSentEvent] frames; for the JSON framings ``data`` is one JSON
+document.
 """
 
 from __future__ import annotations
@@ -56,8 +58,8 @@ class IncompleteStreamError(ResponseError):
     """A stream whose body ended before the protocol's terminator (the connection was closed
     early, or the provider or a proxy stopped sending).
 
-    ``partial`` is the answer received until then, as a :class:`~aipk.ChatResponse`: the text,
-    reasoning and tool calls so far (the last tool call's arguments may be cut off), and the
+    ``partial`` is the answer received until then, as a [`ChatResponse`][aipk.ChatResponse]: the
+    text, reasoning and tool calls so far (the last tool call's arguments may be cut off), and the
     usage if the provider had reported it. Retryable: a new request gets the whole answer.
     """
 

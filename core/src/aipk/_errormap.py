@@ -1,6 +1,6 @@
 """Generic mapping from an HTTP error response to a typed error.
 
-Provider plugins call :func:`error_for_status` from their ``aipk_map_error`` hook after pulling
+Provider plugins call `error_for_status()` from their ``aipk_map_error`` hook after pulling
 the message and code out of their own error body shape; the status decides the error class.
 """
 

@@ -1,9 +1,9 @@
 """``response_format=``: ask for JSON, optionally following a JSON Schema.
 
-:class:`ResponseFormat` is what a :class:`~aipk.ChatRequest` carries; :func:`as_response_format`
-builds it from what callers write: ``"json"`` (JSON mode), a JSON Schema dict, an OpenAI-style
-``{"type": "json_schema", "json_schema": {...}}`` or ``{"type": "json_object"}`` dict, an attrs
-class, a dataclass or a pydantic model.
+[`ResponseFormat`][aipk._format.ResponseFormat] is what a [`ChatRequest`][aipk.ChatRequest] carries;
+`as_response_format()` builds it from what callers write: ``"json"`` (JSON mode), a JSON Schema
+dict, an OpenAI-style ``{"type": "json_schema", "json_schema": {...}}`` or ``{"type":
+"json_object"}`` dict, an attrs class, a dataclass or a pydantic model.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def _name(text: str) -> str:
 
 
 def as_response_format(value: Any) -> ResponseFormat | None:
-    """A :class:`ResponseFormat` from any form ``response_format=`` accepts (None stays None)."""
+    """A `ResponseFormat` from any form ``response_format=`` accepts (None stays None)."""
     if value is None or isinstance(value, ResponseFormat):
         return value
     if isinstance(value, str):

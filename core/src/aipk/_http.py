@@ -1,8 +1,8 @@
 """The sans-IO HTTP request a plugin builds, timeouts, and redaction of secrets for display.
 
-Plugins never send anything: they return an :class:`HttpRequest`, and the client's transport
-sends it. ``json`` is encoded once, by the core, just before sending, so wrappers can still
-adjust the body.
+Plugins never send anything: they return an [`HttpRequest`][aipk._http.HttpRequest], and the
+client's transport sends it. ``json`` is encoded once, by the core, just before sending, so wrappers
+can still adjust the body.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def redact_headers(headers: Mapping[str, str], secret_names: Iterable[str] = ())
     """A copy of ``headers`` with credentials replaced by ``'****'``: the common credential
     headers, those a plugin declared (``ProviderSpec.secret_headers``, ``secret_names``), any
     whose name looks like one (``…token…``, ``…key…``, ``…auth…``), and any whose value holds
-    the value of a live :class:`~aipk.Secret`, whatever its name."""
+    the value of a live [`Secret`][aipk.Secret], whatever its name."""
     values = held_values()
     names = tuple(secret_names)
     return {k: ("****" if _secret_name(k, names) or _holds(str(v), values) else v)
@@ -80,7 +80,7 @@ class HttpRequest:
 
     Its repr hides the common credential headers, those the provider declared
     (``ProviderSpec.secret_headers``), any whose name looks like one (``…token…``,
-    ``…key…``, ``…auth…``) and any whose value holds a live :class:`~aipk.Secret`'s value.
+    ``…key…``, ``…auth…``) and any whose value holds a live [`Secret`][aipk.Secret]'s value.
 
     Attributes:
         method: The HTTP method.

@@ -8,8 +8,8 @@ schema), ``minimum``/``maximum``/``exclusiveMinimum``/``exclusiveMaximum``,
 accepted and ignored. Nothing here imports a third-party package: the validator costs nothing
 to calls that do not ask for structured output.
 
-:func:`problems` lists every violation as ``(path, message)`` with a JSON path such as
-``$.items[2].name``; :func:`schema_problems` lists what is wrong with a schema itself.
+`problems()` lists every violation as ``(path, message)`` with a JSON path such as
+``$.items[2].name``; `schema_problems()` lists what is wrong with a schema itself.
 """
 
 from __future__ import annotations

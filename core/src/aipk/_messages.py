@@ -90,7 +90,7 @@ def _tuple(value: Iterable[Any] | None) -> tuple[Any, ...]:
 
 @attrs.frozen(kw_only=True)
 class Message:
-    """One chat message; build with :meth:`system`, :meth:`user`, :meth:`assistant`, :meth:`tool`.
+    """One chat message; build with `system()`, `user()`, `assistant()`, `tool()`.
 
     ``extra`` carries provider data that must travel with the message to the next turn (for
     example Gemini's ``thoughtSignature`` or Anthropic thinking blocks).
@@ -182,7 +182,7 @@ def _tool_call_from_dict(data: Mapping[str, Any]) -> ToolCall:
 
 @attrs.frozen(kw_only=True)
 class ToolChoice:
-    """Whether and which tool the model must call: AUTO, REQUIRED, NONE or :meth:`function`.
+    """Whether and which tool the model must call: AUTO, REQUIRED, NONE or `function()`.
 
     Attributes:
         mode: "auto", "required", "none" or "function".
@@ -231,7 +231,7 @@ def _messages(value: Iterable[Message | Mapping[str, Any]] | str) -> tuple[Messa
 
 
 def _tools(value: Iterable[Any] | None) -> tuple[Tool, ...]:
-    """Tools in any accepted form (see :func:`aipk.as_tool`) as Tool records."""
+    """Tools in any accepted form (see [`aipk.as_tool()`][aipk.as_tool]) as Tool records."""
     if not value:
         return ()
     if isinstance(value, (Tool, Mapping, str, type)) or callable(value):
@@ -276,7 +276,15 @@ def _tool_choice(value: ToolChoice | str | None) -> ToolChoice | None:
 def _stop(value: str | Iterable[str] | None) -> tuple[str, ...] | None:
     if value is None:
         return None
-    return (value,) if isinstance(value, str) else tuple(value)
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, Iterable) and not isinstance(value, (bytes, Mapping)):
+        stops = tuple(value)
+        if all(isinstance(stop, str) for stop in stops):
+            return stops
+    raise InvalidRequestError(
+        f"stop must be a string or a list of strings, not {type(value).__name__} {value!r}; "
+        f'pass e.g. stop="\\n\\n" or stop=["END", "###"]', field="stop")
 
 
 @attrs.frozen(kw_only=True)
@@ -293,7 +301,7 @@ class ChatRequest:
             default.
         stop: Sequences that end the answer (a single string becomes a one-item tuple).
         tools: Functions the model may call: Tool records, OpenAI-style dicts, record classes
-            or typed Python functions (see :func:`aipk.as_tool`).
+            or typed Python functions (see [`aipk.as_tool()`][aipk.as_tool]).
         tool_choice: Whether and which tool the model must call ("auto", "required", "none" or
             ToolChoice.function(name)).
         parallel_tool_calls: Allow several tool calls in one answer; None leaves the provider's
@@ -301,7 +309,7 @@ class ChatRequest:
         extra: Provider-specific fields merged into the wire body as they are.
         response_format: Ask for JSON: "json" (JSON mode), a JSON Schema dict, or an attrs
             class, dataclass or pydantic model the answer is structured into
-            (``response.parsed``); see :class:`~aipk.ResponseFormat`.
+            (``response.parsed``); see [`ResponseFormat`][aipk.ResponseFormat].
     """
 
     model: str

@@ -1,9 +1,12 @@
 """Provider descriptions and credentials.
 
-* :class:`ProviderSpec` is what a plugin declares: name, wire protocol, default base URL, how it
-  authenticates, which environment variables hold its key, what it can do, its static models.
-* :class:`Provider` is a spec resolved against the user's settings; every hook receives one.
-* :class:`Secret` wraps a credential so it never shows up in a repr, a message or a log line.
+* [`ProviderSpec`][aipk._providers.ProviderSpec] is what a plugin declares: name, wire protocol,
+  default base URL, how it authenticates, which environment variables hold its key, what it can do,
+  its static models.
+* [`Provider`][aipk._providers.Provider] is a spec resolved against the user's settings; every hook
+  receives one.
+* [`Secret`][aipk._providers.Secret] wraps a credential so it never shows up in a repr, a message or
+  a log line.
 """
 
 from __future__ import annotations
@@ -33,10 +36,10 @@ AuthKind = Literal["api_key", "oauth", "none"]
 
 
 class Secret:
-    """A credential value. ``repr``/``str`` show only ``'****'``; :meth:`reveal` gives the value.
+    """A credential value. ``repr``/``str`` show only ``'****'``; `reveal()` gives the value.
 
     While a Secret is alive, aipk masks its value in every error message, error body and
-    request repr it produces (see :mod:`aipk._secrets`)."""
+    request repr it produces (see `aipk._secrets`)."""
 
     __slots__ = ("__weakref__", "_value")
 
@@ -71,13 +74,13 @@ _API_KEY_FIX = ("pass the key alone, one line of printable ASCII characters, e.g
 
 
 def check_api_key(key: str | Secret, where: str = "the api_key= argument", *,
-                  strip: bool = True) -> Secret:
-    """``key`` as a checked :class:`Secret` (surrounding whitespace stripped), or
+                  strip: bool = True, fix: str = _API_KEY_FIX) -> Secret:
+    """``key`` as a checked [`Secret`][aipk._providers.Secret] (surrounding whitespace stripped), or
     ConfigurationError naming ``where`` it came from; what a config file calls too. With
     ``strip=False`` (a credential already built, which cannot be changed) surrounding
     whitespace is an error too."""
     value = key.reveal() if isinstance(key, Secret) else key
-    checked = check_credential(value, where=where, fix=_API_KEY_FIX)
+    checked = check_credential(value, where=where, fix=fix)
     if checked != value and not strip:
         raise ConfigurationError(
             f"the credential from {where} has whitespace around it; build it from the "

@@ -1,10 +1,11 @@
 """Rate-limit state, the value parsers plugins share, and the tracker that merges updates.
 
-A plugin's ``aipk_parse_rate_limits`` hook turns response headers into a :class:`RateLimitState`
-using the parsers here (:func:`parse_duration`, :func:`parse_reset`, :func:`parse_retry_after`).
-Every reset is stored as an absolute time (seconds since the epoch), so state can be merged
-and compared later. Nonsense values (negative, huge, garbage dates, the ``-1``/``0`` sentinel
-limits some deployments send) are ignored with a debug log line, never raised.
+A plugin's ``aipk_parse_rate_limits`` hook turns response headers into a
+[`RateLimitState`][aipk._ratelimit.RateLimitState] using the parsers here (`parse_duration()`,
+`parse_reset()`, `parse_retry_after()`). Every reset is stored as an absolute time (seconds
+since the epoch), so state can be merged and compared later. Nonsense values (negative, huge,
+garbage dates, the ``-1``/``0`` sentinel limits some deployments send) are ignored with a debug log
+line, never raised.
 """
 
 from __future__ import annotations
@@ -318,9 +319,9 @@ TrackerKey = tuple[str, str, str]
 class RateLimitTracker:
     """Latest rate-limit state per (provider, credential id, model), merged update by update.
 
-    The states live in a :class:`~aipk.state.StateStore` (namespace ``"aipk.ratelimit"``, key
+    The states live in a `StateStore` (namespace ``"aipk.ratelimit"``, key
     ``provider``, ``credential id`` and ``model`` joined by ``\\x1f``); a private
-    :class:`~aipk.state.MemoryStore` unless you pass one.
+    `MemoryStore` unless you pass one.
     """
 
     NAMESPACE = "aipk.ratelimit"

@@ -2,13 +2,15 @@
 
 A stream yields a small set of event types, whatever the provider:
 
-* :class:`TextDelta`, :class:`ReasoningDelta`, :class:`RefusalDelta`: text fragments;
-* :class:`ToolCallDelta`: a fragment of tool call ``index``; ``id`` and ``name`` arrive on the
-  first fragment of each index, ``arguments`` fragments concatenate;
-* :class:`UsageEvent`: token counts (the latest one wins);
-* :class:`FinishEvent`: why generation stopped.
+* [`TextDelta`][aipk._responses.TextDelta], [`ReasoningDelta`][aipk._responses.ReasoningDelta],
+  [`RefusalDelta`][aipk._responses.RefusalDelta]: text fragments;
+* [`ToolCallDelta`][aipk._responses.ToolCallDelta]: a fragment of tool call ``index``; ``id`` and
+  ``name`` arrive on the first fragment of each index, ``arguments`` fragments concatenate;
+* [`UsageEvent`][aipk._responses.UsageEvent]: token counts (the latest one wins);
+* [`FinishEvent`][aipk._responses.FinishEvent]: why generation stopped.
 
-:class:`StreamAccumulator` folds events into the final :class:`ChatResponse`.
+[`StreamAccumulator`][aipk._responses.StreamAccumulator] folds events into the final
+[`ChatResponse`][aipk._responses.ChatResponse].
 """
 
 from __future__ import annotations
@@ -102,7 +104,8 @@ class Choice:
     Attributes:
         index: The choice's position (0 is the response's own ``message``).
         message: The assistant message of this choice.
-        finish_reason: Why this choice stopped, normalised; None when not reported.
+        finish_reason: Why this choice stopped, a [`FinishReason`][aipk.FinishReason] (never
+            the provider's string); None when not reported.
         raw_finish_reason: The provider's own word for it.
     """
 
@@ -120,7 +123,9 @@ class ChatResponse:
         provider: The provider id that answered.
         model: The model that answered, as the provider reported it.
         message: The assistant message, ready to append to the conversation.
-        finish_reason: Why generation stopped, normalised; None when not reported.
+        finish_reason: Why generation stopped, a [`FinishReason`][aipk.FinishReason] (never
+            the provider's string: map it, `FinishReason.OTHER` for words you do not know);
+            None when not reported.
         raw_finish_reason: The provider's own word for why generation stopped.
         usage: Token counts, when the provider reported them.
         id: The provider's id for this answer.
@@ -258,7 +263,8 @@ class FinishEvent:
     """Generation finished, and why (``raw`` is the provider's own word).
 
     Attributes:
-        reason: Why generation stopped, normalised.
+        reason: Why generation stopped, a [`FinishReason`][aipk.FinishReason] (map the
+            provider's word; `FinishReason.OTHER` for words you do not know).
         raw: The provider's own word for it.
         choice: Which choice (``n > 1``) finished; 0 for the usual single answer.
     """
@@ -284,7 +290,7 @@ class _PendingCall:
 
 
 class StreamAccumulator:
-    """Folds stream events into a :class:`ChatResponse`; memory grows only with the text kept."""
+    """Folds stream events into a `ChatResponse`; memory grows only with the text kept."""
 
     __slots__ = ("_calls", "_finish", "_others", "_reasoning", "_refusal", "_text", "extra", "id",
                  "model", "usage")

@@ -1,6 +1,7 @@
 """When to retry, and how long to wait first.
 
-Defaults (all configurable per client and per call through :class:`RetryPolicy`):
+Defaults (all configurable per client and per call through
+[`RetryPolicy`][aipk._retry.RetryPolicy]):
 
 * up to ``max_retries=2`` retries (3 attempts);
 * retried: 408, 409, 429, 5xx, 529, timeouts and connection errors *before the first byte*,

@@ -1,14 +1,14 @@
 """JSON Schemas from Python types, and the one converter between JSON data and records.
 
-:func:`json_schema_for` derives a JSON Schema from an attrs class, a dataclass, a pydantic model
+`json_schema_for()` derives a JSON Schema from an attrs class, a dataclass, a pydantic model
 (when pydantic is installed; it is never required) or a plain type. Record fields without a
 default are ``required``; nested records are inlined. Supported field types: ``str``, ``int``,
 ``float``, ``bool``, ``None``, ``Optional``/``Union``/``X | Y``, ``list``/``tuple``/``set``,
 ``dict[str, T]``, ``Literal``, ``Enum`` subclasses, ``Any`` and nested records.
 
-:data:`converter` (cattrs) turns decoded JSON into those records and back; :func:`structure` and
-:func:`unstructure` use it, or pydantic's own ``model_validate``/``model_dump`` for a pydantic
-model. :func:`strict_schema` rewrites a schema the way OpenAI's strict mode requires.
+`converter` (cattrs) turns decoded JSON into those records and back; `structure()` and
+`unstructure()` use it, or pydantic's own ``model_validate``/``model_dump`` for a pydantic
+model. `strict_schema()` rewrites a schema the way OpenAI's strict mode requires.
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def structure(data: Any, tp: Any) -> Any:
 
 
 def unstructure(value: Any) -> Any:
-    """``value`` as plain JSON data (the inverse of :func:`structure`)."""
+    """``value`` as plain JSON data (the inverse of `structure()`)."""
     dump = getattr(value, "model_dump", None)
     if callable(dump) and _is_pydantic(type(value)):
         return dump(mode="json")
@@ -181,7 +181,7 @@ def strict_schema(schema: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
     """``schema`` rewritten for OpenAI's strict mode, and whether strict mode can take it.
 
     Every object gets ``additionalProperties: false`` and lists every property as required;
-    a property that was optional becomes nullable instead (:func:`drop_added_nulls` undoes
+    a property that was optional becomes nullable instead (`drop_added_nulls()` undoes
     that on the answer). ``default`` and ``title`` are removed. A free-form object (a
     ``dict[str, ...]`` field) cannot be strict, so the second value is then False.
     """
@@ -233,7 +233,7 @@ def _nullable(schema: Any) -> bool:
 
 
 def drop_added_nulls(value: Any, schema: Mapping[str, Any]) -> Any:
-    """``value`` without the ``null`` properties that :func:`strict_schema` made the model
+    """``value`` without the ``null`` properties that `strict_schema()` made the model
     send for optional properties that do not themselves accept null."""
     if isinstance(value, list) and isinstance(schema, Mapping) and isinstance(
             schema.get("items"), Mapping):

@@ -1,13 +1,13 @@
 """Keeping credentials out of errors, reprs and logs: checking them, and masking them.
 
-* :func:`check_credential` is what every credential goes through when a client, key pool,
+* `check_credential()` is what every credential goes through when a client, key pool,
   router target or OAuth credential is built: surrounding whitespace (a trailing newline from
   ``$(cat keyfile)``) is stripped; an empty value, a line break, a control character or a
-  non-ASCII character inside is a :class:`~aipk.errors.ConfigurationError` that names where
-  the value came from and the fix, never the value.
-* Every :class:`~aipk.Secret` alive in the process is remembered (weakly). :func:`redact`
+  non-ASCII character inside is a [`ConfigurationError`][aipk.errors.ConfigurationError] that names
+  where the value came from and the fix, never the value.
+* Every [`Secret`][aipk.Secret] alive in the process is remembered (weakly). `redact()`
   masks their values in a text, and long runs of them (a provider's partial echo);
-  :func:`redact_error` does it to an error's message, args, stored body and headers and to the
+  `redact_error()` does it to an error's message, args, stored body and headers and to the
   errors it was raised from. Both run only on error and repr paths, never per request.
 """
 
@@ -21,8 +21,8 @@ from typing import Any, Protocol
 
 from .errors import ConfigurationError
 
-__all__ = ["MASK", "check_credential", "check_exact", "check_header_values", "header_problem",
-           "held_values", "redact", "redact_error", "remember"]
+__all__ = ["MASK", "check_credential", "check_exact", "check_header_values", "credential_problem",
+           "header_problem", "held_values", "redact", "redact_error", "remember"]
 
 MASK = "****"
 #: Values shorter than this are not masked inside other text (too likely to be ordinary words).
@@ -73,6 +73,12 @@ def _problem(value: str) -> str | None:
     return None  # pragma: no cover - isprintable() said otherwise
 
 
+def credential_problem(value: str) -> str | None:
+    """What is wrong with a credential value once stripped (``"is empty"``, ``"has a line
+    break …"``), without showing it; None when it can be sent."""
+    return _problem(value.strip())
+
+
 def check_credential(value: object, *, where: str, fix: str) -> str:
     """``value`` without surrounding whitespace, or ConfigurationError naming ``where`` it came
     from (e.g. "the api_key= argument", "the environment variable OPENAI_API_KEY") and
@@ -113,7 +119,7 @@ def header_problem(headers: Mapping[str, str]) -> str | None:
 
 def check_header_values(headers: Mapping[str, str], *, where: str) -> None:
     """ConfigurationError if a header in ``headers`` cannot be sent (see
-    :func:`header_problem`), naming ``where`` the headers came from."""
+    `header_problem()`), naming ``where`` the headers came from."""
     problem = header_problem(headers)
     if problem is not None:
         raise ConfigurationError(
@@ -122,7 +128,7 @@ def check_header_values(headers: Mapping[str, str], *, where: str) -> None:
 
 
 def redact(text: str, values: list[str] | None = None) -> str:
-    """``text`` with every held secret value (and every run of :data:`PARTIAL` or more of its
+    """``text`` with every held secret value (and every run of `PARTIAL` or more of its
     characters) replaced by ``'****'``."""
     if not text:
         return text

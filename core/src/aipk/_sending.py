@@ -1,6 +1,6 @@
 """The send loop both clients share, written once as a generator of I/O steps (sans-IO).
 
-:func:`send_steps` decides everything about one call: which credential signs it, how long to
+`send_steps()` decides everything about one call: which credential signs it, how long to
 wait before sending, and after each failure whether to refresh the credential (a 401, once),
 move to the next credential (a failure that counted against the key), wait and retry (the
 retry policy), or give up. It yields what it needs done and receives the outcome:
@@ -8,19 +8,19 @@ retry policy), or give up. It yields what it needs done and receives the outcome
 =====================  ==========================================  =========================
 step                   the client does                              and sends back
 =====================  ==========================================  =========================
-:class:`Acquire`       ``source.acquire(exclude=...)``              the credential, or the
+`Acquire`       ``source.acquire(exclude=...)``              the credential, or the
                                                                     KeysExhaustedError
-:class:`Sleep`         sleeps (sync) or awaits a sleep (async)      None
-:class:`Transmit`      ``transport.send(http, body)``               the response, or the
+`Sleep`         sleeps (sync) or awaits a sleep (async)      None
+`Transmit`      ``transport.send(http, body)``               the response, or the
                                                                     TransportFailure
-:class:`ReadBody`      reads a response's whole body                the bytes, or the
+`ReadBody`      reads a response's whole body                the bytes, or the
                                                                     TransportFailure
-:class:`Prime`         reads a stream until its first events        a :class:`Primed`, or the
+`Prime`         reads a stream until its first events        a `Primed`, or the
                        (``session.feed`` per chunk, ``finish`` at   TransportFailure or
                        the end), closing the response on failure    ProviderError
-:class:`Recover`       ``source.recover(credential, error)``        a fresh credential, None,
+`Recover`       ``source.recover(credential, error)``        a fresh credential, None,
                                                                     or the AuthenticationError
-:class:`Admit`         ``engine.admission_delay(...)`` (awaited     the seconds to wait
+`Admit`         ``engine.admission_delay(...)`` (awaited     the seconds to wait
                        in the async client), only for a store
                        that books limits asynchronously
 =====================  ==========================================  =========================
@@ -31,9 +31,10 @@ body, or a stream that ends without an event is a failure like one before the fi
 counted against the key, failed over and retried. A stream that has produced events is never
 restarted.
 
-:class:`~aipk.Client` and :class:`~aipk.AsyncClient` each drive it in a few dozen lines.
-``Acquire`` and ``Recover`` are the same steps :func:`aipk.credentials.call_with_failover`
-uses for its own, simpler loop.
+[`Client`][aipk.Client] and [`AsyncClient`][aipk.AsyncClient] each drive it in a few dozen lines.
+``Acquire`` and ``Recover`` are the same steps
+[`aipk.credentials.call_with_failover()`][aipk.credentials.call_with_failover] uses for its own,
+simpler loop.
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ Step = Acquire | Sleep | Transmit | ReadBody | Prime | Recover | Admit
 
 class Sent(Generic[R]):
     """A response with a status below 400, the rate-limit state it reported, the credential
-    that signed it, and ``value``: the parsed answer, or the :class:`Primed` stream."""
+    that signed it, and ``value``: the parsed answer, or the `Primed` stream."""
 
     __slots__ = ("credential", "rate_limit", "response", "value")
 
@@ -227,7 +228,7 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
 
     With ``parse`` the whole body is read and parsed inside the loop (``Sent.value`` is the
     answer); with ``stream`` the body is read up to the stream's first events (``Sent.value``
-    is the :class:`Primed` stream). A failure before either is retried like any other.
+    is the `Primed` stream). A failure before either is retried like any other.
     ``call`` (the call's recorder) hears of each attempt, retry and failover."""
     engine = client._engine
     source = client._credentials

@@ -1,11 +1,11 @@
 """Turn the answer to a ``response_format=`` request into ``response.parsed``.
 
 Only requests that ask for structured output pay for this: the engine calls
-:func:`with_parsed` when ``request.response_format`` is set. The answer's text is decoded as
+`with_parsed()` when ``request.response_format`` is set. The answer's text is decoded as
 JSON (a forced-tool answer's arguments are used when the text is empty), validated against the
 schema with aipk's own validator, and structured into the requested class with cattrs (or
 pydantic's ``model_validate`` for a pydantic model). Any failure raises
-:class:`~aipk.errors.StructuredOutputError` carrying the raw text and the response.
+[`StructuredOutputError`][aipk.errors.StructuredOutputError] carrying the raw text and the response.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Counting a request's input tokens: the provider's count endpoint, or a local estimate.
 
-A plugin whose provider can count tokens returns a :class:`TokenCountCall` from
-``aipk_count_tokens_request``: the HTTP request to send and a pure function reading the count
-from the decoded answer. Otherwise :func:`estimate_tokens` gives a documented local estimate
-(about four characters a token, plus a few tokens per message and per tool), marked
-``estimated=True`` on the :class:`TokenCount`.
+A plugin whose provider can count tokens returns a [`TokenCountCall`][aipk._tokens.TokenCountCall]
+from ``aipk_count_tokens_request``: the HTTP request to send and a pure function reading the count
+from the decoded answer. Otherwise `estimate_tokens()` gives a documented local estimate (about
+four characters a token, plus a few tokens per message and per tool), marked ``estimated=True`` on
+the [`TokenCount`][aipk._tokens.TokenCount].
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The tool loop: ask the model, run the tools it calls, send the results back, repeat.
 
-:func:`run_tools` (sync) and :func:`arun_tools` (async) share one loop written as a generator
-of steps, like the send loop: it yields "ask the model" and "run these calls" and receives the
-outcome. The async loop runs the calls of one turn concurrently (``asyncio.gather``), sync
-functions in worker threads (``asyncio.to_thread``).
+[`run_tools()`][aipk._toolloop.run_tools] (sync) and [`arun_tools()`][aipk._toolloop.arun_tools]
+(async) share one loop written as a generator of steps, like the send loop: it yields "ask the
+model" and "run these calls" and receives the outcome. The async loop runs the calls of one turn
+concurrently (``asyncio.gather``), sync functions in worker threads (``asyncio.to_thread``).
 
 A tool that raises, an unknown tool name, or arguments that break the tool's schema never stop
 the loop: the model gets ``{"error": "..."}`` as that call's result and can try again. The loop
@@ -179,7 +179,7 @@ async def _awaited(value: Any) -> Any:
 def run_tools(client: Any, *, messages: Iterable[Message | Mapping[str, Any]],
               tools: Iterable[Any], model: str | None = None, max_turns: int = 8,
               validate: Validation = "strict", **fields: Any) -> ToolLoopResult:
-    """Run the tool loop with a :class:`~aipk.Client` (see the module docs).
+    """Run the tool loop with a [`Client`][aipk.Client] (see the module docs).
 
     ``tools`` takes functions (run when called), Tool records, dicts or record classes; other
     keywords (``temperature=``, ``tool_choice=`` …) go to every ``chat()`` call. ``validate``
@@ -222,8 +222,8 @@ async def _run_async(item: _Prepared) -> str:
 async def arun_tools(client: Any, *, messages: Iterable[Message | Mapping[str, Any]],
                      tools: Iterable[Any], model: str | None = None, max_turns: int = 8,
                      validate: Validation = "strict", **fields: Any) -> ToolLoopResult:
-    """Run the tool loop with an :class:`~aipk.AsyncClient`; the calls of one turn run
-    concurrently. Same arguments as :func:`run_tools`."""
+    """Run the tool loop with an [`AsyncClient`][aipk.AsyncClient]; the calls of one turn run
+    concurrently. Same arguments as [`run_tools()`][aipk._toolloop.run_tools]."""
     records, by_name = _setup(tools, max_turns, validate, fields)
     steps = _loop([Message.coerce(m) for m in messages], by_name, max_turns, validate)
     value: Any = None

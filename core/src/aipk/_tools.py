@@ -1,6 +1,6 @@
-"""Tools: the :class:`Tool` record, and :func:`as_tool`, which builds one from any accepted form.
+"""Tools: the `Tool` record, and `as_tool()`, which builds one from any accepted form.
 
-A tool can be given as an :class:`aipk.Tool`, an OpenAI-style dict
+A tool can be given as an [`aipk.Tool`][aipk.Tool], an OpenAI-style dict
 (``{"type": "function", "function": {"name", "description", "parameters"}}``, or the flat
 ``{"name", "description", "parameters"}`` / Anthropic ``input_schema`` form), an attrs class or
 dataclass (its fields are the arguments), a pydantic model, or a plain typed Python function:
@@ -8,7 +8,8 @@ its parameters, their types and defaults give the schema, its docstring the desc
 each parameter's description (Google ``Args:``, NumPy ``Parameters`` or reST ``:param x:``).
 
 Every tool's parameter schema is checked when the tool is built: a broken JSON Schema is an
-:class:`~aipk.errors.InvalidRequestError` naming the tool and the path, not a provider 400.
+[`InvalidRequestError`][aipk.errors.InvalidRequestError] naming the tool and the path, not a
+provider 400.
 """
 
 from __future__ import annotations
@@ -42,15 +43,16 @@ def _bad(message: str) -> InvalidRequestError:
 class Tool:
     """A function the model may call. ``parameters`` is a JSON Schema object.
 
-    Build one directly, or with :func:`as_tool` from a function, a record class or a dict.
+    Build one directly, or with [`as_tool()`][aipk._tools.as_tool] from a function, a record class
+    or a dict.
 
     Attributes:
         name: The function name the model calls (letters, digits, ``_`` and ``-``, at most 64).
         description: What the function does, for the model.
         parameters: A JSON Schema object describing the arguments (checked when built).
         strict: Ask the provider to enforce the schema exactly; None leaves its default.
-        function: The Python callable run by the tool loop (:func:`aipk.run_tools`), when the
-            tool was built from one; never sent.
+        function: The Python callable run by the tool loop ([`aipk.run_tools()`][aipk.run_tools]),
+            when the tool was built from one; never sent.
         cache: Mark the tool definitions up to and including this one for the provider's
             prompt cache (Anthropic ``cache_control``); ignored by providers that cache on
             their own.
@@ -79,7 +81,7 @@ class Tool:
 
     @classmethod
     def coerce(cls, value: Any) -> Tool:
-        """A Tool from any form :func:`as_tool` accepts (a Tool comes back as it is)."""
+        """A Tool from any form `as_tool()` accepts (a Tool comes back as it is)."""
         return as_tool(value)
 
     def validate_arguments(self, arguments: str | Mapping[str, Any], *,
@@ -88,8 +90,8 @@ class Tool:
 
         ``strict`` also rejects arguments the schema does not list; lenient mode
         (``strict=False``) ignores them, even where the schema forbids extra properties.
-        Raises :class:`~aipk.errors.ToolArgumentsError` naming the tool and the first offending
-        argument.
+        Raises [`ToolArgumentsError`][aipk.errors.ToolArgumentsError] naming the tool and the first
+        offending argument.
         """
         text = arguments if isinstance(arguments, str) else json.dumps(dict(arguments))
         try:
@@ -131,7 +133,7 @@ def _closed(schema: Any, strict: bool) -> Any:
 
 
 def as_tool(obj: Any) -> Tool:
-    """A :class:`Tool` from a Tool, a dict, a record class, a pydantic model or a function."""
+    """A `Tool` from a Tool, a dict, a record class, a pydantic model or a function."""
     if isinstance(obj, Tool):
         return obj
     if isinstance(obj, Mapping):

@@ -14,7 +14,7 @@ day). A listing that fails (network, status, malformed body) falls back to the l
 list, however old, or else the plugin's static table, with a logged warning; ``refresh=True``
 fetches even when the cache is fresh.
 
-Where each field of a catalog :class:`~aipk.ModelInfo` comes from, first that has it:
+Where each field of a catalog [`ModelInfo`][aipk.ModelInfo] comes from, first that has it:
 
 * ``id``, ``display_name``, ``created``: the live listing, then the plugin's static table;
 * ``context_window``, ``max_output_tokens``: a config ``models`` entry, the live listing
@@ -238,7 +238,7 @@ def _as_cached(models: list[ModelInfo]) -> list[ModelInfo]:
 class ModelCatalog:
     """Model listings cached per (provider, base URL, credential id) for ``ttl`` seconds, in
     memory and, with ``disk=True``, as JSON files under ``cache_dir`` (default
-    :func:`user_cache_dir` ``/models``). Thread-safe; a failed listing falls back to the
+    `user_cache_dir()` ``/models``). Thread-safe; a failed listing falls back to the
     cache or the static table (see the module docs)."""
 
     def __init__(self, *, ttl: float = DEFAULT_TTL, disk: bool = False,
@@ -351,7 +351,7 @@ class ModelCatalog:
 
     async def amodels(self, client: AsyncClient, *, refresh: bool = False,
                       overrides: Sequence[ModelInfo] = ()) -> list[ModelInfo]:
-        """:meth:`models` for an :class:`~aipk.AsyncClient`."""
+        """`models()` for an [`AsyncClient`][aipk.AsyncClient]."""
         key = self._key(client)
         spec = client.provider.spec
         fresh = self._fresh(key, refresh)

@@ -11,7 +11,8 @@
   rate-limit recovery through the real plugins; no network and no API key needed.
 * ``aipk login PROVIDER``: runs the provider's login flow (browser, or a device code) and saves
   the result in its token file (``--token-file``; default
-  :func:`aipk.credentials.default_token_file`) under ``--id`` (default ``default``).
+  [`aipk.credentials.default_token_file()`][aipk.credentials.default_token_file]) under ``--id``
+  (default ``default``).
 * ``aipk logout PROVIDER``: deletes that saved credential.
 * ``aipk health PROVIDER[=BASE_URL]...``: probes each provider (lists models) and prints its
   status, latency and rate-limit headroom; exits 1 if any is unhealthy.

@@ -1,4 +1,4 @@
-"""Every error aipk raises, rooted at :class:`AipkError`.
+"""Every error aipk raises, rooted at [`AipkError`][aipk.errors.AipkError].
 
 The hierarchy::
 
@@ -40,15 +40,15 @@ The hierarchy::
         └── AllTargetsFailedError       aipk.router: every target failed or was unavailable;
                                         carries failures, skipped and retry_after
 
-Every :class:`ProviderError` carries ``provider``, ``request_id`` (when the provider sent one)
-and ``retryable``. Status errors also carry ``status``, the decoded ``body`` and the response
-``headers``. Messages say what to do about the error and never contain a secret: credentials are
-redacted before they reach any message, repr or log line.
+Every [`ProviderError`][aipk.errors.ProviderError] carries ``provider``, ``request_id`` (when the
+provider sent one) and ``retryable``. Status errors also carry ``status``, the decoded ``body`` and
+the response ``headers``. Messages say what to do about the error and never contain a secret:
+credentials are redacted before they reach any message, repr or log line.
 
 ``AuthenticationError`` is *not* raised for a 401 that a credential refresh and one retry
 recovered from; only the final failure reaches the caller. The credential errors live in
-:mod:`aipk.credentials`; ``AllTargetsFailedError`` is defined here and re-exported by
-:mod:`aipk.router` and :mod:`aipk`; ``IncompleteStreamError`` is exported by :mod:`aipk`.
+[`aipk.credentials`][aipk.credentials]; ``AllTargetsFailedError`` is defined here and re-exported by
+[`aipk.router`][aipk.router] and `aipk`; ``IncompleteStreamError`` is exported by `aipk`.
 """
 
 from __future__ import annotations
@@ -422,7 +422,7 @@ class ResponseError(ProviderError):
 class AllTargetsFailedError(ProviderError):
     """A router found no target that would answer: each failed, or was skipped as unavailable.
 
-    ``failures`` pairs each tried :class:`~aipk.router.Target` with its error, in order (over
+    ``failures`` pairs each tried [`Target`][aipk.router.Target] with its error, in order (over
     every pass, when the router waited); ``skipped`` pairs each target not tried in the last
     pass with the reason. ``retry_after`` is the number of seconds until the earliest target is
     available again (0: one is available now), ``available_at`` the same moment on the router's
@@ -445,7 +445,7 @@ class StructuredOutputError(ResponseError):
 
     Nothing is lost: ``text`` is the raw answer text, ``path`` the JSON path of the first
     problem (``$`` for the whole answer), ``problems`` every ``(path, message)`` found, and
-    ``response`` the :class:`~aipk.ChatResponse` as received (with ``parsed`` left None).
+    ``response`` the [`ChatResponse`][aipk.ChatResponse] as received (with ``parsed`` left None).
     """
 
     def __init__(self, message: str, *, provider: str, text: str, path: str = "$",

@@ -2,20 +2,21 @@
 
 A framer is a small sans-IO state machine: ``feed(chunk) -> [frames]`` for each body chunk, then
 ``close() -> [frames]`` at the end of the body. Every frame is a
-:class:`~aipk.sse.ServerSentEvent`, whose ``data`` is the frame's text (one JSON document for the
-JSON framings), so one provider decoder reads any framing the same way. The core ships three:
+[`ServerSentEvent`][aipk.sse.ServerSentEvent], whose ``data`` is the frame's text (one JSON document
+for the JSON framings), so one provider decoder reads any framing the same way. The core ships
+three:
 
-- ``"sse"``: :class:`~aipk.sse.SSEDecoder` (``text/event-stream``), the default;
-- ``"ndjson"``: :class:`NDJSONFramer`, one JSON document per line (Ollama's native API);
-- ``"json-array"``: :class:`JSONArrayFramer`, one top-level JSON array streamed element by
+- ``"sse"``: [`SSEDecoder`][aipk.sse.SSEDecoder] (``text/event-stream``), the default;
+- ``"ndjson"``: `NDJSONFramer`, one JSON document per line (Ollama's native API);
+- ``"json-array"``: `JSONArrayFramer`, one top-level JSON array streamed element by
   element (Gemini's ``streamGenerateContent`` without ``alt=sse``).
 
 A provider's stream decoder picks one with its ``framing`` attribute (see
-:class:`~aipk.StreamDecoder`): a name above, or a zero-argument callable returning any object
-with ``feed``/``close`` (the :class:`Framer` protocol), for framings the core does not know. A
-framer raises :class:`FramingError` (or another ``ValueError``) for bytes that break its framing;
-the client turns that into a :class:`~aipk.errors.ResponseError`. Every framer is
-chunking-invariant: any split of the same bytes gives the same frames. After :meth:`close`,
+`StreamDecoder`): a name above, or a zero-argument callable returning any object
+with ``feed``/``close`` (the `Framer` protocol), for framings the core does not know. A
+framer raises `FramingError` (or another ``ValueError``) for bytes that break its framing;
+the client turns that into a [`ResponseError`][aipk.errors.ResponseError]. Every framer is
+chunking-invariant: any split of the same bytes gives the same frames. After `close()`,
 ``unterminated`` tells whether the body ended inside a frame (a last line with no newline, an
 event with no blank line), which is how a truncated body shows at the framing level.
 """
@@ -54,7 +55,7 @@ class Framer(Protocol):
         ...
 
     def close(self) -> list[ServerSentEvent]:
-        """The body ended: return the frames still pending, or raise :class:`FramingError`."""
+        """The body ended: return the frames still pending, or raise `FramingError`."""
         ...
 
 
@@ -75,7 +76,7 @@ class NDJSONFramer:
 
     Lines end in LF (a CR before it is dropped); blank and whitespace-only lines are skipped; a
     leading UTF-8 BOM is skipped. Lines are split before UTF-8 decoding, so a character split
-    across chunks is safe. :meth:`close` returns a last line that had no newline and sets
+    across chunks is safe. `close()` returns a last line that had no newline and sets
     ``unterminated``. The framer does not parse the JSON: the decoder does, once.
     """
 
@@ -84,7 +85,7 @@ class NDJSONFramer:
     def __init__(self) -> None:
         self._partial: list[bytes] = []  # pieces of an unfinished line
         self._started = False  # the first line (which may carry a BOM) has been seen
-        #: set by :meth:`close`: the body's last line had no newline
+        #: set by `close()`: the body's last line had no newline
         self.unterminated = False
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
@@ -140,7 +141,7 @@ _last: tuple[str | None, Any] = (None, None)
 
 
 def loads(data: str) -> Any:
-    """``json.loads(data)``, free when ``data`` is the frame a :class:`JSONArrayFramer` just
+    """``json.loads(data)``, free when ``data`` is the frame a `JSONArrayFramer` just
     made: the framer parsed it to find its end, so a decoder reading that framing calls this
     instead of ``json.loads`` and each element is parsed once."""
     last = _last
@@ -157,8 +158,8 @@ class JSONArrayFramer:
     element's end is found by the C JSON scanner, tried only when new bytes could end it, so a
     stream costs a scan per element rather than per character. Anything other than whitespace
     outside the array, or a body that ends before the closing ``]``, raises
-    :class:`FramingError` (a truncated body shows here; an in-band error element is a frame like
-    any other, for the decoder to classify). A decoder that parses frames with :func:`loads`
+    `FramingError` (a truncated body shows here; an in-band error element is a frame like
+    any other, for the decoder to classify). A decoder that parses frames with `loads()`
     reuses the framer's parse.
     """
 
@@ -171,7 +172,7 @@ class JSONArrayFramer:
         self._state = _BEFORE
         #: elements framed so far
         self.elements = 0
-        #: set by :meth:`close`: the body ended before the array's closing bracket
+        #: set by `close()`: the body ended before the array's closing bracket
         self.unterminated = False
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
@@ -286,7 +287,7 @@ FRAMINGS: dict[str, Callable[[], Framer]] = {
 
 
 def make_framer(framing: str | Callable[[], Framer] | None) -> Framer:
-    """A fresh framer for a decoder's ``framing`` (a name in :data:`FRAMINGS`, a factory, or
+    """A fresh framer for a decoder's ``framing`` (a name in `FRAMINGS`, a factory, or
     None for SSE)."""
     if framing is None:
         return SSEDecoder()

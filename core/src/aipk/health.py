@@ -1,7 +1,7 @@
 """Active health checks: probe each provider (a cheap model listing) on an interval, record
 latency and status, tell callbacks about changes, and keep unhealthy targets out of the way.
 
-:class:`HealthChecker` runs in a thread, :class:`AsyncHealthChecker` in an asyncio task; both
+`HealthChecker` runs in a thread, `AsyncHealthChecker` in an asyncio task; both
 stop cleanly (``stop()`` / ``await stop()`` or ``with``/``async with``) and leave nothing
 running. A probe goes through the client's credential source, so a key pool hears of its
 failures (the key backs off) like with a user request; probes are not counted in
@@ -10,7 +10,7 @@ interval, so user calls skip it. States follow Envoy's thresholds: ``unhealthy_t
 failures in a row make a target unhealthy, fewer make it degraded, and so does a probe slower
 than ``degraded_latency``; one success makes it healthy again.
 
-A probe has its own timeout (``probe_timeout``, default :data:`PROBE_TIMEOUT` seconds to
+A probe has its own timeout (``probe_timeout``, default `PROBE_TIMEOUT` seconds to
 connect and for each read), not the client's long read timeout, and is not retried: one probe
 is one sample, and ``unhealthy_threshold`` absorbs a stray failure.
 """
@@ -152,10 +152,10 @@ class HealthChecker:
     """Checks synchronous clients from a background thread every ``interval`` seconds (±
     ``jitter`` as a fraction). ``targets`` is ``{name: client}`` (names as the router's
     targets when ``router`` is given) or a list of clients (named by provider).
-    ``on_change(old, new)`` and :meth:`add_callback` callbacks run on state changes, in the
+    ``on_change(old, new)`` and `add_callback()` callbacks run on state changes, in the
     checker's thread. Headroom is read from the rate limits the model listing reported, else
     from those of ``headroom_model`` (the model your calls use). ``probe_timeout`` (seconds,
-    default :data:`PROBE_TIMEOUT`) bounds a probe's connect and each read, whatever the
+    default `PROBE_TIMEOUT`) bounds a probe's connect and each read, whatever the
     client's timeout; a probe that times out is a failed one."""
 
     def __init__(self, targets: Mapping[str, Client] | Sequence[Client], *,
@@ -190,7 +190,7 @@ class HealthChecker:
         return self.statuses()
 
     def start(self) -> None:
-        """Probe now and then every interval, in a daemon thread, until :meth:`stop`."""
+        """Probe now and then every interval, in a daemon thread, until `stop()`."""
         if self._thread is not None:
             return
         self._stop.clear()
@@ -223,8 +223,8 @@ class HealthChecker:
 
 
 class AsyncHealthChecker:
-    """The asyncio twin of :class:`HealthChecker` over :class:`~aipk.AsyncClient` clients:
-    a task started by :meth:`start` (or ``async with``), cancelled by ``await stop()``.
+    """The asyncio twin of `HealthChecker` over [`AsyncClient`][aipk.AsyncClient] clients:
+    a task started by `start()` (or ``async with``), cancelled by ``await stop()``.
     Probes run concurrently, each bounded by ``probe_timeout``."""
 
     def __init__(self, targets: Mapping[str, AsyncClient] | Sequence[AsyncClient], *,

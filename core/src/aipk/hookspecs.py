@@ -1,16 +1,17 @@
 """The hooks a provider plugin implements.
 
-Mark implementations with :data:`aipk.hookimpl` and register the module under the ``aipk.plugins``
+Mark implementations with `aipk.hookimpl` and register the module under the ``aipk.plugins``
 entry-point group (the entry-point name is the provider id)::
 
     [project.entry-points."aipk.plugins"]
     myprovider = "aipk_myprovider"
 
 Every hook is synchronous and does no I/O: it builds, parses or decodes, and the client does the
-sending, so one plugin serves both :class:`aipk.Client` and :class:`aipk.AsyncClient`.
+sending, so one plugin serves both [`aipk.Client`][aipk.Client] and
+[`aipk.AsyncClient`][aipk.AsyncClient].
 
 Routing: the per-request hooks are ``firstresult``. Each receives the resolved
-:class:`~aipk.Provider` and answers only for the providers it serves: mark it
+[`Provider`][aipk.Provider] and answers only for the providers it serves: mark it
 ``@aipk.hookimpl_for(protocol="acme")`` (or ``provider="acme"``) and it is called only for
 them, or mark it ``@aipk.hookimpl`` and return ``None`` for the others. To adjust an existing
 provider, implement the hook with ``tryfirst=True`` for that provider name and return your
@@ -57,7 +58,7 @@ def _names(value: str | Iterable[str] | None) -> frozenset[str]:
 
 
 class Serves:
-    """Which providers a :func:`hookimpl_for` implementation answers for: those whose
+    """Which providers a `hookimpl_for()` implementation answers for: those whose
     ``protocol`` is in ``protocols`` or whose ``name`` is in ``providers``."""
 
     __slots__ = ("protocols", "providers")
@@ -81,7 +82,7 @@ def hookimpl_for(*, protocol: str | Iterable[str] | None = None,
     """``@aipk.hookimpl`` for a hook that serves only some providers: those of ``protocol``
     and those named ``provider`` (a name or several). Other providers never reach it.
 
-    ``opts`` are :data:`hookimpl`'s (``tryfirst``, ``trylast``, ``wrapper``, ``hookwrapper``…)
+    ``opts`` are `hookimpl`'s (``tryfirst``, ``trylast``, ``wrapper``, ``hookwrapper``…)
     and keep their meaning. A client's per-request dispatch leaves the implementation out of
     the plan for every other provider (no call, no check); a call through pluggy (wrappers
     present, ``AIPK_TRACE_PLUGINS``, calling ``registry.hook`` directly) goes through a guard
@@ -117,12 +118,12 @@ def hookimpl_for(*, protocol: str | Iterable[str] | None = None,
 
 
 def serves_of(function: Any) -> Serves | None:
-    """The :class:`Serves` of a :func:`hookimpl_for` implementation (bound or not), else None."""
+    """The `Serves` of a `hookimpl_for()` implementation (bound or not), else None."""
     return getattr(function, "aipk_serves", None)
 
 
 def unguarded(function: Any) -> Any:
-    """The implementation under a :func:`hookimpl_for` guard (bound to the same object)."""
+    """The implementation under a `hookimpl_for()` guard (bound to the same object)."""
     if isinstance(function, types.MethodType):
         return types.MethodType(function.__func__.__wrapped__,  # type: ignore[attr-defined]
                                 function.__self__)
@@ -159,12 +160,12 @@ def aipk_parse_rate_limits(
 def aipk_parse_response(
     provider: Provider, request: ChatRequest, data: Any, headers: Mapping[str, str]
 ) -> ChatResponse | None:
-    """Turn a decoded successful non-streaming JSON body into a new :class:`~aipk.ChatResponse`."""
+    """Turn a decoded successful non-streaming JSON body into a new `ChatResponse`."""
 
 
 @hookspec(firstresult=True)
 def aipk_stream_decoder(provider: Provider, request: ChatRequest) -> StreamDecoder | None:
-    """Return a fresh :class:`~aipk.StreamDecoder` that turns SSE events into stream events."""
+    """Return a fresh `StreamDecoder` that turns SSE events into stream events."""
 
 
 @hookspec(firstresult=True)
@@ -192,7 +193,7 @@ def aipk_models_request(provider: Provider) -> HttpRequest | None:
 
 @hookspec(firstresult=True)
 def aipk_parse_models(provider: Provider, data: Any) -> Sequence[ModelInfo] | None:
-    """Turn the decoded model-listing body into :class:`~aipk.ModelInfo` records."""
+    """Turn the decoded model-listing body into [`ModelInfo`][aipk.ModelInfo] records."""
 
 
 @hookspec(firstresult=True)
@@ -212,4 +213,4 @@ def aipk_config_options(provider: ProviderSpec) -> Mapping[str, Any] | type | No
 
 @hookspec(historic=False)
 def aipk_observe(event: ObservedEvent) -> None:
-    """Receive one :mod:`aipk.observability` call record; be quick, it runs in the call."""
+    """Receive one `aipk.observability` call record; be quick, it runs in the call."""

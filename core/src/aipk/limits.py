@@ -1,7 +1,7 @@
 """Client-side rate limits, for providers that send no rate-limit headers (Gemini, Qwen) or when
 you want to stay under your own budget.
 
-:class:`ClientLimits` says how many requests per minute, tokens per minute and requests per day
+`ClientLimits` says how many requests per minute, tokens per minute and requests per day
 a client may use. Plugins declare defaults in ``ProviderSpec.options`` (``requests_per_minute``,
 ``tokens_per_minute``, ``requests_per_day``); ``Client(limits=...)`` overrides them, and
 ``client.set_limits(...)`` changes them at run time (a new tier).
@@ -11,9 +11,9 @@ they are spread (a burst of N, then nothing until the first of them is a minute 
 ``reserve`` never blocks: it books the request at the earliest moment every limit has room
 and says how long the caller must wait, so concurrent callers queue in arrival order and the
 async client waits with ``asyncio.sleep`` (cancellable; nothing blocks the event loop). A wait
-longer than the caller accepts books nothing. See :func:`aipk.state.window_slot`.
+longer than the caller accepts books nothing. See `aipk.state.window_slot()`.
 
-With a ``store=`` that implements :class:`~aipk.state.BucketStore` (``Client(store=...)``), the
+With a ``store=`` that implements `BucketStore` (``Client(store=...)``), the
 windows live in the store instead, one set per provider and credential (namespace
 ``"aipk.limits"``, key ``"<provider>/<credential id>"``): every client sharing the store (every
 process, for a shared store such as ``aipk_redis.RedisStore``) then draws on the same budget.
@@ -65,10 +65,10 @@ class ClientLimits:
 
 
 class Limiter:
-    """The sliding windows for one :class:`ClientLimits`; thread-safe, never blocks.
+    """The sliding windows for one `ClientLimits`; thread-safe, never blocks.
 
-    Without ``store`` the windows are kept in a :class:`~aipk.state.MemoryStore` of this
-    object's own (``clock`` gives its time). With a :class:`~aipk.state.BucketStore` they live
+    Without ``store`` the windows are kept in a `MemoryStore` of this
+    object's own (``clock`` gives its time). With a `BucketStore` they live
     in the store under ``scope`` (the provider name) and the ``key`` each call names (the
     credential id), shared with every limiter that uses the same store (see the module docs).
     """
@@ -141,7 +141,7 @@ class Limiter:
 
     async def areserve(self, tokens: int = 0, key: str = "",
                        max_wait: float = math.inf) -> float:
-        """:meth:`reserve`, awaiting a store that books asynchronously."""
+        """`reserve()`, awaiting a store that books asynchronously."""
         store: Any = self.store
         if self.asynchronous:  # (an isinstance check on a Protocol costs ~100 µs)
             wait: float = await store.areserve(self.NAMESPACE, self._key(key),

@@ -1,7 +1,7 @@
 """Narrow interfaces, so code can depend on only the part of a client it uses.
 
-Both :class:`~aipk.Client` and :class:`~aipk.AsyncClient` satisfy the matching protocols here
-(checked by the tests with ``isinstance`` and by mypy structurally)::
+Both [`Client`][aipk.Client] and [`AsyncClient`][aipk.AsyncClient] satisfy the matching protocols
+here (checked by the tests with ``isinstance`` and by mypy structurally)::
 
     def summarise(chat: aipk.protocols.ChatCapable, text: str) -> str: ...
 """

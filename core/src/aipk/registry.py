@@ -1,16 +1,17 @@
 """Plugin discovery and loading.
 
 Provider plugins register under the ``aipk.plugins`` entry-point group; the entry-point name is
-the provider id. :func:`available` lists them *without importing them*. Loading happens on
-first use (creating a client) and isolates failures: a plugin that raises on import, or that
-implements a hook name aipk does not know, is reported by :func:`available` and by a
-:class:`PluginWarning`, and every other plugin still works.
+the provider id. [`available()`][aipk.registry.available] lists them *without importing them*.
+Loading happens on first use (creating a client) and isolates failures: a plugin that raises on
+import, or that implements a hook name aipk does not know, is reported by
+[`available()`][aipk.registry.available] and by a [`PluginWarning`][aipk.registry.PluginWarning],
+and every other plugin still works.
 
 Environment variables, read when plugins load (not at import):
 
 * ``AIPK_LOAD_PLUGINS``: unset loads all; empty loads none; ``a,b`` loads only those entry points.
-* ``AIPK_STRICT_PLUGINS=1``: a plugin that fails to load raises :class:`~aipk.errors.PluginError`
-  instead of warning (for CI).
+* ``AIPK_STRICT_PLUGINS=1``: a plugin that fails to load raises
+  [`PluginError`][aipk.errors.PluginError] instead of warning (for CI).
 * ``AIPK_TRACE_PLUGINS=1``: log every hook call at debug level on the ``aipk.plugins`` logger.
 """
 
@@ -378,7 +379,7 @@ class Registry:
 
 
 class _PluginManager(pluggy.PluginManager):
-    """pluggy's manager, counting changes to what a hook call runs (see :class:`FastHook`)."""
+    """pluggy's manager, counting changes to what a hook call runs (see `FastHook`)."""
 
     def __init__(self, project_name: str) -> None:
         super().__init__(project_name)
@@ -413,12 +414,12 @@ class FastHook:
     and returns the first non-None answer, as pluggy does, without pluggy's per-call argument
     checks and copies. Anything else (wrappers, ``AIPK_TRACE_PLUGINS``) goes through pluggy.
     The plan is rebuilt whenever a plugin is registered or removed. Given the ``provider``, the
-    plan leaves out :func:`~aipk.hookimpl_for` implementations that do not serve it and calls
-    the others without their guard.
+    plan leaves out [`hookimpl_for()`][aipk.hookimpl_for] implementations that do not serve it and
+    calls the others without their guard.
 
-    :attr:`call` is the plan as one callable: the implementation itself when there is exactly
+    `call` is the plan as one callable: the implementation itself when there is exactly
     one (so the engine's call costs no frame of ours), else a loop over the plan, else pluggy.
-    It is only as fresh as the last :meth:`replan`; calling the FastHook itself checks first.
+    It is only as fresh as the last `replan()`; calling the FastHook itself checks first.
     """
 
     __slots__ = ("_caller", "_names", "_plan", "_pm", "_provider", "call")
@@ -435,7 +436,7 @@ class FastHook:
         self.replan()
 
     def replan(self) -> None:
-        """Rebuild the plan and :attr:`call` if a plugin was registered or removed since."""
+        """Rebuild the plan and `call` if a plugin was registered or removed since."""
         pm = self._pm
         generation = pm.generation if pm is not None else 0
         if generation != self._plan[0]:
@@ -489,11 +490,11 @@ class FastHook:
 
 
 class HookCallers:
-    """The per-request hook callers one provider's engine uses (see :meth:`Registry.hooks_for`),
-    each a :class:`FastHook` called positionally in hookspec order.
+    """The per-request hook callers one provider's engine uses (see `Registry.hooks_for()`),
+    each a [`FastHook`][aipk.registry.FastHook] called positionally in hookspec order.
 
-    The engine calls each hook's :attr:`FastHook.call` and asks :attr:`stale` once per request
-    (then :meth:`replan`), so a plugin registered or removed applies from the next request.
+    The engine calls each hook's `FastHook.call` and asks `stale` once per request
+    (then `replan()`), so a plugin registered or removed applies from the next request.
     """
 
     __slots__ = ("_all", "_generation", "_pm", "aipk_apply_credential", "aipk_build_request",
@@ -535,12 +536,12 @@ class HookCallers:
 
     @property
     def stale(self) -> bool:
-        """True when a plugin was registered or removed since the last :meth:`replan`."""
+        """True when a plugin was registered or removed since the last `replan()`."""
         pm = self._pm
         return pm is not None and pm.generation != self._generation
 
     def replan(self) -> None:
-        """Bring every hook's :attr:`FastHook.call` up to date."""
+        """Bring every hook's `FastHook.call` up to date."""
         for fast in self._all:
             fast.replan()
         if self._pm is not None:

@@ -9,9 +9,9 @@ line is not dispatched. Bytes are split into lines *before* UTF-8 decoding, so a
 character split across chunks is safe, and U+2028 or U+0085 inside data never split a line.
 
 Two deliberate choices beyond the spec: there is no size limit on a line or an event, and
-:meth:`SSEDecoder.flush` dispatches a final event whose blank line never came (some servers end
-the body right after the last ``data:`` line); whether the stream was complete is for the
-provider's decoder to judge from its own terminator.
+[`SSEDecoder.flush()`][aipk.sse.SSEDecoder.flush] dispatches a final event whose blank line never
+came (some servers end the body right after the last ``data:`` line); whether the stream was
+complete is for the provider's decoder to judge from its own terminator.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def _decode(raw: bytes) -> str:
 class SSEDecoder:
     """Incremental decoder: ``feed(chunk) -> [events]``, then ``flush() -> [events]`` at EOF.
 
-    It is the core's ``"sse"`` :class:`~aipk.framing.Framer` (``close`` is ``flush`` that also
+    It is the core's ``"sse"`` `Framer` (``close`` is ``flush`` that also
     records whether the body ended inside an event).
     """
 
@@ -86,7 +86,7 @@ class SSEDecoder:
         self._retry: int | None = None
         self._skip_lf = False  # the previous chunk ended in CR; drop a leading LF
         self._head: bytes | None = b""  # bytes seen before the BOM check is settled; None = done
-        #: set by :meth:`close`: the body ended inside an event (no blank line after it)
+        #: set by `close()`: the body ended inside an event (no blank line after it)
         self.unterminated = False
 
     @property
@@ -135,7 +135,7 @@ class SSEDecoder:
         return self._process(lines)
 
     def close(self) -> list[ServerSentEvent]:
-        """:meth:`flush` as a :class:`~aipk.framing.Framer`; sets ``unterminated`` when the body
+        """`flush()` as a `Framer`; sets ``unterminated`` when the body
         ended inside an event."""
         self.unterminated = bool(self._data or self._partial)
         return self.flush()

@@ -1,7 +1,7 @@
 """A small key-value store for the per-key state aipk keeps between requests.
 
 Rate-limit trackers, router cooldowns and circuit breakers keep their state behind
-:class:`StateStore`, so one shared store (Redis, a database) can replace the in-memory
+`StateStore`, so one shared store (Redis, a database) can replace the in-memory
 default and several processes then see the same state. The interface is four calls on
 ``(namespace, key)`` pairs:
 
@@ -17,10 +17,10 @@ section, and a shared store may run it more than once (it retries when another p
 the value meanwhile), so anything it reports outside must be set afresh on every run. Values
 should be immutable records; a shared store also needs them serialisable.
 
-A store may also implement :class:`BucketStore` (``reserve``): client-side limits kept as
-sliding windows booked atomically inside the store, so limits (:mod:`aipk.limits`) given to
+A store may also implement `BucketStore` (``reserve``): client-side limits kept as
+sliding windows booked atomically inside the store, so limits (`aipk.limits`) given to
 every client that shares the store hold across all of them (across processes, for a shared
-store such as ``aipk_redis.RedisStore``). :class:`MemoryStore` implements it for one process.
+store such as ``aipk_redis.RedisStore``). `MemoryStore` implements it for one process.
 """
 
 from __future__ import annotations
@@ -62,12 +62,12 @@ class StateStore(Protocol):
         ...
 
 
-#: One limit to book in :meth:`BucketStore.reserve`: ``(name, capacity, period seconds,
+#: One limit to book in `BucketStore.reserve()`: ``(name, capacity, period seconds,
 #: amount)``: at most ``capacity`` units (requests or tokens) in any window of ``period``.
 Bucket = tuple[str, float, float, float]
 
 #: A sliding window is kept as groups of bookings at least ``period / WINDOW_GROUPS`` apart,
-#: so its state stays small however many requests it counts (see :func:`window_slot`).
+#: so its state stays small however many requests it counts (see `window_slot()`).
 WINDOW_GROUPS = 32
 
 
@@ -92,12 +92,12 @@ class BucketStore(Protocol):
 
 @runtime_checkable
 class AsyncBucketStore(Protocol):
-    """A :class:`BucketStore` that can also book without blocking an event loop (a network
-    store): :class:`~aipk.AsyncClient` awaits these instead of calling ``reserve``."""
+    """A `BucketStore` that can also book without blocking an event loop (a network
+    store): [`AsyncClient`][aipk.AsyncClient] awaits these instead of calling ``reserve``."""
 
     async def areserve(self, namespace: str, key: str, buckets: Sequence[Bucket],
                        max_wait: float = math.inf) -> float:
-        """:meth:`BucketStore.reserve`, awaitable."""
+        """`BucketStore.reserve()`, awaitable."""
         ...
 
 
@@ -143,7 +143,7 @@ def window_slot(log: list[float], now: float, capacity: float, period: float,
 
 
 def window_book(log: list[float], slot: float, period: float, amount: float) -> None:
-    """Record ``amount`` units at ``slot`` (from :func:`window_slot`, or later) in ``log``:
+    """Record ``amount`` units at ``slot`` (from `window_slot()`, or later) in ``log``:
     into the last group while it began less than ``period / WINDOW_GROUPS`` earlier, else in
     a new group."""
     n = len(log)
@@ -158,7 +158,7 @@ def window_book(log: list[float], slot: float, period: float, amount: float) -> 
 
 
 class MemoryStore:
-    """The default :class:`StateStore`: a dict in this process, thread-safe.
+    """The default `StateStore`: a dict in this process, thread-safe.
 
     One lock guards the dict; it is held only for the dict operations and ``update``'s ``fn``,
     never across I/O. Expired entries are invisible at once and purged as writes happen (a
@@ -224,7 +224,7 @@ class MemoryStore:
 
     def reserve(self, namespace: str, key: str, buckets: Sequence[Bucket],
                 max_wait: float = math.inf) -> float:
-        """Each limit ``name`` of ``(namespace, key)`` is a window log (:func:`window_slot`)
+        """Each limit ``name`` of ``(namespace, key)`` is a window log (`window_slot()`)
         kept beside the values, until nothing in it counts any more."""
         now = self._clock()
         with self._lock:

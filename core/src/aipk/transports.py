@@ -1,28 +1,31 @@
 """The transport seam: how bytes reach a provider.
 
-A transport sends one :class:`~aipk.HttpRequest` and returns a response whose head (status,
+A transport sends one [`HttpRequest`][aipk.HttpRequest] and returns a response whose head (status,
 headers) is available at once and whose body is read whole or iterated in chunks. The client
 does everything else. Built in:
 
-* :class:`HttpxTransport` (sync) and :class:`AsyncHttpxTransport` (async), the defaults; pass
-  your own ``httpx.Client`` / ``httpx.AsyncClient`` to share pools, proxies or TLS settings.
-  Each default transport has its own connection pool; all of them verify TLS with one
-  process-wide context (:func:`shared_tls_context`), so building a client costs no CA-bundle
-  load after the first.
-* :class:`AiohttpTransport` (async, ``pip install 'aipk-core[aiohttp]'``), several times faster
-  under concurrency.
+* [`HttpxTransport`][aipk.transports.HttpxTransport] (sync) and
+  [`AsyncHttpxTransport`][aipk.transports.AsyncHttpxTransport] (async), the defaults; pass your own
+  ``httpx.Client`` / ``httpx.AsyncClient`` to share pools, proxies or TLS settings. Each default
+  transport has its own connection pool; all of them verify TLS with one process-wide context
+  ([`shared_tls_context()`][aipk.transports.shared_tls_context]), so building a client costs no
+  CA-bundle load after the first.
+* [`AiohttpTransport`][aipk.transports.AiohttpTransport] (async, ``pip install
+  'aipk-core[aiohttp]'``), several times faster under concurrency.
 
-Transports raise :class:`TransportFailure`; the client turns it into
-:class:`~aipk.errors.RequestTimeout` or :class:`~aipk.errors.NetworkError` with the provider name.
+Transports raise [`TransportFailure`][aipk.transports.TransportFailure]; the client turns it into
+[`RequestTimeout`][aipk.errors.RequestTimeout] or [`NetworkError`][aipk.errors.NetworkError] with
+the provider name.
 
 Timeouts: a client's ``timeout`` applies to every request it sends, whatever the transport. The
 built-in transports take a ``timeout`` of their own (``None``: not set) and have
 ``with_timeout(timeout)``, a copy sharing their connection pool that applies ``timeout`` to
-each request; the client uses it (:func:`bind_timeout`). A transport without ``with_timeout``
-keeps its own timeouts, and passing the client a ``timeout=`` with it is a ConfigurationError.
-``headers`` is a mapping in which a lower-case name finds its header: a plain dict with
-lower-case names (see :func:`lower_headers`), or a case-insensitive mapping such as aiohttp's.
-Read headers with ``headers.get("lower-case-name")``; do not rely on the case of iterated names.
+each request; the client uses it ([`bind_timeout()`][aipk.transports.bind_timeout]). A transport
+without ``with_timeout`` keeps its own timeouts, and passing the client a ``timeout=`` with it is a
+ConfigurationError. ``headers`` is a mapping in which a lower-case name finds its header: a plain
+dict with lower-case names (see [`lower_headers()`][aipk.transports.lower_headers]), or a
+case-insensitive mapping such as aiohttp's. Read headers with ``headers.get("lower-case-name")``; do
+not rely on the case of iterated names.
 """
 
 from __future__ import annotations
@@ -338,7 +341,7 @@ class _AsyncHttpxResponse:
 
 class AsyncHttpxTransport:
     """The default async transport, over an ``httpx.AsyncClient``; ``timeout`` as for
-    :class:`HttpxTransport`."""
+    [`HttpxTransport`][aipk.transports.HttpxTransport]."""
 
     def __init__(self, client: httpx.AsyncClient | None = None, *, timeout: Timeout | None = None,
                  max_connections: int = 100) -> None:

@@ -3,6 +3,8 @@ request rules."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 import aipk
@@ -16,9 +18,10 @@ USER = [aipk.Message.user("Hello")]
 
 
 @pytest.fixture
-def client(aipk_emulator: Emulator) -> aipk.Client:
-    return aipk.Client("ollama-native", base_url=aipk_emulator.url("ollama"),
-                       sleep=lambda s: None)
+def client(aipk_emulator: Emulator) -> Iterator[aipk.Client]:
+    with aipk.Client("ollama-native", base_url=aipk_emulator.url("ollama"),
+                     sleep=lambda s: None) as client:
+        yield client
 
 
 def test_provider_is_distinct_from_the_openai_compatible_preset() -> None:

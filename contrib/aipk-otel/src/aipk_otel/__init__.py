@@ -2,7 +2,7 @@
 GenAI client metrics (``gen_ai.client.operation.duration``, ``gen_ai.client.token.usage``,
 ``gen_ai.client.operation.time_to_first_chunk``).
 
-Nothing is traced (and nothing runs per call) until :func:`instrument` registers the
+Nothing is traced (and nothing runs per call) until `instrument()` registers the
 observer; by default it uses OpenTelemetry's global providers::
 
     import aipk_otel

@@ -78,7 +78,7 @@ def _usage_attributes(usage: Any) -> dict[str, Any]:
 
 class OtelObserver:
     """Spans (``chat {model}``, kind CLIENT) and the GenAI client metrics for every aipk call
-    (an ``aipk_observe`` plugin: :func:`aipk_otel.instrument` registers one).
+    (an ``aipk_observe`` plugin: `aipk_otel.instrument()` registers one).
 
     ``tracer_provider`` / ``meter_provider`` default to OpenTelemetry's global ones.
     ``capture_content`` records message contents and tool definitions and arguments (off by

@@ -1,5 +1,5 @@
-"""Turning aipk-otel on and off: :func:`instrument` registers an :class:`OtelObserver` as an
-aipk plugin (``aipk_observe``), :func:`uninstrument` removes it. Nothing is registered until
+"""Turning aipk-otel on and off: `instrument()` registers an `OtelObserver` as an
+aipk plugin (``aipk_observe``), `uninstrument()` removes it. Nothing is registered until
 then, so a process that traces nothing pays nothing per call."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ _lock = threading.Lock()
 
 
 def current(registry: Registry | None = None) -> OtelObserver | None:
-    """The observer :func:`instrument` registered in ``registry`` (default: aipk's default
+    """The observer `instrument()` registered in ``registry`` (default: aipk's default
     registry), or None."""
     reg = registry if registry is not None else default_registry()
     plugin = reg.pm.get_plugin(PLUGIN_NAME)
@@ -34,10 +34,10 @@ def instrument(observer: OtelObserver | None = None, *, registry: Registry | Non
     """Trace every call of the clients using ``registry`` (default: aipk's default registry,
     the one clients use unless given ``registry=``), from their next call on.
 
-    ``observer``: the one to use; default a new :class:`OtelObserver` on ``tracer_provider``,
+    ``observer``: the one to use; default a new `OtelObserver` on ``tracer_provider``,
     ``meter_provider`` (OpenTelemetry's global ones when None) and ``capture_content``.
     Calling it again replaces the observer (the replaced one ends the spans of calls still in
-    flight, as :func:`uninstrument` does). Returns the observer in use."""
+    flight, as `uninstrument()` does). Returns the observer in use."""
     if observer is None:
         observer = OtelObserver(tracer_provider=tracer_provider, meter_provider=meter_provider,
                                 capture_content=capture_content)

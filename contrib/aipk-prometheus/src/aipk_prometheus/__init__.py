@@ -1,8 +1,8 @@
 """Prometheus exporter for aipk.
 
-:class:`AipkCollector` turns aipk's metrics models into Prometheus metric families on each
+`AipkCollector` turns aipk's metrics models into Prometheus metric families on each
 scrape. By default it reads one process-wide model that every call feeds from the moment the
-collector is created (:func:`install` registers the feeding observer; nothing runs per call
+collector is created (`install()` registers the feeding observer; nothing runs per call
 before that)::
 
     from prometheus_client import CollectorRegistry, start_http_server
@@ -27,7 +27,7 @@ __all__ = ["DURATION_BUCKETS", "AipkCollector", "HealthSource", "install", "inst
 
 
 def process_metrics() -> Metrics:
-    """The model every aipk call in this process feeds once :func:`install` ran."""
+    """The model every aipk call in this process feeds once `install()` ran."""
     from .plugin import PROCESS_METRICS
 
     return PROCESS_METRICS

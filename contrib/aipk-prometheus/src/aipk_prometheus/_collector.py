@@ -1,5 +1,5 @@
 """A Prometheus custom collector over aipk's metrics model: each scrape builds fresh metric
-families from :meth:`aipk.observability.Metrics.snapshot`, so there is no second copy of the
+families from `aipk.observability.Metrics.snapshot()`, so there is no second copy of the
 state and nothing registered at import time."""
 
 from __future__ import annotations
@@ -58,9 +58,9 @@ def _buckets(d: Distribution) -> list[tuple[str, float]]:
 class AipkCollector:
     """Exposes aipk's metrics (see docs/observability.md for the list).
 
-    ``sources``: the :class:`~aipk.observability.Metrics` to read, or clients (their
-    ``metrics_model``); default the process-wide model (:func:`aipk_prometheus.process_metrics`),
-    which this installs the feed for (:func:`aipk_prometheus.install` on aipk's default
+    ``sources``: the `Metrics` to read, or clients (their
+    ``metrics_model``); default the process-wide model (`aipk_prometheus.process_metrics()`),
+    which this installs the feed for (`aipk_prometheus.install()` on aipk's default
     registry): calls are counted from then on. Pass clients only if they do not share a model,
     or a call is counted twice. ``credentials``: pools or OAuth managers whose health to show
     as gauges. ``health``: a function returning a health checker's statuses.
@@ -226,7 +226,7 @@ class AipkCollector:
 
 def register(registry: CollectorRegistry | None = None, sources: Iterable[Any] | None = None,
              **options: Any) -> AipkCollector:
-    """Register an :class:`AipkCollector` on ``registry`` (default: a new
+    """Register an `AipkCollector` on ``registry`` (default: a new
     ``CollectorRegistry``, never the global one unless you pass ``prometheus_client.REGISTRY``)
     and return it."""
     collector = AipkCollector(sources, **options)

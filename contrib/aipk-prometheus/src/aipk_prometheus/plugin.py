@@ -1,6 +1,6 @@
-"""The aipk plugin half of aipk-prometheus: once :func:`install` registered it, every call's
-records feed one process-wide :class:`~aipk.observability.Metrics`
-(:func:`aipk_prometheus.process_metrics`), which :class:`~aipk_prometheus.AipkCollector` reads
+"""The aipk plugin half of aipk-prometheus: once `install()` registered it, every call's
+records feed one process-wide `Metrics`
+(`aipk_prometheus.process_metrics()`), which `AipkCollector` reads
 by default. Nothing is registered until then, so a process that exports nothing pays nothing."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from aipk.registry import Registry, default_registry
 
 __all__ = ["PLUGIN_NAME", "PROCESS_METRICS", "install", "installed", "uninstall"]
 
-#: What every client in this process recorded since :func:`install`, fed through the
+#: What every client in this process recorded since `install()`, fed through the
 #: ``aipk_observe`` hook.
 PROCESS_METRICS = Metrics()
 #: The name the feed is registered under in an aipk registry.
@@ -22,7 +22,7 @@ _lock = threading.Lock()
 
 
 class _Feed:
-    """The ``aipk_observe`` implementation: each record into :data:`PROCESS_METRICS`."""
+    """The ``aipk_observe`` implementation: each record into `PROCESS_METRICS`."""
 
     @hookimpl
     def aipk_observe(self, event: ObservedEvent) -> None:
@@ -40,7 +40,7 @@ def installed(registry: Registry | None = None) -> bool:
 
 def install(registry: Registry | None = None) -> Metrics:
     """Feed every call of the clients using ``registry`` (default: aipk's default registry,
-    the one clients use unless given ``registry=``) into :data:`PROCESS_METRICS`, from their
+    the one clients use unless given ``registry=``) into `PROCESS_METRICS`, from their
     next call on. Idempotent; returns the model."""
     reg = registry if registry is not None else default_registry()
     with _lock:

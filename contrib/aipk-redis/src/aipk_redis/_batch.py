@@ -5,7 +5,7 @@ At concurrency 50 many requests book their limits in the same turn of the event 
 connection of the ``redis.asyncio`` client's pool, their answers read back in order (no
 transaction: each script is atomic on its own). A batch does not wait for the one before it:
 each takes its own connection, so a slow answer delays only the requests it carries. Commands
-come packed (:func:`pack`, cached by the caller), so a booking costs no per-call encoding.
+come packed (`pack()`, cached by the caller), so a booking costs no per-call encoding.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class ScriptBatcher:
         return pack("EVALSHA", self.sha, "1", key, *args)
 
     async def call(self, command: bytes) -> Any:
-        """The answer to ``command`` (from :meth:`command`; raises what Redis raised)."""
+        """The answer to ``command`` (from `command()`; raises what Redis raised)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((command, future))

@@ -5,7 +5,7 @@ records such as ``RateLimitState``, ``HealthState`` and ``BreakerState``). Pickl
 anyone who can write to Redis run code in every process, so values are JSON: an attrs record is
 ``{"@": "module:QualName", field: value, ...}`` and is rebuilt only if its class is an attrs
 class defined in an ``aipk`` module (``aipk``, ``aipk.*``, ``aipk_*``); a tuple is
-``{"@t": [...]}``. Anything else is refused when written (:class:`ValueError`) and ignored when
+``{"@t": [...]}``. Anything else is refused when written (`ValueError`) and ignored when
 read (another version's or a foreign value: treated as absent).
 """
 
@@ -87,5 +87,5 @@ def _rebuild(value: Any) -> Any:
 
 
 def decode(raw: bytes) -> Any:
-    """The value :func:`encode` wrote (ValueError/TypeError when it is not one)."""
+    """The value `encode()` wrote (ValueError/TypeError when it is not one)."""
     return _rebuild(json.loads(raw))

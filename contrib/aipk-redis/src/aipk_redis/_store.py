@@ -1,4 +1,4 @@
-""":class:`RedisStore`: aipk's per-key state (``aipk.state.StateStore``) and client-side limit
+"""`RedisStore`: aipk's per-key state (``aipk.state.StateStore``) and client-side limit
 buckets (``aipk.state.BucketStore``) in Redis or Valkey, shared by every process using the
 same server and ``namespace``."""
 
@@ -94,9 +94,9 @@ class RedisStore:
     """Shared state on Redis ≥ 6 or Valkey (see docs/shared-state.md).
 
     ``client`` is a ``redis.Redis`` (its own timeouts apply: keep them short, the store is
-    on the request path; :meth:`from_url` sets 0.5 s). ``async_client`` makes a
+    on the request path; `from_url()` sets 0.5 s). ``async_client`` makes a
     ``redis.asyncio.Redis`` (called once per event loop) so that ``AsyncClient`` books limits
-    without blocking its loop; :meth:`from_url` provides it, and without it the async client
+    without blocking its loop; `from_url()` provides it, and without it the async client
     books through ``client`` on a worker thread. On an event loop's thread the store never
     calls Redis itself: stale reads are re-read and writes are written by its background
     thread (see "Event loops" in the docs). Keys are ``aipk:<namespace>:...`` and
@@ -112,8 +112,8 @@ class RedisStore:
     are written through, because they decide who may probe a key.
 
     When Redis cannot be reached, every operation is served from a local
-    :class:`~aipk.state.MemoryStore` instead: one WARNING per outage, counters
-    :attr:`outages` and :attr:`fallbacks`, Redis retried every ``retry_interval`` seconds.
+    `MemoryStore` instead: one WARNING per outage, counters
+    `outages` and `fallbacks`, Redis retried every ``retry_interval`` seconds.
     Meanwhile client-side limits hold per process, scaled by ``outage_share`` (set
     ``1 / number of processes`` to keep the sum under the shared limit). What was written
     locally during the outage is not copied to Redis afterwards.
@@ -364,7 +364,7 @@ class RedisStore:
 
     async def areserve(self, namespace: str, key: str, buckets: Sequence[Bucket],
                        max_wait: float = math.inf) -> float:
-        """:meth:`reserve` on the event loop's own ``redis.asyncio`` client; bookings that
+        """`reserve()` on the event loop's own ``redis.asyncio`` client; bookings that
         concurrent tasks ask for in one turn of the event loop go out in one write."""
         if not buckets:
             return 0.0

@@ -1,11 +1,11 @@
-""":class:`RedisTokenStore`: OAuth tokens in Redis, refreshed once per expiry across processes.
+"""`RedisTokenStore`: OAuth tokens in Redis, refreshed once per expiry across processes.
 
-It is an :class:`aipk.credentials.TokenStore`: ``OAuthManager`` runs each refresh inside
-``update``, which holds a lease lock on the credential (``SET NX PX``; a watchdog extends the
-lease while the refresh runs; released by compare-and-delete only while still the owner). The
-manager re-reads the stored token under the lock and adopts one another process refreshed in the
-meantime, so one expiry costs one refresh however many processes notice it, and a rotated
-refresh token is never used twice. A process killed while holding the lock blocks the others
+It is an [`aipk.credentials.TokenStore`][aipk.credentials.TokenStore]: ``OAuthManager`` runs each
+refresh inside ``update``, which holds a lease lock on the credential (``SET NX PX``; a watchdog
+extends the lease while the refresh runs; released by compare-and-delete only while still the
+owner). The manager re-reads the stored token under the lock and adopts one another process
+refreshed in the meantime, so one expiry costs one refresh however many processes notice it, and a
+rotated refresh token is never used twice. A process killed while holding the lock blocks the others
 for at most ``lease`` seconds.
 """
 
@@ -61,7 +61,7 @@ def _aesgcm(key: bytes | str) -> Any:
 class RedisTokenStore:
     """OAuth credentials by id in Redis, with a cross-process refresh lock (see the module).
 
-    ``encryption_key`` (16/24/32 bytes or their URL-safe base64, e.g. :meth:`generate_key`)
+    ``encryption_key`` (16/24/32 bytes or their URL-safe base64, e.g. `generate_key()`)
     stores tokens AES-GCM encrypted, bound to their key name; without it they are stored as
     plain JSON (protect the Redis server then). ``lease`` is the lock's lifetime in seconds
     (extended every third of it while the refresh runs); ``lock_timeout`` bounds the wait for
@@ -69,7 +69,7 @@ class RedisTokenStore:
     save.
 
     When Redis is unreachable, tokens are kept in this process (one WARNING per outage,
-    counted in :attr:`outages`): refreshes are then single-flight within the process only.
+    counted in `outages`): refreshes are then single-flight within the process only.
     """
 
     def __init__(self, client: redis.Redis, *, namespace: str = "default",

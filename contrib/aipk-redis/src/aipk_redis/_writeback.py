@@ -3,7 +3,7 @@ every state update made on an event loop's thread: the update is applied to this
 copy at once and queued; one background thread writes the queue to Redis, each key's queued
 updates applied in order in one compare-and-set, so a response never waits for Redis and a
 burst of updates to one key costs one write. The same thread re-reads the values an event loop
-found stale (:meth:`WriteBehind.refresh`), so an event loop never waits for Redis either."""
+found stale (`WriteBehind.refresh()`), so an event loop never waits for Redis either."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ _Update = tuple[Callable[[Any], Any], float | None]
 
 
 class WriteBehind:
-    """The queue and the writer thread of one :class:`~aipk_redis.RedisStore`."""
+    """The queue and the writer thread of one `RedisStore`."""
 
     def __init__(self, store: RedisStore) -> None:
         self._store = store

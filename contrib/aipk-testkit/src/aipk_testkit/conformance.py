@@ -1,7 +1,7 @@
 """The provider conformance suite: what every aipk provider plugin must do, checked over real
 HTTP against the loopback emulator.
 
-Subclass :class:`ProviderConformance` in your plugin's tests and say which provider and which
+Subclass `ProviderConformance` in your plugin's tests and say which provider and which
 emulator protocol it speaks::
 
     from aipk_testkit.conformance import ProviderConformance
@@ -14,13 +14,13 @@ The ``aipk_emulator`` fixture comes from this package's pytest plugin (registere
 ``pytest11`` entry point), so nothing else is needed. Each test asserts behaviour users rely on:
 text and tool calls, streaming, usage, rate-limit headers, retries, typed errors.
 
-The suite reads the provider's declared :class:`~aipk.Capabilities`: tool tests are skipped for a
-provider that declares ``tools=False``, stream tests for ``streaming=False``. Class attributes
-adapt it to the provider's wire: ``parameter_paths`` says where each request parameter lands in
-the JSON body (``{"temperature": ("options", "temperature")}`` for a provider that nests
-sampling options), and ``wait_header`` names the provider's own wait header, if it has one, as
-``(name, units per second)`` (``("acme-wait-ms", 1000.0)``): the plugin must turn it into the
-wait (the ``aipk_retry_after`` hook), and the suite checks that the client waits that long.
+The suite reads the provider's declared [`Capabilities`][aipk.Capabilities]: tool tests are skipped
+for a provider that declares ``tools=False``, stream tests for ``streaming=False``. Class attributes
+adapt it to the provider's wire: ``parameter_paths`` says where each request parameter lands in the
+JSON body (``{"temperature": ("options", "temperature")}`` for a provider that nests sampling
+options), and ``wait_header`` names the provider's own wait header, if it has one, as ``(name, units
+per second)`` (``("acme-wait-ms", 1000.0)``): the plugin must turn it into the wait (the
+``aipk_retry_after`` hook), and the suite checks that the client waits that long.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Captured provider responses in tests: find the fixtures folder, read captures, and replay
-them through a sans-IO :class:`aipk._core.Engine` built from your plugin alone.
+them through a sans-IO `aipk._core.Engine` built from your plugin alone.
 
 A capture is one file in a provider's folder (``tests/fixtures/<provider>/``), in one of three
 formats (``tests/fixtures/SOURCES.md``):
@@ -25,8 +25,8 @@ The folder is found from the test file (``__file__``), not from this package, so
 same whether the testkit is installed editable or as a wheel (as in an isolated nox session),
 and a package with its own ``tests/fixtures`` copy finds that one first.
 
-Reading captures needs only the standard library; :func:`make_provider`, :func:`make_engine`,
-:func:`decode_sse` and :func:`replay_stream` import ``aipk`` (``aipk-core``) when called.
+Reading captures needs only the standard library; `make_provider()`, `make_engine()`,
+`decode_sse()` and `replay_stream()` import ``aipk`` (``aipk-core``) when called.
 ``aipk._core.Engine`` is aipk's internal sans-IO engine: good for unit tests of a plugin's
 hooks, not a stable API.
 """
@@ -71,7 +71,7 @@ def find_fixtures(anchor: str | os.PathLike[str], relative: str = "tests/fixture
 
     Pass the test module's ``__file__``: from ``plugins/acme/tests/test_x.py`` this finds
     ``plugins/acme/tests/fixtures`` if the package keeps its own copy, else the repository's
-    ``tests/fixtures``. Raises :class:`FileNotFoundError` when there is none.
+    ``tests/fixtures``. Raises `FileNotFoundError` when there is none.
     """
     start = Path(anchor).resolve()
     folders = [start, *start.parents] if start.is_dir() else list(start.parents)
@@ -92,7 +92,7 @@ def manifest_names(fixtures: str | os.PathLike[str], folder: str) -> set[str]:
     """The file names ``<fixtures>/MANIFEST.json`` lists under ``folder/``.
 
     The manifest is ``{"files": [{"path": "<folder>/<name>", ...}, ...]}``; compare the result
-    with :meth:`Captures.names` in a meta-test so that no capture goes undescribed.
+    with `Captures.names()` in a meta-test so that no capture goes undescribed.
     """
     manifest = json.loads((Path(fixtures) / "MANIFEST.json").read_text(encoding="utf-8"))
     prefix = folder.rstrip("/") + "/"
@@ -104,7 +104,7 @@ class CapturedResponse(NamedTuple):
     """The response half of an interaction capture."""
 
     status: int
-    #: As :func:`flatten_headers` gives them.
+    #: As `flatten_headers()` gives them.
     headers: dict[str, str]
     #: The body text as captured.
     body: str
@@ -153,7 +153,7 @@ class Captures:
         return self.body_and_headers(name)[0]
 
     def body_and_headers(self, name: str) -> tuple[bytes, dict[str, str]]:
-        """:meth:`body` with the response headers of an interaction capture (``{}`` for the
+        """`body()` with the response headers of an interaction capture (``{}`` for the
         other formats, which record none)."""
         raw = self.raw(name)
         if not name.endswith(".sse"):
@@ -190,7 +190,7 @@ def make_engine(provider: Provider | ProviderSpec, plugins: Mapping[str, object]
     """A sans-IO engine for ``provider`` over a registry holding only ``plugins`` (name ->
     plugin module, registered in order; no entry points).
 
-    A :class:`~aipk.ProviderSpec` is resolved with :func:`make_provider`. ``credential``
+    A [`ProviderSpec`][aipk.ProviderSpec] is resolved with `make_provider()`. ``credential``
     defaults to ``Credential(kind="none")``, ``retry`` to ``RetryPolicy()``, ``clock`` to the
     engine's (the wall clock); other keywords (``tracker``, ``limits``) go to the engine.
     """
@@ -211,7 +211,7 @@ def make_engine(provider: Provider | ProviderSpec, plugins: Mapping[str, object]
 
 
 def decode_sse(decoder: StreamDecoder, pieces: Iterable[bytes]) -> list[StreamEvent]:
-    """Bytes -> the decoder's framer (:class:`aipk.sse.SSEDecoder` unless the decoder declares
+    """Bytes -> the decoder's framer (`aipk.sse.SSEDecoder` unless the decoder declares
     another ``framing``) -> ``decoder``, then ``decoder.close()``: the events a plugin's stream
     decoder makes of a body arriving in ``pieces``."""
     from aipk.framing import make_framer

@@ -14,7 +14,7 @@ The pipeline: find the file, parse it (TOML; YAML with PyYAML installed), expand
 ``${VAR}``/``${VAR:-default}``/``$$`` in string values, apply ``AIPK_SECTION__KEY`` variables,
 structure it into frozen records with a strict cattrs converter, then check it against the
 installed plugins. Every problem found on the way is collected and raised together as one
-:class:`~aipk.errors.ConfigFileError`. See ``docs/configuration.md``.
+[`ConfigFileError`][aipk.errors.ConfigFileError]. See ``docs/configuration.md``.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def check_config(path: str | os.PathLike[str] | None = None, *,
                  env: Mapping[str, str] | None = None) -> tuple[Config | None, list[Problem]]:
     """Load and check a config file; return the config (None when invalid) and EVERY
     problem found. A missing explicit file, or a syntax error, still raises
-    :class:`~aipk.errors.ConfigFileError` (nothing further can be checked)."""
+    [`ConfigFileError`][aipk.errors.ConfigFileError] (nothing further can be checked)."""
     found = find_config(path)
     document = _empty_document() if found is None else load_document(found, env=env)
     return _evaluate(document, registry, env)
@@ -121,9 +121,9 @@ def check_config(path: str | os.PathLike[str] | None = None, *,
 def load_config(path: str | os.PathLike[str] | None = None, *,
                 registry: Registry | None = None,
                 env: Mapping[str, str] | None = None) -> Config:
-    """The config file at ``path`` (default: the first of :func:`default_paths` that
-    exists; none at all gives an empty config). Raises :class:`~aipk.errors.ConfigFileError`
-    listing every problem."""
+    """The config file at ``path`` (default: the first of `default_paths()` that
+    exists; none at all gives an empty config). Raises
+    [`ConfigFileError`][aipk.errors.ConfigFileError] listing every problem."""
     config, problems = check_config(path, registry=registry, env=env)
     if config is None:
         raise ConfigFileError(find_config(path), problems)
@@ -143,7 +143,7 @@ def parse_config(text: str, *, name: str = "aipk.toml", registry: Registry | Non
 
 
 def resolve(config: ConfigSource, registry: Registry | None = None) -> Config:
-    """``config`` if it is a :class:`Config`, else the file it names (or the default one)."""
+    """``config`` if it is a `Config`, else the file it names (or the default one)."""
     if isinstance(config, Config):
         return config
     return load_config(config, registry=registry)

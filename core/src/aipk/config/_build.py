@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 
-from aipk._providers import Provider, ProviderSpec, Secret
+from aipk._providers import Provider, ProviderSpec, check_api_key
 from aipk.errors import ConfigFileError, ConfigurationError
 from aipk.hookspecs import hookimpl
 from aipk.registry import Registry, default_registry
@@ -83,7 +83,7 @@ def install_custom_providers(registry: Registry, specs: Mapping[str, ProviderSpe
 class Config:
     """A loaded, checked config file: build clients and routers from it.
 
-    * ``settings``: the structured :class:`~aipk.config.AipkConfig`.
+    * ``settings``: the structured `AipkConfig`.
     * ``document``: the parsed file with each value's origin.
     * ``registry``: the plugin registry the config was checked against.
     """
@@ -190,13 +190,20 @@ class Config:
 
     def _credentials(self, name: str, entry: ProviderConfig, spec: ProviderSpec,
                      base_url: str | None, store: StateStore | None) -> dict[str, Any]:
+        here = f"{self._where()}, providers.{name}"
+        fix = (f"write the key alone in {self._where()}, one line of printable ASCII "
+               f"characters, or better api_key = \"${{VAR}}\" with the key in the environment")
         if entry.api_keys:
-            return {"api_key": list(entry.api_keys)}
+            return {"api_key": [check_api_key(key, f"{here}.api_keys[{index}]", fix=fix)
+                                for index, key in enumerate(entry.api_keys)]}
         if entry.api_key is not None:
-            return {"api_key": entry.api_key}
+            return {"api_key": check_api_key(entry.api_key, f"{here}.api_key", fix=fix)}
         if entry.api_key_env is not None:
             raw = os.environ.get(entry.api_key_env, "")
-            keys = [Secret(k.strip()) for k in raw.split(",") if k.strip()]
+            where = f"the environment variable {entry.api_key_env} ({here}.api_key_env)"
+            env_fix = (f"set {entry.api_key_env} to the key alone (a comma list for several), "
+                       "printable ASCII")
+            keys = [check_api_key(k, where, fix=env_fix) for k in raw.split(",") if k.strip()]
             if not keys:
                 raise ConfigurationError(
                     f"providers.{name}.api_key_env: {entry.api_key_env} is not set; set "
@@ -257,7 +264,7 @@ def set_fields(section: Any) -> dict[str, Any]:
 def build(settings: AipkConfig, document: Document, registry: Registry | None = None,
           env: Mapping[str, str] | None = None) -> tuple[Config | None, list[Problem]]:
     """Check ``settings`` against the installed plugins, declare its custom providers, and
-    return the :class:`Config` (None when there are problems) with every problem."""
+    return the `Config` (None when there are problems) with every problem."""
     registry = registry or default_registry()
     installed = installed_specs(registry)
     problems = check(settings, document, registry, installed, env)
@@ -270,6 +277,6 @@ def build(settings: AipkConfig, document: Document, registry: Registry | None = 
 
 
 def raise_problems(path: Path | None, problems: list[Problem]) -> None:
-    """Raise :class:`~aipk.errors.ConfigFileError` listing ``problems``, if there are any."""
+    """Raise `ConfigFileError` listing ``problems``, if there are any."""
     if problems:
         raise ConfigFileError(path, problems)

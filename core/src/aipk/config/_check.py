@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import attrs
 
-from aipk._providers import Capabilities, ModelInfo, ProviderSpec
+from aipk._providers import Capabilities, ModelInfo, ProviderSpec, Secret
+from aipk._secrets import credential_problem
 from aipk.registry import Registry
 
 from ._load import Document, PathKey, Problem, render_path
@@ -23,7 +25,7 @@ __all__ = ["STATE_BACKENDS", "check", "custom_spec", "model_info", "option_schem
 
 #: The entry-point group where packages register state backends for ``state = {backend=...}``:
 #: the entry point's name is the backend name, its object a factory called with the table's
-#: other keys as keyword arguments, returning a :class:`~aipk.state.StateStore`.
+#: other keys as keyword arguments, returning a `StateStore`.
 STATE_BACKENDS = "aipk.state_backends"
 
 _STRATEGIES = ("failover", "round_robin", "cheapest_first", "lowest_latency")
@@ -37,7 +39,7 @@ def state_backends() -> dict[str, Any]:
 
 
 def model_info(provider: str, model: ModelConfig) -> ModelInfo:
-    """A model entry of the config as a :class:`~aipk.ModelInfo`; the flags it sets are also
+    """A model entry of the config as a [`ModelInfo`][aipk.ModelInfo]; the flags it sets are also
     kept in ``extra["flags"]`` so that they win over the plugin's data in the catalog."""
     flags = {name: getattr(model, name) for name in
              ("tools", "vision", "json_mode", "reasoning", "streaming")
@@ -52,7 +54,7 @@ def model_info(provider: str, model: ModelConfig) -> ModelInfo:
 
 
 def custom_spec(name: str, entry: ProviderConfig) -> ProviderSpec:
-    """The :class:`~aipk.ProviderSpec` of a custom provider defined by config alone."""
+    """The [`ProviderSpec`][aipk.ProviderSpec] of a custom provider defined by config alone."""
     return ProviderSpec(
         name=name, protocol=str(entry.protocol), display_name=name,
         default_base_url=entry.base_url or "",
@@ -113,10 +115,14 @@ def check(config: AipkConfig, document: Document, registry: Registry,
     if config.catalog.ttl <= 0:
         add(("catalog", "ttl"), "must be a positive number of seconds (86400 is one day)")
     backend = config.state.backend
-    if backend != "memory" and backend not in state_backends():
+    installed_backends = state_backends()
+    if backend != "memory" and backend not in installed_backends:
+        known = ["memory", *sorted(installed_backends)]
+        hint = suggest(backend, known)
         add(("state", "backend"), (
-            f"no state backend {backend!r} is installed (entry-point group {STATE_BACKENDS}); "
-            f"install the package that provides it, or use backend = \"memory\""))
+            f"no state backend {backend!r} is installed (entry-point group {STATE_BACKENDS}; "
+            f"installed: {', '.join(known)}){hint}{' Otherwise i' if hint else '; i'}nstall the "
+            f"package that provides it (aipk-redis for \"redis\") or use backend = \"memory\""))
     return problems
 
 
@@ -169,11 +175,30 @@ def _check_keys(entry: ProviderConfig, here: PathKey, document: Document,
         else:
             add(path, "empty; set a key (normally \"${VAR}\") or remove the line")
 
-    if entry.api_key is not None and not entry.api_key:
-        empty((*here, "api_key"))
+    def malformed(path: PathKey, key: Secret) -> None:
+        problem = credential_problem(key.reveal())
+        if problem is None or path in document.failed:
+            return
+        origin = document.origin(path) or ""
+        names = [part[1:] for part in origin.replace(",", " ").split() if part.startswith("$")]
+        if names:
+            refs = ", ".join(f"${{{n}}}" for n in names)
+            add(path, f"the key (from {refs}) {problem}; set {' and '.join(names)} to the key "
+                      "alone, one line of printable ASCII characters")
+        else:
+            add(path, f"the key {problem}; write the key alone, one line of printable ASCII "
+                      "characters (better: \"${VAR}\" with the key in the environment)")
+
+    if entry.api_key is not None:
+        if not entry.api_key:
+            empty((*here, "api_key"))
+        else:
+            malformed((*here, "api_key"), entry.api_key)
     for index, key in enumerate(entry.api_keys or ()):
         if not key:
             empty((*here, "api_keys", index))
+        else:
+            malformed((*here, "api_keys", index), key)
     if entry.api_keys is not None and not entry.api_keys:
         add((*here, "api_keys"), "an empty list; list at least one key or remove the line")
     given = [k for k in ("api_key", "api_keys", "api_key_env", "oauth")
@@ -217,15 +242,42 @@ def _check_options(registry: Registry, spec: ProviderSpec, options: Mapping[str,
     schema = option_schema(registry, spec)
     if not schema:
         return  # the plugin declares no schema: options pass through unchecked
+    schema = {**dict.fromkeys(_LIMIT_KEYS, float), **schema}  # the core reads these for all
     for key, value in options.items():
         if key not in schema:
             hint = suggest(key, schema) or "; the options are " + ", ".join(sorted(schema))
             add((*here, key), f"unknown option {key!r} for {spec.name}{hint}")
             continue
+        problem = _option_problem(value, schema[key])
+        if problem is not None:
+            add((*here, key), problem)
+
+
+#: provider options every provider has: the client-side limits (`ClientLimits.from_options`)
+_LIMIT_KEYS = ("requests_per_minute", "tokens_per_minute", "requests_per_day")
+
+
+def _option_problem(value: Any, kind: Any) -> str | None:
+    """Why ``value`` is not a ``kind`` (a union such as ``str | list[str]``: none of its
+    members), or None."""
+    if get_origin(kind) is Literal:
+        allowed = get_args(kind)
+        if value in allowed:
+            return None
+        hint = suggest(value, [str(a) for a in allowed]) if isinstance(value, str) else None
+        return (f"{value!r} is not one of {', '.join(repr(a) for a in allowed)}"
+                f"{hint or ''}")
+    kinds = get_args(kind) if get_origin(kind) in (Union, UnionType) else (kind,)
+    problems = []
+    for member in kinds:
         try:
-            _converter().structure(value, schema[key])
+            _converter().structure(value, member)
         except Exception as exc:  # noqa: BLE001 - any conversion failure is a config problem
-            add((*here, key), f"{exc}")
+            problems.append(str(exc))
+        else:
+            return None
+    return problems[0] if len(problems) == 1 else (
+        f"{value!r} is none of {' | '.join(getattr(k, '__name__', str(k)) for k in kinds)}")
 
 
 def _check_router(config: AipkConfig, name: str, router: Any,

@@ -43,7 +43,7 @@ def _split(body: str) -> tuple[str, str | None]:
 def expand(text: str, env: Mapping[str, str] | Callable[[str], str | None]) -> str:
     """``text`` with every ``${VAR}``, ``${VAR:-default}`` and ``$$`` replaced.
 
-    ``env`` is a mapping or a lookup function. Raises :class:`ExpansionError` naming the
+    ``env`` is a mapping or a lookup function. Raises `ExpansionError` naming the
     variable when one is unset (and has no default) or its value holds a newline.
     """
     if "$" not in text:

@@ -1,6 +1,6 @@
 """Finding and parsing the config file, and expanding ``${VAR}`` in its values.
 
-The result is a :class:`Document`: the parsed data with every string expanded, where each value
+The result is a `Document`: the parsed data with every string expanded, where each value
 came from (``aipk.toml:12``, ``aipk.toml:12 via $GROQ_KEY``), the problems found so far, and
 warnings (a file others can read that holds literal secrets).
 """
@@ -127,7 +127,7 @@ def default_paths(env: Mapping[str, str] | None = None) -> list[Path]:
 
 def find_config(path: str | os.PathLike[str] | None = None) -> Path | None:
     """The config file to use: ``path`` if given (it must exist), else the first existing of
-    :func:`default_paths` (``$AIPK_CONFIG`` must exist when set), else None."""
+    `default_paths()` (``$AIPK_CONFIG`` must exist when set), else None."""
     from aipk.errors import ConfigFileError
 
     if path is not None:
@@ -160,7 +160,7 @@ def parse_document(text: str, path: Path, *,
     """Parse ``text`` (TOML, or YAML for ``.yaml``/``.yml``), expand ``${VAR}`` in its string
     values from ``env`` (default: the environment) and record each value's origin.
 
-    A syntax error raises :class:`~aipk.errors.ConfigFileError` with the file, line and
+    A syntax error raises [`ConfigFileError`][aipk.errors.ConfigFileError] with the file, line and
     column. ``mode`` (the file's permission bits) enables the literal-secret warning.
     """
     if _is_yaml(path):
@@ -226,8 +226,8 @@ def _origin_of(origins: Mapping[PathKey, str], key: PathKey) -> str | None:
 
 
 def load_document(path: Path, *, env: Mapping[str, str] | None = None) -> Document:
-    """Read and parse the file at ``path`` (see :func:`parse_document`); warnings are also
-    issued as :class:`ConfigWarning`."""
+    """Read and parse the file at ``path`` (see `parse_document()`); warnings are also
+    issued as `ConfigWarning`."""
     from aipk.errors import ConfigFileError
 
     try:

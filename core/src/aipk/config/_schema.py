@@ -43,7 +43,7 @@ class TimeoutConfig:
 
 @attrs.frozen(kw_only=True)
 class RetryConfig:
-    """``retry``: the client's :class:`~aipk.RetryPolicy` (unset fields keep its defaults).
+    """``retry``: the client's [`RetryPolicy`][aipk.RetryPolicy] (unset fields keep its defaults).
 
     * ``max_retries``: retries after the first attempt.
     * ``initial_delay``, ``max_delay``: the exponential backoff's first and largest wait.
@@ -60,7 +60,7 @@ class RetryConfig:
 
 @attrs.frozen(kw_only=True)
 class LimitsConfig:
-    """``limits``: client-side limits (:class:`~aipk.limits.ClientLimits`), replacing the
+    """``limits``: client-side limits (`ClientLimits`), replacing the
     plugin's defaults when the table is given.
 
     * ``requests_per_minute``, ``tokens_per_minute``, ``requests_per_day``.
@@ -162,7 +162,7 @@ class TargetConfig:
 @attrs.frozen(kw_only=True)
 class CooldownConfig:
     """``cooldown``: seconds a target is skipped after each kind of failure
-    (:class:`~aipk.router.CooldownPolicy`); ``cooldown = false`` turns cooldowns off.
+    ([`CooldownPolicy`][aipk.router.CooldownPolicy]); ``cooldown = false`` turns cooldowns off.
 
     * ``enabled``: false turns cooldowns off.
     * ``rate_limit``, ``server_error``, ``network``, ``credential``, ``max_cooldown``.
@@ -178,7 +178,7 @@ class CooldownConfig:
 
 @attrs.frozen(kw_only=True)
 class BreakerConfig:
-    """``breaker``: the circuit breaker (:class:`~aipk.router.BreakerPolicy`);
+    """``breaker``: the circuit breaker ([`BreakerPolicy`][aipk.router.BreakerPolicy]);
     ``breaker = false`` turns it off.
 
     * ``enabled``: false turns the breaker off.

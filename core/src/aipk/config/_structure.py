@@ -1,4 +1,4 @@
-"""From the parsed document to :class:`~aipk.config.AipkConfig`: shorthand forms normalised,
+"""From the parsed document to `AipkConfig`: shorthand forms normalised,
 then structured with a strict cattrs converter that reports every problem by key path.
 
 The converter is strict where cattrs is lax by default: ``"false"`` is not a bool and ``2.9``

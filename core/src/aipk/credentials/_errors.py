@@ -1,4 +1,4 @@
-"""Credential errors: :class:`~aipk.errors.AuthenticationError` subclasses that print cleanly
+"""Credential errors: `AuthenticationError` subclasses that print cleanly
 when no HTTP response was involved, and the helper that keeps secrets out of messages."""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class KeysExhaustedError(CredentialError):
 
 def scrub(text: str, secrets: Iterable[Secret | str | None], limit: int = 300) -> str:
     """``text`` cut to ``limit`` characters with every given secret value, and every live
-    :class:`~aipk.Secret`'s (see :func:`aipk._secrets.redact`), replaced by ``****``."""
+    [`Secret`][aipk.Secret]'s (see `aipk._secrets.redact()`), replaced by ``****``."""
     out = text
     for secret in secrets:
         value = secret.reveal() if isinstance(secret, Secret) else secret

@@ -1,6 +1,8 @@
 """Running one call over a credential source, moving to the next credential on a counted
-failure and refreshing once on a 401: :func:`call_with_failover` and
-:func:`acall_with_failover` drive the same sans-IO steps (:func:`_failover_steps`).
+failure and refreshing once on a 401:
+[`call_with_failover()`][aipk.credentials._failover.call_with_failover] and
+[`acall_with_failover()`][aipk.credentials._failover.acall_with_failover] drive the same sans-IO
+steps (`_failover_steps()`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ class _Call:
 
 def _failover_steps(source: CredentialSource, max_attempts: int | None,
                     tokens: Callable[[Any], int]) -> Generator[Acquire | Recover | _Call, Any, Any]:
-    """The logic of :func:`call_with_failover`, once, for its sync and async drivers."""
+    """The logic of `call_with_failover()`, once, for its sync and async drivers."""
     limit = max_attempts or max(len(source), 1)
     tried: list[str] = []
     last: BaseException | None = None
@@ -119,7 +121,7 @@ async def acall_with_failover(source: CredentialSource,
                               fn: Callable[[Credential], Awaitable[R]], *,
                               max_attempts: int | None = None,
                               tokens: Callable[[R], int] = _tokens_of) -> R:
-    """:func:`call_with_failover` for coroutines (refreshes run as tasks; waiting is async)."""
+    """`call_with_failover()` for coroutines (refreshes run as tasks; waiting is async)."""
     steps = _failover_steps(source, max_attempts, tokens)
     value: Any = None
     while True:

@@ -7,10 +7,11 @@
 * Code exchange and refresh (form-encoded by default, JSON for providers that want it), keeping
   the old refresh token when the response brings no new one.
 
-A provider plugin supplies an :class:`OAuthEndpoints` record; :class:`OAuthClient` does the
-rest, synchronously or with ``a``-prefixed coroutines. Each exchange is written once as a
-generator of steps (POST this, sleep that) and driven by a sync or an async driver, so the
-two APIs cannot drift apart. Clock and sleeps are injectable.
+A provider plugin supplies an [`OAuthEndpoints`][aipk.credentials._flows.OAuthEndpoints] record;
+[`OAuthClient`][aipk.credentials._flows.OAuthClient] does the rest, synchronously or with
+``a``-prefixed coroutines. Each exchange is written once as a generator of steps (POST this, sleep
+that) and driven by a sync or an async driver, so the two APIs cannot drift apart. Clock and sleeps
+are injectable.
 """
 
 from __future__ import annotations
@@ -196,8 +197,8 @@ _PAGE = ("<!doctype html><meta charset=utf-8><title>aipk sign-in</title>"
 class LoopbackServer:
     """A one-shot HTTP server on 127.0.0.1 (ephemeral port) that catches the redirect.
 
-    Use it as a context manager; :attr:`redirect_uri` is the address to register with the
-    authorization request; :meth:`wait` returns the callback's query parameters. It never logs
+    Use it as a context manager; `redirect_uri` is the address to register with the
+    authorization request; `wait()` returns the callback's query parameters. It never logs
     requests (the query holds the authorization code).
     """
 
@@ -314,7 +315,7 @@ def _show_device(device: DeviceAuthorization) -> None:
 
 
 class OAuthClient:
-    """Token requests and logins against one provider's :class:`OAuthEndpoints`.
+    """Token requests and logins against one provider's `OAuthEndpoints`.
 
     Pass your own ``http`` / ``async_http`` clients to reuse connections (they are not closed);
     otherwise one is created per operation with ``timeout`` seconds. ``clock`` stamps
@@ -398,7 +399,7 @@ class OAuthClient:
     async def alogin(self, *, open_browser: Callable[[str], object] | None = None,
                      timeout: float = 300.0, scopes: Sequence[str] | None = None,
                      credential_id: str = "default", port: int = 0) -> OAuthCredential:
-        """:meth:`login` for asyncio (``open_browser`` may be a coroutine function)."""
+        """`login()` for asyncio (``open_browser`` may be a coroutine function)."""
         open_browser = open_browser or _webbrowser_open
         with LoopbackServer(self.endpoints.redirect_path, port=port) as server:
             request = self.authorization_request(server.redirect_uri, scopes=scopes)

@@ -3,9 +3,10 @@
 The rules (go-sdk-features §4.3, with its recovery gap closed, and made safe for requests that
 are in flight while news about their key arrives):
 
-* a *counted* failure (see :func:`classify_failure`) puts the credential in backoff for
-  ``min(base * multiplier**(failures-1), cap)`` seconds, times ``U(1 - jitter, 1)``: 1 s, 2 s,
-  4 s … 60 s by default; a 429's ``retry-after`` replaces that schedule for that failure;
+* a *counted* failure (see [`classify_failure()`][aipk.credentials._health.classify_failure]) puts
+  the credential in backoff for ``min(base * multiplier**(failures-1), cap)`` seconds, times ``U(1 -
+  jitter, 1)``: 1 s, 2 s, 4 s … 60 s by default; a 429's ``retry-after`` replaces that schedule for
+  that failure;
 * **waits only extend**: every wait is an absolute deadline, and a credential's deadline is the
   latest of all it was given; later news with a shorter wait never shortens it;
 * ``failures`` counts *consecutive* failures: a failure of a request sent before the previous
@@ -19,11 +20,13 @@ are in flight while news about their key arrives):
   it resets everything: healthy, no failures, no backoff;
 * a credential the provider rejected as invalid (an API 401 a refresh could not fix, a 403) is
   **parked**: out of selection for ``park_interval`` (1 hour), then probed once, unless its
-  credential changes first (:meth:`CredentialPool.replace`) or it is unparked.
+  credential changes first ([`CredentialPool.replace()`][aipk.credentials.CredentialPool.replace])
+  or it is unparked.
 
-Every transition is a pure function of the previous :class:`HealthState`, so the pool can keep
-states in an :class:`aipk.state.StateStore` (in memory by default, or one shared between
-processes) and apply them with its atomic ``update``.
+Every transition is a pure function of the previous
+[`HealthState`][aipk.credentials._health.HealthState], so the pool can keep states in an
+`aipk.state.StateStore` (in memory by default, or one shared between processes) and apply
+them with its atomic ``update``.
 """
 
 from __future__ import annotations
@@ -102,7 +105,7 @@ class BackoffPolicy:
         return min(raw, self.cap)
 
     def delay(self, failures: int, rand: Callable[[], float] = random.random) -> float:
-        """:meth:`schedule` times ``U(1 - jitter, 1)``: never longer than the schedule."""
+        """`schedule()` times ``U(1 - jitter, 1)``: never longer than the schedule."""
         return self.schedule(failures) * (1.0 - self.jitter * rand())
 
 
@@ -141,7 +144,7 @@ class HealthState:
         return self.healthy or now >= self.probe_until
 
     def wait(self, now: float) -> float:
-        """Seconds until :meth:`available` can become true (0 if it is)."""
+        """Seconds until `available()` can become true (0 if it is)."""
         until = self.backoff_until if self.healthy else max(self.backoff_until, self.probe_until)
         return max(0.0, until - now)
 
@@ -250,10 +253,10 @@ def classify_failure(error: BaseException | int) -> Failure | None:
     """Whether ``error`` (an exception, or an HTTP status) counts against the credential.
 
     Counted: 401/403, 429, 408, 5xx (529 included), timeouts and connection errors, failed
-    refreshes (a :class:`CredentialError` counts by its ``auth_code``, not the token
-    endpoint's status), retryable in-band stream errors (overloaded), retryable
-    :class:`~aipk.errors.ResponseError` (a body cut short or not JSON). Not counted:
-    400/404/409/422 and other client errors, validation and configuration errors,
+    refreshes (a [`CredentialError`][aipk.credentials._health.CredentialError] counts by its
+    ``auth_code``, not the token endpoint's status), retryable in-band stream errors (overloaded),
+    retryable [`ResponseError`][aipk.errors.ResponseError] (a body cut short or not JSON). Not
+    counted: 400/404/409/422 and other client errors, validation and configuration errors,
     client-side rate limits, cancellation, and anything else.
     """
     if isinstance(error, int):
@@ -289,12 +292,12 @@ def classify_failure(error: BaseException | int) -> Failure | None:
 
 @attrs.frozen(kw_only=True)
 class HealthInfo:
-    """What :meth:`CredentialPool.health` reports about one credential (no secrets).
+    """What `CredentialPool.health()` reports about one credential (no secrets).
 
     ``backoff_remaining`` is in seconds; times are epoch seconds. ``status`` is
     ``"healthy"``, ``"backoff"``, ``"unhealthy"`` or ``"parked"`` (rejected by the provider as
     invalid; ``parked_reason`` says how). The OAuth fields are set only by
-    :class:`~aipk.credentials.OAuthManager`.
+    [`OAuthManager`][aipk.credentials.OAuthManager].
     Attributes:
         id: The credential's id.
         healthy: False after ``failure_threshold`` consecutive failures.
@@ -328,7 +331,7 @@ class HealthInfo:
 
 @attrs.frozen(kw_only=True)
 class HealthSummary:
-    """Counts over a pool (``parked``: rejected as invalid, see :class:`HealthInfo`), and the
+    """Counts over a pool (``parked``: rejected as invalid, see `HealthInfo`), and the
     success rate of all requests reported to it (1.0 if none).
 
     Attributes:

@@ -1,23 +1,25 @@
-"""Provider logins: the :class:`LoginFlow` a plugin returns from ``aipk_login_flow``, and
-:func:`login`, which runs it and returns the new credential.
+"""Provider logins: the `LoginFlow` a plugin returns from ``aipk_login_flow``, and
+[`login()`][aipk.credentials._login.login], which runs it and returns the new credential.
 
 Three kinds of flow:
 
 * ``"authorization_code"``: PKCE (S256) and ``state``, with a loopback callback server
-  (:meth:`OAuthClient.authorization_request` / :meth:`OAuthClient.complete`);
+  ([`OAuthClient.authorization_request()`][aipk.credentials.OAuthClient.authorization_request] /
+  [`OAuthClient.complete()`][aipk.credentials.OAuthClient.complete]);
 * ``"device_code"``: RFC 8628, optionally with a PKCE challenge (``pkce=True``, Qwen);
 * ``"key_exchange"``: OpenRouter's PKCE flow whose result is a permanent API key: the browser
   goes to ``authorize_url?callback_url=…&code_challenge=…&code_challenge_method=S256``, the
   callback brings ``code``, and ``POST token_url`` with JSON ``{code, code_verifier,
   code_challenge_method}`` answers ``{"key": …}``. There is no ``state`` in this protocol; the
-  verifier binds the code to this login. The result is an :class:`OAuthCredential` whose
-  ``access_token`` is the key, with no refresh token, no expiry and
-  ``extra={"grant": "key_exchange"}``; :func:`api_key_credential` turns it into an
-  ``api_key`` :class:`~aipk.Credential` for a :class:`~aipk.credentials.KeyPool`.
+  verifier binds the code to this login. The result is an
+  [`OAuthCredential`][aipk.credentials._login.OAuthCredential] whose ``access_token`` is the key,
+  with no refresh token, no expiry and ``extra={"grant": "key_exchange"}``;
+  [`api_key_credential()`][aipk.credentials._login.api_key_credential] turns it into an ``api_key``
+  [`Credential`][aipk.Credential] for a [`KeyPool`][aipk.credentials.KeyPool].
 
 A ``base_url`` on this machine (the testkit emulator) moves every endpoint onto the local
-authorization server at ``<origin>/oauth`` (:meth:`LoginFlow.rebased`), so logins can be
-tested offline.
+authorization server at ``<origin>/oauth``
+([`LoginFlow.rebased()`][aipk.credentials.LoginFlow.rebased]), so logins can be tested offline.
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ def oauth_root_for(base_url: str | None) -> str | None:
 def default_token_file(provider: str) -> Path:
     """Where ``aipk login PROVIDER`` saves tokens: ``$AIPK_TOKEN_DIR/<provider>.json``, else
     ``$XDG_CONFIG_HOME/aipk/tokens/<provider>.json`` (``~/.config`` by default). One file per
-    provider, because :meth:`OAuthManager.from_store` loads every credential in a store."""
+    provider, because [`OAuthManager.from_store()`][aipk.credentials.OAuthManager.from_store] loads
+    every credential in a store."""
     directory = os.environ.get("AIPK_TOKEN_DIR", "").strip()
     if directory:
         return Path(directory).expanduser() / f"{provider}.json"
@@ -84,8 +87,8 @@ def default_token_file(provider: str) -> Path:
 
 
 def api_key_credential(credential: OAuthCredential) -> Credential:
-    """The key a ``key_exchange`` login returned, as an ``api_key`` :class:`~aipk.Credential`
-    (same id) for a :class:`~aipk.credentials.KeyPool`."""
+    """The key a ``key_exchange`` login returned, as an ``api_key`` [`Credential`][aipk.Credential]
+    (same id) for a [`KeyPool`][aipk.credentials.KeyPool]."""
     if credential.extra.get("grant") != KEY_EXCHANGE:
         raise ConfigurationError(
             f"credential {credential.id!r} holds OAuth tokens, not an API key from a key "
@@ -144,8 +147,9 @@ def login(
     the address is printed instead); ``show(device)`` tells the user the device code.
     ``timeout`` bounds the wait for the browser's callback; a device flow ends when its code
     expires. ``oauth_url`` points every endpoint at that local authorization server
-    (:meth:`LoginFlow.rebased`); a loopback ``base_url`` implies ``<origin>/oauth``. Any
-    other ``base_url`` changes nothing: logins go to the provider's own endpoints.
+    ([`LoginFlow.rebased()`][aipk.credentials.LoginFlow.rebased]); a loopback ``base_url`` implies
+    ``<origin>/oauth``. Any other ``base_url`` changes nothing: logins go to the provider's own
+    endpoints.
     """
     root = oauth_url or oauth_root_for(base_url)
     if root is not None:

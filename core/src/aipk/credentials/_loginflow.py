@@ -1,5 +1,6 @@
-"""The :class:`LoginFlow` record a plugin returns from ``aipk_login_flow``: how to log in to
-one provider. Running a flow is :func:`aipk.credentials.login`'s work (``_login``)."""
+"""The `LoginFlow` record a plugin returns from ``aipk_login_flow``: how to log in to
+one provider. Running a flow is [`aipk.credentials.login()`][aipk.credentials.login]'s work
+(``_login``)."""
 
 from __future__ import annotations
 
@@ -31,12 +32,12 @@ def _redirect_host(instance: LoginFlow, attribute: attrs.Attribute[str], value: 
 class LoginFlow:
     """How to log in to one provider; a plugin returns it from ``aipk_login_flow``.
 
-    ``endpoints`` are the provider's :class:`OAuthEndpoints` (for ``key_exchange``:
-    ``authorize_url`` is the ``/auth`` page and ``token_url`` the key endpoint; ``client_id``
-    is unused). ``pkce`` adds a PKCE challenge to a device flow (the other kinds always use
-    PKCE). ``port`` is the fixed callback port a provider registered (0: any free port) and
-    ``redirect_host`` the loopback host written into the redirect URI (``"localhost"`` where
-    the provider registered it so; the server always listens on 127.0.0.1).
+    ``endpoints`` are the provider's [`OAuthEndpoints`][aipk.credentials._loginflow.OAuthEndpoints]
+    (for ``key_exchange``: ``authorize_url`` is the ``/auth`` page and ``token_url`` the key
+    endpoint; ``client_id`` is unused). ``pkce`` adds a PKCE challenge to a device flow (the other
+    kinds always use PKCE). ``port`` is the fixed callback port a provider registered (0: any free
+    port) and ``redirect_host`` the loopback host written into the redirect URI (``"localhost"``
+    where the provider registered it so; the server always listens on 127.0.0.1).
 
     Attributes:
         kind: ``authorization_code``, ``device_code`` or ``key_exchange``.

@@ -1,9 +1,9 @@
 """A key pool's view of its credentials' attempt counters, which live in the metrics model
-(:meth:`aipk.observability.Metrics.credential`), and their export as JSON and as Prometheus
+(`aipk.observability.Metrics.credential()`), and their export as JSON and as Prometheus
 text.
 
-Each credential has its own :class:`CredentialMetrics` with its own lock, held for a few
-additions, so requests on different credentials never contend.
+Each credential has its own [`CredentialMetrics`][aipk.credentials._metrics.CredentialMetrics] with
+its own lock, held for a few additions, so requests on different credentials never contend.
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ from ._health import HealthInfo
 
 __all__ = ["CredentialMetrics", "MetricsRegistry", "MetricsSnapshot"]
 
-#: One credential's attempt counters at a moment (the name :mod:`aipk.credentials` has
-#: always used for :class:`aipk.observability.CredentialSnapshot`).
+#: One credential's attempt counters at a moment (the name `aipk.credentials` has
+#: always used for `aipk.observability.CredentialSnapshot`).
 MetricsSnapshot = CredentialSnapshot
 _rfc3339 = rfc3339
 
 
 class MetricsRegistry:
-    """One provider's credentials' :class:`CredentialMetrics`, read from and recorded into
+    """One provider's credentials' `CredentialMetrics`, read from and recorded into
     the metrics model ``model`` (default a new one), and their exports. ``clock`` (epoch
     seconds) stamps first and last use."""
 

@@ -1,18 +1,19 @@
 """OAuth credentials and the manager that keeps their access tokens fresh.
 
-:class:`OAuthManager` holds several OAuth accounts for one provider in a
-:class:`~aipk.credentials.CredentialPool` (same health, backoff and failover as API keys) and
-refreshes tokens with the function you inject:
+[`OAuthManager`][aipk.credentials._oauth.OAuthManager] holds several OAuth accounts for one provider
+in a [`CredentialPool`][aipk.credentials.CredentialPool] (same health, backoff and failover as API
+keys) and refreshes tokens with the function you inject:
 
 * **before** any request (chat, stream, models), when the token is near expiry: within
   ``refresh_buffer`` (5 min) the first caller refreshes and, if that fails, everyone keeps
   using the still-valid token (retried after ``advisory_backoff``); within
   ``mandatory_buffer`` (30 s) or once expired, every caller waits for the refresh and a failure
   is raised;
-* **after a 401**, once (:meth:`OAuthManager.recover`), unless another caller already did;
+* **after a 401**, once ([`OAuthManager.recover()`][aipk.credentials._oauth.OAuthManager.recover]),
+  unless another caller already did;
 * **single-flight**: however many threads and asyncio tasks ask at once, one refresh runs
   and all of them get its result (or its error);
-* with a :class:`~aipk.credentials.TokenStore`, the refresh runs inside the store's
+* with a [`TokenStore`][aipk.credentials.TokenStore], the refresh runs inside the store's
   ``update`` (a cross-process lock for the file store): a token another process refreshed
   meanwhile is adopted instead of refreshed again, and the rotated refresh token is saved.
 """
@@ -123,7 +124,7 @@ class OAuthCredential:
 
     @property
     def credential(self) -> Credential:
-        """The access token as the :class:`~aipk.Credential` a request is signed with."""
+        """The access token as the [`Credential`][aipk.Credential] a request is signed with."""
         return Credential(kind="oauth", secret=self.access_token, id=self.id)
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,7 +141,7 @@ class OAuthCredential:
 
     @classmethod
     def from_dict(cls, credential_id: str, data: Mapping[str, Any]) -> OAuthCredential:
-        """The inverse of :meth:`to_dict` (KeyError/TypeError/ValueError when malformed)."""
+        """The inverse of `to_dict()` (KeyError/TypeError/ValueError when malformed)."""
         expires = data.get("expires_at")
         return cls(
             id=credential_id,
@@ -221,12 +222,12 @@ class OAuthManager:
     """OAuth accounts for one provider: selection with failover, and fresh access tokens.
 
     ``refresh`` / ``arefresh`` exchange a refresh token (see
-    :meth:`aipk.credentials.OAuthClient.refresh`); give both when you use both the sync and
-    async clients (each falls back on the other, through a worker thread or ``asyncio.run``).
-    ``store`` persists refreshed tokens; ``on_refresh`` is called with each new credential.
-    ``login_hint`` ends messages that need a new login (e.g. ``"run: aipk login anthropic"``).
-    ``metrics``: the metrics model for each account's attempt and refresh counters (default a
-    new one, which a client given this manager records its calls into too).
+    [`aipk.credentials.OAuthClient.refresh()`][aipk.credentials.OAuthClient.refresh]); give both
+    when you use both the sync and async clients (each falls back on the other, through a worker
+    thread or ``asyncio.run``). ``store`` persists refreshed tokens; ``on_refresh`` is called with
+    each new credential. ``login_hint`` ends messages that need a new login (e.g. ``"run: aipk login
+    anthropic"``). ``metrics``: the metrics model for each account's attempt and refresh counters
+    (default a new one, which a client given this manager records its calls into too).
     """
 
     def __init__(
@@ -381,7 +382,7 @@ class OAuthManager:
                 last = exc
 
     async def aacquire(self, *, exclude: Collection[str] = ()) -> Credential:
-        """:meth:`acquire` for asyncio tasks."""
+        """`acquire()` for asyncio tasks."""
         tried = list(exclude)
         last: AuthenticationError | None = None
         while True:
@@ -409,7 +410,7 @@ class OAuthManager:
         return self._ensure(current, force=True).credential
 
     async def arecover(self, credential: Credential, error: BaseException) -> Credential | None:
-        """:meth:`recover` for asyncio tasks."""
+        """`recover()` for asyncio tasks."""
         current, stale = self._recoverable(credential, error)
         if current is None or not stale:
             return None if current is None else current.credential
@@ -435,7 +436,7 @@ class OAuthManager:
         return self._ensure(self._pool.get(credential_id), force=force)
 
     async def atoken(self, credential_id: str, *, force: bool = False) -> OAuthCredential:
-        """:meth:`token` for asyncio tasks: waiting never blocks the event loop."""
+        """`token()` for asyncio tasks: waiting never blocks the event loop."""
         return await self._aensure(self._pool.get(credential_id), force=force)
 
     def _mode(self, credential: OAuthCredential, force: bool) -> _Mode | None:

@@ -1,12 +1,14 @@
 """Credential pools: round-robin selection that skips credentials in backoff, outcome reports,
 and failover within one request.
 
-* :class:`CredentialPool` is generic over its members (anything with an ``id``);
-  :class:`KeyPool` holds API keys as :class:`~aipk.Credential` records.
-* :class:`CredentialSource` is what a client needs from a pool or an OAuth manager;
-  :class:`SingleCredential` adapts one fixed credential to it.
-* :class:`Acquire` and :class:`Recover` are the steps a call over a source takes (the send loop
-  and :mod:`aipk.credentials._failover` drive them).
+* [`CredentialPool`][aipk.credentials._pool.CredentialPool] is generic over its members (anything
+  with an ``id``); [`KeyPool`][aipk.credentials._pool.KeyPool] holds API keys as
+  [`Credential`][aipk.Credential] records.
+* [`CredentialSource`][aipk.credentials._pool.CredentialSource] is what a client needs from a pool
+  or an OAuth manager; [`SingleCredential`][aipk.credentials._pool.SingleCredential] adapts one
+  fixed credential to it.
+* `Acquire` and `Recover` are the steps a call over a source takes (the send loop
+  and `aipk.credentials._failover` drive them).
 
 Selection reads health without locks (one dict lookup per candidate); the only lock on the
 hot path is the chosen credential's own metrics lock (its counters live in the metrics model).
@@ -64,7 +66,7 @@ def _id_of(member: HasId | str) -> str:
 
 
 class _HealthStates:
-    """Health states in a :class:`aipk.state.StateStore`, under one namespace."""
+    """Health states in a `aipk.state.StateStore`, under one namespace."""
 
     __slots__ = ("_state",)
     namespace = "credentials.health"
@@ -95,8 +97,8 @@ class CredentialPool(Generic[T]):
     ``report_success`` / ``report_failure`` so the pool can back off failing members. Safe to
     share between threads and asyncio tasks (nothing here blocks or awaits). Health states
     live in ``state`` (namespace ``"credentials.health"``, key ``"<provider>/<id>"``), an
-    in-memory :class:`aipk.state.MemoryStore` unless you pass a shared one. Each attempt's
-    counters go to the metrics model ``metrics`` (:meth:`aipk.observability.Metrics.credential`;
+    in-memory `aipk.state.MemoryStore` unless you pass a shared one. Each attempt's
+    counters go to the metrics model ``metrics`` (`aipk.observability.Metrics.credential()`;
     default a new one, which a client given this pool records its calls into too).
     """
 
@@ -120,7 +122,7 @@ class CredentialPool(Generic[T]):
             self._members[member.id] = member
         self._order: tuple[str, ...] = tuple(self._members)
         self._next = itertools.count()
-        #: the attempt counters, a view over :attr:`metrics_model`
+        #: the attempt counters, a view over `metrics_model`
         self.metrics = MetricsRegistry(provider, clock, metrics)
 
     @property
@@ -187,7 +189,8 @@ class CredentialPool(Generic[T]):
 
     def acquire(self, *, exclude: Collection[str] = ()) -> T:
         """The next available member, round-robin, skipping ``exclude`` (ids already tried
-        for this request). Raises :class:`KeysExhaustedError` when there is none."""
+        for this request). Raises [`KeysExhaustedError`][aipk.credentials._pool.KeysExhaustedError]
+        when there is none."""
         order = self._order
         count = len(order)
         now = self._clock()
@@ -295,7 +298,7 @@ class CredentialPool(Generic[T]):
                  sent_at: float | None = None) -> bool:
         """Count ``error`` against the credential's health, without counting a request (a
         failed refresh). ``sent_at`` (a ``clock()`` time) is when the failed request was
-        sent, None for now. Returns True when it counted, as :meth:`report_failure` does."""
+        sent, None for now. Returns True when it counted, as `report_failure()` does."""
         failure = classify_failure(error)
         if failure is None:
             return False
@@ -393,8 +396,8 @@ _KEY_FIX = ("give each key alone, one line of printable ASCII characters (surrou
 
 
 class KeyPool(CredentialPool[Credential]):
-    """A pool of API keys for one provider. Build it with :meth:`from_keys` or
-    :meth:`from_env` (``OPENAI_API_KEY=sk-1,sk-2``)."""
+    """A pool of API keys for one provider. Build it with `from_keys()` or
+    `from_env()` (``OPENAI_API_KEY=sk-1,sk-2``)."""
 
     @classmethod
     def from_keys(cls, provider: str,
@@ -446,7 +449,7 @@ class KeyPool(CredentialPool[Credential]):
 
 
 class SingleCredential:
-    """One fixed credential as a :class:`CredentialSource`: never in backoff, never exhausted
+    """One fixed credential as a `CredentialSource`: never in backoff, never exhausted
     (a single key must not lock itself out), with metrics like a pool's."""
 
     def __init__(self, provider: str, credential: Credential,
@@ -454,7 +457,7 @@ class SingleCredential:
         self.provider = provider
         self.credential = credential
         self._clock = clock
-        #: the attempt counters, a view over :attr:`metrics_model`
+        #: the attempt counters, a view over `metrics_model`
         self.metrics = MetricsRegistry(provider, clock, metrics)
 
     @property

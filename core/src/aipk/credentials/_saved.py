@@ -1,9 +1,10 @@
 """The credentials ``aipk login`` saved, as a client's credential source.
 
 A client with no key given and none in the environment looks for the provider's token file
-(:func:`~aipk.credentials.default_token_file`). Keys from a key exchange (OpenRouter) become a
-:class:`KeyPool`; OAuth tokens an :class:`OAuthManager` that refreshes them through the
-provider's login flow and writes the refreshed tokens back to the file.
+([`default_token_file()`][aipk.credentials.default_token_file]). Keys from a key exchange
+(OpenRouter) become a [`KeyPool`][aipk.credentials._saved.KeyPool]; OAuth tokens an
+[`OAuthManager`][aipk.credentials._saved.OAuthManager] that refreshes them through the provider's
+login flow and writes the refreshed tokens back to the file.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Where OAuth tokens are kept between runs.
 
-:class:`FileTokenStore` writes one JSON file (optionally AES-GCM encrypted) so that a crash or
-a second process can never leave it half written or lose a rotated refresh token:
+[`FileTokenStore`][aipk.credentials._store.FileTokenStore] writes one JSON file (optionally AES-GCM
+encrypted) so that a crash or a second process can never leave it half written or lose a rotated
+refresh token:
 
 * every change is a read-modify-write under an exclusive ``fcntl.flock`` on ``<file>.lock``
   (plus a thread lock), so concurrent writers in several processes are serialised;
@@ -58,7 +59,7 @@ class TokenStore(Protocol):
 
     ``update`` runs ``fn`` on the stored credential (None if absent) while holding the store's
     lock and saves what it returns (None: leave it as it is); it returns the credential stored
-    afterwards. :class:`~aipk.credentials.OAuthManager` refreshes inside ``update`` so that
+    afterwards. [`OAuthManager`][aipk.credentials.OAuthManager] refreshes inside ``update`` so that
     processes sharing a store never refresh the same token twice.
     """
 
@@ -127,7 +128,7 @@ class FileTokenStore:
     """OAuth credentials in one JSON file, written atomically with mode 0600 under a lock.
 
     ``encryption_key`` (16, 24 or 32 bytes, or those bytes as URL-safe base64 text, e.g. from
-    :meth:`generate_key`) encrypts the file with AES-GCM; it needs
+    `generate_key()`) encrypts the file with AES-GCM; it needs
     ``pip install 'aipk-core[encryption]'``. ``lock_timeout`` bounds the wait for another
     process's lock (it may be refreshing a token over the network meanwhile).
     """

@@ -1,15 +1,16 @@
 """Observability: the metrics model every call feeds, and the records observers receive.
 
-* :class:`Metrics` — counters and bounded latency histograms by provider, model and credential
-  id; ``client.metrics()`` returns its :class:`MetricsSnapshot` (``to_dict()`` / ``to_json()``).
-  The same model keeps each credential's attempt counters (:class:`CredentialMetrics`, read by
-  ``pool.metrics``) and each router target's statistics (:class:`TargetMetrics`, read by
-  ``router.metrics()`` and the ``lowest_latency`` strategy).
-* The ``aipk_observe`` hook (:mod:`aipk.hookspecs`) hands plugins one record per call start
-  (:class:`CallStarted`), end (:class:`CallFinished`, :class:`CallFailed`,
-  :class:`CallCancelled`), retry (:class:`CallRetried`), failover (:class:`CallFailedOver`) and
-  stream first token (:class:`FirstToken`). The exporters aipk-prometheus and aipk-otel are
-  such plugins.
+* `Metrics` — counters and bounded latency histograms by provider, model and credential
+  id; ``client.metrics()`` returns its `MetricsSnapshot` (``to_dict()`` / ``to_json()``).
+  The same model keeps each credential's attempt counters
+  ([`CredentialMetrics`][aipk.observability.CredentialMetrics], read by ``pool.metrics``) and each
+  router target's statistics (`TargetMetrics`, read by ``router.metrics()`` and the
+  ``lowest_latency`` strategy).
+* The ``aipk_observe`` hook ([`aipk.hookspecs`][aipk.hookspecs]) hands plugins one record per call
+  start (`CallStarted`), end (`CallFinished`, `CallFailed`,
+  `CallCancelled`), retry (`CallRetried`), failover (`CallFailedOver`) and
+  stream first token (`FirstToken`). The exporters aipk-prometheus and aipk-otel are such
+  plugins.
 
 Names load on first use (the records' classes are built only when needed). See
 docs/observability.md.

@@ -1,5 +1,5 @@
 """One call's recorder: what the clients call at the call boundary, and the send loop calls
-per attempt, retry and failover. It feeds the :class:`Metrics`, the observers (plugins
+per attempt, retry and failover. It feeds the `Metrics`, the observers (plugins
 implementing ``aipk_observe``) and the ``aipk.client`` logger.
 
 With no observer installed, a call costs its metrics updates and a few attribute checks; the
@@ -204,7 +204,7 @@ class Call:
 
     def failed(self, error: BaseException) -> None:
         """The caller got ``error`` (a cancelled task or closed generator: see
-        :meth:`cancelled`)."""
+        `cancelled()`)."""
         if self.done:
             return
         if isinstance(error, GeneratorExit) or type(error).__name__ == "CancelledError":

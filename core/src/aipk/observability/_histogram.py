@@ -33,7 +33,7 @@ _index = partial(bisect_left, BOUNDS)
 
 class Histogram:
     """Counts and sums per bucket, plus the exact count, sum, min and max. Not locked: the
-    owner holds its own lock around :meth:`add`."""
+    owner holds its own lock around `add()`."""
 
     __slots__ = ("count", "counts", "max", "min", "sum", "sums")
 
@@ -76,7 +76,7 @@ def percentile(counts: Sequence[int], sums: Sequence[float], count: int, q: floa
 
 def cumulative(counts: Sequence[int], bounds: Sequence[float]) -> list[int]:
     """How many values were at most each of ``bounds`` (ascending seconds). Exact for bounds
-    that are in :data:`BOUNDS` (all of OpenTelemetry's 0.01 s x 2ⁿ are); other bounds count
+    that are in `BOUNDS` (all of OpenTelemetry's 0.01 s x 2ⁿ are); other bounds count
     the buckets whose upper bound is at most them."""
     out: list[int] = []
     running = 0

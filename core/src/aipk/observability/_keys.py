@@ -1,8 +1,9 @@
 """Per-credential attempt counters, as a key pool sees them, kept in the metrics model.
 
-Each credential has its own :class:`CredentialMetrics` with its own lock, held for a few
-additions, so attempts on different credentials never contend. A pool's ``pool.metrics`` is a
-view over these (:class:`aipk.credentials.MetricsRegistry`).
+Each credential has its own [`CredentialMetrics`][aipk.observability._keys.CredentialMetrics] with
+its own lock, held for a few additions, so attempts on different credentials never contend. A pool's
+``pool.metrics`` is a view over these
+([`aipk.credentials.MetricsRegistry`][aipk.credentials.MetricsRegistry]).
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """The one metrics model: what every call recorded, by provider, model and credential id;
 what each credential's attempts did (key pools); and each router target's statistics.
 
-Clients record into a :class:`Metrics` at the call boundary (what the caller saw), and retries
+Clients record into a `Metrics` at the call boundary (what the caller saw), and retries
 and failovers as they happen; key pools record each attempt into the credential's
-:class:`~aipk.observability._keys.CredentialMetrics` (:meth:`Metrics.credential`), routers each
-call to a target into its :class:`~aipk.observability._targets.TargetMetrics`
-(:meth:`Metrics.target`). Exporters read :meth:`Metrics.snapshot`, or keep their own
-:class:`Metrics` fed by the ``aipk_observe`` hook's records (:meth:`Metrics.observe`).
+[`CredentialMetrics`][aipk.observability._keys.CredentialMetrics] (`Metrics.credential()`), routers
+each call to a target into its `TargetMetrics`
+(`Metrics.target()`). Exporters read `Metrics.snapshot()`, or keep their own
+`Metrics` fed by the ``aipk_observe`` hook's records (`Metrics.observe()`).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class _Series:
         self.ttft = Histogram()
 
     def add_usage(self, usage: Usage) -> None:
-        """Add ``usage``'s counts (the caller holds :attr:`lock`)."""
+        """Add ``usage``'s counts (the caller holds `lock`)."""
         self.input += usage.input_tokens or 0
         self.output += usage.output_tokens or 0
         self.cache_read += usage.cache_read_tokens or 0
@@ -252,7 +252,7 @@ def _finished(m: Metrics, e: Any) -> None:
                time_to_first_token=e.time_to_first_token, usage=e.usage, cost=e.cost)
 
 
-#: how :meth:`Metrics.observe` records each record type (FirstToken's time comes with the end)
+#: how `Metrics.observe()` records each record type (FirstToken's time comes with the end)
 _RECORDERS: dict[str, Callable[[Metrics, Any], None]] = {
     "CallStarted": lambda m, e: m.started(e.provider),
     "CallFinished": _finished,

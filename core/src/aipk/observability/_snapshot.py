@@ -1,4 +1,4 @@
-"""The records a :class:`~aipk.observability.Metrics` snapshot is made of (loaded on the
+"""The records a `Metrics` snapshot is made of (loaded on the
 first snapshot, so that creating clients does not build these classes)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ __all__ = ["Distribution", "MetricsSnapshot", "SeriesSnapshot"]
 @attrs.frozen(kw_only=True, slots=True)
 class Distribution:
     """Recorded durations in seconds: exact count, sum, min and max; percentiles from the
-    bounded histogram (:data:`aipk.observability.LATENCY_BOUNDS`), each within one bucket
+    bounded histogram (`aipk.observability.LATENCY_BOUNDS`), each within one bucket
     (about 9%) of the true value, exact when the values in that bucket are equal."""
 
     #: how many values
@@ -46,7 +46,7 @@ class Distribution:
         return self.sum / self.count if self.count else None
 
     def quantile(self, q: float) -> float | None:
-        """Any quantile, ``0 < q <= 1``, computed like :attr:`p50`."""
+        """Any quantile, ``0 < q <= 1``, computed like `p50`."""
         return percentile(self.bucket_counts, self.bucket_sums, self.count, q)
 
     def cumulative(self, bounds: Sequence[float]) -> list[int]:
@@ -168,8 +168,8 @@ class SeriesSnapshot:
 
 @attrs.frozen(kw_only=True, slots=True)
 class MetricsSnapshot:
-    """Everything a :class:`Metrics` recorded, at a moment. The counters' names are read
-    through :attr:`totals` (``snapshot.requests`` is ``snapshot.totals.requests``)."""
+    """Everything a `Metrics` recorded, at a moment. The counters' names are read
+    through `totals` (``snapshot.requests`` is ``snapshot.totals.requests``)."""
 
     #: one entry per (provider, model, credential id), sorted by those
     series: tuple[SeriesSnapshot, ...] = ()
@@ -225,7 +225,7 @@ class MetricsSnapshot:
     def to_dict(self) -> dict[str, Any]:
         """``{"totals": {...}, "series": [{...}, ...], "in_flight": {provider: n},
         "credentials": [{...}, ...], "targets": {name: {...}}}``: each series as
-        :meth:`SeriesSnapshot.to_dict`, each credential as its fields."""
+        `SeriesSnapshot.to_dict()`, each credential as its fields."""
         return {"totals": self.totals.to_dict(),
                 "series": [s.to_dict() for s in self.series],
                 "in_flight": dict(sorted(self.in_flight.items())),
@@ -233,7 +233,7 @@ class MetricsSnapshot:
                 "targets": {name: dict(t) for name, t in sorted(self.targets.items())}}
 
     def to_json(self) -> str:
-        """:meth:`to_dict` as JSON with sorted keys (stable across runs)."""
+        """`to_dict()` as JSON with sorted keys (stable across runs)."""
         return json.dumps(self.to_dict(), sort_keys=True)
 
 

@@ -13,10 +13,11 @@ Each call walks the targets in the strategy's order (``failover``, ``round_robin
 ``cheapest_first``, ``lowest_latency``), skips targets that are cooling down or whose circuit
 breaker is open, and tries the next one after a rate limit, a server error, a network error or
 a refused credential. Requests that are wrong everywhere (400s, invalid requests) raise at
-once. When every target fails, :class:`AllTargetsFailedError` says what each one answered and
-when the earliest becomes available; with ``max_wait`` the router first waits for that moment
-(when it is close enough) and tries again. :class:`AsyncRouter` is the async twin. See
-``docs/routing.md`` for the rules and defaults.
+once. When every target fails, [`AllTargetsFailedError`][aipk.router.AllTargetsFailedError] says
+what each one answered and when the earliest becomes available; with ``max_wait`` the router first
+waits for that moment (when it is close enough) and tries again.
+[`AsyncRouter`][aipk.router.AsyncRouter] is the async twin. See ``docs/routing.md`` for the rules
+and defaults.
 """
 
 from __future__ import annotations

@@ -23,10 +23,10 @@ if TYPE_CHECKING:
 
 
 class AsyncRouter(_RouterBase):
-    """The async twin of :class:`Router` (same settings): ``await router.chat(...)``,
-    ``async for event in router.stream(...)``. Targets need :class:`~aipk.AsyncClient`
+    """The async twin of [`Router`][aipk.router.Router] (same settings): ``await router.chat(...)``,
+    ``async for event in router.stream(...)``. Targets need [`AsyncClient`][aipk.AsyncClient]
     clients, or none (created on first use). Waits for ``max_wait`` use ``sleep``, an async
-    callable (default :func:`asyncio.sleep`): they never block the event loop and cancelling
+    callable (default `asyncio.sleep()`): they never block the event loop and cancelling
     the call cancels the wait."""
 
     _asynchronous = True
@@ -74,7 +74,7 @@ class AsyncRouter(_RouterBase):
                    timeout: Timeout | float | None = None,
                    extra_body: Mapping[str, Any] | None = None,
                    check_context: bool | None = None, **fields: Any) -> ChatResponse:
-        """Send the request to the first target that answers (see :meth:`Router.chat`)."""
+        """Send the request to the first target that answers (see `Router.chat()`)."""
         core = self._core
         call = core.call(request, fields, retry=retry, max_wait=max_wait, headers=headers,
                          timeout=timeout, extra_body=extra_body, check_context=check_context)
@@ -100,14 +100,14 @@ class AsyncRouter(_RouterBase):
                timeout: Timeout | float | None = None,
                extra_body: Mapping[str, Any] | None = None, check_context: bool | None = None,
                **fields: Any) -> AsyncRoutedStream:
-        """Stream from the first target that starts answering (see :meth:`Router.stream`)."""
+        """Stream from the first target that starts answering (see `Router.stream()`)."""
         return AsyncRoutedStream(self, self._core.call(
             request, fields, retry=retry, max_wait=max_wait, headers=headers, timeout=timeout,
             extra_body=extra_body, check_context=check_context))
 
 
 class AsyncRoutedStream(_RoutedStreamBase[AsyncRouter]):
-    """The async twin of :class:`RoutedStream`: ``async for`` over it, then
+    """The async twin of `RoutedStream`: ``async for`` over it, then
     ``await stream.get_response()``."""
 
     _iterator: AsyncIterator[StreamEvent] | None = None

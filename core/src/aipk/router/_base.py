@@ -60,7 +60,7 @@ class _RouterBase:
     def from_config(cls: type[_RouterT], name: str, *, config: Any = None,
                     **overrides: Any) -> _RouterT:
         """A router for the entry ``[routers.NAME]`` of a config file (``config``: a path, a
-        loaded :class:`aipk.config.Config`, or None to find the file); its targets' clients
+        loaded `aipk.config.Config`, or None to find the file); its targets' clients
         are built from the config's provider entries. Keyword arguments override the file."""
         from aipk.config import resolve
 

@@ -1,4 +1,4 @@
-"""What the router does about each target's error (:func:`classify`), and its default
+"""What the router does about each target's error (`classify()`), and its default
 policies."""
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ DEFAULT_BREAKER = BreakerPolicy()
 
 def is_context_window_error(error: BaseException) -> bool:
     """True for a provider's "the request does not fit the model's context window" error: a
-    :class:`~aipk.errors.ContextWindowExceededError`, or a BadRequestError whose code or text
-    says so (errors built by hand or by an older plugin)."""
+    [`ContextWindowExceededError`][aipk.errors.ContextWindowExceededError], or a BadRequestError
+    whose code or text says so (errors built by hand or by an older plugin)."""
     if isinstance(error, ContextWindowExceededError):
         return True
     if not isinstance(error, BadRequestError):

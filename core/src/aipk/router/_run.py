@@ -63,7 +63,7 @@ class _Run:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         """The call ended with ``exc``: anything but a provider error (already recorded) is
-        recorded as :meth:`aborted`; the exception goes on."""
+        recorded as `aborted()`; the exception goes on."""
         if exc is not None and not isinstance(exc, ProviderError):
             self.aborted(exc)
 
@@ -74,7 +74,7 @@ class _Run:
 
     def step(self) -> tuple[_TargetState, ChatRequest] | float | None:
         """The next attempt; else the seconds to sleep before the next pass over the targets;
-        else None: give up and raise :meth:`exhausted`."""
+        else None: give up and raise `exhausted()`."""
         attempt = self.next()
         return attempt if attempt is not None else self.pause()
 

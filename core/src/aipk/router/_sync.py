@@ -23,23 +23,23 @@ if TYPE_CHECKING:
 
 
 class Router(_RouterBase):
-    """Routes chat and stream calls over :class:`Target` records with synchronous clients.
+    """Routes chat and stream calls over `Target` records with synchronous clients.
 
     ``strategy`` orders the targets per call; ``cooldown`` and ``breaker`` (None turns either
     off) decide when a target is skipped; ``fallback_on_context_window`` is False (raise),
     True (try only targets with a larger known context window) or ``{model: larger_model}``
     (retry the same target with the larger model). ``store`` holds cooldown and breaker state
-    (a private :class:`~aipk.state.MemoryStore` by default), ``clock`` measures cooldowns and
-    latency. ``retry`` is the policy for each call to a target (default :data:`TARGET_RETRY`:
+    (a private `MemoryStore` by default), ``clock`` measures cooldowns and
+    latency. ``retry`` is the policy for each call to a target (default `TARGET_RETRY`:
     no retries inside a target); None keeps each client's own. Clients the router creates get
-    ``max_retries=0`` plus ``client_options``; close them with :meth:`close` or ``with``.
+    ``max_retries=0`` plus ``client_options``; close them with `close()` or ``with``.
     ``metrics`` is the model holding the targets' statistics, which those clients record
     their calls into (default ``client_options["metrics"]``, or a new one).
 
     ``max_wait`` (seconds, default 0: fail at once) lets a call whose targets are all cooling
     down, breaker-open or rate limited sleep until the earliest is available and try again,
     as long as its sleeps add up to no more than ``max_wait``; ``sleep`` (default
-    :func:`time.sleep`) is how it sleeps. Both can be given per call.
+    `time.sleep()`) is how it sleeps. Both can be given per call.
     """
 
     _sleep: Callable[[float], object]
@@ -85,11 +85,11 @@ class Router(_RouterBase):
              timeout: Timeout | float | None = None, extra_body: Mapping[str, Any] | None = None,
              check_context: bool | None = None, **fields: Any) -> ChatResponse:
         """Send the request to the first target that answers; the response's
-        ``extra["router"]`` says who served it and who was tried (:func:`route_of`).
+        ``extra["router"]`` says who served it and who was tried (`route_of()`).
         ``max_wait`` overrides the router's for this call. ``headers``, ``timeout``,
         ``extra_body`` and ``check_context`` go to every target's client as to
-        :meth:`aipk.Client.chat` (``check_context`` fails over like the provider's own
-        context-window error)."""
+        [`aipk.Client.chat()`][aipk.Client.chat] (``check_context`` fails over like the provider's
+        own context-window error)."""
         core = self._core
         call = core.call(request, fields, retry=retry, max_wait=max_wait, headers=headers,
                          timeout=timeout, extra_body=extra_body, check_context=check_context)
@@ -117,15 +117,15 @@ class Router(_RouterBase):
                **fields: Any) -> RoutedStream:
         """Stream from the first target that starts answering. Failover (and waiting, with
         ``max_wait``) happens only before the first event; an error after it reaches you.
-        Takes the same per-call options as :meth:`chat`."""
+        Takes the same per-call options as `chat()`."""
         return RoutedStream(self, self._core.call(
             request, fields, retry=retry, max_wait=max_wait, headers=headers, timeout=timeout,
             extra_body=extra_body, check_context=check_context))
 
 
 class RoutedStream(_RoutedStreamBase[Router]):
-    """A routed streaming answer: iterate it for events; :attr:`response` then holds the
-    aggregated response (with ``extra["router"]``) and :attr:`route` who served it."""
+    """A routed streaming answer: iterate it for events; `response` then holds the
+    aggregated response (with ``extra["router"]``) and `route` who served it."""
 
     _iterator: Iterator[StreamEvent] | None = None
 

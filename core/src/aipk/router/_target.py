@@ -1,4 +1,4 @@
-"""The router's records: :class:`Target` (where a request can go) and :class:`RouteInfo` (how a
+"""The router's records: `Target` (where a request can go) and `RouteInfo` (how a
 response was routed)."""
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ def _default_name(target: Target) -> str:
 class Target:
     """One place a request can go: a provider, a model, and optionally credentials.
 
-    ``client`` is a ready :class:`~aipk.Client` (or :class:`~aipk.AsyncClient` for
-    :class:`AsyncRouter`); without one the router creates one on first use from ``provider``,
-    ``api_key`` and ``base_url``, and reuses it. ``name`` (default ``"provider/model"``)
-    identifies the target in metrics, errors and the state store, so it must be unique.
-    ``input_price``/``output_price`` (USD per million tokens) and ``context_window`` override
-    the provider's static model information.
+    ``client`` is a ready [`Client`][aipk.Client] (or [`AsyncClient`][aipk.AsyncClient] for
+    [`AsyncRouter`][aipk.router.AsyncRouter]); without one the router creates one on first use from
+    ``provider``, ``api_key`` and ``base_url``, and reuses it. ``name`` (default
+    ``"provider/model"``) identifies the target in metrics, errors and the state store, so it must
+    be unique. ``input_price``/``output_price`` (USD per million tokens) and ``context_window``
+    override the provider's static model information.
 
     Attributes:
         provider: The provider id.
@@ -93,6 +93,6 @@ class RouteInfo:
 
 
 def route_of(response: ChatResponse) -> RouteInfo | None:
-    """The :class:`RouteInfo` of a response a router returned (None for other responses)."""
+    """The `RouteInfo` of a response a router returned (None for other responses)."""
     data = response.extra.get("router")
     return RouteInfo.from_dict(data) if isinstance(data, Mapping) else None

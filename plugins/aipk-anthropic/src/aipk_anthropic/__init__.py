@@ -1,7 +1,7 @@
 """aipk-anthropic: Anthropic's Messages API (Claude) for aipk.
 
 Installing the package registers the plugin (entry point ``aipk.plugins: anthropic``); use it
-through :class:`aipk.Client`. :mod:`aipk_anthropic.wire` holds the reusable wire functions.
+through [`aipk.Client`][aipk.Client]. `aipk_anthropic.wire` holds the reusable wire functions.
 """
 
 from __future__ import annotations

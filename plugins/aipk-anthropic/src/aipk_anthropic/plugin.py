@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from aipk import (
     Capabilities,
@@ -90,6 +90,18 @@ ANTHROPIC = ProviderSpec(
 @hookimpl
 def aipk_providers() -> Sequence[ProviderSpec]:
     return (ANTHROPIC,)
+
+
+#: The provider options a config file may set (``[providers.anthropic.options]``).
+CONFIG_OPTIONS: Mapping[str, Any] = {
+    "claude_code": bool, "default_max_tokens": int, "beta": str | list[str],
+    "structured_output": Literal["output_config", "tool"],
+}
+
+
+@hookimpl
+def aipk_config_options(provider: ProviderSpec) -> Mapping[str, Any] | None:
+    return CONFIG_OPTIONS if provider.protocol == PROTOCOL else None
 
 
 @hookimpl_for(protocol=PROTOCOL)

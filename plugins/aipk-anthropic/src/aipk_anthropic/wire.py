@@ -5,7 +5,7 @@ streams are mapped to aipk's records; ``Usage.input_tokens`` is the *whole* prom
 cache read + cache write, as OpenAI counts it), with the cache parts also given separately.
 
 Thinking blocks (with their signatures) are kept under ``extra["thinking_blocks"]`` so they
-can be sent back: an assistant :class:`~aipk.Message` whose ``extra`` has them sends them first.
+can be sent back: an assistant [`Message`][aipk.Message] whose ``extra`` has them sends them first.
 """
 
 from __future__ import annotations
@@ -706,7 +706,7 @@ class AnthropicStreamDecoder:
 
     ``tool_use`` blocks are numbered 0, 1, 2… in order (text, thinking and server-tool blocks
     in between do not count), and their ``input_json_delta`` fragments become
-    :class:`~aipk.ToolCallDelta` arguments. Usage is cumulative: the one UsageEvent, at
+    [`ToolCallDelta`][aipk.ToolCallDelta] arguments. Usage is cumulative: the one UsageEvent, at
     ``message_delta``, merges it with the input counts of ``message_start``. ``ping`` and
     unknown events are ignored; ``error`` raises StreamError. ``message_stop`` is the
     terminator: a body that ends before it was cut short.

@@ -2,7 +2,7 @@
 
 Installing the package registers the plugin (entry point ``aipk.plugins: cerebras``); use it
 through ``aipk.Client("cerebras")``. Requests, responses, streams and errors are handled by
-aipk-openai's wire functions; :mod:`aipk_cerebras.limits` parses Cerebras' rate-limit headers.
+aipk-openai's wire functions; `aipk_cerebras.limits` parses Cerebras' rate-limit headers.
 """
 
 from __future__ import annotations

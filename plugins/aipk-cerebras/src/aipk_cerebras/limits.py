@@ -1,4 +1,4 @@
-"""Cerebras rate-limit headers as a :class:`~aipk.RateLimitState`.
+"""Cerebras rate-limit headers as a [`RateLimitState`][aipk.RateLimitState].
 
 Cerebras documents ``x-ratelimit-{limit,remaining,reset}-requests-day`` and
 ``…-tokens-minute``, with resets in *relative seconds* (``33011.382867``); the Go SDK also read

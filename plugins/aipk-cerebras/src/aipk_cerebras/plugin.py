@@ -6,7 +6,7 @@ models becomes ``ChatResponse.reasoning`` / ``ReasoningDelta``), decodes streams
 errors. This module only overrides what differs, with ``tryfirst`` hooks marked
 ``hookimpl_for(provider="cerebras")`` (never called for other providers):
 
-* rate limits: Cerebras' own header names and daily windows (:mod:`aipk_cerebras.limits`);
+* rate limits: Cerebras' own header names and daily windows (`aipk_cerebras.limits`);
 * responses: Cerebras' ``time_info`` timings are kept in ``ChatResponse.extra``.
 """
 

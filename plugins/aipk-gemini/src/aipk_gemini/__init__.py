@@ -1,8 +1,8 @@
 """aipk-gemini: Google Gemini (``generateContent``) for aipk.
 
 Installing the package registers the plugin (entry point ``aipk.plugins: gemini``); use it
-through ``aipk.Client("gemini")``. :mod:`aipk_gemini.wire` holds the wire functions,
-:mod:`aipk_gemini.schema` the tool-schema conversion, :mod:`aipk_gemini.limits` the
+through ``aipk.Client("gemini")``. `aipk_gemini.wire` holds the wire functions,
+`aipk_gemini.schema` the tool-schema conversion, `aipk_gemini.limits` the
 client-side request limiter.
 """
 

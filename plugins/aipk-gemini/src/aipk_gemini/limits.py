@@ -1,15 +1,15 @@
 """A client-side request limiter for Gemini, which sends no rate-limit headers.
 
 Gemini's quotas (requests per minute per project and model) are only discovered by hitting
-them. :class:`TokenBucket` lets a caller stay under a known tier instead: 15 requests a minute
-by default (the free tier), changed at run time with :meth:`TokenBucket.set_rate` (e.g. 360 or
-1000 for paid tiers). It never sleeps: :meth:`TokenBucket.try_acquire` takes a token or says
+them. `TokenBucket` lets a caller stay under a known tier instead: 15 requests a minute
+by default (the free tier), changed at run time with `TokenBucket.set_rate()` (e.g. 360 or
+1000 for paid tiers). It never sleeps: `TokenBucket.try_acquire()` takes a token or says
 how long to wait, and the caller decides how to wait (``time.sleep``, ``asyncio.sleep``, fail).
 
-The clients themselves enforce the same default through the core's :mod:`aipk.limits`
+The clients themselves enforce the same default through the core's `aipk.limits`
 (``client.set_limits(...)``); this bucket is for callers managing their own pacing.
 The defaults are published on the provider spec: ``GEMINI.options
-["requests_per_minute"]``, so :func:`limiter_for` builds a bucket from a resolved provider.
+["requests_per_minute"]``, so `limiter_for()` builds a bucket from a resolved provider.
 """
 
 from __future__ import annotations

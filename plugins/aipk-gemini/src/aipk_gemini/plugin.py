@@ -1,6 +1,6 @@
 """The aipk hooks for Google Gemini (``protocol="gemini"``).
 
-Authentication is decided in :func:`aipk_apply_credential`, from the credential actually used:
+Authentication is decided in `aipk_apply_credential()`, from the credential actually used:
 
 * an API key goes only in the ``x-goog-api-key`` header (never in the URL, so it cannot leak
   into logs, proxies or error messages);
@@ -8,7 +8,7 @@ Authentication is decided in :func:`aipk_apply_credential`, from the credential 
   (``GEMINI_PROJECT_ID``) set as well, the request is rewritten for the Code Assist endpoint
   (``cloudcode-pa.googleapis.com/v1internal:generateContent``, body wrapped as
   ``{"model", "project", "request"}``). That switch lives here and not in the request builder
-  because only this hook knows the credential; :func:`endpoint_for` reports the choice.
+  because only this hook knows the credential; `endpoint_for()` reports the choice.
 """
 
 from __future__ import annotations
@@ -109,6 +109,19 @@ def endpoint_for(provider: Provider, credential: Credential) -> Endpoint:
 @hookimpl
 def aipk_providers() -> Sequence[ProviderSpec]:
     return (GEMINI,)
+
+
+#: The provider options a config file may set (``[providers.gemini.options]``).
+CONFIG_OPTIONS: Mapping[str, Any] = {
+    "project_id": str, "cloudcode_base_url": str, "parameters_json_schema": bool,
+    "structured_output": Literal["response_json_schema", "response_schema"],
+    "stream_framing": Literal["sse", "json-array"], "burst": float,
+}
+
+
+@hookimpl
+def aipk_config_options(provider: ProviderSpec) -> Mapping[str, Any] | None:
+    return CONFIG_OPTIONS if provider.protocol == PROTOCOL else None
 
 
 @hookimpl_for(protocol=PROTOCOL)

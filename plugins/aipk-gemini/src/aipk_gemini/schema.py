@@ -1,4 +1,4 @@
-"""JSON Schema (what :class:`aipk.Tool` carries) to Gemini's function-declaration ``Schema``.
+"""JSON Schema (what [`aipk.Tool`][aipk.Tool] carries) to Gemini's function-declaration ``Schema``.
 
 Gemini's ``parameters`` field takes a subset of OpenAPI 3 schema. This module converts
 faithfully where it can and refuses loudly where it cannot:
@@ -14,12 +14,13 @@ faithfully where it can and refuses loudly where it cannot:
   ``additionalProperties``, ``$schema``, ``$id``, ``$comment``, ``examples``, ``readOnly``,
   ``writeOnly``, ``deprecated``, ``uniqueItems``, ``exclusiveMinimum``/``exclusiveMaximum``,
   ``multipleOf``, ``unevaluatedProperties``, ``content*``, unknown ``format`` values, ``x-*``;
-* **refused** with :class:`aipk.errors.InvalidRequestError` (``field="tools"``) naming the tool,
-  keyword and path: recursive ``$ref``, remote ``$ref``, ``not``, ``if``/``then``/``else``,
-  ``patternProperties``, tuple ``items``/``prefixItems``, multi-member ``allOf``, non-string
-  ``enum``/``const``, several non-null types, and nested objects without ``properties`` (Gemini
-  rejects an OBJECT with no properties). The provider option ``parameters_json_schema=True``
-  sends the schema untouched as ``parametersJsonSchema`` instead (newer Gemini models only).
+* **refused** with [`aipk.errors.InvalidRequestError`][aipk.errors.InvalidRequestError]
+  (``field="tools"``) naming the tool, keyword and path: recursive ``$ref``, remote ``$ref``,
+  ``not``, ``if``/``then``/``else``, ``patternProperties``, tuple ``items``/``prefixItems``,
+  multi-member ``allOf``, non-string ``enum``/``const``, several non-null types, and nested objects
+  without ``properties`` (Gemini rejects an OBJECT with no properties). The provider option
+  ``parameters_json_schema=True`` sends the schema untouched as ``parametersJsonSchema`` instead
+  (newer Gemini models only).
 """
 
 from __future__ import annotations

@@ -684,7 +684,7 @@ _AUTH_REASONS = {"API_KEY_INVALID": AuthErrorCode.INVALID_CREDENTIALS,
 def map_error(provider: Provider, status: int, headers: Mapping[str, str], data: Any,
               request_id: str | None, now: float) -> ProviderError:
     """A Google error body (``{"error": {"code", "message", "status", "details"}}``) as a
-    typed error: RetryInfo → ``retry_after``; a ``PerDay`` quota → :data:`DAILY_QUOTA_CODE`,
+    typed error: RetryInfo → ``retry_after``; a ``PerDay`` quota → `DAILY_QUOTA_CODE`,
     not retryable; an invalid API key (Gemini answers 400) → AuthenticationError."""
     message, code, details = _error_parts(data)
     reason = _reason(details)
@@ -728,7 +728,7 @@ def rate_limit_state_from_error(error: ProviderError, now: float) -> RateLimitSt
 def parse_rate_limits(status: int, headers: Mapping[str, str], now: float) -> (
         RateLimitState | None):
     """Gemini sends no rate-limit headers; only a ``retry-after`` header (from a proxy, or the
-    emulator) gives state. The RetryInfo in a 429 body is read by :func:`map_error`."""
+    emulator) gives state. The RetryInfo in a 429 body is read by `map_error()`."""
     retry_after = aipk.parse_retry_after(headers, now)
     if retry_after is None:
         return None
@@ -777,7 +777,7 @@ class GeminiStreamDecoder:
 
     def __init__(self, provider: Provider) -> None:
         self._provider = provider
-        #: the core framer this stream is read with (see :func:`stream_framing`)
+        #: the core framer this stream is read with (see `stream_framing()`)
         self.framing = stream_framing(provider)
         # the JSON-array framer parsed each element already; framing.loads reuses that parse
         self._loads = json.loads if self.framing == "sse" else framing.loads

@@ -1,7 +1,7 @@
 """aipk-ollama: Ollama's native API (``/api/chat``, NDJSON streaming) for aipk.
 
 Installing the package registers the plugin (entry point ``aipk.plugins: ollama-native``); use
-it through ``aipk.Client("ollama-native")``. :mod:`aipk_ollama.wire` holds the wire functions
+it through ``aipk.Client("ollama-native")``. `aipk_ollama.wire` holds the wire functions
 and the stream decoder.
 """
 

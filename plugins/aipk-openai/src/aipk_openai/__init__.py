@@ -1,7 +1,7 @@
 """aipk-openai: OpenAI chat completions, and OpenAI-compatible services, for aipk.
 
 Installing the package registers the plugin (entry point ``aipk.plugins: openai``); use it
-through :class:`aipk.Client`. :mod:`aipk_openai.wire` holds the reusable wire functions.
+through [`aipk.Client`][aipk.Client]. `aipk_openai.wire` holds the reusable wire functions.
 """
 
 from __future__ import annotations

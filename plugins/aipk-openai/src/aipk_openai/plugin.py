@@ -1,14 +1,14 @@
 """The aipk hooks for OpenAI and OpenAI-compatible providers.
 
 Serves every provider whose spec has ``protocol="openai"``: OpenAI itself and the presets in
-:mod:`aipk_openai.presets` (Groq, LM Studio, Ollama), and any endpoint reached with
+`aipk_openai.presets` (Groq, LM Studio, Ollama), and any endpoint reached with
 ``Client("openai", base_url=...)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from aipk import (
     Capabilities,
@@ -115,6 +115,7 @@ def aipk_parse_models(provider: Provider, data: Any) -> Sequence[ModelInfo] | No
 #: The provider options a config file may set (``[providers.openai.options]``).
 CONFIG_OPTIONS: Mapping[str, Any] = {
     "organization": str, "project": str, "max_tokens_field": str, "stream_usage": bool,
+    "structured_output": Literal["json_schema", "json_object"],
 }
 
 

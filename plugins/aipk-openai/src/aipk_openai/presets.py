@@ -1,4 +1,4 @@
-"""OpenAI-compatible services: each is just a :class:`~aipk.ProviderSpec` with
+"""OpenAI-compatible services: each is just a [`ProviderSpec`][aipk.ProviderSpec] with
 ``protocol="openai"``. A third party adds one the same way, from its own package::
 
     @aipk.hookimpl

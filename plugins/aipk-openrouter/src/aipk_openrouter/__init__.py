@@ -1,11 +1,11 @@
 """aipk-openrouter: OpenRouter (an OpenAI-compatible gateway to many models) for aipk.
 
 Installing the package registers the plugin (entry point ``aipk.plugins: openrouter``); use it
-through ``aipk.Client("openrouter")``. Modules: :mod:`~aipk_openrouter.routing` (model lists and
-strategies), :mod:`~aipk_openrouter.models` (``GET /models`` with prices),
-:mod:`~aipk_openrouter.account` (credits from ``GET /key``), :mod:`~aipk_openrouter.oauth`
-(the PKCE login's endpoints and request builders), :mod:`~aipk_openrouter.limits` (rate-limit
-headers) and :mod:`~aipk_openrouter.wire` (what OpenRouter adds to the OpenAI wire format).
+through ``aipk.Client("openrouter")``. Modules: `routing` (model lists and
+strategies), `models` (``GET /models`` with prices),
+`account` (credits from ``GET /key``), `oauth`
+(the PKCE login's endpoints and request builders), `limits` (rate-limit
+headers) and `wire` (what OpenRouter adds to the OpenAI wire format).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 ``GET /key`` answers ``{"data": {"label", "limit", "usage", "limit_remaining", "is_free_tier",
 "rate_limit": {"requests", "interval"}, …}}`` (``limit`` null: no spending cap). Build the
-request with :func:`key_request` (send it with your client's credential), parse the body with
-:func:`parse_key`, and merge :meth:`KeyInfo.state` into what you track. Unlike the Go SDK, this
+request with `key_request()` (send it with your client's credential), parse the body with
+`parse_key()`, and merge `KeyInfo.state()` into what you track. Unlike the Go SDK, this
 is never called before every chat request.
 """
 

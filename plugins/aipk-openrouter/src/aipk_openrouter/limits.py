@@ -1,4 +1,4 @@
-"""OpenRouter rate-limit headers as a :class:`~aipk.RateLimitState`.
+"""OpenRouter rate-limit headers as a [`RateLimitState`][aipk.RateLimitState].
 
 OpenRouter sends ``x-ratelimit-limit``, ``x-ratelimit-remaining`` and ``x-ratelimit-reset``, the
 reset as an absolute time in epoch **milliseconds**; they describe request limits, so they fill

@@ -1,8 +1,8 @@
-"""OpenRouter's model listing (``GET /models``) as :class:`~aipk.ModelInfo` records.
+"""OpenRouter's model listing (``GET /models``) as [`ModelInfo`][aipk.ModelInfo] records.
 
 Each entry carries ``pricing.prompt`` / ``pricing.completion`` as US dollars *per token*, in
 strings (``"0.0000025"``); aipk prices are per million tokens, converted exactly with
-:class:`~decimal.Decimal`. Negative prices (``"-1"``, variable-priced routers such as
+`Decimal`. Negative prices (``"-1"``, variable-priced routers such as
 ``openrouter/auto``) mean "unknown". ``context_length`` (or ``top_provider.context_length``)
 is the context window, ``top_provider.max_completion_tokens`` the output limit, and
 ``architecture.input_modalities`` / ``supported_parameters`` give vision, tools, reasoning and

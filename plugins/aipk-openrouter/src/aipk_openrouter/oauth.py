@@ -1,17 +1,17 @@
 """OpenRouter's PKCE login, as pure pieces: it yields a permanent API key for the key pool.
 
-1. Make a verifier (:func:`new_code_verifier`) and its S256 :func:`code_challenge`.
-2. Send the user to :func:`authorization_url` (``https://openrouter.ai/auth?callback_url=…
+1. Make a verifier (`new_code_verifier()`) and its S256 `code_challenge()`.
+2. Send the user to `authorization_url()` (``https://openrouter.ai/auth?callback_url=…
    &code_challenge=…&code_challenge_method=S256``); OpenRouter redirects to ``callback_url``
    with ``?code=…``.
-3. Send :func:`key_exchange_request` (``POST https://openrouter.ai/api/v1/auth/keys`` with
+3. Send `key_exchange_request()` (``POST https://openrouter.ai/api/v1/auth/keys`` with
    ``{code, code_verifier, code_challenge_method}``) and read the key with
-   :func:`parse_key_exchange`. There is no refresh: the key is permanent until revoked.
+   `parse_key_exchange()`. There is no refresh: the key is permanent until revoked.
 
-Running the callback server belongs to aipk's credential machinery: :func:`login_flow` is the
-``key_exchange`` :class:`~aipk.credentials.LoginFlow` that ``aipk login openrouter`` runs
-(localhost callbacks on any port are allowed), and :func:`add_to_pool` puts the key it returns
-into a :class:`~aipk.credentials.KeyPool`::
+Running the callback server belongs to aipk's credential machinery: `login_flow()` is the
+``key_exchange`` [`LoginFlow`][aipk.credentials.LoginFlow] that ``aipk login openrouter`` runs
+(localhost callbacks on any port are allowed), and `add_to_pool()` puts the key it returns
+into a [`KeyPool`][aipk.credentials.KeyPool]::
 
     key = login(login_flow(), credential_id="laptop")
     add_to_pool(pool, key)

@@ -3,10 +3,10 @@
 OpenRouter is an OpenAI-compatible gateway: its spec says ``protocol="openai"`` and aipk-openai
 does the wire work. The ``tryfirst`` hooks here, marked ``hookimpl_for(provider="openrouter")``
 (never called for other providers), handle where OpenRouter differs: attribution headers and
-model routing in requests (:mod:`aipk_openrouter.wire`, :mod:`aipk_openrouter.routing`), cost
+model routing in requests (`aipk_openrouter.wire`, `aipk_openrouter.routing`), cost
 and upstream provider in responses, upstream error details, epoch-millisecond rate-limit resets
-(:mod:`aipk_openrouter.limits`) and prices from the model listing
-(:mod:`aipk_openrouter.models`).
+(`aipk_openrouter.limits`) and prices from the model listing
+(`aipk_openrouter.models`).
 """
 
 from __future__ import annotations
@@ -70,6 +70,16 @@ OPENROUTER = ProviderSpec(
 @hookimpl
 def aipk_providers() -> Sequence[ProviderSpec]:
     return (OPENROUTER,)
+
+
+#: The provider options a config file may set (``[providers.openrouter.options]``), beyond
+#: aipk-openai's; ``router=`` takes a `ModelRouter`, so it is set in code only.
+CONFIG_OPTIONS: Mapping[str, Any] = {"referer": str, "title": str}
+
+
+@hookimpl
+def aipk_config_options(provider: ProviderSpec) -> Mapping[str, Any] | None:
+    return CONFIG_OPTIONS if provider.name == NAME else None
 
 
 @hookimpl_for(provider=NAME, tryfirst=True)

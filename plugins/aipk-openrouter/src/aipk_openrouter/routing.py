@@ -5,17 +5,17 @@ OpenRouter takes a ``models`` array in the request body and tries the models in 
 purely:
 
 * ``failover``: as given;
-* ``round_robin``: as given, rotated one step per request (a :class:`RoundRobin` counter,
+* ``round_robin``: as given, rotated one step per request (a `RoundRobin` counter,
   thread-safe, shared by whoever holds it), so load spreads while the rest stay as fallbacks;
 * ``cheapest_first``: by input + output price per million tokens (models with unknown prices
-  last, ties kept in the given order), prices as :func:`aipk_openrouter.models.parse_models`
+  last, ties kept in the given order), prices as `aipk_openrouter.models.parse_models()`
   reads them from ``GET /models``.
 
 ``free_only`` keeps only free models (an id ending in ``:free``, or both prices 0).
 
-:class:`ModelRouter` bundles a list, a strategy and its counter. Pass one as the provider option
+`ModelRouter` bundles a list, a strategy and its counter. Pass one as the provider option
 ``router=`` and every request gets ``model`` and ``models`` from it; or put
-:func:`models_field` of your own ordering into ``extra=`` per request.
+`models_field()` of your own ordering into ``extra=`` per request.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 
 class RoundRobin:
-    """A thread-safe counter: :meth:`take` returns 0, 1, … ``n - 1``, 0, … across callers."""
+    """A thread-safe counter: `take()` returns 0, 1, … ``n - 1``, 0, … across callers."""
 
     __slots__ = ("_count", "_lock")
 
@@ -109,7 +109,7 @@ def _models(value: Iterable[ModelInfo | str]) -> tuple[ModelInfo, ...]:
 class ModelRouter:
     """A model list, a strategy and its round-robin counter; pass as ``router=``.
 
-    ``models`` accepts ids or :class:`~aipk.ModelInfo` records (with prices, from
+    ``models`` accepts ids or [`ModelInfo`][aipk.ModelInfo] records (with prices, from
     ``client.models()``, for ``cheapest_first``).
     """
 

@@ -1,7 +1,7 @@
 """What OpenRouter adds to the OpenAI wire format; everything else is ``aipk_openai.wire``.
 
 * Requests: ``HTTP-Referer`` / ``X-Title`` attribution headers, only from the user's options;
-  ``model`` / ``models`` from a :class:`~aipk_openrouter.routing.ModelRouter` option.
+  ``model`` / ``models`` from a `ModelRouter` option.
 * Responses: the upstream provider, the cost in credits, ``native_finish_reason`` and
   ``reasoning_details`` go into ``ChatResponse.extra`` (streams: provider and cost).
 * Errors: OpenRouter wraps upstream failures as ``{"error": {"message": "Provider returned

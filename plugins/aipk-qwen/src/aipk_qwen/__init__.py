@@ -2,9 +2,9 @@
 
 Installing the package registers the plugin (entry point ``aipk.plugins: qwen``); use it
 through ``aipk.Client("qwen")`` or ``aipk.Client("dashscope")``. Wire work is aipk-openai's;
-:mod:`aipk_qwen.oauth` holds the OAuth constants, the login flow and the ``resource_url`` rule
-(:func:`base_url_for` a credential),
-:mod:`aipk_qwen.limits` the rate-limit header parser.
+`aipk_qwen.oauth` holds the OAuth constants, the login flow and the ``resource_url`` rule
+(`base_url_for()` a credential),
+`aipk_qwen.limits` the rate-limit header parser.
 """
 
 from __future__ import annotations

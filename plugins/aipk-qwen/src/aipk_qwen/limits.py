@@ -1,4 +1,4 @@
-"""Qwen / DashScope rate-limit headers as a :class:`~aipk.RateLimitState`.
+"""Qwen / DashScope rate-limit headers as a [`RateLimitState`][aipk.RateLimitState].
 
 Qwen's portal and DashScope mostly send no rate-limit headers (hence the client-side limits
 on the ``qwen`` spec). When they do, they use the OpenAI family; the Go SDK also read

@@ -3,11 +3,11 @@
 Qwen's portal (``portal.qwen.ai``) takes OAuth access tokens from the device-code flow that
 qwen-code uses (RFC 8628 with PKCE, public client, no secret). The flow itself (requesting a
 device code, polling, refreshing, storing tokens) belongs to aipk's credential machinery; this
-module pins Qwen's endpoints and client (:func:`login_flow`, what ``aipk login qwen`` runs).
+module pins Qwen's endpoints and client (`login_flow()`, what ``aipk login qwen`` runs).
 
 A token response may carry ``resource_url``: the host the token is valid for (for example
-``portal.qwen.ai``); aipk keeps it in ``OAuthCredential.extra``. :func:`base_url_for_resource`
-turns it into an API base URL, and :func:`base_url_for` does so for a credential::
+``portal.qwen.ai``); aipk keeps it in ``OAuthCredential.extra``. `base_url_for_resource()`
+turns it into an API base URL, and `base_url_for()` does so for a credential::
 
     cred = OAuthManager.from_store("qwen", store, ...).token("default")
     client = aipk.Client("qwen", base_url=base_url_for(cred), credential=cred.credential)

@@ -18,7 +18,7 @@ the core's limiter applies them (override with ``Client("qwen", requests_per_min
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -115,6 +115,16 @@ def effective_base_url(provider: Provider) -> str:
 @hookimpl
 def aipk_providers() -> Sequence[ProviderSpec]:
     return (QWEN, DASHSCOPE)
+
+
+#: The provider options a config file may set for ``qwen`` (``[providers.qwen.options]``),
+#: beyond aipk-openai's.
+CONFIG_OPTIONS: Mapping[str, Any] = {"resource_url": str}
+
+
+@hookimpl
+def aipk_config_options(provider: ProviderSpec) -> Mapping[str, Any] | None:
+    return CONFIG_OPTIONS if provider.name == QWEN.name else None
 
 
 @hookimpl_for(provider=QWEN.name, tryfirst=True)

@@ -12,20 +12,20 @@ protocols of AI model providers, scripted from tests.
 
 Design, one module per concern (each small, standard library only):
 
-* ``_types``: the scripting vocabulary (:class:`Reply`, :class:`ToolCallSpec`,
-  :class:`Fault`, :class:`RecordedRequest`), protocol-neutral.
-* ``_http``: HTTP/1.1 on a raw :class:`asyncio.Protocol` (hand-written parsing, keep-alive,
+* ``_types``: the scripting vocabulary (`Reply`, `ToolCallSpec`,
+  `Fault`, `RecordedRequest`), protocol-neutral.
+* ``_http``: HTTP/1.1 on a raw `asyncio.Protocol` (hand-written parsing, keep-alive,
   ``Content-Length`` responses for JSON, ``Transfer-Encoding: chunked`` with one chunk per
   stream event for streams).
 * ``_app``: dispatch: mount routing, auth, rate limits, the FIFO reply queue, faults, and the
   cache of precomputed response bytes.
-* ``_protocol``: the :class:`ProtocolHandler` contract and registry. A wire protocol is one
-  module that subclasses it and registers itself with :func:`register`; third-party
+* ``_protocol``: the `ProtocolHandler` contract and registry. A wire protocol is one
+  module that subclasses it and registers itself with `register()`; third-party
   protocols register the same way.
 * ``_openai``: OpenAI chat completions (mount ``/v1``); ``_anthropic``: Anthropic Messages
   (``/anthropic``); ``_gemini``: Gemini ``generateContent`` (``/gemini``); ``_ollama``:
   Ollama's native API with NDJSON streams (``/ollama``); ``_oauth``: the OAuth servers.
-* ``_server``: :class:`Emulator`, the thread/loop owner and scripting API.
+* ``_server``: `Emulator`, the thread/loop owner and scripting API.
 * ``__main__``: ``python -m aipk_testkit.emulator --port 0 [--stream-chunks N]`` for a
   separate-process server (benchmarks): prints ``READY <base_url>`` and serves until SIGTERM.
 """

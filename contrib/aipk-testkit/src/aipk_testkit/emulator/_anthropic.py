@@ -206,7 +206,7 @@ class AnthropicHandler(ProtocolHandler):
         return self.render_error(404, f"model: {wanted}")
 
     def _count_tokens(self, request: RecordedRequest) -> Rendered:
-        """``{"input_tokens": N}``: :func:`emulated_token_count` of the system prompt, the
+        """``{"input_tokens": N}``: `emulated_token_count()` of the system prompt, the
         messages' text and the tools' JSON; 400s for what the real endpoint refuses."""
         try:
             data = json.loads(request.body)

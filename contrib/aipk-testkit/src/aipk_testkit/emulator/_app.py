@@ -2,8 +2,8 @@
 
 Runs on the emulator's event loop. For each request it picks the protocol handler by mount,
 then turns the next scripted item (or the default reply) into bytes: the handler renders a
-:class:`~._protocol.Rendered`, this module frames it (``Content-Length`` body, or one HTTP
-chunk per stream event) into an :class:`Encoded` and applies faults by cutting or splicing events.
+`Rendered`, this module frames it (``Content-Length`` body, or one HTTP
+chunk per stream event) into an `Encoded` and applies faults by cutting or splicing events.
 Only the request id and rate-limit headers are formatted per request; the sticky default reply
 is encoded once per (model, stream, options, prompt size) and served from a cache.
 """
@@ -41,7 +41,7 @@ class Encoded:
 
 @dataclass
 class KeyFault:
-    """What :meth:`~._server.Emulator.fail_key` scripted for one key: each request gets one
+    """What `fail_key()` scripted for one key: each request gets one
     of ``faults`` (picked at random) with probability ``rate``, else is served normally."""
 
     faults: tuple[Fault, ...]
@@ -103,7 +103,7 @@ def _filler(after_events: int) -> Reply:
 
 
 class App:
-    """Dispatches requests from :class:`~._http.Connection` objects."""
+    """Dispatches requests from `Connection` objects."""
 
     def __init__(self, handlers: list[ProtocolHandler], state: State) -> None:
         self.handlers = sorted(handlers, key=lambda h: len(h.mount), reverse=True)

@@ -246,7 +246,7 @@ class GeminiHandler(ProtocolHandler):
 
     def _count_tokens(self, path: str, request: RecordedRequest) -> Rendered:
         """``{"totalTokens": N, "promptTokensDetails": [...]}`` for ``contents`` or a whole
-        ``generateContentRequest`` (:func:`emulated_token_count`); 404 for an unknown model."""
+        ``generateContentRequest`` (`emulated_token_count()`); 404 for an unknown model."""
         match = _COUNT.fullmatch(path)
         model = match["model"] if match else ""
         if model not in self.models:

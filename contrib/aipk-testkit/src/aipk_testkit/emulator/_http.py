@@ -1,4 +1,4 @@
-"""A small, fast HTTP/1.1 server connection on a raw :class:`asyncio.Protocol`.
+"""A small, fast HTTP/1.1 server connection on a raw `asyncio.Protocol`.
 
 Parses request lines, headers and ``Content-Length`` bodies by hand, keeps connections alive
 (HTTP/1.1 default; ``Connection: close`` honoured), answers ``Expect: 100-continue`` and handles

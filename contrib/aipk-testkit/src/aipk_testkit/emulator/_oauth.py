@@ -13,11 +13,11 @@ Endpoints:
 * OpenRouter's PKCE key exchange: ``GET /oauth/auth`` (``callback_url``, S256
   ``code_challenge``) redirects to ``callback_url`` with ``code``; ``POST /oauth/auth/keys``
   (JSON ``code``, ``code_verifier``, ``code_challenge_method``) answers ``{"key": …}`` once the
-  verifier matches, a permanent key (:meth:`OAuthHandler.key_valid`).
+  verifier matches, a permanent key (`OAuthHandler.key_valid()`).
 
 ``token_extra`` adds fields to every token response (e.g. Qwen's ``resource_url``).
 
-Get the handler of a running emulator with :func:`oauth_server` and script it::
+Get the handler of a running emulator with `oauth_server()` and script it::
 
     oauth = oauth_server(emu)
     oauth.script_device("authorization_pending", "slow_down", outcome="approve")

@@ -1,18 +1,18 @@
 """The contract between the protocol-neutral server and one wire protocol, and their registry.
 
 Each protocol lives in its own module (``_openai.py``, ``_anthropic.py``, ``_gemini.py``,
-``_ollama.py``), subclasses :class:`ProtocolHandler`, sets its ``name`` (what
+``_ollama.py``), subclasses `ProtocolHandler`, sets its ``name`` (what
 ``Emulator.url(name)`` takes) and ``mount`` (the path prefix it serves), and decorates the class
-with :func:`register`. A third party's protocol does the same from its own module: every
-:class:`~aipk_testkit.emulator.Emulator` created after ``register`` speaks it. The server routes
+with `register()`. A third party's protocol does the same from its own module: every
+`Emulator` created after ``register`` speaks it. The server routes
 a request to the handler whose ``mount`` is the longest prefix of its path, then:
 
 1. ``check_auth`` (only when a key is required) may answer 401 in the protocol's shape.
 2. ``route`` names the endpoint for the path below the mount: ``"chat"`` endpoints are answered
    from the emulator's reply queue; any other name is answered by ``answer`` (e.g. models).
-3. For chat, ``parse_chat`` extracts a :class:`ChatCall` (model, stream flag, last user text,
-   rendering options) or raises :class:`RequestError` (400 in the protocol's shape).
-4. ``render_reply`` turns a :class:`~aipk_testkit.emulator.Reply` into a :class:`Rendered`:
+3. For chat, ``parse_chat`` extracts a `ChatCall` (model, stream flag, last user text,
+   rendering options) or raises `RequestError` (400 in the protocol's shape).
+4. ``render_reply`` turns a `Reply` into a `Rendered`:
    a JSON body, or a list of complete stream events (SSE events, NDJSON lines, JSON-array
    elements: whatever the protocol's framing is) plus the protocol's ``terminator``.
    The server sends each event as one HTTP chunk, caches the bytes, and applies faults
@@ -58,6 +58,17 @@ class ChatCall:
     ``options`` holds protocol rendering switches (e.g. OpenAI's ``include_usage``); together
     with the model, stream flag and prompt size it keys the cache of precomputed responses.
     ``structured`` makes an unscripted request answer with JSON following its schema.
+
+    Attributes:
+        model: The model the request names (a reply's ``model`` defaults to it).
+        stream: True when the request asked for a stream: ``render_reply`` then returns
+            ``events``.
+        user_text: The last user message's text (unscripted requests answer ``echo: <it>``).
+        prompt_tokens: The prompt's size in tokens, as the handler estimates it (the usage
+            ``render_reply`` receives unless the reply sets its own).
+        options: Protocol rendering switches, hashable.
+        structured: What the request asked for as structured output, if anything (None for a
+            third-party protocol that has none).
     """
 
     model: str
@@ -78,10 +89,21 @@ def emulated_token_count(text: str, messages: int, tools_json: str = "") -> int:
 
 @dataclass
 class Rendered:
-    """A response before framing: a body, or (when ``events`` is not ``None``) an SSE stream.
+    """A response before framing: a body, or (when ``events`` is not ``None``) a stream.
 
-    Each event is a complete SSE event (``data: …\\n\\n``); ``terminator`` is the protocol's
-    end-of-stream event (``b""`` when it has none). Faults cut the stream before it.
+    Each event is one complete unit of the protocol's stream framing (an SSE event
+    ``data: …\\n\\n``, an NDJSON line ending in ``\\n``, a JSON-array element);
+    ``terminator`` is the protocol's end-of-stream event (``b""`` when it has none). Faults cut
+    the stream before it. The server adds the request id, rate-limit and ``retry-after``
+    headers itself.
+
+    Attributes:
+        status: The HTTP status.
+        headers: Response headers as (name, value) pairs, e.g. the content type.
+        body: The whole body of a non-streaming response.
+        events: The stream's events, each sent as one HTTP chunk; None for a plain body.
+        terminator: The event only a complete stream ends with (``data: [DONE]``, Ollama's
+            ``"done": true`` line); faults that cut the stream leave it out.
     """
 
     status: int
@@ -92,7 +114,7 @@ class Rendered:
 
 
 class RequestError(Exception):
-    """A request the protocol rejects; rendered with :meth:`ProtocolHandler.render_error`."""
+    """A request the protocol rejects; rendered with `ProtocolHandler.render_error()`."""
 
     def __init__(self, status: int, message: str, *, code: str | None = None,
                  param: str | None = None) -> None:
@@ -108,10 +130,19 @@ class ProtocolHandler(ABC):
 
     ``name`` is the protocol's name (``Emulator.url(name)``, the registry key); ``mount`` is
     the path prefix it serves (``"/v1"``, ``"/gemini"``), so its base URL is
-    ``<emulator>/<mount>``.
+    ``<emulator>/<mount>``. Subclass it, implement the abstract methods, and decorate the
+    class with [`register`][aipk_testkit.emulator.register] before creating the emulator
+    (import the module from ``conftest.py``). ``self.models`` holds the model ids the
+    emulator lists (``Emulator(models=...)``, else `default_models()`).
+
+    For each request the server picks the handler whose ``mount`` is the longest prefix of
+    the path, then calls ``check_auth`` (only when a key is required), ``route``, and for a
+    ``"chat"`` endpoint ``parse_chat`` and ``render_reply`` (other endpoints: ``answer``).
+    ``render_error``, ``error_event``, ``malformed_body`` and ``malformed_event`` build the
+    faults; ``rate_limit_headers`` the headers ``Emulator.set_rate_limit`` asks for.
     """
 
-    #: the protocol's name: ``Emulator.url(name)`` and the :func:`register` key
+    #: the protocol's name: ``Emulator.url(name)`` and the `register()` key
     name: ClassVar[str]
     #: the path prefix this protocol serves, e.g. ``"/ollama"``
     mount: ClassVar[str]
@@ -151,7 +182,7 @@ class ProtocolHandler(ABC):
 
     @abstractmethod
     def parse_chat(self, request: RecordedRequest, path: str) -> ChatCall:
-        """Extract the :class:`ChatCall`; raise :class:`RequestError` when malformed."""
+        """Extract the `ChatCall`; raise `RequestError` when malformed."""
 
     @abstractmethod
     def answer(self, endpoint: str, path: str, request: RecordedRequest) -> Rendered:

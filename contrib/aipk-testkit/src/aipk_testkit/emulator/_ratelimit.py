@@ -1,7 +1,7 @@
 """A fixed-window request and token budget, protocol-neutral.
 
 The emulator counts every routed request (and the tokens of each reply) against the budget and
-asks the protocol handler to turn a :class:`RateLimitSnapshot` into that provider's headers.
+asks the protocol handler to turn a `RateLimitSnapshot` into that provider's headers.
 """
 
 from __future__ import annotations
@@ -12,14 +12,23 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class RateLimitSnapshot:
-    """The budget after a request: limits, what remains, and when the window resets."""
+    """The budget after a request: limits, what remains, and when the window resets.
+
+    Attributes:
+        requests_limit: Requests allowed per window.
+        requests_remaining: Requests left in the window, this one counted.
+        tokens_limit: Tokens allowed per window.
+        tokens_remaining: Tokens left in the window.
+        reset_in: Seconds until the window resets.
+        reset_at: The same instant as a Unix timestamp (for protocols with absolute resets).
+    """
 
     requests_limit: int
     requests_remaining: int
     tokens_limit: int
     tokens_remaining: int
-    reset_in: float  # seconds until the window resets
-    reset_at: float  # the same instant as a Unix timestamp (for protocols with absolute resets)
+    reset_in: float
+    reset_at: float
 
 
 class RateLimiter:

@@ -1,5 +1,5 @@
-"""The public :class:`Emulator`: owns the event loop (in a background thread, or the caller's
-thread for :meth:`Emulator.serve_forever`) and the scripted state the loop reads."""
+"""The public `Emulator`: owns the event loop (in a background thread, or the caller's
+thread for `Emulator.serve_forever()`) and the scripted state the loop reads."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class Emulator:
 
     ``models`` replaces the ids listed by the model endpoints; ``protocols`` limits which
     registered protocols are served (default: all); ``record=False`` stops keeping
-    :attr:`requests` (for long benchmark runs).
+    `requests` (for long benchmark runs).
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0,
@@ -34,7 +34,11 @@ class Emulator:
         names = list(available) if protocols is None else list(protocols)
         unknown = [n for n in names if n not in available]
         if unknown or not names:
-            raise ValueError(f"unknown protocols {unknown}; registered: {sorted(available)}")
+            raise ValueError(f"unknown protocols {unknown}; registered: {sorted(available)}. "
+                             "A third-party protocol is served once its ProtocolHandler "
+                             "subclass is decorated with @aipk_testkit.emulator.register "
+                             "(import its module, e.g. from conftest.py, before creating "
+                             "the Emulator)")
         self._handlers: dict[str, ProtocolHandler] = {n: available[n](models) for n in names}
         self._state = State(record=record)
         self._host = host
@@ -140,14 +144,17 @@ class Emulator:
             return self.base_url + self._handlers[protocol].mount
         except KeyError:
             raise ValueError(f"unknown protocol {protocol!r}; "
-                             f"served: {sorted(self._handlers)}") from None
+                             f"served: {sorted(self._handlers)}. A third-party protocol is "
+                             "served once its ProtocolHandler subclass is decorated with "
+                             "@aipk_testkit.emulator.register (import its module, e.g. from "
+                             "conftest.py, before creating the Emulator)") from None
 
     # -- scripting --------------------------------------------------------------------------
 
     def enqueue(self, *items: Reply | Fault) -> None:
         """Queue replies and faults; each chat request takes the next one (FIFO).
 
-        With the queue empty, a request gets the sticky default (:meth:`set_default`) or,
+        With the queue empty, a request gets the sticky default (`set_default()`) or,
         without one, a reply echoing its last user message: ``"echo: <text>"``.
         """
         for item in items:
@@ -178,7 +185,7 @@ class Emulator:
             self.require_api_keys(key)
 
     def require_api_keys(self, *keys: str, oauth: bool = False) -> None:
-        """Like :meth:`require_api_key`, accepting any of ``keys``; with ``oauth=True`` also
+        """Like `require_api_key()`, accepting any of ``keys``; with ``oauth=True`` also
         any access token the emulator's OAuth server issued that is neither expired nor
         revoked (so refresh-on-401 flows can be tested end to end)."""
         from ._oauth import oauth_server
@@ -213,7 +220,7 @@ class Emulator:
 
     def enqueue_for_key(self, key: str, *items: Reply | Fault) -> None:
         """Queue replies and faults for the requests presenting ``key`` only: each of them
-        takes the next one before anything :meth:`fail_key` or :meth:`enqueue` scripted. For
+        takes the next one before anything `fail_key()` or `enqueue()` scripted. For
         scripting what concurrent requests to one key get, in their order of arrival."""
         for item in items:
             if not isinstance(item, (Reply, Fault)):

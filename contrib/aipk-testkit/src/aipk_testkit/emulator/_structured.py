@@ -2,7 +2,7 @@
 
 When a chat request asks for JSON (OpenAI ``response_format``, Anthropic ``output_config`` or a
 forced tool, Gemini ``generationConfig.responseMimeType``/``responseJsonSchema``/
-``responseSchema``) and no reply is scripted, the emulator answers with :func:`sample` of the
+``responseSchema``) and no reply is scripted, the emulator answers with `sample()` of the
 schema: a deterministic instance that follows it (every property present, the first enum value,
 minimums respected), as JSON text, or as the forced tool's arguments.
 """

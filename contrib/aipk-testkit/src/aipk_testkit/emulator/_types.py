@@ -1,7 +1,7 @@
 """The scripting vocabulary, shared by every protocol: replies, tool calls, faults, records.
 
-These are plain values. They say *what* the model answers (:class:`Reply`) or *what goes
-wrong* (:class:`Fault`); each protocol handler decides how that looks on its wire.
+These are plain values. They say *what* the model answers (`Reply`) or *what goes
+wrong* (`Fault`); each protocol handler decides how that looks on its wire.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ class Fault:
 
     @staticmethod
     def invalid_utf8() -> Fault:
-        """Like :meth:`malformed_json`, but the bytes are not valid UTF-8."""
+        """Like `malformed_json()`, but the bytes are not valid UTF-8."""
         return Fault("invalid_utf8")
 
     @staticmethod
@@ -181,7 +181,16 @@ class Fault:
 class RecordedRequest:
     """One request the emulator received: ``path`` has no query; ``headers`` are lower-cased;
     ``received_at`` is when its head arrived (``time.time()``), for counting arrivals per
-    window."""
+    window.
+
+    Attributes:
+        method: The HTTP method.
+        path: The full path, mount included, without the query string.
+        query: The query string (without ``?``), or ``""``.
+        headers: The request headers, names lower-cased.
+        body: The raw body; `json()` decodes it.
+        received_at: When the request's head arrived (``time.time()``).
+    """
 
     method: str
     path: str
