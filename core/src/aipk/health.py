@@ -12,7 +12,8 @@ than ``degraded_latency``; one success makes it healthy again.
 
 A probe has its own timeout (``probe_timeout``, default `PROBE_TIMEOUT` seconds to
 connect and for each read), not the client's long read timeout, and is not retried: one probe
-is one sample, and ``unhealthy_threshold`` absorbs a stray failure.
+is one sample, and ``unhealthy_threshold`` absorbs a stray failure. A probe that timed out says
+so and names the setting to raise (``probe_timeout=``, or ``aipk health --timeout``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import attrs
 
 from ._http import check_seconds
 from ._retry import RetryPolicy
-from .errors import ConfigurationError
+from .errors import ConfigurationError, ProviderError, RequestTimeout
 
 if TYPE_CHECKING:
     from ._async_client import AsyncClient
@@ -43,6 +44,8 @@ __all__ = ["PROBE_TIMEOUT", "AsyncHealthChecker", "HealthChecker", "HealthState"
 PROBE_TIMEOUT = 10.0
 #: Probes are not retried (a failed key still fails over to the next one in a pool).
 _PROBE_RETRY = RetryPolicy(max_retries=0)
+#: The fix a client's timeout error names; a probe's timeout is set elsewhere.
+_CLIENT_TIMEOUT_FIX = "raise timeout="
 
 HealthState = Literal["unknown", "healthy", "degraded", "unhealthy"]
 
@@ -97,6 +100,8 @@ class _Core:
             raise ConfigurationError(f"interval must be positive seconds, not {interval!r}")
         #: seconds a probe waits to connect and for each read
         self.probe_timeout = check_seconds(probe_timeout, "probe_timeout=")
+        #: the setting a timed-out probe's error tells to raise
+        self.timeout_setting = "probe_timeout="
         if unhealthy_threshold < 1:
             raise ConfigurationError("unhealthy_threshold must be at least 1")
         named = (dict(targets) if isinstance(targets, Mapping)
@@ -116,6 +121,33 @@ class _Core:
         self.lock = threading.Lock()
         self.health = {name: TargetHealth(target=name, provider=c.provider_name)
                        for name, c in named.items()}
+
+    def failure(self, exc: ProviderError) -> str:
+        """A failed probe's error message; a timeout names the probe's timeout setting."""
+        text = str(exc)
+        if not isinstance(exc, RequestTimeout):
+            return text
+        head, found, tail = text.rpartition(_CLIENT_TIMEOUT_FIX)
+        fix = f"raise {self.timeout_setting} (now {self.probe_timeout:g}s)"
+        return f"{head}{fix}{tail}" if found else f"{text}; {fix}"
+
+    def probe(self, client: Client) -> tuple[bool, float, str | None]:
+        """One probe (a model listing): healthy, seconds taken, error."""
+        start = time.monotonic()
+        try:
+            client.models(timeout=self.probe_timeout, retry=_PROBE_RETRY)
+        except ProviderError as exc:
+            return False, time.monotonic() - start, self.failure(exc)
+        return True, time.monotonic() - start, None
+
+    async def aprobe(self, client: AsyncClient) -> tuple[bool, float, str | None]:
+        """`probe()` for an asyncio client."""
+        start = time.monotonic()
+        try:
+            await client.models(timeout=self.probe_timeout, retry=_PROBE_RETRY)
+        except ProviderError as exc:
+            return False, time.monotonic() - start, self.failure(exc)
+        return True, time.monotonic() - start, None
 
     def delay(self) -> float:
         return self.interval * (1.0 + self.jitter * (2.0 * random.random() - 1.0))
@@ -184,8 +216,8 @@ class HealthChecker:
     def check_once(self) -> list[TargetHealth]:
         """Probe every target now (in this thread) and return their states."""
         for name, client in self._core.clients.items():
-            status = client.health(timeout=self._core.probe_timeout, retry=_PROBE_RETRY)
-            self._core.judge(name, status.healthy, status.latency, status.error,
+            healthy, latency, error = self._core.probe(client)
+            self._core.judge(name, healthy, latency, error,
                              _headroom(client, self._core.headroom_model))
         return self.statuses()
 
@@ -255,11 +287,9 @@ class AsyncHealthChecker:
         """Probe every target now, concurrently, and return their states."""
         names = list(self._core.clients)
         clients = [self._core.clients[n] for n in names]
-        timeout = self._core.probe_timeout
-        results = await asyncio.gather(*(c.health(timeout=timeout, retry=_PROBE_RETRY)
-                                         for c in clients))
-        for name, client, status in zip(names, clients, results, strict=True):
-            self._core.judge(name, status.healthy, status.latency, status.error,
+        results = await asyncio.gather(*(self._core.aprobe(c) for c in clients))
+        for name, client, (healthy, latency, error) in zip(names, clients, results, strict=True):
+            self._core.judge(name, healthy, latency, error,
                              _headroom(client, self._core.headroom_model))
         return self.statuses()
 
@@ -315,8 +345,10 @@ def check_providers(providers: Sequence[str], *, base_url: str | None = None,
                                      error=f"{type(exc).__name__}: {exc}"))
             continue
         with client:
-            (row,) = HealthChecker({name: client}, unhealthy_threshold=1,
-                                   probe_timeout=timeout).check_once()
+            checker = HealthChecker({name: client}, unhealthy_threshold=1,
+                                    probe_timeout=timeout)
+            checker._core.timeout_setting = "aipk health --timeout"
+            (row,) = checker.check_once()
         rows.append(row)
     width = max(8, *(len(r.target) for r in rows))
     out(f"{'PROVIDER':<{width}}  {'STATUS':<9}  {'LATENCY':>8}  {'HEADROOM':>8}  ERROR")

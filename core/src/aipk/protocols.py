@@ -1,7 +1,7 @@
 """Narrow interfaces, so code can depend on only the part of a client it uses.
 
 Both [`Client`][aipk.Client] and [`AsyncClient`][aipk.AsyncClient] satisfy the matching protocols
-here (checked by the tests with ``isinstance`` and by mypy structurally)::
+here (checked by the tests with ``isinstance`` and by mypy structurally, signatures included)::
 
     def summarise(chat: aipk.protocols.ChatCapable, text: str) -> str: ...
 """
@@ -11,12 +11,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from ._async_client import AsyncChatStream
-    from ._client import ChatStream, HealthStatus
+    from ._async_client import AsyncChatStream, AsyncClient
+    from ._client import ChatStream, Client, HealthStatus
+    from ._http import Timeout
     from ._messages import ChatRequest
     from ._providers import Capabilities, ModelInfo, Provider
     from ._ratelimit import RateLimitState
     from ._responses import ChatResponse
+    from ._retry import RetryPolicy
+    from .observability import MetricsSnapshot
 
 __all__ = [
     "AsyncChatCapable",
@@ -73,29 +76,48 @@ class AsyncChatCapable(Protocol):
 
 @runtime_checkable
 class ModelsCapable(Protocol):
-    """Synchronous model discovery."""
+    """Synchronous model discovery (``timeout`` and ``retry`` replace the client's for this
+    call)."""
 
-    def models(self, *, static: bool = False) -> list[ModelInfo]: ...
+    def models(self, *, static: bool = False, timeout: Timeout | float | None = None,
+               retry: RetryPolicy | None = None) -> list[ModelInfo]: ...
 
 
 @runtime_checkable
 class AsyncModelsCapable(Protocol):
-    """Asynchronous model discovery."""
+    """Asynchronous model discovery (``timeout`` and ``retry`` replace the client's for this
+    call)."""
 
-    async def models(self, *, static: bool = False) -> list[ModelInfo]: ...
+    async def models(self, *, static: bool = False, timeout: Timeout | float | None = None,
+                     retry: RetryPolicy | None = None) -> list[ModelInfo]: ...
 
 
 @runtime_checkable
 class HealthCapable(Protocol):
-    """Synchronous health checks and metrics."""
+    """Synchronous health checks (``timeout`` and ``retry`` replace the client's for the
+    probe) and metrics."""
 
-    def health(self) -> HealthStatus: ...
-    def metrics(self) -> dict[str, Any]: ...
+    def health(self, *, timeout: Timeout | float | None = None,
+               retry: RetryPolicy | None = None) -> HealthStatus: ...
+    def metrics(self) -> MetricsSnapshot: ...
 
 
 @runtime_checkable
 class AsyncHealthCapable(Protocol):
-    """Asynchronous health checks, and metrics."""
+    """Asynchronous health checks (``timeout`` and ``retry`` replace the client's for the
+    probe), and metrics."""
 
-    async def health(self) -> HealthStatus: ...
-    def metrics(self) -> dict[str, Any]: ...
+    async def health(self, *, timeout: Timeout | float | None = None,
+                     retry: RetryPolicy | None = None) -> HealthStatus: ...
+    def metrics(self) -> MetricsSnapshot: ...
+
+
+if TYPE_CHECKING:
+    def _clients_conform(client: Client, async_client: AsyncClient) -> None:
+        """Never called: mypy checks here that the clients satisfy every protocol."""
+        sync: tuple[CoreInfo, CapabilitiesInfo, RateLimitInfo, ChatCapable, ModelsCapable,
+                    HealthCapable] = (client, client, client, client, client, client)
+        async_: tuple[CoreInfo, CapabilitiesInfo, RateLimitInfo, AsyncChatCapable,
+                      AsyncModelsCapable, AsyncHealthCapable] = (
+            async_client, async_client, async_client, async_client, async_client, async_client)
+        del sync, async_

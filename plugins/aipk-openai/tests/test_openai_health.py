@@ -157,6 +157,9 @@ def test_a_slow_probe_times_out_on_its_own_timeout(aipk_emulator: Emulator,
         (status,) = checker.check_once()
         took = time.monotonic() - start
         assert status.state == "unhealthy" and "timed out" in (status.error or "")
+        # the fix is the probe's own timeout, not the client's
+        assert "raise probe_timeout= (now 0.2s)" in (status.error or "")
+        assert "raise timeout=" not in (status.error or "")
         assert 0.2 <= took < 1.5
         assert _model_listings(aipk_emulator) == 1  # not retried
         aipk_emulator.delay_endpoint("models", None)
@@ -181,6 +184,8 @@ def test_an_async_slow_probe_times_out_on_its_own_timeout(aipk_emulator: Emulato
 
     status, took = asyncio.run(asyncio.wait_for(run(), 10))
     assert status.state == "unhealthy" and 0.2 <= took < 1.5
+    assert "raise probe_timeout= (now 0.2s)" in (status.error or "")
+    assert "raise timeout=" not in (status.error or "")
     assert _model_listings(aipk_emulator) == 1
 
 
@@ -202,4 +207,6 @@ def test_health_command_takes_a_timeout(aipk_emulator: Emulator,
         code = main(["health", f"openai={aipk_emulator.url('openai')}", "--timeout", "0.2"])
         took = time.monotonic() - start
     assert code == 1 and took < 1.5
-    assert "unhealthy" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "unhealthy" in out and "raise aipk health --timeout (now 0.2s)" in out
+    assert "raise timeout=" not in out and "probe_timeout=" not in out

@@ -35,17 +35,7 @@ from __future__ import annotations
 
 from ._errors import CredentialError, KeysExhaustedError
 from ._failover import acall_with_failover, call_with_failover
-from ._flows import (
-    PKCE,
-    AuthorizationRequest,
-    DeviceAuthorization,
-    LoopbackServer,
-    OAuthClient,
-    OAuthEndpoints,
-    check_state,
-    new_state,
-    pkce_challenge,
-)
+from ._flows import OAuthClient
 from ._health import (
     BackoffPolicy,
     Failure,
@@ -65,8 +55,19 @@ from ._login import (
     login_flow,
     oauth_root_for,
 )
+from ._loopback import LoopbackServer
 from ._metrics import CredentialMetrics, MetricsRegistry, MetricsSnapshot
-from ._oauth import AsyncRefreshFn, OAuthCredential, OAuthManager, OnTokenRefresh, RefreshFn
+from ._oauth import OAuthManager
+from ._oauthrecords import (
+    PKCE,
+    AuthorizationRequest,
+    DeviceAuthorization,
+    OAuthEndpoints,
+    check_state,
+    new_state,
+    pkce_challenge,
+)
+from ._oauthtoken import AsyncRefreshFn, OAuthCredential, OnTokenRefresh, RefreshFn
 from ._pool import CredentialPool, CredentialSource, KeyPool, SingleCredential
 from ._store import FileTokenStore, MemoryTokenStore, TokenStore
 

@@ -35,16 +35,11 @@ from aipk._providers import Credential, Provider, Secret, is_loopback_url
 from aipk.errors import AuthErrorCode, ConfigurationError
 
 from ._errors import CredentialError, scrub
-from ._flows import (
-    PKCE,
-    DeviceAuthorization,
-    LoopbackServer,
-    OAuthClient,
-    _show_device,
-    _webbrowser_open,
-)
+from ._flows import OAuthClient, _show_device, _webbrowser_open
 from ._loginflow import LoginFlow, LoginKind
-from ._oauth import OAuthCredential
+from ._loopback import LoopbackServer
+from ._oauthrecords import PKCE, DeviceAuthorization
+from ._oauthtoken import OAuthCredential
 
 if TYPE_CHECKING:
     from aipk.registry import Registry

@@ -10,7 +10,7 @@ import attrs
 
 from aipk.errors import ConfigurationError
 
-from ._flows import OAuthEndpoints
+from ._oauthrecords import OAuthEndpoints
 
 __all__ = ["LOCAL_PATHS", "LoginFlow", "LoginKind"]
 

@@ -41,7 +41,7 @@ from typing import Any, Protocol
 from aipk.errors import AuthErrorCode, ConfigurationError
 
 from ._errors import CredentialError
-from ._oauth import OAuthCredential
+from ._oauthtoken import OAuthCredential
 
 __all__ = ["FileTokenStore", "MemoryTokenStore", "TokenStore"]
 

@@ -2,8 +2,8 @@
 
 Installing the package registers the plugin (entry point ``aipk.plugins: gemini``); use it
 through ``aipk.Client("gemini")``. `aipk_gemini.wire` holds the wire functions,
-`aipk_gemini.schema` the tool-schema conversion, `aipk_gemini.limits` the
-client-side request limiter.
+`aipk_gemini.schema` the tool-schema conversion, `aipk_gemini.limits` the default
+client-side request rate (and the deprecated stand-alone limiter).
 """
 
 from __future__ import annotations
