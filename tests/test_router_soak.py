@@ -209,6 +209,12 @@ def traced(snapshot: tracemalloc.Snapshot, filters: list[tracemalloc.Filter] | N
     return sum(stat.size for stat in snapshot.statistics("filename"))
 
 
+def growth_by_line(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot) -> list[str]:
+    """The five lines of aipk's own code whose live allocations grew most, for the message."""
+    stats = after.filter_traces(OWN_CODE).compare_to(before.filter_traces(OWN_CODE), "lineno")
+    return [str(stat) for stat in stats[:5]]
+
+
 def live_state(router: AsyncRouter, store: MemoryStore,
                client_store: MemoryStore) -> tuple[int, int, int, int]:
     """What could grow with the run: the router's store (cooldowns, breakers), the clients'
@@ -356,6 +362,9 @@ def test_router_soak_with_random_faults(emus: tuple[Emulator, ...]) -> None:
         print(f"traced: {mid / 1024:.0f} KiB, then {end / 1024:.0f} KiB; in aipk's own code "
               f"{own_mid / 1024:.0f} KiB, then {own_end / 1024:.0f} KiB", where)
     assert end < 2 * 1024 * 1024, (f"the second half left {end / 1024:.0f} KiB", where)
-    assert own_end - own_mid < 32 * 1024, (
+    # 48 KiB over the last quarter (750 requests by default): any object kept per request
+    # (with the slot holding it) exceeds it; what a loaded machine shifts (work in flight at
+    # the snapshot) does not
+    assert own_end - own_mid < 48 * 1024, (
         f"aipk's allocations grew {(own_end - own_mid) / 1024:.0f} KiB over the last quarter",
-        where)
+        growth_by_line(*memory), where)
