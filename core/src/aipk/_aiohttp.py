@@ -160,7 +160,7 @@ class AiohttpTransport:
                 per_request = {"timeout": _client_timeout(request.timeout)}
             response = await session.request(request.method, request.url,
                                              headers=dict(request.headers), data=body,
-                                             **per_request)
+                                             allow_redirects=False, **per_request)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise _failure(exc, before_first_byte=True) from None
         except (UnicodeError, ValueError) as exc:  # a header aiohttp refuses to send

@@ -279,12 +279,16 @@ async def _prime(step: Prime) -> Primed | TransportFailure | ProviderError:
                 events = session.feed(chunk)
                 if events:
                     return Primed(session, events, reader)
+                if session.done:  # a terminator and no event: read no further
+                    break
         else:
             chunks = response.iter_bytes().__aiter__()
             async for chunk in chunks:
                 events = session.feed(chunk)
                 if events:
                     return Primed(session, events, chunks)
+                if session.done:
+                    break
         events = session.finish()
     except (TransportFailure, ProviderError) as failed:
         await response.close()
@@ -360,7 +364,10 @@ class AsyncChatStream:
             rest = primed.rest
             if rest is not None:
                 feed = session.feed
-                if isinstance(rest, tuple):  # aiohttp: read chunks directly, one layer less
+                # After the terminator nothing more is read: a server may keep the body open.
+                if session.done:
+                    pass
+                elif isinstance(rest, tuple):  # aiohttp: read chunks directly, one layer less
                     read, errors, failure = rest
                     while True:
                         try:
@@ -369,24 +376,24 @@ class AsyncChatStream:
                             raise failure(exc) from None
                         if not chunk:
                             break
-                        if session.done:
-                            continue  # drain to the end so the connection can be reused
                         events = feed(chunk)
                         if waiting and events:
                             waiting = False
                             call.got_first_token()
                         for event in events:
                             yield event
+                        if session.done:
+                            break
                 else:
                     async for chunk in rest:
-                        if session.done:
-                            continue  # drain to the end so the connection can be reused
                         events = feed(chunk)
                         if waiting and events:
                             waiting = False
                             call.got_first_token()
                         for event in events:
                             yield event
+                        if session.done:
+                            break
                 tail = session.finish()
                 if waiting and tail:
                     call.got_first_token()

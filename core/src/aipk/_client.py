@@ -292,6 +292,8 @@ def _prime(step: Prime) -> Primed | TransportFailure | ProviderError:
             events = session.feed(chunk)
             if events:
                 return Primed(session, events, chunks)
+            if session.done:  # a terminator and no event: read no further
+                break
         events = session.finish()
     except (TransportFailure, ProviderError) as failure:
         response.close()
@@ -365,15 +367,16 @@ class ChatStream:
             yield from primed.events  # read before the first was delivered: retried if cut
             rest = primed.rest
             if rest is not None:
-                feed = session.feed
-                for chunk in rest:
-                    if session.done:
-                        continue  # drain to the end so the connection can be reused
-                    events = feed(chunk)
-                    if waiting and events:
-                        waiting = False
-                        call.got_first_token()
-                    yield from events
+                if not session.done:
+                    feed = session.feed
+                    for chunk in rest:
+                        events = feed(chunk)
+                        if waiting and events:
+                            waiting = False
+                            call.got_first_token()
+                        yield from events
+                        if session.done:  # stop reading: a server may keep the body open
+                            break
                 tail = session.finish()
                 if waiting and tail:
                     call.got_first_token()

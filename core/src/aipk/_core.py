@@ -489,7 +489,7 @@ class StreamSession:
         self.request_id = request_id
         self.rate_limit = rate_limit
         self.delivered = False
-        #: the decoder saw the stream's terminator (the rest of the body is only drained)
+        #: the decoder saw the stream's terminator (the client reads no further)
         self.done = False
 
     def feed(self, chunk: bytes) -> list[StreamEvent]:

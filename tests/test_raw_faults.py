@@ -1,0 +1,155 @@
+"""Faults from a raw-socket server of our own (tests/rawserver.py), not the testkit emulator,
+for the sync client and the async client on both transports: every answer ends in a result
+or a typed aipk error, within the timeouts, with no secret in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+import aipk
+from aipk.errors import AipkError
+from aipk_testkit.fixtures import find_fixtures
+
+from .rawserver import HOLD, RawServer, chunk, head, raw_server, reply
+
+FIXTURES = find_fixtures(__file__)
+KEY = "sk-raw-SECRETVALUE-0123456789"
+MODES = ("sync", "httpx", "aiohttp")
+MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-4-5",
+          "gemini": "gemini-2.5-flash", "ollama-native": "llama3"}
+STREAM_TYPES = {"ollama-native": "application/x-ndjson"}
+
+OPENAI_CHAT = {"id": "c1", "object": "chat.completion", "model": "gpt-4o",
+               "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+                            "finish_reason": "stop"}]}
+
+
+def oai_chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    body = {"id": "c1", "object": "chat.completion.chunk", "model": "m",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+OPENAI_STREAM = (oai_chunk({"role": "assistant", "content": "Hel"}) + oai_chunk({"content": "lo"})
+                 + oai_chunk({}, "stop") + b"data: [DONE]\n\n")
+
+
+def fixture_stream(provider: str) -> bytes:
+    """A real captured stream for ``provider``, ending in a complete last event."""
+    name = {"openai": "openai/sdk-chat-stream-text-weather.sse",
+            "anthropic": "anthropic/sdk-stream-text-basic.sse",
+            "gemini": "google/pai-stream-text.sse",
+            "ollama-native": "ollama/olm-chat-stream-llama3.ndjson"}[provider]
+    body = (FIXTURES / name).read_bytes()
+    if provider != "ollama-native" and not body.endswith(b"\n\n"):
+        body = body.rstrip(b"\r\n") + b"\n\n"  # some captures dropped the last blank line
+    return body
+
+
+def streamed(body: bytes, content_type: str = "text/event-stream",
+             pieces: Sequence[int] = ()) -> list[Any]:
+    cuts = [0, *pieces, len(body)]
+    parts = [body[a:b] for a, b in itertools.pairwise(cuts) if b > a]
+    return [head(200, [("Content-Type", content_type), ("Transfer-Encoding", "chunked")]),
+            *[chunk(p) for p in parts]]
+
+
+def call(server: RawServer, mode: str, *, provider: str = "openai", stream: bool = False,
+         timeout: float = 2.0, **options: Any) -> Any:
+    """One chat call (or a whole stream) at ``server``: the response, or the exception."""
+    base = server.url + ("/v1" if provider == "openai" else "")
+    model = MODELS[provider]
+    messages = [aipk.Message.user("hi")]
+    options.setdefault("max_retries", 0)
+    try:
+        if mode == "sync":
+            with aipk.Client(provider, base_url=base, api_key=KEY, timeout=timeout,
+                             **options) as client:
+                if not stream:
+                    return client.chat(model=model, messages=messages)
+                with client.stream(model=model, messages=messages) as chat_stream:
+                    for _ in chat_stream:
+                        pass
+                    return chat_stream.response
+
+        async def scenario() -> Any:
+            from aipk.transports import AiohttpTransport
+
+            transport = AiohttpTransport() if mode == "aiohttp" else None
+            try:
+                async with aipk.AsyncClient(provider, base_url=base, api_key=KEY,
+                                            timeout=timeout, transport=transport,
+                                            **options) as client:
+                    if not stream:
+                        return await client.chat(model=model, messages=messages)
+                    async with client.stream(model=model, messages=messages) as chat_stream:
+                        async for _ in chat_stream:
+                            pass
+                        return await chat_stream.get_response()
+            finally:
+                if transport is not None:
+                    await transport.close()
+
+        return asyncio.run(asyncio.wait_for(scenario(), timeout * 4))
+    except AipkError as exc:
+        return exc
+
+
+def no_secret(exc: BaseException) -> None:
+    for text in (str(exc), repr(exc), repr(exc.args), repr(getattr(exc, "body", None))):
+        assert "SECRETVALUE" not in text
+
+
+# -- streams that stay open, or go on, after their terminator ---------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("provider", list(MODELS))
+def test_a_stream_ends_at_its_terminator_though_the_server_keeps_the_body_open(
+        mode: str, provider: str) -> None:
+    body = fixture_stream(provider)
+    script = streamed(body, STREAM_TYPES.get(provider, "text/event-stream"))
+    ping = chunk(b"\n" if provider == "ollama-native" else b": ping\n\n")
+    with raw_server([*script, ping, HOLD]) as server:
+        started = time.monotonic()
+        result = call(server, mode, provider=provider, stream=True, timeout=3.0)
+        took = time.monotonic() - started
+    assert isinstance(result, aipk.ChatResponse), result
+    assert result.text and result.finish_reason is not None
+    assert took < 2.0  # not the 3 s read timeout
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_data_after_the_terminator_is_not_read(mode: str) -> None:
+    garbage = b"data: {not json\n\ndata: " + json.dumps({"error": {"message": "x"}}).encode()
+    with raw_server([*streamed(OPENAI_STREAM + garbage + b"\n\n"), chunk(b"")]) as server:
+        result = call(server, mode, stream=True)
+    assert isinstance(result, aipk.ChatResponse), result
+    assert result.text == "Hello"
+
+
+# -- redirects ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_never_followed_and_names_the_location(mode: str, status: int) -> None:
+    with RawServer() as other:
+        other.queue(reply(200, OPENAI_CHAT))
+        target = f"{other.url}/v1/chat/completions?key=hidden"
+        with raw_server(reply(status, b"", headers=[("Location", target)])) as server:
+            result = call(server, mode)
+        assert other.requests == []  # the key went nowhere else
+    assert type(result) is aipk.errors.StatusError, result
+    assert result.status == status and not result.retryable
+    assert other.url in str(result) and "base_url=" in str(result)
+    assert "hidden" not in str(result)
+    no_secret(result)
