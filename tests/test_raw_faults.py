@@ -153,3 +153,59 @@ def test_a_redirect_is_never_followed_and_names_the_location(mode: str, status: 
     assert other.url in str(result) and "base_url=" in str(result)
     assert "hidden" not in str(result)
     no_secret(result)
+
+
+# -- stream requests answered with something else -------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("content_type", ["text/html", "text/plain"])
+def test_a_stream_answered_with_an_error_page_is_a_retried_response_error(
+        mode: str, content_type: str) -> None:
+    page = reply(200, "<html><body>502 Bad Gateway</body></html>", content_type=content_type)
+    with raw_server(page, page, [*streamed(OPENAI_STREAM), chunk(b"")]) as server:
+        result = call(server, mode, stream=True, max_retries=1,
+                      retry=aipk.RetryPolicy(max_retries=1, initial_delay=0.01))
+        assert len(server.requests) == 2
+    assert type(result) is aipk.errors.ResponseError, result
+    assert result.retryable and "502 Bad Gateway" in str(result) and content_type in str(result)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("provider", "body"), [
+    ("openai", {"error": {"message": "The server had an error", "type": "server_error"}}),
+    ("anthropic", {"type": "error", "error": {"type": "overloaded_error",
+                                              "message": "Overloaded"}}),
+    ("gemini", {"error": {"code": 503, "message": "The model is overloaded.",
+                          "status": "UNAVAILABLE"}}),
+])
+def test_a_stream_answered_with_a_json_error_raises_the_providers_error(
+        mode: str, provider: str, body: dict[str, Any]) -> None:
+    with raw_server(reply(200, body)) as server:
+        result = call(server, mode, provider=provider, stream=True)
+    assert type(result) is aipk.errors.StreamError, result
+    assert result.retryable
+    assert json.dumps(body).split('"message": "')[1].split('"')[0] in str(result)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_stream_answered_with_a_whole_answer_says_the_server_does_not_stream(
+        mode: str) -> None:
+    with raw_server(reply(200, OPENAI_CHAT)) as server:
+        result = call(server, mode, stream=True)
+    assert type(result) is aipk.errors.ResponseError, result
+    assert not result.retryable and "does not stream" in str(result)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("content_type", ["text/plain", "application/json", None])
+def test_an_event_stream_under_another_content_type_still_streams(
+        mode: str, content_type: str | None) -> None:
+    headers = [("Transfer-Encoding", "chunked")]
+    if content_type:
+        headers.append(("Content-Type", content_type))
+    script = [head(200, headers), chunk(OPENAI_STREAM[:2]), chunk(OPENAI_STREAM[2:]), chunk(b"")]
+    with raw_server(script) as server:
+        result = call(server, mode, stream=True)
+    assert isinstance(result, aipk.ChatResponse), result
+    assert result.text == "Hello"

@@ -24,6 +24,7 @@ from ._ratelimit import RateLimitState, RateLimitTracker
 from ._responses import ChatResponse, StreamAccumulator, StreamEvent, TextDelta, Usage
 from ._retry import RetryPolicy
 from ._secrets import check_exact, header_problem, redact_error
+from ._sniff import SniffingFramer, not_a_stream
 from ._structured import with_parsed
 from ._tokens import TokenCount, TokenCountCall, estimate_tokens
 from .errors import (
@@ -394,8 +395,15 @@ class Engine:
         decoder = self._decoder(self.provider, request)
         if decoder is None:
             raise self._no_plugin("aipk_stream_decoder")
+        framing = getattr(decoder, "framing", None)
+        content_type = headers.get("content-type")
+        if framing in (None, "sse") and not (
+                content_type and content_type.startswith("text/event-stream")):
+            # not announced as an event stream: a JSON error, an HTML page … or a mislabelled one
+            return StreamSession(self, decoder, request, request_id_of(headers), rate_limit,
+                                 SniffingFramer(content_type))
         try:
-            framer = make_framer(getattr(decoder, "framing", None))
+            framer = make_framer(framing)
         except ValueError as exc:
             raise PluginError(f"the stream decoder for {self.provider.name!r} declares a "
                               f"framing the core cannot build: {exc}") from None
@@ -524,9 +532,12 @@ class StreamSession:
             out.append(event)
         return out
 
-    def _incomplete(self, cut: bool) -> IncompleteStreamError:
+    def _incomplete(self, cut: bool) -> ResponseError:
         """The one end-of-stream rule for every protocol: no terminator, no answer; what did
         arrive goes on the error."""
+        sniffed = self._sse
+        if type(sniffed) is SniffingFramer and sniffed.kind in ("json", "text"):
+            return not_a_stream(sniffed, self._engine.provider.name, self.request_id)
         partial = self.response()
         terminator = getattr(self._decoder, "terminator", None) or "its end-of-stream marker"
         where = "in the middle of an event" if cut else "early"
