@@ -365,7 +365,8 @@ class AsyncChatStream:
             if rest is not None:
                 feed = session.feed
                 # After the terminator nothing more is read: a server may keep the body open.
-                if session.done:
+                ended = session.done  # the terminator came with the first events
+                if ended:
                     pass
                 elif isinstance(rest, tuple):  # aiohttp: read chunks directly, one layer less
                     read, errors, failure = rest

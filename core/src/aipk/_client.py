@@ -367,7 +367,8 @@ class ChatStream:
             yield from primed.events  # read before the first was delivered: retried if cut
             rest = primed.rest
             if rest is not None:
-                if not session.done:
+                ended = session.done  # the terminator came with the first events
+                if not ended:
                     feed = session.feed
                     for chunk in rest:
                         events = feed(chunk)
