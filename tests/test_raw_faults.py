@@ -104,8 +104,16 @@ def call(server: RawServer, mode: str, *, provider: str = "openai", stream: bool
 
 
 def no_secret(exc: BaseException) -> None:
-    for text in (str(exc), repr(exc), repr(exc.args), repr(getattr(exc, "body", None))):
-        assert "SECRETVALUE" not in text
+    """No trace of the key in ``exc`` nor in the errors it was raised from or during."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        texts = (str(current), repr(current), repr(current.args),
+                 repr(getattr(current, "__dict__", {})))
+        for text in texts:
+            assert "SECRETVALUE" not in text, (type(current), text)
+        current = current.__cause__ or current.__context__
 
 
 # -- streams that stay open, or go on, after their terminator ---------------------------------
@@ -209,3 +217,23 @@ def test_an_event_stream_under_another_content_type_still_streams(
         result = call(server, mode, stream=True)
     assert isinstance(result, aipk.ChatResponse), result
     assert result.text == "Hello"
+
+
+# -- secrets echoed in bodies aipk cannot decode --------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("provider", "stream", "script"), [
+    ("openai", False, reply(200, f"not JSON: the key {KEY} is wrong")),
+    ("openai", False, reply(200, b'{"choices": "' + KEY.encode() + b'\xff"}')),
+    ("openai", True, [*streamed(b"data: {" + KEY.encode() + b"\n\n"), chunk(b"")]),
+    ("openai", True, [*streamed(b"data: " + KEY.encode() + b"\xff\n\n"), chunk(b"")]),
+    ("ollama-native", True,
+     [*streamed(b"oops " + KEY.encode() + b"\n", "application/x-ndjson"), chunk(b"")]),
+])
+def test_a_key_echoed_in_an_undecodable_body_is_masked_in_the_whole_error_chain(
+        mode: str, provider: str, stream: bool, script: list[Any]) -> None:
+    with raw_server(script) as server:
+        result = call(server, mode, provider=provider, stream=stream)
+    assert isinstance(result, aipk.errors.ResponseError), result
+    no_secret(result)

@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -45,6 +45,7 @@ from .state import BucketStore, StateStore
 __all__ = ["Engine", "StreamSession"]
 
 log = logging.getLogger("aipk.http")
+E = TypeVar("E", bound=BaseException)
 
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id", "inference-id")
 
@@ -55,6 +56,15 @@ def request_id_of(headers: Mapping[str, str]) -> str | None:
         if value:
             return value
     return None
+
+
+def _masked(error: E, context: BaseException) -> E:
+    """``error``, about to be raised while handling ``context`` (which Python keeps as its
+    ``__context__``, even ``from None``), with held secrets masked in both: a JSON or UTF-8
+    error keeps the body it failed on, and a provider may echo the key in it."""
+    error.__context__ = context
+    redact_error(error)
+    return error
 
 
 def _ignoring_event(function: Callable[[], object]) -> Callable[[object], object]:
@@ -259,10 +269,10 @@ class Engine:
         try:
             count = int(call.parse(data))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ResponseError(
+            raise _masked(ResponseError(
                 f"the token count answer has an unexpected shape ({type(exc).__name__}: "
                 f"{exc}); upgrade the {self.provider.name} plugin if the provider changed it",
-                provider=self.provider.name, request_id=request_id) from None
+                provider=self.provider.name, request_id=request_id), exc) from None
         return TokenCount(input_tokens=count, estimated=False, provider=self.provider.name,
                           model=request.model)
 
@@ -309,11 +319,11 @@ class Engine:
         try:
             return json.loads(body)
         except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
-            raise ResponseError(  # retryable: a body cut short or garbled on the way
+            raise _masked(ResponseError(  # retryable: a body cut short or garbled on the way
                 f"the response body is not valid JSON ({exc}): it was cut short, or the "
                 f"provider or a proxy in between sent something else; retry, or check base_url",
                 provider=self.provider.name, request_id=request_id, retryable=True,
-            ) from None
+            ), exc) from None
 
     def chat_response(self, request: ChatRequest, body: bytes, headers: Mapping[str, str],
                       rate_limit: RateLimitState | None) -> ChatResponse:
@@ -322,11 +332,11 @@ class Engine:
         try:
             parsed = self._parse(self.provider, request, data, headers)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ResponseError(
+            raise _masked(ResponseError(
                 f"the response has an unexpected shape ({type(exc).__name__}: {exc}); "
                 f"upgrade the {self.provider.name} plugin if the provider changed its format",
                 provider=self.provider.name, request_id=request_id,
-            ) from None
+            ), exc) from None
         if parsed is None:
             raise self._no_plugin("aipk_parse_response")
         response: ChatResponse = parsed
@@ -505,7 +515,7 @@ class StreamSession:
         try:
             sse_events = self._sse_feed(chunk)
         except ValueError as exc:  # SSEDecodeError, FramingError, or a plugin framer's own
-            raise self._bad(str(exc)) from None
+            raise _masked(self._bad(str(exc)), exc) from None
         if not sse_events:
             return []
         return self._events(sse_events)
@@ -569,7 +579,7 @@ class StreamSession:
         except ProviderError as exc:
             raise self._stamp(exc) from None
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-            raise self._bad(f"{type(exc).__name__}: {exc}") from None
+            raise _masked(self._bad(f"{type(exc).__name__}: {exc}"), exc) from None
         if out:
             self.delivered = True
         return out
