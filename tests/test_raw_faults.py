@@ -237,3 +237,18 @@ def test_a_key_echoed_in_an_undecodable_body_is_masked_in_the_whole_error_chain(
         result = call(server, mode, provider=provider, stream=stream)
     assert isinstance(result, aipk.errors.ResponseError), result
     no_secret(result)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("provider", "body"), [
+    ("openai", {"error": {"message": "Internal error", "type": "server_error"}}),
+    ("anthropic", {"type": "error", "error": {"type": "overloaded_error", "message": "Busy"}}),
+    ("anthropic", {"error": {"message": "Internal error", "type": "api_error"}}),  # a proxy's
+    ("gemini", {"error": {"code": 503, "message": "Busy", "status": "UNAVAILABLE"}}),
+])
+def test_a_200_chat_answer_carrying_an_error_is_a_typed_stream_error(
+        mode: str, provider: str, body: dict[str, Any]) -> None:
+    with raw_server(reply(200, body)) as server:
+        result = call(server, mode, provider=provider)
+    assert type(result) is aipk.errors.StreamError, result
+    assert result.retryable
