@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -252,3 +253,17 @@ def test_a_200_chat_answer_carrying_an_error_is_a_typed_stream_error(
         result = call(server, mode, provider=provider)
     assert type(result) is aipk.errors.StreamError, result
     assert result.retryable
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_key_echoed_in_response_headers_stays_out_of_the_http_libraries_debug_logs(
+        mode: str, caplog: pytest.LogCaptureFixture) -> None:
+    echo = {"error": {"message": f"Incorrect API key provided: {KEY}"}}
+    script = reply(401, echo, headers=[("x-echo", KEY), ("Location", f"http://x/?key={KEY}")])
+    with caplog.at_level(logging.DEBUG), raw_server(script) as server:
+        result = call(server, mode)
+    assert isinstance(result, aipk.errors.AuthenticationError), result
+    no_secret(result)
+    assert any(r.name.startswith(("httpcore", "aiohttp", "httpx")) for r in caplog.records) \
+        or mode == "aiohttp"
+    assert "SECRETVALUE" not in caplog.text
