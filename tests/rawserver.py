@@ -98,6 +98,7 @@ class RawServer:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
 
     # -- control -------------------------------------------------------------------------
@@ -136,6 +137,9 @@ class RawServer:
         self._server.close()
         for writer in list(self._writers):
             writer.transport.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _next(self) -> Script:
         if self._scripts:
@@ -144,6 +148,9 @@ class RawServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
         try:
             while True:
                 try:
@@ -165,6 +172,8 @@ class RawServer:
                     return
         finally:
             self._writers.discard(writer)
+            if task is not None:
+                self._tasks.discard(task)
 
     async def _play(self, script: Script, reader: asyncio.StreamReader,
                     writer: asyncio.StreamWriter) -> bool:
