@@ -267,3 +267,19 @@ def test_a_key_echoed_in_response_headers_stays_out_of_the_http_libraries_debug_
     assert any(r.name.startswith(("httpcore", "aiohttp", "httpx")) for r in caplog.records) \
         or mode == "aiohttp"
     assert "SECRETVALUE" not in caplog.text
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini"])
+def test_keep_alive_comments_and_empty_data_events_between_events_are_skipped(
+        mode: str, provider: str) -> None:
+    body = fixture_stream(provider).replace(b"\r\n", b"\n")
+    with raw_server([*streamed(body), chunk(b"")]) as server:
+        expected = call(server, mode, provider=provider, stream=True)
+    assert isinstance(expected, aipk.ChatResponse), expected
+    padded = b": keep-alive\n\ndata:\n\n" + body.replace(b"\n\n", b"\n\ndata: \n\n: ping\n\n")
+    with raw_server([*streamed(padded), chunk(b"")]) as server:
+        result = call(server, mode, provider=provider, stream=True)
+    assert isinstance(result, aipk.ChatResponse), result
+    assert (result.text, result.finish_reason, result.usage) == (
+        expected.text, expected.finish_reason, expected.usage)

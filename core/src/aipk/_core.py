@@ -579,7 +579,11 @@ class StreamSession:
         except ProviderError as exc:
             raise self._stamp(exc) from None
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-            raise _masked(self._bad(f"{type(exc).__name__}: {exc}"), exc) from None
+            if not (isinstance(exc, ValueError) and not sse.data.strip()):
+                raise _masked(self._bad(f"{type(exc).__name__}: {exc}"), exc) from None
+            # an event with no data ("data:" alone, a keep-alive some servers send): skipped
+            after = next(i for i, e in enumerate(sse_events) if e is sse) + 1
+            out += self._events(sse_events[after:])
         if out:
             self.delivered = True
         return out
