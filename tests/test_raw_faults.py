@@ -283,3 +283,19 @@ def test_keep_alive_comments_and_empty_data_events_between_events_are_skipped(
     assert isinstance(result, aipk.ChatResponse), result
     assert (result.text, result.finish_reason, result.usage) == (
         expected.text, expected.finish_reason, expected.usage)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_gemini_server_ignoring_alt_sse_streams_its_json_array_all_the_same(mode: str) -> None:
+    capture = json.loads((FIXTURES / "google/llmg-stream-array-thinking.json").read_text())
+    body = capture["response"]["body"].encode()
+    pieces = list(range(7, len(body), 97))
+    with raw_server([*streamed(body, "application/json", pieces), chunk(b"")]) as server:
+        result = call(server, mode, provider="gemini", stream=True)
+        framed = call(server, mode, provider="gemini", stream=True, stream_framing="json-array")
+    assert isinstance(result, aipk.ChatResponse), result
+    assert isinstance(framed, aipk.ChatResponse), framed
+    assert "alt=sse" in server.requests[0][1] and "alt=sse" not in server.requests[1][1]
+    assert (result.text, result.finish_reason, result.usage) == (
+        framed.text, framed.finish_reason, framed.usage)
+    assert result.text and result.finish_reason is not None

@@ -90,3 +90,16 @@ def test_a_live_secret_in_the_body_is_masked() -> None:
     sniffed.feed(b"denied for key sk-proxy-echo-1234567890")
     assert "1234567890" not in str(not_a_stream(sniffed, "openai", None))
     del secret
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=st.lists(st.dictionaries(st.text(max_size=4), st.integers(), max_size=3),
+                       max_size=5),
+       cuts=st.lists(st.integers(0, 80), max_size=6))
+def test_a_json_array_frames_as_the_json_array_framing(values: list[dict[str, int]],
+                                                        cuts: list[int]) -> None:
+    body = ("[" + "\n,\r\n".join(json.dumps(v) for v in values) + "]").encode()
+    sniffed = SniffingFramer("application/json")
+    got = frames(sniffed, split_at(body, cuts))
+    assert sniffed.kind == "json-array"
+    assert [json.loads(frame.data) for frame in got] == values

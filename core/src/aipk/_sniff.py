@@ -4,7 +4,8 @@ Some servers and proxies answer a stream request with something else: a JSON err
 with HTTP 200, a whole (unstreamed) answer, an HTML or plain-text error page; others send a
 real event stream under the wrong type. :class:`SniffingFramer` looks at the body's first bytes:
 a body that starts like an event stream is framed as one (no difference from the ``"sse"``
-framing), a JSON body is handed to the decoder whole, as one frame, at the end (so the
+framing), a JSON array as the ``"json-array"`` framing (a server that ignored Gemini's
+``alt=sse``), a JSON object is handed to the decoder whole, as one frame, at the end (so the
 provider's decoder classifies an error object as it does an in-band error), and anything else
 is kept (up to :data:`MAX_KEPT` bytes) for the error the client raises. The client picks it
 only for SSE-framed decoders and only when the type is not ``text/event-stream``, so a normal
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from ._secrets import redact
 from .errors import ResponseError
-from .framing import FramingError
+from .framing import FramingError, JSONArrayFramer
 from .sse import ServerSentEvent, SSEDecoder
 
 __all__ = ["MAX_KEPT", "SniffingFramer", "not_a_stream"]
@@ -27,13 +28,16 @@ _BOM = b"\xef\xbb\xbf"
 
 
 def _kind(head: bytes) -> str | None:
-    """``"sse"``, ``"json"`` or ``"text"`` for a body starting with ``head``; None: undecided."""
+    """``"sse"``, ``"json"``, ``"json-array"`` or ``"text"`` for a body starting with ``head``;
+    None: undecided."""
     head = head.removeprefix(_BOM).lstrip()
     if not head or _BOM.startswith(head):
         return None
     first = head[:1]
-    if first in (b"{", b"["):
+    if first == b"{":
         return "json"
+    if first == b"[":
+        return "json-array"
     if first == b":":
         return "sse"
     for field in _FIELDS:
@@ -47,14 +51,16 @@ def _kind(head: bytes) -> str | None:
 class SniffingFramer:
     """An event stream, a JSON body, or other text: decided by the body's first bytes.
 
-    ``kind`` is ``"sse"``, ``"json"`` or ``"text"`` once decided; ``body`` holds what was kept of
-    a body that is not an event stream; ``content_type`` is the response's, for messages.
+    ``kind`` is ``"sse"``, ``"json-array"``, ``"json"`` or ``"text"`` once decided; ``body``
+    holds what was kept of a JSON object or text body; ``content_type`` is the response's,
+    for messages.
     """
 
     __slots__ = ("_sse", "body", "content_type", "kind", "unterminated")
+    _sse: SSEDecoder | JSONArrayFramer | None
 
     def __init__(self, content_type: str | None = None) -> None:
-        self._sse: SSEDecoder | None = None
+        self._sse = None
         self.body = b""
         self.content_type = content_type
         self.kind: str | None = None
@@ -70,8 +76,8 @@ class SniffingFramer:
             self.kind = "text"  # too large to be an error object: only its start is kept
         if self.kind is None:
             self.kind = _kind(self.body)
-            if self.kind == "sse":
-                self._sse = SSEDecoder()
+            if self.kind in ("sse", "json-array"):
+                self._sse = SSEDecoder() if self.kind == "sse" else JSONArrayFramer()
                 kept, self.body = self.body, b""
                 return self._sse.feed(kept)
         return []
