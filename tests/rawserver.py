@@ -170,6 +170,8 @@ class RawServer:
                 self.requests.append((method, target, headers, body))
                 if not await self._play(self._next(), reader, writer):
                     return
+        except asyncio.CancelledError:
+            return  # the server stops (a cancelled task would be reported by asyncio)
         finally:
             self._writers.discard(writer)
             if task is not None:

@@ -299,3 +299,13 @@ def test_a_gemini_server_ignoring_alt_sse_streams_its_json_array_all_the_same(mo
     assert (result.text, result.finish_reason, result.usage) == (
         framed.text, framed.finish_reason, framed.usage)
     assert result.text and result.finish_reason is not None
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_json_array_stream_answered_with_an_error_object_raises_the_providers_error(
+        mode: str) -> None:
+    body = {"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}}
+    with raw_server(reply(200, body)) as server:
+        result = call(server, mode, provider="gemini", stream=True, stream_framing="json-array")
+    assert type(result) is aipk.errors.StreamError, result
+    assert result.retryable and "overloaded" in str(result)

@@ -407,9 +407,10 @@ class Engine:
             raise self._no_plugin("aipk_stream_decoder")
         framing = getattr(decoder, "framing", None)
         content_type = headers.get("content-type")
-        if framing in (None, "sse") and not (
-                content_type and content_type.startswith("text/event-stream")):
-            # not announced as an event stream: a JSON error, an HTML page … or a mislabelled one
+        if framing == "json-array" or (framing in (None, "sse") and not (
+                content_type and content_type.startswith("text/event-stream"))):
+            # not announced as an event stream (a JSON error, an HTML page … or a mislabelled
+            # one), or a JSON array whose label is the same as a JSON error object's
             return StreamSession(self, decoder, request, request_id_of(headers), rate_limit,
                                  SniffingFramer(content_type))
         try:

@@ -8,8 +8,9 @@ framing), a JSON array as the ``"json-array"`` framing (a server that ignored Ge
 ``alt=sse``), a JSON object is handed to the decoder whole, as one frame, at the end (so the
 provider's decoder classifies an error object as it does an in-band error), and anything else
 is kept (up to :data:`MAX_KEPT` bytes) for the error the client raises. The client picks it
-only for SSE-framed decoders and only when the type is not ``text/event-stream``, so a normal
-stream pays nothing.
+for SSE-framed decoders only when the type is not ``text/event-stream`` (so a normal stream
+pays nothing), and always for JSON-array framed ones (an array and an error object share
+``application/json``).
 """
 
 from __future__ import annotations
