@@ -99,6 +99,8 @@ class RawServer:
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        #: connections accepted so far
+        self.connections = 0
         self.port = 0
 
     # -- control -------------------------------------------------------------------------
@@ -148,6 +150,7 @@ class RawServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        self.connections += 1
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
