@@ -5,16 +5,16 @@ takes the next *script* from a queue, a list of steps written to the socket as t
 
 * ``bytes``: written and flushed;
 * a ``float``: a pause of that many seconds;
-* :data:`CLOSE`: close the connection (a close-delimited body ends here);
-* :data:`RESET`: abort it with a TCP RST;
-* :data:`HOLD`: keep the connection open and silent until the client goes away.
+* `CLOSE`: close the connection (a close-delimited body ends here);
+* `RESET`: abort it with a TCP RST;
+* `HOLD`: keep the connection open and silent until the client goes away.
 
 A script that ends without closing leaves the connection open for the client's next request
 (keep-alive). With the queue empty the last script is repeated. ``requests`` records each
 request as ``(method, target, headers, body)``.
 
-Helpers build the usual answers: :func:`reply` (a whole response, Content-Length or chunked),
-:func:`head` (a response head only) and :func:`chunk` (one chunked-encoding chunk).
+Helpers build the usual answers: `reply` (a whole response, Content-Length or chunked),
+`head` (a response head only) and `chunk` (one chunked-encoding chunk).
 """
 
 from __future__ import annotations

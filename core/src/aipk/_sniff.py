@@ -2,12 +2,12 @@
 
 Some servers and proxies answer a stream request with something else: a JSON error object
 with HTTP 200, a whole (unstreamed) answer, an HTML or plain-text error page; others send a
-real event stream under the wrong type. :class:`SniffingFramer` looks at the body's first bytes:
+real event stream under the wrong type. `SniffingFramer` looks at the body's first bytes:
 a body that starts like an event stream is framed as one (no difference from the ``"sse"``
 framing), a JSON array as the ``"json-array"`` framing (a server that ignored Gemini's
 ``alt=sse``), a JSON object is handed to the decoder whole, as one frame, at the end (so the
 provider's decoder classifies an error object as it does an in-band error), and anything else
-is kept (up to :data:`MAX_KEPT` bytes) for the error the client raises. The client picks it
+is kept (up to `MAX_KEPT` bytes) for the error the client raises. The client picks it
 for SSE-framed decoders only when the type is not ``text/event-stream`` (so a normal stream
 pays nothing), and always for JSON-array framed ones (an array and an error object share
 ``application/json``).
@@ -65,7 +65,7 @@ class SniffingFramer:
         self.body = b""
         self.content_type = content_type
         self.kind: str | None = None
-        #: set by :meth:`close`: the body ended inside an event (event streams only)
+        #: set by `close`: the body ended inside an event (event streams only)
         self.unterminated = False
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
