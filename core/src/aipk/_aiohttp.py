@@ -180,7 +180,7 @@ class AiohttpTransport:
             # aiohttp copies the headers into its own multidict: no copy of ours first
             response = await session.request(request.method, pool.urls[request.url],
                                              headers=request.headers, data=body,
-                                             **per_request)
+                                             allow_redirects=False, **per_request)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise _failure(exc, before_first_byte=True) from None
         except (UnicodeError, ValueError) as exc:  # a header aiohttp refuses to send

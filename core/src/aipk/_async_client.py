@@ -286,12 +286,16 @@ async def _prime(step: Prime) -> Primed | TransportFailure | ProviderError:
                 events = session.first(chunk)
                 if events:
                     return Primed(session, events, reader)
+                if session.done:  # a terminator and no event: read no further
+                    break
         else:
             chunks = response.iter_bytes().__aiter__()
             async for chunk in chunks:
                 events = session.first(chunk)
                 if events:
                     return Primed(session, events, chunks)
+                if session.done:
+                    break
         events = session.finish()
     except (TransportFailure, ProviderError) as failed:
         await response.close()
@@ -370,7 +374,11 @@ class AsyncChatStream:
                 for event in session.backlog():  # the rest of the read that held the first
                     yield event
                 feed = session.feed
-                if isinstance(rest, tuple):  # aiohttp: read chunks directly, one layer less
+                # After the terminator nothing more is read: a server may keep the body open.
+                ended = session.done  # the terminator came with the first events
+                if ended:
+                    pass
+                elif isinstance(rest, tuple):  # aiohttp: read chunks directly, one layer less
                     read, errors, failure = rest
                     while True:
                         try:
@@ -379,24 +387,24 @@ class AsyncChatStream:
                             raise failure(exc) from None
                         if not chunk:
                             break
-                        if session.done:
-                            continue  # drain to the end so the connection can be reused
                         events = feed(chunk)
                         if waiting and events:
                             waiting = False
                             call.got_first_token()
                         for event in events:
                             yield event
+                        if session.done:
+                            break
                 else:
                     async for chunk in rest:
-                        if session.done:
-                            continue  # drain to the end so the connection can be reused
                         events = feed(chunk)
                         if waiting and events:
                             waiting = False
                             call.got_first_token()
                         for event in events:
                             yield event
+                        if session.done:
+                            break
                 tail = session.finish()
                 if waiting and tail:
                     call.got_first_token()

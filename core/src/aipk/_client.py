@@ -297,6 +297,8 @@ def _prime(step: Prime) -> Primed | TransportFailure | ProviderError:
             events = session.first(chunk)  # decoded up to the first events (see AsyncClient)
             if events:
                 return Primed(session, events, chunks)
+            if session.done:  # a terminator and no event: read no further
+                break
         events = session.finish()
     except (TransportFailure, ProviderError) as failure:
         response.close()
@@ -372,15 +374,17 @@ class ChatStream:
             rest = primed.rest
             if rest is not None:
                 yield from session.backlog()  # the rest of the read that held the first
-                feed = session.feed
-                for chunk in rest:
-                    if session.done:
-                        continue  # drain to the end so the connection can be reused
-                    events = feed(chunk)
-                    if waiting and events:
-                        waiting = False
-                        call.got_first_token()
-                    yield from events
+                ended = session.done  # the terminator came with the first events
+                if not ended:
+                    feed = session.feed
+                    for chunk in rest:
+                        events = feed(chunk)
+                        if waiting and events:
+                            waiting = False
+                            call.got_first_token()
+                        yield from events
+                        if session.done:  # stop reading: a server may keep the body open
+                            break
                 tail = session.finish()
                 if waiting and tail:
                     call.got_first_token()

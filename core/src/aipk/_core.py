@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -24,6 +24,7 @@ from ._ratelimit import RateLimitState, RateLimitTracker
 from ._responses import ChatResponse, StreamAccumulator, StreamEvent, TextDelta, Usage
 from ._retry import RetryPolicy
 from ._secrets import check_exact, header_problem, redact_error
+from ._sniff import SniffingFramer, not_a_stream
 from ._structured import with_parsed
 from ._tokens import TokenCount, TokenCountCall, estimate_tokens
 from .errors import (
@@ -44,6 +45,7 @@ from .state import BucketStore, StateStore
 __all__ = ["Engine", "StreamSession"]
 
 log = logging.getLogger("aipk.http")
+E = TypeVar("E", bound=BaseException)
 
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id", "inference-id")
 
@@ -54,6 +56,15 @@ def request_id_of(headers: Mapping[str, str]) -> str | None:
         if value:
             return value
     return None
+
+
+def _masked(error: E, context: BaseException) -> E:
+    """``error``, about to be raised while handling ``context`` (which Python keeps as its
+    ``__context__``, even ``from None``), with held secrets masked in both: a JSON or UTF-8
+    error keeps the body it failed on, and a provider may echo the key in it."""
+    error.__context__ = context
+    redact_error(error)
+    return error
 
 
 def _ignoring_event(function: Callable[[], object]) -> Callable[[object], object]:
@@ -265,10 +276,10 @@ class Engine:
         try:
             count = int(call.parse(data))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ResponseError(
+            raise _masked(ResponseError(
                 f"the token count answer has an unexpected shape ({type(exc).__name__}: "
                 f"{exc}); upgrade the {self.provider.name} plugin if the provider changed it",
-                provider=self.provider.name, request_id=request_id) from None
+                provider=self.provider.name, request_id=request_id), exc) from None
         return TokenCount(input_tokens=count, estimated=False, provider=self.provider.name,
                           model=request.model)
 
@@ -315,11 +326,11 @@ class Engine:
         try:
             return json.loads(body)
         except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
-            raise ResponseError(  # retryable: a body cut short or garbled on the way
+            raise _masked(ResponseError(  # retryable: a body cut short or garbled on the way
                 f"the response body is not valid JSON ({exc}): it was cut short, or the "
                 f"provider or a proxy in between sent something else; retry, or check base_url",
                 provider=self.provider.name, request_id=request_id, retryable=True,
-            ) from None
+            ), exc) from None
 
     def chat_response(self, request: ChatRequest, body: bytes, headers: Mapping[str, str],
                       rate_limit: RateLimitState | None) -> ChatResponse:
@@ -328,11 +339,11 @@ class Engine:
         try:
             parsed = self._parse(self.provider, request, data, headers)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ResponseError(
+            raise _masked(ResponseError(
                 f"the response has an unexpected shape ({type(exc).__name__}: {exc}); "
                 f"upgrade the {self.provider.name} plugin if the provider changed its format",
                 provider=self.provider.name, request_id=request_id,
-            ) from None
+            ), exc) from None
         if parsed is None:
             raise self._no_plugin("aipk_parse_response")
         response: ChatResponse = parsed
@@ -401,8 +412,16 @@ class Engine:
         decoder = self._decoder(self.provider, request)
         if decoder is None:
             raise self._no_plugin("aipk_stream_decoder")
+        framing = getattr(decoder, "framing", None)
+        content_type = headers.get("content-type")
+        if framing == "json-array" or (framing in (None, "sse") and not (
+                content_type and content_type.startswith("text/event-stream"))):
+            # not announced as an event stream (a JSON error, an HTML page … or a mislabelled
+            # one), or a JSON array whose label is the same as a JSON error object's
+            return StreamSession(self, decoder, request, request_id_of(headers), rate_limit,
+                                 SniffingFramer(content_type))
         try:
-            framer = make_framer(getattr(decoder, "framing", None))
+            framer = make_framer(framing)
         except ValueError as exc:
             raise PluginError(f"the stream decoder for {self.provider.name!r} declares a "
                               f"framing the core cannot build: {exc}") from None
@@ -495,7 +514,7 @@ class StreamSession:
         self.request_id = request_id
         self.rate_limit = rate_limit
         self.delivered = False
-        #: the decoder saw the stream's terminator (the rest of the body is only drained)
+        #: the decoder saw the stream's terminator (the client reads no further)
         self.done = False
         #: frames `first()` read but did not decode yet (`backlog()` decodes them)
         self._backlog: Sequence[Any] = ()
@@ -509,7 +528,7 @@ class StreamSession:
         try:
             sse_events = self._sse_feed(chunk)
         except ValueError as exc:  # SSEDecodeError, FramingError, or a plugin framer's own
-            raise self._bad(str(exc)) from None
+            raise _masked(self._bad(str(exc)), exc) from None
         for index in range(len(sse_events)):
             events = self._events(sse_events[index:index + 1])
             if events or self.done:
@@ -531,7 +550,7 @@ class StreamSession:
         try:
             sse_events = self._sse_feed(chunk)
         except ValueError as exc:  # SSEDecodeError, FramingError, or a plugin framer's own
-            raise self._bad(str(exc)) from None
+            raise _masked(self._bad(str(exc)), exc) from None
         if not sse_events:
             return []
         return self._events(sse_events)
@@ -558,9 +577,12 @@ class StreamSession:
             out.append(event)
         return out
 
-    def _incomplete(self, cut: bool) -> IncompleteStreamError:
+    def _incomplete(self, cut: bool) -> ResponseError:
         """The one end-of-stream rule for every protocol: no terminator, no answer; what did
         arrive goes on the error."""
+        sniffed = self._sse
+        if type(sniffed) is SniffingFramer and sniffed.kind in ("json", "text"):
+            return not_a_stream(sniffed, self._engine.provider.name, self.request_id)
         partial = self.response()
         terminator = getattr(self._decoder, "terminator", None) or "its end-of-stream marker"
         where = "in the middle of an event" if cut else "early"
@@ -592,9 +614,13 @@ class StreamSession:
         except ProviderError as exc:
             raise self._stamp(exc) from None
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-            kind = type(decoder)
-            raise self._bad(f"{type(exc).__name__}: {exc}", decoder=(
-                f"{kind.__module__}.{kind.__qualname__}")) from None
+            if not (isinstance(exc, ValueError) and not sse.data.strip()):
+                kind = type(decoder)
+                raise _masked(self._bad(f"{type(exc).__name__}: {exc}", decoder=(
+                    f"{kind.__module__}.{kind.__qualname__}")), exc) from None
+            # an event with no data ("data:" alone, a keep-alive some servers send): skipped
+            after = next(i for i, e in enumerate(sse_events) if e is sse) + 1
+            out += self._events(sse_events[after:])
         if out:
             self.delivered = True
         return out

@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from ._http import redact_url
 from ._ratelimit import parse_retry_after
 from .errors import (
     AuthenticationError,
@@ -65,6 +66,16 @@ def is_content_filter(code: str | None) -> bool:
     return code is not None and code.lower() in CONTENT_FILTER_CODES
 
 
+def _redirected(text: str, headers: Mapping[str, str]) -> str:
+    """The message for a redirect, which aipk never follows (on a cross-host redirect the
+    HTTP libraries keep provider key headers such as ``x-api-key``)."""
+    location = headers.get("location")
+    where = f" to {redact_url(location)}" if location else ""
+    return (f"{text}: the server redirected the request{where}; aipk does not follow "
+            f"redirects, so a credential never goes to another address: set base_url= to the "
+            f"address the provider answers at")
+
+
 def should_retry_header(headers: Mapping[str, str]) -> bool | None:
     """The provider's own ``x-should-retry`` verdict, if it sent one."""
     value = headers.get("x-should-retry")
@@ -95,6 +106,8 @@ def error_for_status(
         "provider": provider, "status": status, "body": body, "headers": headers,
         "request_id": request_id,
     }
+    if 300 <= status < 400:
+        return StatusError(_redirected(text, headers), retryable=False, code=code, **common)
     if status == 429:
         retry_after = parse_retry_after(headers, now)
         limited = RateLimitError(text, retry_after=retry_after, code=code, **common)

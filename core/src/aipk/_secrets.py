@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import weakref
 from collections.abc import Mapping
@@ -43,10 +44,37 @@ _numbers = itertools.count()
 _lock = threading.Lock()
 
 
+#: The HTTP libraries' loggers that print what a server sent (httpcore logs each response
+#: head at DEBUG): a server echoing the key in a header must not put it in a log line.
+LIBRARY_LOGGERS = ("httpcore.http11", "httpcore.http2", "httpcore.connection",
+                   "httpcore.proxy", "httpx", "aiohttp.client", "aiohttp.internal")
+_masking_logs = False
+
+
+class _MaskSecrets(logging.Filter):
+    """Masks held secrets in a library's log record (runs only for records that are made,
+    that is with DEBUG logging on)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        values = held_values()
+        if values:
+            text = record.getMessage()
+            masked = redact(text, values)
+            if masked != text:
+                record.msg, record.args = masked, ()
+        return True
+
+
 def remember(secret: _Revealable) -> None:
-    """Note ``secret`` so that its value is masked in errors and reprs while it is alive."""
+    """Note ``secret`` so that its value is masked in errors, reprs and the HTTP libraries'
+    log lines while it is alive."""
+    global _masking_logs
     with _lock:
         _held[next(_numbers)] = secret
+        if not _masking_logs:
+            _masking_logs = True
+            for name in LIBRARY_LOGGERS:
+                logging.getLogger(name).addFilter(_MaskSecrets())
 
 
 def held_values() -> list[str]:

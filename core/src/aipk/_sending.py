@@ -133,7 +133,7 @@ Step = Acquire | Sleep | Transmit | ReadBody | Prime | Recover | Admit
 
 
 class Sent(Generic[R]):
-    """A response with a status below 400, the rate-limit state it reported, the credential
+    """A response with a status below 300, the rate-limit state it reported, the credential
     that signed it, and ``value``: the parsed answer, or the `Primed` stream."""
 
     __slots__ = ("credential", "rate_limit", "response", "value")
@@ -264,7 +264,7 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
         else:
             headers = response.headers
             rate_limit = engine.observe(response.status, headers, model, credential.id)
-            if response.status < 400:
+            if response.status < 300:  # a redirect is an error: never followed
                 got = yield from _receive(client, response, rate_limit, parse, stream)
                 if not isinstance(got, ProviderError):
                     now = time.monotonic()

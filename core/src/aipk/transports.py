@@ -290,7 +290,7 @@ class HttpxTransport:
             built = client.build_request(request.method, self._urls[request.url],
                                          headers=request.headers, content=body,
                                          extensions=timeouts and {"timeout": timeouts})
-            return _HttpxResponse(client.send(built, stream=True))
+            return _HttpxResponse(client.send(built, stream=True, follow_redirects=False))
         except httpx.HTTPError as exc:
             refused = unsendable(request) if isinstance(exc, httpx.LocalProtocolError) else None
             if refused is not None:
@@ -376,7 +376,8 @@ class AsyncHttpxTransport:
             built = client.build_request(request.method, self._urls[request.url],
                                          headers=request.headers, content=body,
                                          extensions=timeouts and {"timeout": timeouts})
-            return _AsyncHttpxResponse(await client.send(built, stream=True))
+            sent = await client.send(built, stream=True, follow_redirects=False)
+            return _AsyncHttpxResponse(sent)
         except httpx.HTTPError as exc:
             refused = unsendable(request) if isinstance(exc, httpx.LocalProtocolError) else None
             if refused is not None:

@@ -615,8 +615,13 @@ def test_json_array_stream_cut_before_its_end_is_a_response_error() -> None:
 
 def test_json_array_body_read_as_sse_is_not_silently_empty() -> None:
     body = CAPTURES.body("llmg-stream-array-thinking.json")
-    with pytest.raises(ResponseError):  # SSE framing finds no events: no finishReason
-        _session_decode([body])
+    with pytest.raises(ResponseError):  # labelled an event stream: SSE finds no finishReason
+        _session_decode([body], {"content-type": "text/event-stream"})
+    # labelled JSON or not at all (a server that ignored alt=sse): read as the array it is
+    whole = replay_stream(_array_engine(), REQUEST, [body])[1]
+    for headers in ({"content-type": "application/json; charset=UTF-8"}, {}):
+        response = _session_decode([body], headers)[1]
+        assert response.text == whole.text and response.finish_reason == whole.finish_reason
 
 
 def test_json_array_option_requests_the_stream_without_alt_sse() -> None:

@@ -547,8 +547,10 @@ def _refusal(stop_details: Any) -> str:
 
 def parse_messages_response(provider: Provider, request: ChatRequest, data: Any) -> (
         ChatResponse):
-    """A ``message`` body as a ChatResponse; a 200 carrying an error raises StreamError."""
-    if isinstance(data, Mapping) and data.get("type") == "error":
+    """A ``message`` body as a ChatResponse; a 200 carrying an error (Anthropic's shape, or
+    the ``{"error": …}`` of a proxy in between) raises StreamError."""
+    if isinstance(data, Mapping) and (data.get("type") == "error" or (
+            data.get("error") and "content" not in data)):
         raise _stream_error(provider, data.get("error"))
     texts: list[str] = []
     reasoning: list[str] = []
