@@ -137,6 +137,43 @@ def test_a_stream_ends_at_its_terminator_though_the_server_keeps_the_body_open(
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("ended", ["with the terminator", "after it"])
+def test_streams_that_end_reuse_their_connection(mode: str, ended: str) -> None:
+    # the body's end in the terminator's write, or in a write of its own a moment later: read
+    # within the grace, so three streams take one connection
+    end = [chunk(b"")] if ended == "with the terminator" else [0.02, chunk(b"")]
+    script = [*streamed(OPENAI_STREAM), *end]
+    messages = [aipk.Message.user("hi")]
+    with raw_server(script) as server:
+        if mode == "sync":
+            with aipk.Client("openai", base_url=server.url + "/v1", api_key=KEY) as client:
+                texts = [client.stream(model="m", messages=messages).get_response().text
+                         for _ in range(3)]
+        else:
+            async def scenario() -> list[str]:
+                from aipk.transports import AiohttpTransport
+
+                transport = AiohttpTransport() if mode == "aiohttp" else None
+                try:
+                    async with aipk.AsyncClient("openai", base_url=server.url + "/v1",
+                                                api_key=KEY, transport=transport) as client:
+                        out = []
+                        for _ in range(3):
+                            async with client.stream(model="m", messages=messages) as stream:
+                                out.append((await stream.get_response()).text)
+                        return out
+                finally:
+                    if transport is not None:
+                        await transport.close()
+
+            texts = asyncio.run(scenario())
+    assert texts == ["Hello"] * 3
+    if mode == "aiohttp" and ended == "after it":
+        return  # aiohttp keeps the connection only when the end came with the terminator
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_data_after_the_terminator_is_not_read(mode: str) -> None:
     garbage = b"data: {not json\n\ndata: " + json.dumps({"error": {"message": "x"}}).encode()
     with raw_server([*streamed(OPENAI_STREAM + garbage + b"\n\n"), chunk(b"")]) as server:

@@ -41,6 +41,7 @@ from .transports import (
     AsyncResponse,
     AsyncTransport,
     TransportFailure,
+    adrain_end,
     bind_timeout,
 )
 
@@ -410,6 +411,8 @@ class AsyncChatStream:
                     call.got_first_token()
                 for event in tail:
                     yield event
+                if session.done:  # the body's end, briefly, so the connection is reused
+                    await adrain_end(http)
             self._finished = True
             usage = session.accumulator.usage
             if usage is not None:

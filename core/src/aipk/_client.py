@@ -36,7 +36,14 @@ from .limits import ClientLimits
 from .observability import Metrics
 from .registry import Registry
 from .state import StateStore
-from .transports import HttpxTransport, Response, Transport, TransportFailure, bind_timeout
+from .transports import (
+    HttpxTransport,
+    Response,
+    Transport,
+    TransportFailure,
+    bind_timeout,
+    drain_end,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -389,6 +396,8 @@ class ChatStream:
                 if waiting and tail:
                     call.got_first_token()
                 yield from tail
+                if session.done:  # the body's end, briefly, so the connection is reused
+                    drain_end(http)
             self._finished = True
             usage = session.accumulator.usage
             if usage is not None:

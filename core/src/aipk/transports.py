@@ -30,10 +30,13 @@ not rely on the case of iterated names.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import inspect
 import ssl
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from ._http import HttpRequest, Timeout
@@ -46,6 +49,7 @@ if TYPE_CHECKING:
     from ._aiohttp import AiohttpTransport
 
 __all__ = [
+    "END_GRACE",
     "AiohttpTransport",
     "AsyncHttpxTransport",
     "AsyncResponse",
@@ -220,11 +224,68 @@ def _failure(exc: Exception, *, before_first_byte: bool) -> TransportFailure:
                             before_first_byte=before_first_byte)
 
 
+#: How long a stream's body may take to end once the provider's terminator has arrived: within
+#: it the body is read to its end, so the connection goes back to the pool; past it (a server
+#: keeping the body open) the connection is closed. The answer is complete either way.
+END_GRACE = 0.1
+
+
+def drain_end(response: object) -> None:
+    """After a stream's terminator: let ``response`` read its body's end within `END_GRACE`,
+    if its transport can (``drain_end()``); otherwise closing it discards the connection."""
+    drain = getattr(response, "drain_end", None)
+    if drain is not None:
+        drain()
+
+
+async def adrain_end(response: object) -> None:
+    """The async `drain_end()`."""
+    drain = getattr(response, "drain_end", None)
+    if drain is not None:
+        await drain()
+
+
+def _bounded_reads(stream: Any, is_owner: Callable[[], bool]) -> Any:
+    """A ``read(max_bytes, timeout)`` for httpcore's network ``stream`` whose calls from the
+    owner (this thread, or this task) wait at most until `END_GRACE` has passed."""
+    read = stream.read
+    deadline = time.monotonic() + END_GRACE
+
+    def bounded_timeout(timeout: float | None) -> float | None:
+        if not is_owner():
+            return timeout
+        left = max(deadline - time.monotonic(), 0.001)
+        return left if timeout is None else min(timeout, left)
+
+    if inspect.iscoroutinefunction(read):
+        async def abounded(max_bytes: int, timeout: float | None = None) -> bytes:
+            return await read(max_bytes, bounded_timeout(timeout))  # type: ignore[no-any-return]
+        return abounded
+
+    def bounded(max_bytes: int, timeout: float | None = None) -> bytes:
+        return read(max_bytes, bounded_timeout(timeout))  # type: ignore[no-any-return]
+    return bounded
+
+
+def _install(stream: Any, read: Any) -> bool:
+    try:
+        stream.read = read
+    except (AttributeError, TypeError):  # a network stream that takes no attribute
+        return False
+    return True
+
+
+def _uninstall(stream: Any) -> None:
+    with contextlib.suppress(AttributeError):
+        del stream.read
+
+
 class _HttpxResponse:
-    __slots__ = ("_response", "headers", "status")
+    __slots__ = ("_chunks", "_response", "headers", "status")
 
     def __init__(self, response: httpx.Response) -> None:
         self._response = response
+        self._chunks: Iterator[bytes] | None = None
         self.status: int = response.status_code
         self.headers: Mapping[str, str] = lower_headers(response.headers.raw)
 
@@ -241,10 +302,29 @@ class _HttpxResponse:
     def iter_bytes(self) -> Iterator[bytes]:
         import httpx
 
+        self._chunks = chunks = self._response.iter_bytes()
         try:
-            yield from self._response.iter_bytes()
+            yield from chunks
         except httpx.HTTPError as exc:
             raise _failure(exc, before_first_byte=False) from None
+
+    def drain_end(self) -> None:
+        """Read the body's end within `END_GRACE` (see `drain_end()`)."""
+        import httpx
+
+        chunks, stream = self._chunks, self._response.extensions.get("network_stream")
+        if chunks is None or stream is None:
+            return
+        owner = threading.get_ident()
+        if not _install(stream, _bounded_reads(stream, lambda: threading.get_ident() == owner)):
+            return
+        try:
+            for _ in chunks:
+                pass
+        except httpx.HTTPError:  # not ended in time, or broken after the answer: close() discards
+            pass
+        finally:
+            _uninstall(stream)
 
     def close(self) -> None:
         self._response.close()
@@ -309,10 +389,11 @@ class HttpxTransport:
 
 
 class _AsyncHttpxResponse:
-    __slots__ = ("_response", "headers", "status")
+    __slots__ = ("_chunks", "_response", "headers", "status")
 
     def __init__(self, response: httpx.Response) -> None:
         self._response = response
+        self._chunks: AsyncIterator[bytes] | None = None
         self.status: int = response.status_code
         self.headers: Mapping[str, str] = lower_headers(response.headers.raw)
 
@@ -329,11 +410,36 @@ class _AsyncHttpxResponse:
     async def iter_bytes(self) -> AsyncIterator[bytes]:
         import httpx
 
+        self._chunks = chunks = self._response.aiter_bytes()
         try:
-            async for chunk in self._response.aiter_bytes():
+            async for chunk in chunks:
                 yield chunk
         except httpx.HTTPError as exc:
             raise _failure(exc, before_first_byte=False) from None
+
+    async def drain_end(self) -> None:
+        """Read the body's end within `END_GRACE` (see `drain_end()`)."""
+        import asyncio
+
+        import httpx
+
+        chunks, stream = self._chunks, self._response.extensions.get("network_stream")
+        if chunks is None or stream is None:
+            return
+        try:
+            owner = asyncio.current_task()
+        except RuntimeError:  # not on asyncio (trio): closing discards the connection
+            return
+        if owner is None or not _install(
+                stream, _bounded_reads(stream, lambda: asyncio.current_task() is owner)):
+            return
+        try:
+            async for _ in chunks:
+                pass
+        except httpx.HTTPError:  # not ended in time, or broken after the answer: close discards
+            pass
+        finally:
+            _uninstall(stream)
 
     async def close(self) -> None:
         await self._response.aclose()
