@@ -12,13 +12,14 @@ and every gap in the body), never the whole response.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._http import HttpRequest, Timeout
 from .errors import ConfigurationError
-from .transports import TransportFailure, http_client_closed, unsendable
+from .transports import END_GRACE, TransportFailure, http_client_closed, unsendable
 
 if TYPE_CHECKING:
     import aiohttp
@@ -92,6 +93,23 @@ class _AiohttpResponse:
 
         return ChunkReader(self._response.content.readany,
                            (aiohttp.ClientError, asyncio.TimeoutError), _read_failure)
+
+    async def drain_end(self) -> None:
+        """Read the body's end within `END_GRACE` (see `aipk.transports.drain_end()`): at once
+        when it arrived with the terminator, as it usually does."""
+        import aiohttp
+
+        content = self._response.content
+        if content.at_eof():
+            return
+
+        async def rest() -> None:
+            while await content.readany():
+                pass
+
+        # not ended in time, or broken after the answer: release() then closes the connection
+        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+            await asyncio.wait_for(rest(), END_GRACE)
 
     async def close(self) -> None:
         self._response.release()
