@@ -388,7 +388,8 @@ def parse_rate_limits(status: int, headers: Mapping[str, str], now: float) -> (
     """``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` and retry-after."""
     requests = _window(headers, "requests", now)
     tokens = _window(headers, "tokens", now)
-    retry_after = aipk.parse_retry_after(headers, now)
+    # Retry-after means something only on a refusal (429, 503) or a redirect, not on a 2xx.
+    retry_after = aipk.parse_retry_after(headers, now) if status >= 300 else None
     if requests is None and tokens is None and retry_after is None:
         return None
     return RateLimitState(
