@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import attrs
 
+from ._records import fast_init
 from ._secrets import held_values, redact
 from .errors import ConfigurationError
 
@@ -78,6 +79,7 @@ _new = object.__new__
 _set = object.__setattr__
 
 
+@fast_init
 @attrs.frozen(kw_only=True, repr=False)
 class HttpRequest:
     """An HTTP request to send: method, URL, headers, and a JSON body or raw content.

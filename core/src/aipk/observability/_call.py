@@ -189,7 +189,7 @@ class Call:
 
     def finished(self, credential_id: str, usage: Usage | None,
                  response: ChatResponse | Callable[[], ChatResponse],
-                 cost: float | None | types.EllipsisType = ...) -> None:
+                 cost: float | types.EllipsisType | None = ...) -> None:
         """The caller got its answer (``response``, or a function building it for observers),
         costing ``cost`` (the answer's own ``ChatResponse.cost``; default: ``usage`` priced
         at the model's prices)."""
