@@ -34,6 +34,7 @@ from aipk import (
     UsageEvent,
 )
 from aipk.errors import InvalidRequestError, ProviderError, ResponseError, StreamError
+from aipk.framing import parse_json
 from aipk.sse import ServerSentEvent
 
 __all__ = [
@@ -422,7 +423,7 @@ class OpenAIStreamDecoder:
 
     def __init__(self, provider: Provider) -> None:
         self._provider = provider
-        self._loads = json.loads
+        self._loads = parse_json  # json.loads, minus its Python layers
         self._refused = False  # a refusal and no text: "stop" means REFUSAL, as in chat()
         self._texted = False
         self.done = False
