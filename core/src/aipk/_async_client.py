@@ -157,7 +157,7 @@ class AsyncClient(ClientBase):
             raise
         if answer.usage is not None:
             self._credentials.add_tokens(sent.credential, answer.usage.total_tokens or 0)
-        call.finished(sent.credential.id, answer.usage, answer)
+        call.finished(sent.credential.id, answer.usage, answer, answer.cost)
         return answer
 
     def stream(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
@@ -365,11 +365,14 @@ class AsyncChatStream:
         assert http is not None and primed is not None and call is not None
         assert self._credential is not None
         try:
-            waiting = not primed.events  # for the first event (time to first token)
+            first = primed.events  # read before the first was delivered: retried if cut
+            waiting = not first  # for the first event (time to first token)
             if not waiting:
-                call.got_first_token()
-            for event in primed.events:  # read before the first was delivered: retried if cut
-                yield event
+                call.got_first_token()  # observers hear of it once the caller has the event
+                yield first[0]
+                call.announce_first_token()
+                for event in first[1:]:
+                    yield event
             rest = primed.rest
             if rest is not None:
                 for event in session.backlog():  # the rest of the read that held the first
@@ -392,6 +395,9 @@ class AsyncChatStream:
                         if waiting and events:
                             waiting = False
                             call.got_first_token()
+                            yield events[0]
+                            call.announce_first_token()
+                            events = events[1:]
                         for event in events:
                             yield event
                         if session.done:
@@ -402,13 +408,16 @@ class AsyncChatStream:
                         if waiting and events:
                             waiting = False
                             call.got_first_token()
+                            yield events[0]
+                            call.announce_first_token()
+                            events = events[1:]
                         for event in events:
                             yield event
                         if session.done:
                             break
                 tail = session.finish()
                 if waiting and tail:
-                    call.got_first_token()
+                    call.got_first_token()  # observers hear of it from call.finished()
                 for event in tail:
                     yield event
                 if session.done:  # the body's end, briefly, so the connection is reused

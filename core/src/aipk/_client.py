@@ -187,7 +187,7 @@ class Client(ClientBase):
             raise
         if answer.usage is not None:
             self._credentials.add_tokens(sent.credential, answer.usage.total_tokens or 0)
-        call.finished(sent.credential.id, answer.usage, answer)
+        call.finished(sent.credential.id, answer.usage, answer, answer.cost)
         return answer
 
     def stream(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
@@ -374,10 +374,13 @@ class ChatStream:
         assert http is not None and primed is not None and call is not None
         assert self._credential is not None
         try:
-            waiting = not primed.events  # for the first event (time to first token)
+            first = primed.events  # read before the first was delivered: retried if cut
+            waiting = not first  # for the first event (time to first token)
             if not waiting:
-                call.got_first_token()
-            yield from primed.events  # read before the first was delivered: retried if cut
+                call.got_first_token()  # observers hear of it once the caller has the event
+                yield first[0]
+                call.announce_first_token()
+                yield from first[1:]
             rest = primed.rest
             if rest is not None:
                 yield from session.backlog()  # the rest of the read that held the first
@@ -389,12 +392,15 @@ class ChatStream:
                         if waiting and events:
                             waiting = False
                             call.got_first_token()
+                            yield events[0]
+                            call.announce_first_token()
+                            events = events[1:]
                         yield from events
                         if session.done:  # stop reading: a server may keep the body open
                             break
                 tail = session.finish()
                 if waiting and tail:
-                    call.got_first_token()
+                    call.got_first_token()  # observers hear of it from call.finished()
                 yield from tail
                 if session.done:  # the body's end, briefly, so the connection is reused
                     drain_end(http)

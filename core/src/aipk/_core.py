@@ -35,7 +35,7 @@ from .errors import (
     RateLimitError,
     ResponseError,
 )
-from .framing import Framer, make_framer
+from .framing import Framer, make_framer, parse_json_bytes
 from .limits import ClientLimits, Limiter
 from .observability import Metrics
 from .observability._call import Call, Telemetry
@@ -324,7 +324,7 @@ class Engine:
 
     def decode_json(self, body: bytes, request_id: str | None) -> Any:
         try:
-            return json.loads(body)
+            return parse_json_bytes(body)
         except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
             raise _masked(ResponseError(  # retryable: a body cut short or garbled on the way
                 f"the response body is not valid JSON ({exc}): it was cut short, or the "

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import attrs
 
+from ._records import fast_init
 from ._secrets import held_values, redact
 from .errors import ConfigurationError
 
@@ -74,6 +75,11 @@ def encode_json(data: Any) -> bytes:
     return _encoder.encode(data).encode("utf-8")
 
 
+_new = object.__new__
+_set = object.__setattr__
+
+
+@fast_init
 @attrs.frozen(kw_only=True, repr=False)
 class HttpRequest:
     """An HTTP request to send: method, URL, headers, and a JSON body or raw content.
@@ -116,8 +122,16 @@ class HttpRequest:
         merged = {**self.headers, **headers}
         if type(self) is not HttpRequest:  # a subclass may have more fields
             return attrs.evolve(self, headers=merged)
-        return HttpRequest(method=self.method, url=self.url, headers=merged, json=self.json,
-                           content=self.content, timeout=self.timeout)
+        # Every field but the headers comes from this (already built) record: set them
+        # directly rather than through the generated keyword __init__ (once per request).
+        copy = _new(HttpRequest)
+        _set(copy, "method", self.method)
+        _set(copy, "url", self.url)
+        _set(copy, "headers", merged)
+        _set(copy, "json", self.json)
+        _set(copy, "content", self.content)
+        _set(copy, "timeout", self.timeout)
+        return copy
 
     def __repr__(self) -> str:
         return (

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 import attrs
 
 from ._format import ResponseFormat, as_response_format
+from ._records import fast_init
 from ._tools import Tool, as_tool
 from .errors import InvalidRequestError
 
@@ -31,6 +32,7 @@ Role = Literal["system", "user", "assistant", "tool"]
 _ROLES = frozenset({"system", "user", "assistant", "tool"})
 
 
+@fast_init
 @attrs.frozen(kw_only=True)
 class ToolCall:
     """A function call the model asked for. ``arguments`` is the JSON text exactly as produced.
@@ -88,6 +90,7 @@ def _tuple(value: Iterable[Any] | None) -> tuple[Any, ...]:
     return () if value is None else tuple(value)
 
 
+@fast_init
 @attrs.frozen(kw_only=True)
 class Message:
     """One chat message; build with `system()`, `user()`, `assistant()`, `tool()`.
@@ -287,6 +290,7 @@ def _stop(value: str | Iterable[str] | None) -> tuple[str, ...] | None:
         f'pass e.g. stop="\\n\\n" or stop=["END", "###"]', field="stop")
 
 
+@fast_init
 @attrs.frozen(kw_only=True)
 class ChatRequest:
     """A provider-neutral chat request. ``extra`` is merged into the provider's wire body as is.

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Union
 import attrs
 
 from ._messages import Message, ToolCall
+from ._records import fast_init
 
 if TYPE_CHECKING:
     from ._ratelimit import RateLimitState
@@ -55,6 +56,7 @@ class FinishReason(str, enum.Enum):
     OTHER = "other"
 
 
+@fast_init
 @attrs.frozen(kw_only=True)
 class Usage:
     """Token counts for one call. A count the provider did not send stays None (never 0).
@@ -97,6 +99,7 @@ def cost_of(usage: Usage | None, input_price: float | None,
     return (given * input_price + made * output_price) / 1_000_000
 
 
+@fast_init
 @attrs.frozen(kw_only=True)
 class Choice:
     """One of several answers to a request (``n > 1``).
@@ -115,6 +118,7 @@ class Choice:
     raw_finish_reason: str | None = None
 
 
+@fast_init
 @attrs.frozen(kw_only=True)
 class ChatResponse:
     """A complete answer. ``message`` is the assistant message to append to the conversation.
@@ -189,6 +193,7 @@ class ChatResponse:
         return self.message.tool_calls
 
 
+@fast_init
 @attrs.frozen(kw_only=True, slots=True)
 class TextDelta:
     """A fragment of the answer text.
@@ -202,6 +207,7 @@ class TextDelta:
     choice: int = 0
 
 
+@fast_init
 @attrs.frozen(kw_only=True, slots=True)
 class ReasoningDelta:
     """A fragment of the model's reasoning, where the provider exposes it.
@@ -215,6 +221,7 @@ class ReasoningDelta:
     choice: int = 0
 
 
+@fast_init
 @attrs.frozen(kw_only=True, slots=True)
 class RefusalDelta:
     """A fragment of a refusal message.
@@ -228,6 +235,7 @@ class RefusalDelta:
     choice: int = 0
 
 
+@fast_init
 @attrs.frozen(kw_only=True, slots=True)
 class ToolCallDelta:
     """A fragment of tool call ``index``: ``id``/``name`` on its first fragment, then arguments.
@@ -247,6 +255,7 @@ class ToolCallDelta:
     choice: int = 0
 
 
+@fast_init
 @attrs.frozen(kw_only=True, slots=True)
 class UsageEvent:
     """Token usage so far; a later UsageEvent replaces an earlier one.
@@ -258,6 +267,7 @@ class UsageEvent:
     usage: Usage
 
 
+@fast_init
 @attrs.frozen(kw_only=True, slots=True)
 class FinishEvent:
     """Generation finished, and why (``raw`` is the provider's own word).

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -309,3 +310,72 @@ def test_a_cancelled_task_counts_as_cancelled(aipk_emulator: Emulator,
     asyncio.run(run())
     snap = metrics.snapshot()
     assert (snap.requests, snap.cancelled, snap.failures) == (1, 1, 0)
+
+
+class SlowFirstTokenObserver:
+    """Logs each event it hears of into ``log`` (shared with the caller), and takes ``delay``
+    seconds over ``FirstToken``, as a slow exporter would."""
+
+    def __init__(self, log: list[tuple[str, float]], delay: float) -> None:
+        self.log = log
+        self.delay = delay
+        self.first: list[FirstToken] = []
+
+    @hookimpl
+    def aipk_observe(self, event: Any) -> None:
+        if isinstance(event, FirstToken):
+            self.first.append(event)
+            time.sleep(self.delay)
+        self.log.append((f"observer {type(event).__name__}", time.perf_counter()))
+
+
+def test_a_slow_first_token_observer_does_not_delay_the_first_event(
+        aipk_emulator: Emulator, registry: Registry) -> None:
+    log: list[tuple[str, float]] = []
+    observer = SlowFirstTokenObserver(log, delay=0.3)
+    registry.register(observer, "slow")
+    aipk_emulator.enqueue(Reply(text="one two three four", chunk_size=4),
+                          Reply(text="left after the first event", chunk_size=4))
+    with _client(aipk_emulator, registry, Metrics(clock=time.perf_counter)) as client:
+        opened = time.perf_counter()
+        with client.stream(model="gpt-4o-mini", messages=HELLO) as stream:
+            for _ in stream:
+                log.append(("caller event", time.perf_counter()))
+        with client.stream(model="gpt-4o-mini", messages=HELLO) as stream:
+            next(iter(stream))
+            log.append(("caller event", time.perf_counter()))
+    kinds = [kind for kind, _ in log]
+    # the caller has the first event before the observer hears of it; then the rest follow
+    assert kinds[:3] == ["observer CallStarted", "caller event", "observer FirstToken"]
+    assert kinds[-4:] == ["observer CallStarted", "caller event", "observer FirstToken",
+                          "observer CallCancelled"]  # told even when the caller leaves first
+    first_event_at = log[1][1]
+    assert first_event_at - opened < observer.delay  # the observer's 0.3 s came after it
+    # the recorded time to first token is the caller's, not the caller's plus the observer's
+    assert observer.first[0].time_to_first_token <= first_event_at - opened
+    assert len(observer.first) == 2
+
+
+def test_a_slow_first_token_observer_does_not_delay_the_first_event_async(
+        aipk_emulator: Emulator, registry: Registry) -> None:
+    log: list[tuple[str, float]] = []
+    observer = SlowFirstTokenObserver(log, delay=0.3)
+    registry.register(observer, "slow")
+    aipk_emulator.enqueue(Reply(text="one two three four", chunk_size=4))
+
+    async def run() -> float:
+        async with aipk.AsyncClient("openai", api_key=KEY, base_url=aipk_emulator.url("openai"),
+                                    registry=registry,
+                                    metrics=Metrics(clock=time.perf_counter)) as client:
+            opened = time.perf_counter()
+            async with client.stream(model="gpt-4o-mini", messages=HELLO) as stream:
+                async for _ in stream:
+                    log.append(("caller event", time.perf_counter()))
+            return opened
+
+    opened = asyncio.run(run())
+    kinds = [kind for kind, _ in log]
+    assert kinds[:3] == ["observer CallStarted", "caller event", "observer FirstToken"]
+    assert kinds[-1] == "observer CallFinished"
+    assert log[1][1] - opened < observer.delay
+    assert observer.first[0].time_to_first_token <= log[1][1] - opened

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import types
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -99,7 +100,7 @@ class Call:
     """One call's outcome, recorded once (the first of finished, failed or cancelled wins)."""
 
     __slots__ = ("attempts", "credential_id", "done", "first_token", "id", "model", "partial",
-                 "started", "stream", "telemetry")
+                 "started", "stream", "telemetry", "unannounced")
 
     def __init__(self, telemetry: Telemetry, request: ChatRequest, stream: bool) -> None:
         self.telemetry = telemetry
@@ -108,6 +109,8 @@ class Call:
         self.stream = stream
         self.started = telemetry.metrics.clock()
         self.first_token: float | None = None
+        #: a first token the observers have not heard of yet
+        self.unannounced = False
         self.credential_id = "none"
         self.attempts = 0
         self.done = False
@@ -165,26 +168,42 @@ class Call:
     # -- the call boundary (the clients) ---------------------------------------------------
 
     def got_first_token(self) -> None:
-        """A stream delivered its first event."""
+        """A stream is handing out its first event now: its time to first token. Observers
+        hear of it from `announce_first_token()`, called once the caller has the event,
+        so that their work is not part of the time to first token."""
         tel = self.telemetry
         self.first_token = tel.metrics.clock() - self.started
-        if tel.observers:
-            event = _events().FirstToken(
-                call_id=self.id, provider=tel.provider, model=self.model,
-                time_to_first_token=self.first_token)
-            tel.emit(event)
+        self.unannounced = bool(tel.observers)
+
+    def announce_first_token(self) -> None:
+        """Tell the observers about the first event (once; the call's end does it too, for a
+        stream closed right after its first event)."""
+        if not self.unannounced:
+            return
+        self.unannounced = False
+        tel = self.telemetry
+        event = _events().FirstToken(
+            call_id=self.id, provider=tel.provider, model=self.model,
+            time_to_first_token=self.first_token)
+        tel.emit(event)
 
     def finished(self, credential_id: str, usage: Usage | None,
-                 response: ChatResponse | Callable[[], ChatResponse]) -> None:
-        """The caller got its answer (``response``, or a function building it for observers)."""
+                 response: ChatResponse | Callable[[], ChatResponse],
+                 cost: float | types.EllipsisType | None = ...) -> None:
+        """The caller got its answer (``response``, or a function building it for observers),
+        costing ``cost`` (the answer's own ``ChatResponse.cost``; default: ``usage`` priced
+        at the model's prices)."""
         if self.done:
             return
         self.done = True
         self.credential_id = credential_id
+        if self.unannounced:
+            self.announce_first_token()
         tel = self.telemetry
         metrics = tel.metrics
         latency = metrics.clock() - self.started
-        cost = tel.cost(self.model, usage) if tel.prices else None
+        if cost is ...:
+            cost = tel.cost(self.model, usage) if tel.prices else None
         metrics.finished(tel.provider, self.model, credential_id, latency=latency,
                          time_to_first_token=self.first_token, usage=usage, cost=cost)
         if log.isEnabledFor(logging.DEBUG):
@@ -211,6 +230,8 @@ class Call:
             self.cancelled()  # the caller gave up: asyncio task cancelled, generator closed
             return
         self.done = True
+        if self.unannounced:
+            self.announce_first_token()
         tel = self.telemetry
         metrics = tel.metrics
         latency = metrics.clock() - self.started
@@ -246,6 +267,8 @@ class Call:
         if self.done:
             return
         self.done = True
+        if self.unannounced:
+            self.announce_first_token()
         tel = self.telemetry
         latency = tel.metrics.clock() - self.started
         usage = self.partial.usage if self.partial is not None else None

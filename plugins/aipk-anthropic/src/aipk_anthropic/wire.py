@@ -41,6 +41,7 @@ from aipk import (
     UsageEvent,
 )
 from aipk.errors import InvalidRequestError, ProviderError, StreamError
+from aipk.framing import parse_json
 from aipk.sse import ServerSentEvent
 
 __all__ = [
@@ -722,7 +723,7 @@ class AnthropicStreamDecoder:
 
     def __init__(self, provider: Provider) -> None:
         self._provider = provider
-        self._loads = json.loads
+        self._loads = parse_json  # json.loads, minus its Python layers
         self._tools: dict[Any, int] = {}  # content block index -> tool-call ordinal
         self._blocks: dict[Any, str] = {}  # content block index -> block type
         self._thinking: dict[Any, tuple[dict[str, Any], list[str]]] = {}

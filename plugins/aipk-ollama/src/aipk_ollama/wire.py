@@ -46,6 +46,7 @@ from aipk import (
     UsageEvent,
 )
 from aipk.errors import InvalidRequestError, ProviderError, StreamError
+from aipk.framing import parse_json
 from aipk.sse import ServerSentEvent
 
 __all__ = [
@@ -276,7 +277,7 @@ class OllamaStreamDecoder:
 
     def __init__(self, provider: Provider) -> None:
         self._provider = provider
-        self._loads = json.loads
+        self._loads = parse_json  # json.loads, minus its Python layers
         self._calls = 0
         self.done = False
         self.response_id: str | None = None

@@ -34,6 +34,7 @@ from aipk import (
     UsageEvent,
 )
 from aipk.errors import InvalidRequestError, ProviderError, ResponseError, StreamError
+from aipk.framing import parse_json
 from aipk.sse import ServerSentEvent
 
 __all__ = [
@@ -388,7 +389,8 @@ def parse_rate_limits(status: int, headers: Mapping[str, str], now: float) -> (
     """``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` and retry-after."""
     requests = _window(headers, "requests", now)
     tokens = _window(headers, "tokens", now)
-    retry_after = aipk.parse_retry_after(headers, now)
+    # Retry-after means something only on a refusal (429, 503) or a redirect, not on a 2xx.
+    retry_after = aipk.parse_retry_after(headers, now) if status >= 300 else None
     if requests is None and tokens is None and retry_after is None:
         return None
     return RateLimitState(
@@ -421,7 +423,7 @@ class OpenAIStreamDecoder:
 
     def __init__(self, provider: Provider) -> None:
         self._provider = provider
-        self._loads = json.loads
+        self._loads = parse_json  # json.loads, minus its Python layers
         self._refused = False  # a refusal and no text: "stop" means REFUSAL, as in chat()
         self._texted = False
         self.done = False
