@@ -224,7 +224,7 @@ def test_async_router_totals(two: tuple[Emulator, Emulator]) -> None:
         "async": RouterTotals(name="async", requests=2, successes=1, errors=1)}
 
 
-@pytest.mark.parametrize("bad", ["", " chat", "chat\n", "a" * 201, 7])
+@pytest.mark.parametrize("bad", ["", " chat", "chat\n", "a" * 201, 7, ["chat"]])
 def test_a_bad_router_name_names_the_fix(two: tuple[Emulator, Emulator], bad: object) -> None:
     with pytest.raises(aipk.ConfigurationError, match=r"name="):
         Router(_targets(two), name=bad)  # type: ignore[arg-type]

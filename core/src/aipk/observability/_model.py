@@ -148,7 +148,7 @@ class Metrics:
         """The totals of the router named ``name`` (created on first use; routers sharing a
         model and a name add up, differently named ones keep separate totals).
         ConfigurationError if ``name`` is empty, padded with spaces or not printable."""
-        found = self._routers.get(name)
+        found = self._routers.get(name) if isinstance(name, str) else None
         if found is None:
             check_router_name(name)
             with self._lock:
