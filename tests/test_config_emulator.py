@@ -169,6 +169,10 @@ def test_router_from_config_fails_over_and_closes_its_clients(
         with pytest.raises(AllTargetsFailedError):
             router.chat(messages=USER)
         states = list(router._core.states)
+        # the router is named after its entry: its totals live under that name in the model
+        assert router.name == "main"
+        totals = router.metrics_model.snapshot().routers["main"]
+        assert (totals.requests, totals.successes, totals.errors) == (2, 1, 1)
     assert all(s.client is None for s in states)                # closed with the router
 
 

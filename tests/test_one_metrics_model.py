@@ -1,8 +1,10 @@
-"""Key-pool counters and router statistics live in the one metrics model the clients record
-into: real HTTP against the emulator, with injected faults."""
+"""Key-pool counters, router target statistics and router totals live in the one metrics
+model the clients record into: real HTTP against the emulator, with injected faults."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -11,8 +13,8 @@ import aipk
 from aipk import Message
 from aipk._base import key_fingerprint
 from aipk.credentials import KeyPool
-from aipk.observability import Metrics
-from aipk.router import Router, Target, route_of
+from aipk.observability import DEFAULT_ROUTER_NAME, Metrics, RouterTotals
+from aipk.router import AsyncRouter, Router, Target, route_of
 from aipk_testkit.emulator import Emulator, Fault, Reply
 
 HELLO = [Message.user("Hello there")]
@@ -114,3 +116,117 @@ def test_client_options_metrics_is_the_routers_model(two: tuple[Emulator, Emulat
     shared = Metrics()
     with Router(_targets(two), client_options={"metrics": shared}) as r:
         assert r.metrics_model is shared
+
+
+# -- router totals, by router name -------------------------------------------------------------
+
+
+def test_router_totals_live_in_the_model_by_router_name(two: tuple[Emulator, Emulator]) -> None:
+    a, b = two
+    a.reset()
+    b.reset()
+    a.enqueue(Fault.status(400))  # a 400 is wrong everywhere: the call raises at once
+    shared = Metrics()
+    with Router(_targets(two), metrics=shared, name="chat") as chat, \
+            Router(_targets(two), metrics=shared, name="batch") as batch:
+        assert (chat.name, batch.name) == ("chat", "batch")
+        with pytest.raises(aipk.errors.BadRequestError):
+            chat.chat(messages=HELLO)
+        chat.chat(messages=HELLO)
+        with chat.stream(messages=HELLO) as stream:  # closed before its end: cancelled
+            next(iter(stream))
+        for _ in range(2):
+            batch.chat(messages=HELLO)
+        chat_view, batch_view = chat.metrics(), batch.metrics()
+    totals = shared.snapshot().routers
+    assert set(totals) == {"chat", "batch"}
+    assert totals["chat"] == RouterTotals(name="chat", requests=3, successes=1, errors=1,
+                                          cancelled=1)
+    assert totals["batch"] == RouterTotals(name="batch", requests=2, successes=2)
+    # router.metrics() keeps its shape and reads its own totals from the model
+    for view, name in ((chat_view, "chat"), (batch_view, "batch")):
+        t = totals[name]
+        assert {k: view[k] for k in ("requests", "successes", "errors", "cancelled", "waits",
+                                     "waited")} == {
+            "requests": t.requests, "successes": t.successes, "errors": t.errors,
+            "cancelled": t.cancelled, "waits": 0, "waited": 0.0}
+        assert set(view["targets"]) == {"a", "b"}
+    record = json.loads(shared.snapshot().to_json())["routers"]
+    assert record["chat"] == {"name": "chat", "requests": 3, "successes": 1, "errors": 1,
+                              "cancelled": 1, "waits": 0, "waited": 0.0}
+    assert record["batch"]["successes"] == 2
+    # the calls through both routers, as their target clients recorded them
+    assert shared.snapshot().requests == 5
+
+
+def test_routers_with_the_same_name_add_up(two: tuple[Emulator, Emulator]) -> None:
+    for emu in two:
+        emu.reset()
+    shared = Metrics()
+    with Router(_targets(two), metrics=shared) as first, \
+            Router(_targets(two), metrics=shared) as second:
+        assert first.name == second.name == DEFAULT_ROUTER_NAME == "router"
+        first.chat(messages=HELLO)
+        second.chat(messages=HELLO)
+        second.chat(messages=HELLO)
+        assert first.metrics()["requests"] == second.metrics()["requests"] == 3
+    assert shared.snapshot().routers["router"] == RouterTotals(name="router", requests=3,
+                                                                successes=3)
+    assert shared.router("router") is shared.router("router")
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_router_waits_are_counted_in_the_model(two: tuple[Emulator, Emulator]) -> None:
+    a, b = two
+    a.reset()
+    b.reset()
+    a.enqueue(Fault.status(429, retry_after=3))
+    b.enqueue(Fault.status(429, retry_after=5))
+    clock, slept = _Clock(), []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.now += seconds
+
+    shared = Metrics()
+    with Router(_targets(two), metrics=shared, name="waiting", clock=clock, sleep=sleep,
+                max_wait=10.0, client_options={"clock": clock, "sleep": lambda s: None}) as r:
+        assert r.chat(messages=HELLO).text == "echo: Hello there"
+        view = r.metrics()
+    assert slept == [pytest.approx(3.0)]
+    totals = shared.snapshot().routers["waiting"]
+    assert (totals.requests, totals.successes, totals.errors, totals.waits) == (1, 1, 0, 1)
+    assert totals.waited == pytest.approx(3.0) == view["waited"]
+    assert view["waits"] == 1
+
+
+async def _async_calls(emus: tuple[Emulator, Emulator], shared: Metrics) -> None:
+    async with AsyncRouter(_targets(emus), metrics=shared, name="async") as r:
+        await r.chat(messages=HELLO)
+        emus[0].enqueue(Fault.status(400))
+        with pytest.raises(aipk.errors.BadRequestError):
+            await r.chat(messages=HELLO)
+
+
+def test_async_router_totals(two: tuple[Emulator, Emulator]) -> None:
+    for emu in two:
+        emu.reset()
+    shared = Metrics()
+    asyncio.run(_async_calls(two, shared))
+    assert shared.snapshot().routers == {
+        "async": RouterTotals(name="async", requests=2, successes=1, errors=1)}
+
+
+@pytest.mark.parametrize("bad", ["", " chat", "chat\n", "a" * 201, 7, ["chat"]])
+def test_a_bad_router_name_names_the_fix(two: tuple[Emulator, Emulator], bad: object) -> None:
+    with pytest.raises(aipk.ConfigurationError, match=r"name="):
+        Router(_targets(two), name=bad)  # type: ignore[arg-type]
+    with pytest.raises(aipk.ConfigurationError, match=r"name="):
+        Metrics().router(bad)  # type: ignore[arg-type]

@@ -131,3 +131,31 @@ def test_unpriced_calls_make_the_cost_unknown() -> None:
     metrics.started("p")
     metrics.finished("p", "m", "k", latency=0.1, cost=None)
     assert metrics.snapshot().cost is None
+
+
+def test_router_totals_are_exact_under_threads_and_keyed_by_name() -> None:
+    import threading
+
+    from aipk.observability import Metrics, RouterTotals
+
+    model = Metrics()
+
+    def calls() -> None:
+        totals = model.router("chat")
+        for i in range(500):
+            totals.started()
+            (totals.succeeded, totals.failed, totals.was_cancelled)[i % 3]()
+        totals.wait(0.5)
+
+    threads = [threading.Thread(target=calls) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    model.router("other").started()
+    snap = model.snapshot()
+    assert snap.routers["chat"] == RouterTotals(name="chat", requests=2000, successes=668,
+                                                errors=668, cancelled=664, waits=4, waited=2.0)
+    assert snap.routers["other"] == RouterTotals(name="other", requests=1)
+    assert list(json.loads(snap.to_json())["routers"]) == ["chat", "other"]
+    assert Metrics().snapshot().to_dict()["routers"] == {}

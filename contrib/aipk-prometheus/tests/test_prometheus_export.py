@@ -164,8 +164,65 @@ def test_router_target_statistics(aipk_emulator: Emulator, registry: Registry,
     assert _value(calls, "_total", target="main", outcome="error") == 1
     assert _value(calls, "_total", target="main", outcome="cancelled") == 0
     assert _value(families["aipk_router_target_latency_ewma_seconds"], target="main") == ewma
+    # the router's totals, under its default name
+    totals = families["aipk_router_requests"]
+    assert _value(totals, "_total", router="router", outcome="success") == 1
+    assert _value(totals, "_total", router="router", outcome="error") == 1
     # the router's clients recorded their calls into the same model
     assert _value(families["aipk_requests"], "_total", outcome="success", model="gpt-4o-mini") == 1
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_router_totals_by_router_name(aipk_emulator: Emulator, registry: Registry,
+                                      scrape: Any) -> None:
+    from aipk.router import Router, Target
+
+    aipk_emulator.reset()
+    clock, slept = _Clock(), []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.now += seconds
+
+    target = Target(provider="openai", model="gpt-4o-mini", api_key="sk-prom",
+                    base_url=aipk_emulator.url("openai"), name="main")
+    shared, other = Metrics(), Metrics()
+    options = {"clock": clock, "sleep": lambda s: None}
+    with Router([target], registry=registry, metrics=shared, name="chat", clock=clock,
+                sleep=sleep, max_wait=5.0, client_options=options) as chat, \
+            Router([target], registry=registry, metrics=shared, name="batch") as batch, \
+            Router([target], registry=registry, metrics=other, name="chat") as elsewhere:
+        aipk_emulator.enqueue(Fault.status(429, retry_after=2))
+        chat.chat(messages=HELLO)  # waits 2 s for its one target, then succeeds
+        aipk_emulator.enqueue(Fault.status(400))
+        with pytest.raises(BadRequestError):
+            chat.chat(messages=HELLO)
+        with chat.stream(messages=HELLO) as stream:  # closed before its end
+            next(iter(stream))
+        batch.chat(messages=HELLO)
+        elsewhere.chat(messages=HELLO)  # another model, same name: the scrape adds them up
+        families = scrape(aipk_prometheus.AipkCollector([shared, other]))
+    assert slept == [pytest.approx(2.0)]
+    requests = families["aipk_router_requests"]
+    assert _value(requests, "_total", router="chat", outcome="success") == 2
+    assert _value(requests, "_total", router="chat", outcome="error") == 1
+    assert _value(requests, "_total", router="chat", outcome="cancelled") == 1
+    assert _value(requests, "_total", router="batch", outcome="success") == 1
+    assert _value(requests, "_total", router="batch", outcome="error") == 0
+    assert _value(families["aipk_router_requests_in_flight"], router="chat") == 0
+    assert _value(families["aipk_router_waits"], "_total", router="chat") == 1
+    assert _value(families["aipk_router_waits"], "_total", router="batch") == 0
+    assert _value(families["aipk_router_wait_seconds"], "_total",
+                  router="chat") == pytest.approx(2.0)
+    assert families["aipk_router_requests"].type == "counter"
+    assert families["aipk_router_requests_in_flight"].type == "gauge"
 
 
 def test_the_installed_feed_fills_the_process_model(aipk_emulator: Emulator,

@@ -151,13 +151,13 @@ def test_json_form_is_stable_and_documented(aipk_emulator: Emulator,
         (info,) = [m for m in client.provider.spec.models if m.id == "gpt-4o-mini"]
     assert first == metrics.snapshot().to_json()
     data = json.loads(first)
-    assert set(data) == {"totals", "series", "in_flight", "credentials", "targets"}
+    assert set(data) == {"totals", "series", "in_flight", "credentials", "targets", "routers"}
     # the client's key records its attempts into the same model
     (key,) = data["credentials"]
     assert (key["provider"], key["id"]) == ("openai", client.credentials.credential.id)
     assert (key["requests"], key["successes"], key["errors"]) == (1, 1, 0)
     assert usage is not None and key["tokens"] == usage.total_tokens
-    assert data["targets"] == {}
+    assert data["targets"] == {} and data["routers"] == {}
     assert set(data["totals"]) == {
         "provider", "model", "credential_id", "requests", "successes", "failures",
         "cancelled", "errors", "retries", "failovers", "input_tokens", "output_tokens",

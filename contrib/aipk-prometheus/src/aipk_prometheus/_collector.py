@@ -85,6 +85,7 @@ class AipkCollector:
         yield from self._calls(snaps)
         yield from self._attempts(snaps)
         yield from self._targets(snaps)
+        yield from self._routers(snaps)
         yield from self._credential_gauges()
         yield from self._health_gauges()
 
@@ -178,6 +179,37 @@ class AipkCollector:
             if t["ewma_latency"] is not None:
                 ewma.add_metric([name], t["ewma_latency"])
         yield from (calls, ewma)
+
+    def _routers(self, snaps: list[MetricsSnapshot]) -> Iterator[Metric]:
+        """Each router's totals, by router name (the same name in several models adds up)."""
+        totals: dict[str, list[float]] = {}
+        for snap in snaps:
+            for name, r in snap.routers.items():
+                row = totals.setdefault(name, [0.0] * 6)
+                for i, n in enumerate((r.requests, r.successes, r.errors, r.cancelled, r.waits,
+                                       r.waited)):
+                    row[i] += n
+        if not totals:
+            return
+        requests = CounterMetricFamily("aipk_router_requests",
+                                       "Calls through the router that ended, by outcome.",
+                                       labels=["router", "outcome"])
+        in_flight = GaugeMetricFamily("aipk_router_requests_in_flight",
+                                      "Calls through the router started and not yet ended.",
+                                      labels=["router"])
+        waits = CounterMetricFamily(
+            "aipk_router_waits", "Pauses the router took for a target to become available.",
+            labels=["router"])
+        waited = CounterMetricFamily("aipk_router_wait_seconds",
+                                     "Seconds the router paused for a target (max_wait).",
+                                     labels=["router"])
+        for name, (started, ok, failed, cancelled, n_waits, seconds) in sorted(totals.items()):
+            for outcome, n in (("success", ok), ("error", failed), ("cancelled", cancelled)):
+                requests.add_metric([name, outcome], n)
+            in_flight.add_metric([name], max(0, started - ok - failed - cancelled))
+            waits.add_metric([name], n_waits)
+            waited.add_metric([name], seconds)
+        yield from (requests, in_flight, waits, waited)
 
     def _credential_gauges(self) -> Iterator[Metric]:
         rows = []

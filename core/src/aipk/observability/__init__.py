@@ -5,7 +5,8 @@
   The same model keeps each credential's attempt counters
   ([`CredentialMetrics`][aipk.observability.CredentialMetrics], read by ``pool.metrics``) and each
   router target's statistics (`TargetMetrics`, read by ``router.metrics()`` and the
-  ``lowest_latency`` strategy).
+  ``lowest_latency`` strategy) and each router's totals by router name (`RouterMetrics`;
+  `RouterTotals` in the snapshot).
 * The ``aipk_observe`` hook ([`aipk.hookspecs`][aipk.hookspecs]) hands plugins one record per call
   start (`CallStarted`), end (`CallFinished`, `CallFailed`,
   `CallCancelled`), retry (`CallRetried`), failover (`CallFailedOver`) and
@@ -33,10 +34,12 @@ if TYPE_CHECKING:
     )
     from ._keys import CredentialMetrics, CredentialSnapshot
     from ._model import LATENCY_BOUNDS, Metrics
+    from ._routers import DEFAULT_ROUTER_NAME, RouterMetrics, RouterTotals
     from ._snapshot import Distribution, MetricsSnapshot, SeriesSnapshot
     from ._targets import TargetMetrics
 
 __all__ = [
+    "DEFAULT_ROUTER_NAME",
     "LATENCY_BOUNDS",
     "CallCancelled",
     "CallFailed",
@@ -51,6 +54,8 @@ __all__ = [
     "Metrics",
     "MetricsSnapshot",
     "ObservedEvent",
+    "RouterMetrics",
+    "RouterTotals",
     "SeriesSnapshot",
     "TargetMetrics",
 ]
@@ -62,6 +67,7 @@ _LAZY = {
     **dict.fromkeys(("Distribution", "MetricsSnapshot", "SeriesSnapshot"), "._snapshot"),
     **dict.fromkeys(("CredentialMetrics", "CredentialSnapshot"), "._keys"),
     "TargetMetrics": "._targets",
+    **dict.fromkeys(("DEFAULT_ROUTER_NAME", "RouterMetrics", "RouterTotals"), "._routers"),
 }
 
 

@@ -5,8 +5,10 @@ Clients record into a `Metrics` at the call boundary (what the caller saw), and 
 and failovers as they happen; key pools record each attempt into the credential's
 [`CredentialMetrics`][aipk.observability._keys.CredentialMetrics] (`Metrics.credential()`), routers
 each call to a target into its `TargetMetrics`
-(`Metrics.target()`). Exporters read `Metrics.snapshot()`, or keep their own
-`Metrics` fed by the ``aipk_observe`` hook's records (`Metrics.observe()`).
+(`Metrics.target()`) and each call's outcome into the router's
+[`RouterMetrics`][aipk.observability.RouterMetrics] (`Metrics.router()`, by router name).
+Exporters read `Metrics.snapshot()`, or keep their own `Metrics` fed by the ``aipk_observe``
+hook's records (`Metrics.observe()`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._histogram import BOUNDS, Histogram
 from ._keys import CredentialMetrics
+from ._routers import RouterMetrics, check_router_name
 from ._targets import TargetMetrics
 
 if TYPE_CHECKING:
@@ -97,6 +100,7 @@ class Metrics:
         self._ended_before_reset: dict[str, int] = {}
         self._credentials: dict[tuple[str, str], CredentialMetrics] = {}
         self._targets: dict[str, TargetMetrics] = {}
+        self._routers: dict[str, RouterMetrics] = {}
         self._lock = threading.Lock()
 
     def _get(self, provider: str, model: str, credential_id: str) -> _Series:
@@ -138,6 +142,17 @@ class Metrics:
                 found = self._targets.get(name)
                 if found is None:
                     found = self._targets[name] = TargetMetrics(window)
+        return found
+
+    def router(self, name: str) -> RouterMetrics:
+        """The totals of the router named ``name`` (created on first use; routers sharing a
+        model and a name add up, differently named ones keep separate totals).
+        ConfigurationError if ``name`` is empty, padded with spaces or not printable."""
+        found = self._routers.get(name) if isinstance(name, str) else None
+        if found is None:
+            check_router_name(name)
+            with self._lock:
+                found = self._routers.setdefault(name, RouterMetrics(name))
         return found
 
     # -- recording -----------------------------------------------------------------------
@@ -228,13 +243,15 @@ class Metrics:
             ended = dict(self._ended_before_reset)
             keys = sorted(self._credentials.items())
             targets = sorted(self._targets.items())
+            routers = sorted(self._routers.items())
         series = tuple(s.snapshot(k) for k, s in items)
         for s in series:
             ended[s.provider] = ended.get(s.provider, 0) + s.requests
         in_flight = {p: max(0, n - ended.get(p, 0)) for p, n in started.items()}
         return MetricsSnapshot(series=series, in_flight=in_flight,
                                credentials=tuple(m.snapshot() for _, m in keys),
-                               targets={name: t.snapshot() for name, t in targets})
+                               targets={name: t.snapshot() for name, t in targets},
+                               routers={name: r.snapshot() for name, r in routers})
 
     def reset(self) -> None:
         """Forget everything recorded (calls in flight stay counted)."""

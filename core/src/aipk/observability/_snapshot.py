@@ -11,6 +11,7 @@ import attrs
 
 from ._histogram import cumulative, percentile
 from ._keys import CredentialSnapshot
+from ._routers import RouterTotals
 
 __all__ = ["Distribution", "MetricsSnapshot", "SeriesSnapshot"]
 
@@ -180,6 +181,8 @@ class MetricsSnapshot:
     #: each router target's statistics (``Router.metrics()["targets"]`` less the router's
     #: cooldown and breaker state), by target name
     targets: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    #: each router's totals (its calls by outcome and its waits), by router name
+    routers: Mapping[str, RouterTotals] = attrs.field(factory=dict)
 
     @property
     def totals(self) -> SeriesSnapshot:
@@ -224,13 +227,15 @@ class MetricsSnapshot:
 
     def to_dict(self) -> dict[str, Any]:
         """``{"totals": {...}, "series": [{...}, ...], "in_flight": {provider: n},
-        "credentials": [{...}, ...], "targets": {name: {...}}}``: each series as
-        `SeriesSnapshot.to_dict()`, each credential as its fields."""
+        "credentials": [{...}, ...], "targets": {name: {...}}, "routers": {name: {...}}}``:
+        each series as `SeriesSnapshot.to_dict()`, each credential and router as its
+        fields."""
         return {"totals": self.totals.to_dict(),
                 "series": [s.to_dict() for s in self.series],
                 "in_flight": dict(sorted(self.in_flight.items())),
                 "credentials": [c.to_record() for c in self.credentials],
-                "targets": {name: dict(t) for name, t in sorted(self.targets.items())}}
+                "targets": {name: dict(t) for name, t in sorted(self.targets.items())},
+                "routers": {name: r.to_dict() for name, r in sorted(self.routers.items())}}
 
     def to_json(self) -> str:
         """`to_dict()` as JSON with sorted keys (stable across runs)."""

@@ -12,6 +12,7 @@ from aipk._responses import ChatResponse
 from aipk._retry import RetryPolicy
 from aipk.errors import AipkError, ConfigurationError
 from aipk.observability._model import Metrics
+from aipk.observability._routers import DEFAULT_ROUTER_NAME
 from aipk.state import StateStore
 
 from ._config import _config_kwargs
@@ -48,11 +49,13 @@ class _RouterBase:
         max_wait: float = 0.0,
         sleep: Callable[[float], Any] | None = None,
         metrics: Metrics | None = None,
+        name: str = DEFAULT_ROUTER_NAME,
     ) -> None:
         self._core = _Core(targets, strategy=strategy, cooldown=cooldown, breaker=breaker,
                            fallback=fallback_on_context_window, store=store, clock=clock,
                            retry=retry, registry=registry, client_options=client_options,
-                           latency_window=latency_window, max_wait=max_wait, metrics=metrics)
+                           latency_window=latency_window, max_wait=max_wait, metrics=metrics,
+                           name=name)
         self._init_sleep(sleep)
         self._check_clients()
 
@@ -61,7 +64,8 @@ class _RouterBase:
                     **overrides: Any) -> _RouterT:
         """A router for the entry ``[routers.NAME]`` of a config file (``config``: a path, a
         loaded `aipk.config.Config`, or None to find the file); its targets' clients
-        are built from the config's provider entries. Keyword arguments override the file."""
+        are built from the config's provider entries; the router is named ``NAME`` (its totals in
+        the metrics model). Keyword arguments override the file."""
         from aipk.config import resolve
 
         loaded = resolve(config, overrides.get("registry"))
@@ -108,11 +112,18 @@ class _RouterBase:
         raise ConfigurationError(f"the router has no target named {name!r}; its targets are: "
                                  f"{names}")
 
+    @property
+    def name(self) -> str:
+        """The router's name: its totals live under it in the metrics model
+        (`aipk.observability.Metrics.router()`)."""
+        return self._core.name
+
     def metrics(self) -> dict[str, Any]:
         """Router totals (``requests``, ``successes``, ``errors``, ``cancelled``, and the
         ``waits`` taken for ``max_wait`` with the seconds ``waited``) and, under ``targets``,
         each target's counters, tokens, latency percentiles (p50/p95/p99 of its recent
-        successes), breaker mode and remaining cooldown."""
+        successes), breaker mode and remaining cooldown. The totals are the model's for the
+        router's `name` (they include other routers sharing the model and the name)."""
         return self._core.metrics()
 
     @property
@@ -123,7 +134,8 @@ class _RouterBase:
 
     def __repr__(self) -> str:
         names = ", ".join(s.name for s in self._core.states)
-        return f"<{type(self).__name__} strategy={self._core.strategy!r} targets=[{names}]>"
+        return (f"<{type(self).__name__} name={self._core.name!r} "
+                f"strategy={self._core.strategy!r} targets=[{names}]>")
 
 
 _Router = TypeVar("_Router", bound=_RouterBase)

@@ -18,7 +18,7 @@ def _config_kwargs(config: Config, name: str, *, asynchronous: bool,
                    overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Keyword arguments for ``Router(...)``/``AsyncRouter(...)`` from the router entry
     ``name`` of a loaded config: targets (with clients built from the provider entries they
-    name) and policies."""
+    name), policies, and the router's name (``name``)."""
     from aipk._async_client import AsyncClient
     from aipk._client import Client
     from aipk.config._build import set_fields
@@ -38,7 +38,7 @@ def _config_kwargs(config: Config, name: str, *, asynchronous: bool,
             context_window=target.context_window))
     kwargs: dict[str, Any] = {"strategy": entry.strategy,
                               "fallback_on_context_window": entry.fallback_on_context_window,
-                              "registry": config.registry}
+                              "registry": config.registry, "name": name}
     cooldown, breaker = entry.cooldown, entry.breaker
     if cooldown is None:
         kwargs["cooldown"] = DEFAULT_COOLDOWN

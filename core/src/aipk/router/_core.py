@@ -17,12 +17,12 @@ from aipk._providers import ModelInfo, ProviderSpec
 from aipk._retry import RetryPolicy
 from aipk.errors import AipkError, ConfigurationError
 from aipk.observability._model import Metrics
+from aipk.observability._routers import check_router_name
 from aipk.observability._targets import TargetMetrics
 from aipk.state import MemoryStore, StateStore
 
 from ._cooldowns import Cooldowns
 from ._policy import _NO_COOLDOWN, BreakerVerdict, _wait_budget
-from ._stats import _Counters
 from ._strategies import Ordering
 from ._target import Target
 
@@ -78,7 +78,7 @@ class _Core:
                  store: StateStore | None, clock: Callable[[], float],
                  retry: RetryPolicy | None, registry: Registry | None,
                  client_options: Mapping[str, Any] | None, latency_window: int,
-                 max_wait: float, metrics: Metrics | None = None) -> None:
+                 max_wait: float, metrics: Metrics | None = None, name: str) -> None:
         targets = list(targets)
         if not targets:
             raise ConfigurationError("a router needs at least one Target")
@@ -101,6 +101,7 @@ class _Core:
             raise ConfigurationError(f"set {', '.join(sorted(clash))} on each Target, not in "
                                      f"client_options")
         self.max_wait = _wait_budget(max_wait)
+        self.name = check_router_name(name)
         self.strategy = strategy
         self.cooldown = cooldown if cooldown is not None else _NO_COOLDOWN
         self.fallback = fallback
@@ -117,7 +118,8 @@ class _Core:
         self.states = [_TargetState(t, i, latency_window, self.metrics_model)
                        for i, t in enumerate(targets)]
         self.by_name = {s.name: s for s in self.states}
-        self.counters = _Counters()
+        #: the router's totals, in the model under its name
+        self.totals = self.metrics_model.router(self.name)
         self.ordering = Ordering(strategy, self.states, price=self._price,
                                  latency=_smoothed_latency)
         self.cooldowns = Cooldowns(self.store)
@@ -271,7 +273,7 @@ class _Core:
             snap["cooldown_remaining"] = 0.0 if until is None else until - now
             snap["breaker"] = self.breaker.mode(s.name) if self.breaker is not None else "off"
             targets[s.name] = snap
-        c = self.counters
+        c = self.totals.snapshot()
         return {"requests": c.requests, "successes": c.successes, "errors": c.errors,
                 "cancelled": c.cancelled, "waits": c.waits, "waited": c.waited,
                 "targets": targets}

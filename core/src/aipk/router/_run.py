@@ -55,7 +55,7 @@ class _Run:
         self.current: tuple[_TargetState, str] | None = None
         self.started = 0.0
         self.min_window: int | None = None
-        core.counters.add("requests")
+        core.totals.started()
 
     def __enter__(self) -> _Run:
         return self
@@ -139,7 +139,7 @@ class _Run:
         self.log.append(f"waited {step:.2f}s")
         self.skipped.clear()
         self._fill()
-        core.counters.wait(step)
+        core.totals.wait(step)
         return step
 
     def _too_big_everywhere(self) -> bool:
@@ -167,7 +167,7 @@ class _Run:
             self.failures.append((state, model, error))
             self.log.append(f"{state.name} ({model}): {_summary(error)}")
         else:
-            core.counters.add("errors")
+            core.totals.failed()
         return go_on
 
     def _context_fallback(self, state: _TargetState, model: str) -> bool:
@@ -191,7 +191,7 @@ class _Run:
         state, model = self._take()
         state.metrics.succeeded(core.clock() - self.started, response.usage)
         core.breaker_verdict(state, "success")
-        core.counters.add("successes")
+        core.totals.succeeded()
         info = RouteInfo(served_by=state.name, model=model, tried=tuple(self.tried),
                          failures=tuple((s.name, _summary(e)) for s, _, e in self.failures))
         return attrs.evolve(response, extra={**response.extra, "router": info.to_dict()})
@@ -208,7 +208,10 @@ class _Run:
             else:
                 state.metrics.failed(exc)
             core.breaker_verdict(state, "neutral")
-        core.counters.add("cancelled" if cancelled else "errors")
+        if cancelled:
+            core.totals.was_cancelled()
+        else:
+            core.totals.failed()
 
     def _take(self) -> tuple[_TargetState, str]:
         current = self.current
@@ -219,7 +222,7 @@ class _Run:
     def exhausted(self) -> ProviderError:
         """The error to raise when no target is left (and no more waiting is allowed)."""
         core = self.core
-        core.counters.add("errors")
+        core.totals.failed()
         if self._too_big_everywhere():
             return self.failures[-1][2]  # too big for every model that could take it
         now = core.clock()
