@@ -254,7 +254,9 @@ class Metrics:
                                routers={name: r.snapshot() for name, r in routers})
 
     def reset(self) -> None:
-        """Forget everything recorded (calls in flight stay counted)."""
+        """Forget the calls recorded per provider, model and credential (calls in flight stay
+        counted). The per-key, per-target and per-router counters are kept: the key pools and
+        routers feeding them hold them for as long as they live."""
         with self._lock:
             items = list(self._series.items())
             self._series.clear()
