@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -48,3 +49,34 @@ def write_files(page: Path, root: Path) -> list[Path]:
         path.write_text(block.body, encoding="utf-8")
         written.append(path)
     return written
+
+
+def install(project: Path, site: Path) -> None:
+    """What ``pip install -e .`` does for discovery: the dist-info with the entry points, and
+    the source folder on the path (needs Python 3.11's ``tomllib``)."""
+    import tomllib
+
+    meta = tomllib.loads((project / "pyproject.toml").read_text())["project"]
+    info = site / f"{meta['name'].replace('-', '_')}-{meta['version']}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {meta['name']}\nVersion: {meta['version']}\n")
+    lines = []
+    for group, entries in meta["entry-points"].items():
+        lines.append(f"[{group}]")
+        lines += [f"{name} = {value}" for name, value in entries.items()]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+
+
+def tutorial_project(page: Path, root: Path, folder: str,
+                     min_files: int) -> tuple[Path, dict[str, str]]:
+    """Write ``page``'s files under ``root``, install the project in ``root/folder`` (see
+    `install()`); returns its folder and the environment that finds it."""
+    written = write_files(page, root)
+    assert len(written) >= min_files, written
+    project = root / folder
+    site = root / "site"
+    install(project, site)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(project / "src"), str(site), os.environ.get("PYTHONPATH", "")])}
+    return project, env

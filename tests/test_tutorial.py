@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from .docs_blocks import blocks, write_files
+from .docs_blocks import blocks, tutorial_project
 
 tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11+")
 
@@ -18,32 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "tutorial-plugin.md"
 
 
-def _install(project: Path, site: Path) -> None:
-    """What ``pip install -e .`` does for discovery: the dist-info with the entry points, and
-    the source folder on the path."""
-    meta = tomllib.loads((project / "pyproject.toml").read_text())["project"]
-    info = site / f"{meta['name'].replace('-', '_')}-{meta['version']}.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(
-        f"Metadata-Version: 2.1\nName: {meta['name']}\nVersion: {meta['version']}\n")
-    lines = []
-    for group, entries in meta["entry-points"].items():
-        lines.append(f"[{group}]")
-        lines += [f"{name} = {value}" for name, value in entries.items()]
-    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    root = tmp_path_factory.mktemp("tutorial")
-    written = write_files(PAGE, root)
-    assert len(written) >= 5, written
-    project = root / "aipk-acme"
-    site = root / "site"
-    _install(project, site)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(project / "src"), str(site), os.environ.get("PYTHONPATH", "")])}
-    return project, env
+    return tutorial_project(PAGE, tmp_path_factory.mktemp("tutorial"), "aipk-acme", 5)
 
 
 def test_the_tutorial_has_its_files() -> None:

@@ -4,15 +4,15 @@ the tutorial's protocol, and the tutorial's own tests."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from .docs_blocks import blocks, write_files
-from .test_tutorial import _install
+from .docs_blocks import blocks, tutorial_project
+
+tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11+")
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "tutorial-protocol.md"
@@ -20,15 +20,8 @@ PAGE = ROOT / "docs" / "tutorial-protocol.md"
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    root = tmp_path_factory.mktemp("tutorial-protocol")
-    written = write_files(PAGE, root)
-    assert len(written) >= 6, written
-    project = root / "aipk-zephyr"
-    site = root / "site"
-    _install(project, site)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(project / "src"), str(site), os.environ.get("PYTHONPATH", "")])}
-    return project, env
+    return tutorial_project(PAGE, tmp_path_factory.mktemp("tutorial-protocol"), "aipk-zephyr",
+                            6)
 
 
 def test_the_tutorial_has_its_files() -> None:
