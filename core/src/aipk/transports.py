@@ -245,10 +245,17 @@ async def adrain_end(response: object) -> None:
         await drain()
 
 
-def _bounded_reads(stream: Any, is_owner: Callable[[], bool]) -> Any:
-    """A ``read(max_bytes, timeout)`` for httpcore's network ``stream`` whose calls from the
-    owner (this thread, or this task) wait at most until `END_GRACE` has passed."""
-    read = stream.read
+@contextlib.contextmanager
+def _reads_bounded(response: httpx.Response, is_owner: Callable[[], bool]) -> Iterator[bool]:
+    """While inside, reads of ``response``'s connection by its owner (this thread, or this
+    task) wait at most until `END_GRACE` has passed: httpcore's network stream gets a bounded
+    ``read(max_bytes, timeout)``, removed on leaving. Yields False, bounding nothing, when the
+    connection has no network stream that takes one."""
+    stream: Any = response.extensions.get("network_stream")
+    read = getattr(stream, "read", None)
+    if read is None:
+        yield False
+        return
     deadline = time.monotonic() + END_GRACE
 
     def bounded_timeout(timeout: float | None) -> float | None:
@@ -257,27 +264,22 @@ def _bounded_reads(stream: Any, is_owner: Callable[[], bool]) -> Any:
         left = max(deadline - time.monotonic(), 0.001)
         return left if timeout is None else min(timeout, left)
 
-    if inspect.iscoroutinefunction(read):
-        async def abounded(max_bytes: int, timeout: float | None = None) -> bytes:
-            return await read(max_bytes, bounded_timeout(timeout))  # type: ignore[no-any-return]
-        return abounded
+    async def abounded(max_bytes: int, timeout: float | None = None) -> bytes:
+        return await read(max_bytes, bounded_timeout(timeout))  # type: ignore[no-any-return]
 
     def bounded(max_bytes: int, timeout: float | None = None) -> bytes:
         return read(max_bytes, bounded_timeout(timeout))  # type: ignore[no-any-return]
-    return bounded
 
-
-def _install(stream: Any, read: Any) -> bool:
     try:
-        stream.read = read
+        stream.read = abounded if inspect.iscoroutinefunction(read) else bounded
     except (AttributeError, TypeError):  # a network stream that takes no attribute
-        return False
-    return True
-
-
-def _uninstall(stream: Any) -> None:
-    with contextlib.suppress(AttributeError):
-        del stream.read
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        with contextlib.suppress(AttributeError):
+            del stream.read
 
 
 class _HttpxResponse:
@@ -312,19 +314,16 @@ class _HttpxResponse:
         """Read the body's end within `END_GRACE` (see `drain_end()`)."""
         import httpx
 
-        chunks, stream = self._chunks, self._response.extensions.get("network_stream")
-        if chunks is None or stream is None:
+        chunks = self._chunks
+        if chunks is None:
             return
         owner = threading.get_ident()
-        if not _install(stream, _bounded_reads(stream, lambda: threading.get_ident() == owner)):
-            return
-        try:
-            for _ in chunks:
-                pass
-        except httpx.HTTPError:  # not ended in time, or broken after the answer: close() discards
-            pass
-        finally:
-            _uninstall(stream)
+        with _reads_bounded(self._response, lambda: threading.get_ident() == owner) as bounded:
+            # not ended in time, or broken after the answer: close() discards the connection
+            if bounded:
+                with contextlib.suppress(httpx.HTTPError):
+                    for _ in chunks:
+                        pass
 
     def close(self) -> None:
         self._response.close()
@@ -423,23 +422,21 @@ class _AsyncHttpxResponse:
 
         import httpx
 
-        chunks, stream = self._chunks, self._response.extensions.get("network_stream")
-        if chunks is None or stream is None:
+        chunks = self._chunks
+        if chunks is None:
             return
         try:
             owner = asyncio.current_task()
         except RuntimeError:  # not on asyncio (trio): closing discards the connection
             return
-        if owner is None or not _install(
-                stream, _bounded_reads(stream, lambda: asyncio.current_task() is owner)):
+        if owner is None:
             return
-        try:
-            async for _ in chunks:
-                pass
-        except httpx.HTTPError:  # not ended in time, or broken after the answer: close discards
-            pass
-        finally:
-            _uninstall(stream)
+        with _reads_bounded(self._response, lambda: asyncio.current_task() is owner) as bounded:
+            # not ended in time, or broken after the answer: close discards the connection
+            if bounded:
+                with contextlib.suppress(httpx.HTTPError):
+                    async for _ in chunks:
+                        pass
 
     async def close(self) -> None:
         await self._response.aclose()
