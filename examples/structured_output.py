@@ -53,6 +53,15 @@ with Emulator() as emulator:
             print("refused:", error.path, "-", error.problems[0][1])
             print("raw text kept:", error.text[:30] + "...")
 
+        # output_retries=1: the broken answer goes back to the model with what is wrong, and
+        # the model (here the emulator, queued) answers again.
+        emulator.enqueue(Reply(text=json.dumps({**OSLO, "population": "many"})),
+                         Reply(text=json.dumps(OSLO)))
+        reply = client.chat(model="gpt-4o-mini", messages=QUESTION, response_format=City,
+                            output_retries=1)
+        told = emulator.requests[-1].json()["messages"][-1]["content"]
+        print("asked again:", told.splitlines()[1], "->", reply.parsed.population)
+
     # Another provider, the same request: Anthropic's own field carries the schema. With
     # nothing queued the emulator answers JSON that follows the schema it received.
     with aipk.Client("anthropic", base_url=emulator.url("anthropic"),

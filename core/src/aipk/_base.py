@@ -380,6 +380,12 @@ _REQUEST_FIELDS = frozenset(a.name for a in attrs.fields(ChatRequest))
 
 def unknown_field_error(name: str) -> InvalidRequestError:
     """InvalidRequestError for a keyword that is not a ChatRequest field, with the closest."""
+    if name == "output_retries":
+        return InvalidRequestError(
+            "output_retries= is an option of chat(), not of stream() or a ChatRequest: a "
+            "stream's text is handed out as it arrives and cannot be asked for again; use "
+            "chat(..., output_retries=N), or catch StructuredOutputError from "
+            "stream.response and ask again", field=name)
     close = difflib.get_close_matches(name, sorted(_REQUEST_FIELDS), n=1)
     hint = (f"did you mean {close[0]!r}?" if close
             else f"the fields are {', '.join(sorted(_REQUEST_FIELDS))}")

@@ -29,9 +29,10 @@ from ._sending import (
     Transmit,
     send_steps,
 )
+from ._structured import check_output_retries, retry_request
 from ._tokens import TokenCount
 from .credentials._errors import KeysExhaustedError
-from .errors import AuthenticationError, ClientClosedError, ProviderError
+from .errors import AuthenticationError, ClientClosedError, ProviderError, StructuredOutputError
 from .limits import ClientLimits
 from .observability import Metrics
 from .registry import Registry
@@ -162,7 +163,7 @@ class Client(ClientBase):
     def chat(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
              headers: Mapping[str, str] | None = None, timeout: Timeout | float | None = None,
              extra_body: Mapping[str, Any] | None = None, check_context: bool | None = None,
-             **fields: Any) -> ChatResponse:
+             output_retries: int = 0, **fields: Any) -> ChatResponse:
         """Send a chat request and return the whole answer.
 
         Pass a [`ChatRequest`][aipk.ChatRequest], or its fields as keywords (``model=``,
@@ -172,9 +173,15 @@ class Client(ClientBase):
         client's for this call, and ``extra_body`` is merged into the provider's JSON body last.
         ``check_context=True`` (or the client's ``check_context``) raises ContextWindowExceededError
         before sending when the estimated prompt plus ``max_tokens`` exceeds the model's context
-        window.
+        window. ``output_retries=N`` asks again, up to N more times, when the answer to a
+        ``response_format=`` request breaks its schema, telling the model what was wrong
+        (see docs/structured-output.md).
         """
         req = self._checked(self._request(request, fields), check_context)
+        if output_retries:
+            return self._chat_fixing_output(req, output_retries, retry=retry, headers=headers,
+                                            timeout=timeout, extra_body=extra_body,
+                                            check_context=check_context)
         options = self._call_options(headers, timeout, extra_body)
         engine = self._engine
         call = engine.start_call(req, False)
@@ -189,6 +196,19 @@ class Client(ClientBase):
             self._credentials.add_tokens(sent.credential, answer.usage.total_tokens or 0)
         call.finished(sent.credential.id, answer.usage, answer, answer.cost)
         return answer
+
+    def _chat_fixing_output(self, request: ChatRequest, tries_left: int,
+                            **options: Any) -> ChatResponse:
+        """``chat()`` asking again after answers that break the ``response_format``."""
+        tries_left = check_output_retries(tries_left)
+        while True:
+            try:
+                return self.chat(request, **options)
+            except StructuredOutputError as exc:
+                again = retry_request(request, exc) if tries_left else None
+                if again is None:
+                    raise
+                request, tries_left = again, tries_left - 1
 
     def stream(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
                headers: Mapping[str, str] | None = None, timeout: Timeout | float | None = None,

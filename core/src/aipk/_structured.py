@@ -6,6 +6,9 @@ JSON (a forced-tool answer's arguments are used when the text is empty), validat
 schema with aipk's own validator, and structured into the requested class with cattrs (or
 pydantic's ``model_validate`` for a pydantic model). Any failure raises
 [`StructuredOutputError`][aipk.errors.StructuredOutputError] carrying the raw text and the response.
+
+`retry_request()` builds the next try of a ``chat(..., output_retries=N)`` call: the same
+request with the answer and what was wrong with it appended, so the model can correct itself.
 """
 
 from __future__ import annotations
@@ -13,13 +16,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import attrs
+
 from ._format import ResponseFormat
 from ._jsonschema import problems
-from ._responses import ChatResponse
+from ._messages import ChatRequest, Message
+from ._responses import ChatResponse, FinishReason
 from ._schema import drop_added_nulls, structure
-from .errors import StructuredOutputError
+from .errors import InvalidRequestError, StructuredOutputError
 
-__all__ = ["parse_structured", "with_parsed"]
+__all__ = ["check_output_retries", "parse_structured", "retry_request", "with_parsed"]
 
 #: The name of the tool a plugin forces when its model has no native structured output.
 FORCED_TOOL = "final_result"
@@ -81,3 +87,54 @@ def with_parsed(response: ChatResponse, fmt: ResponseFormat) -> ChatResponse:
                              response=response, request_id=response.request_id)
     object.__setattr__(response, "parsed", value)
     return response
+
+
+def check_output_retries(value: object) -> int:
+    """``value`` if it is a whole number of extra tries (0 or more), else InvalidRequestError."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise InvalidRequestError(
+        f"output_retries={value!r} is not a whole number of extra tries; pass 0 (the default: "
+        f"fail at once) or more, e.g. output_retries=2", field="output_retries")
+
+
+def _correction(error: StructuredOutputError) -> str:
+    """What the model is told about its answer, from the error's problems (never its
+    message, which speaks to the programmer)."""
+    if error.problems:
+        lines = "\n".join(f"- at {path}: {message}" for path, message in error.problems[:20])
+        more = (f"\n(and {len(error.problems) - 20} more)" if len(error.problems) > 20 else "")
+        return (f"Your answer does not follow the required JSON schema:\n{lines}{more}\n"
+                f"Answer again with only the corrected JSON.")
+    try:
+        json.loads(error.text)
+    except ValueError as exc:
+        return f"Your answer is not valid JSON ({exc}). Answer again with only the JSON."
+    cause = error.__cause__
+    detail = f" ({type(cause).__name__}: {cause})" if cause is not None else ""
+    return (f"Your answer could not be read as the requested structure{detail}. Answer again "
+            f"with only the corrected JSON.")
+
+
+def retry_request(request: ChatRequest, error: StructuredOutputError) -> ChatRequest | None:
+    """The next try after ``error``: ``request`` with the answer and a correction appended, or
+    None when another try cannot help (a refusal, an answer cut off at ``max_tokens``, an answer
+    calling the caller's own tools, no response on the error)."""
+    response = error.response
+    if not isinstance(response, ChatResponse) or response.refusal:
+        return None
+    if response.finish_reason is FinishReason.LENGTH:
+        return None
+    answer = response.message
+    correction = _correction(error)
+    if answer.tool_calls:
+        if any(call.name != FORCED_TOOL for call in answer.tool_calls):
+            return None
+        replies = [Message.tool(call.id, correction, name=call.name)
+                   for call in answer.tool_calls]
+        added = [Message.assistant(answer.content, tool_calls=answer.tool_calls), *replies]
+    elif answer.content:
+        added = [Message.assistant(answer.content), Message.user(correction)]
+    else:  # an empty answer: no empty assistant turn, which some providers reject
+        added = [Message.user(correction)]
+    return attrs.evolve(request, messages=(*request.messages, *added))

@@ -73,11 +73,13 @@ class AsyncRouter(_RouterBase):
                    headers: Mapping[str, str] | None = None,
                    timeout: Timeout | float | None = None,
                    extra_body: Mapping[str, Any] | None = None,
-                   check_context: bool | None = None, **fields: Any) -> ChatResponse:
+                   check_context: bool | None = None, output_retries: int = 0,
+                   **fields: Any) -> ChatResponse:
         """Send the request to the first target that answers (see `Router.chat()`)."""
         core = self._core
         call = core.call(request, fields, retry=retry, max_wait=max_wait, headers=headers,
-                         timeout=timeout, extra_body=extra_body, check_context=check_context)
+                         timeout=timeout, extra_body=extra_body, check_context=check_context,
+                         output_retries=output_retries)
         with _Run(core, call) as run:
             while (attempt := run.step()) is not None:
                 if isinstance(attempt, float):

@@ -15,6 +15,7 @@ from aipk._http import Timeout
 from aipk._messages import ChatRequest, Message
 from aipk._providers import ModelInfo, ProviderSpec
 from aipk._retry import RetryPolicy
+from aipk._structured import check_output_retries
 from aipk.errors import AipkError, ConfigurationError
 from aipk.observability._model import Metrics
 from aipk.observability._routers import check_router_name
@@ -56,8 +57,8 @@ _NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
 class _Call:
     """One call's settings: the request, the retry policy of each attempt, how long the call
     may wait for a target (``max_wait``), and the per-call options every attempt passes on to
-    its target's client (``headers``, ``timeout``, ``extra_body``, ``check_context``; only
-    those given)."""
+    its target's client (``headers``, ``timeout``, ``extra_body``, ``check_context``,
+    ``output_retries``; only those given)."""
 
     request: ChatRequest
     retry: RetryPolicy | None
@@ -142,13 +143,15 @@ class _Core:
     def call(self, request: ChatRequest | None, fields: dict[str, Any], *,
              retry: RetryPolicy | None, max_wait: float | None,
              headers: Mapping[str, str] | None, timeout: Timeout | float | None,
-             extra_body: Mapping[str, Any] | None, check_context: bool | None) -> _Call:
+             extra_body: Mapping[str, Any] | None, check_context: bool | None,
+             output_retries: int = 0) -> _Call:
         """One call's settings from ``chat``'s or ``stream``'s arguments (checked)."""
         options: Mapping[str, Any] = _NO_OPTIONS
         if headers is not None or timeout is not None or extra_body is not None or (
-                check_context is not None):
+                check_context is not None or output_retries):
+            retries = check_output_retries(output_retries) if output_retries else None
             given = {"headers": headers, "timeout": timeout, "extra_body": extra_body,
-                     "check_context": check_context}
+                     "check_context": check_context, "output_retries": retries}
             options = {name: value for name, value in given.items() if value is not None}
         return _Call(self.request(request, fields), retry if retry is not None else self.retry,
                      self.max_wait if max_wait is None else _wait_budget(max_wait), options)

@@ -83,16 +83,18 @@ class Router(_RouterBase):
     def chat(self, request: ChatRequest | None = None, /, *, retry: RetryPolicy | None = None,
              max_wait: float | None = None, headers: Mapping[str, str] | None = None,
              timeout: Timeout | float | None = None, extra_body: Mapping[str, Any] | None = None,
-             check_context: bool | None = None, **fields: Any) -> ChatResponse:
+             check_context: bool | None = None, output_retries: int = 0,
+             **fields: Any) -> ChatResponse:
         """Send the request to the first target that answers; the response's
         ``extra["router"]`` says who served it and who was tried (`route_of()`).
         ``max_wait`` overrides the router's for this call. ``headers``, ``timeout``,
-        ``extra_body`` and ``check_context`` go to every target's client as to
+        ``extra_body``, ``check_context`` and ``output_retries`` go to every target's client as to
         [`aipk.Client.chat()`][aipk.Client.chat] (``check_context`` fails over like the provider's
         own context-window error)."""
         core = self._core
         call = core.call(request, fields, retry=retry, max_wait=max_wait, headers=headers,
-                         timeout=timeout, extra_body=extra_body, check_context=check_context)
+                         timeout=timeout, extra_body=extra_body, check_context=check_context,
+                         output_retries=output_retries)
         with _Run(core, call) as run:
             while (attempt := run.step()) is not None:
                 if isinstance(attempt, float):
