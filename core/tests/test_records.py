@@ -118,6 +118,39 @@ def test_coerce_rejects_bad_values() -> None:
     assert info.value.field == "tool_call_id"
 
 
+_parts = st.lists(st.one_of(
+    st.builds(lambda t: {"type": "text", "text": t}, st.text(max_size=20)),
+    st.builds(lambda u: {"type": "image_url", "image_url": {"url": u}},
+              st.from_regex(r"https://x\.test/[a-z]{1,8}\.png", fullmatch=True))), max_size=6)
+
+
+@given(_parts)
+def test_coerce_reads_openai_content_parts(parts: list[dict[str, object]]) -> None:
+    message = Message.coerce({"role": "user", "content": parts})
+    texts = [p["text"] for p in parts if p["type"] == "text"]
+    urls = [p["image_url"]["url"] for p in parts if p["type"] == "image_url"]  # type: ignore[index]
+    assert message.content == ("\n".join(texts) if texts else None)  # type: ignore[arg-type]
+    assert [image.url for image in message.images] == urls
+
+
+def test_coerce_maps_developer_to_system_and_refuses_other_parts_and_contents() -> None:
+    assert Message.coerce({"role": "developer", "content": "be brief"}) == Message.system(
+        "be brief")
+    with pytest.raises(InvalidRequestError) as info:
+        Message.coerce({"role": "user", "content": [{"type": "text", "text": "hi"},
+                                                    {"type": "input_audio"}]})
+    assert info.value.field == "content[1]" and "'input_audio'" in str(info.value)
+    with pytest.raises(InvalidRequestError) as info:
+        Message.coerce({"role": "user", "content": [{"type": "image_url", "image_url": {}}]})
+    assert info.value.field == "content[0]" and "url" in str(info.value)
+    for content in (123, {"text": "hi"}, b"hi"):
+        with pytest.raises(InvalidRequestError) as info:
+            Message.coerce({"role": "user", "content": content})
+        assert info.value.field == "content"
+    with pytest.raises(InvalidRequestError):
+        Message.user(["a", "b"])  # type: ignore[arg-type]
+
+
 # --- ToolCall ----------------------------------------------------------------------------------
 
 

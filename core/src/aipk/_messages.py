@@ -126,6 +126,11 @@ class Message:
                 f"message role {self.role!r} is not one of system, user, assistant, tool",
                 field="role",
             )
+        if self.content is not None and type(self.content) is not str:
+            raise InvalidRequestError(
+                f"message content must be text (a str) or None, not "
+                f"{type(self.content).__name__}; put images in images=[aipk.Image(url=...)]",
+                field="content")
         if self.role == "tool" and not self.tool_call_id:
             raise InvalidRequestError(
                 "a tool message needs tool_call_id= naming the tool call it answers",
@@ -164,13 +169,46 @@ class Message:
             c if isinstance(c, ToolCall) else _tool_call_from_dict(c)
             for c in value.get("tool_calls") or ()
         )
+        role = value.get("role", "")
+        content = value.get("content")
+        images: tuple[Image, ...] = ()
+        if isinstance(content, list):
+            content, images = _content_parts(content)
         return cls(
-            role=value.get("role", ""),
-            content=value.get("content"),
+            role="system" if role == "developer" else role,
+            content=content,
+            images=images,
             tool_calls=calls,
             tool_call_id=value.get("tool_call_id"),
             name=value.get("name"),
         )
+
+
+def _content_parts(parts: list[Any]) -> tuple[str | None, tuple[Image, ...]]:
+    """OpenAI's content parts as (text, images): text parts joined by newlines, ``image_url``
+    parts as [`Image`][aipk.Image]s; any other part is an InvalidRequestError naming it."""
+    texts: list[str] = []
+    images: list[Image] = []
+    for index, part in enumerate(parts):
+        kind = part.get("type") if isinstance(part, Mapping) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind == "image_url":
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, Mapping) else image
+            if not isinstance(url, str) or not url:
+                raise InvalidRequestError(
+                    f"content part {index} (image_url) has no url; pass "
+                    f'{{"type": "image_url", "image_url": {{"url": "https://..."}}}}',
+                    field=f"content[{index}]")
+            images.append(Image(url=url))
+        else:
+            shown = repr(kind) if kind is not None else f"a {type(part).__name__}"
+            raise InvalidRequestError(
+                f"content part {index} is {shown}; aipk takes text parts "
+                f'({{"type": "text", "text": ...}}) and image_url parts here',
+                field=f"content[{index}]")
+    return ("\n".join(texts) if texts else None), tuple(images)
 
 
 def _tool_call_from_dict(data: Mapping[str, Any]) -> ToolCall:
