@@ -254,8 +254,14 @@ def test_tool_choice_coerce() -> None:
     assert ToolChoice.coerce(fn) is fn
     assert (fn.mode, fn.name) == ("function", "f")
     with pytest.raises(InvalidRequestError) as info:
-        ToolChoice.coerce("any")  # type: ignore[arg-type]
+        ToolChoice.coerce("any")
     assert info.value.field == "tool_choice"
+    assert ToolChoice.coerce({"type": "function", "function": {"name": "f"}}) == fn
+    for bad in ({"type": "function"}, {"type": "function", "function": {"name": ""}},
+                {"type": "tool", "name": "f"}):
+        with pytest.raises(InvalidRequestError) as info:
+            ToolChoice.coerce(bad)
+        assert info.value.field == "tool_choice"
 
 
 # --- ChatRequest -------------------------------------------------------------------------------

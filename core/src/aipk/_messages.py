@@ -242,13 +242,21 @@ class ToolChoice:
         return cls(mode="function", name=name)
 
     @classmethod
-    def coerce(cls, value: ToolChoice | str | None) -> ToolChoice | None:
+    def coerce(cls, value: ToolChoice | str | Mapping[str, Any] | None) -> ToolChoice | None:
+        """A ToolChoice from one, a mode name, or OpenAI's
+        ``{"type": "function", "function": {"name": ...}}``."""
         if value is None or isinstance(value, ToolChoice):
             return value
         if value in ("auto", "required", "none"):
             return cls(mode=value)  # type: ignore[arg-type]
+        if isinstance(value, Mapping) and value.get("type") == "function":
+            function = value.get("function")
+            name = function.get("name") if isinstance(function, Mapping) else None
+            if isinstance(name, str) and name:
+                return cls.function(name)
         raise InvalidRequestError(
-            f"tool_choice {value!r} is not 'auto', 'required', 'none' or ToolChoice.function(name)",
+            f"tool_choice {value!r} is not 'auto', 'required', 'none', ToolChoice.function(name) "
+            f'or {{"type": "function", "function": {{"name": ...}}}}',
             field="tool_choice",
         )
 
@@ -310,7 +318,7 @@ def _count(name: str, value: Any, example: int) -> int:
                               f"{name}={example}", field=name)
 
 
-def _tool_choice(value: ToolChoice | str | None) -> ToolChoice | None:
+def _tool_choice(value: ToolChoice | str | Mapping[str, Any] | None) -> ToolChoice | None:
     return value if value is None else ToolChoice.coerce(value)
 
 
