@@ -1,7 +1,9 @@
 """aipk-openai: OpenAI chat completions, and OpenAI-compatible services, for aipk.
 
 Installing the package registers the plugin (entry point ``aipk.plugins: openai``); use it
-through [`aipk.Client`][aipk.Client]. `aipk_openai.wire` holds the reusable wire functions.
+through [`aipk.Client`][aipk.Client]. `aipk_openai.wire` holds the reusable wire functions;
+`aipk_openai.serving` speaks the same API from the server's side (read requests, write
+answers, chunks and errors), for OpenAI-compatible servers.
 """
 
 from __future__ import annotations
