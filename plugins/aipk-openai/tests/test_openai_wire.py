@@ -40,6 +40,7 @@ from aipk.errors import (
     AipkError,
     AuthenticationError,
     BadRequestError,
+    ContextWindowExceededError,
     InvalidRequestError,
     OverloadedError,
     RateLimitError,
@@ -471,6 +472,50 @@ def test_map_error_odd_bodies() -> None:
     assert typed_only.code == "invalid_request_error"
     numeric = _error(400, {"error": {"message": "m", "code": 400}})
     assert numeric.code == "400"
+
+
+#: Cerebras's error body: OpenAI's fields at the top level, no "error" wrapper.
+CEREBRAS_RATE_LIMIT = {"message": "Requests per minute limit exceeded - too many requests sent.",
+                       "type": "too_many_requests_error", "param": "quota",
+                       "code": "request_quota_exceeded"}
+CEREBRAS_QUEUE = {"message": "We're experiencing high traffic right now! Please try again soon.",
+                  "type": "too_many_requests_error", "param": "queue", "code": "queue_exceeded"}
+
+
+def test_map_error_flat_body() -> None:
+    limited = _error(429, CEREBRAS_RATE_LIMIT, {"retry-after": "3"})
+    assert type(limited) is RateLimitError
+    assert (limited.code, limited.retry_after, limited.retryable) == (
+        "request_quota_exceeded", 3.0, True)
+    assert limited.message == CEREBRAS_RATE_LIMIT["message"]
+    too_long = _error(400, {"message": "Please reduce the length of the messages or completion.",
+                            "type": "invalid_request_error", "param": "messages",
+                            "code": "context_length_exceeded"})
+    assert type(too_long) is ContextWindowExceededError
+    typed_only = _error(400, {"message": "m", "type": "invalid_request_error", "code": None})
+    assert (typed_only.code, typed_only.message) == ("invalid_request_error", "m")
+    # a body with a message but neither type nor code is not taken for an error object
+    assert _error(500, {"message": "hello"}).message == "HTTP 500 with no error message"
+
+
+def test_flat_in_band_error_raises_stream_error() -> None:
+    with pytest.raises(StreamError) as info:
+        _decode(_chunk({"content": "Hel"}), CEREBRAS_QUEUE)
+    assert (info.value.code, info.value.retryable) == ("queue_exceeded", True)
+    assert info.value.message == CEREBRAS_QUEUE["message"]
+    assert info.value.body == CEREBRAS_QUEUE
+    with pytest.raises(StreamError) as bad:
+        _decode({"message": "bad", "type": "invalid_request_error", "code": "wrong_param"})
+    assert not bad.value.retryable
+
+
+@pytest.mark.parametrize(("code", "retryable"), [("502", True), ("429", True), ("400", False),
+                                                 (503, True), ("x1", False)])
+def test_in_band_status_codes_as_strings_or_numbers(code: Any, retryable: bool) -> None:
+    chunk = _chunk({"content": ""}, "error", error={"code": code, "message": "upstream"})
+    with pytest.raises(StreamError) as info:
+        _decode(chunk)
+    assert (info.value.code, info.value.retryable) == (str(code), retryable)
 
 
 def test_x_should_retry_header_overrides_status() -> None:

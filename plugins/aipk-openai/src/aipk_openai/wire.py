@@ -337,16 +337,28 @@ def parse_models(provider: Provider, data: Any) -> list[ModelInfo]:
 # -- errors and rate limits ------------------------------------------------------------------
 
 _RETRYABLE_CODES = {"server_error", "overloaded", "overloaded_error", "rate_limit_exceeded",
-                    "timeout", "service_unavailable"}
+                    "timeout", "service_unavailable", "too_many_requests_error",
+                    "queue_exceeded"}
+
+
+def _flat_error(data: Any) -> bool:
+    """True for the flat error body some compatible servers send instead of ``{"error": …}``
+    (Cerebras: ``{"message", "type", "param", "code"}``)."""
+    return (isinstance(data, Mapping) and "error" not in data
+            and isinstance(data.get("message"), str) and ("type" in data or "code" in data))
 
 
 def _stream_error(provider: Provider, error: Any) -> StreamError:
+    kind: Any = None
     if isinstance(error, Mapping):
         message = str(error.get("message") or "the provider reported an error mid-stream")
-        code = error.get("code") or error.get("type")
+        kind = error.get("type")
+        code = error.get("code") or kind
     else:
         message, code = str(error), None
-    retryable = (str(code) in _RETRYABLE_CODES
+    if isinstance(code, str) and code.isdigit():  # OpenRouter's HTTP status, as a string
+        code = int(code)
+    retryable = (str(code) in _RETRYABLE_CODES or str(kind) in _RETRYABLE_CODES
                  or (isinstance(code, int) and (code >= 500 or code == 429)))
     return StreamError(message, provider=provider.name, code=None if code is None else str(code),
                        retryable=retryable, body=error)
@@ -354,7 +366,8 @@ def _stream_error(provider: Provider, error: Any) -> StreamError:
 
 def map_error(provider: Provider, status: int, headers: Mapping[str, str], data: Any,
               request_id: str | None, now: float) -> ProviderError:
-    """An OpenAI-shaped error body (``{"error": {"message", "type", "code"}}``) as a typed error."""
+    """An OpenAI-shaped error body (``{"error": {"message", "type", "code"}}``, or the same
+    fields at the top level as Cerebras sends them) as a typed error."""
     message: str | None = None
     code: str | None = None
     error = data.get("error") if isinstance(data, Mapping) else None
@@ -364,6 +377,10 @@ def map_error(provider: Provider, status: int, headers: Mapping[str, str], data:
         code = None if raw_code is None else str(raw_code)
     elif isinstance(error, str):
         message = error
+    elif _flat_error(data):
+        message = data["message"]
+        raw_code = data.get("code") or data.get("type")
+        code = None if raw_code is None else str(raw_code)
     elif isinstance(data, str) and data:
         message = data
     return aipk.error_for_status(provider=provider.name, status=status, headers=headers,
@@ -410,7 +427,8 @@ class OpenAIStreamDecoder:
     Every choice is streamed (``n > 1``): events of choice 1, 2 … carry ``choice``. Tool-call
     fragments are keyed by their ``index``; ``id`` and
     ``name`` come on the first fragment. A chunk carrying ``error`` raises StreamError, even
-    when it also carries choices (OpenRouter). ``[DONE]`` is the terminator: OpenAI and every
+    when it also carries choices (OpenRouter), and so does a flat error object in place of a
+    chunk (Cerebras: ``{"message", "type", "param", "code"}``). ``[DONE]`` is the terminator: OpenAI and every
     compatible server send it last, after the finish reason and (when requested with
     ``stream_options.include_usage``) the usage chunk, so a body that ends without it was cut
     short even if a finish reason came.
@@ -442,6 +460,8 @@ class OpenAIStreamDecoder:
         if chunk.get("error"):
             raise _stream_error(self._provider, chunk["error"])
         if "choices" not in chunk and "usage" not in chunk:
+            if _flat_error(chunk):
+                raise _stream_error(self._provider, chunk)
             raise ValueError(
                 f"not a chat.completion.chunk (type {chunk.get('type')!r}); is base_url a "
                 f"chat-completions endpoint?"
