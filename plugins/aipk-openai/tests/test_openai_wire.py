@@ -518,6 +518,21 @@ def test_in_band_status_codes_as_strings_or_numbers(code: Any, retryable: bool) 
     assert (info.value.code, info.value.retryable) == (str(code), retryable)
 
 
+def test_spent_quota_is_a_rate_limit_not_worth_retrying() -> None:
+    body = _body_error("You exceeded your current quota, please check your plan and billing "
+                       "details.", "insufficient_quota", "insufficient_quota")
+    spent = _error(429, body, {"retry-after": "1"})
+    assert type(spent) is RateLimitError
+    assert not spent.retryable
+    assert spent.code == "insufficient_quota"
+    assert spent.message.startswith("You exceeded your current quota")
+    assert "add credits" in spent.message and "retrying will not help" in spent.message
+    assert aipk.RetryPolicy().delay(0, spent) is None
+    # an ordinary 429 stays retryable
+    assert _error(429, _body_error("Rate limit reached", "requests", "rate_limit_exceeded")
+                  ).retryable
+
+
 def test_x_should_retry_header_overrides_status() -> None:
     assert not _error(500, _body_error("x"), {"x-should-retry": "false"}).retryable
     assert _error(409, _body_error("x"), {"x-should-retry": "true"}).retryable

@@ -383,9 +383,17 @@ def map_error(provider: Provider, status: int, headers: Mapping[str, str], data:
         code = None if raw_code is None else str(raw_code)
     elif isinstance(data, str) and data:
         message = data
-    return aipk.error_for_status(provider=provider.name, status=status, headers=headers,
-                                 body=data, message=message, code=code, request_id=request_id,
-                                 now=now)
+    spent = code == "insufficient_quota"
+    if spent:
+        message = (f"{message or 'the quota is spent'} (the account's quota or credit is spent: "
+                   f"add credits or raise the limit in the provider's billing settings; "
+                   f"retrying will not help)")
+    error = aipk.error_for_status(provider=provider.name, status=status, headers=headers,
+                                  body=data, message=message, code=code,
+                                  request_id=request_id, now=now)
+    if spent:  # a 429 that waiting does not cure: the router cools the key down for long
+        error.retryable = False
+    return error
 
 
 _WINDOW_HEADERS = {
