@@ -641,6 +641,36 @@ def test_tool_call_without_index_is_index_zero_and_odd_index_is_rejected() -> No
         _decode(_chunk({"tool_calls": [{"index": "1", "id": "a"}]}))
 
 
+def test_whole_tool_calls_without_index_are_numbered_by_id() -> None:
+    # some compatible servers send each call whole, in its own chunk, none with an index
+    raw = _sse(_chunk({"tool_calls": [{"id": "call_a", "type": "function",
+                                       "function": {"name": "f", "arguments": '{"a":1}'}}]}),
+               _chunk({"tool_calls": [{"id": "call_b", "type": "function",
+                                       "function": {"name": "g", "arguments": "{}"}},
+                                      {"id": "call_c", "type": "function",
+                                       "function": {"name": "h", "arguments": '{"c":'}}]}),
+               _chunk({"tool_calls": [{"function": {"arguments": "3}"}}]}),
+               _chunk({}, "tool_calls"))
+    events, session = _run(raw)
+    assert [e.index for e in events if type(e) is ToolCallDelta] == [0, 1, 2, 2]
+    assert [(c.id, c.name, c.arguments) for c in session.response().tool_calls] == [
+        ("call_a", "f", '{"a":1}'), ("call_b", "g", "{}"), ("call_c", "h", '{"c":3}')]
+
+
+@settings(max_examples=30, deadline=None)
+@given(calls=st.lists(st.tuples(st.sampled_from(["f", "g"]), st.dictionaries(
+    st.sampled_from("xyz"), st.integers(0, 9), max_size=2)), min_size=1, max_size=4),
+    cuts=st.lists(st.integers(1, 2000), max_size=12))
+def test_unindexed_calls_any_chunking(calls: list[tuple[str, dict[str, int]]],
+                                      cuts: list[int]) -> None:
+    chunks = [_chunk({"tool_calls": [{"id": f"call_{n}", "function": {
+        "name": name, "arguments": json.dumps(args)}}]}) for n, (name, args) in enumerate(calls)]
+    raw = _sse(*chunks, _chunk({}, "tool_calls"))
+    _, session = _run(raw, sorted({c for c in cuts if c < len(raw)}))
+    assert [(c.id, c.name, json.loads(c.arguments)) for c in session.response().tool_calls] == [
+        (f"call_{n}", name, args) for n, (name, args) in enumerate(calls)]
+
+
 def test_streamed_refusal_finishes_as_refusal_like_chat() -> None:
     refusal = _decode(_chunk({"content": None, "refusal": "No."}), _chunk({}, "stop"))
     assert refusal == [RefusalDelta(text="No."),

@@ -433,10 +433,11 @@ class OpenAIStreamDecoder:
     """Chat-completion chunks to stream events; ``data: [DONE]`` ends the stream.
 
     Every choice is streamed (``n > 1``): events of choice 1, 2 … carry ``choice``. Tool-call
-    fragments are keyed by their ``index``; ``id`` and
-    ``name`` come on the first fragment. A chunk carrying ``error`` raises StreamError, even
-    when it also carries choices (OpenRouter), and so does a flat error object in place of a
-    chunk (Cerebras: ``{"message", "type", "param", "code"}``). ``[DONE]`` is the terminator: OpenAI and every
+    fragments are keyed by their ``index``; ``id`` and ``name`` come on the first fragment
+    (fragments without an index are numbered by their ``id``: each new id is the next call).
+    A chunk carrying ``error`` raises StreamError, even when it also carries choices
+    (OpenRouter), and so does a flat error object in place of a chunk (Cerebras:
+    ``{"message", "type", "param", "code"}``). ``[DONE]`` is the terminator: OpenAI and every
     compatible server send it last, after the finish reason and (when requested with
     ``stream_options.include_usage``) the usage chunk, so a body that ends without it was cut
     short even if a finish reason came.
@@ -444,7 +445,7 @@ class OpenAIStreamDecoder:
 
     terminator = "[DONE]"
 
-    __slots__ = ("_loads", "_provider", "_refused", "_texted", "done", "extra", "model",
+    __slots__ = ("_ids", "_loads", "_provider", "_refused", "_texted", "done", "extra", "model",
                  "response_id")
 
     def __init__(self, provider: Provider) -> None:
@@ -452,6 +453,7 @@ class OpenAIStreamDecoder:
         self._loads = parse_json  # json.loads, minus its Python layers
         self._refused = False  # a refusal and no text: "stop" means REFUSAL, as in chat()
         self._texted = False
+        self._ids: list[str] | None = None  # ids of tool calls sent without an index
         self.done = False
         self.response_id: str | None = None
         self.model: str | None = None
@@ -507,7 +509,7 @@ class OpenAIStreamDecoder:
                         fn = call.get("function") or {}
                         index = call.get("index")
                         if index is None:
-                            index = 0
+                            index = self._unindexed(call.get("id"))
                         elif type(index) is not int:
                             raise ValueError(f"tool call index {index!r} is not an integer")
                         out.append(ToolCallDelta(index=index, id=call.get("id"),
@@ -525,6 +527,19 @@ class OpenAIStreamDecoder:
         if usage:
             out.append(UsageEvent(usage=parse_usage(usage)))
         return out
+
+    def _unindexed(self, call_id: Any) -> int:
+        """The index of a tool-call fragment sent without one: a new id is the next call (some
+        compatible servers send each call whole, none with an index), a known id its own, no
+        id the last call's."""
+        ids = self._ids
+        if ids is None:
+            ids = self._ids = []
+        if isinstance(call_id, str) and call_id:
+            if call_id not in ids:
+                ids.append(call_id)
+            return ids.index(call_id)
+        return max(len(ids) - 1, 0)
 
     def close(self) -> Sequence[StreamEvent]:
         return ()
