@@ -13,7 +13,13 @@ import aipk_openai.plugin
 import aipk_openrouter.plugin
 from aipk import ChatRequest, Client, Message, ProviderSpec
 from aipk._core import Engine
-from aipk.errors import BadRequestError, ConfigurationError, RateLimitError
+from aipk.errors import (
+    BadRequestError,
+    ConfigurationError,
+    ContentFilteredError,
+    PermissionDeniedError,
+    RateLimitError,
+)
 from aipk.registry import Registry
 from aipk_openai import OPENAI
 from aipk_openrouter import OPENROUTER, ModelRouter
@@ -134,6 +140,11 @@ def test_moderation_reasons_and_structured_raw() -> None:
     flagged = _error(403, {"error": {"message": "Input was flagged", "code": 403, "metadata": {
         "reasons": ["violence", "hate"], "provider_name": "OpenAI", "flagged_input": "…"}}})
     assert flagged.message.startswith("Input was flagged: (OpenAI) flagged for violence, hate")
+    assert type(flagged) is ContentFilteredError  # moderation, not a permission problem
+    assert (flagged.status, flagged.code, flagged.retryable) == (403, "403", False)
+    assert "rephrase it" in flagged.message
+    denied = _error(403, {"error": {"message": "Key not allowed", "code": 403}})
+    assert type(denied) is PermissionDeniedError
     upstream = _error(502, {"error": {"message": "Provider returned error", "code": 502,
                                       "metadata": {"raw": {"error": "boom"} ,
                                                    "provider_name": "Foo"}}})

@@ -7,7 +7,9 @@
 * Errors: OpenRouter wraps upstream failures as ``{"error": {"message": "Provider returned
   error", "code": 429, "metadata": {"provider_name", "raw"}}}``; the message names the
   upstream and its words. A 429 without ``retry-after`` takes its wait from
-  ``metadata.headers["X-RateLimit-Reset"]`` (epoch ms) when present.
+  ``metadata.headers["X-RateLimit-Reset"]`` (epoch ms) when present. A 403 whose
+  ``metadata`` names moderation ``reasons`` (input flagged by the model's moderation) is a
+  ContentFilteredError, not a permission problem.
 * Streams: in-chunk ``error`` objects raise StreamError (the OpenAI decoder does this) and the
   ``: OPENROUTER PROCESSING`` keep-alive comments are dropped by the core's SSE decoder.
 """
@@ -22,7 +24,7 @@ import attrs
 
 import aipk
 from aipk import ChatRequest, ChatResponse, HttpRequest, Provider, StreamEvent
-from aipk.errors import ConfigurationError, ProviderError, RateLimitError
+from aipk.errors import ConfigurationError, ContentFilteredError, ProviderError, RateLimitError
 from aipk.sse import ServerSentEvent
 from aipk_openai import wire as openai_wire
 from aipk_openai.wire import OpenAIStreamDecoder
@@ -138,6 +140,13 @@ def _detail(error: Mapping[str, Any]) -> str | None:
     return f"({upstream}) {raw}" if isinstance(upstream, str) and upstream else raw
 
 
+def _flagged(error: Mapping[str, Any]) -> bool:
+    """A 403 from moderation: ``metadata`` names the ``reasons`` or the ``flagged_input``."""
+    metadata = error.get("metadata")
+    return isinstance(metadata, Mapping) and bool(metadata.get("reasons")
+                                                  or metadata.get("flagged_input"))
+
+
 def _reset_wait(error: Mapping[str, Any], now: float) -> float | None:
     metadata = error.get("metadata")
     headers = metadata.get("headers") if isinstance(metadata, Mapping) else None
@@ -161,6 +170,12 @@ def map_error(provider: Provider, status: int, headers: Mapping[str, str], data:
     if status == 402:
         message += " (add credits at https://openrouter.ai/settings/credits or use a :free model)"
     raw_code = error.get("code") or error.get("type")
+    if status == 403 and _flagged(error):
+        return ContentFilteredError(
+            f"{message} (the model's moderation flagged the input; rephrase it or pick a model "
+            f"without moderation)", provider=provider.name, status=status, body=data,
+            headers=headers, request_id=request_id, retryable=False,
+            code=None if raw_code is None else str(raw_code))
     result = aipk.error_for_status(provider=provider.name, status=status, headers=headers,
                                    body=data, message=message,
                                    code=None if raw_code is None else str(raw_code),
