@@ -218,7 +218,10 @@ def test_stream_error_in_chunk(name: str) -> None:
     assert error.message == "Token limit reached"
     assert error.code == "400" and not error.retryable
     assert error.body == {"code": 400, "message": "Token limit reached"}
-    assert decoder.extra == {"upstream_provider": "Minimax"}
+    assert decoder.extra == {
+        "upstream_provider": "Minimax", "native_finish_reason": "length",
+        "reasoning_details": [{"type": "reasoning.text", "index": 0, "format": None,
+                               "text": "We need to respond to a greeting. The user"}]}
     assert decoder.model == "minimax/minimax-m2:free"
 
     # Through the engine's stream session: a StreamError stamped with the request id.
@@ -244,6 +247,21 @@ def _session(pieces: Sequence[bytes]) -> tuple[list[StreamEvent], Any]:
     return events, session.response()
 
 
+#: The stream's extra: as a non-streamed answer's, its reasoning_details fragments merged into
+#: one entry whose signature (sent in a fragment of its own) is kept for the next turn.
+STREAM_REASONING_EXTRA = {
+    "upstream_provider": "Google", "cost": 0.000669, "native_finish_reason": "stop",
+    "reasoning_details": [{
+        "type": "reasoning.text", "text": "This is a simple arithmetic question. 2+2 equals 4.",
+        "signature": "Et0BCkgIChACGAIqQA2s7h7tA7IG35fbwVkou9PM2hANVJNUwcEM4q12fTRDK6y3v6YoEvJ+7bk"
+                     "o8wnW/GLsQFXadaJPAEMCpLkhI9ISDLjFkeR1aVUIvdCtyBoMrUTovh0jwk+wpnZWIjANV3e6V"
+                     "VdgbGSsEyyTHO6KMmVtqqs79f9blnVdJmmMIwMyTi6bEtG59+jTU7v1zlsqQ2IKGZILOlr6adh0"
+                     "Aam7zYttvisys+wjyZZXU1y/Srz0nmp1cFgVOJe1BLKQI3SSRrjsqQC0uAEUZy0GX0Rq1AXjvI"
+                     "cYAQ==",
+        "format": "anthropic-claude-v1", "index": 0}],
+}
+
+
 @pytest.mark.parametrize("name", STREAM_REASONING)
 def test_stream_reasoning(name: str) -> None:
     raw = CAPTURES.body(name)
@@ -260,7 +278,7 @@ def test_stream_reasoning(name: str) -> None:
     assert response.model == "anthropic/claude-sonnet-4.5"
     assert (response.text, response.reasoning) == ("2 + 2 = 4", REASONING)
     assert response.usage == usage
-    assert response.extra == {"upstream_provider": "Google", "cost": 0.000669}
+    assert response.extra == STREAM_REASONING_EXTRA
 
     manual, decoder, sse_count, error = _manual(raw)
     assert error is None and sse_count == 15 and decoder.done
@@ -277,4 +295,4 @@ def test_stream_reasoning_any_chunking(cuts: list[int]) -> None:
     whole_events, whole = _session([raw])
     events, response = _session(pieces)
     assert events == whole_events
-    assert response.extra == whole.extra == {"upstream_provider": "Google", "cost": 0.000669}
+    assert response.extra == whole.extra == STREAM_REASONING_EXTRA

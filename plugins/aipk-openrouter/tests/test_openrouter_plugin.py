@@ -8,6 +8,8 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import aipk_openai.plugin
 import aipk_openrouter.plugin
@@ -159,3 +161,25 @@ def test_non_openrouter_error_bodies_fall_back_to_openai_mapping() -> None:
     error = _engine().error(500, {}, b"upstream proxy exploded")
     assert error.message.startswith("upstream proxy exploded")
     assert error.retryable
+
+
+@settings(max_examples=60, deadline=None)
+@given(texts=st.lists(st.lists(st.text(max_size=8), min_size=1, max_size=6), min_size=1,
+                      max_size=3),
+       signature=st.text(min_size=1, max_size=12))
+def test_streamed_reasoning_details_merge_per_index(texts: list[list[str]],
+                                                    signature: str) -> None:
+    from aipk_openrouter.wire import _merge_details
+
+    merged: list[dict[str, Any]] = []
+    for index, pieces in enumerate(texts):
+        for piece in pieces:
+            _merge_details(merged, [{"type": "reasoning.text", "text": piece, "index": index,
+                                     "format": "anthropic-claude-v1"}])
+    for index in range(len(texts)):  # the signature comes alone, after the text
+        _merge_details(merged, [{"type": "reasoning.text", "signature": signature,
+                                 "index": index}])
+    _merge_details(merged, [None, "junk"])  # not entries: ignored
+    assert merged == [{"type": "reasoning.text", "text": "".join(pieces), "index": index,
+                       "format": "anthropic-claude-v1", "signature": signature}
+                      for index, pieces in enumerate(texts)]
