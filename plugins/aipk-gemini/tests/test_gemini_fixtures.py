@@ -91,8 +91,8 @@ class Expect:
     id: str | None
     model: str
     text: str
-    finish: FinishReason
-    raw_finish: str
+    finish: FinishReason | None
+    raw_finish: str | None
     usage: Usage | None
     calls: tuple[tuple[str, str, str], ...] = ()  # (id, name, arguments)
     reasoning_starts: tuple[str, ...] = ()
@@ -167,6 +167,14 @@ BODIES: dict[str, Expect] = {
     "tidyllm-generate-text-2024.json": Expect(
         None, "gemini-1.5-flash-002", "Hello, world!\n", STOP, "STOP",
         Usage(input_tokens=5, output_tokens=5, total_tokens=10)),
+    # a candidate with no finishReason (and no responseId): an answer, its reason unknown
+    "pai-generate-no-finish-reason.json": Expect(
+        None, "gemini-1.5-flash", "Hello there! How can I help you today?\n", None, None,
+        Usage(input_tokens=7, output_tokens=11, total_tokens=18)),
+    # the thinking used the 5 tokens: a content with a role and no parts, no output count
+    "pai-finish-max-tokens-no-parts.json": Expect(
+        "fH8oaunbEbr9qtsPjYGX4A0", "gemini-2.5-pro", "", LENGTH, "MAX_TOKENS",
+        Usage(input_tokens=15, output_tokens=2, total_tokens=17, reasoning_tokens=2)),
 }
 
 #: Prompts the safety filter blocked (HTTP 200, no candidates): block reason, its message.
