@@ -128,6 +128,15 @@ STREAM_MID_USAGE = Expect(
     "ru1garvBEoOiqtsP2fznmQw", "gemini-2.5-flash", COUNT_TO_30, STOP, "STOP",
     Usage(input_tokens=18, output_tokens=115, total_tokens=133, reasoning_tokens=35))
 
+STREAM_CALL_SIGNED = Expect(  # gemini-3-pro-preview: no call id, the signature on the call part
+    "SVV8aY6uBqe6qtsPmJbEuAM", "gemini-3-pro-preview", "", TOOLS, "STOP",
+    Usage(input_tokens=29, output_tokens=120, total_tokens=149, reasoning_tokens=110),
+    calls=(("call_0", "get_country", "{}"),),
+    call_signature_start="Et8ECtwEAXLI2nyCB1jKZUE4ZxdH07XhZlpU7X7tlcbNO8oQurN910Rmh6fTq1azIzM7")
+STREAM_AFTER_CALL = Expect(  # promptTokenCount jumps from 55 to 165 in the last event
+    "S1V8aZK2NpGKqtsPvPuEqAw", "gemini-3-pro-preview", "The capital of Mexico is Mexico City.",
+    STOP, "STOP", Usage(input_tokens=165, output_tokens=8, total_tokens=173))
+
 #: Streams (raw SSE files, and interaction-json files whose body is the same SSE stream).
 STREAMS: dict[str, Expect] = {
     "pai-stream-text.sse": STREAM_TEXT,
@@ -138,6 +147,10 @@ STREAMS: dict[str, Expect] = {
     "pai-stream-thinking.json": STREAM_THINKING,
     "pai-stream-usage-mid-stream.sse": STREAM_MID_USAGE,
     "pai-stream-usage-mid-stream.json": STREAM_MID_USAGE,
+    "pai-stream-call-thought-signature.sse": STREAM_CALL_SIGNED,
+    "pai-stream-call-thought-signature.json": STREAM_CALL_SIGNED,
+    "pai-stream-after-function-response.json": STREAM_AFTER_CALL,
+    "pai-stream-after-function-response.sse": STREAM_AFTER_CALL,
 }
 
 #: Every usage snapshot the stream reports, in order (repeats collapsed; never summed).
@@ -352,6 +365,12 @@ def test_stream_fixture(name: str) -> None:
         assert isinstance(signature, str) and signature.startswith(expect.signature_start)
         assert len(signature) == 6152
         assert decoder.extra["thoughtSignature"] == signature
+    call_signatures = response.extra.get("functionCallSignatures")
+    if expect.call_signature_start is None:
+        assert call_signatures is None
+    else:
+        assert list(call_signatures) == ["call_0"]
+        assert call_signatures["call_0"].startswith(expect.call_signature_start)
 
 
 @pytest.mark.parametrize("name", sorted(STREAM_USAGES))
