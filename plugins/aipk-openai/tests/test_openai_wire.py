@@ -884,3 +884,14 @@ def test_arbitrary_bytes_only_raise_aipk_errors(pieces: list[bytes]) -> None:
 @given(chunks=st.lists(_chunkish | _json, max_size=6), done=st.booleans())
 def test_arbitrary_chunks_only_raise_aipk_errors(chunks: list[Any], done: bool) -> None:
     _consume([_sse(*chunks, done=done)])
+
+
+@pytest.mark.parametrize("odd", [{"a": 1}, ["gpt-4o"], 7])
+def test_a_body_naming_its_model_oddly_is_read_without_a_crash(odd: Any) -> None:
+    body = {"id": "c1", "object": "chat.completion", "model": odd,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
+    reply = _engine().chat_response(ChatRequest(model="no-such-model", messages=USER),
+                                    json.dumps(body).encode(), {}, None)
+    assert reply.text == "ok" and reply.cost is None  # no price for the model asked for
