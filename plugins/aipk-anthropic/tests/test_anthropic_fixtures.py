@@ -350,6 +350,18 @@ USAGE_STREAMS: dict[str, UsageExpect] = {
         Usage(input_tokens=377, output_tokens=65, cache_read_tokens=0, cache_write_tokens=0),
         calls=(("toolu_01NRLabsLyVHZPKxbKvkfSMn", "get_weather",
                 '{"location": "Paris", "unit": celsius}'),)),
+    "sdk-stream-extra-fields.sse": UsageExpect(
+        "msg_123", "Hello!", "end_turn", Usage(input_tokens=11, output_tokens=3)),
+    "sdk-stream-container.sse": UsageExpect(
+        "msg_01Gh8kQEinLbnrkVJ9BqrmyQ", "Running your code now.", "end_turn",
+        Usage(input_tokens=11, output_tokens=6)),
+    "sdk-stream-input-transformations.sse": UsageExpect(
+        "msg_01InputTransformations00001", HELLO, "end_turn",
+        Usage(input_tokens=25, output_tokens=8, cache_read_tokens=0, cache_write_tokens=0)),
+    "sdk-stream-server-tool-results.sse": UsageExpect(  # the client call is content block 1
+        "msg_server_tool_result_test", "", "tool_use",
+        Usage(input_tokens=50, output_tokens=20, cache_read_tokens=0, cache_write_tokens=0),
+        calls=(("tu_client_001", "ask_internal_tool", '{"query":"test"}'),)),
 }
 
 REDACTED_THINKING = ("pai-stream-redacted-thinking.json", "pai-stream-redacted-thinking.sse")
