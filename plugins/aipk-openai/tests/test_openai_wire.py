@@ -895,3 +895,19 @@ def test_a_body_naming_its_model_oddly_is_read_without_a_crash(odd: Any) -> None
     reply = _engine().chat_response(ChatRequest(model="no-such-model", messages=USER),
                                     json.dumps(body).encode(), {}, None)
     assert reply.text == "ok" and reply.cost is None  # no price for the model asked for
+
+
+def test_usage_reads_cache_writes_where_reported() -> None:
+    # OpenRouter's usage for an Anthropic upstream (langchaingo's recording): the details name
+    # cache writes next to cache reads; OpenAI's own answers leave them out.
+    usage = wire.parse_usage({
+        "prompt_tokens": 454, "completion_tokens": 231, "total_tokens": 685, "cost": 0.004827,
+        "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0,
+                                  "audio_tokens": 0, "video_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 149, "image_tokens": 0}})
+    assert usage == Usage(input_tokens=454, output_tokens=231, total_tokens=685,
+                          reasoning_tokens=149, cache_read_tokens=0, cache_write_tokens=0)
+    wrote = wire.parse_usage({"prompt_tokens": 9, "completion_tokens": 1,
+                              "prompt_tokens_details": {"cache_write_tokens": 1200}})
+    assert (wrote.cache_read_tokens, wrote.cache_write_tokens) == (None, 1200)
+    assert wire.parse_usage({"prompt_tokens": 9}).cache_write_tokens is None

@@ -258,6 +258,8 @@ def parse_usage(data: Mapping[str, Any]) -> Usage:
         total_tokens=total,
         reasoning_tokens=_details(data, "completion_tokens_details", "reasoning_tokens"),
         cache_read_tokens=_details(data, "prompt_tokens_details", "cached_tokens"),
+        # OpenRouter reports prompt-cache writes (Anthropic, Gemini upstreams) there too
+        cache_write_tokens=_details(data, "prompt_tokens_details", "cache_write_tokens"),
     )
 
 
