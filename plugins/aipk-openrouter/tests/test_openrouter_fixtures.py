@@ -25,6 +25,7 @@ from aipk import (
     StreamEvent,
     TextDelta,
     Tool,
+    ToolCallDelta,
     Usage,
     UsageEvent,
 )
@@ -69,7 +70,8 @@ CHAT_BODIES = ("pai-chat-text.json", "pai-chat-tool-call.json", "pai-chat-usage-
 ERRORS = ("pai-error-429-upstream-rate-limit.json",)
 STREAM_ERROR = ("pai-stream-error-in-chunk.json", "pai-stream-error-in-chunk.sse")
 STREAM_REASONING = ("pai-stream-reasoning.json", "pai-stream-reasoning.sse")
-COVERED = {*CHAT_BODIES, *ERRORS, *STREAM_ERROR, *STREAM_REASONING}
+STREAM_PARALLEL = "lcgo-stream-parallel-calls-one-chunk.json"
+COVERED = {*CHAT_BODIES, *ERRORS, *STREAM_ERROR, *STREAM_REASONING, STREAM_PARALLEL}
 
 
 # -- meta ------------------------------------------------------------------------------------
@@ -296,3 +298,28 @@ def test_stream_reasoning_any_chunking(cuts: list[int]) -> None:
     events, response = _session(pieces)
     assert events == whole_events
     assert response.extra == whole.extra == STREAM_REASONING_EXTRA
+
+
+def test_parallel_calls_whole_in_one_chunk_with_the_finish() -> None:
+    """Gemini through OpenRouter: both calls, whole, and the finish reason in one chunk; the
+    usage (with the cost) in a chunk of its own whose choice is empty."""
+    body, headers = CAPTURES.body_and_headers(STREAM_PARALLEL)
+    assert headers["content-type"] == "text/event-stream"
+    events, response = _session([body])
+    deltas = [e for e in events if type(e) is ToolCallDelta]
+    assert [(d.index, d.id, d.name, d.arguments) for d in deltas] == [
+        (0, "tool_getCurrentWeather_3lhCz5SSaZG604yaibNB", "getCurrentWeather",
+         '{"location":"Boston, MA"}'),
+        (1, "tool_getCurrentTime_ljJXl2E9hr87YwAgPI1B", "getCurrentTime",
+         '{"location":"Boston, MA"}')]
+    assert [c.parsed_arguments() for c in response.tool_calls] == [{"location": "Boston, MA"}] * 2
+    assert (response.finish_reason, response.raw_finish_reason) == (
+        FinishReason.TOOL_CALLS, "tool_calls")
+    assert response.text == "" and response.message.content is None
+    assert response.usage == Usage(input_tokens=71, output_tokens=12, total_tokens=83,
+                                   reasoning_tokens=0, cache_read_tokens=0)
+    assert response.extra == {"upstream_provider": "Google", "native_finish_reason": "STOP",
+                              "cost": 0.0000513}
+    assert response.id == "gen-1769111920-C4gWchv6Vg3abgcZ92D5"
+    for cut in range(1, len(body), 37):
+        assert _session([body[:cut], body[cut:]])[0] == events
