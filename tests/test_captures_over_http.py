@@ -133,6 +133,13 @@ def _openrouter_reasoning(reply: aipk.ChatResponse) -> None:
     assert reply.extra["native_finish_reason"] == "stop"
 
 
+def _openrouter_padded(reply: aipk.ChatResponse) -> None:
+    assert reply.text.startswith("You are a **domestic dog**")
+    assert reply.reasoning is not None and reply.reasoning.startswith("Okay, let's see.")
+    assert reply.usage == aipk.Usage(input_tokens=19, output_tokens=600, total_tokens=619,
+                                     reasoning_tokens=443, cache_read_tokens=0)
+
+
 def _ollama_cached_prompt(reply: aipk.ChatResponse) -> None:
     assert "Instrument" in reply.text
     assert reply.usage == aipk.Usage(output_tokens=79)
@@ -151,6 +158,9 @@ CASES = {
         options={"stream_framing": "json-array"}),
     "openrouter-reasoning": Case(
         "openrouter", "openrouter/pai-stream-reasoning.sse", _openrouter_reasoning),
+    "openrouter-whitespace-padded-body": Case(
+        "openrouter", "openrouter/lcgo-chat-reasoning-whitespace-padded.json",
+        _openrouter_padded, stream=False, content_type="application/json"),
     "ollama-cached-prompt": Case(
         "ollama-native", "ollama/olm-chat-nonstream-no-prompt-eval-count.json",
         _ollama_cached_prompt, stream=False, content_type="application/json"),

@@ -20,6 +20,7 @@ from aipk import (
     ChatRequest,
     FinishEvent,
     FinishReason,
+    Message,
     Provider,
     ReasoningDelta,
     StreamEvent,
@@ -71,7 +72,9 @@ ERRORS = ("pai-error-429-upstream-rate-limit.json",)
 STREAM_ERROR = ("pai-stream-error-in-chunk.json", "pai-stream-error-in-chunk.sse")
 STREAM_REASONING = ("pai-stream-reasoning.json", "pai-stream-reasoning.sse")
 STREAM_PARALLEL = "lcgo-stream-parallel-calls-one-chunk.json"
-COVERED = {*CHAT_BODIES, *ERRORS, *STREAM_ERROR, *STREAM_REASONING, STREAM_PARALLEL}
+PADDED_BODY = "lcgo-chat-reasoning-whitespace-padded.json"
+COVERED = {*CHAT_BODIES, *ERRORS, *STREAM_ERROR, *STREAM_REASONING, STREAM_PARALLEL,
+           PADDED_BODY}
 
 
 # -- meta ------------------------------------------------------------------------------------
@@ -91,7 +94,8 @@ def test_sse_files_are_the_interaction_bodies(pair: tuple[str, str]) -> None:
     assert CAPTURES.body(pair[0]) == CAPTURES.body(pair[1])
 
 
-@pytest.mark.parametrize("name", sorted(n for n in COVERED if n.endswith(".json")))
+@pytest.mark.parametrize("name", sorted(n for n in COVERED if n.endswith(".json")
+                                         and n != PADDED_BODY))  # its content is a part list
 def test_requests_we_build_match_the_captures(name: str) -> None:
     captured = CAPTURES.interaction(name)["request"]
     body = captured["body"]
@@ -323,3 +327,26 @@ def test_parallel_calls_whole_in_one_chunk_with_the_finish() -> None:
     assert response.id == "gen-1769111920-C4gWchv6Vg3abgcZ92D5"
     for cut in range(1, len(body), 37):
         assert _session([body[:cut], body[cut:]])[0] == events
+
+
+def test_body_after_whitespace_keep_alive_lines_with_reasoning() -> None:
+    """A non-streamed answer OpenRouter kept alive with whitespace lines before the JSON (as it
+    does while the upstream thinks): read as the JSON it ends in, reasoning and all."""
+    status, headers, text = CAPTURES.response(PADDED_BODY)
+    assert status == 200 and text.startswith("\n         \n") and text.count("\n") > 50
+    request = ChatRequest(model="deepseek/deepseek-r1", messages=[Message.user("hi")])
+    reply = _engine().chat_response(request,
+                                    text.encode(), headers, None)
+    assert reply.id == "gen-1769111316-V8iQb6OJXl7jB10Q9jEW"
+    assert reply.text.startswith("You are a **domestic dog** (*Canis lupus familiaris*)")
+    assert reply.text.endswith("Spitz-type dogs! \U0001f43e")
+    assert reply.reasoning is not None
+    assert reply.reasoning.startswith("Okay, let's see. The user says they're a Pomeranian")
+    assert (reply.finish_reason, reply.raw_finish_reason) == (FinishReason.STOP, "stop")
+    assert reply.usage == Usage(input_tokens=19, output_tokens=600, total_tokens=619,
+                                reasoning_tokens=443, cache_read_tokens=0)
+    assert reply.extra["upstream_provider"] == "Novita"
+    assert reply.extra["native_finish_reason"] == "stop"
+    assert reply.cost == 0.0015133
+    [details] = reply.extra["reasoning_details"]
+    assert details["text"] == reply.reasoning and details["type"] == "reasoning.text"
