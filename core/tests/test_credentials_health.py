@@ -21,6 +21,7 @@ from aipk.errors import (
     AuthErrorCode,
     BadRequestError,
     ConfigurationError,
+    ContentFilteredError,
     InvalidRequestError,
     NetworkError,
     OverloadedError,
@@ -205,6 +206,7 @@ COUNTED = [
 ]
 NOT_COUNTED = [
     _status(BadRequestError, 400), _status(BadRequestError, 404), _status(BadRequestError, 422),
+    _status(ContentFilteredError, 403), _status(ContentFilteredError, 400),
     InvalidRequestError("x"), ConfigurationError("x"), ValueError("x"),
     RateLimitError("client-side", provider="p", status=0, retry_after=4.0),
     ResponseError("x", provider="p"), StreamError("bad", provider="p", retryable=False),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -287,6 +288,16 @@ def test_message_includes_hint(status: int, words: str) -> None:
     assert error.message.startswith("Incorrect thing provided")
     assert words in error.message
     assert words in str(error)
+
+
+@pytest.mark.parametrize("odd", [{"detail": "x"}, ["a", "b"], 42, True])
+def test_a_message_or_code_of_an_odd_shape_still_gives_a_typed_error(odd: Any) -> None:
+    for status in (400, 404, 413, 429, 500):
+        error = error_for_status(provider="acme", status=status, headers={}, body={},
+                                 message=odd, code=odd, now=NOW)
+        assert isinstance(error, ProviderError)
+        assert error.message.startswith(json.dumps(odd))
+        assert error.code == str(odd)
 
 
 def test_message_without_provider_text() -> None:

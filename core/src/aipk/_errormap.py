@@ -6,6 +6,7 @@ the message and code out of their own error body shape; the status decides the e
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -97,6 +98,12 @@ def error_for_status(
     now: float = 0.0,
 ) -> ProviderError:
     """The typed error for ``status``, with ``message`` (the provider's words) and a fix hint."""
+    said: object = message  # a plugin may pass on an odd body's message as it found it
+    if said is not None and not isinstance(said, str):
+        message = json.dumps(said, ensure_ascii=False, default=str)[:2000]
+    given: object = code
+    if given is not None and not isinstance(given, str):
+        code = str(given)
     text = message or f"HTTP {status} with no error message"
     hint = _HINTS.get(status)
     if hint:

@@ -30,6 +30,7 @@ from aipk import (
     StreamEvent,
     TextDelta,
     ToolCallDelta,
+    Usage,
     UsageEvent,
 )
 from aipk._core import Engine
@@ -311,7 +312,62 @@ COUNTS: dict[str, int] = {
     "pai-count-tokens-tools-thinking.json": 671,
 }
 
-COVERED = set(STREAMS) | set(MESSAGES) | set(ERRORS) | set(RATE_LIMITS) | set(COUNTS)
+
+
+@attrs.frozen
+class UsageExpect:
+    """A stream whose usage is spread oddly over message_start and message_delta."""
+
+    id: str
+    text: str
+    raw_finish: str | None
+    usage: Usage
+    calls: tuple[tuple[str, str, str], ...] = ()  # (id, name, exact argument text)
+
+
+#: Usage that a count left out must leave None (never 0), and that must survive a
+#: message_delta carrying only some counts (or no message_delta at all).
+USAGE_STREAMS: dict[str, UsageExpect] = {
+    "sdk-stream-usage-in-delta-only.sse": UsageExpect(
+        "msg_usage_omitted", "Hello", "end_turn",
+        Usage(input_tokens=12, output_tokens=6)),
+    "sdk-stream-usage-no-input-count.sse": UsageExpect(
+        "msg_usage_omitted_input", "Hello", "end_turn", Usage(output_tokens=6)),
+    "sdk-stream-usage-delta-output-only.sse": UsageExpect(
+        "msg_01MessageDeltaOmitted00000001", HELLO, "end_turn",
+        Usage(input_tokens=40, output_tokens=8, cache_read_tokens=5, cache_write_tokens=10)),
+    "sdk-stream-usage-in-delta-with-cache.sse": UsageExpect(
+        "msg_test", "hi", "end_turn",
+        Usage(input_tokens=19, output_tokens=1, cache_read_tokens=5, cache_write_tokens=3)),
+    "sdk-stream-no-message-delta.sse": UsageExpect(
+        "msg_4QpJur2dWWDjF6C758FbBw5vm12BaVipnK", "", None,
+        Usage(input_tokens=11, output_tokens=1)),
+    "sdk-stream-server-tool-use-input.sse": UsageExpect(
+        "msg_01ServerToolUseInputJson", "Let me search for that.", "end_turn",
+        Usage(input_tokens=42, output_tokens=40, cache_read_tokens=0, cache_write_tokens=0)),
+    "sdk-stream-tool-use-invalid-json.sse": UsageExpect(
+        "msg_019Q1hrJbZG26Fb9BQhrkHEr", PARIS, "tool_use",
+        Usage(input_tokens=377, output_tokens=65, cache_read_tokens=0, cache_write_tokens=0),
+        calls=(("toolu_01NRLabsLyVHZPKxbKvkfSMn", "get_weather",
+                '{"location": "Paris", "unit": celsius}'),)),
+    "sdk-stream-extra-fields.sse": UsageExpect(
+        "msg_123", "Hello!", "end_turn", Usage(input_tokens=11, output_tokens=3)),
+    "sdk-stream-container.sse": UsageExpect(
+        "msg_01Gh8kQEinLbnrkVJ9BqrmyQ", "Running your code now.", "end_turn",
+        Usage(input_tokens=11, output_tokens=6)),
+    "sdk-stream-input-transformations.sse": UsageExpect(
+        "msg_01InputTransformations00001", HELLO, "end_turn",
+        Usage(input_tokens=25, output_tokens=8, cache_read_tokens=0, cache_write_tokens=0)),
+    "sdk-stream-server-tool-results.sse": UsageExpect(  # the client call is content block 1
+        "msg_server_tool_result_test", "", "tool_use",
+        Usage(input_tokens=50, output_tokens=20, cache_read_tokens=0, cache_write_tokens=0),
+        calls=(("tu_client_001", "ask_internal_tool", '{"query":"test"}'),)),
+}
+
+REDACTED_THINKING = ("pai-stream-redacted-thinking.json", "pai-stream-redacted-thinking.sse")
+
+COVERED = (set(STREAMS) | set(MESSAGES) | set(ERRORS) | set(RATE_LIMITS) | set(COUNTS)
+           | set(USAGE_STREAMS) | set(REDACTED_THINKING))
 
 
 @pytest.mark.parametrize("name", sorted(COUNTS))
@@ -455,6 +511,66 @@ def test_stop_details_and_refusal_explanation_are_kept() -> None:
     assert response.extra["stop_details"] == {
         "type": "refusal", "category": "cyber",
         "explanation": "This request was refused due to policy."}
+
+
+@pytest.mark.parametrize("name", sorted(USAGE_STREAMS))
+def test_usage_stream_fixture(name: str) -> None:
+    raw = CAPTURES.raw(name)
+    expect = USAGE_STREAMS[name]
+    events, response = _session_decode([raw])
+    assert (response.id, response.text) == (expect.id, expect.text)
+    assert response.raw_finish_reason == expect.raw_finish
+    assert response.usage == expect.usage
+    assert [e.usage for e in events if type(e) is UsageEvent] == [expect.usage]
+    assert [(c.id, c.name, c.arguments) for c in response.tool_calls] == list(expect.calls)
+    assert response.reasoning is None and "thinking_blocks" not in response.extra
+    # any chunking, down to one byte at a time, gives the same events
+    assert _session_decode([raw[i:i + 1] for i in range(len(raw))])[0] == events
+
+
+def test_tool_arguments_that_are_not_json_are_kept_and_refused_when_parsed() -> None:
+    _, response = _session_decode([CAPTURES.raw("sdk-stream-tool-use-invalid-json.sse")])
+    [call] = response.tool_calls
+    with pytest.raises(InvalidRequestError):
+        call.parsed_arguments()
+
+
+@pytest.mark.parametrize("name", REDACTED_THINKING)
+def test_redacted_thinking_stream_keeps_both_blocks_and_no_reasoning(name: str) -> None:
+    raw, headers = CAPTURES.body_and_headers(name)
+    events, response = _session_decode([raw], headers)
+    assert (response.id, response.model) == ("msg_018XZkwvj9asBiffg3fXt88s",
+                                            "claude-sonnet-4-5-20250929")
+    assert response.text.startswith("I notice that you've sent what appears to be some kind of "
+                                    "test string or command.")
+    assert response.text.endswith("How can I assist you today with a legitimate task or "
+                                  "question?")
+    assert len([e for e in events if type(e) is TextDelta]) == 15
+    assert not any(type(e) is ReasoningDelta for e in events)
+    assert response.reasoning is None
+    assert (response.finish_reason, response.raw_finish_reason) == (STOP, "end_turn")
+    assert response.usage == Usage(input_tokens=92, output_tokens=189, cache_read_tokens=0,
+                                   cache_write_tokens=0)
+    blocks = response.extra["thinking_blocks"]
+    assert [b["type"] for b in blocks] == ["redacted_thinking", "redacted_thinking"]
+    assert blocks[0]["data"].startswith("EqkECkYIBxgCKkA8AZ4noDfV5VcOJe")
+    assert blocks[1]["data"].endswith("Z1J0GAE=")
+    # the blocks go back, unchanged and first, with the assistant turn
+    follow_up = Message(role="assistant", content=response.text, extra=response.extra)
+    request = ChatRequest(model="claude-sonnet-4-5", messages=[
+        Message.user("hi"), follow_up, Message.user("Go on")])
+    sent = wire.build_messages_body(_provider(), request, stream=False)["messages"][1]["content"]
+    assert sent[:2] == blocks and sent[2] == {"type": "text", "text": response.text}
+
+
+@settings(max_examples=25, deadline=None)
+@given(cuts=st.lists(st.integers(1, 5000), max_size=30))
+def test_redacted_thinking_any_chunking(cuts: list[int]) -> None:
+    raw = CAPTURES.raw("pai-stream-redacted-thinking.sse")
+    whole = _session_decode([raw])
+    pieces = split_at(raw, cuts)
+    again = _session_decode(pieces)
+    assert again[0] == whole[0] and again[1] == whole[1]
 
 
 @pytest.mark.parametrize("name", sorted(STREAMS))

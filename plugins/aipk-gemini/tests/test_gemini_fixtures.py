@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import attrs
 import pytest
@@ -90,8 +91,8 @@ class Expect:
     id: str | None
     model: str
     text: str
-    finish: FinishReason
-    raw_finish: str
+    finish: FinishReason | None
+    raw_finish: str | None
     usage: Usage | None
     calls: tuple[tuple[str, str, str], ...] = ()  # (id, name, arguments)
     reasoning_starts: tuple[str, ...] = ()
@@ -127,6 +128,15 @@ STREAM_MID_USAGE = Expect(
     "ru1garvBEoOiqtsP2fznmQw", "gemini-2.5-flash", COUNT_TO_30, STOP, "STOP",
     Usage(input_tokens=18, output_tokens=115, total_tokens=133, reasoning_tokens=35))
 
+STREAM_CALL_SIGNED = Expect(  # gemini-3-pro-preview: no call id, the signature on the call part
+    "SVV8aY6uBqe6qtsPmJbEuAM", "gemini-3-pro-preview", "", TOOLS, "STOP",
+    Usage(input_tokens=29, output_tokens=120, total_tokens=149, reasoning_tokens=110),
+    calls=(("call_0", "get_country", "{}"),),
+    call_signature_start="Et8ECtwEAXLI2nyCB1jKZUE4ZxdH07XhZlpU7X7tlcbNO8oQurN910Rmh6fTq1azIzM7")
+STREAM_AFTER_CALL = Expect(  # promptTokenCount jumps from 55 to 165 in the last event
+    "S1V8aZK2NpGKqtsPvPuEqAw", "gemini-3-pro-preview", "The capital of Mexico is Mexico City.",
+    STOP, "STOP", Usage(input_tokens=165, output_tokens=8, total_tokens=173))
+
 #: Streams (raw SSE files, and interaction-json files whose body is the same SSE stream).
 STREAMS: dict[str, Expect] = {
     "pai-stream-text.sse": STREAM_TEXT,
@@ -137,6 +147,10 @@ STREAMS: dict[str, Expect] = {
     "pai-stream-thinking.json": STREAM_THINKING,
     "pai-stream-usage-mid-stream.sse": STREAM_MID_USAGE,
     "pai-stream-usage-mid-stream.json": STREAM_MID_USAGE,
+    "pai-stream-call-thought-signature.sse": STREAM_CALL_SIGNED,
+    "pai-stream-call-thought-signature.json": STREAM_CALL_SIGNED,
+    "pai-stream-after-function-response.json": STREAM_AFTER_CALL,
+    "pai-stream-after-function-response.sse": STREAM_AFTER_CALL,
 }
 
 #: Every usage snapshot the stream reports, in order (repeats collapsed; never summed).
@@ -166,6 +180,14 @@ BODIES: dict[str, Expect] = {
     "tidyllm-generate-text-2024.json": Expect(
         None, "gemini-1.5-flash-002", "Hello, world!\n", STOP, "STOP",
         Usage(input_tokens=5, output_tokens=5, total_tokens=10)),
+    # a candidate with no finishReason (and no responseId): an answer, its reason unknown
+    "pai-generate-no-finish-reason.json": Expect(
+        None, "gemini-1.5-flash", "Hello there! How can I help you today?\n", None, None,
+        Usage(input_tokens=7, output_tokens=11, total_tokens=18)),
+    # the thinking used the 5 tokens: a content with a role and no parts, no output count
+    "pai-finish-max-tokens-no-parts.json": Expect(
+        "fH8oaunbEbr9qtsPjYGX4A0", "gemini-2.5-pro", "", LENGTH, "MAX_TOKENS",
+        Usage(input_tokens=15, output_tokens=2, total_tokens=17, reasoning_tokens=2)),
 }
 
 #: Prompts the safety filter blocked (HTTP 200, no candidates): block reason, its message.
@@ -219,6 +241,24 @@ ARRAYS: dict[str, tuple[str, str, str, str, int, Usage, str | None, int]] = {
         "IopyaseNCL-s-8YP7urOoAY", "gemini-3.6-flash", "Scoop", "Scoop", 5,
         Usage(input_tokens=11, output_tokens=293, total_tokens=304, reasoning_tokens=291),
         "**Considering the Constraint**", 3),
+    "llmg-stream-array-after-function-response.json": (  # promptTokenCount grows at the end
+        "6nJFaZPBLriWjMcPkf_q8Ac", "gemini-3-flash-preview", "5 times 3", " is 15.", 16,
+        Usage(input_tokens=121, output_tokens=9, total_tokens=130), None, 3),
+}
+
+#: JSON-array streams whose answer is one function call carrying a thoughtSignature:
+#: (id, model, call id, name, arguments, usage, signature start, elements)
+ARRAY_CALLS: dict[str, tuple[str, str, str, str, dict[str, Any], Usage, str, int]] = {
+    "llmg-stream-array-call-thought-signature.json": (  # no id from Gemini: call_0
+        "6XJFadi3PJOx-sAPgJ3S6Qs", "gemini-3-flash-preview", "call_0", "multiply",
+        {"y": 3, "x": 5},
+        Usage(input_tokens=60, output_tokens=48, total_tokens=108, reasoning_tokens=32),
+        "Et0BCtoBAXLI2nwMB4momyXTj+K3", 2),
+    "llmg-stream-array-call-with-id.json": (
+        "znLSafGoDoPUjMcPwMnh0AE", "gemini-3-flash-preview", "c9bjmkfz",
+        "pelican_name_generator", {"type": "funny"},
+        Usage(input_tokens=28, output_tokens=267, total_tokens=295, reasoning_tokens=248),
+        "EosJCogJAb4+9vvm5UYUGfJLxX6O", 2),
 }
 
 #: ``countTokens`` answers: the count, or the status of the error.
@@ -229,7 +269,7 @@ COUNTS: dict[str, int] = {
 }
 
 COVERED = (set(STREAMS) | set(BODIES) | set(ERRORS) | set(BLOCKED) | set(COUNTS)
-           | set(ARRAYS))
+           | set(ARRAYS) | set(ARRAY_CALLS))
 
 
 @pytest.mark.parametrize("name", sorted(COUNTS))
@@ -325,6 +365,12 @@ def test_stream_fixture(name: str) -> None:
         assert isinstance(signature, str) and signature.startswith(expect.signature_start)
         assert len(signature) == 6152
         assert decoder.extra["thoughtSignature"] == signature
+    call_signatures = response.extra.get("functionCallSignatures")
+    if expect.call_signature_start is None:
+        assert call_signatures is None
+    else:
+        assert list(call_signatures) == ["call_0"]
+        assert call_signatures["call_0"].startswith(expect.call_signature_start)
 
 
 @pytest.mark.parametrize("name", sorted(STREAM_USAGES))
@@ -602,6 +648,45 @@ def test_json_array_stream_any_split_gives_the_same_events(name: str, cuts: list
     body = CAPTURES.body(name)
     whole = replay_stream(_array_engine(), REQUEST, [body])
     assert replay_stream(_array_engine(), REQUEST, split_at(body, cuts)) == whole
+
+
+@pytest.mark.parametrize("name", sorted(ARRAY_CALLS))
+def test_json_array_function_call_with_thought_signature(name: str) -> None:
+    rid, model, call_id, call_name, args, usage, signature, elements = ARRAY_CALLS[name]
+    body, headers = CAPTURES.body_and_headers(name)
+    assert body.count(b"\n,\r\n") == elements - 1
+    events, response = replay_stream(_array_engine(), REQUEST, [body], headers)
+    assert (response.id, response.model) == (rid, model)
+    [call] = response.tool_calls
+    assert (call.id, call.name, call.parsed_arguments()) == (call_id, call_name, args)
+    assert [e for e in events if type(e) is ToolCallDelta] == [ToolCallDelta(
+        index=0, id=call_id, name=call_name, arguments=call.arguments)]
+    assert response.text == "" and response.reasoning is None
+    assert (response.finish_reason, response.raw_finish_reason) == (
+        FinishReason.TOOL_CALLS, "STOP")
+    assert response.usage == usage
+    signatures = response.extra["functionCallSignatures"]
+    assert list(signatures) == [call_id] and signatures[call_id].startswith(signature)
+    assert "thoughtSignature" not in response.extra  # the empty last text part has none
+    # the signature goes back on that call's part in the next turn, as llm-gemini sent it
+    follow_up = Message(role="assistant", content=None, tool_calls=response.tool_calls,
+                        extra=response.extra)
+    request = ChatRequest(model=model, messages=[
+        Message.user("hi"), follow_up, Message.tool(call_id, "15", name=call_name)])
+    parts = wire.build_chat_body(_provider(), request)["contents"][1]["parts"]
+    assert parts == [{"functionCall": {"name": call_name, "args": args},
+                      "thoughtSignature": signatures[call_id]}]
+    # any split of the array gives the same events
+    for cut in range(1, len(body), max(1, len(body) // 40)):
+        assert replay_stream(_array_engine(), REQUEST, [body[:cut], body[cut:]])[0] == events
+
+
+def test_signature_sent_back_is_the_one_llm_gemini_sent() -> None:
+    _, response = replay_stream(_array_engine(), REQUEST,
+                                [CAPTURES.body("llmg-stream-array-call-thought-signature.json")])
+    sent = json.loads(CAPTURES.request("llmg-stream-array-after-function-response.json")["body"])
+    [echoed] = [p for p in sent["contents"][1]["parts"] if "function_call" in p]
+    assert response.extra["functionCallSignatures"]["call_0"] == echoed["thoughtSignature"]
 
 
 def test_json_array_stream_cut_before_its_end_is_a_response_error() -> None:

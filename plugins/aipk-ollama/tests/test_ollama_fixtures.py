@@ -7,6 +7,7 @@ A meta-test fails when a capture is added without an expectation here.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import attrs
 import pytest
@@ -23,11 +24,12 @@ from aipk import (
     TextDelta,
     Tool,
     ToolCall,
+    Usage,
     UsageEvent,
 )
 from aipk._core import Engine
 from aipk.errors import BadRequestError
-from aipk_ollama import OLLAMA_NATIVE
+from aipk_ollama import OLLAMA_NATIVE, wire
 from aipk_ollama.wire import build_chat_body
 from aipk_testkit.fixtures import (
     Captures,
@@ -202,11 +204,11 @@ def test_nonstream_text() -> None:
     assert reply.extra["load_duration"] == 8078850750
 
 
-def test_nonstream_without_prompt_eval_count_counts_zero_input() -> None:
+def test_nonstream_without_prompt_eval_count_has_no_input_count() -> None:
     _status, headers, body = CAPTURES.response("olm-chat-nonstream-no-prompt-eval-count.json")
     reply = _engine().chat_response(_request("llama3"), body.encode(), headers, None)
-    assert reply.usage is not None
-    assert (reply.usage.input_tokens, reply.usage.output_tokens) == (0, 79)
+    # Ollama left prompt_eval_count out (it had the prompt cached): not reported, not 0
+    assert reply.usage == Usage(input_tokens=None, output_tokens=79, total_tokens=79)
     assert "Instrument" in reply.text
 
 
@@ -251,3 +253,23 @@ def test_tools_unsupported_is_a_bad_request_with_ollamas_words() -> None:
     error = _engine().error(status, headers, body.encode())
     assert isinstance(error, BadRequestError) and not error.retryable
     assert "gemma3:1b does not support tools" in error.message
+
+
+_COUNT = st.one_of(st.none(), st.integers(-5, 10**9), st.text(max_size=3), st.booleans())
+
+
+@given(prompt=_COUNT, completion=_COUNT)
+def test_usage_counts_left_out_or_invalid_stay_none(prompt: Any, completion: Any) -> None:
+    final: dict[str, Any] = {"done": True}
+    if prompt is not None:
+        final["prompt_eval_count"] = prompt
+    if completion is not None:
+        final["eval_count"] = completion
+
+    def expected(value: Any) -> int | None:
+        return value if type(value) is int and value >= 0 else None
+
+    usage = wire.parse_usage(final)
+    assert (usage.input_tokens, usage.output_tokens) == (expected(prompt), expected(completion))
+    counted = [c for c in (usage.input_tokens, usage.output_tokens) if c is not None]
+    assert usage.total_tokens == (sum(counted) if counted else None)

@@ -40,6 +40,7 @@ from aipk.errors import (
     AipkError,
     AuthenticationError,
     BadRequestError,
+    ContextWindowExceededError,
     InvalidRequestError,
     OverloadedError,
     RateLimitError,
@@ -473,6 +474,65 @@ def test_map_error_odd_bodies() -> None:
     assert numeric.code == "400"
 
 
+#: Cerebras's error body: OpenAI's fields at the top level, no "error" wrapper.
+CEREBRAS_RATE_LIMIT = {"message": "Requests per minute limit exceeded - too many requests sent.",
+                       "type": "too_many_requests_error", "param": "quota",
+                       "code": "request_quota_exceeded"}
+CEREBRAS_QUEUE = {"message": "We're experiencing high traffic right now! Please try again soon.",
+                  "type": "too_many_requests_error", "param": "queue", "code": "queue_exceeded"}
+
+
+def test_map_error_flat_body() -> None:
+    limited = _error(429, CEREBRAS_RATE_LIMIT, {"retry-after": "3"})
+    assert type(limited) is RateLimitError
+    assert (limited.code, limited.retry_after, limited.retryable) == (
+        "request_quota_exceeded", 3.0, True)
+    assert limited.message == CEREBRAS_RATE_LIMIT["message"]
+    too_long = _error(400, {"message": "Please reduce the length of the messages or completion.",
+                            "type": "invalid_request_error", "param": "messages",
+                            "code": "context_length_exceeded"})
+    assert type(too_long) is ContextWindowExceededError
+    typed_only = _error(400, {"message": "m", "type": "invalid_request_error", "code": None})
+    assert (typed_only.code, typed_only.message) == ("invalid_request_error", "m")
+    # a body with a message but neither type nor code is not taken for an error object
+    assert _error(500, {"message": "hello"}).message == "HTTP 500 with no error message"
+
+
+def test_flat_in_band_error_raises_stream_error() -> None:
+    with pytest.raises(StreamError) as info:
+        _decode(_chunk({"content": "Hel"}), CEREBRAS_QUEUE)
+    assert (info.value.code, info.value.retryable) == ("queue_exceeded", True)
+    assert info.value.message == CEREBRAS_QUEUE["message"]
+    assert info.value.body == CEREBRAS_QUEUE
+    with pytest.raises(StreamError) as bad:
+        _decode({"message": "bad", "type": "invalid_request_error", "code": "wrong_param"})
+    assert not bad.value.retryable
+
+
+@pytest.mark.parametrize(("code", "retryable"), [("502", True), ("429", True), ("400", False),
+                                                 (503, True), ("x1", False)])
+def test_in_band_status_codes_as_strings_or_numbers(code: Any, retryable: bool) -> None:
+    chunk = _chunk({"content": ""}, "error", error={"code": code, "message": "upstream"})
+    with pytest.raises(StreamError) as info:
+        _decode(chunk)
+    assert (info.value.code, info.value.retryable) == (str(code), retryable)
+
+
+def test_spent_quota_is_a_rate_limit_not_worth_retrying() -> None:
+    body = _body_error("You exceeded your current quota, please check your plan and billing "
+                       "details.", "insufficient_quota", "insufficient_quota")
+    spent = _error(429, body, {"retry-after": "1"})
+    assert type(spent) is RateLimitError
+    assert not spent.retryable
+    assert spent.code == "insufficient_quota"
+    assert spent.message.startswith("You exceeded your current quota")
+    assert "add credits" in spent.message and "retrying will not help" in spent.message
+    assert aipk.RetryPolicy().delay(0, spent) is None
+    # an ordinary 429 stays retryable
+    assert _error(429, _body_error("Rate limit reached", "requests", "rate_limit_exceeded")
+                  ).retryable
+
+
 def test_x_should_retry_header_overrides_status() -> None:
     assert not _error(500, _body_error("x"), {"x-should-retry": "false"}).retryable
     assert _error(409, _body_error("x"), {"x-should-retry": "true"}).retryable
@@ -579,6 +639,36 @@ def test_tool_call_without_index_is_index_zero_and_odd_index_is_rejected() -> No
                       ToolCallDelta(index=0, arguments="{}")]
     with pytest.raises(ValueError, match="not an integer"):
         _decode(_chunk({"tool_calls": [{"index": "1", "id": "a"}]}))
+
+
+def test_whole_tool_calls_without_index_are_numbered_by_id() -> None:
+    # some compatible servers send each call whole, in its own chunk, none with an index
+    raw = _sse(_chunk({"tool_calls": [{"id": "call_a", "type": "function",
+                                       "function": {"name": "f", "arguments": '{"a":1}'}}]}),
+               _chunk({"tool_calls": [{"id": "call_b", "type": "function",
+                                       "function": {"name": "g", "arguments": "{}"}},
+                                      {"id": "call_c", "type": "function",
+                                       "function": {"name": "h", "arguments": '{"c":'}}]}),
+               _chunk({"tool_calls": [{"function": {"arguments": "3}"}}]}),
+               _chunk({}, "tool_calls"))
+    events, session = _run(raw)
+    assert [e.index for e in events if type(e) is ToolCallDelta] == [0, 1, 2, 2]
+    assert [(c.id, c.name, c.arguments) for c in session.response().tool_calls] == [
+        ("call_a", "f", '{"a":1}'), ("call_b", "g", "{}"), ("call_c", "h", '{"c":3}')]
+
+
+@settings(max_examples=30, deadline=None)
+@given(calls=st.lists(st.tuples(st.sampled_from(["f", "g"]), st.dictionaries(
+    st.sampled_from("xyz"), st.integers(0, 9), max_size=2)), min_size=1, max_size=4),
+    cuts=st.lists(st.integers(1, 2000), max_size=12))
+def test_unindexed_calls_any_chunking(calls: list[tuple[str, dict[str, int]]],
+                                      cuts: list[int]) -> None:
+    chunks = [_chunk({"tool_calls": [{"id": f"call_{n}", "function": {
+        "name": name, "arguments": json.dumps(args)}}]}) for n, (name, args) in enumerate(calls)]
+    raw = _sse(*chunks, _chunk({}, "tool_calls"))
+    _, session = _run(raw, sorted({c for c in cuts if c < len(raw)}))
+    assert [(c.id, c.name, json.loads(c.arguments)) for c in session.response().tool_calls] == [
+        (f"call_{n}", name, args) for n, (name, args) in enumerate(calls)]
 
 
 def test_streamed_refusal_finishes_as_refusal_like_chat() -> None:
@@ -794,3 +884,30 @@ def test_arbitrary_bytes_only_raise_aipk_errors(pieces: list[bytes]) -> None:
 @given(chunks=st.lists(_chunkish | _json, max_size=6), done=st.booleans())
 def test_arbitrary_chunks_only_raise_aipk_errors(chunks: list[Any], done: bool) -> None:
     _consume([_sse(*chunks, done=done)])
+
+
+@pytest.mark.parametrize("odd", [{"a": 1}, ["gpt-4o"], 7])
+def test_a_body_naming_its_model_oddly_is_read_without_a_crash(odd: Any) -> None:
+    body = {"id": "c1", "object": "chat.completion", "model": odd,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
+    reply = _engine().chat_response(ChatRequest(model="no-such-model", messages=USER),
+                                    json.dumps(body).encode(), {}, None)
+    assert reply.text == "ok" and reply.cost is None  # no price for the model asked for
+
+
+def test_usage_reads_cache_writes_where_reported() -> None:
+    # OpenRouter's usage for an Anthropic upstream (langchaingo's recording): the details name
+    # cache writes next to cache reads; OpenAI's own answers leave them out.
+    usage = wire.parse_usage({
+        "prompt_tokens": 454, "completion_tokens": 231, "total_tokens": 685, "cost": 0.004827,
+        "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0,
+                                  "audio_tokens": 0, "video_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 149, "image_tokens": 0}})
+    assert usage == Usage(input_tokens=454, output_tokens=231, total_tokens=685,
+                          reasoning_tokens=149, cache_read_tokens=0, cache_write_tokens=0)
+    wrote = wire.parse_usage({"prompt_tokens": 9, "completion_tokens": 1,
+                              "prompt_tokens_details": {"cache_write_tokens": 1200}})
+    assert (wrote.cache_read_tokens, wrote.cache_write_tokens) == (None, 1200)
+    assert wire.parse_usage({"prompt_tokens": 9}).cache_write_tokens is None

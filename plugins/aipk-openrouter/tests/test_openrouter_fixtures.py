@@ -20,11 +20,13 @@ from aipk import (
     ChatRequest,
     FinishEvent,
     FinishReason,
+    Message,
     Provider,
     ReasoningDelta,
     StreamEvent,
     TextDelta,
     Tool,
+    ToolCallDelta,
     Usage,
     UsageEvent,
 )
@@ -69,7 +71,10 @@ CHAT_BODIES = ("pai-chat-text.json", "pai-chat-tool-call.json", "pai-chat-usage-
 ERRORS = ("pai-error-429-upstream-rate-limit.json",)
 STREAM_ERROR = ("pai-stream-error-in-chunk.json", "pai-stream-error-in-chunk.sse")
 STREAM_REASONING = ("pai-stream-reasoning.json", "pai-stream-reasoning.sse")
-COVERED = {*CHAT_BODIES, *ERRORS, *STREAM_ERROR, *STREAM_REASONING}
+STREAM_PARALLEL = "lcgo-stream-parallel-calls-one-chunk.json"
+PADDED_BODY = "lcgo-chat-reasoning-whitespace-padded.json"
+COVERED = {*CHAT_BODIES, *ERRORS, *STREAM_ERROR, *STREAM_REASONING, STREAM_PARALLEL,
+           PADDED_BODY}
 
 
 # -- meta ------------------------------------------------------------------------------------
@@ -89,7 +94,8 @@ def test_sse_files_are_the_interaction_bodies(pair: tuple[str, str]) -> None:
     assert CAPTURES.body(pair[0]) == CAPTURES.body(pair[1])
 
 
-@pytest.mark.parametrize("name", sorted(n for n in COVERED if n.endswith(".json")))
+@pytest.mark.parametrize("name", sorted(n for n in COVERED if n.endswith(".json")
+                                         and n != PADDED_BODY))  # its content is a part list
 def test_requests_we_build_match_the_captures(name: str) -> None:
     captured = CAPTURES.interaction(name)["request"]
     body = captured["body"]
@@ -218,7 +224,10 @@ def test_stream_error_in_chunk(name: str) -> None:
     assert error.message == "Token limit reached"
     assert error.code == "400" and not error.retryable
     assert error.body == {"code": 400, "message": "Token limit reached"}
-    assert decoder.extra == {"upstream_provider": "Minimax"}
+    assert decoder.extra == {
+        "upstream_provider": "Minimax", "native_finish_reason": "length",
+        "reasoning_details": [{"type": "reasoning.text", "index": 0, "format": None,
+                               "text": "We need to respond to a greeting. The user"}]}
     assert decoder.model == "minimax/minimax-m2:free"
 
     # Through the engine's stream session: a StreamError stamped with the request id.
@@ -244,6 +253,21 @@ def _session(pieces: Sequence[bytes]) -> tuple[list[StreamEvent], Any]:
     return events, session.response()
 
 
+#: The stream's extra: as a non-streamed answer's, its reasoning_details fragments merged into
+#: one entry whose signature (sent in a fragment of its own) is kept for the next turn.
+STREAM_REASONING_EXTRA = {
+    "upstream_provider": "Google", "cost": 0.000669, "native_finish_reason": "stop",
+    "reasoning_details": [{
+        "type": "reasoning.text", "text": "This is a simple arithmetic question. 2+2 equals 4.",
+        "signature": "Et0BCkgIChACGAIqQA2s7h7tA7IG35fbwVkou9PM2hANVJNUwcEM4q12fTRDK6y3v6YoEvJ+7bk"
+                     "o8wnW/GLsQFXadaJPAEMCpLkhI9ISDLjFkeR1aVUIvdCtyBoMrUTovh0jwk+wpnZWIjANV3e6V"
+                     "VdgbGSsEyyTHO6KMmVtqqs79f9blnVdJmmMIwMyTi6bEtG59+jTU7v1zlsqQ2IKGZILOlr6adh0"
+                     "Aam7zYttvisys+wjyZZXU1y/Srz0nmp1cFgVOJe1BLKQI3SSRrjsqQC0uAEUZy0GX0Rq1AXjvI"
+                     "cYAQ==",
+        "format": "anthropic-claude-v1", "index": 0}],
+}
+
+
 @pytest.mark.parametrize("name", STREAM_REASONING)
 def test_stream_reasoning(name: str) -> None:
     raw = CAPTURES.body(name)
@@ -260,7 +284,7 @@ def test_stream_reasoning(name: str) -> None:
     assert response.model == "anthropic/claude-sonnet-4.5"
     assert (response.text, response.reasoning) == ("2 + 2 = 4", REASONING)
     assert response.usage == usage
-    assert response.extra == {"upstream_provider": "Google", "cost": 0.000669}
+    assert response.extra == STREAM_REASONING_EXTRA
 
     manual, decoder, sse_count, error = _manual(raw)
     assert error is None and sse_count == 15 and decoder.done
@@ -277,4 +301,52 @@ def test_stream_reasoning_any_chunking(cuts: list[int]) -> None:
     whole_events, whole = _session([raw])
     events, response = _session(pieces)
     assert events == whole_events
-    assert response.extra == whole.extra == {"upstream_provider": "Google", "cost": 0.000669}
+    assert response.extra == whole.extra == STREAM_REASONING_EXTRA
+
+
+def test_parallel_calls_whole_in_one_chunk_with_the_finish() -> None:
+    """Gemini through OpenRouter: both calls, whole, and the finish reason in one chunk; the
+    usage (with the cost) in a chunk of its own whose choice is empty."""
+    body, headers = CAPTURES.body_and_headers(STREAM_PARALLEL)
+    assert headers["content-type"] == "text/event-stream"
+    events, response = _session([body])
+    deltas = [e for e in events if type(e) is ToolCallDelta]
+    assert [(d.index, d.id, d.name, d.arguments) for d in deltas] == [
+        (0, "tool_getCurrentWeather_3lhCz5SSaZG604yaibNB", "getCurrentWeather",
+         '{"location":"Boston, MA"}'),
+        (1, "tool_getCurrentTime_ljJXl2E9hr87YwAgPI1B", "getCurrentTime",
+         '{"location":"Boston, MA"}')]
+    assert [c.parsed_arguments() for c in response.tool_calls] == [{"location": "Boston, MA"}] * 2
+    assert (response.finish_reason, response.raw_finish_reason) == (
+        FinishReason.TOOL_CALLS, "tool_calls")
+    assert response.text == "" and response.message.content is None
+    assert response.usage == Usage(input_tokens=71, output_tokens=12, total_tokens=83,
+                                   reasoning_tokens=0, cache_read_tokens=0)
+    assert response.extra == {"upstream_provider": "Google", "native_finish_reason": "STOP",
+                              "cost": 0.0000513}
+    assert response.id == "gen-1769111920-C4gWchv6Vg3abgcZ92D5"
+    for cut in range(1, len(body), 37):
+        assert _session([body[:cut], body[cut:]])[0] == events
+
+
+def test_body_after_whitespace_keep_alive_lines_with_reasoning() -> None:
+    """A non-streamed answer OpenRouter kept alive with whitespace lines before the JSON (as it
+    does while the upstream thinks): read as the JSON it ends in, reasoning and all."""
+    status, headers, text = CAPTURES.response(PADDED_BODY)
+    assert status == 200 and text.startswith("\n         \n") and text.count("\n") > 50
+    request = ChatRequest(model="deepseek/deepseek-r1", messages=[Message.user("hi")])
+    reply = _engine().chat_response(request,
+                                    text.encode(), headers, None)
+    assert reply.id == "gen-1769111316-V8iQb6OJXl7jB10Q9jEW"
+    assert reply.text.startswith("You are a **domestic dog** (*Canis lupus familiaris*)")
+    assert reply.text.endswith("Spitz-type dogs! \U0001f43e")
+    assert reply.reasoning is not None
+    assert reply.reasoning.startswith("Okay, let's see. The user says they're a Pomeranian")
+    assert (reply.finish_reason, reply.raw_finish_reason) == (FinishReason.STOP, "stop")
+    assert reply.usage == Usage(input_tokens=19, output_tokens=600, total_tokens=619,
+                                reasoning_tokens=443, cache_read_tokens=0)
+    assert reply.extra["upstream_provider"] == "Novita"
+    assert reply.extra["native_finish_reason"] == "stop"
+    assert reply.cost == 0.0015133
+    [details] = reply.extra["reasoning_details"]
+    assert details["text"] == reply.reasoning and details["type"] == "reasoning.text"

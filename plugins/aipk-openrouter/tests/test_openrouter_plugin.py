@@ -8,12 +8,20 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import aipk_openai.plugin
 import aipk_openrouter.plugin
 from aipk import ChatRequest, Client, Message, ProviderSpec
 from aipk._core import Engine
-from aipk.errors import BadRequestError, ConfigurationError, RateLimitError
+from aipk.errors import (
+    BadRequestError,
+    ConfigurationError,
+    ContentFilteredError,
+    PermissionDeniedError,
+    RateLimitError,
+)
 from aipk.registry import Registry
 from aipk_openai import OPENAI
 from aipk_openrouter import OPENROUTER, ModelRouter
@@ -134,6 +142,11 @@ def test_moderation_reasons_and_structured_raw() -> None:
     flagged = _error(403, {"error": {"message": "Input was flagged", "code": 403, "metadata": {
         "reasons": ["violence", "hate"], "provider_name": "OpenAI", "flagged_input": "…"}}})
     assert flagged.message.startswith("Input was flagged: (OpenAI) flagged for violence, hate")
+    assert type(flagged) is ContentFilteredError  # moderation, not a permission problem
+    assert (flagged.status, flagged.code, flagged.retryable) == (403, "403", False)
+    assert "rephrase it" in flagged.message
+    denied = _error(403, {"error": {"message": "Key not allowed", "code": 403}})
+    assert type(denied) is PermissionDeniedError
     upstream = _error(502, {"error": {"message": "Provider returned error", "code": 502,
                                       "metadata": {"raw": {"error": "boom"} ,
                                                    "provider_name": "Foo"}}})
@@ -148,3 +161,25 @@ def test_non_openrouter_error_bodies_fall_back_to_openai_mapping() -> None:
     error = _engine().error(500, {}, b"upstream proxy exploded")
     assert error.message.startswith("upstream proxy exploded")
     assert error.retryable
+
+
+@settings(max_examples=60, deadline=None)
+@given(texts=st.lists(st.lists(st.text(max_size=8), min_size=1, max_size=6), min_size=1,
+                      max_size=3),
+       signature=st.text(min_size=1, max_size=12))
+def test_streamed_reasoning_details_merge_per_index(texts: list[list[str]],
+                                                    signature: str) -> None:
+    from aipk_openrouter.wire import _merge_details
+
+    merged: list[dict[str, Any]] = []
+    for index, pieces in enumerate(texts):
+        for piece in pieces:
+            _merge_details(merged, [{"type": "reasoning.text", "text": piece, "index": index,
+                                     "format": "anthropic-claude-v1"}])
+    for index in range(len(texts)):  # the signature comes alone, after the text
+        _merge_details(merged, [{"type": "reasoning.text", "signature": signature,
+                                 "index": index}])
+    _merge_details(merged, [None, "junk"])  # not entries: ignored
+    assert merged == [{"type": "reasoning.text", "text": "".join(pieces), "index": index,
+                       "format": "anthropic-claude-v1", "signature": signature}
+                      for index, pieces in enumerate(texts)]

@@ -42,6 +42,7 @@ import attrs
 from aipk.errors import (
     AuthenticationError,
     AuthErrorCode,
+    ContentFilteredError,
     ProviderError,
     RateLimitError,
     ResponseError,
@@ -256,7 +257,8 @@ def classify_failure(error: BaseException | int) -> Failure | None:
     refreshes (a [`CredentialError`][aipk.credentials._health.CredentialError] counts by its
     ``auth_code``, not the token endpoint's status), retryable in-band stream errors (overloaded),
     retryable [`ResponseError`][aipk.errors.ResponseError] (a body cut short or not JSON). Not
-    counted: 400/404/409/422 and other client errors, validation and configuration errors,
+    counted: 400/404/409/422 and other client errors, a prompt a safety filter blocked (even
+    with a 403), validation and configuration errors,
     client-side rate limits, cancellation, and anything else.
     """
     if isinstance(error, int):
@@ -271,6 +273,8 @@ def classify_failure(error: BaseException | int) -> Failure | None:
         return None
     if isinstance(error, RateLimitError):
         return _status_failure(429, error.retry_after) if error.status == 429 else None
+    if isinstance(error, ContentFilteredError):
+        return None  # the prompt was flagged (OpenRouter's moderation answers 403): not the key
     if isinstance(error, StatusError):
         return _status_failure(error.status)
     if isinstance(error, TransportError):

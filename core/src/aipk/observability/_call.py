@@ -86,7 +86,7 @@ class Telemetry:
         dated version of an alias, say) at the plugin's static prices; None when a price or
         a count the provider did not send is unknown."""
         price = self.prices.get(model)
-        if price is None and answered_by is not None:
+        if price is None and type(answered_by) is str:  # a garbled body may name no model
             price = self.prices.get(answered_by)
         if price is None or usage is None:
             return None

@@ -710,7 +710,8 @@ class AnthropicStreamDecoder:
     ``tool_use`` blocks are numbered 0, 1, 2… in order (text, thinking and server-tool blocks
     in between do not count), and their ``input_json_delta`` fragments become
     [`ToolCallDelta`][aipk.ToolCallDelta] arguments. Usage is cumulative: the one UsageEvent, at
-    ``message_delta``, merges it with the input counts of ``message_start``. ``ping`` and
+    ``message_delta``, merges it with the input counts of ``message_start`` (whose counts alone
+    make the UsageEvent at ``message_stop`` when no ``message_delta`` came). ``ping`` and
     unknown events are ignored; ``error`` raises StreamError. ``message_stop`` is the
     terminator: a body that ends before it was cut short.
     """
@@ -718,8 +719,8 @@ class AnthropicStreamDecoder:
     terminator = "message_stop"
 
     __slots__ = ("_blocks", "_cache_read", "_cache_write", "_handlers", "_input", "_loads",
-                 "_output", "_provider", "_reasoning", "_thinking", "_tools", "done", "extra",
-                 "model", "response_id")
+                 "_output", "_provider", "_reasoning", "_thinking", "_tools", "_usage_sent",
+                 "done", "extra", "model", "response_id")
 
     def __init__(self, provider: Provider) -> None:
         self._provider = provider
@@ -732,6 +733,7 @@ class AnthropicStreamDecoder:
         self._cache_read: int | None = None
         self._cache_write: int | None = None
         self._reasoning: int | None = None
+        self._usage_sent = False
         self.done = False
         self.response_id: str | None = None
         self.model: str | None = None
@@ -873,15 +875,21 @@ class AnthropicStreamDecoder:
             if raw == "refusal":
                 out.append(RefusalDelta(text=_refusal(details)))
             out.append(FinishEvent(reason=finish_reason(raw), raw=raw))
-        out.append(UsageEvent(usage=_usage(self._input, self._output, self._cache_read,
-                                           self._cache_write, self._reasoning)))
+        out.append(self._usage_event())
         return out
+
+    def _usage_event(self) -> UsageEvent:
+        self._usage_sent = True
+        return UsageEvent(usage=_usage(self._input, self._output, self._cache_read,
+                                       self._cache_write, self._reasoning))
 
     def _message_stop(self, data: dict[str, Any]) -> Sequence[StreamEvent]:
         for entry, parts in self._thinking.values():
             entry["thinking"] = "".join(parts)
         self._thinking.clear()
         self.done = True
+        if not self._usage_sent and (self._input is not None or self._output is not None):
+            return (self._usage_event(),)  # no message_delta came: message_start's counts
         return ()
 
     def _error(self, data: dict[str, Any]) -> Sequence[StreamEvent]:

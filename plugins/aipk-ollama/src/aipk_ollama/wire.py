@@ -165,16 +165,15 @@ def build_models_request(provider: Provider) -> HttpRequest:
 # -- responses -------------------------------------------------------------------------------
 
 
-def _count(value: Any) -> int:
-    return value if type(value) is int and value >= 0 else 0
+def _count(value: Any) -> int | None:
+    return value if type(value) is int and value >= 0 else None
 
 
 def parse_usage(data: Mapping[str, Any]) -> Usage:
-    """Usage from a final object's ``prompt_eval_count`` and ``eval_count`` (a count Ollama
-    leaves out, e.g. for a cached prompt, is 0)."""
-    prompt = _count(data.get("prompt_eval_count"))
-    completion = _count(data.get("eval_count"))
-    return Usage(input_tokens=prompt, output_tokens=completion, total_tokens=prompt + completion)
+    """Usage from a final object's ``prompt_eval_count`` and ``eval_count``; a count Ollama
+    leaves out (``prompt_eval_count`` for a prompt it had cached) stays None."""
+    return Usage(input_tokens=_count(data.get("prompt_eval_count")),
+                 output_tokens=_count(data.get("eval_count")))
 
 
 def finish_reason(raw: str | None, tool_calls: bool) -> FinishReason | None:

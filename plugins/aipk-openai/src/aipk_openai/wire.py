@@ -258,6 +258,8 @@ def parse_usage(data: Mapping[str, Any]) -> Usage:
         total_tokens=total,
         reasoning_tokens=_details(data, "completion_tokens_details", "reasoning_tokens"),
         cache_read_tokens=_details(data, "prompt_tokens_details", "cached_tokens"),
+        # OpenRouter reports prompt-cache writes (Anthropic, Gemini upstreams) there too
+        cache_write_tokens=_details(data, "prompt_tokens_details", "cache_write_tokens"),
     )
 
 
@@ -337,16 +339,28 @@ def parse_models(provider: Provider, data: Any) -> list[ModelInfo]:
 # -- errors and rate limits ------------------------------------------------------------------
 
 _RETRYABLE_CODES = {"server_error", "overloaded", "overloaded_error", "rate_limit_exceeded",
-                    "timeout", "service_unavailable"}
+                    "timeout", "service_unavailable", "too_many_requests_error",
+                    "queue_exceeded"}
+
+
+def _flat_error(data: Any) -> bool:
+    """True for the flat error body some compatible servers send instead of ``{"error": …}``
+    (Cerebras: ``{"message", "type", "param", "code"}``)."""
+    return (isinstance(data, Mapping) and "error" not in data
+            and isinstance(data.get("message"), str) and ("type" in data or "code" in data))
 
 
 def _stream_error(provider: Provider, error: Any) -> StreamError:
+    kind: Any = None
     if isinstance(error, Mapping):
         message = str(error.get("message") or "the provider reported an error mid-stream")
-        code = error.get("code") or error.get("type")
+        kind = error.get("type")
+        code = error.get("code") or kind
     else:
         message, code = str(error), None
-    retryable = (str(code) in _RETRYABLE_CODES
+    if isinstance(code, str) and code.isdigit():  # OpenRouter's HTTP status, as a string
+        code = int(code)
+    retryable = (str(code) in _RETRYABLE_CODES or str(kind) in _RETRYABLE_CODES
                  or (isinstance(code, int) and (code >= 500 or code == 429)))
     return StreamError(message, provider=provider.name, code=None if code is None else str(code),
                        retryable=retryable, body=error)
@@ -354,7 +368,8 @@ def _stream_error(provider: Provider, error: Any) -> StreamError:
 
 def map_error(provider: Provider, status: int, headers: Mapping[str, str], data: Any,
               request_id: str | None, now: float) -> ProviderError:
-    """An OpenAI-shaped error body (``{"error": {"message", "type", "code"}}``) as a typed error."""
+    """An OpenAI-shaped error body (``{"error": {"message", "type", "code"}}``, or the same
+    fields at the top level as Cerebras sends them) as a typed error."""
     message: str | None = None
     code: str | None = None
     error = data.get("error") if isinstance(data, Mapping) else None
@@ -364,11 +379,23 @@ def map_error(provider: Provider, status: int, headers: Mapping[str, str], data:
         code = None if raw_code is None else str(raw_code)
     elif isinstance(error, str):
         message = error
+    elif _flat_error(data):
+        message = data["message"]
+        raw_code = data.get("code") or data.get("type")
+        code = None if raw_code is None else str(raw_code)
     elif isinstance(data, str) and data:
         message = data
-    return aipk.error_for_status(provider=provider.name, status=status, headers=headers,
-                                 body=data, message=message, code=code, request_id=request_id,
-                                 now=now)
+    spent = code == "insufficient_quota"
+    if spent:
+        message = (f"{message or 'the quota is spent'} (the account's quota or credit is spent: "
+                   f"add credits or raise the limit in the provider's billing settings; "
+                   f"retrying will not help)")
+    error = aipk.error_for_status(provider=provider.name, status=status, headers=headers,
+                                  body=data, message=message, code=code,
+                                  request_id=request_id, now=now)
+    if spent:  # a 429 that waiting does not cure: the router cools the key down for long
+        error.retryable = False
+    return error
 
 
 _WINDOW_HEADERS = {
@@ -408,9 +435,11 @@ class OpenAIStreamDecoder:
     """Chat-completion chunks to stream events; ``data: [DONE]`` ends the stream.
 
     Every choice is streamed (``n > 1``): events of choice 1, 2 … carry ``choice``. Tool-call
-    fragments are keyed by their ``index``; ``id`` and
-    ``name`` come on the first fragment. A chunk carrying ``error`` raises StreamError, even
-    when it also carries choices (OpenRouter). ``[DONE]`` is the terminator: OpenAI and every
+    fragments are keyed by their ``index``; ``id`` and ``name`` come on the first fragment
+    (fragments without an index are numbered by their ``id``: each new id is the next call).
+    A chunk carrying ``error`` raises StreamError, even when it also carries choices
+    (OpenRouter), and so does a flat error object in place of a chunk (Cerebras:
+    ``{"message", "type", "param", "code"}``). ``[DONE]`` is the terminator: OpenAI and every
     compatible server send it last, after the finish reason and (when requested with
     ``stream_options.include_usage``) the usage chunk, so a body that ends without it was cut
     short even if a finish reason came.
@@ -418,7 +447,7 @@ class OpenAIStreamDecoder:
 
     terminator = "[DONE]"
 
-    __slots__ = ("_loads", "_provider", "_refused", "_texted", "done", "extra", "model",
+    __slots__ = ("_ids", "_loads", "_provider", "_refused", "_texted", "done", "extra", "model",
                  "response_id")
 
     def __init__(self, provider: Provider) -> None:
@@ -426,6 +455,7 @@ class OpenAIStreamDecoder:
         self._loads = parse_json  # json.loads, minus its Python layers
         self._refused = False  # a refusal and no text: "stop" means REFUSAL, as in chat()
         self._texted = False
+        self._ids: list[str] | None = None  # ids of tool calls sent without an index
         self.done = False
         self.response_id: str | None = None
         self.model: str | None = None
@@ -442,6 +472,8 @@ class OpenAIStreamDecoder:
         if chunk.get("error"):
             raise _stream_error(self._provider, chunk["error"])
         if "choices" not in chunk and "usage" not in chunk:
+            if _flat_error(chunk):
+                raise _stream_error(self._provider, chunk)
             raise ValueError(
                 f"not a chat.completion.chunk (type {chunk.get('type')!r}); is base_url a "
                 f"chat-completions endpoint?"
@@ -479,7 +511,7 @@ class OpenAIStreamDecoder:
                         fn = call.get("function") or {}
                         index = call.get("index")
                         if index is None:
-                            index = 0
+                            index = self._unindexed(call.get("id"))
                         elif type(index) is not int:
                             raise ValueError(f"tool call index {index!r} is not an integer")
                         out.append(ToolCallDelta(index=index, id=call.get("id"),
@@ -497,6 +529,19 @@ class OpenAIStreamDecoder:
         if usage:
             out.append(UsageEvent(usage=parse_usage(usage)))
         return out
+
+    def _unindexed(self, call_id: Any) -> int:
+        """The index of a tool-call fragment sent without one: a new id is the next call (some
+        compatible servers send each call whole, none with an index), a known id its own, no
+        id the last call's."""
+        ids = self._ids
+        if ids is None:
+            ids = self._ids = []
+        if isinstance(call_id, str) and call_id:
+            if call_id not in ids:
+                ids.append(call_id)
+            return ids.index(call_id)
+        return max(len(ids) - 1, 0)
 
     def close(self) -> Sequence[StreamEvent]:
         return ()

@@ -3,13 +3,17 @@
 * Requests: ``HTTP-Referer`` / ``X-Title`` attribution headers, only from the user's options;
   ``model`` / ``models`` from a `ModelRouter` option.
 * Responses: the upstream provider, the cost in credits, ``native_finish_reason`` and
-  ``reasoning_details`` go into ``ChatResponse.extra`` (streams: provider and cost).
+  ``reasoning_details`` go into ``ChatResponse.extra``.
 * Errors: OpenRouter wraps upstream failures as ``{"error": {"message": "Provider returned
   error", "code": 429, "metadata": {"provider_name", "raw"}}}``; the message names the
   upstream and its words. A 429 without ``retry-after`` takes its wait from
-  ``metadata.headers["X-RateLimit-Reset"]`` (epoch ms) when present.
+  ``metadata.headers["X-RateLimit-Reset"]`` (epoch ms) when present. A 403 whose
+  ``metadata`` names moderation ``reasons`` (input flagged by the model's moderation) is a
+  ContentFilteredError, not a permission problem.
 * Streams: in-chunk ``error`` objects raise StreamError (the OpenAI decoder does this) and the
-  ``: OPENROUTER PROCESSING`` keep-alive comments are dropped by the core's SSE decoder.
+  ``: OPENROUTER PROCESSING`` keep-alive comments are dropped by the core's SSE decoder; the
+  upstream, the cost, ``native_finish_reason`` and the ``reasoning_details`` (fragments
+  merged per index, the signature kept) go into ``extra`` as for a non-streamed answer.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import attrs
 
 import aipk
 from aipk import ChatRequest, ChatResponse, HttpRequest, Provider, StreamEvent
-from aipk.errors import ConfigurationError, ProviderError, RateLimitError
+from aipk.errors import ConfigurationError, ContentFilteredError, ProviderError, RateLimitError
 from aipk.sse import ServerSentEvent
 from aipk_openai import wire as openai_wire
 from aipk_openai.wire import OpenAIStreamDecoder
@@ -97,10 +101,36 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
                         cost=cost if isinstance(cost, float) else response.cost)
 
 
-class OpenRouterStreamDecoder(OpenAIStreamDecoder):
-    """The OpenAI decoder, also noting the upstream provider and the cost in ``extra``.
+def _merge_details(merged: list[dict[str, Any]], fragments: Any) -> None:
+    """Streamed ``reasoning_details`` fragments folded into whole entries, one per ``index``
+    (as the non-streamed answer gives them): ``text``, ``summary`` and ``data`` pieces are
+    joined, any other field (``signature``, ``id``, ``format`` …) keeps its last non-empty
+    value."""
+    if not isinstance(fragments, list):
+        return
+    for fragment in fragments:
+        if not isinstance(fragment, Mapping):
+            continue
+        index = fragment.get("index")
+        entry = next((e for e in merged if e.get("index") == index
+                      and e.get("type") == fragment.get("type")), None)
+        if entry is None:
+            merged.append(dict(fragment))
+            continue
+        for key, value in fragment.items():
+            if key in ("text", "summary", "data") and isinstance(value, str):
+                entry[key] = str(entry.get(key) or "") + value
+            elif value or key not in entry:
+                entry[key] = value
 
-    Only the first chunk and a chunk that mentions ``"cost"`` are looked at twice.
+
+class OpenRouterStreamDecoder(OpenAIStreamDecoder):
+    """The OpenAI decoder, also noting in ``extra`` the upstream provider, the cost,
+    ``native_finish_reason`` and the ``reasoning_details`` (fragments merged per index), as
+    the non-streamed answer has them.
+
+    Only the first chunk and chunks that mention ``"cost"``, a ``native_finish_reason`` or
+    ``reasoning_details`` are looked at twice.
     """
 
     __slots__ = ("_noted",)
@@ -112,12 +142,29 @@ class OpenRouterStreamDecoder(OpenAIStreamDecoder):
     def feed(self, event: ServerSentEvent) -> Sequence[StreamEvent]:
         events = super().feed(event)
         data = event.data
-        if data[:1] == "{" and (not self._noted or '"cost"' in data):
+        if data[:1] == "{" and (not self._noted or '"cost"' in data
+                                or '"reasoning_details":[{' in data
+                                or '"native_finish_reason":"' in data):
             self._noted = True
             chunk = json.loads(data)
             if isinstance(chunk, Mapping):
-                self.extra.update(_response_extra(chunk))
+                self._note(chunk)
         return events
+
+    def _note(self, chunk: Mapping[str, Any]) -> None:
+        extra = self.extra
+        extra.update(_response_extra(chunk))
+        choices = chunk.get("choices")
+        choice = choices[0] if isinstance(choices, list) and choices else None
+        if not isinstance(choice, Mapping) or choice.get("index", 0) != 0:
+            return
+        native = choice.get("native_finish_reason")
+        if isinstance(native, str):
+            extra["native_finish_reason"] = native
+        delta = choice.get("delta")
+        if isinstance(delta, Mapping) and delta.get("reasoning_details"):
+            _merge_details(extra.setdefault("reasoning_details", []),
+                           delta["reasoning_details"])
 
 
 def _detail(error: Mapping[str, Any]) -> str | None:
@@ -136,6 +183,13 @@ def _detail(error: Mapping[str, Any]) -> str | None:
         raw = raw[:_RAW_LIMIT] + "…"
     upstream = metadata.get("provider_name")
     return f"({upstream}) {raw}" if isinstance(upstream, str) and upstream else raw
+
+
+def _flagged(error: Mapping[str, Any]) -> bool:
+    """A 403 from moderation: ``metadata`` names the ``reasons`` or the ``flagged_input``."""
+    metadata = error.get("metadata")
+    return isinstance(metadata, Mapping) and bool(metadata.get("reasons")
+                                                  or metadata.get("flagged_input"))
 
 
 def _reset_wait(error: Mapping[str, Any], now: float) -> float | None:
@@ -161,6 +215,12 @@ def map_error(provider: Provider, status: int, headers: Mapping[str, str], data:
     if status == 402:
         message += " (add credits at https://openrouter.ai/settings/credits or use a :free model)"
     raw_code = error.get("code") or error.get("type")
+    if status == 403 and _flagged(error):
+        return ContentFilteredError(
+            f"{message} (the model's moderation flagged the input; rephrase it or pick a model "
+            f"without moderation)", provider=provider.name, status=status, body=data,
+            headers=headers, request_id=request_id, retryable=False,
+            code=None if raw_code is None else str(raw_code))
     result = aipk.error_for_status(provider=provider.name, status=status, headers=headers,
                                    body=data, message=message,
                                    code=None if raw_code is None else str(raw_code),
