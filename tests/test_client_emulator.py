@@ -171,6 +171,25 @@ def test_429_beyond_the_cap_fails_fast_with_retry_after(emu: Emulator, client: a
     assert sleeps == [] and len(emu.requests) == 1
 
 
+@pytest.mark.parametrize("status", [503, 529])
+def test_a_server_errors_retry_after_is_waited_for(emu: Emulator, client: aipk.Client,
+                                                   sleeps: Sleeps, status: int) -> None:
+    emu.enqueue(Fault.status(status, retry_after=3), Fault.status(status, retry_after_ms=40),
+                Reply(text="back"))
+    assert client.chat(model="gpt-4o-mini", messages=USER).text == "back"
+    assert sleeps == [3.0, 0.04]
+
+
+@pytest.mark.parametrize("status", [503, 529])
+def test_a_server_errors_retry_after_beyond_the_cap_fails_fast(
+        emu: Emulator, client: aipk.Client, sleeps: Sleeps, status: int) -> None:
+    emu.enqueue(Fault.status(status, retry_after=600), Reply(text="never asked for"))
+    with pytest.raises(ServerError) as info:
+        client.chat(model="gpt-4o-mini", messages=USER)
+    assert info.value.retry_after == 600 and info.value.status == status
+    assert sleeps == [] and len(emu.requests) == 1
+
+
 def test_server_errors_retry_with_backoff_then_raise(emu: Emulator, client: aipk.Client,
                                                      sleeps: Sleeps) -> None:
     for status in (500, 503, 500):

@@ -174,6 +174,19 @@ def test_retry_after_property(retry_after: float, cap: float) -> None:
 # --- should_retry_header -----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("status", [500, 502, 503, 529])
+def test_a_server_errors_retry_after_is_used_like_a_rate_limits(status: int) -> None:
+    policy = RetryPolicy()
+    asked = err(status, {"retry-after": "7"})
+    assert isinstance(asked, ServerError) and asked.retry_after == 7.0
+    assert policy.delay(0, asked, rand=lambda: 0.9) == 7.0
+    assert policy.delay(0, err(status, {"retry-after-ms": "250"})) == 0.25
+    assert policy.delay(0, err(status, {"retry-after": "120"})) is None  # past max_retry_after
+    unasked = err(status)
+    assert isinstance(unasked, ServerError) and unasked.retry_after is None
+    assert policy.delay(0, unasked, rand=zero) == policy.initial_delay
+
+
 @pytest.mark.parametrize(
     ("value", "verdict"),
     [("true", True), ("TRUE", True), (" true ", True), ("false", False), ("False", False),

@@ -309,6 +309,16 @@ def test_classification(error: ProviderError, action: str, cooldown: float,
     assert (verdict.action, verdict.cooldown, verdict.breaker) == (action, cooldown, breaker)
 
 
+def test_a_server_error_with_retry_after_cools_down_that_long() -> None:
+    policy = CooldownPolicy()
+    asked = ServerError("busy", provider="p", status=503, retry_after=30.0)
+    assert classify(asked, policy).cooldown == 30.0
+    brief = ServerError("busy", provider="p", status=503, retry_after=0.5)
+    assert classify(brief, policy).cooldown == policy.server_error  # never below the default
+    long = ServerError("busy", provider="p", status=503, retry_after=10**6)
+    assert classify(long, policy).cooldown == policy.max_cooldown
+
+
 def test_spent_quota_429_cools_down_long() -> None:
     quota = rate_limited()
     quota.retryable = False

@@ -128,10 +128,10 @@ def error_for_status(
     retryable = status in RETRYABLE_STATUSES or status >= 500
     if verdict is not None:
         retryable = verdict
-    if status == 529:
-        return OverloadedError(text, retryable=retryable, code=code, **common)
     if status >= 500:
-        return ServerError(text, retryable=retryable, code=code, **common)
+        wait = parse_retry_after(headers, now)
+        kind = OverloadedError if status == 529 else ServerError
+        return kind(text, retryable=retryable, code=code, retry_after=wait, **common)
     if 400 <= status < 500:
         if status == 404:
             return NotFoundError(text, retryable=retryable, code=code, **common)

@@ -10,9 +10,10 @@ Defaults (all configurable per client and per call through
   says; never 400/401/403/404/422;
 * wait ``min(initial_delay * 2**attempt, max_delay) * U(1 - jitter, 1)``: 0.5 s, 1 s, 2 s …
   capped at 8 s;
-* a server-given delay (``retry-after-ms``, ``retry-after``) is used as is when it is at most
-  ``max_retry_after`` (60 s); beyond it the call fails at once with the RateLimitError, whose
-  ``retry_after`` says how long the provider asked for;
+* a server-given delay (``retry-after-ms``, ``retry-after``) on a 429 or a 5xx (a 503 or 529
+  often has one) is used as is when it is at most ``max_retry_after`` (60 s); beyond it the
+  call fails at once with the RateLimitError or ServerError, whose ``retry_after`` says how
+  long the provider asked for;
 * a stream that has already delivered events is never restarted.
 """
 
@@ -23,7 +24,7 @@ from collections.abc import Callable
 
 import attrs
 
-from .errors import ProviderError, RateLimitError
+from .errors import ProviderError, RateLimitError, ServerError
 
 __all__ = ["RetryPolicy"]
 
@@ -53,8 +54,8 @@ class RetryPolicy:
         """Seconds to wait before retry number ``attempt + 1``, or None to give up now."""
         if attempt >= self.max_retries or not error.retryable:
             return None
-        if isinstance(error, RateLimitError) and error.retry_after is not None:
-            wait: float = error.retry_after
+        if isinstance(error, (RateLimitError, ServerError)) and error.retry_after is not None:
+            wait: float = error.retry_after  # the provider's retry-after (429, 503, 529 …)
             return max(wait, 0.0) if wait <= self.max_retry_after else None
         base = min(self.initial_delay * (2.0**attempt), self.max_delay)
         return base * (1.0 - self.jitter * rand())

@@ -390,7 +390,26 @@ class RateLimitError(StatusError):
 
 
 class ServerError(StatusError):
-    """The provider failed (5xx); usually worth retrying."""
+    """The provider failed (5xx); usually worth retrying. ``retry_after`` is the wait in
+    seconds the provider asked for with a ``retry-after`` header (a 503 or 529 often has
+    one), else None; retries wait at least that long."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        status: int,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        request_id: str | None = None,
+        retryable: bool = False,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, status=status, body=body, headers=headers,
+                         request_id=request_id, retryable=retryable, code=code)
+        self.retry_after: float | None = retry_after
 
 
 class OverloadedError(ServerError):

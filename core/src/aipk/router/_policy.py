@@ -95,6 +95,9 @@ def classify(error: ProviderError, cooldown: CooldownPolicy = DEFAULT_COOLDOWN) 
         if error.retryable:  # 408, 409: transient
             return Verdict("failover", min(c.server_error, c.max_cooldown), "neutral")
         return Verdict("raise", 0.0, "success")
+    if isinstance(error, ServerError) and error.retry_after is not None:  # 503 + retry-after
+        return Verdict("failover", min(max(c.server_error, error.retry_after), c.max_cooldown),
+                       "failure")
     if isinstance(error, (ServerError, StatusError, ResponseError)):
         return Verdict("failover", min(c.server_error, c.max_cooldown), "failure")
     if isinstance(error, TransportError):

@@ -710,7 +710,7 @@ def map_error(provider: Provider, status: int, headers: Mapping[str, str], data:
     elif status == 503 and message and "overloaded" in message.lower():
         return OverloadedError(error.message, provider=provider.name, status=status, body=data,
                                headers=headers, request_id=request_id, retryable=True,
-                               code=code)
+                               code=code, retry_after=getattr(error, "retry_after", None))
     return error
 
 
