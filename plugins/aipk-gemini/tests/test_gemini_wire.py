@@ -763,3 +763,48 @@ def test_static_models_carry_context_windows() -> None:
     assert GEMINI.default_model in {m.id for m in GEMINI.models}
     assert all(m.context_window and m.provider == "gemini" for m in GEMINI.models)
     assert GEMINI.options["requests_per_minute"] == 15
+
+
+def _candidates_stream() -> bytes:
+    def cand(index: int, text: str, finish: str | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {"index": index, "content": {"role": "model",
+                                                           "parts": [{"text": text}]}}
+        if finish:
+            out["finishReason"] = finish
+        return out
+
+    chunks = [
+        {"candidates": [cand(0, "Oslo "), cand(1, "Bergen ")]},
+        {"candidates": [cand(0, "is big.", "STOP"), cand(1, "is ")]},
+        {"candidates": [cand(1, "wet.", "STOP")],
+         "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 9}},
+    ]
+    return b"".join(b"data: " + json.dumps(c).encode() + b"\r\n\r\n" for c in chunks)
+
+
+@pytest.mark.parametrize("cut", [1, 40, 200, 10_000])
+def test_a_stream_of_two_candidates_ends_when_both_finished(cut: int) -> None:
+    request = ChatRequest(model="gemini-2.5-flash", messages=USER,
+                          extra={"generationConfig": {"candidateCount": 2}})
+    session = _engine().open_stream(request, {}, None)
+    raw = _candidates_stream()
+    events: list[StreamEvent] = []
+    for start in range(0, len(raw), cut):
+        events.extend(session.feed(raw[start:start + cut]))
+    events.extend(session.finish())
+    second = "".join(e.text for e in events if isinstance(e, TextDelta) and e.choice == 1)
+    assert second == "Bergen is wet."
+    assert [(e.choice, e.reason) for e in events if isinstance(e, FinishEvent)] == [
+        (0, FinishReason.STOP), (1, FinishReason.STOP)]
+    assert any(isinstance(e, UsageEvent) and e.usage.output_tokens == 9 for e in events)
+
+
+def test_candidate_count_is_read_from_the_request() -> None:
+    def count(extra: dict[str, Any]) -> int:
+        return wire.candidate_count(ChatRequest(model="m", messages=USER, extra=extra))
+
+    assert count({}) == 1
+    assert count({"generationConfig": {"candidateCount": 3}}) == 3
+    assert count({"generationConfig": {"candidateCount": "3"}}) == 1
+    assert count({"generationConfig": {"candidateCount": 0}}) == 1
+    assert count({"generationConfig": "odd"}) == 1

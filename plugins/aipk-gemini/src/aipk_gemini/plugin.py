@@ -160,7 +160,7 @@ def aipk_parse_response(provider: Provider, request: ChatRequest, data: Any,
 @hookimpl_for(protocol=PROTOCOL)
 def aipk_stream_decoder(provider: Provider, request: ChatRequest) -> (
         wire.GeminiStreamDecoder | None):
-    return wire.GeminiStreamDecoder(provider)
+    return wire.GeminiStreamDecoder(provider, wire.candidate_count(request))
 
 
 @hookimpl_for(protocol=PROTOCOL)

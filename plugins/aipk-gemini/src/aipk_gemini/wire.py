@@ -77,6 +77,7 @@ __all__ = [
     "build_chat_body",
     "build_chat_request",
     "build_models_request",
+    "candidate_count",
     "finish_reason",
     "map_error",
     "parse_chat_response",
@@ -439,7 +440,7 @@ def _first_candidate(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
 def _other_candidates(data: Mapping[str, Any]) -> list[tuple[int, Mapping[str, Any]]]:
     """Candidates 1, 2 … (``candidateCount > 1``) with their index."""
     candidates = data.get("candidates")
-    if not isinstance(candidates, list) or len(candidates) < 2:
+    if not isinstance(candidates, list):  # a chunk may carry candidate 1 alone
         return []
     return [(c["index"], c) for c in candidates
             if isinstance(c, Mapping) and type(c.get("index")) is int and c["index"] > 0]
@@ -754,6 +755,14 @@ def _stream_error(provider: Provider, error: Any) -> StreamError:
                        body=error)
 
 
+def candidate_count(request: ChatRequest) -> int:
+    """How many candidates ``request`` asks for (``generationConfig.candidateCount`` in its
+    ``extra``; 1 when unset or not a positive whole number)."""
+    config = request.extra.get("generationConfig")
+    count = config.get("candidateCount") if isinstance(config, Mapping) else None
+    return count if type(count) is int and count > 1 else 1
+
+
 class GeminiStreamDecoder:
     """``streamGenerateContent?alt=sse`` chunks (or Code Assist envelopes) to stream events.
 
@@ -763,7 +772,9 @@ class GeminiStreamDecoder:
     ``finishReason`` (or a ``promptFeedback.blockReason``) becomes the FinishEvent. Gemini sends
     no terminator event (no ``[DONE]``): the chunk carrying the finish reason is the last one,
     with the final ``usageMetadata``, and then the body ends. So that chunk is the terminator
-    (``done``), and a body that ends before it was cut short.
+    (``done``), and a body that ends before it was cut short. With ``candidates > 1``
+    (``generationConfig.candidateCount``) the stream ends once that many candidates finished:
+    one may finish after another.
 
     ``framing`` follows the provider's ``stream_framing`` option: ``"sse"``, or
     ``"json-array"`` for a stream requested without ``alt=sse`` (each array element is one
@@ -772,11 +783,13 @@ class GeminiStreamDecoder:
 
     terminator = "a chunk with a finishReason"
 
-    __slots__ = ("_calls", "_loads", "_other_calls", "_provider", "_usage", "done", "extra",
-                 "framing", "model", "response_id")
+    __slots__ = ("_calls", "_candidates", "_finished", "_loads", "_other_calls", "_provider",
+                 "_usage", "done", "extra", "framing", "model", "response_id")
 
-    def __init__(self, provider: Provider) -> None:
+    def __init__(self, provider: Provider, candidates: int = 1) -> None:
         self._provider = provider
+        self._candidates = candidates  # how many must finish before the stream is done
+        self._finished: set[int] = set()
         #: the core framer this stream is read with (see `stream_framing()`)
         self.framing = stream_framing(provider)
         # the JSON-array framer parsed each element already; framing.loads reuses that parse
@@ -817,7 +830,7 @@ class GeminiStreamDecoder:
             if type(raw) is int and 0 < raw < len(_FINISH_NUMBERS):
                 raw = _FINISH_NUMBERS[raw]
             if raw and isinstance(raw, str):
-                self.done = True
+                self._finish(0)
                 out.append(FinishEvent(reason=finish_reason(raw, self._calls > 0), raw=raw))
         else:
             blocked = _block_reason(chunk)
@@ -857,8 +870,16 @@ class GeminiStreamDecoder:
                     out.append(TextDelta(text=part["text"], choice=which))
             raw = candidate.get("finishReason")
             if raw and isinstance(raw, str):
+                self._finish(which)
                 out.append(FinishEvent(reason=finish_reason(raw, which in counts), raw=raw,
                                        choice=which))
+
+    def _finish(self, which: int) -> None:
+        if self._candidates == 1:
+            self.done = True
+            return
+        self._finished.add(which)
+        self.done = len(self._finished) >= self._candidates
 
     def _part(self, part: dict[str, Any], out: list[StreamEvent]) -> None:
         signature = part.get("thoughtSignature")
