@@ -105,6 +105,20 @@ def _run(raw: bytes, request_id: str | None = None) -> tuple[list[StreamEvent], 
 # -- the state machine -----------------------------------------------------------------------
 
 
+def test_a_tool_input_given_whole_at_its_block_start_is_the_calls_arguments() -> None:
+    whole = _ev("content_block_start", index=0, content_block={
+        "type": "tool_use", "id": "toolu_w", "name": "get_weather", "input": {"city": "Oslo"}})
+    streamed = _ev("content_block_start", index=1, content_block={
+        "type": "tool_use", "id": "toolu_s", "name": "get_time", "input": {"tz": "ignored"}})
+    raw = _sse(_start(), whole, _stop_block(0), streamed, _args(1, '{"tz": "CET"}'),
+               _stop_block(1), _delta("tool_use"), STOP)
+    events, session = _run(raw)
+    calls = session.response().tool_calls
+    assert [(c.id, json.loads(c.arguments)) for c in calls] == [
+        ("toolu_w", {"city": "Oslo"}), ("toolu_s", {"tz": "CET"})]  # deltas replace the start
+    assert ToolCallDelta(index=0, arguments='{"city": "Oslo"}') in events
+
+
 def test_tool_calls_are_numbered_by_tool_block_not_content_block() -> None:
     raw = _sse(_start(), _text_block(0), _text(0, "Let me check."), _stop_block(0),
                _tool_block(1, "toolu_a", "get_weather"), _args(1, ""), _args(1, '{"city":'),

@@ -719,13 +719,15 @@ class AnthropicStreamDecoder:
     terminator = "message_stop"
 
     __slots__ = ("_blocks", "_cache_read", "_cache_write", "_handlers", "_input", "_loads",
-                 "_output", "_provider", "_reasoning", "_thinking", "_tools", "_usage_sent",
-                 "done", "extra", "model", "response_id")
+                 "_output", "_provider", "_reasoning", "_start_inputs", "_thinking", "_tools",
+                 "_usage_sent", "done", "extra", "model", "response_id")
 
     def __init__(self, provider: Provider) -> None:
         self._provider = provider
         self._loads = parse_json  # json.loads, minus its Python layers
         self._tools: dict[Any, int] = {}  # content block index -> tool-call ordinal
+        #: a tool_use block's non-empty input given at its start, until a delta replaces it
+        self._start_inputs: dict[Any, str] = {}
         self._blocks: dict[Any, str] = {}  # content block index -> block type
         self._thinking: dict[Any, tuple[dict[str, Any], list[str]]] = {}
         self._input: int | None = None
@@ -805,6 +807,9 @@ class AnthropicStreamDecoder:
             call_id, name = block["id"], block["name"]
             if type(call_id) is not str or type(name) is not str:
                 raise ValueError("tool_use block without a string id and name")
+            given = block.get("input")
+            if given:  # the API sends {} and then deltas; a whole input here stands alone
+                self._start_inputs[index] = json.dumps(given, ensure_ascii=False)
             return (ToolCallDelta(index=ordinal, id=call_id, name=name),)
         if kind == "thinking":
             text = block.get("thinking") or ""
@@ -836,6 +841,8 @@ class AnthropicStreamDecoder:
             fragment = delta["partial_json"]
             if type(fragment) is not str:
                 raise ValueError("input_json_delta without partial_json")
+            if self._start_inputs and fragment:
+                self._start_inputs.pop(index, None)  # the deltas carry the input
             return (ToolCallDelta(index=ordinal, arguments=fragment),) if fragment else ()
         if kind == "thinking_delta":
             text = delta["thinking"]
@@ -852,9 +859,14 @@ class AnthropicStreamDecoder:
         return ()  # citations_delta and newer delta types
 
     def _block_stop(self, data: dict[str, Any]) -> Sequence[StreamEvent]:
-        pending = self._thinking.pop(data["index"], None)
+        index = data["index"]
+        pending = self._thinking.pop(index, None)
         if pending is not None:
             pending[0]["thinking"] = "".join(pending[1])
+        if self._start_inputs:
+            given = self._start_inputs.pop(index, None)
+            if given is not None:
+                return (ToolCallDelta(index=self._tools[index], arguments=given),)
         return ()
 
     def _message_delta(self, data: dict[str, Any]) -> Sequence[StreamEvent]:
