@@ -350,3 +350,24 @@ def test_body_after_whitespace_keep_alive_lines_with_reasoning() -> None:
     assert reply.cost == 0.0015133
     [details] = reply.extra["reasoning_details"]
     assert details["text"] == reply.reasoning and details["type"] == "reasoning.text"
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["answer", "stream"])
+def test_reasoning_details_go_back_with_the_assistant_message(streamed: bool) -> None:
+    if streamed:
+        _, reply = _session([CAPTURES.body("pai-stream-reasoning.sse")])
+        expected = STREAM_REASONING_EXTRA["reasoning_details"]
+    else:
+        reply = _chat("pai-chat-usage-cost.json")
+        expected = reply.extra["reasoning_details"]
+    assert reply.message.extra["reasoning_details"] == expected
+    follow_up = ChatRequest(model="anthropic/claude-sonnet-4.5", messages=[
+        {"role": "user", "content": "What is 2+2?"}, reply.message,
+        {"role": "user", "content": "And 3+3?"}])
+    body = _engine().prepare(follow_up, stream=False).json
+    assert body["messages"][1]["role"] == "assistant"
+    assert body["messages"][1]["reasoning_details"] == expected
+    assert "reasoning_details" not in body["messages"][0]
+    assert "reasoning_details" not in body["messages"][2]
+    plain = ChatRequest(model="m", messages=[{"role": "user", "content": "Hi"}])
+    assert "reasoning_details" not in json.dumps(_engine().prepare(plain, stream=False).json)

@@ -1,9 +1,11 @@
 """What OpenRouter adds to the OpenAI wire format; everything else is ``aipk_openai.wire``.
 
 * Requests: ``HTTP-Referer`` / ``X-Title`` attribution headers, only from the user's options;
-  ``model`` / ``models`` from a `ModelRouter` option.
+  ``model`` / ``models`` from a `ModelRouter` option; an assistant message's
+  ``extra["reasoning_details"]`` is sent back on it (preserved reasoning).
 * Responses: the upstream provider, the cost in credits, ``native_finish_reason`` and
-  ``reasoning_details`` go into ``ChatResponse.extra``.
+  ``reasoning_details`` go into ``ChatResponse.extra``; ``reasoning_details`` also into the
+  message's ``extra``, so appending ``response.message`` to the conversation sends them back.
 * Errors: OpenRouter wraps upstream failures as ``{"error": {"message": "Provider returned
   error", "code": 429, "metadata": {"provider_name", "raw"}}}``; the message names the
   upstream and its words. A 429 without ``retry-after`` takes its wait from
@@ -58,9 +60,28 @@ def attribution_headers(options: Mapping[str, Any]) -> dict[str, str]:
     return headers
 
 
+def _with_reasoning_details(request: ChatRequest, built: HttpRequest) -> HttpRequest:
+    """``built`` with each assistant message's ``extra["reasoning_details"]`` sent back on
+    that message, as OpenRouter asks so a model can go on from its own reasoning."""
+    if not any(m.role == "assistant" and m.extra.get("reasoning_details")
+               for m in request.messages):
+        return built
+    body = dict(built.json)
+    sent = list(body["messages"])
+    offset = len(sent) - len(request.messages)  # a system message the plugin put first
+    for index, message in enumerate(request.messages):
+        details = message.extra.get("reasoning_details") if message.role == "assistant" else None
+        if details:
+            sent[offset + index] = {**sent[offset + index], "reasoning_details": details}
+    body["messages"] = sent
+    return attrs.evolve(built, json=body)
+
+
 def build_chat_request(provider: Provider, request: ChatRequest, stream: bool) -> HttpRequest:
-    """The OpenAI request plus attribution headers and the router's model order."""
-    built = openai_wire.build_chat_request(provider, request, stream)
+    """The OpenAI request plus attribution headers, the router's model order and each
+    assistant turn's ``reasoning_details``."""
+    built = _with_reasoning_details(
+        request, openai_wire.build_chat_request(provider, request, stream))
     router = provider.options.get("router")
     if router is not None and "models" not in request.extra:
         if not isinstance(router, ModelRouter):
@@ -94,10 +115,12 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
     if isinstance(native, str):
         extra["native_finish_reason"] = native
     details = (choice.get("message") or {}).get("reasoning_details")
+    message = response.message
     if details:
         extra["reasoning_details"] = details
+        message = attrs.evolve(message, extra={**message.extra, "reasoning_details": details})
     cost = extra.get("cost")
-    return attrs.evolve(response, extra=extra,
+    return attrs.evolve(response, extra=extra, message=message,
                         cost=cost if isinstance(cost, float) else response.cost)
 
 
