@@ -26,7 +26,7 @@ The hierarchy::
         │   │       │                   refreshed, stored or obtained
         │   │       └── KeysExhaustedError  every key in a pool is unavailable; retry_after
         │   ├── RateLimitError          429 or a client-side limit; carries retry_after
-        │   └── ServerError             5xx
+        │   └── ServerError             5xx; carries retry_after when the provider sent one
         │       └── OverloadedError     529 / "overloaded"
         ├── StreamError                 an error reported in-band, after HTTP 200
         ├── ResponseError               a response aipk cannot decode: malformed JSON, invalid
