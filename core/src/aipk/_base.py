@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -380,6 +379,8 @@ _REQUEST_FIELDS = frozenset(a.name for a in attrs.fields(ChatRequest))
 
 def unknown_field_error(name: str) -> InvalidRequestError:
     """InvalidRequestError for a keyword that is not a ChatRequest field, with the closest."""
+    import difflib
+
     close = difflib.get_close_matches(name, sorted(_REQUEST_FIELDS), n=1)
     hint = (f"did you mean {close[0]!r}?" if close
             else f"the fields are {', '.join(sorted(_REQUEST_FIELDS))}")
