@@ -36,6 +36,7 @@ from .hookspecs import serves_of, unguarded
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
 
+    from ._entrypoints import FoundEntryPoint
     from ._providers import Provider, ProviderSpec
 
 __all__ = [
@@ -76,10 +77,19 @@ FIRST_PARTY_PROVIDERS: Mapping[str, str] = MappingProxyType({
 
 
 def _entry_points(group: str = ENTRY_POINT_GROUP) -> list[EntryPoint]:
-    # importlib.metadata costs ~30 ms to import; only listing or loading plugins needs it.
+    # importlib.metadata costs ~30 ms to import; only listing plugins needs it.
     from importlib import metadata
 
     return list(metadata.entry_points(group=group))
+
+
+def _loadable_entry_points() -> Sequence[EntryPoint | FoundEntryPoint]:
+    """The ``aipk.plugins`` entry points to load: read from the ``*.dist-info`` directories
+    directly (`aipk._entrypoints`), or through importlib.metadata when only it can tell."""
+    from ._entrypoints import find
+
+    found = find(ENTRY_POINT_GROUP)
+    return _entry_points() if found is None else found
 
 
 def _listing() -> tuple[list[EntryPoint], dict[str, list[str]]]:
@@ -205,7 +215,7 @@ class Registry:
         if not self._loaded:
             if self._entry_points:
                 selection = _env_selection()
-                for ep in _entry_points():
+                for ep in _loadable_entry_points():
                     if selection is not None and ep.name not in selection:
                         continue
                     if self.pm.get_plugin(ep.name) is not None or self.pm.is_blocked(ep.name):
@@ -214,7 +224,7 @@ class Registry:
             self.pm.check_pending()
             self._loaded = True
 
-    def _load_one(self, ep: EntryPoint) -> None:
+    def _load_one(self, ep: EntryPoint | FoundEntryPoint) -> None:
         try:
             plugin = ep.load()
             self._register_checked(plugin, ep.name)
