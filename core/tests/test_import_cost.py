@@ -38,7 +38,8 @@ def test_import_and_listing_load_no_records_and_no_http_client(installed_plugin:
         infos = {info.name: info for info in aipk.registry.available()}
         assert infos["costprobe"].providers == ("costprobe",), infos
         loaded = sorted(m for m in sys.modules if m.startswith("aipk"))
-        assert loaded == ["aipk", "aipk.errors", "aipk.hookspecs", "aipk.registry"], loaded
+        assert loaded == ["aipk", "aipk._records", "aipk.errors", "aipk.hookspecs",
+                          "aipk.registry"], loaded
         assert "httpx" not in sys.modules
         for name in aipk.__all__:
             getattr(aipk, name)

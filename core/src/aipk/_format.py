@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from ._jsonschema import schema_problems
+from ._records import record
 from ._schema import SchemaDerivationError, is_record, json_schema_for, strict_schema
 from .errors import InvalidRequestError
 
@@ -23,7 +24,7 @@ __all__ = ["ResponseFormat", "as_response_format"]
 _NAME = re.compile(r"[^A-Za-z0-9_-]")
 
 
-@attrs.frozen(kw_only=True)
+@record(kw_only=True)
 class ResponseFormat:
     """JSON output for a request: plain JSON mode (``schema`` None) or a JSON Schema.
 

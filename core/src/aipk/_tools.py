@@ -24,6 +24,7 @@ from typing import Any
 import attrs
 
 from ._jsonschema import problems, schema_problems
+from ._records import record
 from ._schema import _NAMED, SchemaDerivationError, is_record, json_schema_for
 from ._schema import _schema as _type_schema
 from .errors import InvalidRequestError, ToolArgumentsError
@@ -39,7 +40,7 @@ def _bad(message: str) -> InvalidRequestError:
     return InvalidRequestError(message, field="tools")
 
 
-@attrs.frozen(kw_only=True)
+@record(kw_only=True)
 class Tool:
     """A function the model may call. ``parameters`` is a JSON Schema object.
 

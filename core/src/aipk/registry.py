@@ -26,10 +26,10 @@ from contextlib import contextmanager
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, cast
 
-import attrs
 import pluggy
 
 from . import hookspecs
+from ._records import record
 from .errors import PluginError, UnknownProviderError
 from .hookspecs import serves_of, unguarded
 
@@ -138,7 +138,7 @@ class PluginWarning(UserWarning):
     """A plugin could not be loaded; the others keep working."""
 
 
-@attrs.frozen(kw_only=True)
+@record(kw_only=True)
 class PluginInfo:
     """One plugin: where it comes from and whether it loaded.
 
