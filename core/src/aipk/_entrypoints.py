@@ -19,11 +19,12 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Sequence
 from importlib import import_module
 from importlib.machinery import PathFinder
 from typing import Any
 
-__all__ = ["FoundEntryPoint", "find"]
+__all__ = ["FoundEntryPoint", "find", "find_groups"]
 
 #: the versions whose importlib.metadata reads distributions the way `find()` does
 _KNOWN_VERSION: bool = sys.version_info >= (3, 11)
@@ -67,6 +68,13 @@ def _normalize(name: str) -> str:
 def find(group: str, path: list[Any] | None = None) -> list[FoundEntryPoint] | None:
     """The entry points of ``group`` that ``importlib.metadata.entry_points(group=group)``
     would return for ``path`` (default ``sys.path``), or None when only it can tell."""
+    found = find_groups((group,), path)
+    return None if found is None else found[group]
+
+
+def find_groups(groups: Sequence[str], path: list[Any] | None = None,
+                ) -> dict[str, list[FoundEntryPoint]] | None:
+    """`find()` for several groups, from one scan of the distributions."""
     if not _KNOWN_VERSION:
         return None
     finders = [finder for finder in sys.meta_path
@@ -74,7 +82,7 @@ def find(group: str, path: list[Any] | None = None) -> list[FoundEntryPoint] | N
     if finders != [PathFinder]:
         return None
     seen: set[str] = set()
-    found: list[FoundEntryPoint] = []
+    found: dict[str, list[FoundEntryPoint]] = {group: [] for group in groups}
     for entry in sys.path if path is None else path:
         if not isinstance(entry, str):
             return None
@@ -86,11 +94,8 @@ def find(group: str, path: list[Any] | None = None) -> list[FoundEntryPoint] | N
                 continue
             seen.add(normalized)
             text = _read(os.path.join(directory, "entry_points.txt"))
-            if text is not None:
-                parsed = _parse(text, group)
-                if parsed is None:
-                    return None
-                found.extend(parsed)
+            if text is not None and not _parse(text, found):
+                return None
     return found
 
 
@@ -129,23 +134,24 @@ def _read(file: str) -> str | None:
         return None
 
 
-def _parse(text: str, group: str) -> list[FoundEntryPoint] | None:
-    """The ``group`` section's entries of an ``entry_points.txt`` (None: a line the standard
-    library would reject)."""
+def _parse(text: str, found: dict[str, list[FoundEntryPoint]]) -> bool:
+    """Add the entries of an ``entry_points.txt`` to the lists of their groups in ``found``
+    (False: a line the standard library would reject)."""
     section: str | None = None
-    out: list[FoundEntryPoint] = []
+    out: list[FoundEntryPoint] | None = None
     for raw in text.splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         if line.startswith("[") and line.endswith("]"):
             section = line.strip("[]")
+            out = found.get(section)
             continue
         if section is None:
             continue
         name, equals, value = line.partition("=")
         if not equals:
-            return None
-        if section == group:
-            out.append(FoundEntryPoint(name.strip(), value.strip(), group))
-    return out
+            return False
+        if out is not None:
+            out.append(FoundEntryPoint(name.strip(), value.strip(), section))
+    return True
