@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aipk import _entrypoints
-from aipk._entrypoints import FoundEntryPoint, find
+from aipk._entrypoints import FoundEntryPoint, find, find_groups
 
 GROUPS = ["aipk.plugins", "aipk.providers", "console_scripts"]
 counter = itertools.count()
@@ -98,6 +98,10 @@ def test_find_returns_what_importlib_metadata_returns(entries: list[list[dict[st
         expected = _reference(group, path)
         assert not isinstance(expected, Exception), expected
         assert _found(group, path) == expected
+        together = find_groups(GROUPS, path)  # one scan for several groups: the same lists
+        assert together is not None
+        assert {g: [(ep.name, ep.value, ep.group) for ep in eps] for g, eps in together.items()} \
+            == {g: _found(g, path) for g in GROUPS}
     finally:
         shutil.rmtree(root)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,7 +52,7 @@ PLUGINS = {
 
 
 @pytest.fixture
-def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     entries = []
     for name, (names, declared) in PLUGINS.items():
         entry = tmp_path / name
@@ -73,7 +72,7 @@ def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[
         sys.modules.pop(module, None)
     monkeypatch.setattr(sys, "path", [*entries, *sys.path])
     monkeypatch.setenv("AIPK_LOAD_PLUGINS", ",".join(PLUGINS))
-    yield entries
+    return entries
 
 
 def _loaded(registry: Registry) -> set[str]:

@@ -2,14 +2,16 @@
 
 Provider plugins register under the ``aipk.plugins`` entry-point group; the entry-point name is
 the provider id. [`available()`][aipk.registry.available] lists them *without importing them*.
-Loading happens on first use (creating a client) and isolates failures: a plugin that raises on
-import, or that implements a hook name aipk does not know, is reported by
-[`available()`][aipk.registry.available] and by a [`PluginWarning`][aipk.registry.PluginWarning],
-and every other plugin still works.
+Loading happens on first use (creating a client loads only the plugins its provider's hooks
+call, picked by the ``aipk.providers`` entry points; see `Registry.hooks_for`) and isolates
+failures: a plugin that raises on import, or that implements a hook name aipk does not know, is
+reported by [`available()`][aipk.registry.available] and by a
+[`PluginWarning`][aipk.registry.PluginWarning], and every other plugin still works.
 
 Environment variables, read when plugins load (not at import):
 
-* ``AIPK_LOAD_PLUGINS``: unset loads all; empty loads none; ``a,b`` loads only those entry points.
+* ``AIPK_LOAD_PLUGINS``: unset allows all; empty loads none; ``a,b`` loads only those entry
+  points.
 * ``AIPK_STRICT_PLUGINS=1``: a plugin that fails to load raises
   [`PluginError`][aipk.errors.PluginError] instead of warning (for CI).
 * ``AIPK_TRACE_PLUGINS=1``: log every hook call at debug level on the ``aipk.plugins`` logger.
