@@ -100,7 +100,7 @@ def test_a_client_with_an_api_key_loads_no_oauth_or_cattrs_modules() -> None:
         aipk.registry.register(sys.modules["__main__"], name="probe")
         client = aipk.Client("probe", api_key="sk-probe")
         heavy = sorted(m for m in sys.modules if m in {
-            "cattrs", "difflib", "aipk.credentials._flows",
+            "cattrs", "difflib", "aipk._schema", "aipk._jsonschema", "aipk.credentials._flows",
             "aipk.credentials._oauth", "aipk.credentials._oauthtoken",
             "aipk.credentials._login", "aipk.credentials._loopback", "aipk.credentials._store"})
         assert heavy == [], heavy

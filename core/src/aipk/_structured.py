@@ -14,9 +14,7 @@ import json
 from typing import Any
 
 from ._format import ResponseFormat
-from ._jsonschema import problems
 from ._responses import ChatResponse
-from ._schema import drop_added_nulls, structure
 from .errors import StructuredOutputError
 
 __all__ = ["parse_structured", "with_parsed"]
@@ -54,6 +52,9 @@ def parse_structured(text: str, fmt: ResponseFormat, *, provider: str,
     schema = fmt.schema
     if schema is None:
         return data
+    from ._jsonschema import problems  # loaded by the first structured answer
+    from ._schema import drop_added_nulls, structure
+
     data = drop_added_nulls(data, schema)
     found = problems(data, schema)
     if found:
