@@ -7,8 +7,9 @@ about half a millisecond a record, paid by every process before its first call. 
 attrs' own do: equal when of the same class with equal ``eq`` fields, a hash over the ``hash``
 fields, ``Name(field=value, ...)`` over the ``repr`` fields (a field's own ``repr`` callable
 applied, ``...`` for a record already being shown), and a method the class defines itself is
-kept. ``@fast_record(kw_only=True)`` also gives it `fast_init()`'s ``__init__`` (attrs does not
-build its own first). Type checkers see both as ``attrs.frozen``.
+kept. ``@fast_record(kw_only=True)`` also gives it `fast_init()`'s ``__init__`` (attrs builds
+no ``__init__`` only for it to be replaced, just its ``__attrs_init__``). Type checkers see both
+as ``attrs.frozen``.
 
 attrs' generated ``__init__`` for a frozen class sets each field with
 ``object.__setattr__(self, name, value)``, which looks the name up on the type for every field
