@@ -64,7 +64,7 @@ else:
         return build if cls is None else build(cls)
 
     def fast_record(cls=None, /, *, kw_only=False, repr=True):
-        """`record` with `fast_init()`'s ``__init__`` (attrs builds none first)."""
+        """`record` with `fast_init()`'s ``__init__`` (attrs builds only its ``__attrs_init__``)."""
         def build(target):
             return _build(target, kw_only=kw_only, repr=repr, fast=True)
 
