@@ -75,6 +75,7 @@ def test_a_provider_from_a_package_that_is_not_installed_names_the_package(
         name: str, distribution: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(aipk.registry, "_entry_points", lambda group="": [])  # nothing installed
     monkeypatch.setattr(aipk.registry, "_listing", lambda: ([], {}))
+    monkeypatch.setattr(aipk.registry, "_plugin_declarations", lambda: ([], {}))
     with pytest.raises(UnknownProviderError) as info:
         Registry().spec(name)
     message = str(info.value)

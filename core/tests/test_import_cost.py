@@ -38,7 +38,8 @@ def test_import_and_listing_load_no_records_and_no_http_client(installed_plugin:
         infos = {info.name: info for info in aipk.registry.available()}
         assert infos["costprobe"].providers == ("costprobe",), infos
         loaded = sorted(m for m in sys.modules if m.startswith("aipk"))
-        assert loaded == ["aipk", "aipk.errors", "aipk.hookspecs", "aipk.registry"], loaded
+        assert loaded == ["aipk", "aipk._records", "aipk.errors", "aipk.hookspecs",
+                          "aipk.registry"], loaded
         assert "httpx" not in sys.modules
         for name in aipk.__all__:
             getattr(aipk, name)
@@ -67,3 +68,66 @@ def test_available_before_and_after_the_default_registry_exists_agree(
     assert {info.name for info in before} >= {"costprobe"}
     assert all(not info.loaded for info in before)
     assert aipk.registry is registry
+
+
+def test_loading_plugins_reads_entry_points_without_importlib_metadata(
+        installed_plugin: Path) -> None:
+    """A first call loads its plugins from the dist-info directories directly; importing
+    importlib.metadata (and the e-mail parser under it) is left to listing plugins."""
+    code = textwrap.dedent("""
+        import sys, aipk
+        from aipk.registry import Registry
+        registry = Registry()
+        registry.load()
+        assert registry.pm.get_plugin("costprobe") is not None, registry.pm.list_name_plugin()
+        assert "importlib.metadata" not in sys.modules
+        infos = {info.name: info for info in registry.available()}
+        assert infos["costprobe"].loaded and infos["costprobe"].distribution == "aipk-cost-probe"
+        print("ok")
+    """)
+    path = os.pathsep.join([str(installed_plugin), os.environ.get("PYTHONPATH", "")])
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=False, env={**os.environ, "AIPK_TRACE_PLUGINS": "",
+                                              "AIPK_LOAD_PLUGINS": "costprobe",
+                                              "PYTHONPATH": path})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_a_client_with_an_api_key_loads_no_oauth_or_cattrs_modules() -> None:
+    code = textwrap.dedent("""
+        import sys, aipk
+        aipk.registry.register(sys.modules["__main__"], name="probe")
+        client = aipk.Client("probe", api_key="sk-probe")
+        heavy = sorted(m for m in sys.modules if m in {
+            "cattrs", "difflib", "aipk._schema", "aipk._jsonschema", "aipk.credentials._flows",
+            "aipk.credentials._oauth", "aipk.credentials._oauthtoken",
+            "aipk.credentials._login", "aipk.credentials._loopback", "aipk.credentials._store"})
+        assert heavy == [], heavy
+        from aipk.credentials import OAuthClient, KeyPool  # still there, loaded on first use
+        assert OAuthClient.__module__ == "aipk.credentials._flows"
+        assert KeyPool.__module__ == "aipk.credentials._pool"
+        print("ok")
+    """)
+    code = textwrap.dedent("""
+        import aipk
+
+        @aipk.hookimpl
+        def aipk_providers():
+            return [aipk.ProviderSpec(name="probe", protocol="openai",
+                                      default_base_url="http://127.0.0.1:9/v1")]
+    """) + code
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=False, env={**os.environ, "AIPK_LOAD_PLUGINS": "",
+                                              "AIPK_TRACE_PLUGINS": ""})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_every_public_credentials_name_resolves() -> None:
+    from aipk import credentials
+
+    for name in credentials.__all__:
+        assert getattr(credentials, name) is not None
+    with pytest.raises(AttributeError, match="no_such_name"):
+        credentials.no_such_name  # noqa: B018

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -386,6 +385,8 @@ def unknown_field_error(name: str) -> InvalidRequestError:
             "stream's text is handed out as it arrives and cannot be asked for again; use "
             "chat(..., output_retries=N), or catch StructuredOutputError from "
             "stream.response and ask again", field=name)
+    import difflib
+
     close = difflib.get_close_matches(name, sorted(_REQUEST_FIELDS), n=1)
     hint = (f"did you mean {close[0]!r}?" if close
             else f"the fields are {', '.join(sorted(_REQUEST_FIELDS))}")

@@ -15,6 +15,7 @@ from ._core import StreamSession
 from ._http import HttpRequest, Timeout, check_seconds
 from ._messages import ChatRequest, Message, Tool
 from ._providers import Credential, ModelInfo, Secret
+from ._records import record
 from ._responses import ChatResponse, StreamEvent, TextDelta
 from ._retry import RetryPolicy
 from ._sending import (
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
 __all__ = ["ChatStream", "Client", "HealthStatus"]
 
 
-@attrs.frozen(kw_only=True)
+@record(kw_only=True)
 class HealthStatus:
     """The outcome of a health check: reachable and authorised, and how long it took.
 

@@ -104,7 +104,7 @@ class Engine:
         self.telemetry = Telemetry(
             provider.name, provider.base_url, metrics,
             ((m.id, m.input_price, m.output_price) for m in provider.spec.models))
-        self._observe = registry.hook.aipk_observe
+        self._observe = registry.pm.hook.aipk_observe  # live: observers loaded later too
         self.clock = clock
         self.limiter = Limiter(limits or ClientLimits.from_options(provider.options),
                                store=store if isinstance(store, BucketStore) else None,

@@ -14,8 +14,7 @@ from typing import Any
 
 import attrs
 
-from ._jsonschema import schema_problems
-from ._schema import SchemaDerivationError, is_record, json_schema_for, strict_schema
+from ._records import record
 from .errors import InvalidRequestError
 
 __all__ = ["ResponseFormat", "as_response_format"]
@@ -23,7 +22,7 @@ __all__ = ["ResponseFormat", "as_response_format"]
 _NAME = re.compile(r"[^A-Za-z0-9_-]")
 
 
-@attrs.frozen(kw_only=True)
+@record(kw_only=True)
 class ResponseFormat:
     """JSON output for a request: plain JSON mode (``schema`` None) or a JSON Schema.
 
@@ -52,7 +51,9 @@ class ResponseFormat:
         """The schema rewritten for strict mode, and whether strict mode can take it (cached)."""
         if not self._strict_cache:
             assert self.schema is not None
-            self._strict_cache.append(strict_schema(self.schema))
+            from . import _schema
+
+            self._strict_cache.append(_schema.strict_schema(self.schema))
         result: tuple[dict[str, Any], bool] = self._strict_cache[0]
         return result
 
@@ -65,6 +66,8 @@ def as_response_format(value: Any) -> ResponseFormat | None:
     """A `ResponseFormat` from any form ``response_format=`` accepts (None stays None)."""
     if value is None or isinstance(value, ResponseFormat):
         return value
+    from ._schema import SchemaDerivationError, is_record, json_schema_for
+
     if isinstance(value, str):
         if value in ("json", "json_object"):
             return ResponseFormat()
@@ -99,6 +102,8 @@ def _from_mapping(value: Mapping[str, Any]) -> ResponseFormat:
 
 
 def _checked(schema: Any) -> Mapping[str, Any]:
+    from ._jsonschema import schema_problems
+
     found = schema_problems(schema)
     if found:
         path, message = found[0]

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import attrs
 
-from ._records import fast_init
+from ._records import fast_record, record
 from ._secrets import held_values, redact
 from .errors import ConfigurationError
 
@@ -79,8 +79,7 @@ _new = object.__new__
 _set = object.__setattr__
 
 
-@fast_init
-@attrs.frozen(kw_only=True, repr=False)
+@fast_record(kw_only=True, repr=False)
 class HttpRequest:
     """An HTTP request to send: method, URL, headers, and a JSON body or raw content.
 
@@ -144,7 +143,7 @@ def _positive_seconds(_: object, attribute: attrs.Attribute[float], value: float
     check_seconds(value, f"Timeout({attribute.name}=)")
 
 
-@attrs.frozen(kw_only=True)
+@record(kw_only=True)
 class Timeout:
     """Separate timeouts, in seconds. ``read`` bounds the wait for *each* chunk, not the whole
     stream, so a long stream is never cut by a total deadline. Each must be a positive number

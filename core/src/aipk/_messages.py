@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 import attrs
 
 from ._format import ResponseFormat, as_response_format
-from ._records import fast_init
+from ._records import fast_record, record
 from ._tools import Tool, as_tool
 from .errors import InvalidRequestError
 
@@ -32,8 +32,7 @@ Role = Literal["system", "user", "assistant", "tool"]
 _ROLES = frozenset({"system", "user", "assistant", "tool"})
 
 
-@fast_init
-@attrs.frozen(kw_only=True)
+@fast_record(kw_only=True)
 class ToolCall:
     """A function call the model asked for. ``arguments`` is the JSON text exactly as produced.
 
@@ -63,7 +62,7 @@ def _bytes_repr(data: bytes | None) -> str:
     return "None" if data is None else f"<{len(data)} bytes>"
 
 
-@attrs.frozen(kw_only=True)
+@record(kw_only=True)
 class Image:
     """An image in a user message: a URL (``https:`` or ``data:``), or bytes and a media type.
 
@@ -90,8 +89,7 @@ def _tuple(value: Iterable[Any] | None) -> tuple[Any, ...]:
     return () if value is None else tuple(value)
 
 
-@fast_init
-@attrs.frozen(kw_only=True)
+@fast_record(kw_only=True)
 class Message:
     """One chat message; build with `system()`, `user()`, `assistant()`, `tool()`.
 
@@ -221,7 +219,7 @@ def _tool_call_from_dict(data: Mapping[str, Any]) -> ToolCall:
     )
 
 
-@attrs.frozen(kw_only=True)
+@record(kw_only=True)
 class ToolChoice:
     """Whether and which tool the model must call: AUTO, REQUIRED, NONE or `function()`.
 
@@ -336,8 +334,7 @@ def _stop(value: str | Iterable[str] | None) -> tuple[str, ...] | None:
         f'pass e.g. stop="\\n\\n" or stop=["END", "###"]', field="stop")
 
 
-@fast_init
-@attrs.frozen(kw_only=True)
+@fast_record(kw_only=True)
 class ChatRequest:
     """A provider-neutral chat request. ``extra`` is merged into the provider's wire body as is.
 

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from ._records import record
 from ._secrets import check_credential, remember
 from .errors import ConfigurationError
 
@@ -88,7 +89,7 @@ def check_api_key(key: str | Secret, where: str = "the api_key= argument", *,
     return key if isinstance(key, Secret) and checked == value else Secret(checked)
 
 
-@attrs.frozen(kw_only=True)
+@record(kw_only=True)
 class Credential:
     """A credential for a request; ``id`` is a stable, non-secret label for logs and metrics.
 
@@ -103,7 +104,7 @@ class Credential:
     id: str = "default"
 
 
-@attrs.frozen(kw_only=True)
+@record(kw_only=True)
 class Capabilities:
     """What a provider, or one of its models, supports. ``None`` means unknown.
 
@@ -136,7 +137,7 @@ class Capabilities:
         )
 
 
-@attrs.frozen(kw_only=True)
+@record(kw_only=True)
 class ModelInfo:
     """A model a provider serves. Prices are in US dollars per million tokens.
 
@@ -165,7 +166,7 @@ class ModelInfo:
         return self.capabilities.context_window if self.capabilities else None
 
 
-@attrs.frozen(kw_only=True)
+@record(kw_only=True)
 class ProviderSpec:
     """What a plugin declares about one provider it serves.
 
@@ -218,7 +219,7 @@ class ProviderSpec:
     secret_headers: tuple[str, ...] = ()
 
 
-@attrs.frozen(kw_only=True)
+@record(kw_only=True)
 class Provider:
     """A provider spec resolved against the user's settings; what every hook receives.
 

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 
 import attrs
 
-from ._records import fast_init
+from ._records import fast_record
 from .state import MemoryStore, StateStore
 
 __all__ = [
@@ -177,8 +177,7 @@ def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
     return seconds
 
 
-@fast_init
-@attrs.frozen(kw_only=True)
+@fast_record(kw_only=True)
 class RateLimitWindow:
     """One limit: its size, what is left, and when it resets (absolute, epoch seconds).
 
@@ -236,8 +235,7 @@ _WINDOWS = ("requests", "tokens", "input_tokens", "output_tokens", "daily_reques
             "daily_tokens")
 
 
-@fast_init
-@attrs.frozen(kw_only=True)
+@fast_record(kw_only=True)
 class RateLimitState:
     """What the provider last said about its limits. ``not_before`` is absolute (epoch seconds).
 

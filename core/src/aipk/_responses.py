@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Union
 import attrs
 
 from ._messages import Message, ToolCall
-from ._records import fast_init
+from ._records import fast_record
 
 if TYPE_CHECKING:
     from ._ratelimit import RateLimitState
@@ -56,8 +56,7 @@ class FinishReason(str, enum.Enum):
     OTHER = "other"
 
 
-@fast_init
-@attrs.frozen(kw_only=True)
+@fast_record(kw_only=True)
 class Usage:
     """Token counts for one call. A count the provider did not send stays None (never 0).
 
@@ -99,8 +98,7 @@ def cost_of(usage: Usage | None, input_price: float | None,
     return (given * input_price + made * output_price) / 1_000_000
 
 
-@fast_init
-@attrs.frozen(kw_only=True)
+@fast_record(kw_only=True)
 class Choice:
     """One of several answers to a request (``n > 1``).
 
@@ -118,8 +116,7 @@ class Choice:
     raw_finish_reason: str | None = None
 
 
-@fast_init
-@attrs.frozen(kw_only=True)
+@fast_record(kw_only=True)
 class ChatResponse:
     """A complete answer. ``message`` is the assistant message to append to the conversation.
 
@@ -193,8 +190,7 @@ class ChatResponse:
         return self.message.tool_calls
 
 
-@fast_init
-@attrs.frozen(kw_only=True, slots=True)
+@fast_record(kw_only=True)
 class TextDelta:
     """A fragment of the answer text.
 
@@ -207,8 +203,7 @@ class TextDelta:
     choice: int = 0
 
 
-@fast_init
-@attrs.frozen(kw_only=True, slots=True)
+@fast_record(kw_only=True)
 class ReasoningDelta:
     """A fragment of the model's reasoning, where the provider exposes it.
 
@@ -221,8 +216,7 @@ class ReasoningDelta:
     choice: int = 0
 
 
-@fast_init
-@attrs.frozen(kw_only=True, slots=True)
+@fast_record(kw_only=True)
 class RefusalDelta:
     """A fragment of a refusal message.
 
@@ -235,8 +229,7 @@ class RefusalDelta:
     choice: int = 0
 
 
-@fast_init
-@attrs.frozen(kw_only=True, slots=True)
+@fast_record(kw_only=True)
 class ToolCallDelta:
     """A fragment of tool call ``index``: ``id``/``name`` on its first fragment, then arguments.
 
@@ -255,8 +248,7 @@ class ToolCallDelta:
     choice: int = 0
 
 
-@fast_init
-@attrs.frozen(kw_only=True, slots=True)
+@fast_record(kw_only=True)
 class UsageEvent:
     """Token usage so far; a later UsageEvent replaces an earlier one.
 
@@ -267,8 +259,7 @@ class UsageEvent:
     usage: Usage
 
 
-@fast_init
-@attrs.frozen(kw_only=True, slots=True)
+@fast_record(kw_only=True)
 class FinishEvent:
     """Generation finished, and why (``raw`` is the provider's own word).
 

@@ -22,14 +22,13 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-import attrs
-
+from ._records import record
 from .errors import ProviderError, RateLimitError, ServerError
 
 __all__ = ["RetryPolicy"]
 
 
-@attrs.frozen(kw_only=True)
+@record(kw_only=True)
 class RetryPolicy:
     """How many times to retry and how long to wait between attempts.
 

@@ -6,9 +6,10 @@ default are ``required``; nested records are inlined. Supported field types: ``s
 ``float``, ``bool``, ``None``, ``Optional``/``Union``/``X | Y``, ``list``/``tuple``/``set``,
 ``dict[str, T]``, ``Literal``, ``Enum`` subclasses, ``Any`` and nested records.
 
-`converter` (cattrs) turns decoded JSON into those records and back; `structure()` and
-`unstructure()` use it, or pydantic's own ``model_validate``/``model_dump`` for a pydantic
-model. `strict_schema()` rewrites a schema the way OpenAI's strict mode requires.
+`structure()` and `unstructure()` turn decoded JSON into those records and back through one
+cattrs ``converter`` (built on first use: importing cattrs costs milliseconds that a call
+without structured output need not pay), or pydantic's own ``model_validate``/``model_dump``
+for a pydantic model. `strict_schema()` rewrites a schema the way OpenAI's strict mode requires.
 """
 
 from __future__ import annotations
@@ -22,14 +23,30 @@ from collections.abc import Mapping
 from typing import Any, Literal, Union
 
 import attrs
-import cattrs
-from cattrs.preconf.json import make_converter
 
-__all__ = ["SchemaDerivationError", "converter", "drop_added_nulls", "is_record",
+if typing.TYPE_CHECKING:
+    import cattrs
+
+__all__ = ["SchemaDerivationError", "drop_added_nulls", "is_record",
            "json_schema_for", "strict_schema", "structure", "unstructure"]
 
-#: The converter between decoded JSON and records (attrs classes and dataclasses).
-converter: cattrs.Converter = make_converter()
+_converter: cattrs.Converter | None = None
+
+
+def _the_converter() -> cattrs.Converter:
+    """The converter between decoded JSON and records (attrs classes and dataclasses)."""
+    global _converter
+    if _converter is None:
+        from cattrs.preconf.json import make_converter
+
+        _converter = make_converter()
+    return _converter
+
+
+def __getattr__(name: str) -> Any:
+    if name == "converter":  # ``aipk._schema.converter``, built on first use
+        return _the_converter()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 _PRIMITIVES: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean",
                                type(None): "null"}
@@ -166,7 +183,7 @@ def structure(data: Any, tp: Any) -> Any:
     """``data`` (decoded JSON) as an instance of ``tp``; raises on a mismatch."""
     if _is_pydantic(tp):
         return tp.model_validate(data)
-    return converter.structure(data, tp)
+    return _the_converter().structure(data, tp)
 
 
 def unstructure(value: Any) -> Any:
@@ -174,7 +191,7 @@ def unstructure(value: Any) -> Any:
     dump = getattr(value, "model_dump", None)
     if callable(dump) and _is_pydantic(type(value)):
         return dump(mode="json")
-    return converter.unstructure(value)
+    return _the_converter().unstructure(value)
 
 
 def strict_schema(schema: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:

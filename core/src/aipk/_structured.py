@@ -19,10 +19,8 @@ from typing import Any
 import attrs
 
 from ._format import ResponseFormat
-from ._jsonschema import problems
 from ._messages import ChatRequest, Message
 from ._responses import ChatResponse, FinishReason
-from ._schema import drop_added_nulls, structure
 from .errors import InvalidRequestError, StructuredOutputError
 
 __all__ = ["check_output_retries", "parse_structured", "retry_request", "with_parsed"]
@@ -60,6 +58,9 @@ def parse_structured(text: str, fmt: ResponseFormat, *, provider: str,
     schema = fmt.schema
     if schema is None:
         return data
+    from ._jsonschema import problems  # loaded by the first structured answer
+    from ._schema import drop_added_nulls, structure
+
     data = drop_added_nulls(data, schema)
     found = problems(data, schema)
     if found:

@@ -13,10 +13,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import attrs
-
 from ._http import HttpRequest
 from ._messages import ChatRequest
+from ._records import record
 
 __all__ = ["TokenCount", "TokenCountCall", "estimate_tokens"]
 
@@ -30,7 +29,7 @@ TOKENS_PER_TOOL = 8
 TOKENS_PER_IMAGE = 85
 
 
-@attrs.frozen(kw_only=True)
+@record(kw_only=True)
 class TokenCount:
     """How many input tokens a request holds.
 
@@ -48,7 +47,7 @@ class TokenCount:
     model: str
 
 
-@attrs.frozen(kw_only=True)
+@record(kw_only=True)
 class TokenCountCall:
     """What a plugin returns to count tokens with its provider's endpoint.
 

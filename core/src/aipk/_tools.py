@@ -23,9 +23,7 @@ from typing import Any
 
 import attrs
 
-from ._jsonschema import problems, schema_problems
-from ._schema import _NAMED, SchemaDerivationError, is_record, json_schema_for
-from ._schema import _schema as _type_schema
+from ._records import record
 from .errors import InvalidRequestError, ToolArgumentsError
 
 __all__ = ["Tool", "as_tool", "function_schema", "parse_docstring"]
@@ -39,7 +37,7 @@ def _bad(message: str) -> InvalidRequestError:
     return InvalidRequestError(message, field="tools")
 
 
-@attrs.frozen(kw_only=True)
+@record(kw_only=True)
 class Tool:
     """A function the model may call. ``parameters`` is a JSON Schema object.
 
@@ -73,6 +71,8 @@ class Tool:
         if not isinstance(self.parameters, Mapping) or (
                 self.parameters.get("type", "object") != "object"):
             raise _bad(f"tool {self.name!r}: parameters must be a JSON Schema with type 'object'")
+        from ._jsonschema import schema_problems  # loaded with the first tool
+
         found = schema_problems(self.parameters)
         if found:
             path, message = found[0]
@@ -104,6 +104,8 @@ class Tool:
             raise ToolArgumentsError(
                 f"tool {self.name!r}: the arguments must be a JSON object, not "
                 f"{type(value).__name__}", tool=self.name, arguments=text)
+        from ._jsonschema import problems
+
         schema = _closed(self.parameters, strict)
         found = problems(value, schema)
         if found:
@@ -118,6 +120,8 @@ class Tool:
 def _closed(schema: Any, strict: bool) -> Any:
     """``schema`` with ``additionalProperties: false`` on every object that lists properties
     and does not say otherwise (``strict``), or with every ``false`` removed (lenient)."""
+    from ._schema import _NAMED
+
     if isinstance(schema, list):
         return [_closed(item, strict) for item in schema]
     if not isinstance(schema, Mapping):
@@ -138,6 +142,8 @@ def as_tool(obj: Any) -> Tool:
         return obj
     if isinstance(obj, Mapping):
         return _from_mapping(obj)
+    from ._schema import SchemaDerivationError, is_record, json_schema_for
+
     if is_record(obj):
         try:
             schema = json_schema_for(obj)
@@ -188,6 +194,9 @@ def _summary(doc: str) -> str:
 
 def function_schema(function: Callable[..., Any]) -> tuple[str, dict[str, Any]]:
     """The description and the parameter schema of a typed Python function."""
+    from ._schema import SchemaDerivationError
+    from ._schema import _schema as _type_schema
+
     name = getattr(function, "__name__", "function")
     try:
         signature = inspect.signature(function)

@@ -26,14 +26,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import attrs
-
+from ._records import record
 from .state import AsyncBucketStore, Bucket, BucketStore, MemoryStore
 
 __all__ = ["ClientLimits", "Limiter"]
 
 
-@attrs.frozen(kw_only=True)
+@record(kw_only=True)
 class ClientLimits:
     """Client-side limits; ``None`` means no limit of that kind.
 

@@ -2,14 +2,16 @@
 
 Provider plugins register under the ``aipk.plugins`` entry-point group; the entry-point name is
 the provider id. [`available()`][aipk.registry.available] lists them *without importing them*.
-Loading happens on first use (creating a client) and isolates failures: a plugin that raises on
-import, or that implements a hook name aipk does not know, is reported by
-[`available()`][aipk.registry.available] and by a [`PluginWarning`][aipk.registry.PluginWarning],
-and every other plugin still works.
+Loading happens on first use (creating a client loads only the plugins its provider's hooks
+call, picked by the ``aipk.providers`` entry points; see `Registry.hooks_for`) and isolates
+failures: a plugin that raises on import, or that implements a hook name aipk does not know, is
+reported by [`available()`][aipk.registry.available] and by a
+[`PluginWarning`][aipk.registry.PluginWarning], and every other plugin still works.
 
 Environment variables, read when plugins load (not at import):
 
-* ``AIPK_LOAD_PLUGINS``: unset loads all; empty loads none; ``a,b`` loads only those entry points.
+* ``AIPK_LOAD_PLUGINS``: unset allows all; empty loads none; ``a,b`` loads only those entry
+  points.
 * ``AIPK_STRICT_PLUGINS=1``: a plugin that fails to load raises
   [`PluginError`][aipk.errors.PluginError] instead of warning (for CI).
 * ``AIPK_TRACE_PLUGINS=1``: log every hook call at debug level on the ``aipk.plugins`` logger.
@@ -26,16 +28,17 @@ from contextlib import contextmanager
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, cast
 
-import attrs
 import pluggy
 
 from . import hookspecs
+from ._records import record
 from .errors import PluginError, UnknownProviderError
 from .hookspecs import serves_of, unguarded
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
 
+    from ._entrypoints import FoundEntryPoint
     from ._providers import Provider, ProviderSpec
 
 __all__ = [
@@ -76,10 +79,26 @@ FIRST_PARTY_PROVIDERS: Mapping[str, str] = MappingProxyType({
 
 
 def _entry_points(group: str = ENTRY_POINT_GROUP) -> list[EntryPoint]:
-    # importlib.metadata costs ~30 ms to import; only listing or loading plugins needs it.
+    # importlib.metadata costs ~30 ms to import; only listing plugins needs it.
     from importlib import metadata
 
     return list(metadata.entry_points(group=group))
+
+
+def _plugin_declarations() -> tuple[list[EntryPoint | FoundEntryPoint], dict[str, list[str]]]:
+    """The ``aipk.plugins`` entry points (in order) and the provider ids each plugin value
+    declares (``aipk.providers``): read from the ``*.dist-info`` directories directly
+    (`aipk._entrypoints`), or through importlib.metadata when only it can tell."""
+    from ._entrypoints import find_groups
+
+    found = find_groups((ENTRY_POINT_GROUP, PROVIDERS_GROUP))
+    if found is None:
+        plugins, listed = _listing()
+        return list(plugins), listed
+    declared: dict[str, list[str]] = {}
+    for ep in found[PROVIDERS_GROUP]:
+        declared.setdefault(ep.value, []).append(ep.name)
+    return list(found[ENTRY_POINT_GROUP]), declared
 
 
 def _listing() -> tuple[list[EntryPoint], dict[str, list[str]]]:
@@ -128,7 +147,7 @@ class PluginWarning(UserWarning):
     """A plugin could not be loaded; the others keep working."""
 
 
-@attrs.frozen(kw_only=True)
+@record(kw_only=True)
 class PluginInfo:
     """One plugin: where it comes from and whether it loaded.
 
@@ -177,6 +196,13 @@ class Registry:
         self._owners: dict[str, str] = {}
         #: plugin name -> the provider names its aipk_providers declared (duplicates included)
         self._declared: dict[str, frozenset[str]] = {}
+        #: the selected entry points and their declared providers, read once
+        self._found: tuple[list[EntryPoint | FoundEntryPoint], dict[str, list[str]]] | None = None
+        #: entry-point plugins loaded (or failed), in entry-point order; their objects by name
+        self._attempted: list[str] = []
+        self._objects: dict[str, object] = {}
+        #: providers whose plugins are loaded (see `_load_for`)
+        self._ready: set[str] = set()
         from . import _builtin
 
         self.pm.register(_builtin, name="aipk.builtin")
@@ -195,7 +221,7 @@ class Registry:
     # -- loading -------------------------------------------------------------------------
 
     def load(self) -> None:
-        """Load entry-point plugins once (idempotent, thread-safe)."""
+        """Load every entry-point plugin once (idempotent, thread-safe)."""
         if self._loaded:
             return
         with self._lock:
@@ -204,20 +230,95 @@ class Registry:
     def _load_locked(self) -> None:
         if not self._loaded:
             if self._entry_points:
-                selection = _env_selection()
-                for ep in _entry_points():
-                    if selection is not None and ep.name not in selection:
-                        continue
-                    if self.pm.get_plugin(ep.name) is not None or self.pm.is_blocked(ep.name):
-                        continue
-                    self._load_one(ep)
+                plugins, _ = self._plugin_entry_points()
+                self._ensure([ep.name for ep in plugins])
             self.pm.check_pending()
             self._loaded = True
 
-    def _load_one(self, ep: EntryPoint) -> None:
+    def _plugin_entry_points(
+            self) -> tuple[list[EntryPoint | FoundEntryPoint], dict[str, list[str]]]:
+        if self._found is None:
+            plugins, declared = _plugin_declarations()
+            selection = _env_selection()
+            if selection is not None:
+                plugins = [ep for ep in plugins if ep.name in selection]
+            self._found = plugins, declared
+        return self._found
+
+    def _load_for(self, provider: str) -> None:
+        """Load the plugins a client of ``provider`` calls, as `hooks_for` picks them: the
+        plugins whose ``aipk.providers`` entry points declare ``provider`` or its protocol,
+        and those declaring none (they may serve any provider). Whenever that is not certain
+        (the provider or its protocol declared by no entry point, the loaded plugins not
+        declaring them), every plugin is loaded."""
+        if self._loaded or provider in self._ready:
+            return
+        with self._lock:
+            if self._loaded or provider in self._ready:
+                return
+            if not self._entry_points:
+                self._load_locked()
+                return
+            plugins, declared = self._plugin_entry_points()
+            owners: dict[str, list[str]] = {}
+            undeclared: list[str] = []
+            for ep in plugins:
+                ids = declared.get(ep.value)
+                if not ids:
+                    undeclared.append(ep.name)
+                for provider_id in ids or ():
+                    owners.setdefault(provider_id, []).append(ep.name)
+            if provider not in owners:
+                self._load_locked()
+                return
+            self._ensure([*undeclared, *owners[provider]])
+            spec = self._current_specs().get(provider)
+            if spec is None or spec.protocol not in owners:
+                self._load_locked()
+                return
+            self._ensure(owners[spec.protocol])
+            self._current_specs()
+            if not any(spec.protocol in names for names in self._declared.values()):
+                self._load_locked()
+                return
+            self.pm.check_pending()
+            self._ready.add(provider)
+
+    def _ensure(self, names: Sequence[str]) -> None:
+        """Load the entry-point plugins ``names`` as well, every loaded one registered in
+        entry-point order (the order loading them all at once gives, which decides which
+        implementation answers first): a plugin that must go before ones already registered
+        has those registered again after it."""
+        plugins, _ = self._plugin_entry_points()
+        wanted = set(names).union(self._attempted)
+        order: list[EntryPoint | FoundEntryPoint] = []
+        seen: set[str] = set()
+        for ep in plugins:
+            if ep.name in wanted and ep.name not in seen:
+                seen.add(ep.name)
+                order.append(ep)
+        again: set[str] = set()
+        if [ep.name for ep in order[:len(self._attempted)]] != self._attempted:
+            for name in reversed(self._attempted):
+                plugin = self._objects.get(name)
+                if plugin is not None and self.pm.get_plugin(name) is plugin:
+                    self.pm.unregister(name=name)
+                    again.add(name)
+            self._attempted = []
+            self._specs = None
+        for ep in order[len(self._attempted):]:
+            self._attempted.append(ep.name)
+            if ep.name in again:
+                self._register_checked(self._objects[ep.name], ep.name)
+            elif not (ep.name in self._objects or ep.name in self._errors
+                      or self.pm.get_plugin(ep.name) is not None or self.pm.is_blocked(ep.name)):
+                self._load_one(ep)
+
+    def _load_one(self, ep: EntryPoint | FoundEntryPoint) -> None:
         try:
             plugin = ep.load()
             self._register_checked(plugin, ep.name)
+            self._objects[ep.name] = plugin
         except Exception as exc:  # noqa: BLE001 - isolate a broken plugin; recorded and reported
             self._fail(ep.name, f"{type(exc).__name__}: {exc}", ep.value)
 
@@ -288,12 +389,16 @@ class Registry:
         return sorted(infos.values(), key=lambda info: info.name)
 
     def _providers_of(self, plugin_name: str) -> tuple[str, ...]:
-        self.specs()
+        self._current_specs()
         return tuple(sorted(p for p, owner in self._owners.items() if owner == plugin_name))
 
     def specs(self) -> dict[str, ProviderSpec]:
-        """Every provider declared by a loaded plugin, by name."""
+        """Every provider declared by a loaded plugin, by name (every plugin is loaded)."""
         self.load()
+        return self._current_specs()
+
+    def _current_specs(self) -> dict[str, ProviderSpec]:
+        """The providers the plugins registered so far declare."""
         cached = self._specs
         if cached is not None:
             return cached
@@ -335,14 +440,19 @@ class Registry:
         ``provider.protocol`` (the protocol's home plugin, e.g. aipk-openai declares
         ``openai``), or when it declares no providers at all (cross-cutting adjusters and
         wrappers, like aipk's built-in plugin). If no plugin declares a provider named after
-        the protocol, every plugin declaring a provider of that protocol is kept. The callers
-        are live proxies: plugins registered later are called too.
+        the protocol, every plugin declaring a provider of that protocol is kept. Only those
+        plugins need loading (see `_load_for`). The callers are live: plugins registered later
+        are called too when this rule keeps them.
         """
-        hook = self.hook
+        self._load_for(provider.name)
+        return HookCallers(self.pm.hook, self._left_out(provider), self.pm, provider,
+                           left_out=lambda: self._left_out(provider))
+
+    def _left_out(self, provider: Provider) -> list[object]:
         try:
-            self.specs()
+            self._current_specs()
         except Exception:  # noqa: BLE001 - a broken aipk_providers: call every plugin, as before
-            return HookCallers(hook, (), self.pm, provider)
+            return []
         with self._lock:
             declared = dict(self._declared)
             specs = dict(self._specs or {})
@@ -355,10 +465,15 @@ class Registry:
                 plugin = self.pm.get_plugin(plugin_name)
                 if plugin is not None:
                     remove.append(plugin)
-        return HookCallers(hook, remove, self.pm, provider)
+        return remove
 
     def spec(self, name: str) -> ProviderSpec:
-        """The spec for provider ``name``; raises UnknownProviderError listing what is installed."""
+        """The spec for provider ``name``; raises UnknownProviderError listing what is installed.
+        Loads only the plugins a client of ``name`` calls (see `hooks_for`)."""
+        self._load_for(name)
+        found = self._current_specs().get(name)
+        if found is not None:
+            return found
         specs = self.specs()
         try:
             return specs[name]
@@ -435,6 +550,12 @@ class FastHook:
         self.call: Callable[..., Any] = self._via_pluggy
         self.replan()
 
+    def retarget(self, caller: Any) -> None:
+        """Call through ``caller`` (the same hook, another subset of plugins) from now on."""
+        self._caller = caller
+        self._plan = (-1, None)
+        self.replan()
+
     def replan(self) -> None:
         """Rebuild the plan and `call` if a plugin was registered or removed since."""
         pm = self._pm
@@ -497,42 +618,52 @@ class HookCallers:
     (then `replan()`), so a plugin registered or removed applies from the next request.
     """
 
-    __slots__ = ("_all", "_generation", "_pm", "aipk_apply_credential", "aipk_build_request",
+    __slots__ = ("_all", "_generation", "_hook", "_left_out", "_pm", "_relay_pm",
+                 "aipk_apply_credential", "aipk_build_request",
                  "aipk_count_tokens_request", "aipk_login_flow", "aipk_map_error",
                  "aipk_models_request",
                  "aipk_parse_models", "aipk_parse_rate_limits", "aipk_parse_response",
                  "aipk_retry_after", "aipk_stream_decoder", "removed")
 
+    _NAMES = ("aipk_build_request", "aipk_apply_credential", "aipk_parse_rate_limits",
+              "aipk_parse_response", "aipk_stream_decoder", "aipk_map_error", "aipk_retry_after",
+              "aipk_models_request", "aipk_parse_models", "aipk_login_flow",
+              "aipk_count_tokens_request")
+    aipk_build_request: FastHook
+    aipk_apply_credential: FastHook
+    aipk_parse_rate_limits: FastHook
+    aipk_parse_response: FastHook
+    aipk_stream_decoder: FastHook
+    aipk_map_error: FastHook
+    aipk_retry_after: FastHook
+    aipk_models_request: FastHook
+    aipk_parse_models: FastHook
+    aipk_login_flow: FastHook
+    aipk_count_tokens_request: FastHook
+
     def __init__(self, hook: Any, remove: Sequence[object],
                  pm: pluggy.PluginManager | None = None,
-                 provider: Provider | None = None) -> None:
+                 provider: Provider | None = None, *,
+                 left_out: Callable[[], Sequence[object]] | None = None) -> None:
         #: the plugins left out for this provider
         self.removed = tuple(remove)
         fast_pm = pm if isinstance(pm, _PluginManager) else None
         self._pm = fast_pm
+        self._relay_pm = pm
+        self._hook = hook
+        #: recomputes `removed` when plugins change (`Registry.hooks_for`'s rule)
+        self._left_out = left_out
         self._generation = fast_pm.generation if fast_pm is not None else 0
-
         made: list[FastHook] = []
-
-        def make(name: str) -> FastHook:
-            caller = getattr(hook, name)
-            if remove and pm is not None:
-                caller = pm.subset_hook_caller(name, remove)
-            made.append(FastHook(caller, fast_pm, provider))
-            return made[-1]
-
-        self.aipk_build_request = make("aipk_build_request")
-        self.aipk_apply_credential = make("aipk_apply_credential")
-        self.aipk_parse_rate_limits = make("aipk_parse_rate_limits")
-        self.aipk_parse_response = make("aipk_parse_response")
-        self.aipk_stream_decoder = make("aipk_stream_decoder")
-        self.aipk_map_error = make("aipk_map_error")
-        self.aipk_retry_after = make("aipk_retry_after")
-        self.aipk_models_request = make("aipk_models_request")
-        self.aipk_parse_models = make("aipk_parse_models")
-        self.aipk_login_flow = make("aipk_login_flow")
-        self.aipk_count_tokens_request = make("aipk_count_tokens_request")
+        for name in self._NAMES:
+            made.append(FastHook(self._caller(name), fast_pm, provider))
+            setattr(self, name, made[-1])
         self._all = tuple(made)
+
+    def _caller(self, name: str) -> Any:
+        if self.removed and self._relay_pm is not None:
+            return self._relay_pm.subset_hook_caller(name, self.removed)
+        return getattr(self._hook, name)
 
     @property
     def stale(self) -> bool:
@@ -541,7 +672,14 @@ class HookCallers:
         return pm is not None and pm.generation != self._generation
 
     def replan(self) -> None:
-        """Bring every hook's `FastHook.call` up to date."""
+        """Bring every hook's `FastHook.call` up to date (and, with ``left_out``, which
+        plugins are left out)."""
+        if self._left_out is not None and self.stale:
+            removed = tuple(self._left_out())
+            if removed != self.removed:
+                self.removed = removed
+                for name, fast in zip(self._NAMES, self._all, strict=True):
+                    fast.retarget(self._caller(name))
         for fast in self._all:
             fast.replan()
         if self._pm is not None:

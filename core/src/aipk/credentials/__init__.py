@@ -33,43 +33,46 @@ See ``docs/credentials.md``.
 
 from __future__ import annotations
 
-from ._errors import CredentialError, KeysExhaustedError
-from ._failover import acall_with_failover, call_with_failover
-from ._flows import OAuthClient
-from ._health import (
-    BackoffPolicy,
-    Failure,
-    HealthInfo,
-    HealthState,
-    HealthSummary,
-    classify_failure,
-)
-from ._login import (
-    KEY_EXCHANGE,
-    LoginFlow,
-    LoginKind,
-    api_key_credential,
-    default_token_file,
-    key_exchange_result,
-    login,
-    login_flow,
-    oauth_root_for,
-)
-from ._loopback import LoopbackServer
-from ._metrics import CredentialMetrics, MetricsRegistry, MetricsSnapshot
-from ._oauth import OAuthManager
-from ._oauthrecords import (
-    PKCE,
-    AuthorizationRequest,
-    DeviceAuthorization,
-    OAuthEndpoints,
-    check_state,
-    new_state,
-    pkce_challenge,
-)
-from ._oauthtoken import AsyncRefreshFn, OAuthCredential, OnTokenRefresh, RefreshFn
-from ._pool import CredentialPool, CredentialSource, KeyPool, SingleCredential
-from ._store import FileTokenStore, MemoryTokenStore, TokenStore
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # loaded on first use: a client with an API key needs none of the OAuth parts
+    from ._errors import CredentialError, KeysExhaustedError
+    from ._failover import acall_with_failover, call_with_failover
+    from ._flows import OAuthClient
+    from ._health import (
+        BackoffPolicy,
+        Failure,
+        HealthInfo,
+        HealthState,
+        HealthSummary,
+        classify_failure,
+    )
+    from ._login import (
+        KEY_EXCHANGE,
+        LoginFlow,
+        LoginKind,
+        api_key_credential,
+        default_token_file,
+        key_exchange_result,
+        login,
+        login_flow,
+        oauth_root_for,
+    )
+    from ._loopback import LoopbackServer
+    from ._metrics import CredentialMetrics, MetricsRegistry, MetricsSnapshot
+    from ._oauth import OAuthManager
+    from ._oauthrecords import (
+        PKCE,
+        AuthorizationRequest,
+        DeviceAuthorization,
+        OAuthEndpoints,
+        check_state,
+        new_state,
+        pkce_challenge,
+    )
+    from ._oauthtoken import AsyncRefreshFn, OAuthCredential, OnTokenRefresh, RefreshFn
+    from ._pool import CredentialPool, CredentialSource, KeyPool, SingleCredential
+    from ._store import FileTokenStore, MemoryTokenStore, TokenStore
 
 __all__ = [
     "KEY_EXCHANGE",
@@ -116,3 +119,38 @@ __all__ = [
     "oauth_root_for",
     "pkce_challenge",
 ]
+
+#: Each public name and the submodule defining it, imported on first use.
+_LAZY = {
+    **dict.fromkeys(("CredentialError", "KeysExhaustedError"), "._errors"),
+    **dict.fromkeys(("acall_with_failover", "call_with_failover"), "._failover"),
+    **dict.fromkeys(("OAuthClient",), "._flows"),
+    **dict.fromkeys((
+        "BackoffPolicy", "Failure", "HealthInfo", "HealthState", "HealthSummary",
+        "classify_failure"), "._health"),
+    **dict.fromkeys((
+        "KEY_EXCHANGE", "LoginFlow", "LoginKind", "api_key_credential", "default_token_file",
+        "key_exchange_result", "login", "login_flow", "oauth_root_for"), "._login"),
+    **dict.fromkeys(("LoopbackServer",), "._loopback"),
+    **dict.fromkeys(("CredentialMetrics", "MetricsRegistry", "MetricsSnapshot"), "._metrics"),
+    **dict.fromkeys(("OAuthManager",), "._oauth"),
+    **dict.fromkeys((
+        "PKCE", "AuthorizationRequest", "DeviceAuthorization", "OAuthEndpoints", "check_state",
+        "new_state", "pkce_challenge"), "._oauthrecords"),
+    **dict.fromkeys((
+        "AsyncRefreshFn", "OAuthCredential", "OnTokenRefresh", "RefreshFn"), "._oauthtoken"),
+    **dict.fromkeys((
+        "CredentialPool", "CredentialSource", "KeyPool", "SingleCredential"), "._pool"),
+    **dict.fromkeys(("FileTokenStore", "MemoryTokenStore", "TokenStore"), "._store"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aipk.credentials' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

@@ -39,6 +39,7 @@ from typing import Any
 
 import attrs
 
+from aipk._records import record
 from aipk.errors import (
     AuthenticationError,
     AuthErrorCode,
@@ -68,7 +69,7 @@ def _positive(instance: Any, attribute: attrs.Attribute[float], value: float) ->
         raise ValueError(f"{attribute.name} must be positive, got {value!r}")
 
 
-@attrs.frozen(kw_only=True)
+@record(kw_only=True)
 class BackoffPolicy:
     """How long a failing credential rests, and when it counts as unhealthy.
 
@@ -110,7 +111,7 @@ class BackoffPolicy:
         return self.schedule(failures) * (1.0 - self.jitter * rand())
 
 
-@attrs.frozen(kw_only=True)
+@record(kw_only=True)
 class HealthState:
     """One credential's health at a moment. Times are ``clock()`` values (epoch seconds).
 
@@ -211,7 +212,7 @@ class HealthState:
         return cls(**{f.name: data[f.name] for f in attrs.fields(cls) if f.name in data})
 
 
-@attrs.frozen(kw_only=True)
+@record(kw_only=True)
 class Failure:
     """A failure that counts against a credential: a short label (no secrets), the
     provider's ``retry_after`` if it gave one, whether it was a 401 (worth a refresh), and
@@ -294,7 +295,7 @@ def classify_failure(error: BaseException | int) -> Failure | None:
     return None
 
 
-@attrs.frozen(kw_only=True)
+@record(kw_only=True)
 class HealthInfo:
     """What `CredentialPool.health()` reports about one credential (no secrets).
 
@@ -333,7 +334,7 @@ class HealthInfo:
     last_refresh_error: str | None = None
 
 
-@attrs.frozen(kw_only=True)
+@record(kw_only=True)
 class HealthSummary:
     """Counts over a pool (``parked``: rejected as invalid, see `HealthInfo`), and the
     success rate of all requests reported to it (1.0 if none).

@@ -14,10 +14,12 @@ from typing import Any
 
 import attrs
 
+from aipk._records import record
+
 __all__ = ["CredentialMetrics", "CredentialSnapshot"]
 
 
-@attrs.frozen(kw_only=True)
+@record(kw_only=True)
 class CredentialSnapshot:
     """One credential's attempt counters at a moment. Latency in seconds, times in epoch
     seconds (the pool's clock).

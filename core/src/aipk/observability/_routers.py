@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from aipk._records import record
 from aipk.errors import ConfigurationError
 
 __all__ = ["DEFAULT_ROUTER_NAME", "RouterMetrics", "RouterTotals", "check_router_name"]
@@ -32,7 +33,7 @@ def check_router_name(name: object) -> str:
     return name
 
 
-@attrs.frozen(kw_only=True, slots=True)
+@record(kw_only=True)
 class RouterTotals:
     """One router name's totals at a moment. ``requests`` counts calls that started;
     each ended one is in exactly one of ``successes``, ``errors`` or ``cancelled``.

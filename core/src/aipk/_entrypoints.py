@@ -1,0 +1,157 @@
+"""Entry points of one group, read straight from the ``*.dist-info`` directories on ``sys.path``.
+
+Loading plugins needs only each ``aipk.plugins`` entry point's name and value. Importing
+`importlib.metadata` and letting it scan every installed distribution costs tens of
+milliseconds of a process's first call; `find()` reads the same ``entry_points.txt`` files
+itself and returns what ``importlib.metadata.entry_points(group=...)`` returns: the same
+distributions (``sys.path`` order, one per normalized name, the first found winning), the same
+entry points in the same order, duplicates included.
+
+It answers only for what it knows exactly how the standard library reads (Python 3.11 and
+later, only the standard path finder providing distributions, directories on ``sys.path``);
+for anything else (a zip file or ``.egg`` on the path, another distribution finder, a name it
+would have to read from ``METADATA``, an unreadable line) it returns None and the caller asks
+`importlib.metadata`, which then reads (or rejects) the same files.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Sequence
+from importlib import import_module
+from importlib.machinery import PathFinder
+from typing import Any
+
+__all__ = ["FoundEntryPoint", "find", "find_groups"]
+
+#: the versions whose importlib.metadata reads distributions the way `find()` does
+_KNOWN_VERSION: bool = sys.version_info >= (3, 11)
+_SUFFIXES = (".dist-info", ".egg-info")
+_SEPARATORS = re.compile(r"[-_.]+")
+#: ``importlib.metadata.EntryPoint.pattern``: ``module[:attr.attr][ [extras]]``
+_VALUE = re.compile(r"(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?((?P<extras>\[.*\])\s*)?$")
+
+
+class FoundEntryPoint:
+    """One entry point: its ``name``, ``value`` and ``group``; `load()` imports what it names,
+    as ``importlib.metadata.EntryPoint.load()`` does."""
+
+    __slots__ = ("group", "name", "value")
+
+    def __init__(self, name: str, value: str, group: str) -> None:
+        self.name = name
+        self.value = value
+        self.group = group
+
+    def load(self) -> Any:
+        """The object the value names (``module`` or ``module:attr.attr``)."""
+        match = _VALUE.match(self.value)
+        if match is None:  # the standard library's error for a malformed value
+            from importlib.metadata import EntryPoint
+
+            return EntryPoint(self.name, self.value, self.group).load()
+        target: Any = import_module(match.group("module"))
+        for attr in filter(None, (match.group("attr") or "").split(".")):
+            target = getattr(target, attr)
+        return target
+
+    def __repr__(self) -> str:
+        return f"FoundEntryPoint(name={self.name!r}, value={self.value!r}, group={self.group!r})"
+
+
+def _normalize(name: str) -> str:
+    return _SEPARATORS.sub("-", name).lower().replace("-", "_")
+
+
+def find(group: str, path: list[Any] | None = None) -> list[FoundEntryPoint] | None:
+    """The entry points of ``group`` that ``importlib.metadata.entry_points(group=group)``
+    would return for ``path`` (default ``sys.path``), or None when only it can tell."""
+    found = find_groups((group,), path)
+    return None if found is None else found[group]
+
+
+def find_groups(groups: Sequence[str], path: list[Any] | None = None,
+                ) -> dict[str, list[FoundEntryPoint]] | None:
+    """`find()` for several groups, from one scan of the distributions."""
+    if not _KNOWN_VERSION:
+        return None
+    finders = [finder for finder in sys.meta_path
+               if getattr(finder, "find_distributions", None) is not None]
+    if finders != [PathFinder]:
+        return None
+    seen: set[str] = set()
+    found: dict[str, list[FoundEntryPoint]] = {group: [] for group in groups}
+    for entry in sys.path if path is None else path:
+        if not isinstance(entry, str):
+            return None
+        dists = _distributions_in(entry)
+        if dists is None:
+            return None
+        for normalized, directory in dists:
+            if normalized in seen:
+                continue
+            seen.add(normalized)
+            text = _read(os.path.join(directory, "entry_points.txt"))
+            if text is not None and not _parse(text, found):
+                return None
+    return found
+
+
+def _distributions_in(entry: str) -> list[tuple[str, str]] | None:
+    """The distribution directories in one ``sys.path`` entry, in the order the standard
+    library yields them, each with its normalized name (None: not a plain directory)."""
+    root = entry or "."
+    try:
+        children = os.listdir(root)
+    except OSError:
+        return None if os.path.isfile(root) else []  # a zip archive: importlib.metadata reads it
+    if os.path.basename(entry).lower().endswith(".egg"):
+        return None
+    grouped: dict[str, list[str]] = {}
+    for child in children:
+        low = child.lower()
+        if low.endswith(_SUFFIXES):
+            grouped.setdefault(_normalize(low.rpartition(".")[0].partition("-")[0]),
+                               []).append(child)
+    out: list[tuple[str, str]] = []
+    for children_of_name in grouped.values():
+        for child in children_of_name:
+            stem, ext = os.path.splitext(child)
+            name = stem.partition("-")[0]
+            if ext not in _SUFFIXES or not name:
+                return None  # importlib.metadata would read the name from METADATA
+            out.append((_normalize(name), os.path.join(entry, child)))
+    return out
+
+
+def _read(file: str) -> str | None:
+    try:
+        with open(file, encoding="utf-8") as handle:
+            return handle.read()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+        return None
+
+
+def _parse(text: str, found: dict[str, list[FoundEntryPoint]]) -> bool:
+    """Add the entries of an ``entry_points.txt`` to the lists of their groups in ``found``
+    (False: a line the standard library would reject)."""
+    section: str | None = None
+    out: list[FoundEntryPoint] | None = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line.strip("[]")
+            out = found.get(section)
+            continue
+        if section is None:
+            continue
+        name, equals, value = line.partition("=")
+        if not equals:
+            return False
+        if out is not None:
+            out.append(FoundEntryPoint(name.strip(), value.strip(), section))
+    return True
