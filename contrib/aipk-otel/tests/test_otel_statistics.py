@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import Gauge, InMemoryMetricReader, Sum
 
@@ -23,6 +25,7 @@ from aipk.health import TargetHealth
 from aipk.observability import Metrics, MetricsSnapshot
 from aipk.registry import Registry
 from aipk.router import Router, Target
+from aipk_otel._statistics import ModelExport, Readings, read
 from aipk_testkit.emulator import Emulator, Fault
 
 HELLO = [Message.user("Hello there")]
@@ -330,3 +333,85 @@ def test_every_instrument_is_documented() -> None:
     docs = (Path(__file__).parents[3] / "docs" / "observability.md").read_text()
     missing = [name for name in NAMES if f"`{name}`" not in docs]
     assert missing == []
+
+
+# -- property: what read() reports is the models' totals, and counters never go down ------------
+
+_NAMES = st.sampled_from(["a", "b"])
+_SECONDS = st.floats(min_value=0.0, max_value=100.0, allow_nan=False)
+_OPS = st.lists(st.tuples(st.integers(0, 1), st.sampled_from(
+    ["call_ok", "call_failed", "call_cancelled", "retried", "failed_over", "attempt",
+     "refresh", "target", "router", "wait"]), _NAMES, st.booleans(), _SECONDS), max_size=40)
+
+
+def _apply(models: list[Metrics], ops: list[tuple[int, str, str, bool, float]]) -> None:
+    for index, op, name, flag, seconds in ops:
+        m = models[index]
+        if op.startswith("call_"):
+            m.started(name)
+            if op == "call_ok":
+                m.finished(name, "m", "key-1", latency=seconds, cost=seconds if flag else None)
+            elif op == "call_failed":
+                m.failed(name, "m", "key-1", error_type="ServerError")
+            else:
+                m.cancelled(name, "m", "key-1")
+        elif op == "retried":
+            m.retried(name, "m", "key-2")
+        elif op == "failed_over":
+            m.failed_over(name, "m", "key-2")
+        elif op == "attempt":
+            m.credential("openai", name).record(ok=flag, now=0.0, latency=seconds)
+        elif op == "refresh":
+            m.credential("openai", name).record_refresh(ok=flag, now=0.0)
+        elif op == "target":
+            target = m.target(name)
+            target.started()
+            if flag:
+                target.succeeded(seconds, None)
+            else:
+                target.failed(RuntimeError("boom"))
+        elif op == "router":
+            router = m.router(name)
+            router.started()
+            if flag:
+                router.succeeded()
+            else:
+                router.was_cancelled()
+        else:
+            m.router(name).wait(seconds)
+
+
+def _total(readings: Readings, name: str) -> float:
+    return sum(readings.get(name, {}).values())
+
+
+@settings(max_examples=60, deadline=None)
+@given(first=_OPS, then=_OPS)
+def test_read_reports_the_models_totals_and_counters_never_go_down(
+        first: list[tuple[int, str, str, bool, float]],
+        then: list[tuple[int, str, str, bool, float]]) -> None:
+    models = [Metrics(), Metrics()]
+    export = ModelExport([models[0], models[1], models[0]])
+    _apply(models, first)
+    before = read([export])
+    _apply(models, then)
+    after = read([export])
+    counters = [name for name, kind, *_ in aipk_otel.INSTRUMENTS if kind == "counter"]
+    for name in counters:
+        for pairs, value in before.get(name, {}).items():
+            assert after[name][pairs] >= value, (name, pairs)
+    snaps = [m.snapshot() for m in models]
+    assert _total(after, "aipk.requests") == sum(s.requests for snap in snaps
+                                                 for s in snap.series)
+    assert _total(after, "aipk.retries") + _total(after, "aipk.failovers") == sum(
+        s.retries + s.failovers for snap in snaps for s in snap.series)
+    assert _total(after, "aipk.credential.attempts") == sum(
+        c.requests for snap in snaps for c in snap.credentials)
+    assert _total(after, "aipk.router.requests") + _total(
+        after, "aipk.router.requests.in_flight") == sum(
+        r.requests for snap in snaps for r in snap.routers.values())
+    assert _total(after, "aipk.router.target.calls") == sum(
+        t["successes"] + t["errors"] + t["cancelled"] for snap in snaps
+        for t in snap.targets.values())
+    assert _total(after, "aipk.router.wait.time") == pytest.approx(sum(
+        r.waited for snap in snaps for r in snap.routers.values()))
