@@ -21,8 +21,8 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from aipk.errors import ConfigurationError
 from aipk.observability import Metrics, MetricsSnapshot
 
-__all__ = ["INSTRUMENTS", "HealthSource", "Instruments", "ModelExport", "instruments_for",
-           "metrics_model", "read"]
+__all__ = ["INSTRUMENTS", "HealthSource", "Instruments", "ModelExport", "Readings",
+           "instruments_for", "metrics_model", "read"]
 
 PROVIDER = "aipk.provider"
 MODEL = "aipk.model"
@@ -260,7 +260,12 @@ class Instruments:
             if not exports:
                 return
             if refresh:  # the meter calls the first instrument first in every collection
-                readings = read(exports)
+                try:
+                    readings = read(exports)
+                except Exception:  # the SDK logs it; no instrument shows stale values
+                    with self._lock:
+                        self._readings = {}
+                    raise
                 with self._lock:
                     self._readings = readings
             with self._lock:
