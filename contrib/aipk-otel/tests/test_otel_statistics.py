@@ -5,6 +5,8 @@ over, a router with two targets."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -445,3 +447,47 @@ def test_a_failing_health_function_is_logged_and_shows_no_stale_values(
         assert points(otel.collect()["aipk.router.requests.in_flight"]) == {key(router="chat"): 0}
     finally:
         aipk_otel.uninstrument(registry)
+
+
+GLOBAL_PROVIDER_SCRIPT = """
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+import aipk_otel
+from aipk.observability import Metrics
+from aipk.registry import Registry
+
+def routers(reader):
+    data = reader.get_metrics_data()
+    if data is None:
+        return []
+    return sorted((dict(p.attributes)["aipk.router"], p.value) for rm in data.resource_metrics
+                  for sm in rm.scope_metrics for m in sm.metrics
+                  if m.name == "aipk.router.waits" for p in m.data.data_points)
+
+registry = Registry(entry_points=False)
+model = Metrics()
+model.router("chat").wait(1.0)
+aipk_otel.instrument(registry=registry, models=[model])  # before the application sets one
+reader = InMemoryMetricReader()
+provider = MeterProvider(metric_readers=[reader])
+metrics.set_meter_provider(provider)
+print(routers(reader))
+aipk_otel.uninstrument(registry)
+print(routers(reader))
+model.router("other").wait(2.0)
+aipk_otel.instrument(registry=registry, models=[model])  # the global provider, set now
+print(routers(reader))
+aipk_otel.instrument(registry=registry, models=[model], meter_provider=provider)  # the same one
+print(routers(reader))
+"""
+
+
+def test_the_global_meter_provider_set_after_instrument_gets_the_statistics() -> None:
+    # a process of its own: OpenTelemetry's global meter provider can be set once
+    done = subprocess.run([sys.executable, "-c", GLOBAL_PROVIDER_SCRIPT], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    both = "[('chat', 1), ('other', 1)]"
+    assert done.stdout.splitlines() == ["[('chat', 1)]", "[]", both, both]

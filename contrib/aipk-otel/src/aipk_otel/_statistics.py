@@ -277,16 +277,25 @@ class Instruments:
 
 
 _by_provider: weakref.WeakKeyDictionary[Any, Instruments] = weakref.WeakKeyDictionary()
+#: instruments made on the global meter provider of their moment, with that provider
+_made_on_global: list[tuple[Any, Instruments]] = []
 _by_provider_lock = threading.Lock()
 
 
 def instruments_for(meter_provider: metrics.MeterProvider | None) -> Instruments:
     """The instruments on ``meter_provider`` (default: OpenTelemetry's global one), created
-    on first use."""
-    provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
+    on first use. Instruments made through the global provider before the application set it
+    were forwarded to the provider it set, so they serve that provider too."""
+    global_now = metrics.get_meter_provider()
+    provider = meter_provider if meter_provider is not None else global_now
     with _by_provider_lock:
         found = _by_provider.get(provider)
+        if found is None and provider is global_now:
+            found = next((made for earlier, made in _made_on_global if earlier is not global_now),
+                         None)
         if found is None:
-            found = _by_provider[provider] = Instruments(
-                metrics.get_meter("aipk", meter_provider=provider))
+            found = Instruments(metrics.get_meter("aipk", meter_provider=provider))
+            if provider is global_now:
+                _made_on_global.append((provider, found))
+        _by_provider[provider] = found
         return found
