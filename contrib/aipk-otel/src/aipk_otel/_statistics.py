@@ -137,7 +137,8 @@ def _set(readings: Readings, name: str, value: float, *pairs: tuple[str, str]) -
     readings.setdefault(name, {})[pairs] = value
 
 
-def _read_series(readings: Readings, snap: MetricsSnapshot) -> None:
+def _read_series(readings: Readings, snap: MetricsSnapshot, unpriced: set[_Attributes]) -> None:
+    """The calls' counters; ``unpriced`` collects the series whose cost is unknown."""
     for provider, n in snap.in_flight.items():
         _add(readings, "aipk.requests.in_flight", n, (PROVIDER, provider))
     for s in snap.series:
@@ -151,7 +152,9 @@ def _read_series(readings: Readings, snap: MetricsSnapshot) -> None:
         _add(readings, "aipk.failovers", s.failovers, *labels)
         for kind, field in _TOKENS:
             _add(readings, "aipk.tokens", getattr(s, field), *labels, (TOKEN_TYPE, kind))
-        if s.cost is not None:
+        if s.cost is None:
+            unpriced.add(labels)
+        else:
             _add(readings, "aipk.cost", s.cost, *labels)
 
 
@@ -205,16 +208,22 @@ def _read_health(readings: Readings, export: ModelExport) -> None:
 
 def read(exports: Iterable[ModelExport]) -> Readings:
     """Every instrument's values over ``exports`` (each model read once; counters of the
-    same attributes in several models add up)."""
+    same attributes in several models add up, but a series' cost only when every model knows
+    it)."""
     readings: Readings = {}
     models: dict[int, Metrics] = {}
     for export in exports:
         for model in export.models:
             models.setdefault(id(model), model)
+    unpriced: set[_Attributes] = set()
     for model in models.values():
         snap = model.snapshot()
-        _read_series(readings, snap)
+        _read_series(readings, snap, unpriced)
         _read_parts(readings, snap)
+    # a series whose cost is unknown in any model is left out: its cost, once unknown, stays
+    # so, and adding up the other models' parts alone could go down
+    for labels in unpriced & readings.get("aipk.cost", {}).keys():
+        del readings["aipk.cost"][labels]
     for export in exports:
         _read_health(readings, export)
     return readings
