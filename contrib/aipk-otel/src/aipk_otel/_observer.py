@@ -23,6 +23,7 @@ from aipk.observability import (
     CallRetried,
     CallStarted,
     FirstToken,
+    Metrics,
     ObservedEvent,
 )
 
@@ -135,7 +136,7 @@ class OtelObserver:
             self._attempt(event)
 
     @property
-    def models(self) -> tuple[Any, ...]:
+    def models(self) -> tuple[Metrics, ...]:
         """The metrics models this observer exports (each once, in the order given)."""
         return self._export.models
 
