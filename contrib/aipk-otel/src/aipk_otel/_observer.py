@@ -7,7 +7,7 @@ import functools
 import json
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,10 +23,12 @@ from aipk.observability import (
     CallRetried,
     CallStarted,
     FirstToken,
+    Metrics,
     ObservedEvent,
 )
 
 from . import _semconv as sc
+from ._statistics import HealthSource, Instruments, ModelExport, instruments_for
 
 __all__ = ["CONTENT_ENV", "OtelObserver"]
 
@@ -84,13 +86,25 @@ class OtelObserver:
     ``capture_content`` records message contents and tool definitions and arguments (off by
     default; the environment variable ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``
     turns it on when not given).
+
+    ``models`` (`aipk.observability.Metrics`, or clients, routers and key pools: their
+    ``metrics_model``), ``credentials`` (key pools or OAuth managers whose health to show) and
+    ``health`` (a function returning a health checker's statuses, e.g. ``checker.statuses``)
+    are read by observable instruments when a metric reader collects, between `start()` and
+    `stop()` (`aipk_otel.instrument()` and `uninstrument()` call them); nothing of them runs
+    per call. See docs/observability.md for the instruments.
     """
 
     def __init__(self, *, tracer_provider: trace.TracerProvider | None = None,
                  meter_provider: metrics.MeterProvider | None = None,
-                 capture_content: bool | None = None) -> None:
+                 capture_content: bool | None = None, models: Iterable[object] = (),
+                 credentials: Sequence[HealthSource] = (),
+                 health: Callable[[], Iterable[Any]] | None = None) -> None:
         self.capture_content = (_content_from_env() if capture_content is None
                                 else capture_content)
+        self._meter_provider = meter_provider
+        self._export = ModelExport(models, credentials=credentials, health=health)
+        self._instruments: Instruments | None = None
         self._tracer = trace.get_tracer("aipk", tracer_provider=tracer_provider)
         meter = metrics.get_meter("aipk", meter_provider=meter_provider)
         self._duration = meter.create_histogram(
@@ -120,6 +134,32 @@ class OtelObserver:
             self._first_token(event)
         elif isinstance(event, (CallRetried, CallFailedOver)):
             self._attempt(event)
+
+    @property
+    def models(self) -> tuple[Metrics, ...]:
+        """The metrics models this observer exports (each once, in the order given)."""
+        return self._export.models
+
+    def start(self) -> None:
+        """Export the models', credentials' and health checker's statistics from the next
+        collection on (a no-op without any), on the meter provider given, else on the
+        global one of this moment."""
+        if self._export and self._instruments is None:
+            self._instruments = instruments_for(self._meter_provider)
+            self._instruments.start(self._export)
+
+    def stop(self) -> None:
+        """Stop exporting them (their instruments observe nothing from now on; OpenTelemetry
+        cannot remove an instrument) and end the spans of calls still in flight, as
+        `end_open_spans()`."""
+        instruments, self._instruments = self._instruments, None
+        if instruments is not None:
+            instruments.stop(self._export)
+        self.end_open_spans()
+
+    def exporting(self) -> bool:
+        """Whether the statistics are exported (between `start()` and `stop()`)."""
+        return self._instruments is not None and self._instruments.exporting(self._export)
 
     def open_spans(self) -> int:
         """Spans started and not yet ended (0 once every call has ended)."""
