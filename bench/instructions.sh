@@ -5,6 +5,9 @@
 # (see bench/micro.py). Runs N and N + 2,000 iterations and divides the difference.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A fixed hash seed: with a random one, the interpreter's start-up alone varies by millions of
+# instructions from run to run, which would show as ±1,000 instructions per iteration.
+export PYTHONHASHSEED="${PYTHONHASHSEED:-0}"
 PY="${PYTHON:-.venv/bin/python}"
 count() {
   valgrind --tool=callgrind --callgrind-out-file=/dev/null "$PY" bench/micro.py --only "$1" \
