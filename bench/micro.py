@@ -1,10 +1,13 @@
 """aipk's own per-request and per-chunk cost, in-process, without sockets.
 
-    python bench/micro.py [--profile chat|engine|stream|first] [--n 20000]
-    bash bench/instructions.sh [chat|engine|stream|first]    # instructions per request, callgrind
+    python bench/micro.py [--profile chat|achat|engine|stream|first] [--n 20000]
+    bash bench/instructions.sh [chat|achat|engine|stream|first]  # instructions, callgrind
 
 ``chat``: ``Client.chat`` over an in-memory transport that returns a canned OpenAI reply (so
-everything aipk does per request, minus the HTTP client). ``engine``: the Engine steps alone
+everything aipk does per request, minus the HTTP client). ``achat``: ``AsyncClient.chat`` over
+an in-memory async transport whose reply also carries OpenAI's six rate-limit headers (the same
+work through the async client's send loop and its awaits, plus reading and merging the
+rate-limit state, as over a real connection). ``engine``: the Engine steps alone
 (prepare, sign, observe, chat_response). ``stream``: ``AsyncClient.stream`` over an in-memory
 transport (µs per chunk). ``framing``: each core framer on a chunk carrying the same event
 (SSE, NDJSON, a JSON-array element) plus the decoder's JSON parse of the frame, µs per chunk.
@@ -47,6 +50,12 @@ BODY = json.dumps({
 HEADERS = {"content-type": "application/json", "openai-version": "2020-10-01",
            "openai-processing-ms": "1", "content-length": str(len(BODY)),
            "x-request-id": "req_1"}
+#: HEADERS plus OpenAI's six rate-limit headers, as the emulator and the real API send them
+LIMITED_HEADERS = {**HEADERS, "x-ratelimit-limit-requests": "10000",
+                   "x-ratelimit-limit-tokens": "10000000",
+                   "x-ratelimit-remaining-requests": "9999",
+                   "x-ratelimit-remaining-tokens": "9999990",
+                   "x-ratelimit-reset-requests": "6ms", "x-ratelimit-reset-tokens": "0s"}
 CHUNK = (b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,'
          b'"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":"lore"},'
          b'"logprobs":null,"finish_reason":null}]}\n\n')
@@ -110,6 +119,26 @@ class _ShortStreamResponse(_AsyncStreamResponse):
         yield self.BODY
 
 
+class _AsyncChatResponse:
+    status = 200
+    headers = LIMITED_HEADERS
+
+    async def read(self) -> bytes:
+        return BODY
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        yield BODY
+
+    async def close(self) -> None: ...
+
+
+class _AsyncChatTransport:
+    async def send(self, request: Any, body: bytes | None) -> _AsyncChatResponse:
+        return _AsyncChatResponse()
+
+    async def close(self) -> None: ...
+
+
 class _AsyncTransport:
     def __init__(self, chunks: int, short: bool = False) -> None:
         self.chunks = chunks
@@ -134,6 +163,19 @@ def chat_loop(n: int) -> float:
     for _ in range(n):
         client.chat(model="gpt-4o-mini", messages=MSGS)
     return (time.process_time() - t) / n * 1e6
+
+
+def achat_loop(n: int) -> float:
+    async def run() -> float:
+        client = aipk.AsyncClient("openai", base_url="http://127.0.0.1:1/v1", api_key="sk-b",
+                                  transport=_AsyncChatTransport())
+        await client.chat(model="gpt-4o-mini", messages=MSGS)
+        t = time.process_time()
+        for _ in range(n):
+            await client.chat(model="gpt-4o-mini", messages=MSGS)
+        return (time.process_time() - t) / n * 1e6
+
+    return asyncio.run(run())
 
 
 def engine_loop(n: int) -> float:
@@ -201,7 +243,8 @@ def framing_loop(n: int) -> dict[str, float]:
     return out
 
 
-LOOPS = {"chat": chat_loop, "engine": engine_loop, "stream": stream_loop, "first": first_loop}
+LOOPS = {"chat": chat_loop, "achat": achat_loop, "engine": engine_loop, "stream": stream_loop,
+         "first": first_loop}
 
 
 def install_exporters(names: str) -> None:

@@ -446,6 +446,26 @@ def test_encode_json_is_compact_and_roundtrips(value: object) -> None:
     assert encoded == json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+@given(st.recursive(
+    st.none() | st.floats() | st.integers() | st.text(max_size=4),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.text(max_size=3) | st.integers() | st.floats() | st.booleans() | st.none(), inner,
+        max_size=3),
+    max_leaves=12,
+))
+def test_encode_json_writes_what_json_dumps_writes(value: object) -> None:
+    """Floats (NaN and infinities too) and non-string keys included."""
+    assert encode_json(value) == json.dumps(
+        value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def test_encode_json_refuses_what_json_dumps_refuses() -> None:
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        encode_json({"a": object()})
+    with pytest.raises(TypeError, match="keys must be"):
+        encode_json({(1, 2): 1})
+
+
 def test_http_request_with_headers() -> None:
     req = HttpRequest(url="https://h", headers={"a": "1", "b": "2"})
     new = req.with_headers(b="3", c="4")

@@ -38,6 +38,14 @@ def _import_aiohttp() -> object:
     return aiohttp
 
 
+def _errors() -> tuple[type[BaseException], ...]:
+    """What aiohttp raises for a failed exchange; called only once something was raised (an
+    ``import`` statement on every request would cost more than the rest of `read()`)."""
+    import aiohttp
+
+    return (aiohttp.ClientError, asyncio.TimeoutError)
+
+
 def _failure(exc: BaseException, *, before_first_byte: bool) -> TransportFailure:
     timeout = isinstance(exc, asyncio.TimeoutError)
     kind = type(exc).__name__
@@ -67,11 +75,9 @@ class _AiohttpResponse:
         self.headers: Mapping[str, str] = response.headers
 
     async def read(self) -> bytes:
-        import aiohttp
-
         try:
             return await self._response.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except _errors() as exc:
             raise _failure(exc, before_first_byte=False) from None
         finally:
             self._response.release()
@@ -185,8 +191,6 @@ class AiohttpTransport:
         )
 
     async def send(self, request: HttpRequest, body: bytes | None) -> _AiohttpResponse:
-        import aiohttp
-
         pool = self._pool
         session = pool.session
         if session is None:
@@ -199,7 +203,7 @@ class AiohttpTransport:
             response = await session.request(request.method, pool.urls[request.url],
                                              headers=request.headers, data=body,
                                              allow_redirects=False, **per_request)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except _errors() as exc:
             raise _failure(exc, before_first_byte=True) from None
         except (UnicodeError, ValueError) as exc:  # a header aiohttp refuses to send
             raise (unsendable(request) or _failure(exc, before_first_byte=True)) from None

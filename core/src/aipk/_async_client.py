@@ -24,6 +24,7 @@ from ._sending import (
     Prime,
     Primed,
     ReadBody,
+    Recover,
     Sent,
     Sleep,
     Transmit,
@@ -256,19 +257,19 @@ class AsyncClient(ClientBase):
             except StopIteration as done:
                 sent: Sent[AsyncResponse] = done.value
                 return sent
-            if isinstance(step, Transmit):
+            if type(step) is Transmit:  # final classes: the common steps first, by type
                 try:
                     value = await transport.send(step.http, step.body)
+                except TransportFailure as failure:
+                    value = failure
+            elif type(step) is ReadBody:
+                try:
+                    value = await step.response.read()
                 except TransportFailure as failure:
                     value = failure
             elif isinstance(step, Sleep):
                 await self._sleep(step.seconds)
                 value = None
-            elif isinstance(step, ReadBody):
-                try:
-                    value = await step.response.read()
-                except TransportFailure as failure:
-                    value = failure
             elif isinstance(step, Prime):
                 value = await _prime(step)
             elif isinstance(step, Acquire):
@@ -280,6 +281,7 @@ class AsyncClient(ClientBase):
                 value = await self._engine.aadmission_delay(
                     step.model, step.body, step.policy, step.credential_id)
             else:
+                assert isinstance(step, Recover)  # the last kind of step
                 try:
                     value = await source.arecover(step.credential, step.error)
                 except AuthenticationError as failed:

@@ -25,6 +25,7 @@ from ._sending import (
     Prime,
     Primed,
     ReadBody,
+    Recover,
     Sent,
     Sleep,
     Transmit,
@@ -286,19 +287,19 @@ class Client(ClientBase):
             except StopIteration as done:
                 sent: Sent[Response] = done.value
                 return sent
-            if isinstance(step, Transmit):
+            if type(step) is Transmit:  # final classes: the common steps first, by type
                 try:
                     value = transport.send(step.http, step.body)
+                except TransportFailure as failure:
+                    value = failure
+            elif type(step) is ReadBody:
+                try:
+                    value = step.response.read()
                 except TransportFailure as failure:
                     value = failure
             elif isinstance(step, Sleep):
                 self._sleep(step.seconds)
                 value = None
-            elif isinstance(step, ReadBody):
-                try:
-                    value = step.response.read()
-                except TransportFailure as failure:
-                    value = failure
             elif isinstance(step, Prime):
                 value = _prime(step)
             elif isinstance(step, Acquire):
@@ -310,6 +311,7 @@ class Client(ClientBase):
                 value = self._engine.admission_delay(step.model, step.body, step.policy,
                                                      step.credential_id)
             else:
+                assert isinstance(step, Recover)  # the last kind of step
                 try:
                     value = source.recover(step.credential, step.error)
                 except AuthenticationError as failed:

@@ -8,6 +8,7 @@ can still adjust the body.
 from __future__ import annotations
 
 import json as _json
+import json.encoder as _json_encoder
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -68,11 +69,21 @@ def redact_url(url: str) -> str:
 
 
 _encoder = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+#: The C encoder ``_encoder.encode`` builds on every call (with ``json.encoder``'s own
+#: arguments for these options), built once: the same text without the Python layers.
+_c_make_encoder = getattr(_json_encoder, "c_make_encoder", None)  # None without the C module
+_c_encode: Any = None
+if _c_make_encoder is not None:
+    _c_encode = _c_make_encoder(
+        None, _encoder.default, _json_encoder.encode_basestring, None,
+        _encoder.key_separator, _encoder.item_separator, False, False, True)
 
 
 def encode_json(data: Any) -> bytes:
     """Compact UTF-8 JSON, as sent on the wire."""
-    return _encoder.encode(data).encode("utf-8")
+    if _c_encode is None:
+        return _encoder.encode(data).encode("utf-8")
+    return "".join(_c_encode(data, 0)).encode("utf-8")
 
 
 _new = object.__new__

@@ -70,12 +70,11 @@ def parse_count(value: str | None) -> int | None:
     """A non-negative integer header value; None for missing, garbage, or negative sentinels."""
     if value is None:
         return None
-    text = value.strip()
     try:
-        number = int(text)
+        number = int(value)  # int() and float() ignore surrounding whitespace themselves
     except ValueError:
         try:
-            as_float = float(text)
+            as_float = float(value)
         except ValueError:
             log.debug("ignoring rate-limit count %r: not a number", value)
             return None
@@ -87,6 +86,13 @@ def parse_count(value: str | None) -> int | None:
         log.debug("ignoring rate-limit count %r: negative sentinel", value)
         return None
     return number
+
+
+def _count(value: str | None) -> int | None:
+    """`parse_count()`, with the usual header (a few plain digits) converted at once."""
+    if value is not None and len(value) < 20 and value.isdecimal():
+        return int(value)
+    return parse_count(value)
 
 
 def parse_reset(value: str | None, now: float) -> float | None:
@@ -199,8 +205,8 @@ class RateLimitWindow:
         information, so limit and remaining are dropped."""
         if limit is None and remaining is None and reset_at is None:
             return None
-        limit_n = parse_count(limit)
-        remaining_n = parse_count(remaining)
+        limit_n = _count(limit)
+        remaining_n = _count(remaining)
         if limit_n == 0:
             limit_n = remaining_n = None
         if limit_n is None and remaining_n is None and reset_at is None:
@@ -265,6 +271,18 @@ class RateLimitState:
     def merge(self, newer: RateLimitState) -> RateLimitState:
         """This state updated by ``newer``: fields ``newer`` sets win, the rest are kept;
         except ``not_before``, the later of the two (a provider's wait only extends)."""
+        if (type(self) is RateLimitState and type(newer) is RateLimitState
+                and self.not_before is None and self.credits_remaining is None
+                and newer.observed_at >= self.observed_at
+                and (self.requests is None or _complete(newer.requests))
+                and (self.tokens is None or _complete(newer.tokens))
+                and (self.input_tokens is None or _complete(newer.input_tokens))
+                and (self.output_tokens is None or _complete(newer.output_tokens))
+                and (self.daily_requests is None or _complete(newer.daily_requests))
+                and (self.daily_tokens is None or _complete(newer.daily_tokens))):
+            # The usual update (every response's headers): ``newer`` says all this state
+            # says, so the merge equals ``newer`` field for field.
+            return newer
         changes: dict[str, object] = {
             "not_before": (self.not_before if newer.not_before is None
                            else newer.not_before if self.not_before is None
@@ -290,10 +308,21 @@ class RateLimitState:
         wait = 0.0
         if self.not_before is not None and self.not_before > now:
             wait = self.not_before - now
-        for name, window in self.windows().items():
-            need = estimated_tokens if "tokens" in name else 1
-            if need and window.exhausted(now, need) and window.reset_at is not None:
-                wait = max(wait, window.reset_at - now)
+        # the windows by hand, not through windows() and exhausted(): this runs before every
+        # request; a request needs one of each request window, its tokens of the others
+        for window in (self.requests, self.daily_requests):
+            if window is not None and window.remaining is not None and window.remaining < 1:
+                reset_at = window.reset_at
+                if reset_at is not None and reset_at > now:
+                    wait = max(wait, reset_at - now)
+        if estimated_tokens:
+            for window in (self.tokens, self.input_tokens, self.output_tokens,
+                           self.daily_tokens):
+                if window is not None and window.remaining is not None and (
+                        window.remaining < estimated_tokens):
+                    reset_at = window.reset_at
+                    if reset_at is not None and reset_at > now:
+                        wait = max(wait, reset_at - now)
         return wait
 
     def can_send(self, now: float, estimated_tokens: int = 0) -> bool:
@@ -312,6 +341,12 @@ class RateLimitState:
             (used := w.used_fraction()) is not None and used >= threshold
             for w in self.windows().values()
         )
+
+
+def _complete(window: RateLimitWindow | None) -> bool:
+    """``window`` sets every field (so merging it into another window gives it)."""
+    return window is not None and window.limit is not None and (
+        window.remaining is not None and window.reset_at is not None)
 
 
 TrackerKey = tuple[str, str, str]

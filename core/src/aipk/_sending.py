@@ -265,7 +265,18 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
             headers = response.headers
             rate_limit = engine.observe(response.status, headers, model, credential.id)
             if response.status < 300:  # a redirect is an error: never followed
-                got = yield from _receive(client, response, rate_limit, parse, stream)
+                got: Any  # the answer, or the ProviderError that stands for it
+                if parse is not None:  # the whole body (`_receive`'s first case, inline)
+                    raw = yield ReadBody(response)
+                    if isinstance(raw, TransportFailure):
+                        got = _unread(client, raw)
+                    else:
+                        try:
+                            got = parse(raw, headers, rate_limit)
+                        except ProviderError as exc:  # a truncated or invalid body: retryable
+                            got = exc
+                else:
+                    got = yield from _receive(client, response, rate_limit, parse, stream)
                 if not isinstance(got, ProviderError):
                     now = time.monotonic()
                     source.report_success(credential, latency=now - sent_at)
@@ -324,7 +335,8 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
 def _receive(client: ClientBase, response: Any, rate_limit: RateLimitState | None,
              parse: Parse | None, stream: ChatRequest | None) -> Generator[Step, Any, Any]:
     """What a success status delivers: the parsed body, the primed stream, or (for neither)
-    nothing; a ProviderError when the answer broke before the caller could use any of it."""
+    nothing; a ProviderError when the answer broke before the caller could use any of it.
+    (`send_steps` reads and parses a body itself, the same way, without this generator.)"""
     if parse is not None:
         raw = yield ReadBody(response)
         if isinstance(raw, TransportFailure):

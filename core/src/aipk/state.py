@@ -289,7 +289,8 @@ class MemoryStore:
         data[k] = (value, expires)
         if expires is not None:
             heapq.heappush(self._heap, (expires, k))
-        self._purge(now)
+        if self._heap:  # else nothing to purge (nor a heap to compact)
+            self._purge(now)
         while len(data) > self.max_entries:
             del data[next(iter(data))]
 

@@ -215,6 +215,20 @@ def http_client_closed(kind: str) -> ClientClosedError:
               f"aipk client), or close it only after the aipk client is done")
 
 
+def _http_error() -> type[httpx.HTTPError]:
+    """httpx's base error; called only once something was raised (an ``import`` statement
+    on every request costs about half a microsecond)."""
+    import httpx
+
+    return httpx.HTTPError
+
+
+def _local_protocol_error(exc: Exception) -> bool:
+    import httpx
+
+    return isinstance(exc, httpx.LocalProtocolError)
+
+
 def _failure(exc: Exception, *, before_first_byte: bool) -> TransportFailure:
     import httpx
 
@@ -292,11 +306,9 @@ class _HttpxResponse:
         self.headers: Mapping[str, str] = lower_headers(response.headers.raw)
 
     def read(self) -> bytes:
-        import httpx
-
         try:
             return self._response.read()
-        except httpx.HTTPError as exc:
+        except _http_error() as exc:
             raise _failure(exc, before_first_byte=False) from None
         finally:
             self._response.close()
@@ -359,8 +371,6 @@ class HttpxTransport:
         return bound
 
     def send(self, request: HttpRequest, body: bytes | None) -> _HttpxResponse:
-        import httpx
-
         client = self._client
         timeouts = self._timeouts
         if request.timeout is not None:  # this call's own timeout= wins
@@ -370,8 +380,8 @@ class HttpxTransport:
                                          headers=request.headers, content=body,
                                          extensions=timeouts and {"timeout": timeouts})
             return _HttpxResponse(client.send(built, stream=True, follow_redirects=False))
-        except httpx.HTTPError as exc:
-            refused = unsendable(request) if isinstance(exc, httpx.LocalProtocolError) else None
+        except _http_error() as exc:
+            refused = unsendable(request) if _local_protocol_error(exc) else None
             if refused is not None:
                 raise refused from None
             raise _failure(exc, before_first_byte=True) from None
@@ -397,11 +407,9 @@ class _AsyncHttpxResponse:
         self.headers: Mapping[str, str] = lower_headers(response.headers.raw)
 
     async def read(self) -> bytes:
-        import httpx
-
         try:
             return await self._response.aread()
-        except httpx.HTTPError as exc:
+        except _http_error() as exc:
             raise _failure(exc, before_first_byte=False) from None
         finally:
             await self._response.aclose()
@@ -469,8 +477,6 @@ class AsyncHttpxTransport:
         return bound
 
     async def send(self, request: HttpRequest, body: bytes | None) -> _AsyncHttpxResponse:
-        import httpx
-
         client = self._client
         timeouts = self._timeouts
         if request.timeout is not None:  # this call's own timeout= wins
@@ -481,8 +487,8 @@ class AsyncHttpxTransport:
                                          extensions=timeouts and {"timeout": timeouts})
             sent = await client.send(built, stream=True, follow_redirects=False)
             return _AsyncHttpxResponse(sent)
-        except httpx.HTTPError as exc:
-            refused = unsendable(request) if isinstance(exc, httpx.LocalProtocolError) else None
+        except _http_error() as exc:
+            refused = unsendable(request) if _local_protocol_error(exc) else None
             if refused is not None:
                 raise refused from None
             raise _failure(exc, before_first_byte=True) from None

@@ -580,6 +580,44 @@ def test_usage_ignores_counts_that_are_not_numbers() -> None:
         input_tokens=3, total_tokens=3)
 
 
+_count_value = st.one_of(st.none(), st.integers(-5, 10**6), st.floats(allow_nan=True),
+                         st.booleans(), st.text(max_size=3), st.just([1]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["prompt_tokens", "completion_tokens", "total_tokens"]),
+                       _count_value))
+def test_usage_counts_are_what_count_makes_of_each_value(data: dict[str, Any]) -> None:
+    usage = wire.parse_usage(data)
+    prompt, completion = (wire._count(data.get("prompt_tokens")),
+                          wire._count(data.get("completion_tokens")))
+    total = wire._count(data.get("total_tokens"))
+    if total is None:
+        total = (completion if prompt is None else prompt if completion is None
+                 else prompt + completion)
+    assert (usage.input_tokens, usage.output_tokens, usage.total_tokens) == (
+        prompt, completion, total)
+
+
+@settings(max_examples=200, deadline=None)
+@given(content=st.none() | st.text(max_size=5), refusal=st.none() | st.text(max_size=5),
+       reason=st.none() | st.sampled_from(["stop", "length", "tool_calls", "odd", ""]),
+       calls=st.booleans())
+def test_a_reply_message_is_what_message_makes_of_it(
+        content: str | None, refusal: str | None, reason: str | None, calls: bool) -> None:
+    msg: dict[str, Any] = {"role": "assistant", "content": content, "refusal": refusal}
+    if calls:
+        msg["tool_calls"] = [{"id": "c1", "function": {"name": "f", "arguments": "{}"}}]
+    data = {"choices": [{"index": 0, "message": msg, "finish_reason": reason}]}
+    response = wire.parse_chat_response(_provider(), ChatRequest(model="m", messages=USER),
+                                        data)
+    assert response.message == wire._message(_provider(), msg)
+    expected = wire.finish_reason(reason) if reason else None
+    if refusal and not content and expected is FinishReason.STOP:
+        expected = FinishReason.REFUSAL
+    assert response.finish_reason is expected
+
+
 def test_unknown_finish_reasons() -> None:
     assert wire.finish_reason("function_call") is FinishReason.TOOL_CALLS
     assert wire.finish_reason("content_filter") is FinishReason.CONTENT_FILTER

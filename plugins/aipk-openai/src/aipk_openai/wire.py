@@ -187,7 +187,10 @@ def _function(tool: aipk.Tool) -> dict[str, Any]:
 
 
 def _check_vision(provider: Provider, request: ChatRequest) -> None:
-    if not any(m.images for m in request.messages):
+    for message in request.messages:  # a loop, not any(): no generator on every request
+        if message.images:
+            break
+    else:
         return
     for info in provider.spec.models:
         if info.id == request.model and info.capabilities and not info.capabilities.vision:
@@ -246,9 +249,16 @@ def parse_usage(data: Mapping[str, Any]) -> Usage:
     """Usage from OpenAI's ``usage`` object; counts that are missing or not whole numbers
     stay None."""
     get = data.get
-    prompt = _count(get("prompt_tokens"))
-    completion = _count(get("completion_tokens"))
-    total = _count(get("total_tokens"))
+    # `_count` inline for the usual non-negative int (the same answer, one call less each)
+    prompt = get("prompt_tokens")
+    if type(prompt) is not int or prompt < 0:
+        prompt = _count(prompt)
+    completion = get("completion_tokens")
+    if type(completion) is not int or completion < 0:
+        completion = _count(completion)
+    total = get("total_tokens")
+    if type(total) is not int or total < 0:
+        total = _count(total)
     if total is None:
         total = (completion if prompt is None else prompt if completion is None
                  else prompt + completion)
@@ -298,24 +308,28 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
         raise ResponseError("the response has no choices", provider=provider.name)
     first = choices[0]
     msg = first.get("message") or {}
+    get = msg.get
     raw = first.get("finish_reason")
-    refusal = msg.get("refusal")
-    reason = finish_reason(raw) if raw else None
-    if refusal and not msg.get("content") and reason is FinishReason.STOP:
+    refusal = get("refusal")
+    content = get("content")
+    reason = _FINISH.get(raw, FinishReason.OTHER) if raw else None  # finish_reason(raw)
+    if refusal and not content and reason is FinishReason.STOP:
         reason = FinishReason.REFUSAL
-    extra: dict[str, Any] = {}
     more = _more_choices(provider, choices) if len(choices) > 1 else ()
+    usage = data.get("usage")
     return ChatResponse(
         provider=provider.name,
         model=data.get("model") or request.model,
-        message=_message(provider, msg),
+        # _message() inline for the usual text-only answer
+        message=(_message(provider, msg) if get("tool_calls")
+                 else Message(role="assistant", content=content)),
         finish_reason=reason,
         raw_finish_reason=raw,
-        usage=parse_usage(data["usage"]) if data.get("usage") else None,
+        usage=parse_usage(usage) if usage else None,
         id=data.get("id"),
         refusal=refusal,
-        reasoning=msg.get("reasoning_content") or msg.get("reasoning"),
-        extra=extra,
+        reasoning=get("reasoning_content") or get("reasoning"),
+        extra={},
         more_choices=more,
     )
 
@@ -398,24 +412,16 @@ def map_error(provider: Provider, status: int, headers: Mapping[str, str], data:
     return error
 
 
-_WINDOW_HEADERS = {
-    name: (f"x-ratelimit-limit-{name}", f"x-ratelimit-remaining-{name}",
-           f"x-ratelimit-reset-{name}")
-    for name in ("requests", "tokens")
-}
-
-
-def _window(headers: Mapping[str, str], name: str, now: float) -> RateLimitWindow | None:
-    limit, remaining, reset = _WINDOW_HEADERS[name]
-    return RateLimitWindow.from_values(
-        headers.get(limit), headers.get(remaining), aipk.parse_reset(headers.get(reset), now))
-
-
 def parse_rate_limits(status: int, headers: Mapping[str, str], now: float) -> (
         RateLimitState | None):
     """``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` and retry-after."""
-    requests = _window(headers, "requests", now)
-    tokens = _window(headers, "tokens", now)
+    get = headers.get
+    window = RateLimitWindow.from_values
+    parse_reset = aipk.parse_reset
+    requests = window(get("x-ratelimit-limit-requests"), get("x-ratelimit-remaining-requests"),
+                      parse_reset(get("x-ratelimit-reset-requests"), now))
+    tokens = window(get("x-ratelimit-limit-tokens"), get("x-ratelimit-remaining-tokens"),
+                    parse_reset(get("x-ratelimit-reset-tokens"), now))
     # Retry-after means something only on a refusal (429, 503) or a redirect, not on a 2xx.
     retry_after = aipk.parse_retry_after(headers, now) if status >= 300 else None
     if requests is None and tokens is None and retry_after is None:

@@ -1,0 +1,113 @@
+"""The rate-limit state's fast paths give what the general rules give.
+
+`RateLimitState.merge` returns the newer state itself when it says everything the older one
+says (the usual update, on every response); `RateLimitState.wait_time` checks its six windows
+by hand. Both are compared here with the general rules written out plainly.
+"""
+
+from __future__ import annotations
+
+import attrs
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aipk._ratelimit import RateLimitState, RateLimitWindow, parse_count
+
+_WINDOWS = ("requests", "tokens", "input_tokens", "output_tokens", "daily_requests",
+            "daily_tokens")
+
+_opt_int = st.none() | st.integers(-5, 1000)
+_opt_time = st.none() | st.floats(0, 1e10, allow_nan=False)
+_complete = st.builds(RateLimitWindow, limit=st.integers(0, 1000),
+                      remaining=st.integers(0, 1000), reset_at=st.floats(0, 1e10))
+_window = st.none() | _complete | st.builds(RateLimitWindow, limit=_opt_int,
+                                            remaining=_opt_int, reset_at=_opt_time)
+#: states that often take the fast path: no not_before or credits, complete windows
+_states = st.builds(
+    RateLimitState,
+    **{name: _window for name in _WINDOWS},
+    not_before=st.none() | _opt_time,
+    credits_remaining=st.none() | st.none() | st.floats(0, 1e6),
+    observed_at=st.floats(0, 1e10) | st.just(1e9),
+)
+
+
+def _merged(old: RateLimitState, new: RateLimitState) -> RateLimitState:
+    """The general merge, field by field."""
+    def window(o: RateLimitWindow | None, n: RateLimitWindow | None) -> RateLimitWindow | None:
+        if o is None or n is None:
+            return n if o is None else o
+        return RateLimitWindow(
+            limit=o.limit if n.limit is None else n.limit,
+            remaining=o.remaining if n.remaining is None else n.remaining,
+            reset_at=o.reset_at if n.reset_at is None else n.reset_at)
+
+    befores = [t for t in (old.not_before, new.not_before) if t is not None]
+    return RateLimitState(
+        **{name: window(getattr(old, name), getattr(new, name)) for name in _WINDOWS},
+        not_before=max(befores) if befores else None,
+        credits_remaining=(old.credits_remaining if new.credits_remaining is None
+                           else new.credits_remaining),
+        observed_at=max(old.observed_at, new.observed_at))
+
+
+def _wait(state: RateLimitState, now: float, tokens: int) -> float:
+    """The general wait: the longest block of not_before and every exhausted window."""
+    wait = 0.0
+    if state.not_before is not None and state.not_before > now:
+        wait = state.not_before - now
+    for name in _WINDOWS:
+        window = getattr(state, name)
+        need = tokens if "tokens" in name else 1
+        if window is not None and need and window.exhausted(now, need) and (
+                window.reset_at is not None):
+            wait = max(wait, window.reset_at - now)
+    return wait
+
+
+@settings(max_examples=400, deadline=None)
+@given(_states, _states)
+def test_merge_equals_the_general_merge(old: RateLimitState, new: RateLimitState) -> None:
+    assert old.merge(new) == _merged(old, new)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_states, st.data())
+def test_the_usual_update_takes_the_fast_path_and_equals_the_general_merge(
+        old: RateLimitState, data: st.DataObject) -> None:
+    old = attrs.evolve(old, not_before=None, credits_remaining=None)
+    windows = {name: data.draw(_complete) if getattr(old, name) is not None
+               else data.draw(st.none() | _complete) for name in _WINDOWS}
+    new = RateLimitState(**windows, observed_at=old.observed_at + data.draw(st.floats(0, 60)))
+    merged = old.merge(new)
+    assert merged is new  # the fast path: nothing of the older state survives
+    assert merged == _merged(old, new)
+
+
+class _Subclass(RateLimitState):
+    pass
+
+
+def test_a_subclass_keeps_the_general_merge() -> None:
+    complete = RateLimitWindow(limit=10, remaining=5, reset_at=100.0)
+    old = _Subclass(requests=complete, observed_at=1.0)
+    merged = old.merge(RateLimitState(requests=complete, observed_at=2.0))
+    assert type(merged) is _Subclass and merged.observed_at == 2.0
+
+
+@settings(max_examples=400, deadline=None)
+@given(_states, st.floats(0, 1e10), st.integers(0, 2000))
+def test_wait_time_equals_the_general_wait(state: RateLimitState, now: float,
+                                           tokens: int) -> None:
+    assert state.wait_time(now, tokens) == _wait(state, now, tokens)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.none() | st.text(max_size=25) | st.text("0123456789١٢²", max_size=30)
+       | st.integers(-10**30, 10**30).map(str) | st.sampled_from(["9" * 5000, " 12 "]))
+def test_window_counts_are_what_parse_count_makes_of_them(value: str | None) -> None:
+    window = RateLimitWindow.from_values(value, value, 5.0)
+    assert window is not None
+    count = parse_count(value)
+    expected = None if count == 0 else count  # a zero limit is a sentinel: both dropped
+    assert (window.limit, window.remaining) == (expected, expected)
