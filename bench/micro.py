@@ -110,14 +110,39 @@ class _ShortStreamResponse(_AsyncStreamResponse):
         yield self.BODY
 
 
+#: events per read in the ``reads`` loop: over aiohttp one read holds hundreds of events
+READ_EVENTS = 100
+
+
+class _ReadsStreamResponse(_AsyncStreamResponse):
+    """A long stream read as aiohttp's transport reads it (``chunk_reader``: the client's
+    direct ``readany`` loop), ``READ_EVENTS`` events per read."""
+
+    def chunk_reader(self) -> tuple[Any, tuple[type[BaseException], ...], Any]:
+        reads = [CHUNK * READ_EVENTS] * (self.chunks // READ_EVENTS) + [
+            CHUNK * (self.chunks % READ_EVENTS) + STREAM_END, b""]
+        return (_Reads(reads).read, (OSError,), RuntimeError)
+
+
+class _Reads:
+    def __init__(self, reads: list[bytes]) -> None:
+        self._next = iter(reads).__next__
+
+    async def read(self) -> bytes:
+        return self._next()
+
+
 class _AsyncTransport:
-    def __init__(self, chunks: int, short: bool = False) -> None:
+    def __init__(self, chunks: int, short: bool = False, reads: bool = False) -> None:
         self.chunks = chunks
         self.short = short
+        self.reads = reads
 
     async def send(self, request: Any, body: bytes | None) -> _AsyncStreamResponse:
         if self.short:
             return _ShortStreamResponse(8)
+        if self.reads:
+            return _ReadsStreamResponse(self.chunks)
         return _AsyncStreamResponse(self.chunks)
 
     async def close(self) -> None: ...
@@ -149,10 +174,10 @@ def engine_loop(n: int) -> float:
     return (time.process_time() - t) / n * 1e6
 
 
-def stream_loop(n: int) -> float:
+def stream_loop(n: int, reads: bool = False) -> float:
     async def run() -> float:
         client = aipk.AsyncClient("openai", base_url="http://127.0.0.1:1/v1", api_key="sk-b",
-                                  transport=_AsyncTransport(n))
+                                  transport=_AsyncTransport(n, reads=reads))
         t = time.process_time()
         count = 0
         async for event in client.stream(model="gpt-4o-mini", messages=MSGS):
@@ -162,6 +187,34 @@ def stream_loop(n: int) -> float:
         return (time.process_time() - t) / n * 1e6
 
     return asyncio.run(run())
+
+
+def reads_loop(n: int) -> float:
+    """µs per chunk of a long stream whose reads hold ``READ_EVENTS`` events each, through
+    the client's direct chunk-reader loop (how the aiohttp transport streams)."""
+    return stream_loop(n, reads=True)
+
+
+def floor_reads_loop(n: int) -> float:
+    """What the raw floors of ``bench/adapters.py`` do per chunk, on the reads of ``reads``:
+    split on newlines, ``json.loads`` each ``data:`` line, collect the text."""
+    reads = [CHUNK * READ_EVENTS] * (n // READ_EVENTS) + [CHUNK * (n % READ_EVENTS) + STREAM_END]
+    t = time.process_time()
+    parts: list[str] = []
+    buf = b""
+    for read in reads:
+        buf += read
+        lines = buf.split(b"\n")
+        buf = lines.pop()
+        for line in lines:
+            if line.startswith(b"data: ") and line != b"data: [DONE]":
+                chunk = json.loads(line[6:])
+                for choice in chunk["choices"]:
+                    content = choice["delta"].get("content")
+                    if content:
+                        parts.append(content)
+    assert len(parts) == n, len(parts)
+    return (time.process_time() - t) / n * 1e6
 
 
 def first_loop(n: int) -> float:
@@ -201,7 +254,8 @@ def framing_loop(n: int) -> dict[str, float]:
     return out
 
 
-LOOPS = {"chat": chat_loop, "engine": engine_loop, "stream": stream_loop, "first": first_loop}
+LOOPS = {"chat": chat_loop, "engine": engine_loop, "stream": stream_loop, "reads": reads_loop,
+         "floor-reads": floor_reads_loop, "first": first_loop}
 
 
 def install_exporters(names: str) -> None:
