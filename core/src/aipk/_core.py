@@ -597,21 +597,19 @@ class StreamSession:
 
     def _events(self, sse_events: Sequence[Any]) -> list[StreamEvent]:
         decoder = self._decoder
-        feed = decoder.feed
         add = self._add
         write_text = self._write_text
         out: list[StreamEvent] = []
-        append = out.append
         frames = iter(sse_events)
         while True:
             try:
                 for sse in frames:
-                    for event in feed(sse):
+                    for event in decoder.feed(sse):
                         if type(event) is TextDelta and not event.choice:  # the common case
                             write_text(event.text)
                         else:
                             add(event)
-                        append(event)
+                        out.append(event)
                     if decoder.done:
                         self.done = True
                         break
