@@ -268,10 +268,10 @@ class AsyncClient(ClientBase):
 
 async def _prime(step: Prime) -> Primed | TransportFailure | ProviderError:
     """Read a stream until its first events (or its end); close it if that fails. ``rest``
-    is aiohttp's chunk reader, or the body's async iterator, and is set only with the first
-    events (None with the events of a body that ended: ``session.finish()`` ran). The read holding the first events
-    is decoded only up to them (``session.first``); the driver decodes the rest of it
-    (``session.backlog``) after delivering them."""
+    is aiohttp's chunk reader, or the body's async iterator, and is set only with the
+    first events (None with the events of a body that ended: ``session.finish()`` ran). The
+    read holding the first events is decoded only up to them (``session.first``); the
+    driver decodes the rest of it (``session.backlog``) after delivering them."""
     response, session = step.response, step.session
     try:
         chunk_reader = getattr(response, "chunk_reader", None)
@@ -378,7 +378,8 @@ class AsyncChatStream:
                 for event in session.backlog():  # the rest of the read that held the first
                     yield event
                 # After the terminator nothing more is read: a server may keep the body open.
-                if session.done:  # the terminator came with the first events
+                ended = session.done  # the terminator came with the first events
+                if ended:
                     pass
                 elif isinstance(rest, tuple):  # aiohttp: read chunks directly, one layer less
                     feed = session.feed

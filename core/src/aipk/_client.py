@@ -385,7 +385,8 @@ class ChatStream:
             rest = primed.rest  # where to read on; set only once the first events came
             if rest is not None:
                 yield from session.backlog()  # the rest of the read that held the first
-                if not session.done:  # the terminator came with the first events
+                ended = session.done  # the terminator came with the first events
+                if not ended:
                     feed = session.feed
                     for chunk in rest:
                         yield from feed(chunk)

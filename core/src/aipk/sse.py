@@ -163,16 +163,22 @@ class SSEDecoder:
         append = events.append
         frames = text.split("\n\n")
         if self._data or self._event is not None:  # the first frame ends a pending event
-            events += self._process(frames[0].encode().split(b"\n") + [b""])
+            events += self._whole_event(frames[0])
             last_id, retry = self._last_id, self._retry
             frames = frames[1:]
         for frame in frames:
             if frame[:6] == "data: " and "\n" not in frame:
                 append(_event(ServerSentEvent, (frame[6:], None, last_id, retry)))
             else:
-                events += self._process(frame.encode().split(b"\n") + [b""])
+                events += self._whole_event(frame)
                 last_id, retry = self._last_id, self._retry
         return events
+
+    def _whole_event(self, frame: str) -> list[ServerSentEvent]:
+        """The line path over one whole event's text and the blank line that ends it."""
+        lines = frame.encode().split(b"\n")
+        lines.append(b"")
+        return self._process(lines)
 
     def flush(self) -> list[ServerSentEvent]:
         """End of stream: finish a trailing line and dispatch a pending event, if any."""
