@@ -8,8 +8,9 @@ everything aipk does per request, minus the HTTP client). ``engine``: the Engine
 (prepare, sign, observe, chat_response). ``stream``: ``AsyncClient.stream`` over an in-memory
 transport (µs per chunk, one event per read). ``reads``: the same over reads of 100 events each
 through the client's direct chunk-reader loop, as the aiohttp transport streams; ``floor-reads``:
-what the raw floors of ``bench/adapters.py`` do on the same reads. ``framing``: each core framer on a chunk carrying the same event
-(SSE, NDJSON, a JSON-array element) plus the decoder's JSON parse of the frame, µs per chunk.
+what the raw floors of ``bench/adapters.py`` do on the same reads. ``framing``: each core
+framer on a chunk carrying the same event (SSE, NDJSON, a JSON-array element) plus the
+decoder's JSON parse of the frame, µs per chunk.
 ``first``: whole short streams (eight text events arriving in one read) over an in-memory
 transport, µs per stream: what aipk does from ``stream()`` to the first text delta and on to the
 end.
