@@ -1,7 +1,7 @@
 """aipk's own per-request and per-chunk cost, in-process, without sockets.
 
-    python bench/micro.py [--profile chat|achat|engine|stream|first] [--n 20000]
-    bash bench/instructions.sh [chat|achat|engine|stream|first]  # instructions, callgrind
+    python bench/micro.py [--profile chat|achat|engine|stream|reads|first] [--n 20000]
+    bash bench/instructions.sh [chat|achat|engine|stream|reads|floor-reads|first]  # callgrind
 
 ``chat``: ``Client.chat`` over an in-memory transport that returns a canned OpenAI reply (so
 everything aipk does per request, minus the HTTP client). ``achat``: ``AsyncClient.chat`` over
@@ -9,8 +9,11 @@ an in-memory async transport whose reply also carries OpenAI's six rate-limit he
 work through the async client's send loop and its awaits, plus reading and merging the
 rate-limit state, as over a real connection). ``engine``: the Engine steps alone
 (prepare, sign, observe, chat_response). ``stream``: ``AsyncClient.stream`` over an in-memory
-transport (µs per chunk). ``framing``: each core framer on a chunk carrying the same event
-(SSE, NDJSON, a JSON-array element) plus the decoder's JSON parse of the frame, µs per chunk.
+transport (µs per chunk, one event per read). ``reads``: the same over reads of 100 events each
+through the client's direct chunk-reader loop, as the aiohttp transport streams; ``floor-reads``:
+what the raw floors of ``bench/adapters.py`` do on the same reads. ``framing``: each core
+framer on a chunk carrying the same event (SSE, NDJSON, a JSON-array element) plus the
+decoder's JSON parse of the frame, µs per chunk.
 ``first``: whole short streams (eight text events arriving in one read) over an in-memory
 transport, µs per stream: what aipk does from ``stream()`` to the first text delta and on to the
 end.
@@ -139,14 +142,39 @@ class _AsyncChatTransport:
     async def close(self) -> None: ...
 
 
+#: events per read in the ``reads`` loop: over aiohttp one read holds hundreds of events
+READ_EVENTS = 100
+
+
+class _ReadsStreamResponse(_AsyncStreamResponse):
+    """A long stream read as aiohttp's transport reads it (``chunk_reader``: the client's
+    direct ``readany`` loop), ``READ_EVENTS`` events per read."""
+
+    def chunk_reader(self) -> tuple[Any, tuple[type[BaseException], ...], Any]:
+        reads = [CHUNK * READ_EVENTS] * (self.chunks // READ_EVENTS) + [
+            CHUNK * (self.chunks % READ_EVENTS) + STREAM_END, b""]
+        return (_Reads(reads).read, (OSError,), RuntimeError)
+
+
+class _Reads:
+    def __init__(self, reads: list[bytes]) -> None:
+        self._next = iter(reads).__next__
+
+    async def read(self) -> bytes:
+        return self._next()
+
+
 class _AsyncTransport:
-    def __init__(self, chunks: int, short: bool = False) -> None:
+    def __init__(self, chunks: int, short: bool = False, reads: bool = False) -> None:
         self.chunks = chunks
         self.short = short
+        self.reads = reads
 
     async def send(self, request: Any, body: bytes | None) -> _AsyncStreamResponse:
         if self.short:
             return _ShortStreamResponse(8)
+        if self.reads:
+            return _ReadsStreamResponse(self.chunks)
         return _AsyncStreamResponse(self.chunks)
 
     async def close(self) -> None: ...
@@ -191,10 +219,10 @@ def engine_loop(n: int) -> float:
     return (time.process_time() - t) / n * 1e6
 
 
-def stream_loop(n: int) -> float:
+def stream_loop(n: int, reads: bool = False) -> float:
     async def run() -> float:
         client = aipk.AsyncClient("openai", base_url="http://127.0.0.1:1/v1", api_key="sk-b",
-                                  transport=_AsyncTransport(n))
+                                  transport=_AsyncTransport(n, reads=reads))
         t = time.process_time()
         count = 0
         async for event in client.stream(model="gpt-4o-mini", messages=MSGS):
@@ -204,6 +232,34 @@ def stream_loop(n: int) -> float:
         return (time.process_time() - t) / n * 1e6
 
     return asyncio.run(run())
+
+
+def reads_loop(n: int) -> float:
+    """µs per chunk of a long stream whose reads hold ``READ_EVENTS`` events each, through
+    the client's direct chunk-reader loop (how the aiohttp transport streams)."""
+    return stream_loop(n, reads=True)
+
+
+def floor_reads_loop(n: int) -> float:
+    """What the raw floors of ``bench/adapters.py`` do per chunk, on the reads of ``reads``:
+    split on newlines, ``json.loads`` each ``data:`` line, collect the text."""
+    reads = [CHUNK * READ_EVENTS] * (n // READ_EVENTS) + [CHUNK * (n % READ_EVENTS) + STREAM_END]
+    t = time.process_time()
+    parts: list[str] = []
+    buf = b""
+    for read in reads:
+        buf += read
+        lines = buf.split(b"\n")
+        buf = lines.pop()
+        for line in lines:
+            if line.startswith(b"data: ") and line != b"data: [DONE]":
+                chunk = json.loads(line[6:])
+                for choice in chunk["choices"]:
+                    content = choice["delta"].get("content")
+                    if content:
+                        parts.append(content)
+    assert len(parts) == n, len(parts)
+    return (time.process_time() - t) / n * 1e6
 
 
 def first_loop(n: int) -> float:
@@ -244,7 +300,7 @@ def framing_loop(n: int) -> dict[str, float]:
 
 
 LOOPS = {"chat": chat_loop, "achat": achat_loop, "engine": engine_loop, "stream": stream_loop,
-         "first": first_loop}
+         "reads": reads_loop, "floor-reads": floor_reads_loop, "first": first_loop}
 
 
 def install_exporters(names: str) -> None:

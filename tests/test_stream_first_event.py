@@ -125,3 +125,25 @@ def test_the_first_delta_is_out_before_the_rest_of_its_read_is_decoded(
     assert text == "abcdefghijklmnop"
     assert total >= 10  # eight deltas, the role chunk, the finish chunk (and usage, [DONE])
     assert 1 <= at_first <= 2  # the role chunk and the first delta's frame
+
+
+@pytest.mark.parametrize(("folder", "name"), CASES)
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_reads_of_many_events_give_the_events_of_byte_by_byte_reads(
+        folder: str, name: str, data: st.DataObject) -> None:
+    """A read holding many whole events is decoded in one pass (one UTF-8 decode, one split);
+    a read of one byte never holds a whole event, so it goes line by line. Over real captured
+    streams of every protocol, any split into reads gives the events, answer and errors of
+    reading the body one byte at a time."""
+    factory, _ = PROTOCOLS[folder]
+    raw = Captures(FIXTURES / folder).raw(name)
+    splits = data.draw(st.lists(st.integers(1, len(raw)), max_size=6), label="splits")
+
+    def outcome(chunks: list[bytes]) -> object:
+        try:
+            return _fed(factory(), chunks)
+        except aipk.errors.ProviderError as exc:
+            return type(exc), str(exc)
+
+    assert outcome(_chunks(raw, splits)) == outcome([raw[i:i + 1] for i in range(len(raw))])

@@ -501,3 +501,29 @@ def test_whole_event_chunks_decode_as_byte_by_byte(pieces: list[str]) -> None:
     slow = [e for i in range(len(data)) for e in single.feed(data[i:i + 1])] + single.flush()
     assert fast == slow
     assert whole.last_event_id == single.last_event_id
+
+
+@given(st.lists(_FIELD, max_size=24), st.lists(st.integers(0, 400), max_size=6),
+       st.sampled_from([b"", b": \xff\n\n", b"data: \xff\n\n"]))
+def test_reads_of_many_events_decode_as_byte_by_byte(
+        pieces: list[str], cuts: list[int], odd: bytes) -> None:
+    """Reads holding many events (over aiohttp one read holds hundreds) take the frame path:
+    the whole events of a read are decoded at once and the usual ``data:`` event is built
+    straight from its text. Whatever the reads hold (an event cut at either end, fields other
+    than data, invalid UTF-8 where it is harmless or where it is an error), the events and
+    errors are those of the line path fed one byte at a time."""
+    data = "".join(pieces).encode()
+    if odd:
+        at = len(data) // 2
+        data = data[:at] + odd + data[at:]
+
+    def outcome(chunks: list[bytes]) -> object:
+        decoder = SSEDecoder()
+        try:
+            events = [e for chunk in chunks for e in decoder.feed(chunk)] + decoder.flush()
+        except SSEDecodeError as exc:
+            return str(exc)
+        return events, decoder.last_event_id
+
+    assert outcome(split_at(data, cuts)) == outcome(
+        [data[i:i + 1] for i in range(len(data))])

@@ -290,9 +290,10 @@ class AsyncClient(ClientBase):
 
 async def _prime(step: Prime) -> Primed | TransportFailure | ProviderError:
     """Read a stream until its first events (or its end); close it if that fails. ``rest``
-    is aiohttp's chunk reader, or the body's async iterator. The read holding the first events
-    is decoded only up to them (``session.first``); the driver decodes the rest of it
-    (``session.backlog``) after delivering them."""
+    is aiohttp's chunk reader, or the body's async iterator, and is set only with the
+    first events (None with the events of a body that ended: ``session.finish()`` ran). The
+    read holding the first events is decoded only up to them (``session.first``); the
+    driver decodes the rest of it (``session.backlog``) after delivering them."""
     response, session = step.response, step.session
     try:
         chunk_reader = getattr(response, "chunk_reader", None)
@@ -388,23 +389,22 @@ class AsyncChatStream:
         assert self._credential is not None
         try:
             first = primed.events  # read before the first was delivered: retried if cut
-            waiting = not first  # for the first event (time to first token)
-            if not waiting:
+            if first:
                 call.got_first_token()  # observers hear of it once the caller has the event
                 yield first[0]
                 call.announce_first_token()
                 for event in first[1:]:
                     yield event
-            rest = primed.rest
+            rest = primed.rest  # where to read on; set only once the first events came
             if rest is not None:
                 for event in session.backlog():  # the rest of the read that held the first
                     yield event
-                feed = session.feed
                 # After the terminator nothing more is read: a server may keep the body open.
                 ended = session.done  # the terminator came with the first events
                 if ended:
                     pass
                 elif isinstance(rest, tuple):  # aiohttp: read chunks directly, one layer less
+                    feed = session.feed
                     read, errors, failure = rest
                     while True:
                         try:
@@ -413,34 +413,18 @@ class AsyncChatStream:
                             raise failure(exc) from None
                         if not chunk:
                             break
-                        events = feed(chunk)
-                        if waiting and events:
-                            waiting = False
-                            call.got_first_token()
-                            yield events[0]
-                            call.announce_first_token()
-                            events = events[1:]
-                        for event in events:
+                        for event in feed(chunk):
                             yield event
                         if session.done:
                             break
                 else:
+                    feed = session.feed
                     async for chunk in rest:
-                        events = feed(chunk)
-                        if waiting and events:
-                            waiting = False
-                            call.got_first_token()
-                            yield events[0]
-                            call.announce_first_token()
-                            events = events[1:]
-                        for event in events:
+                        for event in feed(chunk):
                             yield event
                         if session.done:
                             break
-                tail = session.finish()
-                if waiting and tail:
-                    call.got_first_token()  # observers hear of it from call.finished()
-                for event in tail:
+                for event in session.finish():
                     yield event
                 if session.done:  # the body's end, briefly, so the connection is reused
                     await adrain_end(http)

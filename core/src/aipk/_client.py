@@ -319,7 +319,9 @@ class Client(ClientBase):
 
 
 def _prime(step: Prime) -> Primed | TransportFailure | ProviderError:
-    """Read a stream until its first events (or its end); close it if that fails."""
+    """Read a stream until its first events (or its end); close it if that fails. The rest
+    of the body (``Primed.rest``) is set only with the first events (None with the events of
+    a body that ended: ``session.finish()`` ran)."""
     response, session = step.response, step.session
     chunks = iter(response.iter_bytes())
     try:
@@ -398,33 +400,22 @@ class ChatStream:
         assert self._credential is not None
         try:
             first = primed.events  # read before the first was delivered: retried if cut
-            waiting = not first  # for the first event (time to first token)
-            if not waiting:
+            if first:
                 call.got_first_token()  # observers hear of it once the caller has the event
                 yield first[0]
                 call.announce_first_token()
                 yield from first[1:]
-            rest = primed.rest
+            rest = primed.rest  # where to read on; set only once the first events came
             if rest is not None:
                 yield from session.backlog()  # the rest of the read that held the first
                 ended = session.done  # the terminator came with the first events
                 if not ended:
                     feed = session.feed
                     for chunk in rest:
-                        events = feed(chunk)
-                        if waiting and events:
-                            waiting = False
-                            call.got_first_token()
-                            yield events[0]
-                            call.announce_first_token()
-                            events = events[1:]
-                        yield from events
+                        yield from feed(chunk)
                         if session.done:  # stop reading: a server may keep the body open
                             break
-                tail = session.finish()
-                if waiting and tail:
-                    call.got_first_token()  # observers hear of it from call.finished()
-                yield from tail
+                yield from session.finish()
                 if session.done:  # the body's end, briefly, so the connection is reused
                     drain_end(http)
             self._finished = True

@@ -600,27 +600,29 @@ class StreamSession:
         add = self._add
         write_text = self._write_text
         out: list[StreamEvent] = []
-        try:
-            for sse in sse_events:
-                for event in decoder.feed(sse):
-                    if type(event) is TextDelta and not event.choice:  # the common case
-                        write_text(event.text)
-                    else:
-                        add(event)
-                    out.append(event)
-                if decoder.done:
-                    self.done = True
-                    break
-        except ProviderError as exc:
-            raise self._stamp(exc) from None
-        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-            if not (isinstance(exc, ValueError) and not sse.data.strip()):
-                kind = type(decoder)
-                raise _masked(self._bad(f"{type(exc).__name__}: {exc}", decoder=(
-                    f"{kind.__module__}.{kind.__qualname__}")), exc) from None
-            # an event with no data ("data:" alone, a keep-alive some servers send): skipped
-            after = next(i for i, e in enumerate(sse_events) if e is sse) + 1
-            out += self._events(sse_events[after:])
+        frames = iter(sse_events)
+        while True:
+            try:
+                for sse in frames:
+                    for event in decoder.feed(sse):
+                        if type(event) is TextDelta and not event.choice:  # the common case
+                            write_text(event.text)
+                        else:
+                            add(event)
+                        out.append(event)
+                    if decoder.done:
+                        self.done = True
+                        break
+                break
+            except ProviderError as exc:
+                raise self._stamp(exc) from None
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+                if not (isinstance(exc, ValueError) and not sse.data.strip()):
+                    kind = type(decoder)
+                    raise _masked(self._bad(f"{type(exc).__name__}: {exc}", decoder=(
+                        f"{kind.__module__}.{kind.__qualname__}")), exc) from None
+                # an event with no data ("data:" alone, a keep-alive some servers send) is
+                # skipped: go on with the next frame
         if out:
             self.delivered = True
         return out

@@ -16,6 +16,8 @@ complete is for the provider's decoder to judge from its own terminator.
 
 from __future__ import annotations
 
+from functools import partial
+from itertools import repeat
 from typing import NamedTuple
 
 __all__ = ["SSEDecodeError", "SSEDecoder", "ServerSentEvent"]
@@ -40,6 +42,8 @@ class ServerSentEvent(NamedTuple):
 
 #: Builds a ServerSentEvent from a 4-tuple in C (its generated ``__new__`` is Python code).
 _event = tuple.__new__
+#: `_event` with the class bound, for ``map``
+_new_event = partial(tuple.__new__, ServerSentEvent)
 
 
 
@@ -121,8 +125,60 @@ class SSEDecoder:
             if chunk[-1] == 13:
                 self._skip_lf = True
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        lines = complete_lines(self._partial, chunk)
+        partial = self._partial
+        if partial:
+            partial.append(chunk)
+            chunk = b"".join(partial)
+            partial.clear()
+        end = chunk.rfind(b"\n\n")
+        if end >= 0:
+            try:
+                text = chunk[:end].decode("utf-8")
+            except UnicodeDecodeError:
+                pass  # maybe only in a comment or an unknown field: the line path decides
+            else:
+                events = self._frames(text)
+                lines = complete_lines(partial, chunk[end + 2:])
+                if lines:
+                    events += self._process(lines)
+                return events
+        lines = complete_lines(partial, chunk)
         return self._process(lines) if lines else []
+
+    def _frames(self, text: str) -> list[ServerSentEvent]:
+        """The events of ``text``: whole events (the bytes before a read's last blank line,
+        valid UTF-8, LF-separated, starting at a line), as the line path would give them. An
+        event that is one ``data: …`` line, the usual one, is built straight from its text;
+        any other goes through the line path."""
+        last_id = self._last_id
+        retry = self._retry
+        if not self._data and self._event is None and text[:6] == "data: ":
+            datas = text[6:].split("\n\ndata: ")
+            if "\n" not in "".join(datas):
+                # Every event is one "data: …" line (each newline was in a "\n\ndata: "):
+                # one split gave every event's data; the events are built in C.
+                return list(map(_new_event, zip(datas, repeat(None), repeat(last_id),
+                                                repeat(retry))))
+        events: list[ServerSentEvent] = []
+        append = events.append
+        frames = text.split("\n\n")
+        if self._data or self._event is not None:  # the first frame ends a pending event
+            events += self._whole_event(frames[0])
+            last_id, retry = self._last_id, self._retry
+            frames = frames[1:]
+        for frame in frames:
+            if frame[:6] == "data: " and "\n" not in frame:
+                append(_event(ServerSentEvent, (frame[6:], None, last_id, retry)))
+            else:
+                events += self._whole_event(frame)
+                last_id, retry = self._last_id, self._retry
+        return events
+
+    def _whole_event(self, frame: str) -> list[ServerSentEvent]:
+        """The line path over one whole event's text and the blank line that ends it."""
+        lines = frame.encode().split(b"\n")
+        lines.append(b"")
+        return self._process(lines)
 
     def flush(self) -> list[ServerSentEvent]:
         """End of stream: finish a trailing line and dispatch a pending event, if any."""
