@@ -497,8 +497,9 @@ class StreamSession:
     """One stream being decoded: the framer (SSE unless the decoder declares another
     ``framing``), the provider's decoder, and the accumulator."""
 
-    __slots__ = ("_add", "_backlog", "_decoder", "_engine", "_request", "_sse", "_sse_feed",
-                 "_write_text", "accumulator", "delivered", "done", "rate_limit", "request_id")
+    __slots__ = ("_add", "_backlog", "_decoder", "_engine", "_failed", "_request", "_sse",
+                 "_sse_feed", "_write_text", "accumulator", "delivered", "done", "rate_limit",
+                 "request_id")
 
     def __init__(self, engine: Engine, decoder: StreamDecoder, request: ChatRequest,
                  request_id: str | None, rate_limit: RateLimitState | None,
@@ -518,6 +519,8 @@ class StreamSession:
         self.done = False
         #: frames `first()` read but did not decode yet (`backlog()` decodes them)
         self._backlog: Sequence[Any] = ()
+        #: an error met after other events of the same read: raised once those are handed out
+        self._failed: ProviderError | None = None
 
     def first(self, chunk: bytes) -> list[StreamEvent]:
         """`feed()` for the chunks before the stream's first events: decodes the chunk's
@@ -541,12 +544,18 @@ class StreamSession:
         """The events of the frames `first()` kept (none: an empty list)."""
         pending = self._backlog
         if not pending:
+            if self._failed is not None:
+                raise self._failed
             return []
         self._backlog = ()
         return self._events(pending)
 
     def feed(self, chunk: bytes) -> list[StreamEvent]:
-        """Decode one body chunk into the events it completes."""
+        """Decode one body chunk into the events it completes. An error in a frame after
+        others that gave events is raised by the next call (`feed()`, `backlog()` or
+        `finish()`), so the events before it are handed out first."""
+        if self._failed is not None:
+            raise self._failed
         try:
             sse_events = self._sse_feed(chunk)
         except ValueError as exc:  # SSEDecodeError, FramingError, or a plugin framer's own
@@ -560,6 +569,8 @@ class StreamSession:
         `IncompleteStreamError` carrying the answer received so far."""
         decoder = self._decoder
         out: list[StreamEvent] = self.backlog()
+        if self._failed is not None:
+            raise self._failed
         if not decoder.done:
             cut = False
             try:
@@ -615,16 +626,28 @@ class StreamSession:
                         break
                 break
             except ProviderError as exc:
-                raise self._stamp(exc) from None
+                return self._fail(self._stamp(exc), out)
             except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
                 if not (isinstance(exc, ValueError) and not sse.data.strip()):
                     kind = type(decoder)
-                    raise _masked(self._bad(f"{type(exc).__name__}: {exc}", decoder=(
-                        f"{kind.__module__}.{kind.__qualname__}")), exc) from None
+                    return self._fail(_masked(self._bad(
+                        f"{type(exc).__name__}: {exc}",
+                        decoder=f"{kind.__module__}.{kind.__qualname__}"), exc), out)
                 # an event with no data ("data:" alone, a keep-alive some servers send) is
                 # skipped: go on with the next frame
         if out:
             self.delivered = True
+        return out
+
+    def _fail(self, error: ProviderError, out: list[StreamEvent]) -> list[StreamEvent]:
+        """Raise ``error`` now, or, when frames before it gave events, hand those out first
+        and raise it at the next call: nothing the provider sent before an error is lost."""
+        error.__suppress_context__ = True  # as `raise ... from None`: the cause is in the text
+        if not out:
+            raise error
+        self._failed = error
+        self.delivered = True
+        self._backlog = ()
         return out
 
     def _stamp(self, exc: ProviderError) -> ProviderError:
