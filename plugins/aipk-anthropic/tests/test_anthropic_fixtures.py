@@ -41,7 +41,7 @@ from aipk.errors import (
     RateLimitError,
     StatusError,
 )
-from aipk_anthropic import ANTHROPIC, tokens, wire
+from aipk_anthropic import ANTHROPIC, stream, tokens, wire
 from aipk_testkit.fixtures import (
     Captures,
     decode_sse,
@@ -72,9 +72,9 @@ def _engine(now: float = NOW) -> Engine:
 
 
 def _manual_decode(pieces: Sequence[bytes]) -> tuple[list[StreamEvent], StreamAccumulator,
-                                                     wire.AnthropicStreamDecoder]:
+                                                     stream.AnthropicStreamDecoder]:
     """SSEDecoder -> AnthropicStreamDecoder -> StreamAccumulator, then decoder.close()."""
-    decoder = wire.AnthropicStreamDecoder(_provider())
+    decoder = stream.AnthropicStreamDecoder(_provider())
     events = decode_sse(decoder, pieces)
     acc = StreamAccumulator()
     for item in events:

@@ -30,7 +30,7 @@ from aipk import (
 from aipk._core import StreamSession
 from aipk.errors import AipkError, ResponseError, StreamError
 from aipk.sse import ServerSentEvent
-from aipk_anthropic import ANTHROPIC, wire
+from aipk_anthropic import ANTHROPIC, stream, wire
 from aipk_testkit.fixtures import make_engine, make_provider
 
 REQUEST = ChatRequest(model="claude-sonnet-4-5", messages=[Message.user("hi")])
@@ -328,7 +328,7 @@ def test_malformed_events_are_response_errors(data: str) -> None:
 
 
 def test_bare_decoder_contract() -> None:
-    decoder = wire.AnthropicStreamDecoder(_provider())
+    decoder = stream.AnthropicStreamDecoder(_provider())
     assert (decoder.done, decoder.response_id, decoder.model, decoder.extra) == (
         False, None, None, {})
     assert decoder.feed(ServerSentEvent('{"type": "ping"}', "ping")) == ()

@@ -41,7 +41,7 @@ from aipk.errors import (
     PermissionDeniedError,
     ResponseError,
 )
-from aipk_gemini import GEMINI, tokens, wire
+from aipk_gemini import GEMINI, stream, tokens, wire
 from aipk_testkit.fixtures import (
     Captures,
     decode_sse,
@@ -72,9 +72,9 @@ def _engine() -> Engine:
     return make_engine(GEMINI, {"gemini": aipk_gemini.plugin}, clock=lambda: NOW)
 
 
-def _manual_decode(pieces: Sequence[bytes]) -> tuple[list[StreamEvent], wire.GeminiStreamDecoder]:
+def _manual_decode(pieces: Sequence[bytes]) -> tuple[list[StreamEvent], stream.GeminiStreamDecoder]:
     """SSEDecoder -> GeminiStreamDecoder, then decoder.close()."""
-    decoder = wire.GeminiStreamDecoder(_provider())
+    decoder = stream.GeminiStreamDecoder(_provider())
     return decode_sse(decoder, pieces), decoder
 
 

@@ -51,7 +51,7 @@ from aipk.errors import (
     StreamError,
 )
 from aipk.sse import ServerSentEvent
-from aipk_gemini import DAILY_QUOTA_CODE, GEMINI, endpoint_for, wire
+from aipk_gemini import DAILY_QUOTA_CODE, GEMINI, endpoint_for, stream, wire
 from aipk_testkit.fixtures import make_engine, make_provider
 
 NOW = 1_700_000_000.0
@@ -108,8 +108,8 @@ def _run(raw: bytes) -> tuple[list[StreamEvent], StreamSession]:
     return events, session
 
 
-def _decode(*chunks: Any) -> tuple[list[StreamEvent], wire.GeminiStreamDecoder]:
-    decoder = wire.GeminiStreamDecoder(_provider())
+def _decode(*chunks: Any) -> tuple[list[StreamEvent], stream.GeminiStreamDecoder]:
+    decoder = stream.GeminiStreamDecoder(_provider())
     out: list[StreamEvent] = []
     for chunk in chunks:
         out.extend(decoder.feed(ServerSentEvent(json.dumps(chunk))))
@@ -316,8 +316,8 @@ def test_urls() -> None:
 
 def test_api_key_only_in_the_header_never_in_url_or_repr() -> None:
     engine = _engine(credential=Credential(kind="api_key", secret=Secret(KEY), id="GEMINI"))
-    for stream in (False, True):
-        http, body = engine.build(ChatRequest(model="gemini-2.5-flash", messages=USER), stream)
+    for streamed in (False, True):
+        http, body = engine.build(ChatRequest(model="gemini-2.5-flash", messages=USER), streamed)
         assert http.headers["x-goog-api-key"] == KEY
         assert "authorization" not in http.headers
         assert KEY not in http.url and "key=" not in http.url
@@ -801,7 +801,7 @@ def test_a_stream_of_two_candidates_ends_when_both_finished(cut: int) -> None:
 
 def test_candidate_count_is_read_from_the_request() -> None:
     def count(extra: dict[str, Any]) -> int:
-        return wire.candidate_count(ChatRequest(model="m", messages=USER, extra=extra))
+        return stream.candidate_count(ChatRequest(model="m", messages=USER, extra=extra))
 
     assert count({}) == 1
     assert count({"generationConfig": {"candidateCount": 3}}) == 3

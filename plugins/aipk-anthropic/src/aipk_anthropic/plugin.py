@@ -33,7 +33,7 @@ from aipk import (
 )
 from aipk.errors import ProviderError
 
-from . import tokens, wire
+from . import stream, tokens, wire
 
 if TYPE_CHECKING:
     from aipk.credentials import LoginFlow
@@ -130,8 +130,8 @@ def aipk_parse_response(provider: Provider, request: ChatRequest, data: Any,
 
 @hookimpl_for(protocol=PROTOCOL)
 def aipk_stream_decoder(provider: Provider, request: ChatRequest) -> (
-        wire.AnthropicStreamDecoder | None):
-    return wire.AnthropicStreamDecoder(provider)
+        stream.AnthropicStreamDecoder | None):
+    return stream.AnthropicStreamDecoder(provider)
 
 
 @hookimpl_for(protocol=PROTOCOL)

@@ -34,7 +34,7 @@ from aipk import (
 )
 from aipk.errors import ProviderError
 
-from . import tokens, wire
+from . import stream, tokens, wire
 from .limits import DEFAULT_REQUESTS_PER_MINUTE
 
 if TYPE_CHECKING:
@@ -159,8 +159,8 @@ def aipk_parse_response(provider: Provider, request: ChatRequest, data: Any,
 
 @hookimpl_for(protocol=PROTOCOL)
 def aipk_stream_decoder(provider: Provider, request: ChatRequest) -> (
-        wire.GeminiStreamDecoder | None):
-    return wire.GeminiStreamDecoder(provider, wire.candidate_count(request))
+        stream.GeminiStreamDecoder | None):
+    return stream.GeminiStreamDecoder(provider, stream.candidate_count(request))
 
 
 @hookimpl_for(protocol=PROTOCOL)

@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import mimetypes
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -38,46 +36,38 @@ from aipk import (
     ChatRequest,
     ChatResponse,
     Choice,
-    FinishEvent,
     FinishReason,
     HttpRequest,
     Message,
     ModelInfo,
     Provider,
-    RateLimitError,
-    RateLimitState,
-    ReasoningDelta,
-    StreamEvent,
-    TextDelta,
     ToolCall,
-    ToolCallDelta,
     Usage,
-    UsageEvent,
-    framing,
 )
 from aipk.errors import (
-    AuthenticationError,
-    AuthErrorCode,
     ConfigurationError,
     ContentFilteredError,
     InvalidRequestError,
-    OverloadedError,
-    ProviderError,
     ResponseError,
-    StreamError,
 )
-from aipk.sse import ServerSentEvent
 
 from .schema import to_gemini_schema
+from .status import (
+    DAILY_QUOTA_CODE,
+    _stream_error,
+    map_error,
+    parse_rate_limits,
+    rate_limit_state_from_error,
+    retry_delay,
+    seconds_until_daily_reset,
+)
 
 __all__ = [
     "CLOUDCODE_BASE_URL",
     "DAILY_QUOTA_CODE",
-    "GeminiStreamDecoder",
     "build_chat_body",
     "build_chat_request",
     "build_models_request",
-    "candidate_count",
     "finish_reason",
     "map_error",
     "parse_chat_response",
@@ -92,10 +82,6 @@ __all__ = [
 
 #: The Code Assist endpoint used for OAuth with a ``project_id`` (what gemini-cli talks to).
 CLOUDCODE_BASE_URL = "https://cloudcode-pa.googleapis.com/v1internal"
-#: ``RateLimitError.code`` for a 429 caused by a per-day quota (a ``quotaId`` containing
-#: ``PerDay``): retrying today will not help, so the error is not retryable and its
-#: ``retry_after`` is the time until the quota resets (midnight, US Pacific time).
-DAILY_QUOTA_CODE = "DAILY_QUOTA_EXHAUSTED"
 
 _FILTERED = FinishReason.CONTENT_FILTER
 _FINISH = {
@@ -117,8 +103,6 @@ _FINISH_NUMBERS = ("FINISH_REASON_UNSPECIFIED", "STOP", "MAX_TOKENS", "SAFETY", 
                    "MALFORMED_FUNCTION_CALL", "IMAGE_SAFETY")
 #: ``stream_framing`` option values: ``alt=sse`` events, or one JSON array (no ``alt``)
 STREAM_FRAMINGS = ("sse", "json-array")
-#: Longer retry delays are nonsense and ignored (the core's limit for resets, one week).
-_MAX_DELAY = 7 * 24 * 3600.0
 
 
 def finish_reason(raw: str, called: bool = False) -> FinishReason:
@@ -600,306 +584,11 @@ def parse_models(provider: Provider, data: Any) -> list[ModelInfo]:
     return out
 
 
-# -- errors and rate limits ------------------------------------------------------------------
+def __getattr__(name: str) -> Any:
+    """The stream decoder lives in `aipk_gemini.stream`; ``wire.GeminiStreamDecoder`` and
+    ``wire.candidate_count`` still find it."""
+    if name in ("GeminiStreamDecoder", "candidate_count"):
+        from . import stream
 
-
-def retry_delay(details: Any) -> float | None:
-    """Seconds from a ``google.rpc.RetryInfo`` detail's ``retryDelay`` (``"34s"``, ``"1.5s"``,
-    or ``{"seconds", "nanos"}``); None when absent or nonsense. Never raises."""
-    if not isinstance(details, list):
-        return None
-    for detail in details:
-        if not isinstance(detail, Mapping) or not str(detail.get("@type", "")).endswith(
-                "RetryInfo"):
-            continue
-        value = detail.get("retryDelay")
-        seconds: float | None = None
-        try:
-            if isinstance(value, str):
-                seconds = aipk.parse_duration(value)
-            elif isinstance(value, Mapping):
-                seconds = float(value.get("seconds") or 0) + float(value.get("nanos") or 0) / 1e9
-        except (ValueError, TypeError, OverflowError):
-            seconds = None
-        if seconds is not None and math.isfinite(seconds) and 0 <= seconds <= _MAX_DELAY:
-            return seconds
-    return None
-
-
-def _quota_ids(details: Any) -> list[str]:
-    ids: list[str] = []
-    for detail in details if isinstance(details, list) else ():
-        if isinstance(detail, Mapping) and str(detail.get("@type", "")).endswith("QuotaFailure"):
-            for violation in detail.get("violations") or ():
-                if isinstance(violation, Mapping) and isinstance(violation.get("quotaId"), str):
-                    ids.append(violation["quotaId"])
-    return ids
-
-
-def _reason(details: Any) -> str | None:
-    for detail in details if isinstance(details, list) else ():
-        if isinstance(detail, Mapping) and str(detail.get("@type", "")).endswith("ErrorInfo"):
-            reason = detail.get("reason")
-            return reason if isinstance(reason, str) else None
-    return None
-
-
-def _pacific() -> tzinfo:
-    try:
-        from zoneinfo import ZoneInfo
-
-        return ZoneInfo("America/Los_Angeles")
-    except Exception:  # noqa: BLE001 - no tz database (some Windows installs): use PST
-        return timezone(timedelta(hours=-8))
-
-
-def seconds_until_daily_reset(now: float) -> float:
-    """Seconds from ``now`` until the next midnight US Pacific time (when daily quotas reset)."""
-    local = datetime.fromtimestamp(now, _pacific())
-    midnight = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    return max(0.0, midnight.timestamp() - now)
-
-
-def _error_parts(data: Any) -> tuple[str | None, str | None, list[Any]]:
-    if isinstance(data, list) and data:  # streaming endpoints answer errors as a JSON array
-        data = data[0]
-    error = data.get("error") if isinstance(data, Mapping) else None
-    if isinstance(error, Mapping):
-        message = error.get("message")
-        status = error.get("status")
-        details = error.get("details")
-        return (str(message) if message else None,
-                str(status) if status else (str(error["code"]) if error.get("code") else None),
-                details if isinstance(details, list) else [])
-    if isinstance(data, str) and data:
-        return data, None, []
-    return None, None, []
-
-
-_AUTH_REASONS = {"API_KEY_INVALID": AuthErrorCode.INVALID_CREDENTIALS,
-                 "API_KEY_EXPIRED": AuthErrorCode.INVALID_CREDENTIALS,
-                 "ACCESS_TOKEN_EXPIRED": AuthErrorCode.TOKEN_EXPIRED,
-                 "ACCESS_TOKEN_SCOPE_INSUFFICIENT": AuthErrorCode.SCOPE_INSUFFICIENT}
-
-
-def map_error(provider: Provider, status: int, headers: Mapping[str, str], data: Any,
-              request_id: str | None, now: float) -> ProviderError:
-    """A Google error body (``{"error": {"code", "message", "status", "details"}}``) as a
-    typed error: RetryInfo → ``retry_after``; a ``PerDay`` quota → `DAILY_QUOTA_CODE`,
-    not retryable; an invalid API key (Gemini answers 400) → AuthenticationError."""
-    message, code, details = _error_parts(data)
-    reason = _reason(details)
-    if reason in _AUTH_REASONS:
-        auth_code = _AUTH_REASONS[reason]
-        return AuthenticationError(
-            f"{message or 'the credential was refused'} (check the API key: GEMINI_API_KEY or "
-            f"api_key=; for OAuth, log in again)",
-            provider=provider.name, auth_code=auth_code, status=status, body=data,
-            headers=headers, request_id=request_id, details={"reason": reason})
-    error = aipk.error_for_status(provider=provider.name, status=status, headers=headers,
-                                  body=data, message=message, code=code, request_id=request_id,
-                                  now=now)
-    if isinstance(error, RateLimitError):
-        delay = retry_delay(details)
-        if delay is not None:
-            error.retry_after = delay
-        daily = [q for q in _quota_ids(details) if "PerDay" in q]
-        if daily:
-            error.code = DAILY_QUOTA_CODE
-            error.retryable = False
-            error.retry_after = seconds_until_daily_reset(now)
-    elif status == 503 and message and "overloaded" in message.lower():
-        return OverloadedError(error.message, provider=provider.name, status=status, body=data,
-                               headers=headers, request_id=request_id, retryable=True,
-                               code=code, retry_after=getattr(error, "retry_after", None))
-    return error
-
-
-def rate_limit_state_from_error(error: ProviderError, now: float) -> RateLimitState | None:
-    """The ``not_before`` a RateLimitError's ``retry_after`` (from RetryInfo) implies.
-
-    The rate-limit hook sees only headers, and Gemini puts its retry delay in the body; until
-    the core feeds mapped errors to the tracker, callers can merge this state themselves.
-    """
-    if isinstance(error, RateLimitError) and error.retry_after is not None:
-        return RateLimitState(not_before=now + error.retry_after, observed_at=now)
-    return None
-
-
-def parse_rate_limits(status: int, headers: Mapping[str, str], now: float) -> (
-        RateLimitState | None):
-    """Gemini sends no rate-limit headers; only a ``retry-after`` header (from a proxy, or the
-    emulator) gives state. The RetryInfo in a 429 body is read by `map_error()`."""
-    retry_after = aipk.parse_retry_after(headers, now)
-    if retry_after is None:
-        return None
-    return RateLimitState(not_before=now + retry_after, observed_at=now)
-
-
-# -- streaming -------------------------------------------------------------------------------
-
-_RETRYABLE = {"RESOURCE_EXHAUSTED", "UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED", "ABORTED"}
-
-
-def _stream_error(provider: Provider, error: Any) -> StreamError:
-    if isinstance(error, Mapping):
-        message = str(error.get("message") or "Gemini reported an error mid-stream")
-        status = error.get("status")
-        number = error.get("code")
-        code = str(status) if status else (str(number) if number is not None else None)
-        retryable = (status in _RETRYABLE
-                     or (type(number) is int and (number >= 500 or number == 429)))
-    else:
-        message, code, retryable = str(error), None, False
-    return StreamError(message, provider=provider.name, code=code, retryable=retryable,
-                       body=error)
-
-
-def candidate_count(request: ChatRequest) -> int:
-    """How many candidates ``request`` asks for (``generationConfig.candidateCount`` in its
-    ``extra``; 1 when unset or not a positive whole number)."""
-    config = request.extra.get("generationConfig")
-    count = config.get("candidateCount") if isinstance(config, Mapping) else None
-    return count if type(count) is int and count > 1 else 1
-
-
-class GeminiStreamDecoder:
-    """``streamGenerateContent?alt=sse`` chunks (or Code Assist envelopes) to stream events.
-
-    Each chunk is a whole GenerateContentResponse: text parts become TextDelta, ``thought``
-    parts ReasoningDelta, each ``functionCall`` one complete ToolCallDelta (index, id, name and
-    the JSON arguments); ``usageMetadata`` is a running snapshot, re-emitted when it changes;
-    ``finishReason`` (or a ``promptFeedback.blockReason``) becomes the FinishEvent. Gemini sends
-    no terminator event (no ``[DONE]``): the chunk carrying the finish reason is the last one,
-    with the final ``usageMetadata``, and then the body ends. So that chunk is the terminator
-    (``done``), and a body that ends before it was cut short. With ``candidates > 1``
-    (``generationConfig.candidateCount``) the stream ends once that many candidates finished:
-    one may finish after another.
-
-    ``framing`` follows the provider's ``stream_framing`` option: ``"sse"``, or
-    ``"json-array"`` for a stream requested without ``alt=sse`` (each array element is one
-    chunk).
-    """
-
-    terminator = "a chunk with a finishReason"
-
-    __slots__ = ("_calls", "_candidates", "_finished", "_loads", "_other_calls", "_provider",
-                 "_usage", "done", "extra", "framing", "model", "response_id")
-
-    def __init__(self, provider: Provider, candidates: int = 1) -> None:
-        self._provider = provider
-        self._candidates = candidates  # how many must finish before the stream is done
-        self._finished: set[int] = set()
-        #: the core framer this stream is read with (see `stream_framing()`)
-        self.framing = stream_framing(provider)
-        # the JSON-array framer parsed each element already; framing.loads reuses that parse
-        self._loads = json.loads if self.framing == "sse" else framing.loads
-        self._calls = 0
-        self._other_calls: dict[int, int] | None = None  # candidate -> calls so far (n > 1)
-        self._usage: Usage | None = None
-        self.done = False
-        self.response_id: str | None = None
-        self.model: str | None = None
-        self.extra: dict[str, Any] = {}
-
-    def feed(self, event: ServerSentEvent) -> Sequence[StreamEvent]:
-        chunk = self._loads(event.data)
-        if type(chunk) is list and len(chunk) == 1:
-            chunk = chunk[0]
-        if type(chunk) is not dict:
-            raise ValueError(f"expected a JSON object, got {type(chunk).__name__}")
-        error = chunk.get("error")
-        if error:
-            raise _stream_error(self._provider, error)
-        chunk = _unwrap(chunk)
-        if ("candidates" not in chunk and "usageMetadata" not in chunk
-                and "promptFeedback" not in chunk):
-            raise ValueError(
-                "not a GenerateContentResponse (no candidates, usageMetadata or "
-                "promptFeedback); is base_url a Gemini endpoint?")
-        if self.response_id is None:
-            self.response_id = chunk.get("responseId")
-            self.model = chunk.get("modelVersion")
-        out: list[StreamEvent] = []
-        candidate = _first_candidate(chunk)
-        if candidate is not None:
-            for part in _parts(candidate):
-                if type(part) is dict:
-                    self._part(part, out)
-            raw = candidate.get("finishReason")
-            if type(raw) is int and 0 < raw < len(_FINISH_NUMBERS):
-                raw = _FINISH_NUMBERS[raw]
-            if raw and isinstance(raw, str):
-                self._finish(0)
-                out.append(FinishEvent(reason=finish_reason(raw, self._calls > 0), raw=raw))
-        else:
-            blocked = _block_reason(chunk)
-            if blocked is not None:
-                raise prompt_blocked(self._provider, blocked, chunk)
-        candidates = chunk.get("candidates")
-        if (type(candidates) is list and len(candidates) > 1) or (
-                candidate is None and candidates):
-            self._others(chunk, out)
-        meta = chunk.get("usageMetadata")
-        if meta:
-            usage = parse_usage(meta)
-            if usage is not None and usage != self._usage:
-                self._usage = usage
-                out.append(UsageEvent(usage=usage))
-        return out
-
-    def _others(self, chunk: Mapping[str, Any], out: list[StreamEvent]) -> None:
-        """Events of candidates 1, 2 … (``candidateCount > 1``), tagged with ``choice``."""
-        counts = self._other_calls
-        if counts is None:
-            counts = self._other_calls = {}
-        for which, candidate in _other_candidates(chunk):
-            for part in _parts(candidate):
-                if type(part) is not dict or part.get("thought"):
-                    continue
-                call = part.get("functionCall")
-                if type(call) is dict and isinstance(call.get("name"), str):
-                    index = counts.get(which, 0)
-                    counts[which] = index + 1
-                    out.append(ToolCallDelta(index=index, id=str(call.get("id") or
-                                                                 f"call_{index}"),
-                                             name=call["name"],
-                                             arguments=_call_json(call.get("args")),
-                                             choice=which))
-                elif isinstance(part.get("text"), str) and part["text"]:
-                    out.append(TextDelta(text=part["text"], choice=which))
-            raw = candidate.get("finishReason")
-            if raw and isinstance(raw, str):
-                self._finish(which)
-                out.append(FinishEvent(reason=finish_reason(raw, which in counts), raw=raw,
-                                       choice=which))
-
-    def _finish(self, which: int) -> None:
-        if self._candidates == 1:
-            self.done = True
-            return
-        self._finished.add(which)
-        self.done = len(self._finished) >= self._candidates
-
-    def _part(self, part: dict[str, Any], out: list[StreamEvent]) -> None:
-        signature = part.get("thoughtSignature")
-        call = part.get("functionCall")
-        if call is not None:
-            if type(call) is not dict or not isinstance(call.get("name"), str):
-                raise ValueError(f"functionCall without a name: {call!r}")
-            index = self._calls
-            self._calls += 1
-            call_id = call.get("id") or f"call_{index}"
-            out.append(ToolCallDelta(index=index, id=str(call_id), name=call["name"],
-                                     arguments=_call_json(call.get("args"))))
-            if signature:
-                self.extra.setdefault("functionCallSignatures", {})[str(call_id)] = signature
-            return
-        text = part.get("text")
-        if text and isinstance(text, str):
-            out.append(ReasoningDelta(text=text) if part.get("thought") else TextDelta(text=text))
-        if signature:
-            self.extra["thoughtSignature"] = signature
-
-    def close(self) -> Sequence[StreamEvent]:
-        return ()
+        return getattr(stream, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
