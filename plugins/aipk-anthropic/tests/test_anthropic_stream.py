@@ -263,8 +263,10 @@ def test_in_band_overloaded_error_is_a_retryable_stream_error() -> None:
                ("error", {"type": "error", "error": {"type": "overloaded_error",
                                                       "message": "Overloaded"}}))
     session = _session("req_42")
+    delivered = session.feed(raw)  # the text before the error is handed out first
+    assert [e.text for e in delivered if type(e) is TextDelta] == ["partial"]
     with pytest.raises(StreamError, match="Overloaded") as info:
-        session.feed(raw)
+        session.finish()
     error = info.value
     assert (error.code, error.retryable, error.request_id, error.provider) == (
         "overloaded_error", True, "req_42", "anthropic")

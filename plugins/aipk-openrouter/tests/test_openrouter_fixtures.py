@@ -234,8 +234,10 @@ def test_stream_error_in_chunk(name: str) -> None:
     session = _engine().open_stream(ChatRequest(model="minimax/minimax-m2:free",
                                                 messages=[{"role": "user", "content": "Hi"}]),
                                     {"x-request-id": "req_or_1"}, None)
+    delivered = session.feed(raw)  # the events before the error come first
+    assert delivered == events[:len(delivered)] and delivered
     with pytest.raises(StreamError, match="Token limit reached") as info:
-        session.feed(raw)
+        session.finish()
     assert info.value.request_id == "req_or_1"
 
 
