@@ -3,8 +3,8 @@
 Installing the package registers the plugin (entry point ``aipk.plugins: gemini``); use it
 through ``aipk.Client("gemini")``. `aipk_gemini.wire` holds the request and response
 functions, `aipk_gemini.stream` the stream decoder, `aipk_gemini.status` the error and
-rate-limit mapping, `aipk_gemini.schema` the tool-schema conversion, `aipk_gemini.limits` the default
-client-side request rate (and the deprecated stand-alone limiter).
+rate-limit mapping, `aipk_gemini.schema` the tool-schema conversion, `aipk_gemini.limits`
+the default client-side request rate (and the deprecated stand-alone limiter).
 """
 
 from __future__ import annotations
