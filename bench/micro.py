@@ -38,6 +38,8 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from adapters import _sse_text as sse_text  # the floors' own per-line work
+
 import aipk
 
 BODY = json.dumps({
@@ -242,7 +244,8 @@ def reads_loop(n: int) -> float:
 
 def floor_reads_loop(n: int) -> float:
     """What the raw floors of ``bench/adapters.py`` do per chunk, on the reads of ``reads``:
-    split on newlines, ``json.loads`` each ``data:`` line, collect the text."""
+    split on newlines, then their own ``_sse_text`` (``json.loads`` each ``data:`` line,
+    collect the text)."""
     reads = [CHUNK * READ_EVENTS] * (n // READ_EVENTS) + [CHUNK * (n % READ_EVENTS) + STREAM_END]
     t = time.process_time()
     parts: list[str] = []
@@ -251,13 +254,7 @@ def floor_reads_loop(n: int) -> float:
         buf += read
         lines = buf.split(b"\n")
         buf = lines.pop()
-        for line in lines:
-            if line.startswith(b"data: ") and line != b"data: [DONE]":
-                chunk = json.loads(line[6:])
-                for choice in chunk["choices"]:
-                    content = choice["delta"].get("content")
-                    if content:
-                        parts.append(content)
+        sse_text(lines, parts)
     assert len(parts) == n, len(parts)
     return (time.process_time() - t) / n * 1e6
 
