@@ -363,8 +363,9 @@ def _classify(error: BaseException) -> tuple[int, str, str | None]:
         return 503, "server_error", "upstream_unavailable"
     if isinstance(error, AuthenticationError):
         # the upstream rejected this server's credential: not the caller's key, so not a 401
-        code = "upstream_unavailable" if _retry_after(error) is not None else "upstream_auth"
-        return (503 if code == "upstream_unavailable" else 502), "server_error", code
+        if _retry_after(error) is not None:  # every key cooling down (KeysExhaustedError)
+            return 503, "server_error", "upstream_unavailable"
+        return 502, "server_error", "upstream_auth"
     if isinstance(error, RequestTimeout):
         return 504, "server_error", "upstream_timeout"
     if isinstance(error, ProviderError):
@@ -384,13 +385,13 @@ def error_response(error: BaseException) -> tuple[int, dict[str, str], dict[str,
     500 whose message names only its type.
     """
     status, kind, code = _classify(error)
+    wait = _retry_after(error)
     if not isinstance(error, AipkError):
         message = f"internal error ({type(error).__name__})"
     elif status >= 500:  # the details (upstream URLs, keys' ids) are the server's, not the caller's
         provider = getattr(error, "provider", None)
         who = ("every provider" if isinstance(error, AllTargetsFailedError) or not provider
                else f"the {provider} provider")
-        wait = _retry_after(error)
         message = (f"{who} behind this server failed ({type(error).__name__})"
                    + (f"; retry in {wait:g} s" if wait else ""))
     else:
@@ -398,7 +399,6 @@ def error_response(error: BaseException) -> tuple[int, dict[str, str], dict[str,
     param = getattr(error, "field", None) if isinstance(error, InvalidRequestError) else None
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     headers: dict[str, str] = {}
-    wait = _retry_after(error)
     if wait is not None and status in (429, 503):
         headers["retry-after"] = str(max(1, math.ceil(wait)))
     return status, headers, body
