@@ -131,3 +131,27 @@ def test_every_public_credentials_name_resolves() -> None:
         assert getattr(credentials, name) is not None
     with pytest.raises(AttributeError, match="no_such_name"):
         credentials.no_such_name  # noqa: B018
+
+
+def test_every_public_registry_name_resolves_and_loading_waits_for_a_registry() -> None:
+    code = textwrap.dedent("""
+        import sys, aipk
+        from aipk import registry
+        assert "aipk._loading" not in sys.modules and "aipk._dispatch" not in sys.modules
+        for name in registry.__all__:
+            assert getattr(registry, name) is not None, name
+        from aipk.registry import FastHook, HookCallers, PluginWarning
+        assert issubclass(PluginWarning, UserWarning)
+        assert HookCallers.__module__ == FastHook.__module__ == "aipk._dispatch"
+        try:
+            registry.no_such_name
+        except AttributeError as exc:
+            assert "no_such_name" in str(exc), exc
+        else:
+            raise AssertionError("no AttributeError")
+        print("ok")
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=False, env={**os.environ, "AIPK_TRACE_PLUGINS": ""})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
