@@ -1,9 +1,10 @@
 """aipk-anthropic: Anthropic's Messages API (Claude) for aipk.
 
 Installing the package registers the plugin (entry point ``aipk.plugins: anthropic``); use it
-through [`aipk.Client`][aipk.Client]. `aipk_anthropic.wire` holds the request and response
-functions, `aipk_anthropic.stream` the stream decoder, `aipk_anthropic.status` the error and
-rate-limit mapping.
+through [`aipk.Client`][aipk.Client]. `aipk_anthropic.wire` holds the request functions (and
+re-exports the others), `aipk_anthropic.responses` the response and model-listing parsers,
+`aipk_anthropic.stream` the stream decoder, `aipk_anthropic.status` the error and rate-limit
+mapping.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The Anthropic Messages API's event stream, decoded: one state machine fed server-sent events.
 
 `AnthropicStreamDecoder` turns ``message_start`` … ``message_stop`` into aipk's stream events;
-the request and response functions it shares are in `aipk_anthropic.wire`.
+the usage and finish-reason functions it shares with whole responses are in
+`aipk_anthropic.responses`.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from aipk import (
 from aipk.framing import parse_json
 from aipk.sse import ServerSentEvent
 
+from .responses import _count, _reasoning_tokens, _refusal, _usage, finish_reason
 from .status import _stream_error
-from .wire import _count, _reasoning_tokens, _refusal, _usage, finish_reason
 
 __all__ = ["AnthropicStreamDecoder"]
 
