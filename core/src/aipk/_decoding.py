@@ -46,7 +46,8 @@ class StreamDecoder(Protocol):
     extra: dict[str, Any]
 
     def feed(self, event: ServerSentEvent) -> Sequence[StreamEvent]:
-        """Consume one SSE event; return the events it produced (often one, maybe none)."""
+        """Consume one frame (an SSE event, or one unit of the declared ``framing``: read
+        ``event.data``); return the events it produced (often one, maybe none)."""
         ...
 
     def close(self) -> Sequence[StreamEvent]:
