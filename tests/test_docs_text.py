@@ -43,3 +43,31 @@ def test_no_sphinx_roles_reach_the_site() -> None:
             if SPHINX_ROLE.search(line)]
     assert not hits, ("Sphinx roles render literally on the docs site; rewrite them with "
                       "`.venv/bin/python dev/fix_doc_roles.py --fix`:\n" + "\n".join(hits))
+
+
+FENCE = re.compile(r"^\s*```")
+OPENING = re.compile(r"^\s*```(\w[^`]*)?$")
+CLOSING = re.compile(r"^\s*```\s*$")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_code_block_closes_on_a_line_of_its_own(page: Path) -> None:
+    """A closing fence followed by text ("``` See ...") does not close the block: the rest of
+    the page renders as code, and the doc-snippet tests read the wrong blocks."""
+    problems, opened = [], None
+    for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+        if not FENCE.match(line):
+            continue
+        if opened is None:
+            if not OPENING.match(line):
+                problems.append(f"{page.name}:{number}: not an opening fence: {line.strip()}")
+            opened = number
+        elif CLOSING.match(line):
+            opened = None
+        else:
+            problems.append(f"{page.name}:{number}: text after a closing fence (block opened "
+                            f"at line {opened}): {line.strip()}")
+            opened = None
+    if opened is not None:
+        problems.append(f"{page.name}:{opened}: the block opened here never closes")
+    assert not problems, "\n".join(problems)

@@ -33,8 +33,8 @@ _NODE = re.compile(r"^(?P<indent> *)(?P<branch>(?:[│ ] {3})*[├└]── )?(
 
 
 def parse_tree(doc: str) -> dict[str, str | None]:
-    """{class name: parent name} from the box-drawing tree after ``The hierarchy::``."""
-    lines = doc.split("The hierarchy::", 1)[1].splitlines()
+    """{class name: parent name} from the box-drawing tree after ``The hierarchy:``."""
+    lines = doc.split("The hierarchy:\n", 1)[1].splitlines()
     parents: dict[str, str | None] = {}
     stack: list[str] = []  # the current path from the root
     base: int | None = None

@@ -33,20 +33,27 @@ class StreamDecoder(Protocol):
     normalised stream events.
 
     A decoder may also name its terminator in a class attribute ``terminator`` (for example
-    ``"data: [DONE]"``); the error for a stream that ended without it quotes the name.
+    ``"data: [DONE]"``); the error for a stream that ended without it quotes the name. A
+    ``framing`` attribute (``"sse"`` by default, ``"ndjson"``, ``"json-array"`` or a class
+    returning a `Framer`) says how the core splits the body into frames.
+
+    Attributes:
+        done: True once the protocol's terminator arrived: the stream is complete, the client
+            stops reading, and a body that ends while this is still False is an
+            `IncompleteStreamError`.
+        response_id: The response id as the provider reported it, once known.
+        model: The model as the provider reported it, once known.
+        extra: Provider data to keep on the final response (e.g. a thought signature).
     """
 
-    #: True once the protocol's terminator arrived: the stream is complete, the client stops
-    #: reading, and a body that ends while this is still False is an IncompleteStreamError.
     done: bool
-    #: Response id and model as the provider reported them, once known.
     response_id: str | None
     model: str | None
-    #: Provider data to keep on the final response (e.g. a thought signature).
     extra: dict[str, Any]
 
     def feed(self, event: ServerSentEvent) -> Sequence[StreamEvent]:
-        """Consume one SSE event; return the events it produced (often one, maybe none)."""
+        """Consume one frame (an SSE event, or one unit of the declared ``framing``: read
+        ``event.data``); return the events it produced (often one, maybe none)."""
         ...
 
     def close(self) -> Sequence[StreamEvent]:

@@ -97,7 +97,21 @@ def error_for_status(
     request_id: str | None = None,
     now: float = 0.0,
 ) -> ProviderError:
-    """The typed error for ``status``, with ``message`` (the provider's words) and a fix hint."""
+    """The typed error for ``status``, with ``message`` (the provider's words) and a fix hint.
+
+    What ``aipk_map_error`` returns once it has read the provider's message and code from its
+    error body. The class follows from the status: 429 `RateLimitError` (``retry_after`` from
+    the ``retry-after-ms`` / ``retry-after`` headers, read at ``now``), 401
+    `AuthenticationError`, 403 `PermissionDeniedError`, 404 `NotFoundError`, 529
+    `OverloadedError`, other 5xx `ServerError`, other 4xx `BadRequestError`, a 3xx a
+    `StatusError` (aipk never follows redirects). Among 4xx, ``code`` (or, for the context
+    window, the message's wording such as "context length" or "prompt is too long") picks a
+    subclass: ``context_length_exceeded``, ``context_window_exceeded`` or
+    ``model_context_window_exceeded`` for `ContextWindowExceededError`; ``content_filter``,
+    ``content_policy_violation``, ``content_filtered`` or ``responsibleaipolicyviolation``
+    for `ContentFilteredError`. Translate the provider's own codes into these to get the
+    subclasses. ``x-should-retry: true|false`` overrides whether the error is retryable.
+    """
     said: object = message  # a plugin may pass on an odd body's message as it found it
     if said is not None and not isinstance(said, str):
         message = json.dumps(said, ensure_ascii=False, default=str)[:2000]

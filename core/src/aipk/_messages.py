@@ -137,20 +137,26 @@ class Message:
 
     @classmethod
     def system(cls, content: str) -> Message:
+        """A system message (instructions for the model)."""
         return cls(role="system", content=content)
 
     @classmethod
     def user(cls, content: str, *, images: Iterable[Image] = ()) -> Message:
+        """A user message, with ``images`` attached if given."""
         return cls(role="user", content=content, images=tuple(images))
 
     @classmethod
     def assistant(
         cls, content: str | None = None, *, tool_calls: Iterable[ToolCall] = ()
     ) -> Message:
+        """An assistant message: the answer's text (``None`` when it only calls tools) and the
+        [`ToolCall`][aipk.ToolCall]s it asked for; what ``aipk_parse_response`` returns as
+        ``ChatResponse.message``."""
         return cls(role="assistant", content=content, tool_calls=tuple(tool_calls))
 
     @classmethod
     def tool(cls, tool_call_id: str, content: str, *, name: str | None = None) -> Message:
+        """A tool result: ``content`` answers the call whose id is ``tool_call_id``."""
         return cls(role="tool", content=content, tool_call_id=tool_call_id, name=name)
 
     @classmethod
@@ -237,6 +243,7 @@ class ToolChoice:
 
     @classmethod
     def function(cls, name: str) -> ToolChoice:
+        """The model must call the function ``name``."""
         return cls(mode="function", name=name)
 
     @classmethod

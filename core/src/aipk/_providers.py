@@ -163,6 +163,7 @@ class ModelInfo:
 
     @property
     def context_window(self) -> int | None:
+        """``capabilities.context_window``, or ``None`` when unknown."""
         return self.capabilities.context_window if self.capabilities else None
 
 
@@ -237,10 +238,12 @@ class Provider:
 
     @property
     def name(self) -> str:
+        """The provider id (``spec.name``): what hooks serving one provider route on."""
         return self.spec.name
 
     @property
     def protocol(self) -> str:
+        """The wire-format family (``spec.protocol``): what protocol hooks route on."""
         return self.spec.protocol
 
     def url(self, path: str) -> str:

@@ -45,7 +45,20 @@ __all__ = [
 
 
 class FinishReason(str, enum.Enum):
-    """Why the model stopped, normalised across providers."""
+    """Why the model stopped, normalised across providers.
+
+    A plugin maps its provider's word onto one of these (keeping the word itself as
+    ``raw_finish_reason`` / ``FinishEvent.raw``); a word it does not know becomes ``OTHER``.
+
+    Attributes:
+        STOP: The answer is complete (a natural end or a stop sequence).
+        LENGTH: The answer hit ``max_tokens`` or the model's output limit.
+        TOOL_CALLS: The model stopped to call tools.
+        CONTENT_FILTER: The provider's safety filter cut the answer.
+        REFUSAL: The model declined to answer.
+        ERROR: The provider reported an error in the answer.
+        OTHER: Any other reason (the provider's word is in the raw field).
+    """
 
     STOP = "stop"
     LENGTH = "length"
@@ -187,6 +200,7 @@ class ChatResponse:
 
     @property
     def tool_calls(self) -> tuple[ToolCall, ...]:
+        """The tool calls the answer asks for (``message.tool_calls``; empty for none)."""
         return self.message.tool_calls
 
 

@@ -1,6 +1,6 @@
 """Every error aipk raises, rooted at [`AipkError`][aipk.errors.AipkError].
 
-The hierarchy::
+The hierarchy:
 
     AipkError
     ├── ConfigurationError              bad settings; fix the code or environment, never retried

@@ -1,10 +1,17 @@
 """The hooks a provider plugin implements.
 
-Mark implementations with `aipk.hookimpl` and register the module under the ``aipk.plugins``
-entry-point group (the entry-point name is the provider id)::
+Mark implementations with `aipk.hookimpl` (or `hookimpl_for`), and register the module
+holding them under the ``aipk.plugins`` entry-point group (the entry-point name is the plugin's
+name, the one ``AIPK_LOAD_PLUGINS`` lists). List every provider id the plugin serves under
+``aipk.providers``, so that clients and ``aipk providers`` find it without importing it:
 
-    [project.entry-points."aipk.plugins"]
-    myprovider = "aipk_myprovider"
+```toml
+[project.entry-points."aipk.plugins"]
+myprovider = "aipk_myprovider.plugin"
+
+[project.entry-points."aipk.providers"]
+myprovider = "aipk_myprovider.plugin"
+```
 
 Every hook is synchronous and does no I/O: it builds, parses or decodes, and the client does the
 sending, so one plugin serves both [`aipk.Client`][aipk.Client] and
@@ -165,7 +172,7 @@ def aipk_parse_response(
 
 @hookspec(firstresult=True)
 def aipk_stream_decoder(provider: Provider, request: ChatRequest) -> StreamDecoder | None:
-    """Return a fresh `StreamDecoder` that turns SSE events into stream events."""
+    """Return a fresh `StreamDecoder` that turns one stream's frames into stream events."""
 
 
 @hookspec(firstresult=True)

@@ -9,8 +9,6 @@ formats (``tests/fixtures/SOURCES.md``):
   "response": {status, headers, body}}``, header values are lists, ``response.body`` a string;
 * ``*.json`` "json-body": a response body alone.
 
-::
-
     from aipk_testkit.fixtures import Captures, find_fixtures, make_engine
 
     FIXTURES = find_fixtures(__file__)          # the nearest tests/fixtures above this file

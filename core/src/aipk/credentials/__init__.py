@@ -1,7 +1,5 @@
 """Credential management: API key pools, OAuth accounts, token storage and login flows.
 
-::
-
     from aipk.credentials import KeyPool, call_with_failover
 
     pool = KeyPool.from_env("openai", "OPENAI_API_KEY")       # OPENAI_API_KEY=sk-1,sk-2,sk-3
@@ -9,7 +7,7 @@
     ...
     pool.report_success(credential, latency=0.42, tokens=812)  # or report_failure(credential, err)
 
-OAuth::
+OAuth:
 
     from aipk.credentials import FileTokenStore, OAuthClient, OAuthEndpoints, OAuthManager
 
@@ -21,7 +19,7 @@ OAuth::
     manager = OAuthManager.from_store("example", store, refresh=oauth.refresh,
                                       arefresh=oauth.arefresh)
 
-Logins (what ``aipk login PROVIDER`` runs)::
+Logins (what ``aipk login PROVIDER`` runs):
 
     from aipk.credentials import FileTokenStore, default_token_file, login, login_flow
 

@@ -1,7 +1,5 @@
 """Failover and routing over several targets (provider, model, credentials).
 
-::
-
     from aipk.router import Router, Target
 
     with Router([Target(provider="openai", model="gpt-4o-mini"),

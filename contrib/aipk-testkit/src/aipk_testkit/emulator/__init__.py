@@ -1,8 +1,6 @@
 """A loopback provider emulator: a real HTTP/1.1 server on 127.0.0.1 that speaks the wire
 protocols of AI model providers, scripted from tests.
 
-::
-
     with Emulator() as emu:
         emu.enqueue(Reply(text="Hello there", chunk_size=4))
         emu.enqueue(Fault.status(429, retry_after=1.5))

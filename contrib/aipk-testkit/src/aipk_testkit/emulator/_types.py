@@ -19,7 +19,13 @@ FaultKind = Literal["status", "slow_first_byte", "reset_after_headers", "reset_m
 
 @dataclass
 class ToolCallSpec:
-    """One tool call the model makes; ``id`` is generated (``call_<hex>``) when ``None``."""
+    """One tool call the model makes.
+
+    ``id`` stays ``None`` unless given: each protocol handler's ``render_reply`` makes one up
+    in its protocol's style when it is ``None`` (the OpenAI handler: ``call_<hex>``). A
+    third-party handler must do the same (``spec.id or f"call_{index}"``): the conformance
+    suite expects every tool call of an answer to carry its own id.
+    """
 
     name: str
     arguments: str | Mapping[str, Any] = "{}"
