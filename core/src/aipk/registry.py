@@ -1,7 +1,9 @@
 """Plugin discovery and loading.
 
 Provider plugins register under the ``aipk.plugins`` entry-point group; the entry-point name is
-the provider id. [`available()`][aipk.registry.available] lists them *without importing them*.
+the plugin's name (what ``AIPK_LOAD_PLUGINS`` lists), and the provider ids a plugin serves are
+declared under ``aipk.providers`` (name = provider id, value = the plugin's ``aipk.plugins``
+value). [`available()`][aipk.registry.available] lists them *without importing them*.
 Loading happens on first use (creating a client loads only the plugins its provider's hooks
 call, picked by the ``aipk.providers`` entry points; see `Registry.hooks_for`) and isolates
 failures: a plugin that raises on import, or that implements a hook name aipk does not know, is
