@@ -96,8 +96,13 @@ def _count(value: str | None) -> int | None:
 
 
 def parse_reset(value: str | None, now: float) -> float | None:
-    """An absolute reset time from a relative duration, unix seconds or milliseconds,
-    an RFC 3339 timestamp or an HTTP date; None when the value makes no sense."""
+    """An absolute reset time (epoch seconds) from a relative duration (``"6ms"``,
+    ``"1m30s"``, ``"20"``), unix seconds or milliseconds, an RFC 3339 timestamp or an HTTP
+    date; None when the value makes no sense.
+
+    A time more than a second before ``now``, or more than seven days after it, is out of
+    range and gives None (so a test with a fixed ``now`` must pass a ``now`` near the
+    timestamps it parses); a time up to a second in the past gives ``now``."""
     if value is None:
         return None
     parsed = _reset_of(value)
@@ -214,6 +219,8 @@ class RateLimitWindow:
         return cls(limit=limit_n, remaining=remaining_n, reset_at=reset_at)
 
     def merge(self, newer: RateLimitWindow | None) -> RateLimitWindow:
+        """This window updated by ``newer``: each field ``newer`` sets wins, the rest are
+        kept."""
         if newer is None:
             return self
         if newer.limit is not None and newer.remaining is not None and (
@@ -232,6 +239,8 @@ class RateLimitWindow:
         return self.reset_at is None or self.reset_at > now
 
     def used_fraction(self) -> float | None:
+        """The share of the limit used (0.0–1.0); None without a limit or a remaining
+        count."""
         if not self.limit or self.remaining is None:
             return None
         return 1.0 - min(self.remaining, self.limit) / self.limit
@@ -301,6 +310,8 @@ class RateLimitState:
         return RateLimitState(**changes)  # type: ignore[arg-type]
 
     def windows(self) -> dict[str, RateLimitWindow]:
+        """The windows the provider reported, by field name (``"requests"``, ``"tokens"``
+        …)."""
         return {n: w for n in _WINDOWS if (w := getattr(self, n)) is not None}
 
     def wait_time(self, now: float, estimated_tokens: int = 0) -> float:
