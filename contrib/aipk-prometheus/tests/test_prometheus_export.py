@@ -288,3 +288,57 @@ def test_health_gauges(scrape: Any) -> None:
     assert _value(families["aipk_target_up"], target="a") == 1
     assert _value(families["aipk_target_up"], target="b") == 0
     assert _value(families["aipk_health_check_latency_seconds"], target="a") == 0.5
+
+
+def test_models_sharing_series_add_up_into_one_sample(aipk_emulator: Emulator,
+                                                       registry: Registry,
+                                                       scrape: Any) -> None:
+    # two clients with their own models, the same key and model: the same series in both
+    first, second = Metrics(), Metrics()
+    _calls(aipk_emulator, registry, metrics=first)
+    _calls(aipk_emulator, registry, metrics=second)
+    families = scrape(aipk_prometheus.AipkCollector([first, second, first]))  # first twice
+    labels = {"provider": "openai", "model": "gpt-4o-mini"}
+    requests = families["aipk_requests"]
+    assert _value(requests, "_total", outcome="success", **labels) == 4
+    assert _value(requests, "_total", outcome="failure", **labels) == 2
+    assert _value(families["aipk_retries"], "_total", **labels) == 2
+    assert _value(families["aipk_request_duration_seconds"], "_count", **labels) == 4
+    attempts = families["aipk_credential_attempts"]
+    assert _value(attempts, "_total", outcome="success", provider="openai") == 4
+    assert _value(attempts, "_total", outcome="error", provider="openai") == 4
+    # every sample's label set appears once per family
+    for family in families.values():
+        keys = [(s.name, tuple(sorted(s.labels.items()))) for s in family.samples]
+        assert len(keys) == len(set(keys)), family.name
+
+
+def test_a_cost_unknown_in_one_model_is_left_out(scrape: Any) -> None:
+    priced, unpriced = Metrics(), Metrics()
+    priced.finished("openai", "m", "k", latency=0.1, cost=0.5)
+    unpriced.finished("openai", "m", "k", latency=0.1, cost=None)
+    families = scrape(aipk_prometheus.AipkCollector([priced, unpriced]))
+    assert not families["aipk_cost_dollars"].samples
+    assert _value(families["aipk_requests"], "_total", outcome="success", model="m") == 2
+    alone = scrape(aipk_prometheus.AipkCollector([priced]))
+    assert _value(alone["aipk_cost_dollars"], "_total", model="m") == 0.5
+
+
+def test_targets_and_gauges_listed_twice_give_one_sample(scrape: Any) -> None:
+    first, second = Metrics(), Metrics()
+    for model, latency in ((first, 0.2), (second, 0.4)):
+        target = model.target("primary")
+        target.started()
+        target.succeeded(latency, None)
+
+    class Status:
+        def __init__(self, state: str) -> None:
+            self.provider, self.target, self.state, self.latency = (
+                "openai", "a", state, None)
+
+    families = scrape(aipk_prometheus.AipkCollector(
+        [first, second], health=lambda: [Status("unhealthy"), Status("healthy")]))
+    assert _value(families["aipk_router_target_calls"], "_total", target="primary",
+                  outcome="success") == 2
+    assert _value(families["aipk_router_target_latency_ewma_seconds"], target="primary") > 0
+    assert _value(families["aipk_target_up"], target="a") == 1  # the last status

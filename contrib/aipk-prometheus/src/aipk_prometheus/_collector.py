@@ -15,7 +15,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import CollectorRegistry
 
-from aipk.observability import Distribution, Metrics, MetricsSnapshot
+from aipk.observability import Distribution, Metrics, MetricsSnapshot, SeriesSnapshot
 
 __all__ = ["DURATION_BUCKETS", "AipkCollector", "HealthSource", "register"]
 
@@ -61,9 +61,14 @@ class AipkCollector:
     ``sources``: the `Metrics` to read, or clients (their
     ``metrics_model``); default the process-wide model (`aipk_prometheus.process_metrics()`),
     which this installs the feed for (`aipk_prometheus.install()` on aipk's default
-    registry): calls are counted from then on. Pass clients only if they do not share a model,
-    or a call is counted twice. ``credentials``: pools or OAuth managers whose health to show
-    as gauges. ``health``: a function returning a health checker's statuses.
+    registry): calls are counted from then on. ``credentials``: pools or OAuth managers whose
+    health to show as gauges. ``health``: a function returning a health checker's statuses.
+
+    Each model is read once however often it is listed (two clients sharing a model count
+    each call once). Series with the same labels in several models (two models recording the
+    same provider, model and credential, or the same router target) are added up into one
+    sample; a series' cost is left out when it is unknown in any model. Gauges of a
+    credential or health target listed twice show the last reading.
     """
 
     def __init__(self, sources: Iterable[Any] | None = None, *,
@@ -73,7 +78,11 @@ class AipkCollector:
             from .plugin import install
 
             sources = [install()]
-        self._models = [_model(s) for s in sources]
+        unique: dict[int, Metrics] = {}
+        for source in sources:
+            model = _model(source)
+            unique.setdefault(id(model), model)
+        self._models = list(unique.values())
         self._credentials = list(credentials)
         self._health = health
 
@@ -115,23 +124,24 @@ class AipkCollector:
         for snap in snaps:
             for provider, n in snap.in_flight.items():
                 flights[provider] = flights.get(provider, 0) + n
-            for s in snap.series:
-                labels = [s.provider, s.model, s.credential_id]
-                for outcome, n in (("success", s.successes), ("failure", s.failures),
-                                   ("cancelled", s.cancelled)):
-                    requests.add_metric([*labels, outcome], n)
-                for name, n in sorted(s.errors.items()):
-                    errors.add_metric([*labels, name], n)
-                retries.add_metric(labels, s.retries)
-                failovers.add_metric(labels, s.failovers)
-                for direction, field in _TOKENS:
-                    tokens.add_metric([*labels, direction], getattr(s, field))
-                if s.cost is not None:
-                    cost.add_metric(labels, s.cost)
-                duration.add_metric(labels, _buckets(s.latency), s.latency.sum)
-                if s.time_to_first_token.count:
-                    first.add_metric(labels, _buckets(s.time_to_first_token),
-                                     s.time_to_first_token.sum)
+        merged, unpriced = _merged_series(snaps)
+        for key, s in sorted(merged.items()):
+            labels = list(key)
+            for outcome, n in (("success", s.successes), ("failure", s.failures),
+                               ("cancelled", s.cancelled)):
+                requests.add_metric([*labels, outcome], n)
+            for name, n in sorted(s.errors.items()):
+                errors.add_metric([*labels, name], n)
+            retries.add_metric(labels, s.retries)
+            failovers.add_metric(labels, s.failovers)
+            for direction, field in _TOKENS:
+                tokens.add_metric([*labels, direction], getattr(s, field))
+            if s.cost is not None and key not in unpriced:
+                cost.add_metric(labels, s.cost)
+            duration.add_metric(labels, _buckets(s.latency), s.latency.sum)
+            if s.time_to_first_token.count:
+                first.add_metric(labels, _buckets(s.time_to_first_token),
+                                 s.time_to_first_token.sum)
         for provider, n in sorted(flights.items()):
             in_flight.add_metric([provider], n)
         yield from (requests, errors, retries, failovers, tokens, cost, duration, first,
@@ -139,7 +149,13 @@ class AipkCollector:
 
     def _attempts(self, snaps: list[MetricsSnapshot]) -> Iterator[Metric]:
         """Each credential's attempts as its key pool counted them (the same model)."""
-        rows = [c for snap in snaps for c in snap.credentials]
+        rows: dict[tuple[str, str], list[float]] = {}
+        for snap in snaps:
+            for c in snap.credentials:
+                row = rows.setdefault((c.provider, c.id), [0, 0, 0, 0, 0.0])
+                for i, n in enumerate((c.successes, c.errors, c.refreshes, c.refresh_errors,
+                                       c.latency_total)):
+                    row[i] += n
         if not rows:
             return
         labels = ["provider", "credential", "outcome"]
@@ -152,18 +168,27 @@ class AipkCollector:
         seconds = CounterMetricFamily(
             "aipk_credential_attempt_seconds", "Seconds spent in the credential's attempts.",
             labels=["provider", "credential"])
-        for c in rows:
-            attempts.add_metric([c.provider, c.id, "success"], c.successes)
-            attempts.add_metric([c.provider, c.id, "error"], c.errors)
-            refreshes.add_metric([c.provider, c.id, "success"], c.refreshes)
-            refreshes.add_metric([c.provider, c.id, "error"], c.refresh_errors)
-            seconds.add_metric([c.provider, c.id], c.latency_total)
+        for (provider, cid), (ok, failed, refreshed, refresh_failed, spent) in sorted(
+                rows.items()):
+            attempts.add_metric([provider, cid, "success"], ok)
+            attempts.add_metric([provider, cid, "error"], failed)
+            refreshes.add_metric([provider, cid, "success"], refreshed)
+            refreshes.add_metric([provider, cid, "error"], refresh_failed)
+            seconds.add_metric([provider, cid], spent)
         yield from (attempts, refreshes, seconds)
 
     def _targets(self, snaps: list[MetricsSnapshot]) -> Iterator[Metric]:
         """Each router target's statistics (the same model)."""
-        rows = [(name, t) for snap in snaps for name, t in sorted(snap.targets.items())]
-        if not rows:
+        counts: dict[str, list[int]] = {}
+        ewmas: dict[str, float] = {}
+        for snap in snaps:
+            for name, t in snap.targets.items():
+                row = counts.setdefault(name, [0, 0, 0])
+                for i, key in enumerate(("successes", "errors", "cancelled")):
+                    row[i] += t[key]
+                if t["ewma_latency"] is not None:  # in several models: the last one's
+                    ewmas[name] = t["ewma_latency"]
+        if not counts:
             return
         calls = CounterMetricFamily("aipk_router_target_calls",
                                     "Router calls to the target that ended, by outcome.",
@@ -172,12 +197,11 @@ class AipkCollector:
             "aipk_router_target_latency_ewma_seconds",
             "Smoothed latency the lowest_latency strategy ranks the target by.",
             labels=["target"])
-        for name, t in rows:
-            for outcome, key in (("success", "successes"), ("error", "errors"),
-                                 ("cancelled", "cancelled")):
-                calls.add_metric([name, outcome], t[key])
-            if t["ewma_latency"] is not None:
-                ewma.add_metric([name], t["ewma_latency"])
+        for name, row in sorted(counts.items()):
+            for outcome, n in zip(("success", "error", "cancelled"), row, strict=True):
+                calls.add_metric([name, outcome], n)
+            if name in ewmas:
+                ewma.add_metric([name], ewmas[name])
         yield from (calls, ewma)
 
     def _routers(self, snaps: list[MetricsSnapshot]) -> Iterator[Metric]:
@@ -212,12 +236,12 @@ class AipkCollector:
         yield from (requests, in_flight, waits, waited)
 
     def _credential_gauges(self) -> Iterator[Metric]:
-        rows = []
+        rows: dict[tuple[str, str], Any] = {}
         for source in self._credentials:
             health_all = getattr(source, "health_all", None)
             if health_all is not None:  # one fixed credential has no health state
-                rows += [(source.provider, cid, info)
-                         for cid, info in sorted(health_all().items())]
+                for cid, info in health_all().items():
+                    rows[(source.provider, cid)] = info  # listed twice: the last reading
         if not rows:
             return
         labels = ["provider", "credential"]
@@ -231,7 +255,7 @@ class AipkCollector:
         backoff = GaugeMetricFamily("aipk_credential_backoff_remaining_seconds",
                                     "Seconds until the credential's backoff ends.",
                                     labels=labels)
-        for provider, cid, info in rows:
+        for (provider, cid), info in sorted(rows.items()):
             pair = [provider, cid]
             healthy.add_metric(pair, float(info.healthy))
             available.add_metric(pair, float(info.available))
@@ -248,12 +272,29 @@ class AipkCollector:
                                labels=labels)
         latency = GaugeMetricFamily("aipk_health_check_latency_seconds",
                                     "Latency of the last health check.", labels=labels)
-        for status in self._health():
-            pair = [status.provider, status.target]
-            up.add_metric(pair, {"healthy": 1.0, "degraded": 0.5}.get(status.state, 0.0))
+        statuses = {(status.provider, status.target): status for status in self._health()}
+        for pair, status in statuses.items():  # a target listed twice: the last status
+            up.add_metric(list(pair), {"healthy": 1.0, "degraded": 0.5}.get(status.state, 0.0))
             if status.latency is not None:
-                latency.add_metric(pair, status.latency)
+                latency.add_metric(list(pair), status.latency)
         yield from (up, latency)
+
+
+def _merged_series(snaps: list[MetricsSnapshot]) -> tuple[
+        dict[tuple[str, str, str], SeriesSnapshot], set[tuple[str, str, str]]]:
+    """The models' series added up by labels, and the labels whose cost some model does not
+    know (left out: once unknown it stays so, and the other models' parts alone could go
+    down between scrapes)."""
+    merged: dict[tuple[str, str, str], SeriesSnapshot] = {}
+    unpriced: set[tuple[str, str, str]] = set()
+    for snap in snaps:
+        for s in snap.series:
+            key = (s.provider, s.model, s.credential_id)
+            if s.cost is None:
+                unpriced.add(key)
+            seen = merged.get(key)
+            merged[key] = s if seen is None else seen.merge(s)
+    return merged, unpriced
 
 
 def register(registry: CollectorRegistry | None = None, sources: Iterable[Any] | None = None,
