@@ -206,3 +206,38 @@ def test_oauth_entry_without_a_saved_login_says_to_log_in(emu: Emulator, tmp_pat
     path.write_text(f'[providers.qwen]\noauth = true\nbase_url = "{emu.url("openai")}"\n')
     with pytest.raises(ConfigurationError, match="run: aipk login qwen"):
         aipk.Client.from_config("qwen", config=path)
+
+
+def test_openrouter_router_table_from_config(emu: Emulator, tmp_path: Path) -> None:
+    path = tmp_path / "aipk.toml"
+    path.write_text(f"""
+[providers.openrouter]
+api_key = "sk-or-config"
+base_url = "{emu.url("openai")}"
+[providers.openrouter.options.router]
+models = ["qwen/qwen3-coder:free", "openai/gpt-4o-mini"]
+strategy = "round_robin"
+""")
+    path.chmod(0o600)  # a file holding a literal key
+    with aipk.Client.from_config("openrouter", config=path) as client:
+        client.chat(messages=USER)
+        client.chat(messages=USER)
+    first, second = (r.json() for r in emu.requests[-2:])
+    assert first["models"] == ["qwen/qwen3-coder:free", "openai/gpt-4o-mini"]
+    assert (first["model"], second["model"]) == ("qwen/qwen3-coder:free", "openai/gpt-4o-mini")
+
+
+def test_a_misspelled_openrouter_router_strategy_is_a_config_problem(tmp_path: Path) -> None:
+    from aipk.config import check_config
+
+    path = tmp_path / "aipk.toml"
+    path.write_text('[providers.openrouter.options.router]\nmodels = ["a/b"]\n'
+                    'strategy = "round_robbin"\n')
+    _, problems = check_config(path)
+    assert len(problems) == 1, problems
+    assert problems[0].path == "providers.openrouter.options.router"
+    assert problems[0].message.startswith("strategy: 'round_robbin' is not one of 'failover'")
+    assert "did you mean 'round_robin'?" in problems[0].message
+    path.write_text('[providers.openrouter.options.router]\nmodel = ["a/b"]\n')
+    _, problems = check_config(path)
+    assert [p.message for p in problems] == ["unknown key 'model'; did you mean 'models'?"]

@@ -239,7 +239,7 @@ class RateLimitWindow:
         return self.reset_at is None or self.reset_at > now
 
     def used_fraction(self) -> float | None:
-        """The share of the limit used (0.0–1.0); None without a limit or a remaining
+        """The share of the limit used (0.0 to 1.0); None without a limit or a remaining
         count."""
         if not self.limit or self.remaining is None:
             return None

@@ -183,3 +183,23 @@ def test_streamed_reasoning_details_merge_per_index(texts: list[list[str]],
     assert merged == [{"type": "reasoning.text", "text": "".join(pieces), "index": index,
                        "format": "anthropic-claude-v1", "signature": signature}
                       for index, pieces in enumerate(texts)]
+
+
+def test_router_option_as_a_table_keeps_its_round_robin_place() -> None:
+    engine = _engine(router={"models": ["a/1", "b/2"], "strategy": "round_robin"})
+    bodies = [engine.build(REQUEST, stream=False)[0].json for _ in range(3)]
+    assert [b["model"] for b in bodies] == ["a/1", "b/2", "a/1"]
+    assert bodies[0]["models"] == ["a/1", "b/2"]
+
+
+@pytest.mark.parametrize(("table", "words"), [
+    ({"models": ["a/1"], "stratgy": "failover"}, "no key 'stratgy'; its keys are models"),
+    ({"models": "a/1"}, "must be a list of model ids"),
+    ({"models": ["a/1"], "strategy": "fastest"}, "'fastest' is not one of failover"),
+    ({"models": ["a/1"], "free_only": "yes"}, "free_only must be true or false"),
+    ({"models": []}, "needs at least one model"),
+])
+def test_a_bad_router_table_names_the_fix(table: dict[str, Any], words: str) -> None:
+    with pytest.raises(ConfigurationError) as error:
+        _engine(router=table).build(REQUEST, stream=False)
+    assert words in str(error.value)

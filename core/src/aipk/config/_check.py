@@ -253,13 +253,40 @@ def _check_options(registry: Registry, spec: ProviderSpec, options: Mapping[str,
             add((*here, key), problem)
 
 
+def _table_problem(value: Any, kind: type) -> str | None:
+    """Why ``value`` is not a table of the attrs class ``kind``'s fields, or None."""
+    if not isinstance(value, Mapping):
+        return f"expected a table with the keys {', '.join(_field_names(kind))}"
+    attrs.resolve_types(kind)
+    fields = {f.name: f for f in attrs.fields(kind)}
+    for key in value:
+        if key not in fields:
+            hint = suggest(str(key), list(fields)) or f"; the keys are {', '.join(fields)}"
+            return f"unknown key {key!r}{hint}"
+    for name, field in fields.items():
+        if name not in value:
+            if field.default is attrs.NOTHING:
+                return f"{name}: required, but missing; add it"
+            continue
+        problem = _option_problem(value[name], field.type)
+        if problem is not None:
+            return f"{name}: {problem}"
+    return None
+
+
+def _field_names(kind: type) -> list[str]:
+    return [f.name for f in attrs.fields(kind)]
+
+
 #: provider options every provider has: the client-side limits (`ClientLimits.from_options`)
 _LIMIT_KEYS = ("requests_per_minute", "tokens_per_minute", "requests_per_day")
 
 
 def _option_problem(value: Any, kind: Any) -> str | None:
     """Why ``value`` is not a ``kind`` (a union such as ``str | list[str]``: none of its
-    members), or None."""
+    members; an attrs class: a table of its fields, the first wrong key named), or None."""
+    if isinstance(kind, type) and attrs.has(kind):
+        return _table_problem(value, kind)
     if get_origin(kind) is Literal:
         allowed = get_args(kind)
         if value in allowed:

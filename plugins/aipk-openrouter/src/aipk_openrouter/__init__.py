@@ -14,7 +14,16 @@ from .account import KeyInfo, key_request, parse_key
 from .limits import parse_rate_limits
 from .models import parse_models
 from .plugin import OPENROUTER
-from .routing import ModelRouter, RoundRobin, Strategy, is_free, models_field, order_models
+from .routing import (
+    ModelRouter,
+    RoundRobin,
+    RouterOptions,
+    Strategy,
+    is_free,
+    models_field,
+    order_models,
+    router_of,
+)
 from .wire import OpenRouterStreamDecoder
 
 __all__ = [
@@ -23,6 +32,7 @@ __all__ = [
     "ModelRouter",
     "OpenRouterStreamDecoder",
     "RoundRobin",
+    "RouterOptions",
     "Strategy",
     "is_free",
     "key_request",
@@ -31,5 +41,6 @@ __all__ = [
     "parse_key",
     "parse_models",
     "parse_rate_limits",
+    "router_of",
 ]
 __version__ = "0.1.0"

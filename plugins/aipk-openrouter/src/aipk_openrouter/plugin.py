@@ -30,6 +30,7 @@ from aipk import (
 from aipk.errors import ProviderError
 
 from . import limits, models, wire
+from .routing import RouterOptions
 
 if TYPE_CHECKING:
     from aipk.credentials import LoginFlow
@@ -73,8 +74,8 @@ def aipk_providers() -> Sequence[ProviderSpec]:
 
 
 #: The provider options a config file may set (``[providers.openrouter.options]``), beyond
-#: aipk-openai's; ``router=`` takes a `ModelRouter`, so it is set in code only.
-CONFIG_OPTIONS: Mapping[str, Any] = {"referer": str, "title": str}
+#: aipk-openai's; ``router`` is a table (`RouterOptions`), in code a `ModelRouter`.
+CONFIG_OPTIONS: Mapping[str, Any] = {"referer": str, "title": str, "router": RouterOptions}
 
 
 @hookimpl

@@ -15,13 +15,15 @@ purely:
 
 `ModelRouter` bundles a list, a strategy and its counter. Pass one as the provider option
 ``router=`` and every request gets ``model`` and ``models`` from it; or put
-`models_field()` of your own ordering into ``extra=`` per request.
+`models_field()` of your own ordering into ``extra=`` per request. A config file gives the same
+option as a table (`RouterOptions`: ``models``, ``strategy``, ``free_only``), which
+`router_of()` turns into one `ModelRouter` per client.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, get_args
 
 import attrs
@@ -29,8 +31,8 @@ import attrs
 from aipk import ModelInfo
 from aipk.errors import ConfigurationError, InvalidRequestError
 
-__all__ = ["STRATEGIES", "ModelRouter", "RoundRobin", "Strategy", "is_free", "models_field",
-           "order_models"]
+__all__ = ["STRATEGIES", "ModelRouter", "RoundRobin", "RouterOptions", "Strategy", "is_free",
+           "models_field", "order_models", "router_of"]
 
 Strategy = Literal["failover", "round_robin", "cheapest_first"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
@@ -132,3 +134,69 @@ class ModelRouter:
     def body_fields(self) -> dict[str, Any]:
         """``{"model": …, "models": […]}`` for the next request."""
         return models_field(self.order())
+
+
+@attrs.frozen(kw_only=True)
+class RouterOptions:
+    """The ``router`` option as a config file writes it
+    (``[providers.openrouter.options.router]``); the client builds a `ModelRouter` from it.
+
+    Attributes:
+        models: Model ids to try, in the given order (the strategy may reorder them).
+        strategy: ``"failover"``, ``"round_robin"`` or ``"cheapest_first"``.
+        free_only: Keep only free models.
+    """
+
+    models: list[str]
+    strategy: Strategy = "failover"
+    free_only: bool = False
+
+
+#: Routers built from ``router`` tables, by the table's identity (the table is kept, so
+#: its id is not reused): one per client, so round robin keeps its place between requests.
+_FROM_TABLES: dict[int, tuple[Mapping[str, Any], ModelRouter]] = {}
+_FROM_TABLES_LOCK = threading.Lock()
+_FROM_TABLES_LIMIT = 256
+
+
+def router_of(option: object) -> ModelRouter:
+    """The `ModelRouter` for a ``router=`` option: the router itself, or one built (once per
+    table) from a mapping with `RouterOptions`' keys. ConfigurationError for anything else."""
+    if isinstance(option, ModelRouter):
+        return option
+    if not isinstance(option, Mapping):
+        raise ConfigurationError(
+            f"the OpenRouter router= option must be an aipk_openrouter.ModelRouter, or a table "
+            f"with models, strategy and free_only, not {type(option).__name__}")
+    found = _FROM_TABLES.get(id(option))
+    if found is not None and found[0] is option:
+        return found[1]
+    router = _router_from_table(option)
+    with _FROM_TABLES_LOCK:
+        found = _FROM_TABLES.get(id(option))
+        if found is not None and found[0] is option:
+            return found[1]
+        if len(_FROM_TABLES) >= _FROM_TABLES_LIMIT:
+            _FROM_TABLES.clear()
+        _FROM_TABLES[id(option)] = (option, router)
+    return router
+
+
+def _router_from_table(table: Mapping[str, Any]) -> ModelRouter:
+    known = [f.name for f in attrs.fields(RouterOptions)]
+    unknown = sorted(str(k) for k in table if k not in known)
+    if unknown:
+        raise ConfigurationError(
+            f"the OpenRouter router option has no key {unknown[0]!r}; its keys are "
+            f"{', '.join(known)} (e.g. router = {{ models = [\"a/b\", \"c/d\"], "
+            f"strategy = \"round_robin\" }})")
+    models = table.get("models")
+    if not isinstance(models, list | tuple) or not all(isinstance(m, str) for m in models):
+        raise ConfigurationError(
+            "the OpenRouter router option's models must be a list of model ids, e.g. "
+            "models = [\"qwen/qwen3-coder:free\", \"openai/gpt-4o-mini\"]")
+    free_only = table.get("free_only", False)
+    if not isinstance(free_only, bool):
+        raise ConfigurationError("the OpenRouter router option's free_only must be true or false")
+    return ModelRouter(models=models, strategy=table.get("strategy", "failover"),
+                       free_only=free_only)

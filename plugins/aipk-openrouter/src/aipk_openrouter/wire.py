@@ -34,7 +34,7 @@ from aipk_openai import wire as openai_wire
 from aipk_openai.wire import OpenAIStreamDecoder
 
 from .limits import parse_reset_ms
-from .routing import ModelRouter
+from .routing import router_of
 
 __all__ = ["OpenRouterStreamDecoder", "attribution_headers", "build_chat_request",
            "map_error", "parse_chat_response"]
@@ -82,12 +82,9 @@ def build_chat_request(provider: Provider, request: ChatRequest, stream: bool) -
     assistant turn's ``reasoning_details``."""
     built = _with_reasoning_details(
         request, openai_wire.build_chat_request(provider, request, stream))
-    router = provider.options.get("router")
-    if router is not None and "models" not in request.extra:
-        if not isinstance(router, ModelRouter):
-            raise ConfigurationError(
-                f"the OpenRouter router= option must be an aipk_openrouter.ModelRouter, not "
-                f"{type(router).__name__}")
+    option = provider.options.get("router")
+    if option is not None and "models" not in request.extra:
+        router = router_of(option)
         built = attrs.evolve(built, json={**built.json, **router.body_fields()})
     headers = attribution_headers(provider.options)
     return built.merge_headers(headers) if headers else built
