@@ -50,8 +50,13 @@ def _failure(exc: BaseException, *, before_first_byte: bool) -> TransportFailure
     timeout = isinstance(exc, asyncio.TimeoutError)
     kind = type(exc).__name__
     text = str(exc)
+    # a body that does not match its Content-Encoding (ClientPayloadError), or one in an
+    # encoding aiohttp cannot decode here (ClientResponseError, "please install Brotli")
+    undecodable = not timeout and "decode content-encoding" in text.lower()
+    if undecodable:
+        text = " ".join(text.split())  # aiohttp's message spans lines
     return TransportFailure(f"{kind}: {text}" if text else kind, timeout=timeout,
-                            before_first_byte=before_first_byte)
+                            before_first_byte=before_first_byte, undecodable=undecodable)
 
 
 def _read_failure(exc: BaseException) -> TransportFailure:

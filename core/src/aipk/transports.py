@@ -66,12 +66,18 @@ T = TypeVar("T")
 
 
 class TransportFailure(Exception):
-    """The transport got no usable response. ``timeout`` tells a timeout from a network error."""
+    """The transport got no usable response. ``timeout`` tells a timeout from a network error;
+    ``deadline``: the timeout was the request's ``timeout.total`` (the time its call had
+    left); ``undecodable``: the body did not match its ``Content-Encoding`` (a fault of the
+    server or a proxy, which trying again will not fix)."""
 
-    def __init__(self, message: str, *, timeout: bool = False, before_first_byte: bool = True):
+    def __init__(self, message: str, *, timeout: bool = False, before_first_byte: bool = True,
+                 deadline: bool = False, undecodable: bool = False):
         super().__init__(message)
         self.timeout = timeout
         self.before_first_byte = before_first_byte
+        self.deadline = deadline
+        self.undecodable = undecodable
 
 
 @runtime_checkable
@@ -229,13 +235,22 @@ def _local_protocol_error(exc: Exception) -> bool:
     return isinstance(exc, httpx.LocalProtocolError)
 
 
-def _failure(exc: Exception, *, before_first_byte: bool) -> TransportFailure:
+def _failure(exc: Exception, *, before_first_byte: bool,
+             deadline: float | None = None) -> TransportFailure:
+    """The TransportFailure for httpx's ``exc``; a timeout at ``deadline`` (the request's
+    ``timeout.total``) or later is a deadline failure."""
     import httpx
 
     timeout = isinstance(exc, httpx.TimeoutException)
     kind = type(exc).__name__
+    passed = timeout and deadline is not None and time.monotonic() >= deadline - _DEADLINE_SLACK
     return TransportFailure(f"{kind}: {exc}" if str(exc) else kind, timeout=timeout,
-                            before_first_byte=before_first_byte)
+                            before_first_byte=before_first_byte, deadline=passed,
+                            undecodable=isinstance(exc, httpx.DecodingError))
+
+
+#: How early a timeout may fire and still be the deadline's (timers are not exact).
+_DEADLINE_SLACK = 0.005
 
 
 #: How long a stream's body may take to end once the provider's terminator has arrived: within
@@ -259,24 +274,33 @@ async def adrain_end(response: object) -> None:
         await drain()
 
 
+def _left(deadline: float, timeout: float | None) -> float:
+    """The wait a read may take to end by ``deadline`` (at least 1 ms), at most ``timeout``."""
+    left = max(deadline - time.monotonic(), 0.001)
+    return left if timeout is None else min(timeout, left)
+
+
 @contextlib.contextmanager
-def _reads_bounded(response: httpx.Response, is_owner: Callable[[], bool]) -> Iterator[bool]:
+def _reads_bounded(response: httpx.Response, is_owner: Callable[[], bool],
+                   bound: Callable[[float | None], float | None] | None = None) -> Iterator[bool]:
     """While inside, reads of ``response``'s connection by its owner (this thread, or this
-    task) wait at most until `END_GRACE` has passed: httpcore's network stream gets a bounded
-    ``read(max_bytes, timeout)``, removed on leaving. Yields False, bounding nothing, when the
-    connection has no network stream that takes one."""
+    task) wait at most ``bound(timeout)`` (by default: until `END_GRACE` has passed):
+    httpcore's network stream gets a bounded ``read(max_bytes, timeout)``, removed on
+    leaving. Yields False, bounding nothing, when the connection has no network stream that
+    takes one."""
     stream: Any = response.extensions.get("network_stream")
     read = getattr(stream, "read", None)
     if read is None:
         yield False
         return
-    deadline = time.monotonic() + END_GRACE
+    if bound is None:
+        deadline = time.monotonic() + END_GRACE
+
+        def bound(timeout: float | None) -> float | None:
+            return _left(deadline, timeout)
 
     def bounded_timeout(timeout: float | None) -> float | None:
-        if not is_owner():
-            return timeout
-        left = max(deadline - time.monotonic(), 0.001)
-        return left if timeout is None else min(timeout, left)
+        return bound(timeout) if is_owner() else timeout
 
     async def abounded(max_bytes: int, timeout: float | None = None) -> bytes:
         return await read(max_bytes, bounded_timeout(timeout))  # type: ignore[no-any-return]
@@ -284,28 +308,35 @@ def _reads_bounded(response: httpx.Response, is_owner: Callable[[], bool]) -> It
     def bounded(max_bytes: int, timeout: float | None = None) -> bytes:
         return read(max_bytes, bounded_timeout(timeout))  # type: ignore[no-any-return]
 
+    patched = abounded if inspect.iscoroutinefunction(read) else bounded
     try:
-        stream.read = abounded if inspect.iscoroutinefunction(read) else bounded
+        stream.read = patched
     except (AttributeError, TypeError):  # a network stream that takes no attribute
         yield False
         return
     try:
         yield True
     finally:
-        with contextlib.suppress(AttributeError):
+        if getattr(stream, "__dict__", {}).get("read") is patched:  # not another's
             del stream.read
 
 
 class _HttpxResponse:
-    __slots__ = ("_chunks", "_response", "headers", "status")
+    __slots__ = ("_chunks", "_read_timeout", "_response", "deadline", "headers", "status")
 
-    def __init__(self, response: httpx.Response) -> None:
+    def __init__(self, response: httpx.Response, deadline: float | None = None,
+                 read_timeout: float | None = None) -> None:
         self._response = response
         self._chunks: Iterator[bytes] | None = None
         self.status: int = response.status_code
         self.headers: Mapping[str, str] = lower_headers(response.headers.raw)
+        #: ``time.monotonic()`` by which the answer must have arrived (``timeout.total``)
+        self.deadline = deadline
+        self._read_timeout = read_timeout
 
     def read(self) -> bytes:
+        if self.deadline is not None:
+            return self._read_by(self.deadline)
         try:
             return self._response.read()
         except _http_error() as exc:
@@ -313,14 +344,56 @@ class _HttpxResponse:
         finally:
             self._response.close()
 
+    def _read_by(self, deadline: float) -> bytes:
+        """`read()` ending by ``deadline``: each read waits at most until then, and a body
+        still arriving then (a trickle) is a deadline failure."""
+        owner = threading.get_ident()
+        parts = []
+        try:
+            with _reads_bounded(self._response, lambda: threading.get_ident() == owner,
+                                self._bound):
+                for chunk in self._response.iter_bytes():
+                    parts.append(chunk)
+                    if time.monotonic() >= deadline:
+                        raise TransportFailure("the body was still arriving", timeout=True,
+                                               before_first_byte=False, deadline=True)
+        except _http_error() as exc:
+            raise _failure(exc, before_first_byte=False, deadline=deadline) from None
+        finally:
+            self._response.close()
+        return b"".join(parts)
+
+    def _bound(self, timeout: float | None) -> float | None:
+        """A read's wait: the full read timeout, ending by the deadline while there is one."""
+        deadline = self.deadline
+        if deadline is None:
+            return self._read_timeout
+        return _left(deadline, self._read_timeout)
+
+    def lift_deadline(self) -> None:
+        """The answer has arrived (a stream's first event): later reads wait the full read
+        timeout."""
+        self.deadline = None
+
     def iter_bytes(self) -> Iterator[bytes]:
         import httpx
 
         self._chunks = chunks = self._response.iter_bytes()
+        if self.deadline is None:
+            try:
+                yield from chunks
+            except httpx.HTTPError as exc:
+                raise _failure(exc, before_first_byte=False) from None
+            return
+        owner = threading.get_ident()
+        deadline = self.deadline
         try:
-            yield from chunks
+            with _reads_bounded(self._response, lambda: threading.get_ident() == owner,
+                                self._bound):
+                yield from chunks
         except httpx.HTTPError as exc:
-            raise _failure(exc, before_first_byte=False) from None
+            raise _failure(exc, before_first_byte=False,
+                           deadline=deadline if self.deadline is not None else None) from None
 
     def drain_end(self) -> None:
         """Read the body's end within `END_GRACE` (see `drain_end()`)."""
@@ -373,8 +446,11 @@ class HttpxTransport:
     def send(self, request: HttpRequest, body: bytes | None) -> _HttpxResponse:
         client = self._client
         timeouts = self._timeouts
-        if request.timeout is not None:  # this call's own timeout= wins
-            timeouts = _timeout_extension(request.timeout)
+        timeout = request.timeout
+        if timeout is not None:  # this call's own timeout= wins
+            if timeout.total is not None:
+                return self._send_by(request, body, timeout, timeout.total)
+            timeouts = _timeout_extension(timeout)
         try:
             built = client.build_request(request.method, self._urls[request.url],
                                          headers=request.headers, content=body,
@@ -391,6 +467,34 @@ class HttpxTransport:
             if client.is_closed:
                 raise http_client_closed("httpx.Client") from None
             raise
+
+    def _send_by(self, request: HttpRequest, body: bytes | None, timeout: Timeout,
+                 total: float) -> _HttpxResponse:
+        """`send()` for a request whose exchange must end within ``total`` seconds: each
+        wait up to the head is capped at ``total``, and the response reads its body by the
+        deadline (a stream until `lift_deadline()`)."""
+        client = self._client
+        deadline = time.monotonic() + total
+        capped = _httpx_timeout(timeout).as_dict()
+        capped = {phase: total if seconds is None else min(seconds, total)
+                  for phase, seconds in capped.items()}
+        try:
+            built = client.build_request(request.method, self._urls[request.url],
+                                         headers=request.headers, content=body,
+                                         extensions={"timeout": capped})
+            sent = client.send(built, stream=True, follow_redirects=False)
+        except _http_error() as exc:
+            refused = unsendable(request) if _local_protocol_error(exc) else None
+            if refused is not None:
+                raise refused from None
+            raise _failure(exc, before_first_byte=True, deadline=deadline) from None
+        except (UnicodeError, ValueError) as exc:  # a non-ASCII header value
+            raise (unsendable(request) or _failure(exc, before_first_byte=True)) from None
+        except RuntimeError:
+            if client.is_closed:
+                raise http_client_closed("httpx.Client") from None
+            raise
+        return _HttpxResponse(sent, deadline, timeout.read)
 
     def close(self) -> None:
         if self._owns:
