@@ -126,6 +126,17 @@ def test_a_stream_that_started_is_never_cut_by_the_total(
 
 
 @pytest.mark.parametrize("how", HOW)
+def test_a_silence_after_the_first_event_longer_than_the_total_is_waited_out(
+        aipk_emulator: Emulator, how: str) -> None:
+    """After the first event only ``read`` bounds the stream's silences."""
+    aipk_emulator.enqueue(Fault.stall(1.0, after_events=2, reply=Reply(text="late rest")))
+    [(outcome, took)] = call(aipk_emulator, how, stream=True,
+                             timeout=aipk.Timeout(total=0.4, read=5))
+    assert outcome == "late rest"
+    assert took >= 1.0
+
+
+@pytest.mark.parametrize("how", HOW)
 def test_retries_happen_within_the_total(aipk_emulator: Emulator, how: str) -> None:
     # the first attempt times out on its read timeout, the retry is answered
     aipk_emulator.enqueue(Fault.slow_first_byte(1.0))

@@ -6,7 +6,9 @@ running event loop, or you can pass your own.
 
 A [`Timeout`][aipk.Timeout] maps to ``aiohttp.ClientTimeout(total=None, sock_connect=connect,
 connect=connect + pool, sock_read=read)``: ``sock_read`` bounds each wait for bytes (the head,
-and every gap in the body), never the whole response.
+and every gap in the body), never the whole response. ``Timeout.total`` is kept by the async
+client itself (one asyncio timeout over the call), not by aiohttp's ``total``, which would also
+cut a stream after its first event.
 """
 
 from __future__ import annotations

@@ -253,8 +253,11 @@ class AsyncClient(ClientBase):
             if total is not None:
                 return await self._send_within(total, prepared, model, retry, parse=parse,
                                                stream=stream, call=call)
-        steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream,
-                           call=call, deadline=deadline)
+            steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream,
+                               call=call)
+        else:
+            steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream,
+                               call=call, deadline=deadline)
         source = self._credentials
         transport = self._transport
         value: Any = None

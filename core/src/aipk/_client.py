@@ -277,16 +277,18 @@ class Client(ClientBase):
         if self._closed:
             raise ClientClosedError(type(self).__name__)
         timeout = prepared.timeout or self.timeout
-        total = timeout.total
-        deadline = None if total is None else time.monotonic() + total
-        steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream,
-                           call=call, deadline=deadline)
-        source = self._credentials
         transport = self._transport
         sleep = self._sleep
         prime: Callable[[Prime], Any] = _prime
-        if deadline is not None:  # Timeout.total: bound every step by the call's deadline
+        if timeout.total is None:
+            steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream,
+                               call=call)
+        else:  # Timeout.total: bound every step by the call's deadline
+            deadline = time.monotonic() + timeout.total
+            steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream,
+                               call=call, deadline=deadline)
             transport, sleep, prime = _within(self, transport, timeout, deadline)
+        source = self._credentials
         value: Any = None
         while True:
             try:

@@ -15,7 +15,15 @@ does everything else. Built in:
 
 Transports raise [`TransportFailure`][aipk.transports.TransportFailure]; the client turns it into
 [`RequestTimeout`][aipk.errors.RequestTimeout] or [`NetworkError`][aipk.errors.NetworkError] with
-the provider name.
+the provider name, or, for a body that does not match its ``Content-Encoding`` (``undecodable``),
+a [`ResponseError`][aipk.errors.ResponseError] that is not retried.
+
+A call with ``Timeout(total=...)``: the async client bounds it itself (one asyncio timeout
+over the whole call), whatever the transport. The sync client sends each attempt with the time
+the call has left as ``request.timeout.total``: a sync transport should end the exchange by
+then (`HttpxTransport` caps each wait up to the head at it, then bounds the body's reads by the
+deadline; a stream's only until ``lift_deadline()``, which the client calls on its first event)
+and raise ``TransportFailure(..., timeout=True, deadline=True)`` when it passes.
 
 Timeouts: a client's ``timeout`` applies to every request it sends, whatever the transport. The
 built-in transports take a ``timeout`` of their own (``None``: not set) and have
