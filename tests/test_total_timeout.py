@@ -21,6 +21,8 @@ import aipk
 from aipk.errors import ConfigurationError, RequestTimeout, ServerError
 from aipk_testkit.emulator import Emulator, Fault, Reply
 
+from .rawserver import HOLD, chunk, head, raw_server
+
 USER = [aipk.Message.user("hi")]
 HOW = ["sync", "httpx", "aiohttp"]
 TOTAL = 0.6
@@ -186,6 +188,55 @@ def test_a_wait_for_a_key_past_the_total_fails_at_the_total(aipk_emulator: Emula
             client.chat(model="m", messages=USER)
     assert time.monotonic() - started <= TOTAL + SLACK
     assert len(aipk_emulator.requests) == 2
+
+
+STREAM = [head(200, [("Content-Type", "text/event-stream"), ("Transfer-Encoding", "chunked")]),
+          chunk(b'data: {"choices":[{"index":0,"delta":{"content":"Hello"}}]}\n\n'),
+          chunk(b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+                b"data: [DONE]\n\n")]
+
+
+def raw_streams(url: str, how: str, count: int, timeout: aipk.Timeout) -> list[str]:
+    """``count`` whole streams from the raw server at ``url``, on one client."""
+    if how == "sync":
+        with aipk.Client("openai", base_url=url, api_key="sk-1", timeout=timeout) as client:
+            return [client.stream(model="m", messages=USER).get_response().text or ""
+                    for _ in range(count)]
+
+    async def scenario() -> list[str]:
+        from aipk.transports import AiohttpTransport, AsyncHttpxTransport
+
+        transport = AiohttpTransport() if how == "aiohttp" else AsyncHttpxTransport()
+        try:
+            async with aipk.AsyncClient("openai", base_url=url, api_key="sk-1",
+                                        transport=transport, timeout=timeout) as client:
+                out = []
+                for _ in range(count):
+                    async with client.stream(model="m", messages=USER) as stream:
+                        out.append((await stream.get_response()).text or "")
+                return out
+        finally:
+            await transport.close()
+
+    return asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_with_a_total_streams_that_end_reuse_their_connection(how: str) -> None:
+    with raw_server([*STREAM, chunk(b"")]) as server:
+        texts = raw_streams(server.url + "/v1", how, 3, aipk.Timeout(read=5, total=5))
+    assert texts == ["Hello"] * 3
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_with_a_total_a_body_kept_open_after_the_terminator_costs_only_the_grace(
+        how: str) -> None:
+    with raw_server([*STREAM, chunk(b": ping\n\n"), HOLD]) as server:
+        started = time.monotonic()
+        texts = raw_streams(server.url + "/v1", how, 1, aipk.Timeout(read=3, total=10))
+    assert texts == ["Hello"]
+    assert time.monotonic() - started < 2.0  # the grace, not the 3 s read timeout
 
 
 @pytest.mark.parametrize("bad", [0, -1, float("inf"), "5", True])

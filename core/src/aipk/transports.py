@@ -330,21 +330,15 @@ def _reads_bounded(response: httpx.Response, is_owner: Callable[[], bool],
 
 
 class _HttpxResponse:
-    __slots__ = ("_chunks", "_read_timeout", "_response", "deadline", "headers", "status")
+    __slots__ = ("_chunks", "_response", "headers", "status")
 
-    def __init__(self, response: httpx.Response, deadline: float | None = None,
-                 read_timeout: float | None = None) -> None:
+    def __init__(self, response: httpx.Response) -> None:
         self._response = response
         self._chunks: Iterator[bytes] | None = None
         self.status: int = response.status_code
         self.headers: Mapping[str, str] = lower_headers(response.headers.raw)
-        #: ``time.monotonic()`` by which the answer must have arrived (``timeout.total``)
-        self.deadline = deadline
-        self._read_timeout = read_timeout
 
     def read(self) -> bytes:
-        if self.deadline is not None:
-            return self._read_by(self.deadline)
         try:
             return self._response.read()
         except _http_error() as exc:
@@ -352,56 +346,14 @@ class _HttpxResponse:
         finally:
             self._response.close()
 
-    def _read_by(self, deadline: float) -> bytes:
-        """`read()` ending by ``deadline``: each read waits at most until then, and a body
-        still arriving then (a trickle) is a deadline failure."""
-        owner = threading.get_ident()
-        parts = []
-        try:
-            with _reads_bounded(self._response, lambda: threading.get_ident() == owner,
-                                self._bound):
-                for chunk in self._response.iter_bytes():
-                    parts.append(chunk)
-                    if time.monotonic() >= deadline:
-                        raise TransportFailure("the body was still arriving", timeout=True,
-                                               before_first_byte=False, deadline=True)
-        except _http_error() as exc:
-            raise _failure(exc, before_first_byte=False, deadline=deadline) from None
-        finally:
-            self._response.close()
-        return b"".join(parts)
-
-    def _bound(self, timeout: float | None) -> float | None:
-        """A read's wait: the full read timeout, ending by the deadline while there is one."""
-        deadline = self.deadline
-        if deadline is None:
-            return self._read_timeout
-        return _left(deadline, self._read_timeout)
-
-    def lift_deadline(self) -> None:
-        """The answer has arrived (a stream's first event): later reads wait the full read
-        timeout."""
-        self.deadline = None
-
     def iter_bytes(self) -> Iterator[bytes]:
         import httpx
 
         self._chunks = chunks = self._response.iter_bytes()
-        if self.deadline is None:
-            try:
-                yield from chunks
-            except httpx.HTTPError as exc:
-                raise _failure(exc, before_first_byte=False) from None
-            return
-        owner = threading.get_ident()
-        deadline = self.deadline
         try:
-            with _reads_bounded(self._response, lambda: threading.get_ident() == owner,
-                                self._bound):
-                yield from chunks
+            yield from chunks
         except httpx.HTTPError as exc:
-            raise _failure(exc, before_first_byte=False,
-                           deadline=deadline if self.deadline is not None else None) from None
+            raise _failure(exc, before_first_byte=False) from None
 
     def drain_end(self) -> None:
         """Read the body's end within `END_GRACE` (see `drain_end()`)."""
@@ -456,8 +408,10 @@ class HttpxTransport:
         timeouts = self._timeouts
         timeout = request.timeout
         if timeout is not None:  # this call's own timeout= wins
-            if timeout.total is not None:
-                return self._send_by(request, body, timeout, timeout.total)
+            if timeout.total is not None:  # a call's Timeout.total: see _httpx_deadline
+                from ._httpx_deadline import send_by
+
+                return send_by(self, request, body, timeout, timeout.total)
             timeouts = _timeout_extension(timeout)
         try:
             built = client.build_request(request.method, self._urls[request.url],
@@ -475,34 +429,6 @@ class HttpxTransport:
             if client.is_closed:
                 raise http_client_closed("httpx.Client") from None
             raise
-
-    def _send_by(self, request: HttpRequest, body: bytes | None, timeout: Timeout,
-                 total: float) -> _HttpxResponse:
-        """`send()` for a request whose exchange must end within ``total`` seconds: each
-        wait up to the head is capped at ``total``, and the response reads its body by the
-        deadline (a stream until `lift_deadline()`)."""
-        client = self._client
-        deadline = time.monotonic() + total
-        capped = _httpx_timeout(timeout).as_dict()
-        capped = {phase: total if seconds is None else min(seconds, total)
-                  for phase, seconds in capped.items()}
-        try:
-            built = client.build_request(request.method, self._urls[request.url],
-                                         headers=request.headers, content=body,
-                                         extensions={"timeout": capped})
-            sent = client.send(built, stream=True, follow_redirects=False)
-        except _http_error() as exc:
-            refused = unsendable(request) if _local_protocol_error(exc) else None
-            if refused is not None:
-                raise refused from None
-            raise _failure(exc, before_first_byte=True, deadline=deadline) from None
-        except (UnicodeError, ValueError) as exc:  # a non-ASCII header value
-            raise (unsendable(request) or _failure(exc, before_first_byte=True)) from None
-        except RuntimeError:
-            if client.is_closed:
-                raise http_client_closed("httpx.Client") from None
-            raise
-        return _HttpxResponse(sent, deadline, timeout.read)
 
     def close(self) -> None:
         if self._owns:
