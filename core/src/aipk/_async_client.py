@@ -297,7 +297,6 @@ class AsyncClient(ClientBase):
                 except AuthenticationError as failed:
                     value = failed
 
-
     async def _send_within(self, total: float, prepared: HttpRequest, model: str,
                            retry: RetryPolicy | None, *, parse: Parse | None,
                            stream: ChatRequest | None, call: Call | None) -> (
