@@ -402,3 +402,14 @@ def test_show_without_a_file_lists_the_defaults() -> None:
     rows = {key: (value, origin) for key, value, origin in show_rows(load_config())}
     assert rows["catalog.ttl"] == ("86400.0", "default")
     assert rows["state.backend"] == ("memory", "default")
+
+
+def test_a_timeout_table_sets_the_total(tmp_path: Path) -> None:
+    path = write(tmp_path, '[providers.openai]\napi_key = "x"\n'
+                           'timeout = { read = 60, total = 90 }\n')
+    with aipk.Client.from_config("openai", config=path) as client:
+        assert client.timeout == aipk.Timeout(read=60, total=90)
+    bad = write(tmp_path, '[providers.openai]\napi_key = "x"\ntimeout = { total = -1 }\n',
+                "bad.toml")
+    assert any("providers.openai.timeout.total" in problem and "positive" in problem
+               for problem in problems_of(bad))

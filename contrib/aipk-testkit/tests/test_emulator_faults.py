@@ -140,6 +140,41 @@ def test_stall_mid_body_and_before_the_first_event(emu: Emulator, http: Any) -> 
     assert http.chat().status == 200
 
 
+def test_trickle_sends_the_rest_one_byte_at_a_time(emu: Emulator, http: Any) -> None:
+    emu.enqueue(Fault.trickle(0.002, after_events=2, reply=Reply(text="abcdefgh", chunk_size=2)))
+    with socket.create_connection(("127.0.0.1", emu.port), timeout=5) as s:
+        s.sendall(http.chat_bytes(stream=True))
+        reads = _read_with_gaps(s)
+    first = reads[0][1]
+    assert first.startswith(b"HTTP/1.1 200 OK\r\n") and first.count(b"data: ") == 2
+    rest = reads[1:]
+    assert len(rest) > 50 and all(len(chunk) <= 2 for _, chunk in rest)  # a byte per write
+    assert max(gap for gap, _ in rest) < 0.5  # never silent for long
+    body = b"".join(chunk for _, chunk in reads)
+    assert body.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n")  # the complete stream
+
+
+def test_trickle_a_whole_body(emu: Emulator, http: Any) -> None:
+    emu.enqueue(Fault.trickle(0.002, reply=Reply(text="slow")))
+    started = time.monotonic()
+    r = http.chat()
+    assert r.json()["choices"][0]["message"]["content"] == "slow"
+    assert time.monotonic() - started >= 0.002 * len(r.body)
+    with pytest.raises(ValueError, match="positive"):
+        Fault.trickle(0)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_wrong_encoding_labels_a_plain_body(emu: Emulator, http: Any, stream: bool) -> None:
+    emu.enqueue(Fault.wrong_encoding("br"))
+    r = http.chat(stream=stream)
+    assert r.status == 200 and r.headers["content-encoding"] == "br"
+    if stream:
+        assert r.events()[-1] == "[DONE]"  # the usual stream, not compressed
+    else:
+        assert r.json()["choices"][0]["message"]["content"] == "echo: Hello there"
+
+
 def test_truncate_counting_from_the_end(emu: Emulator, http: Any) -> None:
     reply = Reply(text="twelve chars", chunk_size=4)
     emu.enqueue(Fault.truncate(after_events=-1, reply=reply),

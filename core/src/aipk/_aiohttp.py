@@ -6,7 +6,9 @@ running event loop, or you can pass your own.
 
 A [`Timeout`][aipk.Timeout] maps to ``aiohttp.ClientTimeout(total=None, sock_connect=connect,
 connect=connect + pool, sock_read=read)``: ``sock_read`` bounds each wait for bytes (the head,
-and every gap in the body), never the whole response.
+and every gap in the body), never the whole response. ``Timeout.total`` is kept by the async
+client itself (one asyncio timeout over the call), not by aiohttp's ``total``, which would also
+cut a stream after its first event.
 """
 
 from __future__ import annotations
@@ -50,8 +52,13 @@ def _failure(exc: BaseException, *, before_first_byte: bool) -> TransportFailure
     timeout = isinstance(exc, asyncio.TimeoutError)
     kind = type(exc).__name__
     text = str(exc)
+    # a body that does not match its Content-Encoding (ClientPayloadError), or one in an
+    # encoding aiohttp cannot decode here (ClientResponseError, "please install Brotli")
+    undecodable = not timeout and "decode content-encoding" in text.lower()
+    if undecodable:
+        text = " ".join(text.split())  # aiohttp's message spans lines
     return TransportFailure(f"{kind}: {text}" if text else kind, timeout=timeout,
-                            before_first_byte=before_first_byte)
+                            before_first_byte=before_first_byte, undecodable=undecodable)
 
 
 def _read_failure(exc: BaseException) -> TransportFailure:

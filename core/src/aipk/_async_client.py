@@ -242,12 +242,22 @@ class AsyncClient(ClientBase):
     async def _send(self, prepared: HttpRequest, model: str, retry: RetryPolicy | None, *,
                     parse: Parse | None = None,
                     stream: ChatRequest | None = None,
-              call: Call | None = None) -> Sent[AsyncResponse]:
-        """Drive `send_steps()` (see `aipk.Client._send()`)."""
+              call: Call | None = None, deadline: float | None = None) -> Sent[AsyncResponse]:
+        """Drive `send_steps()` (see `aipk.Client._send()`). With ``Timeout.total`` the
+        whole drive runs under one asyncio timeout (`_send_within()`); ``deadline`` is its
+        end, ``time.monotonic()``."""
         if self._closed:
             raise ClientClosedError(type(self).__name__)
-        steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream,
-                           call=call)
+        if deadline is None:
+            total = (prepared.timeout or self.timeout).total
+            if total is not None:
+                return await self._send_within(total, prepared, model, retry, parse=parse,
+                                               stream=stream, call=call)
+            steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream,
+                               call=call)
+        else:
+            steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream,
+                               call=call, deadline=deadline)
         source = self._credentials
         transport = self._transport
         value: Any = None
@@ -287,6 +297,30 @@ class AsyncClient(ClientBase):
                 except AuthenticationError as failed:
                     value = failed
 
+    async def _send_within(self, total: float, prepared: HttpRequest, model: str,
+                           retry: RetryPolicy | None, *, parse: Parse | None,
+                           stream: ChatRequest | None, call: Call | None) -> (
+            Sent[AsyncResponse]):
+        """`_send()` bounded by ``Timeout(total=total)``: cancelled when it passes (the
+        response being read is closed) and a RequestTimeout raised."""
+        deadline = time.monotonic() + total
+        sending = self._send(prepared, model, retry, parse=parse, stream=stream, call=call,
+                             deadline=deadline)
+        timeout_cm = getattr(asyncio, "timeout", None)
+        if timeout_cm is None:  # Python 3.10
+            try:
+                return await asyncio.wait_for(sending, total)
+            except asyncio.TimeoutError:
+                raise self._total_timeout_error("before the answer arrived", total) from None
+        scope = timeout_cm(total)
+        try:
+            async with scope:
+                return await sending
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            raise self._total_timeout_error("before the answer arrived", total) from None
+
 
 async def _prime(step: Prime) -> Primed | TransportFailure | ProviderError:
     """Read a stream until its first events (or its end); close it if that fails. ``rest``
@@ -324,6 +358,9 @@ async def _prime(step: Prime) -> Primed | TransportFailure | ProviderError:
     except (TransportFailure, ProviderError) as failed:
         await response.close()
         return failed
+    except BaseException:  # cancelled (Timeout.total, or the caller): free the connection
+        await response.close()
+        raise
     await response.close()
     return Primed(session, events, None)
 

@@ -30,6 +30,7 @@ from .errors import (
     MissingCredentialError,
     NetworkError,
     RequestTimeout,
+    ResponseError,
 )
 from .limits import ClientLimits
 from .observability import Metrics
@@ -361,17 +362,45 @@ class ClientBase:
         return attrs.evolve(self.timeout, connect=min(seconds, self.timeout.connect),
                             read=seconds)
 
-    def _transport_error(self, failure: TransportFailure) -> NetworkError | RequestTimeout:
+    def _transport_error(self, failure: TransportFailure) -> (
+            NetworkError | RequestTimeout | ResponseError):
         name = self._engine.provider.name
+        base_url = redact_url(self._engine.provider.base_url)
+        redact_error(failure)  # also the HTTP library's error it was raised from
+        if failure.undecodable:
+            return ResponseError(
+                redact(f"the response body from {base_url} does not match its "
+                       f"Content-Encoding header ({failure}): the provider, or a proxy between "
+                       f"it and you, compressed it differently than it says or corrupted it; "
+                       f"trying again will not help: check the proxy (or base_url), or ask "
+                       f"for an uncompressed answer with headers={{'Accept-Encoding': "
+                       f"'identity'}}"),
+                provider=name, retryable=False)
+        if failure.deadline:
+            where = ("before any response" if failure.before_first_byte
+                     else "while reading the response")
+            return self._total_timeout_error(f"{where}: {failure}",
+                                             before_first_byte=failure.before_first_byte)
         cls = RequestTimeout if failure.timeout else NetworkError
         where = "before any response" if failure.before_first_byte else "while reading the response"
-        redact_error(failure)  # also the HTTP library's error it was raised from
         return cls(
-            redact(f"{failure} {where} from {redact_url(self._engine.provider.base_url)}; "
+            redact(f"{failure} {where} from {base_url}; "
                    f"check the network and base_url, or raise timeout="),
             provider=name, retryable=failure.before_first_byte,
             before_first_byte=failure.before_first_byte,
         )
+
+    def _total_timeout_error(self, what: str, total: float | None = None, *,
+                             before_first_byte: bool = True) -> RequestTimeout:
+        """The RequestTimeout for a call whose ``Timeout(total=...)`` passed (``what``: where
+        it was)."""
+        setting = "aipk.Timeout(total=...)" if total is None else f"aipk.Timeout(total={total:g})"
+        return RequestTimeout(
+            redact(f"no answer from {redact_url(self._engine.provider.base_url)} within the "
+                   f"call's total timeout, {setting} (it ran out {what}); raise total in "
+                   f"timeout=, or leave it unset to bound only each wait (connect, read)"),
+            provider=self._engine.provider.name, retryable=True,
+            before_first_byte=before_first_byte)
 
 
 _REQUEST_FIELDS = frozenset(a.name for a in attrs.fields(ChatRequest))

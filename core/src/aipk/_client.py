@@ -276,10 +276,19 @@ class Client(ClientBase):
         over, retry."""
         if self._closed:
             raise ClientClosedError(type(self).__name__)
-        steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream,
-                           call=call)
-        source = self._credentials
+        timeout = prepared.timeout or self.timeout
         transport = self._transport
+        sleep = self._sleep
+        prime: Callable[[Prime], Any] = _prime
+        if timeout.total is None:
+            steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream,
+                               call=call)
+        else:  # Timeout.total: bound every step by the call's deadline
+            deadline = time.monotonic() + timeout.total
+            steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream,
+                               call=call, deadline=deadline)
+            transport, sleep, prime = _within(self, transport, timeout, deadline)
+        source = self._credentials
         value: Any = None
         while True:
             try:
@@ -298,10 +307,10 @@ class Client(ClientBase):
                 except TransportFailure as failure:
                     value = failure
             elif isinstance(step, Sleep):
-                self._sleep(step.seconds)
+                sleep(step.seconds)
                 value = None
             elif isinstance(step, Prime):
-                value = _prime(step)
+                value = prime(step)
             elif isinstance(step, Acquire):
                 try:
                     value = source.acquire(exclude=step.exclude)
@@ -318,7 +327,51 @@ class Client(ClientBase):
                     value = failed
 
 
-def _prime(step: Prime) -> Primed | TransportFailure | ProviderError:
+class _WithinTransport:
+    """Sends each request with the time its call has left as ``timeout.total`` (the
+    transport bounds the exchange by it); none left is a deadline failure at once."""
+
+    __slots__ = ("_deadline", "_timeout", "_transport")
+
+    def __init__(self, transport: Transport, timeout: Timeout, deadline: float) -> None:
+        self._transport = transport
+        self._timeout = timeout
+        self._deadline = deadline
+
+    def send(self, request: HttpRequest, body: bytes | None) -> Response:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TransportFailure("no time left to send", timeout=True, deadline=True)
+        bounded = attrs.evolve(request.timeout or self._timeout, total=left)
+        return self._transport.send(attrs.evolve(request, timeout=bounded), body)
+
+    def close(self) -> None:
+        self._transport.close()
+
+
+def _within(client: Client, transport: Transport, timeout: Timeout, deadline: float) -> (
+        tuple[Transport, Callable[[float], None], Callable[[Prime], Any]]):
+    """The transport, sleep and stream priming of a call with ``Timeout.total``: each
+    bounded by ``deadline``."""
+    sleep = client._sleep
+
+    def sleep_within(seconds: float) -> None:
+        left = deadline - time.monotonic()
+        if seconds < left:
+            sleep(seconds)
+            return
+        sleep(max(left, 0.0))
+        raise client._total_timeout_error(f"before a wait of {seconds:.1f}s for a key or a "
+                                          f"rate limit", timeout.total)
+
+    def prime_within(step: Prime) -> Primed | TransportFailure | ProviderError:
+        return _prime(step, deadline)
+
+    return _WithinTransport(transport, timeout, deadline), sleep_within, prime_within
+
+
+def _prime(step: Prime, deadline: float | None = None) -> (
+        Primed | TransportFailure | ProviderError):
     """Read a stream until its first events (or its end); close it if that fails. The rest
     of the body (``Primed.rest``) is set only with the first events (None with the events of
     a body that ended: ``session.finish()`` ran)."""
@@ -328,9 +381,16 @@ def _prime(step: Prime) -> Primed | TransportFailure | ProviderError:
         for chunk in chunks:
             events = session.first(chunk)  # decoded up to the first events (see AsyncClient)
             if events:
+                if deadline is not None:  # Timeout.total ends here: the rest is unbounded
+                    lift = getattr(response, "lift_deadline", None)
+                    if lift is not None:
+                        lift()
                 return Primed(session, events, chunks)
             if session.done:  # a terminator and no event: read no further
                 break
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TransportFailure("the stream's first event had not arrived",
+                                       timeout=True, before_first_byte=False, deadline=True)
         events = session.finish()
     except (TransportFailure, ProviderError) as failure:
         response.close()

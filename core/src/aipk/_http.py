@@ -154,23 +154,36 @@ def _positive_seconds(_: object, attribute: attrs.Attribute[float], value: float
     check_seconds(value, f"Timeout({attribute.name}=)")
 
 
+def _positive_seconds_or_none(_: object, attribute: attrs.Attribute[float | None],
+                              value: float | None) -> None:
+    if value is not None:
+        check_seconds(value, f"Timeout({attribute.name}=)")
+
+
 @record(kw_only=True)
 class Timeout:
     """Separate timeouts, in seconds. ``read`` bounds the wait for *each* chunk, not the whole
-    stream, so a long stream is never cut by a total deadline. Each must be a positive number
-    (ConfigurationError otherwise).
+    stream, so a long stream is never cut by a total deadline. ``total``, when set, bounds the
+    whole call until its answer has arrived: every attempt, retry and wait of a ``chat()`` up
+    to its whole body, of a ``stream()`` up to its first event (never the rest of the stream).
+    Each must be a positive number (ConfigurationError otherwise).
 
     Attributes:
         connect: Seconds to establish a connection.
         read: Seconds to wait for each chunk of the response.
         write: Seconds to send each chunk of the request.
         pool: Seconds to wait for a free connection from the pool.
+        total: Seconds a call may take, in all, until its answer arrived (a ``chat()``'s
+            whole body, a stream's first event): connecting, sending, reading, and every
+            retry and wait between attempts; past it the call raises ``RequestTimeout``.
+            None (the default): no such bound, each wait is bounded by the others.
     """
 
     connect: float = attrs.field(default=10.0, validator=_positive_seconds)
     read: float = attrs.field(default=600.0, validator=_positive_seconds)
     write: float = attrs.field(default=60.0, validator=_positive_seconds)
     pool: float = attrs.field(default=60.0, validator=_positive_seconds)
+    total: float | None = attrs.field(default=None, validator=_positive_seconds_or_none)
 
 
 def check_seconds(value: object, name: str) -> float:
@@ -185,4 +198,4 @@ def check_seconds(value: object, name: str) -> float:
         problem = f"is a {type(value).__name__}, not a number of seconds"
     raise ConfigurationError(
         f"{name} {problem}; pass seconds, e.g. timeout=30 or "
-        f"aipk.Timeout(connect=5, read=120)")
+        f"aipk.Timeout(connect=5, read=120, total=300)")

@@ -223,13 +223,17 @@ def _no_events(client: ClientBase, session: StreamSession) -> ResponseError:
 
 def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
                policy: RetryPolicy | None, *, parse: Parse | None = None,
-               stream: ChatRequest | None = None, call: Call | None = None) -> Steps:
+               stream: ChatRequest | None = None, call: Call | None = None,
+               deadline: float | None = None) -> Steps:
     """Sign, admit and send ``prepared`` until it succeeds or must fail (see the module).
 
     With ``parse`` the whole body is read and parsed inside the loop (``Sent.value`` is the
     answer); with ``stream`` the body is read up to the stream's first events (``Sent.value``
     is the `Primed` stream). A failure before either is retried like any other.
-    ``call`` (the call's recorder) hears of each attempt, retry and failover."""
+    ``call`` (the call's recorder) hears of each attempt, retry and failover.
+    ``deadline`` (``time.monotonic()``, from ``Timeout.total``): a failure past it is
+    raised at once (neither charged to the key nor failed over), and a retry whose wait would
+    end past it is not made (the failure is raised); the driver bounds the I/O itself."""
     engine = client._engine
     source = client._credentials
     cap = (policy or engine.retry).max_retry_after
@@ -288,7 +292,10 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
                 if isinstance(raw, TransportFailure):
                     raw = b""
                 error = engine.error(response.status, headers, raw, model, credential.id)
-        latency = time.monotonic() - sent_at
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:  # the call's total timeout has passed
+            raise error
+        latency = now - sent_at
         if not recovered and _unauthorized(error):
             recovered = True
             fresh = yield Recover(credential, error)
@@ -315,7 +322,7 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
                     http, body = engine.sign(prepared, credential)
                     continue
         delay = engine.retry_delay(attempt, error, policy)
-        if delay is None:
+        if delay is None or (deadline is not None and time.monotonic() + delay >= deadline):
             raise error
         if call is not None:
             call.retried(delay, error)
@@ -360,7 +367,7 @@ def _receive(client: ClientBase, response: Any, rate_limit: RateLimitState | Non
 
 def _unread(client: ClientBase, failure: TransportFailure) -> ProviderError:
     """A body read that failed before the caller got anything: retryable like a failure
-    before the first byte."""
+    before the first byte (unless the body cannot be decoded at all)."""
     error = client._transport_error(failure)
-    error.retryable = True
+    error.retryable = not failure.undecodable
     return error

@@ -12,7 +12,8 @@ The hierarchy:
     ├── PluginError                     a plugin failed to load or broke the hook contract
     └── ProviderError                   anything that went wrong talking to a provider
         ├── TransportError              no usable HTTP response
-        │   ├── RequestTimeout          connecting, or waiting for the next byte, took too long
+        │   ├── RequestTimeout          connecting, or waiting for the next byte, took too long,
+        │   │                           or the answer missed the call's Timeout(total=...)
         │   └── NetworkError            connection refused, reset, closed mid-response
         ├── StatusError                 the provider answered with an HTTP error status
         │   ├── BadRequestError         400, 409, 413, 422 …: the request itself is wrong
@@ -30,7 +31,8 @@ The hierarchy:
         │       └── OverloadedError     529 / "overloaded"
         ├── StreamError                 an error reported in-band, after HTTP 200
         ├── ResponseError               a response aipk cannot decode: malformed JSON, invalid
-        │   │                           UTF-8, a stream that ended before its terminator
+        │   │                           UTF-8, a stream that ended before its terminator, a
+        │   │                           body that does not match its Content-Encoding
         │   ├── StructuredOutputError   the answer is not JSON, or breaks the response_format
         │   │                           schema; carries text, path and the response
         │   ├── ToolArgumentsError      a tool call's arguments are not JSON or break the

@@ -15,7 +15,15 @@ does everything else. Built in:
 
 Transports raise [`TransportFailure`][aipk.transports.TransportFailure]; the client turns it into
 [`RequestTimeout`][aipk.errors.RequestTimeout] or [`NetworkError`][aipk.errors.NetworkError] with
-the provider name.
+the provider name, or, for a body that does not match its ``Content-Encoding`` (``undecodable``),
+a [`ResponseError`][aipk.errors.ResponseError] that is not retried.
+
+A call with ``Timeout(total=...)``: the async client bounds it itself (one asyncio timeout
+over the whole call), whatever the transport. The sync client sends each attempt with the time
+the call has left as ``request.timeout.total``: a sync transport should end the exchange by
+then (`HttpxTransport` caps each wait up to the head at it, then bounds the body's reads by the
+deadline; a stream's only until ``lift_deadline()``, which the client calls on its first event)
+and raise ``TransportFailure(..., timeout=True, deadline=True)`` when it passes.
 
 Timeouts: a client's ``timeout`` applies to every request it sends, whatever the transport. The
 built-in transports take a ``timeout`` of their own (``None``: not set) and have
@@ -66,12 +74,18 @@ T = TypeVar("T")
 
 
 class TransportFailure(Exception):
-    """The transport got no usable response. ``timeout`` tells a timeout from a network error."""
+    """The transport got no usable response. ``timeout`` tells a timeout from a network error;
+    ``deadline``: the timeout was the request's ``timeout.total`` (the time its call had
+    left); ``undecodable``: the body did not match its ``Content-Encoding`` (a fault of the
+    server or a proxy, which trying again will not fix)."""
 
-    def __init__(self, message: str, *, timeout: bool = False, before_first_byte: bool = True):
+    def __init__(self, message: str, *, timeout: bool = False, before_first_byte: bool = True,
+                 deadline: bool = False, undecodable: bool = False):
         super().__init__(message)
         self.timeout = timeout
         self.before_first_byte = before_first_byte
+        self.deadline = deadline
+        self.undecodable = undecodable
 
 
 @runtime_checkable
@@ -229,13 +243,22 @@ def _local_protocol_error(exc: Exception) -> bool:
     return isinstance(exc, httpx.LocalProtocolError)
 
 
-def _failure(exc: Exception, *, before_first_byte: bool) -> TransportFailure:
+def _failure(exc: Exception, *, before_first_byte: bool,
+             deadline: float | None = None) -> TransportFailure:
+    """The TransportFailure for httpx's ``exc``; a timeout at ``deadline`` (the request's
+    ``timeout.total``) or later is a deadline failure."""
     import httpx
 
     timeout = isinstance(exc, httpx.TimeoutException)
     kind = type(exc).__name__
+    passed = timeout and deadline is not None and time.monotonic() >= deadline - _DEADLINE_SLACK
     return TransportFailure(f"{kind}: {exc}" if str(exc) else kind, timeout=timeout,
-                            before_first_byte=before_first_byte)
+                            before_first_byte=before_first_byte, deadline=passed,
+                            undecodable=isinstance(exc, httpx.DecodingError))
+
+
+#: How early a timeout may fire and still be the deadline's (timers are not exact).
+_DEADLINE_SLACK = 0.005
 
 
 #: How long a stream's body may take to end once the provider's terminator has arrived: within
@@ -259,24 +282,33 @@ async def adrain_end(response: object) -> None:
         await drain()
 
 
+def _left(deadline: float, timeout: float | None) -> float:
+    """The wait a read may take to end by ``deadline`` (at least 1 ms), at most ``timeout``."""
+    left = max(deadline - time.monotonic(), 0.001)
+    return left if timeout is None else min(timeout, left)
+
+
 @contextlib.contextmanager
-def _reads_bounded(response: httpx.Response, is_owner: Callable[[], bool]) -> Iterator[bool]:
+def _reads_bounded(response: httpx.Response, is_owner: Callable[[], bool],
+                   bound: Callable[[float | None], float | None] | None = None) -> Iterator[bool]:
     """While inside, reads of ``response``'s connection by its owner (this thread, or this
-    task) wait at most until `END_GRACE` has passed: httpcore's network stream gets a bounded
-    ``read(max_bytes, timeout)``, removed on leaving. Yields False, bounding nothing, when the
-    connection has no network stream that takes one."""
+    task) wait at most ``bound(timeout)`` (by default: until `END_GRACE` has passed):
+    httpcore's network stream gets a bounded ``read(max_bytes, timeout)``, removed on
+    leaving. Yields False, bounding nothing, when the connection has no network stream that
+    takes one."""
     stream: Any = response.extensions.get("network_stream")
     read = getattr(stream, "read", None)
     if read is None:
         yield False
         return
-    deadline = time.monotonic() + END_GRACE
+    if bound is None:
+        deadline = time.monotonic() + END_GRACE
+
+        def bound(timeout: float | None) -> float | None:
+            return _left(deadline, timeout)
 
     def bounded_timeout(timeout: float | None) -> float | None:
-        if not is_owner():
-            return timeout
-        left = max(deadline - time.monotonic(), 0.001)
-        return left if timeout is None else min(timeout, left)
+        return bound(timeout) if is_owner() else timeout
 
     async def abounded(max_bytes: int, timeout: float | None = None) -> bytes:
         return await read(max_bytes, bounded_timeout(timeout))  # type: ignore[no-any-return]
@@ -284,15 +316,16 @@ def _reads_bounded(response: httpx.Response, is_owner: Callable[[], bool]) -> It
     def bounded(max_bytes: int, timeout: float | None = None) -> bytes:
         return read(max_bytes, bounded_timeout(timeout))  # type: ignore[no-any-return]
 
+    patched = abounded if inspect.iscoroutinefunction(read) else bounded
     try:
-        stream.read = abounded if inspect.iscoroutinefunction(read) else bounded
+        stream.read = patched
     except (AttributeError, TypeError):  # a network stream that takes no attribute
         yield False
         return
     try:
         yield True
     finally:
-        with contextlib.suppress(AttributeError):
+        if getattr(stream, "__dict__", {}).get("read") is patched:  # not another's
             del stream.read
 
 
@@ -373,8 +406,13 @@ class HttpxTransport:
     def send(self, request: HttpRequest, body: bytes | None) -> _HttpxResponse:
         client = self._client
         timeouts = self._timeouts
-        if request.timeout is not None:  # this call's own timeout= wins
-            timeouts = _timeout_extension(request.timeout)
+        timeout = request.timeout
+        if timeout is not None:  # this call's own timeout= wins
+            if timeout.total is not None:  # a call's Timeout.total: see _httpx_deadline
+                from ._httpx_deadline import send_by
+
+                return send_by(self, request, body, timeout, timeout.total)
+            timeouts = _timeout_extension(timeout)
         try:
             built = client.build_request(request.method, self._urls[request.url],
                                          headers=request.headers, content=body,

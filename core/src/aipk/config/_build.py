@@ -163,7 +163,8 @@ class Config:
         if entry.timeout is not None:
             base = Timeout()
             kwargs["timeout"] = Timeout(connect=entry.timeout.connect or base.connect,
-                                        read=entry.timeout.read or base.read)
+                                        read=entry.timeout.read or base.read,
+                                        total=entry.timeout.total)
         if entry.retry is not None:
             values = {f.name: getattr(entry.retry, f.name) for f in attrs.fields(type(entry.retry))
                       if getattr(entry.retry, f.name) is not None}

@@ -212,7 +212,7 @@ def _check_keys(entry: ProviderConfig, here: PathKey, document: Document,
 def _check_numbers(entry: ProviderConfig, here: PathKey, add: Any) -> None:
     checks: list[tuple[PathKey, Any, bool, str]] = []
     if entry.timeout is not None:
-        for field in ("connect", "read"):
+        for field in ("connect", "read", "total"):
             value = getattr(entry.timeout, field)
             checks.append(((*here, "timeout", field), value, value is None or value > 0,
                            "must be a positive number of seconds"))

@@ -35,10 +35,13 @@ class TimeoutConfig:
 
     * ``connect``: seconds to establish the connection.
     * ``read``: seconds to wait for each next byte of the response.
+    * ``total``: seconds a call may take until its answer arrived, retries included
+      ([`Timeout.total`][aipk.Timeout]).
     """
 
     connect: float | None = None
     read: float | None = None
+    total: float | None = None
 
 
 @attrs.frozen(kw_only=True)

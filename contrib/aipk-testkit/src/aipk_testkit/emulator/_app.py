@@ -37,6 +37,8 @@ class Encoded:
     #: write ``payload[:pause_at]``, go silent for ``pause`` seconds, then write the rest
     pause_at: int = 0
     pause: float = 0.0
+    #: after ``payload[:pause_at]``, write the rest one byte every ``trickle`` seconds
+    trickle: float = 0.0
 
 
 @dataclass
@@ -202,7 +204,7 @@ class App:
             headers.append(("connection", "close"))
         head = encoded.head + header_lines(headers) + b"\r\n"
         conn.respond(head, encoded.payload, abort=encoded.abort, delay=delay,
-                     pause_at=encoded.pause_at, pause=encoded.pause)
+                     pause_at=encoded.pause_at, pause=encoded.pause, trickle=encoded.trickle)
 
     def _reply(self, handler: ProtocolHandler, call: ChatCall, reply: Reply) -> Encoded:
         usage = reply.usage or (call.prompt_tokens, reply.completion_tokens())
@@ -240,7 +242,7 @@ class App:
             return encode(handler.render_blocked(call, fault.message or "SAFETY"))
         if fault.reply is not None:
             source = fault.reply
-        elif fault.kind == "stall":  # the usual answer, only late
+        elif fault.kind in ("stall", "trickle", "wrong_encoding"):  # the usual answer
             source = Reply(text="echo: " + call.user_text)
         else:
             source = _filler(fault.after_events)
@@ -270,6 +272,14 @@ class App:
                 pause_at = sum(len(frame_chunk(e)) for e in events[:cut])
             return Encoded(whole.head, whole.payload, whole.tokens, pause_at=pause_at,
                            pause=fault.delay)
+        if fault.kind == "trickle":
+            whole = encode(rendered, tokens=usage[0] + usage[1])
+            at = 0 if events is None else sum(len(frame_chunk(e)) for e in events[:cut])
+            return Encoded(whole.head, whole.payload, whole.tokens, pause_at=at,
+                           trickle=fault.delay)
+        if fault.kind == "wrong_encoding":
+            return encode(rendered, [("content-encoding", fault.message or "gzip")],
+                          tokens=usage[0] + usage[1])
         if fault.kind in ("malformed_json", "invalid_utf8"):
             bad_utf8 = fault.kind == "invalid_utf8"
             if events is not None:

@@ -178,9 +178,16 @@ class Connection(asyncio.Protocol):
     # -- writing ----------------------------------------------------------------------------
 
     def respond(self, head: bytes, payload: bytes, *, abort: bool = False,
-                delay: float = 0.0, pause_at: int = 0, pause: float = 0.0) -> None:
+                delay: float = 0.0, pause_at: int = 0, pause: float = 0.0,
+                trickle: float = 0.0) -> None:
         """Write a response (after ``delay`` seconds), then continue, close or abort; with
-        ``pause``, go silent for that long after the first ``pause_at`` bytes of ``payload``."""
+        ``pause``, go silent for that long after the first ``pause_at`` bytes of ``payload``;
+        with ``trickle``, write the bytes after ``pause_at`` one every ``trickle`` seconds."""
+        if trickle > 0:
+            self._timer = asyncio.get_running_loop().call_later(
+                delay, self._trickle, head + payload[:pause_at], payload[pause_at:], 0, trickle,
+                abort)
+            return
         if delay > 0:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(delay, self._write, head, payload, abort, pause_at,
@@ -212,6 +219,21 @@ class Connection(asyncio.Protocol):
             self.busy = False
             if self.buf:
                 self._process()
+
+    def _trickle(self, first: bytes, payload: bytes, at: int, interval: float,
+                 abort: bool) -> None:
+        """Write ``first`` and ``payload[at]``, then the next byte ``interval`` seconds later,
+        to the end of ``payload``; then finish the response as `_write` does."""
+        self._timer = None
+        transport = self.transport
+        if self.closed or transport is None or transport.is_closing():
+            return
+        if at < len(payload):
+            transport.write(first + payload[at:at + 1])
+            self._timer = asyncio.get_running_loop().call_later(
+                interval, self._trickle, b"", payload, at + 1, interval, abort)
+            return
+        self._write(first, b"", abort)
 
     def _abort_when_flushed(self) -> None:
         transport = self.transport

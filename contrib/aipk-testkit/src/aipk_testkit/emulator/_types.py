@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 FaultKind = Literal["status", "slow_first_byte", "reset_after_headers", "reset_mid_stream",
                     "truncate", "malformed_json", "invalid_utf8", "inband_error", "stall",
-                    "blocked"]
+                    "blocked", "trickle", "wrong_encoding"]
 
 
 @dataclass
@@ -162,6 +162,24 @@ class Fault:
         if delay < 0:
             raise ValueError("delay must not be negative")
         return Fault("stall", delay=delay, after_events=after_events, reply=reply)
+
+    @staticmethod
+    def trickle(interval: float, after_events: int = 0, reply: Reply | None = None) -> Fault:
+        """Send the head and ``after_events`` events at once, then the rest of the body one
+        byte every ``interval`` seconds (the default answer, or ``reply``): no silence is ever
+        longer than ``interval``, so no read timeout fires, yet the answer takes
+        ``interval`` times its size. A non-streaming request trickles its whole body.
+        """
+        if interval <= 0:
+            raise ValueError("interval must be positive")
+        return Fault("trickle", delay=interval, after_events=after_events, reply=reply)
+
+    @staticmethod
+    def wrong_encoding(encoding: str = "gzip", reply: Reply | None = None) -> Fault:
+        """A 200 whose ``Content-Encoding`` header says ``encoding`` (``gzip``, ``br``,
+        ``deflate``, ``zstd``) while the body (the default answer, or ``reply``, stream or
+        not) is sent as is, uncompressed: what a misconfigured proxy does."""
+        return Fault("wrong_encoding", message=encoding, reply=reply)
 
     @staticmethod
     def malformed_json() -> Fault:
