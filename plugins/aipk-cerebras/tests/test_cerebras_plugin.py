@@ -74,7 +74,9 @@ STREAM = (
     b'"choices":[{"index":0,"delta":{"content":"4"}}]}\n\n'
     b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","model":"gpt-oss-120b",'
     b'"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],'
-    b'"usage":{"prompt_tokens":5,"completion_tokens":6,"total_tokens":11}}\n\n'
+    b'"usage":{"prompt_tokens":5,"completion_tokens":6,"total_tokens":11},'
+    b'"time_info":{"queue_time":0.0001,"prompt_time":0.001,"completion_time":0.005,'
+    b'"total_time":0.02,"created":1723733419}}\n\n'
     b"data: [DONE]\n\n"
 )
 
@@ -91,3 +93,8 @@ def test_streamed_reasoning_field_becomes_reasoning_deltas() -> None:
     assert (response.provider, response.text, response.reasoning) == (
         "cerebras", "4", "Two plus two")
     assert response.usage is not None and response.usage.total_tokens == 11
+    # the last chunk's timings, as a whole answer's (the Cerebras SDK's ChatChunkResponse has
+    # time_info beside usage)
+    assert response.extra["time_info"] == {"queue_time": 0.0001, "prompt_time": 0.001,
+                                           "completion_time": 0.005, "total_time": 0.02,
+                                           "created": 1723733419}

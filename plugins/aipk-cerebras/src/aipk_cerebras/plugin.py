@@ -7,11 +7,13 @@ errors. This module only overrides what differs, with ``tryfirst`` hooks marked
 ``hookimpl_for(provider="cerebras")`` (never called for other providers):
 
 * rate limits: Cerebras' own header names and daily windows (`aipk_cerebras.limits`);
-* responses: Cerebras' ``time_info`` timings are kept in ``ChatResponse.extra``.
+* responses: Cerebras' ``time_info`` timings are kept in ``ChatResponse.extra``, of a whole
+  answer and of a stream (its last chunk carries them; `CerebrasStreamDecoder`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,9 +27,11 @@ from aipk import (
     Provider,
     ProviderSpec,
     RateLimitState,
+    StreamEvent,
     hookimpl,
     hookimpl_for,
 )
+from aipk.sse import ServerSentEvent
 from aipk_openai import wire
 
 from . import limits
@@ -82,6 +86,28 @@ def aipk_providers() -> Sequence[ProviderSpec]:
 def aipk_parse_rate_limits(provider: Provider, status: int, headers: Mapping[str, str],
                            now: float) -> RateLimitState | None:
     return limits.parse_rate_limits(status, headers, now)
+
+
+class CerebrasStreamDecoder(wire.OpenAIStreamDecoder):
+    """The OpenAI decoder, also keeping the ``time_info`` a chunk carries (Cerebras sends it
+    with the usage, on the last chunk) in ``extra``; other chunks are not looked at twice."""
+
+    __slots__ = ()
+
+    def feed(self, event: ServerSentEvent) -> Sequence[StreamEvent]:
+        events = super().feed(event)
+        data = event.data
+        if '"time_info"' in data:
+            chunk = json.loads(data)
+            timings = chunk.get("time_info") if isinstance(chunk, Mapping) else None
+            if isinstance(timings, Mapping):
+                self.extra["time_info"] = dict(timings)
+        return events
+
+
+@hookimpl_for(provider=NAME, tryfirst=True)
+def aipk_stream_decoder(provider: Provider, request: ChatRequest) -> CerebrasStreamDecoder:
+    return CerebrasStreamDecoder(provider)
 
 
 @hookimpl_for(provider=NAME, tryfirst=True)
