@@ -24,7 +24,6 @@ from aipk.sse import ServerSentEvent
 
 from .status import _stream_error
 from .wire import (
-    _FINISH_NUMBERS,
     _block_reason,
     _call_json,
     _first_candidate,
@@ -34,6 +33,7 @@ from .wire import (
     finish_reason,
     parse_usage,
     prompt_blocked,
+    raw_finish_reason,
     stream_framing,
 )
 
@@ -114,8 +114,8 @@ class GeminiStreamDecoder:
                 if type(part) is dict:
                     self._part(part, out)
             raw = candidate.get("finishReason")
-            if type(raw) is int and 0 < raw < len(_FINISH_NUMBERS):
-                raw = _FINISH_NUMBERS[raw]
+            if type(raw) is int:  # enum-encoding=int
+                raw = raw_finish_reason(raw)
             if raw and isinstance(raw, str):
                 self._finish(0)
                 out.append(FinishEvent(reason=finish_reason(raw, self._calls > 0), raw=raw))
@@ -155,8 +155,8 @@ class GeminiStreamDecoder:
                                              choice=which))
                 elif isinstance(part.get("text"), str) and part["text"]:
                     out.append(TextDelta(text=part["text"], choice=which))
-            raw = candidate.get("finishReason")
-            if raw and isinstance(raw, str):
+            raw = raw_finish_reason(candidate.get("finishReason"))
+            if raw:
                 self._finish(which)
                 out.append(FinishEvent(reason=finish_reason(raw, which in counts), raw=raw,
                                        choice=which))
