@@ -31,6 +31,7 @@ from .wire import (
     _parts,
     _unwrap,
     finish_reason,
+    other_part,
     parse_usage,
     prompt_blocked,
     raw_finish_reason,
@@ -185,6 +186,8 @@ class GeminiStreamDecoder:
         text = part.get("text")
         if text and isinstance(text, str):
             out.append(ReasoningDelta(text=text) if part.get("thought") else TextDelta(text=text))
+        elif text is None and other_part(part):
+            self.extra.setdefault("other_parts", []).append(part)
         if signature:
             self.extra["thoughtSignature"] = signature
 

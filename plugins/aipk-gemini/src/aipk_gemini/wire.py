@@ -476,6 +476,19 @@ def _parts(candidate: Mapping[str, Any]) -> list[Any]:
     return parts if isinstance(parts, list) else []
 
 
+#: part kinds with no aipk field (code execution, generated files and images), kept in
+#: ``extra["other_parts"]`` as Gemini sent them
+OTHER_PARTS = ("executableCode", "codeExecutionResult", "inlineData", "fileData")
+
+
+def other_part(part: Mapping[str, Any]) -> bool:
+    """True for a part of a kind in `OTHER_PARTS`."""
+    for kind in OTHER_PARTS:
+        if kind in part:
+            return True
+    return False
+
+
 def _call_json(args: Any) -> str:
     return json.dumps(args if args is not None else {}, ensure_ascii=False,
                       separators=(",", ":"))
@@ -523,6 +536,7 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
     reasoning: list[str] = []
     calls: list[ToolCall] = []
     signatures: dict[str, str] = {}
+    others: list[Mapping[str, Any]] = []
     text_signature: str | None = None
     for part in _parts(candidate):
         if not isinstance(part, Mapping):
@@ -539,6 +553,8 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
         piece = part.get("text")
         if isinstance(piece, str):
             (reasoning if part.get("thought") else text).append(piece)
+        elif piece is None and other_part(part):
+            others.append(part)
         if signature:
             text_signature = signature
     if text_signature:
@@ -546,6 +562,8 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
     if signatures:
         extra["functionCallSignatures"] = signatures
     message_extra = dict(extra)
+    if others:
+        extra["other_parts"] = others
     raw = raw_finish_reason(candidate.get("finishReason"))
     reason = finish_reason(raw, bool(calls)) if raw else None
     if candidate.get("finishMessage"):
