@@ -16,8 +16,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from itertools import pairwise
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -68,7 +71,7 @@ def test_a_legacy_function_call_is_a_tool_call() -> None:
 def test_a_streamed_legacy_function_call_is_one_tool_call(arguments: str,
                                                           cuts: list[int]) -> None:
     edges = sorted({0, len(arguments), *(min(c, len(arguments)) for c in cuts)})
-    pieces = [arguments[a:b] for a, b in zip(edges, edges[1:], strict=False)]
+    pieces = [arguments[a:b] for a, b in pairwise(edges)]
     response = _stream(
         _chunk({"role": "assistant", "content": None,
                 "function_call": {"name": "get_weather", "arguments": ""}}),
@@ -120,18 +123,16 @@ UPSTREAM_ERROR = {"code": 502, "message": "Provider returned error",
                   "metadata": {"provider_name": "Chutes", "raw": "upstream connect error"}}
 
 
-def test_a_choice_carrying_an_error_is_a_stream_error() -> None:
-    for run in (lambda: _chat(_body({"content": ""}, "error", error=UPSTREAM_ERROR)),
-                lambda: _stream(_chunk({"content": "par"}),
-                                _chunk({"content": ""}, "error", error=UPSTREAM_ERROR),
-                                "[DONE]")):
-        try:
-            run()
-        except StreamError as exc:
-            assert exc.message == "Provider returned error"
-            assert (exc.code, exc.retryable) == ("502", True)
-        else:
-            raise AssertionError("no StreamError")
+@pytest.mark.parametrize("run", [
+    lambda: _chat(_body({"content": ""}, "error", error=UPSTREAM_ERROR)),
+    lambda: _stream(_chunk({"content": "par"}),
+                    _chunk({"content": ""}, "error", error=UPSTREAM_ERROR), "[DONE]"),
+], ids=["body", "stream"])
+def test_a_choice_carrying_an_error_is_a_stream_error(run: Callable[[], Any]) -> None:
+    with pytest.raises(StreamError) as caught:
+        run()
+    assert caught.value.message == "Provider returned error"
+    assert (caught.value.code, caught.value.retryable) == ("502", True)
 
 
 def test_finish_reason_error_without_an_error_object_is_a_finish() -> None:
@@ -142,12 +143,10 @@ def test_finish_reason_error_without_an_error_object_is_a_finish() -> None:
 def test_a_flat_error_as_a_whole_body_is_a_stream_error() -> None:
     body = {"code": "DataInspectionFailed", "message": "Input data may contain inappropriate "
             "content.", "request_id": "r-1"}
-    try:
+    with pytest.raises(StreamError) as caught:
         _chat(body)
-    except StreamError as exc:
-        assert exc.code == "DataInspectionFailed" and "inappropriate" in exc.message
-    else:
-        raise AssertionError("no StreamError")
+    assert caught.value.code == "DataInspectionFailed"
+    assert "inappropriate" in caught.value.message
 
 
 def test_dashscope_moderation_is_a_content_filter() -> None:

@@ -483,10 +483,7 @@ OTHER_PARTS = ("executableCode", "codeExecutionResult", "inlineData", "fileData"
 
 def other_part(part: Mapping[str, Any]) -> bool:
     """True for a part of a kind in `OTHER_PARTS`."""
-    for kind in OTHER_PARTS:
-        if kind in part:
-            return True
-    return False
+    return any(kind in part for kind in OTHER_PARTS)
 
 
 def _call_json(args: Any) -> str:

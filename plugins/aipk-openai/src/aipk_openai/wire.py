@@ -282,7 +282,7 @@ def parse_usage(data: Mapping[str, Any]) -> Usage:
 def _call_parts(call: Mapping[str, Any]) -> tuple[Any, Any]:
     """A tool call's name and arguments: ``function`` ``{name, arguments}``, or for a custom
     tool (``type: "custom"``) ``custom`` ``{name, input}`` (free text, not JSON)."""
-    fn = call.get("function")
+    fn: Any = call.get("function")
     if fn is None and isinstance(call.get("custom"), Mapping):
         return call["custom"].get("name"), call["custom"].get("input")
     return fn["name"], fn.get("arguments")
