@@ -159,3 +159,20 @@ def test_dashscope_moderation_is_a_content_filter() -> None:
     assert (error.code, error.retryable, error.status) == ("data_inspection_failed", False, 400)
     assert error.message.startswith("Input data may contain inappropriate content.")
     assert "rephrase" in error.message
+
+
+def test_groq_usage_on_the_finish_chunk() -> None:
+    """Groq's last chunk carries the usage in ``x_groq.usage`` (as recorded in vercel/ai's
+    groq provider tests), not in a ``usage`` chunk."""
+    finish = _chunk({}, "stop")
+    finish["x_groq"] = {"id": "req_01", "usage": {
+        "queue_time": 0.06, "prompt_tokens": 18, "prompt_time": 0.0002,
+        "completion_tokens": 439, "completion_time": 0.79, "total_tokens": 457,
+        "total_time": 0.79}}
+    response = _stream(_chunk({"role": "assistant", "content": "Hi"}), finish, "[DONE]")
+    assert response.usage is not None
+    assert (response.usage.input_tokens, response.usage.output_tokens,
+            response.usage.total_tokens) == (18, 439, 457)
+    plain = _stream(_chunk({"content": "Hi"}), {**_chunk({}, "stop"), "x_groq": {"id": "r"}},
+                    "[DONE]")
+    assert plain.usage is None

@@ -575,10 +575,20 @@ class OpenAIStreamDecoder:
                         and not which):
                     reason = FinishReason.REFUSAL
                 out.append(FinishEvent(reason=reason, raw=raw, choice=which))
+                if not chunk.get("usage") and type(chunk.get("x_groq")) is dict:
+                    self._groq_usage(chunk["x_groq"], out)
         usage = chunk.get("usage")
         if usage:
             out.append(UsageEvent(usage=parse_usage(usage)))
         return out
+
+    @staticmethod
+    def _groq_usage(groq: dict[str, Any], out: list[StreamEvent]) -> None:
+        """Groq puts the stream's usage in ``x_groq.usage`` of the chunk with the finish
+        reason (a usage chunk after it, if any, wins: the latest UsageEvent counts)."""
+        usage = groq.get("usage")
+        if type(usage) is dict and usage:
+            out.append(UsageEvent(usage=parse_usage(usage)))
 
     def _legacy_call(self, call: Any, which: int) -> ToolCallDelta:
         """A fragment of the deprecated ``function_call`` (one call per answer): tool call 0;
