@@ -22,6 +22,7 @@ from aipk import (
 )
 from aipk.sse import ServerSentEvent
 
+from .parts import PartialArguments, other_part
 from .status import _stream_error
 from .wire import (
     _block_reason,
@@ -31,7 +32,6 @@ from .wire import (
     _parts,
     _unwrap,
     finish_reason,
-    other_part,
     parse_usage,
     prompt_blocked,
     raw_finish_reason,
@@ -71,8 +71,8 @@ class GeminiStreamDecoder:
 
     terminator = "a chunk with a finishReason"
 
-    __slots__ = ("_calls", "_candidates", "_finished", "_loads", "_other_calls", "_provider",
-                 "_usage", "done", "extra", "framing", "model", "response_id")
+    __slots__ = ("_calls", "_candidates", "_finished", "_loads", "_other_calls", "_partial",
+                 "_provider", "_usage", "done", "extra", "framing", "model", "response_id")
 
     def __init__(self, provider: Provider, candidates: int = 1) -> None:
         self._provider = provider
@@ -83,6 +83,8 @@ class GeminiStreamDecoder:
         # the JSON-array framer parsed each element already; framing.loads reuses that parse
         self._loads = json.loads if self.framing == "sse" else framing.loads
         self._calls = 0
+        #: a function call whose arguments are streamed (``partialArgs``): index, arguments
+        self._partial: tuple[int, PartialArguments] | None = None
         self._other_calls: dict[int, int] | None = None  # candidate -> calls so far (n > 1)
         self._usage: Usage | None = None
         self.done = False
@@ -173,6 +175,9 @@ class GeminiStreamDecoder:
         signature = part.get("thoughtSignature")
         call = part.get("functionCall")
         if call is not None:
+            if type(call) is dict and (call.get("willContinue") or self._partial is not None):
+                self._streamed_call(call, signature, out)
+                return
             if type(call) is not dict or not isinstance(call.get("name"), str):
                 raise ValueError(f"functionCall without a name: {call!r}")
             index = self._calls
@@ -190,6 +195,31 @@ class GeminiStreamDecoder:
             self.extra.setdefault("other_parts", []).append(part)
         if signature:
             self.extra["thoughtSignature"] = signature
+
+    def _streamed_call(self, call: dict[str, Any], signature: Any,
+                       out: list[StreamEvent]) -> None:
+        """One part of a function call whose arguments are streamed (see
+        `aipk_gemini.parts`): the named part opens it (a ToolCallDelta with the name), the
+        part without ``willContinue`` closes it (a ToolCallDelta with the whole arguments)."""
+        name = call.get("name")
+        if isinstance(name, str) and name:
+            if self._partial is not None:
+                raise ValueError(f"functionCall {name!r} opened before the last one closed")
+            index = self._calls
+            self._calls += 1
+            call_id = str(call.get("id") or f"call_{index}")
+            self._partial = (index, PartialArguments())
+            out.append(ToolCallDelta(index=index, id=call_id, name=name))
+            if signature:
+                self.extra.setdefault("functionCallSignatures", {})[call_id] = signature
+        elif self._partial is None:
+            raise ValueError(f"functionCall without a name: {call!r}")
+        index, arguments = self._partial
+        if "partialArgs" in call:
+            arguments.add(call["partialArgs"])
+        if not call.get("willContinue"):
+            self._partial = None
+            out.append(ToolCallDelta(index=index, arguments=arguments.json()))
 
     def close(self) -> Sequence[StreamEvent]:
         return ()

@@ -51,6 +51,7 @@ from aipk.errors import (
     ResponseError,
 )
 
+from .parts import other_part
 from .schema import to_gemini_schema
 from .status import (
     DAILY_QUOTA_CODE,
@@ -474,16 +475,6 @@ def _parts(candidate: Mapping[str, Any]) -> list[Any]:
     content = candidate.get("content")
     parts = content.get("parts") if isinstance(content, Mapping) else None
     return parts if isinstance(parts, list) else []
-
-
-#: part kinds with no aipk field (code execution, generated files and images), kept in
-#: ``extra["other_parts"]`` as Gemini sent them
-OTHER_PARTS = ("executableCode", "codeExecutionResult", "inlineData", "fileData")
-
-
-def other_part(part: Mapping[str, Any]) -> bool:
-    """True for a part of a kind in `OTHER_PARTS`."""
-    return any(kind in part for kind in OTHER_PARTS)
 
 
 def _call_json(args: Any) -> str:
