@@ -129,3 +129,25 @@ def test_a_string_in_any_pieces_is_rebuilt(value: str, cuts: list[int]) -> None:
     _events, response = _run(chunks)
     [call] = response.tool_calls
     assert call.parsed_arguments() == {"text": value}
+
+
+def test_the_last_fragment_or_the_finish_closes_the_call() -> None:
+    """vercel/ai ``google-stream-tool-call-array-arguments-missing-terminal-function-call``:
+    no closing ``{}``; the last ``partialArgs`` part has no ``willContinue``, then the finish
+    chunk carries an empty text part. A finish while a call is open closes it too."""
+    def last(path: str, number: float) -> dict[str, Any]:
+        return _call_chunk({"partialArgs": [{"jsonPath": path, "numberValue": number}]})
+
+    text_finish = {"candidates": [{"content": {"role": "model", "parts": [{"text": ""}]},
+                                   "finishReason": "STOP"}], **META,
+                   "usageMetadata": FINAL_USAGE}
+    opened = [_call_chunk({"name": "writeItems", "willContinue": True}),
+              _call_chunk(_arg("$.operations[0].action", "add", True)),
+              _call_chunk(_arg("$.operations[0].action", "", False))]
+    for chunks in ([*opened, last("$.operations[0].price", 0.5), text_finish],
+                   [*opened, text_finish]):
+        _events, response = _run(chunks)
+        [call] = response.tool_calls
+        operation = call.parsed_arguments()["operations"][0]
+        assert operation["action"] == "add"
+        assert response.finish_reason is FinishReason.TOOL_CALLS

@@ -120,6 +120,8 @@ class GeminiStreamDecoder:
             if type(raw) is int:  # enum-encoding=int
                 raw = raw_finish_reason(raw)
             if raw and isinstance(raw, str):
+                if self._partial is not None:  # a streamed call the finish closes
+                    self._close_partial(out)
                 self._finish(0)
                 out.append(FinishEvent(reason=finish_reason(raw, self._calls > 0), raw=raw))
         else:
@@ -218,8 +220,13 @@ class GeminiStreamDecoder:
         if "partialArgs" in call:
             arguments.add(call["partialArgs"])
         if not call.get("willContinue"):
-            self._partial = None
-            out.append(ToolCallDelta(index=index, arguments=arguments.json()))
+            self._close_partial(out)
+
+    def _close_partial(self, out: list[StreamEvent]) -> None:
+        assert self._partial is not None
+        index, arguments = self._partial
+        self._partial = None
+        out.append(ToolCallDelta(index=index, arguments=arguments.json()))
 
     def close(self) -> Sequence[StreamEvent]:
         return ()
