@@ -103,3 +103,11 @@ def test_raw_finish_reason_is_a_word_or_none(value: Any) -> None:
 def test_any_positive_number_ends_a_stream(number: int) -> None:
     response = _stream(_body(number))
     assert response.raw_finish_reason and response.finish_reason is not None
+
+
+def test_the_finish_message_is_kept_streamed_or_not() -> None:
+    body = _body("MALFORMED_FUNCTION_CALL")
+    body["candidates"][0]["finishMessage"] = "Malformed function call: print(default_api.f(x=))"
+    for response in (_chat(body), _stream(body)):
+        assert response.finish_reason is ERROR
+        assert response.extra["finishMessage"].startswith("Malformed function call")

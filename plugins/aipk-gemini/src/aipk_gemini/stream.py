@@ -122,6 +122,8 @@ class GeminiStreamDecoder:
             if raw and isinstance(raw, str):
                 if self._partial is not None:  # a streamed call the finish closes
                     self._close_partial(out)
+                if candidate.get("finishMessage"):  # why (MALFORMED_FUNCTION_CALL …)
+                    self.extra["finishMessage"] = candidate["finishMessage"]
                 self._finish(0)
                 out.append(FinishEvent(reason=finish_reason(raw, self._calls > 0), raw=raw))
         else:
