@@ -188,6 +188,10 @@ BODIES: dict[str, Expect] = {
     "pai-finish-max-tokens-no-parts.json": Expect(
         "fH8oaunbEbr9qtsPjYGX4A0", "gemini-2.5-pro", "", LENGTH, "MAX_TOKENS",
         Usage(input_tokens=15, output_tokens=2, total_tokens=17, reasoning_tokens=2)),
+    # requested with $alt=json;enum-encoding=int: finishReason 1 is STOP
+    "lcgo-json-mode-enum-int.json": Expect(
+        "Wh-jaPDONbyYkdUPreHaqQc", "gemini-2.0-flash", '["red", "green", "blue"]', STOP, "STOP",
+        Usage(input_tokens=7, output_tokens=9, total_tokens=16)),
 }
 
 #: Prompts the safety filter blocked (HTTP 200, no candidates): block reason, its message.

@@ -1,6 +1,8 @@
 """Anthropic's answers as aipk's records: a ``message`` body as a ChatResponse, its ``usage``,
 its ``stop_reason`` and the ``/v1/models`` listing, as pure functions.
 
+The ``citations`` of text blocks (web search, documents) are collected, in order, under
+``extra["citations"]`` of the response.
 ``Usage.input_tokens`` is the *whole* prompt (uncached + cache read + cache write, as OpenAI
 counts it), with the cache parts also given separately. Thinking blocks (with their
 signatures) are kept under ``extra["thinking_blocks"]`` of the message, so it can be sent back.
@@ -94,10 +96,14 @@ def parse_messages_response(provider: Provider, request: ChatRequest, data: Any)
     reasoning: list[str] = []
     thinking: list[dict[str, Any]] = []
     calls: list[ToolCall] = []
+    citations: list[Any] = []
     for block in data["content"]:
         kind = block["type"]
         if kind == "text":
             texts.append(block["text"])
+            cited = block.get("citations")
+            if cited and isinstance(cited, list):
+                citations.extend(cited)
         elif kind == "tool_use":
             calls.append(ToolCall(id=block["id"], name=block["name"],
                                   arguments=json.dumps(block.get("input") or {},
@@ -114,6 +120,8 @@ def parse_messages_response(provider: Provider, request: ChatRequest, data: Any)
     for key in ("stop_sequence", "stop_details"):
         if data.get(key) is not None:
             extra[key] = data[key]
+    if citations:
+        extra["citations"] = citations
     text = "".join(texts)
     usage = data.get("usage")
     return ChatResponse(

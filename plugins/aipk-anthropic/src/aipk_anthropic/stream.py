@@ -38,7 +38,8 @@ class AnthropicStreamDecoder:
     [`ToolCallDelta`][aipk.ToolCallDelta] arguments. Usage is cumulative: the one UsageEvent, at
     ``message_delta``, merges it with the input counts of ``message_start`` (whose counts alone
     make the UsageEvent at ``message_stop`` when no ``message_delta`` came). ``ping`` and
-    unknown events are ignored; ``error`` raises StreamError. ``message_stop`` is the
+    unknown events are ignored; ``error`` raises StreamError. ``citations_delta`` citations
+    are collected in ``extra["citations"]``. ``message_stop`` is the
     terminator: a body that ends before it was cut short.
     """
 
@@ -182,7 +183,11 @@ class AnthropicStreamDecoder:
             pending = self._thinking.get(data["index"])
             if pending is not None:
                 pending[0]["signature"] = delta["signature"]
-        return ()  # citations_delta and newer delta types
+        elif kind == "citations_delta":
+            citation = delta.get("citation")
+            if citation:
+                self.extra.setdefault("citations", []).append(citation)
+        return ()  # newer delta types
 
     def _block_stop(self, data: dict[str, Any]) -> Sequence[StreamEvent]:
         index = data["index"]

@@ -22,9 +22,9 @@ from aipk import (
 )
 from aipk.sse import ServerSentEvent
 
+from .parts import PartialArguments, other_part
 from .status import _stream_error
 from .wire import (
-    _FINISH_NUMBERS,
     _block_reason,
     _call_json,
     _first_candidate,
@@ -34,6 +34,7 @@ from .wire import (
     finish_reason,
     parse_usage,
     prompt_blocked,
+    raw_finish_reason,
     stream_framing,
 )
 
@@ -70,8 +71,8 @@ class GeminiStreamDecoder:
 
     terminator = "a chunk with a finishReason"
 
-    __slots__ = ("_calls", "_candidates", "_finished", "_loads", "_other_calls", "_provider",
-                 "_usage", "done", "extra", "framing", "model", "response_id")
+    __slots__ = ("_calls", "_candidates", "_finished", "_loads", "_other_calls", "_partial",
+                 "_provider", "_usage", "done", "extra", "framing", "model", "response_id")
 
     def __init__(self, provider: Provider, candidates: int = 1) -> None:
         self._provider = provider
@@ -82,6 +83,8 @@ class GeminiStreamDecoder:
         # the JSON-array framer parsed each element already; framing.loads reuses that parse
         self._loads = json.loads if self.framing == "sse" else framing.loads
         self._calls = 0
+        #: a function call whose arguments are streamed (``partialArgs``): index, arguments
+        self._partial: tuple[int, PartialArguments] | None = None
         self._other_calls: dict[int, int] | None = None  # candidate -> calls so far (n > 1)
         self._usage: Usage | None = None
         self.done = False
@@ -114,9 +117,13 @@ class GeminiStreamDecoder:
                 if type(part) is dict:
                     self._part(part, out)
             raw = candidate.get("finishReason")
-            if type(raw) is int and 0 < raw < len(_FINISH_NUMBERS):
-                raw = _FINISH_NUMBERS[raw]
+            if type(raw) is int:  # enum-encoding=int
+                raw = raw_finish_reason(raw)
             if raw and isinstance(raw, str):
+                if self._partial is not None:  # a streamed call the finish closes
+                    self._close_partial(out)
+                if candidate.get("finishMessage"):  # why (MALFORMED_FUNCTION_CALL …)
+                    self.extra["finishMessage"] = candidate["finishMessage"]
                 self._finish(0)
                 out.append(FinishEvent(reason=finish_reason(raw, self._calls > 0), raw=raw))
         else:
@@ -155,8 +162,8 @@ class GeminiStreamDecoder:
                                              choice=which))
                 elif isinstance(part.get("text"), str) and part["text"]:
                     out.append(TextDelta(text=part["text"], choice=which))
-            raw = candidate.get("finishReason")
-            if raw and isinstance(raw, str):
+            raw = raw_finish_reason(candidate.get("finishReason"))
+            if raw:
                 self._finish(which)
                 out.append(FinishEvent(reason=finish_reason(raw, which in counts), raw=raw,
                                        choice=which))
@@ -172,6 +179,9 @@ class GeminiStreamDecoder:
         signature = part.get("thoughtSignature")
         call = part.get("functionCall")
         if call is not None:
+            if type(call) is dict and (call.get("willContinue") or self._partial is not None):
+                self._streamed_call(call, signature, out)
+                return
             if type(call) is not dict or not isinstance(call.get("name"), str):
                 raise ValueError(f"functionCall without a name: {call!r}")
             index = self._calls
@@ -185,8 +195,40 @@ class GeminiStreamDecoder:
         text = part.get("text")
         if text and isinstance(text, str):
             out.append(ReasoningDelta(text=text) if part.get("thought") else TextDelta(text=text))
+        elif text is None and other_part(part):
+            self.extra.setdefault("other_parts", []).append(part)
         if signature:
             self.extra["thoughtSignature"] = signature
+
+    def _streamed_call(self, call: dict[str, Any], signature: Any,
+                       out: list[StreamEvent]) -> None:
+        """One part of a function call whose arguments are streamed (see
+        `aipk_gemini.parts`): the named part opens it (a ToolCallDelta with the name), the
+        part without ``willContinue`` closes it (a ToolCallDelta with the whole arguments)."""
+        name = call.get("name")
+        if isinstance(name, str) and name:
+            if self._partial is not None:
+                raise ValueError(f"functionCall {name!r} opened before the last one closed")
+            index = self._calls
+            self._calls += 1
+            call_id = str(call.get("id") or f"call_{index}")
+            self._partial = (index, PartialArguments())
+            out.append(ToolCallDelta(index=index, id=call_id, name=name))
+            if signature:
+                self.extra.setdefault("functionCallSignatures", {})[call_id] = signature
+        elif self._partial is None:
+            raise ValueError(f"functionCall without a name: {call!r}")
+        index, arguments = self._partial
+        if "partialArgs" in call:
+            arguments.add(call["partialArgs"])
+        if not call.get("willContinue"):
+            self._close_partial(out)
+
+    def _close_partial(self, out: list[StreamEvent]) -> None:
+        assert self._partial is not None
+        index, arguments = self._partial
+        self._partial = None
+        out.append(ToolCallDelta(index=index, arguments=arguments.json()))
 
     def close(self) -> Sequence[StreamEvent]:
         return ()

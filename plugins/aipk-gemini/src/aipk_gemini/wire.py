@@ -51,6 +51,7 @@ from aipk.errors import (
     ResponseError,
 )
 
+from .parts import other_part
 from .schema import to_gemini_schema
 from .status import (
     DAILY_QUOTA_CODE,
@@ -75,6 +76,7 @@ __all__ = [
     "parse_rate_limits",
     "parse_usage",
     "rate_limit_state_from_error",
+    "raw_finish_reason",
     "retry_delay",
     "seconds_until_daily_reset",
     "to_cloudcode",
@@ -94,13 +96,32 @@ _FINISH = {
     "SPII": _FILTERED,
     "IMAGE_SAFETY": _FILTERED,
     "IMAGE_PROHIBITED_CONTENT": _FILTERED,
+    "IMAGE_RECITATION": _FILTERED,
     "MALFORMED_FUNCTION_CALL": FinishReason.ERROR,
     "UNEXPECTED_TOOL_CALL": FinishReason.ERROR,
+    "TOO_MANY_TOOL_CALLS": FinishReason.ERROR,
+    "MISSING_THOUGHT_SIGNATURE": FinishReason.ERROR,
 }
-#: finishReason as a number (a request with ``$alt=json;enum-encoding=int``), google.ai's order
+#: finishReason as a number (a request with ``$alt=json;enum-encoding=int``): the
+#: ``Candidate.FinishReason`` enum of google.ai.generativelanguage.v1beta, where OTHER is 5 and
+#: LANGUAGE 6 (not in declaration order)
 _FINISH_NUMBERS = ("FINISH_REASON_UNSPECIFIED", "STOP", "MAX_TOKENS", "SAFETY", "RECITATION",
-                   "OTHER", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII",
-                   "MALFORMED_FUNCTION_CALL", "IMAGE_SAFETY")
+                   "OTHER", "LANGUAGE", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII",
+                   "MALFORMED_FUNCTION_CALL", "IMAGE_SAFETY", "UNEXPECTED_TOOL_CALL")
+#: ``promptFeedback.blockReason`` as a number, same enum encoding
+_BLOCK_NUMBERS = ("BLOCK_REASON_UNSPECIFIED", "SAFETY", "OTHER", "BLOCKLIST",
+                  "PROHIBITED_CONTENT", "IMAGE_SAFETY")
+
+
+def raw_finish_reason(value: Any) -> str | None:
+    """``finishReason`` as Gemini's word: the string itself, the enum's name for a number
+    (``enum-encoding=int``; a number newer than this table stays its digits), None when
+    unset (absent, empty, or ``0``, FINISH_REASON_UNSPECIFIED)."""
+    if type(value) is str:
+        return value or None
+    if type(value) is int and value > 0:
+        return _FINISH_NUMBERS[value] if value < len(_FINISH_NUMBERS) else str(value)
+    return None
 #: ``stream_framing`` option values: ``alt=sse`` events, or one JSON array (no ``alt``)
 STREAM_FRAMINGS = ("sse", "json-array")
 
@@ -443,8 +464,7 @@ def _choice(index: int, candidate: Mapping[str, Any]) -> Choice:
                                   arguments=_call_json(call.get("args"))))
         elif isinstance(part.get("text"), str):
             text.append(part["text"])
-    raw = candidate.get("finishReason")
-    raw = raw if isinstance(raw, str) and raw else None
+    raw = raw_finish_reason(candidate.get("finishReason"))
     joined = "".join(text)
     return Choice(index=index, message=Message(
         role="assistant", content=joined if joined or not calls else None, tool_calls=calls),
@@ -466,6 +486,8 @@ def _block_reason(data: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]] | No
     feedback = data.get("promptFeedback")
     if isinstance(feedback, Mapping):
         reason = feedback.get("blockReason")
+        if type(reason) is int and reason > 0:  # enum-encoding=int
+            reason = _BLOCK_NUMBERS[reason] if reason < len(_BLOCK_NUMBERS) else str(reason)
         if isinstance(reason, str) and reason:
             return reason, feedback
     return None
@@ -502,6 +524,7 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
     reasoning: list[str] = []
     calls: list[ToolCall] = []
     signatures: dict[str, str] = {}
+    others: list[Mapping[str, Any]] = []
     text_signature: str | None = None
     for part in _parts(candidate):
         if not isinstance(part, Mapping):
@@ -518,6 +541,8 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
         piece = part.get("text")
         if isinstance(piece, str):
             (reasoning if part.get("thought") else text).append(piece)
+        elif piece is None and other_part(part):
+            others.append(part)
         if signature:
             text_signature = signature
     if text_signature:
@@ -525,12 +550,10 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
     if signatures:
         extra["functionCallSignatures"] = signatures
     message_extra = dict(extra)
-    raw: str | None = None
-    reason: FinishReason | None = None
-    raw_value = candidate.get("finishReason")
-    if isinstance(raw_value, str) and raw_value:
-        raw = raw_value
-        reason = finish_reason(raw, bool(calls))
+    if others:
+        extra["other_parts"] = others
+    raw = raw_finish_reason(candidate.get("finishReason"))
+    reason = finish_reason(raw, bool(calls)) if raw else None
     if candidate.get("finishMessage"):
         extra["finishMessage"] = candidate["finishMessage"]
     joined = "".join(text)

@@ -193,7 +193,13 @@ def _tool_call(index: int, raw: Mapping[str, Any]) -> ToolCall:
 
 
 def _in_band_error(provider: Provider, error: Any) -> StreamError:
-    return StreamError(str(error) or "Ollama reported an error", provider=provider.name,
+    """``{"error": "…"}`` in a 200 body or mid-stream; a proxy in between (or Ollama's
+    OpenAI-style layer) may send ``{"error": {"message": …}}``."""
+    if isinstance(error, Mapping):
+        text = str(error.get("message") or "") or json.dumps(error, ensure_ascii=False)
+    else:
+        text = "" if error is None else str(error)
+    return StreamError(text or "Ollama reported an error", provider=provider.name,
                        body=error)
 
 

@@ -33,7 +33,13 @@ from aipk import (
     Usage,
     UsageEvent,
 )
-from aipk.errors import InvalidRequestError, ProviderError, ResponseError, StreamError
+from aipk.errors import (
+    ContentFilteredError,
+    InvalidRequestError,
+    ProviderError,
+    ResponseError,
+    StreamError,
+)
 from aipk.framing import parse_json
 from aipk.sse import ServerSentEvent
 
@@ -273,16 +279,30 @@ def parse_usage(data: Mapping[str, Any]) -> Usage:
     )
 
 
+def _call_parts(call: Mapping[str, Any]) -> tuple[Any, Any]:
+    """A tool call's name and arguments: ``function`` ``{name, arguments}``, or for a custom
+    tool (``type: "custom"``) ``custom`` ``{name, input}`` (free text, not JSON)."""
+    fn: Any = call.get("function")
+    if fn is None and isinstance(call.get("custom"), Mapping):
+        return call["custom"].get("name"), call["custom"].get("input")
+    return fn["name"], fn.get("arguments")
+
+
 def _message(provider: Provider, msg: Mapping[str, Any]) -> Message:
     raw_calls = msg.get("tool_calls")
     if not raw_calls:  # the common case: text only
+        legacy = msg.get("function_call")
+        if isinstance(legacy, Mapping):  # the deprecated single function call
+            return Message(role="assistant", content=msg.get("content"), tool_calls=(
+                ToolCall(id="call_0", name=legacy["name"],
+                         arguments=legacy.get("arguments") or "{}"),))
         return Message(role="assistant", content=msg.get("content"))
-    calls = tuple(
-        ToolCall(id=c.get("id") or f"call_{i}", name=c["function"]["name"],
-                 arguments=c["function"].get("arguments") or "{}")
-        for i, c in enumerate(raw_calls)
-    )
-    return Message(role="assistant", content=msg.get("content"), tool_calls=calls)
+    calls = []
+    for i, c in enumerate(raw_calls):
+        name, arguments = _call_parts(c)
+        calls.append(ToolCall(id=c.get("id") or f"call_{i}", name=name,
+                              arguments=arguments or "{}"))
+    return Message(role="assistant", content=msg.get("content"), tool_calls=tuple(calls))
 
 
 def _more_choices(provider: Provider, choices: list[Any]) -> tuple[Choice, ...]:
@@ -303,10 +323,14 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
     ``more_choices``)."""
     if isinstance(data, dict) and data.get("error"):
         raise _stream_error(provider, data["error"])
+    if "choices" not in data and _flat_error(data):  # Cerebras's, DashScope's flat shape
+        raise _stream_error(provider, data)
     choices = data["choices"]
     if not choices:
         raise ResponseError("the response has no choices", provider=provider.name)
     first = choices[0]
+    if first.get("error"):  # OpenRouter: the upstream failed (finish_reason "error")
+        raise _stream_error(provider, first["error"])
     msg = first.get("message") or {}
     get = msg.get
     raw = first.get("finish_reason")
@@ -317,11 +341,12 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
         reason = FinishReason.REFUSAL
     more = _more_choices(provider, choices) if len(choices) > 1 else ()
     usage = data.get("usage")
+    annotations = get("annotations")
     return ChatResponse(
         provider=provider.name,
         model=data.get("model") or request.model,
         # _message() inline for the usual text-only answer
-        message=(_message(provider, msg) if get("tool_calls")
+        message=(_message(provider, msg) if get("tool_calls") or get("function_call")
                  else Message(role="assistant", content=content)),
         finish_reason=reason,
         raw_finish_reason=raw,
@@ -329,7 +354,7 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
         id=data.get("id"),
         refusal=refusal,
         reasoning=get("reasoning_content") or get("reasoning"),
-        extra={},
+        extra={"annotations": annotations} if annotations else {},
         more_choices=more,
     )
 
@@ -355,6 +380,11 @@ def parse_models(provider: Provider, data: Any) -> list[ModelInfo]:
 _RETRYABLE_CODES = {"server_error", "overloaded", "overloaded_error", "rate_limit_exceeded",
                     "timeout", "service_unavailable", "too_many_requests_error",
                     "queue_exceeded"}
+
+
+#: moderation codes of compatible servers that the core does not know as content filters:
+#: DashScope's ``data_inspection_failed`` (its native API says ``DataInspectionFailed``)
+_MODERATION_CODES = frozenset({"data_inspection_failed", "datainspectionfailed"})
 
 
 def _flat_error(data: Any) -> bool:
@@ -399,6 +429,12 @@ def map_error(provider: Provider, status: int, headers: Mapping[str, str], data:
         code = None if raw_code is None else str(raw_code)
     elif isinstance(data, str) and data:
         message = data
+    if status == 400 and code is not None and code.lower() in _MODERATION_CODES:
+        return ContentFilteredError(
+            f"{message or 'the content was flagged'} (the provider's content moderation "
+            f"flagged the prompt or the answer; rephrase it, retrying as is will not help)",
+            provider=provider.name, status=status, body=data, headers=headers,
+            request_id=request_id, retryable=False, code=code)
     spent = code == "insufficient_quota"
     if spent:
         message = (f"{message or 'the quota is spent'} (the account's quota or credit is spent: "
@@ -484,7 +520,7 @@ class OpenAIStreamDecoder:
                 f"not a chat.completion.chunk (type {chunk.get('type')!r}); is base_url a "
                 f"chat-completions endpoint?"
             )
-        if self.response_id is None:
+        if not self.response_id:  # Azure's first chunk (prompt_filter_results) has id ""
             self.response_id = chunk.get("id")
             self.model = chunk.get("model")
         out: list[StreamEvent] = []
@@ -514,7 +550,7 @@ class OpenAIStreamDecoder:
                 calls = delta.get("tool_calls")
                 if calls:
                     for call in calls:
-                        fn = call.get("function") or {}
+                        fn = call.get("function") or call.get("custom") or {}
                         index = call.get("index")
                         if index is None:
                             index = self._unindexed(call.get("id"))
@@ -522,19 +558,46 @@ class OpenAIStreamDecoder:
                             raise ValueError(f"tool call index {index!r} is not an integer")
                         out.append(ToolCallDelta(index=index, id=call.get("id"),
                                                  name=fn.get("name"),
-                                                 arguments=fn.get("arguments") or "",
+                                                 arguments=(fn.get("arguments")
+                                                            or fn.get("input") or ""),
                                                  choice=which))
+                elif delta.get("function_call"):
+                    out.append(self._legacy_call(delta["function_call"], which))
+                annotations = delta.get("annotations")
+                if annotations and type(annotations) is list and not which:
+                    self.extra.setdefault("annotations", []).extend(annotations)
             raw = choice.get("finish_reason")
             if raw:
+                if raw == "error" and choice.get("error"):  # OpenRouter: the upstream failed
+                    raise _stream_error(self._provider, choice["error"])
                 reason = finish_reason(raw)
                 if (reason is FinishReason.STOP and self._refused and not self._texted
                         and not which):
                     reason = FinishReason.REFUSAL
                 out.append(FinishEvent(reason=reason, raw=raw, choice=which))
+                if not chunk.get("usage") and type(chunk.get("x_groq")) is dict:
+                    self._groq_usage(chunk["x_groq"], out)
         usage = chunk.get("usage")
         if usage:
             out.append(UsageEvent(usage=parse_usage(usage)))
         return out
+
+    @staticmethod
+    def _groq_usage(groq: dict[str, Any], out: list[StreamEvent]) -> None:
+        """Groq puts the stream's usage in ``x_groq.usage`` of the chunk with the finish
+        reason (a usage chunk after it, if any, wins: the latest UsageEvent counts)."""
+        usage = groq.get("usage")
+        if type(usage) is dict and usage:
+            out.append(UsageEvent(usage=parse_usage(usage)))
+
+    def _legacy_call(self, call: Any, which: int) -> ToolCallDelta:
+        """A fragment of the deprecated ``function_call`` (one call per answer): tool call 0;
+        the fragment naming the function also gets the id ``call_0`` (the wire has none)."""
+        if type(call) is not dict:
+            raise ValueError(f"function_call {call!r} is not an object")
+        name = call.get("name")
+        return ToolCallDelta(index=0, id="call_0" if name else None, name=name or None,
+                             arguments=call.get("arguments") or "", choice=which)
 
     def _unindexed(self, call_id: Any) -> int:
         """The index of a tool-call fragment sent without one: a new id is the next call (some

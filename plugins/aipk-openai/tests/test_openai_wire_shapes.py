@@ -1,0 +1,178 @@
+"""Less common shapes of real chat-completions answers, whole and streamed:
+
+* the deprecated ``function_call`` (one call, no id; ``finish_reason: "function_call"``), from
+  the OpenAI API reference's ``ChatCompletionMessage.function_call`` and
+  ``ChoiceDelta.function_call`` (openai-python ``types/chat``);
+* a custom tool call (``type: "custom"``, ``custom: {name, input}``), openai-python
+  ``ChatCompletionMessageCustomToolCall``;
+* ``annotations`` (``url_citation``) of the search models;
+* Azure OpenAI's first chunk, ``prompt_filter_results`` with ``id: ""`` and ``choices: []``;
+* OpenRouter's failed upstream: ``choices[0].error`` with ``finish_reason: "error"``
+  (openrouter.ai/docs/api-reference/overview, ``NonStreamingChoice.error``);
+* DashScope's moderation refusal, 400 ``{"error": {"code": "data_inspection_failed", …}}``
+  (as reported in camel-ai/owl#432), and a flat error object as a 200 body.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from itertools import pairwise
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import aipk_openai.plugin
+from aipk import ChatRequest, ChatResponse, FinishReason, Message
+from aipk.errors import ContentFilteredError, StreamError
+from aipk_openai import OPENAI
+from aipk_openai.wire import map_error
+from aipk_testkit.fixtures import make_engine, make_provider
+
+REQUEST = ChatRequest(model="gpt-4o", messages=[Message.user("hi")])
+
+
+def _chat(body: Any) -> ChatResponse:
+    engine = make_engine(OPENAI, {"openai": aipk_openai.plugin})
+    return engine.chat_response(REQUEST, json.dumps(body).encode(), {}, None)
+
+
+def _stream(*chunks: Any) -> ChatResponse:
+    engine = make_engine(OPENAI, {"openai": aipk_openai.plugin})
+    session = engine.open_stream(REQUEST, {}, None)
+    frames = [f"data: {c if isinstance(c, str) else json.dumps(c)}\n\n" for c in chunks]
+    session.feed("".join(frames).encode())
+    session.finish()
+    return session.response()
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None, **more: Any) -> dict[str, Any]:
+    return {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "gpt-4o",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, **more}]}
+
+
+def _body(message: dict[str, Any], finish: str, **more: Any) -> dict[str, Any]:
+    return {"id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o",
+            "choices": [{"index": 0, "message": {"role": "assistant", **message},
+                         "finish_reason": finish, **more}]}
+
+
+def test_a_legacy_function_call_is_a_tool_call() -> None:
+    response = _chat(_body({"content": None, "function_call": {
+        "name": "get_weather", "arguments": '{"city":"Paris"}'}}, "function_call"))
+    [call] = response.tool_calls
+    assert (call.id, call.name, call.arguments) == ("call_0", "get_weather", '{"city":"Paris"}')
+    assert response.finish_reason is FinishReason.TOOL_CALLS
+
+
+@given(st.text(min_size=1, max_size=40), st.lists(st.integers(0, 40), max_size=5))
+def test_a_streamed_legacy_function_call_is_one_tool_call(arguments: str,
+                                                          cuts: list[int]) -> None:
+    edges = sorted({0, len(arguments), *(min(c, len(arguments)) for c in cuts)})
+    pieces = [arguments[a:b] for a, b in pairwise(edges)]
+    response = _stream(
+        _chunk({"role": "assistant", "content": None,
+                "function_call": {"name": "get_weather", "arguments": ""}}),
+        *(_chunk({"function_call": {"arguments": piece}}) for piece in pieces),
+        _chunk({}, "function_call"), "[DONE]")
+    [call] = response.tool_calls
+    assert (call.id, call.name, call.arguments) == ("call_0", "get_weather", arguments)
+    assert response.finish_reason is FinishReason.TOOL_CALLS
+
+
+def test_a_custom_tool_call_keeps_its_free_text_input() -> None:
+    response = _chat(_body({"content": None, "tool_calls": [
+        {"id": "call_9", "type": "custom", "custom": {"name": "grep", "input": "TODO src/"}}]},
+        "tool_calls"))
+    [call] = response.tool_calls
+    assert (call.id, call.name, call.arguments) == ("call_9", "grep", "TODO src/")
+    streamed = _stream(
+        _chunk({"tool_calls": [{"index": 0, "id": "call_9", "type": "custom",
+                                "custom": {"name": "grep", "input": "TODO"}}]}),
+        _chunk({"tool_calls": [{"index": 0, "custom": {"input": " src/"}}]}),
+        _chunk({}, "tool_calls"), "[DONE]")
+    [call] = streamed.tool_calls
+    assert (call.id, call.name, call.arguments) == ("call_9", "grep", "TODO src/")
+
+
+CITATION = {"type": "url_citation", "url_citation": {
+    "url": "https://example.org/", "title": "Example", "start_index": 0, "end_index": 5}}
+
+
+def test_annotations_are_kept_in_extra() -> None:
+    response = _chat(_body({"content": "Hello", "refusal": None,
+                            "annotations": [CITATION]}, "stop"))
+    assert response.text == "Hello" and response.extra["annotations"] == [CITATION]
+    streamed = _stream(_chunk({"content": "Hello"}),
+                       _chunk({"annotations": [CITATION]}), _chunk({}, "stop"), "[DONE]")
+    assert streamed.text == "Hello" and streamed.extra["annotations"] == [CITATION]
+    assert "annotations" not in _chat(_body({"content": "x", "annotations": []}, "stop")).extra
+
+
+def test_azure_prompt_filter_chunk_does_not_hide_the_id_and_model() -> None:
+    response = _stream(
+        {"choices": [], "created": 0, "id": "", "model": "", "object": "",
+         "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}]},
+        _chunk({"role": "assistant", "content": "Hi"}), _chunk({}, "stop"), "[DONE]")
+    assert (response.id, response.model, response.text) == ("chatcmpl-1", "gpt-4o", "Hi")
+
+
+UPSTREAM_ERROR = {"code": 502, "message": "Provider returned error",
+                  "metadata": {"provider_name": "Chutes", "raw": "upstream connect error"}}
+
+
+@pytest.mark.parametrize("run", [
+    lambda: _chat(_body({"content": ""}, "error", error=UPSTREAM_ERROR)),
+    lambda: _stream(_chunk({"content": "par"}),
+                    _chunk({"content": ""}, "error", error=UPSTREAM_ERROR), "[DONE]"),
+], ids=["body", "stream"])
+def test_a_choice_carrying_an_error_is_a_stream_error(run: Callable[[], Any]) -> None:
+    with pytest.raises(StreamError) as caught:
+        run()
+    assert caught.value.message == "Provider returned error"
+    assert (caught.value.code, caught.value.retryable) == ("502", True)
+
+
+def test_finish_reason_error_without_an_error_object_is_a_finish() -> None:
+    response = _stream(_chunk({"content": "x"}), _chunk({}, "error"), "[DONE]")
+    assert response.finish_reason is FinishReason.ERROR
+
+
+def test_a_flat_error_as_a_whole_body_is_a_stream_error() -> None:
+    body = {"code": "DataInspectionFailed", "message": "Input data may contain inappropriate "
+            "content.", "request_id": "r-1"}
+    with pytest.raises(StreamError) as caught:
+        _chat(body)
+    assert caught.value.code == "DataInspectionFailed"
+    assert "inappropriate" in caught.value.message
+
+
+def test_dashscope_moderation_is_a_content_filter() -> None:
+    body = {"error": {"code": "data_inspection_failed", "param": None,
+                      "message": "Input data may contain inappropriate content.",
+                      "type": "data_inspection_failed"},
+            "id": "chatcmpl-1", "request_id": "r-1"}
+    error = map_error(make_provider(OPENAI), 400, {}, body, "r-1", 0.0)
+    assert type(error) is ContentFilteredError
+    assert (error.code, error.retryable, error.status) == ("data_inspection_failed", False, 400)
+    assert error.message.startswith("Input data may contain inappropriate content.")
+    assert "rephrase" in error.message
+
+
+def test_groq_usage_on_the_finish_chunk() -> None:
+    """Groq's last chunk carries the usage in ``x_groq.usage`` (as recorded in vercel/ai's
+    groq provider tests), not in a ``usage`` chunk."""
+    finish = _chunk({}, "stop")
+    finish["x_groq"] = {"id": "req_01", "usage": {
+        "queue_time": 0.06, "prompt_tokens": 18, "prompt_time": 0.0002,
+        "completion_tokens": 439, "completion_time": 0.79, "total_tokens": 457,
+        "total_time": 0.79}}
+    response = _stream(_chunk({"role": "assistant", "content": "Hi"}), finish, "[DONE]")
+    assert response.usage is not None
+    assert (response.usage.input_tokens, response.usage.output_tokens,
+            response.usage.total_tokens) == (18, 439, 457)
+    plain = _stream(_chunk({"content": "Hi"}), {**_chunk({}, "stop"), "x_groq": {"id": "r"}},
+                    "[DONE]")
+    assert plain.usage is None

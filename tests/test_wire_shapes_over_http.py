@@ -1,0 +1,129 @@
+"""Rarer real answer shapes served over real HTTP (tests/rawserver.py) to the sync client and
+the async client on httpx and aiohttp, cut into chunked-encoding pieces at several places:
+Gemini's numeric enums (``enum-encoding=int``) and code-execution parts, OpenRouter's failed
+upstream inside a choice, the deprecated OpenAI ``function_call``, DashScope's moderation 400
+and an Ollama error line after some text. Each plugin's own tests check the shapes sans-IO;
+these check that nothing between the socket and the decoder changes the outcome."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+import aipk
+from aipk.errors import ContentFilteredError, StreamError
+
+from .rawserver import raw_server, reply
+from .test_captures_over_http import MODES, call, streamed
+
+
+def _sse(*chunks: Any, crlf: bool = False) -> bytes:
+    end = "\r\n\r\n" if crlf else "\n\n"
+    return "".join(f"data: {c if isinstance(c, str) else json.dumps(c)}{end}"
+                   for c in chunks).encode()
+
+
+def _gemini(parts: list[Any], finish: Any = None) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
+    if finish is not None:
+        candidate["finishReason"] = finish
+    return {"candidates": [candidate],
+            "usageMetadata": {"promptTokenCount": 7, "candidatesTokenCount": 9,
+                              "totalTokenCount": 16},
+            "modelVersion": "gemini-2.0-flash", "responseId": "r-1"}
+
+
+CODE = {"executableCode": {"language": "PYTHON", "code": "print(2 + 2)"}}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("mode", MODES)
+def test_gemini_numeric_finish_reason_and_code_parts(mode: str, seed: int) -> None:
+    body = _sse(_gemini([{"text": "Running. "}, CODE]),
+                _gemini([{"text": "Done"}], finish=10), crlf=True)
+    with raw_server(streamed(body, "text/event-stream", seed)) as server:
+        result = call(server, mode, "gemini", stream=True)
+    assert isinstance(result, aipk.ChatResponse), result
+    assert result.text == "Running. Done"
+    assert (result.raw_finish_reason, result.finish_reason) == (
+        "MALFORMED_FUNCTION_CALL", aipk.FinishReason.ERROR)
+    assert result.extra["other_parts"] == [CODE]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_gemini_numeric_finish_reason_in_a_whole_body(mode: str) -> None:
+    with raw_server(reply(200, _gemini([{"text": '["red"]'}], finish=1))) as server:
+        result = call(server, mode, "gemini", stream=False)
+    assert isinstance(result, aipk.ChatResponse), result
+    assert (result.raw_finish_reason, result.finish_reason) == ("STOP", aipk.FinishReason.STOP)
+
+
+UPSTREAM = {"code": 502, "message": "Provider returned error",
+            "metadata": {"provider_name": "Chutes", "raw": "upstream connect error"}}
+
+
+def _openrouter_chunk(delta: dict[str, Any], finish: str | None = None,
+                      **more: Any) -> dict[str, Any]:
+    return {"id": "gen-1", "provider": "Chutes", "model": "m", "object": "chat.completion.chunk",
+            "created": 1, "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
+                                       "native_finish_reason": finish, **more}]}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("mode", MODES)
+def test_openrouter_error_inside_a_choice_is_a_stream_error(mode: str, seed: int) -> None:
+    body = b": OPENROUTER PROCESSING\n\n" + _sse(
+        _openrouter_chunk({"role": "assistant", "content": "par"}),
+        _openrouter_chunk({"content": ""}, "error", error=UPSTREAM), "[DONE]")
+    with raw_server(streamed(body, "text/event-stream", seed)) as server:
+        result = call(server, mode, "openrouter", stream=True)
+    assert type(result) is StreamError, result
+    assert result.message.startswith("Provider returned error") and result.code == "502"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("mode", MODES)
+def test_a_streamed_legacy_function_call(mode: str, seed: int) -> None:
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "gpt-4",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    body = _sse(chunk({"role": "assistant", "content": None,
+                       "function_call": {"name": "get_weather", "arguments": ""}}),
+                chunk({"function_call": {"arguments": '{"city":'}}),
+                chunk({"function_call": {"arguments": '"Paris"}'}}),
+                chunk({}, "function_call"), "[DONE]")
+    with raw_server(streamed(body, "text/event-stream", seed)) as server:
+        result = call(server, mode, "openai", stream=True)
+    assert isinstance(result, aipk.ChatResponse), result
+    [tool_call] = result.tool_calls
+    assert (tool_call.id, tool_call.name, tool_call.parsed_arguments()) == (
+        "call_0", "get_weather", {"city": "Paris"})
+    assert result.finish_reason is aipk.FinishReason.TOOL_CALLS
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_dashscope_moderation_is_a_content_filter(mode: str) -> None:
+    body = {"error": {"code": "data_inspection_failed", "param": None,
+                      "message": "Input data may contain inappropriate content.",
+                      "type": "data_inspection_failed"},
+            "id": "chatcmpl-1", "request_id": "r-1"}
+    with raw_server(reply(400, body)) as server:
+        result = call(server, mode, "dashscope", stream=False)
+    assert type(result) is ContentFilteredError, result
+    assert (result.code, result.retryable) == ("data_inspection_failed", False)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("mode", MODES)
+def test_an_ollama_error_line_after_text(mode: str, seed: int) -> None:
+    lines = [{"model": "qwen3", "created_at": "2025-06-01T10:00:00Z",
+              "message": {"role": "assistant", "content": "Hel"}, "done": False},
+             {"error": "an error was encountered while running the model: unexpected EOF"}]
+    body = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    with raw_server(streamed(body, "application/x-ndjson", seed)) as server:
+        result = call(server, mode, "ollama-native", stream=True)
+    assert type(result) is StreamError, result
+    assert result.message == lines[1]["error"]
