@@ -16,7 +16,9 @@ framer on a chunk carrying the same event (SSE, NDJSON, a JSON-array element) pl
 decoder's JSON parse of the frame, µs per chunk.
 ``first``: whole short streams (eight text events arriving in one read) over an in-memory
 transport, µs per stream: what aipk does from ``stream()`` to the first text delta and on to the
-end.
+end. ``part-<name>``: one part of ``achat``'s per-request work alone, for a breakdown
+(``bash bench/instructions.sh "part-floor part-request part-prepare part-sign part-admission
+part-rate-limits part-parse part-telemetry part-key-pool"``; `part_loop` says what each is).
 Every installed plugin is loaded, as in ``bench/run.py``; ``AIPK_BENCH_EXPORTER=prometheus``
 (or ``otel``, ``otel-api``, ``prometheus,otel``) installs those exporters first, to measure
 their cost (``otel`` on SDK tracer and meter providers exporting nowhere, ``otel-api`` on
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import functools
 import json
 import os
 import pstats
@@ -296,8 +299,63 @@ def framing_loop(n: int) -> dict[str, float]:
     return out
 
 
+def _parts() -> dict[str, Any]:
+    """One step each of what ``achat`` does per request, alone (see `part_loop`)."""
+    client = aipk.Client("openai", base_url="http://127.0.0.1:1/v1", api_key="sk-bench",
+                         transport=_Transport())
+    engine = client._engine
+    request = client._request(None, {"model": "gpt-4o-mini", "messages": MSGS})
+    prepared = engine.prepare(request, False)
+    state = engine.observe(200, LIMITED_HEADERS, "gpt-4o-mini")
+    credential = client._credentials.credential
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}]}
+
+    def telemetry() -> None:
+        engine.start_call(request, False).finished(credential.id, None, None, None)
+
+    def pool() -> None:
+        client._credentials.report_success(credential, latency=0.001)
+        client._credentials.add_tokens(credential, 18)
+
+    return {
+        # what the raw floors do per request: encode the body, decode the reply, take the text
+        "floor": lambda: (json.dumps(body).encode(),
+                          json.loads(BODY)["choices"][0]["message"]["content"]),
+        "request": lambda: client._request(None, {"model": "gpt-4o-mini", "messages": MSGS}),
+        "prepare": lambda: engine.prepare(request, False),
+        "sign": lambda: engine.sign(prepared),  # the credential's header and the JSON encoding
+        "admission": lambda: engine.admission_delay("gpt-4o-mini", b"x" * 100, None, None),
+        "rate-limits": lambda: engine.observe(200, LIMITED_HEADERS, "gpt-4o-mini"),
+        "parse": lambda: engine.chat_response(request, BODY, HEADERS, state),
+        "telemetry": telemetry,
+        "key-pool": pool,
+    }
+
+
+#: the steps ``part_loop`` times, in the order a request takes them
+PARTS = ("floor", "request", "prepare", "sign", "admission", "rate-limits", "parse",
+         "telemetry", "key-pool")
+
+
+def part_loop(name: str, n: int) -> float:
+    """µs per call of one part of the per-request work (``part-<name>``, e.g.
+    ``bash bench/instructions.sh part-rate-limits``): ``request`` builds the ChatRequest from
+    keywords, ``prepare`` the unsigned HTTP request, ``sign`` adds the key and encodes the
+    body, ``admission`` asks whether to wait, ``rate-limits`` reads OpenAI's six headers into
+    the tracker, ``parse`` decodes and parses the reply, ``telemetry`` starts and finishes a
+    call's record, ``key-pool`` reports the attempt and its tokens; ``floor`` is what the raw
+    floors do per request."""
+    step = _parts()[name]
+    step()
+    t = time.process_time()
+    for _ in range(n):
+        step()
+    return (time.process_time() - t) / n * 1e6
+
+
 LOOPS = {"chat": chat_loop, "achat": achat_loop, "engine": engine_loop, "stream": stream_loop,
-         "reads": reads_loop, "floor-reads": floor_reads_loop, "first": first_loop}
+         "reads": reads_loop, "floor-reads": floor_reads_loop, "first": first_loop,
+         **{f"part-{name}": functools.partial(part_loop, name) for name in PARTS}}
 
 
 def install_exporters(names: str) -> None:
@@ -337,6 +395,8 @@ def main() -> None:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
         return
     for name, loop in LOOPS.items():
+        if name.startswith("part-"):  # one at a time: --only part-… (or instructions.sh)
+            continue
         samples = [loop(args.n) for _ in range(args.repeat)]
         print(f"{name:7s} {statistics.median(samples):7.2f} µs  (min {min(samples):.2f})")
     framed = [framing_loop(args.n) for _ in range(args.repeat)]

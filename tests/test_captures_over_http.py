@@ -18,6 +18,7 @@ import pytest
 
 import aipk
 from aipk.errors import AipkError, RateLimitError, StreamError
+from aipk.observability import Metrics
 from aipk_testkit.fixtures import Captures, find_fixtures
 
 from .rawserver import RawServer, chunk, head, raw_server, reply
@@ -131,6 +132,7 @@ def _openrouter_reasoning(reply: aipk.ChatResponse) -> None:
     [details] = reply.extra["reasoning_details"]
     assert details["text"] == reply.reasoning and details["signature"].startswith("Et0BCkgI")
     assert reply.extra["native_finish_reason"] == "stop"
+    assert reply.cost == 0.000669  # the cost OpenRouter reported on its usage chunk
 
 
 def _openrouter_padded(reply: aipk.ChatResponse) -> None:
@@ -178,6 +180,17 @@ def test_capture_over_http(name: str, mode: str, seed: int) -> None:
         result = call(server, mode, case.provider, stream=case.stream, **case.options)
     assert isinstance(result, aipk.ChatResponse), result
     case.check(result)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_streamed_cost_the_provider_reported_reaches_the_metrics(mode: str) -> None:
+    body = Captures(FIXTURES / "openrouter").body("pai-stream-reasoning.sse")
+    metrics = Metrics()
+    with raw_server(streamed(body, "text/event-stream", 0)) as server:
+        result = call(server, mode, "openrouter", stream=True, metrics=metrics)
+    assert isinstance(result, aipk.ChatResponse), result
+    assert result.cost == 0.000669
+    assert metrics.snapshot().totals.cost == pytest.approx(0.000669)
 
 
 # -- errors ----------------------------------------------------------------------------------

@@ -469,7 +469,7 @@ class AsyncChatStream:
             usage = session.accumulator.usage
             if usage is not None:
                 self._client._credentials.add_tokens(self._credential, usage.total_tokens or 0)
-            call.finished(self._credential.id, usage, session.response)
+            call.finished(self._credential.id, usage, session.response, session.cost())
         except TransportFailure as failure:
             error = self._client._transport_error(failure)
             call.failed(error)

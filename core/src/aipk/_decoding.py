@@ -44,6 +44,10 @@ class StreamDecoder(Protocol):
         response_id: The response id as the provider reported it, once known.
         model: The model as the provider reported it, once known.
         extra: Provider data to keep on the final response (e.g. a thought signature).
+
+    A decoder may also set ``cost``: the US dollars the provider reported for this answer
+    (OpenRouter does), once known; the final response's ``cost`` and the call's metrics then
+    use it instead of pricing the usage at the plugin's static prices.
     """
 
     done: bool

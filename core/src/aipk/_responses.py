@@ -148,8 +148,9 @@ class ChatResponse:
         reasoning: The model's reasoning text, where the provider exposes it.
         rate_limit: What the response headers said about the provider's limits.
         extra: Provider-specific response fields (for example ``system_fingerprint``).
-        cost: What the call cost in US dollars, from the model's prices in the plugin's
-            static model table and ``usage``; None when either is unknown.
+        cost: What the call cost in US dollars: what the provider reported, where it does
+            (OpenRouter), else from the model's prices in the plugin's static model table and
+            ``usage``; None when neither is known.
         more_choices: Choices 1, 2 … when the request asked for several (``n > 1``);
             ``choices`` lists them all, choice 0 first.
         parsed: For a ``response_format=`` request: the answer decoded from JSON, validated,

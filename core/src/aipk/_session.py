@@ -223,14 +223,25 @@ class StreamSession:
             provider=self._engine.provider.name, request_id=self.request_id,
         )
 
+    def cost(self) -> float | None:
+        """US dollars for the answer so far: what the provider reported (the decoder's
+        ``cost``), else its usage at the plugin's static prices; None when neither is known."""
+        reported = getattr(self._decoder, "cost", None)
+        if reported is not None:
+            return float(reported)
+        acc = self.accumulator
+        engine = self._engine
+        if acc.usage is None or not engine.telemetry.prices:
+            return None
+        return engine.cost(self._request.model, acc.usage, acc.model or self._decoder.model)
+
     def response(self) -> ChatResponse:
         acc = self.accumulator
         acc.id = acc.id or self._decoder.response_id
         acc.model = acc.model or self._decoder.model
         acc.extra.update(self._decoder.extra)
         engine = self._engine
-        cost = (engine.cost(self._request.model, acc.usage, acc.model)
-                if acc.usage is not None and engine.telemetry.prices else None)
+        cost = self.cost()
         response = acc.response(provider=engine.provider.name, model=self._request.model,
                                 request_id=self.request_id, rate_limit=self.rate_limit,
                                 cost=cost)

@@ -287,6 +287,7 @@ def test_stream_reasoning(name: str) -> None:
     assert (response.text, response.reasoning) == ("2 + 2 = 4", REASONING)
     assert response.usage == usage
     assert response.extra == STREAM_REASONING_EXTRA
+    assert response.cost == 0.000669
 
     manual, decoder, sse_count, error = _manual(raw)
     assert error is None and sse_count == 15 and decoder.done
@@ -326,6 +327,7 @@ def test_parallel_calls_whole_in_one_chunk_with_the_finish() -> None:
                                    reasoning_tokens=0, cache_read_tokens=0)
     assert response.extra == {"upstream_provider": "Google", "native_finish_reason": "STOP",
                               "cost": 0.0000513}
+    assert response.cost == 0.0000513  # as a non-streamed answer's: the cost OpenRouter reported
     assert response.id == "gen-1769111920-C4gWchv6Vg3abgcZ92D5"
     for cut in range(1, len(body), 37):
         assert _session([body[:cut], body[cut:]])[0] == events

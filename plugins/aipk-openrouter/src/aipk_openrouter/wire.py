@@ -153,11 +153,13 @@ class OpenRouterStreamDecoder(OpenAIStreamDecoder):
     ``reasoning_details`` are looked at twice.
     """
 
-    __slots__ = ("_noted",)
+    __slots__ = ("_noted", "cost")
 
     def __init__(self, provider: Provider) -> None:
         super().__init__(provider)
         self._noted = False
+        #: the cost OpenRouter reported (with the usage), the answer's ``cost``
+        self.cost: float | None = None
 
     def feed(self, event: ServerSentEvent) -> Sequence[StreamEvent]:
         events = super().feed(event)
@@ -174,6 +176,9 @@ class OpenRouterStreamDecoder(OpenAIStreamDecoder):
     def _note(self, chunk: Mapping[str, Any]) -> None:
         extra = self.extra
         extra.update(_response_extra(chunk))
+        cost = extra.get("cost")
+        if isinstance(cost, float):
+            self.cost = cost
         choices = chunk.get("choices")
         choice = choices[0] if isinstance(choices, list) and choices else None
         if not isinstance(choice, Mapping) or choice.get("index", 0) != 0:
