@@ -6,6 +6,11 @@
 * a custom tool call (``type: "custom"``, ``custom: {name, input}``), openai-python
   ``ChatCompletionMessageCustomToolCall``;
 * ``annotations`` (``url_citation``) of the search models;
+* audio output, ``message.audio`` / ``delta.audio`` (``id``, ``data``, ``expires_at``,
+  ``transcript``; openai-python ``ChatCompletionAudio`` and the streamed audio deltas of the
+  audio guide), and OpenRouter's generated images, ``message.images`` / ``delta.images``
+  (``[{"type": "image_url", "image_url": {"url": "data:image/png;base64,…"}}]``,
+  openrouter.ai/docs image generation);
 * Azure OpenAI's first chunk, ``prompt_filter_results`` with ``id: ""`` and ``choices: []``;
 * OpenRouter's failed upstream: ``choices[0].error`` with ``finish_reason: "error"``
   (openrouter.ai/docs/api-reference/overview, ``NonStreamingChoice.error``);
@@ -109,6 +114,32 @@ def test_annotations_are_kept_in_extra() -> None:
                        _chunk({"annotations": [CITATION]}), _chunk({}, "stop"), "[DONE]")
     assert streamed.text == "Hello" and streamed.extra["annotations"] == [CITATION]
     assert "annotations" not in _chat(_body({"content": "x", "annotations": []}, "stop")).extra
+
+
+AUDIO = {"id": "audio_1", "data": "UklGRiQAAABXQVZF", "expires_at": 1729018505,
+         "transcript": "Hello there"}
+IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+
+
+def test_audio_output_is_kept_whole_and_streamed_pieces_are_joined() -> None:
+    response = _chat(_body({"content": None, "refusal": None, "audio": AUDIO}, "stop"))
+    assert response.extra["audio"] == AUDIO
+    streamed = _stream(
+        _chunk({"role": "assistant", "content": None, "audio": {"id": "audio_1",
+                                                                "transcript": "Hello"}}),
+        _chunk({"audio": {"transcript": " there"}}),
+        _chunk({"audio": {"data": "UklGRiQA"}}), _chunk({"audio": {"data": "AABXQVZF"}}),
+        _chunk({"audio": {"expires_at": 1729018505}}), _chunk({}, "stop"), "[DONE]")
+    assert streamed.extra["audio"] == AUDIO
+
+
+def test_generated_images_are_kept() -> None:
+    response = _chat(_body({"content": "Here it is", "images": [IMAGE]}, "stop"))
+    assert response.text == "Here it is" and response.extra["images"] == [IMAGE]
+    streamed = _stream(_chunk({"content": "Here it is"}), _chunk({"images": [IMAGE]}),
+                       _chunk({"images": [IMAGE]}), _chunk({}, "stop"), "[DONE]")
+    assert streamed.extra["images"] == [IMAGE, IMAGE]
+    assert _chat(_body({"content": "x", "images": []}, "stop")).extra == {}
 
 
 def test_azure_prompt_filter_chunk_does_not_hide_the_id_and_model() -> None:

@@ -341,7 +341,9 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
         reason = FinishReason.REFUSAL
     more = _more_choices(provider, choices) if len(choices) > 1 else ()
     usage = data.get("usage")
-    annotations = get("annotations")
+    extra: dict[str, Any] = {}
+    if get("annotations") or get("audio") or get("images"):
+        extra = _message_extra(msg)
     return ChatResponse(
         provider=provider.name,
         model=data.get("model") or request.model,
@@ -354,9 +356,18 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
         id=data.get("id"),
         refusal=refusal,
         reasoning=get("reasoning_content") or get("reasoning"),
-        extra={"annotations": annotations} if annotations else {},
+        extra=extra,
         more_choices=more,
     )
+
+
+#: Message fields kept whole in ``ChatResponse.extra``: url citations, audio output (its
+#: ``transcript`` and base64 ``data``), generated images (OpenRouter's image models).
+_KEPT = ("annotations", "audio", "images")
+
+
+def _message_extra(msg: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: msg[key] for key in _KEPT if msg.get(key)}
 
 
 def parse_models(provider: Provider, data: Any) -> list[ModelInfo]:
@@ -563,9 +574,9 @@ class OpenAIStreamDecoder:
                                                  choice=which))
                 elif delta.get("function_call"):
                     out.append(self._legacy_call(delta["function_call"], which))
-                annotations = delta.get("annotations")
-                if annotations and type(annotations) is list and not which:
-                    self.extra.setdefault("annotations", []).extend(annotations)
+                if not which and (delta.get("annotations") or delta.get("audio")
+                                  or delta.get("images")):
+                    self._keep(delta)
             raw = choice.get("finish_reason")
             if raw:
                 if raw == "error" and choice.get("error"):  # OpenRouter: the upstream failed
@@ -598,6 +609,25 @@ class OpenAIStreamDecoder:
         name = call.get("name")
         return ToolCallDelta(index=0, id="call_0" if name else None, name=name or None,
                              arguments=call.get("arguments") or "", choice=which)
+
+    def _keep(self, delta: Mapping[str, Any]) -> None:
+        """What choice 0's delta carries beside text, reasoning, refusals and tool calls,
+        gathered into ``extra`` as a whole answer has it: url citations, audio output (its
+        ``transcript`` and base64 ``data`` pieces joined) and generated images."""
+        annotations = delta.get("annotations")
+        if annotations and type(annotations) is list:
+            self.extra.setdefault("annotations", []).extend(annotations)
+        images = delta.get("images")
+        if images and type(images) is list:
+            self.extra.setdefault("images", []).extend(images)
+        audio = delta.get("audio")
+        if audio and type(audio) is dict:
+            kept = self.extra.setdefault("audio", {})
+            for key, value in audio.items():
+                if key in ("transcript", "data") and type(value) is str:
+                    kept[key] = kept.get(key, "") + value
+                elif value is not None:
+                    kept[key] = value
 
     def _unindexed(self, call_id: Any) -> int:
         """The index of a tool-call fragment sent without one: a new id is the next call (some
