@@ -222,7 +222,8 @@ def test_thinking_tool_use_and_cache_usage_in_a_body() -> None:
     blocks = [{"type": "thinking", "thinking": "Let me think.", "signature": "sig"},
               {"type": "redacted_thinking", "data": "blob"}]
     assert response.message.extra == {"thinking_blocks": blocks}
-    assert response.extra == {"thinking_blocks": blocks}
+    assert response.extra == {"thinking_blocks": blocks, "other_blocks": [
+        {"type": "server_tool_use", "id": "srv", "name": "web_search", "input": {}}]}
     assert response.usage == aipk.Usage(input_tokens=125, output_tokens=9,
                                         cache_read_tokens=100, cache_write_tokens=20)
     assert response.finish_reason is FinishReason.TOOL_CALLS

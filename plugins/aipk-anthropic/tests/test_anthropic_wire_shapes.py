@@ -79,6 +79,13 @@ def test_a_streamed_web_search_turn_keeps_its_citations() -> None:
     assert response.extra["citations"] == [CITATION]
     assert response.finish_reason is FinishReason.STOP
     assert [e for e in events if type(e) is TextDelta] == [TextDelta(text="Rain.")]
+    # the server tool's call (its streamed input parsed) and its result, kept whole in order
+    assert response.extra["other_blocks"] == [
+        {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search",
+         "input": {"query": "weather"}},
+        {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": [
+            {"type": "web_search_result", "title": "Weather", "url": CITATION["url"],
+             "encrypted_content": "Eq0B", "page_age": None}]}]
 
 
 def test_a_whole_web_search_answer_keeps_its_citations() -> None:
@@ -97,6 +104,7 @@ def test_a_whole_web_search_answer_keeps_its_citations() -> None:
     response = _engine().chat_response(REQUEST, json.dumps(body).encode(), {}, None)
     assert response.text == "Rain later." and response.tool_calls == ()
     assert response.extra["citations"] == [CITATION]
+    assert response.extra["other_blocks"] == body["content"][:2]
 
 
 @given(st.lists(st.sampled_from([CITATION, {"type": "char_location", "cited_text": "x",

@@ -2,7 +2,9 @@
 its ``stop_reason`` and the ``/v1/models`` listing, as pure functions.
 
 The ``citations`` of text blocks (web search, documents) are collected, in order, under
-``extra["citations"]`` of the response.
+``extra["citations"]`` of the response; content blocks of other kinds (``server_tool_use``,
+``web_search_tool_result``, ``code_execution_tool_result`` …) are kept whole, in order, under
+``extra["other_blocks"]``.
 ``Usage.input_tokens`` is the *whole* prompt (uncached + cache read + cache write, as OpenAI
 counts it), with the cache parts also given separately. Thinking blocks (with their
 signatures) are kept under ``extra["thinking_blocks"]`` of the message, so it can be sent back.
@@ -97,6 +99,7 @@ def parse_messages_response(provider: Provider, request: ChatRequest, data: Any)
     thinking: list[dict[str, Any]] = []
     calls: list[ToolCall] = []
     citations: list[Any] = []
+    others: list[Any] = []
     for block in data["content"]:
         kind = block["type"]
         if kind == "text":
@@ -113,6 +116,8 @@ def parse_messages_response(provider: Provider, request: ChatRequest, data: Any)
             thinking.append(dict(block))
         elif kind == "redacted_thinking":
             thinking.append(dict(block))
+        else:  # server tools and their results (web search, code execution …)
+            others.append(block)
     raw = data.get("stop_reason")
     extra: dict[str, Any] = {}
     if thinking:
@@ -122,6 +127,8 @@ def parse_messages_response(provider: Provider, request: ChatRequest, data: Any)
             extra[key] = data[key]
     if citations:
         extra["citations"] = citations
+    if others:
+        extra["other_blocks"] = others
     text = "".join(texts)
     usage = data.get("usage")
     return ChatResponse(

@@ -39,15 +39,17 @@ class AnthropicStreamDecoder:
     ``message_delta``, merges it with the input counts of ``message_start`` (whose counts alone
     make the UsageEvent at ``message_stop`` when no ``message_delta`` came). ``ping`` and
     unknown events are ignored; ``error`` raises StreamError. ``citations_delta`` citations
-    are collected in ``extra["citations"]``. ``message_stop`` is the
+    are collected in ``extra["citations"]``; other content blocks (``server_tool_use``,
+    ``web_search_tool_result`` …) are kept whole in ``extra["other_blocks"]``, a server
+    tool's streamed input parsed into its ``input``. ``message_stop`` is the
     terminator: a body that ends before it was cut short.
     """
 
     terminator = "message_stop"
 
     __slots__ = ("_blocks", "_cache_read", "_cache_write", "_handlers", "_input", "_loads",
-                 "_output", "_provider", "_reasoning", "_start_inputs", "_thinking", "_tools",
-                 "_usage_sent", "done", "extra", "model", "response_id")
+                 "_others", "_output", "_provider", "_reasoning", "_start_inputs", "_thinking",
+                 "_tools", "_usage_sent", "done", "extra", "model", "response_id")
 
     def __init__(self, provider: Provider) -> None:
         self._provider = provider
@@ -57,6 +59,8 @@ class AnthropicStreamDecoder:
         self._start_inputs: dict[Any, str] = {}
         self._blocks: dict[Any, str] = {}  # content block index -> block type
         self._thinking: dict[Any, tuple[dict[str, Any], list[str]]] = {}
+        #: other blocks (server tools and their results), kept whole, and their input fragments
+        self._others: dict[Any, tuple[dict[str, Any], list[str]]] = {}
         self._input: int | None = None
         self._output: int | None = None
         self._cache_read: int | None = None
@@ -147,6 +151,10 @@ class AnthropicStreamDecoder:
             return (ReasoningDelta(text=text),) if text and type(text) is str else ()
         if kind == "redacted_thinking":
             self.extra.setdefault("thinking_blocks", []).append(dict(block))
+        elif isinstance(block, dict):  # server_tool_use, web_search_tool_result …
+            entry = dict(block)
+            self.extra.setdefault("other_blocks", []).append(entry)
+            self._others[index] = (entry, [])
         return ()
 
     def _block_delta(self, data: dict[str, Any]) -> Sequence[StreamEvent]:
@@ -161,8 +169,12 @@ class AnthropicStreamDecoder:
             index = data["index"]
             ordinal = self._tools.get(index)
             if ordinal is None:
-                if index in self._blocks:
-                    return ()  # input of a server tool (web search…): run by Anthropic
+                if index in self._blocks:  # input of a server tool (web search…): kept
+                    other = self._others.get(index)
+                    fragment = delta.get("partial_json")
+                    if other is not None and type(fragment) is str:
+                        other[1].append(fragment)
+                    return ()
                 raise ValueError(f"input_json_delta for content block {index!r} before its "
                                  f"content_block_start")
             fragment = delta["partial_json"]
@@ -194,6 +206,14 @@ class AnthropicStreamDecoder:
         pending = self._thinking.pop(index, None)
         if pending is not None:
             pending[0]["thinking"] = "".join(pending[1])
+        if self._others:
+            other = self._others.pop(index, None)
+            if other is not None and "".join(other[1]).strip():
+                text = "".join(other[1])
+                try:
+                    other[0]["input"] = json.loads(text)
+                except ValueError:
+                    other[0]["input"] = text  # not JSON after all: kept as sent
         if self._start_inputs:
             given = self._start_inputs.pop(index, None)
             if given is not None:
