@@ -22,9 +22,13 @@ the same errors for bad ones. Records with validators or ``init=False`` fields k
 from __future__ import annotations
 
 import inspect
+import sys
 import threading
+import weakref
 from collections.abc import Callable
+from functools import cached_property
 from operator import attrgetter
+from types import FunctionType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
@@ -38,8 +42,12 @@ def _build(target: type[_T], *, kw_only: bool, repr: bool, fast: bool) -> type[_
     if not kw_only:
         raise TypeError(f"record: {target.__name__} must be keyword-only (kw_only=True)")
     own = target.__dict__
-    made: type[_T] = attrs.frozen(kw_only=True, eq=False, repr=False, init=not fast)(target)
-    fields = attrs.fields(made)  # type: ignore[arg-type]
+    made: type[_T] | None = _quick_class(target, fast=fast) if _QUICK else None
+    if made is None:
+        made = attrs.frozen(kw_only=True, eq=False, repr=False, init=not fast)(target)
+        fields = attrs.fields(made)  # type: ignore[arg-type]
+    else:
+        fields, fast = made.__attrs_attrs__, False  # type: ignore[attr-defined]
     if any(f.eq_key is not None for f in fields):
         raise TypeError(f"record: {target.__name__} has an eq_key field; use attrs.frozen")
     if "__eq__" not in own and "__ne__" not in own:
@@ -69,6 +77,135 @@ else:
             return _build(target, kw_only=kw_only, repr=repr, fast=True)
 
         return build if cls is None else build(cls)
+
+
+# attrs' own pieces for `_quick_class`: it builds, without attrs' general machinery, the same
+# class attrs would for the common record (fields of plain defaults or ``attrs.field()`` without
+# validators, no base class); anything else, or an attrs whose internals differ, goes to attrs.
+try:
+    from attr._make import (
+        Attribute,
+        ClassProps,
+        _CountingAttr,
+        _default_init_alias_for,
+        _frozen_delattrs,
+        _frozen_setattrs,
+        _make_attr_tuple_class,
+    )
+
+    _PROPS = {init: ClassProps(
+        is_exception=False, is_slotted=True, has_weakref_slot=True, is_frozen=True,
+        kw_only=ClassProps.KeywordOnly.YES, collected_fields_by_mro=True, added_init=init,
+        added_repr=False, added_eq=False, added_ordering=False,
+        hashability=ClassProps.Hashability.LEAVE_ALONE, added_match_args=True, added_str=False,
+        added_pickling=True, on_setattr_hook=None, field_transformer=None,
+    ) for init in (False, True)}
+    _QUICK = sys.version_info < (3, 13)  # 3.13 adds __replace__, 3.14 lazy annotations
+except (ImportError, AttributeError, TypeError):  # pragma: no cover - another attrs
+    _QUICK = False
+
+#: What a class may define itself and still be built by `_quick_class`.
+_ATTRS_OWNED = ("__init__", "__setattr__", "__delattr__", "__attrs_pre_init__", "__slots__",
+                "__getstate__", "__setstate__", "__match_args__", "__attrs_attrs__",
+                "__attrs_init_subclass__", "__attrs_init__")
+
+
+def _quick_class(target: type[_T], *, fast: bool) -> type[_T] | None:
+    """``attrs.frozen(kw_only=True, eq=False, repr=False, init=not fast)(target)`` with
+    `fast_init()`'s ``__init__``, built directly; None when attrs must build it."""
+    own = target.__dict__
+    if target.__bases__ != (object,) or any(name in own for name in _ATTRS_OWNED) \
+            or hasattr(target, "__attrs_init_subclass__"):
+        return None
+    annotations: dict[str, Any] = own.get("__annotations__", {})
+    fields: list[Any] = []
+    for name, annotation in annotations.items():
+        if "ClassVar" in str(annotation):
+            return None
+        value = own.get(name, NOTHING)
+        if value.__class__ is not _CountingAttr:  # what attrs makes of ``attrib(value)``
+            fields.append(Attribute(name, value, None, True, None, None, True, False, None,
+                                    annotation, None, True, True, None, True, None, None,
+                                    _default_init_alias_for(name), True))
+            continue
+        if value._validator is not None or not value.init:
+            return None
+        field = Attribute.from_counting_attr(name, value, True, annotation)
+        if not field.alias:
+            object.__setattr__(field, "alias", _default_init_alias_for(name))
+            object.__setattr__(field, "alias_is_default", True)
+        fields.append(field)
+    names = tuple(field.name for field in fields)
+    if any(value.__class__ is _CountingAttr and key not in annotations
+           for key, value in own.items()) \
+            or any(isinstance(value, cached_property) for value in own.values()):
+        return None
+    body = {key: value for key, value in own.items() if key not in names and key not in ("__dict__", "__weakref__")}
+    body["__attrs_attrs__"] = _make_attr_tuple_class(target.__name__, list(names))(fields)
+    body["__attrs_props__"] = _PROPS[not fast]
+    body["__setattr__"] = _frozen_setattrs
+    body["__delattr__"] = _frozen_delattrs
+    body["__getstate__"], body["__setstate__"] = _pickling(names)
+    body["__match_args__"] = ()
+    body["__slots__"] = (*names, "__weakref__")
+    body["__qualname__"] = target.__qualname__
+    made = type(target)(target.__name__, target.__bases__, body)
+    _rebind_class_cells(target, made)
+    target.__attrs_base_of_slotted__ = weakref.ref(made)  # type: ignore[attr-defined]
+    fast_init(made, own_init=False)
+    init: Any = made.__init__
+    if fast:
+        made.__attrs_init__ = FunctionType(  # type: ignore[attr-defined]
+            init.__code__, init.__globals__, "__attrs_init__", init.__defaults__,
+            init.__closure__)
+        made.__attrs_init__.__kwdefaults__ = init.__kwdefaults__  # type: ignore[attr-defined]
+        init = made.__attrs_init__  # type: ignore[attr-defined]
+        init.__annotations__ = dict(made.__init__.__annotations__)
+        init.__module__ = made.__module__
+        init.__qualname__ = f"{made.__qualname__}.__attrs_init__"
+    init.__doc__ = f"Method generated by attrs for class {made.__qualname__}."
+    return made
+
+
+def _pickling(names: tuple[str, ...]) -> tuple[Callable[[Any], Any], Callable[[Any, Any], None]]:
+    """attrs' ``__getstate__`` and ``__setstate__`` for a slotted class with these fields."""
+    def slots_getstate(self: Any) -> dict[str, Any]:
+        """
+            Automatically created by attrs.
+            """
+        return {name: getattr(self, name) for name in names}
+
+    def slots_setstate(self: Any, state: Any) -> None:
+        """
+            Automatically created by attrs.
+            """
+        bound_setattr = object.__setattr__.__get__(self)
+        if isinstance(state, tuple):  # attrs before 22.2 pickled tuples
+            for name, value in zip(names, state):
+                bound_setattr(name, value)
+        else:
+            for name in names:
+                if name in state:
+                    bound_setattr(name, state[name])
+
+    return slots_getstate, slots_setstate
+
+
+def _rebind_class_cells(old: type, new: type) -> None:
+    """Point the ``__class__`` cells of ``new``'s methods (no-argument ``super()``) at it."""
+    for item in new.__dict__.values():
+        if isinstance(item, (classmethod, staticmethod)):
+            cells = getattr(item.__func__, "__closure__", None)
+        elif isinstance(item, property):
+            cells = getattr(item.fget, "__closure__", None)
+        else:
+            cells = getattr(item, "__closure__", None)
+        for cell in cells or ():
+            try:
+                if cell.cell_contents is old:
+                    cell.cell_contents = new
+            except ValueError:  # an empty cell
+                pass
 
 
 def _getter(names: list[str]) -> Callable[[Any], tuple[Any, ...]]:
@@ -165,7 +302,8 @@ def fast_init(cls: type[_T], *, own_init: bool = True) -> type[_T]:
         lines.append(f"    _set_{name}(self, {value})")
     if hasattr(cls, "__attrs_post_init__"):
         lines.append("    self.__attrs_post_init__()")
-    source = f"def __init__(self, *, {', '.join(params)}):\n" + "\n".join(lines) + "\n"
+    signature = f"self, *, {', '.join(params)}" if params else "self"
+    source = f"def __init__({signature}):\n" + ("\n".join(lines) or "    pass") + "\n"
     namespace: dict[str, Any] = {}
     exec(compile(source, f"<aipk fast_init {cls.__qualname__}>", "exec"), names, namespace)
     init = namespace["__init__"]
