@@ -123,7 +123,18 @@ def test_most_records_are_built_directly(monkeypatch: pytest.MonkeyPatch) -> Non
     class Checked:
         name: str = attrs.field(validator=attrs.validators.instance_of(str))
 
-    assert built[0] is Plain and built[1] is None  # a validator: attrs builds it
+    @record(kw_only=True)
+    class Positional:
+        name: str = attrs.field(kw_only=False)
+
+    @record(kw_only=True)
+    class Converted:
+        name: str = attrs.field(converter=attrs.Converter(  # type: ignore[misc]
+            lambda value, self: f"{type(self).__name__}:{value}", takes_self=True))
+
+    assert built[0] is Plain and built[1:] == [None, None, None]  # attrs builds these
+    assert Positional("a").name == "a" and Positional.__match_args__ == ("name",)
+    assert Converted(name="a").name == "Converted:a"
     with pytest.raises(TypeError):
         Checked(name=1)  # type: ignore[arg-type]
 

@@ -111,6 +111,9 @@ try:
 except (ImportError, AttributeError, TypeError):  # pragma: no cover - another attrs
     _QUICK = False
 
+#: attrs' converter object that can take the instance or field (attrs 24.1 on): attrs builds it.
+_CONVERTER: Any = getattr(attrs, "Converter", ())
+
 #: What a class may define itself and still be built by `_quick_class`.
 _ATTRS_OWNED = ("__init__", "__setattr__", "__delattr__", "__attrs_pre_init__", "__slots__",
                 "__getstate__", "__setstate__", "__match_args__", "__attrs_attrs__",
@@ -135,7 +138,8 @@ def _quick_class(target: type[_T], *, fast: bool) -> type[_T] | None:
                 name, value, None, True, None, None, True, False, None, annotation, None, True,
                 True, None, True, None, None, _default_init_alias_for(name), True))
             continue
-        if value._validator is not None or not value.init:
+        if value._validator is not None or not value.init or value.kw_only is False \
+                or value.on_setattr is not None or isinstance(value.converter, _CONVERTER):
             return None
         field = Attribute.from_counting_attr(name, value, True, annotation)
         if not field.alias:
