@@ -17,14 +17,25 @@ attrs' generated ``__init__`` for a frozen class sets each field with
 that calls each slot's own descriptor, with the same keyword-only signature, defaults,
 factories, converters and ``__attrs_post_init__``: the same records from the same arguments,
 the same errors for bad ones. Records with validators or ``init=False`` fields keep attrs' own.
+
+Most records (no base class, no validators, every field in ``__init__``) are not built by attrs'
+general machinery at all: `_quick_class` makes the class attrs would make (the same
+``__attrs_attrs__``, slots, ``__setattr__``, pickling methods and signature; a test compares
+every aipk record with its attrs-built twin), and its ``__init__`` is compiled by the first
+record made (`_deferred_init`), so a process pays only for the records it uses.
 """
 
 from __future__ import annotations
 
+import builtins
 import inspect
+import sys
 import threading
+import weakref
 from collections.abc import Callable
+from functools import cached_property
 from operator import attrgetter
+from types import CodeType, FunctionType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
@@ -38,8 +49,12 @@ def _build(target: type[_T], *, kw_only: bool, repr: bool, fast: bool) -> type[_
     if not kw_only:
         raise TypeError(f"record: {target.__name__} must be keyword-only (kw_only=True)")
     own = target.__dict__
-    made: type[_T] = attrs.frozen(kw_only=True, eq=False, repr=False, init=not fast)(target)
-    fields = attrs.fields(made)  # type: ignore[arg-type]
+    made: type[_T] | None = _quick_class(target, fast=fast) if _QUICK else None
+    if made is None:
+        made = attrs.frozen(kw_only=True, eq=False, repr=False, init=not fast)(target)
+        fields = attrs.fields(made)  # type: ignore[arg-type]
+    else:
+        fields, fast = made.__attrs_attrs__, False  # type: ignore[attr-defined]
     if any(f.eq_key is not None for f in fields):
         raise TypeError(f"record: {target.__name__} has an eq_key field; use attrs.frozen")
     if "__eq__" not in own and "__ne__" not in own:
@@ -69,6 +84,179 @@ else:
             return _build(target, kw_only=kw_only, repr=repr, fast=True)
 
         return build if cls is None else build(cls)
+
+
+# attrs' own pieces for `_quick_class`: it builds, without attrs' general machinery, the same
+# class attrs would for the common record (fields of plain defaults or ``attrs.field()`` without
+# validators, no base class); anything else, or an attrs whose internals differ, goes to attrs.
+try:
+    from attr._make import (
+        Attribute,
+        ClassProps,
+        _CountingAttr,
+        _default_init_alias_for,
+        _frozen_delattrs,
+        _frozen_setattrs,
+        _make_attr_tuple_class,
+    )
+
+    _PROPS = {init: ClassProps(  # type: ignore[no-untyped-call]
+        is_exception=False, is_slotted=True, has_weakref_slot=True, is_frozen=True,
+        kw_only=ClassProps.KeywordOnly.YES, collected_fields_by_mro=True, added_init=init,
+        added_repr=False, added_eq=False, added_ordering=False,
+        hashability=ClassProps.Hashability.LEAVE_ALONE, added_match_args=True, added_str=False,
+        added_pickling=True, on_setattr_hook=None, field_transformer=None,
+    ) for init in (False, True)}
+    _QUICK = sys.version_info < (3, 13)  # 3.13 adds __replace__, 3.14 lazy annotations
+except (ImportError, AttributeError, TypeError):  # pragma: no cover - another attrs
+    _QUICK = False
+
+#: attrs' converter object that can take the instance or field (attrs 24.1 on): attrs builds it.
+_CONVERTER: Any = getattr(attrs, "Converter", ())
+
+#: What a class may define itself and still be built by `_quick_class`.
+_ATTRS_OWNED = ("__init__", "__setattr__", "__delattr__", "__attrs_pre_init__", "__slots__",
+                "__getstate__", "__setstate__", "__match_args__", "__attrs_attrs__",
+                "__attrs_init_subclass__", "__attrs_init__")
+
+
+def _quick_class(target: type[_T], *, fast: bool) -> type[_T] | None:
+    """``attrs.frozen(kw_only=True, eq=False, repr=False, init=not fast)(target)`` with
+    `fast_init()`'s ``__init__``, built directly; None when attrs must build it."""
+    own = target.__dict__
+    if target.__bases__ != (object,) or any(name in own for name in _ATTRS_OWNED) \
+            or hasattr(target, "__attrs_init_subclass__"):
+        return None
+    annotations: dict[str, Any] = own.get("__annotations__", {})
+    fields: list[Any] = []
+    for name, annotation in annotations.items():
+        if "ClassVar" in str(annotation):
+            return None
+        value = own.get(name, NOTHING)
+        if value.__class__ is not _CountingAttr:  # what attrs makes of ``attrib(value)``
+            fields.append(Attribute(  # type: ignore[no-untyped-call]
+                name, value, None, True, None, None, True, False, None, annotation, None, True,
+                True, None, True, None, None, _default_init_alias_for(name), True))
+            continue
+        if value._validator is not None or not value.init or value.kw_only is False \
+                or value.on_setattr is not None or isinstance(value.converter, _CONVERTER):
+            return None
+        field = Attribute.from_counting_attr(name, value, True, annotation)
+        if not field.alias:
+            object.__setattr__(field, "alias", _default_init_alias_for(name))
+            object.__setattr__(field, "alias_is_default", True)
+        fields.append(field)
+    names = tuple(field.name for field in fields)
+    if any(value.__class__ is _CountingAttr and key not in annotations
+           for key, value in own.items()) \
+            or any(isinstance(value, cached_property) for value in own.values()):
+        return None
+    body = {key: value for key, value in own.items()
+            if key not in names and key not in ("__dict__", "__weakref__")}
+    body["__attrs_attrs__"] = _make_attr_tuple_class(target.__name__, list(names))(fields)
+    body["__attrs_props__"] = _PROPS[not fast]
+    body["__setattr__"] = _frozen_setattrs
+    body["__delattr__"] = _frozen_delattrs
+    body["__getstate__"], body["__setstate__"] = _pickling(names)
+    body["__match_args__"] = ()
+    body["__slots__"] = (*names, "__weakref__")
+    body["__qualname__"] = target.__qualname__
+    made: type[_T] = cast("Any", type(target))(target.__name__, target.__bases__, body)
+    _rebind_class_cells(target, made)
+    target.__attrs_base_of_slotted__ = weakref.ref(made)  # type: ignore[attr-defined]
+    _deferred_init(made, fields, fast=fast)
+    return made
+
+
+def _deferred_init(cls: type, fields: list[Any], *, fast: bool) -> None:
+    """Give ``cls`` an ``__init__`` with `fast_init()`'s signature, defaults and annotations
+    whose first call compiles `fast_init()`'s and puts it in its place: compiling takes longer
+    than the rest of building the class, and most records are never made by a given program.
+    ``fast`` (`fast_record`): an ``__attrs_init__`` too, as attrs gives a class it builds no
+    ``__init__`` for."""
+    def materialize(self: Any, values: dict[str, Any]) -> None:
+        if cls.__dict__["__init__"] is stub:
+            fast_init(cls, own_init=False)
+            if not fast:
+                cls.__dict__["__init__"].__doc__ = doc
+        del values["self"]
+        cls.__dict__["__init__"](self, **values)
+
+    aliases = tuple(field.alias for field in fields)
+    code = _stub_code(len(aliases)).replace(
+        co_varnames=("self", *aliases), co_filename=f"<aipk fast_init {cls.__qualname__}>")
+    names = {"__builtins__": builtins, "_materialize": materialize}
+    defaults = {field.alias: NOTHING if isinstance(field.default, attrs.Factory)  # type: ignore[arg-type]
+                else field.default for field in fields if field.default is not NOTHING}
+    annotations = _init_annotations(tuple(fields))
+    doc = f"Method generated by attrs for class {cls.__qualname__}."
+    for name in ("__init__", "__attrs_init__") if fast else ("__init__",):
+        function = FunctionType(code, names, name)
+        function.__kwdefaults__ = dict(defaults) or None
+        function.__annotations__ = dict(annotations)
+        function.__module__ = cls.__module__
+        function.__qualname__ = f"{cls.__qualname__}.{name}"
+        function.__doc__ = None if name == "__init__" and fast else doc
+        setattr(cls, name, function)
+    stub = cls.__dict__["__init__"]
+
+
+_stub_codes: dict[int, CodeType] = {}
+
+
+def _stub_code(count: int) -> CodeType:
+    """The code of ``def __init__(self, *, p0, ..., pN): _materialize(self, locals())``,
+    compiled once for each number of parameters (their names are replaced per class)."""
+    code = _stub_codes.get(count)
+    if code is None:
+        params = "".join(f", p{i}" for i in range(count))
+        signature = f"self, *{params}" if count else "self"
+        namespace: dict[str, Any] = {}
+        exec(compile(f"def __init__({signature}):\n    _materialize(self, locals())\n",
+                     "<aipk fast_init>", "exec"), {}, namespace)
+        code = _stub_codes[count] = namespace["__init__"].__code__
+    return code
+
+
+def _pickling(names: tuple[str, ...]) -> tuple[Callable[[Any], Any], Callable[[Any, Any], None]]:
+    """attrs' ``__getstate__`` and ``__setstate__`` for a slotted class with these fields."""
+    def slots_getstate(self: Any) -> dict[str, Any]:
+        """
+            Automatically created by attrs.
+            """
+        return {name: getattr(self, name) for name in names}
+
+    def slots_setstate(self: Any, state: Any) -> None:
+        """
+            Automatically created by attrs.
+            """
+        bound_setattr = object.__setattr__.__get__(self)
+        if isinstance(state, tuple):  # attrs before 22.2 pickled tuples
+            for name, value in zip(names, state, strict=False):
+                bound_setattr(name, value)
+        else:
+            for name in names:
+                if name in state:
+                    bound_setattr(name, state[name])
+
+    return slots_getstate, slots_setstate
+
+
+def _rebind_class_cells(old: type, new: type) -> None:
+    """Point the ``__class__`` cells of ``new``'s methods (no-argument ``super()``) at it."""
+    for item in new.__dict__.values():
+        if isinstance(item, (classmethod, staticmethod)):
+            cells = getattr(item.__func__, "__closure__", None)
+        elif isinstance(item, property):
+            cells = getattr(item.fget, "__closure__", None)
+        else:
+            cells = getattr(item, "__closure__", None)
+        for cell in cells or ():
+            try:
+                if cell.cell_contents is old:
+                    cell.cell_contents = new
+            except ValueError:  # an empty cell
+                pass
 
 
 def _getter(names: list[str]) -> Callable[[Any], tuple[Any, ...]]:
@@ -165,7 +353,8 @@ def fast_init(cls: type[_T], *, own_init: bool = True) -> type[_T]:
         lines.append(f"    _set_{name}(self, {value})")
     if hasattr(cls, "__attrs_post_init__"):
         lines.append("    self.__attrs_post_init__()")
-    source = f"def __init__(self, *, {', '.join(params)}):\n" + "\n".join(lines) + "\n"
+    signature = f"self, *, {', '.join(params)}" if params else "self"
+    source = f"def __init__({signature}):\n" + ("\n".join(lines) or "    pass") + "\n"
     namespace: dict[str, Any] = {}
     exec(compile(source, f"<aipk fast_init {cls.__qualname__}>", "exec"), names, namespace)
     init = namespace["__init__"]
