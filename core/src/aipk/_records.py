@@ -22,7 +22,9 @@ Most records (no base class, no validators, every field in ``__init__``) are not
 general machinery at all: `_quick_class` makes the class attrs would make (the same
 ``__attrs_attrs__``, slots, ``__setattr__``, pickling methods and signature; a test compares
 every aipk record with its attrs-built twin), and its ``__init__`` is compiled by the first
-record made (`_deferred_init`), so a process pays only for the records it uses.
+record made (`_deferred_init`), so a process pays only for the records it uses. This uses
+attrs' own internal pieces, so it runs only with the attrs releases it was checked against
+(`_CHECKED_ATTRS`) and before Python 3.13; otherwise attrs builds every record itself.
 """
 
 from __future__ import annotations
@@ -89,6 +91,9 @@ else:
 # attrs' own pieces for `_quick_class`: it builds, without attrs' general machinery, the same
 # class attrs would for the common record (fields of plain defaults or ``attrs.field()`` without
 # validators, no base class); anything else, or an attrs whose internals differ, goes to attrs.
+#: attrs releases (major, minor) whose internals `_quick_class` was checked against.
+_CHECKED_ATTRS = ((26, 1),)
+
 try:
     from attr._make import (
         Attribute,
@@ -107,7 +112,11 @@ try:
         hashability=ClassProps.Hashability.LEAVE_ALONE, added_match_args=True, added_str=False,
         added_pickling=True, on_setattr_hook=None, field_transformer=None,
     ) for init in (False, True)}
-    _QUICK = sys.version_info < (3, 13)  # 3.13 adds __replace__, 3.14 lazy annotations
+    # 3.13 adds __replace__, 3.14 lazy annotations; and only the attrs releases whose
+    # internals this was checked against (test_record_quick_build compares every record with
+    # its attrs-built twin): another release builds every record through attrs itself
+    _ATTRS_RELEASE = (attrs.__version_info__.year, attrs.__version_info__.minor)
+    _QUICK = sys.version_info < (3, 13) and _ATTRS_RELEASE in _CHECKED_ATTRS
 except (ImportError, AttributeError, TypeError):  # pragma: no cover - another attrs
     _QUICK = False
 
