@@ -23,8 +23,9 @@ general machinery at all: `_quick_class` makes the class attrs would make (the s
 ``__attrs_attrs__``, slots, ``__setattr__``, pickling methods and signature; a test compares
 every aipk record with its attrs-built twin), and its ``__init__`` is compiled by the first
 record made (`_deferred_init`), so a process pays only for the records it uses. This uses
-attrs' own internal pieces, so it runs only with the attrs releases it was checked against
-(`_CHECKED_ATTRS`) and before Python 3.13; otherwise attrs builds every record itself.
+attrs' own internal pieces, so it runs only where they have the shapes it was checked against
+(`_CHECKED_ATTRIBUTE_INIT` …) and before Python 3.13; otherwise attrs builds every record
+itself.
 """
 
 from __future__ import annotations
@@ -91,8 +92,18 @@ else:
 # attrs' own pieces for `_quick_class`: it builds, without attrs' general machinery, the same
 # class attrs would for the common record (fields of plain defaults or ``attrs.field()`` without
 # validators, no base class); anything else, or an attrs whose internals differ, goes to attrs.
-#: attrs releases (major, minor) whose internals `_quick_class` was checked against.
-_CHECKED_ATTRS = ((26, 1),)
+#: The shapes of the attrs internals `_quick_class` was checked against (attrs 26.1).
+_CHECKED_ATTRIBUTE_INIT = ("self", "name", "default", "validator", "repr", "cmp", "hash", "init",
+                           "inherited", "metadata", "type", "converter", "kw_only", "eq",
+                           "eq_key", "order", "order_key", "on_setattr", "alias",
+                           "alias_is_default")
+_CHECKED_ATTRIBUTE_SLOTS = ("name", "default", "validator", "repr", "eq", "eq_key", "order",
+                            "order_key", "hash", "init", "metadata", "type", "converter",
+                            "kw_only", "inherited", "on_setattr", "alias", "alias_is_default")
+_CHECKED_CLASS_PROPS = ("is_exception", "is_slotted", "has_weakref_slot", "is_frozen", "kw_only",
+                        "collected_fields_by_mro", "added_init", "added_repr", "added_eq",
+                        "added_ordering", "hashability", "added_match_args", "added_str",
+                        "added_pickling", "on_setattr_hook", "field_transformer")
 
 try:
     from attr._make import (
@@ -112,11 +123,15 @@ try:
         hashability=ClassProps.Hashability.LEAVE_ALONE, added_match_args=True, added_str=False,
         added_pickling=True, on_setattr_hook=None, field_transformer=None,
     ) for init in (False, True)}
-    # 3.13 adds __replace__, 3.14 lazy annotations; and only the attrs releases whose
-    # internals this was checked against (test_record_quick_build compares every record with
-    # its attrs-built twin): another release builds every record through attrs itself
-    _ATTRS_RELEASE = (attrs.__version_info__.year, attrs.__version_info__.minor)
-    _QUICK = sys.version_info < (3, 13) and _ATTRS_RELEASE in _CHECKED_ATTRS
+    # 3.13 adds __replace__, 3.14 lazy annotations; and only attrs internals shaped as the
+    # ones this was checked against (test_record_quick_build compares every record with its
+    # attrs-built twin): any other attrs builds every record itself. (Shapes, not the version:
+    # attrs reads its version through importlib.metadata, which a first call does not load.)
+    _init_code = Attribute.__init__.__code__
+    _QUICK = sys.version_info < (3, 13) and (
+        _init_code.co_varnames[:_init_code.co_argcount] == _CHECKED_ATTRIBUTE_INIT
+        and Attribute.__slots__ == _CHECKED_ATTRIBUTE_SLOTS
+        and ClassProps.__slots__ == _CHECKED_CLASS_PROPS)
 except (ImportError, AttributeError, TypeError):  # pragma: no cover - another attrs
     _QUICK = False
 
