@@ -56,7 +56,8 @@ if TYPE_CHECKING:
     from . import config as config
     from . import state as state
     from ._async_client import AsyncChatStream, AsyncClient
-    from ._client import ChatStream, Client, HealthStatus
+    from ._base import HealthStatus
+    from ._client import ChatStream, Client
     from ._decoding import IncompleteStreamError, StreamDecoder
     from ._errormap import error_for_status
     from ._format import ResponseFormat
@@ -200,7 +201,8 @@ __all__ = [
 # pull in httpx, and the records' attrs classes take milliseconds each to create.
 _LAZY = {
     **dict.fromkeys(("AsyncChatStream", "AsyncClient"), "._async_client"),
-    **dict.fromkeys(("ChatStream", "Client", "HealthStatus"), "._client"),
+    **dict.fromkeys(("ChatStream", "Client"), "._client"),
+    **dict.fromkeys(("HealthStatus",), "._base"),
     **dict.fromkeys(("IncompleteStreamError", "StreamDecoder"), "._decoding"),
     "error_for_status": "._errormap",
     "ResponseFormat": "._format",

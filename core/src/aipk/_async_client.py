@@ -9,8 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ._base import ClientBase
-from ._client import HealthStatus, resolve_timeout
+from ._base import ClientBase, HealthStatus, resolve_timeout
 from ._core import StreamSession
 from ._http import HttpRequest, Timeout
 from ._messages import ChatRequest, Message, Tool

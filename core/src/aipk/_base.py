@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 
 from ._core import Engine
-from ._http import HttpRequest, Timeout, redact_url
+from ._http import HttpRequest, Timeout, check_seconds, redact_url
 from ._messages import ChatRequest, Message
 from ._providers import (
     Capabilities,
@@ -21,6 +21,7 @@ from ._providers import (
     check_api_key,
 )
 from ._ratelimit import RateLimitState, RateLimitTracker
+from ._records import record
 from ._retry import RetryPolicy
 from ._secrets import check_credential, check_header_values, redact, redact_error
 from ._tokens import TokenCount, estimate_tokens
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from .credentials._pool import CredentialSource
     from .observability import MetricsSnapshot
 
-__all__ = ["ClientBase"]
+__all__ = ["ClientBase", "HealthStatus", "resolve_timeout"]
 
 _ClientT = TypeVar("_ClientT", bound="ClientBase")
 _NO_OPTIONS: Mapping[str, Any] = {}
@@ -84,7 +85,7 @@ def resolve_credentials(
     var, what ``aipk login`` saved (an OAuth manager refreshing through the plugin's login
     flow), or none if the provider allows it. Pools and single credentials built here count
     their attempts in ``metrics``."""
-    from .credentials._pool import KeyPool, SingleCredential
+    from .credentials._single import SingleCredential  # the pools load only when used
 
     if credentials is not None:
         if api_key is not None or credential is not None:
@@ -94,6 +95,8 @@ def resolve_credentials(
             raise ConfigurationError(
                 f"the credentials are for provider {credentials.provider!r}, not "
                 f"{spec.name!r}; build the pool with provider={spec.name!r}")
+        from .credentials._pool import KeyPool
+
         if isinstance(credentials, KeyPool):
             for member in credentials:
                 if member.secret is not None:
@@ -110,6 +113,8 @@ def resolve_credentials(
         if not keys:
             raise ConfigurationError("api_key= is an empty list; pass one key or several")
         if len(keys) != 1:
+            from .credentials._pool import KeyPool
+
             by_id = {key_fingerprint(k.reveal()): k for k in keys}
             return KeyPool.from_keys(spec.name, by_id, state=store, clock=clock,
                                      metrics=metrics)
@@ -132,6 +137,8 @@ def resolve_credentials(
         var, listed = found
         if len(listed) == 1:
             return single(Credential(kind="api_key", secret=Secret(listed[0]), id=var))
+        from .credentials._pool import KeyPool
+
         return KeyPool.from_keys(spec.name, {f"{var}#{i}": key for i, key in enumerate(listed, 1)},
                                  state=store, clock=clock, metrics=metrics)
     if registry is not None:
@@ -144,6 +151,36 @@ def resolve_credentials(
         return single(Credential(kind="none", id="none"))
     login = registry is not None and registry.hook.aipk_login_flow(provider=provider) is not None
     raise MissingCredentialError(spec.name, spec.env_vars, login=login)
+
+
+@record(kw_only=True)
+class HealthStatus:
+    """The outcome of a health check: reachable and authorised, and how long it took.
+
+    Attributes:
+        provider: The provider id checked.
+        healthy: True when the provider answered and accepted the credential.
+        latency: Seconds the check took.
+        error: Why the check failed, or None.
+    """
+
+    provider: str
+    healthy: bool
+    latency: float
+    error: str | None = None
+
+
+def resolve_timeout(timeout: Timeout | float | None, connect: float | None,
+                    read: float | None) -> Timeout:
+    """``timeout=`` as a `Timeout` (seconds: that read timeout, and a connect timeout of
+    at most 10 s); ConfigurationError for anything but a positive number or a Timeout."""
+    if isinstance(timeout, Timeout):
+        return timeout
+    if timeout is not None:
+        seconds = check_seconds(timeout, "timeout=")
+        return Timeout(connect=min(seconds, 10.0), read=seconds)
+    base = Timeout()
+    return attrs.evolve(base, connect=connect or base.connect, read=read or base.read)
 
 
 class ClientBase:

@@ -10,12 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._base import ClientBase
+from ._base import ClientBase, HealthStatus, resolve_timeout
 from ._core import StreamSession
-from ._http import HttpRequest, Timeout, check_seconds
+from ._http import HttpRequest, Timeout
 from ._messages import ChatRequest, Message, Tool
 from ._providers import Credential, ModelInfo, Secret
-from ._records import record
 from ._responses import ChatResponse, StreamEvent, TextDelta
 from ._retry import RetryPolicy
 from ._sending import (
@@ -55,36 +54,6 @@ if TYPE_CHECKING:
     from .observability._call import Call
 
 __all__ = ["ChatStream", "Client", "HealthStatus"]
-
-
-@record(kw_only=True)
-class HealthStatus:
-    """The outcome of a health check: reachable and authorised, and how long it took.
-
-    Attributes:
-        provider: The provider id checked.
-        healthy: True when the provider answered and accepted the credential.
-        latency: Seconds the check took.
-        error: Why the check failed, or None.
-    """
-
-    provider: str
-    healthy: bool
-    latency: float
-    error: str | None = None
-
-
-def resolve_timeout(timeout: Timeout | float | None, connect: float | None,
-                    read: float | None) -> Timeout:
-    """``timeout=`` as a `Timeout` (seconds: that read timeout, and a connect timeout of
-    at most 10 s); ConfigurationError for anything but a positive number or a Timeout."""
-    if isinstance(timeout, Timeout):
-        return timeout
-    if timeout is not None:
-        seconds = check_seconds(timeout, "timeout=")
-        return Timeout(connect=min(seconds, 10.0), read=seconds)
-    base = Timeout()
-    return attrs.evolve(base, connect=connect or base.connect, read=read or base.read)
 
 
 class Client(ClientBase):

@@ -50,7 +50,7 @@ from ._ratelimit import RateLimitState
 from ._responses import StreamEvent
 from ._retry import RetryPolicy
 from .credentials._errors import KeysExhaustedError
-from .credentials._pool import Acquire, Recover, SingleCredential
+from .credentials._single import Acquire, Recover, SingleCredential
 from .errors import AuthenticationError, ProviderError, RateLimitError, ResponseError
 from .transports import TransportFailure
 

@@ -1,7 +1,8 @@
 """A process's first call, as a CLI or serverless function makes it: a fresh interpreter builds
 an `AsyncClient` for ``openai`` on the aiohttp transport and asks the emulator once. It loads
 the OpenAI plugin and not the plugin of another provider (an installed distribution whose
-entry points declare another provider), nor importlib.metadata, cattrs or the OAuth code."""
+entry points declare another provider), nor importlib.metadata, cattrs, the OAuth code, the key
+pools (one key is a SingleCredential) or the sync client."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ async def main():
 text = asyncio.run(main())
 assert text, text
 heavy = sorted(m for m in ("aipk_elsewhere", "importlib.metadata", "cattrs",
-                           "aipk.credentials._flows", "aipk.credentials._login")
+                           "aipk.credentials._flows", "aipk.credentials._login",
+                           "aipk.credentials._pool", "aipk.credentials._health", "aipk._client")
                if m in sys.modules)
 assert heavy == [], heavy
 assert "aipk_openai.plugin" in sys.modules

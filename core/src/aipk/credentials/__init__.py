@@ -69,7 +69,8 @@ if TYPE_CHECKING:  # loaded on first use: a client with an API key needs none of
         pkce_challenge,
     )
     from ._oauthtoken import AsyncRefreshFn, OAuthCredential, OnTokenRefresh, RefreshFn
-    from ._pool import CredentialPool, CredentialSource, KeyPool, SingleCredential
+    from ._pool import CredentialPool, CredentialSource, KeyPool
+    from ._single import SingleCredential
     from ._store import FileTokenStore, MemoryTokenStore, TokenStore
 
 __all__ = [
@@ -138,7 +139,8 @@ _LAZY = {
     **dict.fromkeys((
         "AsyncRefreshFn", "OAuthCredential", "OnTokenRefresh", "RefreshFn"), "._oauthtoken"),
     **dict.fromkeys((
-        "CredentialPool", "CredentialSource", "KeyPool", "SingleCredential"), "._pool"),
+        "CredentialPool", "CredentialSource", "KeyPool"), "._pool"),
+    **dict.fromkeys(("SingleCredential",), "._single"),
     **dict.fromkeys(("FileTokenStore", "MemoryTokenStore", "TokenStore"), "._store"),
 }
 

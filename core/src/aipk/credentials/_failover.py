@@ -16,7 +16,8 @@ from aipk.errors import AuthenticationError
 
 from ._errors import KeysExhaustedError
 from ._health import classify_failure
-from ._pool import Acquire, CredentialSource, Recover
+from ._pool import CredentialSource
+from ._single import Acquire, Recover
 
 __all__ = ["acall_with_failover", "call_with_failover"]
 

@@ -12,12 +12,14 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aipk.observability._keys import CredentialMetrics, CredentialSnapshot, rfc3339
 from aipk.observability._model import Metrics
 
-from ._health import HealthInfo
+if TYPE_CHECKING:
+    from ._health import HealthInfo
+
 
 __all__ = ["CredentialMetrics", "MetricsRegistry", "MetricsSnapshot"]
 

@@ -39,7 +39,8 @@ from ._flight import _Flight
 from ._health import BackoffPolicy, HealthInfo, HealthSummary, classify_failure
 from ._metrics import MetricsRegistry
 from ._oauthtoken import AsyncRefreshFn, OAuthCredential, OnTokenRefresh, RefreshFn
-from ._pool import CredentialPool, HasId
+from ._pool import CredentialPool
+from ._single import HasId
 
 if TYPE_CHECKING:
     from ._store import TokenStore

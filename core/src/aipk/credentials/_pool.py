@@ -41,6 +41,7 @@ from aipk.state import MemoryStore, StateStore
 from ._errors import KeysExhaustedError
 from ._health import BackoffPolicy, HealthInfo, HealthState, HealthSummary, classify_failure
 from ._metrics import MetricsRegistry
+from ._single import HasId, SingleCredential, _id_of
 
 __all__ = [
     "CredentialPool",
@@ -52,17 +53,8 @@ __all__ = [
 log = logging.getLogger("aipk.credentials")
 
 
-class HasId(Protocol):
-    @property
-    def id(self) -> str: ...
-
-
 T = TypeVar("T", bound=HasId)
 R = TypeVar("R")
-
-
-def _id_of(member: HasId | str) -> str:
-    return member if isinstance(member, str) else member.id
 
 
 class _HealthStates:
@@ -446,72 +438,3 @@ class KeyPool(CredentialPool[Credential]):
 
     async def arecover(self, credential: Credential, error: BaseException) -> Credential | None:
         return None
-
-
-class SingleCredential:
-    """One fixed credential as a `CredentialSource`: never in backoff, never exhausted
-    (a single key must not lock itself out), with metrics like a pool's."""
-
-    def __init__(self, provider: str, credential: Credential,
-                 clock: Callable[[], float] = time.time, metrics: Metrics | None = None) -> None:
-        self.provider = provider
-        self.credential = credential
-        self._clock = clock
-        #: the attempt counters, a view over `metrics_model`
-        self.metrics = MetricsRegistry(provider, clock, metrics)
-
-    @property
-    def metrics_model(self) -> Metrics:
-        """The metrics model the credential's attempts are recorded into."""
-        return self.metrics.model
-
-    def __len__(self) -> int:
-        return 1
-
-    def acquire(self, *, exclude: Collection[str] = ()) -> Credential:
-        return self.credential
-
-    async def aacquire(self, *, exclude: Collection[str] = ()) -> Credential:
-        return self.credential
-
-    def recover(self, credential: Credential, error: BaseException) -> Credential | None:
-        return None
-
-    async def arecover(self, credential: Credential, error: BaseException) -> Credential | None:
-        return None
-
-    def report_success(self, member: HasId | str, *, latency: float = 0.0,
-                       tokens: int = 0) -> None:
-        self.metrics.get(_id_of(member)).record(ok=True, now=self._clock(), latency=latency,
-                                                tokens=tokens)
-
-    def report_failure(self, member: HasId | str, error: BaseException | int, *,
-                       latency: float = 0.0) -> bool:
-        self.metrics.get(_id_of(member)).record(ok=False, now=self._clock(), latency=latency)
-        return classify_failure(error) is not None
-
-    def add_tokens(self, member: HasId | str, tokens: int) -> None:
-        self.metrics.get(_id_of(member)).add_tokens(tokens)
-
-    def __repr__(self) -> str:
-        return f"<SingleCredential provider={self.provider!r} id={self.credential.id!r}>"
-
-
-class Acquire:
-    """A step: acquire a credential outside ``exclude`` (answer: it, or KeysExhaustedError)."""
-
-    __slots__ = ("exclude",)
-
-    def __init__(self, exclude: tuple[str, ...]) -> None:
-        self.exclude = exclude
-
-
-class Recover:
-    """A step: ``source.recover(credential, error)`` after a 401 (answer: a fresh credential,
-    None, or the AuthenticationError the refresh raised)."""
-
-    __slots__ = ("credential", "error")
-
-    def __init__(self, credential: Credential, error: BaseException) -> None:
-        self.credential = credential
-        self.error = error
