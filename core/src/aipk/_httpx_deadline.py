@@ -19,15 +19,13 @@ from typing import TYPE_CHECKING
 from ._http import HttpRequest, Timeout
 from .transports import (
     TransportFailure,
+    _exchange,
     _failure,
     _http_error,
     _httpx_timeout,
     _HttpxResponse,
     _left,
-    _local_protocol_error,
     _reads_bounded,
-    http_client_closed,
-    unsendable,
 )
 
 if TYPE_CHECKING:
@@ -46,22 +44,8 @@ def send_by(transport: HttpxTransport, request: HttpRequest, body: bytes | None,
     deadline = time.monotonic() + total
     capped = {phase: total if seconds is None else min(seconds, total)
               for phase, seconds in _httpx_timeout(timeout).as_dict().items()}
-    try:
-        built = client.build_request(request.method, transport._urls[request.url],
-                                     headers=request.headers, content=body,
-                                     extensions={"timeout": capped})
-        sent = client.send(built, stream=True, follow_redirects=False)
-    except _http_error() as exc:
-        refused = unsendable(request) if _local_protocol_error(exc) else None
-        if refused is not None:
-            raise refused from None
-        raise _failure(exc, before_first_byte=True, deadline=deadline) from None
-    except (UnicodeError, ValueError) as exc:  # a non-ASCII header value
-        raise (unsendable(request) or _failure(exc, before_first_byte=True)) from None
-    except RuntimeError:
-        if client.is_closed:
-            raise http_client_closed("httpx.Client") from None
-        raise
+    sent = _exchange(client, request, body, transport._urls[request.url], {"timeout": capped},
+                     deadline=deadline)
     return HttpxResponseBy(sent, deadline, timeout.read)
 
 

@@ -374,6 +374,30 @@ class _HttpxResponse:
         self._response.close()
 
 
+def _exchange(client: httpx.Client, request: HttpRequest, body: bytes | None, url: httpx.URL,
+             extensions: dict[str, Any] | None, *,
+             deadline: float | None = None) -> httpx.Response:
+    """Send ``request`` on ``client`` and return the response at its head (the body not yet
+    read, redirects not followed); httpx's errors become aipk's: a header that cannot be sent
+    is an InvalidRequestError, a closed client a ClientClosedError, anything else a
+    TransportFailure (a deadline failure once ``deadline`` has passed)."""
+    try:
+        built = client.build_request(request.method, url, headers=request.headers,
+                                     content=body, extensions=extensions)
+        return client.send(built, stream=True, follow_redirects=False)
+    except _http_error() as exc:
+        refused = unsendable(request) if _local_protocol_error(exc) else None
+        if refused is not None:
+            raise refused from None
+        raise _failure(exc, before_first_byte=True, deadline=deadline) from None
+    except (UnicodeError, ValueError) as exc:  # a non-ASCII header value
+        raise (unsendable(request) or _failure(exc, before_first_byte=True)) from None
+    except RuntimeError:
+        if client.is_closed:
+            raise http_client_closed("httpx.Client") from None
+        raise
+
+
 class HttpxTransport:
     """The default sync transport, over an ``httpx.Client`` (yours, or one it creates and owns).
 
@@ -413,22 +437,8 @@ class HttpxTransport:
 
                 return send_by(self, request, body, timeout, timeout.total)
             timeouts = _timeout_extension(timeout)
-        try:
-            built = client.build_request(request.method, self._urls[request.url],
-                                         headers=request.headers, content=body,
-                                         extensions=timeouts and {"timeout": timeouts})
-            return _HttpxResponse(client.send(built, stream=True, follow_redirects=False))
-        except _http_error() as exc:
-            refused = unsendable(request) if _local_protocol_error(exc) else None
-            if refused is not None:
-                raise refused from None
-            raise _failure(exc, before_first_byte=True) from None
-        except (UnicodeError, ValueError) as exc:  # a non-ASCII header value
-            raise (unsendable(request) or _failure(exc, before_first_byte=True)) from None
-        except RuntimeError:
-            if client.is_closed:
-                raise http_client_closed("httpx.Client") from None
-            raise
+        return _HttpxResponse(_exchange(client, request, body, self._urls[request.url],
+                                        timeouts and {"timeout": timeouts}))
 
     def close(self) -> None:
         if self._owns:
