@@ -18,7 +18,7 @@ from aipk.registry import Registry
 
 from ._load import Document, PathKey, Problem, render_path
 from ._schema import AipkConfig, ModelConfig, ProviderConfig
-from ._structure import _converter, suggest
+from ._structure import _converter, _fields, suggest
 
 __all__ = ["STATE_BACKENDS", "check", "custom_spec", "model_info", "option_schema",
            "state_backends"]
@@ -256,7 +256,7 @@ def _check_options(registry: Registry, spec: ProviderSpec, options: Mapping[str,
 def _table_problem(value: Any, kind: type) -> str | None:
     """Why ``value`` is not a table of the attrs class ``kind``'s fields, or None."""
     if not isinstance(value, Mapping):
-        return f"expected a table with the keys {', '.join(_field_names(kind))}"
+        return f"expected a table with the keys {', '.join(_fields(kind))}"
     attrs.resolve_types(kind)
     fields = {f.name: f for f in attrs.fields(kind)}
     for key in value:
@@ -272,10 +272,6 @@ def _table_problem(value: Any, kind: type) -> str | None:
         if problem is not None:
             return f"{name}: {problem}"
     return None
-
-
-def _field_names(kind: type) -> list[str]:
-    return [f.name for f in attrs.fields(kind)]
 
 
 #: provider options every provider has: the client-side limits (`ClientLimits.from_options`)
