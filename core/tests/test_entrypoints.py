@@ -171,3 +171,29 @@ def test_older_pythons_use_importlib_metadata(monkeypatch: pytest.MonkeyPatch,
                                               tmp_path: Path) -> None:
     monkeypatch.setattr(_entrypoints, "_KNOWN_VERSION", False)
     assert find("aipk.plugins", [str(tmp_path)]) is None
+
+
+_NAME_TEXT = st.text(st.sampled_from("aB9_-.xé µ:["), max_size=12)
+
+
+@given(name=_NAME_TEXT)
+def test_normalize_collapses_separators_as_the_standard_library_does(name: str) -> None:
+    """`_normalize` is the regex rule importlib.metadata's ``Prepared.normalize`` applies."""
+    import re
+
+    assert _entrypoints._normalize(name) == re.sub(r"[-_.]+", "-", name).lower().replace("-", "_")
+
+
+@given(value=st.one_of(_NAME_TEXT, st.from_regex(r"[a-z_][a-z0-9_.]{0,8}(:[a-z_][a-z0-9_.]{0,8})?",
+                                                  fullmatch=True)))
+def test_split_reads_a_value_as_the_entry_point_pattern_does(value: str) -> None:
+    """The fast split of the usual value gives the module and attribute the standard pattern
+    gives; a value it leaves (None) goes to that pattern."""
+    import re
+
+    parts = _entrypoints._split(value)
+    if parts is None:
+        return
+    match = re.match(_entrypoints._VALUE, value)
+    assert match is not None, value
+    assert parts == (match.group("module"), match.group("attr") or "")

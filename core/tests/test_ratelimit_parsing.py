@@ -50,6 +50,7 @@ _header_text = st.text(max_size=40) | st.sampled_from(
         ("2d", 172800.0),
         ("500us", 0.0005),
         ("500µs", 0.0005),
+        ("500μs", 0.0005),  # Go accepts the Greek mu as well as the micro sign
         ("1500ns", 1.5e-6),
         ("7.66s", 7.66),
         ("0", 0.0),
@@ -107,6 +108,28 @@ def test_parse_duration_sums_composed_parts(duration: tuple[str, float]) -> None
         assert parsed is None
     else:
         assert parsed == pytest.approx(seconds, rel=1e-9, abs=1e-9)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(st.sampled_from("0123456789.nuµμmshdx "), max_size=12))
+def test_parse_duration_reads_the_go_duration_grammar(text: str) -> None:
+    """Any text is read as the grammar ``(\\d+(\\.\\d*)?|\\.\\d+)(ns|us|µs|μs|ms|s|m|h|d)``
+    repeated to the end says (or as a bare number of seconds)."""
+    import re
+
+    stripped = text.strip()
+    try:
+        expected: float | None = float(stripped)
+    except ValueError:
+        parts = re.fullmatch(r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h|d))+", stripped)
+        scale = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0,
+                 "m": 60.0, "h": 3600.0, "d": 86400.0}
+        expected = None if parts is None else sum(
+            float(n) * scale[u]
+            for n, u in re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h|d)", stripped))
+    if expected is not None and not 0 <= expected <= MAX_RESET_SECONDS:
+        expected = None
+    assert parse_duration(text) == expected
 
 
 @settings(max_examples=200, deadline=None)

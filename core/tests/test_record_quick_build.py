@@ -12,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import pytest
@@ -122,6 +122,11 @@ def test_most_records_are_built_directly(monkeypatch: pytest.MonkeyPatch) -> Non
         tags: tuple[str, ...] = ()
 
     @record(kw_only=True)
+    class Shared:
+        DEFAULT: ClassVar[Shared]
+        name: str = "a"
+
+    @record(kw_only=True)
     class Checked:
         name: str = attrs.field(validator=attrs.validators.instance_of(str))
 
@@ -134,7 +139,9 @@ def test_most_records_are_built_directly(monkeypatch: pytest.MonkeyPatch) -> Non
         name: str = attrs.field(converter=attrs.Converter(  # type: ignore[misc]
             lambda value, self: f"{type(self).__name__}:{value}", takes_self=True))
 
-    assert built[0] is Plain and built[1:] == [None, None, None]  # attrs builds these
+    assert built[0] is Plain and built[1] is Shared  # a ClassVar is no field: built directly
+    assert built[2:] == [None, None, None]  # attrs builds these
+    assert [f.name for f in attrs.fields(Shared)] == ["name"]
     assert Positional("a").name == "a" and Positional.__match_args__ == ("name",)
     assert Converted(name="a").name == "Converted:a"
     with pytest.raises(TypeError):

@@ -29,9 +29,9 @@ __all__ = ["FoundEntryPoint", "find", "find_groups"]
 #: the versions whose importlib.metadata reads distributions the way `find()` does
 _KNOWN_VERSION: bool = sys.version_info >= (3, 11)
 _SUFFIXES = (".dist-info", ".egg-info")
-_SEPARATORS = re.compile(r"[-_.]+")
-#: ``importlib.metadata.EntryPoint.pattern``: ``module[:attr.attr][ [extras]]``
-_VALUE = re.compile(r"(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?((?P<extras>\[.*\])\s*)?$")
+#: ``importlib.metadata.EntryPoint.pattern``: ``module[:attr.attr][ [extras]]`` (compiled by
+#: ``re`` only for a value `_split()` leaves to it)
+_VALUE = r"(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?((?P<extras>\[.*\])\s*)?$"
 
 
 class FoundEntryPoint:
@@ -47,13 +47,16 @@ class FoundEntryPoint:
 
     def load(self) -> Any:
         """The object the value names (``module`` or ``module:attr.attr``)."""
-        match = _VALUE.match(self.value)
-        if match is None:  # the standard library's error for a malformed value
-            from importlib.metadata import EntryPoint
+        parts = _split(self.value)
+        if parts is None:
+            match = re.match(_VALUE, self.value)
+            if match is None:  # the standard library's error for a malformed value
+                from importlib.metadata import EntryPoint
 
-            return EntryPoint(self.name, self.value, self.group).load()
-        target: Any = import_module(match.group("module"))
-        for attr in filter(None, (match.group("attr") or "").split(".")):
+                return EntryPoint(self.name, self.value, self.group).load()
+            parts = match.group("module"), match.group("attr") or ""
+        target: Any = import_module(parts[0])
+        for attr in filter(None, parts[1].split(".")):
             target = getattr(target, attr)
         return target
 
@@ -61,8 +64,26 @@ class FoundEntryPoint:
         return f"FoundEntryPoint(name={self.name!r}, value={self.value!r}, group={self.group!r})"
 
 
+def _split(value: str) -> tuple[str, str] | None:
+    """``(module, attr)`` of the usual value (``pkg.module`` or ``pkg.module:attr.attr``, dotted
+    identifiers and nothing else), as `_VALUE` reads it; None for anything else."""
+    module, colon, attr = value.partition(":")
+    if _dotted(module) and (not colon or _dotted(attr)):
+        return module, attr
+    return None
+
+
+def _dotted(text: str) -> bool:
+    return all(part.isidentifier() for part in text.split("."))
+
+
 def _normalize(name: str) -> str:
-    return _SEPARATORS.sub("-", name).lower().replace("-", "_")
+    """The name's runs of ``-``, ``_`` and ``.`` as one ``_``, lower-cased (what the standard
+    library compares distribution names by)."""
+    text = name.lower().replace("-", "_").replace(".", "_")
+    while "__" in text:
+        text = text.replace("__", "_")
+    return text
 
 
 def find(group: str, path: list[Any] | None = None) -> list[FoundEntryPoint] | None:

@@ -45,11 +45,9 @@ _HINTS = {
 #: Error codes providers use for a prompt that does not fit the context window.
 CONTEXT_CODES = frozenset({"context_length_exceeded", "context_window_exceeded",
                            "model_context_window_exceeded"})
-_CONTEXT_TEXT = re.compile(
-    r"context[ _-]?(length|window)|prompt is too long|input token count.*exceeds"
-    r"|maximum number of tokens|too many (input )?tokens",
-    re.IGNORECASE,
-)
+#: What a too-long prompt's error message says (compiled by ``re`` on the first error).
+_CONTEXT_TEXT = (r"context[ _-]?(length|window)|prompt is too long|input token count.*exceeds"
+                 r"|maximum number of tokens|too many (input )?tokens")
 #: Error codes for a prompt blocked by a safety filter (OpenAI/Azure, LiteLLM-style proxies).
 CONTENT_FILTER_CODES = frozenset({"content_filter", "content_policy_violation",
                                   "content_filtered", "responsibleaipolicyviolation"})
@@ -59,7 +57,7 @@ def is_context_window(code: str | None, message: str | None) -> bool:
     """True when a 400-class error's code or message says the prompt is too long."""
     if code is not None and code.lower() in CONTEXT_CODES:
         return True
-    return bool(message) and _CONTEXT_TEXT.search(message or "") is not None
+    return bool(message) and re.search(_CONTEXT_TEXT, message or "", re.IGNORECASE) is not None
 
 
 def is_content_filter(code: str | None) -> bool:

@@ -19,7 +19,8 @@ from .errors import InvalidRequestError
 
 __all__ = ["ResponseFormat", "as_response_format"]
 
-_NAME = re.compile(r"[^A-Za-z0-9_-]")
+#: what a schema name may not hold (compiled by ``re`` on first use)
+_NAME = r"[^A-Za-z0-9_-]"
 
 
 @record(kw_only=True)
@@ -59,7 +60,7 @@ class ResponseFormat:
 
 
 def _name(text: str) -> str:
-    return _NAME.sub("_", text)[:64] or "response"
+    return re.sub(_NAME, "_", text)[:64] or "response"
 
 
 def as_response_format(value: Any) -> ResponseFormat | None:

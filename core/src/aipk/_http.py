@@ -31,7 +31,8 @@ _declared: set[str] = set()
 #: Words that mark a header name as carrying a credential, whatever plugin sent it.
 _SECRET_WORDS = ("auth", "token", "key", "secret", "password", "signature", "session",
                  "cookie", "credential")
-_KEY_PARAM = re.compile(r"([?&](?:key|api_key|apikey|access_token|token)=)[^&#]*", re.IGNORECASE)
+#: a key-like query parameter (compiled by ``re`` on first use: few processes ever need it)
+_KEY_PARAM = r"([?&](?:key|api_key|apikey|access_token|token)=)[^&#]*"
 
 
 def declare_secret_headers(names: Iterable[str]) -> None:
@@ -65,7 +66,7 @@ def _holds(value: str, secrets: list[str]) -> bool:
 
 def redact_url(url: str) -> str:
     """``url`` with key-like query parameters replaced by ``'****'``."""
-    return _KEY_PARAM.sub(r"\1****", url)
+    return re.sub(_KEY_PARAM, r"\1****", url, flags=re.IGNORECASE)
 
 
 _encoder = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)

@@ -7,7 +7,6 @@ as ``None`` is not sent, so ``temperature=0`` is sent as 0.
 from __future__ import annotations
 
 import json
-import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
@@ -301,9 +300,17 @@ def _tools(value: Iterable[Any] | None) -> tuple[Tool, ...]:
 _NUMBERS = (float, int)
 
 
+def _is(value: Any, kind: str) -> bool:
+    """``isinstance(value, numbers.<kind>)``, for the numbers that are not plain ints or
+    floats (NumPy's, ``Fraction`` …): ``numbers`` is imported only for them."""
+    import numbers
+
+    return isinstance(value, getattr(numbers, kind))
+
+
 def _number(name: str, value: Any, high: float) -> float:
     """``value`` as a float if it is a number from 0 to ``high``, else InvalidRequestError."""
-    real = not isinstance(value, bool) and isinstance(value, numbers.Real)
+    real = type(value) in _NUMBERS or (not isinstance(value, bool) and _is(value, "Real"))
     if real and 0 <= float(value) <= high:
         return float(value)
     problem = (f"is {value!r}, outside the allowed range" if real
@@ -314,7 +321,7 @@ def _number(name: str, value: Any, high: float) -> float:
 
 def _count(name: str, value: Any, example: int) -> int:
     """``value`` as an int if it is a positive whole number, else InvalidRequestError."""
-    whole = not isinstance(value, bool) and isinstance(value, numbers.Integral)
+    whole = type(value) is int or (not isinstance(value, bool) and _is(value, "Integral"))
     if whole and int(value) > 0:
         return int(value)
     problem = (f"is {value!r}" if whole

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 
@@ -38,9 +37,10 @@ log = logging.getLogger("aipk.ratelimit")
 #: Resets and retry-after values further out than this are treated as nonsense and ignored.
 MAX_RESET_SECONDS = 7 * 24 * 3600.0
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h|d)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
-                 "h": 3600.0, "d": 86400.0}
+_DIGITS = frozenset("0123456789")
+#: a duration's units, the two-letter ones first (``1ms`` is a millisecond, ``1m5s`` a minute)
+_TWO_LETTER_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3}
+_ONE_LETTER_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_duration(value: str) -> float | None:
@@ -52,17 +52,44 @@ def parse_duration(value: str) -> float | None:
     try:
         seconds = float(text)
     except ValueError:
-        pos = 0
-        seconds = 0.0
-        for match in _DURATION_PART.finditer(text):
-            if match.start() != pos:
-                return None
-            seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-            pos = match.end()
-        if pos != len(text) or pos == 0:
+        parsed = _duration_parts(text)
+        if parsed is None:
             return None
+        seconds = parsed
     if not math.isfinite(seconds) or seconds < 0 or seconds > MAX_RESET_SECONDS:
         return None
+    return seconds
+
+
+def _duration_parts(text: str) -> float | None:
+    """The seconds of ``text`` read as Go duration parts (an ASCII number, ``1``, ``1.5``,
+    ``1.`` or ``.5``, then its unit), one after another to the end; None otherwise."""
+    seconds = 0.0
+    i, end = 0, len(text)
+    while i < end:
+        start = i
+        while i < end and text[i] in _DIGITS:
+            i += 1
+        whole = i > start
+        if i < end and text[i] == ".":
+            i += 1
+            fraction = i
+            while i < end and text[i] in _DIGITS:
+                i += 1
+            if not whole and i == fraction:
+                return None
+        elif not whole:
+            return None
+        number = float(text[start:i])
+        unit = text[i:i + 2]
+        scale = _TWO_LETTER_UNITS.get(unit)
+        if scale is None:
+            unit = text[i:i + 1]
+            scale = _ONE_LETTER_UNITS.get(unit)
+            if scale is None:
+                return None
+        seconds += number * scale
+        i += len(unit)
     return seconds
 
 

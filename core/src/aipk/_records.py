@@ -113,6 +113,7 @@ try:
         _default_init_alias_for,
         _frozen_delattrs,
         _frozen_setattrs,
+        _is_class_var,
         _make_attr_tuple_class,
     )
 
@@ -154,8 +155,8 @@ def _quick_class(target: type[_T], *, fast: bool) -> type[_T] | None:
     annotations: dict[str, Any] = own.get("__annotations__", {})
     fields: list[Any] = []
     for name, annotation in annotations.items():
-        if "ClassVar" in str(annotation):
-            return None
+        if _is_class_var(annotation):  # type: ignore[no-untyped-call]  # a class attribute
+            continue
         value = own.get(name, NOTHING)
         if value.__class__ is not _CountingAttr:  # what attrs makes of ``attrib(value)``
             fields.append(Attribute(  # type: ignore[no-untyped-call]
@@ -171,7 +172,7 @@ def _quick_class(target: type[_T], *, fast: bool) -> type[_T] | None:
             object.__setattr__(field, "alias_is_default", True)
         fields.append(field)
     names = tuple(field.name for field in fields)
-    if any(value.__class__ is _CountingAttr and key not in annotations
+    if any(value.__class__ is _CountingAttr and key not in names
            for key, value in own.items()) \
             or any(isinstance(value, cached_property) for value in own.values()):
         return None
@@ -225,21 +226,18 @@ def _deferred_init(cls: type, fields: list[Any], *, fast: bool) -> None:
     stub = cls.__dict__["__init__"]
 
 
-_stub_codes: dict[int, CodeType] = {}
+def _stub(self: Any) -> None:  # pragma: no cover - only its code is used, by `_stub_code()`
+    _materialize(self, locals())  # type: ignore[name-defined]  # noqa: F821
 
 
 def _stub_code(count: int) -> CodeType:
-    """The code of ``def __init__(self, *, p0, ..., pN): _materialize(self, locals())``,
-    compiled once for each number of parameters (their names are replaced per class)."""
-    code = _stub_codes.get(count)
-    if code is None:
-        params = "".join(f", p{i}" for i in range(count))
-        signature = f"self, *{params}" if count else "self"
-        namespace: dict[str, Any] = {}
-        exec(compile(f"def __init__({signature}):\n    _materialize(self, locals())\n",
-                     "<aipk fast_init>", "exec"), {}, namespace)
-        code = _stub_codes[count] = namespace["__init__"].__code__
-    return code
+    """The code of ``def __init__(self, *, p0, ..., pN): _materialize(self, locals())``: the
+    code of `_stub` given ``self`` and ``count`` keyword-only parameters (named per class by
+    the caller), without compiling anything. Its body reads only ``self`` (the first local)
+    and ``locals()``, so the same bytecode serves every count."""
+    return _stub.__code__.replace(co_argcount=1, co_kwonlyargcount=count, co_nlocals=count + 1,
+                                  co_varnames=("self", *(f"p{i}" for i in range(count))),
+                                  co_name="__init__", co_firstlineno=1)
 
 
 def _pickling(names: tuple[str, ...]) -> tuple[Callable[[Any], Any], Callable[[Any, Any], None]]:

@@ -235,11 +235,12 @@ def function_schema(function: Callable[..., Any]) -> tuple[str, dict[str, Any]]:
     return summary, schema
 
 
-_GOOGLE = re.compile(r"^(Args|Arguments|Parameters|Params):\s*$")
-_SECTION = re.compile(r"^[A-Z][A-Za-z ]*:\s*$")
-_GOOGLE_ITEM = re.compile(r"^(\*{0,2}\w+)\s*(\([^)]*\))?\s*:\s*(.*)$")
-_REST = re.compile(r"^:param\s+(?:[^:]*\s)?(\w+)\s*:\s*(.*)$")
-_NUMPY_ITEM = re.compile(r"^(\w+)\s*(:.*)?$")
+# docstring patterns, compiled by ``re`` when a docstring is first read
+_GOOGLE = r"^(Args|Arguments|Parameters|Params):\s*$"
+_SECTION = r"^[A-Z][A-Za-z ]*:\s*$"
+_GOOGLE_ITEM = r"^(\*{0,2}\w+)\s*(\([^)]*\))?\s*:\s*(.*)$"
+_REST = r"^:param\s+(?:[^:]*\s)?(\w+)\s*:\s*(.*)$"
+_NUMPY_ITEM = r"^(\w+)\s*(:.*)?$"
 
 
 def parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
@@ -253,11 +254,11 @@ def parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
     while i < len(lines):
         line = lines[i]
         stripped = line.strip()
-        rest = _REST.match(stripped)
+        rest = re.match(_REST, stripped)
         if rest:
             current = rest.group(1)
             params[current] = rest.group(2).strip()
-        elif _GOOGLE.match(stripped) or (
+        elif re.match(_GOOGLE, stripped) or (
                 stripped in ("Parameters", "Args") and i + 1 < len(lines)
                 and set(lines[i + 1].strip()) == {"-"}):
             numpy = not stripped.endswith(":")
@@ -293,7 +294,7 @@ def _section(lines: list[str], i: int, numpy: bool, params: dict[str, str]) -> i
             if i + 1 < len(lines) and set(lines[i + 1].strip()) == {"-"}:
                 break  # the next section's title
             if indent == 0:
-                item = _NUMPY_ITEM.match(stripped)
+                item = re.match(_NUMPY_ITEM, stripped)
                 if item is None:
                     break
                 current = item.group(1)
@@ -301,11 +302,11 @@ def _section(lines: list[str], i: int, numpy: bool, params: dict[str, str]) -> i
             elif current is not None:
                 params[current] = (params[current] + " " + stripped).strip()
         else:
-            if indent == 0 and _SECTION.match(stripped):
+            if indent == 0 and re.match(_SECTION, stripped):
                 break
             if base is None:
                 base = indent
-            item = _GOOGLE_ITEM.match(stripped) if indent <= base else None
+            item = re.match(_GOOGLE_ITEM, stripped) if indent <= base else None
             if item is not None:
                 current = item.group(1).lstrip("*")
                 params[current] = item.group(3).strip()
