@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 import aipk
 from aipk import StreamEvent
-from aipk._core import Engine, StreamSession
+from aipk._core import Engine
+from aipk._session import StreamSession
 from aipk_testkit.emulator import Emulator, Reply
 from aipk_testkit.fixtures import Captures
 

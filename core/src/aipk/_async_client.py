@@ -10,7 +10,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ._base import ClientBase, HealthStatus, resolve_timeout
-from ._core import StreamSession
 from ._http import HttpRequest, Timeout
 from ._messages import ChatRequest, Message, Tool
 from ._providers import Credential, ModelInfo, Secret
@@ -49,6 +48,7 @@ from .transports import (
 if TYPE_CHECKING:
     import httpx
 
+    from ._session import StreamSession
     from .credentials._pool import CredentialSource
     from .observability._call import Call
 

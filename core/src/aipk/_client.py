@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ._base import ClientBase, HealthStatus, resolve_timeout
-from ._core import StreamSession
 from ._http import HttpRequest, Timeout
 from ._messages import ChatRequest, Message, Tool
 from ._providers import Credential, ModelInfo, Secret
@@ -50,6 +49,7 @@ from .transports import (
 if TYPE_CHECKING:
     import httpx
 
+    from ._session import StreamSession
     from .credentials._pool import CredentialSource
     from .observability._call import Call
 

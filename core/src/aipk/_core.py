@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -22,10 +22,7 @@ from ._providers import Credential, ModelInfo, Provider
 from ._ratelimit import RateLimitState, RateLimitTracker
 from ._responses import ChatResponse, Usage
 from ._retry import RetryPolicy
-from ._secrets import check_exact, header_problem, redact_error
-from ._session import StreamSession, _masked
-from ._sniff import SniffingFramer
-from ._structured import with_parsed
+from ._secrets import check_exact, header_problem, masked, redact_error
 from ._tokens import TokenCount, TokenCountCall, estimate_tokens
 from .errors import (
     ContextWindowExceededError,
@@ -42,7 +39,10 @@ from .observability._call import Call, Telemetry
 from .registry import Registry
 from .state import BucketStore, StateStore
 
-__all__ = ["Engine", "StreamSession"]
+if TYPE_CHECKING:
+    from ._session import StreamSession
+
+__all__ = ["Engine"]
 
 log = logging.getLogger("aipk.http")
 
@@ -266,7 +266,7 @@ class Engine:
         try:
             count = int(call.parse(data))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise _masked(ResponseError(
+            raise masked(ResponseError(
                 f"the token count answer has an unexpected shape ({type(exc).__name__}: "
                 f"{exc}); upgrade the {self.provider.name} plugin if the provider changed it",
                 provider=self.provider.name, request_id=request_id), exc) from None
@@ -316,7 +316,7 @@ class Engine:
         try:
             return parse_json_bytes(body)
         except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
-            raise _masked(ResponseError(  # retryable: a body cut short or garbled on the way
+            raise masked(ResponseError(  # retryable: a body cut short or garbled on the way
                 f"the response body is not valid JSON ({exc}): it was cut short, or the "
                 f"provider or a proxy in between sent something else; retry, or check base_url",
                 provider=self.provider.name, request_id=request_id, retryable=True,
@@ -329,7 +329,7 @@ class Engine:
         try:
             parsed = self._parse(self.provider, request, data, headers)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise _masked(ResponseError(
+            raise masked(ResponseError(
                 f"the response has an unexpected shape ({type(exc).__name__}: {exc}); "
                 f"upgrade the {self.provider.name} plugin if the provider changed its format",
                 provider=self.provider.name, request_id=request_id,
@@ -354,6 +354,8 @@ class Engine:
         else:
             response = response.with_transport_info(request_id, rate_limit, cost)
         if request.response_format is not None:
+            from ._structured import with_parsed  # loaded by the first structured answer
+
             return with_parsed(response, request.response_format)
         return response
 
@@ -398,6 +400,9 @@ class Engine:
 
     def open_stream(self, request: ChatRequest, headers: Mapping[str, str],
                     rate_limit: RateLimitState | None) -> StreamSession:
+        from ._session import StreamSession  # a process that never streams never loads it
+        from ._sniff import SniffingFramer
+
         self._refresh()
         decoder = self._decoder(self.provider, request)
         if decoder is None:

@@ -18,12 +18,14 @@ import logging
 import threading
 import weakref
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from .errors import ConfigurationError
 
 __all__ = ["MASK", "check_credential", "check_exact", "check_header_values", "credential_problem",
-           "header_problem", "held_values", "redact", "redact_error", "remember"]
+           "header_problem", "held_values", "masked", "redact", "redact_error", "remember"]
+
+_E = TypeVar("_E", bound=BaseException)
 
 MASK = "****"
 #: Values shorter than this are not masked inside other text (too likely to be ordinary words).
@@ -204,6 +206,15 @@ def _redact_value(value: Any, values: list[str], depth: int = 0) -> Any:
         masked = redact(text, values)
         return value if masked == text else masked.encode()
     return value
+
+
+def masked(error: _E, context: BaseException) -> _E:
+    """``error``, about to be raised while handling ``context`` (which Python keeps as its
+    ``__context__``, even ``from None``), with held secrets masked in both: a JSON or UTF-8
+    error keeps the body it failed on, and a provider may echo the key in it."""
+    error.__context__ = context
+    redact_error(error)
+    return error
 
 
 def redact_error(error: BaseException, values: list[str] | None = None) -> None:

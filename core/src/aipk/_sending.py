@@ -56,7 +56,7 @@ from .transports import TransportFailure
 
 if TYPE_CHECKING:
     from ._base import ClientBase
-    from ._core import StreamSession
+    from ._session import StreamSession
     from .observability._call import Call
 
 __all__ = ["Acquire", "Admit", "Prime", "Primed", "ReadBody", "Recover", "Sent", "Sleep",

@@ -9,23 +9,20 @@ I/O; [`Engine.open_stream()`][aipk._core.Engine.open_stream] makes one.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from ._decoding import IncompleteStreamError, StreamDecoder
 from ._messages import ChatRequest
 from ._providers import Provider
 from ._ratelimit import RateLimitState
 from ._responses import ChatResponse, StreamAccumulator, StreamEvent, TextDelta, Usage
-from ._secrets import redact_error
+from ._secrets import masked, redact_error
 from ._sniff import SniffingFramer, not_a_stream
 from ._structured import with_parsed
 from .errors import ProviderError, ResponseError
 from .framing import Framer, make_framer
 
 __all__ = ["StreamOwner", "StreamSession"]
-
-E = TypeVar("E", bound=BaseException)
-
 
 class StreamOwner(Protocol):
     """What a session needs of the engine that opened it: the provider, and the price of the
@@ -39,15 +36,6 @@ class StreamOwner(Protocol):
 
     def cost(self, model: str, usage: Usage | None,
              answered_by: str | None = None) -> float | None: ...
-
-
-def _masked(error: E, context: BaseException) -> E:
-    """``error``, about to be raised while handling ``context`` (which Python keeps as its
-    ``__context__``, even ``from None``), with held secrets masked in both: a JSON or UTF-8
-    error keeps the body it failed on, and a provider may echo the key in it."""
-    error.__context__ = context
-    redact_error(error)
-    return error
 
 
 class StreamSession:
@@ -88,7 +76,7 @@ class StreamSession:
         try:
             sse_events = self._sse_feed(chunk)
         except ValueError as exc:  # SSEDecodeError, FramingError, or a plugin framer's own
-            raise _masked(self._bad(str(exc)), exc) from None
+            raise masked(self._bad(str(exc)), exc) from None
         for index in range(len(sse_events)):
             events = self._events(sse_events[index:index + 1])
             if events or self.done:
@@ -116,7 +104,7 @@ class StreamSession:
         try:
             sse_events = self._sse_feed(chunk)
         except ValueError as exc:  # SSEDecodeError, FramingError, or a plugin framer's own
-            raise _masked(self._bad(str(exc)), exc) from None
+            raise masked(self._bad(str(exc)), exc) from None
         if not sse_events:
             return []
         return self._events(sse_events)
@@ -187,7 +175,7 @@ class StreamSession:
             except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
                 if not (isinstance(exc, ValueError) and not sse.data.strip()):
                     kind = type(decoder)
-                    return self._fail(_masked(self._bad(
+                    return self._fail(masked(self._bad(
                         f"{type(exc).__name__}: {exc}",
                         decoder=f"{kind.__module__}.{kind.__qualname__}"), exc), out)
                 # an event with no data ("data:" alone, a keep-alive some servers send) is

@@ -27,7 +27,7 @@ from aipk import (
     Usage,
     UsageEvent,
 )
-from aipk._core import StreamSession
+from aipk._session import StreamSession
 from aipk.errors import AipkError, ResponseError, StreamError
 from aipk.sse import ServerSentEvent
 from aipk_anthropic import ANTHROPIC, stream, wire

@@ -35,7 +35,8 @@ from aipk import (
     Usage,
     UsageEvent,
 )
-from aipk._core import Engine, StreamSession
+from aipk._core import Engine
+from aipk._session import StreamSession
 from aipk.errors import (
     AipkError,
     AuthenticationError,
