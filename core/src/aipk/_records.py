@@ -201,9 +201,7 @@ def _deferred_init(cls: type, fields: list[Any], *, fast: bool) -> None:
     ``__init__`` for."""
     def materialize(self: Any, values: dict[str, Any]) -> None:
         if cls.__dict__["__init__"] is stub:
-            fast_init(cls, own_init=False)
-            if not fast:
-                cls.__dict__["__init__"].__doc__ = doc
+            fast_init(cls)  # with the stub's annotations and docstring, already made
         del values["self"]
         cls.__dict__["__init__"](self, **values)
 
