@@ -93,6 +93,7 @@ if TYPE_CHECKING:
         ToolCallDelta,
         Usage,
         UsageEvent,
+        json_count,
     )
     from ._retry import RetryPolicy
     from ._tokens import TokenCount, TokenCountCall
@@ -189,6 +190,7 @@ __all__ = [
     "errors",
     "hookimpl",
     "hookimpl_for",
+    "json_count",
     "parse_count",
     "parse_duration",
     "parse_reset",
@@ -215,7 +217,7 @@ _LAZY = {
                      "parse_reset", "parse_retry_after"), "._ratelimit"),
     **dict.fromkeys(("ChatResponse", "Choice", "FinishEvent", "FinishReason", "ReasoningDelta",
                      "RefusalDelta", "StreamAccumulator", "StreamEvent", "TextDelta",
-                     "ToolCallDelta", "Usage", "UsageEvent"), "._responses"),
+                     "ToolCallDelta", "Usage", "UsageEvent", "json_count"), "._responses"),
     "RetryPolicy": "._retry",
     **dict.fromkeys(("ToolLoopResult", "arun_tools", "run_tools"), "._toolloop"),
     "as_tool": "._tools",

@@ -41,6 +41,7 @@ __all__ = [
     "ToolCallDelta",
     "Usage",
     "UsageEvent",
+    "json_count",
 ]
 
 
@@ -97,6 +98,18 @@ class Usage:
         if self.output_tokens is None:
             return self.input_tokens
         return self.input_tokens + self.output_tokens
+
+
+def json_count(value: Any) -> int | None:
+    """A count read from decoded JSON (``usage.prompt_tokens`` …): a non-negative whole number
+    (an ``int``, or a float such as ``12.0``) as an ``int``; None for anything else, a string,
+    a bool, a negative or fractional number included. For `Usage` fields in a plugin's parser;
+    `parse_count()` reads the same from a header's text."""
+    if type(value) is int:
+        return value if value >= 0 else None
+    if type(value) is float and value.is_integer() and value >= 0:
+        return int(value)
+    return None
 
 
 def cost_of(usage: Usage | None, input_price: float | None,

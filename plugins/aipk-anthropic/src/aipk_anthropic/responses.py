@@ -30,6 +30,7 @@ from aipk import (
     Provider,
     ToolCall,
     Usage,
+    json_count,
 )
 
 from .status import _stream_error
@@ -51,15 +52,6 @@ def finish_reason(raw: str) -> FinishReason:
     return _FINISH.get(raw, FinishReason.OTHER)
 
 
-def _count(value: Any) -> int | None:
-    """A token count: a non-negative whole number, else None (never a string or a bool)."""
-    if type(value) is int:
-        return value if value >= 0 else None
-    if type(value) is float and value.is_integer() and value >= 0:
-        return int(value)
-    return None
-
-
 def _usage(uncached: int | None, output: int | None, cache_read: int | None,
            cache_write: int | None, reasoning: int | None) -> Usage:
     """The whole prompt is uncached + cache reads + cache writes; None when none was sent."""
@@ -72,14 +64,14 @@ def _usage(uncached: int | None, output: int | None, cache_read: int | None,
 
 def _reasoning_tokens(data: Mapping[str, Any]) -> int | None:
     details = data.get("output_tokens_details")
-    return _count(details.get("thinking_tokens")) if isinstance(details, Mapping) else None
+    return json_count(details.get("thinking_tokens")) if isinstance(details, Mapping) else None
 
 
 def parse_usage(data: Mapping[str, Any]) -> Usage:
     """Usage from Anthropic's ``usage`` object (``input_tokens`` becomes the whole prompt)."""
-    return _usage(_count(data.get("input_tokens")), _count(data.get("output_tokens")),
-                  _count(data.get("cache_read_input_tokens")),
-                  _count(data.get("cache_creation_input_tokens")), _reasoning_tokens(data))
+    return _usage(json_count(data.get("input_tokens")), json_count(data.get("output_tokens")),
+                  json_count(data.get("cache_read_input_tokens")),
+                  json_count(data.get("cache_creation_input_tokens")), _reasoning_tokens(data))
 
 
 def _refusal(stop_details: Any) -> str:
@@ -164,7 +156,8 @@ def parse_models(provider: Provider, data: Any) -> list[ModelInfo]:
     for item in data.get("data") or ():
         static = known.get(item["id"])
         capabilities = static.capabilities if static else None
-        context, output = _count(item.get("max_input_tokens")), _count(item.get("max_tokens"))
+        context = json_count(item.get("max_input_tokens"))
+        output = json_count(item.get("max_tokens"))
         if context or output:
             base = capabilities or provider.spec.capabilities
             capabilities = attrs.evolve(

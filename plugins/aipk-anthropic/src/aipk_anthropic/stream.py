@@ -20,11 +20,12 @@ from aipk import (
     TextDelta,
     ToolCallDelta,
     UsageEvent,
+    json_count,
 )
 from aipk.framing import parse_json
 from aipk.sse import ServerSentEvent
 
-from .responses import _count, _reasoning_tokens, _refusal, _usage, finish_reason
+from .responses import _reasoning_tokens, _refusal, _usage, finish_reason
 from .status import _stream_error
 
 __all__ = ["AnthropicStreamDecoder"]
@@ -109,16 +110,16 @@ class AnthropicStreamDecoder:
 
     def _take_usage(self, usage: Mapping[str, Any]) -> None:
         """Usage fields are cumulative: each one present overwrites the last."""
-        value = _count(usage.get("input_tokens"))
+        value = json_count(usage.get("input_tokens"))
         if value is not None:
             self._input = value
-        value = _count(usage.get("output_tokens"))
+        value = json_count(usage.get("output_tokens"))
         if value is not None:
             self._output = value
-        value = _count(usage.get("cache_read_input_tokens"))
+        value = json_count(usage.get("cache_read_input_tokens"))
         if value is not None:
             self._cache_read = value
-        value = _count(usage.get("cache_creation_input_tokens"))
+        value = json_count(usage.get("cache_creation_input_tokens"))
         if value is not None:
             self._cache_write = value
         value = _reasoning_tokens(usage)

@@ -43,6 +43,7 @@ from aipk import (
     Provider,
     ToolCall,
     Usage,
+    json_count,
 )
 from aipk.errors import (
     ConfigurationError,
@@ -389,24 +390,15 @@ def to_cloudcode(http_request: HttpRequest, project: str,
 # -- responses -------------------------------------------------------------------------------
 
 
-def _count(value: Any) -> int | None:
-    """A token count: a non-negative whole number, else None (never a string or a bool)."""
-    if type(value) is int:
-        return value if value >= 0 else None
-    if type(value) is float and value.is_integer() and value >= 0:
-        return int(value)
-    return None
-
-
 def parse_usage(meta: Any) -> Usage | None:
     """Usage from ``usageMetadata``; None when it holds no token counts at all."""
     if not isinstance(meta, Mapping):
         return None
-    prompt = _count(meta.get("promptTokenCount"))
-    candidates = _count(meta.get("candidatesTokenCount"))
-    thoughts = _count(meta.get("thoughtsTokenCount"))
-    tool_prompt = _count(meta.get("toolUsePromptTokenCount"))
-    total = _count(meta.get("totalTokenCount"))
+    prompt = json_count(meta.get("promptTokenCount"))
+    candidates = json_count(meta.get("candidatesTokenCount"))
+    thoughts = json_count(meta.get("thoughtsTokenCount"))
+    tool_prompt = json_count(meta.get("toolUsePromptTokenCount"))
+    total = json_count(meta.get("totalTokenCount"))
     if prompt is None and candidates is None and thoughts is None and total is None:
         return None
     input_tokens = (None if prompt is None and tool_prompt is None
@@ -419,7 +411,7 @@ def parse_usage(meta: Any) -> Usage | None:
         total_tokens=total if total is not None else
         (output_tokens if input_tokens is None else input_tokens + (output_tokens or 0)),
         reasoning_tokens=thoughts,
-        cache_read_tokens=_count(meta.get("cachedContentTokenCount")),
+        cache_read_tokens=json_count(meta.get("cachedContentTokenCount")),
     )
 
 
@@ -592,8 +584,8 @@ def parse_models(provider: Provider, data: Any) -> list[ModelInfo]:
             provider.spec.capabilities
         caps = attrs.evolve(
             base,
-            context_window=_count(item.get("inputTokenLimit")) or base.context_window,
-            max_output_tokens=_count(item.get("outputTokenLimit")) or base.max_output_tokens,
+            context_window=json_count(item.get("inputTokenLimit")) or base.context_window,
+            max_output_tokens=json_count(item.get("outputTokenLimit")) or base.max_output_tokens,
             reasoning=bool(item.get("thinking")) or base.reasoning,
         )
         out.append(ModelInfo(
