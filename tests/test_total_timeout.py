@@ -7,6 +7,7 @@ against the emulator, for the sync client and the async client on both transport
 * A stream whose first event arrived is never cut by the total, however long the rest takes.
 * Retries happen within the total; one whose wait would end past it is not made.
 * Unset, a trickled body is read to its end (``read`` bounds each silence only).
+* The error names the configured total, on every client and transport (one of your own too).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 
 import aipk
 from aipk.errors import ConfigurationError, RequestTimeout, ServerError
+from aipk.transports import HttpxTransport
 from aipk_testkit.emulator import Emulator, Fault, Reply
 
 from .rawserver import HOLD, chunk, head, raw_server
@@ -82,7 +84,8 @@ def call(emu: Emulator, how: str, *, stream: bool = False, calls: int = 1,
 
 def assert_total_timeout(outcome: str | BaseException, took: float, total: float) -> None:
     assert isinstance(outcome, RequestTimeout), outcome
-    assert "Timeout(total=" in str(outcome) and "raise total" in str(outcome)
+    assert f"aipk.Timeout(total={total:g})" in str(outcome), outcome  # the value, on any client
+    assert "raise total" in str(outcome)
     assert total - 0.05 <= took <= total + SLACK, took
 
 
@@ -248,3 +251,39 @@ def test_a_total_that_is_not_positive_seconds_is_a_configuration_error(bad: Any)
 def test_the_total_is_unset_by_default() -> None:
     assert aipk.Timeout().total is None
     assert aipk.Timeout(total=30).total == 30
+
+
+class TotalIgnoringTransport:
+    """A sync transport of one's own that ignores ``timeout.total`` (the client still checks
+    it between a stream's chunks before its first event)."""
+
+    def __init__(self) -> None:
+        self._inner = HttpxTransport()
+
+    def send(self, request: aipk.HttpRequest, body: bytes | None) -> Any:
+        import attrs
+
+        assert request.timeout is not None and request.timeout.total is not None
+        assert request.timeout.total <= TOTAL  # it is given the time the call has left
+        untimed = attrs.evolve(request.timeout, total=None)
+        return self._inner.send(attrs.evolve(request, timeout=untimed), body)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def test_a_transport_of_ones_own_gets_the_error_naming_the_total(
+        aipk_emulator: Emulator) -> None:
+    aipk_emulator.enqueue(Fault.trickle(0.05))
+    with aipk.Client("openai", base_url=aipk_emulator.url("openai"), api_key="sk-1",
+                     transport=TotalIgnoringTransport()) as client:
+        started = time.monotonic()
+        try:
+            with client.stream(model="m", messages=USER,
+                               timeout=aipk.Timeout(total=TOTAL)) as answer:
+                for _event in answer:
+                    pass
+            outcome: str | BaseException = answer.response.text or ""
+        except aipk.AipkError as exc:
+            outcome = exc
+        assert_total_timeout(outcome, time.monotonic() - started, TOTAL)

@@ -20,6 +20,7 @@ from ._retry import RetryPolicy
 from ._sending import (
     Acquire,
     Admit,
+    Deadline,
     Parse,
     Prime,
     Primed,
@@ -253,7 +254,7 @@ class Client(ClientBase):
             steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream,
                                call=call)
         else:  # Timeout.total: bound every step by the call's deadline
-            deadline = time.monotonic() + timeout.total
+            deadline = Deadline(timeout.total)
             steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream,
                                call=call, deadline=deadline)
             transport, sleep, prime = _within(self, transport, timeout, deadline)
@@ -302,10 +303,10 @@ class _WithinTransport:
 
     __slots__ = ("_deadline", "_timeout", "_transport")
 
-    def __init__(self, transport: Transport, timeout: Timeout, deadline: float) -> None:
+    def __init__(self, transport: Transport, timeout: Timeout, deadline: Deadline) -> None:
         self._transport = transport
         self._timeout = timeout
-        self._deadline = deadline
+        self._deadline = deadline.at
 
     def send(self, request: HttpRequest, body: bytes | None) -> Response:
         left = self._deadline - time.monotonic()
@@ -318,23 +319,24 @@ class _WithinTransport:
         self._transport.close()
 
 
-def _within(client: Client, transport: Transport, timeout: Timeout, deadline: float) -> (
+def _within(client: Client, transport: Transport, timeout: Timeout, deadline: Deadline) -> (
         tuple[Transport, Callable[[float], None], Callable[[Prime], Any]]):
     """The transport, sleep and stream priming of a call with ``Timeout.total``: each
     bounded by ``deadline``."""
     sleep = client._sleep
+    at = deadline.at
 
     def sleep_within(seconds: float) -> None:
-        left = deadline - time.monotonic()
+        left = at - time.monotonic()
         if seconds < left:
             sleep(seconds)
             return
         sleep(max(left, 0.0))
         raise client._total_timeout_error(f"before a wait of {seconds:.1f}s for a key or a "
-                                          f"rate limit", timeout.total)
+                                          f"rate limit", deadline.total)
 
     def prime_within(step: Prime) -> Primed | TransportFailure | ProviderError:
-        return _prime(step, deadline)
+        return _prime(step, at)
 
     return _WithinTransport(transport, timeout, deadline), sleep_within, prime_within
 
