@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 import aipk
-from aipk.errors import ConfigurationError, RequestTimeout, ServerError
 from aipk.credentials import OAuthClient, OAuthCredential, OAuthEndpoints, OAuthManager
+from aipk.errors import ConfigurationError, RequestTimeout, ServerError
 from aipk.transports import HttpxTransport
 from aipk_testkit.emulator import Emulator, Fault, Reply
 from aipk_testkit.emulator._oauth import oauth_server
