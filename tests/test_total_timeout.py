@@ -7,6 +7,8 @@ against the emulator, for the sync client and the async client on both transport
 * A stream whose first event arrived is never cut by the total, however long the rest takes.
 * Retries happen within the total; one whose wait would end past it is not made.
 * Unset, a trickled body is read to its end (``read`` bounds each silence only).
+* A credential refresh after a 401 is bounded too; the refresh itself goes on to its end.
+* The error names the configured total, on every client and transport (one of your own too).
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from typing import Any
 import pytest
 
 import aipk
+from aipk.credentials import OAuthClient, OAuthCredential, OAuthEndpoints, OAuthManager
 from aipk.errors import ConfigurationError, RequestTimeout, ServerError
+from aipk.transports import HttpxTransport
 from aipk_testkit.emulator import Emulator, Fault, Reply
+from aipk_testkit.emulator._oauth import oauth_server
 
 from .rawserver import HOLD, chunk, head, raw_server
 
@@ -82,7 +87,8 @@ def call(emu: Emulator, how: str, *, stream: bool = False, calls: int = 1,
 
 def assert_total_timeout(outcome: str | BaseException, took: float, total: float) -> None:
     assert isinstance(outcome, RequestTimeout), outcome
-    assert "Timeout(total=" in str(outcome) and "raise total" in str(outcome)
+    assert f"aipk.Timeout(total={total:g})" in str(outcome), outcome  # the value, on any client
+    assert "raise total" in str(outcome)
     assert total - 0.05 <= took <= total + SLACK, took
 
 
@@ -248,3 +254,114 @@ def test_a_total_that_is_not_positive_seconds_is_a_configuration_error(bad: Any)
 def test_the_total_is_unset_by_default() -> None:
     assert aipk.Timeout().total is None
     assert aipk.Timeout(total=30).total == 30
+
+
+class TotalIgnoringTransport:
+    """A sync transport of one's own that ignores ``timeout.total`` (the client still checks
+    it between a stream's chunks before its first event)."""
+
+    def __init__(self) -> None:
+        self._inner = HttpxTransport()
+
+    def send(self, request: aipk.HttpRequest, body: bytes | None) -> Any:
+        import attrs
+
+        assert request.timeout is not None and request.timeout.total is not None
+        assert request.timeout.total <= TOTAL  # it is given the time the call has left
+        untimed = attrs.evolve(request.timeout, total=None)
+        return self._inner.send(attrs.evolve(request, timeout=untimed), body)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def test_a_transport_of_ones_own_gets_the_error_naming_the_total(
+        aipk_emulator: Emulator) -> None:
+    aipk_emulator.enqueue(Fault.trickle(0.05))
+    with aipk.Client("openai", base_url=aipk_emulator.url("openai"), api_key="sk-1",
+                     transport=TotalIgnoringTransport()) as client:
+        started = time.monotonic()
+        try:
+            with client.stream(model="m", messages=USER,
+                               timeout=aipk.Timeout(total=TOTAL)) as answer:
+                for _event in answer:
+                    pass
+            outcome: str | BaseException = answer.response.text or ""
+        except aipk.AipkError as exc:
+            outcome = exc
+        assert_total_timeout(outcome, time.monotonic() - started, TOTAL)
+
+
+def oauth_accounts(emu: Emulator) -> OAuthManager:
+    """An OAuth account whose access token the emulator's server already expired (the next
+    call gets a 401 and refreshes it)."""
+    oauth = oauth_server(emu)
+    oauth.reset()
+    emu.require_api_keys(oauth=True)
+    refresher = OAuthClient(OAuthEndpoints(provider="openai", client_id="demo-cli",
+                                           token_url=emu.base_url + "/oauth/token"))
+    issued = oauth.issue(expires_in=3600)
+    credential = OAuthCredential(id="me", access_token=issued["access_token"],
+                                 refresh_token=issued["refresh_token"],
+                                 expires_at=time.time() + 3600)
+    oauth.expire_access_tokens()  # the server says no before our clock does
+    return OAuthManager("openai", [credential], refresh=refresher.refresh,
+                        arefresh=refresher.arefresh)
+
+
+def refreshed(accounts: OAuthManager) -> None:
+    """Wait (at most 5 s) for the refresh to have finished."""
+    until = time.monotonic() + 5
+    while refreshes(accounts) < 1 and time.monotonic() < until:
+        time.sleep(0.02)
+    assert refreshes(accounts) == 1
+
+
+def refreshes(accounts: OAuthManager) -> int:
+    counters = accounts.metrics.snapshot().get("me")
+    return 0 if counters is None else counters.refreshes
+
+
+@pytest.mark.parametrize("how", ["sync", "async"])
+def test_a_slow_refresh_after_a_401_fails_at_the_total_and_serves_later_calls(
+        aipk_emulator: Emulator, how: str) -> None:
+    accounts = oauth_accounts(aipk_emulator)
+    aipk_emulator.delay_endpoint("token", 1.5)  # the token endpoint answers late
+    total = aipk.Timeout(total=0.4)
+    url = aipk_emulator.url("openai")
+    if how == "sync":
+        with aipk.Client("openai", base_url=url, credentials=accounts,
+                         timeout=total) as client:
+            started = time.monotonic()
+            with pytest.raises(RequestTimeout) as info:
+                client.chat(model="m", messages=USER)
+            took = time.monotonic() - started
+            refreshed(accounts)  # the refresh went on to its end
+            answer = client.chat(model="m", messages=USER).text
+    else:
+        async def scenario() -> tuple[RequestTimeout, float, str | None]:
+            async with aipk.AsyncClient("openai", base_url=url, credentials=accounts,
+                                        timeout=total) as client:
+                started = time.monotonic()
+                with pytest.raises(RequestTimeout) as info:
+                    await client.chat(model="m", messages=USER)
+                took = time.monotonic() - started
+                await asyncio.to_thread(refreshed, accounts)
+                return info.value, took, (await client.chat(model="m", messages=USER)).text
+
+        error, took, answer = asyncio.run(scenario())
+    assert_total_timeout(error if how == "async" else info.value, took, 0.4)
+    assert answer == "echo: hi"  # with the refreshed token, and no second refresh
+    assert refreshes(accounts) == 1
+
+
+def test_the_refresh_after_a_401_is_named_in_the_sync_error(aipk_emulator: Emulator) -> None:
+    accounts = oauth_accounts(aipk_emulator)
+    aipk_emulator.delay_endpoint("token", 1.0)
+    with aipk.Client("openai", base_url=aipk_emulator.url("openai"), credentials=accounts,
+                     timeout=aipk.Timeout(total=0.3)) as client:
+        with pytest.raises(RequestTimeout, match="refreshing the credential after a 401") as info:
+            client.chat(model="m", messages=USER)
+        refreshed(accounts)
+    assert isinstance(info.value.__cause__, aipk.AuthenticationError)
+    assert info.value.__cause__.status == 401

@@ -18,6 +18,7 @@ from ._retry import RetryPolicy
 from ._sending import (
     Acquire,
     Admit,
+    Deadline,
     Parse,
     Prime,
     Primed,
@@ -241,10 +242,11 @@ class AsyncClient(ClientBase):
     async def _send(self, prepared: HttpRequest, model: str, retry: RetryPolicy | None, *,
                     parse: Parse | None = None,
                     stream: ChatRequest | None = None,
-              call: Call | None = None, deadline: float | None = None) -> Sent[AsyncResponse]:
+              call: Call | None = None, deadline: Deadline | None = None) -> (
+            Sent[AsyncResponse]):
         """Drive `send_steps()` (see `aipk.Client._send()`). With ``Timeout.total`` the
         whole drive runs under one asyncio timeout (`_send_within()`); ``deadline`` is its
-        end, ``time.monotonic()``."""
+        end."""
         if self._closed:
             raise ClientClosedError(type(self).__name__)
         if deadline is None:
@@ -302,7 +304,7 @@ class AsyncClient(ClientBase):
             Sent[AsyncResponse]):
         """`_send()` bounded by ``Timeout(total=total)``: cancelled when it passes (the
         response being read is closed) and a RequestTimeout raised."""
-        deadline = time.monotonic() + total
+        deadline = Deadline(total)
         sending = self._send(prepared, model, retry, parse=parse, stream=stream, call=call,
                              deadline=deadline)
         timeout_cm = getattr(asyncio, "timeout", None)

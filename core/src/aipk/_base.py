@@ -399,8 +399,10 @@ class ClientBase:
         return attrs.evolve(self.timeout, connect=min(seconds, self.timeout.connect),
                             read=seconds)
 
-    def _transport_error(self, failure: TransportFailure) -> (
+    def _transport_error(self, failure: TransportFailure, total: float | None = None) -> (
             NetworkError | RequestTimeout | ResponseError):
+        """The error for ``failure``; ``total``: the call's ``Timeout.total``, which a deadline
+        failure's message names."""
         name = self._engine.provider.name
         base_url = redact_url(self._engine.provider.base_url)
         redact_error(failure)  # also the HTTP library's error it was raised from
@@ -416,7 +418,7 @@ class ClientBase:
         if failure.deadline:
             where = ("before any response" if failure.before_first_byte
                      else "while reading the response")
-            return self._total_timeout_error(f"{where}: {failure}",
+            return self._total_timeout_error(f"{where}: {failure}", total,
                                              before_first_byte=failure.before_first_byte)
         cls = RequestTimeout if failure.timeout else NetworkError
         where = "before any response" if failure.before_first_byte else "while reading the response"

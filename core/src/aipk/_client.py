@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
@@ -19,6 +20,7 @@ from ._retry import RetryPolicy
 from ._sending import (
     Acquire,
     Admit,
+    Deadline,
     Parse,
     Prime,
     Primed,
@@ -32,6 +34,7 @@ from ._sending import (
 from ._structured import check_output_retries, retry_request
 from ._tokens import TokenCount
 from .credentials._errors import KeysExhaustedError
+from .credentials._single import SingleCredential
 from .errors import AuthenticationError, ClientClosedError, ProviderError, StructuredOutputError
 from .limits import ClientLimits
 from .observability import Metrics
@@ -253,7 +256,7 @@ class Client(ClientBase):
             steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream,
                                call=call)
         else:  # Timeout.total: bound every step by the call's deadline
-            deadline = time.monotonic() + timeout.total
+            deadline = Deadline(timeout.total)
             steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream,
                                call=call, deadline=deadline)
             transport, sleep, prime = _within(self, transport, timeout, deadline)
@@ -291,7 +294,10 @@ class Client(ClientBase):
             else:
                 assert isinstance(step, Recover)  # the last kind of step
                 try:
-                    value = source.recover(step.credential, step.error)
+                    if timeout.total is None:
+                        value = source.recover(step.credential, step.error)
+                    else:  # the refresh may take only the time the call has left
+                        value = _recover_by(self, step, deadline)
                 except AuthenticationError as failed:
                     value = failed
 
@@ -302,10 +308,10 @@ class _WithinTransport:
 
     __slots__ = ("_deadline", "_timeout", "_transport")
 
-    def __init__(self, transport: Transport, timeout: Timeout, deadline: float) -> None:
+    def __init__(self, transport: Transport, timeout: Timeout, deadline: Deadline) -> None:
         self._transport = transport
         self._timeout = timeout
-        self._deadline = deadline
+        self._deadline = deadline.at
 
     def send(self, request: HttpRequest, body: bytes | None) -> Response:
         left = self._deadline - time.monotonic()
@@ -318,25 +324,55 @@ class _WithinTransport:
         self._transport.close()
 
 
-def _within(client: Client, transport: Transport, timeout: Timeout, deadline: float) -> (
+def _within(client: Client, transport: Transport, timeout: Timeout, deadline: Deadline) -> (
         tuple[Transport, Callable[[float], None], Callable[[Prime], Any]]):
     """The transport, sleep and stream priming of a call with ``Timeout.total``: each
     bounded by ``deadline``."""
     sleep = client._sleep
+    at = deadline.at
 
     def sleep_within(seconds: float) -> None:
-        left = deadline - time.monotonic()
+        left = at - time.monotonic()
         if seconds < left:
             sleep(seconds)
             return
         sleep(max(left, 0.0))
         raise client._total_timeout_error(f"before a wait of {seconds:.1f}s for a key or a "
-                                          f"rate limit", timeout.total)
+                                          f"rate limit", deadline.total)
 
     def prime_within(step: Prime) -> Primed | TransportFailure | ProviderError:
-        return _prime(step, deadline)
+        return _prime(step, at)
 
     return _WithinTransport(transport, timeout, deadline), sleep_within, prime_within
+
+
+def _recover_by(client: Client, step: Recover, deadline: Deadline) -> Credential | None:
+    """``source.recover()`` (a credential refresh after a 401) within the time the call has
+    left: it runs on a worker thread, and when the deadline passes first the call raises
+    RequestTimeout while the refresh goes on to its end (its new token serves later calls).
+    An AuthenticationError it raises is raised here."""
+    import concurrent.futures
+
+    source = client._credentials
+    if type(source) is SingleCredential:  # one key: nothing to refresh
+        return None
+    left = deadline.at - time.monotonic()
+    what = "while refreshing the credential after a 401"
+    if left <= 0:
+        raise client._total_timeout_error(what, deadline.total) from step.error
+    outcome: concurrent.futures.Future[Credential | None] = concurrent.futures.Future()
+
+    def recover() -> None:
+        try:
+            outcome.set_result(source.recover(step.credential, step.error))
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting call
+            outcome.set_exception(exc)
+
+    threading.Thread(target=recover, name="aipk-recover", daemon=True).start()
+    try:
+        return outcome.result(left)
+    except concurrent.futures.TimeoutError:
+        raise client._total_timeout_error(what, deadline.total) from step.error
 
 
 def _prime(step: Prime, deadline: float | None = None) -> (

@@ -59,8 +59,8 @@ if TYPE_CHECKING:
     from ._session import StreamSession
     from .observability._call import Call
 
-__all__ = ["Acquire", "Admit", "Prime", "Primed", "ReadBody", "Recover", "Sent", "Sleep",
-           "Transmit", "send_steps"]
+__all__ = ["Acquire", "Admit", "Deadline", "Prime", "Primed", "ReadBody", "Recover", "Sent",
+           "Sleep", "Transmit", "send_steps"]
 
 #: Turns a whole response body (with its headers and rate-limit state) into the answer.
 Parse = Callable[[bytes, Mapping[str, str], "RateLimitState | None"], Any]
@@ -70,6 +70,17 @@ R = TypeVar("R")
 #: How many times one call waits for a credential pool to have a key available again (in
 #: all no longer than the retry policy's ``max_retry_after``), or re-checks a key's wait.
 _POOL_WAITS = 8
+
+
+class Deadline:
+    """A call's ``Timeout(total=...)``: the moment it passes (``at``, ``time.monotonic()``)
+    and the ``total`` it was set from (which a RequestTimeout's message names)."""
+
+    __slots__ = ("at", "total")
+
+    def __init__(self, total: float) -> None:
+        self.total = total
+        self.at = time.monotonic() + total
 
 
 class Sleep:
@@ -224,14 +235,14 @@ def _no_events(client: ClientBase, session: StreamSession) -> ResponseError:
 def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
                policy: RetryPolicy | None, *, parse: Parse | None = None,
                stream: ChatRequest | None = None, call: Call | None = None,
-               deadline: float | None = None) -> Steps:
+               deadline: Deadline | None = None) -> Steps:
     """Sign, admit and send ``prepared`` until it succeeds or must fail (see the module).
 
     With ``parse`` the whole body is read and parsed inside the loop (``Sent.value`` is the
     answer); with ``stream`` the body is read up to the stream's first events (``Sent.value``
     is the `Primed` stream). A failure before either is retried like any other.
     ``call`` (the call's recorder) hears of each attempt, retry and failover.
-    ``deadline`` (``time.monotonic()``, from ``Timeout.total``): a failure past it is
+    ``deadline`` (the call's ``Timeout.total``): a failure past it is
     raised at once (neither charged to the key nor failed over), and a retry whose wait would
     end past it is not made (the failure is raised); the driver bounds the I/O itself."""
     engine = client._engine
@@ -264,7 +275,7 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
             call.attempt(credential.id)
         response = yield Transmit(http, body)
         if isinstance(response, TransportFailure):
-            error: ProviderError = client._transport_error(response)
+            error: ProviderError = _failed(client, response, deadline)
         else:
             headers = response.headers
             rate_limit = engine.observe(response.status, headers, model, credential.id)
@@ -273,14 +284,15 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
                 if parse is not None:  # the whole body (`_receive`'s first case, inline)
                     raw = yield ReadBody(response)
                     if isinstance(raw, TransportFailure):
-                        got = _unread(client, raw)
+                        got = _unread(client, raw, deadline)
                     else:
                         try:
                             got = parse(raw, headers, rate_limit)
                         except ProviderError as exc:  # a truncated or invalid body: retryable
                             got = exc
                 else:
-                    got = yield from _receive(client, response, rate_limit, parse, stream)
+                    got = yield from _receive(client, response, rate_limit, parse, stream,
+                                              deadline)
                 if not isinstance(got, ProviderError):
                     now = time.monotonic()
                     source.report_success(credential, latency=now - sent_at)
@@ -293,7 +305,7 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
                     raw = b""
                 error = engine.error(response.status, headers, raw, model, credential.id)
         now = time.monotonic()
-        if deadline is not None and now >= deadline:  # the call's total timeout has passed
+        if deadline is not None and now >= deadline.at:  # the call's total timeout has passed
             raise error
         latency = now - sent_at
         if not recovered and _unauthorized(error):
@@ -322,7 +334,7 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
                     http, body = engine.sign(prepared, credential)
                     continue
         delay = engine.retry_delay(attempt, error, policy)
-        if delay is None or (deadline is not None and time.monotonic() + delay >= deadline):
+        if delay is None or (deadline is not None and time.monotonic() + delay >= deadline.at):
             raise error
         if call is not None:
             call.retried(delay, error)
@@ -340,14 +352,15 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
 
 
 def _receive(client: ClientBase, response: Any, rate_limit: RateLimitState | None,
-             parse: Parse | None, stream: ChatRequest | None) -> Generator[Step, Any, Any]:
+             parse: Parse | None, stream: ChatRequest | None,
+             deadline: Deadline | None) -> Generator[Step, Any, Any]:
     """What a success status delivers: the parsed body, the primed stream, or (for neither)
     nothing; a ProviderError when the answer broke before the caller could use any of it.
     (`send_steps` reads and parses a body itself, the same way, without this generator.)"""
     if parse is not None:
         raw = yield ReadBody(response)
         if isinstance(raw, TransportFailure):
-            return _unread(client, raw)
+            return _unread(client, raw, deadline)
         try:
             return parse(raw, response.headers, rate_limit)
         except ProviderError as exc:  # a truncated or invalid body is retryable (decode_json)
@@ -356,7 +369,7 @@ def _receive(client: ClientBase, response: Any, rate_limit: RateLimitState | Non
         session = client._engine.open_stream(stream, response.headers, rate_limit)
         primed = yield Prime(response, session)
         if isinstance(primed, TransportFailure):
-            return _unread(client, primed)
+            return _unread(client, primed, deadline)
         if isinstance(primed, ProviderError):
             return primed
         if not primed.events:
@@ -365,9 +378,16 @@ def _receive(client: ClientBase, response: Any, rate_limit: RateLimitState | Non
     return None
 
 
-def _unread(client: ClientBase, failure: TransportFailure) -> ProviderError:
+def _failed(client: ClientBase, failure: TransportFailure,
+            deadline: Deadline | None) -> ProviderError:
+    """The error for ``failure``; a deadline failure's names the call's total."""
+    return client._transport_error(failure, None if deadline is None else deadline.total)
+
+
+def _unread(client: ClientBase, failure: TransportFailure,
+            deadline: Deadline | None) -> ProviderError:
     """A body read that failed before the caller got anything: retryable like a failure
     before the first byte (unless the body cannot be decoded at all)."""
-    error = client._transport_error(failure)
+    error = _failed(client, failure, deadline)
     error.retryable = not failure.undecodable
     return error

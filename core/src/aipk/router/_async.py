@@ -89,7 +89,7 @@ class AsyncRouter(_RouterBase):
                 try:
                     client = await self._client(state)
                     run.started = core.clock()
-                    response = await client.chat(sent, retry=call.retry, **call.options)
+                    response = await client.chat(sent, retry=call.retry, **run.options())
                 except ProviderError as exc:
                     if run.failed(exc):
                         continue
@@ -138,7 +138,7 @@ class AsyncRoutedStream(_RoutedStreamBase[AsyncRouter]):
                 try:
                     client = await router._client(state)
                     run.started = run.core.clock()
-                    stream = client.stream(sent, retry=self._call.retry, **self._call.options)
+                    stream = client.stream(sent, retry=self._call.retry, **run.options())
                     events = stream.__aiter__()
                     first = await events.__anext__()
                 except StopAsyncIteration:

@@ -56,14 +56,16 @@ _NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
 @attrs.frozen(slots=True)
 class _Call:
     """One call's settings: the request, the retry policy of each attempt, how long the call
-    may wait for a target (``max_wait``), and the per-call options every attempt passes on to
+    may wait for a target (``max_wait``), the per-call options every attempt passes on to
     its target's client (``headers``, ``timeout``, ``extra_body``, ``check_context``,
-    ``output_retries``; only those given)."""
+    ``output_retries``; only those given), and ``total``: the seconds the whole routed call
+    may take (a per-call ``Timeout(total=...)``), or None."""
 
     request: ChatRequest
     retry: RetryPolicy | None
     max_wait: float
     options: Mapping[str, Any]
+    total: float | None = None
 
 
 def _smoothed_latency(state: _TargetState) -> float | None:
@@ -147,14 +149,18 @@ class _Core:
              output_retries: int = 0) -> _Call:
         """One call's settings from ``chat``'s or ``stream``'s arguments (checked)."""
         options: Mapping[str, Any] = _NO_OPTIONS
+        total = None
         if headers is not None or timeout is not None or extra_body is not None or (
                 check_context is not None or output_retries):
             retries = check_output_retries(output_retries) if output_retries else None
             given = {"headers": headers, "timeout": timeout, "extra_body": extra_body,
                      "check_context": check_context, "output_retries": retries}
             options = {name: value for name, value in given.items() if value is not None}
+            if isinstance(timeout, Timeout):  # its total bounds the whole routed call
+                total = timeout.total
         return _Call(self.request(request, fields), retry if retry is not None else self.retry,
-                     self.max_wait if max_wait is None else _wait_budget(max_wait), options)
+                     self.max_wait if max_wait is None else _wait_budget(max_wait), options,
+                     total)
 
     # -- model information -----------------------------------------------------------------
 

@@ -3,14 +3,17 @@ between passes over the targets."""
 
 from __future__ import annotations
 
+import time
 from collections import deque
+from collections.abc import Mapping
 from types import TracebackType
+from typing import Any
 
 import attrs
 
 from aipk._messages import ChatRequest
 from aipk._responses import ChatResponse
-from aipk.errors import AllTargetsFailedError, ProviderError
+from aipk.errors import AllTargetsFailedError, ProviderError, RequestTimeout, TransportError
 
 from ._core import _Call, _Core, _TargetState
 from ._policy import classify, is_context_window_error
@@ -21,6 +24,9 @@ from ._target import RouteInfo
 #: cooldown (``cooldown=None``) backs off instead of spinning.
 _MIN_STEP = 0.05
 _MAX_STEP = 1.0
+#: How early a target's failure may come and still count as after the call's total (its
+#: client's timer for the time left is not exact).
+_DEADLINE_SLACK = 0.005
 
 
 def _summary(error: BaseException) -> str:
@@ -32,15 +38,20 @@ def _summary(error: BaseException) -> str:
 
 class _Run:
     """One routed request: hands out attempts in order, records each outcome and, when a pass
-    over the targets leaves none, decides whether to wait (``max_wait``) and pass again."""
+    over the targets leaves none, decides whether to wait (``max_wait``) and pass again.
+    With the call's ``Timeout(total=...)`` it keeps one deadline for all of it: each attempt
+    gets the time left, and running out raises RequestTimeout."""
 
-    __slots__ = ("call", "core", "current", "failures", "log", "max_wait", "min_window",
-                 "passes", "queue", "request", "skipped", "started", "tried", "upgraded",
-                 "waited")
+    __slots__ = ("call", "core", "current", "deadline", "failures", "log", "max_wait",
+                 "min_window", "passes", "queue", "request", "skipped", "started", "tried",
+                 "upgraded", "waited")
 
     def __init__(self, core: _Core, call: _Call) -> None:
         self.core = core
         self.call = call
+        total = call.total
+        #: when the call's total passes (``time.monotonic()``), or None
+        self.deadline = None if total is None else time.monotonic() + total
         self.request = call.request
         self.max_wait = call.max_wait
         self.waited = 0.0
@@ -74,7 +85,10 @@ class _Run:
 
     def step(self) -> tuple[_TargetState, ChatRequest] | float | None:
         """The next attempt; else the seconds to sleep before the next pass over the targets;
-        else None: give up and raise `exhausted()`."""
+        else None: give up and raise `exhausted()`. RequestTimeout once the call's total has
+        passed."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise self.timed_out("before the next target was tried")
         attempt = self.next()
         return attempt if attempt is not None else self.pause()
 
@@ -108,6 +122,19 @@ class _Run:
             return state, request
         return None
 
+    def options(self) -> Mapping[str, Any]:
+        """The per-call options of the attempt about to be sent: the call's, with a total cut
+        to the time the call has left (RequestTimeout when none is left)."""
+        deadline = self.deadline
+        if deadline is None:
+            return self.call.options
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise self.timed_out("before the next target was tried")
+        options = dict(self.call.options)
+        options["timeout"] = attrs.evolve(options["timeout"], total=left)
+        return options
+
     def _skip(self, state: _TargetState, kind: str, why: str) -> None:
         self.skipped.append((state, kind, why))
         self.log.append(f"{state.name}: skipped, {why}")
@@ -134,6 +161,9 @@ class _Run:
         step = max(at - now, floor)
         if self.waited + step > self.max_wait + 1e-9:
             return None
+        if self.deadline is not None and time.monotonic() + step >= self.deadline:
+            raise self.timed_out(f"before a wait of {step:.2f}s for a target to become "
+                                 f"available, which would end past it")
         self.waited += step
         self.passes += 1
         self.log.append(f"waited {step:.2f}s")
@@ -149,11 +179,18 @@ class _Run:
 
     def failed(self, error: ProviderError, *, committed: bool = False) -> bool:
         """Record ``error`` from the current attempt; True to try the next target, False when
-        the caller must raise it (always once a stream has delivered events: ``committed``)."""
+        the caller must raise it (always once a stream has delivered events: ``committed``).
+        An error the router would fail over from that comes once the call's total has passed
+        raises RequestTimeout instead (from the error), neither cooling the target down nor
+        counting against its breaker."""
         core = self.core
         state, model = self._take()
         verdict = classify(error, core.cooldown)
         state.metrics.failed(error)
+        if (self.deadline is not None and not committed and verdict.action != "raise"
+                and time.monotonic() >= self.deadline - _DEADLINE_SLACK):
+            core.breaker_verdict(state, "neutral")
+            raise self.timed_out(f"while target {state.name!r} was answering", error)
         core.breaker_verdict(state, verdict.breaker)
         if verdict.action == "failover":
             core.set_cooldown(state, verdict.cooldown, core.clock())
@@ -212,6 +249,30 @@ class _Run:
             core.totals.was_cancelled()
         else:
             core.totals.failed()
+
+    def timed_out(self, what: str, cause: ProviderError | None = None) -> RequestTimeout:
+        """The RequestTimeout for a call whose total passed ``what`` (where it was), from
+        ``cause`` (else the last target's error, if any); the attempt in flight, if any,
+        ends without counting against its target."""
+        core = self.core
+        error = cause if cause is not None else (self.failures[-1][2] if self.failures
+                                                 else None)
+        before = error.before_first_byte if isinstance(error, TransportError) else True
+        tried = "; ".join(self.log)
+        timeout = RequestTimeout(
+            f"no answer from router {core.name!r} within the call's total timeout, "
+            f"aipk.Timeout(total={self.call.total:g}) (it ran out {what}"
+            f"{'; before: ' + tried if tried else ''}); raise total in timeout=, or leave it "
+            f"unset to bound only each target's waits (connect, read)",
+            provider="router", retryable=True, before_first_byte=before)
+        timeout.__cause__ = error
+        timeout.__suppress_context__ = True
+        if self.current is not None:  # sent nothing yet
+            state, _ = self._take()
+            state.metrics.failed(timeout)
+            core.breaker_verdict(state, "neutral")
+        core.totals.failed()
+        return timeout
 
     def _take(self) -> tuple[_TargetState, str]:
         current = self.current

@@ -90,7 +90,8 @@ class Router(_RouterBase):
         ``max_wait`` overrides the router's for this call. ``headers``, ``timeout``,
         ``extra_body``, ``check_context`` and ``output_retries`` go to every target's client as to
         [`aipk.Client.chat()`][aipk.Client.chat] (``check_context`` fails over like the provider's
-        own context-window error)."""
+        own context-window error); an ``aipk.Timeout(total=...)`` bounds the whole routed call
+        (each target gets the time left; RequestTimeout when it runs out)."""
         core = self._core
         call = core.call(request, fields, retry=retry, max_wait=max_wait, headers=headers,
                          timeout=timeout, extra_body=extra_body, check_context=check_context,
@@ -104,7 +105,7 @@ class Router(_RouterBase):
                 try:
                     client = self._client(state)
                     run.started = core.clock()
-                    response = client.chat(sent, retry=call.retry, **call.options)
+                    response = client.chat(sent, retry=call.retry, **run.options())
                 except ProviderError as exc:
                     if run.failed(exc):
                         continue
@@ -155,7 +156,7 @@ class RoutedStream(_RoutedStreamBase[Router]):
                 try:
                     client = router._client(state)
                     run.started = run.core.clock()
-                    stream = client.stream(sent, retry=self._call.retry, **self._call.options)
+                    stream = client.stream(sent, retry=self._call.retry, **run.options())
                     events = iter(stream)
                     first = next(events)
                 except StopIteration:
