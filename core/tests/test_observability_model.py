@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aipk import ChatRequest, ChatResponse, Message, Usage
+from aipk import ChatRequest, ChatResponse, Message, MetricsMergeError, Usage
 from aipk.observability import (
     LATENCY_BOUNDS,
     CallFailed,
@@ -84,6 +84,24 @@ def test_empty_distribution() -> None:
     d = Distribution()
     assert (d.count, d.mean, d.p50, d.quantile(0.9)) == (0, None, None, None)
     assert d.cumulative([0.1, 1.0]) == [0, 0]
+
+
+def test_distributions_merge_bucket_wise_and_refuse_other_buckets() -> None:
+    a, b = Histogram(), Histogram()
+    for value in (0.2, 0.3):
+        a.add(value)
+    b.add(0.05)
+    one = Distribution.of(a.counts, a.sums, a.count, a.sum, a.min, a.max)
+    other = Distribution.of(b.counts, b.sums, b.count, b.sum, b.min, b.max)
+    both = one.merge(other)
+    assert (both.count, both.min, both.max) == (3, 0.05, 0.3)
+    assert both.sum == pytest.approx(0.55)
+    assert both.bucket_counts == tuple(x + y for x, y in zip(a.counts, b.counts, strict=True))
+    assert one.merge(Distribution()) is one and Distribution().merge(one) is one
+    odd = Distribution(count=1, sum=0.1, min=0.1, max=0.1, bucket_counts=(1,),
+                       bucket_sums=(0.1,))
+    with pytest.raises(MetricsMergeError, match=r"LATENCY_BOUNDS\) \+ 1 bucket_counts"):
+        one.merge(odd)
 
 
 def _request() -> ChatRequest:

@@ -275,6 +275,39 @@ def test_the_same_router_name_in_two_models_adds_up(two: tuple[Emulator, Emulato
     assert sum(points(collected["aipk.router.target.calls"]).values()) == 2
 
 
+def test_a_series_cost_follows_the_merge_rule_across_models(aipk_emulator: Emulator,
+                                                            registry: Registry) -> None:
+    # the same key and model in two clients' models: one saw only a failure (nothing priced),
+    # the other a priced answer; a third model answered the same series without a price
+    refused, answered, unpriced = Metrics(), Metrics(), Metrics()
+    aipk_emulator.enqueue(Fault.status(400))
+    clients = [aipk.Client("openai", api_key=KEYS[0], base_url=aipk_emulator.url("openai"),
+                           registry=registry, metrics=metrics) for metrics in (refused, answered)]
+    with pytest.raises(BadRequestError):
+        clients[0].chat(model="gpt-4o-mini", messages=HELLO)
+    clients[1].chat(model="gpt-4o-mini", messages=HELLO)
+    for client in clients:
+        client.close()
+    series = answered.snapshot().series[0]
+    assert refused.snapshot().cost is None and series.cost is not None and series.cost > 0
+    cost_key = key(provider="openai", model="gpt-4o-mini", credential=series.credential_id)
+    otel = Reader()
+    aipk_otel.instrument(registry=registry, meter_provider=otel.provider,
+                         models=[refused, answered])
+    try:
+        assert points(otel.collect()["aipk.cost"]) == {cost_key: series.cost}
+        unpriced.finished("openai", "gpt-4o-mini", series.credential_id, latency=0.1)
+        aipk_otel.instrument(registry=registry, meter_provider=otel.provider,
+                             models=[refused, answered, unpriced])
+        collected = otel.collect()
+    finally:
+        aipk_otel.uninstrument(registry)
+    assert "aipk.cost" not in collected  # unknown in one model: left out
+    assert points(collected["aipk.requests"])[
+        key(provider="openai", model="gpt-4o-mini", credential=series.credential_id,
+            outcome="success")] == 2
+
+
 def test_key_health_and_health_checks_are_gauges(aipk_emulator: Emulator,
                                                  registry: Registry) -> None:
     aipk_emulator.require_api_keys(*KEYS)

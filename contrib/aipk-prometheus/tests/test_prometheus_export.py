@@ -342,3 +342,24 @@ def test_targets_and_gauges_listed_twice_give_one_sample(scrape: Any) -> None:
                   outcome="success") == 2
     assert _value(families["aipk_router_target_latency_ewma_seconds"], target="primary") > 0
     assert _value(families["aipk_target_up"], target="a") == 1  # the last status
+
+
+def test_a_series_that_priced_nothing_in_one_model_shows_the_others_cost(
+        aipk_emulator: Emulator, registry: Registry, scrape: Any) -> None:
+    # the same key and model in two clients' models: one saw only a failure (nothing to
+    # price, its cost is None), the other a priced answer
+    refused, answered = Metrics(), Metrics()
+    aipk_emulator.enqueue(Fault.status(400), Reply(text="ok"))
+    clients = [aipk.Client("openai", api_key="sk-prom", base_url=aipk_emulator.url("openai"),
+                           registry=registry, metrics=metrics) for metrics in (refused, answered)]
+    with pytest.raises(BadRequestError):
+        clients[0].chat(model="gpt-4o-mini", messages=HELLO)
+    clients[1].chat(model="gpt-4o-mini", messages=HELLO)
+    for client in clients:
+        client.close()
+    cost = answered.snapshot().cost
+    assert refused.snapshot().cost is None and cost is not None and cost > 0
+    families = scrape(aipk_prometheus.AipkCollector([refused, answered]))
+    assert _value(families["aipk_cost_dollars"], "_total", model="gpt-4o-mini") == cost
+    assert _value(families["aipk_requests"], "_total", outcome="failure",
+                  model="gpt-4o-mini") == 1

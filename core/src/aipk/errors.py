@@ -8,7 +8,9 @@ The hierarchy:
     │   ├── MissingCredentialError      no API key or token could be found
     │   ├── ConfigFileError             a config file is invalid; lists every problem found
     │   ├── InvalidRequestError         the request cannot be sent as built (caught before sending)
-    │   └── ClientClosedError           a call on a client after close() (or its with block)
+    │   ├── ClientClosedError           a call on a client after close() (or its with block)
+    │   └── MetricsMergeError           metrics snapshots that cannot be read as one
+    │                                   (latency histograms with different buckets)
     ├── PluginError                     a plugin failed to load or broke the hook contract
     └── ProviderError                   anything that went wrong talking to a provider
         ├── TransportError              no usable HTTP response
@@ -71,6 +73,7 @@ __all__ = [
     "ContentFilteredError",
     "ContextWindowExceededError",
     "InvalidRequestError",
+    "MetricsMergeError",
     "MissingCredentialError",
     "NetworkError",
     "NotFoundError",
@@ -175,6 +178,12 @@ class ClientClosedError(ConfigurationError):
         super().__init__(message or (
             f"this {client} was closed (close() or the end of its with block); create a new "
             f"{client}, or make the calls inside its `with` block"))
+
+
+class MetricsMergeError(ConfigurationError):
+    """Metrics snapshots that cannot be merged into one
+    ([`merge_snapshots`][aipk.observability.merge_snapshots]): two latency histograms of the
+    same series with different buckets. The message names the series and the fix."""
 
 
 class PluginError(AipkError):

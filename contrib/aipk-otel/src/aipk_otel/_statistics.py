@@ -19,7 +19,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from aipk.errors import ConfigurationError
-from aipk.observability import Metrics, MetricsSnapshot
+from aipk.observability import Metrics, MetricsSnapshot, snapshot_models
 
 __all__ = ["INSTRUMENTS", "HealthSource", "Instruments", "ModelExport", "Readings",
            "instruments_for", "metrics_model", "read"]
@@ -116,11 +116,7 @@ class ModelExport:
     def __init__(self, models: Iterable[object] = (), *,
                  credentials: Sequence[HealthSource] = (),
                  health: Callable[[], Iterable[Any]] | None = None) -> None:
-        unique: dict[int, Metrics] = {}
-        for source in models:
-            model = metrics_model(source)
-            unique.setdefault(id(model), model)
-        self.models = tuple(unique.values())
+        self.models = tuple(dict.fromkeys(metrics_model(source) for source in models))
         self.credentials = tuple(credentials)
         self.health = health
 
@@ -137,8 +133,8 @@ def _set(readings: Readings, name: str, value: float, *pairs: tuple[str, str]) -
     readings.setdefault(name, {})[pairs] = value
 
 
-def _read_series(readings: Readings, snap: MetricsSnapshot, unpriced: set[_Attributes]) -> None:
-    """The calls' counters; ``unpriced`` collects the series whose cost is unknown."""
+def _read_series(readings: Readings, snap: MetricsSnapshot) -> None:
+    """The calls' counters (a series' cost when it is known)."""
     for provider, n in snap.in_flight.items():
         _add(readings, "aipk.requests.in_flight", n, (PROVIDER, provider))
     for s in snap.series:
@@ -152,9 +148,7 @@ def _read_series(readings: Readings, snap: MetricsSnapshot, unpriced: set[_Attri
         _add(readings, "aipk.failovers", s.failovers, *labels)
         for kind, field in _TOKENS:
             _add(readings, "aipk.tokens", getattr(s, field), *labels, (TOKEN_TYPE, kind))
-        if s.cost is None:
-            unpriced.add(labels)
-        else:
+        if s.cost is not None:
             _add(readings, "aipk.cost", s.cost, *labels)
 
 
@@ -172,7 +166,7 @@ def _read_parts(readings: Readings, snap: MetricsSnapshot) -> None:
                                ("cancelled", "cancelled")):
             _add(readings, "aipk.router.target.calls", t[field], target, (OUTCOME, outcome))
         _add(readings, "aipk.router.target.calls.in_flight", t["in_flight"], target)
-        if t["ewma_latency"] is not None:  # the same target in several models: the last one's
+        if t["ewma_latency"] is not None:
             _set(readings, "aipk.router.target.latency.ewma", t["ewma_latency"], target)
     for name, r in snap.routers.items():
         router = (ROUTER, name)
@@ -207,23 +201,15 @@ def _read_health(readings: Readings, export: ModelExport) -> None:
 
 
 def read(exports: Iterable[ModelExport]) -> Readings:
-    """Every instrument's values over ``exports`` (each model read once; counters of the
-    same attributes in several models add up, but a series' cost only when every model knows
-    it)."""
+    """Every instrument's values over ``exports``: their models read as one by
+    `aipk.observability.snapshot_models()` (each model once, counters of the same attributes
+    in several models added up, a series' cost left out while it is unknown), then the
+    exports' health readings."""
     readings: Readings = {}
-    models: dict[int, Metrics] = {}
-    for export in exports:
-        for model in export.models:
-            models.setdefault(id(model), model)
-    unpriced: set[_Attributes] = set()
-    for model in models.values():
-        snap = model.snapshot()
-        _read_series(readings, snap, unpriced)
-        _read_parts(readings, snap)
-    # a series whose cost is unknown in any model is left out: its cost, once unknown, stays
-    # so, and adding up the other models' parts alone could go down
-    for labels in unpriced & readings.get("aipk.cost", {}).keys():
-        del readings["aipk.cost"][labels]
+    exports = list(exports)
+    snap = snapshot_models(model for export in exports for model in export.models)
+    _read_series(readings, snap)
+    _read_parts(readings, snap)
     for export in exports:
         _read_health(readings, export)
     return readings

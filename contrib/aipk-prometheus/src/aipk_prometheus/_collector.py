@@ -15,7 +15,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import CollectorRegistry
 
-from aipk.observability import Distribution, Metrics, MetricsSnapshot, SeriesSnapshot
+from aipk.observability import Distribution, Metrics, MetricsSnapshot, snapshot_models
 
 __all__ = ["DURATION_BUCKETS", "AipkCollector", "HealthSource", "register"]
 
@@ -64,11 +64,11 @@ class AipkCollector:
     registry): calls are counted from then on. ``credentials``: pools or OAuth managers whose
     health to show as gauges. ``health``: a function returning a health checker's statuses.
 
-    Each model is read once however often it is listed (two clients sharing a model count
-    each call once). Series with the same labels in several models (two models recording the
-    same provider, model and credential, or the same router target) are added up into one
-    sample; a series' cost is left out when it is unknown in any model. Gauges of a
-    credential or health target listed twice show the last reading.
+    The models are read as one by `aipk.observability.snapshot_models()`: each model once
+    however often it is listed (two clients sharing a model count each call once), the
+    counters of the same labels in several models added up into one sample, a series' cost
+    left out while it is unknown, a router target's EWMA the last model's reading. Gauges of
+    a credential or health target listed twice show the last reading.
     """
 
     def __init__(self, sources: Iterable[Any] | None = None, *,
@@ -78,11 +78,7 @@ class AipkCollector:
             from .plugin import install
 
             sources = [install()]
-        unique: dict[int, Metrics] = {}
-        for source in sources:
-            model = _model(source)
-            unique.setdefault(id(model), model)
-        self._models = list(unique.values())
+        self._models = [_model(source) for source in sources]
         self._credentials = list(credentials)
         self._health = health
 
@@ -90,15 +86,15 @@ class AipkCollector:
         return []  # names are fixed but label sets are not known before the first scrape
 
     def collect(self) -> Iterator[Metric]:
-        snaps = [m.snapshot() for m in self._models]
-        yield from self._calls(snaps)
-        yield from self._attempts(snaps)
-        yield from self._targets(snaps)
-        yield from self._routers(snaps)
+        snap = snapshot_models(self._models)
+        yield from self._calls(snap)
+        yield from self._attempts(snap)
+        yield from self._targets(snap)
+        yield from self._routers(snap)
         yield from self._credential_gauges()
         yield from self._health_gauges()
 
-    def _calls(self, snaps: list[MetricsSnapshot]) -> Iterator[Metric]:
+    def _calls(self, snap: MetricsSnapshot) -> Iterator[Metric]:
         requests = CounterMetricFamily("aipk_requests", "Calls that ended, by outcome.",
                                        labels=[*_SERIES, "outcome"])
         errors = CounterMetricFamily("aipk_errors", "Failed calls, by exception class.",
@@ -120,13 +116,8 @@ class AipkCollector:
             "Seconds from a stream's start to its first event.", labels=_SERIES)
         in_flight = GaugeMetricFamily("aipk_requests_in_flight",
                                       "Calls started and not yet ended.", labels=["provider"])
-        flights: dict[str, int] = {}
-        for snap in snaps:
-            for provider, n in snap.in_flight.items():
-                flights[provider] = flights.get(provider, 0) + n
-        merged, unpriced = _merged_series(snaps)
-        for key, s in sorted(merged.items()):
-            labels = list(key)
+        for s in snap.series:
+            labels = [s.provider, s.model, s.credential_id]
             for outcome, n in (("success", s.successes), ("failure", s.failures),
                                ("cancelled", s.cancelled)):
                 requests.add_metric([*labels, outcome], n)
@@ -136,27 +127,20 @@ class AipkCollector:
             failovers.add_metric(labels, s.failovers)
             for direction, field in _TOKENS:
                 tokens.add_metric([*labels, direction], getattr(s, field))
-            if s.cost is not None and key not in unpriced:
+            if s.cost is not None:
                 cost.add_metric(labels, s.cost)
             duration.add_metric(labels, _buckets(s.latency), s.latency.sum)
             if s.time_to_first_token.count:
                 first.add_metric(labels, _buckets(s.time_to_first_token),
                                  s.time_to_first_token.sum)
-        for provider, n in sorted(flights.items()):
+        for provider, n in sorted(snap.in_flight.items()):
             in_flight.add_metric([provider], n)
         yield from (requests, errors, retries, failovers, tokens, cost, duration, first,
                     in_flight)
 
-    def _attempts(self, snaps: list[MetricsSnapshot]) -> Iterator[Metric]:
+    def _attempts(self, snap: MetricsSnapshot) -> Iterator[Metric]:
         """Each credential's attempts as its key pool counted them (the same model)."""
-        rows: dict[tuple[str, str], list[float]] = {}
-        for snap in snaps:
-            for c in snap.credentials:
-                row = rows.setdefault((c.provider, c.id), [0, 0, 0, 0, 0.0])
-                for i, n in enumerate((c.successes, c.errors, c.refreshes, c.refresh_errors,
-                                       c.latency_total)):
-                    row[i] += n
-        if not rows:
+        if not snap.credentials:
             return
         labels = ["provider", "credential", "outcome"]
         attempts = CounterMetricFamily(
@@ -168,27 +152,17 @@ class AipkCollector:
         seconds = CounterMetricFamily(
             "aipk_credential_attempt_seconds", "Seconds spent in the credential's attempts.",
             labels=["provider", "credential"])
-        for (provider, cid), (ok, failed, refreshed, refresh_failed, spent) in sorted(
-                rows.items()):
-            attempts.add_metric([provider, cid, "success"], ok)
-            attempts.add_metric([provider, cid, "error"], failed)
-            refreshes.add_metric([provider, cid, "success"], refreshed)
-            refreshes.add_metric([provider, cid, "error"], refresh_failed)
-            seconds.add_metric([provider, cid], spent)
+        for c in snap.credentials:
+            attempts.add_metric([c.provider, c.id, "success"], c.successes)
+            attempts.add_metric([c.provider, c.id, "error"], c.errors)
+            refreshes.add_metric([c.provider, c.id, "success"], c.refreshes)
+            refreshes.add_metric([c.provider, c.id, "error"], c.refresh_errors)
+            seconds.add_metric([c.provider, c.id], c.latency_total)
         yield from (attempts, refreshes, seconds)
 
-    def _targets(self, snaps: list[MetricsSnapshot]) -> Iterator[Metric]:
+    def _targets(self, snap: MetricsSnapshot) -> Iterator[Metric]:
         """Each router target's statistics (the same model)."""
-        counts: dict[str, list[int]] = {}
-        ewmas: dict[str, float] = {}
-        for snap in snaps:
-            for name, t in snap.targets.items():
-                row = counts.setdefault(name, [0, 0, 0])
-                for i, key in enumerate(("successes", "errors", "cancelled")):
-                    row[i] += t[key]
-                if t["ewma_latency"] is not None:  # in several models: the last one's
-                    ewmas[name] = t["ewma_latency"]
-        if not counts:
+        if not snap.targets:
             return
         calls = CounterMetricFamily("aipk_router_target_calls",
                                     "Router calls to the target that ended, by outcome.",
@@ -197,23 +171,17 @@ class AipkCollector:
             "aipk_router_target_latency_ewma_seconds",
             "Smoothed latency the lowest_latency strategy ranks the target by.",
             labels=["target"])
-        for name, row in sorted(counts.items()):
-            for outcome, n in zip(("success", "error", "cancelled"), row, strict=True):
-                calls.add_metric([name, outcome], n)
-            if name in ewmas:
-                ewma.add_metric([name], ewmas[name])
+        for name, t in sorted(snap.targets.items()):
+            for outcome, key in (("success", "successes"), ("error", "errors"),
+                                 ("cancelled", "cancelled")):
+                calls.add_metric([name, outcome], t[key])
+            if t["ewma_latency"] is not None:
+                ewma.add_metric([name], t["ewma_latency"])
         yield from (calls, ewma)
 
-    def _routers(self, snaps: list[MetricsSnapshot]) -> Iterator[Metric]:
+    def _routers(self, snap: MetricsSnapshot) -> Iterator[Metric]:
         """Each router's totals, by router name (the same name in several models adds up)."""
-        totals: dict[str, list[float]] = {}
-        for snap in snaps:
-            for name, r in snap.routers.items():
-                row = totals.setdefault(name, [0.0] * 6)
-                for i, n in enumerate((r.requests, r.successes, r.errors, r.cancelled, r.waits,
-                                       r.waited)):
-                    row[i] += n
-        if not totals:
+        if not snap.routers:
             return
         requests = CounterMetricFamily("aipk_router_requests",
                                        "Calls through the router that ended, by outcome.",
@@ -227,12 +195,14 @@ class AipkCollector:
         waited = CounterMetricFamily("aipk_router_wait_seconds",
                                      "Seconds the router paused for a target (max_wait).",
                                      labels=["router"])
-        for name, (started, ok, failed, cancelled, n_waits, seconds) in sorted(totals.items()):
-            for outcome, n in (("success", ok), ("error", failed), ("cancelled", cancelled)):
+        for name, r in sorted(snap.routers.items()):
+            for outcome, n in (("success", r.successes), ("error", r.errors),
+                               ("cancelled", r.cancelled)):
                 requests.add_metric([name, outcome], n)
-            in_flight.add_metric([name], max(0, started - ok - failed - cancelled))
-            waits.add_metric([name], n_waits)
-            waited.add_metric([name], seconds)
+            in_flight.add_metric([name], max(0, r.requests - r.successes - r.errors
+                                             - r.cancelled))
+            waits.add_metric([name], r.waits)
+            waited.add_metric([name], r.waited)
         yield from (requests, in_flight, waits, waited)
 
     def _credential_gauges(self) -> Iterator[Metric]:
@@ -278,23 +248,6 @@ class AipkCollector:
             if status.latency is not None:
                 latency.add_metric(list(pair), status.latency)
         yield from (up, latency)
-
-
-def _merged_series(snaps: list[MetricsSnapshot]) -> tuple[
-        dict[tuple[str, str, str], SeriesSnapshot], set[tuple[str, str, str]]]:
-    """The models' series added up by labels, and the labels whose cost some model does not
-    know (left out: once unknown it stays so, and the other models' parts alone could go
-    down between scrapes)."""
-    merged: dict[tuple[str, str, str], SeriesSnapshot] = {}
-    unpriced: set[tuple[str, str, str]] = set()
-    for snap in snaps:
-        for s in snap.series:
-            key = (s.provider, s.model, s.credential_id)
-            if s.cost is None:
-                unpriced.add(key)
-            seen = merged.get(key)
-            merged[key] = s if seen is None else seen.merge(s)
-    return merged, unpriced
 
 
 def register(registry: CollectorRegistry | None = None, sources: Iterable[Any] | None = None,

@@ -7,6 +7,8 @@
   router target's statistics (`TargetMetrics`, read by ``router.metrics()`` and the
   ``lowest_latency`` strategy) and each router's totals by router name (`RouterMetrics`;
   `RouterTotals` in the snapshot).
+* `snapshot_models()` reads several models as one and `merge_snapshots()` combines snapshots:
+  one rule for what several models add up to (the exporters read their models through it).
 * The ``aipk_observe`` hook ([`aipk.hookspecs`][aipk.hookspecs]) hands plugins one record per call
   start (`CallStarted`), end (`CallFinished`, `CallFailed`,
   `CallCancelled`), retry (`CallRetried`), failover (`CallFailedOver`) and
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
         ObservedEvent,
     )
     from ._keys import CredentialMetrics, CredentialSnapshot
+    from ._merge import merge_snapshots, snapshot_models
     from ._model import LATENCY_BOUNDS, Metrics
     from ._routers import DEFAULT_ROUTER_NAME, RouterMetrics, RouterTotals
     from ._snapshot import Distribution, MetricsSnapshot, SeriesSnapshot
@@ -58,6 +61,8 @@ __all__ = [
     "RouterTotals",
     "SeriesSnapshot",
     "TargetMetrics",
+    "merge_snapshots",
+    "snapshot_models",
 ]
 
 _LAZY = {
@@ -67,6 +72,7 @@ _LAZY = {
     **dict.fromkeys(("Distribution", "MetricsSnapshot", "SeriesSnapshot"), "._snapshot"),
     **dict.fromkeys(("CredentialMetrics", "CredentialSnapshot"), "._keys"),
     "TargetMetrics": "._targets",
+    **dict.fromkeys(("merge_snapshots", "snapshot_models"), "._merge"),
     **dict.fromkeys(("DEFAULT_ROUTER_NAME", "RouterMetrics", "RouterTotals"), "._routers"),
 }
 

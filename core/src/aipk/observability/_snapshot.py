@@ -66,21 +66,30 @@ class Distribution:
                    p99=q(0.99), bucket_counts=tuple(counts), bucket_sums=tuple(sums))
 
     def merge(self, other: Distribution) -> Distribution:
+        """Both distributions' values as one: bucket-wise sums, the smaller min and the larger
+        max, percentiles recomputed. MetricsMergeError when the buckets differ (every
+        distribution aipk records has ``len(LATENCY_BOUNDS) + 1``)."""
         if not other.count:
             return self
         if not self.count:
             return other
+        if (len(self.bucket_counts) != len(other.bucket_counts)
+                or len(self.bucket_sums) != len(other.bucket_sums)):
+            from aipk.errors import MetricsMergeError
+
+            raise MetricsMergeError(
+                f"cannot merge histograms of {len(self.bucket_counts)} and "
+                f"{len(other.bucket_counts)} buckets: build each Distribution with "
+                f"len(aipk.observability.LATENCY_BOUNDS) + 1 bucket_counts and bucket_sums, "
+                f"as Metrics.snapshot() does")
         counts = [a + b for a, b in zip(self.bucket_counts, other.bucket_counts, strict=True)]
         sums = [a + b for a, b in zip(self.bucket_sums, other.bucket_sums, strict=True)]
         return Distribution.of(counts, sums, self.count + other.count, self.sum + other.sum,
-                               min(self.min or 0.0, other.min or 0.0),
-                               max(self.max or 0.0, other.max or 0.0))
+                               smaller(self.min, other.min), larger(self.max, other.max))
 
     def to_dict(self) -> dict[str, Any]:
         return {"count": self.count, "sum": self.sum, "min": self.min, "max": self.max,
                 "mean": self.mean, "p50": self.p50, "p95": self.p95, "p99": self.p99}
-
-
 
 
 @attrs.frozen(kw_only=True, slots=True)
@@ -143,6 +152,11 @@ class SeriesSnapshot:
         }
 
     def merge(self, other: SeriesSnapshot, **labels: str) -> SeriesSnapshot:
+        """This series and ``other`` added up, under ``labels`` (default: this one's), as
+        `MetricsSnapshot.totals` and `MetricsSnapshot.by` add up different series: the cost
+        is the sum of the known costs (None when neither is known). The same series read from
+        several models combines by a stricter rule: see
+        [`merge_snapshots`][aipk.observability.merge_snapshots]."""
         errors = dict(self.errors)
         for name, n in other.errors.items():
             errors[name] = errors.get(name, 0) + n
@@ -186,7 +200,9 @@ class MetricsSnapshot:
 
     @property
     def totals(self) -> SeriesSnapshot:
-        """All series added up (labels ``*``)."""
+        """All series added up (labels ``*``). Its ``cost`` is the sum of the series' known
+        costs (what summing the exporters' cost counters shows), None when no series' cost is
+        known; a series' own cost is unknown once one of its answered calls had no price."""
         total = SeriesSnapshot(provider="*", model="*", credential_id="*")
         for s in self.series:
             total = total.merge(s, provider="*", model="*", credential_id="*")
@@ -240,6 +256,16 @@ class MetricsSnapshot:
     def to_json(self) -> str:
         """`to_dict()` as JSON with sorted keys (stable across runs)."""
         return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def smaller(a: float | None, b: float | None) -> float | None:
+    """The smaller of two optional values (None when both are)."""
+    return b if a is None else a if b is None else min(a, b)
+
+
+def larger(a: float | None, b: float | None) -> float | None:
+    """The larger of two optional values (None when both are)."""
+    return b if a is None else a if b is None else max(a, b)
 
 
 _LEGACY_KEYS = frozenset({"requests", "successes", "retries", "failovers", "input_tokens",
