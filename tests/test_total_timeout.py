@@ -17,6 +17,7 @@ import asyncio
 import time
 from typing import Any
 
+import attrs
 import pytest
 
 import aipk
@@ -365,3 +366,45 @@ def test_the_refresh_after_a_401_is_named_in_the_sync_error(aipk_emulator: Emula
         refreshed(accounts)
     assert isinstance(info.value.__cause__, aipk.AuthenticationError)
     assert info.value.__cause__.status == 401
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_asking_again_for_a_broken_structured_answer_shares_the_total(
+        aipk_emulator: Emulator, how: str) -> None:
+    """``output_retries`` asks again within the one total: two slow broken answers do not
+    each get a whole total of their own (the second could only end past it)."""
+    broken = Reply(text='{"name": "Oslo", "population": "many"}')
+    aipk_emulator.enqueue(Fault.slow_first_byte(0.4, then=broken),
+                          Fault.slow_first_byte(0.4, then=broken),
+                          Reply(text='{"name": "Oslo", "population": 700000}'))
+    timeout = aipk.Timeout(total=TOTAL)
+    options: dict[str, Any] = {"model": "m", "messages": USER, "response_format": City,
+                               "output_retries": 2, "timeout": timeout}
+    started = time.monotonic()
+    with pytest.raises(RequestTimeout) as caught:
+        if how == "sync":
+            with aipk.Client("openai", base_url=aipk_emulator.url("openai"),
+                             api_key="sk-1") as client:
+                client.chat(**options)
+        else:
+            async def main() -> None:
+                transport = aipk.transports.AiohttpTransport() if how == "aiohttp" else None
+                try:
+                    async with aipk.AsyncClient("openai", base_url=aipk_emulator.url("openai"),
+                                                api_key="sk-1", transport=transport) as client:
+                        await client.chat(**options)
+                finally:
+                    if transport is not None:
+                        await transport.close()
+
+            asyncio.run(main())
+    elapsed = time.monotonic() - started
+    assert TOTAL - 0.05 <= elapsed < TOTAL + SLACK, elapsed
+    assert f"aipk.Timeout(total={TOTAL:g})" in str(caught.value)
+    assert len([r for r in aipk_emulator.requests if r.path.endswith("/completions")]) == 2
+
+
+@attrs.frozen
+class City:
+    name: str
+    population: int

@@ -27,6 +27,7 @@ from ._sending import (
     Sent,
     Sleep,
     Transmit,
+    call_deadline,
     send_steps,
 )
 from ._structured import check_output_retries, retry_request
@@ -148,17 +149,21 @@ class AsyncClient(ClientBase):
         (see docs/structured-output.md).
         """
         req = self._checked(self._request(request, fields), check_context)
-        if output_retries:
-            return await self._chat_fixing_output(req, output_retries, retry=retry, headers=headers,
-                                            timeout=timeout, extra_body=extra_body,
-                                            check_context=check_context)
         options = self._call_options(headers, timeout, extra_body)
+        if output_retries:
+            return await self._chat_fixing_output(req, output_retries, retry, options)
+        return await self._chat_once(req, retry, options)
+
+    async def _chat_once(self, req: ChatRequest, retry: RetryPolicy | None,
+                         options: Mapping[str, Any],
+                         deadline: Deadline | None = None) -> ChatResponse:
+        """One chat call (``deadline``: the ``Timeout.total`` it shares with others)."""
         engine = self._engine
         call = engine.start_call(req, False)
         try:
             sent = await self._send(engine.prepare(req, stream=False, **options), req.model,
                                     retry, parse=functools.partial(engine.chat_response, req),
-                                    call=call)
+                                    call=call, shared=deadline)
             answer: ChatResponse = sent.value
         except BaseException as exc:
             call.failed(exc)
@@ -169,12 +174,15 @@ class AsyncClient(ClientBase):
         return answer
 
     async def _chat_fixing_output(self, request: ChatRequest, tries_left: int,
-                            **options: Any) -> ChatResponse:
-        """``chat()`` asking again after answers that break the ``response_format``."""
+                                  retry: RetryPolicy | None,
+                                  options: Mapping[str, Any]) -> ChatResponse:
+        """``chat()`` asking again after answers that break the ``response_format``, every
+        ask within the one ``Timeout.total`` (when set)."""
         tries_left = check_output_retries(tries_left)
+        deadline = call_deadline(options, self.timeout)
         while True:
             try:
-                return await self.chat(request, **options)
+                return await self._chat_once(request, retry, options, deadline)
             except StructuredOutputError as exc:
                 again = retry_request(request, exc) if tries_left else None
                 if again is None:
@@ -242,17 +250,21 @@ class AsyncClient(ClientBase):
     async def _send(self, prepared: HttpRequest, model: str, retry: RetryPolicy | None, *,
                     parse: Parse | None = None,
                     stream: ChatRequest | None = None,
-              call: Call | None = None, deadline: Deadline | None = None) -> (
-            Sent[AsyncResponse]):
+              call: Call | None = None, deadline: Deadline | None = None,
+              shared: Deadline | None = None) -> Sent[AsyncResponse]:
         """Drive `send_steps()` (see `aipk.Client._send()`). With ``Timeout.total`` the
         whole drive runs under one asyncio timeout (`_send_within()`); ``deadline`` is its
-        end."""
+        end. ``shared``: a total already running, shared with the call's other asks (else
+        the request's own total, if any, starts now)."""
         if self._closed:
             raise ClientClosedError(type(self).__name__)
         if deadline is None:
-            total = (prepared.timeout or self.timeout).total
-            if total is not None:
-                return await self._send_within(total, prepared, model, retry, parse=parse,
+            if shared is None:
+                total = (prepared.timeout or self.timeout).total
+                if total is not None:
+                    shared = Deadline(total)
+            if shared is not None:
+                return await self._send_within(shared, prepared, model, retry, parse=parse,
                                                stream=stream, call=call)
             steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream,
                                call=call)
@@ -298,22 +310,23 @@ class AsyncClient(ClientBase):
                 except AuthenticationError as failed:
                     value = failed
 
-    async def _send_within(self, total: float, prepared: HttpRequest, model: str,
+    async def _send_within(self, deadline: Deadline, prepared: HttpRequest, model: str,
                            retry: RetryPolicy | None, *, parse: Parse | None,
                            stream: ChatRequest | None, call: Call | None) -> (
             Sent[AsyncResponse]):
-        """`_send()` bounded by ``Timeout(total=total)``: cancelled when it passes (the
-        response being read is closed) and a RequestTimeout raised."""
-        deadline = Deadline(total)
+        """`_send()` bounded by ``deadline`` (a ``Timeout(total=...)``): cancelled when it
+        passes (the response being read is closed) and a RequestTimeout raised."""
+        total = deadline.total
+        left = max(deadline.at - time.monotonic(), 0.0)
         sending = self._send(prepared, model, retry, parse=parse, stream=stream, call=call,
                              deadline=deadline)
         timeout_cm = getattr(asyncio, "timeout", None)
         if timeout_cm is None:  # Python 3.10
             try:
-                return await asyncio.wait_for(sending, total)
+                return await asyncio.wait_for(sending, left)
             except asyncio.TimeoutError:
                 raise self._total_timeout_error("before the answer arrived", total) from None
-        scope = timeout_cm(total)
+        scope = timeout_cm(left)
         try:
             async with scope:
                 return await sending

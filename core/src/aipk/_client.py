@@ -29,6 +29,7 @@ from ._sending import (
     Sent,
     Sleep,
     Transmit,
+    call_deadline,
     send_steps,
 )
 from ._structured import check_output_retries, retry_request
@@ -152,16 +153,20 @@ class Client(ClientBase):
         (see docs/structured-output.md).
         """
         req = self._checked(self._request(request, fields), check_context)
-        if output_retries:
-            return self._chat_fixing_output(req, output_retries, retry=retry, headers=headers,
-                                            timeout=timeout, extra_body=extra_body,
-                                            check_context=check_context)
         options = self._call_options(headers, timeout, extra_body)
+        if output_retries:
+            return self._chat_fixing_output(req, output_retries, retry, options)
+        return self._chat_once(req, retry, options)
+
+    def _chat_once(self, req: ChatRequest, retry: RetryPolicy | None,
+                   options: Mapping[str, Any], deadline: Deadline | None = None) -> ChatResponse:
+        """One chat call (``deadline``: the ``Timeout.total`` it shares with others)."""
         engine = self._engine
         call = engine.start_call(req, False)
         try:
             sent = self._send(engine.prepare(req, stream=False, **options), req.model, retry,
-                              parse=functools.partial(engine.chat_response, req), call=call)
+                              parse=functools.partial(engine.chat_response, req), call=call,
+                              deadline=deadline)
             answer: ChatResponse = sent.value
         except BaseException as exc:
             call.failed(exc)
@@ -172,12 +177,14 @@ class Client(ClientBase):
         return answer
 
     def _chat_fixing_output(self, request: ChatRequest, tries_left: int,
-                            **options: Any) -> ChatResponse:
-        """``chat()`` asking again after answers that break the ``response_format``."""
+                            retry: RetryPolicy | None, options: Mapping[str, Any]) -> ChatResponse:
+        """``chat()`` asking again after answers that break the ``response_format``, every
+        ask within the one ``Timeout.total`` (when set)."""
         tries_left = check_output_retries(tries_left)
+        deadline = call_deadline(options, self.timeout)
         while True:
             try:
-                return self.chat(request, **options)
+                return self._chat_once(request, retry, options, deadline)
             except StructuredOutputError as exc:
                 again = retry_request(request, exc) if tries_left else None
                 if again is None:
@@ -243,20 +250,22 @@ class Client(ClientBase):
 
     def _send(self, prepared: HttpRequest, model: str, retry: RetryPolicy | None, *,
               parse: Parse | None = None, stream: ChatRequest | None = None,
-              call: Call | None = None) -> Sent[Response]:
+              call: Call | None = None, deadline: Deadline | None = None) -> Sent[Response]:
         """Drive `send_steps()`: acquire, sign, send, read, recover, fail
-        over, retry."""
+        over, retry (``deadline``: a ``Timeout.total`` already running, shared with the
+        call's other asks; else the request's own total, if any, starts now)."""
         if self._closed:
             raise ClientClosedError(type(self).__name__)
         timeout = prepared.timeout or self.timeout
         transport = self._transport
         sleep = self._sleep
         prime: Callable[[Prime], Any] = _prime
-        if timeout.total is None:
+        if deadline is None and timeout.total is not None:
+            deadline = Deadline(timeout.total)
+        if deadline is None:
             steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream,
                                call=call)
         else:  # Timeout.total: bound every step by the call's deadline
-            deadline = Deadline(timeout.total)
             steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream,
                                call=call, deadline=deadline)
             transport, sleep, prime = _within(self, transport, timeout, deadline)
@@ -294,7 +303,7 @@ class Client(ClientBase):
             else:
                 assert isinstance(step, Recover)  # the last kind of step
                 try:
-                    if timeout.total is None:
+                    if deadline is None:
                         value = source.recover(step.credential, step.error)
                     else:  # the refresh may take only the time the call has left
                         value = _recover_by(self, step, deadline)

@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ._http import HttpRequest
+from ._http import HttpRequest, Timeout
 from ._messages import ChatRequest
 from ._providers import Credential
 from ._ratelimit import RateLimitState
@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from .observability._call import Call
 
 __all__ = ["Acquire", "Admit", "Deadline", "Prime", "Primed", "ReadBody", "Recover", "Sent",
-           "Sleep", "Transmit", "send_steps"]
+           "Sleep", "Transmit", "call_deadline", "send_steps"]
 
 #: Turns a whole response body (with its headers and rate-limit state) into the answer.
 Parse = Callable[[bytes, Mapping[str, str], "RateLimitState | None"], Any]
@@ -81,6 +81,15 @@ class Deadline:
     def __init__(self, total: float) -> None:
         self.total = total
         self.at = time.monotonic() + total
+
+
+def call_deadline(options: Mapping[str, Any], client_timeout: Timeout) -> Deadline | None:
+    """The ``Timeout.total`` of a call with these call options (``timeout=``, else the
+    client's), started now; None without one. What a call of several asks
+    (``output_retries``) shares."""
+    timeout: Timeout | None = options.get("timeout")
+    total = (timeout or client_timeout).total
+    return None if total is None else Deadline(total)
 
 
 class Sleep:
