@@ -14,6 +14,7 @@ import attrs
 from aipk._messages import ChatRequest
 from aipk._responses import ChatResponse
 from aipk.errors import AllTargetsFailedError, ProviderError, RequestTimeout, TransportError
+from aipk.observability._routers import DEFAULT_ROUTER_NAME
 
 from ._core import _Call, _Core, _TargetState
 from ._policy import classify, is_context_window_error
@@ -259,8 +260,9 @@ class _Run:
                                                  else None)
         before = error.before_first_byte if isinstance(error, TransportError) else True
         tried = "; ".join(self.log)
+        named = "the router" if core.name == DEFAULT_ROUTER_NAME else f"router {core.name!r}"
         timeout = RequestTimeout(
-            f"no answer from router {core.name!r} within the call's total timeout, "
+            f"no answer from {named} within the call's total timeout, "
             f"aipk.Timeout(total={self.call.total:g}) (it ran out {what}"
             f"{'; before: ' + tried if tried else ''}); raise total in timeout=, or leave it "
             f"unset to bound only each target's waits (connect, read)",
