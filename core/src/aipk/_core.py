@@ -293,7 +293,7 @@ class Engine:
     def _key(self, model: str, credential_id: str | None) -> tuple[str, str, str]:
         if credential_id is None:
             credential_id = self.credential.id if self.credential is not None else "none"
-        return (self.provider.name, credential_id, model)
+        return (self.provider.spec.name, credential_id, model)  # `Provider.name`, inline
 
     def _no_plugin(self, hook: str) -> PluginError:
         return PluginError(

@@ -203,17 +203,26 @@ class MemoryStore:
     def update(self, namespace: str, key: str, fn: Callable[[T | None], T | None], *,
                ttl: float | None = None) -> T | None:
         k = (namespace, key)
-        now = self._clock()
         with self._lock:
             entry = self._data.get(k)
             old: T | None = None
-            if entry is not None and (entry[1] is None or entry[1] > now):
-                old = entry[0]
+            if entry is not None:
+                expires = entry[1]
+                # the clock is read only for an entry that expires (rate-limit states do not)
+                if expires is None or expires > self._clock():
+                    old = entry[0]
             new = fn(old)
             if new is None:
                 self._data.pop(k, None)
             elif new is not old:
-                self._write(k, new, ttl, now)
+                if ttl is None and not self._heap:  # nothing expires: no clock, no purge
+                    data = self._data
+                    data.pop(k, None)  # re-inserted: least recently written first
+                    data[k] = (new, None)
+                    if len(data) > self.max_entries:
+                        del data[next(iter(data))]
+                else:
+                    self._write(k, new, ttl, self._clock())
             return new
 
     def delete(self, namespace: str, key: str) -> None:
