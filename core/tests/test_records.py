@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aipk._http import HttpRequest, encode_json, redact_headers, redact_url
+from aipk._http import HttpRequest, Timeout, encode_json, redact_headers, redact_url
 from aipk._messages import ChatRequest, Image, Message, Tool, ToolCall, ToolChoice
 from aipk._providers import Credential, Secret
 from aipk._responses import (
@@ -472,6 +472,18 @@ def test_http_request_with_headers() -> None:
     assert new.headers == {"a": "1", "b": "3", "c": "4"}
     assert req.headers == {"a": "1", "b": "2"}
     assert req.merge_headers({"a": "0"}).headers == {"a": "0", "b": "2"}
+
+
+def test_merge_headers_copies_every_other_field() -> None:
+    # merge_headers sets each field of the copy itself: a new field must be copied there too
+    assert [f.name for f in attrs.fields(HttpRequest)] == [
+        "method", "url", "headers", "json", "content", "timeout"]
+    req = HttpRequest(method="PUT", url="https://h", headers={"a": "1"}, json={"x": 1},
+                      content=b"raw", timeout=Timeout(total=3.0))
+    merged = req.merge_headers({"b": "2"})
+    assert merged == attrs.evolve(req, headers={"a": "1", "b": "2"})
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        merged.url = "https://other"  # type: ignore[misc]
 
 
 # --- Usage -------------------------------------------------------------------------------------
