@@ -163,8 +163,7 @@ class Client(ClientBase):
         except BaseException as exc:
             call.failed(exc)
             raise
-        if answer.usage is not None:
-            self._credentials.add_tokens(sent.credential, answer.usage.total_tokens or 0)
+        # (the answer's tokens were counted for the key with its success: see send_steps)
         call.finished(sent.credential.id, answer.usage, answer, answer.cost)
         return answer
 
