@@ -356,7 +356,7 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
         model=data.get("model") or request.model,
         # _message() inline for the usual text-only answer
         message=(_message(provider, msg) if get("tool_calls") or get("function_call")
-                 else Message(role="assistant", content=content)),
+                 else Message.assistant(content)),
         finish_reason=reason,
         raw_finish_reason=raw,
         usage=parse_usage(usage) if usage else None,
