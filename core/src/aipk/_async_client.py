@@ -155,7 +155,10 @@ class AsyncClient(ClientBase):
         engine = self._engine
         call = engine.start_call(req, False)
         try:
-            sent = await self._send(engine.prepare(req, stream=False, **options), req.model,
+            # (``**options`` only when there are some: unpacking even an empty mapping costs)
+            prepared = (engine.prepare(req, False, **options) if options
+                        else engine.prepare(req, False))
+            sent = await self._send(prepared, req.model,
                                     retry, parse=functools.partial(engine.chat_response, req),
                                     call=call)
             answer: ChatResponse = sent.value

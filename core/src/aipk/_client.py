@@ -157,7 +157,10 @@ class Client(ClientBase):
         engine = self._engine
         call = engine.start_call(req, False)
         try:
-            sent = self._send(engine.prepare(req, stream=False, **options), req.model, retry,
+            # (``**options`` only when there are some: unpacking even an empty mapping costs)
+            prepared = (engine.prepare(req, False, **options) if options
+                        else engine.prepare(req, False))
+            sent = self._send(prepared, req.model, retry,
                               parse=functools.partial(engine.chat_response, req), call=call)
             answer: ChatResponse = sent.value
         except BaseException as exc:
