@@ -345,7 +345,7 @@ class Engine:
         usage = response.usage
         cost = None
         if usage is not None and response.cost is None and self.telemetry.prices:
-            cost = self.cost(request.model, usage, response.model)
+            cost = self.telemetry.cost(request.model, usage, response.model)  # `self.cost()`
         if type(response) is ChatResponse and response.request_id is None and (
                 response.rate_limit is None):
             # The plugin's new record, not yet seen by anyone else (the hook's contract): fill
