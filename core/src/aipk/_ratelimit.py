@@ -317,8 +317,13 @@ class RateLimitState:
         if (type(self) is RateLimitState and type(newer) is RateLimitState
                 and self.not_before is None and self.credits_remaining is None
                 and newer.observed_at >= self.observed_at
-                and (self.requests is None or _complete(newer.requests))
-                and (self.tokens is None or _complete(newer.tokens))
+                # `_complete()` inline for the two windows nearly every provider reports
+                and (self.requests is None or (
+                    (window := newer.requests) is not None and window.limit is not None
+                    and window.remaining is not None and window.reset_at is not None))
+                and (self.tokens is None or (
+                    (window := newer.tokens) is not None and window.limit is not None
+                    and window.remaining is not None and window.reset_at is not None))
                 and (self.input_tokens is None or _complete(newer.input_tokens))
                 and (self.output_tokens is None or _complete(newer.output_tokens))
                 and (self.daily_requests is None or _complete(newer.daily_requests))
@@ -342,6 +347,11 @@ class RateLimitState:
         if type(self) is not RateLimitState:  # a subclass may have more fields
             return attrs.evolve(self, **changes)  # type: ignore[arg-type]
         return RateLimitState(**changes)  # type: ignore[arg-type]
+
+    def _merged_onto(self, old: RateLimitState | None) -> RateLimitState:
+        """``old`` updated by this state (this state when there is none): the tracker's
+        update, a bound method rather than a closure made per update."""
+        return self if old is None else old.merge(self)
 
     def windows(self) -> dict[str, RateLimitWindow]:
         """The windows the provider reported, by field name (``"requests"``, ``"tokens"``
@@ -417,10 +427,7 @@ class RateLimitTracker:
         return self._store
 
     def update(self, key: TrackerKey, state: RateLimitState) -> RateLimitState:
-        def merge(old: RateLimitState | None) -> RateLimitState:
-            return state if old is None else old.merge(state)
-
-        merged = self._store.update(self.NAMESPACE, "\x1f".join(key), merge)
+        merged = self._store.update(self.NAMESPACE, "\x1f".join(key), state._merged_onto)
         return state if merged is None else merged
 
     def get(self, key: TrackerKey) -> RateLimitState | None:
