@@ -196,9 +196,8 @@ class MemoryStore:
         return value
 
     def set(self, namespace: str, key: str, value: Any, *, ttl: float | None = None) -> None:
-        now = self._clock()
         with self._lock:
-            self._write((namespace, key), value, ttl, now)
+            self._write((namespace, key), value, ttl)
 
     def update(self, namespace: str, key: str, fn: Callable[[T | None], T | None], *,
                ttl: float | None = None) -> T | None:
@@ -215,14 +214,7 @@ class MemoryStore:
             if new is None:
                 self._data.pop(k, None)
             elif new is not old:
-                if ttl is None and not self._heap:  # nothing expires: no clock, no purge
-                    data = self._data
-                    data.pop(k, None)  # re-inserted: least recently written first
-                    data[k] = (new, None)
-                    if len(data) > self.max_entries:
-                        del data[next(iter(data))]
-                else:
-                    self._write(k, new, ttl, self._clock())
+                self._write(k, new, ttl)
             return new
 
     def delete(self, namespace: str, key: str) -> None:
@@ -290,15 +282,20 @@ class MemoryStore:
             self._heap.clear()
             self._windows.clear()
 
-    def _write(self, k: _Key, value: Any, ttl: float | None, now: float) -> None:
-        # Lock held. Re-insert so dict order is least recently written first.
+    def _write(self, k: _Key, value: Any, ttl: float | None) -> None:
+        # Lock held. Re-insert so dict order is least recently written first. The clock is
+        # read only when something expires (rate-limit states, written on every response,
+        # never do).
         data = self._data
         data.pop(k, None)
-        expires = None if ttl is None else now + ttl
-        data[k] = (value, expires)
-        if expires is not None:
-            heapq.heappush(self._heap, (expires, k))
-        if self._heap:  # else nothing to purge (nor a heap to compact)
+        if ttl is None:
+            data[k] = (value, None)
+            if self._heap:  # else nothing to purge (nor a heap to compact)
+                self._purge(self._clock())
+        else:
+            now = self._clock()
+            data[k] = (value, now + ttl)
+            heapq.heappush(self._heap, (now + ttl, k))
             self._purge(now)
         while len(data) > self.max_entries:
             del data[next(iter(data))]
