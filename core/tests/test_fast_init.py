@@ -41,7 +41,8 @@ FAST = fast_init(_record())
 
 KWARGS = st.fixed_dictionaries(
     {"name": st.sampled_from(["a", "b", "bad"])},
-    optional={"items": st.lists(st.integers()), "extra": st.dictionaries(st.text(), st.integers()),
+    optional={"items": st.lists(st.integers()) | st.just(()) | st.tuples(st.integers()),
+              "extra": st.dictionaries(st.text(), st.integers()),
               "total": st.integers(), "flag": st.booleans(), "unknown": st.integers()})
 
 
@@ -94,3 +95,28 @@ def test_records_it_cannot_reproduce_are_refused() -> None:
 
     with pytest.raises(TypeError, match="not a slotted record"):
         fast_init(NoSlots)
+
+
+def test_a_default_the_converter_keeps_is_not_converted_again() -> None:
+    calls: list[Any] = []
+
+    def to_tuple(value: Any) -> tuple[Any, ...]:
+        calls.append(value)
+        return tuple(value)
+
+    def to_list(value: Any) -> list[Any]:
+        calls.append(value)
+        return list(value)
+
+    @attrs.frozen(kw_only=True)
+    class Record:
+        kept: tuple[int, ...] = attrs.field(default=(), converter=to_tuple)
+        copied: list[int] = attrs.field(default=(), converter=to_list)
+
+    fast_init(Record)
+    calls.clear()
+    made = Record()
+    assert made.kept == () and made.copied == []
+    assert calls == [()]  # only the converter that changes its default ran
+    calls.clear()
+    assert Record(kept=[1], copied=[2]) == Record(kept=(1,), copied=[2]) and len(calls) == 4

@@ -2,16 +2,29 @@
 
 `RateLimitState.merge` returns the newer state itself when it says everything the older one
 says (the usual update, on every response); `RateLimitState.wait_time` checks its six windows
-by hand. Both are compared here with the general rules written out plainly.
+by hand; `parse_reset` returns a relative reset that is surely in range without its range
+checks; `RateLimitWindow.from_values` builds its window without the keyword call. Each is
+compared here with the general rules written out plainly.
 """
 
 from __future__ import annotations
 
 import attrs
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aipk._ratelimit import RateLimitState, RateLimitWindow, parse_count
+from aipk._ratelimit import (
+    MAX_RESET_SECONDS,
+    RateLimitState,
+    RateLimitWindow,
+    _reset_of,
+    parse_count,
+    parse_reset,
+)
+from aipk._ratelimit import (
+    _window as build_window,
+)
 
 _WINDOWS = ("requests", "tokens", "input_tokens", "output_tokens", "daily_requests",
             "daily_tokens")
@@ -111,3 +124,47 @@ def test_window_counts_are_what_parse_count_makes_of_them(value: str | None) -> 
     count = parse_count(value)
     expected = None if count == 0 else count  # a zero limit is a sentinel: both dropped
     assert (window.limit, window.remaining) == (expected, expected)
+
+
+def _reset(value: str, now: float) -> float | None:
+    """The general reset: whatever the text says, checked against the range."""
+    parsed = _reset_of(value)
+    if parsed is None:
+        return None
+    absolute, number = parsed
+    at = number if absolute else now + number
+    if at < now - 1.0 or at - now > MAX_RESET_SECONDS:
+        return None
+    return max(at, now)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.floats(-5.0, MAX_RESET_SECONDS + 5.0) | st.floats(MAX_RESET_SECONDS - 2.0,
+                                                            MAX_RESET_SECONDS + 1.0)
+       | st.sampled_from([0.0, -0.0, -0.5, -1.0, MAX_RESET_SECONDS, MAX_RESET_SECONDS - 1.0]),
+       st.floats(0.0, 2e9) | st.just(1765432109.987654))
+def test_a_relative_reset_is_what_the_range_checks_make_of_it(seconds: float,
+                                                               now: float) -> None:
+    for text in (repr(seconds), f"{seconds}s" if seconds >= 0 else repr(seconds)):
+        assert parse_reset(text, now) == _reset(text, now)
+
+
+@given(st.none() | st.integers(0, 10**6), st.none() | st.integers(0, 10**6),
+       st.none() | st.floats(0, 1e10))
+def test_a_window_built_directly_equals_the_keyword_built(
+        limit: int | None, remaining: int | None, reset_at: float | None) -> None:
+    assert [f.name for f in attrs.fields(RateLimitWindow)] == ["limit", "remaining", "reset_at"]
+    built = build_window(limit, remaining, reset_at)
+    assert type(built) is RateLimitWindow
+    assert built == RateLimitWindow(limit=limit, remaining=remaining, reset_at=reset_at)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        built.limit = 1  # type: ignore[misc]
+
+
+class _Window(RateLimitWindow):
+    pass
+
+
+def test_a_window_subclass_gets_its_own_class() -> None:
+    window = _Window.from_values("10", "5", 1.0)
+    assert type(window) is _Window and window.remaining == 5

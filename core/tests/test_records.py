@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aipk._http import HttpRequest, encode_json, redact_headers, redact_url
+from aipk._http import HttpRequest, Timeout, encode_json, redact_headers, redact_url
 from aipk._messages import ChatRequest, Image, Message, Tool, ToolCall, ToolChoice
 from aipk._providers import Credential, Secret
 from aipk._responses import (
@@ -472,6 +472,38 @@ def test_http_request_with_headers() -> None:
     assert new.headers == {"a": "1", "b": "3", "c": "4"}
     assert req.headers == {"a": "1", "b": "2"}
     assert req.merge_headers({"a": "0"}).headers == {"a": "0", "b": "2"}
+
+
+@given(st.none() | st.text(max_size=20))
+def test_an_assistant_text_message_equals_the_keyword_built(content: str | None) -> None:
+    # Message.assistant builds a text answer's message field by field: every field, in order
+    assert [f.name for f in attrs.fields(Message)] == [
+        "role", "content", "images", "tool_calls", "tool_call_id", "name", "extra", "cache"]
+    made = Message.assistant(content)
+    assert type(made) is Message
+    assert made == Message(role="assistant", content=content)
+    assert made.extra == {} and made.extra is not Message.assistant(content).extra
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        made.content = "x"  # type: ignore[misc]
+
+
+def test_an_assistant_message_that_is_not_text_is_still_checked() -> None:
+    with pytest.raises(InvalidRequestError, match="must be text"):
+        Message.assistant(["part"])  # type: ignore[arg-type]
+    call = ToolCall(id="c1", name="f", arguments="{}")
+    assert Message.assistant(None, tool_calls=[call]).tool_calls == (call,)
+
+
+def test_merge_headers_copies_every_other_field() -> None:
+    # merge_headers sets each field of the copy itself: a new field must be copied there too
+    assert [f.name for f in attrs.fields(HttpRequest)] == [
+        "method", "url", "headers", "json", "content", "timeout"]
+    req = HttpRequest(method="PUT", url="https://h", headers={"a": "1"}, json={"x": 1},
+                      content=b"raw", timeout=Timeout(total=3.0))
+    merged = req.merge_headers({"b": "2"})
+    assert merged == attrs.evolve(req, headers={"a": "1", "b": "2"})
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        merged.url = "https://other"  # type: ignore[misc]
 
 
 # --- Usage -------------------------------------------------------------------------------------

@@ -161,15 +161,17 @@ class AsyncClient(ClientBase):
         engine = self._engine
         call = engine.start_call(req, False)
         try:
-            sent = await self._send(engine.prepare(req, stream=False, **options), req.model,
+            # (``**options`` only when there are some: unpacking even an empty mapping costs)
+            prepared = (engine.prepare(req, False, **options) if options
+                        else engine.prepare(req, False))
+            sent = await self._send(prepared, req.model,
                                     retry, parse=functools.partial(engine.chat_response, req),
                                     call=call, shared=deadline)
             answer: ChatResponse = sent.value
         except BaseException as exc:
             call.failed(exc)
             raise
-        if answer.usage is not None:
-            self._credentials.add_tokens(sent.credential, answer.usage.total_tokens or 0)
+        # (the answer's tokens were counted for the key with its success: see send_steps)
         call.finished(sent.credential.id, answer.usage, answer, answer.cost)
         return answer
 

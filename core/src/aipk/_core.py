@@ -49,6 +49,11 @@ log = logging.getLogger("aipk.http")
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id", "inference-id")
 
 
+#: the slots' own setters (member descriptors) of what `Engine.chat_response` fills in
+_fill_request_id, _fill_rate_limit, _fill_cost = (
+    ChatResponse.__dict__[name].__set__ for name in ("request_id", "rate_limit", "cost"))
+
+
 def request_id_of(headers: Mapping[str, str]) -> str | None:
     for name in _REQUEST_ID_HEADERS:
         value = headers.get(name)
@@ -293,7 +298,7 @@ class Engine:
     def _key(self, model: str, credential_id: str | None) -> tuple[str, str, str]:
         if credential_id is None:
             credential_id = self.credential.id if self.credential is not None else "none"
-        return (self.provider.name, credential_id, model)
+        return (self.provider.spec.name, credential_id, model)  # `Provider.name`, inline
 
     def _no_plugin(self, hook: str) -> PluginError:
         return PluginError(
@@ -340,17 +345,16 @@ class Engine:
         usage = response.usage
         cost = None
         if usage is not None and response.cost is None and self.telemetry.prices:
-            cost = self.cost(request.model, usage, response.model)
+            cost = self.telemetry.cost(request.model, usage, response.model)  # `self.cost()`
         if type(response) is ChatResponse and response.request_id is None and (
                 response.rate_limit is None):
             # The plugin's new record, not yet seen by anyone else (the hook's contract): fill
             # in what only the transport knows in place. A copy of this 12-field frozen record
             # cost 7% of aipk's per-request work.
-            _fill = object.__setattr__
-            _fill(response, "request_id", request_id)
-            _fill(response, "rate_limit", rate_limit)
+            _fill_request_id(response, request_id)
+            _fill_rate_limit(response, rate_limit)
             if cost is not None:
-                _fill(response, "cost", cost)
+                _fill_cost(response, cost)
         else:
             response = response.with_transport_info(request_id, rate_limit, cost)
         if request.response_format is not None:

@@ -88,7 +88,6 @@ def encode_json(data: Any) -> bytes:
 
 
 _new = object.__new__
-_set = object.__setattr__
 
 
 @fast_record(kw_only=True, repr=False)
@@ -136,12 +135,12 @@ class HttpRequest:
         # Every field but the headers comes from this (already built) record: set them
         # directly rather than through the generated keyword __init__ (once per request).
         copy = _new(HttpRequest)
-        _set(copy, "method", self.method)
-        _set(copy, "url", self.url)
-        _set(copy, "headers", merged)
-        _set(copy, "json", self.json)
-        _set(copy, "content", self.content)
-        _set(copy, "timeout", self.timeout)
+        _set_method(copy, self.method)
+        _set_url(copy, self.url)
+        _set_headers(copy, merged)
+        _set_json(copy, self.json)
+        _set_content(copy, self.content)
+        _set_timeout(copy, self.timeout)
         return copy
 
     def __repr__(self) -> str:
@@ -149,6 +148,12 @@ class HttpRequest:
             f"HttpRequest(method={self.method!r}, url={redact(redact_url(self.url))!r}, "
             f"headers={redact_headers(self.headers)!r})"
         )
+
+
+#: the slots' own setters (member descriptors): cheaper than ``object.__setattr__`` by name
+_set_method, _set_url, _set_headers, _set_json, _set_content, _set_timeout = (
+    HttpRequest.__dict__[name].__set__
+    for name in ("method", "url", "headers", "json", "content", "timeout"))
 
 
 def _positive_seconds(_: object, attribute: attrs.Attribute[float], value: float) -> None:

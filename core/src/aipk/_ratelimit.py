@@ -122,6 +122,11 @@ def _count(value: str | None) -> int | None:
     return parse_count(value)
 
 
+#: A relative reset this far ahead or less is in range whatever ``now`` is (a second of margin
+#: for the rounding of ``now + seconds``), so `parse_reset()` returns it without the checks.
+_SURELY_IN_RANGE = MAX_RESET_SECONDS - 1.0
+
+
 def parse_reset(value: str | None, now: float) -> float | None:
     """An absolute reset time (epoch seconds) from a relative duration (``"6ms"``,
     ``"1m30s"``, ``"20"``), unix seconds or milliseconds, an RFC 3339 timestamp or an HTTP
@@ -136,11 +141,13 @@ def parse_reset(value: str | None, now: float) -> float | None:
     if parsed is None:
         return None
     absolute, number = parsed
+    if not absolute and 0.0 <= number < _SURELY_IN_RANGE:  # the usual relative reset
+        return now + number
     at = number if absolute else now + number
     if at < now - 1.0 or at - now > MAX_RESET_SECONDS:
         log.debug("ignoring rate-limit reset %r: out of range", value)
         return None
-    return max(at, now)
+    return at if at > now else now
 
 
 @functools.lru_cache(maxsize=1024)
@@ -237,12 +244,21 @@ class RateLimitWindow:
         information, so limit and remaining are dropped."""
         if limit is None and remaining is None and reset_at is None:
             return None
-        limit_n = _count(limit)
-        remaining_n = _count(remaining)
+        # `_count()` inline for the usual header (a few plain digits)
+        if limit is not None and len(limit) < 20 and limit.isdecimal():
+            limit_n: int | None = int(limit)
+        else:
+            limit_n = parse_count(limit)
+        if remaining is not None and len(remaining) < 20 and remaining.isdecimal():
+            remaining_n: int | None = int(remaining)
+        else:
+            remaining_n = parse_count(remaining)
         if limit_n == 0:
             limit_n = remaining_n = None
         if limit_n is None and remaining_n is None and reset_at is None:
             return None
+        if cls is RateLimitWindow:
+            return _window(limit_n, remaining_n, reset_at)
         return cls(limit=limit_n, remaining=remaining_n, reset_at=reset_at)
 
     def merge(self, newer: RateLimitWindow | None) -> RateLimitWindow:
@@ -271,6 +287,24 @@ class RateLimitWindow:
         if not self.limit or self.remaining is None:
             return None
         return 1.0 - min(self.remaining, self.limit) / self.limit
+
+
+_new = object.__new__
+#: the slots' own setters (member descriptors), as `aipk._records.fast_init` uses them
+_set_limit, _set_remaining, _set_reset_at = (
+    RateLimitWindow.__dict__[name].__set__ for name in ("limit", "remaining", "reset_at"))
+
+
+def _window(limit: int | None, remaining: int | None, reset_at: float | None) -> (
+        RateLimitWindow):
+    """``RateLimitWindow(limit=limit, remaining=remaining, reset_at=reset_at)``, built without
+    the keyword call through the class (which packs and unpacks the keywords: a third of the
+    record's cost). A test checks that it sets every field."""
+    window: RateLimitWindow = _new(RateLimitWindow)
+    _set_limit(window, limit)
+    _set_remaining(window, remaining)
+    _set_reset_at(window, reset_at)
+    return window
 
 
 _WINDOWS = ("requests", "tokens", "input_tokens", "output_tokens", "daily_requests",
@@ -310,8 +344,13 @@ class RateLimitState:
         if (type(self) is RateLimitState and type(newer) is RateLimitState
                 and self.not_before is None and self.credits_remaining is None
                 and newer.observed_at >= self.observed_at
-                and (self.requests is None or _complete(newer.requests))
-                and (self.tokens is None or _complete(newer.tokens))
+                # `_complete()` inline for the two windows nearly every provider reports
+                and (self.requests is None or (
+                    (window := newer.requests) is not None and window.limit is not None
+                    and window.remaining is not None and window.reset_at is not None))
+                and (self.tokens is None or (
+                    (window := newer.tokens) is not None and window.limit is not None
+                    and window.remaining is not None and window.reset_at is not None))
                 and (self.input_tokens is None or _complete(newer.input_tokens))
                 and (self.output_tokens is None or _complete(newer.output_tokens))
                 and (self.daily_requests is None or _complete(newer.daily_requests))
@@ -335,6 +374,11 @@ class RateLimitState:
         if type(self) is not RateLimitState:  # a subclass may have more fields
             return attrs.evolve(self, **changes)  # type: ignore[arg-type]
         return RateLimitState(**changes)  # type: ignore[arg-type]
+
+    def _merged_onto(self, old: RateLimitState | None) -> RateLimitState:
+        """``old`` updated by this state (this state when there is none): the tracker's
+        update, a bound method rather than a closure made per update."""
+        return self if old is None else old.merge(self)
 
     def windows(self) -> dict[str, RateLimitWindow]:
         """The windows the provider reported, by field name (``"requests"``, ``"tokens"``
@@ -410,20 +454,16 @@ class RateLimitTracker:
         return self._store
 
     def update(self, key: TrackerKey, state: RateLimitState) -> RateLimitState:
-        def merge(old: RateLimitState | None) -> RateLimitState:
-            return state if old is None else old.merge(state)
-
-        merged = self._store.update(self.NAMESPACE, _store_key(key), merge)
+        merged = self._store.update(self.NAMESPACE, "\x1f".join(key), state._merged_onto)
         return state if merged is None else merged
 
     def get(self, key: TrackerKey) -> RateLimitState | None:
-        value = self._store.get(self.NAMESPACE, _store_key(key))
+        value = self._store.get(self.NAMESPACE, "\x1f".join(key))
         return value if isinstance(value, RateLimitState) else None
 
     def wait_time(self, key: TrackerKey, now: float, estimated_tokens: int = 0) -> float:
-        state = self.get(key)
-        return 0.0 if state is None else state.wait_time(now, estimated_tokens)
+        state = self._store.get(self.NAMESPACE, "\x1f".join(key))  # `get()`, inline
+        if not isinstance(state, RateLimitState):
+            return 0.0
+        return state.wait_time(now, estimated_tokens)
 
-
-def _store_key(key: TrackerKey) -> str:
-    return "\x1f".join(key)

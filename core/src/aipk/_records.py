@@ -16,7 +16,10 @@ attrs' generated ``__init__`` for a frozen class sets each field with
 (about 100 ns a field; a request builds about fifty). `fast_init()` replaces it with one
 that calls each slot's own descriptor, with the same keyword-only signature, defaults,
 factories, converters and ``__attrs_post_init__``: the same records from the same arguments,
-the same errors for bad ones. Records with validators or ``init=False`` fields keep attrs' own.
+the same errors for bad ones. A converter is not called for a field at its default when it
+returns that default unchanged (``()`` through ``tuple``, ``None`` through a converter that
+keeps None): converters are pure, so the record is the same. Records with validators or
+``init=False`` fields keep attrs' own.
 
 Most records (no base class, no validators, every field in ``__init__``) are not built by attrs'
 general machinery at all: `_quick_class` makes the class attrs would make (the same
@@ -369,6 +372,9 @@ def fast_init(cls: type[_T], *, own_init: bool = True) -> type[_T]:
         if field.converter is not None:
             names[f"_convert_{name}"] = field.converter
             value = f"_convert_{name}({arg})"
+            if f"_default_{name}" in names and _unchanged(field.converter, default):
+                # the default, given or left out, is stored as it is: not converted again
+                value = f"{arg} if {arg} is _default_{name} else {value}"
         names[f"_set_{name}"] = cls.__dict__[name].__set__  # the slot's member descriptor
         lines.append(f"    _set_{name}(self, {value})")
     if hasattr(cls, "__attrs_post_init__"):
@@ -388,6 +394,15 @@ def fast_init(cls: type[_T], *, own_init: bool = True) -> type[_T]:
     init.__module__ = cls.__module__
     cls.__init__ = init  # type: ignore[method-assign]
     return cls
+
+
+def _unchanged(converter: Callable[[Any], Any], default: Any) -> bool:
+    """True when ``converter`` returns ``default`` itself (converters are pure: the default
+    then needs no converting, which saves a call for every field left at its default)."""
+    try:
+        return converter(default) is default
+    except Exception:  # noqa: BLE001 - a default the converter refuses: always convert
+        return False
 
 
 def _init_annotations(fields: tuple[attrs.Attribute[Any], ...]) -> dict[str, Any]:

@@ -47,7 +47,7 @@ from ._http import HttpRequest, Timeout
 from ._messages import ChatRequest
 from ._providers import Credential
 from ._ratelimit import RateLimitState
-from ._responses import StreamEvent
+from ._responses import ChatResponse, StreamEvent
 from ._retry import RetryPolicy
 from .credentials._errors import KeysExhaustedError
 from .credentials._single import Acquire, Recover, SingleCredential
@@ -304,7 +304,11 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
                                               deadline)
                 if not isinstance(got, ProviderError):
                     now = time.monotonic()
-                    source.report_success(credential, latency=now - sent_at)
+                    # an answer's tokens count for the key with its success (one call, not
+                    # a success and then an add_tokens)
+                    usage = got.usage if isinstance(got, ChatResponse) else None
+                    source.report_success(credential, latency=now - sent_at, tokens=0 if (
+                        usage is None) else usage.total_tokens or 0)
                     client._last_credential_id = credential.id
                     return Sent(response, rate_limit, credential, got)
                 error = got

@@ -196,24 +196,25 @@ class MemoryStore:
         return value
 
     def set(self, namespace: str, key: str, value: Any, *, ttl: float | None = None) -> None:
-        now = self._clock()
         with self._lock:
-            self._write((namespace, key), value, ttl, now)
+            self._write((namespace, key), value, ttl)
 
     def update(self, namespace: str, key: str, fn: Callable[[T | None], T | None], *,
                ttl: float | None = None) -> T | None:
         k = (namespace, key)
-        now = self._clock()
         with self._lock:
             entry = self._data.get(k)
             old: T | None = None
-            if entry is not None and (entry[1] is None or entry[1] > now):
-                old = entry[0]
+            if entry is not None:
+                expires = entry[1]
+                # the clock is read only for an entry that expires (rate-limit states do not)
+                if expires is None or expires > self._clock():
+                    old = entry[0]
             new = fn(old)
             if new is None:
                 self._data.pop(k, None)
             elif new is not old:
-                self._write(k, new, ttl, now)
+                self._write(k, new, ttl)
             return new
 
     def delete(self, namespace: str, key: str) -> None:
@@ -281,15 +282,20 @@ class MemoryStore:
             self._heap.clear()
             self._windows.clear()
 
-    def _write(self, k: _Key, value: Any, ttl: float | None, now: float) -> None:
-        # Lock held. Re-insert so dict order is least recently written first.
+    def _write(self, k: _Key, value: Any, ttl: float | None) -> None:
+        # Lock held. Re-insert so dict order is least recently written first. The clock is
+        # read only when something expires (rate-limit states, written on every response,
+        # never do).
         data = self._data
         data.pop(k, None)
-        expires = None if ttl is None else now + ttl
-        data[k] = (value, expires)
-        if expires is not None:
-            heapq.heappush(self._heap, (expires, k))
-        if self._heap:  # else nothing to purge (nor a heap to compact)
+        if ttl is None:
+            data[k] = (value, None)
+            if self._heap:  # else nothing to purge (nor a heap to compact)
+                self._purge(self._clock())
+        else:
+            now = self._clock()
+            data[k] = (value, now + ttl)
+            heapq.heappush(self._heap, (now + ttl, k))
             self._purge(now)
         while len(data) > self.max_entries:
             del data[next(iter(data))]

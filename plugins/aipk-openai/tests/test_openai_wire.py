@@ -600,6 +600,28 @@ def test_usage_counts_are_what_count_makes_of_each_value(data: dict[str, Any]) -
         prompt, completion, total)
 
 
+_details_value = st.one_of(
+    st.none(), st.just([1]), st.text(max_size=2),
+    st.dictionaries(st.sampled_from(["reasoning_tokens", "cached_tokens", "cache_write_tokens",
+                                     "audio_tokens"]), _count_value))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["completion_tokens_details", "prompt_tokens_details"]),
+                       _details_value))
+def test_usage_details_are_what_count_makes_of_each_value(data: dict[str, Any]) -> None:
+    usage = wire.parse_usage(data)
+
+    def detail(key: str, field: str) -> int | None:
+        details = data.get(key)
+        return wire._count(details.get(field)) if isinstance(details, dict) else None
+
+    assert (usage.reasoning_tokens, usage.cache_read_tokens, usage.cache_write_tokens) == (
+        detail("completion_tokens_details", "reasoning_tokens"),
+        detail("prompt_tokens_details", "cached_tokens"),
+        detail("prompt_tokens_details", "cache_write_tokens"))
+
+
 @settings(max_examples=200, deadline=None)
 @given(content=st.none() | st.text(max_size=5), refusal=st.none() | st.text(max_size=5),
        reason=st.none() | st.sampled_from(["stop", "length", "tool_calls", "odd", ""]),

@@ -375,12 +375,15 @@ class CredentialSource(Protocol):
                        error: BaseException) -> Credential | None: ...
 
     def report_success(self, member: HasId | str, *, latency: float = 0.0,
-                       tokens: int = 0) -> None: ...
+                       tokens: int = 0) -> None:
+        """An attempt succeeded; ``tokens``: the whole answer's tokens (a ``chat()``), or 0
+        (a stream, whose tokens come later through `add_tokens`)."""
 
     def report_failure(self, member: HasId | str, error: BaseException | int, *,
                        latency: float = 0.0) -> bool: ...
 
-    def add_tokens(self, member: HasId | str, tokens: int) -> None: ...
+    def add_tokens(self, member: HasId | str, tokens: int) -> None:
+        """Tokens learnt after the attempt's success (a stream's usage, at its end)."""
 
 
 _KEY_FIX = ("give each key alone, one line of printable ASCII characters (surrounding "

@@ -245,12 +245,6 @@ def _count(value: Any) -> int | None:
     return None
 
 
-def _details(data: Mapping[str, Any], key: str, field: str) -> int | None:
-    details = data.get(key)
-    # a dict check, not Mapping: the data is decoded JSON, and an ABC check costs ten times more
-    return _count(details.get(field)) if isinstance(details, dict) else None
-
-
 def parse_usage(data: Mapping[str, Any]) -> Usage:
     """Usage from OpenAI's ``usage`` object; counts that are missing or not whole numbers
     stay None."""
@@ -268,15 +262,28 @@ def parse_usage(data: Mapping[str, Any]) -> Usage:
     if total is None:
         total = (completion if prompt is None else prompt if completion is None
                  else prompt + completion)
-    return Usage(
-        input_tokens=prompt,
-        output_tokens=completion,
-        total_tokens=total,
-        reasoning_tokens=_details(data, "completion_tokens_details", "reasoning_tokens"),
-        cache_read_tokens=_details(data, "prompt_tokens_details", "cached_tokens"),
+    # `_details` inline: each details object looked up once
+    reasoning: int | None = None
+    cache_read: int | None = None
+    cache_write: int | None = None
+    details = get("completion_tokens_details")
+    # a dict check, not Mapping: the data is decoded JSON, and an ABC check costs ten times more
+    if isinstance(details, dict):
+        reasoning = details.get("reasoning_tokens")
+        if type(reasoning) is not int or reasoning < 0:
+            reasoning = _count(reasoning)
+    details = get("prompt_tokens_details")
+    if isinstance(details, dict):
+        cache_read = details.get("cached_tokens")
+        if type(cache_read) is not int or cache_read < 0:
+            cache_read = _count(cache_read)
         # OpenRouter reports prompt-cache writes (Anthropic, Gemini upstreams) there too
-        cache_write_tokens=_details(data, "prompt_tokens_details", "cache_write_tokens"),
-    )
+        cache_write = details.get("cache_write_tokens")
+        if cache_write is not None:
+            cache_write = _count(cache_write)
+    return Usage(input_tokens=prompt, output_tokens=completion, total_tokens=total,
+                 reasoning_tokens=reasoning, cache_read_tokens=cache_read,
+                 cache_write_tokens=cache_write)
 
 
 def _call_parts(call: Mapping[str, Any]) -> tuple[Any, Any]:
@@ -349,7 +356,7 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
         model=data.get("model") or request.model,
         # _message() inline for the usual text-only answer
         message=(_message(provider, msg) if get("tool_calls") or get("function_call")
-                 else Message(role="assistant", content=content)),
+                 else Message.assistant(content)),
         finish_reason=reason,
         raw_finish_reason=raw,
         usage=parse_usage(usage) if usage else None,
