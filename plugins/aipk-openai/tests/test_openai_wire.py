@@ -590,9 +590,9 @@ _count_value = st.one_of(st.none(), st.integers(-5, 10**6), st.floats(allow_nan=
                        _count_value))
 def test_usage_counts_are_what_count_makes_of_each_value(data: dict[str, Any]) -> None:
     usage = wire.parse_usage(data)
-    prompt, completion = (wire._count(data.get("prompt_tokens")),
-                          wire._count(data.get("completion_tokens")))
-    total = wire._count(data.get("total_tokens"))
+    prompt, completion = (aipk.json_count(data.get("prompt_tokens")),
+                          aipk.json_count(data.get("completion_tokens")))
+    total = aipk.json_count(data.get("total_tokens"))
     if total is None:
         total = (completion if prompt is None else prompt if completion is None
                  else prompt + completion)
@@ -614,7 +614,7 @@ def test_usage_details_are_what_count_makes_of_each_value(data: dict[str, Any]) 
 
     def detail(key: str, field: str) -> int | None:
         details = data.get(key)
-        return wire._count(details.get(field)) if isinstance(details, dict) else None
+        return aipk.json_count(details.get(field)) if isinstance(details, dict) else None
 
     assert (usage.reasoning_tokens, usage.cache_read_tokens, usage.cache_write_tokens) == (
         detail("completion_tokens_details", "reasoning_tokens"),

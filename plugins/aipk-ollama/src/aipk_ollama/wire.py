@@ -44,6 +44,7 @@ from aipk import (
     ToolCallDelta,
     Usage,
     UsageEvent,
+    json_count,
 )
 from aipk.errors import InvalidRequestError, ProviderError, StreamError
 from aipk.framing import parse_json
@@ -165,15 +166,11 @@ def build_models_request(provider: Provider) -> HttpRequest:
 # -- responses -------------------------------------------------------------------------------
 
 
-def _count(value: Any) -> int | None:
-    return value if type(value) is int and value >= 0 else None
-
-
 def parse_usage(data: Mapping[str, Any]) -> Usage:
     """Usage from a final object's ``prompt_eval_count`` and ``eval_count``; a count Ollama
     leaves out (``prompt_eval_count`` for a prompt it had cached) stays None."""
-    return Usage(input_tokens=_count(data.get("prompt_eval_count")),
-                 output_tokens=_count(data.get("eval_count")))
+    return Usage(input_tokens=json_count(data.get("prompt_eval_count")),
+                 output_tokens=json_count(data.get("eval_count")))
 
 
 def finish_reason(raw: str | None, tool_calls: bool) -> FinishReason | None:

@@ -32,6 +32,7 @@ from aipk import (
     ToolCallDelta,
     Usage,
     UsageEvent,
+    json_count,
 )
 from aipk.errors import (
     ContentFilteredError,
@@ -236,29 +237,20 @@ def build_models_request(provider: Provider) -> HttpRequest:
 # -- responses -------------------------------------------------------------------------------
 
 
-def _count(value: Any) -> int | None:
-    """A token count: a non-negative whole number, else None (never a string or a bool)."""
-    if type(value) is int:
-        return value if value >= 0 else None
-    if type(value) is float and value.is_integer() and value >= 0:
-        return int(value)
-    return None
-
-
 def parse_usage(data: Mapping[str, Any]) -> Usage:
     """Usage from OpenAI's ``usage`` object; counts that are missing or not whole numbers
     stay None."""
     get = data.get
-    # `_count` inline for the usual non-negative int (the same answer, one call less each)
+    # `json_count` inline for the usual non-negative int (the same answer, one call less each)
     prompt = get("prompt_tokens")
     if type(prompt) is not int or prompt < 0:
-        prompt = _count(prompt)
+        prompt = json_count(prompt)
     completion = get("completion_tokens")
     if type(completion) is not int or completion < 0:
-        completion = _count(completion)
+        completion = json_count(completion)
     total = get("total_tokens")
     if type(total) is not int or total < 0:
-        total = _count(total)
+        total = json_count(total)
     if total is None:
         total = (completion if prompt is None else prompt if completion is None
                  else prompt + completion)
@@ -271,16 +263,16 @@ def parse_usage(data: Mapping[str, Any]) -> Usage:
     if isinstance(details, dict):
         reasoning = details.get("reasoning_tokens")
         if type(reasoning) is not int or reasoning < 0:
-            reasoning = _count(reasoning)
+            reasoning = json_count(reasoning)
     details = get("prompt_tokens_details")
     if isinstance(details, dict):
         cache_read = details.get("cached_tokens")
         if type(cache_read) is not int or cache_read < 0:
-            cache_read = _count(cache_read)
+            cache_read = json_count(cache_read)
         # OpenRouter reports prompt-cache writes (Anthropic, Gemini upstreams) there too
         cache_write = details.get("cache_write_tokens")
         if cache_write is not None:
-            cache_write = _count(cache_write)
+            cache_write = json_count(cache_write)
     return Usage(input_tokens=prompt, output_tokens=completion, total_tokens=total,
                  reasoning_tokens=reasoning, cache_read_tokens=cache_read,
                  cache_write_tokens=cache_write)
