@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import copy
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from ._http import HttpRequest, Timeout
 from .errors import ConfigurationError
@@ -65,10 +65,10 @@ def _read_failure(exc: BaseException) -> TransportFailure:
     return _failure(exc, before_first_byte=False)
 
 
-class ChunkReader(NamedTuple):
-    read: Callable[[], Awaitable[bytes]]
-    errors: tuple[type[BaseException], ...]
-    failure: Callable[[BaseException], TransportFailure]
+#: ``(read, errors, failure)``: a plain tuple (a NamedTuple class costs a first call a
+#: compile per field to build)
+ChunkReader = tuple[Callable[[], Awaitable[bytes]], tuple[type[BaseException], ...],
+                    Callable[[BaseException], TransportFailure]]
 
 
 class _AiohttpResponse:
@@ -104,8 +104,8 @@ class _AiohttpResponse:
         end; an exception in ``errors`` becomes ``failure(exc)``."""
         import aiohttp
 
-        return ChunkReader(self._response.content.readany,
-                           (aiohttp.ClientError, asyncio.TimeoutError), _read_failure)
+        return (self._response.content.readany, (aiohttp.ClientError, asyncio.TimeoutError),
+                _read_failure)
 
     async def drain_end(self) -> None:
         """Read the body's end within `END_GRACE` (see `aipk.transports.drain_end()`): at once
