@@ -140,7 +140,8 @@ def test_most_records_are_built_directly(monkeypatch: pytest.MonkeyPatch) -> Non
             lambda value, self: f"{type(self).__name__}:{value}", takes_self=True))
 
     assert built[0] is Plain and built[1] is Shared  # a ClassVar is no field: built directly
-    assert built[2:] == [None, None, None]  # attrs builds these
+    assert built[2] is Checked  # validators run as attrs runs them (see below)
+    assert built[3:] == [None, None]  # attrs builds these
     assert [f.name for f in attrs.fields(Shared)] == ["name"]
     assert Positional("a").name == "a" and Positional.__match_args__ == ("name",)
     assert Converted(name="a").name == "Converted:a"
@@ -166,6 +167,14 @@ _KINDS: dict[str, Callable[[], Any]] = {
     "metadata": lambda: attrs.field(default=3, metadata={"doc": "x"}),
     "validator": lambda: attrs.field(default=0, validator=attrs.validators.instance_of(int)),
     "no_init": lambda: attrs.field(default=5, init=False),
+    "no_init_factory": lambda: attrs.field(factory=list, init=False),
+    "no_init_self_factory": lambda: attrs.field(
+        default=attrs.Factory(lambda self: 6, takes_self=True), init=False),
+    "no_init_converted": lambda: attrs.field(default="4", init=False, converter=int),
+    "no_init_validated": lambda: attrs.field(default=5, init=False,
+                                             validator=attrs.validators.instance_of(int)),
+    "validated_converted": lambda: attrs.field(default="3", converter=int,
+                                               validator=attrs.validators.instance_of(int)),
     "class_var": lambda: 1,
 }
 
@@ -206,10 +215,6 @@ def _hash(obj: Any) -> Any:
 def test_generated_classes_match_attrs(spec: list[tuple[str, str]], post_init: bool,
                                        fast: bool) -> None:
     build = fast_record(kw_only=True) if fast else record(kw_only=True)
-    if fast and any(kind in ("validator", "no_init") for _, kind in spec):
-        with pytest.raises(TypeError, match="fast_init"):  # attrs' own __init__ needed
-            build(_class(spec, post_init))
-        return
     ours = build(_class(spec, post_init))
     saved = _records._QUICK
     try:
@@ -233,6 +238,39 @@ def test_generated_classes_match_attrs(spec: list[tuple[str, str]], post_init: b
         one.anything = 1
     assert not hasattr(one, "__dict__")
     assert one.own_class() is ours and two.own_class() is theirs
+    validated = {field.alias for field in attrs.fields(ours) if field.init and field.validator}
+    if validated:  # a value its validator refuses: the same error from both
+        wrong = {**arguments, **dict.fromkeys(validated, "x")}
+        with pytest.raises((TypeError, ValueError)) as ours_error:  # a converter's or the
+            ours(**wrong)                                              # validator's own error
+        with pytest.raises((TypeError, ValueError)) as theirs_error:
+            theirs(**wrong)
+        assert type(ours_error.value) is type(theirs_error.value)
+        assert str(ours_error.value) == str(theirs_error.value)
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_validators_and_fields_outside_init_behave_as_attrs_makes_them(fast: bool) -> None:
+    build = fast_record(kw_only=True) if fast else record(kw_only=True)
+
+    @build
+    class Checked:
+        size: int = attrs.field(validator=attrs.validators.instance_of(int))
+        seen: list[int] = attrs.field(factory=list, init=False)
+        unset: int = attrs.field(init=False)
+        level: int = attrs.field(default="2", init=False, converter=int)
+
+    checked = Checked(size=3)
+    assert (checked.size, checked.seen, checked.level) == (3, [], 2)
+    assert not hasattr(checked, "unset")  # attrs leaves it unset too
+    assert str(inspect.signature(Checked)) == "(*, size: 'int') -> None"
+    with pytest.raises(TypeError, match="'size' must be <class 'int'>"):
+        Checked(size="3")  # type: ignore[arg-type]
+    attrs.validators.set_disabled(True)
+    try:
+        assert Checked(size="3").size == "3"  # type: ignore[arg-type]  # validators off
+    finally:
+        attrs.validators.set_disabled(False)
 
 
 @pytest.mark.skipif(not _records._QUICK, reason="this attrs or Python builds every record "

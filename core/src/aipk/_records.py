@@ -15,17 +15,19 @@ attrs' generated ``__init__`` for a frozen class sets each field with
 ``object.__setattr__(self, name, value)``, which looks the name up on the type for every field
 (about 100 ns a field; a request builds about fifty). `fast_init()` replaces it with one
 that calls each slot's own descriptor, with the same keyword-only signature, defaults,
-factories, converters and ``__attrs_post_init__``: the same records from the same arguments,
-the same errors for bad ones. A converter is not called for a field at its default when it
-returns that default unchanged (``()`` through ``tuple``, ``None`` through a converter that
-keeps None): converters are pure, so the record is the same. Records with validators or
-``init=False`` fields keep attrs' own.
+factories, converters, ``init=False`` fields (set to their default or factory, as attrs sets
+them), validators (run after every field is set, unless ``attrs.validators.set_disabled()``)
+and ``__attrs_post_init__``: the same records from the same arguments, the same errors for bad
+ones. A converter is not called for a field at its default when it returns that default
+unchanged (``()`` through ``tuple``, ``None`` through a converter that keeps None): converters
+are pure, so the record is the same. Records with positional fields keep attrs' own.
 
-Most records (no base class, no validators, every field in ``__init__``) are not built by attrs'
-general machinery at all: `_quick_class` makes the class attrs would make (the same
-``__attrs_attrs__``, slots, ``__setattr__``, pickling methods and signature; a test compares
-every aipk record with its attrs-built twin), and its ``__init__`` is compiled by the first
-record made (`_deferred_init`), so a process pays only for the records it uses. This uses
+Most records (no base class, keyword-only fields, no ``on_setattr`` hooks or ``attrs.Converter``
+objects) are not built by attrs' general machinery at all: `_quick_class` makes the class
+attrs would make (the same ``__attrs_attrs__``, slots, ``__setattr__``, pickling methods and
+signature; a test compares every aipk record with its attrs-built twin), and its ``__init__``
+is compiled by the first record made (`_deferred_init`), so a process pays only for the
+records it uses. This uses
 attrs' own internal pieces, so it runs only where they have the shapes it was checked against
 (`_CHECKED_ATTRIBUTE_INIT` …) and before Python 3.13; otherwise attrs builds every record
 itself.
@@ -93,8 +95,9 @@ else:
 
 
 # attrs' own pieces for `_quick_class`: it builds, without attrs' general machinery, the same
-# class attrs would for the common record (fields of plain defaults or ``attrs.field()`` without
-# validators, no base class); anything else, or an attrs whose internals differ, goes to attrs.
+# class attrs would for the common record (fields of plain defaults or keyword-only
+# ``attrs.field()``s, no base class); anything else, or an attrs whose internals differ, goes to
+# attrs.
 #: The shapes of the attrs internals `_quick_class` was checked against (attrs 26.1).
 _CHECKED_ATTRIBUTE_INIT = ("self", "name", "default", "validator", "repr", "cmp", "hash", "init",
                            "inherited", "metadata", "type", "converter", "kw_only", "eq",
@@ -109,6 +112,7 @@ _CHECKED_CLASS_PROPS = ("is_exception", "is_slotted", "has_weakref_slot", "is_fr
                         "added_pickling", "on_setattr_hook", "field_transformer")
 
 try:
+    from attr import _config  # whether validators run (attrs.validators.set_disabled())
     from attr._make import (
         Attribute,
         ClassProps,
@@ -138,6 +142,7 @@ try:
         and ClassProps.__slots__ == _CHECKED_CLASS_PROPS)
 except (ImportError, AttributeError, TypeError):  # pragma: no cover - another attrs
     _QUICK = False
+    _config = None  # type: ignore[assignment]
 
 #: attrs' converter object that can take the instance or field (attrs 24.1 on): attrs builds it.
 _CONVERTER: Any = getattr(attrs, "Converter", ())
@@ -166,8 +171,9 @@ def _quick_class(target: type[_T], *, fast: bool) -> type[_T] | None:
                 name, value, None, True, None, None, True, False, None, annotation, None, True,
                 True, None, True, None, None, _default_init_alias_for(name), True))
             continue
-        if value._validator is not None or not value.init or value.kw_only is False \
-                or value.on_setattr is not None or isinstance(value.converter, _CONVERTER):
+        if value.kw_only is False or value.on_setattr is not None \
+                or isinstance(value.converter, _CONVERTER) or (
+                    not value.init and value._default is NOTHING and value.converter is not None):
             return None
         field = Attribute.from_counting_attr(name, value, True, annotation)
         if not field.alias:
@@ -208,6 +214,7 @@ def _deferred_init(cls: type, fields: list[Any], *, fast: bool) -> None:
         del values["self"]
         cls.__dict__["__init__"](self, **values)
 
+    fields = [field for field in fields if field.init]  # init=False fields take no argument
     aliases = tuple(field.alias for field in fields)
     code = _stub_code(len(aliases)).replace(
         co_varnames=("self", *aliases), co_filename=f"<aipk fast_init {cls.__qualname__}>")
@@ -352,12 +359,32 @@ def fast_init(cls: type[_T], *, own_init: bool = True) -> type[_T]:
     names: dict[str, Any] = {"_NOTHING": attrs.NOTHING}
     params: list[str] = []
     lines: list[str] = []
+    checks: list[str] = []
     for field in fields:
-        if field.validator is not None or not field.init or not field.kw_only:
+        if field.init and not field.kw_only:
             raise TypeError(f"fast_init: {cls.__name__}.{field.name} needs attrs' own __init__")
         arg, name = field.alias, field.name
-        value = arg
         default = field.default
+        if field.validator is not None:  # run as attrs runs them: after every field is set
+            names[f"_validate_{name}"] = field.validator
+            names[f"_attribute_{name}"] = field
+            checks.append(f"        _validate_{name}(self, _attribute_{name}, self.{name})")
+        if not field.init:  # set as attrs sets it: its default or factory, converted
+            if default is attrs.NOTHING:
+                continue
+            names[f"_set_{name}"] = cls.__dict__[name].__set__
+            if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+                names[f"_factory_{name}"] = default.factory
+                value = f"_factory_{name}({'self' if default.takes_self else ''})"
+            else:
+                names[f"_default_{name}"] = default
+                value = f"_default_{name}"
+            if field.converter is not None:
+                names[f"_convert_{name}"] = field.converter
+                value = f"_convert_{name}({value})"
+            lines.append(f"    _set_{name}(self, {value})")
+            continue
+        value = arg
         if default is attrs.NOTHING:
             params.append(arg)
         elif isinstance(default, attrs.Factory):  # type: ignore[arg-type]
@@ -377,6 +404,12 @@ def fast_init(cls: type[_T], *, own_init: bool = True) -> type[_T]:
                 value = f"{arg} if {arg} is _default_{name} else {value}"
         names[f"_set_{name}"] = cls.__dict__[name].__set__  # the slot's member descriptor
         lines.append(f"    _set_{name}(self, {value})")
+    if checks:  # attrs.validators.set_disabled() turns them off, as for attrs' own __init__
+        if _config is None or not hasattr(_config, "_run_validators"):  # pragma: no cover
+            raise TypeError(f"fast_init: {cls.__name__}'s validators need attrs' own __init__")
+        names["_config"] = _config
+        lines.append("    if _config._run_validators is True:")
+        lines.extend(checks)
     if hasattr(cls, "__attrs_post_init__"):
         lines.append("    self.__attrs_post_init__()")
     signature = f"self, *, {', '.join(params)}" if params else "self"
@@ -410,6 +443,8 @@ def _init_annotations(fields: tuple[attrs.Attribute[Any], ...]) -> dict[str, Any
     first parameter's type when it has a converter."""
     annotations: dict[str, Any] = {"return": None}
     for field in fields:
+        if not field.init:
+            continue
         alias = field.alias or field.name
         if field.converter is None:
             if field.type is not None:
