@@ -1,10 +1,12 @@
 """Per-request time against the floors, measured to within a few percent on a noisy machine.
 
     python bench/per_request.py [--rounds 8] [--requests 3000] [--only aiohttp-raw,aipk-aiohttp]
+                                [--concurrency 50]
 
 ``bench/run.py`` measures everything once per round; on this shared VM one 5-round run of its
-per-request column can read anywhere within ±10%. This script measures only sequential async
-requests, but many times: each round runs every client in a fresh worker process (pinned to
+per-request column can read anywhere within ±10%. This script measures only async requests,
+sequential (or ``--concurrency N`` in flight at once, as ``bench/run.py``'s c=50 row), but many
+times: each round runs every client in a fresh worker process (pinned to
 CPU 1, the emulator to CPU 0), in rotating order, for ``--requests`` requests after a warm-up,
 and reports the median wall time and CPU time per request with each client's ratio to the floor
 of its own transport. Alternating clients round by round lets the machine's slow and fast
@@ -31,14 +33,19 @@ from run import _pin, available, rotate_workers, start_emulator  # noqa: E402
 DEFAULT = "httpx-raw,aiohttp-raw,aipk-httpx,aipk-aiohttp"
 
 
-async def _measure(name: str, url: str, requests: int) -> dict[str, float]:
+async def _measure(name: str, url: str, requests: int, concurrency: int = 1) -> (
+        dict[str, float]):
     client = ADAPTERS[name](url)
     await client.setup()
-    for _ in range(100):
-        await client.achat()
+
+    async def lane(count: int) -> None:
+        for _ in range(count):
+            await client.achat()
+
+    await asyncio.gather(*(lane(100 // concurrency or 1) for _ in range(concurrency)))
+    requests -= requests % concurrency  # every lane makes as many
     wall, cpu = time.perf_counter(), time.process_time()
-    for _ in range(requests):
-        await client.achat()
+    await asyncio.gather(*(lane(requests // concurrency) for _ in range(concurrency)))
     out = {"wall_us": (time.perf_counter() - wall) / requests * 1e6,
            "cpu_us": (time.process_time() - cpu) / requests * 1e6}
     await client.aclose()
@@ -50,18 +57,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--only", default=DEFAULT)
+    parser.add_argument("--concurrency", type=int, default=1,
+                        help="requests in flight at once (bench/run.py's c=50 row: 50)")
     parser.add_argument("--worker")
     parser.add_argument("--url")
     args = parser.parse_args()
     if args.worker:
         _pin(1)
-        print(json.dumps(asyncio.run(_measure(args.worker, args.url, args.requests))))
+        print(json.dumps(asyncio.run(_measure(args.worker, args.url, args.requests,
+                                              args.concurrency))))
         return
     names = available([n.strip() for n in args.only.split(",") if n.strip()])
     proc, url = start_emulator(8)
     try:
         samples = rotate_workers(__file__, names, args.rounds,
-                                 ["--url", url, "--requests", str(args.requests)])
+                                 ["--url", url, "--requests", str(args.requests),
+                                  "--concurrency", str(args.concurrency)])
     finally:
         proc.terminate()
     medians: dict[str, dict[str, Any]] = {
