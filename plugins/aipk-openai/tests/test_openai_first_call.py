@@ -2,8 +2,8 @@
 an `AsyncClient` for ``openai`` on the aiohttp transport and asks the emulator once. It loads
 the OpenAI plugin and not the plugin of another provider (an installed distribution whose
 entry points declare another provider), nor importlib.metadata, cattrs, the OAuth code, the key
-pools (one key is a SingleCredential), the sync client or the stream decoding machinery (loaded
-by the first stream)."""
+pools (one key is a SingleCredential), the sync client, the stream decoding machinery (loaded
+by the first stream) or the routers' metrics (loaded by the first router)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ assert text, text
 heavy = sorted(m for m in ("aipk_elsewhere", "importlib.metadata", "cattrs",
                            "aipk.credentials._flows", "aipk.credentials._login",
                            "aipk.credentials._pool", "aipk.credentials._health", "aipk._client",
-                           "aipk._session", "aipk._sniff", "aipk._decoding")
+                           "aipk._session", "aipk._sniff", "aipk._decoding",
+                           "aipk.observability._routers", "aipk.observability._targets")
                if m in sys.modules)
 assert heavy == [], heavy
 assert "aipk_openai.plugin" in sys.modules

@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 from ._histogram import BOUNDS, Histogram
 from ._keys import CredentialMetrics
-from ._routers import RouterMetrics, check_router_name
-from ._targets import TargetMetrics
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # routers' and targets' records load with the first router (see router())
     from aipk._responses import Usage
 
+    from ._routers import RouterMetrics
     from ._snapshot import Distribution, MetricsSnapshot, SeriesSnapshot
+    from ._targets import TargetMetrics
 
 __all__ = ["LATENCY_BOUNDS", "Metrics"]
 
@@ -141,6 +141,8 @@ class Metrics:
             with self._lock:
                 found = self._targets.get(name)
                 if found is None:
+                    from ._targets import TargetMetrics
+
                     found = self._targets[name] = TargetMetrics(window)
         return found
 
@@ -150,6 +152,8 @@ class Metrics:
         ConfigurationError if ``name`` is empty, padded with spaces or not printable."""
         found = self._routers.get(name) if isinstance(name, str) else None
         if found is None:
+            from ._routers import RouterMetrics, check_router_name
+
             check_router_name(name)
             with self._lock:
                 found = self._routers.setdefault(name, RouterMetrics(name))
