@@ -20,6 +20,7 @@ from ._http import AUTH_HEADERS, HttpRequest, Timeout, declare_secret_headers, r
 from ._messages import ChatRequest
 from ._providers import Credential, ModelInfo, Provider
 from ._ratelimit import RateLimitState, RateLimitTracker
+from ._records import slot_setters
 from ._responses import ChatResponse, Usage
 from ._retry import RetryPolicy
 from ._secrets import check_exact, header_problem, masked, redact_error
@@ -49,9 +50,9 @@ log = logging.getLogger("aipk.http")
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id", "inference-id")
 
 
-#: the slots' own setters (member descriptors) of what `Engine.chat_response` fills in
-_fill_request_id, _fill_rate_limit, _fill_cost = (
-    ChatResponse.__dict__[name].__set__ for name in ("request_id", "rate_limit", "cost"))
+#: what `Engine.chat_response` fills in
+_fill_request_id, _fill_rate_limit, _fill_cost = slot_setters(
+    ChatResponse, "request_id", "rate_limit", "cost")
 
 
 def request_id_of(headers: Mapping[str, str]) -> str | None:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import attrs
 
-from ._records import fast_record, record
+from ._records import fast_record, record, slot_setters
 from ._secrets import held_values, redact
 from .errors import ConfigurationError
 
@@ -150,10 +150,8 @@ class HttpRequest:
         )
 
 
-#: the slots' own setters (member descriptors): cheaper than ``object.__setattr__`` by name
-_set_method, _set_url, _set_headers, _set_json, _set_content, _set_timeout = (
-    HttpRequest.__dict__[name].__set__
-    for name in ("method", "url", "headers", "json", "content", "timeout"))
+_set_method, _set_url, _set_headers, _set_json, _set_content, _set_timeout = slot_setters(
+    HttpRequest, "method", "url", "headers", "json", "content", "timeout")
 
 
 def _positive_seconds(_: object, attribute: attrs.Attribute[float], value: float) -> None:

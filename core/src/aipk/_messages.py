@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal
 import attrs
 
 from ._format import ResponseFormat, as_response_format
-from ._records import fast_record, record
+from ._records import fast_record, record, slot_setters
 from ._tools import Tool, as_tool
 from .errors import InvalidRequestError
 
@@ -272,10 +272,9 @@ ToolChoice.REQUIRED = ToolChoice(mode="required")
 ToolChoice.NONE = ToolChoice(mode="none")
 
 
-
 _new = object.__new__
-#: Message's slots' own setters (member descriptors), in field order
-_MESSAGE_SETTERS = tuple(Message.__dict__[field.name].__set__ for field in attrs.fields(Message))
+#: Message's slots' own setters, in field order
+_MESSAGE_SETTERS = slot_setters(Message, *(field.name for field in attrs.fields(Message)))
 
 
 def _assistant_text(content: str | None) -> Message:
@@ -294,6 +293,7 @@ def _assistant_text(content: str | None) -> Message:
     extra(message, {})
     cache(message, False)
     return message
+
 
 def _messages(value: Iterable[Message | Mapping[str, Any]] | str) -> tuple[Message, ...]:
     if isinstance(value, (str, bytes, Message)):

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 
 import attrs
 
-from ._records import fast_record
+from ._records import fast_record, slot_setters
 from .state import MemoryStore, StateStore
 
 __all__ = [
@@ -113,13 +113,6 @@ def parse_count(value: str | None) -> int | None:
         log.debug("ignoring rate-limit count %r: negative sentinel", value)
         return None
     return number
-
-
-def _count(value: str | None) -> int | None:
-    """`parse_count()`, with the usual header (a few plain digits) converted at once."""
-    if value is not None and len(value) < 20 and value.isdecimal():
-        return int(value)
-    return parse_count(value)
 
 
 #: A relative reset this far ahead or less is in range whatever ``now`` is (a second of margin
@@ -244,7 +237,8 @@ class RateLimitWindow:
         information, so limit and remaining are dropped."""
         if limit is None and remaining is None and reset_at is None:
             return None
-        # `_count()` inline for the usual header (a few plain digits)
+        # the usual header (a few plain digits) converted at once; anything else through
+        # `parse_count()`
         if limit is not None and len(limit) < 20 and limit.isdecimal():
             limit_n: int | None = int(limit)
         else:
@@ -290,9 +284,8 @@ class RateLimitWindow:
 
 
 _new = object.__new__
-#: the slots' own setters (member descriptors), as `aipk._records.fast_init` uses them
-_set_limit, _set_remaining, _set_reset_at = (
-    RateLimitWindow.__dict__[name].__set__ for name in ("limit", "remaining", "reset_at"))
+_set_limit, _set_remaining, _set_reset_at = slot_setters(
+    RateLimitWindow, "limit", "remaining", "reset_at")
 
 
 def _window(limit: int | None, remaining: int | None, reset_at: float | None) -> (

@@ -27,10 +27,9 @@ objects) are not built by attrs' general machinery at all: `_quick_class` makes 
 attrs would make (the same ``__attrs_attrs__``, slots, ``__setattr__``, pickling methods and
 signature; a test compares every aipk record with its attrs-built twin), and its ``__init__``
 is compiled by the first record made (`_deferred_init`), so a process pays only for the
-records it uses. This uses
-attrs' own internal pieces, so it runs only where they have the shapes it was checked against
-(`_CHECKED_ATTRIBUTE_INIT` …) and before Python 3.13; otherwise attrs builds every record
-itself.
+records it uses. This uses attrs' own internal pieces, so it runs only where they have the
+shapes it was checked against (`_CHECKED_ATTRIBUTE_INIT` …) and before Python 3.13; otherwise
+attrs builds every record itself.
 """
 
 from __future__ import annotations
@@ -50,7 +49,7 @@ import attrs
 
 _T = TypeVar("_T")
 
-__all__ = ["fast_init", "fast_record", "record"]
+__all__ = ["fast_init", "fast_record", "record", "slot_setters"]
 
 
 def _build(target: type[_T], *, kw_only: bool, repr: bool, fast: bool) -> type[_T]:
@@ -369,10 +368,10 @@ def fast_init(cls: type[_T], *, own_init: bool = True) -> type[_T]:
             names[f"_validate_{name}"] = field.validator
             names[f"_attribute_{name}"] = field
             checks.append(f"        _validate_{name}(self, _attribute_{name}, self.{name})")
+        if not field.init and default is attrs.NOTHING:  # attrs leaves it unset too
+            continue
+        names[f"_set_{name}"] = cls.__dict__[name].__set__  # the slot's member descriptor
         if not field.init:  # set as attrs sets it: its default or factory, converted
-            if default is attrs.NOTHING:
-                continue
-            names[f"_set_{name}"] = cls.__dict__[name].__set__
             if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
                 names[f"_factory_{name}"] = default.factory
                 value = f"_factory_{name}({'self' if default.takes_self else ''})"
@@ -402,7 +401,6 @@ def fast_init(cls: type[_T], *, own_init: bool = True) -> type[_T]:
             if f"_default_{name}" in names and _unchanged(field.converter, default):
                 # the default, given or left out, is stored as it is: not converted again
                 value = f"{arg} if {arg} is _default_{name} else {value}"
-        names[f"_set_{name}"] = cls.__dict__[name].__set__  # the slot's member descriptor
         lines.append(f"    _set_{name}(self, {value})")
     if checks:  # attrs.validators.set_disabled() turns them off, as for attrs' own __init__
         if _config is None or not hasattr(_config, "_run_validators"):  # pragma: no cover
@@ -427,6 +425,14 @@ def fast_init(cls: type[_T], *, own_init: bool = True) -> type[_T]:
     init.__module__ = cls.__module__
     cls.__init__ = init  # type: ignore[method-assign]
     return cls
+
+
+def slot_setters(cls: type, *names: str) -> tuple[Callable[[Any, Any], None], ...]:
+    """The named slots' own setters (each slot's member descriptor's ``__set__``), for code
+    that fills in a frozen record it is building: about half the cost of
+    ``object.__setattr__(record, name, value)``, which looks the name up on the type. What
+    `fast_init()`'s ``__init__`` calls."""
+    return tuple(cls.__dict__[name].__set__ for name in names)
 
 
 def _unchanged(converter: Callable[[Any], Any], default: Any) -> bool:
