@@ -166,7 +166,7 @@ class AsyncClient(ClientBase):
                         else engine.prepare(req, False))
             sent = await self._send(prepared, req.model,
                                     retry, parse=functools.partial(engine.chat_response, req),
-                                    call=call, shared=deadline)
+                                    call=call, deadline=deadline)
             answer: ChatResponse = sent.value
         except BaseException as exc:
             call.failed(exc)
@@ -253,20 +253,20 @@ class AsyncClient(ClientBase):
                     parse: Parse | None = None,
                     stream: ChatRequest | None = None,
               call: Call | None = None, deadline: Deadline | None = None,
-              shared: Deadline | None = None) -> Sent[AsyncResponse]:
-        """Drive `send_steps()` (see `aipk.Client._send()`). With ``Timeout.total`` the
-        whole drive runs under one asyncio timeout (`_send_within()`); ``deadline`` is its
-        end. ``shared``: a total already running, shared with the call's other asks (else
-        the request's own total, if any, starts now)."""
+              within: bool = False) -> Sent[AsyncResponse]:
+        """Drive `send_steps()` (see `aipk.Client._send()`; ``deadline``: a ``Timeout.total``
+        already running, shared with the call's other asks, else the request's own total, if
+        any, starts now). With a total the whole drive runs under one asyncio timeout
+        (`_send_within()`, which drives it ``within`` that timeout)."""
         if self._closed:
             raise ClientClosedError(type(self).__name__)
-        if deadline is None:
-            if shared is None:
+        if not within:
+            if deadline is None:
                 total = (prepared.timeout or self.timeout).total
                 if total is not None:
-                    shared = Deadline(total)
-            if shared is not None:
-                return await self._send_within(shared, prepared, model, retry, parse=parse,
+                    deadline = Deadline(total)
+            if deadline is not None:
+                return await self._send_within(deadline, prepared, model, retry, parse=parse,
                                                stream=stream, call=call)
             steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream,
                                call=call)
@@ -321,7 +321,7 @@ class AsyncClient(ClientBase):
         total = deadline.total
         left = max(deadline.at - time.monotonic(), 0.0)
         sending = self._send(prepared, model, retry, parse=parse, stream=stream, call=call,
-                             deadline=deadline)
+                             deadline=deadline, within=True)
         timeout_cm = getattr(asyncio, "timeout", None)
         if timeout_cm is None:  # Python 3.10
             try:
