@@ -385,17 +385,28 @@ def _exchange(client: httpx.Client, request: HttpRequest, body: bytes | None, ur
         built = client.build_request(request.method, url, headers=request.headers,
                                      content=body, extensions=extensions)
         return client.send(built, stream=True, follow_redirects=False)
-    except _http_error() as exc:
+    except Exception as exc:
+        error = _send_error(exc, request, client.is_closed, "httpx.Client", deadline=deadline)
+        if error is None:
+            raise
+        raise error from None
+
+
+def _send_error(exc: Exception, request: HttpRequest, closed: bool, kind: str, *,
+                deadline: float | None = None) -> Exception | None:
+    """aipk's error for ``exc``, raised sending ``request`` on an httpx client (``kind``,
+    ``closed`` once closed), as both httpx transports map it: a header that cannot be sent
+    is an InvalidRequestError, a closed client a ClientClosedError, anything else httpx or a
+    header value raised a TransportFailure (a deadline failure once ``deadline`` has
+    passed); None for anything else, to be raised as it is."""
+    if isinstance(exc, _http_error()):
         refused = unsendable(request) if _local_protocol_error(exc) else None
-        if refused is not None:
-            raise refused from None
-        raise _failure(exc, before_first_byte=True, deadline=deadline) from None
-    except (UnicodeError, ValueError) as exc:  # a non-ASCII header value
-        raise (unsendable(request) or _failure(exc, before_first_byte=True)) from None
-    except RuntimeError:
-        if client.is_closed:
-            raise http_client_closed("httpx.Client") from None
-        raise
+        return refused or _failure(exc, before_first_byte=True, deadline=deadline)
+    if isinstance(exc, (UnicodeError, ValueError)):  # a non-ASCII header value
+        return unsendable(request) or _failure(exc, before_first_byte=True)
+    if isinstance(exc, RuntimeError) and closed:
+        return http_client_closed(kind)
+    return None
 
 
 class HttpxTransport:
@@ -535,17 +546,11 @@ class AsyncHttpxTransport:
                                          extensions=timeouts and {"timeout": timeouts})
             sent = await client.send(built, stream=True, follow_redirects=False)
             return _AsyncHttpxResponse(sent)
-        except _http_error() as exc:
-            refused = unsendable(request) if _local_protocol_error(exc) else None
-            if refused is not None:
-                raise refused from None
-            raise _failure(exc, before_first_byte=True) from None
-        except (UnicodeError, ValueError) as exc:  # a non-ASCII header value
-            raise (unsendable(request) or _failure(exc, before_first_byte=True)) from None
-        except RuntimeError:
-            if client.is_closed:
-                raise http_client_closed("httpx.AsyncClient") from None
-            raise
+        except Exception as exc:
+            error = _send_error(exc, request, client.is_closed, "httpx.AsyncClient")
+            if error is None:
+                raise
+            raise error from None
 
     async def close(self) -> None:
         if self._owns:
