@@ -97,6 +97,24 @@ def test_the_usual_update_takes_the_fast_path_and_equals_the_general_merge(
     assert merged == _merged(old, new)
 
 
+@settings(max_examples=400, deadline=None)
+@given(_states, _states)
+def test_the_trackers_update_equals_merge(old: RateLimitState, new: RateLimitState) -> None:
+    assert new._merged_onto(old) == old.merge(new) == _merged(old, new)
+    assert new._merged_onto(None) is new
+
+
+@settings(max_examples=100, deadline=None)
+@given(_states, st.data())
+def test_the_trackers_usual_update_keeps_the_newer_state_itself(
+        old: RateLimitState, data: st.DataObject) -> None:
+    old = attrs.evolve(old, not_before=None, credits_remaining=None)
+    windows = {name: data.draw(_complete) if getattr(old, name) is not None
+               else data.draw(st.none() | _complete) for name in _WINDOWS}
+    new = RateLimitState(**windows, observed_at=old.observed_at + data.draw(st.floats(0, 60)))
+    assert new._merged_onto(old) is new
+
+
 class _Subclass(RateLimitState):
     pass
 
@@ -117,7 +135,9 @@ def test_wait_time_equals_the_general_wait(state: RateLimitState, now: float,
 
 @settings(max_examples=400, deadline=None)
 @given(st.none() | st.text(max_size=25) | st.text("0123456789١٢²", max_size=30)
-       | st.integers(-10**30, 10**30).map(str) | st.sampled_from(["9" * 5000, " 12 "]))
+       | st.integers(-10**30, 10**30).map(str)
+       | st.sampled_from(["9" * 5000, "9" * 19, "9" * 20, " 12 ", "+5", "-0", "1_000", "1.0",
+                          "1.5", "-3", "\t7\n", "1e3", "inf", "nan", "", "٣"]))
 def test_window_counts_are_what_parse_count_makes_of_them(value: str | None) -> None:
     window = RateLimitWindow.from_values(value, value, 5.0)
     assert window is not None

@@ -237,22 +237,40 @@ class RateLimitWindow:
         information, so limit and remaining are dropped."""
         if limit is None and remaining is None and reset_at is None:
             return None
-        # the usual header (a few plain digits) converted at once; anything else through
-        # `parse_count()`
-        if limit is not None and len(limit) < 20 and limit.isdecimal():
-            limit_n: int | None = int(limit)
+        # The usual header (plain digits) through int() at once: `parse_count()` starts with
+        # the same int() and differs only for what int() refuses or a negative number.
+        if limit is None:
+            limit_n: int | None = None
         else:
-            limit_n = parse_count(limit)
-        if remaining is not None and len(remaining) < 20 and remaining.isdecimal():
-            remaining_n: int | None = int(remaining)
+            try:
+                limit_n = int(limit)
+            except ValueError:
+                limit_n = parse_count(limit)
+            else:
+                if limit_n < 0:
+                    limit_n = parse_count(limit)  # None, logged as a negative sentinel
+        if remaining is None:
+            remaining_n: int | None = None
         else:
-            remaining_n = parse_count(remaining)
-        if limit_n == 0:
-            limit_n = remaining_n = None
-        if limit_n is None and remaining_n is None and reset_at is None:
-            return None
+            try:
+                remaining_n = int(remaining)
+            except ValueError:
+                remaining_n = parse_count(remaining)
+            else:
+                if remaining_n < 0:
+                    remaining_n = parse_count(remaining)
+        if not limit_n:  # no limit, or the 0 sentinel (which drops remaining too)
+            if limit_n == 0:
+                limit_n = remaining_n = None
+            if remaining_n is None and reset_at is None:
+                return None
         if cls is RateLimitWindow:
-            return _window(limit_n, remaining_n, reset_at)
+            # `_window()`, inline: this runs for every window of every response
+            window: RateLimitWindow = _new(RateLimitWindow)
+            _set_limit(window, limit_n)
+            _set_remaining(window, remaining_n)
+            _set_reset_at(window, reset_at)
+            return window
         return cls(limit=limit_n, remaining=remaining_n, reset_at=reset_at)
 
     def merge(self, newer: RateLimitWindow | None) -> RateLimitWindow:
@@ -371,7 +389,24 @@ class RateLimitState:
     def _merged_onto(self, old: RateLimitState | None) -> RateLimitState:
         """``old`` updated by this state (this state when there is none): the tracker's
         update, a bound method rather than a closure made per update."""
-        return self if old is None else old.merge(self)
+        if old is None:
+            return self
+        # `old.merge(self)`'s fast path, inline: the tracker runs this for every response
+        if (type(old) is RateLimitState and type(self) is RateLimitState
+                and old.not_before is None and old.credits_remaining is None
+                and self.observed_at >= old.observed_at
+                and (old.requests is None or (
+                    (window := self.requests) is not None and window.limit is not None
+                    and window.remaining is not None and window.reset_at is not None))
+                and (old.tokens is None or (
+                    (window := self.tokens) is not None and window.limit is not None
+                    and window.remaining is not None and window.reset_at is not None))
+                and (old.input_tokens is None or _complete(self.input_tokens))
+                and (old.output_tokens is None or _complete(self.output_tokens))
+                and (old.daily_requests is None or _complete(self.daily_requests))
+                and (old.daily_tokens is None or _complete(self.daily_tokens))):
+            return self
+        return old.merge(self)
 
     def windows(self) -> dict[str, RateLimitWindow]:
         """The windows the provider reported, by field name (``"requests"``, ``"tokens"``
@@ -437,10 +472,12 @@ class RateLimitTracker:
 
     NAMESPACE = "aipk.ratelimit"
 
-    __slots__ = ("_store",)
+    __slots__ = ("_memory", "_store")
 
     def __init__(self, store: StateStore | None = None) -> None:
         self._store: StateStore = MemoryStore() if store is None else store
+        #: a `MemoryStore`'s own dict, read directly by `wait_time()` (before every request)
+        self._memory = self._store._data if type(self._store) is MemoryStore else None
 
     @property
     def store(self) -> StateStore:
@@ -455,7 +492,16 @@ class RateLimitTracker:
         return value if isinstance(value, RateLimitState) else None
 
     def wait_time(self, key: TrackerKey, now: float, estimated_tokens: int = 0) -> float:
-        state = self._store.get(self.NAMESPACE, "\x1f".join(key))  # `get()`, inline
+        name = "\x1f".join(key)
+        memory = self._memory
+        if memory is not None:
+            # `MemoryStore.get()`, inline, for a value that never expires (the tracker's own)
+            entry = memory.get((self.NAMESPACE, name))
+            if entry is None:
+                return 0.0
+            state = entry[0] if entry[1] is None else self._store.get(self.NAMESPACE, name)
+        else:
+            state = self._store.get(self.NAMESPACE, name)  # `get()`, inline
         if not isinstance(state, RateLimitState):
             return 0.0
         return state.wait_time(now, estimated_tokens)

@@ -213,7 +213,15 @@ class MemoryStore:
             new = fn(old)
             if new is None:
                 self._data.pop(k, None)
-            elif new is not old:
+            elif new is old:
+                pass
+            elif ttl is None and entry is not None and not self._heap and (
+                    len(self._data) <= self.max_entries):
+                # `_write()`'s usual case, inline (a rate-limit state replaced on every
+                # response): nothing to expire or purge, and a key already counted
+                del self._data[k]
+                self._data[k] = (new, None)
+            else:
                 self._write(k, new, ttl)
             return new
 
