@@ -1,10 +1,11 @@
 """The rate-limit state's fast paths give what the general rules give.
 
 `RateLimitState.merge` returns the newer state itself when it says everything the older one
-says (the usual update, on every response); `RateLimitState.wait_time` checks its six windows
-by hand; `parse_reset` returns a relative reset that is surely in range without its range
-checks; `RateLimitWindow.from_values` builds its window without the keyword call. Each is
-compared here with the general rules written out plainly.
+says (the usual update, on every response; the tracker's `_merged_onto` too);
+`RateLimitState.wait_time` checks its six windows by hand; `parse_reset` returns a relative
+reset that is surely in range without its range checks; `RateLimitWindow.from_values` converts
+counts with `int()` at once and builds its window, and `RateLimitState.from_windows` its state,
+without the keyword call. Each is compared here with the general rules written out plainly.
 """
 
 from __future__ import annotations
@@ -179,6 +180,33 @@ def test_a_window_built_directly_equals_the_keyword_built(
     assert built == RateLimitWindow(limit=limit, remaining=remaining, reset_at=reset_at)
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         built.limit = 1  # type: ignore[misc]
+
+
+@settings(max_examples=300, deadline=None)
+@given(_window, _window, st.floats(0, 2e9),
+       st.none() | st.floats(0, MAX_RESET_SECONDS))
+def test_from_windows_equals_the_keyword_built_state(
+        requests: RateLimitWindow | None, tokens: RateLimitWindow | None, now: float,
+        retry_after: float | None) -> None:
+    state = RateLimitState.from_windows(requests, tokens, now, retry_after)
+    if requests is None and tokens is None and retry_after is None:
+        assert state is None
+        return
+    expected = RateLimitState(
+        requests=requests, tokens=tokens, observed_at=now,
+        not_before=None if retry_after is None else now + retry_after)
+    assert state is not None and type(state) is RateLimitState and state == expected
+    assert [getattr(state, f.name) for f in attrs.fields(RateLimitState)] == [
+        getattr(expected, f.name) for f in attrs.fields(RateLimitState)]
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        state.observed_at = 1.0  # type: ignore[misc]
+
+
+def test_a_state_subclass_gets_its_own_class_from_windows() -> None:
+    window = RateLimitWindow(limit=10, remaining=5, reset_at=100.0)
+    state = _Subclass.from_windows(window, None, 50.0, 2.0)
+    assert state is not None and type(state) is _Subclass
+    assert state == _Subclass(requests=window, not_before=52.0, observed_at=50.0)
 
 
 class _Window(RateLimitWindow):

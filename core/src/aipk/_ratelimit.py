@@ -386,6 +386,31 @@ class RateLimitState:
             return attrs.evolve(self, **changes)  # type: ignore[arg-type]
         return RateLimitState(**changes)  # type: ignore[arg-type]
 
+    @classmethod
+    def from_windows(cls, requests: RateLimitWindow | None, tokens: RateLimitWindow | None,
+                     now: float, retry_after: float | None = None) -> RateLimitState | None:
+        """The state most providers' headers make: a requests and a tokens window (from
+        `RateLimitWindow.from_values`) and a ``retry-after`` in seconds, read at ``now``;
+        None when all three are None. Equal to ``RateLimitState(requests=requests,
+        tokens=tokens, not_before=now + retry_after, observed_at=now)`` (``not_before`` None
+        without a ``retry_after``), and cheaper: built without the keyword call."""
+        if requests is None and tokens is None and retry_after is None:
+            return None
+        if cls is not RateLimitState:
+            return cls(requests=requests, tokens=tokens, observed_at=now,
+                       not_before=None if retry_after is None else now + retry_after)
+        state: RateLimitState = _new(RateLimitState)
+        _set_requests(state, requests)
+        _set_tokens(state, tokens)
+        _set_input_tokens(state, None)
+        _set_output_tokens(state, None)
+        _set_daily_requests(state, None)
+        _set_daily_tokens(state, None)
+        _set_not_before(state, None if retry_after is None else now + retry_after)
+        _set_credits_remaining(state, None)
+        _set_observed_at(state, now)
+        return state
+
     def _merged_onto(self, old: RateLimitState | None) -> RateLimitState:
         """``old`` updated by this state (this state when there is none): the tracker's
         update, a bound method rather than a closure made per update."""
@@ -453,6 +478,11 @@ class RateLimitState:
         )
 
 
+(_set_requests, _set_tokens, _set_input_tokens, _set_output_tokens, _set_daily_requests,
+ _set_daily_tokens, _set_not_before, _set_credits_remaining, _set_observed_at) = slot_setters(
+    RateLimitState, *_WINDOWS, "not_before", "credits_remaining", "observed_at")
+
+
 def _complete(window: RateLimitWindow | None) -> bool:
     """``window`` sets every field (so merging it into another window gives it)."""
     return window is not None and window.limit is not None and (
@@ -472,19 +502,31 @@ class RateLimitTracker:
 
     NAMESPACE = "aipk.ratelimit"
 
-    __slots__ = ("_memory", "_store")
+    __slots__ = ("_memory", "_names", "_store")
 
     def __init__(self, store: StateStore | None = None) -> None:
         self._store: StateStore = MemoryStore() if store is None else store
         #: a `MemoryStore`'s own dict, read directly by `wait_time()` (before every request)
         self._memory = self._store._data if type(self._store) is MemoryStore else None
+        #: each key's name in the store, joined once (`_named()`)
+        self._names: dict[TrackerKey, str] = {}
+
+    def _named(self, key: TrackerKey) -> str:
+        """The store's name for ``key`` (its parts joined by ``\\x1f``), kept for the next
+        update or wait (a cache of at most 4096 keys, emptied when full)."""
+        names = self._names
+        if len(names) >= 4096:
+            names.clear()
+        name = names[key] = "\x1f".join(key)
+        return name
 
     @property
     def store(self) -> StateStore:
         return self._store
 
     def update(self, key: TrackerKey, state: RateLimitState) -> RateLimitState:
-        merged = self._store.update(self.NAMESPACE, "\x1f".join(key), state._merged_onto)
+        name = self._names.get(key) or self._named(key)
+        merged = self._store.update(self.NAMESPACE, name, state._merged_onto)
         return state if merged is None else merged
 
     def get(self, key: TrackerKey) -> RateLimitState | None:
@@ -492,7 +534,7 @@ class RateLimitTracker:
         return value if isinstance(value, RateLimitState) else None
 
     def wait_time(self, key: TrackerKey, now: float, estimated_tokens: int = 0) -> float:
-        name = "\x1f".join(key)
+        name = self._names.get(key) or self._named(key)
         memory = self._memory
         if memory is not None:
             # `MemoryStore.get()`, inline, for a value that never expires (the tracker's own)

@@ -202,7 +202,9 @@ class MemoryStore:
     def update(self, namespace: str, key: str, fn: Callable[[T | None], T | None], *,
                ttl: float | None = None) -> T | None:
         k = (namespace, key)
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # not `with lock`, which costs twice as much (once per response)
+        try:
             entry = self._data.get(k)
             old: T | None = None
             if entry is not None:
@@ -224,6 +226,8 @@ class MemoryStore:
             else:
                 self._write(k, new, ttl)
             return new
+        finally:
+            lock.release()
 
     def delete(self, namespace: str, key: str) -> None:
         with self._lock:
