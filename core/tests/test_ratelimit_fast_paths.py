@@ -134,6 +134,17 @@ def test_wait_time_equals_the_general_wait(state: RateLimitState, now: float,
     assert state.wait_time(now, tokens) == _wait(state, now, tokens)
 
 
+@settings(max_examples=300, deadline=None)
+@given(_states, st.data(), st.integers(0, 2000))
+def test_wait_time_at_the_states_own_times_equals_the_general_wait(
+        state: RateLimitState, data: st.DataObject, tokens: int) -> None:
+    times = [w.reset_at for w in state.windows().values() if w.reset_at is not None]
+    times += [state.not_before] if state.not_before is not None else []
+    now = data.draw(st.sampled_from(times) if times else st.just(0.0))
+    for at in (now, now - 1.0, float("inf"), float("-inf")):
+        assert state.wait_time(at, tokens) == _wait(state, at, tokens)
+
+
 @settings(max_examples=400, deadline=None)
 @given(st.none() | st.text(max_size=25) | st.text("0123456789١٢²", max_size=30)
        | st.integers(-10**30, 10**30).map(str)
@@ -145,6 +156,16 @@ def test_window_counts_are_what_parse_count_makes_of_them(value: str | None) -> 
     count = parse_count(value)
     expected = None if count == 0 else count  # a zero limit is a sentinel: both dropped
     assert (window.limit, window.remaining) == (expected, expected)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.none() | st.text("0123456789 -.x", max_size=8)
+                | st.integers(-5, 400).map(str), min_size=1, max_size=600))
+def test_a_limit_seen_before_gives_what_parse_count_makes_of_it(values: list[str | None]) -> None:
+    for value in values + values:  # the second time from the cache (refilled past 256 values)
+        window = RateLimitWindow.from_values(value, None, 5.0)
+        count = parse_count(value)
+        assert window is not None and window.limit == (None if count == 0 else count)
 
 
 def _reset(value: str, now: float) -> float | None:

@@ -241,7 +241,7 @@ class RateLimitWindow:
         # the same int() and differs only for what int() refuses or a negative number.
         if limit is None:
             limit_n: int | None = None
-        else:
+        elif (limit_n := _LIMITS.get(limit)) is None:  # a window's size repeats: converted once
             try:
                 limit_n = int(limit)
             except ValueError:
@@ -249,6 +249,10 @@ class RateLimitWindow:
             else:
                 if limit_n < 0:
                     limit_n = parse_count(limit)  # None, logged as a negative sentinel
+            if limit_n is not None:
+                if len(_LIMITS) >= 256:
+                    _LIMITS.clear()
+                _LIMITS[limit] = limit_n
         if remaining is None:
             remaining_n: int | None = None
         else:
@@ -317,6 +321,9 @@ def _window(limit: int | None, remaining: int | None, reset_at: float | None) ->
     _set_reset_at(window, reset_at)
     return window
 
+
+#: limit header texts already converted (sizes repeat on every response; at most 256 kept)
+_LIMITS: dict[str, int] = {}
 
 _WINDOWS = ("requests", "tokens", "input_tokens", "output_tokens", "daily_requests",
             "daily_tokens")
@@ -443,21 +450,24 @@ class RateLimitState:
         wait = 0.0
         if self.not_before is not None and self.not_before > now:
             wait = self.not_before - now
-        # the windows by hand, not through windows() and exhausted(): this runs before every
-        # request; a request needs one of each request window, its tokens of the others
-        for window in (self.requests, self.daily_requests):
-            if window is not None and window.remaining is not None and window.remaining < 1:
-                reset_at = window.reset_at
-                if reset_at is not None and reset_at > now:
-                    wait = max(wait, reset_at - now)
+        # each window by hand, not through windows() and exhausted(), nor a loop: this runs
+        # before every request; a request needs one of each request window, its tokens of the
+        # others. (``reset_at - now > wait`` is ``reset_at > now`` and the max() at once.)
+        window = self.requests
+        if window is not None and window.remaining is not None and window.remaining < 1 and (
+                window.reset_at is not None and window.reset_at - now > wait):
+            wait = window.reset_at - now
+        window = self.daily_requests
+        if window is not None and window.remaining is not None and window.remaining < 1 and (
+                window.reset_at is not None and window.reset_at - now > wait):
+            wait = window.reset_at - now
         if estimated_tokens:
             for window in (self.tokens, self.input_tokens, self.output_tokens,
                            self.daily_tokens):
                 if window is not None and window.remaining is not None and (
-                        window.remaining < estimated_tokens):
-                    reset_at = window.reset_at
-                    if reset_at is not None and reset_at > now:
-                        wait = max(wait, reset_at - now)
+                        window.remaining < estimated_tokens) and (
+                        window.reset_at is not None and window.reset_at - now > wait):
+                    wait = window.reset_at - now
         return wait
 
     def can_send(self, now: float, estimated_tokens: int = 0) -> bool:
