@@ -189,6 +189,8 @@ def test_a_relative_reset_is_what_the_range_checks_make_of_it(seconds: float,
                                                                now: float) -> None:
     for text in (repr(seconds), f"{seconds}s" if seconds >= 0 else repr(seconds)):
         assert parse_reset(text, now) == _reset(text, now)
+        # read again (the usual relative reset from the cache), at another time
+        assert parse_reset(text, now + 7.5) == _reset(text, now + 7.5)
 
 
 @given(st.none() | st.integers(0, 10**6), st.none() | st.integers(0, 10**6),

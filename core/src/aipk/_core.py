@@ -490,7 +490,10 @@ class Engine:
 
     def tracked_wait(self, model: str, tokens: int, credential_id: str | None) -> float:
         """Seconds the provider's last reported limits say to wait with this credential."""
-        return self.tracker.wait_time(self._key(model, credential_id), self.clock(), tokens)
+        if credential_id is None:  # `_key()`, inline: asked for each key a pool considers
+            credential_id = self.credential.id if self.credential is not None else "none"
+        return self.tracker.wait_time((self.provider.spec.name, credential_id, model),
+                                      self.clock(), tokens)
 
     # -- retries -------------------------------------------------------------------------
 

@@ -120,6 +120,11 @@ def parse_count(value: str | None) -> int | None:
 _SURELY_IN_RANGE = MAX_RESET_SECONDS - 1.0
 
 
+#: relative reset texts already read (``"6ms"``: 0.006) whose seconds are surely in range: a
+#: dict lookup costs less than the `_reset_of` cache's call (at most 1024 kept)
+_RELATIVE: dict[str | None, float] = {}
+
+
 def parse_reset(value: str | None, now: float) -> float | None:
     """An absolute reset time (epoch seconds) from a relative duration (``"6ms"``,
     ``"1m30s"``, ``"20"``), unix seconds or milliseconds, an RFC 3339 timestamp or an HTTP
@@ -128,6 +133,9 @@ def parse_reset(value: str | None, now: float) -> float | None:
     A time more than a second before ``now``, or more than seven days after it, is out of
     range and gives None (so a test with a fixed ``now`` must pass a ``now`` near the
     timestamps it parses); a time up to a second in the past gives ``now``."""
+    seconds = _RELATIVE.get(value)
+    if seconds is not None:  # the usual relative reset, read before
+        return now + seconds
     if value is None:
         return None
     parsed = _reset_of(value)
@@ -135,6 +143,9 @@ def parse_reset(value: str | None, now: float) -> float | None:
         return None
     absolute, number = parsed
     if not absolute and 0.0 <= number < _SURELY_IN_RANGE:  # the usual relative reset
+        if len(_RELATIVE) >= 1024:
+            _RELATIVE.clear()
+        _RELATIVE[value] = number
         return now + number
     at = number if absolute else now + number
     if at < now - 1.0 or at - now > MAX_RESET_SECONDS:
