@@ -1,10 +1,11 @@
 """The rate-limit state's fast paths give what the general rules give.
 
 `RateLimitState.merge` returns the newer state itself when it says everything the older one
-says (the usual update, on every response); `RateLimitState.wait_time` checks its six windows
-by hand; `parse_reset` returns a relative reset that is surely in range without its range
-checks; `RateLimitWindow.from_values` builds its window without the keyword call. Each is
-compared here with the general rules written out plainly.
+says (the usual update, on every response; the tracker's `_merged_onto` too);
+`RateLimitState.wait_time` checks its six windows by hand; `parse_reset` returns a relative
+reset that is surely in range without its range checks; `RateLimitWindow.from_values` converts
+counts with `int()` at once and builds its window, and `RateLimitState.from_windows` its state,
+without the keyword call. Each is compared here with the general rules written out plainly.
 """
 
 from __future__ import annotations
@@ -97,6 +98,24 @@ def test_the_usual_update_takes_the_fast_path_and_equals_the_general_merge(
     assert merged == _merged(old, new)
 
 
+@settings(max_examples=400, deadline=None)
+@given(_states, _states)
+def test_the_trackers_update_equals_merge(old: RateLimitState, new: RateLimitState) -> None:
+    assert new._merged_onto(old) == old.merge(new) == _merged(old, new)
+    assert new._merged_onto(None) is new
+
+
+@settings(max_examples=100, deadline=None)
+@given(_states, st.data())
+def test_the_trackers_usual_update_keeps_the_newer_state_itself(
+        old: RateLimitState, data: st.DataObject) -> None:
+    old = attrs.evolve(old, not_before=None, credits_remaining=None)
+    windows = {name: data.draw(_complete) if getattr(old, name) is not None
+               else data.draw(st.none() | _complete) for name in _WINDOWS}
+    new = RateLimitState(**windows, observed_at=old.observed_at + data.draw(st.floats(0, 60)))
+    assert new._merged_onto(old) is new
+
+
 class _Subclass(RateLimitState):
     pass
 
@@ -115,15 +134,38 @@ def test_wait_time_equals_the_general_wait(state: RateLimitState, now: float,
     assert state.wait_time(now, tokens) == _wait(state, now, tokens)
 
 
+@settings(max_examples=300, deadline=None)
+@given(_states, st.data(), st.integers(0, 2000))
+def test_wait_time_at_the_states_own_times_equals_the_general_wait(
+        state: RateLimitState, data: st.DataObject, tokens: int) -> None:
+    times = [w.reset_at for w in state.windows().values() if w.reset_at is not None]
+    times += [state.not_before] if state.not_before is not None else []
+    now = data.draw(st.sampled_from(times) if times else st.just(0.0))
+    for at in (now, now - 1.0, float("inf"), float("-inf")):
+        assert state.wait_time(at, tokens) == _wait(state, at, tokens)
+
+
 @settings(max_examples=400, deadline=None)
 @given(st.none() | st.text(max_size=25) | st.text("0123456789١٢²", max_size=30)
-       | st.integers(-10**30, 10**30).map(str) | st.sampled_from(["9" * 5000, " 12 "]))
+       | st.integers(-10**30, 10**30).map(str)
+       | st.sampled_from(["9" * 5000, "9" * 19, "9" * 20, " 12 ", "+5", "-0", "1_000", "1.0",
+                          "1.5", "-3", "\t7\n", "1e3", "inf", "nan", "", "٣"]))
 def test_window_counts_are_what_parse_count_makes_of_them(value: str | None) -> None:
     window = RateLimitWindow.from_values(value, value, 5.0)
     assert window is not None
     count = parse_count(value)
     expected = None if count == 0 else count  # a zero limit is a sentinel: both dropped
     assert (window.limit, window.remaining) == (expected, expected)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.none() | st.text("0123456789 -.x", max_size=8)
+                | st.integers(-5, 400).map(str), min_size=1, max_size=600))
+def test_a_limit_seen_before_gives_what_parse_count_makes_of_it(values: list[str | None]) -> None:
+    for value in values + values:  # the second time from the cache (refilled past 256 values)
+        window = RateLimitWindow.from_values(value, None, 5.0)
+        count = parse_count(value)
+        assert window is not None and window.limit == (None if count == 0 else count)
 
 
 def _reset(value: str, now: float) -> float | None:
@@ -147,6 +189,8 @@ def test_a_relative_reset_is_what_the_range_checks_make_of_it(seconds: float,
                                                                now: float) -> None:
     for text in (repr(seconds), f"{seconds}s" if seconds >= 0 else repr(seconds)):
         assert parse_reset(text, now) == _reset(text, now)
+        # read again (the usual relative reset from the cache), at another time
+        assert parse_reset(text, now + 7.5) == _reset(text, now + 7.5)
 
 
 @given(st.none() | st.integers(0, 10**6), st.none() | st.integers(0, 10**6),
@@ -159,6 +203,33 @@ def test_a_window_built_directly_equals_the_keyword_built(
     assert built == RateLimitWindow(limit=limit, remaining=remaining, reset_at=reset_at)
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         built.limit = 1  # type: ignore[misc]
+
+
+@settings(max_examples=300, deadline=None)
+@given(_window, _window, st.floats(0, 2e9),
+       st.none() | st.floats(0, MAX_RESET_SECONDS))
+def test_from_windows_equals_the_keyword_built_state(
+        requests: RateLimitWindow | None, tokens: RateLimitWindow | None, now: float,
+        retry_after: float | None) -> None:
+    state = RateLimitState.from_windows(requests, tokens, now, retry_after)
+    if requests is None and tokens is None and retry_after is None:
+        assert state is None
+        return
+    expected = RateLimitState(
+        requests=requests, tokens=tokens, observed_at=now,
+        not_before=None if retry_after is None else now + retry_after)
+    assert state is not None and type(state) is RateLimitState and state == expected
+    assert [getattr(state, f.name) for f in attrs.fields(RateLimitState)] == [
+        getattr(expected, f.name) for f in attrs.fields(RateLimitState)]
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        state.observed_at = 1.0  # type: ignore[misc]
+
+
+def test_a_state_subclass_gets_its_own_class_from_windows() -> None:
+    window = RateLimitWindow(limit=10, remaining=5, reset_at=100.0)
+    state = _Subclass.from_windows(window, None, 50.0, 2.0)
+    assert state is not None and type(state) is _Subclass
+    assert state == _Subclass(requests=window, not_before=52.0, observed_at=50.0)
 
 
 class _Window(RateLimitWindow):

@@ -185,6 +185,37 @@ def test_tracker_keeps_its_states_in_the_given_store() -> None:
     assert RateLimitTracker().get(key) is None  # the default store is private
 
 
+def test_tracker_waits_for_states_other_writers_put_in_the_store() -> None:
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    tracker = RateLimitTracker(store)
+    key = ("openai", "api_key", "gpt-4o")
+    name = "openai\x1fapi_key\x1fgpt-4o"
+    assert tracker.wait_time(key, 1000.0) == 0.0  # nothing known
+    tracker.update(key, RateLimitState(observed_at=999.0))
+    assert tracker.wait_time(key, 1000.0) == 0.0
+    # another tracker (another client, or another process through a shared store) wrote it
+    store.set(RateLimitTracker.NAMESPACE, name, RateLimitState(not_before=1030.0))
+    assert tracker.wait_time(key, 1000.0) == 30.0
+    # a state that expires counts until it does
+    store.set(RateLimitTracker.NAMESPACE, name, RateLimitState(not_before=1020.0), ttl=5.0)
+    assert tracker.wait_time(key, 1000.0) == 20.0
+    clock.now += 5.0
+    assert tracker.wait_time(key, 1000.0) == 0.0
+    store.set(RateLimitTracker.NAMESPACE, name, "not a state")
+    assert tracker.wait_time(key, 1000.0) == 0.0
+
+
+def test_rewriting_a_key_trims_a_store_whose_max_entries_was_lowered() -> None:
+    store = MemoryStore(max_entries=4)
+    for key in "abcd":
+        store.set("ns", key, key)
+    store.max_entries = 2
+    store.update("ns", "c", lambda old: "c2")  # the write trims the least recently written
+    assert [store.get("ns", k) for k in "abcd"] == [None, None, "c2", "d"]
+    assert len(store) == 2
+
+
 # -- client-side limits in the store (BucketStore): sliding windows ---------------------------
 
 

@@ -316,7 +316,9 @@ class Engine:
         state = self._parse_limits(self.provider, status, headers, self.clock())
         if state is None:
             return None
-        return self.tracker.update(self._key(model, credential_id), state)
+        if credential_id is None:  # `_key()`, inline: every response has its limits read
+            credential_id = self.credential.id if self.credential is not None else "none"
+        return self.tracker.update((self.provider.spec.name, credential_id, model), state)
 
     def decode_json(self, body: bytes, request_id: str | None) -> Any:
         try:
@@ -435,13 +437,17 @@ class Engine:
         said (retry-after, exhausted windows). Raises RateLimitError instead of waiting longer
         than the retry policy's ``max_retry_after``."""
         tokens = len(body) // 4 if body else 0
-        tracked = self.tracked_wait(model, tokens, credential_id)
+        if credential_id is None:
+            credential_id = self.credential.id if self.credential is not None else "none"
+        # `tracked_wait()` and `_key()`, inline: every request asks
+        tracked = self.tracker.wait_time((self.provider.spec.name, credential_id, model),
+                                         self.clock(), tokens)
         booked = 0.0
         limiter = self.limiter
         if limiter.active:
             cap = (policy or self.retry).max_retry_after
             if tracked <= cap:  # else refused below, without booking
-                booked = limiter.reserve(tokens, self._key(model, credential_id)[1], cap)
+                booked = limiter.reserve(tokens, credential_id, cap)
         if not booked and not tracked:  # the common case
             return 0.0
         refused = self._refusal(booked, tracked, policy)
@@ -484,7 +490,10 @@ class Engine:
 
     def tracked_wait(self, model: str, tokens: int, credential_id: str | None) -> float:
         """Seconds the provider's last reported limits say to wait with this credential."""
-        return self.tracker.wait_time(self._key(model, credential_id), self.clock(), tokens)
+        if credential_id is None:  # `_key()`, inline: asked for each key a pool considers
+            credential_id = self.credential.id if self.credential is not None else "none"
+        return self.tracker.wait_time((self.provider.spec.name, credential_id, model),
+                                      self.clock(), tokens)
 
     # -- retries -------------------------------------------------------------------------
 

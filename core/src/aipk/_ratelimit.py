@@ -120,6 +120,11 @@ def parse_count(value: str | None) -> int | None:
 _SURELY_IN_RANGE = MAX_RESET_SECONDS - 1.0
 
 
+#: relative reset texts already read (``"6ms"``: 0.006) whose seconds are surely in range: a
+#: dict lookup costs less than the `_reset_of` cache's call (at most 1024 kept)
+_RELATIVE: dict[str | None, float] = {}
+
+
 def parse_reset(value: str | None, now: float) -> float | None:
     """An absolute reset time (epoch seconds) from a relative duration (``"6ms"``,
     ``"1m30s"``, ``"20"``), unix seconds or milliseconds, an RFC 3339 timestamp or an HTTP
@@ -128,6 +133,9 @@ def parse_reset(value: str | None, now: float) -> float | None:
     A time more than a second before ``now``, or more than seven days after it, is out of
     range and gives None (so a test with a fixed ``now`` must pass a ``now`` near the
     timestamps it parses); a time up to a second in the past gives ``now``."""
+    seconds = _RELATIVE.get(value)
+    if seconds is not None:  # the usual relative reset, read before
+        return now + seconds
     if value is None:
         return None
     parsed = _reset_of(value)
@@ -135,6 +143,9 @@ def parse_reset(value: str | None, now: float) -> float | None:
         return None
     absolute, number = parsed
     if not absolute and 0.0 <= number < _SURELY_IN_RANGE:  # the usual relative reset
+        if len(_RELATIVE) >= 1024:
+            _RELATIVE.clear()
+        _RELATIVE[value] = number
         return now + number
     at = number if absolute else now + number
     if at < now - 1.0 or at - now > MAX_RESET_SECONDS:
@@ -237,22 +248,44 @@ class RateLimitWindow:
         information, so limit and remaining are dropped."""
         if limit is None and remaining is None and reset_at is None:
             return None
-        # the usual header (a few plain digits) converted at once; anything else through
-        # `parse_count()`
-        if limit is not None and len(limit) < 20 and limit.isdecimal():
-            limit_n: int | None = int(limit)
+        # The usual header (plain digits) through int() at once: `parse_count()` starts with
+        # the same int() and differs only for what int() refuses or a negative number.
+        if limit is None:
+            limit_n: int | None = None
+        elif (limit_n := _LIMITS.get(limit)) is None:  # a window's size repeats: converted once
+            try:
+                limit_n = int(limit)
+            except ValueError:
+                limit_n = parse_count(limit)
+            else:
+                if limit_n < 0:
+                    limit_n = parse_count(limit)  # None, logged as a negative sentinel
+            if limit_n is not None:
+                if len(_LIMITS) >= 256:
+                    _LIMITS.clear()
+                _LIMITS[limit] = limit_n
+        if remaining is None:
+            remaining_n: int | None = None
         else:
-            limit_n = parse_count(limit)
-        if remaining is not None and len(remaining) < 20 and remaining.isdecimal():
-            remaining_n: int | None = int(remaining)
-        else:
-            remaining_n = parse_count(remaining)
-        if limit_n == 0:
-            limit_n = remaining_n = None
-        if limit_n is None and remaining_n is None and reset_at is None:
-            return None
+            try:
+                remaining_n = int(remaining)
+            except ValueError:
+                remaining_n = parse_count(remaining)
+            else:
+                if remaining_n < 0:
+                    remaining_n = parse_count(remaining)
+        if not limit_n:  # no limit, or the 0 sentinel (which drops remaining too)
+            if limit_n == 0:
+                limit_n = remaining_n = None
+            if remaining_n is None and reset_at is None:
+                return None
         if cls is RateLimitWindow:
-            return _window(limit_n, remaining_n, reset_at)
+            # `_window()`, inline: this runs for every window of every response
+            window: RateLimitWindow = _new(RateLimitWindow)
+            _set_limit(window, limit_n)
+            _set_remaining(window, remaining_n)
+            _set_reset_at(window, reset_at)
+            return window
         return cls(limit=limit_n, remaining=remaining_n, reset_at=reset_at)
 
     def merge(self, newer: RateLimitWindow | None) -> RateLimitWindow:
@@ -299,6 +332,9 @@ def _window(limit: int | None, remaining: int | None, reset_at: float | None) ->
     _set_reset_at(window, reset_at)
     return window
 
+
+#: limit header texts already converted (sizes repeat on every response; at most 256 kept)
+_LIMITS: dict[str, int] = {}
 
 _WINDOWS = ("requests", "tokens", "input_tokens", "output_tokens", "daily_requests",
             "daily_tokens")
@@ -368,10 +404,52 @@ class RateLimitState:
             return attrs.evolve(self, **changes)  # type: ignore[arg-type]
         return RateLimitState(**changes)  # type: ignore[arg-type]
 
+    @classmethod
+    def from_windows(cls, requests: RateLimitWindow | None, tokens: RateLimitWindow | None,
+                     now: float, retry_after: float | None = None) -> RateLimitState | None:
+        """The state most providers' headers make: a requests and a tokens window (from
+        `RateLimitWindow.from_values`) and a ``retry-after`` in seconds, read at ``now``;
+        None when all three are None. Equal to ``RateLimitState(requests=requests,
+        tokens=tokens, not_before=now + retry_after, observed_at=now)`` (``not_before`` None
+        without a ``retry_after``), and cheaper: built without the keyword call."""
+        if requests is None and tokens is None and retry_after is None:
+            return None
+        if cls is not RateLimitState:
+            return cls(requests=requests, tokens=tokens, observed_at=now,
+                       not_before=None if retry_after is None else now + retry_after)
+        state: RateLimitState = _new(RateLimitState)
+        _set_requests(state, requests)
+        _set_tokens(state, tokens)
+        _set_input_tokens(state, None)
+        _set_output_tokens(state, None)
+        _set_daily_requests(state, None)
+        _set_daily_tokens(state, None)
+        _set_not_before(state, None if retry_after is None else now + retry_after)
+        _set_credits_remaining(state, None)
+        _set_observed_at(state, now)
+        return state
+
     def _merged_onto(self, old: RateLimitState | None) -> RateLimitState:
         """``old`` updated by this state (this state when there is none): the tracker's
         update, a bound method rather than a closure made per update."""
-        return self if old is None else old.merge(self)
+        if old is None:
+            return self
+        # `old.merge(self)`'s fast path, inline: the tracker runs this for every response
+        if (type(old) is RateLimitState and type(self) is RateLimitState
+                and old.not_before is None and old.credits_remaining is None
+                and self.observed_at >= old.observed_at
+                and (old.requests is None or (
+                    (window := self.requests) is not None and window.limit is not None
+                    and window.remaining is not None and window.reset_at is not None))
+                and (old.tokens is None or (
+                    (window := self.tokens) is not None and window.limit is not None
+                    and window.remaining is not None and window.reset_at is not None))
+                and (old.input_tokens is None or _complete(self.input_tokens))
+                and (old.output_tokens is None or _complete(self.output_tokens))
+                and (old.daily_requests is None or _complete(self.daily_requests))
+                and (old.daily_tokens is None or _complete(self.daily_tokens))):
+            return self
+        return old.merge(self)
 
     def windows(self) -> dict[str, RateLimitWindow]:
         """The windows the provider reported, by field name (``"requests"``, ``"tokens"``
@@ -383,21 +461,24 @@ class RateLimitState:
         wait = 0.0
         if self.not_before is not None and self.not_before > now:
             wait = self.not_before - now
-        # the windows by hand, not through windows() and exhausted(): this runs before every
-        # request; a request needs one of each request window, its tokens of the others
-        for window in (self.requests, self.daily_requests):
-            if window is not None and window.remaining is not None and window.remaining < 1:
-                reset_at = window.reset_at
-                if reset_at is not None and reset_at > now:
-                    wait = max(wait, reset_at - now)
+        # each window by hand, not through windows() and exhausted(), nor a loop: this runs
+        # before every request; a request needs one of each request window, its tokens of the
+        # others. (``reset_at - now > wait`` is ``reset_at > now`` and the max() at once.)
+        window = self.requests
+        if window is not None and window.remaining is not None and window.remaining < 1 and (
+                window.reset_at is not None and window.reset_at - now > wait):
+            wait = window.reset_at - now
+        window = self.daily_requests
+        if window is not None and window.remaining is not None and window.remaining < 1 and (
+                window.reset_at is not None and window.reset_at - now > wait):
+            wait = window.reset_at - now
         if estimated_tokens:
             for window in (self.tokens, self.input_tokens, self.output_tokens,
                            self.daily_tokens):
                 if window is not None and window.remaining is not None and (
-                        window.remaining < estimated_tokens):
-                    reset_at = window.reset_at
-                    if reset_at is not None and reset_at > now:
-                        wait = max(wait, reset_at - now)
+                        window.remaining < estimated_tokens) and (
+                        window.reset_at is not None and window.reset_at - now > wait):
+                    wait = window.reset_at - now
         return wait
 
     def can_send(self, now: float, estimated_tokens: int = 0) -> bool:
@@ -416,6 +497,11 @@ class RateLimitState:
             (used := w.used_fraction()) is not None and used >= threshold
             for w in self.windows().values()
         )
+
+
+(_set_requests, _set_tokens, _set_input_tokens, _set_output_tokens, _set_daily_requests,
+ _set_daily_tokens, _set_not_before, _set_credits_remaining, _set_observed_at) = slot_setters(
+    RateLimitState, *_WINDOWS, "not_before", "credits_remaining", "observed_at")
 
 
 def _complete(window: RateLimitWindow | None) -> bool:
@@ -437,17 +523,31 @@ class RateLimitTracker:
 
     NAMESPACE = "aipk.ratelimit"
 
-    __slots__ = ("_store",)
+    __slots__ = ("_memory", "_names", "_store")
 
     def __init__(self, store: StateStore | None = None) -> None:
         self._store: StateStore = MemoryStore() if store is None else store
+        #: a `MemoryStore`'s own dict, read directly by `wait_time()` (before every request)
+        self._memory = self._store._data if type(self._store) is MemoryStore else None
+        #: each key's name in the store, joined once (`_named()`)
+        self._names: dict[TrackerKey, str] = {}
+
+    def _named(self, key: TrackerKey) -> str:
+        """The store's name for ``key`` (its parts joined by ``\\x1f``), kept for the next
+        update or wait (a cache of at most 4096 keys, emptied when full)."""
+        names = self._names
+        if len(names) >= 4096:
+            names.clear()
+        name = names[key] = "\x1f".join(key)
+        return name
 
     @property
     def store(self) -> StateStore:
         return self._store
 
     def update(self, key: TrackerKey, state: RateLimitState) -> RateLimitState:
-        merged = self._store.update(self.NAMESPACE, "\x1f".join(key), state._merged_onto)
+        name = self._names.get(key) or self._named(key)
+        merged = self._store.update(self.NAMESPACE, name, state._merged_onto)
         return state if merged is None else merged
 
     def get(self, key: TrackerKey) -> RateLimitState | None:
@@ -455,7 +555,16 @@ class RateLimitTracker:
         return value if isinstance(value, RateLimitState) else None
 
     def wait_time(self, key: TrackerKey, now: float, estimated_tokens: int = 0) -> float:
-        state = self._store.get(self.NAMESPACE, "\x1f".join(key))  # `get()`, inline
+        name = self._names.get(key) or self._named(key)
+        memory = self._memory
+        if memory is not None:
+            # `MemoryStore.get()`, inline, for a value that never expires (the tracker's own)
+            entry = memory.get((self.NAMESPACE, name))
+            if entry is None:
+                return 0.0
+            state = entry[0] if entry[1] is None else self._store.get(self.NAMESPACE, name)
+        else:
+            state = self._store.get(self.NAMESPACE, name)  # `get()`, inline
         if not isinstance(state, RateLimitState):
             return 0.0
         return state.wait_time(now, estimated_tokens)

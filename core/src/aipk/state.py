@@ -202,7 +202,9 @@ class MemoryStore:
     def update(self, namespace: str, key: str, fn: Callable[[T | None], T | None], *,
                ttl: float | None = None) -> T | None:
         k = (namespace, key)
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # not `with lock`, which costs twice as much (once per response)
+        try:
             entry = self._data.get(k)
             old: T | None = None
             if entry is not None:
@@ -213,9 +215,19 @@ class MemoryStore:
             new = fn(old)
             if new is None:
                 self._data.pop(k, None)
-            elif new is not old:
+            elif new is old:
+                pass
+            elif ttl is None and entry is not None and not self._heap and (
+                    len(self._data) <= self.max_entries):
+                # `_write()`'s usual case, inline (a rate-limit state replaced on every
+                # response): nothing to expire or purge, and a key already counted
+                del self._data[k]
+                self._data[k] = (new, None)
+            else:
                 self._write(k, new, ttl)
             return new
+        finally:
+            lock.release()
 
     def delete(self, namespace: str, key: str) -> None:
         with self._lock:

@@ -470,14 +470,7 @@ def parse_rate_limits(status: int, headers: Mapping[str, str], now: float) -> (
                     parse_reset(get("x-ratelimit-reset-tokens"), now))
     # Retry-after means something only on a refusal (429, 503) or a redirect, not on a 2xx.
     retry_after = aipk.parse_retry_after(headers, now) if status >= 300 else None
-    if requests is None and tokens is None and retry_after is None:
-        return None
-    return RateLimitState(
-        requests=requests,
-        tokens=tokens,
-        not_before=now + retry_after if retry_after is not None else None,
-        observed_at=now,
-    )
+    return RateLimitState.from_windows(requests, tokens, now, retry_after)
 
 
 # -- streaming -------------------------------------------------------------------------------
