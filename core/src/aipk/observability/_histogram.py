@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections.abc import Sequence
-from functools import partial
 
 __all__ = ["BOUNDS", "Histogram", "cumulative", "percentile"]
 
@@ -25,9 +24,6 @@ HIGHEST = 120
 BOUNDS: tuple[float, ...] = tuple(0.01 * 2.0 ** (k / STEPS) for k in range(LOWEST, HIGHEST + 1))
 _SIZE = len(BOUNDS) + 1
 
-
-#: the bucket of a value: the first bound at least as large (len(BOUNDS): the last bucket)
-_index = partial(bisect_left, BOUNDS)
 
 
 class Histogram:
@@ -48,7 +44,9 @@ class Histogram:
     def add(self, value: float) -> None:
         if value < 0.0:
             value = 0.0
-        i = _index(value)  # a binary search in C
+        # the bucket: the first bound at least as large (len(BOUNDS): the last bucket), by
+        # a binary search in C
+        i = bisect_left(BOUNDS, value)
         self.counts[i] += 1
         self.sums[i] += value
         self.count += 1
