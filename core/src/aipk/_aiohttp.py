@@ -6,7 +6,8 @@ running event loop, or you can pass your own.
 
 A [`Timeout`][aipk.Timeout] maps to ``aiohttp.ClientTimeout(total=None, sock_connect=connect,
 connect=connect + pool, sock_read=read)``: ``sock_read`` bounds each wait for bytes (the head,
-and every gap in the body), never the whole response. ``Timeout.total`` is kept by the async
+and every gap in the body), never the whole response (on one timer per connection in the
+sessions it creates: `aipk._aiohttp_reads`). ``Timeout.total`` is kept by the async
 client itself (one asyncio timeout over the call), not by aiohttp's ``total``, which would also
 cut a stream after its first event.
 """
@@ -191,9 +192,11 @@ class AiohttpTransport:
     def _new_session(self) -> aiohttp.ClientSession:
         import aiohttp
 
+        from ._aiohttp_reads import read_timer_connector
+
         return aiohttp.ClientSession(
             timeout=_client_timeout(self.timeout or Timeout()),
-            connector=aiohttp.TCPConnector(limit=self._max_connections),
+            connector=read_timer_connector(self._max_connections),
             auto_decompress=True,
         )
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
@@ -164,9 +163,8 @@ class AsyncClient(ClientBase):
             # (``**options`` only when there are some: unpacking even an empty mapping costs)
             prepared = (engine.prepare(req, False, **options) if options
                         else engine.prepare(req, False))
-            sent = await self._send(prepared, req.model,
-                                    retry, parse=functools.partial(engine.chat_response, req),
-                                    call=call, deadline=deadline)
+            sent = await self._send(prepared, req.model, retry, chat=req, call=call,
+                                    deadline=deadline)
             answer: ChatResponse = sent.value
         except BaseException as exc:
             call.failed(exc)
@@ -250,7 +248,7 @@ class AsyncClient(ClientBase):
     # -- sending -------------------------------------------------------------------------
 
     async def _send(self, prepared: HttpRequest, model: str, retry: RetryPolicy | None, *,
-                    parse: Parse | None = None,
+                    parse: Parse | None = None, chat: ChatRequest | None = None,
                     stream: ChatRequest | None = None,
               call: Call | None = None, deadline: Deadline | None = None,
               within: bool = False) -> Sent[AsyncResponse]:
@@ -267,11 +265,11 @@ class AsyncClient(ClientBase):
                     deadline = Deadline(total)
             if deadline is not None:
                 return await self._send_within(deadline, prepared, model, retry, parse=parse,
-                                               stream=stream, call=call)
-            steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream,
+                                               chat=chat, stream=stream, call=call)
+            steps = send_steps(self, prepared, model, retry, parse=parse, chat=chat, stream=stream,
                                call=call)
         else:
-            steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream,
+            steps = send_steps(self, prepared, model, retry, parse=parse, chat=chat, stream=stream,
                                call=call, deadline=deadline)
         source = self._credentials
         transport = self._transport
@@ -314,14 +312,15 @@ class AsyncClient(ClientBase):
 
     async def _send_within(self, deadline: Deadline, prepared: HttpRequest, model: str,
                            retry: RetryPolicy | None, *, parse: Parse | None,
+                           chat: ChatRequest | None,
                            stream: ChatRequest | None, call: Call | None) -> (
             Sent[AsyncResponse]):
         """`_send()` bounded by ``deadline`` (a ``Timeout(total=...)``): cancelled when it
         passes (the response being read is closed) and a RequestTimeout raised."""
         total = deadline.total
         left = max(deadline.at - time.monotonic(), 0.0)
-        sending = self._send(prepared, model, retry, parse=parse, stream=stream, call=call,
-                             deadline=deadline, within=True)
+        sending = self._send(prepared, model, retry, parse=parse, chat=chat, stream=stream,
+                             call=call, deadline=deadline, within=True)
         timeout_cm = getattr(asyncio, "timeout", None)
         if timeout_cm is None:  # Python 3.10
             try:

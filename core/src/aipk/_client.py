@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -167,8 +166,7 @@ class Client(ClientBase):
             # (``**options`` only when there are some: unpacking even an empty mapping costs)
             prepared = (engine.prepare(req, False, **options) if options
                         else engine.prepare(req, False))
-            sent = self._send(prepared, req.model, retry,
-                              parse=functools.partial(engine.chat_response, req), call=call,
+            sent = self._send(prepared, req.model, retry, chat=req, call=call,
                               deadline=deadline)
             answer: ChatResponse = sent.value
         except BaseException as exc:
@@ -251,8 +249,9 @@ class Client(ClientBase):
     # -- sending -------------------------------------------------------------------------
 
     def _send(self, prepared: HttpRequest, model: str, retry: RetryPolicy | None, *,
-              parse: Parse | None = None, stream: ChatRequest | None = None,
-              call: Call | None = None, deadline: Deadline | None = None) -> Sent[Response]:
+              parse: Parse | None = None, chat: ChatRequest | None = None,
+              stream: ChatRequest | None = None, call: Call | None = None,
+              deadline: Deadline | None = None) -> Sent[Response]:
         """Drive `send_steps()`: acquire, sign, send, read, recover, fail
         over, retry (``deadline``: a ``Timeout.total`` already running, shared with the
         call's other asks; else the request's own total, if any, starts now)."""
@@ -265,10 +264,10 @@ class Client(ClientBase):
         if deadline is None and timeout.total is not None:
             deadline = Deadline(timeout.total)
         if deadline is None:
-            steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream,
+            steps = send_steps(self, prepared, model, retry, parse=parse, chat=chat, stream=stream,
                                call=call)
         else:  # Timeout.total: bound every step by the call's deadline
-            steps = send_steps(self, prepared, model, retry, parse=parse, stream=stream,
+            steps = send_steps(self, prepared, model, retry, parse=parse, chat=chat, stream=stream,
                                call=call, deadline=deadline)
             transport, sleep, prime = _within(self, transport, timeout, deadline)
         source = self._credentials

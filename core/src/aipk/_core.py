@@ -140,8 +140,9 @@ class Engine:
     def start_call(self, request: ChatRequest, stream: bool) -> Call:
         """A chat call begins: its recorder (metrics, observers, log), with the observers
         registered up to now."""
-        self._refresh()
-        return self.telemetry.start(request, stream)
+        if self._hooks.stale:  # _refresh(), inline: once per call
+            self._refresh()
+        return Call(self.telemetry, request, stream)
 
     # -- requests ------------------------------------------------------------------------
 

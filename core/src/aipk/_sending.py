@@ -243,13 +243,15 @@ def _no_events(client: ClientBase, session: StreamSession) -> ResponseError:
 
 def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
                policy: RetryPolicy | None, *, parse: Parse | None = None,
-               stream: ChatRequest | None = None, call: Call | None = None,
-               deadline: Deadline | None = None) -> Steps:
+               chat: ChatRequest | None = None, stream: ChatRequest | None = None,
+               call: Call | None = None, deadline: Deadline | None = None) -> Steps:
     """Sign, admit and send ``prepared`` until it succeeds or must fail (see the module).
 
     With ``parse`` the whole body is read and parsed inside the loop (``Sent.value`` is the
-    answer); with ``stream`` the body is read up to the stream's first events (``Sent.value``
-    is the `Primed` stream). A failure before either is retried like any other.
+    answer); ``chat`` is the same for a chat request's answer, parsed by
+    ``engine.chat_response(chat, ...)`` (no function built per call); with ``stream`` the
+    body is read up to the stream's first events (``Sent.value`` is the `Primed` stream). A
+    failure before either is retried like any other.
     ``call`` (the call's recorder) hears of each attempt, retry and failover.
     ``deadline`` (the call's ``Timeout.total``): a failure past it is
     raised at once (neither charged to the key nor failed over), and a retry whose wait would
@@ -280,8 +282,9 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
     recovered = False
     while True:
         sent_at = time.monotonic()
-        if call is not None:
-            call.attempt(credential.id)
+        if call is not None:  # call.attempt(credential.id), inline: once per request
+            call.attempts += 1
+            call.credential_id = credential.id
         response = yield Transmit(http, body)
         if isinstance(response, TransportFailure):
             error: ProviderError = _failed(client, response, deadline)
@@ -290,13 +293,17 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
             rate_limit = engine.observe(response.status, headers, model, credential.id)
             if response.status < 300:  # a redirect is an error: never followed
                 got: Any  # the answer, or the ProviderError that stands for it
-                if parse is not None:  # the whole body (`_receive`'s first case, inline)
-                    raw = yield ReadBody(response)
+                if chat is not None or parse is not None:  # the whole body (`_receive`'s
+                    raw = yield ReadBody(response)         # first case, inline)
                     if isinstance(raw, TransportFailure):
                         got = _unread(client, raw, deadline)
                     else:
                         try:
-                            got = parse(raw, headers, rate_limit)
+                            if chat is not None:
+                                got = engine.chat_response(chat, raw, headers, rate_limit)
+                            else:
+                                assert parse is not None
+                                got = parse(raw, headers, rate_limit)
                         except ProviderError as exc:  # a truncated or invalid body: retryable
                             got = exc
                 else:

@@ -267,7 +267,7 @@ class CredentialPool(Generic[T]):
         latency whenever you know it; 0 means unknown)."""
         cid = _id_of(member)
         now = self._clock()
-        self.metrics.get(cid).record(ok=True, now=now, latency=latency, tokens=tokens)
+        self.metrics.get(cid).succeeded(now, latency, tokens)
         key = self._key(cid)
         state = self._store.get(key)
         if state is not None and (state.failures or not state.healthy or state.probe_until

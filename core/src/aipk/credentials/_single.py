@@ -63,8 +63,10 @@ class SingleCredential:
 
     def report_success(self, member: HasId | str, *, latency: float = 0.0,
                        tokens: int = 0) -> None:
-        self.metrics.get(_id_of(member)).record(ok=True, now=self._clock(), latency=latency,
-                                                tokens=tokens)
+        # (once per request: the id and the counters looked up inline)
+        cid = member if isinstance(member, str) else member.id
+        counters = self.metrics._metrics.get(cid) or self.metrics.get(cid)
+        counters.succeeded(self._clock(), latency, tokens)
 
     def report_failure(self, member: HasId | str, error: BaseException | int, *,
                        latency: float = 0.0) -> bool:

@@ -44,7 +44,8 @@ Observer = Callable[[Any], object]
 class Telemetry:
     """Where one engine's calls are recorded and who observes them."""
 
-    __slots__ = ("base_url", "metrics", "observers", "partial_tokens", "prices", "provider")
+    __slots__ = ("_started", "base_url", "metrics", "observers", "partial_tokens", "prices",
+                 "provider")
 
     def __init__(self, provider: str, base_url: str, metrics: Metrics | None,
                  prices: Iterable[tuple[str, float | None, float | None]] = ()) -> None:
@@ -59,17 +60,19 @@ class Telemetry:
         #: ``(credential id, tokens)``: tell the credential source of the tokens a stream
         #: reported before it failed or was closed (its ``add_tokens``)
         self.partial_tokens: Callable[[str, int], object] | None = None
+        #: the metrics' count of this provider's calls started (`Metrics.started()`), taken
+        #: at the first call (before it, the provider has no in-flight entry)
+        self._started: itertools.count[int] | None = None
 
     def start(self, request: ChatRequest, stream: bool) -> Call:
-        """A call begins: count it in flight and tell the observers."""
-        call = Call(self, request, stream)
-        self.metrics.started(self.provider)
-        if self.observers:
-            event = _events().CallStarted(
-                call_id=call.id, provider=self.provider, model=call.model, stream=stream,
-                base_url=self.base_url, request=request, started_at=call.started)
-            self.emit(event)
-        return call
+        """A call begins: count it in flight and tell the observers (`Call()` does)."""
+        return Call(self, request, stream)
+
+    def started_count(self) -> itertools.count[int]:
+        """The count of this provider's calls started, taken from the metrics once."""
+        if self._started is None:
+            self._started = self.metrics._started_counter(self.provider)
+        return self._started
 
     def emit(self, event: object) -> None:
         for observer in self.observers:
@@ -103,6 +106,7 @@ class Call:
                  "started", "stream", "telemetry", "unannounced")
 
     def __init__(self, telemetry: Telemetry, request: ChatRequest, stream: bool) -> None:
+        """The call begins: it is counted in flight and the observers are told."""
         self.telemetry = telemetry
         self.id = next(_ids)
         self.model = request.model
@@ -117,6 +121,12 @@ class Call:
         #: a stream's accumulator (anything with ``usage``): the usage reported so far, which
         #: a stream that fails or is closed early still counts
         self.partial: Any = None
+        next(telemetry._started or telemetry.started_count())  # Metrics.started(), inline
+        if telemetry.observers:
+            event = _events().CallStarted(
+                call_id=self.id, provider=telemetry.provider, model=self.model, stream=stream,
+                base_url=telemetry.base_url, request=request, started_at=self.started)
+            telemetry.emit(event)
 
     # -- per attempt (the send loop) -------------------------------------------------------
 
@@ -204,8 +214,11 @@ class Call:
         latency = metrics.clock() - self.started
         if cost is ...:
             cost = tel.cost(self.model, usage) if tel.prices else None
-        metrics.finished(tel.provider, self.model, credential_id, latency=latency,
-                         time_to_first_token=self.first_token, usage=usage, cost=cost)
+        # Metrics.finished(), without its keywords and lookup call (once per call)
+        series = metrics._series.get((tel.provider, self.model, credential_id))
+        if series is None:
+            series = metrics._get(tel.provider, self.model, credential_id)
+        series.succeeded(latency, self.first_token, usage, cost)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s answered in %.3fs after %d attempt(s) (credential %s)",
                       tel.provider, self.model, latency, self.attempts, credential_id,

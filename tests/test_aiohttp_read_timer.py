@@ -1,0 +1,155 @@
+"""The aiohttp transport's read timeout on one timer per connection (``aipk._aiohttp_reads``),
+over real HTTP against the loopback emulator: the same bound as aiohttp's own per-read timer
+(each wait for bytes, never the whole answer), without scheduling timers per request."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import aipk
+from aipk import Message, Timeout
+from aipk._aiohttp_reads import LazyReadTimer
+from aipk.errors import RequestTimeout
+from aipk.transports import AiohttpTransport
+from aipk_testkit.emulator import Emulator, Fault, Reply
+
+USER = [Message.user("Hello there")]
+NO_RETRY = aipk.RetryPolicy(max_retries=0)
+TEXT = "The quick brown fox jumps over the lazy dog."
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Emulator]:
+    with Emulator() as emu:
+        yield emu
+
+
+@pytest.fixture
+def emu(server: Emulator) -> Emulator:
+    server.reset()
+    return server
+
+
+def _client(emu: Emulator, transport: AiohttpTransport, read: float) -> aipk.AsyncClient:
+    return aipk.AsyncClient("openai", base_url=emu.url("openai"), api_key="sk-test-0123456789",
+                            retry=NO_RETRY, timeout=Timeout(read=read), transport=transport)
+
+
+async def _chat(client: aipk.AsyncClient) -> str:
+    return (await client.chat(model="gpt-4o-mini", messages=USER)).text
+
+
+def test_the_transports_own_session_reads_with_the_lazy_timer(emu: Emulator) -> None:
+    async def run() -> Any:
+        transport = AiohttpTransport()
+        async with _client(emu, transport, 5.0) as client:
+            await _chat(client)
+            factory = transport._pool.session.connector._factory  # type: ignore[union-attr]
+        await transport.close()
+        return factory
+
+    assert asyncio.run(run()).func is LazyReadTimer
+
+
+def test_requests_on_one_connection_schedule_no_timer_each(emu: Emulator) -> None:
+    """aiohttp's own protocol schedules two timers per request (one when the request is
+    written, one when the answer's bytes arrive); twenty requests here schedule at most the
+    connection's one and aiohttp's keep-alive clean-up."""
+    async def run() -> tuple[int, list[str]]:
+        loop = asyncio.get_running_loop()
+        transport = AiohttpTransport()
+        async with _client(emu, transport, 5.0) as client:
+            await _chat(client)  # the connection is open (and its timer armed)
+            scheduled = 0
+            call_at = loop.call_at
+
+            def counting_call_at(when: float, callback: Any, *args: Any,
+                                 **kwargs: Any) -> asyncio.TimerHandle:
+                nonlocal scheduled
+                scheduled += 1
+                return call_at(when, callback, *args, **kwargs)
+
+            loop.call_at = counting_call_at  # type: ignore[method-assign]
+            try:
+                texts = [await _chat(client) for _ in range(20)]
+            finally:
+                del loop.call_at  # type: ignore[method-assign]
+        await transport.close()
+        return scheduled, texts
+
+    scheduled, texts = asyncio.run(run())
+    assert texts == ["echo: Hello there"] * 20
+    assert scheduled <= 2
+
+
+def test_gaps_each_shorter_than_the_read_timeout_are_waited_out_past_its_first_deadline(
+        emu: Emulator) -> None:
+    """The connection's timer fires at the first request's deadline and finds bytes came
+    since: it waits on, so a stream whose silences are each shorter than ``read`` is read to
+    the end though it lasts longer than ``read``."""
+    async def run() -> str:
+        transport = AiohttpTransport()
+        async with _client(emu, transport, 0.5) as client:
+            await _chat(client)  # arms the connection's timer
+            await asyncio.sleep(0.3)  # the idle connection's timer may fire meanwhile
+            emu.enqueue(Fault.stall(0.35, after_events=2, reply=Reply(text=TEXT)),
+                        Fault.stall(0.35, after_events=1, reply=Reply(text=TEXT)))
+            texts = []
+            for _ in range(2):
+                chat = client.stream(model="gpt-4o-mini", messages=USER)
+                async for _event in chat:
+                    pass
+                texts.append((await chat.get_response()).text)
+        await transport.close()
+        return " | ".join(texts)
+
+    assert asyncio.run(run()) == f"{TEXT} | {TEXT}"
+
+
+def test_a_shorter_read_timeout_than_the_armed_timer_fires_on_time(emu: Emulator) -> None:
+    """A connection whose timer is armed for a patient client's 5 s serves an impatient
+    client's request (0.3 s): the silence times out after 0.3 s, not at the 5 s timer."""
+    async def run() -> tuple[float, BaseException | None, str]:
+        shared = AiohttpTransport()
+        async with _client(emu, shared, 5.0) as patient, \
+                _client(emu, shared, 0.3) as impatient:
+            await _chat(patient)  # the pooled connection's timer: in 5 s
+            emu.enqueue(Fault.stall(1.5))
+            started = time.monotonic()
+            failed: BaseException | None = None
+            try:
+                await _chat(impatient)
+            except RequestTimeout as exc:
+                failed = exc
+            took = time.monotonic() - started
+            after = await _chat(patient)  # a new connection, as before
+        await shared.close()
+        return took, failed, after
+
+    took, failed, after = asyncio.run(run())
+    assert isinstance(failed, RequestTimeout) and not failed.before_first_byte
+    assert took < 1.4
+    assert after == "echo: Hello there"
+
+
+def test_a_slow_head_on_a_reused_connection_times_out(emu: Emulator) -> None:
+    async def run() -> BaseException | None:
+        transport = AiohttpTransport()
+        async with _client(emu, transport, 0.3) as client:
+            await _chat(client)
+            emu.enqueue(Fault.slow_first_byte(1.5))
+            try:
+                await _chat(client)
+            except RequestTimeout as exc:
+                return exc
+            finally:
+                await transport.close()
+        return None
+
+    failed = asyncio.run(run())
+    assert isinstance(failed, RequestTimeout) and failed.before_first_byte
