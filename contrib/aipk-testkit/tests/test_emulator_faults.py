@@ -148,7 +148,9 @@ def test_trickle_sends_the_rest_one_byte_at_a_time(emu: Emulator, http: Any) -> 
     first = reads[0][1]
     assert first.startswith(b"HTTP/1.1 200 OK\r\n") and first.count(b"data: ") == 2
     rest = reads[1:]
-    assert len(rest) > 50 and all(len(chunk) <= 2 for _, chunk in rest)  # a byte per write
+    # a byte per write: reads are tiny (a busy machine may let a read gather a few writes)
+    sizes = sorted(len(chunk) for _, chunk in rest)
+    assert len(rest) > 50 and sizes[len(sizes) // 2] <= 2
     assert max(gap for gap, _ in rest) < 0.5  # never silent for long
     body = b"".join(chunk for _, chunk in reads)
     assert body.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n")  # the complete stream
