@@ -343,7 +343,7 @@ class ClientBase:
                     "pass either a ChatRequest or keyword fields (model=, messages=…), not both"
                 )
             return request
-        if "model" not in fields or fields["model"] is None:
+        if fields.get("model") is None:
             default = self._engine.provider.spec.default_model
             if default is None:
                 raise ConfigurationError("model= is required, e.g. model='gpt-4o-mini'")

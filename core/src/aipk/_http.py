@@ -164,6 +164,37 @@ def _draft_of(cls: type) -> Any:
 
 #: HttpRequest's draft (in a tuple: as a module global it would pass for a record of its own)
 _DRAFT = (_draft_of(HttpRequest),)
+_set_attribute = object.__setattr__
+_NOTHING: Any = attrs.NOTHING
+
+
+def _http_request_init(self: HttpRequest, *, method: Any = "POST", url: Any,
+                       headers: Any = _NOTHING, json: Any = None, content: Any = None,
+                       timeout: Any = None) -> None:
+    # The generated __init__'s work (every plugin builds one HttpRequest a request), with its
+    # fields stored on the draft (see `_draft_of`): ~1.5k instructions less. A subclass of
+    # HttpRequest without an __init__ of its own has them set one by one.
+    if type(self) is not HttpRequest:
+        for name, value in (("method", method), ("url", url),
+                            ("headers", {} if headers is _NOTHING else headers),
+                            ("json", json), ("content", content), ("timeout", timeout)):
+            _set_attribute(self, name, value)
+        return
+    _set_attribute(self, "__class__", _DRAFT[0])
+    draft: Any = self
+    draft.method = method
+    draft.url = url
+    draft.headers = {} if headers is _NOTHING else headers
+    draft.json = json
+    draft.content = content
+    draft.timeout = timeout
+    draft.__class__ = HttpRequest
+
+
+_http_request_init.__annotations__ = dict(HttpRequest.__init__.__annotations__)
+_http_request_init.__qualname__ = HttpRequest.__init__.__qualname__
+_http_request_init.__name__ = "__init__"
+HttpRequest.__init__ = _http_request_init  # type: ignore[method-assign]
 
 
 def _positive_seconds(_: object, attribute: attrs.Attribute[float], value: float) -> None:

@@ -243,12 +243,14 @@ def build_chat_request(provider: Provider, request: ChatRequest, stream: bool) -
     """``POST {base_url}/chat/completions``."""
     # (`_chat_url()` inline: the URL built once per base URL)
     url = _chat_urls.get(provider.base_url) or _chat_url(provider)
-    return HttpRequest(
-        method="POST",
-        url=url,
-        headers=_headers(provider, "text/event-stream" if stream else "application/json"),
-        json=build_chat_body(provider, request, stream),
-    )
+    options = provider.options
+    if options.get("organization") or options.get("project"):
+        headers = _headers(provider, "text/event-stream" if stream else "application/json")
+    else:  # `_headers()` inline for the usual provider
+        headers = {"content-type": "application/json",
+                   "accept": "text/event-stream" if stream else "application/json"}
+    return HttpRequest(method="POST", url=url, headers=headers,
+                       json=build_chat_body(provider, request, stream))
 
 
 def build_models_request(provider: Provider) -> HttpRequest:
