@@ -506,6 +506,54 @@ def test_merge_headers_copies_every_other_field() -> None:
         merged.url = "https://other"  # type: ignore[misc]
 
 
+@attrs.frozen(kw_only=True)
+class _PlainHttpRequest:  # HttpRequest's fields, built by attrs' own __init__
+    method: str = "POST"
+    url: str
+    headers: dict[str, str] = attrs.field(factory=dict)
+    json: object = None
+    content: bytes | None = None
+    timeout: Timeout | None = None
+
+
+_HTTP_FIELDS = st.fixed_dictionaries({"url": st.text(max_size=10)}, optional={
+    "method": st.sampled_from(["GET", "POST", "PUT"]),
+    "headers": st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3),
+    "json": st.none() | st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
+    "content": st.none() | st.binary(max_size=8),
+    "timeout": st.none() | st.just(Timeout(total=3.0)),
+})
+
+
+@given(_HTTP_FIELDS)
+def test_an_http_request_holds_what_attrs_would(fields: dict[str, object]) -> None:
+    # HttpRequest.__init__ fills its fields in on a draft: every field, as attrs' __init__
+    assert [f.name for f in attrs.fields(HttpRequest)] == [
+        f.name for f in attrs.fields(_PlainHttpRequest)]
+    assert not any(f.validator or f.converter for f in attrs.fields(HttpRequest))
+    made = HttpRequest(**fields)  # type: ignore[arg-type]
+    plain = _PlainHttpRequest(**fields)  # type: ignore[arg-type]
+    assert type(made) is HttpRequest
+    assert attrs.asdict(made, recurse=False) == attrs.asdict(plain, recurse=False)
+    assert made == HttpRequest(**fields) and made == attrs.evolve(made)  # type: ignore[arg-type]
+    assert made.headers is not HttpRequest(url="x").headers or "headers" in fields
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        made.url = "https://other"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        HttpRequest(method="GET")  # type: ignore[call-arg]  # no url
+
+
+def test_a_subclass_of_http_request_is_built_as_itself() -> None:
+    class Traced(HttpRequest):
+        __slots__ = ()
+
+    made = Traced(url="https://h", json={"a": 1})
+    assert type(made) is Traced
+    assert (made.method, made.url, made.headers, made.json) == ("POST", "https://h", {}, {"a": 1})
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        made.url = "https://other"  # type: ignore[misc]
+
+
 # --- Usage -------------------------------------------------------------------------------------
 
 

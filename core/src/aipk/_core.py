@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._http import AUTH_HEADERS, HttpRequest, Timeout, declare_secret_headers, redact_url
+from ._http import (
+    AUTH_HEADERS,
+    HttpRequest,
+    Timeout,
+    declare_secret_headers,
+    encode_json,
+    redact_url,
+)
 from ._messages import ChatRequest
 from ._providers import Credential, ModelInfo, Provider
 from ._ratelimit import RateLimitState, RateLimitTracker
@@ -133,8 +140,9 @@ class Engine:
 
     def _refresh(self) -> None:
         """Once per request: pick up plugins registered or removed since the last one."""
-        if self._hooks.stale:
-            self._hooks.replan()
+        hooks = self._hooks
+        if hooks.changes.generation != hooks.generation:  # `hooks.stale`, inline
+            hooks.replan()
             self._bind()
 
     def start_call(self, request: ChatRequest, stream: bool) -> Call:
@@ -162,8 +170,11 @@ class Engine:
                 f"provider {self.provider.name!r} does not support streaming; use chat()",
                 provider=self.provider.name, field="stream",
             )
-        self._refresh()
-        built = self._build(self.provider, request, stream)
+        hooks = self._hooks
+        if hooks.changes.generation != hooks.generation:  # `self._refresh()`, inline
+            self._refresh()
+        provider = self.provider
+        built = self._build(provider, request, stream)
         if type(built) is not HttpRequest:
             if built is None:
                 raise self._no_plugin("aipk_build_request")
@@ -173,7 +184,12 @@ class Engine:
                     f"{self.provider.name!r}; a plugin must return an aipk.HttpRequest "
                     f"(method, url, headers, json=body), or None for providers it does not "
                     f"serve")
-        built = self._finish(built, stream)
+        # `self._finish(built, stream)`, inline
+        if provider.headers:
+            built = built.merge_headers(provider.headers)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s %s stream=%s", provider.name, built.method,
+                      redact_url(built.url), stream)
         if headers or timeout is not None or extra_body:
             return self._per_call(built, headers, timeout, extra_body)
         return built
@@ -231,9 +247,15 @@ class Engine:
         if chosen is not self._checked:  # once per credential in a row, not per request
             self._check(chosen)
         signed = self._apply(self.provider, built, chosen)
-        if signed is None:
-            raise self._no_plugin("aipk_apply_credential")
-        return signed, signed.body()
+        if type(signed) is not HttpRequest:  # None, or a subclass with a body() of its own
+            if signed is None:
+                raise self._no_plugin("aipk_apply_credential")
+            return signed, signed.body()
+        # `HttpRequest.body()` inline (a call less per attempt)
+        content = signed.content
+        if content is None and signed.json is not None:
+            content = encode_json(signed.json)
+        return signed, content
 
     def _check(self, credential: Credential) -> None:
         """Refuse, before anything is sent (or logged by the HTTP library), a credential from

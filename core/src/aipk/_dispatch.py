@@ -139,6 +139,16 @@ class FastHook:
         return self.call(*args)
 
 
+class _NoChanges:
+    """The change count of a plugin manager that does not count changes: never any."""
+
+    __slots__ = ()
+    generation = 0
+
+
+_NO_CHANGES = _NoChanges()
+
+
 class HookCallers:
     """The per-request hook callers one provider's engine uses (see `Registry.hooks_for()`),
     each a [`FastHook`][aipk.registry.FastHook] called positionally in hookspec order.
@@ -147,12 +157,12 @@ class HookCallers:
     (then `replan()`), so a plugin registered or removed applies from the next request.
     """
 
-    __slots__ = ("_all", "_generation", "_hook", "_left_out", "_pm", "_relay_pm",
+    __slots__ = ("_all", "_hook", "_left_out", "_pm", "_relay_pm",
                  "aipk_apply_credential", "aipk_build_request",
                  "aipk_count_tokens_request", "aipk_login_flow", "aipk_map_error",
                  "aipk_models_request",
                  "aipk_parse_models", "aipk_parse_rate_limits", "aipk_parse_response",
-                 "aipk_retry_after", "aipk_stream_decoder", "removed")
+                 "aipk_retry_after", "aipk_stream_decoder", "changes", "generation", "removed")
 
     _NAMES = ("aipk_build_request", "aipk_apply_credential", "aipk_parse_rate_limits",
               "aipk_parse_response", "aipk_stream_decoder", "aipk_map_error", "aipk_retry_after",
@@ -182,7 +192,12 @@ class HookCallers:
         self._hook = hook
         #: recomputes `removed` when plugins change (`Registry.hooks_for`'s rule)
         self._left_out = left_out
-        self._generation = fast_pm.generation if fast_pm is not None else 0
+        #: what counts plugin changes (its ``generation``), and its count at the last
+        #: `replan()`: a caller may compare the two itself, as `stale` does, for less than a
+        #: property call (once per request)
+        self.changes: CountingPluginManager | _NoChanges = (
+            fast_pm if fast_pm is not None else _NO_CHANGES)
+        self.generation = self.changes.generation
         made: list[FastHook] = []
         for name in self._NAMES:
             made.append(FastHook(self._caller(name), fast_pm, provider))
@@ -197,8 +212,7 @@ class HookCallers:
     @property
     def stale(self) -> bool:
         """True when a plugin was registered or removed since the last `replan()`."""
-        pm = self._pm
-        return pm is not None and pm.generation != self._generation
+        return self.changes.generation != self.generation
 
     def replan(self) -> None:
         """Bring every hook's `FastHook.call` up to date (and, with ``left_out``, which
@@ -211,6 +225,5 @@ class HookCallers:
                     fast.retarget(self._caller(name))
         for fast in self._all:
             fast.replan()
-        if self._pm is not None:
-            self._generation = self._pm.generation
+        self.generation = self.changes.generation
 

@@ -7,7 +7,7 @@ as ``None`` is not sent, so ``temperature=0`` is sent as 0.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
 import attrs
@@ -439,3 +439,66 @@ class ChatRequest:
                 f"tool_choice names {choice.name!r}, which is not among tools=",
                 field="tool_choice",
             )
+
+
+def _draft_of(cls: type) -> type:
+    """A subclass of the frozen record ``cls`` with plain attribute stores: a record filled in
+    on it and then given ``cls`` as its class (the same layout) is the record ``cls`` builds,
+    at a slot write a field instead of a slot setter call (~600 instructions each). Kept out of
+    module globals: it is no record of its own."""
+    return type(f"_{cls.__name__}Draft", (cls,), {
+        "__slots__": (), "__setattr__": object.__setattr__, "__delattr__": object.__delattr__})
+
+
+def _chat_request_builder() -> Callable[[dict[str, Any]], ChatRequest]:
+    draft = _draft_of(ChatRequest)
+    names = frozenset(field.name for field in attrs.fields(ChatRequest))
+
+    def chat_request(fields: dict[str, Any]) -> ChatRequest:
+        """``ChatRequest(**fields)``: the same record, or the same error, from the same fields.
+
+        The request of every keyword call: its fields are stored on a draft, converted as
+        ``__init__`` converts them and in the same order, then it becomes a ChatRequest and is
+        checked by ``__attrs_post_init__``. Anything unusual (an unknown or missing keyword)
+        goes through ``__init__`` itself. A property test compares the two."""
+        if "messages" not in fields or "model" not in fields or not fields.keys() <= names:
+            return ChatRequest(**fields)
+        request: Any = _new(draft)
+        request.model = fields["model"]
+        value = fields["messages"]
+        # `_messages()` inline for a list or tuple of Messages (a call less per request)
+        messages = tuple(value) if type(value) is list or type(value) is tuple else None
+        if messages is not None:
+            for message in messages:
+                if type(message) is not Message:
+                    messages = None
+                    break
+        request.messages = _messages(value) if messages is None else messages
+        if len(fields) == 2:  # model= and messages= alone: every other field at its default
+            request.temperature = request.top_p = request.max_tokens = request.stop = None
+            request.tool_choice = request.parallel_tool_calls = request.response_format = None
+            request.tools = ()
+            request.extra = {}
+        else:
+            get = fields.get
+            request.temperature = get("temperature")
+            request.top_p = get("top_p")
+            request.max_tokens = get("max_tokens")
+            value = get("stop")
+            request.stop = None if value is None else _stop(value)
+            value = get("tools")
+            request.tools = () if value is None else _tools(value)
+            value = get("tool_choice")
+            request.tool_choice = None if value is None else _tool_choice(value)
+            request.parallel_tool_calls = get("parallel_tool_calls")
+            request.extra = get("extra", {})
+            request.response_format = get("response_format")
+        request.__class__ = ChatRequest
+        if len(fields) != 2 or not request.model or not request.messages:
+            request.__attrs_post_init__()  # (the other fields at their defaults pass it)
+        return request  # type: ignore[no-any-return]
+
+    return chat_request
+
+
+chat_request = _chat_request_builder()

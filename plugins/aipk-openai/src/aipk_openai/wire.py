@@ -116,11 +116,19 @@ def _tool_choice(choice: aipk.ToolChoice) -> Any:
 
 def build_chat_body(provider: Provider, request: ChatRequest, stream: bool) -> dict[str, Any]:
     """The JSON body for ``POST /chat/completions``; unset fields are left out."""
-    _check_vision(provider, request)
-    body: dict[str, Any] = {
-        "model": request.model,
-        "messages": [encode_message(m) for m in request.messages],
-    }
+    messages: list[dict[str, Any]] = []
+    images = False
+    for message in request.messages:  # a loop, not a comprehension: no frame of its own
+        if message.images:
+            images = True
+            messages.append(encode_message(message))
+        elif message.tool_calls or message.tool_call_id is not None or message.name is not None:
+            messages.append(encode_message(message))
+        else:  # `encode_message()` inline for the usual text message
+            messages.append({"role": message.role, "content": message.content})
+    if images:
+        _check_vision(provider, request)
+    body: dict[str, Any] = {"model": request.model, "messages": messages}
     if request.temperature is not None:
         body["temperature"] = request.temperature
     if request.top_p is not None:
@@ -218,14 +226,31 @@ def _headers(provider: Provider, accept: str) -> dict[str, str]:
     return headers
 
 
+#: base URL -> its chat completions URL (a few per process: built once each)
+_chat_urls: dict[str, str] = {}
+
+
+def _chat_url(provider: Provider) -> str:
+    url = _chat_urls.get(provider.base_url)
+    if url is None:
+        if len(_chat_urls) >= 64:  # bounded, whatever a process does
+            _chat_urls.clear()
+        url = _chat_urls[provider.base_url] = provider.url("chat/completions")
+    return url
+
+
 def build_chat_request(provider: Provider, request: ChatRequest, stream: bool) -> HttpRequest:
     """``POST {base_url}/chat/completions``."""
-    return HttpRequest(
-        method="POST",
-        url=provider.url("chat/completions"),
-        headers=_headers(provider, "text/event-stream" if stream else "application/json"),
-        json=build_chat_body(provider, request, stream),
-    )
+    # (`_chat_url()` inline: the URL built once per base URL)
+    url = _chat_urls.get(provider.base_url) or _chat_url(provider)
+    options = provider.options
+    if options.get("organization") or options.get("project"):
+        headers = _headers(provider, "text/event-stream" if stream else "application/json")
+    else:  # `_headers()` inline for the usual provider
+        headers = {"content-type": "application/json",
+                   "accept": "text/event-stream" if stream else "application/json"}
+    return HttpRequest(method="POST", url=url, headers=headers,
+                       json=build_chat_body(provider, request, stream))
 
 
 def build_models_request(provider: Provider) -> HttpRequest:
