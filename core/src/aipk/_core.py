@@ -20,7 +20,7 @@ from ._http import AUTH_HEADERS, HttpRequest, Timeout, declare_secret_headers, r
 from ._messages import ChatRequest
 from ._providers import Credential, ModelInfo, Provider
 from ._ratelimit import RateLimitState, RateLimitTracker
-from ._records import slot_setters
+from ._records import SET_CLASS, record_builder
 from ._responses import ChatResponse, Usage
 from ._retry import RetryPolicy
 from ._secrets import check_exact, header_problem, masked, redact_error
@@ -50,9 +50,8 @@ log = logging.getLogger("aipk.http")
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id", "inference-id")
 
 
-#: what `Engine.chat_response` fills in
-_fill_request_id, _fill_rate_limit, _fill_cost = slot_setters(
-    ChatResponse, "request_id", "rate_limit", "cost")
+#: what `Engine.chat_response` fills in a plugin's new ChatResponse with (see record_builder)
+_ResponseBuilder = record_builder(ChatResponse)
 
 
 def request_id_of(headers: Mapping[str, str]) -> str | None:
@@ -352,10 +351,13 @@ class Engine:
             # The plugin's new record, not yet seen by anyone else (the hook's contract): fill
             # in what only the transport knows in place. A copy of this 12-field frozen record
             # cost 7% of aipk's per-request work.
-            _fill_request_id(response, request_id)
-            _fill_rate_limit(response, rate_limit)
+            SET_CLASS(response, _ResponseBuilder)
+            filling: Any = response
+            filling.request_id = request_id
+            filling.rate_limit = rate_limit
             if cost is not None:
-                _fill_cost(response, cost)
+                filling.cost = cost
+            filling.__class__ = ChatResponse
         else:
             response = response.with_transport_info(request_id, rate_limit, cost)
         if request.response_format is not None:

@@ -56,7 +56,7 @@ import attrs
 
 _T = TypeVar("_T")
 
-__all__ = ["fast_init", "fast_record", "record", "record_builder", "slot_setters"]
+__all__ = ["SET_CLASS", "fast_init", "fast_record", "record", "record_builder", "slot_setters"]
 
 
 def _build(target: type[_T], *, kw_only: bool, repr: bool, fast: bool) -> type[_T]:
@@ -414,7 +414,7 @@ def fast_init(cls: type[_T], *, own_init: bool = True) -> type[_T]:
     if builder is not None:
         # A record of several fields is filled as its builder (see `_builder_of`): a plain
         # slot store each instead of a setter call, about a sixth of the cost.
-        names.update(_cls=cls, _builder=builder, _set_class=_SET_CLASS)
+        names.update(_cls=cls, _builder=builder, _set_class=SET_CLASS)
         body = ("    if self.__class__ is _cls:\n"
                 "        _set_class(self, _builder)\n"
                 "        try:\n"
@@ -458,8 +458,9 @@ def _slot_stores(lines: list[tuple[str, str, str]], indent: str, store: str) -> 
 
 
 #: ``object.__setattr__(record, "__class__", cls)`` without the name lookup: ``__class__``'s
-#: own setter (what a frozen record's ``__setattr__`` would refuse)
-_SET_CLASS = object.__dict__["__class__"].__set__
+#: own setter (what a frozen record's ``__setattr__`` would refuse); switches a record to its
+#: builder (`record_builder`)
+SET_CLASS: Callable[[Any, type], None] = object.__dict__["__class__"].__set__
 
 #: From how many fields a record's ``__init__`` fills it as its builder: below, the two class
 #: switches cost more than the setter calls they save.
@@ -492,7 +493,9 @@ def record_builder(cls: type) -> type[Any]:
     """``cls``'s builder (see `_builder_of`): for code that fills in a new frozen record
     itself, ``record = object.__new__(builder)``, a plain ``record.field = value`` for every
     field, then ``record.__class__ = cls`` before anyone else sees it; about a sixth of the
-    cost of `slot_setters`' calls per field. TypeError when ``cls`` can have none."""
+    cost of `slot_setters`' calls per field (`SET_CLASS` switches a record already made to
+    its builder and back: worth it from about three fields). TypeError when ``cls`` can have
+    none."""
     builder = _builder_of(cls)
     if builder is None:
         raise TypeError(f"record_builder: {cls.__name__} cannot have a builder")
