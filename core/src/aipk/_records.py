@@ -22,7 +22,7 @@ ones. A converter is not called for a field at its default when it returns that 
 unchanged (``()`` through ``tuple``, ``None`` through a converter that keeps None): converters
 are pure, so the record is the same. Records with positional fields keep attrs' own.
 
-A record of four fields or more is filled as its builder (`record_builder()`): a subclass
+A record of three fields or more is filled as its builder (`record_builder()`): a subclass
 adding only Python's own ``__setattr__``, to which the new record is switched (``__class__``
 assignment, allowed between classes of one layout) for plain slot stores, which the
 interpreter specialises, and switched back before ``__init__`` goes on (also when a field's
@@ -464,7 +464,7 @@ SET_CLASS: Callable[[Any, type], None] = object.__dict__["__class__"].__set__
 
 #: From how many fields a record's ``__init__`` fills it as its builder: below, the two class
 #: switches cost more than the setter calls they save.
-_BUILDER_FROM = 4
+_BUILDER_FROM = 3
 
 
 def _builder_of(cls: type) -> type | None:
