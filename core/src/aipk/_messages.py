@@ -152,7 +152,21 @@ class Message:
         [`ToolCall`][aipk.ToolCall]s it asked for; what ``aipk_parse_response`` returns as
         ``ChatResponse.message``."""
         if cls is Message and not tool_calls and (content is None or type(content) is str):
-            return _assistant_text(content)  # the usual answer: text only
+            # The usual answer, text only: built from Message's builder directly, without the
+            # keyword call through the class or the checks it always passes; half the cost of
+            # the keyword build for the message of every answer (a test compares the two).
+            message: Any = _new(_MessageBuilder)
+            message.role = "assistant"
+            message.content = content
+            message.images = ()
+            message.tool_calls = ()
+            message.tool_call_id = None
+            message.name = None
+            message.extra = {}
+            message.cache = False
+            message.__class__ = Message  # a frozen Message from here on
+            built: Message = message
+            return built
         return cls(role="assistant", content=content, tool_calls=tuple(tool_calls))
 
     @classmethod
@@ -273,27 +287,9 @@ ToolChoice.NONE = ToolChoice(mode="none")
 
 
 _new = object.__new__
-#: Message with Python's own setattr, to fill in a new message (see `record_builder`)
+#: Message with Python's own setattr, to fill in a new message (see `record_builder`):
+#: `Message.assistant` builds a text answer's from it
 _MessageBuilder = record_builder(Message)
-
-
-def _assistant_text(content: str | None) -> Message:
-    """``Message(role="assistant", content=content)`` for text (or None), with its fields set
-    directly: no keyword call through the class and no checks (this one always passes them),
-    half the cost of the keyword build for the message of every answer. A test compares it
-    with the keyword build."""
-    message: Any = _new(_MessageBuilder)
-    message.role = "assistant"
-    message.content = content
-    message.images = ()
-    message.tool_calls = ()
-    message.tool_call_id = None
-    message.name = None
-    message.extra = {}
-    message.cache = False
-    message.__class__ = Message  # a frozen Message from here on
-    built: Message = message
-    return built
 
 
 def _messages(value: Iterable[Message | Mapping[str, Any]] | str) -> tuple[Message, ...]:
