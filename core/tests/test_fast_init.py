@@ -4,7 +4,7 @@ errors; records it cannot reproduce are refused."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import pytest
@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aipk import ChatResponse, HttpRequest, Message, Usage
-from aipk._records import fast_init
+from aipk._records import fast_init, record_builder
 from aipk.errors import InvalidRequestError
 
 
@@ -122,3 +122,75 @@ def test_a_default_the_converter_keeps_is_not_converted_again() -> None:
     assert calls == [()]  # only the converter that changes its default ran
     calls.clear()
     assert Record(kept=[1], copied=[2]) == Record(kept=(1,), copied=[2]) and len(calls) == 4
+
+
+def _wide() -> type[Any]:
+    @attrs.frozen(kw_only=True)
+    class Wide:  # enough fields to be filled as its builder
+        a: int
+        b: tuple[int, ...] = attrs.field(default=(), converter=tuple)
+        c: list[int] = attrs.field(factory=list)
+        d: int = attrs.field(default=attrs.Factory(lambda self: self.a + len(self.b),
+                                                   takes_self=True))
+        e: int = 0
+
+    return Wide
+
+
+WIDE_PLAIN, WIDE_FAST = _wide(), fast_init(_wide())
+
+
+@given(st.fixed_dictionaries({"a": st.integers()}, optional={
+    "b": st.lists(st.integers()) | st.integers(), "c": st.lists(st.integers()),
+    "d": st.integers(), "e": st.integers()}))
+def test_a_record_filled_as_its_builder_is_the_record_attrs_makes(kwargs: dict[str, Any]) -> None:
+    assert "_builder" in WIDE_FAST.__init__.__code__.co_names
+    plain, fast = _outcome(WIDE_PLAIN, kwargs), _outcome(WIDE_FAST, kwargs)
+    assert plain == fast
+    if fast[0] == "ok":
+        made = WIDE_FAST(**kwargs)
+        assert type(made) is WIDE_FAST
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            made.a = 1
+
+
+def test_a_failed_build_leaves_the_record_its_own_class_and_subclasses_keep_theirs() -> None:
+    half: Any = object.__new__(WIDE_FAST)
+    with pytest.raises(TypeError):
+        WIDE_FAST.__init__(half, a=1, b=5)  # tuple(5) fails after ``a`` was stored
+    assert type(half) is WIDE_FAST and half.a == 1
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        half.a = 2
+
+    class Sub(WIDE_FAST):  # type: ignore[misc, valid-type]
+        __slots__ = ("more",)
+
+    sub = Sub(a=2, b=[1])
+    assert type(sub) is Sub and (sub.a, sub.b, sub.d) == (2, (1,), 3)
+
+
+def test_record_builder_fills_a_record_with_plain_stores() -> None:
+    builder = record_builder(Usage)
+    made: Any = object.__new__(builder)
+    for name in ("input_tokens", "output_tokens", "total_tokens", "reasoning_tokens",
+                 "cache_read_tokens", "cache_write_tokens"):
+        setattr(made, name, 1)
+    made.__class__ = Usage
+    assert made == Usage(input_tokens=1, output_tokens=1, total_tokens=1, reasoning_tokens=1,
+                         cache_read_tokens=1, cache_write_tokens=1)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        made.input_tokens = 2
+
+    class Hooked:
+        made: ClassVar[list[str]] = []
+
+        def __init_subclass__(cls) -> None:
+            Hooked.made.append(cls.__name__)
+
+    @attrs.frozen(kw_only=True)
+    class Child(Hooked):
+        a: int = 0
+
+    with pytest.raises(TypeError, match="cannot have a builder"):
+        record_builder(Child)  # a subclass would run the hook
+    assert Hooked.made == ["Child", "Child"]  # attrs' own two classes, no third

@@ -77,10 +77,10 @@ _DUMP = textwrap.dedent("""
                 importlib.import_module(info.name)
             except ImportError:  # an optional extra that is not installed
                 pass
-    found = {{}}
+    found = {{}}  # records, not their builders (`_records.record_builder`)
     for module in list(sys.modules.values()):
         for value in list(vars(module).values()):
-            if isinstance(value, type) and attrs.has(value) \\
+            if isinstance(value, type) and "__attrs_attrs__" in value.__dict__ \\
                     and getattr(value.__eq__, "__module__", "") == "aipk._records":
                 found[f"{{value.__module__}}.{{value.__qualname__}}"] = describe(value)
     print(json.dumps(found))

@@ -22,6 +22,13 @@ ones. A converter is not called for a field at its default when it returns that 
 unchanged (``()`` through ``tuple``, ``None`` through a converter that keeps None): converters
 are pure, so the record is the same. Records with positional fields keep attrs' own.
 
+A record of three fields or more is filled as its builder (`record_builder()`): a subclass
+adding only Python's own ``__setattr__``, to which the new record is switched (``__class__``
+assignment, allowed between classes of one layout) for plain slot stores, which the
+interpreter specialises, and switched back before ``__init__`` goes on (also when a field's
+converter or factory raises). A ``takes_self`` factory therefore sees the record as its
+builder, a subclass of its own class.
+
 Most records (no base class, keyword-only fields, no ``on_setattr`` hooks or ``attrs.Converter``
 objects) are not built by attrs' general machinery at all: `_quick_class` makes the class
 attrs would make (the same ``__attrs_attrs__``, slots, ``__setattr__``, pickling methods and
@@ -49,7 +56,7 @@ import attrs
 
 _T = TypeVar("_T")
 
-__all__ = ["fast_init", "fast_record", "record", "slot_setters"]
+__all__ = ["SET_CLASS", "fast_init", "fast_record", "record", "record_builder", "slot_setters"]
 
 
 def _build(target: type[_T], *, kw_only: bool, repr: bool, fast: bool) -> type[_T]:
@@ -357,7 +364,7 @@ def fast_init(cls: type[_T], *, own_init: bool = True) -> type[_T]:
         raise TypeError(f"fast_init: {cls.__name__} is not a slotted record without pre-init")
     names: dict[str, Any] = {"_NOTHING": attrs.NOTHING}
     params: list[str] = []
-    lines: list[str] = []
+    lines: list[tuple[str, str, str]] = []  # (code before the set, field name, value)
     checks: list[str] = []
     for field in fields:
         if field.init and not field.kw_only:
@@ -381,17 +388,17 @@ def fast_init(cls: type[_T], *, own_init: bool = True) -> type[_T]:
             if field.converter is not None:
                 names[f"_convert_{name}"] = field.converter
                 value = f"_convert_{name}({value})"
-            lines.append(f"    _set_{name}(self, {value})")
+            lines.append(("", name, value))
             continue
         value = arg
+        before = ""
         if default is attrs.NOTHING:
             params.append(arg)
         elif isinstance(default, attrs.Factory):  # type: ignore[arg-type]
             names[f"_factory_{name}"] = default.factory
             params.append(f"{arg}=_NOTHING")
             call = "self" if default.takes_self else ""
-            lines.append(f"    if {arg} is _NOTHING:\n"
-                         f"        {arg} = _factory_{name}({call})")
+            before = f"if {arg} is _NOTHING:\n    {arg} = _factory_{name}({call})"
         else:
             names[f"_default_{name}"] = default
             params.append(f"{arg}=_default_{name}")
@@ -401,17 +408,30 @@ def fast_init(cls: type[_T], *, own_init: bool = True) -> type[_T]:
             if f"_default_{name}" in names and _unchanged(field.converter, default):
                 # the default, given or left out, is stored as it is: not converted again
                 value = f"{arg} if {arg} is _default_{name} else {value}"
-        lines.append(f"    _set_{name}(self, {value})")
+        lines.append((before, name, value))
+    body = _slot_stores(lines, "    ", "_set_{name}(self, {value})")
+    builder = _builder_of(cls) if len(lines) >= _BUILDER_FROM else None
+    if builder is not None:
+        # A record of several fields is filled as its builder (see `_builder_of`): a plain
+        # slot store each instead of a setter call, about a sixth of the cost.
+        names.update(_cls=cls, _builder=builder, _set_class=SET_CLASS)
+        body = ("    if self.__class__ is _cls:\n"
+                "        _set_class(self, _builder)\n"
+                "        try:\n"
+                + _slot_stores(lines, "            ", "self.{name} = {value}")
+                + "        finally:\n"
+                "            self.__class__ = _cls\n"
+                "    else:  # a subclass's record\n"
+                + _slot_stores(lines, "        ", "_set_{name}(self, {value})"))
     if checks:  # attrs.validators.set_disabled() turns them off, as for attrs' own __init__
         if _config is None or not hasattr(_config, "_run_validators"):  # pragma: no cover
             raise TypeError(f"fast_init: {cls.__name__}'s validators need attrs' own __init__")
         names["_config"] = _config
-        lines.append("    if _config._run_validators is True:")
-        lines.extend(checks)
+        body += "    if _config._run_validators is True:\n" + "\n".join(checks) + "\n"
     if hasattr(cls, "__attrs_post_init__"):
-        lines.append("    self.__attrs_post_init__()")
+        body += "    self.__attrs_post_init__()\n"
     signature = f"self, *, {', '.join(params)}" if params else "self"
-    source = f"def __init__({signature}):\n" + ("\n".join(lines) or "    pass") + "\n"
+    source = f"def __init__({signature}):\n" + (body or "    pass\n")
     namespace: dict[str, Any] = {}
     exec(compile(source, f"<aipk fast_init {cls.__qualname__}>", "exec"), names, namespace)
     init = namespace["__init__"]
@@ -425,6 +445,61 @@ def fast_init(cls: type[_T], *, own_init: bool = True) -> type[_T]:
     init.__module__ = cls.__module__
     cls.__init__ = init  # type: ignore[method-assign]
     return cls
+
+
+def _slot_stores(lines: list[tuple[str, str, str]], indent: str, store: str) -> str:
+    """The statements setting each field, each store written as ``store`` says."""
+    out: list[str] = []
+    for before, name, value in lines:
+        if before:
+            out.extend(indent + line for line in before.split("\n"))
+        out.append(indent + store.format(name=name, value=value))
+    return "".join(line + "\n" for line in out)
+
+
+#: ``object.__setattr__(record, "__class__", cls)`` without the name lookup: ``__class__``'s
+#: own setter (what a frozen record's ``__setattr__`` would refuse); switches a record to its
+#: builder (`record_builder`)
+SET_CLASS: Callable[[Any, type], None] = object.__dict__["__class__"].__set__
+
+#: From how many fields a record's ``__init__`` fills it as its builder: below, the two class
+#: switches cost more than the setter calls they save.
+_BUILDER_FROM = 3
+
+
+def _builder_of(cls: type) -> type | None:
+    """A subclass of ``cls`` adding nothing but Python's own ``__setattr__``: a record of
+    ``cls`` switched to it (``__class__`` assignment, allowed between classes of one layout)
+    takes its fields as plain slot stores, which the interpreter specialises, and is switched
+    back before anyone else sees it. None when ``cls`` cannot have one (a class that hooks
+    subclassing, or a layout Python will not switch)."""
+    if any("__init_subclass__" in base.__dict__ or "__attrs_init_subclass__" in base.__dict__
+           for base in cls.__mro__[:-1]):
+        return None
+    try:
+        builder: type = type(cls)(cls.__name__, (cls,), {
+            "__slots__": (), "__module__": cls.__module__, "__qualname__": cls.__qualname__,
+            # both of object's: only then does the class get Python's generic setattr slot
+            "__setattr__": object.__setattr__, "__delattr__": object.__delattr__})
+        probe: Any = object.__new__(cls)
+        object.__setattr__(probe, "__class__", builder)
+        probe.__class__ = cls
+    except TypeError:  # pragma: no cover - a layout or metaclass that refuses it
+        return None
+    return builder
+
+
+def record_builder(cls: type) -> type[Any]:
+    """``cls``'s builder (see `_builder_of`): for code that fills in a new frozen record
+    itself, ``record = object.__new__(builder)``, a plain ``record.field = value`` for every
+    field, then ``record.__class__ = cls`` before anyone else sees it; about a sixth of the
+    cost of `slot_setters`' calls per field (`SET_CLASS` switches a record already made to
+    its builder and back: worth it from about three fields). TypeError when ``cls`` can have
+    none."""
+    builder = _builder_of(cls)
+    if builder is None:
+        raise TypeError(f"record_builder: {cls.__name__} cannot have a builder")
+    return builder
 
 
 def slot_setters(cls: type, *names: str) -> tuple[Callable[[Any, Any], None], ...]:

@@ -641,6 +641,52 @@ def test_a_reply_message_is_what_message_makes_of_it(
     assert response.finish_reason is expected
 
 
+def _reference_response(data: dict[str, Any]) -> aipk.ChatResponse:
+    """What parse_chat_response made of a one-choice reply when it read every message key."""
+    first = data["choices"][0]
+    msg = first.get("message") or {}
+    raw = first.get("finish_reason")
+    reason = wire.finish_reason(raw) if raw else None
+    if msg.get("refusal") and not msg.get("content") and reason is FinishReason.STOP:
+        reason = FinishReason.REFUSAL
+    usage = data.get("usage")
+    return aipk.ChatResponse(
+        provider="openai", model=data.get("model") or "m",
+        message=(wire._message(_provider(), msg) if msg.get("tool_calls") or msg.get(
+            "function_call") else Message.assistant(msg.get("content"))),
+        finish_reason=reason, raw_finish_reason=raw,
+        usage=wire.parse_usage(usage) if usage else None, id=data.get("id"),
+        refusal=msg.get("refusal"),
+        reasoning=msg.get("reasoning_content") or msg.get("reasoning"),
+        extra=wire._message_extra(msg))
+
+
+_falsy: st.SearchStrategy[Any] = st.sampled_from([None, "", [], {}])
+_message_values: dict[str, Any] = {
+    "content": st.none() | st.text(max_size=3), "refusal": st.none() | st.text(max_size=3),
+    "annotations": _falsy | st.just([{"type": "url_citation"}]),
+    "audio": _falsy | st.just({"transcript": "hi"}), "images": _falsy | st.just([{"u": 1}]),
+    "tool_calls": _falsy | st.just([{"id": "c1", "function": {"name": "f", "arguments": "{}"}}]),
+    "function_call": _falsy | st.just({"name": "g", "arguments": "{}"}),
+    "reasoning_content": _falsy | st.text(max_size=3), "reasoning": _falsy | st.text(max_size=3),
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(msg=st.fixed_dictionaries({}, optional=_message_values),
+       reason=st.none() | st.sampled_from(["stop", "length", "odd"]),
+       usage=st.none() | st.just({"prompt_tokens": 3, "completion_tokens": 2}))
+def test_a_reply_is_what_reading_every_message_key_makes_of_it(
+        msg: dict[str, Any], reason: str | None, usage: dict[str, Any] | None) -> None:
+    # the usual text answer skips the keys it does not have: the same response as reading all
+    data: dict[str, Any] = {"id": "x", "choices": [{"message": msg, "finish_reason": reason}]}
+    if usage is not None:
+        data["usage"] = usage
+    response = wire.parse_chat_response(_provider(), ChatRequest(model="m", messages=USER),
+                                        data)
+    assert response == _reference_response(data)
+
+
 def test_unknown_finish_reasons() -> None:
     assert wire.finish_reason("function_call") is FinishReason.TOOL_CALLS
     assert wire.finish_reason("content_filter") is FinishReason.CONTENT_FILTER

@@ -366,23 +366,37 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
     more = _more_choices(provider, choices) if len(choices) > 1 else ()
     usage = data.get("usage")
     extra: dict[str, Any] = {}
-    if get("annotations") or get("audio") or get("images"):
+    if get("annotations"):
         extra = _message_extra(msg)
-    return ChatResponse(
-        provider=provider.name,
-        model=data.get("model") or request.model,
+    if _RARE_KEYS.isdisjoint(msg):  # the usual text answer: no other key to read
+        message = Message.assistant(content)
+        reasoning = None
+    else:
+        if get("audio") or get("images"):
+            extra = _message_extra(msg)
         # _message() inline for the usual text-only answer
-        message=(_message(provider, msg) if get("tool_calls") or get("function_call")
-                 else Message.assistant(content)),
+        message = (_message(provider, msg) if get("tool_calls") or get("function_call")
+                   else Message.assistant(content))
+        reasoning = get("reasoning_content") or get("reasoning")
+    return ChatResponse(
+        provider=provider.spec.name,  # provider.name without the property's call
+        model=data.get("model") or request.model,
+        message=message,
         finish_reason=reason,
         raw_finish_reason=raw,
         usage=parse_usage(usage) if usage else None,
         id=data.get("id"),
         refusal=refusal,
-        reasoning=get("reasoning_content") or get("reasoning"),
+        reasoning=reasoning,
         extra=extra,
         more_choices=more,
     )
+
+
+#: The message keys `parse_chat_response` reads beyond ``content``, ``refusal`` and
+#: ``annotations`` (a message with none of them is plain text).
+_RARE_KEYS = frozenset({"audio", "images", "tool_calls", "function_call", "reasoning_content",
+                        "reasoning"})
 
 
 #: Message fields kept whole in ``ChatResponse.extra``: url citations, audio output (its
