@@ -527,7 +527,7 @@ _HTTP_FIELDS = st.fixed_dictionaries({"url": st.text(max_size=10)}, optional={
 
 @given(_HTTP_FIELDS)
 def test_an_http_request_holds_what_attrs_would(fields: dict[str, object]) -> None:
-    # HttpRequest.__init__ fills its fields in on a draft: every field, as attrs' __init__
+    # HttpRequest.__init__ fills its fields in as its builder: every field, as attrs' __init__
     assert [f.name for f in attrs.fields(HttpRequest)] == [
         f.name for f in attrs.fields(_PlainHttpRequest)]
     assert not any(f.validator or f.converter for f in attrs.fields(HttpRequest))

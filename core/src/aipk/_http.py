@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import attrs
 
-from ._records import fast_record, record
+from ._records import fast_record, record, record_builder
 from ._secrets import held_values, redact
 from .errors import ConfigurationError
 
@@ -133,9 +133,9 @@ class HttpRequest:
         if type(self) is not HttpRequest:  # a subclass may have more fields
             return attrs.evolve(self, headers=merged)
         # Every field but the headers comes from this (already built) record: stored directly
-        # on a draft that then becomes an HttpRequest, rather than through the generated
-        # keyword __init__ (once per request; see `_draft_of`).
-        copy = _new(_DRAFT[0])
+        # on its builder, which then becomes the HttpRequest, rather than through the
+        # generated keyword __init__ (once per request, when signing).
+        copy = _new(_HttpRequestBuilder)
         copy.method = self.method
         copy.url = self.url
         copy.headers = merged
@@ -152,49 +152,8 @@ class HttpRequest:
         )
 
 
-
-
-def _draft_of(cls: type) -> Any:
-    """A subclass of the frozen record ``cls`` with plain attribute stores: a record filled in
-    on it and then given ``cls`` as its class (the same layout) is the record ``cls`` builds,
-    at a slot write a field instead of a slot setter call (~600 instructions each)."""
-    return type(f"_{cls.__name__}Draft", (cls,), {
-        "__slots__": (), "__setattr__": object.__setattr__, "__delattr__": object.__delattr__})
-
-
-#: HttpRequest's draft (in a tuple: as a module global it would pass for a record of its own)
-_DRAFT = (_draft_of(HttpRequest),)
-_set_attribute = object.__setattr__
-_NOTHING: Any = attrs.NOTHING
-
-
-def _http_request_init(self: HttpRequest, *, method: Any = "POST", url: Any,
-                       headers: Any = _NOTHING, json: Any = None, content: Any = None,
-                       timeout: Any = None) -> None:
-    # The generated __init__'s work (every plugin builds one HttpRequest a request), with its
-    # fields stored on the draft (see `_draft_of`): ~1.5k instructions less. A subclass of
-    # HttpRequest without an __init__ of its own has them set one by one.
-    if type(self) is not HttpRequest:
-        for name, value in (("method", method), ("url", url),
-                            ("headers", {} if headers is _NOTHING else headers),
-                            ("json", json), ("content", content), ("timeout", timeout)):
-            _set_attribute(self, name, value)
-        return
-    _set_attribute(self, "__class__", _DRAFT[0])
-    draft: Any = self
-    draft.method = method
-    draft.url = url
-    draft.headers = {} if headers is _NOTHING else headers
-    draft.json = json
-    draft.content = content
-    draft.timeout = timeout
-    draft.__class__ = HttpRequest
-
-
-_http_request_init.__annotations__ = dict(HttpRequest.__init__.__annotations__)
-_http_request_init.__qualname__ = HttpRequest.__init__.__qualname__
-_http_request_init.__name__ = "__init__"
-HttpRequest.__init__ = _http_request_init  # type: ignore[method-assign]
+#: HttpRequest's builder: a copy is filled in with plain stores (see `record_builder`)
+_HttpRequestBuilder = record_builder(HttpRequest)
 
 
 def _positive_seconds(_: object, attribute: attrs.Attribute[float], value: float) -> None:

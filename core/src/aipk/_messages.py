@@ -438,29 +438,21 @@ class ChatRequest:
             )
 
 
-def _draft_of(cls: type) -> type:
-    """A subclass of the frozen record ``cls`` with plain attribute stores: a record filled in
-    on it and then given ``cls`` as its class (the same layout) is the record ``cls`` builds,
-    at a slot write a field instead of a slot setter call (~600 instructions each). Kept out of
-    module globals: it is no record of its own."""
-    return type(f"_{cls.__name__}Draft", (cls,), {
-        "__slots__": (), "__setattr__": object.__setattr__, "__delattr__": object.__delattr__})
-
-
 def _chat_request_builder() -> Callable[[dict[str, Any]], ChatRequest]:
-    draft = _draft_of(ChatRequest)
+    builder = record_builder(ChatRequest)
     names = frozenset(field.name for field in attrs.fields(ChatRequest))
 
     def chat_request(fields: dict[str, Any]) -> ChatRequest:
         """``ChatRequest(**fields)``: the same record, or the same error, from the same fields.
 
-        The request of every keyword call: its fields are stored on a draft, converted as
-        ``__init__`` converts them and in the same order, then it becomes a ChatRequest and is
-        checked by ``__attrs_post_init__``. Anything unusual (an unknown or missing keyword)
-        goes through ``__init__`` itself. A property test compares the two."""
+        The request of every keyword call: its fields are stored on its builder (see
+        `aipk._records.record_builder`), converted as ``__init__`` converts them and in the
+        same order, then it becomes a ChatRequest and is checked by ``__attrs_post_init__``.
+        Anything unusual (an unknown or missing keyword) goes through ``__init__`` itself. A
+        property test compares the two."""
         if "messages" not in fields or "model" not in fields or not fields.keys() <= names:
             return ChatRequest(**fields)
-        request: Any = _new(draft)
+        request: Any = _new(builder)
         request.model = fields["model"]
         value = fields["messages"]
         # `_messages()` inline for a list or tuple of Messages (a call less per request)

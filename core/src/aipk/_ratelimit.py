@@ -15,10 +15,11 @@ import logging
 import math
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from typing import Any
 
 import attrs
 
-from ._records import fast_record, slot_setters
+from ._records import fast_record, record_builder
 from .state import MemoryStore, StateStore
 
 __all__ = [
@@ -281,11 +282,12 @@ class RateLimitWindow:
                 return None
         if cls is RateLimitWindow:
             # `_window()`, inline: this runs for every window of every response
-            window: RateLimitWindow = _new(RateLimitWindow)
-            _set_limit(window, limit_n)
-            _set_remaining(window, remaining_n)
-            _set_reset_at(window, reset_at)
-            return window
+            window: Any = _new(_WindowBuilder)
+            window.limit = limit_n
+            window.remaining = remaining_n
+            window.reset_at = reset_at
+            window.__class__ = RateLimitWindow
+            return window  # type: ignore[no-any-return]
         return cls(limit=limit_n, remaining=remaining_n, reset_at=reset_at)
 
     def merge(self, newer: RateLimitWindow | None) -> RateLimitWindow:
@@ -317,8 +319,8 @@ class RateLimitWindow:
 
 
 _new = object.__new__
-_set_limit, _set_remaining, _set_reset_at = slot_setters(
-    RateLimitWindow, "limit", "remaining", "reset_at")
+#: RateLimitWindow's builder: a new window is filled in with plain stores (`record_builder`)
+_WindowBuilder = record_builder(RateLimitWindow)
 
 
 def _window(limit: int | None, remaining: int | None, reset_at: float | None) -> (
@@ -326,11 +328,12 @@ def _window(limit: int | None, remaining: int | None, reset_at: float | None) ->
     """``RateLimitWindow(limit=limit, remaining=remaining, reset_at=reset_at)``, built without
     the keyword call through the class (which packs and unpacks the keywords: a third of the
     record's cost). A test checks that it sets every field."""
-    window: RateLimitWindow = _new(RateLimitWindow)
-    _set_limit(window, limit)
-    _set_remaining(window, remaining)
-    _set_reset_at(window, reset_at)
-    return window
+    window: Any = _new(_WindowBuilder)
+    window.limit = limit
+    window.remaining = remaining
+    window.reset_at = reset_at
+    window.__class__ = RateLimitWindow
+    return window  # type: ignore[no-any-return]
 
 
 #: limit header texts already converted (sizes repeat on every response; at most 256 kept)
@@ -417,17 +420,16 @@ class RateLimitState:
         if cls is not RateLimitState:
             return cls(requests=requests, tokens=tokens, observed_at=now,
                        not_before=None if retry_after is None else now + retry_after)
-        state: RateLimitState = _new(RateLimitState)
-        _set_requests(state, requests)
-        _set_tokens(state, tokens)
-        _set_input_tokens(state, None)
-        _set_output_tokens(state, None)
-        _set_daily_requests(state, None)
-        _set_daily_tokens(state, None)
-        _set_not_before(state, None if retry_after is None else now + retry_after)
-        _set_credits_remaining(state, None)
-        _set_observed_at(state, now)
-        return state
+        state: Any = _new(_StateBuilder)
+        state.requests = requests
+        state.tokens = tokens
+        state.input_tokens = state.output_tokens = None
+        state.daily_requests = state.daily_tokens = None
+        state.not_before = None if retry_after is None else now + retry_after
+        state.credits_remaining = None
+        state.observed_at = now
+        state.__class__ = RateLimitState
+        return state  # type: ignore[no-any-return]
 
     def _merged_onto(self, old: RateLimitState | None) -> RateLimitState:
         """``old`` updated by this state (this state when there is none): the tracker's
@@ -499,9 +501,8 @@ class RateLimitState:
         )
 
 
-(_set_requests, _set_tokens, _set_input_tokens, _set_output_tokens, _set_daily_requests,
- _set_daily_tokens, _set_not_before, _set_credits_remaining, _set_observed_at) = slot_setters(
-    RateLimitState, *_WINDOWS, "not_before", "credits_remaining", "observed_at")
+#: RateLimitState's builder: a new state is filled in with plain stores (`record_builder`)
+_StateBuilder = record_builder(RateLimitState)
 
 
 def _complete(window: RateLimitWindow | None) -> bool:

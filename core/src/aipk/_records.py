@@ -467,12 +467,23 @@ SET_CLASS: Callable[[Any, type], None] = object.__dict__["__class__"].__set__
 _BUILDER_FROM = 3
 
 
+#: each record class's builder, made once (None: the class cannot have one)
+_BUILDERS: dict[type, type | None] = {}
+
+
 def _builder_of(cls: type) -> type | None:
     """A subclass of ``cls`` adding nothing but Python's own ``__setattr__``: a record of
     ``cls`` switched to it (``__class__`` assignment, allowed between classes of one layout)
     takes its fields as plain slot stores, which the interpreter specialises, and is switched
     back before anyone else sees it. None when ``cls`` cannot have one (a class that hooks
-    subclassing, or a layout Python will not switch)."""
+    subclassing, or a layout Python will not switch). One per class, made on first use."""
+    if cls in _BUILDERS:
+        return _BUILDERS[cls]
+    builder = _BUILDERS[cls] = _new_builder(cls)
+    return builder
+
+
+def _new_builder(cls: type) -> type | None:
     if any("__init_subclass__" in base.__dict__ or "__attrs_init_subclass__" in base.__dict__
            for base in cls.__mro__[:-1]):
         return None
