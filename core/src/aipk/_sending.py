@@ -282,7 +282,7 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
     recovered = False
     while True:
         sent_at = time.monotonic()
-        if call is not None:  # call.attempt(credential.id), inline: once per request
+        if call is not None:  # an attempt is about to be sent, signed by this credential
             call.attempts += 1
             call.credential_id = credential.id
         response = yield Transmit(http, body)

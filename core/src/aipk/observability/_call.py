@@ -115,6 +115,8 @@ class Call:
         self.first_token: float | None = None
         #: a first token the observers have not heard of yet
         self.unannounced = False
+        #: the attempts sent so far and the credential of the last: the send loop
+        #: (`aipk._sending.send_steps`) sets both before each attempt
         self.credential_id = "none"
         self.attempts = 0
         self.done = False
@@ -129,11 +131,6 @@ class Call:
             telemetry.emit(event)
 
     # -- per attempt (the send loop) -------------------------------------------------------
-
-    def attempt(self, credential_id: str) -> None:
-        """An attempt is about to be sent, signed by ``credential_id``."""
-        self.attempts += 1
-        self.credential_id = credential_id
 
     def retried(self, wait: float, error: BaseException) -> None:
         """The attempt failed with ``error``; the call retries after ``wait`` seconds."""
