@@ -200,7 +200,14 @@ async def run_phase(router: AsyncRouter, rng: random.Random, tally: Tally, count
 
 
 #: Allocations made in aipk itself (the router, the client, the plugin, attrs-generated code).
-OWN_CODE = [tracemalloc.Filter(True, "*aipk*"), tracemalloc.Filter(False, "*aipk_testkit*")]
+# The aiohttp transport's read timers are kept per connection, not per request
+# (`aipk._aiohttp_reads`): a closed connection's cancelled timer stays in the event loop's heap
+# until asyncio sweeps the cancelled ones (once they are half of it), so their memory rises and
+# falls with the faults' connection churn. They are bounded on their own (READ_TIMERS) and left
+# out of the per-request check.
+READ_TIMERS = [tracemalloc.Filter(True, "*aipk/_aiohttp_reads.py")]
+OWN_CODE = [tracemalloc.Filter(True, "*aipk*"), tracemalloc.Filter(False, "*aipk_testkit*"),
+            tracemalloc.Filter(False, "*aipk/_aiohttp_reads.py")]
 
 
 def traced(snapshot: tracemalloc.Snapshot, filters: list[tracemalloc.Filter] | None = None) -> int:
@@ -368,3 +375,6 @@ def test_router_soak_with_random_faults(emus: tuple[Emulator, ...]) -> None:
     assert own_end - own_mid < 48 * 1024, (
         f"aipk's allocations grew {(own_end - own_mid) / 1024:.0f} KiB over the last quarter",
         growth_by_line(*memory), where)
+    # at most a live and a cancelled timer (under 1 KiB) per connection of the three pools
+    timers = max(traced(s, READ_TIMERS) for s in memory)
+    assert timers < 300 * 1024, (f"the read timers hold {timers / 1024:.0f} KiB", where)

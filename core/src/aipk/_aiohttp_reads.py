@@ -8,7 +8,10 @@ the cancelled handles stay in the event loop's heap until it is rebuilt. `LazyRe
 keeps the same bound with a deadline instead: arriving bytes only move the deadline, and the
 connection's one timer, when it fires, either times the read out (the deadline has passed)
 or sleeps on until the deadline. A read times out exactly when aiohttp's own timer would
-have.
+have. An idle connection keeps its armed timer (it fires once and finds nothing to do); a
+closed connection's is cancelled, and stays in the event loop's heap, as aiohttp's cancelled
+timers do, until asyncio sweeps cancelled timers: at most a live and a cancelled timer per
+connection.
 
 Loaded only by `aipk.transports.AiohttpTransport` for the sessions it creates (a session
 you pass in keeps aiohttp's own protocol), and only over the aiohttp versions whose protocol
