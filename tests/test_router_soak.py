@@ -19,10 +19,12 @@ import gc
 import logging
 import os
 import random
+import sys
 import time
 import tracemalloc
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -205,9 +207,19 @@ async def run_phase(router: AsyncRouter, rng: random.Random, tally: Tally, count
 # until asyncio sweeps the cancelled ones (once they are half of it), so their memory rises and
 # falls with the faults' connection churn. They are bounded on their own (READ_TIMERS) and left
 # out of the per-request check.
-READ_TIMERS = [tracemalloc.Filter(True, "*aipk/_aiohttp_reads.py")]
-OWN_CODE = [tracemalloc.Filter(True, "*aipk*"), tracemalloc.Filter(False, "*aipk_testkit*"),
-            tracemalloc.Filter(False, "*aipk/_aiohttp_reads.py")]
+_CORE = Path(aipk.__file__).parent
+READ_TIMERS = [tracemalloc.Filter(True, str(_CORE / "_aiohttp_reads.py"))]
+
+
+def own_code() -> list[tracemalloc.Filter]:
+    """aipk's own code: the core's and the loaded provider plugins' package directories (not
+    a pattern on "aipk", which a checkout's own path, and so its virtualenv's, may contain),
+    less the read timers."""
+    packages = [_CORE, *(Path(module.__file__).parent for name, module in sys.modules.items()
+                         if name.startswith("aipk_") and "." not in name
+                         and name != "aipk_testkit" and getattr(module, "__file__", None))]
+    return [*(tracemalloc.Filter(True, f"{package}{os.sep}*") for package in packages),
+            tracemalloc.Filter(False, str(_CORE / "_aiohttp_reads.py"))]
 
 
 def traced(snapshot: tracemalloc.Snapshot, filters: list[tracemalloc.Filter] | None = None) -> int:
@@ -218,7 +230,8 @@ def traced(snapshot: tracemalloc.Snapshot, filters: list[tracemalloc.Filter] | N
 
 def growth_by_line(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot) -> list[str]:
     """The five lines of aipk's own code whose live allocations grew most, for the message."""
-    stats = after.filter_traces(OWN_CODE).compare_to(before.filter_traces(OWN_CODE), "lineno")
+    own = own_code()
+    stats = after.filter_traces(own).compare_to(before.filter_traces(own), "lineno")
     return [str(stat) for stat in stats[:5]]
 
 
@@ -364,7 +377,7 @@ def test_router_soak_with_random_faults(emus: tuple[Emulator, ...]) -> None:
     # is bounded (connection pools churn, ring buffers refill), and its last quarter adds
     # almost nothing to what its first quarter left: no per-request leak
     mid, end = (traced(s) for s in memory)
-    own_mid, own_end = (traced(s, OWN_CODE) for s in memory)
+    own_mid, own_end = (traced(s, own_code()) for s in memory)
     if os.environ.get("AIPK_SOAK_DEBUG"):
         print(f"traced: {mid / 1024:.0f} KiB, then {end / 1024:.0f} KiB; in aipk's own code "
               f"{own_mid / 1024:.0f} KiB, then {own_end / 1024:.0f} KiB", where)
