@@ -81,6 +81,7 @@ if TYPE_CHECKING:
         parse_reset,
         parse_retry_after,
     )
+    from ._records import record_maker
     from ._responses import (
         ChatResponse,
         Choice,
@@ -197,6 +198,7 @@ __all__ = [
     "parse_duration",
     "parse_reset",
     "parse_retry_after",
+    "record_maker",
     "registry",
     "run_tools",
 ]
@@ -220,6 +222,7 @@ _LAZY = {
     **dict.fromkeys(("ChatResponse", "Choice", "FinishEvent", "FinishReason", "ReasoningDelta",
                      "RefusalDelta", "StreamAccumulator", "StreamEvent", "TextDelta",
                      "ToolCallDelta", "Usage", "UsageEvent", "json_count"), "._responses"),
+    "record_maker": "._records",
     "RetryPolicy": "._retry",
     **dict.fromkeys(("ToolLoopResult", "arun_tools", "run_tools"), "._toolloop"),
     "as_tool": "._tools",

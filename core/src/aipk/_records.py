@@ -29,6 +29,10 @@ interpreter specialises, and switched back before ``__init__`` goes on (also whe
 converter or factory raises). A ``takes_self`` factory therefore sees the record as its
 builder, a subclass of its own class.
 
+`record_maker()` gives code that builds a record on every request (a plugin's reply parsing) a
+plain function with the class's keyword signature making the same record, filled the same way:
+a class call with keywords packs them into a dict for ``__init__``, a function call does not.
+
 Most records (no base class, keyword-only fields, no ``on_setattr`` hooks or ``attrs.Converter``
 objects) are not built by attrs' general machinery at all: `_quick_class` makes the class
 attrs would make (the same ``__attrs_attrs__``, slots, ``__setattr__``, pickling methods and
@@ -56,7 +60,8 @@ import attrs
 
 _T = TypeVar("_T")
 
-__all__ = ["SET_CLASS", "fast_init", "fast_record", "record", "record_builder", "slot_setters"]
+__all__ = ["SET_CLASS", "fast_init", "fast_record", "record", "record_builder", "record_maker",
+           "slot_setters"]
 
 
 def _build(target: type[_T], *, kw_only: bool, repr: bool, fast: bool) -> type[_T]:
@@ -356,10 +361,15 @@ def _make_repr(fields: tuple[attrs.Attribute[Any], ...]) -> Callable[[Any], str]
 builtins_repr = repr
 
 
-def fast_init(cls: type[_T], *, own_init: bool = True) -> type[_T]:
-    """Give the frozen, slotted, keyword-only attrs class ``cls`` the faster ``__init__``
-    (``own_init=False``: attrs built none, so the signature's annotations are made here)."""
-    fields = attrs.fields(cls)  # type: ignore[arg-type]
+#: What `_init_plan` returns: the generated code's globals, its keyword parameters, the field
+#: stores (code before the store, field name, value) and the validator calls.
+_Plan = tuple[dict[str, Any], list[str], list[tuple[str, str, str]], list[str]]
+
+
+def _init_plan(cls: type) -> _Plan:
+    """The pieces of `fast_init()`'s ``__init__`` for ``cls`` (shared by `record_maker`);
+    TypeError when ``cls`` needs attrs' own ``__init__``."""
+    fields = attrs.fields(cls)
     if "__slots__" not in cls.__dict__ or hasattr(cls, "__attrs_pre_init__"):
         raise TypeError(f"fast_init: {cls.__name__} is not a slotted record without pre-init")
     names: dict[str, Any] = {"_NOTHING": attrs.NOTHING}
@@ -409,6 +419,19 @@ def fast_init(cls: type[_T], *, own_init: bool = True) -> type[_T]:
                 # the default, given or left out, is stored as it is: not converted again
                 value = f"{arg} if {arg} is _default_{name} else {value}"
         lines.append((before, name, value))
+    if checks and (_config is None or not hasattr(_config, "_run_validators")):
+        # attrs.validators.set_disabled() must be read as attrs' own __init__ reads it
+        raise TypeError(  # pragma: no cover - another attrs
+            f"fast_init: {cls.__name__}'s validators need attrs' own __init__")
+    names["_config"] = _config
+    return names, params, lines, checks
+
+
+def fast_init(cls: type[_T], *, own_init: bool = True) -> type[_T]:
+    """Give the frozen, slotted, keyword-only attrs class ``cls`` the faster ``__init__``
+    (``own_init=False``: attrs built none, so the signature's annotations are made here)."""
+    fields = attrs.fields(cls)  # type: ignore[arg-type]
+    names, params, lines, checks = _init_plan(cls)
     body = _slot_stores(lines, "    ", "_set_{name}(self, {value})")
     builder = _builder_of(cls) if len(lines) >= _BUILDER_FROM else None
     if builder is not None:
@@ -424,9 +447,6 @@ def fast_init(cls: type[_T], *, own_init: bool = True) -> type[_T]:
                 "    else:  # a subclass's record\n"
                 + _slot_stores(lines, "        ", "_set_{name}(self, {value})"))
     if checks:  # attrs.validators.set_disabled() turns them off, as for attrs' own __init__
-        if _config is None or not hasattr(_config, "_run_validators"):  # pragma: no cover
-            raise TypeError(f"fast_init: {cls.__name__}'s validators need attrs' own __init__")
-        names["_config"] = _config
         body += "    if _config._run_validators is True:\n" + "\n".join(checks) + "\n"
     if hasattr(cls, "__attrs_post_init__"):
         body += "    self.__attrs_post_init__()\n"
@@ -511,6 +531,68 @@ def record_builder(cls: type) -> type[Any]:
     if builder is None:
         raise TypeError(f"record_builder: {cls.__name__} cannot have a builder")
     return builder
+
+
+#: each class's `record_maker`, made once (the class itself: it cannot have one)
+_MAKERS: dict[type, Callable[..., Any]] = {}
+
+
+def record_maker(cls: type[_T]) -> Callable[..., _T]:
+    """A function making records of the keyword-only record class ``cls``: ``maker(**fields)``
+    is ``cls(**fields)`` (the same signature, defaults, factories, converters, validators,
+    ``attrs.validators.set_disabled()``, ``__attrs_post_init__`` and errors), about half the
+    cost. Calling a class with keywords packs them into a dict for its ``__init__``; a plain
+    function takes them directly. The record is made and filled as `fast_init()`'s
+    ``__init__`` fills it (as its builder, then switched to ``cls``). Made once per class;
+    ``cls`` itself for a class it cannot make (not a slotted keyword-only attrs record with
+    attrs' or `fast_init()`'s ``__init__``, or with its own ``__new__`` or metaclass
+    ``__call__``): the same records, without the saving."""
+    made = _MAKERS.get(cls)
+    if made is None:
+        made = _MAKERS[cls] = _new_maker(cls)
+    return cast("Callable[..., _T]", made)
+
+
+#: where the ``__init__`` functions of attrs and `fast_init()` are compiled from
+_GENERATED_INIT = ("<aipk fast_init ", "<attrs generated")
+
+
+def _new_maker(cls: Any) -> Callable[..., Any]:
+    init = getattr(cls, "__init__", None)
+    if not isinstance(cls, type) or not attrs.has(cls) or cls.__new__ is not object.__new__ \
+            or type(cls).__call__ is not type.__call__ \
+            or not getattr(getattr(init, "__code__", None), "co_filename", "").startswith(
+                _GENERATED_INIT):
+        return cast("Callable[..., Any]", cls)
+    try:
+        names, params, lines, checks = _init_plan(cls)
+    except TypeError:  # a record fast_init cannot build: its own class makes it
+        return cast("Callable[..., Any]", cls)
+    builder = _builder_of(cls) if len(lines) >= _BUILDER_FROM else None
+    names.update(_cls=cls, _new=object.__new__, _builder=builder)
+    if builder is not None:  # filled as its builder (see `_builder_of`), then switched
+        body = ("    self = _new(_builder)\n"
+                + _slot_stores(lines, "    ", "self.{name} = {value}")
+                + "    self.__class__ = _cls\n")
+    else:  # a few fields: the class switch would cost more than the setter calls it saves
+        body = ("    self = _new(_cls)\n"
+                + _slot_stores(lines, "    ", "_set_{name}(self, {value})"))
+    if checks:  # attrs.validators.set_disabled() turns them off, as for attrs' own __init__
+        body += "    if _config._run_validators is True:\n" + "\n".join(checks) + "\n"
+    if hasattr(cls, "__attrs_post_init__"):
+        body += "    self.__attrs_post_init__()\n"
+    signature = f"*, {', '.join(params)}" if params else ""
+    source = f"def __init__({signature}):\n{body}    return self\n"
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<aipk record_maker {cls.__qualname__}>", "exec"), names, namespace)
+    maker: Any = namespace["__init__"]
+    # named as the class's __init__, so that a missing or unknown keyword is reported as the
+    # class reports it
+    maker.__qualname__ = f"{cls.__qualname__}.__init__"
+    maker.__module__ = cls.__module__
+    maker.__annotations__ = {**_init_annotations(attrs.fields(cls)), "return": cls}
+    maker.__doc__ = f"Make a {cls.__qualname__} (aipk.record_maker)."
+    return cast("Callable[..., Any]", maker)
 
 
 def slot_setters(cls: type, *names: str) -> tuple[Callable[[Any, Any], None], ...]:

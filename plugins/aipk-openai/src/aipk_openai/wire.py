@@ -44,6 +44,14 @@ from aipk.errors import (
 from aipk.framing import parse_json
 from aipk.sse import ServerSentEvent
 
+# Records built for every reply (and every streamed chunk): made through aipk.record_maker,
+# a function that takes the keywords directly (a class call packs them into a dict).
+_chat_response = aipk.record_maker(ChatResponse)
+_usage = aipk.record_maker(Usage)
+_text_delta = aipk.record_maker(TextDelta)
+_finish_event = aipk.record_maker(FinishEvent)
+_usage_event = aipk.record_maker(UsageEvent)
+
 __all__ = [
     "OpenAIStreamDecoder",
     "build_chat_body",
@@ -298,9 +306,9 @@ def parse_usage(data: Mapping[str, Any]) -> Usage:
         cache_write = details.get("cache_write_tokens")
         if cache_write is not None:
             cache_write = json_count(cache_write)
-    return Usage(input_tokens=prompt, output_tokens=completion, total_tokens=total,
-                 reasoning_tokens=reasoning, cache_read_tokens=cache_read,
-                 cache_write_tokens=cache_write)
+    return _usage(input_tokens=prompt, output_tokens=completion, total_tokens=total,
+                  reasoning_tokens=reasoning, cache_read_tokens=cache_read,
+                  cache_write_tokens=cache_write)
 
 
 def _call_parts(call: Mapping[str, Any]) -> tuple[Any, Any]:
@@ -378,7 +386,7 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
         message = (_message(provider, msg) if get("tool_calls") or get("function_call")
                    else Message.assistant(content))
         reasoning = get("reasoning_content") or get("reasoning")
-    return ChatResponse(
+    return _chat_response(
         provider=provider.spec.name,  # provider.name without the property's call
         model=data.get("model") or request.model,
         message=message,
@@ -575,10 +583,10 @@ class OpenAIStreamDecoder:
                 text = delta.get("content")
                 if text:
                     if which:
-                        out.append(TextDelta(text=text, choice=which))
+                        out.append(_text_delta(text=text, choice=which))
                     else:
                         self._texted = True
-                        out.append(TextDelta(text=text))
+                        out.append(_text_delta(text=text))
                     if len(delta) == 1:  # the usual chunk: text and nothing else
                         delta = None
             if delta:
@@ -616,12 +624,12 @@ class OpenAIStreamDecoder:
                 if (reason is FinishReason.STOP and self._refused and not self._texted
                         and not which):
                     reason = FinishReason.REFUSAL
-                out.append(FinishEvent(reason=reason, raw=raw, choice=which))
+                out.append(_finish_event(reason=reason, raw=raw, choice=which))
                 if not chunk.get("usage") and type(chunk.get("x_groq")) is dict:
                     self._groq_usage(chunk["x_groq"], out)
         usage = chunk.get("usage")
         if usage:
-            out.append(UsageEvent(usage=parse_usage(usage)))
+            out.append(_usage_event(usage=parse_usage(usage)))
         return out
 
     @staticmethod
@@ -630,7 +638,7 @@ class OpenAIStreamDecoder:
         reason (a usage chunk after it, if any, wins: the latest UsageEvent counts)."""
         usage = groq.get("usage")
         if type(usage) is dict and usage:
-            out.append(UsageEvent(usage=parse_usage(usage)))
+            out.append(_usage_event(usage=parse_usage(usage)))
 
     def _legacy_call(self, call: Any, which: int) -> ToolCallDelta:
         """A fragment of the deprecated ``function_call`` (one call per answer): tool call 0;
