@@ -548,6 +548,25 @@ class RateLimitTracker:
 
     def update(self, key: TrackerKey, state: RateLimitState) -> RateLimitState:
         name = self._names.get(key) or self._named(key)
+        memory = self._memory
+        if memory is not None:
+            # `MemoryStore.update()`'s usual case, inline (every response): a state that never
+            # expires replaced in place, with nothing to purge; the rest goes through it
+            store: Any = self._store
+            k = (self.NAMESPACE, name)
+            lock = store._lock
+            lock.acquire()
+            try:
+                entry = memory.get(k)
+                if entry is not None and entry[1] is None and not store._heap and (
+                        len(memory) <= store.max_entries):
+                    new = state._merged_onto(entry[0])
+                    if new is not entry[0]:
+                        del memory[k]
+                        memory[k] = (new, None)
+                    return new
+            finally:
+                lock.release()
         merged = self._store.update(self.NAMESPACE, name, state._merged_onto)
         return state if merged is None else merged
 
