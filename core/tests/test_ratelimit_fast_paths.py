@@ -5,7 +5,8 @@ says (the usual update, on every response; the tracker's `_merged_onto` too);
 `RateLimitState.wait_time` checks its six windows by hand; `parse_reset` returns a relative
 reset that is surely in range without its range checks; `RateLimitWindow.from_values` converts
 counts with `int()` at once and builds its window, and `RateLimitState.from_windows` its state,
-without the keyword call. Each is compared here with the general rules written out plainly.
+without the keyword call; the tracker replaces an in-memory store's state in place and reads
+its wait inline. Each is compared here with the general rules written out plainly.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aipk import MemoryStore
 from aipk._ratelimit import (
     MAX_RESET_SECONDS,
     RateLimitState,
+    RateLimitTracker,
     RateLimitWindow,
     _reset_of,
     parse_count,
@@ -116,6 +119,35 @@ def test_the_trackers_usual_update_keeps_the_newer_state_itself(
     assert new._merged_onto(old) is new
 
 
+class _GeneralStore(MemoryStore):
+    """A MemoryStore the tracker does not read directly: every update goes through
+    `MemoryStore.update`."""
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("abc"), _states,
+                          st.none() | st.floats(0.5, 5)), max_size=12),
+       st.integers(1, 4))
+def test_the_trackers_inline_update_equals_the_stores_update(
+        updates: list[tuple[str, RateLimitState, float | None]], max_entries: int) -> None:
+    """Updates (some keys first written with a TTL by another writer) give the same answers
+    and leave the same entries, in the same order, as through `MemoryStore.update`."""
+    now = [0.0]
+    stores = [MemoryStore(clock=lambda: now[0], max_entries=max_entries),
+              _GeneralStore(clock=lambda: now[0], max_entries=max_entries)]
+    trackers = [RateLimitTracker(store) for store in stores]
+    assert trackers[0]._memory is not None and trackers[1]._memory is None
+    for model, state, ttl in updates:
+        key = ("openai", "k1", model)
+        if ttl is not None:  # another writer's entry, which expires
+            for store in stores:
+                store.set(RateLimitTracker.NAMESPACE, "\x1f".join(key), state, ttl=ttl)
+        now[0] += 1.0
+        fast, general = (tracker.update(key, state) for tracker in trackers)
+        assert fast == general
+        assert list(stores[0]._data.items()) == list(stores[1]._data.items())
+
+
 class _Subclass(RateLimitState):
     pass
 
@@ -143,6 +175,28 @@ def test_wait_time_at_the_states_own_times_equals_the_general_wait(
     now = data.draw(st.sampled_from(times) if times else st.just(0.0))
     for at in (now, now - 1.0, float("inf"), float("-inf")):
         assert state.wait_time(at, tokens) == _wait(state, at, tokens)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_states, st.data(), st.integers(0, 2000))
+def test_the_trackers_wait_time_equals_the_general_wait(
+        state: RateLimitState, data: st.DataObject, tokens: int) -> None:
+    """The tracker's inline copy of `RateLimitState.wait_time` (an in-memory store's state),
+    as a state in another store or of a subclass gives."""
+    times = [w.reset_at for w in state.windows().values() if w.reset_at is not None]
+    times += [state.not_before] if state.not_before is not None else []
+    now = data.draw(st.sampled_from(times) if times else st.just(0.0))
+    key = ("openai", "k1", "m")
+    for store in (MemoryStore(), _GeneralStore()):
+        tracker = RateLimitTracker(store)
+        assert tracker.wait_time(key, now, tokens) == 0.0  # nothing tracked yet
+        store.set(RateLimitTracker.NAMESPACE, "\x1f".join(key), state)
+        for at in (now, now - 1.0, float("inf"), float("-inf")):
+            assert tracker.wait_time(key, at, tokens) == _wait(state, at, tokens)
+    subclassed = _Subclass(**attrs.asdict(state, recurse=False))
+    store = MemoryStore()
+    store.set(RateLimitTracker.NAMESPACE, "\x1f".join(key), subclassed)
+    assert RateLimitTracker(store).wait_time(key, now, tokens) == _wait(state, now, tokens)
 
 
 @settings(max_examples=400, deadline=None)

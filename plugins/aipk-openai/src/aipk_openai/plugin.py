@@ -18,7 +18,6 @@ from aipk import (
     ModelInfo,
     Provider,
     ProviderSpec,
-    RateLimitState,
     hookimpl,
     hookimpl_for,
 )
@@ -75,10 +74,9 @@ def aipk_providers() -> Sequence[ProviderSpec]:
 aipk_build_request = hookimpl_for(protocol=PROTOCOL)(wire.build_chat_request)
 
 
-@hookimpl_for(protocol=PROTOCOL)
-def aipk_parse_rate_limits(provider: Provider, status: int, headers: Mapping[str, str],
-                           now: float) -> RateLimitState | None:
-    return wire.parse_rate_limits(status, headers, now)
+#: ``aipk_parse_rate_limits(provider, status, headers, now)``: the wire parser itself is the
+#: hook, as for ``aipk_build_request``
+aipk_parse_rate_limits = hookimpl_for(protocol=PROTOCOL)(wire.provider_rate_limits)
 
 
 @hookimpl_for(protocol=PROTOCOL)

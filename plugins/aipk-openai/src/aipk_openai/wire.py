@@ -64,6 +64,7 @@ __all__ = [
     "parse_models",
     "parse_rate_limits",
     "parse_usage",
+    "provider_rate_limits",
 ]
 
 _FINISH = {
@@ -508,6 +509,14 @@ def map_error(provider: Provider, status: int, headers: Mapping[str, str], data:
 def parse_rate_limits(status: int, headers: Mapping[str, str], now: float) -> (
         RateLimitState | None):
     """``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` and retry-after."""
+    return provider_rate_limits(None, status, headers, now)
+
+
+def provider_rate_limits(provider: Provider | None, status: int, headers: Mapping[str, str],
+                         now: float) -> RateLimitState | None:
+    """`parse_rate_limits()` with the ``aipk_parse_rate_limits`` hook's arguments (the
+    provider is not needed): the plugin's hook itself, so a response costs no forwarding
+    call."""
     get = headers.get
     window = RateLimitWindow.from_values
     parse_reset = aipk.parse_reset
