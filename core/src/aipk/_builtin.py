@@ -10,7 +10,8 @@ wrapper unless a plugin brings one.)
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._errormap import error_for_status
@@ -19,14 +20,26 @@ from ._providers import Credential, Provider
 from .errors import ProviderError
 from .hookspecs import hookimpl
 
+#: The last credential signed with (a weak reference: the cache keeps no Secret alive, see
+#: `aipk.Secret`) and its header; credentials are frozen, so the same object has the same
+#: secret. A client signs with one key in a row: the header is made once per key, not per
+#: request.
+_last_bearer: tuple[Callable[[], Credential | None], dict[str, str]] = (lambda: None, {})
+
 
 @hookimpl(trylast=True)
 def aipk_apply_credential(
     provider: Provider, http_request: HttpRequest, credential: Credential
 ) -> HttpRequest | None:
-    if credential.kind == "none" or credential.secret is None:
-        return http_request
-    return http_request.merge_headers({"authorization": f"Bearer {credential.secret.reveal()}"})
+    global _last_bearer
+    last, header = _last_bearer
+    if last() is not credential:
+        secret = credential.secret
+        if credential.kind == "none" or secret is None:
+            return http_request
+        header = {"authorization": f"Bearer {secret.reveal()}"}
+        _last_bearer = (weakref.ref(credential), header)
+    return http_request.merge_headers(header)
 
 
 @hookimpl(trylast=True)

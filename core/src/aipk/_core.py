@@ -147,7 +147,8 @@ class Engine:
     def start_call(self, request: ChatRequest, stream: bool) -> Call:
         """A chat call begins: its recorder (metrics, observers, log), with the observers
         registered up to now."""
-        if self._hooks.stale:  # _refresh(), inline: once per call
+        hooks = self._hooks
+        if hooks.changes.generation != hooks.generation:  # `hooks.stale`, inline: per call
             self._refresh()
         return Call(self.telemetry, request, stream)
 

@@ -67,6 +67,9 @@ Parse = Callable[[bytes, Mapping[str, str], "RateLimitState | None"], Any]
 
 R = TypeVar("R")
 
+#: Makes a step or result without its ``__init__`` (the send loop's hot path sets the slots).
+_new = object.__new__
+
 #: How many times one call waits for a credential pool to have a key available again (in
 #: all no longer than the retry policy's ``max_retry_after``), or re-checks a key's wait.
 _POOL_WAITS = 8
@@ -285,7 +288,12 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
         if call is not None:  # an attempt is about to be sent, signed by this credential
             call.attempts += 1
             call.credential_id = credential.id
-        response = yield Transmit(http, body)
+        # (the step and the result below are built without a Python ``__init__`` call each:
+        # once per attempt, that call costs more than the object)
+        step: Any = _new(Transmit)
+        step.http = http
+        step.body = body
+        response = yield step
         if isinstance(response, TransportFailure):
             error: ProviderError = _failed(client, response, deadline)
         else:
@@ -294,7 +302,9 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
             if response.status < 300:  # a redirect is an error: never followed
                 got: Any  # the answer, or the ProviderError that stands for it
                 if chat is not None or parse is not None:  # the whole body (`_receive`'s
-                    raw = yield ReadBody(response)         # first case, inline)
+                    step = _new(ReadBody)                  # first case, inline)
+                    step.response = response
+                    raw = yield step
                     if isinstance(raw, TransportFailure):
                         got = _unread(client, raw, deadline)
                     else:
@@ -317,7 +327,12 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
                     source.report_success(credential, latency=now - sent_at, tokens=0 if (
                         usage is None) else usage.total_tokens or 0)
                     client._last_credential_id = credential.id
-                    return Sent(response, rate_limit, credential, got)
+                    sent: Sent[Any] = _new(Sent)
+                    sent.response = response
+                    sent.rate_limit = rate_limit
+                    sent.credential = credential
+                    sent.value = got
+                    return sent
                 error = got
             else:
                 raw = yield ReadBody(response)
