@@ -315,23 +315,3 @@ def test_a_refresh_returning_a_broken_token_is_a_clean_credential_error() -> Non
     assert caught.value.auth_code is AuthErrorCode.INVALID_CONFIG
     assert "OAuth credential 'acct'" in str(caught.value)
     assert CANARY not in str(caught.value) + repr(caught.value)
-
-
-def test_the_bearer_fallback_signs_each_credential_with_its_own_key_and_keeps_none_alive(
-) -> None:
-    from aipk._builtin import aipk_apply_credential
-    from aipk._providers import Credential
-
-    request = HttpRequest(method="POST", url="http://127.0.0.1:1/v1/chat", headers={"a": "b"})
-    first = Credential(id="first", kind="api_key", secret=Secret("sk-first-1a2b3c4d5e6f"))
-    second = Credential(id="second", kind="api_key", secret=Secret("sk-second-6f5e4d3c2b1a"))
-    signs = [aipk_apply_credential(None, request, c)  # type: ignore[arg-type]
-             for c in (first, first, second, first)]
-    assert [s.headers["authorization"] for s in signs if s is not None] == [
-        "Bearer sk-first-1a2b3c4d5e6f", "Bearer sk-first-1a2b3c4d5e6f",
-        "Bearer sk-second-6f5e4d3c2b1a", "Bearer sk-first-1a2b3c4d5e6f"]
-    assert request.headers == {"a": "b"}
-    del first, second, signs
-    import gc
-    gc.collect()
-    assert redact("sk-first-1a2b3c4d5e6f") == "sk-first-1a2b3c4d5e6f"  # no Secret kept alive

@@ -10,8 +10,7 @@ wrapper unless a plugin brings one.)
 from __future__ import annotations
 
 import time
-import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ._errormap import error_for_status
@@ -20,11 +19,11 @@ from ._providers import Credential, Provider
 from .errors import ProviderError
 from .hookspecs import hookimpl
 
-#: The last credential signed with (a weak reference: the cache keeps no Secret alive, see
-#: `aipk.Secret`) and its header; credentials are frozen, so the same object has the same
-#: secret. A client signs with one key in a row: the header is made once per key, not per
-#: request.
-_last_bearer: tuple[Callable[[], Credential | None], dict[str, str]] = (lambda: None, {})
+
+#: The last credential signed with and its header (frozen records: the same object has the
+#: same secret). A client signs with one key in a row, so the header is made once per key,
+#: not per request.
+_last_bearer: tuple[Credential | None, dict[str, str]] = (None, {})
 
 
 @hookimpl(trylast=True)
@@ -33,12 +32,12 @@ def aipk_apply_credential(
 ) -> HttpRequest | None:
     global _last_bearer
     last, header = _last_bearer
-    if last() is not credential:
+    if credential is not last:
         secret = credential.secret
         if credential.kind == "none" or secret is None:
             return http_request
         header = {"authorization": f"Bearer {secret.reveal()}"}
-        _last_bearer = (weakref.ref(credential), header)
+        _last_bearer = (credential, header)
     return http_request.merge_headers(header)
 
 
