@@ -20,25 +20,13 @@ from .errors import ProviderError
 from .hookspecs import hookimpl
 
 
-#: The last credential signed with and its header (frozen records: the same object has the
-#: same secret). A client signs with one key in a row, so the header is made once per key,
-#: not per request.
-_last_bearer: tuple[Credential | None, dict[str, str]] = (None, {})
-
-
 @hookimpl(trylast=True)
 def aipk_apply_credential(
     provider: Provider, http_request: HttpRequest, credential: Credential
 ) -> HttpRequest | None:
-    global _last_bearer
-    last, header = _last_bearer
-    if credential is not last:
-        secret = credential.secret
-        if credential.kind == "none" or secret is None:
-            return http_request
-        header = {"authorization": f"Bearer {secret.reveal()}"}
-        _last_bearer = (credential, header)
-    return http_request.merge_headers(header)
+    if credential.kind == "none" or credential.secret is None:
+        return http_request
+    return http_request.merge_headers({"authorization": f"Bearer {credential.secret.reveal()}"})
 
 
 @hookimpl(trylast=True)
