@@ -120,18 +120,18 @@ def test_the_trackers_usual_update_keeps_the_newer_state_itself(
 
 
 class _GeneralStore(MemoryStore):
-    """A MemoryStore the tracker does not read directly: every update goes through
-    `MemoryStore.update`."""
+    """A MemoryStore the tracker does not read directly (it reads the store's `get()`)."""
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from("abc"), _states,
                           st.none() | st.floats(0.5, 5)), max_size=12),
        st.integers(1, 4))
-def test_the_trackers_inline_update_equals_the_stores_update(
+def test_the_trackers_update_in_its_own_store_equals_the_general_store(
         updates: list[tuple[str, RateLimitState, float | None]], max_entries: int) -> None:
     """Updates (some keys first written with a TTL by another writer) give the same answers
-    and leave the same entries, in the same order, as through `MemoryStore.update`."""
+    and leave the same entries, in the same order, as in a store the tracker reads through
+    its methods."""
     now = [0.0]
     stores = [MemoryStore(clock=lambda: now[0], max_entries=max_entries),
               _GeneralStore(clock=lambda: now[0], max_entries=max_entries)]
@@ -181,8 +181,8 @@ def test_wait_time_at_the_states_own_times_equals_the_general_wait(
 @given(_states, st.data(), st.integers(0, 2000))
 def test_the_trackers_wait_time_equals_the_general_wait(
         state: RateLimitState, data: st.DataObject, tokens: int) -> None:
-    """The tracker's inline copy of `RateLimitState.wait_time` (an in-memory store's state),
-    as a state in another store or of a subclass gives."""
+    """The tracker's wait for a state read directly from an in-memory store, as a state in
+    another store or of a subclass gives."""
     times = [w.reset_at for w in state.windows().values() if w.reset_at is not None]
     times += [state.not_before] if state.not_before is not None else []
     now = data.draw(st.sampled_from(times) if times else st.just(0.0))

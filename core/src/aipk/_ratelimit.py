@@ -548,25 +548,6 @@ class RateLimitTracker:
 
     def update(self, key: TrackerKey, state: RateLimitState) -> RateLimitState:
         name = self._names.get(key) or self._named(key)
-        memory = self._memory
-        if memory is not None:
-            # `MemoryStore.update()`'s usual case, inline (every response): a state that never
-            # expires replaced in place, with nothing to purge; the rest goes through it
-            store: Any = self._store
-            k = (self.NAMESPACE, name)
-            lock = store._lock
-            lock.acquire()
-            try:
-                entry = memory.get(k)
-                if entry is not None and entry[1] is None and not store._heap and (
-                        len(memory) <= store.max_entries):
-                    new = state._merged_onto(entry[0])
-                    if new is not entry[0]:
-                        del memory[k]
-                        memory[k] = (new, None)
-                    return new
-            finally:
-                lock.release()
         merged = self._store.update(self.NAMESPACE, name, state._merged_onto)
         return state if merged is None else merged
 
@@ -585,27 +566,6 @@ class RateLimitTracker:
             state = entry[0] if entry[1] is None else self._store.get(self.NAMESPACE, name)
         else:
             state = self._store.get(self.NAMESPACE, name)  # `get()`, inline
-        if type(state) is not RateLimitState:
-            return state.wait_time(now, estimated_tokens) if isinstance(
-                state, RateLimitState) else 0.0
-        # `RateLimitState.wait_time()`, inline: asked before every request
-        wait = 0.0
-        if state.not_before is not None and state.not_before > now:
-            wait = state.not_before - now
-        window = state.requests
-        if window is not None and window.remaining is not None and window.remaining < 1 and (
-                window.reset_at is not None and window.reset_at - now > wait):
-            wait = window.reset_at - now
-        window = state.daily_requests
-        if window is not None and window.remaining is not None and window.remaining < 1 and (
-                window.reset_at is not None and window.reset_at - now > wait):
-            wait = window.reset_at - now
-        if estimated_tokens:
-            for window in (state.tokens, state.input_tokens, state.output_tokens,
-                           state.daily_tokens):
-                if window is not None and window.remaining is not None and (
-                        window.remaining < estimated_tokens) and (
-                        window.reset_at is not None and window.reset_at - now > wait):
-                    wait = window.reset_at - now
-        return wait
+        return state.wait_time(now, estimated_tokens) if isinstance(
+            state, RateLimitState) else 0.0
 
