@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from aipk import registry
+from aipk_testkit.emulator import Emulator
 
 
 @pytest.fixture(autouse=True)
@@ -17,3 +18,17 @@ def no_config_providers_leak() -> Iterator[None]:
     default = registry._default
     if default is not None and default.pm.get_plugin("aipk.config") is not None:
         default.unregister("aipk.config")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Emulator]:
+    """One loopback emulator per test module (a module may define its own ``server``)."""
+    with Emulator() as emu:
+        yield emu
+
+
+@pytest.fixture
+def emu(server: Emulator) -> Emulator:
+    """The module's emulator, its queued faults and recorded requests cleared."""
+    server.reset()
+    return server

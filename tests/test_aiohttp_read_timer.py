@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 import aipk
 from aipk import Message, Timeout
@@ -21,18 +18,6 @@ from aipk_testkit.emulator import Emulator, Fault, Reply
 USER = [Message.user("Hello there")]
 NO_RETRY = aipk.RetryPolicy(max_retries=0)
 TEXT = "The quick brown fox jumps over the lazy dog."
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Emulator]:
-    with Emulator() as emu:
-        yield emu
-
-
-@pytest.fixture
-def emu(server: Emulator) -> Emulator:
-    server.reset()
-    return server
 
 
 def _client(emu: Emulator, transport: AiohttpTransport, read: float) -> aipk.AsyncClient:

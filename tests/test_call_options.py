@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -34,18 +33,6 @@ PROVIDERS = {
     "gemini": ("gemini", "gemini-2.0-flash"),
     "groq": ("openai", "llama-3.3-70b-versatile"),
 }
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Emulator]:
-    with Emulator() as emu:
-        yield emu
-
-
-@pytest.fixture
-def emu(server: Emulator) -> Emulator:
-    server.reset()
-    return server
 
 
 def _client(emu: Emulator, name: str, **kwargs: Any) -> aipk.Client:

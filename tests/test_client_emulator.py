@@ -33,18 +33,6 @@ WEATHER = Tool(name="get_weather", description="Weather",
                parameters={"type": "object", "properties": {"city": {"type": "string"}}})
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Emulator]:
-    with Emulator() as emu:
-        yield emu
-
-
-@pytest.fixture
-def emu(server: Emulator) -> Emulator:
-    server.reset()
-    return server
-
-
 class Sleeps(list[float]):
     """Records requested waits instead of sleeping."""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
@@ -12,18 +11,6 @@ from aipk.limits import ClientLimits
 from aipk_testkit.emulator import Emulator, Fault, Reply
 
 USER = [aipk.Message.user("hi")]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Emulator]:
-    with Emulator() as emu:
-        yield emu
-
-
-@pytest.fixture
-def emu(server: Emulator) -> Emulator:
-    server.reset()
-    return server
 
 
 def test_requests_per_minute_spaces_calls(emu: Emulator) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,18 +15,6 @@ from aipk.errors import AllTargetsFailedError, ConfigurationError
 from aipk_testkit.emulator import Emulator, Fault, Reply
 
 USER = [aipk.Message.user("Hello there")]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Emulator]:
-    with Emulator() as emu:
-        yield emu
-
-
-@pytest.fixture
-def emu(server: Emulator) -> Emulator:
-    server.reset()
-    return server
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 import re
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,18 +46,6 @@ def test_every_hookspec_has_one_docstring_and_annotations() -> None:
         fn = getattr(hookspecs, name)
         assert fn.__doc__ and "\n" not in fn.__doc__.strip(), name
         assert "return" in fn.__annotations__, name
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Emulator]:
-    with Emulator() as emu:
-        yield emu
-
-
-@pytest.fixture
-def emu(server: Emulator) -> Emulator:
-    server.reset()
-    return server
 
 
 def client_with(emu: Emulator, *plugins: object, provider: str = "openai") -> aipk.Client:

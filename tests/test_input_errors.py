@@ -4,7 +4,6 @@ provider's wire format; bad fields and numbers fail typed before anything is sen
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,18 +15,6 @@ from aipk_testkit.emulator import Emulator
 USER = [Message.user("What is the weather in Paris?")]
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-4-5", "gemini": "gemini-2.5-flash"}
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Emulator]:
-    with Emulator() as emu:
-        yield emu
-
-
-@pytest.fixture
-def emu(server: Emulator) -> Emulator:
-    server.reset()
-    return server
 
 
 @pytest.mark.parametrize("provider", sorted(MODELS))

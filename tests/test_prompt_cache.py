@@ -4,7 +4,6 @@ wire, over real HTTP against the emulator; other providers leave them out."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,18 +16,6 @@ EPHEMERAL = {"type": "ephemeral"}
 LOOKUP = Tool(name="lookup", description="Look a word up", cache=True,
               parameters={"type": "object", "properties": {"word": {"type": "string"}}})
 PLAIN = Tool(name="plain", description="No cache mark")
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Emulator]:
-    with Emulator() as emu:
-        yield emu
-
-
-@pytest.fixture
-def emu(server: Emulator) -> Emulator:
-    server.reset()
-    return server
 
 
 def _messages() -> list[Message]:

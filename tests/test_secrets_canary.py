@@ -9,7 +9,7 @@ import asyncio
 import gc
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -33,18 +33,6 @@ from aipk_testkit.emulator import Emulator, Fault
 CANARY = "sk-canary-4b1f8e2a9d7c3e6f0a5b"
 USER = [Message.user("Hello")]
 LOGGERS = ("", "aipk", "httpx", "httpcore", "aiohttp", "asyncio")
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Emulator]:
-    with Emulator() as emu:
-        yield emu
-
-
-@pytest.fixture
-def emu(server: Emulator) -> Emulator:
-    server.reset()
-    return server
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -35,18 +34,6 @@ PROVIDERS = {
 #: the protocols whose terminator is an event of its own (Gemini's is its finishReason chunk)
 TERMINATOR_EVENT = {"openai": True, "anthropic": True, "gemini": False}
 MODES = ["sync", "async-httpx", "async-aiohttp"]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Emulator]:
-    with Emulator() as emu:
-        yield emu
-
-
-@pytest.fixture
-def emu(server: Emulator) -> Emulator:
-    server.reset()
-    return server
 
 
 def _kwargs(emu: Emulator, provider: str, **extra: Any) -> dict[str, Any]:

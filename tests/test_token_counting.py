@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,18 +29,6 @@ WEATHER = Tool(name="get_weather", description="Weather for a city",
 COUNTED = {"anthropic": ("anthropic", "claude-sonnet-4-5"),
            "gemini": ("gemini", "gemini-2.5-flash")}
 ESTIMATED = {"openai": ("openai", "gpt-4o-mini"), "groq": ("openai", "llama-3.3-70b-versatile")}
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Emulator]:
-    with Emulator() as emu:
-        yield emu
-
-
-@pytest.fixture
-def emu(server: Emulator) -> Emulator:
-    server.reset()
-    return server
 
 
 def _count(emu: Emulator, name: str, protocol: str, is_async: bool,

@@ -4,7 +4,6 @@ model's prices are known: parsers property-tested, costs checked end to end over
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -87,18 +86,6 @@ def test_cost_needs_both_counts_and_both_prices(given_tokens: int | None, made: 
 
 
 # -- end to end ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Emulator]:
-    with Emulator() as emu:
-        yield emu
-
-
-@pytest.fixture
-def emu(server: Emulator) -> Emulator:
-    server.reset()
-    return server
 
 
 def _priced(provider: str) -> aipk.ModelInfo:
