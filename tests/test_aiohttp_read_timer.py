@@ -8,6 +8,8 @@ import asyncio
 import time
 from typing import Any
 
+from aiohttp.client_proto import ResponseHandler
+
 import aipk
 from aipk import Message, Timeout
 from aipk._aiohttp_reads import LazyReadTimer
@@ -42,9 +44,10 @@ def test_the_transports_own_session_reads_with_the_lazy_timer(emu: Emulator) -> 
 
 
 def test_requests_on_one_connection_schedule_no_timer_each(emu: Emulator) -> None:
-    """aiohttp's own protocol schedules two timers per request (one when the request is
+    """aiohttp's own protocol schedules two read timers per request (one when the request is
     written, one when the answer's bytes arrive); twenty requests here schedule at most the
-    connection's one and aiohttp's keep-alive clean-up."""
+    connection's one. (Timers of other parts of aiohttp, such as the per-request connect
+    timeout some aiohttp versions schedule, are not counted.)"""
     async def run() -> tuple[int, list[str]]:
         loop = asyncio.get_running_loop()
         transport = AiohttpTransport()
@@ -56,7 +59,8 @@ def test_requests_on_one_connection_schedule_no_timer_each(emu: Emulator) -> Non
             def counting_call_at(when: float, callback: Any, *args: Any,
                                  **kwargs: Any) -> asyncio.TimerHandle:
                 nonlocal scheduled
-                scheduled += 1
+                if isinstance(getattr(callback, "__self__", None), ResponseHandler):
+                    scheduled += 1  # a connection's read timer
                 return call_at(when, callback, *args, **kwargs)
 
             loop.call_at = counting_call_at  # type: ignore[method-assign]
