@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 
 import attrs
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # aipk-core depends on tomli there
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+
+__all__ = ["Block", "blocks", "tomllib", "tutorial_project"]
 
 _FENCE = re.compile(r'^```(?P<lang>\w+)(?P<info>[^\n]*)\n(?P<body>.*?)^```$',
                     re.MULTILINE | re.DOTALL)
@@ -53,9 +61,7 @@ def write_files(page: Path, root: Path) -> list[Path]:
 
 def install(project: Path, site: Path) -> None:
     """What ``pip install -e .`` does for discovery: the dist-info with the entry points, and
-    the source folder on the path (needs Python 3.11's ``tomllib``)."""
-    import tomllib
-
+    the source folder on the path."""
     meta = tomllib.loads((project / "pyproject.toml").read_text())["project"]
     info = site / f"{meta['name'].replace('-', '_')}-{meta['version']}.dist-info"
     info.mkdir(parents=True)

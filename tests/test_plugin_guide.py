@@ -13,9 +13,7 @@ import aipk
 import aipk_openai.plugin
 from aipk_testkit.emulator import Emulator, Fault, Reply
 
-from .docs_blocks import Block, blocks
-
-tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11+")
+from .docs_blocks import Block, blocks, tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "docs" / "plugins.md", ROOT / "README.md"]

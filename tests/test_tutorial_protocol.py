@@ -12,8 +12,6 @@ import pytest
 
 from .docs_blocks import blocks, tutorial_project
 
-tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11+")
-
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "tutorial-protocol.md"
 

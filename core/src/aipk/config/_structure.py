@@ -88,6 +88,9 @@ def _any(value: Any, _: Any) -> Any:
     return value
 
 
+_BOOL_OR_MODELS = bool | dict[str, str]
+
+
 def _bool_or_models(value: Any, _: Any) -> bool | dict[str, str]:
     if isinstance(value, (bool, EnvString)):
         return _strict_bool(value, bool)
@@ -105,8 +108,10 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook(float, _strict_float)
     converter.register_structure_hook(str, _strict_str)
     converter.register_structure_hook(Secret, _secret)
-    converter.register_structure_hook(Any, _any)
-    converter.register_structure_hook(bool | dict[str, str], _bool_or_models)
+    # By predicate, not by type: before Python 3.11 neither `Any` nor a `X | Y` union is a
+    # class, and cattrs' dispatch by type refuses them.
+    converter.register_structure_hook_func(lambda t: t is Any, _any)
+    converter.register_structure_hook_func(lambda t: t == _BOOL_OR_MODELS, _bool_or_models)
     return converter
 
 
