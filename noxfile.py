@@ -3,6 +3,8 @@
 * ``tests-<package>``: one package installed alone with its declared dependencies (plus the
   testkit when its tests need the emulator) — catches undeclared dependencies.
 * ``tests_all``: every package installed, every test.
+* ``tests_python``: ``tests_all`` on each supported Python found on this machine (3.10 to 3.13);
+  ``tests_lowest``: ``tests_all`` on the lowest version of each dependency the packages allow.
 * ``lint`` / ``typecheck``: ruff and mypy over the whole tree.
 * ``bench``: aipk against the raw httpx / aiohttp floors (and the openai SDK if installable);
   ``bench_per_request``: the per-request target alone, measured over many alternating rounds.
@@ -61,6 +63,26 @@ def tests(session: nox.Session, package: str) -> None:
 def tests_all(session: nox.Session) -> None:
     """Every test with every package installed."""
     session.install(*TEST_TOOLS, "aiohttp>=3.9", *_editable(EVERYTHING))
+    session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs,
+                env={"AIPK_STRICT_PLUGINS": "1"})
+
+
+#: the Pythons aipk supports (``requires-python = ">=3.10"``)
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+#: the lowest version of each of aipk-core's dependencies (and its aiohttp extra) it allows
+LOWEST = ["attrs==23.1.0", "cattrs==24.1.0", "httpx==0.27.0", "pluggy==1.5.0", "aiohttp==3.9.5"]
+
+
+@nox.session(python=PYTHONS)
+def tests_python(session: nox.Session) -> None:
+    """Every test with every package installed, on each supported Python installed here."""
+    tests_all(session)
+
+
+@nox.session
+def tests_lowest(session: nox.Session) -> None:
+    """Every test with every package installed over the lowest dependency versions allowed."""
+    session.install(*TEST_TOOLS, *_editable(EVERYTHING), *LOWEST)
     session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs,
                 env={"AIPK_STRICT_PLUGINS": "1"})
 
