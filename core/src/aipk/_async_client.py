@@ -297,6 +297,12 @@ class AsyncClient(ClientBase):
                     value = await transport.send(step.http, step.body)
                 except TransportFailure as failure:
                     value = failure
+                else:
+                    if step.whole:  # the body too, in the same step (see Transmit)
+                        try:
+                            step.raw = await value.read()
+                        except TransportFailure as failure:
+                            step.raw = failure
             elif type(step) is ReadBody:
                 try:
                     value = await step.response.read()

@@ -295,6 +295,12 @@ class Client(ClientBase):
                     value = transport.send(step.http, step.body)
                 except TransportFailure as failure:
                     value = failure
+                else:
+                    if step.whole:  # the body too, in the same step (see Transmit)
+                        try:
+                            step.raw = value.read()
+                        except TransportFailure as failure:
+                            step.raw = failure
             elif type(step) is ReadBody:
                 try:
                     value = step.response.read()
