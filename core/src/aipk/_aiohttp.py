@@ -72,6 +72,9 @@ ChunkReader = tuple[Callable[[], Awaitable[bytes]], tuple[type[BaseException], .
                     Callable[[BaseException], TransportFailure]]
 
 
+_new_response = object.__new__
+
+
 class _AiohttpResponse:
     __slots__ = ("_response", "headers", "status")
 
@@ -241,7 +244,12 @@ class AiohttpTransport:
             if pool.session is None or pool.session.closed:
                 raise http_client_closed("aiohttp.ClientSession") from None
             raise
-        return _AiohttpResponse(response)
+        # `_AiohttpResponse(response)` without its ``__init__`` call (once per request)
+        wrapped = _new_response(_AiohttpResponse)
+        wrapped._response = response
+        wrapped.status = response.status
+        wrapped.headers = response.headers
+        return wrapped
 
     async def close(self) -> None:
         pool = self._pool
