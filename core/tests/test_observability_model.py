@@ -177,3 +177,49 @@ def test_router_totals_are_exact_under_threads_and_keyed_by_name() -> None:
     assert snap.routers["other"] == RouterTotals(name="other", requests=1)
     assert list(json.loads(snap.to_json())["routers"]) == ["chat", "other"]
     assert Metrics().snapshot().to_dict()["routers"] == {}
+
+
+def _reference_add(values: list[float]) -> tuple[list[int], list[float], int, float, float,
+                                                 float]:
+    """The histogram's buckets as adding each value at once makes them (the plain
+    reference `Histogram.fold()` must match)."""
+    from bisect import bisect_left
+
+    counts, sums = [0] * (len(LATENCY_BOUNDS) + 1), [0.0] * (len(LATENCY_BOUNDS) + 1)
+    total, low, high = 0.0, math.inf, 0.0
+    for value in values:
+        value = max(value, 0.0)
+        i = bisect_left(LATENCY_BOUNDS, value)
+        counts[i] += 1
+        sums[i] += value
+        total += value
+        low, high = min(low, value), max(high, value)
+    return counts, sums, len(values), total, low, high
+
+
+_values = st.lists(st.one_of(
+    st.floats(min_value=-1.0, max_value=1e6, allow_nan=False),
+    st.sampled_from(LATENCY_BOUNDS),  # exactly on a bucket's bound
+    st.sampled_from([math.inf, 0.0])), max_size=700)
+
+
+@given(_values, st.integers(min_value=1, max_value=700))
+def test_folding_pending_values_matches_adding_each_at_once(values: list[float],
+                                                            read_every: int) -> None:
+    h = Histogram()
+    for n, value in enumerate(values, 1):
+        h.add(value)
+        if n % read_every == 0:
+            assert h.count == n  # a read folds what is pending
+    counts, sums, count, total, low, high = _reference_add(values)
+    assert (h.counts, h.count, h.min, h.max) == (counts, count, low, high)
+    assert h.sum == pytest.approx(total, rel=1e-12, abs=1e-300)
+    assert h.sums == pytest.approx(sums, rel=1e-12, abs=1e-300)
+    assert not h.pending
+
+
+def test_a_nan_is_counted_as_adding_it_at_once_would() -> None:
+    h = Histogram()
+    for value in (0.5, math.nan, 0.25):
+        h.add(value)
+    assert h.counts[0] == 1 and h.count == 3 and math.isnan(h.sum)

@@ -72,6 +72,9 @@ ChunkReader = tuple[Callable[[], Awaitable[bytes]], tuple[type[BaseException], .
                     Callable[[BaseException], TransportFailure]]
 
 
+_new_response = object.__new__
+
+
 class _AiohttpResponse:
     __slots__ = ("_response", "headers", "status")
 
@@ -153,14 +156,32 @@ class _Urls(dict[str, "yarl.URL"]):
 
 
 class _Pool:
-    """The session a transport and its `with_timeout()` copies share,
-    and the URLs they parsed."""
+    """The session a transport and its `with_timeout()` copies share, the URLs they
+    parsed, and how a request is made on the session (`request_of()`)."""
 
-    __slots__ = ("session", "urls")
+    __slots__ = ("request", "session", "urls")
 
     def __init__(self, session: aiohttp.ClientSession | None) -> None:
-        self.session = session
         self.urls = _Urls()
+        self.use(session)
+
+    def use(self, session: aiohttp.ClientSession | None) -> None:
+        self.session = session
+        self.request: Callable[..., Awaitable[aiohttp.ClientResponse]] | None = (
+            None if session is None else request_of(session))
+
+
+def request_of(session: aiohttp.ClientSession) -> Callable[
+        ..., Awaitable[aiohttp.ClientResponse]]:
+    """``session.request``, or the coroutine it wraps (``session._request``: no context
+    manager object and no second pass of the keywords per request) when ``session``'s
+    ``request`` is aiohttp's own, not a subclass's."""
+    import aiohttp
+
+    inner = getattr(session, "_request", None)
+    if type(session).request is aiohttp.ClientSession.request and callable(inner):
+        return inner  # type: ignore[no-any-return]
+    return session.request
 
 
 class AiohttpTransport:
@@ -202,29 +223,36 @@ class AiohttpTransport:
 
     async def send(self, request: HttpRequest, body: bytes | None) -> _AiohttpResponse:
         pool = self._pool
-        session = pool.session
-        if session is None:
-            session = pool.session = self._new_session()
+        send = pool.request
+        if send is None:
+            pool.use(self._new_session())
+            send = pool.request
+            assert send is not None
         try:
             per_request = self._per_request
             if request.timeout is not None:  # this call's own timeout= wins
                 per_request = {"timeout": _client_timeout(request.timeout)}
             # aiohttp copies the headers into its own multidict: no copy of ours first
-            response = await session.request(request.method, pool.urls[request.url],
-                                             headers=request.headers, data=body,
-                                             allow_redirects=False, **per_request)
+            response = await send(request.method, pool.urls[request.url],
+                                  headers=request.headers, data=body, allow_redirects=False,
+                                  **per_request)
         except _errors() as exc:
             raise _failure(exc, before_first_byte=True) from None
         except (UnicodeError, ValueError) as exc:  # a header aiohttp refuses to send
             raise (unsendable(request) or _failure(exc, before_first_byte=True)) from None
         except RuntimeError:
-            if session.closed:
+            if pool.session is None or pool.session.closed:
                 raise http_client_closed("aiohttp.ClientSession") from None
             raise
-        return _AiohttpResponse(response)
+        # `_AiohttpResponse(response)` without its ``__init__`` call (once per request)
+        wrapped = _new_response(_AiohttpResponse)
+        wrapped._response = response
+        wrapped.status = response.status
+        wrapped.headers = response.headers
+        return wrapped
 
     async def close(self) -> None:
         pool = self._pool
         if self._owns and pool.session is not None:
             await pool.session.close()
-            pool.session = None
+            pool.use(None)

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ._base import ClientBase, HealthStatus, resolve_timeout
+from ._base import NO_OPTIONS, ClientBase, HealthStatus, resolve_timeout
 from ._http import HttpRequest, Timeout
 from ._messages import ChatRequest, Message, Tool
 from ._providers import Credential, ModelInfo, Secret
@@ -147,8 +147,12 @@ class AsyncClient(ClientBase):
         ``response_format=`` request breaks its schema, telling the model what was wrong
         (see docs/structured-output.md).
         """
-        req = self._checked(self._request(request, fields), check_context)
-        options = self._call_options(headers, timeout, extra_body)
+        req = self._request(request, fields)
+        # `_checked()` and `_call_options()`, inline: the usual call, two calls less
+        if check_context or (check_context is None and self.check_context):
+            self._engine.check_context(req)
+        options = (self._call_options(headers, timeout, extra_body)
+                   if headers or extra_body or timeout is not None else NO_OPTIONS)
         if output_retries:
             return await self._chat_fixing_output(req, output_retries, retry, options)
         # `_chat_once(req, retry, options)` inline: the usual call, one call layer less
@@ -297,6 +301,12 @@ class AsyncClient(ClientBase):
                     value = await transport.send(step.http, step.body)
                 except TransportFailure as failure:
                     value = failure
+                else:
+                    if step.whole:  # the body too, in the same step (see Transmit)
+                        try:
+                            step.raw = await value.read()
+                        except TransportFailure as failure:
+                            step.raw = failure
             elif type(step) is ReadBody:
                 try:
                     value = await step.response.read()

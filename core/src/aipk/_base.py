@@ -46,7 +46,8 @@ if TYPE_CHECKING:
 __all__ = ["ClientBase", "HealthStatus", "resolve_timeout"]
 
 _ClientT = TypeVar("_ClientT", bound="ClientBase")
-_NO_OPTIONS: Mapping[str, Any] = {}
+#: The call options of a call that passes none (see `ClientBase._call_options()`).
+NO_OPTIONS: Mapping[str, Any] = {}
 
 
 def key_fingerprint(key: str) -> str:
@@ -375,7 +376,7 @@ class ClientBase:
         """One call's ``headers``/``timeout``/``extra_body`` as keywords for
         `Engine.prepare()` (empty, and free, for calls that pass none)."""
         if not (headers or extra_body or timeout is not None):
-            return _NO_OPTIONS
+            return NO_OPTIONS
         return {"headers": headers, "timeout": self._call_timeout(timeout),
                 "extra_body": extra_body}
 

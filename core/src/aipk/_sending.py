@@ -11,8 +11,9 @@ step                   the client does                              and sends ba
 `Acquire`       ``source.acquire(exclude=...)``              the credential, or the
                                                                     KeysExhaustedError
 `Sleep`         sleeps (sync) or awaits a sleep (async)      None
-`Transmit`      ``transport.send(http, body)``               the response, or the
-                                                                    TransportFailure
+`Transmit`      ``transport.send(http, body)``, and with     the response, or the
+                       ``whole`` reads its whole body into ``raw``  TransportFailure
+                       (the bytes, or the TransportFailure)
 `ReadBody`      reads a response's whole body                the bytes, or the
                                                                     TransportFailure
 `Prime`         reads a stream until its first events        a `Primed`, or the
@@ -103,11 +104,18 @@ class Sleep:
 
 
 class Transmit:
-    __slots__ = ("body", "http")
+    """Send ``http`` with ``body``; with ``whole``, also read the whole body into ``raw``
+    (whatever the status: a call that parses the whole body reads it in the same step, one
+    round trip of the send loop less per attempt than a `ReadBody`)."""
 
-    def __init__(self, http: HttpRequest, body: bytes | None) -> None:
+    __slots__ = ("body", "http", "raw", "whole")
+
+    def __init__(self, http: HttpRequest, body: bytes | None, whole: bool = False) -> None:
         self.http = http
         self.body = body
+        self.whole = whole
+        #: the body read (or the TransportFailure reading it), set by the client for ``whole``
+        self.raw: bytes | TransportFailure = b""
 
 
 class Admit:
@@ -280,6 +288,7 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
             if chosen is not credential:
                 credential = chosen
                 http, body = engine.sign(prepared, credential)
+    whole = chat is not None or parse is not None  # read the body with the head
     attempt = 0
     tried: list[str] = []
     recovered = False
@@ -293,6 +302,7 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
         step: Any = _new(Transmit)
         step.http = http
         step.body = body
+        step.whole = whole
         response = yield step
         if isinstance(response, TransportFailure):
             error: ProviderError = _failed(client, response, deadline)
@@ -301,10 +311,8 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
             rate_limit = engine.observe(response.status, headers, model, credential.id)
             if response.status < 300:  # a redirect is an error: never followed
                 got: Any  # the answer, or the ProviderError that stands for it
-                if chat is not None or parse is not None:  # the whole body (`_receive`'s
-                    step = _new(ReadBody)                  # first case, inline)
-                    step.response = response
-                    raw = yield step
+                if whole:  # the body, read with the head (see Transmit)
+                    raw = step.raw
                     if isinstance(raw, TransportFailure):
                         got = _unread(client, raw, deadline)
                     else:
@@ -317,8 +325,7 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
                         except ProviderError as exc:  # a truncated or invalid body: retryable
                             got = exc
                 else:
-                    got = yield from _receive(client, response, rate_limit, parse, stream,
-                                              deadline)
+                    got = yield from _receive(client, response, rate_limit, stream, deadline)
                 if not isinstance(got, ProviderError):
                     now = time.monotonic()
                     # an answer's tokens count for the key with its success (one call, not
@@ -335,7 +342,7 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
                     return sent
                 error = got
             else:
-                raw = yield ReadBody(response)
+                raw = step.raw if whole else (yield ReadBody(response))
                 if isinstance(raw, TransportFailure):
                     raw = b""
                 error = engine.error(response.status, headers, raw, model, credential.id)
@@ -387,19 +394,11 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
 
 
 def _receive(client: ClientBase, response: Any, rate_limit: RateLimitState | None,
-             parse: Parse | None, stream: ChatRequest | None,
+             stream: ChatRequest | None,
              deadline: Deadline | None) -> Generator[Step, Any, Any]:
-    """What a success status delivers: the parsed body, the primed stream, or (for neither)
-    nothing; a ProviderError when the answer broke before the caller could use any of it.
-    (`send_steps` reads and parses a body itself, the same way, without this generator.)"""
-    if parse is not None:
-        raw = yield ReadBody(response)
-        if isinstance(raw, TransportFailure):
-            return _unread(client, raw, deadline)
-        try:
-            return parse(raw, response.headers, rate_limit)
-        except ProviderError as exc:  # a truncated or invalid body is retryable (decode_json)
-            return exc
+    """What a success status delivers to a call that does not read the whole body with the
+    head (`send_steps` parses that itself): the primed stream, or (for neither) nothing; a
+    ProviderError when the stream broke before the caller could use any of it."""
     if stream is not None:
         session = client._engine.open_stream(stream, response.headers, rate_limit)
         primed = yield Prime(response, session)

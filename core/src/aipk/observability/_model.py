@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._histogram import BOUNDS, Histogram
+from ._histogram import BOUNDS, FOLD_AT, Histogram
 from ._keys import CredentialMetrics
 
 if TYPE_CHECKING:  # routers' and targets' records load with the first router (see router())
@@ -73,7 +73,10 @@ class _Series:
         lock.acquire()  # (acquire and release cost half what a ``with`` block does)
         try:
             self.successes += 1
-            self.latency.add(latency)
+            latencies = self.latency.pending  # `latency.add()`, inline: once per call
+            latencies.append(latency)
+            if len(latencies) >= FOLD_AT:
+                self.latency.fold()
             if time_to_first_token is not None:
                 self.ttft.add(time_to_first_token)
             if usage is not None:  # add_usage(), inline: once per call
