@@ -124,6 +124,9 @@ _CHECKED_CLASS_PROPS = ("is_exception", "is_slotted", "has_weakref_slot", "is_fr
 
 try:
     from attr import _config  # whether validators run (attrs.validators.set_disabled())
+except ImportError:  # pragma: no cover - another attrs
+    _config = None  # type: ignore[assignment]
+try:
     from attr._make import (
         Attribute,
         ClassProps,
@@ -153,7 +156,6 @@ try:
         and ClassProps.__slots__ == _CHECKED_CLASS_PROPS)
 except (ImportError, AttributeError, TypeError):  # pragma: no cover - another attrs
     _QUICK = False
-    _config = None  # type: ignore[assignment]
 
 #: attrs' converter object that can take the instance or field (attrs 24.1 on): attrs builds it.
 _CONVERTER: Any = getattr(attrs, "Converter", ())
