@@ -7,6 +7,7 @@ import warnings
 from collections.abc import Generator, Sequence
 from typing import Any
 
+import pluggy
 import pytest
 
 import aipk
@@ -265,8 +266,11 @@ def test_keyword_arguments_and_old_style_hookwrappers_go_through_pluggy() -> Non
 
     registry = _registry(Keyword(), OldStyle())
     slow, fast = _both(registry, "aipk_build_request", request=REQUEST, stream=True)
-    assert slow == fast and fast.url.endswith("/True")
-    assert seen == [True, True]
+    # pluggy 1.7 passes a parameter that has a default, earlier versions leave the default:
+    # aipk's dispatch does what the installed pluggy does
+    passed = tuple(int(v) for v in pluggy.__version__.split(".")[:2]) >= (1, 7)
+    assert slow == fast and fast.url.endswith(f"/{passed}")
+    assert seen == [passed, passed]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _both(registry, "aipk_parse_rate_limits", status=200, headers={}, now=0.0)
