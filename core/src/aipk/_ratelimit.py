@@ -318,7 +318,7 @@ class RateLimitWindow:
         return 1.0 - min(self.remaining, self.limit) / self.limit
 
 
-def _maker(cls: type) -> type[Any]:
+def _callable_builder(cls: type) -> type[Any]:
     """``cls``'s builder (`record_builder`), callable with no arguments: ``maker()`` is a new
     record to fill in with plain stores, then switch to ``cls``; for less than
     ``object.__new__(builder)``, whose wrapper copies its arguments."""
@@ -329,8 +329,8 @@ def _maker(cls: type) -> type[Any]:
         "__qualname__": cls.__qualname__})
 
 
-#: RateLimitWindow's builder (`_maker`): a new window is filled in with plain stores
-_WindowBuilder = _maker(RateLimitWindow)
+#: RateLimitWindow's builder (`_callable_builder`): a new window is filled in with plain stores
+_WindowBuilder = _callable_builder(RateLimitWindow)
 
 
 def _window(limit: int | None, remaining: int | None, reset_at: float | None) -> (
@@ -555,8 +555,8 @@ class RateLimitState:
         )
 
 
-#: RateLimitState's builder (`_maker`): a new state is filled in with plain stores
-_StateBuilder = _maker(RateLimitState)
+#: RateLimitState's builder (`_callable_builder`): a new state is filled in with plain stores
+_StateBuilder = _callable_builder(RateLimitState)
 
 
 def _complete(window: RateLimitWindow | None) -> bool:
