@@ -11,6 +11,8 @@ its wait inline. Each is compared here with the general rules written out plainl
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 import pytest
 from hypothesis import given, settings
@@ -293,3 +295,65 @@ class _Window(RateLimitWindow):
 def test_a_window_subclass_gets_its_own_class() -> None:
     window = _Window.from_values("10", "5", 1.0)
     assert type(window) is _Window and window.remaining == 5
+
+
+try:  # aiohttp's case-insensitive headers, where installed (the core alone has no aiohttp)
+    from multidict import CIMultiDict, CIMultiDictProxy
+except ImportError:  # pragma: no cover - the core package's own test run
+    CIMultiDict = CIMultiDictProxy = None
+
+_REQUESTS = ("x-limit-requests", "x-remaining-requests", "x-reset-requests")
+_TOKENS = ("x-limit-tokens", "x-remaining-tokens", "x-reset-tokens")
+#: header values as providers send them, and what they should not send
+_header_value = (st.none() | st.integers(-3, 10**7).map(str)
+                 | st.sampled_from(["0", "-1", "6ms", "1m30s", "0s", " 42 ", "+5", "1.0", "x", "",
+                                    "inf", "nan", "1e3", "1765432199", "1765432199000",
+                                    "2025-12-11T05:50:00Z", "Thu, 11 Dec 2025 05:50:00 GMT"])
+                 | st.text("0123456789.msh -", max_size=8))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_REQUESTS + _TOKENS), _header_value), max_size=8),
+       st.floats(1.7e9, 1.8e9) | st.just(1765432109.987654),
+       st.none() | st.floats(0, MAX_RESET_SECONDS),
+       st.booleans() if CIMultiDict is not None else st.just(False))
+def test_from_headers_equals_from_windows_of_from_values(
+        pairs: list[tuple[str, str | None]], now: float, retry_after: float | None,
+        multidict: bool) -> None:
+    """`RateLimitState.from_headers` gives what the five calls it stands for give, on a plain
+    dict and on aiohttp's case-insensitive headers, the first time a text is read and again
+    (its sizes and resets from the caches)."""
+    values = {name: value for name, value in pairs if value is not None}
+    headers: Any = CIMultiDictProxy(CIMultiDict(values)) if multidict else values
+
+    def plain() -> RateLimitState | None:
+        windows = [RateLimitWindow.from_values(
+            headers.get(limit), headers.get(remaining), parse_reset(headers.get(reset), now))
+            for limit, remaining, reset in (_REQUESTS, _TOKENS)]
+        return RateLimitState.from_windows(windows[0], windows[1], now, retry_after)
+
+    for _ in range(2):
+        state = RateLimitState.from_headers(headers, now, _REQUESTS, _TOKENS, retry_after)
+        expected = plain()
+        assert state == expected
+        if state is not None:
+            assert type(state) is RateLimitState
+            assert [type(w) for w in (state.requests, state.tokens)] == [
+                type(w) for w in (expected.requests, expected.tokens)]  # type: ignore[union-attr]
+
+
+def test_from_headers_reads_openai_style_headers_and_keeps_a_subclass() -> None:
+    headers = {"x-limit-requests": "100", "x-remaining-requests": "99",
+               "x-reset-requests": "6ms", "x-limit-tokens": "0", "x-remaining-tokens": "5"}
+    state = RateLimitState.from_headers(headers, 1000.0, _REQUESTS, _TOKENS)
+    assert state == RateLimitState(
+        requests=RateLimitWindow(limit=100, remaining=99, reset_at=1000.006),
+        observed_at=1000.0)  # the 0 limit is a sentinel: that window says nothing
+    assert RateLimitState.from_headers({}, 1000.0, _REQUESTS, _TOKENS) is None
+    assert RateLimitState.from_headers({}, 1000.0, _REQUESTS, _TOKENS, 2.0) == RateLimitState(
+        not_before=1002.0, observed_at=1000.0)
+    sub = _Subclass.from_headers(headers, 1000.0, _REQUESTS, _TOKENS, 1.0)
+    assert type(sub) is _Subclass and sub == _Subclass(
+        requests=state.requests, not_before=1001.0, observed_at=1000.0)  # type: ignore[union-attr]
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        state.requests.limit = 1  # type: ignore[misc,union-attr]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -282,7 +282,7 @@ class RateLimitWindow:
                 return None
         if cls is RateLimitWindow:
             # `_window()`, inline: this runs for every window of every response
-            window: Any = _new(_WindowBuilder)
+            window: Any = _WindowBuilder()
             window.limit = limit_n
             window.remaining = remaining_n
             window.reset_at = reset_at
@@ -318,9 +318,19 @@ class RateLimitWindow:
         return 1.0 - min(self.remaining, self.limit) / self.limit
 
 
-_new = object.__new__
-#: RateLimitWindow's builder: a new window is filled in with plain stores (`record_builder`)
-_WindowBuilder = record_builder(RateLimitWindow)
+def _callable_builder(cls: type) -> type[Any]:
+    """``cls``'s builder (`record_builder`), callable with no arguments: ``maker()`` is a new
+    record to fill in with plain stores, then switch to ``cls``; for less than
+    ``object.__new__(builder)``, whose wrapper copies its arguments."""
+    builder = record_builder(cls)
+    metaclass: Any = type(builder)
+    return metaclass(cls.__name__, (builder,), {  # type: ignore[no-any-return]
+        "__slots__": (), "__init__": object.__init__, "__module__": cls.__module__,
+        "__qualname__": cls.__qualname__})
+
+
+#: RateLimitWindow's builder (`_callable_builder`): a new window is filled in with plain stores
+_WindowBuilder = _callable_builder(RateLimitWindow)
 
 
 def _window(limit: int | None, remaining: int | None, reset_at: float | None) -> (
@@ -328,7 +338,7 @@ def _window(limit: int | None, remaining: int | None, reset_at: float | None) ->
     """``RateLimitWindow(limit=limit, remaining=remaining, reset_at=reset_at)``, built without
     the keyword call through the class (which packs and unpacks the keywords: a third of the
     record's cost). A test checks that it sets every field."""
-    window: Any = _new(_WindowBuilder)
+    window: Any = _WindowBuilder()
     window.limit = limit
     window.remaining = remaining
     window.reset_at = reset_at
@@ -420,9 +430,37 @@ class RateLimitState:
         if cls is not RateLimitState:
             return cls(requests=requests, tokens=tokens, observed_at=now,
                        not_before=None if retry_after is None else now + retry_after)
-        state: Any = _new(_StateBuilder)
+        state: Any = _StateBuilder()
         state.requests = requests
         state.tokens = tokens
+        state.input_tokens = state.output_tokens = None
+        state.daily_requests = state.daily_tokens = None
+        state.not_before = None if retry_after is None else now + retry_after
+        state.credits_remaining = None
+        state.observed_at = now
+        state.__class__ = RateLimitState
+        return state  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str], now: float,
+                     requests: tuple[str, str, str], tokens: tuple[str, str, str],
+                     retry_after: float | None = None) -> RateLimitState | None:
+        """The state of a requests and a tokens window read from ``headers`` at ``now``, each
+        window from the headers its ``(limit, remaining, reset)`` names give; None when they
+        say nothing and there is no ``retry_after`` (seconds). Equal to
+        ``from_windows(RateLimitWindow.from_values(headers.get(limit), headers.get(remaining),
+        parse_reset(headers.get(reset), now)), …tokens…, now, retry_after)``, for about a
+        third less work: one call per response instead of five."""
+        get = headers.get
+        requests_window = _header_window(get, requests, now)
+        tokens_window = _header_window(get, tokens, now)
+        if cls is not RateLimitState or (
+                requests_window is None and tokens_window is None and retry_after is None):
+            return cls.from_windows(requests_window, tokens_window, now, retry_after)
+        # `from_windows()`, inline
+        state: Any = _StateBuilder()
+        state.requests = requests_window
+        state.tokens = tokens_window
         state.input_tokens = state.output_tokens = None
         state.daily_requests = state.daily_tokens = None
         state.not_before = None if retry_after is None else now + retry_after
@@ -474,13 +512,29 @@ class RateLimitState:
         if window is not None and window.remaining is not None and window.remaining < 1 and (
                 window.reset_at is not None and window.reset_at - now > wait):
             wait = window.reset_at - now
-        if estimated_tokens:
-            for window in (self.tokens, self.input_tokens, self.output_tokens,
-                           self.daily_tokens):
-                if window is not None and window.remaining is not None and (
-                        window.remaining < estimated_tokens) and (
-                        window.reset_at is not None and window.reset_at - now > wait):
-                    wait = window.reset_at - now
+        if not estimated_tokens:
+            return wait
+        # the token windows by hand too: a loop over the four costs four times as much
+        window = self.tokens
+        if window is not None and window.remaining is not None and (
+                window.remaining < estimated_tokens) and (
+                window.reset_at is not None and window.reset_at - now > wait):
+            wait = window.reset_at - now
+        window = self.input_tokens
+        if window is not None and window.remaining is not None and (
+                window.remaining < estimated_tokens) and (
+                window.reset_at is not None and window.reset_at - now > wait):
+            wait = window.reset_at - now
+        window = self.output_tokens
+        if window is not None and window.remaining is not None and (
+                window.remaining < estimated_tokens) and (
+                window.reset_at is not None and window.reset_at - now > wait):
+            wait = window.reset_at - now
+        window = self.daily_tokens
+        if window is not None and window.remaining is not None and (
+                window.remaining < estimated_tokens) and (
+                window.reset_at is not None and window.reset_at - now > wait):
+            wait = window.reset_at - now
         return wait
 
     def can_send(self, now: float, estimated_tokens: int = 0) -> bool:
@@ -501,14 +555,41 @@ class RateLimitState:
         )
 
 
-#: RateLimitState's builder: a new state is filled in with plain stores (`record_builder`)
-_StateBuilder = record_builder(RateLimitState)
+#: RateLimitState's builder (`_callable_builder`): a new state is filled in with plain stores
+_StateBuilder = _callable_builder(RateLimitState)
 
 
 def _complete(window: RateLimitWindow | None) -> bool:
     """``window`` sets every field (so merging it into another window gives it)."""
     return window is not None and window.limit is not None and (
         window.remaining is not None and window.reset_at is not None)
+
+
+def _header_window(get: Callable[[str], str | None], names: tuple[str, str, str],
+                   now: float) -> RateLimitWindow | None:
+    """`RateLimitState.from_headers()`'s window of the headers ``names`` gives
+    (``(limit, remaining, reset)``), read through ``get``."""
+    limit_name, remaining_name, reset_name = names
+    limit = get(limit_name)
+    remaining = get(remaining_name)
+    reset = get(reset_name)
+    seconds = _RELATIVE.get(reset)  # `parse_reset()`'s fast path, inline
+    reset_at = now + seconds if seconds is not None else parse_reset(reset, now)
+    # `RateLimitWindow.from_values()`'s usual case, inline: a size seen before (not the 0
+    # sentinel) and a remaining count in plain digits; the rest goes through it
+    if limit is not None and remaining is not None and (limit_n := _LIMITS.get(limit)):
+        try:
+            remaining_n = int(remaining)
+        except ValueError:
+            remaining_n = -1
+        if remaining_n >= 0:
+            window: Any = _WindowBuilder()
+            window.limit = limit_n
+            window.remaining = remaining_n
+            window.reset_at = reset_at
+            window.__class__ = RateLimitWindow
+            return window  # type: ignore[no-any-return]
+    return RateLimitWindow.from_values(limit, remaining, reset_at)
 
 
 TrackerKey = tuple[str, str, str]

@@ -23,7 +23,6 @@ from aipk import (
     ModelInfo,
     Provider,
     RateLimitState,
-    RateLimitWindow,
     ReasoningDelta,
     RefusalDelta,
     StreamEvent,
@@ -517,16 +516,17 @@ def provider_rate_limits(provider: Provider | None, status: int, headers: Mappin
     """`parse_rate_limits()` with the ``aipk_parse_rate_limits`` hook's arguments (the
     provider is not needed): the plugin's hook itself, so a response costs no forwarding
     call."""
-    get = headers.get
-    window = RateLimitWindow.from_values
-    parse_reset = aipk.parse_reset
-    requests = window(get("x-ratelimit-limit-requests"), get("x-ratelimit-remaining-requests"),
-                      parse_reset(get("x-ratelimit-reset-requests"), now))
-    tokens = window(get("x-ratelimit-limit-tokens"), get("x-ratelimit-remaining-tokens"),
-                    parse_reset(get("x-ratelimit-reset-tokens"), now))
     # Retry-after means something only on a refusal (429, 503) or a redirect, not on a 2xx.
     retry_after = aipk.parse_retry_after(headers, now) if status >= 300 else None
-    return RateLimitState.from_windows(requests, tokens, now, retry_after)
+    return RateLimitState.from_headers(headers, now, _REQUEST_HEADERS, _TOKEN_HEADERS,
+                                       retry_after)
+
+
+#: OpenAI's (limit, remaining, reset) headers of the requests and the tokens window
+_REQUEST_HEADERS = ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
+                    "x-ratelimit-reset-requests")
+_TOKEN_HEADERS = ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
+                  "x-ratelimit-reset-tokens")
 
 
 # -- streaming -------------------------------------------------------------------------------
