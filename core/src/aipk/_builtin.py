@@ -15,7 +15,7 @@ from typing import Any
 
 from ._errormap import error_for_status
 from ._http import HttpRequest
-from ._providers import Credential, Provider
+from ._providers import Credential, Provider, Secret
 from .errors import ProviderError
 from .hookspecs import hookimpl
 
@@ -24,9 +24,17 @@ from .hookspecs import hookimpl
 def aipk_apply_credential(
     provider: Provider, http_request: HttpRequest, credential: Credential
 ) -> HttpRequest | None:
-    if credential.kind == "none" or credential.secret is None:
+    secret = credential.secret
+    if secret is None or credential.kind == "none":
         return http_request
-    return http_request.merge_headers({"authorization": f"Bearer {credential.secret.reveal()}"})
+    if type(secret) is not Secret:  # a subclass may reveal another value each time
+        return http_request.merge_headers({"authorization": f"Bearer {secret.reveal()}"})
+    # The header made once per secret and kept on it (never in a cache of its own: it goes
+    # when the secret goes), not per request.
+    header = secret._bearer
+    if header is None:
+        header = secret._bearer = {"authorization": f"Bearer {secret.reveal()}"}
+    return http_request.merge_headers(header)
 
 
 @hookimpl(trylast=True)

@@ -51,6 +51,7 @@ _usage = aipk.record_maker(Usage)
 _text_delta = aipk.record_maker(TextDelta)
 _finish_event = aipk.record_maker(FinishEvent)
 _usage_event = aipk.record_maker(UsageEvent)
+_http_request = aipk.record_maker(HttpRequest)
 
 __all__ = [
     "OpenAIStreamDecoder",
@@ -75,11 +76,12 @@ _FINISH = {
     "content_filter": FinishReason.CONTENT_FILTER,
     "error": FinishReason.ERROR,
 }
+_OTHER = FinishReason.OTHER
 
 
 def finish_reason(raw: str) -> FinishReason:
     """The normalised finish reason for OpenAI's word."""
-    return _FINISH.get(raw, FinishReason.OTHER)
+    return _FINISH.get(raw, _OTHER)
 
 
 # -- requests --------------------------------------------------------------------------------
@@ -258,8 +260,8 @@ def build_chat_request(provider: Provider, request: ChatRequest, stream: bool) -
     else:  # `_headers()` inline for the usual provider
         headers = {"content-type": "application/json",
                    "accept": "text/event-stream" if stream else "application/json"}
-    return HttpRequest(method="POST", url=url, headers=headers,
-                       json=build_chat_body(provider, request, stream))
+    return _http_request(method="POST", url=url, headers=headers,
+                         json=build_chat_body(provider, request, stream))
 
 
 def build_models_request(provider: Provider) -> HttpRequest:
@@ -369,7 +371,8 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
     raw = first.get("finish_reason")
     refusal = get("refusal")
     content = get("content")
-    reason = _FINISH.get(raw, FinishReason.OTHER) if raw else None  # finish_reason(raw)
+    # finish_reason(raw), inline; OTHER from a module constant (an enum class attribute costs)
+    reason = _FINISH.get(raw, _OTHER) if raw else None
     if refusal and not content and reason is FinishReason.STOP:
         reason = FinishReason.REFUSAL
     more = _more_choices(provider, choices) if len(choices) > 1 else ()
