@@ -19,6 +19,7 @@ import attrs
 from ._http import (
     AUTH_HEADERS,
     HttpRequest,
+    _c_encode,
     Timeout,
     declare_secret_headers,
     encode_json,
@@ -251,10 +252,13 @@ class Engine:
             if signed is None:
                 raise self._no_plugin("aipk_apply_credential")
             return signed, signed.body()
-        # `HttpRequest.body()` inline (a call less per attempt)
+        # `HttpRequest.body()` and `encode_json()` inline (two calls less per attempt)
         content = signed.content
-        if content is None and signed.json is not None:
-            content = encode_json(signed.json)
+        if content is None:
+            data = signed.json
+            if data is not None:
+                content = (encode_json(data) if _c_encode is None
+                           else "".join(_c_encode(data, 0)).encode())
         return signed, content
 
     def _check(self, credential: Credential) -> None:
