@@ -1,0 +1,41 @@
+"""What the engine fills in an OpenAI answer: the request id is `request_id_of()`'s and the
+cost `Telemetry.cost()`'s, whatever the headers, the usage and the models."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import aipk
+from aipk._core import request_id_of
+
+_client = aipk.Client("openai", base_url="http://127.0.0.1:1/v1", api_key="sk-fill")
+_engine = _client._engine
+_ids = st.sampled_from(["x-request-id", "request-id", "x-goog-request-id", "inference-id",
+                        "other"])
+_counts = st.none() | st.integers(min_value=0, max_value=10**6)
+_models = st.sampled_from(["gpt-4o-mini", "gpt-4o", "unpriced", ""])
+
+
+@settings(max_examples=300, deadline=None)
+@given(headers=st.dictionaries(_ids, st.sampled_from(["", "r1", "r2"]), max_size=4),
+       model=_models, answered=st.none() | _models, prompt=_counts, completion=_counts,
+       usage=st.booleans())
+def test_request_id_and_cost_are_those_of_the_plain_helpers(
+        headers: dict[str, str], model: str, answered: str | None, prompt: int | None,
+        completion: int | None, usage: bool) -> None:
+    data: dict[str, Any] = {"choices": [{"message": {"role": "assistant", "content": "hi"},
+                                         "finish_reason": "stop"}]}
+    if answered is not None:
+        data["model"] = answered
+    if usage:
+        data["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion}
+    request = aipk.ChatRequest(model=model or "m", messages=[aipk.Message.user("q")])
+    response = _engine.chat_response(request, json.dumps(data).encode(), headers, None)
+    assert response.request_id == request_id_of(headers)
+    expected = _engine.telemetry.cost(request.model, response.usage, response.model)
+    assert response.cost == expected
+    assert response.rate_limit is None
