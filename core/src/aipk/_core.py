@@ -19,8 +19,8 @@ import attrs
 from ._http import (
     AUTH_HEADERS,
     HttpRequest,
-    _c_encode,
     Timeout,
+    _c_encode,
     declare_secret_headers,
     encode_json,
     redact_url,
