@@ -39,3 +39,16 @@ def test_request_id_and_cost_are_those_of_the_plain_helpers(
     expected = _engine.telemetry.cost(request.model, response.usage, response.model)
     assert response.cost == expected
     assert response.rate_limit is None
+
+
+def test_the_parse_hook_is_the_wire_parser_itself() -> None:
+    from aipk_openai import wire
+
+    # called directly, with the hook's four arguments: no forwarding function between
+    assert _engine._hooks.aipk_parse_response.call.__code__ is wire.parse_chat_response.__code__
+    data = {"choices": [{"message": {"role": "assistant", "content": "hi"},
+                         "finish_reason": "stop"}]}
+    request = aipk.ChatRequest(model="m", messages=[aipk.Message.user("q")])
+    provider = _engine.provider
+    assert _engine._hooks.aipk_parse_response.call(provider, request, data, {}) == (
+        wire.parse_chat_response(provider, request, data))

@@ -7,13 +7,13 @@ Serves every provider whose spec has ``protocol="openai"``: OpenAI itself and th
 
 from __future__ import annotations
 
+import types
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from aipk import (
     Capabilities,
     ChatRequest,
-    ChatResponse,
     HttpRequest,
     ModelInfo,
     Provider,
@@ -79,10 +79,12 @@ aipk_build_request = hookimpl_for(protocol=PROTOCOL)(wire.build_chat_request)
 aipk_parse_rate_limits = hookimpl_for(protocol=PROTOCOL)(wire.provider_rate_limits)
 
 
-@hookimpl_for(protocol=PROTOCOL)
-def aipk_parse_response(provider: Provider, request: ChatRequest, data: Any,
-                        headers: Mapping[str, str]) -> ChatResponse | None:
-    return wire.parse_chat_response(provider, request, data)
+#: ``aipk_parse_response(provider, request, data, headers)``: the wire parser's own code as a
+#: function without its default for ``headers`` (pluggy passes only the arguments without
+#: one), so an answer costs no forwarding call
+aipk_parse_response = hookimpl_for(protocol=PROTOCOL)(types.FunctionType(
+    wire.parse_chat_response.__code__, wire.parse_chat_response.__globals__,
+    "aipk_parse_response"))
 
 
 @hookimpl_for(protocol=PROTOCOL)

@@ -354,9 +354,11 @@ def _more_choices(provider: Provider, choices: list[Any]) -> tuple[Choice, ...]:
     return tuple(out)
 
 
-def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> ChatResponse:
+def parse_chat_response(provider: Provider, request: ChatRequest, data: Any,
+                        headers: Mapping[str, str] | None = None) -> ChatResponse:
     """A ``chat.completion`` body as a ChatResponse (choice 0; the others, with ``n > 1``, in
-    ``more_choices``)."""
+    ``more_choices``). ``headers``, the reply's, are not read: they make this the
+    ``aipk_parse_response`` hook's signature (the plugin's hook is this function's code)."""
     if isinstance(data, dict) and data.get("error"):
         raise _stream_error(provider, data["error"])
     if "choices" not in data and _flat_error(data):  # Cerebras's, DashScope's flat shape
