@@ -52,3 +52,23 @@ def test_the_parse_hook_is_the_wire_parser_itself() -> None:
     provider = _engine.provider
     assert _engine._hooks.aipk_parse_response.call(provider, request, data, {}) == (
         wire.parse_chat_response(provider, request, data))
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=4),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner,
+                                                                  max_size=3),
+    max_leaves=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=_json_values)
+def test_the_signed_body_is_encode_json_of_the_request_body(body: Any) -> None:
+    from aipk._http import encode_json
+
+    prepared = aipk.HttpRequest(url="http://h/v1/x", json=body)
+    signed, content = _engine.sign(prepared)
+    assert content == (None if body is None else encode_json(body))
+    assert signed.headers["authorization"] == "Bearer sk-fill"
+    assert aipk.HttpRequest(url="http://h/v1/x", content=b"raw").body() == (
+        _engine.sign(aipk.HttpRequest(url="http://h/v1/x", content=b"raw"))[1])
