@@ -14,19 +14,40 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._errormap import error_for_status
-from ._http import HttpRequest
-from ._providers import Credential, Provider
+from ._http import HttpRequest, _HttpRequestBuilder
+from ._providers import Credential, Provider, Secret
 from .errors import ProviderError
 from .hookspecs import hookimpl
+
+_new = object.__new__
 
 
 @hookimpl(trylast=True)
 def aipk_apply_credential(
     provider: Provider, http_request: HttpRequest, credential: Credential
 ) -> HttpRequest | None:
-    if credential.kind == "none" or credential.secret is None:
+    secret = credential.secret
+    if secret is None or credential.kind == "none":
         return http_request
-    return http_request.merge_headers({"authorization": f"Bearer {credential.secret.reveal()}"})
+    if type(secret) is not Secret:  # a subclass may reveal another value each time
+        return http_request.merge_headers({"authorization": f"Bearer {secret.reveal()}"})
+    # The header made once per secret and kept on it (never in a cache of its own: it goes
+    # when the secret goes), not per request.
+    header = secret._bearer
+    if header is None:
+        header = secret._bearer = {"authorization": f"Bearer {secret.reveal()}"}
+    if type(http_request) is not HttpRequest:  # a subclass may have more fields
+        return http_request.merge_headers(header)
+    # `merge_headers()` inline (a call less per attempt): a copy filled in as its builder
+    signed: Any = _new(_HttpRequestBuilder)
+    signed.method = http_request.method
+    signed.url = http_request.url
+    signed.headers = {**http_request.headers, **header}
+    signed.json = http_request.json
+    signed.content = http_request.content
+    signed.timeout = http_request.timeout
+    signed.__class__ = HttpRequest
+    return signed  # type: ignore[no-any-return]
 
 
 @hookimpl(trylast=True)

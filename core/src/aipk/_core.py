@@ -20,6 +20,7 @@ from ._http import (
     AUTH_HEADERS,
     HttpRequest,
     Timeout,
+    _c_encode,
     declare_secret_headers,
     encode_json,
     redact_url,
@@ -251,10 +252,13 @@ class Engine:
             if signed is None:
                 raise self._no_plugin("aipk_apply_credential")
             return signed, signed.body()
-        # `HttpRequest.body()` inline (a call less per attempt)
+        # `HttpRequest.body()` and `encode_json()` inline (two calls less per attempt)
         content = signed.content
-        if content is None and signed.json is not None:
-            content = encode_json(signed.json)
+        if content is None:
+            data = signed.json
+            if data is not None:
+                content = (encode_json(data) if _c_encode is None
+                           else "".join(_c_encode(data, 0)).encode())
         return signed, content
 
     def _check(self, credential: Credential) -> None:
@@ -358,7 +362,8 @@ class Engine:
 
     def chat_response(self, request: ChatRequest, body: bytes, headers: Mapping[str, str],
                       rate_limit: RateLimitState | None) -> ChatResponse:
-        request_id = request_id_of(headers)
+        # `request_id_of()`, its first header inline: OpenAI's, and most providers' answers
+        request_id = headers.get("x-request-id") or request_id_of(headers)
         try:  # decode_json() inline: a call less per answer
             data = parse_json_bytes(body)
         except (ValueError, RecursionError) as exc:
@@ -376,8 +381,16 @@ class Engine:
         response: ChatResponse = parsed
         usage = response.usage
         cost = None
-        if usage is not None and response.cost is None and self.telemetry.prices:
-            cost = self.telemetry.cost(request.model, usage, response.model)  # `self.cost()`
+        prices = self.telemetry.prices
+        if usage is not None and prices and response.cost is None:
+            # `self.telemetry.cost()` inline (a call less per answer with a known price)
+            price = prices.get(request.model)
+            if price is None and type(response.model) is str:
+                price = prices.get(response.model)
+            if price is not None:
+                given, made = usage.input_tokens, usage.output_tokens
+                if given is not None and made is not None:
+                    cost = (given * price[0] + made * price[1]) / 1e6
         if type(response) is ChatResponse and response.request_id is None and (
                 response.rate_limit is None):
             # The plugin's new record, not yet seen by anyone else (the hook's contract): fill

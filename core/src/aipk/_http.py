@@ -83,8 +83,8 @@ if _c_make_encoder is not None:
 def encode_json(data: Any) -> bytes:
     """Compact UTF-8 JSON, as sent on the wire."""
     if _c_encode is None:
-        return _encoder.encode(data).encode("utf-8")
-    return "".join(_c_encode(data, 0)).encode("utf-8")
+        return _encoder.encode(data).encode()
+    return "".join(_c_encode(data, 0)).encode()  # (UTF-8, the default)
 
 
 _new = object.__new__

@@ -450,7 +450,10 @@ def _chat_request_builder() -> Callable[[dict[str, Any]], ChatRequest]:
         same order, then it becomes a ChatRequest and is checked by ``__attrs_post_init__``.
         Anything unusual (an unknown or missing keyword) goes through ``__init__`` itself. A
         property test compares the two."""
-        if "messages" not in fields or "model" not in fields or not fields.keys() <= names:
+        if len(fields) == 2:  # the usual model= and messages=: no keys view to compare
+            if "messages" not in fields or "model" not in fields:
+                return ChatRequest(**fields)
+        elif "messages" not in fields or "model" not in fields or not fields.keys() <= names:
             return ChatRequest(**fields)
         request: Any = _new(builder)
         request.model = fields["model"]

@@ -42,10 +42,13 @@ class Secret:
     While a Secret is alive, aipk masks its value in every error message, error body and
     request repr it produces (see `aipk._secrets`)."""
 
-    __slots__ = ("__weakref__", "_value")
+    __slots__ = ("__weakref__", "_bearer", "_value")
 
     def __init__(self, value: str) -> None:
         self._value = value
+        #: the built-in fallback's ``authorization`` header for this value, made on first use
+        #: and kept here, so that it lives exactly as long as the secret (see `aipk._builtin`)
+        self._bearer: dict[str, str] | None = None
         remember(self)
 
     def reveal(self) -> str:

@@ -50,6 +50,7 @@ _usage = aipk.record_maker(Usage)
 _text_delta = aipk.record_maker(TextDelta)
 _finish_event = aipk.record_maker(FinishEvent)
 _usage_event = aipk.record_maker(UsageEvent)
+_http_request = aipk.record_maker(HttpRequest)
 
 __all__ = [
     "OpenAIStreamDecoder",
@@ -74,11 +75,12 @@ _FINISH = {
     "content_filter": FinishReason.CONTENT_FILTER,
     "error": FinishReason.ERROR,
 }
+_OTHER = FinishReason.OTHER
 
 
 def finish_reason(raw: str) -> FinishReason:
     """The normalised finish reason for OpenAI's word."""
-    return _FINISH.get(raw, FinishReason.OTHER)
+    return _FINISH.get(raw, _OTHER)
 
 
 # -- requests --------------------------------------------------------------------------------
@@ -257,8 +259,8 @@ def build_chat_request(provider: Provider, request: ChatRequest, stream: bool) -
     else:  # `_headers()` inline for the usual provider
         headers = {"content-type": "application/json",
                    "accept": "text/event-stream" if stream else "application/json"}
-    return HttpRequest(method="POST", url=url, headers=headers,
-                       json=build_chat_body(provider, request, stream))
+    return _http_request(method="POST", url=url, headers=headers,
+                         json=build_chat_body(provider, request, stream))
 
 
 def build_models_request(provider: Provider) -> HttpRequest:
@@ -273,15 +275,15 @@ def build_models_request(provider: Provider) -> HttpRequest:
 def parse_usage(data: Mapping[str, Any]) -> Usage:
     """Usage from OpenAI's ``usage`` object; counts that are missing or not whole numbers
     stay None."""
-    get = data.get
-    # `json_count` inline for the usual non-negative int (the same answer, one call less each)
-    prompt = get("prompt_tokens")
+    # `json_count` inline for the usual non-negative int (the same answer, one call less each);
+    # ``data.get`` each time, not a bound ``get``: making the bound method costs more
+    prompt = data.get("prompt_tokens")
     if type(prompt) is not int or prompt < 0:
         prompt = json_count(prompt)
-    completion = get("completion_tokens")
+    completion = data.get("completion_tokens")
     if type(completion) is not int or completion < 0:
         completion = json_count(completion)
-    total = get("total_tokens")
+    total = data.get("total_tokens")
     if type(total) is not int or total < 0:
         total = json_count(total)
     if total is None:
@@ -291,21 +293,22 @@ def parse_usage(data: Mapping[str, Any]) -> Usage:
     reasoning: int | None = None
     cache_read: int | None = None
     cache_write: int | None = None
-    details = get("completion_tokens_details")
+    details = data.get("completion_tokens_details")
     # a dict check, not Mapping: the data is decoded JSON, and an ABC check costs ten times more
     if isinstance(details, dict):
         reasoning = details.get("reasoning_tokens")
         if type(reasoning) is not int or reasoning < 0:
             reasoning = json_count(reasoning)
-    details = get("prompt_tokens_details")
+    details = data.get("prompt_tokens_details")
     if isinstance(details, dict):
         cache_read = details.get("cached_tokens")
         if type(cache_read) is not int or cache_read < 0:
             cache_read = json_count(cache_read)
         # OpenRouter reports prompt-cache writes (Anthropic, Gemini upstreams) there too
-        cache_write = details.get("cache_write_tokens")
-        if cache_write is not None:
-            cache_write = json_count(cache_write)
+        if "cache_write_tokens" in details:  # (a lookup less than .get() when it is absent)
+            cache_write = details["cache_write_tokens"]
+            if cache_write is not None:
+                cache_write = json_count(cache_write)
     return _usage(input_tokens=prompt, output_tokens=completion, total_tokens=total,
                   reasoning_tokens=reasoning, cache_read_tokens=cache_read,
                   cache_write_tokens=cache_write)
@@ -368,7 +371,8 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
     raw = first.get("finish_reason")
     refusal = get("refusal")
     content = get("content")
-    reason = _FINISH.get(raw, FinishReason.OTHER) if raw else None  # finish_reason(raw)
+    # finish_reason(raw), inline; OTHER from a module constant (an enum class attribute costs)
+    reason = _FINISH.get(raw, _OTHER) if raw else None
     if refusal and not content and reason is FinishReason.STOP:
         reason = FinishReason.REFUSAL
     more = _more_choices(provider, choices) if len(choices) > 1 else ()
