@@ -18,6 +18,8 @@ nox.options.sessions = ["tests_all", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 
 TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100"]
+#: optional libraries some tests of the whole tree use (YAML config files, pydantic models)
+TEST_OPTIONAL = ["PyYAML>=6", "pydantic>=2"]
 PLUGINS = ["aipk-openai", "aipk-anthropic", "aipk-gemini", "aipk-cerebras", "aipk-qwen",
            "aipk-openrouter", "aipk-ollama"]
 #: exporter -> how to install it with what its tests need
@@ -62,7 +64,7 @@ def tests(session: nox.Session, package: str) -> None:
 @nox.session
 def tests_all(session: nox.Session) -> None:
     """Every test with every package installed."""
-    session.install(*TEST_TOOLS, "aiohttp>=3.9", *_editable(EVERYTHING))
+    session.install(*TEST_TOOLS, *TEST_OPTIONAL, "aiohttp>=3.9", *_editable(EVERYTHING))
     session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs,
                 env={"AIPK_STRICT_PLUGINS": "1"})
 
@@ -82,7 +84,7 @@ def tests_python(session: nox.Session) -> None:
 @nox.session
 def tests_lowest(session: nox.Session) -> None:
     """Every test with every package installed over the lowest dependency versions allowed."""
-    session.install(*TEST_TOOLS, *_editable(EVERYTHING), *LOWEST)
+    session.install(*TEST_TOOLS, *TEST_OPTIONAL, *_editable(EVERYTHING), *LOWEST)
     session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs,
                 env={"AIPK_STRICT_PLUGINS": "1"})
 
