@@ -63,23 +63,10 @@ class SingleCredential:
 
     def report_success(self, member: HasId | str, *, latency: float = 0.0,
                        tokens: int = 0) -> None:
-        # (once per request: the id and the counters looked up, and `counters.succeeded()`
-        # done, inline)
+        # (once per request: the id and the counters looked up inline)
         cid = member if isinstance(member, str) else member.id
         counters = self.metrics._metrics.get(cid) or self.metrics.get(cid)
-        now = self._clock()
-        lock = counters._lock
-        lock.acquire()
-        try:
-            counters.requests += 1
-            counters.successes += 1
-            counters.tokens += tokens
-            counters.latency_total += latency
-            if counters.first_used is None:
-                counters.first_used = now
-            counters.last_used = now
-        finally:
-            lock.release()
+        counters.succeeded(self._clock(), latency, tokens)
 
     def report_failure(self, member: HasId | str, error: BaseException | int, *,
                        latency: float = 0.0) -> bool:
