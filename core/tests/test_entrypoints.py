@@ -20,6 +20,11 @@ from hypothesis import strategies as st
 from aipk import _entrypoints
 from aipk._entrypoints import FoundEntryPoint, find, find_groups
 
+#: the scan `_entrypoints` does itself runs on Python 3.11 and later (before, importlib.metadata
+#: finds the plugins)
+SCANS = pytest.mark.skipif(not _entrypoints._KNOWN_VERSION,
+                           reason="before Python 3.11 plugins are found through importlib.metadata")
+
 GROUPS = ["aipk.plugins", "aipk.providers", "console_scripts"]
 counter = itertools.count()
 
@@ -87,6 +92,7 @@ def _tmp() -> Path:
     return Path(tempfile.mkdtemp(prefix=f"aipk-ep-{next(counter)}-"))
 
 
+@SCANS
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(entries=st.lists(st.lists(distribution(usual=True), max_size=4), min_size=1, max_size=3),
        group=st.sampled_from(GROUPS))
@@ -123,6 +129,7 @@ def test_find_answers_only_when_it_agrees(entries: list[list[dict[str, Any]]],
         shutil.rmtree(root)
 
 
+@SCANS
 def test_path_entries_that_are_not_plain_directories(tmp_path: Path) -> None:
     archive = tmp_path / "plugins.zip"
     archive.write_bytes(b"PK\x05\x06" + b"\x00" * 18)  # an empty zip archive
@@ -144,6 +151,7 @@ def test_another_distribution_finder_defers_to_importlib_metadata(tmp_path: Path
         assert find("aipk.plugins", [str(tmp_path)]) is None
 
 
+@SCANS
 def test_the_current_environment_agrees_with_importlib_metadata() -> None:
     for group in ["aipk.plugins", "aipk.providers", "console_scripts", "pytest11"]:
         found = find(group)

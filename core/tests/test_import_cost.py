@@ -70,6 +70,8 @@ def test_available_before_and_after_the_default_registry_exists_agree(
     assert aipk.registry is registry
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="before Python 3.11 plugins are "
+                    "found through importlib.metadata")
 def test_loading_plugins_reads_entry_points_without_importlib_metadata(
         installed_plugin: Path) -> None:
     """A first call loads its plugins from the dist-info directories directly; importing

@@ -13,6 +13,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from aipk_testkit.emulator import Emulator
 
 OTHER = """
@@ -55,6 +57,8 @@ print("ok", text)
 """
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="before Python 3.11 plugins are "
+                    "found through importlib.metadata")
 def test_a_first_call_loads_only_the_plugins_it_calls(aipk_emulator: Emulator,
                                                       tmp_path: Path) -> None:
     (tmp_path / "aipk_elsewhere.py").write_text(OTHER)
