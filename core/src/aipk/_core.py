@@ -381,16 +381,8 @@ class Engine:
         response: ChatResponse = parsed
         usage = response.usage
         cost = None
-        prices = self.telemetry.prices
-        if usage is not None and prices and response.cost is None:
-            # `self.telemetry.cost()` inline (a call less per answer with a known price)
-            price = prices.get(request.model)
-            if price is None and type(response.model) is str:
-                price = prices.get(response.model)
-            if price is not None:
-                given, made = usage.input_tokens, usage.output_tokens
-                if given is not None and made is not None:
-                    cost = (given * price[0] + made * price[1]) / 1e6
+        if usage is not None and response.cost is None and self.telemetry.prices:
+            cost = self.telemetry.cost(request.model, usage, response.model)  # `self.cost()`
         if type(response) is ChatResponse and response.request_id is None and (
                 response.rate_limit is None):
             # The plugin's new record, not yet seen by anyone else (the hook's contract): fill
