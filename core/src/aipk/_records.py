@@ -37,8 +37,11 @@ Most records (no base class, keyword-only fields, no ``on_setattr`` hooks or ``a
 objects) are not built by attrs' general machinery at all: `_quick_class` makes the class
 attrs would make (the same ``__attrs_attrs__``, slots, ``__setattr__``, pickling methods and
 signature; a test compares every aipk record with its attrs-built twin), and its ``__init__``
-is compiled by the first record made (`_deferred_init`), so a process pays only for the
-records it uses. This uses attrs' own internal pieces, so it runs only where they have the
+is compiled only once the class has made `_COMPILE_AFTER` records (`_deferred_init`): a
+process pays only for the records it uses, and a short-lived one (a command, a serverless
+function) for none. Until then, and for a `record_maker` until it has made as many, each
+record is filled by `_fill`, which reads the class's fields instead of running code generated
+for them: the same record, with the same errors, at a few times the cost. This uses attrs' own internal pieces, so it runs only where they have the
 shapes it was checked against (`_CHECKED_ATTRIBUTE_INIT` …) and before Python 3.13; otherwise
 attrs builds every record itself.
 """
@@ -217,14 +220,25 @@ def _quick_class(target: type[_T], *, fast: bool) -> type[_T] | None:
 
 def _deferred_init(cls: type, fields: list[Any], *, fast: bool) -> None:
     """Give ``cls`` an ``__init__`` with `fast_init()`'s signature, defaults and annotations
-    whose first call compiles `fast_init()`'s and puts it in its place: compiling takes longer
-    than the rest of building the class, and most records are never made by a given program.
+    that fills its first records with `_fill`, then compiles `fast_init()`'s and puts it in its
+    place: compiling takes longer than the rest of building the class, most records are never
+    made by a given program, and a short-lived one makes few of each.
     ``fast`` (`fast_record`): an ``__attrs_init__`` too, as attrs gives a class it builds no
     ``__init__`` for."""
+    plan: list[_Fill] = []  # `_fill`'s, made by the first record
+    made = 0
+
     def materialize(self: Any, values: dict[str, Any]) -> None:
-        if cls.__dict__["__init__"] is stub:
-            fast_init(cls)  # with the stub's annotations and docstring, already made
+        nonlocal made
         del values["self"]
+        if cls.__dict__["__init__"] is stub:
+            made += 1
+            if made <= _COMPILE_AFTER and _config is not None:
+                if not plan:
+                    plan.append(_init_plan(cls)[4])
+                _fill(plan[0], self, values)
+                return
+            fast_init(cls)  # with the stub's annotations and docstring, already made
         cls.__dict__["__init__"](self, **values)
 
     fields = [field for field in fields if field.init]  # init=False fields take no argument
@@ -364,8 +378,44 @@ builtins_repr = repr
 
 
 #: What `_init_plan` returns: the generated code's globals, its keyword parameters, the field
-#: stores (code before the store, field name, value) and the validator calls.
-_Plan = tuple[dict[str, Any], list[str], list[tuple[str, str, str]], list[str]]
+#: stores (code before the store, field name, value), the validator calls, and the same
+#: ``__init__`` as data for `_fill`.
+_Plan = tuple[dict[str, Any], list[str], list[tuple[str, str, str]], list[str], "_Fill"]
+
+#: One field's store for `_fill`: the keyword it is given as (None: ``init=False``), its plain
+#: default (NOTHING: none, or a factory), its factory, whether the factory takes the record,
+#: its converter and its slot's setter.
+_Store = tuple[str | None, Any, Any, bool, Any, Callable[[Any, Any], None]]
+
+#: `_fill`'s plan: the stores in field order, the validators (validator, field, name) and
+#: whether the class has an ``__attrs_post_init__``.
+_Fill = tuple[list[_Store], list[tuple[Any, Any, str]], bool]
+
+#: How many records of a class `_fill` makes before its ``__init__`` (or `record_maker`'s
+#: maker) is compiled: compiling one costs about what filling a hundred records that way
+#: does, and a short-lived process (a command, a serverless function) makes a few of each.
+_COMPILE_AFTER = 16
+
+
+def _fill(plan: _Fill, self: Any, values: dict[str, Any]) -> None:
+    """Fill the new record ``self`` from its ``__init__``'s arguments ``values`` (every
+    keyword, a factory's left out as NOTHING) as the compiled ``__init__`` does, reading the
+    class's fields instead of running code generated for them: each field converted and
+    stored in order, then the validators (unless ``attrs.validators.set_disabled()``) and
+    ``__attrs_post_init__``."""
+    stores, checks, post_init = plan
+    for alias, default, factory, takes_self, convert, store in stores:
+        value = default if alias is None else values[alias]
+        if value is NOTHING and factory is not None:
+            value = factory(self) if takes_self else factory()
+        if convert is not None:
+            value = convert(value)
+        store(self, value)
+    if checks and _config._run_validators is True:
+        for validate, field, name in checks:
+            validate(self, field, getattr(self, name))
+    if post_init:
+        self.__attrs_post_init__()
 
 
 def _init_plan(cls: type) -> _Plan:
@@ -378,6 +428,8 @@ def _init_plan(cls: type) -> _Plan:
     params: list[str] = []
     lines: list[tuple[str, str, str]] = []  # (code before the set, field name, value)
     checks: list[str] = []
+    stores: list[_Store] = []
+    validators: list[tuple[Any, Any, str]] = []
     for field in fields:
         if field.init and not field.kw_only:
             raise TypeError(f"fast_init: {cls.__name__}.{field.name} needs attrs' own __init__")
@@ -387,9 +439,16 @@ def _init_plan(cls: type) -> _Plan:
             names[f"_validate_{name}"] = field.validator
             names[f"_attribute_{name}"] = field
             checks.append(f"        _validate_{name}(self, _attribute_{name}, self.{name})")
+            validators.append((field.validator, field, name))
         if not field.init and default is attrs.NOTHING:  # attrs leaves it unset too
             continue
-        names[f"_set_{name}"] = cls.__dict__[name].__set__  # the slot's member descriptor
+        store = names[f"_set_{name}"] = cls.__dict__[name].__set__  # the slot's descriptor
+        if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            stores.append((arg if field.init else None, NOTHING, default.factory,
+                           default.takes_self, field.converter, store))
+        else:
+            stores.append((arg if field.init else None, default, None, False,
+                           field.converter, store))
         if not field.init:  # set as attrs sets it: its default or factory, converted
             if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
                 names[f"_factory_{name}"] = default.factory
@@ -426,14 +485,14 @@ def _init_plan(cls: type) -> _Plan:
         raise TypeError(  # pragma: no cover - another attrs
             f"fast_init: {cls.__name__}'s validators need attrs' own __init__")
     names["_config"] = _config
-    return names, params, lines, checks
+    return names, params, lines, checks, (stores, validators, hasattr(cls, "__attrs_post_init__"))
 
 
 def fast_init(cls: type[_T], *, own_init: bool = True) -> type[_T]:
     """Give the frozen, slotted, keyword-only attrs class ``cls`` the faster ``__init__``
     (``own_init=False``: attrs built none, so the signature's annotations are made here)."""
     fields = attrs.fields(cls)  # type: ignore[arg-type]
-    names, params, lines, checks = _init_plan(cls)
+    names, params, lines, checks, _ = _init_plan(cls)
     body = _slot_stores(lines, "    ", "_set_{name}(self, {value})")
     builder = _builder_of(cls) if len(lines) >= _BUILDER_FROM else None
     if builder is not None:
@@ -567,9 +626,49 @@ def _new_maker(cls: Any) -> Callable[..., Any]:
                 _GENERATED_INIT):
         return cast("Callable[..., Any]", cls)
     try:
-        names, params, lines, checks = _init_plan(cls)
+        names, params, lines, checks, plan = _init_plan(cls)
     except TypeError:  # a record fast_init cannot build: its own class makes it
         return cast("Callable[..., Any]", cls)
+    made = 0
+
+    def materialize(values: dict[str, Any]) -> Any:
+        """The maker's body until it is compiled: `_fill` for its first records, then the
+        compiled body in its place (the same function object, which callers hold)."""
+        nonlocal made
+        made += 1
+        if made <= _COMPILE_AFTER and _config is not None:
+            record = object.__new__(cls)
+            _fill(plan, record, values)
+            return record
+        if "_materialize" in maker.__code__.co_names:
+            maker.__code__ = _compile_maker(cls, names, params, lines, checks).__code__
+        return maker(**values)
+
+    aliases = tuple(param.partition("=")[0] for param in params)
+    names["_materialize"] = materialize
+    code = _maker_stub.__code__.replace(
+        co_kwonlyargcount=len(aliases), co_nlocals=len(aliases), co_varnames=aliases,
+        co_name="__init__", co_firstlineno=1,
+        co_filename=f"<aipk record_maker {cls.__qualname__}>")
+    maker: Any = FunctionType(code, names, "__init__")
+    maker.__kwdefaults__ = {alias: names[default] for alias, _, default in (
+        param.partition("=") for param in params) if default} or None
+    # named as the class's __init__, so that a missing or unknown keyword is reported as the
+    # class reports it
+    maker.__qualname__ = f"{cls.__qualname__}.__init__"
+    maker.__module__ = cls.__module__
+    maker.__annotations__ = {**_init_annotations(attrs.fields(cls)), "return": cls}
+    maker.__doc__ = f"Make a {cls.__qualname__} (aipk.record_maker)."
+    return cast("Callable[..., Any]", maker)
+
+
+def _maker_stub() -> Any:  # pragma: no cover - only its code is used, by `_new_maker`
+    return _materialize(locals())  # type: ignore[name-defined]  # noqa: F821
+
+
+def _compile_maker(cls: type, names: dict[str, Any], params: list[str],
+                   lines: list[tuple[str, str, str]], checks: list[str]) -> Any:
+    """`record_maker`'s compiled body for ``cls`` (globals ``names``, `_init_plan`'s)."""
     builder = _builder_of(cls) if len(lines) >= _BUILDER_FROM else None
     names.update(_cls=cls, _new=object.__new__, _builder=builder)
     if builder is not None:  # filled as its builder (see `_builder_of`), then switched
@@ -587,14 +686,7 @@ def _new_maker(cls: Any) -> Callable[..., Any]:
     source = f"def __init__({signature}):\n{body}    return self\n"
     namespace: dict[str, Any] = {}
     exec(compile(source, f"<aipk record_maker {cls.__qualname__}>", "exec"), names, namespace)
-    maker: Any = namespace["__init__"]
-    # named as the class's __init__, so that a missing or unknown keyword is reported as the
-    # class reports it
-    maker.__qualname__ = f"{cls.__qualname__}.__init__"
-    maker.__module__ = cls.__module__
-    maker.__annotations__ = {**_init_annotations(attrs.fields(cls)), "return": cls}
-    maker.__doc__ = f"Make a {cls.__qualname__} (aipk.record_maker)."
-    return cast("Callable[..., Any]", maker)
+    return namespace["__init__"]
 
 
 def slot_setters(cls: type, *names: str) -> tuple[Callable[[Any, Any], None], ...]:
