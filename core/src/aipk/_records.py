@@ -41,7 +41,9 @@ is compiled only once the class has made `_COMPILE_AFTER` records (`_deferred_in
 process pays only for the records it uses, and a short-lived one (a command, a serverless
 function) for none. Until then, and for a `record_maker` until it has made as many, each
 record is filled by `_fill`, which reads the class's fields instead of running code generated
-for them: the same record, with the same errors, at a few times the cost. This uses attrs' own internal pieces, so it runs only where they have the
+for them: the same record, with the same errors, at a few times the cost.
+
+Building classes this way uses attrs' own internal pieces, so it runs only where they have the
 shapes it was checked against (`_CHECKED_ATTRIBUTE_INIT` …) and before Python 3.13; otherwise
 attrs builds every record itself.
 """
