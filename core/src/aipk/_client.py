@@ -293,6 +293,10 @@ class Client(ClientBase):
                             step.raw = value.read()
                         except TransportFailure as failure:
                             step.raw = failure
+                        except BaseException:  # interrupted: the head's limits count (see Transmit)
+                            self._engine.observe(value.status, value.headers, model,
+                                                 step.credential.id)
+                            raise
             elif type(step) is ReadBody:
                 try:
                     value = step.response.read()
