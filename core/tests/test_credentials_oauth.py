@@ -483,3 +483,39 @@ def test_oauth_credential_record() -> None:
     with pytest.raises(ConfigurationError, match="mandatory_buffer"):
         OAuthManager("x", [record], refresh=lambda c: c, refresh_buffer=10,
                      mandatory_buffer=20)
+
+
+# -- whether an acquire may wait for a refresh (what a sync call with a total asks) --------
+
+@pytest.mark.parametrize(("expires_in", "refresh", "due"), [
+    (3600, "rt-old-0001", False),  # fresh
+    (None, "rt-old-0001", False),  # unknown expiry: refreshed only after a 401
+    (302, "rt-old-0001", False),   # just outside the refresh buffer (and its second's margin)
+    (300.5, "rt-old-0001", True),  # within the margin: may cross into the buffer meanwhile
+    (200, "rt-old-0001", True),    # advisory: the first caller refreshes, and waits
+    (10, "rt-old-0001", True),     # mandatory
+    (-5, "rt-old-0001", True),     # expired
+    (10, None, False),             # nothing to refresh with: served or refused at once
+])
+def test_a_refresh_is_due_only_for_a_token_near_expiry_that_can_be_refreshed(
+        expires_in: float | None, refresh: str | None, due: bool) -> None:
+    clock = Clock()
+    mgr = manager(clock, Refresher(clock), cred(expires_in=expires_in, refresh=refresh))
+    assert mgr._refresh_due() is due
+    assert mgr._refresh_due(exclude=("acct",)) is False  # only accounts it may choose
+
+
+def test_no_refresh_is_due_once_refreshed_or_while_an_early_refresh_backs_off() -> None:
+    clock = Clock()
+    failing = CredentialError("endpoint down", provider="anthropic",
+                              auth_code=AuthErrorCode.REFRESH_FAILED)
+    refresher = Refresher(clock, fail=failing)
+    mgr = manager(clock, refresher, cred(expires_in=200))
+    mgr.acquire()  # the early refresh fails: the current token is served for 5 s
+    assert mgr._refresh_due() is False
+    clock.now += 6
+    assert mgr._refresh_due() is True
+    refresher.fail = None
+    mgr.acquire()
+    assert refresher.calls == 2
+    assert mgr._refresh_due() is False

@@ -295,6 +295,10 @@ class AsyncClient(ClientBase):
                             step.raw = await value.read()
                         except TransportFailure as failure:
                             step.raw = failure
+                        except BaseException:  # cancelled: the head's limits count (see Transmit)
+                            self._engine.observe(value.status, value.headers, model,
+                                                 step.credential.id)
+                            raise
             elif type(step) is ReadBody:
                 try:
                     value = await step.response.read()

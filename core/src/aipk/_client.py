@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -57,6 +57,8 @@ if TYPE_CHECKING:
     from .observability._call import Call
 
 __all__ = ["ChatStream", "Client", "HealthStatus"]
+
+_T = TypeVar("_T")
 
 
 class Client(ClientBase):
@@ -293,6 +295,10 @@ class Client(ClientBase):
                             step.raw = value.read()
                         except TransportFailure as failure:
                             step.raw = failure
+                        except BaseException:  # interrupted: the head's limits count (see Transmit)
+                            self._engine.observe(value.status, value.headers, model,
+                                                 step.credential.id)
+                            raise
             elif type(step) is ReadBody:
                 try:
                     value = step.response.read()
@@ -305,7 +311,10 @@ class Client(ClientBase):
                 value = prime(step)
             elif isinstance(step, Acquire):
                 try:
-                    value = source.acquire(exclude=step.exclude)
+                    if deadline is None or not _refresh_due(source, step):
+                        value = source.acquire(exclude=step.exclude)
+                    else:  # the refresh may take only the time the call has left
+                        value = _acquire_by(self, step, deadline)
                 except KeysExhaustedError as exhausted:
                     value = exhausted
             elif isinstance(step, Admit):
@@ -368,31 +377,53 @@ def _within(client: Client, transport: Transport, timeout: Timeout, deadline: De
 
 def _recover_by(client: Client, step: Recover, deadline: Deadline) -> Credential | None:
     """``source.recover()`` (a credential refresh after a 401) within the time the call has
-    left: it runs on a worker thread, and when the deadline passes first the call raises
-    RequestTimeout while the refresh goes on to its end (its new token serves later calls).
-    An AuthenticationError it raises is raised here."""
-    import concurrent.futures
-
+    left (see `_by_deadline`). An AuthenticationError it raises is raised here."""
     source = client._credentials
     if type(source) is SingleCredential:  # one key: nothing to refresh
         return None
-    left = deadline.at - time.monotonic()
-    what = "while refreshing the credential after a 401"
-    if left <= 0:
-        raise client._total_timeout_error(what, deadline.total) from step.error
-    outcome: concurrent.futures.Future[Credential | None] = concurrent.futures.Future()
+    return _by_deadline(client, lambda: source.recover(step.credential, step.error), deadline,
+                        "while refreshing the credential after a 401", step.error)
 
-    def recover() -> None:
+
+def _refresh_due(source: CredentialSource, step: Acquire) -> bool:
+    """Whether ``source.acquire()`` may first wait for a token refresh: a source that may (an
+    `OAuthManager`) says so with ``_refresh_due(exclude)``; for the others it never does."""
+    due: Callable[[Collection[str]], bool] | None = getattr(source, "_refresh_due", None)
+    return due is not None and due(step.exclude)
+
+
+def _acquire_by(client: Client, step: Acquire, deadline: Deadline) -> Credential:
+    """``source.acquire()`` when it may first refresh a token about to expire, within the
+    time the call has left (see `_by_deadline`). What it raises is raised here."""
+    source = client._credentials
+    return _by_deadline(client, lambda: source.acquire(exclude=step.exclude), deadline,
+                        "while refreshing the credential before the request", None)
+
+
+def _by_deadline(client: Client, work: Callable[[], _T], deadline: Deadline, what: str,
+                 cause: BaseException | None) -> _T:
+    """``work()`` (a credential refresh, however long its token endpoint takes) within the
+    time the call has left: it runs on a worker thread, and when the deadline passes first
+    the call raises RequestTimeout (ran out ``what``, from ``cause``) while the work goes on
+    to its end (its new token serves later calls). What ``work`` raises is raised here."""
+    import concurrent.futures
+
+    left = deadline.at - time.monotonic()
+    if left <= 0:
+        raise client._total_timeout_error(what, deadline.total) from cause
+    outcome: concurrent.futures.Future[_T] = concurrent.futures.Future()
+
+    def run() -> None:
         try:
-            outcome.set_result(source.recover(step.credential, step.error))
+            outcome.set_result(work())
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting call
             outcome.set_exception(exc)
 
-    threading.Thread(target=recover, name="aipk-recover", daemon=True).start()
+    threading.Thread(target=run, name="aipk-credential-refresh", daemon=True).start()
     try:
         return outcome.result(left)
     except concurrent.futures.TimeoutError:
-        raise client._total_timeout_error(what, deadline.total) from step.error
+        raise client._total_timeout_error(what, deadline.total) from cause
 
 
 def _prime(step: Prime, deadline: float | None = None) -> (

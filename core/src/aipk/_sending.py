@@ -104,15 +104,21 @@ class Sleep:
 
 
 class Transmit:
-    """Send ``http`` with ``body``; with ``whole``, also read the whole body into ``raw``
-    (whatever the status: a call that parses the whole body reads it in the same step, one
-    round trip of the send loop less per attempt than a `ReadBody`)."""
+    """Send ``http`` (signed by ``credential``) with ``body``; with ``whole``, also read the
+    whole body into ``raw`` (whatever the status: a call that parses the whole body reads it
+    in the same step, one round trip of the send loop less per attempt than a `ReadBody`).
+    A read cut by something other than a TransportFailure (the task cancelled, by the call's
+    ``Timeout.total`` or its caller; an interrupt) ends the call there: the client first
+    records the head's rate-limit headers under ``credential`` (``engine.observe``), as the
+    send loop does with every head it receives, then re-raises."""
 
-    __slots__ = ("body", "http", "raw", "whole")
+    __slots__ = ("body", "credential", "http", "raw", "whole")
 
-    def __init__(self, http: HttpRequest, body: bytes | None, whole: bool = False) -> None:
+    def __init__(self, http: HttpRequest, body: bytes | None, credential: Credential,
+                 whole: bool = False) -> None:
         self.http = http
         self.body = body
+        self.credential = credential
         self.whole = whole
         #: the body read (or the TransportFailure reading it), set by the client for ``whole``
         self.raw: bytes | TransportFailure = b""
@@ -302,6 +308,7 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
         step: Any = _new(Transmit)
         step.http = http
         step.body = body
+        step.credential = credential
         step.whole = whole
         response = yield step
         if isinstance(response, TransportFailure):

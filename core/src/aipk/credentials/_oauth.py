@@ -221,6 +221,27 @@ class OAuthManager:
                 tried.append(member.id)
                 last = exc
 
+    def _refresh_due(self, exclude: Collection[str] = ()) -> bool:
+        """Whether `acquire()` may now wait for a token refresh: an account outside
+        ``exclude`` that has a refresh token expires within ``refresh_buffer`` and its current
+        token would not be served meanwhile (a second's margin either way for the time between
+        asking and acquiring). A sync client bounding its call by ``Timeout.total`` then runs
+        the acquire on a worker thread and waits for it only the time the call has left."""
+        now = self._clock()
+        due = self.refresh_buffer + 1.0
+        served = self.mandatory_buffer + 1.0  # above it, a refresh under way is not waited for
+        for credential in self._pool:
+            if credential.id in exclude or credential.refresh_token is None:
+                continue
+            left = credential.expires_in(now)
+            if left is None or left > due:
+                continue
+            if left > served and (credential.id in self._flights
+                                  or now < self._advisory_block.get(credential.id, 0.0)):
+                continue
+            return True
+        return False
+
     async def aacquire(self, *, exclude: Collection[str] = ()) -> Credential:
         """`acquire()` for asyncio tasks."""
         tried = list(exclude)
