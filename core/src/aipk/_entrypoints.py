@@ -114,7 +114,7 @@ def find_groups(groups: Sequence[str], path: list[Any] | None = None,
             if normalized in seen:
                 continue
             seen.add(normalized)
-            text = _read(os.path.join(directory, "entry_points.txt"))
+            text = _read(directory + _ENTRY_POINTS)
             if text is not None and not _parse(text, found):
                 return None
     return found
@@ -132,27 +132,43 @@ def _distributions_in(entry: str) -> list[tuple[str, str]] | None:
         return None
     grouped: dict[str, list[str]] = {}
     for child in children:
-        low = child.lower()
-        if low.endswith(_SUFFIXES):
-            grouped.setdefault(_normalize(low.rpartition(".")[0].partition("-")[0]),
+        if child.lower().endswith(_SUFFIXES):
+            grouped.setdefault(_normalize(child.rpartition(".")[0].partition("-")[0]),
                                []).append(child)
+    prefix = os.path.join(entry, "")  # the entry and a separator (none for the empty entry)
     out: list[tuple[str, str]] = []
-    for children_of_name in grouped.values():
+    for normalized, children_of_name in grouped.items():
         for child in children_of_name:
-            stem, ext = os.path.splitext(child)
-            name = stem.partition("-")[0]
-            if ext not in _SUFFIXES or not name:
-                return None  # importlib.metadata would read the name from METADATA
-            out.append((_normalize(name), os.path.join(entry, child)))
+            # a suffix in other case, or no name before the version: importlib.metadata
+            # reads the name from METADATA
+            if not child.endswith(_SUFFIXES) or child.startswith(("-", ".")):
+                return None
+            out.append((normalized, prefix + child))
     return out
 
 
+#: a distribution directory's entry points file, after the directory's name
+_ENTRY_POINTS = os.sep + "entry_points.txt"
+#: how `_read` opens a file (binary: Windows translates nothing)
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+
+
 def _read(file: str) -> str | None:
+    """The file's text (UTF-8), None when there is none; read with the operating system's own
+    calls, without the buffered and text layers ``open()`` builds for each file."""
     try:
-        with open(file, encoding="utf-8") as handle:
-            return handle.read()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+        handle = os.open(file, _READ_FLAGS)
+    except (FileNotFoundError, NotADirectoryError, PermissionError, IsADirectoryError):
         return None
+    try:
+        chunks: list[bytes] = []
+        while chunk := os.read(handle, 65536):
+            chunks.append(chunk)
+    except IsADirectoryError:
+        return None
+    finally:
+        os.close(handle)
+    return b"".join(chunks).decode("utf-8")
 
 
 def _parse(text: str, found: dict[str, list[FoundEntryPoint]]) -> bool:
