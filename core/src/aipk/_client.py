@@ -299,6 +299,7 @@ class Client(ClientBase):
                         except BaseException:  # interrupted: the head's limits count (see Transmit)
                             self._engine.observe(value.status, value.headers, model,
                                                  step.credential.id)
+                            self._last_credential_id = step.credential.id
                             raise
             elif type(step) is ReadBody:
                 try:

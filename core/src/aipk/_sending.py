@@ -110,8 +110,9 @@ class Transmit:
     in the same step, one round trip of the send loop less per attempt than a `ReadBody`).
     A read cut by something other than a TransportFailure (the task cancelled, by the call's
     ``Timeout.total`` or its caller; an interrupt) ends the call there: the client first
-    records the head's rate-limit headers under ``credential`` (``engine.observe``), as the
-    send loop does with every head it receives, then re-raises."""
+    records the head's rate-limit headers under ``credential`` (``engine.observe``) and makes
+    it ``rate_limits()``' default (``client._last_credential_id``), as the send loop does
+    with every head it receives, then re-raises."""
 
     __slots__ = ("body", "credential", "http", "raw", "whole")
 
@@ -319,6 +320,7 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
         else:
             headers = response.headers
             rate_limit = engine.observe(response.status, headers, model, credential.id)
+            client._last_credential_id = credential.id  # rate_limits()' default: the latest head
             if response.status < 300:  # a redirect is an error: never followed
                 got: Any  # the answer, or the ProviderError that stands for it
                 if whole:  # the body, read with the head (see Transmit)
@@ -344,7 +346,6 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
                     usage = got.usage if isinstance(got, ChatResponse) else None
                     source.report_success(credential, latency=now - sent_at, tokens=0 if (
                         usage is None) else usage.total_tokens or 0)
-                    client._last_credential_id = credential.id
                     sent: Sent[Any] = _new(Sent)
                     sent.response = response
                     sent.rate_limit = rate_limit
