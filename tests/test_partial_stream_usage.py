@@ -82,9 +82,10 @@ def test_a_stream_cut_before_its_terminator_counts_its_usage(aipk_emulator: Emul
     assert snap.totals.time_to_first_token.count == 1
     assert snap.totals.time_to_first_token.sum == 0.125
     assert snap.totals.latency.count == 0  # latency is for answered calls
-    # the key's attempt counters: it answered (the body was cut later), and spent the tokens
+    # the key's counters: it answered (a success), its stream then broke (an error the key's
+    # source hears of, see docs/credentials.md), and it spent the tokens
     (key,) = snap.credentials
-    assert (key.requests, key.successes, key.tokens) == (1, 1, 18)
+    assert (key.requests, key.successes, key.errors, key.tokens) == (2, 1, 1, 18)
     (failed,) = [e for e in recorder.events if isinstance(e, CallFailed)]
     assert failed.usage is not None and failed.usage.output_tokens == 7
     # the records carry it to observers' own models (the exporters' process model)

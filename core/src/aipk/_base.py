@@ -303,7 +303,8 @@ class ClientBase:
     def rate_limits(self, model: str, credential_id: str | None = None) -> (
             RateLimitState | None):
         """The latest rate-limit state the provider reported for ``model`` with the credential
-        ``credential_id`` (default: the one that signed the last successful request)."""
+        ``credential_id`` (default: the one that signed the request whose response head this
+        client received last, an error's as well as an answer's); None before any."""
         cid = credential_id or self._last_credential_id
         if cid is None:
             return None

@@ -30,6 +30,7 @@ from ._sending import (
     Transmit,
     call_deadline,
     send_steps,
+    stream_broke,
 )
 from ._structured import check_output_retries, retry_request
 from ._tokens import TokenCount
@@ -298,6 +299,7 @@ class Client(ClientBase):
                         except BaseException:  # interrupted: the head's limits count (see Transmit)
                             self._engine.observe(value.status, value.headers, model,
                                                  step.credential.id)
+                            self._last_credential_id = step.credential.id
                             raise
             elif type(step) is ReadBody:
                 try:
@@ -513,7 +515,8 @@ class ChatStream:
         session = self._open()
         http, primed, call = self._http, self._primed, self._call
         assert http is not None and primed is not None and call is not None
-        assert self._credential is not None
+        credential = self._credential
+        assert credential is not None
         try:
             first = primed.events  # read before the first was delivered: retried if cut
             if first:
@@ -537,16 +540,18 @@ class ChatStream:
             self._finished = True
             usage = session.accumulator.usage
             if usage is not None:
-                self._client._credentials.add_tokens(self._credential, usage.total_tokens or 0)
-            call.finished(self._credential.id, usage, session.response, session.cost())
+                self._client._credentials.add_tokens(credential, usage.total_tokens or 0)
+            call.finished(credential.id, usage, session.response, session.cost())
         except TransportFailure as failure:
             error = self._client._transport_error(failure)
+            stream_broke(self._client, credential, primed, error)  # the key hears of it too
             call.failed(error)
             raise error from None
-        except GeneratorExit:
+        except GeneratorExit:  # the caller stopped (close, break): no failure of the key's
             call.cancelled()
             raise
         except BaseException as exc:
+            stream_broke(self._client, credential, primed, exc)
             call.failed(exc)
             raise
         finally:

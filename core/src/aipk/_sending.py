@@ -30,7 +30,8 @@ An answer counts as received only once the caller could use it: a whole body tha
 (``parse``), or a stream's first events. Until then a cut connection, a truncated or invalid
 body, or a stream that ends without an event is a failure like one before the first byte:
 counted against the key, failed over and retried. A stream that has produced events is never
-restarted.
+restarted; a failure after them still reaches the credential source (`stream_broke()`, which
+the clients call), so a key whose streams keep breaking is backed off like any other.
 
 [`Client`][aipk.Client] and [`AsyncClient`][aipk.AsyncClient] each drive it in a few dozen lines.
 ``Acquire`` and ``Recover`` are the same steps
@@ -61,7 +62,7 @@ if TYPE_CHECKING:
     from .observability._call import Call
 
 __all__ = ["Acquire", "Admit", "Deadline", "Prime", "Primed", "ReadBody", "Recover", "Sent",
-           "Sleep", "Transmit", "call_deadline", "send_steps"]
+           "Sleep", "Transmit", "call_deadline", "send_steps", "stream_broke"]
 
 #: Turns a whole response body (with its headers and rate-limit state) into the answer.
 Parse = Callable[[bytes, Mapping[str, str], "RateLimitState | None"], Any]
@@ -109,8 +110,9 @@ class Transmit:
     in the same step, one round trip of the send loop less per attempt than a `ReadBody`).
     A read cut by something other than a TransportFailure (the task cancelled, by the call's
     ``Timeout.total`` or its caller; an interrupt) ends the call there: the client first
-    records the head's rate-limit headers under ``credential`` (``engine.observe``), as the
-    send loop does with every head it receives, then re-raises."""
+    records the head's rate-limit headers under ``credential`` (``engine.observe``) and makes
+    it ``rate_limits()``' default (``client._last_credential_id``), as the send loop does
+    with every head it receives, then re-raises."""
 
     __slots__ = ("body", "credential", "http", "raw", "whole")
 
@@ -155,15 +157,17 @@ class Prime:
 
 class Primed:
     """A stream read up to its first events: the ``session`` decoding it, those ``events``
-    (already in the session's accumulator), and ``rest``, where the client continues
-    reading (None: the body ended and ``session.finish()`` already ran)."""
+    (already in the session's accumulator), ``rest``, where the client continues reading
+    (None: the body ended and ``session.finish()`` already ran), and ``sent_at``, when its
+    request was sent (``time.monotonic()``, set by the send loop)."""
 
-    __slots__ = ("events", "rest", "session")
+    __slots__ = ("events", "rest", "sent_at", "session")
 
     def __init__(self, session: StreamSession, events: list[StreamEvent], rest: Any) -> None:
         self.session = session
         self.events = events
         self.rest = rest
+        self.sent_at = 0.0
 
 
 Step = Acquire | Sleep | Transmit | ReadBody | Prime | Recover | Admit
@@ -316,6 +320,7 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
         else:
             headers = response.headers
             rate_limit = engine.observe(response.status, headers, model, credential.id)
+            client._last_credential_id = credential.id  # rate_limits()' default: the latest head
             if response.status < 300:  # a redirect is an error: never followed
                 got: Any  # the answer, or the ProviderError that stands for it
                 if whole:  # the body, read with the head (see Transmit)
@@ -332,7 +337,8 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
                         except ProviderError as exc:  # a truncated or invalid body: retryable
                             got = exc
                 else:
-                    got = yield from _receive(client, response, rate_limit, stream, deadline)
+                    got = yield from _receive(client, response, rate_limit, stream, deadline,
+                                              sent_at)
                 if not isinstance(got, ProviderError):
                     now = time.monotonic()
                     # an answer's tokens count for the key with its success (one call, not
@@ -340,7 +346,6 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
                     usage = got.usage if isinstance(got, ChatResponse) else None
                     source.report_success(credential, latency=now - sent_at, tokens=0 if (
                         usage is None) else usage.total_tokens or 0)
-                    client._last_credential_id = credential.id
                     sent: Sent[Any] = _new(Sent)
                     sent.response = response
                     sent.rate_limit = rate_limit
@@ -401,11 +406,12 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
 
 
 def _receive(client: ClientBase, response: Any, rate_limit: RateLimitState | None,
-             stream: ChatRequest | None,
-             deadline: Deadline | None) -> Generator[Step, Any, Any]:
+             stream: ChatRequest | None, deadline: Deadline | None,
+             sent_at: float) -> Generator[Step, Any, Any]:
     """What a success status delivers to a call that does not read the whole body with the
-    head (`send_steps` parses that itself): the primed stream, or (for neither) nothing; a
-    ProviderError when the stream broke before the caller could use any of it."""
+    head (`send_steps` parses that itself): the primed stream (sent at ``sent_at``), or (for
+    neither) nothing; a ProviderError when the stream broke before the caller could use any
+    of it."""
     if stream is not None:
         session = client._engine.open_stream(stream, response.headers, rate_limit)
         primed = yield Prime(response, session)
@@ -415,8 +421,21 @@ def _receive(client: ClientBase, response: Any, rate_limit: RateLimitState | Non
             return primed
         if not primed.events:
             return _no_events(client, session)
+        primed.sent_at = sent_at
         return primed
     return None
+
+
+def stream_broke(client: ClientBase, credential: Credential, primed: Primed,
+                 error: BaseException) -> None:
+    """Tell the credential source of ``error``, which ended a stream after its first events
+    (the stream already counted as a success of ``credential``): a cut connection, a body cut
+    short, an in-band error event. Only a ProviderError is reported, and the source decides
+    whether it counts against the key, as for any request; never the caller stopping (close,
+    break, cancellation, an interrupt), which is no error of the key's."""
+    if isinstance(error, ProviderError):
+        client._credentials.report_failure(credential, error,
+                                           latency=time.monotonic() - primed.sent_at)
 
 
 def _failed(client: ClientBase, failure: TransportFailure,
