@@ -31,6 +31,7 @@ from ._sending import (
     call_deadline,
     send_steps,
     stream_broke,
+    stream_ended,
 )
 from ._structured import check_output_retries, retry_request
 from ._tokens import TokenCount
@@ -538,10 +539,9 @@ class ChatStream:
                 if session.done:  # the body's end, briefly, so the connection is reused
                     drain_end(http)
             self._finished = True
-            usage = session.accumulator.usage
-            if usage is not None:
-                self._client._credentials.add_tokens(credential, usage.total_tokens or 0)
-            call.finished(credential.id, usage, session.response, session.cost())
+            stream_ended(self._client, credential, primed)  # its usage, to the key's counters
+            call.finished(credential.id, session.accumulator.usage, session.response,
+                          session.cost())
         except TransportFailure as failure:
             error = self._client._transport_error(failure)
             stream_broke(self._client, credential, primed, error)  # the key hears of it too

@@ -32,6 +32,8 @@ body, or a stream that ends without an event is a failure like one before the fi
 counted against the key, failed over and retried. A stream that has produced events is never
 restarted; a failure after them still reaches the credential source (`stream_broke()`, which
 the clients call), so a key whose streams keep breaking is backed off like any other.
+A source that raises while recording an outcome never replaces it (`aipk._reporting`): a
+failed call raises its own error, noted, without failover or retry; an answer is returned.
 
 [`Client`][aipk.Client] and [`AsyncClient`][aipk.AsyncClient] each drive it in a few dozen lines.
 ``Acquire`` and ``Recover`` are the same steps
@@ -49,6 +51,7 @@ from ._http import HttpRequest, Timeout
 from ._messages import ChatRequest
 from ._providers import Credential
 from ._ratelimit import RateLimitState
+from ._reporting import reporting_failed
 from ._responses import ChatResponse, StreamEvent
 from ._retry import RetryPolicy
 from .credentials._errors import KeysExhaustedError
@@ -62,7 +65,7 @@ if TYPE_CHECKING:
     from .observability._call import Call
 
 __all__ = ["Acquire", "Admit", "Deadline", "Prime", "Primed", "ReadBody", "Recover", "Sent",
-           "Sleep", "Transmit", "call_deadline", "send_steps", "stream_broke"]
+           "Sleep", "Transmit", "call_deadline", "send_steps", "stream_broke", "stream_ended"]
 
 #: Turns a whole response body (with its headers and rate-limit state) into the answer.
 Parse = Callable[[bytes, Mapping[str, str], "RateLimitState | None"], Any]
@@ -344,8 +347,11 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
                     # an answer's tokens count for the key with its success (one call, not
                     # a success and then an add_tokens)
                     usage = got.usage if isinstance(got, ChatResponse) else None
-                    source.report_success(credential, latency=now - sent_at, tokens=0 if (
-                        usage is None) else usage.total_tokens or 0)
+                    try:
+                        source.report_success(credential, latency=now - sent_at, tokens=0 if (
+                            usage is None) else usage.total_tokens or 0)
+                    except Exception as exc:  # noqa: BLE001 - logged: the answer is the call's outcome
+                        reporting_failed(exc, source, "the success", credential.id)
                     sent: Sent[Any] = _new(Sent)
                     sent.response = response
                     sent.rate_limit = rate_limit
@@ -372,7 +378,14 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
             if isinstance(fresh, AuthenticationError):
                 fresh.__cause__ = error
                 error = fresh
-        counted = source.report_failure(credential, error, latency=latency)
+        unrecorded = None
+        try:
+            counted = source.report_failure(credential, error, latency=latency)
+        except Exception as exc:  # noqa: BLE001 - attached to the call's error, logged
+            unrecorded = exc
+        if unrecorded is not None:  # no failover, no retry: the call's own error
+            reporting_failed(unrecorded, source, "the failure", credential.id, error)
+            raise error
         if counted and not single:
             tried.append(credential.id)
             if len(tried) < len(source):  # a key not yet tried: now, or after a short wait
@@ -434,8 +447,25 @@ def stream_broke(client: ClientBase, credential: Credential, primed: Primed,
     whether it counts against the key, as for any request; never the caller stopping (close,
     break, cancellation, an interrupt), which is no error of the key's."""
     if isinstance(error, ProviderError):
-        client._credentials.report_failure(credential, error,
-                                           latency=time.monotonic() - primed.sent_at)
+        source = client._credentials
+        try:
+            source.report_failure(credential, error, latency=time.monotonic() - primed.sent_at)
+        except Exception as exc:  # noqa: BLE001 - noted on the stream's own error, logged
+            reporting_failed(exc, source, "the failure", credential.id, error)
+
+
+def stream_ended(client: ClientBase, credential: Credential, primed: Primed) -> None:
+    """Add the usage a stream that ran to its end reported to ``credential``'s counters
+    (``add_tokens``; a stream that broke or was stopped adds its usage so far through the
+    call's telemetry instead, see `aipk.observability`). A source that raises here is
+    logged: the stream's answer arrived."""
+    usage = primed.session.accumulator.usage
+    if usage is not None:
+        source = client._credentials
+        try:
+            source.add_tokens(credential, usage.total_tokens or 0)
+        except Exception as exc:  # noqa: BLE001 - logged: the answer is the call's outcome
+            reporting_failed(exc, source, "the stream's tokens", credential.id)
 
 
 def _failed(client: ClientBase, failure: TransportFailure,

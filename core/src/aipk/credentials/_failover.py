@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar
 
 from aipk._providers import Credential
+from aipk._reporting import reporting_failed
 from aipk.errors import AuthenticationError
 
 from ._errors import KeysExhaustedError
@@ -58,8 +59,11 @@ def _failover_steps(source: CredentialSource, max_attempts: int | None,
             start = time.perf_counter()
             ok, value = yield _Call(credential)
             if ok:
-                source.report_success(credential, latency=time.perf_counter() - start,
-                                      tokens=tokens(value))
+                try:
+                    source.report_success(credential, latency=time.perf_counter() - start,
+                                          tokens=tokens(value))
+                except Exception as unrecorded:  # noqa: BLE001 - logged: the answer stands
+                    reporting_failed(unrecorded, source, "the success", credential.id)
                 return value
             exc: BaseException = value
             error = exc
@@ -73,7 +77,12 @@ def _failover_steps(source: CredentialSource, max_attempts: int | None,
                 if isinstance(fresh, AuthenticationError):  # the refresh itself failed
                     error = fresh
             latency = time.perf_counter() - start
-            if not source.report_failure(credential, error, latency=latency):
+            try:
+                counted = source.report_failure(credential, error, latency=latency)
+            except Exception as unrecorded:  # noqa: BLE001 - noted on the call's own error
+                reporting_failed(unrecorded, source, "the failure", credential.id, error)
+                counted = False  # no failover on a source that cannot record
+            if not counted:
                 if error is exc:
                     raise exc
                 raise error from exc

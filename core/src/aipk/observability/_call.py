@@ -99,6 +99,20 @@ class Telemetry:
         return (given * price[0] + made * price[1]) / 1e6
 
 
+def _partial_tokens(add: Callable[[str, int], object], credential_id: str, usage: Usage,
+                    error: BaseException | None) -> None:
+    """Add the tokens a stream reported before it failed with ``error`` (None: the caller
+    stopped it) to its credential (``add``: the source's ``add_tokens``). A source that
+    raises here is logged and noted on ``error``: the call keeps its own outcome."""
+    try:
+        add(credential_id, usage.total_tokens or 0)
+    except Exception as exc:  # noqa: BLE001 - logged, and attached to the call's error
+        from aipk._reporting import reporting_failed  # on this failure only
+
+        reporting_failed(exc, getattr(add, "__self__", add), "the stream's tokens",
+                         credential_id, error)
+
+
 class Call:
     """One call's outcome, recorded once (the first of finished, failed or cancelled wins)."""
 
@@ -253,7 +267,7 @@ class Call:
         if usage is not None:
             cost = tel.cost(self.model, usage) if tel.prices else None
             if tel.partial_tokens is not None:
-                tel.partial_tokens(self.credential_id, usage.total_tokens or 0)
+                _partial_tokens(tel.partial_tokens, self.credential_id, usage, error)
         metrics.failed(tel.provider, self.model, self.credential_id, error_type=name,
                        time_to_first_token=self.first_token, usage=usage, cost=cost)
         if log.isEnabledFor(logging.WARNING):
@@ -286,7 +300,7 @@ class Call:
         if usage is not None:
             cost = tel.cost(self.model, usage) if tel.prices else None
             if tel.partial_tokens is not None:
-                tel.partial_tokens(self.credential_id, usage.total_tokens or 0)
+                _partial_tokens(tel.partial_tokens, self.credential_id, usage, None)
         tel.metrics.cancelled(tel.provider, self.model, self.credential_id,
                               time_to_first_token=self.first_token, usage=usage, cost=cost)
         if log.isEnabledFor(logging.DEBUG):
