@@ -606,7 +606,9 @@ def record_maker(cls: type[_T]) -> Callable[..., _T]:
     ``attrs.validators.set_disabled()``, ``__attrs_post_init__`` and errors), about half the
     cost. Calling a class with keywords packs them into a dict for its ``__init__``; a plain
     function takes them directly. The record is made and filled as `fast_init()`'s
-    ``__init__`` fills it (as its builder, then switched to ``cls``). Made once per class;
+    ``__init__`` fills it (as its builder, then switched to ``cls``); the maker's code for
+    that is compiled by its 17th call, its first sixteen records filled by reading the
+    class's fields (see `_fill`), the same records at a few times the cost. Made once per class;
     ``cls`` itself for a class it cannot make (not a slotted keyword-only attrs record with
     attrs' or `fast_init()`'s ``__init__``, or with its own ``__new__`` or metaclass
     ``__call__``): the same records, without the saving."""
