@@ -25,6 +25,7 @@ from ._sending import (
     Recover,
     Sent,
     Sleep,
+    SourceFailed,
     Transmit,
     call_deadline,
     send_steps,
@@ -317,6 +318,8 @@ class AsyncClient(ClientBase):
                     value = await source.aacquire(exclude=step.exclude)
                 except KeysExhaustedError as exhausted:
                     value = exhausted
+                except Exception as exc:  # noqa: BLE001 - the send loop decides what is raised
+                    value = SourceFailed(exc)
             elif isinstance(step, Admit):
                 value = await self._engine.aadmission_delay(
                     step.model, step.body, step.policy, step.credential_id)

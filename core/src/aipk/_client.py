@@ -27,6 +27,7 @@ from ._sending import (
     Recover,
     Sent,
     Sleep,
+    SourceFailed,
     Transmit,
     call_deadline,
     send_steps,
@@ -320,6 +321,8 @@ class Client(ClientBase):
                         value = _acquire_by(self, step, deadline)
                 except KeysExhaustedError as exhausted:
                     value = exhausted
+                except Exception as exc:  # noqa: BLE001 - the send loop decides what is raised
+                    value = SourceFailed(exc)
             elif isinstance(step, Admit):
                 value = self._engine.admission_delay(step.model, step.body, step.policy,
                                                      step.credential_id)

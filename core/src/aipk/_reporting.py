@@ -13,7 +13,7 @@ import logging
 
 from ._secrets import redact
 
-__all__ = ["reporting_failed"]
+__all__ = ["choosing_failed", "reporting_failed"]
 
 log = logging.getLogger("aipk.credentials")
 
@@ -31,11 +31,28 @@ def reporting_failed(failure: Exception, source: object, what: str, credential_i
                 extra={"aipk_credential_id": credential_id,
                        "aipk_error_type": type(failure).__name__})
     if outcome is not None:
-        note = (f"the credential source {source_name} could not record {what} of "
-                f"credential {credential_id!r}: {described}")
-        add_note = getattr(outcome, "add_note", None)
-        if add_note is not None:  # Python 3.11+
-            add_note(note)
-        else:  # 3.10: the same attribute, which 3.11's traceback would print
-            notes = getattr(outcome, "__notes__", None)
-            outcome.__notes__ = [*(notes or ()), note]  # type: ignore[attr-defined]
+        _note(outcome, f"the credential source {source_name} could not record {what} of "
+                       f"credential {credential_id!r}: {described}")
+
+
+def _note(outcome: BaseException, note: str) -> None:
+    add_note = getattr(outcome, "add_note", None)
+    if add_note is not None:  # Python 3.11+
+        add_note(note)
+    else:  # 3.10: the same attribute, which 3.11's traceback would print
+        notes = getattr(outcome, "__notes__", None)
+        outcome.__notes__ = [*(notes or ()), note]  # type: ignore[attr-defined]
+
+
+def choosing_failed(failure: Exception, source: object, outcome: BaseException) -> None:
+    """``source`` raised ``failure`` while choosing the credential for another attempt after
+    the call's last attempt failed with ``outcome``: log it and attach it to ``outcome`` as a
+    note. The caller then raises ``outcome``: the call's own error, not the source's."""
+    described = redact(f"{type(failure).__name__}: {failure}")
+    source_name = type(source).__name__
+    log.warning("the credential source %s failed choosing a credential for another attempt "
+                "(%s); the call raises its own error: fix or restore the source (its state "
+                "store)", source_name, described,
+                extra={"aipk_error_type": type(failure).__name__})
+    _note(outcome, f"the credential source {source_name} failed choosing a credential for "
+                   f"another attempt: {described}")

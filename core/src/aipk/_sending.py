@@ -8,8 +8,9 @@ retry policy), or give up. It yields what it needs done and receives the outcome
 =====================  ==========================================  =========================
 step                   the client does                              and sends back
 =====================  ==========================================  =========================
-`Acquire`       ``source.acquire(exclude=...)``              the credential, or the
-                                                                    KeysExhaustedError
+`Acquire`       ``source.acquire(exclude=...)``              the credential, the
+                                                                    KeysExhaustedError, or
+                                                                    `SourceFailed`
 `Sleep`         sleeps (sync) or awaits a sleep (async)      None
 `Transmit`      ``transport.send(http, body)``, and with     the response, or the
                        ``whole`` reads its whole body into ``raw``  TransportFailure
@@ -51,7 +52,7 @@ from ._http import HttpRequest, Timeout
 from ._messages import ChatRequest
 from ._providers import Credential
 from ._ratelimit import RateLimitState
-from ._reporting import reporting_failed
+from ._reporting import choosing_failed, reporting_failed
 from ._responses import ChatResponse, StreamEvent
 from ._retry import RetryPolicy
 from .credentials._errors import KeysExhaustedError
@@ -65,7 +66,8 @@ if TYPE_CHECKING:
     from .observability._call import Call
 
 __all__ = ["Acquire", "Admit", "Deadline", "Prime", "Primed", "ReadBody", "Recover", "Sent",
-           "Sleep", "Transmit", "call_deadline", "send_steps", "stream_broke", "stream_ended"]
+           "Sleep", "SourceFailed", "Transmit", "call_deadline", "send_steps", "stream_broke",
+           "stream_ended"]
 
 #: Turns a whole response body (with its headers and rate-limit state) into the answer.
 Parse = Callable[[bytes, Mapping[str, str], "RateLimitState | None"], Any]
@@ -98,6 +100,19 @@ def call_deadline(options: Mapping[str, Any], client_timeout: Timeout) -> Deadli
     timeout: Timeout | None = options.get("timeout")
     total = (timeout or client_timeout).total
     return None if total is None else Deadline(total)
+
+
+class SourceFailed:
+    """What the client sends back for an `Acquire` whose source raised anything but
+    KeysExhaustedError (a state store that is down, a bug in a source of your own): the send
+    loop raises ``error`` when it was choosing the first credential, and after a failed
+    attempt raises that attempt's own error with ``error`` noted on it
+    (`aipk._reporting.choosing_failed`)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
 
 
 class Sleep:
@@ -204,6 +219,8 @@ def _choose(client: ClientBase, model: str, tokens: int, cap: float,
     waited = 0.0
     while True:
         got = yield Acquire(exclude)
+        if type(got) is SourceFailed:
+            raise got.error
         if isinstance(got, KeysExhaustedError):
             wait = got.retry_after
             if wait is None or wait > cap or waited + wait > cap or waits >= _POOL_WAITS:
@@ -220,6 +237,8 @@ def _choose(client: ClientBase, model: str, tokens: int, cap: float,
     skipped = [*exclude, best.id]
     for _ in range(len(source) - len(skipped)):
         other = yield Acquire(tuple(skipped))
+        if type(other) is SourceFailed:
+            raise other.error
         if isinstance(other, KeysExhaustedError):
             break
         wait = engine.tracked_wait(model, tokens, other.id)
@@ -394,6 +413,9 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
                     other = yield from _admitted(client, model, cap, other, tuple(tried))
                 except (KeysExhaustedError, RateLimitError):
                     other = None
+                except Exception as exc:  # noqa: BLE001 - noted on the call's own error
+                    choosing_failed(exc, source, error)
+                    raise error  # noqa: B904 - the call's own error; the source's as context
                 if other is not None:
                     if call is not None:
                         call.failed_over(error, other.id)
@@ -414,6 +436,9 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
                 credential = yield from _admitted(client, model, cap, credential, ())
             except (KeysExhaustedError, RateLimitError) as exhausted:
                 raise exhausted from error
+            except Exception as exc:  # noqa: BLE001 - noted on the call's own error
+                choosing_failed(exc, source, error)
+                raise error  # noqa: B904 - the call's own error; the source's as context
             recovered = False
             http, body = engine.sign(prepared, credential)
 
