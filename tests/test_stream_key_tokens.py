@@ -182,3 +182,20 @@ def test_a_stream_cancelled_after_its_usage_counts_the_tokens(emu: Emulator,
             assert key_counters(client) == (18, 1, 0)
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_anthropic_stream_cut_after_its_first_text_counts_its_prompt(
+        emu: Emulator, mode: str) -> None:
+    """Anthropic reports the prompt's tokens in ``message_start``: a stream cut after its
+    first text, before ``message_delta``, still counts them on its key (the input was
+    billed), with the output ``message_start`` reported."""
+    async def scenario() -> None:
+        async with pooled(emu, mode, "anthropic") as client:
+            emu.enqueue(Fault.reset_mid_stream(after_events=4, reply=ANSWER))
+            assert await read(client, "anthropic") is not None
+            tokens, successes, errors = key_counters(client)
+            assert (successes, errors) == (1, 1)
+            assert 11 <= tokens < 11 + 7  # the prompt's 11, not yet the whole answer's 7
+
+    asyncio.run(scenario())

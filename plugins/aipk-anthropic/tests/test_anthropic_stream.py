@@ -140,15 +140,21 @@ def test_tool_calls_are_numbered_by_tool_block_not_content_block() -> None:
     assert response.finish_reason is FinishReason.TOOL_CALLS
 
 
-def test_usage_is_cumulative_and_merged_into_one_event() -> None:
+def test_usage_is_cumulative_message_start_first_then_merged() -> None:
+    """message_start's counts come just before the first content (the prompt is billed from
+    there); message_delta's are merged with them into the last UsageEvent, which wins."""
     raw = _sse(_start(100, cache_read_input_tokens=40, cache_creation_input_tokens=7),
                _text_block(0), _text(0, "x"),
                _delta("end_turn", output_tokens=30, input_tokens=100), STOP)
     events, session = _run(raw)
     usages = [e for e in events if type(e) is UsageEvent]
-    assert usages == [UsageEvent(usage=Usage(input_tokens=147, output_tokens=30,
-                                             cache_read_tokens=40, cache_write_tokens=7))]
-    assert session.response().usage == usages[0].usage
+    assert usages == [
+        UsageEvent(usage=Usage(input_tokens=147, output_tokens=1, cache_read_tokens=40,
+                               cache_write_tokens=7)),
+        UsageEvent(usage=Usage(input_tokens=147, output_tokens=30, cache_read_tokens=40,
+                               cache_write_tokens=7))]
+    assert events.index(usages[0]) == 0 and type(events[1]) is TextDelta
+    assert session.response().usage == usages[-1].usage
 
 
 def test_a_second_message_delta_overwrites_usage_not_adds() -> None:
@@ -307,7 +313,8 @@ def test_stream_ending_before_message_stop_is_incomplete(cut_after: str) -> None
     assert info.value.retryable and info.value.request_id == "req_7"
     partial = info.value.partial
     assert partial.text == ("" if cut_after == "message_start" else "half")
-    assert (partial.usage is not None) == (cut_after == "message_delta")
+    # message_start's counts arrive with the first content: a stream cut after it keeps them
+    assert (partial.usage is not None) == (cut_after != "message_start")
     assert partial.id == "msg_1" and partial.request_id == "req_7"
 
 

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import aipk_anthropic.plugin
-from aipk import ChatRequest, ChatResponse, FinishReason, Message, TextDelta
+from aipk import ChatRequest, ChatResponse, FinishReason, Message, TextDelta, UsageEvent
 from aipk.errors import StreamError
 from aipk_anthropic import ANTHROPIC
 from aipk_testkit.fixtures import make_engine
@@ -134,7 +134,9 @@ def test_overloaded_mid_stream_is_a_retryable_stream_error_after_the_text() -> N
         ("error", {"type": "error", "error": {"details": None, "type": "overloaded_error",
                                               "message": "Overloaded"},
                    "request_id": "req_011"})])
-    assert session.feed(raw.encode()) == [TextDelta(text="Hi")]
+    usage, text = session.feed(raw.encode())  # message_start's counts come with the text
+    assert type(usage) is UsageEvent and usage.usage.input_tokens is not None
+    assert text == TextDelta(text="Hi")
     with pytest.raises(StreamError) as caught:
         session.finish()
     assert (caught.value.code, caught.value.retryable) == ("overloaded_error", True)

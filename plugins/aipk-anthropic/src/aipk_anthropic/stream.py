@@ -97,7 +97,15 @@ class AnthropicStreamDecoder:
         if type(data) is not dict:
             raise ValueError(f"expected a JSON object, got {type(data).__name__}")
         handler = self._handlers.get(name or data.get("type"))  # type: ignore[arg-type]
-        return () if handler is None else handler(data)
+        if handler is None:
+            return ()
+        out = handler(data)
+        if out and not self._usage_sent and (self._input is not None or
+                                             self._output is not None):
+            # message_start's counts (the prompt is billed from there), ahead of the first
+            # content: a stream cut after it still counts its input tokens
+            return (self._usage_event(), *out)
+        return out
 
     def _message_start(self, data: dict[str, Any]) -> Sequence[StreamEvent]:
         message = data["message"]
