@@ -11,7 +11,7 @@ import pytest
 import aipk
 import aipk_anthropic.plugin
 import aipk_openai.plugin
-from aipk import IncompleteStreamError, Message, UsageEvent
+from aipk import FinishEvent, IncompleteStreamError, Message, UsageEvent
 from aipk.errors import NetworkError
 from aipk.hookspecs import hookimpl
 from aipk.observability import CallCancelled, CallFailed, Metrics
@@ -117,8 +117,10 @@ def test_a_stream_the_caller_closes_after_the_usage_counts_it(aipk_emulator: Emu
     metrics = Metrics(clock=Ticks())
     with (_client(aipk_emulator, registry, "anthropic", metrics) as client,
           client.stream(model="claude-3-5-haiku-latest", messages=HELLO) as stream):
+        finished = False
         for event in stream:
-            if isinstance(event, UsageEvent):  # message_delta: before message_stop
+            finished = finished or isinstance(event, FinishEvent)
+            if finished and isinstance(event, UsageEvent):  # message_delta's: before message_stop
                 break
     snap = metrics.snapshot()
     assert (snap.cancelled, snap.successes, snap.failures) == (1, 0, 0)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import aipk
-from aipk import UsageEvent
+from aipk import FinishEvent, UsageEvent
 from aipk.credentials import KeyPool
 from aipk.errors import ProviderError
 from aipk_testkit.emulator import Emulator, Fault, Reply
@@ -54,21 +54,25 @@ async def pooled(emu: Emulator, mode: str,
 
 async def read(client: aipk.Client | aipk.AsyncClient, provider: str, *,
                until_usage: bool = False, read_nothing: bool = False) -> ProviderError | None:
-    """Stream one answer inside its block (leaving it at the first `UsageEvent` with
-    ``until_usage``, at once with ``read_nothing``); the error that ended it, if any."""
+    """Stream one answer inside its block (leaving it at the `UsageEvent` after its
+    `FinishEvent` with ``until_usage``, at once with ``read_nothing``); the error that ended
+    it, if any."""
     model = MODELS[provider]
+    finished = False
     try:
         if isinstance(client, aipk.Client):
             with client.stream(model=model, messages=USER) as stream:
                 if not read_nothing:
                     for event in stream:
-                        if until_usage and isinstance(event, UsageEvent):
+                        finished = finished or isinstance(event, FinishEvent)
+                        if until_usage and finished and isinstance(event, UsageEvent):
                             break
         else:
             async with client.stream(model=model, messages=USER) as astream:
                 if not read_nothing:
                     async for event in astream:
-                        if until_usage and isinstance(event, UsageEvent):
+                        finished = finished or isinstance(event, FinishEvent)
+                        if until_usage and finished and isinstance(event, UsageEvent):
                             break
     except ProviderError as exc:
         return exc
@@ -170,8 +174,10 @@ def test_a_stream_cancelled_after_its_usage_counts_the_tokens(emu: Emulator,
             usage_seen = asyncio.Event()
 
             async def reader() -> None:
+                finished = False
                 async for event in client.stream(model=MODELS["anthropic"], messages=USER):
-                    if isinstance(event, UsageEvent):
+                    finished = finished or isinstance(event, FinishEvent)
+                    if finished and isinstance(event, UsageEvent):  # message_delta's
                         usage_seen.set()
 
             task = asyncio.ensure_future(reader())
