@@ -2,7 +2,8 @@
 failover to the next key, or a retry) never replaces the call's own error: over real HTTP
 against the emulator, sync and async on both transports. The call raises the failed
 attempt's error with the source's failure noted on it (and as its context), logged at
-WARNING, no key in either; a source that raises for the first attempt raises its own error.
+WARNING, no key in either; a source that raises for the first attempt raises its own error;
+a refresh after a 401 that raises leaves the 401, noted, and the call moves to the next key.
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ def test_the_failed_attempt_error_is_raised_with_the_source_failure_noted(
 def test_a_source_failing_for_the_first_attempt_raises_its_own_error(
         emu: Emulator, mode: str) -> None:
     pool = FlakyPool.from_keys("openai", [KEY_A, KEY_B])
+    assert isinstance(pool, FlakyPool)
     pool.working = 0
 
     async def scenario() -> None:
@@ -127,3 +129,43 @@ def test_a_source_failing_for_the_first_attempt_raises_its_own_error(
             assert (await chat(client)).text == "answered"
 
     asyncio.run(scenario())
+
+
+class BrokenRefreshPool(KeyPool):
+    """A source whose refresh after a 401 raises (its token endpoint's client has a bug)."""
+
+    def recover(self, credential: aipk.Credential,
+                error: BaseException) -> aipk.Credential | None:
+        raise StoreDown(f"the token store is unreachable (key {KEY_A})")
+
+    async def arecover(self, credential: aipk.Credential,
+                       error: BaseException) -> aipk.Credential | None:
+        return self.recover(credential, error)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_refresh_that_raises_leaves_the_401_and_moves_to_the_next_key(
+        emu: Emulator, mode: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Two keys: the 401's refresh raises, the call goes on to the other key and is answered;
+    one key: the 401 is raised, the refresh's failure noted on it."""
+    async def scenario() -> None:
+        async with client_over(emu, mode, BrokenRefreshPool.from_keys(
+                "openai", [KEY_A, KEY_B])) as client:
+            emu.enqueue(Fault.status(401))
+            emu.enqueue(ANSWER)
+            assert (await chat(client)).text == "answered" and len(emu.requests) == 2
+        emu.requests.clear()
+        async with client_over(emu, mode, BrokenRefreshPool.from_keys(
+                "openai", [KEY_A])) as client:
+            emu.enqueue(Fault.status(401))
+            with pytest.raises(aipk.AuthenticationError) as caught:
+                await chat(client)
+            assert caught.value.status == 401 and len(emu.requests) == 1
+            [note] = getattr(caught.value, "__notes__", [])
+            assert note.startswith("the credential source BrokenRefreshPool failed refreshing "
+                                   "the credential after a 401: StoreDown: ")
+            no_key_in(note, *warnings_of(caplog))
+        assert len([w for w in warnings_of(caplog) if "failed refreshing" in w]) == 2
+
+    with caplog.at_level(logging.WARNING, logger="aipk.credentials"):
+        asyncio.run(scenario())

@@ -329,6 +329,10 @@ class AsyncClient(ClientBase):
                     value = await source.arecover(step.credential, step.error)
                 except AuthenticationError as failed:
                     value = failed
+                except ProviderError:  # the call's total passed while refreshing
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the send loop decides what is raised
+                    value = SourceFailed(exc)
 
     async def _send_within(self, deadline: Deadline, prepared: HttpRequest, model: str,
                            retry: RetryPolicy | None, *, parse: Parse | None,

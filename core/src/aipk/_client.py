@@ -335,6 +335,10 @@ class Client(ClientBase):
                         value = _recover_by(self, step, deadline)
                 except AuthenticationError as failed:
                     value = failed
+                except ProviderError:  # the call's total passed while refreshing
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the send loop decides what is raised
+                    value = SourceFailed(exc)
 
 
 class _WithinTransport:

@@ -44,15 +44,16 @@ def _note(outcome: BaseException, note: str) -> None:
         outcome.__notes__ = [*(notes or ()), note]  # type: ignore[attr-defined]
 
 
-def choosing_failed(failure: Exception, source: object, outcome: BaseException) -> None:
-    """``source`` raised ``failure`` while choosing the credential for another attempt after
-    the call's last attempt failed with ``outcome``: log it and attach it to ``outcome`` as a
-    note. The caller then raises ``outcome``: the call's own error, not the source's."""
+def choosing_failed(failure: Exception, source: object, outcome: BaseException,
+                    what: str = "choosing a credential for another attempt") -> None:
+    """``source`` raised ``failure`` while ``what`` (choosing the credential for another
+    attempt, refreshing one after a 401) after the call's last attempt failed with
+    ``outcome``: log it and attach it to ``outcome`` as a note. The call goes on with its own
+    error, not the source's."""
     described = redact(f"{type(failure).__name__}: {failure}")
     source_name = type(source).__name__
-    log.warning("the credential source %s failed choosing a credential for another attempt "
-                "(%s); the call raises its own error: fix or restore the source (its state "
-                "store)", source_name, described,
+    log.warning("the credential source %s failed %s (%s); the call goes on with its own "
+                "error: fix or restore the source (its state store, its token endpoint)",
+                source_name, what, described,
                 extra={"aipk_error_type": type(failure).__name__})
-    _note(outcome, f"the credential source {source_name} failed choosing a credential for "
-                   f"another attempt: {described}")
+    _note(outcome, f"the credential source {source_name} failed {what}: {described}")

@@ -21,7 +21,8 @@ step                   the client does                              and sends ba
                        (``session.feed`` per chunk, ``finish`` at   TransportFailure or
                        the end), closing the response on failure    ProviderError
 `Recover`       ``source.recover(credential, error)``        a fresh credential, None,
-                                                                    or the AuthenticationError
+                                                                    the AuthenticationError,
+                                                                    or `SourceFailed`
 `Admit`         ``engine.admission_delay(...)`` (awaited     the seconds to wait
                        in the async client), only for a store
                        that books limits asynchronously
@@ -107,7 +108,9 @@ class SourceFailed:
     KeysExhaustedError (a state store that is down, a bug in a source of your own): the send
     loop raises ``error`` when it was choosing the first credential, and after a failed
     attempt raises that attempt's own error with ``error`` noted on it
-    (`aipk._reporting.choosing_failed`)."""
+    (`aipk._reporting.choosing_failed`). For a `Recover` whose source raised anything but an
+    AuthenticationError: the 401 stands, ``error`` noted on it, and the call goes on as after
+    a refresh that gave nothing (to another key, if there is one)."""
 
     __slots__ = ("error",)
 
@@ -397,6 +400,9 @@ def send_steps(client: ClientBase, prepared: HttpRequest, model: str,
             if isinstance(fresh, AuthenticationError):
                 fresh.__cause__ = error
                 error = fresh
+            elif type(fresh) is SourceFailed:  # the refresh broke: the 401 stands, noted
+                choosing_failed(fresh.error, source, error,
+                                "refreshing the credential after a 401")
         unrecorded = None
         try:
             counted = source.report_failure(credential, error, latency=latency)
