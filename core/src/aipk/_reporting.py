@@ -23,25 +23,8 @@ def reporting_failed(failure: Exception, source: object, what: str, credential_i
     """``source`` raised ``failure`` while recording ``what`` (e.g. ``"the failure"``) of
     ``credential_id``: log it and, for a call that failed with ``outcome``, attach it there
     as a note. The caller then goes on with the call's own outcome."""
-    described = redact(f"{type(failure).__name__}: {failure}")
-    source_name = type(source).__name__
-    log.warning("the credential source %s could not record %s of credential %r (%s); the "
-                "call goes on with its own outcome: fix or restore the source (its state "
-                "store)", source_name, what, credential_id, described,
-                extra={"aipk_credential_id": credential_id,
-                       "aipk_error_type": type(failure).__name__})
-    if outcome is not None:
-        _note(outcome, f"the credential source {source_name} could not record {what} of "
-                       f"credential {credential_id!r}: {described}")
-
-
-def _note(outcome: BaseException, note: str) -> None:
-    add_note = getattr(outcome, "add_note", None)
-    if add_note is not None:  # Python 3.11+
-        add_note(note)
-    else:  # 3.10: the same attribute, which 3.11's traceback would print
-        notes = getattr(outcome, "__notes__", None)
-        outcome.__notes__ = [*(notes or ()), note]  # type: ignore[attr-defined]
+    _source_failed(failure, source, f"could not record {what} of credential {credential_id!r}",
+                   outcome, {"aipk_credential_id": credential_id})
 
 
 def choosing_failed(failure: Exception, source: object, outcome: BaseException,
@@ -50,10 +33,25 @@ def choosing_failed(failure: Exception, source: object, outcome: BaseException,
     attempt, refreshing one after a 401) after the call's last attempt failed with
     ``outcome``: log it and attach it to ``outcome`` as a note. The call goes on with its own
     error, not the source's."""
+    _source_failed(failure, source, f"failed {what}", outcome, {})
+
+
+def _source_failed(failure: Exception, source: object, doing: str,
+                   outcome: BaseException | None, extra: dict[str, str]) -> None:
+    """Log that ``source`` ``doing`` (raised ``failure``), keys masked, and note it on
+    ``outcome`` when there is one."""
     described = redact(f"{type(failure).__name__}: {failure}")
     source_name = type(source).__name__
-    log.warning("the credential source %s failed %s (%s); the call goes on with its own "
-                "error: fix or restore the source (its state store, its token endpoint)",
-                source_name, what, described,
-                extra={"aipk_error_type": type(failure).__name__})
-    _note(outcome, f"the credential source {source_name} failed {what}: {described}")
+    log.warning("the credential source %s %s (%s); the call goes on with its own outcome: "
+                "fix or restore the source (its state store, its token endpoint)",
+                source_name, doing, described,
+                extra={**extra, "aipk_error_type": type(failure).__name__})
+    if outcome is None:
+        return
+    note = f"the credential source {source_name} {doing}: {described}"
+    add_note = getattr(outcome, "add_note", None)
+    if add_note is not None:  # Python 3.11+
+        add_note(note)
+    else:  # 3.10: the same attribute, which 3.11's traceback would print
+        notes = getattr(outcome, "__notes__", None)
+        outcome.__notes__ = [*(notes or ()), note]  # type: ignore[attr-defined]
