@@ -49,9 +49,12 @@ def test_a_sync_call_past_its_total_mid_body_records_the_heads_rate_limits(
         assert remaining_requests(client) == 8
 
 
+@pytest.mark.parametrize("cut", ["total", "cancel"])
 @pytest.mark.parametrize("transport_class", _async_transports(), ids=lambda cls: cls.__name__)
-def test_an_async_call_past_its_total_mid_body_records_the_heads_rate_limits(
-        emu: Emulator, transport_class: Any) -> None:
+def test_an_async_call_cut_mid_body_records_the_heads_rate_limits(
+        emu: Emulator, transport_class: Any, cut: str) -> None:
+    """Cut while its body is read: by its ``Timeout(total=...)`` passing, or by its task
+    being cancelled."""
     emu.set_rate_limit(requests=10, tokens=100_000)
 
     async def scenario() -> None:
@@ -63,37 +66,19 @@ def test_an_async_call_past_its_total_mid_body_records_the_heads_rate_limits(
                 await client.chat(model=MODEL, messages=USER)
                 assert remaining_requests(client) == 9
                 emu.enqueue(Fault.stall(3.0))
-                with pytest.raises(RequestTimeout):
-                    await client.chat(model=MODEL, messages=USER,
-                                      timeout=aipk.Timeout(total=0.4))
-                assert remaining_requests(client) == 8
-        finally:
-            await transport.close()
-
-    asyncio.run(scenario())
-
-
-@pytest.mark.parametrize("transport_class", _async_transports(), ids=lambda cls: cls.__name__)
-def test_an_async_call_cancelled_mid_body_records_the_heads_rate_limits(
-        emu: Emulator, transport_class: Any) -> None:
-    emu.set_rate_limit(requests=10, tokens=100_000)
-
-    async def scenario() -> None:
-        transport = transport_class()
-        try:
-            async with aipk.AsyncClient("openai", base_url=emu.url("openai"), api_key="sk-1",
-                                        transport=transport) as client:
-                await client.chat(model=MODEL, messages=USER)
-                assert remaining_requests(client) == 9
-                emu.enqueue(Fault.stall(3.0))
-                task = asyncio.create_task(client.chat(model=MODEL, messages=USER))
-                while len(emu.requests) < 2:  # the request arrived; its head follows at once
-                    await asyncio.sleep(0.01)
-                await asyncio.sleep(0.3)  # the head and half the body read; the rest stalls
-                assert not task.done()
-                task.cancel()
-                with pytest.raises(asyncio.CancelledError):
-                    await task
+                if cut == "total":
+                    with pytest.raises(RequestTimeout):
+                        await client.chat(model=MODEL, messages=USER,
+                                          timeout=aipk.Timeout(total=0.4))
+                else:
+                    task = asyncio.create_task(client.chat(model=MODEL, messages=USER))
+                    while len(emu.requests) < 2:  # the request arrived; its head follows
+                        await asyncio.sleep(0.01)
+                    await asyncio.sleep(0.3)  # the head and half the body read; the rest stalls
+                    assert not task.done()
+                    task.cancel()
+                    with pytest.raises(asyncio.CancelledError):
+                        await task
                 assert remaining_requests(client) == 8
         finally:
             await transport.close()
