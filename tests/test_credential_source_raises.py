@@ -7,13 +7,18 @@ Two sources that raise: a `KeyPool` whose shared state store is down for writes 
 provider's error, with the source's failure attached as a note and logged at WARNING (the key
 masked in both) and no failover or retry on a source that cannot record; an answered call
 returns its answer; a stream's tokens are offered to the source once.
+
+A source that raises while choosing the credential for another attempt (the failover or the
+retry) leaves the failed attempt's error, noted; for the first attempt its own error is
+raised; a refresh after a 401 that raises leaves the 401, noted, and the call moves on to the
+next key.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -247,3 +252,105 @@ def test_call_with_failover_keeps_the_calls_outcome_when_the_source_raises(
         assert call_with_failover(pool, send).text == ANSWER.text
         assert len(warnings_of(caplog)) == 2
         no_key_in(*warnings_of(caplog), *notes_of(caught.value))
+
+
+# A source that raises while choosing the credential for another attempt (a failover to the
+# next key, or a retry) or while refreshing one after a 401.
+
+class FlakyPool(KeyPool):
+    """A source whose ``acquire`` works ``working`` times, then raises (naming a key, which
+    must reach no note or log line)."""
+
+    working = 1
+    acquired = 0
+
+    def acquire(self, *, exclude: Collection[str] = ()) -> aipk.Credential:
+        self.acquired += 1
+        if self.acquired > self.working:
+            raise StoreDown(f"the key store is unreachable (last key {KEY_A})")
+        return super().acquire(exclude=exclude)
+
+
+@pytest.mark.parametrize("keys", [[KEY_A, KEY_B], [KEY_A]], ids=["failover", "retry"])
+@pytest.mark.parametrize("mode", MODES)
+def test_the_failed_attempt_error_is_raised_with_the_source_failure_noted(
+        emu: Emulator, mode: str, keys: list[str], caplog: pytest.LogCaptureFixture) -> None:
+    """A 500, then the source fails choosing the next key (two keys: the failover; one key:
+    the retry): the 500 is raised, not the source's error."""
+    pool = FlakyPool.from_keys("openai", keys)
+
+    async def scenario() -> None:
+        async with client_over(emu, mode, pool) as client:
+            emu.enqueue(Fault.status(500))
+            with pytest.raises(ServerError) as caught:
+                await chat(client)
+            assert caught.value.status == 500 and len(emu.requests) == 1
+            [note] = getattr(caught.value, "__notes__", [])
+            assert note.startswith("the credential source FlakyPool failed choosing a "
+                                   "credential for another attempt: StoreDown: ")
+            assert isinstance(caught.value.__context__, StoreDown)
+            [warning] = warnings_of(caplog)
+            assert "StoreDown" in warning
+            no_key_in(note, warning)
+
+    with caplog.at_level(logging.WARNING, logger="aipk.credentials"):
+        asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_source_failing_for_the_first_attempt_raises_its_own_error(
+        emu: Emulator, mode: str) -> None:
+    pool = FlakyPool.from_keys("openai", [KEY_A, KEY_B])
+    assert isinstance(pool, FlakyPool)
+    pool.working = 0
+
+    async def scenario() -> None:
+        async with client_over(emu, mode, pool) as client:
+            with pytest.raises(StoreDown):
+                await chat(client)
+            assert emu.requests == []
+            pool.working = 10  # back: the call goes through
+            emu.enqueue(ANSWER)
+            assert (await chat(client)).text == ANSWER.text
+
+    asyncio.run(scenario())
+
+
+class BrokenRefreshPool(KeyPool):
+    """A source whose refresh after a 401 raises (its token endpoint's client has a bug)."""
+
+    def recover(self, credential: aipk.Credential,
+                error: BaseException) -> aipk.Credential | None:
+        raise StoreDown(f"the token store is unreachable (key {KEY_A})")
+
+    async def arecover(self, credential: aipk.Credential,
+                       error: BaseException) -> aipk.Credential | None:
+        return self.recover(credential, error)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_refresh_that_raises_leaves_the_401_and_moves_to_the_next_key(
+        emu: Emulator, mode: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Two keys: the 401's refresh raises, the call goes on to the other key and is answered;
+    one key: the 401 is raised, the refresh's failure noted on it."""
+    async def scenario() -> None:
+        async with client_over(emu, mode, BrokenRefreshPool.from_keys(
+                "openai", [KEY_A, KEY_B])) as client:
+            emu.enqueue(Fault.status(401))
+            emu.enqueue(ANSWER)
+            assert (await chat(client)).text == ANSWER.text and len(emu.requests) == 2
+        emu.requests.clear()
+        async with client_over(emu, mode, BrokenRefreshPool.from_keys(
+                "openai", [KEY_A])) as client:
+            emu.enqueue(Fault.status(401))
+            with pytest.raises(aipk.AuthenticationError) as caught:
+                await chat(client)
+            assert caught.value.status == 401 and len(emu.requests) == 1
+            [note] = getattr(caught.value, "__notes__", [])
+            assert note.startswith("the credential source BrokenRefreshPool failed refreshing "
+                                   "the credential after a 401: StoreDown: ")
+            no_key_in(note, *warnings_of(caplog))
+        assert len([w for w in warnings_of(caplog) if "failed refreshing" in w]) == 2
+
+    with caplog.at_level(logging.WARNING, logger="aipk.credentials"):
+        asyncio.run(scenario())
