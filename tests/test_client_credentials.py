@@ -30,26 +30,10 @@ from aipk.credentials import (
 from aipk_testkit.emulator import Emulator, Fault, Reply
 from aipk_testkit.emulator._oauth import OAuthHandler, oauth_server
 
+from .fake_clock import FakeClock
+
 USER = [aipk.Message.user("hi")]
 KEY_A, KEY_B, KEY_C = "sk-aaaa-1111", "sk-bbbb-2222", "sk-cccc-3333"
-
-
-class FakeClock:
-    """Epoch-like time that only moves when someone sleeps."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    async def asleep(self, seconds: float) -> None:
-        self.sleep(seconds)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ against the emulator, on the sync and async clients, with a two-key pool and a f
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
@@ -14,6 +13,8 @@ import pytest
 import aipk
 from aipk.errors import BadRequestError, ProviderError
 from aipk_testkit.emulator import Emulator, Fault, Reply
+
+from .fake_clock import FakeClock
 
 USER = [aipk.Message.user("hi")]
 MODEL = "gpt-4o-mini"
@@ -29,20 +30,6 @@ def spent(limit: int) -> dict[str, str]:
 def limit_of(state: aipk.RateLimitState | None) -> int | None:
     assert state is not None and state.requests is not None
     return state.requests.limit
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-    async def asleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])

@@ -24,6 +24,8 @@ from aipk.credentials import KeyPool
 from aipk.errors import NetworkError, ResponseError
 from aipk_testkit.emulator import Emulator, Fault, Reply
 
+from .fake_clock import FakeClock
+
 USER = [aipk.Message.user("hi")]
 KEY_A, KEY_B, KEY_C = "sk-aaaa-1111", "sk-bbbb-2222", "sk-cccc-3333"
 
@@ -40,24 +42,6 @@ STREAM_CUTS = {
     "reset before the first event": Fault.reset_mid_stream(after_events=0),
     "ended with no event": Fault.truncate(after_events=0),
 }
-
-
-class FakeClock:
-    """Epoch-like time that only moves when someone sleeps."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    async def asleep(self, seconds: float) -> None:
-        self.sleep(seconds)
 
 
 def presented(emu: Emulator) -> list[str]:

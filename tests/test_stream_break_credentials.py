@@ -11,7 +11,6 @@ and a stream the caller stops (a ``break`` out of its block, its task cancelled)
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,26 +22,12 @@ from aipk.credentials import KeyPool
 from aipk.errors import NetworkError, ProviderError, StreamError
 from aipk_testkit.emulator import Emulator, Fault, Reply
 
+from .fake_clock import FakeClock
+
 USER = [aipk.Message.user("hi")]
 KEY_A, KEY_B = "sk-aaaa-1111", "sk-bbbb-2222"
 MODES = ["sync", "async-httpx", "async-aiohttp"]
 LONG = Reply(text="a long answer, sent three characters a chunk", chunk_size=3)
-
-
-class FakeClock:
-    """Epoch-like time that only moves when someone sleeps."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-    async def asleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Side:
