@@ -12,10 +12,11 @@ import time
 import pytest
 
 import aipk
-from aipk.credentials import OAuthClient, OAuthCredential, OAuthEndpoints, OAuthManager
+from aipk.credentials import OAuthManager
 from aipk.errors import RequestTimeout
 from aipk_testkit.emulator import Emulator
-from aipk_testkit.emulator._oauth import oauth_server
+
+from .oauth_accounts import oauth_account
 
 USER = [aipk.Message.user("hi")]
 TOTAL = 0.3
@@ -28,18 +29,7 @@ SLACK = 1.7
 def near_expiry_accounts(emu: Emulator) -> tuple[OAuthManager, str]:
     """An OAuth account whose token (still valid at the server) expires in 10 s, inside the
     manager's ``mandatory_buffer``: the next request waits for its refresh. Also the token."""
-    oauth = oauth_server(emu)
-    oauth.reset()
-    emu.require_api_keys(oauth=True)
-    refresher = OAuthClient(OAuthEndpoints(provider="openai", client_id="demo-cli",
-                                           token_url=emu.base_url + "/oauth/token"))
-    issued = oauth.issue(expires_in=3600)
-    credential = OAuthCredential(id="me", access_token=issued["access_token"],
-                                 refresh_token=issued["refresh_token"],
-                                 expires_at=time.time() + 10)
-    accounts = OAuthManager("openai", [credential], refresh=refresher.refresh,
-                            arefresh=refresher.arefresh)
-    return accounts, issued["access_token"]
+    return oauth_account(emu, expires_in=10)
 
 
 def refreshes(accounts: OAuthManager) -> int:

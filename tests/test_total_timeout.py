@@ -21,12 +21,12 @@ import attrs
 import pytest
 
 import aipk
-from aipk.credentials import OAuthClient, OAuthCredential, OAuthEndpoints, OAuthManager
+from aipk.credentials import OAuthManager
 from aipk.errors import ConfigurationError, RequestTimeout, ServerError
 from aipk.transports import HttpxTransport
 from aipk_testkit.emulator import Emulator, Fault, Reply
-from aipk_testkit.emulator._oauth import oauth_server
 
+from .oauth_accounts import oauth_account
 from .rawserver import HOLD, chunk, head, raw_server
 
 USER = [aipk.Message.user("hi")]
@@ -296,18 +296,7 @@ def test_a_transport_of_ones_own_gets_the_error_naming_the_total(
 def oauth_accounts(emu: Emulator) -> OAuthManager:
     """An OAuth account whose access token the emulator's server already expired (the next
     call gets a 401 and refreshes it)."""
-    oauth = oauth_server(emu)
-    oauth.reset()
-    emu.require_api_keys(oauth=True)
-    refresher = OAuthClient(OAuthEndpoints(provider="openai", client_id="demo-cli",
-                                           token_url=emu.base_url + "/oauth/token"))
-    issued = oauth.issue(expires_in=3600)
-    credential = OAuthCredential(id="me", access_token=issued["access_token"],
-                                 refresh_token=issued["refresh_token"],
-                                 expires_at=time.time() + 3600)
-    oauth.expire_access_tokens()  # the server says no before our clock does
-    return OAuthManager("openai", [credential], refresh=refresher.refresh,
-                        arefresh=refresher.arefresh)
+    return oauth_account(emu, expires_in=3600, expired_at_server=True)[0]
 
 
 def refreshed(accounts: OAuthManager) -> None:
