@@ -7,7 +7,8 @@
   ``tests_lowest``: ``tests_all`` on the lowest version of each dependency the packages allow.
 * ``lint`` / ``typecheck``: ruff and mypy over the whole tree.
 * ``bench``: aipk against the raw httpx / aiohttp floors (and the openai SDK if installable);
-  ``bench_per_request``: the per-request target alone, measured over many alternating rounds.
+  ``bench_per_request``: the per-request target alone (or, with ``-- --stream 20000``, the
+  stream target), measured over many alternating rounds.
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def bench_per_request(session: nox.Session) -> None:
-    """The per-request target alone, alternating clients over many rounds (less noisy)."""
+    """The per-request target alone (``-- --stream N``: the stream target), alternating
+    clients over many rounds (less noisy)."""
     session.install("aiohttp>=3.9", *_editable(EVERYTHING))
     session.run("python", "bench/per_request.py", *session.posargs)

@@ -1,21 +1,27 @@
-"""The aiohttp transport's read timeout on one timer per connection (``aipk._aiohttp_reads``),
-over real HTTP against the loopback emulator: the same bound as aiohttp's own per-read timer
-(each wait for bytes, never the whole answer), without scheduling timers per request."""
+"""The aiohttp transport's connection protocol (``aipk._aiohttp_reads``), over real HTTP against
+the loopback emulator: the read timeout on one timer per connection, the same bound as
+aiohttp's own per-read timer (each wait for bytes, never the whole answer), without scheduling
+timers per request; and no resume of a connection that is not paused, while a paused one is
+resumed."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
+import pytest
 from aiohttp.client_proto import ResponseHandler
 
 import aipk
 from aipk import Message, Timeout
-from aipk._aiohttp_reads import LazyReadTimer
+from aipk._aiohttp_reads import _RESUMES_ON_EVERY_READ, LazyReadTimer
 from aipk.errors import RequestTimeout
 from aipk.transports import AiohttpTransport
 from aipk_testkit.emulator import Emulator, Fault, Reply
+
+from .rawserver import chunk, gzipped, head, raw_server
 
 USER = [Message.user("Hello there")]
 NO_RETRY = aipk.RetryPolicy(max_retries=0)
@@ -142,3 +148,98 @@ def test_a_slow_head_on_a_reused_connection_times_out(emu: Emulator) -> None:
 
     failed = asyncio.run(run())
     assert isinstance(failed, RequestTimeout) and failed.before_first_byte
+
+
+LONG_TEXT = "".join(f"{i:07d} " for i in range(3_000))  # 24,000 characters: 6,000 events
+
+
+async def _stream_text(client: aipk.AsyncClient, pause: float = 0.0) -> str:
+    parts: list[str] = []
+    async for event in client.stream(model="gpt-4o-mini", messages=USER):
+        if type(event) is aipk.TextDelta:
+            if not parts and pause:
+                await asyncio.sleep(pause)  # the body's buffer fills: aiohttp pauses reading
+            parts.append(event.text)
+    return "".join(parts)
+
+
+def test_a_stream_read_without_pauses_resumes_the_connection_for_no_event(
+        emu: Emulator, monkeypatch: Any) -> None:
+    """aiohttp's stream reader asks the protocol to resume reading for every HTTP chunk it
+    hands out (one per event); the lazy protocol skips the resume (an empty read fed to the
+    parser, a transport resume) while nothing is paused."""
+    if not _RESUMES_ON_EVERY_READ:
+        pytest.skip("this aiohttp's protocol does not resume on every read")
+    resumes = 0
+    data_received = ResponseHandler.data_received
+
+    def counting(self: ResponseHandler, data: bytes) -> None:
+        nonlocal resumes
+        resumes += not data  # the empty read resume_reading feeds the parser
+        data_received(self, data)
+
+    monkeypatch.setattr(ResponseHandler, "data_received", counting)
+    emu.enqueue(Reply(text=LONG_TEXT))
+
+    async def run() -> str:
+        transport = AiohttpTransport()
+        async with _client(emu, transport, 5.0) as client:
+            text = await _stream_text(client)
+        await transport.close()
+        return text
+
+    assert asyncio.run(run()) == LONG_TEXT
+    assert resumes < 10  # one per pause at most (aiohttp's own protocol: one per event)
+
+
+def test_a_stream_whose_reading_was_paused_is_resumed_and_read_to_the_end(
+        emu: Emulator, monkeypatch: Any) -> None:
+    """A caller slower than the server: the body's buffer fills, aiohttp pauses reading the
+    socket, and the reads that empty the buffer resume it; every event arrives."""
+    pauses = 0
+    pause_reading = ResponseHandler.pause_reading
+
+    def counting(self: ResponseHandler) -> None:
+        nonlocal pauses
+        pauses += 1
+        pause_reading(self)
+
+    monkeypatch.setattr(ResponseHandler, "pause_reading", counting)
+    emu.enqueue(Reply(text=LONG_TEXT * 4))
+
+    async def run() -> str:
+        transport = AiohttpTransport()
+        async with _client(emu, transport, 5.0) as client:
+            text = await asyncio.wait_for(_stream_text(client, pause=0.5), 30)
+        await transport.close()
+        return text
+
+    assert asyncio.run(run()) == LONG_TEXT * 4
+    assert pauses > 0
+
+
+def test_a_compressed_stream_whose_reading_was_paused_is_read_to_the_end() -> None:
+    """The same over a gzip body (aiohttp pauses its parser inside a decompressed read and
+    resumes it from the bytes it kept): every event arrives."""
+    events = [{"id": "c1", "object": "chat.completion.chunk", "model": "m",
+               "choices": [{"index": 0, "delta": {"content": LONG_TEXT[i:i + 4]},
+                            "finish_reason": None}]} for i in range(0, len(LONG_TEXT), 4)]
+    events.append({"id": "c1", "object": "chat.completion.chunk", "model": "m",
+                   "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    body = gzipped(b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+                   + b"data: [DONE]\n\n")
+    script = [head(200, [("Content-Type", "text/event-stream"), ("Content-Encoding", "gzip"),
+                         ("Transfer-Encoding", "chunked")]),
+              *[chunk(body[at:at + 4096]) for at in range(0, len(body), 4096)], chunk(b"")]
+
+    async def run(url: str) -> str:
+        transport = AiohttpTransport()
+        async with aipk.AsyncClient("openai", base_url=url, api_key="sk-test-0123456789",
+                                    retry=NO_RETRY, timeout=Timeout(read=5.0),
+                                    transport=transport) as client:
+            text = await asyncio.wait_for(_stream_text(client, pause=0.5), 30)
+        await transport.close()
+        return text
+
+    with raw_server(script) as server:
+        assert asyncio.run(run(server.url)) == LONG_TEXT

@@ -13,6 +13,17 @@ closed connection's is cancelled, and stays in the event loop's heap, as aiohttp
 timers do, until asyncio sweeps cancelled timers: at most a live and a cancelled timer per
 connection.
 
+The same protocol skips aiohttp's resume of a connection that is not paused. aiohttp's
+stream reader asks the protocol to resume reading for every piece of the body it hands out
+(every HTTP chunk of a stream: one per event), and the protocol then feeds its parser an
+empty read and resumes the transport, both of which find nothing to do unless reading was
+paused: about 5k instructions per event. Reading is held only by a pause the protocol made
+(``pause_reading``, when the body's buffer is full: the parser then keeps its unparsed bytes,
+or ``_pause_reading_for_buffer``), and both set a flag; `LazyReadTimer` resumes when either
+is set, as aiohttp does, and skips the call otherwise. Only over aiohttp versions whose
+protocol resumes that way (``_RESUMES_ON_EVERY_READ``); elsewhere aiohttp's own
+``resume_reading`` runs.
+
 Loaded only by `aipk.transports.AiohttpTransport` for the sessions it creates (a session
 you pass in keeps aiohttp's own protocol), and only over the aiohttp versions whose protocol
 it knows (`read_timer_connector()` checks).
@@ -30,6 +41,12 @@ __all__ = ["LazyReadTimer", "read_timer_connector"]
 
 #: what `LazyReadTimer` takes over from aiohttp's protocol (present in aiohttp 3.9 to 3.x)
 _OVERRIDDEN = ("_reschedule_timeout", "_drop_timeout", "_on_read_timeout")
+#: aiohttp's protocol resumes its parser (``resume_reading(resume_parser)``) and holds reading
+#: for a buffer too (``_buffer_paused``), and its stream reader calls ``resume_reading`` for
+#: every piece of the body it hands out: `LazyReadTimer` skips that when nothing is paused
+_RESUMES_ON_EVERY_READ = (
+    "resume_parser" in ResponseHandler.resume_reading.__code__.co_varnames
+    and hasattr(ResponseHandler, "_buffer_paused") and hasattr(ResponseHandler, "_reading_paused"))
 
 
 class LazyReadTimer(ResponseHandler):
@@ -70,6 +87,12 @@ class LazyReadTimer(ResponseHandler):
             return
         self._read_deadline = None
         self._on_read_timeout()
+
+    if _RESUMES_ON_EVERY_READ:
+        def resume_reading(self, resume_parser: bool = True) -> None:
+            # Nothing paused: the parser holds no bytes and the transport reads (see the module).
+            if self._reading_paused or self._buffer_paused:
+                super().resume_reading(resume_parser)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         super().connection_lost(exc)
