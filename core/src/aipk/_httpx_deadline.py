@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from ._http import HttpRequest, Timeout
 from .transports import (
     TransportFailure,
+    _check_encoding,
     _exchange,
     _failure,
     _http_error,
@@ -87,6 +88,7 @@ class HttpxResponseBy(_HttpxResponse):
         assert deadline is not None
         parts = []
         try:
+            _check_encoding(self.headers)
             with self._owned_reads():
                 for chunk in self._response.iter_bytes():
                     parts.append(chunk)
@@ -102,6 +104,7 @@ class HttpxResponseBy(_HttpxResponse):
     def iter_bytes(self) -> Iterator[bytes]:
         import httpx
 
+        _check_encoding(self.headers)
         self._chunks = chunks = self._response.iter_bytes()
         deadline = self.deadline
         bounds = self._unbound
