@@ -1,9 +1,10 @@
 """HTTP/1.1 faults from a raw-socket server (tests/rawserver.py), for the sync client and the
 async client on both transports and for three providers' wire formats: a malformed or
 oversized response head, a lying Content-Length, broken chunked framing, a head cut or reset,
-informational 1xx heads, and a ``Content-Encoding`` the HTTP library cannot decode. Each ends
-in an answer or a typed aipk error, within the timeouts, without the key, and the client's
-next call on the same pool is answered.
+informational 1xx heads, a head trickled a byte at a time under ``Timeout(total=...)``, and a
+``Content-Encoding`` the HTTP library cannot decode. Each ends in an answer or a typed aipk
+error, within the timeouts, without the key, and the client's next call on the same pool is
+answered.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 import aipk
-from aipk.errors import AipkError, NetworkError, ResponseError
+from aipk.errors import AipkError, NetworkError, RequestTimeout, ResponseError
 from aipk_testkit.fixtures import find_fixtures
 
 from .rawserver import CLOSE, RESET, chunk, head, raw_server, reply
@@ -162,6 +163,38 @@ def test_informational_heads_before_the_answer_are_skipped(mode: str, provider: 
                   b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n", *answer(provider, stream)]
         (text, _), = calls([script], mode, provider, stream=stream)
         assert isinstance(text, str) and text, (stream, text)
+
+
+# -- a head trickled a byte at a time, under the call's total ---------------------------------
+
+TOTAL = 0.6
+#: How late a call may end past its total on this loaded machine (timers, scheduling).
+SLACK = 1.0
+
+
+def trickled(data: bytes, gap: float) -> list[Any]:
+    steps: list[Any] = []
+    for i in range(len(data)):
+        steps += [data[i:i + 1], gap]
+    return steps
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("stream", [False, True], ids=["chat", "stream"])
+def test_a_head_trickled_under_the_read_timeout_fails_at_the_total(
+        mode: str, provider: str, stream: bool) -> None:
+    # a byte every 0.2 s: never silent for the 1 s read timeout, ~10 s for the whole head
+    whole = answer(provider, stream)[0]
+    status_and_headers, _, body = whole.partition(b"\r\n\r\n")
+    slow = [*trickled(status_and_headers + b"\r\n\r\n", 0.2), body]
+    outcomes = calls([slow, answer(provider, stream)], mode, provider, stream=stream,
+                     timeout=aipk.Timeout(read=1.0, total=TOTAL))
+    (late, took), (text, _) = outcomes
+    assert type(late) is RequestTimeout, late
+    assert f"aipk.Timeout(total={TOTAL:g})" in str(late)
+    assert TOTAL - 0.05 <= took <= TOTAL + SLACK, took
+    assert isinstance(text, str) and text
 
 
 # -- a Content-Encoding the HTTP library cannot decode ----------------------------------------
