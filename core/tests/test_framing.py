@@ -180,6 +180,23 @@ def test_json_array_bare_number_cut_inside_its_fraction_or_exponent(cut: int) ->
     assert [json.loads(f) for f in frames] == [1.0000000000000002e+16, -2.5e-3]
 
 
+
+@pytest.mark.parametrize("element", ['{"c": "%s"}', '"%s"', '["%s"]'])
+def test_json_array_long_element_is_not_copied_at_every_read(element: str) -> None:
+    # appending each read to the text collected so far copies a long element once per read:
+    # quadratic work, seconds for a few megabytes arriving in the usual 16 kB reads
+    text = element % ("x" * 40_000)
+    body = ("[" + text + "]").encode()
+    framer = JSONArrayFramer()
+    frames = framer.feed(body[:8])
+    middle = body[8:-3]  # only "x": nothing in it could end the element
+    for i in range(0, len(middle), 100):
+        frames += framer.feed(middle[i:i + 100])
+        assert len(framer._buf) <= 200, len(framer._buf)  # collected apart, joined once
+    frames += framer.feed(body[-3:])
+    frames += framer.close()
+    assert [f.data for f in frames] == [text]
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(json_values, max_size=5), separators, separators,
        st.lists(st.integers(min_value=0, max_value=400), max_size=12))

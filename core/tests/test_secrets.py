@@ -315,3 +315,47 @@ def test_a_refresh_returning_a_broken_token_is_a_clean_credential_error() -> Non
     assert caught.value.auth_code is AuthErrorCode.INVALID_CONFIG
     assert "OAuth credential 'acct'" in str(caught.value)
     assert CANARY not in str(caught.value) + repr(caught.value)
+
+
+# A garbage collection while the masking filter reads the held secrets may finalize an
+# abandoned HTTP response (httpx's body iterator of a stream the caller broke off), whose close
+# logs a DEBUG line through the same filter on the same thread.
+_GC_IN_THE_FILTER = """
+import gc, logging, sys
+logging.basicConfig(level=logging.DEBUG, stream=sys.stdout, format="%(message)s")
+from aipk._secrets import remember
+log = logging.getLogger("httpcore.http11")
+
+class Collecting:  # a held secret whose reading happens to set off a collection
+    def reveal(self):
+        gc.collect()
+        return "sk-gc-SECRETVALUE-0123456789"
+
+class AbandonedResponse:
+    def __del__(self):
+        log.debug("response_closed.complete for sk-gc-SECRETVALUE-0123456789")
+
+held = Collecting()
+remember(held)
+garbage = AbandonedResponse()
+garbage.cycle = garbage  # freed only by a collection
+del garbage
+gc.disable()  # no collection before the filter's
+log.debug("receive_response_headers.complete")
+print("done")
+"""
+
+
+def test_a_collection_inside_the_log_filter_that_logs_again_does_not_deadlock() -> None:
+    import subprocess
+    import sys
+
+    try:
+        ran = subprocess.run([sys.executable, "-c", _GC_IN_THE_FILTER], capture_output=True,
+                             text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the masking log filter deadlocked on its own lock")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.rstrip().endswith("done")
+    assert "response_closed.complete for ****" in ran.stdout
+    assert "SECRETVALUE" not in ran.stdout

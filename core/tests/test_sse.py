@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -337,6 +338,32 @@ def test_large_event_bytewise() -> None:
     payload = "x" * 100_000
     stream = f"data: {payload}\n\n".encode()
     assert decode_chunks(bytewise(stream)) == [ServerSentEvent(payload)]
+
+
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n", b"\r"])
+def test_a_long_line_in_many_chunks_is_joined_once_not_per_chunk(eol: bytes) -> None:
+    # joining the pending bytes at every chunk copies a long line once per chunk: quadratic
+    # work, seconds for a few megabytes arriving in the usual 16 kB reads
+    stream = b"data: " + b"x" * 40_000 + eol + eol
+    chunks = [stream[i : i + 100] for i in range(0, len(stream), 100)]
+    joins = 0
+
+    def count(frame: object, event: str, arg: object) -> None:
+        nonlocal joins
+        if event == "c_call" and getattr(arg, "__name__", "") == "join" and getattr(
+                arg, "__self__", None) == b"":
+            joins += 1
+
+    decoder = SSEDecoder()
+    events: list[ServerSentEvent] = []
+    sys.setprofile(count)
+    try:
+        for chunk in chunks:
+            events += decoder.feed(chunk)
+    finally:
+        sys.setprofile(None)
+    assert events == [ServerSentEvent("x" * 40_000)]
+    assert joins <= 2, joins  # once when the line ends (not ~400 times)
 
 
 # --- properties --------------------------------------------------------------------------------

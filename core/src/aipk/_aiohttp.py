@@ -66,6 +66,21 @@ def _read_failure(exc: BaseException) -> TransportFailure:
     return _failure(exc, before_first_byte=False)
 
 
+#: What aiohttp decodes (one encoding, any case); it hands on any other body as it came.
+_DECODED = frozenset({"identity", "gzip", "deflate", "br", "zstd"})
+
+
+def _check_encoding(headers: Mapping[str, str]) -> None:
+    """Raise an undecodable TransportFailure when the body's ``Content-Encoding`` is one
+    aiohttp does not decode (an unknown name, or a list such as ``gzip, br``), instead of
+    handing on its bytes as if they were the body."""
+    encoding = headers.get("content-encoding")
+    if encoding is not None and encoding.lower() not in _DECODED:
+        raise TransportFailure(
+            f"aiohttp cannot decode content-encoding {encoding!r} (it decodes one of "
+            f"{', '.join(sorted(_DECODED))})", before_first_byte=False, undecodable=True)
+
+
 #: ``(read, errors, failure)``: a plain tuple (a NamedTuple class costs a first call a
 #: compile per field to build)
 ChunkReader = tuple[Callable[[], Awaitable[bytes]], tuple[type[BaseException], ...],
@@ -87,6 +102,7 @@ class _AiohttpResponse:
 
     async def read(self) -> bytes:
         try:
+            _check_encoding(self.headers)
             return await self._response.read()
         except _errors() as exc:
             raise _failure(exc, before_first_byte=False) from None
@@ -96,6 +112,7 @@ class _AiohttpResponse:
     async def iter_bytes(self) -> AsyncIterator[bytes]:
         import aiohttp
 
+        _check_encoding(self.headers)
         try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
@@ -108,6 +125,7 @@ class _AiohttpResponse:
         end; an exception in ``errors`` becomes ``failure(exc)``."""
         import aiohttp
 
+        _check_encoding(self.headers)
         return (self._response.content.readany, (aiohttp.ClientError, asyncio.TimeoutError),
                 _read_failure)
 

@@ -438,8 +438,16 @@ class Engine:
         return result
 
     def models(self, body: bytes, headers: Mapping[str, str]) -> list[ModelInfo]:
-        data = self.decode_json(body, request_id_of(headers))
-        parsed = self._parse_models(self.provider, data)
+        request_id = request_id_of(headers)
+        data = self.decode_json(body, request_id)
+        try:
+            parsed = self._parse_models(self.provider, data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise masked(ResponseError(
+                f"the model listing has an unexpected shape ({type(exc).__name__}: {exc}); "
+                f"check base_url, or upgrade the {self.provider.name} plugin if the provider "
+                f"changed its format", provider=self.provider.name, request_id=request_id,
+            ), exc) from None
         return list(parsed) if parsed is not None else list(self.provider.spec.models)
 
     def open_stream(self, request: ChatRequest, headers: Mapping[str, str],

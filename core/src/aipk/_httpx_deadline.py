@@ -1,8 +1,10 @@
 """`HttpxTransport` for a request with ``timeout.total``: the time its call has left
 (``Timeout(total=...)``, see [`Timeout`][aipk.Timeout]).
 
-Each wait up to the response head (connect, pool, write, read) is capped at the time left;
-after it every read of the connection waits at most until the deadline, and a body still
+Each wait up to the response head (connect, pool, write, read) is capped at the time left,
+and every read and write of the connection until the head has arrived ends by the deadline (a
+head trickled a byte at a time fails at it, as a body does); after the head every read of the
+connection waits at most until the deadline, and a body still
 arriving then (a trickle, never silent for long) fails at the next chunk: a body read whole
 by the deadline, a stream until the client calls ``lift_deadline()`` on its first event, after
 which reads wait the full read timeout again. Only such requests use this module.
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING
 from ._http import HttpRequest, Timeout
 from .transports import (
     TransportFailure,
+    _check_encoding,
     _exchange,
     _failure,
     _http_error,
@@ -44,9 +47,51 @@ def send_by(transport: HttpxTransport, request: HttpRequest, body: bytes | None,
     deadline = time.monotonic() + total
     capped = {phase: total if seconds is None else min(seconds, total)
               for phase, seconds in _httpx_timeout(timeout).as_dict().items()}
-    sent = _exchange(client, request, body, transport._urls[request.url], {"timeout": capped},
-                     deadline=deadline)
+    _head_deadline.deadline = deadline if _bound_head_io() else None
+    try:
+        sent = _exchange(client, request, body, transport._urls[request.url],
+                         {"timeout": capped}, deadline=deadline)
+    finally:
+        _head_deadline.deadline = None
     return HttpxResponseBy(sent, deadline, timeout.read)
+
+
+#: The deadline of the exchange this thread is sending, until its response head arrives.
+_head_deadline = threading.local()
+_head_bounded: list[bool] = []
+
+
+def _bound_head_io() -> bool:
+    """Make httpcore's sync network stream end each read and write by this thread's
+    `_head_deadline`, while it has one (installed once; False when httpcore has no such
+    stream). httpcore waits for a head with one read timeout per read, so a head trickled a
+    byte at a time would otherwise hold the call for as long as the server likes; the
+    connection is not known before the head arrives, so the bound is on the stream's class."""
+    if _head_bounded:
+        return _head_bounded[0]
+    try:
+        from httpcore._backends.sync import SyncStream
+    except ImportError:  # pragma: no cover - another httpcore layout: waits stay per read
+        _head_bounded.append(False)
+        return False
+    read, write = SyncStream.read, SyncStream.write
+
+    def bounded_read(self: SyncStream, max_bytes: int, timeout: float | None = None) -> bytes:
+        deadline = getattr(_head_deadline, "deadline", None)
+        if deadline is not None:
+            timeout = _left(deadline, timeout)
+        return read(self, max_bytes, timeout)
+
+    def bounded_write(self: SyncStream, buffer: bytes, timeout: float | None = None) -> None:
+        deadline = getattr(_head_deadline, "deadline", None)
+        if deadline is not None:
+            timeout = _left(deadline, timeout)
+        write(self, buffer, timeout)
+
+    SyncStream.read = bounded_read  # type: ignore[method-assign]
+    SyncStream.write = bounded_write  # type: ignore[method-assign]
+    _head_bounded.append(True)
+    return True
 
 
 class HttpxResponseBy(_HttpxResponse):
@@ -87,6 +132,7 @@ class HttpxResponseBy(_HttpxResponse):
         assert deadline is not None
         parts = []
         try:
+            _check_encoding(self.headers)
             with self._owned_reads():
                 for chunk in self._response.iter_bytes():
                     parts.append(chunk)
@@ -102,6 +148,7 @@ class HttpxResponseBy(_HttpxResponse):
     def iter_bytes(self) -> Iterator[bytes]:
         import httpx
 
+        _check_encoding(self.headers)
         self._chunks = chunks = self._response.iter_bytes()
         deadline = self.deadline
         bounds = self._unbound

@@ -43,7 +43,10 @@ class _Revealable(Protocol):
 # one of two equal secrets and lose the survivor when the other one dies.
 _held: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
 _numbers = itertools.count()
-_lock = threading.Lock()
+#: Reentrant: a garbage collection inside `held_values()` may finalize an abandoned HTTP
+#: response whose close logs a DEBUG line, which `_MaskSecrets` masks by calling it again on
+#: the same thread (a plain lock would wait for itself forever).
+_lock = threading.RLock()
 
 
 #: The HTTP libraries' loggers that print what a server sent (httpcore logs each response

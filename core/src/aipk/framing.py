@@ -203,11 +203,14 @@ class JSONArrayFramer:
     reuses the framer's parse.
     """
 
-    __slots__ = ("_buf", "_start", "_state", "_text", "elements", "unterminated")
+    __slots__ = ("_buf", "_more", "_start", "_state", "_text", "elements", "unterminated")
 
     def __init__(self) -> None:
         self._text = codecs.getincrementaldecoder("utf-8")()
         self._buf = ""  # undecided text; an element being collected starts at _start
+        #: text of the element being collected that cannot have ended it, not yet in _buf
+        #: (joined once, when a piece that may end it arrives: not copied at every read)
+        self._more: list[str] = []
         self._start = 0
         self._state = _BEFORE
         #: elements framed so far
@@ -223,11 +226,12 @@ class JSONArrayFramer:
         if not text:
             return []
         if self._state == _IN:
-            self._buf += text
             # The element can only have ended in the new text if it holds a closing character
             # (or, for a bare number or literal, a delimiter).
             if _CLOSERS.isdisjoint(text) and not self._scalar_may_end(text):
+                self._more.append(text)
                 return []
+            self._take_more(text)
             return self._scan(self._start)
         self._buf = text
         return self._scan(0)
@@ -239,6 +243,7 @@ class JSONArrayFramer:
             raise FramingError(f"the JSON array stream ends inside a UTF-8 character "
                                f"({exc.reason})") from None
         frames: list[ServerSentEvent] = []
+        self._take_more("")
         if self._state == _IN and self._buf[self._start] not in '{["':
             # a bare number or literal ends at the end of the body
             frames = self._scan(self._start, final=True)
@@ -248,6 +253,16 @@ class JSONArrayFramer:
                 "inside an element" if self._state == _IN else "before its closing ']'")
             raise FramingError(f"the JSON array stream ended {where}")
         return frames
+
+    def _take_more(self, text: str) -> None:
+        """Append the pending pieces and ``text`` to the element being collected."""
+        more = self._more
+        if more:
+            more.append(text)
+            self._buf += "".join(more)
+            more.clear()
+        else:
+            self._buf += text
 
     def _scalar_may_end(self, text: str) -> bool:
         return self._buf[self._start] not in '{["' and any(c in text for c in ",] \t\r\n")

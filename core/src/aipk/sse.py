@@ -127,6 +127,10 @@ class SSEDecoder:
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         partial = self._partial
         if partial:
+            if b"\n" not in chunk:  # still inside one long line: joined once it ends
+                if chunk:
+                    partial.append(chunk)
+                return []
             partial.append(chunk)
             chunk = b"".join(partial)
             partial.clear()

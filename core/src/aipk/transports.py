@@ -243,6 +243,40 @@ def _local_protocol_error(exc: Exception) -> bool:
     return isinstance(exc, httpx.LocalProtocolError)
 
 
+#: ``Content-Encoding`` values seen, and whether httpx decodes them here (httpx passes an
+#: encoding it cannot decode, ``br`` without Brotli say, through as it came).
+_DECODABLE: dict[str, bool] = {}
+
+
+def _check_encoding(headers: Mapping[str, str]) -> None:
+    """Raise an undecodable TransportFailure when the body's ``Content-Encoding`` names an
+    encoding httpx cannot decode here, as aiohttp does, instead of handing on its bytes."""
+    encoding = headers.get("content-encoding")
+    if encoding is None:
+        return
+    decodable = _DECODABLE.get(encoding)
+    if decodable is None:
+        decodable = _DECODABLE[encoding] = _httpx_decodes(encoding)
+    if not decodable:
+        raise TransportFailure(
+            f"httpx cannot decode content-encoding {encoding!r} here (it decodes "
+            f"{', '.join(sorted(_httpx_decoders()))}; br needs the brotli package, zstd the "
+            f"zstandard package)", before_first_byte=False, undecodable=True)
+
+
+def _httpx_decoders() -> frozenset[str]:
+    try:
+        from httpx._decoders import SUPPORTED_DECODERS
+    except ImportError:  # pragma: no cover - another httpx layout: what every httpx decodes
+        return frozenset({"identity", "gzip", "deflate"})
+    return frozenset(SUPPORTED_DECODERS)
+
+
+def _httpx_decodes(encoding: str) -> bool:
+    known = _httpx_decoders()
+    return all(part.strip().lower() in known for part in encoding.split(",") if part.strip())
+
+
 def _failure(exc: Exception, *, before_first_byte: bool,
              deadline: float | None = None) -> TransportFailure:
     """The TransportFailure for httpx's ``exc``; a timeout at ``deadline`` (the request's
@@ -340,6 +374,7 @@ class _HttpxResponse:
 
     def read(self) -> bytes:
         try:
+            _check_encoding(self.headers)
             return self._response.read()
         except _http_error() as exc:
             raise _failure(exc, before_first_byte=False) from None
@@ -349,6 +384,7 @@ class _HttpxResponse:
     def iter_bytes(self) -> Iterator[bytes]:
         import httpx
 
+        _check_encoding(self.headers)
         self._chunks = chunks = self._response.iter_bytes()
         try:
             yield from chunks
@@ -467,6 +503,7 @@ class _AsyncHttpxResponse:
 
     async def read(self) -> bytes:
         try:
+            _check_encoding(self.headers)
             return await self._response.aread()
         except _http_error() as exc:
             raise _failure(exc, before_first_byte=False) from None
@@ -476,6 +513,7 @@ class _AsyncHttpxResponse:
     async def iter_bytes(self) -> AsyncIterator[bytes]:
         import httpx
 
+        _check_encoding(self.headers)
         self._chunks = chunks = self._response.aiter_bytes()
         try:
             async for chunk in chunks:

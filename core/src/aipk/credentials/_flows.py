@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 import sys
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
@@ -415,6 +416,8 @@ class OAuthClient:
                 expires_at = self._clock() + float(raw)
             except (TypeError, ValueError):
                 expires_at = None
+            if expires_at is not None and not math.isfinite(expires_at):
+                expires_at = None  # "nan", 1e999: an expiry no clock reaches
         scope = data.get("scope")
         if isinstance(scope, str):
             scopes: tuple[str, ...] = tuple(scope.split())
@@ -428,7 +431,9 @@ class OAuthClient:
             account = nested.get("uuid") or nested.get("id")
         if account is None and previous is not None:
             account = previous.account_id
-        refresh = data.get("refresh_token") or None
+        refresh = data.get("refresh_token")
+        if not isinstance(refresh, str) or not refresh:  # absent, or not a token at all
+            refresh = None
         if refresh is None and previous is not None:
             refresh = previous.refresh_token
         extra = {k: v for k, v in data.items() if k not in _TOKEN_FIELDS and isinstance(v, str)}
@@ -456,8 +461,8 @@ class OAuthClient:
                     response = client.post(step.url, headers=dict(step.headers),
                                            **_body(step))
                     answer = _Answer(status=response.status_code, data=_json(response))
-                except httpx.TransportError as exc:
-                    answer = _Answer(status=0, failure=type(exc).__name__)
+                except (httpx.TransportError, httpx.DecodingError) as exc:
+                    answer = _unanswered(exc)
                 step = steps.send(answer)
         except StopIteration as stop:
             return cast(T, stop.value)
@@ -481,8 +486,8 @@ class OAuthClient:
                     response = await client.post(step.url, headers=dict(step.headers),
                                                  **_body(step))
                     answer = _Answer(status=response.status_code, data=_json(response))
-                except httpx.TransportError as exc:
-                    answer = _Answer(status=0, failure=type(exc).__name__)
+                except (httpx.TransportError, httpx.DecodingError) as exc:
+                    answer = _unanswered(exc)
                 step = steps.send(answer)
         except StopIteration as stop:
             return cast(T, stop.value)
@@ -494,6 +499,17 @@ class OAuthClient:
 
 def _body(step: _Post) -> dict[str, Any]:
     return {"json": step.fields} if step.json else {"data": step.fields}
+
+
+def _unanswered(exc: Exception) -> _Answer:
+    """The answer for a token request that got no usable response: a connection failure, or
+    a body that does not match its ``Content-Encoding`` (httpx's ``DecodingError``)."""
+    import httpx
+
+    if isinstance(exc, httpx.DecodingError):
+        return _Answer(status=0, failure="its answer does not match its Content-Encoding "
+                                         "header: check any proxy in between")
+    return _Answer(status=0, failure=type(exc).__name__)
 
 
 def _json(response: httpx.Response) -> Any:
