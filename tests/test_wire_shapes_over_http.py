@@ -14,9 +14,10 @@ import pytest
 
 import aipk
 from aipk.errors import ContentFilteredError, StreamError
+from aipk_testkit.fixtures import Captures
 
 from .rawserver import raw_server, reply
-from .test_captures_over_http import MODES, call, streamed
+from .test_captures_over_http import FIXTURES, MODES, call, streamed
 
 
 def _sse(*chunks: Any, crlf: bool = False) -> bytes:
@@ -127,3 +128,23 @@ def test_an_ollama_error_line_after_text(mode: str, seed: int) -> None:
         result = call(server, mode, "ollama-native", stream=True)
     assert type(result) is StreamError, result
     assert result.message == lines[1]["error"]
+
+
+def _token(token: str, logprob: float) -> dict[str, Any]:
+    return {"token": token, "logprob": logprob, "bytes": list(token.encode()),
+            "top_logprobs": []}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("provider", ["openai", "cerebras", "openrouter", "qwen"])
+def test_streamed_logprobs_asked_for_are_joined(provider: str, mode: str, seed: int) -> None:
+    """openai-python's live capture of a stream with ``logprobs=True``: each chunk's token
+    logprobs joined into ``extra["logprobs"]`` by every OpenAI-compatible plugin."""
+    body = Captures(FIXTURES / "openai").body("sdk-chat-stream-content-logprobs.sse")
+    with raw_server(streamed(body, "text/event-stream", seed)) as server:
+        result = call(server, mode, provider, stream=True, request_extra={"logprobs": True})
+    assert isinstance(result, aipk.ChatResponse), result
+    assert result.text == "Foo!"
+    assert result.extra["logprobs"] == {
+        "content": [_token("Foo", -0.0025094282), _token("!", -0.26638845)], "refusal": None}

@@ -390,6 +390,9 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
         message = (_message(provider, msg) if get("tool_calls") or get("function_call")
                    else Message.assistant(content))
         reasoning = get("reasoning_content") or get("reasoning")
+    logprobs = first.get("logprobs")
+    if logprobs:  # asked for with extra={"logprobs": True}: kept as sent
+        extra["logprobs"] = logprobs
     return _chat_response(
         provider=provider.spec.name,  # provider.name without the property's call
         model=data.get("model") or request.model,
