@@ -148,3 +148,26 @@ def test_streamed_logprobs_asked_for_are_joined(provider: str, mode: str, seed: 
     assert result.text == "Foo!"
     assert result.extra["logprobs"] == {
         "content": [_token("Foo", -0.0025094282), _token("!", -0.26638845)], "refusal": None}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("mode", MODES)
+def test_ollama_compatible_calls_at_one_reused_index_stay_apart(mode: str, seed: int) -> None:
+    """Ollama's OpenAI-compatible API sends each tool call whole and every one as index 0."""
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {"id": "chatcmpl-7", "object": "chat.completion.chunk", "model": "qwen3",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    def tool(call_id: str, path: str) -> dict[str, Any]:
+        return {"tool_calls": [{"id": call_id, "index": 0, "type": "function", "function": {
+            "name": "read", "arguments": json.dumps({"path": path})}}]}
+
+    body = _sse(chunk({"role": "assistant", "content": "", **tool("call_a", "a")}),
+                chunk({"role": "assistant", "content": "", **tool("call_b", "b")}),
+                chunk({"role": "assistant", "content": ""}, "tool_calls"), "[DONE]")
+    with raw_server(streamed(body, "text/event-stream", seed)) as server:
+        result = call(server, mode, "ollama", stream=True)
+    assert isinstance(result, aipk.ChatResponse), result
+    assert [(c.id, json.loads(c.arguments)) for c in result.message.tool_calls] == [
+        ("call_a", {"path": "a"}), ("call_b", {"path": "b"})]
+    assert result.finish_reason is aipk.FinishReason.TOOL_CALLS

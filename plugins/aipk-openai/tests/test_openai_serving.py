@@ -191,8 +191,10 @@ def _events(choice: int) -> st.SearchStrategy[StreamEvent]:
         st.builds(TextDelta, text=_text.filter(bool), choice=st.just(choice)),
         st.builds(ReasoningDelta, text=_text.filter(bool), choice=st.just(choice)),
         st.builds(RefusalDelta, text=_text.filter(bool), choice=st.just(choice)),
-        st.builds(ToolCallDelta, index=st.integers(0, 2), id=st.none() | _id,
-                  name=st.none() | _name, arguments=_text, choice=st.just(choice)))
+        # a call keeps its one id (a new id at a used index is another call)
+        st.integers(0, 2).flatmap(lambda index: st.builds(
+            ToolCallDelta, index=st.just(index), id=st.none() | st.just(f"call_{index}"),
+            name=st.none() | _name, arguments=_text, choice=st.just(choice))))
 
 
 @given(st.lists(st.one_of(_events(0), _events(1)), max_size=12), st.none() | _reasons,

@@ -544,7 +544,8 @@ class OpenAIStreamDecoder:
 
     Every choice is streamed (``n > 1``): events of choice 1, 2 … carry ``choice``. Tool-call
     fragments are keyed by their ``index``; ``id`` and ``name`` come on the first fragment
-    (fragments without an index are numbered by their ``id``: each new id is the next call).
+    (fragments without an index are numbered by their ``id``: each new id is the next call;
+    a new id at an index whose call had another one is the next call too).
     A chunk carrying ``error`` raises StreamError, even when it also carries choices
     (OpenRouter), and so does a flat error object in place of a chunk (Cerebras:
     ``{"message", "type", "param", "code"}``). ``[DONE]`` is the terminator: OpenAI and every
@@ -555,8 +556,8 @@ class OpenAIStreamDecoder:
 
     terminator = "[DONE]"
 
-    __slots__ = ("_ids", "_loads", "_provider", "_refused", "_texted", "done", "extra", "model",
-                 "response_id")
+    __slots__ = ("_ids", "_loads", "_provider", "_refused", "_slots", "_texted", "done", "extra",
+                 "model", "response_id")
 
     def __init__(self, provider: Provider) -> None:
         self._provider = provider
@@ -564,6 +565,8 @@ class OpenAIStreamDecoder:
         self._refused = False  # a refusal and no text: "stop" means REFUSAL, as in chat()
         self._texted = False
         self._ids: list[str] | None = None  # ids of tool calls sent without an index
+        #: wire index -> [the call's index, its id], for servers that reuse an index
+        self._slots: dict[int, list[Any]] | None = None
         self.done = False
         self.response_id: str | None = None
         self.model: str | None = None
@@ -622,6 +625,8 @@ class OpenAIStreamDecoder:
                             index = self._unindexed(call.get("id"))
                         elif type(index) is not int:
                             raise ValueError(f"tool call index {index!r} is not an integer")
+                        elif not which:
+                            index = self._indexed(index, call.get("id"))
                         out.append(ToolCallDelta(index=index, id=call.get("id"),
                                                  name=fn.get("name"),
                                                  arguments=(fn.get("arguments")
@@ -683,6 +688,29 @@ class OpenAIStreamDecoder:
                     kept[key] = kept.get(key, "") + value
                 elif value is not None:
                     kept[key] = value
+
+    def _indexed(self, index: int, call_id: Any) -> int:
+        """The index of a tool-call fragment sent with ``index``: that index, unless the
+        fragment brings a new id at an index whose call had another one (Ollama's
+        OpenAI-compatible API sends every call of a turn as index 0): then the next free
+        index, so two calls are never merged into one."""
+        slots = self._slots
+        if slots is None:
+            slots = self._slots = {}
+        slot = slots.get(index)
+        if slot is None:
+            taken = {own for own, _ in slots.values()}
+            own: int = index if index not in taken else max(taken) + 1
+            slots[index] = [own, call_id or None]
+            return own
+        if isinstance(call_id, str) and call_id:
+            if slot[1] is None:
+                slot[1] = call_id  # the id came after the first fragment
+            elif call_id != slot[1]:  # another call at a reused index
+                own = max(taken for taken, _ in slots.values()) + 1
+                slots[index] = [own, call_id]
+                return own
+        return int(slot[0])
 
     def _unindexed(self, call_id: Any) -> int:
         """The index of a tool-call fragment sent without one: a new id is the next call (some
