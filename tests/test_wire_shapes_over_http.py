@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import aipk
-from aipk.errors import ContentFilteredError, StreamError
+from aipk.errors import ContentFilteredError, ContextWindowExceededError, StreamError
 from aipk_testkit.fixtures import Captures
 
 from .rawserver import raw_server, reply
@@ -171,3 +171,29 @@ def test_ollama_compatible_calls_at_one_reused_index_stay_apart(mode: str, seed:
     assert [(c.id, json.loads(c.arguments)) for c in result.message.tool_calls] == [
         ("call_a", {"path": "a"}), ("call_b", {"path": "b"})]
     assert result.finish_reason is aipk.FinishReason.TOOL_CALLS
+
+
+TOO_LONG = [
+    ("anthropic", {"type": "error", "error": {
+        "type": "invalid_request_error",
+        "message": "input length and `max_tokens` exceed context limit: 178959 + 64000 > "
+                   "200000, decrease input length or `max_tokens` and try again"},
+        "request_id": "req_011CUB2XUHWkFnQzxcKBbjpF"}),
+    ("dashscope", {"error": {
+        "code": "invalid_parameter_error", "param": None, "type": "invalid_request_error",
+        "message": "<400> InternalError.Algo.InvalidParameter: Range of input length should be "
+                   "[1, 983616]"}, "request_id": "81a373d6-28bd-9968-8335-e22a2127c41b"}),
+]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("provider", "body"), TOO_LONG, ids=[p for p, _ in TOO_LONG])
+def test_a_prompt_that_does_not_fit_is_a_context_window_error(provider: str, body: Any,
+                                                              mode: str) -> None:
+    """Real 400 bodies whose code is generic and whose wording says the prompt (with
+    ``max_tokens``) does not fit: Anthropic's "exceed context limit" and DashScope's "Range of
+    input length" (reported in docker/docker-agent#569 and agentscope-ai/QwenPaw#6255)."""
+    with raw_server(reply(400, body)) as server:
+        result = call(server, mode, provider, stream=False)
+    assert isinstance(result, ContextWindowExceededError), result
+    assert not result.retryable
