@@ -13,7 +13,12 @@ from typing import Any
 import pytest
 
 import aipk
-from aipk.errors import ContentFilteredError, ContextWindowExceededError, StreamError
+from aipk.errors import (
+    ContentFilteredError,
+    ContextWindowExceededError,
+    RateLimitError,
+    StreamError,
+)
 from aipk_testkit.fixtures import Captures
 
 from .rawserver import raw_server, reply
@@ -197,3 +202,19 @@ def test_a_prompt_that_does_not_fit_is_a_context_window_error(provider: str, bod
         result = call(server, mode, provider, stream=False)
     assert isinstance(result, ContextWindowExceededError), result
     assert not result.retryable
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("provider", ["openai", "groq"])
+def test_a_429_names_its_wait_in_the_message_only(provider: str, mode: str) -> None:
+    """OpenAI's and Groq's 429 bodies say how long to wait ("Please try again in 1m4.2s.");
+    without a ``retry-after`` header that becomes the error's ``retry_after``."""
+    body = {"error": {"message": "Rate limit reached for gpt-4o in organization org-REDACTED "
+                                 "on tokens per min (TPM): Limit 30000, Used 29790, Requested "
+                                 "2170. Please try again in 1m4.2s. Visit "
+                                 "https://platform.openai.com/account/rate-limits to learn more.",
+                      "type": "tokens", "param": None, "code": "rate_limit_exceeded"}}
+    with raw_server(reply(429, body)) as server:
+        result = call(server, mode, provider, stream=False)
+    assert isinstance(result, RateLimitError), result
+    assert result.retry_after == pytest.approx(64.2)

@@ -37,11 +37,14 @@ from aipk.errors import (
     ContentFilteredError,
     InvalidRequestError,
     ProviderError,
+    RateLimitError,
     ResponseError,
     StreamError,
 )
 from aipk.framing import parse_json
 from aipk.sse import ServerSentEvent
+
+from .waits import wait_in_message
 
 # Records built for every reply (and every streamed chunk): made through aipk.record_maker,
 # a function that takes the keywords directly (a class call packs them into a dict).
@@ -509,6 +512,8 @@ def map_error(provider: Provider, status: int, headers: Mapping[str, str], data:
                                   request_id=request_id, now=now)
     if spent:  # a 429 that waiting does not cure: the router cools the key down for long
         error.retryable = False
+    elif isinstance(error, RateLimitError) and error.retry_after is None:
+        error.retry_after = wait_in_message(message)  # "Please try again in 4.428s."
     return error
 
 
