@@ -218,3 +218,30 @@ def test_a_429_names_its_wait_in_the_message_only(provider: str, mode: str) -> N
         result = call(server, mode, provider, stream=False)
     assert isinstance(result, RateLimitError), result
     assert result.retry_after == pytest.approx(64.2)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("mode", MODES)
+def test_stop_after_streamed_tool_calls_is_tool_calls(mode: str, seed: int) -> None:
+    """gpt-4o with a forced ``tool_choice`` ends its tool calls with ``finish_reason: "stop"``
+    (ollama/ollama#7963); Gemini's and older Ollama's OpenAI-compatible APIs do too."""
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {"id": "chatcmpl-B0C3qSaM6azMY3YXJOEuEl38PXzCu", "object":
+                "chat.completion.chunk", "created": 1739386062, "model": "gpt-4o-2024-08-06",
+                "system_fingerprint": "fp_523b9b6e5f", "choices": [
+                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+
+    body = _sse(
+        chunk({"role": "assistant", "content": None, "tool_calls": [{
+            "index": 0, "id": "call_9", "type": "function",
+            "function": {"name": "get_weather", "arguments": ""}}], "refusal": None}),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"city":'}}]}),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]}),
+        chunk({}, "stop"), "[DONE]")
+    with raw_server(streamed(body, "text/event-stream", seed)) as server:
+        result = call(server, mode, "openai", stream=True)
+    assert isinstance(result, aipk.ChatResponse), result
+    assert (result.finish_reason, result.raw_finish_reason) == (
+        aipk.FinishReason.TOOL_CALLS, "stop")
+    assert [(c.id, c.arguments) for c in result.message.tool_calls] == [
+        ("call_9", '{"city":"Paris"}')]

@@ -258,3 +258,45 @@ def test_streamed_calls_come_back_whole(calls: list[tuple[str, dict[str, int]]],
     response = _stream(*chunks, _chunk({}, "tool_calls"), "[DONE]")
     assert [(c.id, c.name, json.loads(c.arguments)) for c in response.message.tool_calls] == [
         (f"call_{n}", name, arguments) for n, (name, arguments) in enumerate(calls)]
+
+
+def test_stop_after_tool_calls_is_tool_calls_whole_and_streamed() -> None:
+    """Gemini's OpenAI-compatible API answers tool calls with ``finish_reason: "stop"``
+    (microsoft/autogen#4878), and so does gpt-4o with a forced ``tool_choice``
+    (ollama/ollama#7963): that is TOOL_CALLS, the word kept as the raw reason."""
+    whole = _chat({"id": None, "object": "chat.completion", "created": 1737330953,
+                   "model": "gemini-2.0-flash-exp", "choices": [{
+                       "finish_reason": "stop", "index": 0, "logprobs": None, "message": {
+                           "content": None, "refusal": None, "role": "assistant",
+                           "tool_calls": [{"id": "", "type": "function", "function": {
+                               "arguments": '{"query":"AutoGen"}', "name": "web_search"}}]}}],
+                   "usage": {"completion_tokens": 6, "prompt_tokens": 50, "total_tokens": 56}})
+    assert (whole.finish_reason, whole.raw_finish_reason) == (FinishReason.TOOL_CALLS, "stop")
+    assert [(c.name, c.arguments) for c in whole.tool_calls] == [
+        ("web_search", '{"query":"AutoGen"}')]
+    streamed = _stream(
+        _chunk({"role": "assistant", "content": None, "tool_calls": [
+            _call(0, "call_1", "web_search", "")]}),
+        _chunk({"tool_calls": [_call(0, None, None, '{"query":"AutoGen"}')]}),
+        _chunk({}, "stop"), "[DONE]")
+    assert (streamed.finish_reason, streamed.raw_finish_reason) == (
+        FinishReason.TOOL_CALLS, "stop")
+    plain = _stream(_chunk({"content": "Hi"}), _chunk({}, "stop"), "[DONE]")
+    assert plain.finish_reason is FinishReason.STOP
+
+
+def test_stop_after_tool_calls_is_read_per_choice() -> None:
+    text = {"role": "assistant", "content": "Hi"}
+    called = {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}
+    whole = _chat({"id": "x", "object": "chat.completion", "model": "gpt-4o", "choices": [
+        {"index": 0, "message": text, "finish_reason": "stop"},
+        {"index": 1, "message": called, "finish_reason": "stop"}]})
+    assert whole.finish_reason is FinishReason.STOP
+    assert whole.more_choices[0].finish_reason is FinishReason.TOOL_CALLS
+    both = _stream(
+        _chunk({"content": "Hi"}),
+        _chunk({"tool_calls": [_call(0, "c1", "f", "{}")]}, index=1),
+        _chunk({}, "stop"), _chunk({}, "stop", index=1), "[DONE]")
+    assert both.finish_reason is FinishReason.STOP
+    assert both.more_choices[0].finish_reason is FinishReason.TOOL_CALLS

@@ -349,10 +349,12 @@ def _more_choices(provider: Provider, choices: list[Any]) -> tuple[Choice, ...]:
     for position, choice in enumerate(choices[1:], 1):
         raw = choice.get("finish_reason")
         index = choice.get("index")
-        out.append(Choice(index=index if type(index) is int else position,
-                          message=_message(provider, choice.get("message") or {}),
-                          finish_reason=finish_reason(raw) if raw else None,
-                          raw_finish_reason=raw))
+        message = _message(provider, choice.get("message") or {})
+        reason = finish_reason(raw) if raw else None
+        if reason is FinishReason.STOP and message.tool_calls:  # "stop" after tool calls
+            reason = FinishReason.TOOL_CALLS
+        out.append(Choice(index=index if type(index) is int else position, message=message,
+                          finish_reason=reason, raw_finish_reason=raw))
     return tuple(out)
 
 
@@ -392,6 +394,8 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
         # _message() inline for the usual text-only answer
         message = (_message(provider, msg) if get("tool_calls") or get("function_call")
                    else Message.assistant(content))
+        if reason is FinishReason.STOP and message.tool_calls:  # "stop" after tool calls
+            reason = FinishReason.TOOL_CALLS
         reasoning = get("reasoning_content") or get("reasoning")
     logprobs = first.get("logprobs")
     if logprobs:  # asked for with extra={"logprobs": True}: kept as sent
@@ -561,14 +565,15 @@ class OpenAIStreamDecoder:
 
     terminator = "[DONE]"
 
-    __slots__ = ("_ids", "_loads", "_provider", "_refused", "_slots", "_texted", "done", "extra",
-                 "model", "response_id")
+    __slots__ = ("_called", "_ids", "_loads", "_provider", "_refused", "_slots", "_texted",
+                 "done", "extra", "model", "response_id")
 
     def __init__(self, provider: Provider) -> None:
         self._provider = provider
         self._loads = parse_json  # json.loads, minus its Python layers
         self._refused = False  # a refusal and no text: "stop" means REFUSAL, as in chat()
         self._texted = False
+        self._called: set[int] | None = None  # the choices that called tools
         self._ids: list[str] | None = None  # ids of tool calls sent without an index
         #: wire index -> [the call's index, its id], for servers that reuse an index
         self._slots: dict[int, list[Any]] | None = None
@@ -623,6 +628,7 @@ class OpenAIStreamDecoder:
                     out.append(RefusalDelta(text=refusal, choice=which))
                 calls = delta.get("tool_calls")
                 if calls:
+                    self._note_call(which)
                     for call in calls:
                         fn = call.get("function") or call.get("custom") or {}
                         index = call.get("index")
@@ -638,6 +644,7 @@ class OpenAIStreamDecoder:
                                                             or fn.get("input") or ""),
                                                  choice=which))
                 elif delta.get("function_call"):
+                    self._note_call(which)
                     out.append(self._legacy_call(delta["function_call"], which))
                 if not which and (delta.get("annotations") or delta.get("audio")
                                   or delta.get("images")):
@@ -647,9 +654,8 @@ class OpenAIStreamDecoder:
                 if raw == "error" and choice.get("error"):  # OpenRouter: the upstream failed
                     raise _stream_error(self._provider, choice["error"])
                 reason = finish_reason(raw)
-                if (reason is FinishReason.STOP and self._refused and not self._texted
-                        and not which):
-                    reason = FinishReason.REFUSAL
+                if reason is FinishReason.STOP and (self._refused or self._called is not None):
+                    reason = self._stop_reason(which)
                 out.append(_finish_event(reason=reason, raw=raw, choice=which))
                 if not chunk.get("usage") and type(chunk.get("x_groq")) is dict:
                     self._groq_usage(chunk["x_groq"], out)
@@ -657,6 +663,22 @@ class OpenAIStreamDecoder:
         if usage:
             out.append(_usage_event(usage=parse_usage(usage)))
         return out
+
+    def _note_call(self, which: int) -> None:
+        called = self._called
+        if called is None:
+            called = self._called = set()
+        called.add(which)
+
+    def _stop_reason(self, which: int) -> FinishReason:
+        """What ``stop`` means for choice ``which``: REFUSAL after a refusal and no text (as
+        in chat()), TOOL_CALLS after tool calls (gpt-4o with a forced ``tool_choice``, Gemini's
+        and older Ollama's OpenAI-compatible APIs say ``stop`` then), else STOP."""
+        if self._refused and not self._texted and not which:
+            return FinishReason.REFUSAL
+        if self._called is not None and which in self._called:
+            return FinishReason.TOOL_CALLS
+        return FinishReason.STOP
 
     @staticmethod
     def _groq_usage(groq: dict[str, Any], out: list[StreamEvent]) -> None:
