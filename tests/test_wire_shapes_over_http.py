@@ -245,3 +245,24 @@ def test_stop_after_streamed_tool_calls_is_tool_calls(mode: str, seed: int) -> N
         aipk.FinishReason.TOOL_CALLS, "stop")
     assert [(c.id, c.arguments) for c in result.message.tool_calls] == [
         ("call_9", '{"city":"Paris"}')]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("mode", MODES)
+def test_gemini_grounding_of_a_streamed_answer_is_kept(mode: str, seed: int) -> None:
+    """Google Search grounding (ai.google.dev/gemini-api/docs/google-search): the last chunk's
+    ``groundingMetadata`` reaches ``extra`` as a whole answer has it."""
+    grounding = {"webSearchQueries": ["who won euro 2024"],
+                 "groundingChunks": [{"web": {"uri": "https://vertexaisearch.cloud.google.com/"
+                                                     "g/1", "title": "uefa.com"}}],
+                 "groundingSupports": [{"segment": {"startIndex": 0, "endIndex": 19,
+                                                    "text": "Spain won Euro 2024"},
+                                        "groundingChunkIndices": [0]}]}
+    last = _gemini([{"text": "."}], finish="STOP")
+    last["candidates"][0]["groundingMetadata"] = grounding
+    body = _sse(_gemini([{"text": "Spain won Euro 2024"}]), last, crlf=True)
+    with raw_server(streamed(body, "text/event-stream", seed)) as server:
+        result = call(server, mode, "gemini", stream=True)
+    assert isinstance(result, aipk.ChatResponse), result
+    assert result.text == "Spain won Euro 2024."
+    assert result.extra["groundingMetadata"] == grounding
