@@ -47,9 +47,12 @@ def streamed(body: bytes, content_type: str, seed: int,
 
 
 def call(server: RawServer, mode: str, provider: str, *, stream: bool,
+         request_extra: dict[str, Any] | None = None,
          **options: Any) -> aipk.ChatResponse | AipkError:
-    """One chat call (or a whole stream) at ``server``: the response, or the aipk error."""
+    """One chat call (or a whole stream) at ``server``: the response, or the aipk error
+    (``request_extra``: the request's ``extra``)."""
     messages = [aipk.Message.user("hi")]
+    fields: dict[str, Any] = {"extra": request_extra} if request_extra else {}
     options.setdefault("max_retries", 0)
     common: dict[str, Any] = {"base_url": server.url, "api_key": KEY, "timeout": 3.0,
                               **options}
@@ -57,8 +60,8 @@ def call(server: RawServer, mode: str, provider: str, *, stream: bool,
         if mode == "sync":
             with aipk.Client(provider, **common) as client:
                 if not stream:
-                    return client.chat(model="m", messages=messages)
-                with client.stream(model="m", messages=messages) as chat_stream:
+                    return client.chat(model="m", messages=messages, **fields)
+                with client.stream(model="m", messages=messages, **fields) as chat_stream:
                     for _ in chat_stream:
                         pass
                     return chat_stream.response
@@ -71,8 +74,8 @@ def call(server: RawServer, mode: str, provider: str, *, stream: bool,
                 async with aipk.AsyncClient(provider, transport=transport,
                                             **common) as client:
                     if not stream:
-                        return await client.chat(model="m", messages=messages)
-                    async with client.stream(model="m", messages=messages) as chat_stream:
+                        return await client.chat(model="m", messages=messages, **fields)
+                    async with client.stream(model="m", messages=messages, **fields) as chat_stream:
                         async for _ in chat_stream:
                             pass
                         return await chat_stream.get_response()

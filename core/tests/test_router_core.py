@@ -329,6 +329,11 @@ def test_spent_quota_429_cools_down_long() -> None:
     "This model's maximum context length is 128000 tokens. However, you requested 130000",
     "prompt is too long: 208310 tokens > 200000 maximum",
     "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).",
+    # Anthropic, when the prompt plus max_tokens does not fit
+    "input length and `max_tokens` exceed context limit: 178959 + 64000 > 200000, decrease "
+    "input length or `max_tokens` and try again",
+    # DashScope (Qwen), code invalid_parameter_error
+    "<400> InternalError.Algo.InvalidParameter: Range of input length should be [1, 983616]",
 ])
 def test_context_window_errors_are_recognised_by_message(message: str) -> None:
     assert is_context_window_error(BadRequestError(message, provider="p", status=400))

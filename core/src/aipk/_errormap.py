@@ -46,8 +46,9 @@ _HINTS = {
 CONTEXT_CODES = frozenset({"context_length_exceeded", "context_window_exceeded",
                            "model_context_window_exceeded"})
 #: What a too-long prompt's error message says (compiled by ``re`` on the first error).
-_CONTEXT_TEXT = (r"context[ _-]?(length|window)|prompt is too long|input token count.*exceeds"
-                 r"|maximum number of tokens|too many (input )?tokens")
+_CONTEXT_TEXT = (r"context[ _-]?(length|window|limit)|prompt is too long"
+                 r"|input token count.*exceeds|maximum number of tokens|too many (input )?tokens"
+                 r"|range of input length")
 #: Error codes for a prompt blocked by a safety filter (OpenAI/Azure, LiteLLM-style proxies).
 CONTENT_FILTER_CODES = frozenset({"content_filter", "content_policy_violation",
                                   "content_filtered", "responsibleaipolicyviolation"})

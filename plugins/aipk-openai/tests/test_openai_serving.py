@@ -170,6 +170,8 @@ def test_an_answer_the_server_writes_is_read_back_unchanged(
                                     json.loads(json.dumps(body)))
     assert back.message == response.message
     assert back.usage == (usage if usage is not None and serving.usage_object(usage) else None)
+    if reason is FinishReason.STOP and calls:  # "stop" after tool calls reads as TOOL_CALLS
+        reason = FinishReason.TOOL_CALLS
     assert (back.finish_reason, back.reasoning) == (reason, reasoning)
     assert back.id == (response_id or body["id"]) and body["id"].startswith(
         "chatcmpl-" if response_id is None else response_id)
@@ -191,8 +193,10 @@ def _events(choice: int) -> st.SearchStrategy[StreamEvent]:
         st.builds(TextDelta, text=_text.filter(bool), choice=st.just(choice)),
         st.builds(ReasoningDelta, text=_text.filter(bool), choice=st.just(choice)),
         st.builds(RefusalDelta, text=_text.filter(bool), choice=st.just(choice)),
-        st.builds(ToolCallDelta, index=st.integers(0, 2), id=st.none() | _id,
-                  name=st.none() | _name, arguments=_text, choice=st.just(choice)))
+        # a call keeps its one id (a new id at a used index is another call)
+        st.integers(0, 2).flatmap(lambda index: st.builds(
+            ToolCallDelta, index=st.just(index), id=st.none() | st.just(f"call_{index}"),
+            name=st.none() | _name, arguments=_text, choice=st.just(choice))))
 
 
 @given(st.lists(st.one_of(_events(0), _events(1)), max_size=12), st.none() | _reasons,
@@ -220,6 +224,9 @@ def test_a_stream_the_server_writes_is_decoded_to_the_same_events(
     texted = any(type(e) is TextDelta and not e.choice for e in events)
     if reason is FinishReason.STOP and refused and not texted:  # as chat() reads it
         expected[-1] = FinishEvent(reason=FinishReason.REFUSAL, raw="stop")
+    elif reason is FinishReason.STOP and any(type(e) is ToolCallDelta and not e.choice
+                                             for e in events):  # "stop" after tool calls
+        expected[-1] = FinishEvent(reason=FinishReason.TOOL_CALLS, raw="stop")
     if usage is not None and serving.usage_object(usage):
         expected.append(UsageEvent(usage=usage))
     assert decoded == expected

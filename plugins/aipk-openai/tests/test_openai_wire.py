@@ -638,6 +638,8 @@ def test_a_reply_message_is_what_message_makes_of_it(
     expected = wire.finish_reason(reason) if reason else None
     if refusal and not content and expected is FinishReason.STOP:
         expected = FinishReason.REFUSAL
+    if calls and expected is FinishReason.STOP:  # "stop" after tool calls
+        expected = FinishReason.TOOL_CALLS
     assert response.finish_reason is expected
 
 
@@ -650,10 +652,13 @@ def _reference_response(data: dict[str, Any]) -> aipk.ChatResponse:
     if msg.get("refusal") and not msg.get("content") and reason is FinishReason.STOP:
         reason = FinishReason.REFUSAL
     usage = data.get("usage")
+    message = (wire._message(_provider(), msg) if msg.get("tool_calls") or msg.get(
+        "function_call") else Message.assistant(msg.get("content")))
+    if message.tool_calls and reason is FinishReason.STOP:  # "stop" after tool calls
+        reason = FinishReason.TOOL_CALLS
     return aipk.ChatResponse(
         provider="openai", model=data.get("model") or "m",
-        message=(wire._message(_provider(), msg) if msg.get("tool_calls") or msg.get(
-            "function_call") else Message.assistant(msg.get("content"))),
+        message=message,
         finish_reason=reason, raw_finish_reason=raw,
         usage=wire.parse_usage(usage) if usage else None, id=data.get("id"),
         refusal=msg.get("refusal"),

@@ -207,3 +207,96 @@ def test_groq_usage_on_the_finish_chunk() -> None:
     plain = _stream(_chunk({"content": "Hi"}), {**_chunk({}, "stop"), "x_groq": {"id": "r"}},
                     "[DONE]")
     assert plain.usage is None
+
+
+def _call(index: int, call_id: str | None, name: str | None, arguments: str) -> dict[str, Any]:
+    fn: dict[str, Any] = {"arguments": arguments}
+    if name is not None:
+        fn["name"] = name
+    call: dict[str, Any] = {"index": index, "function": fn}
+    if call_id is not None:
+        call.update(id=call_id, type="function")
+    return call
+
+
+def test_calls_sent_at_one_reused_index_stay_apart() -> None:
+    """Ollama's OpenAI-compatible API sends each call of a turn whole, every one as index 0
+    (vercel/ai#14277): a new id at a used index is a new call, not more arguments."""
+    response = _stream(
+        _chunk({"role": "assistant", "content": "",
+                "tool_calls": [_call(0, "call_a", "read", '{"path":"a"}')]}),
+        _chunk({"tool_calls": [_call(0, "call_b", "read", '{"path":"b"}')]}),
+        _chunk({}, "tool_calls"), "[DONE]")
+    assert [(c.id, c.name, c.arguments) for c in response.message.tool_calls] == [
+        ("call_a", "read", '{"path":"a"}'), ("call_b", "read", '{"path":"b"}')]
+
+
+CALLS = st.lists(st.tuples(st.from_regex(r"[a-z]{1,6}", fullmatch=True),
+                           st.dictionaries(st.from_regex(r"[a-z]{1,4}", fullmatch=True),
+                                           st.integers(), max_size=3)),
+                 min_size=1, max_size=4)
+
+
+@given(CALLS, st.booleans(), st.booleans(), st.data())
+def test_streamed_calls_come_back_whole(calls: list[tuple[str, dict[str, int]]],
+                                        reuse_index: bool, repeat_id: bool,
+                                        data: st.DataObject) -> None:
+    """Calls streamed one after another, each call's arguments cut anywhere, with indexes
+    0, 1, 2 … (OpenAI) or all 0 (Ollama), the id on the first fragment only or on every one
+    (vLLM): each call is rebuilt with its own id, name and arguments."""
+    chunks: list[Any] = []
+    for n, (name, arguments) in enumerate(calls):
+        text = json.dumps(arguments)
+        cuts = sorted(data.draw(st.sets(st.integers(0, len(text)), max_size=3)))
+        pieces = [text[a:b] for a, b in pairwise([0, *cuts, len(text)])]
+        index = 0 if reuse_index else n
+        for k, piece in enumerate(pieces):
+            first = k == 0
+            call_id = f"call_{n}" if first or repeat_id else None
+            chunks.append(_chunk({"tool_calls": [
+                _call(index, call_id, name if first else None, piece)]}))
+    response = _stream(*chunks, _chunk({}, "tool_calls"), "[DONE]")
+    assert [(c.id, c.name, json.loads(c.arguments)) for c in response.message.tool_calls] == [
+        (f"call_{n}", name, arguments) for n, (name, arguments) in enumerate(calls)]
+
+
+def test_stop_after_tool_calls_is_tool_calls_whole_and_streamed() -> None:
+    """Gemini's OpenAI-compatible API answers tool calls with ``finish_reason: "stop"``
+    (microsoft/autogen#4878), and so does gpt-4o with a forced ``tool_choice``
+    (ollama/ollama#7963): that is TOOL_CALLS, the word kept as the raw reason."""
+    whole = _chat({"id": None, "object": "chat.completion", "created": 1737330953,
+                   "model": "gemini-2.0-flash-exp", "choices": [{
+                       "finish_reason": "stop", "index": 0, "logprobs": None, "message": {
+                           "content": None, "refusal": None, "role": "assistant",
+                           "tool_calls": [{"id": "", "type": "function", "function": {
+                               "arguments": '{"query":"AutoGen"}', "name": "web_search"}}]}}],
+                   "usage": {"completion_tokens": 6, "prompt_tokens": 50, "total_tokens": 56}})
+    assert (whole.finish_reason, whole.raw_finish_reason) == (FinishReason.TOOL_CALLS, "stop")
+    assert [(c.name, c.arguments) for c in whole.tool_calls] == [
+        ("web_search", '{"query":"AutoGen"}')]
+    streamed = _stream(
+        _chunk({"role": "assistant", "content": None, "tool_calls": [
+            _call(0, "call_1", "web_search", "")]}),
+        _chunk({"tool_calls": [_call(0, None, None, '{"query":"AutoGen"}')]}),
+        _chunk({}, "stop"), "[DONE]")
+    assert (streamed.finish_reason, streamed.raw_finish_reason) == (
+        FinishReason.TOOL_CALLS, "stop")
+    plain = _stream(_chunk({"content": "Hi"}), _chunk({}, "stop"), "[DONE]")
+    assert plain.finish_reason is FinishReason.STOP
+
+
+def test_stop_after_tool_calls_is_read_per_choice() -> None:
+    text = {"role": "assistant", "content": "Hi"}
+    called = {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}
+    whole = _chat({"id": "x", "object": "chat.completion", "model": "gpt-4o", "choices": [
+        {"index": 0, "message": text, "finish_reason": "stop"},
+        {"index": 1, "message": called, "finish_reason": "stop"}]})
+    assert whole.finish_reason is FinishReason.STOP
+    assert whole.more_choices[0].finish_reason is FinishReason.TOOL_CALLS
+    both = _stream(
+        _chunk({"content": "Hi"}),
+        _chunk({"tool_calls": [_call(0, "c1", "f", "{}")]}, index=1),
+        _chunk({}, "stop"), _chunk({}, "stop", index=1), "[DONE]")
+    assert both.finish_reason is FinishReason.STOP
+    assert both.more_choices[0].finish_reason is FinishReason.TOOL_CALLS

@@ -33,6 +33,7 @@ from aipk import (
 )
 from aipk.sse import ServerSentEvent
 from aipk_openai import wire
+from aipk_openai.logprobs import LogprobsStreamDecoder, wants_logprobs
 
 from . import limits
 
@@ -107,7 +108,15 @@ class CerebrasStreamDecoder(wire.OpenAIStreamDecoder):
 
 @hookimpl_for(provider=NAME, tryfirst=True)
 def aipk_stream_decoder(provider: Provider, request: ChatRequest) -> CerebrasStreamDecoder:
+    if request.extra and wants_logprobs(request):
+        return _CerebrasLogprobsDecoder(provider)
     return CerebrasStreamDecoder(provider)
+
+
+class _CerebrasLogprobsDecoder(LogprobsStreamDecoder, CerebrasStreamDecoder):
+    """The Cerebras decoder, joining the ``logprobs`` a stream asked for."""
+
+    __slots__ = ()
 
 
 @hookimpl_for(provider=NAME, tryfirst=True)

@@ -57,7 +57,8 @@ class GeminiStreamDecoder:
     Each chunk is a whole GenerateContentResponse: text parts become TextDelta, ``thought``
     parts ReasoningDelta, each ``functionCall`` one complete ToolCallDelta (index, id, name and
     the JSON arguments); ``usageMetadata`` is a running snapshot, re-emitted when it changes;
-    ``finishReason`` (or a ``promptFeedback.blockReason``) becomes the FinishEvent. Gemini sends
+    ``finishReason`` (or a ``promptFeedback.blockReason``) becomes the FinishEvent; source
+    metadata (grounding, URL context, citations) is kept in ``extra``. Gemini sends
     no terminator event (no ``[DONE]``): the chunk carrying the finish reason is the last one,
     with the final ``usageMetadata``, and then the body ends. So that chunk is the terminator
     (``done``), and a body that ends before it was cut short. With ``candidates > 1``
@@ -116,6 +117,9 @@ class GeminiStreamDecoder:
             for part in _parts(candidate):
                 if type(part) is dict:
                     self._part(part, out)
+            if ("groundingMetadata" in candidate or "citationMetadata" in candidate
+                    or "urlContextMetadata" in candidate):
+                self._sources(candidate)
             raw = candidate.get("finishReason")
             if type(raw) is int:  # enum-encoding=int
                 raw = raw_finish_reason(raw)
@@ -167,6 +171,20 @@ class GeminiStreamDecoder:
                 self._finish(which)
                 out.append(FinishEvent(reason=finish_reason(raw, which in counts), raw=raw,
                                        choice=which))
+
+    def _sources(self, candidate: Mapping[str, Any]) -> None:
+        """Candidate 0's source metadata into ``extra``, as a whole answer has it: the latest
+        ``groundingMetadata`` and ``urlContextMetadata`` (sent whole, with the last chunk), and
+        every chunk's ``citationMetadata.citationSources`` joined in order."""
+        for key in ("groundingMetadata", "urlContextMetadata"):
+            value = candidate.get(key)
+            if value:
+                self.extra[key] = value
+        citations = candidate.get("citationMetadata")
+        sources = citations.get("citationSources") if isinstance(citations, Mapping) else None
+        if isinstance(sources, list) and sources:
+            kept = self.extra.setdefault("citationMetadata", {"citationSources": []})
+            kept["citationSources"].extend(sources)
 
     def _finish(self, which: int) -> None:
         if self._candidates == 1:

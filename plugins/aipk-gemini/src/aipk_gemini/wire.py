@@ -123,6 +123,9 @@ def raw_finish_reason(value: Any) -> str | None:
     if type(value) is int and value > 0:
         return _FINISH_NUMBERS[value] if value < len(_FINISH_NUMBERS) else str(value)
     return None
+#: A candidate's record of its sources, kept whole in ``ChatResponse.extra``: Google Search
+#: grounding, recitation citations, the URL context tool's fetched URLs
+SOURCE_METADATA = ("groundingMetadata", "citationMetadata", "urlContextMetadata")
 #: ``stream_framing`` option values: ``alt=sse`` events, or one JSON array (no ``alt``)
 STREAM_FRAMINGS = ("sse", "json-array")
 
@@ -548,6 +551,9 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
     reason = finish_reason(raw, bool(calls)) if raw else None
     if candidate.get("finishMessage"):
         extra["finishMessage"] = candidate["finishMessage"]
+    for key in SOURCE_METADATA:
+        if candidate.get(key):
+            extra[key] = candidate[key]
     joined = "".join(text)
     return ChatResponse(
         provider=provider.name,

@@ -24,6 +24,7 @@ from aipk import (
 from aipk.errors import ProviderError
 
 from . import wire
+from .logprobs import LogprobsStreamDecoder, wants_logprobs
 from .presets import PRESETS
 
 if TYPE_CHECKING:
@@ -88,6 +89,8 @@ def aipk_parse_response(provider: Provider, request: ChatRequest, data: Any,
 @hookimpl_for(protocol=PROTOCOL)
 def aipk_stream_decoder(provider: Provider, request: ChatRequest) -> (
         wire.OpenAIStreamDecoder | None):
+    if request.extra and wants_logprobs(request):
+        return LogprobsStreamDecoder(provider)
     return wire.OpenAIStreamDecoder(provider)
 
 

@@ -37,11 +37,14 @@ from aipk.errors import (
     ContentFilteredError,
     InvalidRequestError,
     ProviderError,
+    RateLimitError,
     ResponseError,
     StreamError,
 )
 from aipk.framing import parse_json
 from aipk.sse import ServerSentEvent
+
+from .waits import wait_in_message
 
 # Records built for every reply (and every streamed chunk): made through aipk.record_maker,
 # a function that takes the keywords directly (a class call packs them into a dict).
@@ -346,10 +349,12 @@ def _more_choices(provider: Provider, choices: list[Any]) -> tuple[Choice, ...]:
     for position, choice in enumerate(choices[1:], 1):
         raw = choice.get("finish_reason")
         index = choice.get("index")
-        out.append(Choice(index=index if type(index) is int else position,
-                          message=_message(provider, choice.get("message") or {}),
-                          finish_reason=finish_reason(raw) if raw else None,
-                          raw_finish_reason=raw))
+        message = _message(provider, choice.get("message") or {})
+        reason = finish_reason(raw) if raw else None
+        if reason is FinishReason.STOP and message.tool_calls:  # "stop" after tool calls
+            reason = FinishReason.TOOL_CALLS
+        out.append(Choice(index=index if type(index) is int else position, message=message,
+                          finish_reason=reason, raw_finish_reason=raw))
     return tuple(out)
 
 
@@ -389,7 +394,12 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
         # _message() inline for the usual text-only answer
         message = (_message(provider, msg) if get("tool_calls") or get("function_call")
                    else Message.assistant(content))
+        if reason is FinishReason.STOP and message.tool_calls:  # "stop" after tool calls
+            reason = FinishReason.TOOL_CALLS
         reasoning = get("reasoning_content") or get("reasoning")
+    logprobs = first.get("logprobs")
+    if logprobs:  # asked for with extra={"logprobs": True}: kept as sent
+        extra["logprobs"] = logprobs
     return _chat_response(
         provider=provider.spec.name,  # provider.name without the property's call
         model=data.get("model") or request.model,
@@ -506,6 +516,8 @@ def map_error(provider: Provider, status: int, headers: Mapping[str, str], data:
                                   request_id=request_id, now=now)
     if spent:  # a 429 that waiting does not cure: the router cools the key down for long
         error.retryable = False
+    elif isinstance(error, RateLimitError) and error.retry_after is None:
+        error.retry_after = wait_in_message(message)  # "Please try again in 4.428s."
     return error
 
 
@@ -541,7 +553,8 @@ class OpenAIStreamDecoder:
 
     Every choice is streamed (``n > 1``): events of choice 1, 2 … carry ``choice``. Tool-call
     fragments are keyed by their ``index``; ``id`` and ``name`` come on the first fragment
-    (fragments without an index are numbered by their ``id``: each new id is the next call).
+    (fragments without an index are numbered by their ``id``: each new id is the next call;
+    a new id at an index whose call had another one is the next call too).
     A chunk carrying ``error`` raises StreamError, even when it also carries choices
     (OpenRouter), and so does a flat error object in place of a chunk (Cerebras:
     ``{"message", "type", "param", "code"}``). ``[DONE]`` is the terminator: OpenAI and every
@@ -552,15 +565,18 @@ class OpenAIStreamDecoder:
 
     terminator = "[DONE]"
 
-    __slots__ = ("_ids", "_loads", "_provider", "_refused", "_texted", "done", "extra", "model",
-                 "response_id")
+    __slots__ = ("_called", "_ids", "_loads", "_provider", "_refused", "_slots", "_texted",
+                 "done", "extra", "model", "response_id")
 
     def __init__(self, provider: Provider) -> None:
         self._provider = provider
         self._loads = parse_json  # json.loads, minus its Python layers
         self._refused = False  # a refusal and no text: "stop" means REFUSAL, as in chat()
         self._texted = False
+        self._called: set[int] | None = None  # the choices that called tools
         self._ids: list[str] | None = None  # ids of tool calls sent without an index
+        #: wire index -> [the call's index, its id], for servers that reuse an index
+        self._slots: dict[int, list[Any]] | None = None
         self.done = False
         self.response_id: str | None = None
         self.model: str | None = None
@@ -612,6 +628,7 @@ class OpenAIStreamDecoder:
                     out.append(RefusalDelta(text=refusal, choice=which))
                 calls = delta.get("tool_calls")
                 if calls:
+                    self._note_call(which)
                     for call in calls:
                         fn = call.get("function") or call.get("custom") or {}
                         index = call.get("index")
@@ -619,12 +636,15 @@ class OpenAIStreamDecoder:
                             index = self._unindexed(call.get("id"))
                         elif type(index) is not int:
                             raise ValueError(f"tool call index {index!r} is not an integer")
+                        elif not which:
+                            index = self._indexed(index, call.get("id"))
                         out.append(ToolCallDelta(index=index, id=call.get("id"),
                                                  name=fn.get("name"),
                                                  arguments=(fn.get("arguments")
                                                             or fn.get("input") or ""),
                                                  choice=which))
                 elif delta.get("function_call"):
+                    self._note_call(which)
                     out.append(self._legacy_call(delta["function_call"], which))
                 if not which and (delta.get("annotations") or delta.get("audio")
                                   or delta.get("images")):
@@ -634,9 +654,8 @@ class OpenAIStreamDecoder:
                 if raw == "error" and choice.get("error"):  # OpenRouter: the upstream failed
                     raise _stream_error(self._provider, choice["error"])
                 reason = finish_reason(raw)
-                if (reason is FinishReason.STOP and self._refused and not self._texted
-                        and not which):
-                    reason = FinishReason.REFUSAL
+                if reason is FinishReason.STOP and (self._refused or self._called is not None):
+                    reason = self._stop_reason(which)
                 out.append(_finish_event(reason=reason, raw=raw, choice=which))
                 if not chunk.get("usage") and type(chunk.get("x_groq")) is dict:
                     self._groq_usage(chunk["x_groq"], out)
@@ -644,6 +663,22 @@ class OpenAIStreamDecoder:
         if usage:
             out.append(_usage_event(usage=parse_usage(usage)))
         return out
+
+    def _note_call(self, which: int) -> None:
+        called = self._called
+        if called is None:
+            called = self._called = set()
+        called.add(which)
+
+    def _stop_reason(self, which: int) -> FinishReason:
+        """What ``stop`` means for choice ``which``: REFUSAL after a refusal and no text (as
+        in chat()), TOOL_CALLS after tool calls (gpt-4o with a forced ``tool_choice``, Gemini's
+        and older Ollama's OpenAI-compatible APIs say ``stop`` then), else STOP."""
+        if self._refused and not self._texted and not which:
+            return FinishReason.REFUSAL
+        if self._called is not None and which in self._called:
+            return FinishReason.TOOL_CALLS
+        return FinishReason.STOP
 
     @staticmethod
     def _groq_usage(groq: dict[str, Any], out: list[StreamEvent]) -> None:
@@ -680,6 +715,29 @@ class OpenAIStreamDecoder:
                     kept[key] = kept.get(key, "") + value
                 elif value is not None:
                     kept[key] = value
+
+    def _indexed(self, index: int, call_id: Any) -> int:
+        """The index of a tool-call fragment sent with ``index``: that index, unless the
+        fragment brings a new id at an index whose call had another one (Ollama's
+        OpenAI-compatible API sends every call of a turn as index 0): then the next free
+        index, so two calls are never merged into one."""
+        slots = self._slots
+        if slots is None:
+            slots = self._slots = {}
+        slot = slots.get(index)
+        if slot is None:
+            taken = {own for own, _ in slots.values()}
+            own: int = index if index not in taken else max(taken) + 1
+            slots[index] = [own, call_id or None]
+            return own
+        if isinstance(call_id, str) and call_id:
+            if slot[1] is None:
+                slot[1] = call_id  # the id came after the first fragment
+            elif call_id != slot[1]:  # another call at a reused index
+                own = max(taken for taken, _ in slots.values()) + 1
+                slots[index] = [own, call_id]
+                return own
+        return int(slot[0])
 
     def _unindexed(self, call_id: Any) -> int:
         """The index of a tool-call fragment sent without one: a new id is the next call (some

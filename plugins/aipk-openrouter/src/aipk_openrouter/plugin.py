@@ -28,6 +28,7 @@ from aipk import (
     hookimpl_for,
 )
 from aipk.errors import ProviderError
+from aipk_openai.logprobs import LogprobsStreamDecoder, wants_logprobs
 
 from . import limits, models, wire
 from .routing import RouterOptions
@@ -104,7 +105,15 @@ def aipk_parse_response(provider: Provider, request: ChatRequest, data: Any,
 @hookimpl_for(provider=NAME, tryfirst=True)
 def aipk_stream_decoder(provider: Provider, request: ChatRequest) -> (
         wire.OpenRouterStreamDecoder | None):
+    if request.extra and wants_logprobs(request):
+        return _OpenRouterLogprobsDecoder(provider)
     return wire.OpenRouterStreamDecoder(provider)
+
+
+class _OpenRouterLogprobsDecoder(LogprobsStreamDecoder, wire.OpenRouterStreamDecoder):
+    """The OpenRouter decoder, joining the ``logprobs`` a stream asked for."""
+
+    __slots__ = ()
 
 
 @hookimpl_for(provider=NAME, tryfirst=True)
