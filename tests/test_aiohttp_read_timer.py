@@ -8,13 +8,14 @@ import asyncio
 import time
 from typing import Any
 
+import aiohttp
 from aiohttp.client_proto import ResponseHandler
 
 import aipk
 from aipk import Message, Timeout
 from aipk._aiohttp_reads import LazyReadTimer
 from aipk.errors import RequestTimeout
-from aipk.transports import AiohttpTransport
+from aipk.transports import AiohttpTransport, TransportFailure
 from aipk_testkit.emulator import Emulator, Fault, Reply
 
 USER = [Message.user("Hello there")]
@@ -142,3 +143,27 @@ def test_a_slow_head_on_a_reused_connection_times_out(emu: Emulator) -> None:
 
     failed = asyncio.run(run())
     assert isinstance(failed, RequestTimeout) and failed.before_first_byte
+
+
+def test_a_transport_without_a_timeout_keeps_its_sessions_own(emu: Emulator) -> None:
+    """A transport given no timeout, over a session of yours, sends each request without
+    aiohttp's ``timeout=``: the session's own read timeout bounds the silence in the body."""
+    async def run() -> TransportFailure | None:
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(sock_read=0.2))
+        transport = AiohttpTransport(session)
+        request = aipk.HttpRequest(method="POST", url=emu.url("openai") + "/chat/completions",
+                                   headers={"authorization": "Bearer sk-test-0123456789",
+                                            "content-type": "application/json"})
+        body = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}'
+        emu.enqueue(Fault.stall(1.0))  # half the body, a second's silence, the rest
+        failure: TransportFailure | None = None
+        try:
+            response = await transport.send(request, body)
+            await response.read()
+        except TransportFailure as exc:
+            failure = exc
+        await session.close()
+        return failure
+
+    failure = asyncio.run(run())
+    assert failure is not None and failure.timeout
