@@ -11,6 +11,7 @@ import json
 import time
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.client_proto import ResponseHandler
 
@@ -18,7 +19,7 @@ import aipk
 from aipk import Message, Timeout
 from aipk._aiohttp_reads import _RESUMES_ON_EVERY_READ, LazyReadTimer
 from aipk.errors import RequestTimeout
-from aipk.transports import AiohttpTransport
+from aipk.transports import AiohttpTransport, TransportFailure
 from aipk_testkit.emulator import Emulator, Fault, Reply
 
 from .rawserver import chunk, gzipped, head, raw_server
@@ -243,3 +244,27 @@ def test_a_compressed_stream_whose_reading_was_paused_is_read_to_the_end() -> No
 
     with raw_server(script) as server:
         assert asyncio.run(run(server.url)) == LONG_TEXT
+
+
+def test_a_transport_without_a_timeout_keeps_its_sessions_own(emu: Emulator) -> None:
+    """A transport given no timeout, over a session of yours, sends each request without
+    aiohttp's ``timeout=``: the session's own read timeout bounds the silence in the body."""
+    async def run() -> TransportFailure | None:
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(sock_read=0.2))
+        transport = AiohttpTransport(session)
+        request = aipk.HttpRequest(method="POST", url=emu.url("openai") + "/chat/completions",
+                                   headers={"authorization": "Bearer sk-test-0123456789",
+                                            "content-type": "application/json"})
+        body = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}'
+        emu.enqueue(Fault.stall(1.0))  # half the body, a second's silence, the rest
+        failure: TransportFailure | None = None
+        try:
+            response = await transport.send(request, body)
+            await response.read()
+        except TransportFailure as exc:
+            failure = exc
+        await session.close()
+        return failure
+
+    failure = asyncio.run(run())
+    assert failure is not None and failure.timeout

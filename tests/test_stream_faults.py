@@ -288,7 +288,7 @@ def test_client_timeout_reaches_every_transport() -> None:
             read=9.0))) as c:
         assert c.timeout.read == 9.0
     aio = aipk.AsyncClient("openai", api_key="sk-x", timeout=0.5, transport=AiohttpTransport())
-    per_request = aio._transport._per_request["timeout"]  # type: ignore[attr-defined]
+    per_request = aio._transport._request_timeout  # type: ignore[attr-defined]
     assert (per_request.sock_read, per_request.sock_connect, per_request.total) == (
         0.5, 0.5, None)
     assert per_request.connect == 0.5 + Timeout().pool
