@@ -492,6 +492,24 @@ class HttpxTransport:
             self._client.close()
 
 
+def _abody(response: httpx.Response, headers: Mapping[str, str]) -> AsyncIterator[bytes]:
+    """``response``'s body as it arrives: with no ``content-encoding``, its stream's own parts
+    (what ``aiter_bytes()`` yields then, minus two generator layers per part: no decoder and
+    no re-chunking to pass through); otherwise ``aiter_bytes()``, which decodes. Each read
+    still waits at most the request's read timeout (httpcore bounds it)."""
+    import httpx
+
+    stream = response.stream
+    if "content-encoding" in headers or not isinstance(stream, httpx.AsyncByteStream):
+        return response.aiter_bytes()
+    if response.is_stream_consumed:
+        raise httpx.StreamConsumed()
+    if response.is_closed:
+        raise httpx.StreamClosed()
+    response.is_stream_consumed = True
+    return stream.__aiter__()
+
+
 class _AsyncHttpxResponse:
     __slots__ = ("_chunks", "_response", "headers", "status")
 
@@ -514,7 +532,7 @@ class _AsyncHttpxResponse:
         import httpx
 
         _check_encoding(self.headers)
-        self._chunks = chunks = self._response.aiter_bytes()
+        self._chunks = chunks = _abody(self._response, self.headers)
         try:
             async for chunk in chunks:
                 yield chunk
