@@ -322,8 +322,17 @@ def _call_parts(call: Mapping[str, Any]) -> tuple[Any, Any]:
     tool (``type: "custom"``) ``custom`` ``{name, input}`` (free text, not JSON)."""
     fn: Any = call.get("function")
     if fn is None and isinstance(call.get("custom"), Mapping):
-        return call["custom"].get("name"), call["custom"].get("input")
-    return fn["name"], fn.get("arguments")
+        return _named(call["custom"].get("name"), call), call["custom"].get("input")
+    return _named(fn.get("name"), call), fn.get("arguments")
+
+
+def _named(name: Any, call: Any) -> str:
+    """A tool call's ``name``; ValueError (a ResponseError to the caller) when it has none,
+    since a call that names no tool cannot be run."""
+    if not name or type(name) is not str:
+        raise ValueError(f"tool call {call.get('id')!r} has no tool name (name: {name!r}); "
+                         f"the answer asks for a tool without saying which")
+    return name
 
 
 def _message(provider: Provider, msg: Mapping[str, Any]) -> Message:
@@ -332,7 +341,7 @@ def _message(provider: Provider, msg: Mapping[str, Any]) -> Message:
         legacy = msg.get("function_call")
         if isinstance(legacy, Mapping):  # the deprecated single function call
             return Message(role="assistant", content=msg.get("content"), tool_calls=(
-                ToolCall(id="call_0", name=legacy["name"],
+                ToolCall(id="call_0", name=_named(legacy.get("name"), legacy),
                          arguments=legacy.get("arguments") or "{}"),))
         return Message(role="assistant", content=msg.get("content"))
     calls = []
@@ -565,8 +574,8 @@ class OpenAIStreamDecoder:
 
     terminator = "[DONE]"
 
-    __slots__ = ("_called", "_ids", "_loads", "_provider", "_refused", "_slots", "_texted",
-                 "done", "extra", "model", "response_id")
+    __slots__ = ("_called", "_ids", "_loads", "_named", "_provider", "_refused", "_slots",
+                 "_texted", "done", "extra", "model", "response_id")
 
     def __init__(self, provider: Provider) -> None:
         self._provider = provider
@@ -575,6 +584,8 @@ class OpenAIStreamDecoder:
         self._texted = False
         self._called: set[int] | None = None  # the choices that called tools
         self._ids: list[str] | None = None  # ids of tool calls sent without an index
+        #: (choice, tool call index) -> whether a fragment named the tool
+        self._named: dict[tuple[int, int], bool] | None = None
         #: wire index -> [the call's index, its id], for servers that reuse an index
         self._slots: dict[int, list[Any]] | None = None
         self.done = False
@@ -586,6 +597,8 @@ class OpenAIStreamDecoder:
         data = event.data
         if data[:6] == "[DONE]":
             self.done = True
+            if self._named is not None and not all(self._named.values()):
+                self._nameless()
             return ()
         chunk = self._loads(data)
         if type(chunk) is not dict:
@@ -638,8 +651,9 @@ class OpenAIStreamDecoder:
                             raise ValueError(f"tool call index {index!r} is not an integer")
                         elif not which:
                             index = self._indexed(index, call.get("id"))
-                        out.append(ToolCallDelta(index=index, id=call.get("id"),
-                                                 name=fn.get("name"),
+                        name = fn.get("name")
+                        self._name_seen(which, index, name)
+                        out.append(ToolCallDelta(index=index, id=call.get("id"), name=name,
                                                  arguments=(fn.get("arguments")
                                                             or fn.get("input") or ""),
                                                  choice=which))
@@ -694,8 +708,27 @@ class OpenAIStreamDecoder:
         if type(call) is not dict:
             raise ValueError(f"function_call {call!r} is not an object")
         name = call.get("name")
+        self._name_seen(which, 0, name)
         return ToolCallDelta(index=0, id="call_0" if name else None, name=name or None,
                              arguments=call.get("arguments") or "", choice=which)
+
+    def _name_seen(self, which: int, index: int, name: Any) -> None:
+        """Note whether tool call ``index`` of choice ``which`` has been named yet."""
+        named = self._named
+        if named is None:
+            named = self._named = {}
+        if name and type(name) is str:
+            named[which, index] = True
+        elif (which, index) not in named:
+            named[which, index] = False
+
+    def _nameless(self) -> None:
+        """ValueError (a ResponseError to the caller) for a stream that ended with a tool
+        call whose fragments never named the tool: a call the client cannot run."""
+        missing = sorted(key for key, named in (self._named or {}).items() if not named)
+        which, index = missing[0]
+        raise ValueError(f"tool call {index} (choice {which}) ended without a tool name; the "
+                         f"answer asks for a tool without saying which")
 
     def _keep(self, delta: Mapping[str, Any]) -> None:
         """What choice 0's delta carries beside text, reasoning, refusals and tool calls,
