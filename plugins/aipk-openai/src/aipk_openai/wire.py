@@ -457,9 +457,15 @@ def parse_models(provider: Provider, data: Any) -> list[ModelInfo]:
 
 # -- errors and rate limits ------------------------------------------------------------------
 
-_RETRYABLE_CODES = {"server_error", "overloaded", "overloaded_error", "rate_limit_exceeded",
-                    "timeout", "service_unavailable", "too_many_requests_error",
-                    "queue_exceeded"}
+#: in-band error codes (compared in lower case) of a transient failure on the server's side:
+#: worth another try while nothing was delivered (Azure's ``ServiceUnavailable`` and
+#: ``InternalServerError``, OpenAI's ``server_error``, compatible servers' ``internal_error``,
+#: ``overloaded`` …)
+_RETRYABLE_CODES = frozenset({
+    "server_error", "overloaded", "overloaded_error", "rate_limit_exceeded", "timeout",
+    "service_unavailable", "serviceunavailable", "too_many_requests_error", "queue_exceeded",
+    "internal_error", "internalerror", "internal_server_error", "internalservererror",
+    "bad_gateway", "gateway_timeout", "engine_overloaded", "model_overloaded"})
 
 
 #: moderation codes of compatible servers that the core does not know as content filters:
@@ -484,7 +490,7 @@ def _stream_error(provider: Provider, error: Any) -> StreamError:
         message, code = str(error), None
     if isinstance(code, str) and code.isdigit():  # OpenRouter's HTTP status, as a string
         code = int(code)
-    retryable = (str(code) in _RETRYABLE_CODES or str(kind) in _RETRYABLE_CODES
+    retryable = (str(code).lower() in _RETRYABLE_CODES or str(kind).lower() in _RETRYABLE_CODES
                  or (isinstance(code, int) and (code >= 500 or code == 429)))
     return StreamError(message, provider=provider.name, code=None if code is None else str(code),
                        retryable=retryable, body=error)
