@@ -312,6 +312,8 @@ def parse_usage(data: Mapping[str, Any]) -> Usage:
             cache_write = details["cache_write_tokens"]
             if cache_write is not None:
                 cache_write = json_count(cache_write)
+    if cache_read is None and "prompt_cache_hit_tokens" in data:  # DeepSeek's own field
+        cache_read = json_count(data["prompt_cache_hit_tokens"])
     return _usage(input_tokens=prompt, output_tokens=completion, total_tokens=total,
                   reasoning_tokens=reasoning, cache_read_tokens=cache_read,
                   cache_write_tokens=cache_write)
