@@ -473,6 +473,9 @@ _RETRYABLE_CODES = frozenset({
 #: moderation codes of compatible servers that the core does not know as content filters:
 #: DashScope's ``data_inspection_failed`` (its native API says ``DataInspectionFailed``)
 _MODERATION_CODES = frozenset({"data_inspection_failed", "datainspectionfailed"})
+#: codes (in lower case) of an account whose quota or credit is spent: OpenAI's
+#: ``insufficient_quota``, DashScope's ``Arrearage`` (a 400: the account is in arrears)
+_SPENT_CODES = frozenset({"insufficient_quota", "arrearage"})
 
 
 def _flat_error(data: Any) -> bool:
@@ -523,19 +526,24 @@ def map_error(provider: Provider, status: int, headers: Mapping[str, str], data:
             f"flagged the prompt or the answer; rephrase it, retrying as is will not help)",
             provider=provider.name, status=status, body=data, headers=headers,
             request_id=request_id, retryable=False, code=code)
-    spent = code == "insufficient_quota"
+    spent = code is not None and code.lower() in _SPENT_CODES
     if spent:
         message = (f"{message or 'the quota is spent'} (the account's quota or credit is spent: "
                    f"add credits or raise the limit in the provider's billing settings; "
                    f"retrying will not help)")
-    error = aipk.error_for_status(provider=provider.name, status=status, headers=headers,
-                                  body=data, message=message, code=code,
-                                  request_id=request_id, now=now)
+    mapped: ProviderError
+    if spent and status != 429:  # DashScope's Arrearage is a 400: the same spent account
+        mapped = RateLimitError(message or "", provider=provider.name, status=status,
+                                body=data, headers=headers, request_id=request_id, code=code)
+    else:
+        mapped = aipk.error_for_status(provider=provider.name, status=status,
+                                       headers=headers, body=data, message=message, code=code,
+                                       request_id=request_id, now=now)
     if spent:  # a 429 that waiting does not cure: the router cools the key down for long
-        error.retryable = False
-    elif isinstance(error, RateLimitError) and error.retry_after is None:
-        error.retry_after = wait_in_message(message)  # "Please try again in 4.428s."
-    return error
+        mapped.retryable = False
+    elif isinstance(mapped, RateLimitError) and mapped.retry_after is None:
+        mapped.retry_after = wait_in_message(message)  # "Please try again in 4.428s."
+    return mapped
 
 
 def parse_rate_limits(status: int, headers: Mapping[str, str], now: float) -> (
