@@ -100,7 +100,12 @@ def parse_messages_response(provider: Provider, request: ChatRequest, data: Any)
             if cited and isinstance(cited, list):
                 citations.extend(cited)
         elif kind == "tool_use":
-            calls.append(ToolCall(id=block["id"], name=block["name"],
+            name = block.get("name")
+            if not name or type(name) is not str:
+                raise ValueError(f"tool_use block {block.get('id')!r} has no tool name "
+                                 f"(name: {name!r}); the answer asks for a tool without "
+                                 f"saying which")
+            calls.append(ToolCall(id=block["id"], name=name,
                                   arguments=json.dumps(block.get("input") or {},
                                                        ensure_ascii=False)))
         elif kind == "thinking":

@@ -145,8 +145,10 @@ class AnthropicStreamDecoder:
         if kind == "tool_use":
             ordinal = self._tools[index] = len(self._tools)
             call_id, name = block["id"], block["name"]
-            if type(call_id) is not str or type(name) is not str:
-                raise ValueError("tool_use block without a string id and name")
+            if type(call_id) is not str or type(name) is not str or not name:
+                raise ValueError(f"tool_use block without a string id and a tool name "
+                                 f"(name: {name!r}); the answer asks for a tool without "
+                                 f"saying which")
             given = block.get("input")
             if given:  # the API sends {} and then deltas; a whole input here stands alone
                 self._start_inputs[index] = json.dumps(given, ensure_ascii=False)

@@ -156,7 +156,10 @@ class GeminiStreamDecoder:
                 if type(part) is not dict or part.get("thought"):
                     continue
                 call = part.get("functionCall")
-                if type(call) is dict and isinstance(call.get("name"), str):
+                if call is not None:
+                    if type(call) is not dict or not call.get("name") or not isinstance(
+                            call["name"], str):
+                        raise ValueError(f"functionCall without a name: {call!r}")
                     index = counts.get(which, 0)
                     counts[which] = index + 1
                     out.append(ToolCallDelta(index=index, id=str(call.get("id") or
@@ -200,8 +203,10 @@ class GeminiStreamDecoder:
             if type(call) is dict and (call.get("willContinue") or self._partial is not None):
                 self._streamed_call(call, signature, out)
                 return
-            if type(call) is not dict or not isinstance(call.get("name"), str):
-                raise ValueError(f"functionCall without a name: {call!r}")
+            if type(call) is not dict or not call.get("name") or not isinstance(
+                    call["name"], str):
+                raise ValueError(f"functionCall without a name: {call!r}; the answer asks "
+                                 f"for a tool without saying which")
             index = self._calls
             self._calls += 1
             call_id = call.get("id") or f"call_{index}"

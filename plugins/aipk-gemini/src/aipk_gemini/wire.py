@@ -455,7 +455,7 @@ def _choice(index: int, candidate: Mapping[str, Any]) -> Choice:
             continue
         call = part.get("functionCall")
         if isinstance(call, Mapping):
-            calls.append(ToolCall(id=call.get("id") or f"call_{len(calls)}", name=call["name"],
+            calls.append(ToolCall(id=call.get("id") or f"call_{len(calls)}", name=_name(call),
                                   arguments=_call_json(call.get("args"))))
         elif isinstance(part.get("text"), str):
             text.append(part["text"])
@@ -528,7 +528,7 @@ def parse_chat_response(provider: Provider, request: ChatRequest, data: Any) -> 
         call = part.get("functionCall")
         if isinstance(call, Mapping):
             call_id = call.get("id") or f"call_{len(calls)}"
-            calls.append(ToolCall(id=call_id, name=call["name"],
+            calls.append(ToolCall(id=call_id, name=_name(call),
                                   arguments=_call_json(call.get("args"))))
             if signature:
                 signatures[call_id] = signature
@@ -613,3 +613,13 @@ def __getattr__(name: str) -> Any:
 
         return getattr(stream, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _name(call: Mapping[str, Any]) -> str:
+    """A ``functionCall``'s name; ValueError (a ResponseError to the caller) when it has
+    none, since a call that names no tool cannot be run."""
+    name = call.get("name")
+    if not name or type(name) is not str:
+        raise ValueError(f"functionCall {call.get('id')!r} has no tool name (name: {name!r}); "
+                         f"the answer asks for a tool without saying which")
+    return name

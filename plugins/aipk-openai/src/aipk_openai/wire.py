@@ -312,6 +312,8 @@ def parse_usage(data: Mapping[str, Any]) -> Usage:
             cache_write = details["cache_write_tokens"]
             if cache_write is not None:
                 cache_write = json_count(cache_write)
+    if cache_read is None and "prompt_cache_hit_tokens" in data:  # DeepSeek's own field
+        cache_read = json_count(data["prompt_cache_hit_tokens"])
     return _usage(input_tokens=prompt, output_tokens=completion, total_tokens=total,
                   reasoning_tokens=reasoning, cache_read_tokens=cache_read,
                   cache_write_tokens=cache_write)
@@ -322,8 +324,17 @@ def _call_parts(call: Mapping[str, Any]) -> tuple[Any, Any]:
     tool (``type: "custom"``) ``custom`` ``{name, input}`` (free text, not JSON)."""
     fn: Any = call.get("function")
     if fn is None and isinstance(call.get("custom"), Mapping):
-        return call["custom"].get("name"), call["custom"].get("input")
-    return fn["name"], fn.get("arguments")
+        return _named(call["custom"].get("name"), call), call["custom"].get("input")
+    return _named(fn.get("name"), call), fn.get("arguments")
+
+
+def _named(name: Any, call: Any) -> str:
+    """A tool call's ``name``; ValueError (a ResponseError to the caller) when it has none,
+    since a call that names no tool cannot be run."""
+    if not name or type(name) is not str:
+        raise ValueError(f"tool call {call.get('id')!r} has no tool name (name: {name!r}); "
+                         f"the answer asks for a tool without saying which")
+    return name
 
 
 def _message(provider: Provider, msg: Mapping[str, Any]) -> Message:
@@ -332,7 +343,7 @@ def _message(provider: Provider, msg: Mapping[str, Any]) -> Message:
         legacy = msg.get("function_call")
         if isinstance(legacy, Mapping):  # the deprecated single function call
             return Message(role="assistant", content=msg.get("content"), tool_calls=(
-                ToolCall(id="call_0", name=legacy["name"],
+                ToolCall(id="call_0", name=_named(legacy.get("name"), legacy),
                          arguments=legacy.get("arguments") or "{}"),))
         return Message(role="assistant", content=msg.get("content"))
     calls = []
@@ -448,14 +459,23 @@ def parse_models(provider: Provider, data: Any) -> list[ModelInfo]:
 
 # -- errors and rate limits ------------------------------------------------------------------
 
-_RETRYABLE_CODES = {"server_error", "overloaded", "overloaded_error", "rate_limit_exceeded",
-                    "timeout", "service_unavailable", "too_many_requests_error",
-                    "queue_exceeded"}
+#: in-band error codes (compared in lower case) of a transient failure on the server's side:
+#: worth another try while nothing was delivered (Azure's ``ServiceUnavailable`` and
+#: ``InternalServerError``, OpenAI's ``server_error``, compatible servers' ``internal_error``,
+#: ``overloaded`` …)
+_RETRYABLE_CODES = frozenset({
+    "server_error", "overloaded", "overloaded_error", "rate_limit_exceeded", "timeout",
+    "service_unavailable", "serviceunavailable", "too_many_requests_error", "queue_exceeded",
+    "internal_error", "internalerror", "internal_server_error", "internalservererror",
+    "bad_gateway", "gateway_timeout", "engine_overloaded", "model_overloaded"})
 
 
 #: moderation codes of compatible servers that the core does not know as content filters:
 #: DashScope's ``data_inspection_failed`` (its native API says ``DataInspectionFailed``)
 _MODERATION_CODES = frozenset({"data_inspection_failed", "datainspectionfailed"})
+#: codes (in lower case) of an account whose quota or credit is spent: OpenAI's
+#: ``insufficient_quota``, DashScope's ``Arrearage`` (a 400: the account is in arrears)
+_SPENT_CODES = frozenset({"insufficient_quota", "arrearage"})
 
 
 def _flat_error(data: Any) -> bool:
@@ -475,7 +495,7 @@ def _stream_error(provider: Provider, error: Any) -> StreamError:
         message, code = str(error), None
     if isinstance(code, str) and code.isdigit():  # OpenRouter's HTTP status, as a string
         code = int(code)
-    retryable = (str(code) in _RETRYABLE_CODES or str(kind) in _RETRYABLE_CODES
+    retryable = (str(code).lower() in _RETRYABLE_CODES or str(kind).lower() in _RETRYABLE_CODES
                  or (isinstance(code, int) and (code >= 500 or code == 429)))
     return StreamError(message, provider=provider.name, code=None if code is None else str(code),
                        retryable=retryable, body=error)
@@ -506,19 +526,24 @@ def map_error(provider: Provider, status: int, headers: Mapping[str, str], data:
             f"flagged the prompt or the answer; rephrase it, retrying as is will not help)",
             provider=provider.name, status=status, body=data, headers=headers,
             request_id=request_id, retryable=False, code=code)
-    spent = code == "insufficient_quota"
+    spent = code is not None and code.lower() in _SPENT_CODES
     if spent:
         message = (f"{message or 'the quota is spent'} (the account's quota or credit is spent: "
                    f"add credits or raise the limit in the provider's billing settings; "
                    f"retrying will not help)")
-    error = aipk.error_for_status(provider=provider.name, status=status, headers=headers,
-                                  body=data, message=message, code=code,
-                                  request_id=request_id, now=now)
+    mapped: ProviderError
+    if spent and status != 429:  # DashScope's Arrearage is a 400: the same spent account
+        mapped = RateLimitError(message or "", provider=provider.name, status=status,
+                                body=data, headers=headers, request_id=request_id, code=code)
+    else:
+        mapped = aipk.error_for_status(provider=provider.name, status=status,
+                                       headers=headers, body=data, message=message, code=code,
+                                       request_id=request_id, now=now)
     if spent:  # a 429 that waiting does not cure: the router cools the key down for long
-        error.retryable = False
-    elif isinstance(error, RateLimitError) and error.retry_after is None:
-        error.retry_after = wait_in_message(message)  # "Please try again in 4.428s."
-    return error
+        mapped.retryable = False
+    elif isinstance(mapped, RateLimitError) and mapped.retry_after is None:
+        mapped.retry_after = wait_in_message(message)  # "Please try again in 4.428s."
+    return mapped
 
 
 def parse_rate_limits(status: int, headers: Mapping[str, str], now: float) -> (
@@ -565,8 +590,8 @@ class OpenAIStreamDecoder:
 
     terminator = "[DONE]"
 
-    __slots__ = ("_called", "_ids", "_loads", "_provider", "_refused", "_slots", "_texted",
-                 "done", "extra", "model", "response_id")
+    __slots__ = ("_called", "_ids", "_loads", "_named", "_provider", "_refused", "_slots",
+                 "_texted", "done", "extra", "model", "response_id")
 
     def __init__(self, provider: Provider) -> None:
         self._provider = provider
@@ -575,6 +600,8 @@ class OpenAIStreamDecoder:
         self._texted = False
         self._called: set[int] | None = None  # the choices that called tools
         self._ids: list[str] | None = None  # ids of tool calls sent without an index
+        #: (choice, tool call index) -> whether a fragment named the tool
+        self._named: dict[tuple[int, int], bool] | None = None
         #: wire index -> [the call's index, its id], for servers that reuse an index
         self._slots: dict[int, list[Any]] | None = None
         self.done = False
@@ -586,6 +613,8 @@ class OpenAIStreamDecoder:
         data = event.data
         if data[:6] == "[DONE]":
             self.done = True
+            if self._named is not None and not all(self._named.values()):
+                self._nameless()
             return ()
         chunk = self._loads(data)
         if type(chunk) is not dict:
@@ -638,8 +667,9 @@ class OpenAIStreamDecoder:
                             raise ValueError(f"tool call index {index!r} is not an integer")
                         elif not which:
                             index = self._indexed(index, call.get("id"))
-                        out.append(ToolCallDelta(index=index, id=call.get("id"),
-                                                 name=fn.get("name"),
+                        name = fn.get("name")
+                        self._name_seen(which, index, name)
+                        out.append(ToolCallDelta(index=index, id=call.get("id"), name=name,
                                                  arguments=(fn.get("arguments")
                                                             or fn.get("input") or ""),
                                                  choice=which))
@@ -694,8 +724,27 @@ class OpenAIStreamDecoder:
         if type(call) is not dict:
             raise ValueError(f"function_call {call!r} is not an object")
         name = call.get("name")
+        self._name_seen(which, 0, name)
         return ToolCallDelta(index=0, id="call_0" if name else None, name=name or None,
                              arguments=call.get("arguments") or "", choice=which)
+
+    def _name_seen(self, which: int, index: int, name: Any) -> None:
+        """Note whether tool call ``index`` of choice ``which`` has been named yet."""
+        named = self._named
+        if named is None:
+            named = self._named = {}
+        if name and type(name) is str:
+            named[which, index] = True
+        elif (which, index) not in named:
+            named[which, index] = False
+
+    def _nameless(self) -> None:
+        """ValueError (a ResponseError to the caller) for a stream that ended with a tool
+        call whose fragments never named the tool: a call the client cannot run."""
+        missing = sorted(key for key, named in (self._named or {}).items() if not named)
+        which, index = missing[0]
+        raise ValueError(f"tool call {index} (choice {which}) ended without a tool name; the "
+                         f"answer asks for a tool without saying which")
 
     def _keep(self, delta: Mapping[str, Any]) -> None:
         """What choice 0's delta carries beside text, reasoning, refusals and tool calls,
