@@ -158,19 +158,7 @@ class AsyncClient(ClientBase):
                    if headers or extra_body or timeout is not None else NO_OPTIONS)
         if output_retries:
             return await self._chat_fixing_output(req, output_retries, retry, options)
-        # `_chat_once()`, inline: the usual call, one coroutine less
-        engine = self._engine
-        call = engine.start_call(req, False)
-        try:
-            prepared = (engine.prepare(req, False, **options) if options
-                        else engine.prepare(req, False))
-            sent = await self._send(prepared, req.model, retry, chat=req, call=call)
-            answer: ChatResponse = sent.value
-        except BaseException as exc:
-            call.failed(exc)
-            raise
-        call.finished(sent.credential.id, answer.usage, answer, answer.cost)
-        return answer
+        return await self._chat_once(req, retry, options)
 
     async def _chat_once(self, req: ChatRequest, retry: RetryPolicy | None,
                          options: Mapping[str, Any],
