@@ -82,6 +82,20 @@ def sse_stream(body: bytes, pieces: Sequence[int] = ()) -> list[Step]:
             *[chunk(p) for p in parts], chunk(b"")]
 
 
+def sse_events(*events: Any, crlf: bool = False) -> bytes:
+    """An event-stream body of ``data:`` events: each a string as it is, anything else as
+    JSON; events end in a blank line (``crlf=True``: CRLF line ends)."""
+    end = "\r\n\r\n" if crlf else "\n\n"
+    return "".join(f"data: {e if isinstance(e, str) else json.dumps(e)}{end}"
+                   for e in events).encode()
+
+
+def openai_text_chunk(text: str, finish: str | None = None) -> dict[str, Any]:
+    """An OpenAI chat-completion chunk carrying ``text`` (and ``finish``, when given)."""
+    return {"id": "c-1", "object": "chat.completion.chunk", "model": "m",
+            "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]}
+
+
 def gzipped(data: bytes) -> bytes:
     return gzip.compress(data)
 

@@ -3,26 +3,14 @@ cached-input count (``usage.cache_read_tokens``) when ``prompt_tokens_details`` 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
 import aipk
 
-from .rawserver import raw_server, reply
+from .rawserver import openai_text_chunk, raw_server, reply, sse_events
 from .test_captures_over_http import MODES, call, streamed
-
-
-def _sse(*chunks: Any) -> bytes:
-    return "".join(f"data: {c if isinstance(c, str) else json.dumps(c)}\n\n"
-                   for c in chunks).encode()
-
-
-def _text(text: str, finish: str | None = None) -> dict[str, Any]:
-    return {"id": "c-1", "object": "chat.completion.chunk", "model": "m",
-            "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]}
-
 
 USAGE = {"prompt_tokens": 1200, "completion_tokens": 5, "total_tokens": 1205,
          "prompt_cache_hit_tokens": 1024, "prompt_cache_miss_tokens": 176}
@@ -41,8 +29,8 @@ def test_deepseek_cache_hits_are_cached_input_tokens(mode: str, stream: bool) ->
     if stream:
         chunk = {"id": "c-1", "object": "chat.completion.chunk", "model": "m",
                  "choices": [], "usage": USAGE}
-        answer = streamed(_sse(_text("Hello", "stop"), chunk, "[DONE]"), "text/event-stream",
-                          1)
+        body = sse_events(openai_text_chunk("Hello", "stop"), chunk, "[DONE]")
+        answer = streamed(body, "text/event-stream", 1)
     else:
         answer = reply(200, _whole(USAGE))
     with raw_server(answer) as server:

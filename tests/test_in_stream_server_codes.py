@@ -5,7 +5,6 @@ retryable StreamError once content was (a stream is never restarted)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -13,18 +12,8 @@ import pytest
 import aipk
 from aipk.errors import StreamError
 
-from .rawserver import raw_server
+from .rawserver import openai_text_chunk, raw_server, sse_events
 from .test_captures_over_http import MODES, call, streamed
-
-
-def _sse(*chunks: Any) -> bytes:
-    return "".join(f"data: {c if isinstance(c, str) else json.dumps(c)}\n\n"
-                   for c in chunks).encode()
-
-
-def _text(text: str, finish: str | None = None) -> dict[str, Any]:
-    return {"id": "c-1", "object": "chat.completion.chunk", "model": "m",
-            "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]}
 
 
 def _error(code: str) -> dict[str, Any]:
@@ -34,13 +23,13 @@ def _error(code: str) -> dict[str, Any]:
 TRANSIENT = ["ServiceUnavailable", "InternalServerError", "internal_error", "server_error",
              "overloaded", "Overloaded"]
 RETRY = aipk.RetryPolicy(max_retries=1, initial_delay=0.0, jitter=0.0)
-OK = _sse(_text("Hello", "stop"), "[DONE]")
+OK = sse_events(openai_text_chunk("Hello", "stop"), "[DONE]")
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("code", TRANSIENT)
 def test_a_transient_in_stream_error_before_content_is_retried(mode: str, code: str) -> None:
-    with raw_server(streamed(_sse(_error(code)), "text/event-stream", 0),
+    with raw_server(streamed(sse_events(_error(code)), "text/event-stream", 0),
                     streamed(OK, "text/event-stream", 0)) as server:
         result = call(server, mode, "openai", stream=True, retry=RETRY, max_retries=None)
         served = len(server.requests)
@@ -52,7 +41,7 @@ def test_a_transient_in_stream_error_before_content_is_retried(mode: str, code: 
 @pytest.mark.parametrize("code", TRANSIENT)
 def test_a_transient_in_stream_error_after_content_is_not_retried(
         mode: str, code: str) -> None:
-    body = _sse(_text("Hel"), _error(code))
+    body = sse_events(openai_text_chunk("Hel"), _error(code))
     with raw_server(streamed(body, "text/event-stream", 0),
                     streamed(OK, "text/event-stream", 0)) as server:
         result = call(server, mode, "openai", stream=True, retry=RETRY, max_retries=None)
@@ -63,7 +52,7 @@ def test_a_transient_in_stream_error_after_content_is_not_retried(
 
 @pytest.mark.parametrize("mode", MODES)
 def test_a_request_error_in_stream_stays_not_retryable(mode: str) -> None:
-    with raw_server(streamed(_sse(_error("invalid_prompt")), "text/event-stream", 0),
+    with raw_server(streamed(sse_events(_error("invalid_prompt")), "text/event-stream", 0),
                     streamed(OK, "text/event-stream", 0)) as server:
         result = call(server, mode, "openai", stream=True, retry=RETRY, max_retries=None)
         served = len(server.requests)

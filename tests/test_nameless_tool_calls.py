@@ -11,13 +11,8 @@ import pytest
 
 from aipk.errors import ResponseError
 
-from .rawserver import raw_server, reply
+from .rawserver import raw_server, reply, sse_events
 from .test_captures_over_http import MODES, call, streamed
-
-
-def _sse(*chunks: Any) -> bytes:
-    return "".join(f"data: {c if isinstance(c, str) else json.dumps(c)}\n\n"
-                   for c in chunks).encode()
 
 
 def _openai_whole(function: dict[str, Any]) -> dict[str, Any]:
@@ -33,7 +28,7 @@ def _openai_chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str,
 
 
 def _openai_stream(first: dict[str, Any]) -> bytes:
-    return _sse(_openai_chunk({"role": "assistant", "tool_calls": [
+    return sse_events(_openai_chunk({"role": "assistant", "tool_calls": [
                     {"index": 0, "id": "call_1", "type": "function", "function": first}]}),
                 _openai_chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}),
                 _openai_chunk({}, "tool_calls"), "[DONE]")
@@ -129,7 +124,7 @@ def test_anthropic(mode: str, name: Any, stream: bool) -> None:
                          ids=["null", "missing", "empty"])
 @pytest.mark.parametrize("stream", [False, True])
 def test_gemini(mode: str, part: dict[str, Any], stream: bool) -> None:
-    answer = (streamed(_sse(_gemini(part)), "text/event-stream", 1) if stream
+    answer = (streamed(sse_events(_gemini(part)), "text/event-stream", 1) if stream
               else reply(200, _gemini(part)))
     with raw_server(answer) as server:
         result = call(server, mode, "gemini", stream=stream)

@@ -21,14 +21,8 @@ from aipk.errors import (
 )
 from aipk_testkit.fixtures import Captures
 
-from .rawserver import raw_server, reply
+from .rawserver import raw_server, reply, sse_events
 from .test_captures_over_http import FIXTURES, MODES, call, streamed
-
-
-def _sse(*chunks: Any, crlf: bool = False) -> bytes:
-    end = "\r\n\r\n" if crlf else "\n\n"
-    return "".join(f"data: {c if isinstance(c, str) else json.dumps(c)}{end}"
-                   for c in chunks).encode()
 
 
 def _gemini(parts: list[Any], finish: Any = None) -> dict[str, Any]:
@@ -47,7 +41,7 @@ CODE = {"executableCode": {"language": "PYTHON", "code": "print(2 + 2)"}}
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("mode", MODES)
 def test_gemini_numeric_finish_reason_and_code_parts(mode: str, seed: int) -> None:
-    body = _sse(_gemini([{"text": "Running. "}, CODE]),
+    body = sse_events(_gemini([{"text": "Running. "}, CODE]),
                 _gemini([{"text": "Done"}], finish=10), crlf=True)
     with raw_server(streamed(body, "text/event-stream", seed)) as server:
         result = call(server, mode, "gemini", stream=True)
@@ -80,7 +74,7 @@ def _openrouter_chunk(delta: dict[str, Any], finish: str | None = None,
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("mode", MODES)
 def test_openrouter_error_inside_a_choice_is_a_stream_error(mode: str, seed: int) -> None:
-    body = b": OPENROUTER PROCESSING\n\n" + _sse(
+    body = b": OPENROUTER PROCESSING\n\n" + sse_events(
         _openrouter_chunk({"role": "assistant", "content": "par"}),
         _openrouter_chunk({"content": ""}, "error", error=UPSTREAM), "[DONE]")
     with raw_server(streamed(body, "text/event-stream", seed)) as server:
@@ -96,7 +90,7 @@ def test_a_streamed_legacy_function_call(mode: str, seed: int) -> None:
         return {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "gpt-4",
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
-    body = _sse(chunk({"role": "assistant", "content": None,
+    body = sse_events(chunk({"role": "assistant", "content": None,
                        "function_call": {"name": "get_weather", "arguments": ""}}),
                 chunk({"function_call": {"arguments": '{"city":'}}),
                 chunk({"function_call": {"arguments": '"Paris"}'}}),
@@ -167,7 +161,7 @@ def test_ollama_compatible_calls_at_one_reused_index_stay_apart(mode: str, seed:
         return {"tool_calls": [{"id": call_id, "index": 0, "type": "function", "function": {
             "name": "read", "arguments": json.dumps({"path": path})}}]}
 
-    body = _sse(chunk({"role": "assistant", "content": "", **tool("call_a", "a")}),
+    body = sse_events(chunk({"role": "assistant", "content": "", **tool("call_a", "a")}),
                 chunk({"role": "assistant", "content": "", **tool("call_b", "b")}),
                 chunk({"role": "assistant", "content": ""}, "tool_calls"), "[DONE]")
     with raw_server(streamed(body, "text/event-stream", seed)) as server:
@@ -231,7 +225,7 @@ def test_stop_after_streamed_tool_calls_is_tool_calls(mode: str, seed: int) -> N
                 "system_fingerprint": "fp_523b9b6e5f", "choices": [
                     {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
 
-    body = _sse(
+    body = sse_events(
         chunk({"role": "assistant", "content": None, "tool_calls": [{
             "index": 0, "id": "call_9", "type": "function",
             "function": {"name": "get_weather", "arguments": ""}}], "refusal": None}),
@@ -260,7 +254,7 @@ def test_gemini_grounding_of_a_streamed_answer_is_kept(mode: str, seed: int) -> 
                                         "groundingChunkIndices": [0]}]}
     last = _gemini([{"text": "."}], finish="STOP")
     last["candidates"][0]["groundingMetadata"] = grounding
-    body = _sse(_gemini([{"text": "Spain won Euro 2024"}]), last, crlf=True)
+    body = sse_events(_gemini([{"text": "Spain won Euro 2024"}]), last, crlf=True)
     with raw_server(streamed(body, "text/event-stream", seed)) as server:
         result = call(server, mode, "gemini", stream=True)
     assert isinstance(result, aipk.ChatResponse), result
