@@ -6,7 +6,6 @@ the parts arrive as sent, the connection is reused and a stalled read still time
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -18,19 +17,11 @@ import aipk
 from aipk.errors import RequestTimeout
 
 from .rawserver import HOLD, RawServer, chunk, gzipped, head, raw_server
+from .test_raw_faults import OPENAI_STREAM as STREAM
+from .test_raw_faults import oai_chunk
 
 KEY = "sk-raw-SECRETVALUE-0123456789"
 USER = [aipk.Message.user("hi")]
-
-
-def oai_chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-    body = {"id": "c1", "object": "chat.completion.chunk", "model": "m",
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-    return b"data: " + json.dumps(body).encode() + b"\n\n"
-
-
-STREAM = (oai_chunk({"role": "assistant", "content": "Hel"}) + oai_chunk({"content": "lo"})
-          + oai_chunk({}, "stop") + b"data: [DONE]\n\n")
 
 
 def script(body: bytes, headers: Sequence[tuple[str, str]] = ()) -> list[Any]:
